@@ -1,0 +1,171 @@
+"""What every Tilewise algorithm shares: target-grid and output parameters,
+turning layers into file sources, and running the engine with QGIS feedback."""
+
+import os
+
+from qgis.core import (QgsMapLayer, QgsProcessingAlgorithm, QgsProcessingException, QgsProcessingParameterCrs,
+                       QgsProcessingParameterEnum, QgsProcessingParameterExtent, QgsProcessingParameterNumber,
+                       QgsProcessingParameterRasterDestination, QgsProcessingParameterRasterLayer,
+                       QgsProcessingUtils)
+from qgis.PyQt.QtCore import QCoreApplication
+
+from .compat import NUMBER_DOUBLE, NUMBER_INTEGER, advanced
+from .engine import EngineCancelled, EngineError, find_python, run_engine
+
+RESAMPLING = ["nearest", "bilinear", "cubic", "cubic_spline", "lanczos", "average", "mode"]
+OUTPUT_TYPES = ["float32", "float64", "int16", "uint16", "int32", "uint32", "uint8"]
+COMPRESSIONS = ["DEFLATE", "ZSTD", "LZW", "NONE"]
+
+
+def tr(text):
+    return QCoreApplication.translate("Tilewise", text)
+
+
+class TilewiseAlgorithm(QgsProcessingAlgorithm):
+    """Base class: subclasses declare their own inputs and build the engine job."""
+
+    REFERENCE_LAYER = "REFERENCE_LAYER"
+    EXTENT = "EXTENT"
+    TARGET_CRS = "TARGET_CRS"
+    CELL_SIZE = "CELL_SIZE"
+    RESAMPLING = "RESAMPLING"
+    OUTPUT_NODATA = "OUTPUT_NODATA"
+    OUTPUT_TYPE = "OUTPUT_TYPE"
+    COMPRESSION = "COMPRESSION"
+    TILE_SIZE = "TILE_SIZE"
+    WORKERS = "WORKERS"
+    OUTPUT = "OUTPUT"
+
+    def group(self):
+        return tr("Raster")
+
+    def groupId(self):
+        return "raster"
+
+    def createInstance(self):
+        return type(self)()
+
+    def icon(self):
+        from .provider import TilewiseProvider
+        return TilewiseProvider().icon()
+
+    # -- parameters ---------------------------------------------------------------------------------------
+
+    def add_grid_parameters(self, reference_help):
+        self.addParameter(QgsProcessingParameterRasterLayer(
+            self.REFERENCE_LAYER, tr(f"Reference layer for the output grid ({reference_help})"), optional=True))
+        self.addParameter(QgsProcessingParameterExtent(self.EXTENT, tr("Output extent"), optional=True))
+        self.addParameter(QgsProcessingParameterCrs(self.TARGET_CRS, tr("Output CRS"), optional=True))
+        self.addParameter(QgsProcessingParameterNumber(
+            self.CELL_SIZE, tr("Output cell size (target CRS units; empty: the reference's)"), NUMBER_DOUBLE,
+            optional=True, minValue=0.0))
+        self.addParameter(QgsProcessingParameterEnum(
+            self.RESAMPLING, tr("Resampling of inputs on another grid"), RESAMPLING, defaultValue=0))
+
+    def add_output_parameters(self, output_label):
+        self.addParameter(advanced(QgsProcessingParameterNumber(
+            self.OUTPUT_NODATA, tr("Output nodata (empty: -9999, or the type's maximum if unsigned)"),
+            NUMBER_DOUBLE, optional=True)))
+        self.addParameter(advanced(QgsProcessingParameterEnum(
+            self.OUTPUT_TYPE, tr("Output data type"), OUTPUT_TYPES, defaultValue=0)))
+        self.addParameter(advanced(QgsProcessingParameterEnum(
+            self.COMPRESSION, tr("Compression"), COMPRESSIONS, defaultValue=0)))
+        self.addParameter(advanced(QgsProcessingParameterNumber(
+            self.TILE_SIZE, tr("Tile size in pixels (0: from a memory budget)"), NUMBER_INTEGER,
+            defaultValue=0, minValue=0)))
+        self.addParameter(advanced(QgsProcessingParameterNumber(
+            self.WORKERS, tr("Worker processes (0: all cores)"), NUMBER_INTEGER, defaultValue=0, minValue=0)))
+        self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, tr(output_label)))
+
+    # -- turning parameters into engine values ------------------------------------------------------------
+
+    def layer_sources(self, parameters, name, context, required=True):
+        """File sources of a multiple-layer parameter, each checked: a missing file or a
+        non-raster entry is an error naming it (QGIS would otherwise drop it silently)."""
+        raw = parameters.get(name) or []
+        if not isinstance(raw, (list, tuple)):
+            raw = [raw]
+        layers = self.parameterAsLayerList(parameters, name, context)
+        if required and not raw and not layers:
+            raise QgsProcessingException(tr("No input rasters were given; select at least one layer."))
+        sources = []
+        for value in raw:
+            layer = value if isinstance(value, QgsMapLayer) else QgsProcessingUtils.mapLayerFromString(
+                str(value), context)
+            sources.append(self.raster_source(layer, str(value)))
+        if not raw:
+            sources = [self.raster_source(layer, layer.name()) for layer in layers]
+        return sources
+
+    def raster_source(self, layer, label):
+        if layer is None:
+            if isinstance(label, str) and label and not os.path.exists(label.split("|")[0]):
+                raise QgsProcessingException(tr(f"Input not found: {label}"))
+            raise QgsProcessingException(tr(f"Input is not a raster QGIS can read: {label}"))
+        if layer.type() != QgsMapLayer.RasterLayer:
+            raise QgsProcessingException(tr(f"Input {label} is not a raster layer."))
+        if layer.providerType() != "gdal":
+            raise QgsProcessingException(tr(
+                f"Input {layer.name()} comes from the '{layer.providerType()}' provider; Tilewise reads "
+                "file-based rasters (GDAL). Save it as a GeoTIFF first."))
+        return layer.source()
+
+    def grid_params(self, parameters, context):
+        reference = self.parameterAsRasterLayer(parameters, self.REFERENCE_LAYER, context)
+        crs = self.parameterAsCrs(parameters, self.TARGET_CRS, context)
+        target = crs if crs.isValid() else (reference.crs() if reference else None)
+        extent = None
+        if parameters.get(self.EXTENT):
+            rect = (self.parameterAsExtent(parameters, self.EXTENT, context, target)
+                    if target is not None else self.parameterAsExtent(parameters, self.EXTENT, context))
+            if not rect.isNull() and not rect.isEmpty():
+                extent = [rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum()]
+        cell = self.parameterAsDouble(parameters, self.CELL_SIZE, context) if parameters.get(self.CELL_SIZE) \
+            is not None else None
+        return {
+            "reference": self.raster_source(reference, "reference layer") if reference else None,
+            "extent": extent,
+            "crs": (crs.authid() or crs.toWkt()) if crs.isValid() else None,
+            "cell_size": cell or None,
+            "resampling": RESAMPLING[self.parameterAsEnum(parameters, self.RESAMPLING, context)],
+        }
+
+    def output_params(self, parameters, context):
+        output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
+        if not output:
+            raise QgsProcessingException(tr("No output file was given."))
+        nodata = parameters.get(self.OUTPUT_NODATA)
+        return {
+            "output": output,
+            "output_type": OUTPUT_TYPES[self.parameterAsEnum(parameters, self.OUTPUT_TYPE, context)],
+            "output_nodata": self.parameterAsDouble(parameters, self.OUTPUT_NODATA, context)
+            if nodata not in (None, "") else None,
+            "compression": COMPRESSIONS[self.parameterAsEnum(parameters, self.COMPRESSION, context)],
+            "tile_size": self.parameterAsInt(parameters, self.TILE_SIZE, context) or None,
+            "workers": self.parameterAsInt(parameters, self.WORKERS, context) or None,
+        }
+
+    # -- running -------------------------------------------------------------------------------------------
+
+    def run_job(self, operation, params, feedback):
+        """Run the engine in its own process; map progress, cancel and errors to QGIS."""
+        from .provider import configured_python
+        try:
+            python = find_python(configured_python())
+            feedback.pushInfo(tr(f"Engine interpreter: {python}"))
+            report = run_engine(
+                {"operation": operation, "params": params}, python,
+                on_progress=lambda done, total: self._progress(feedback, done, total),
+                on_log=feedback.pushInfo, is_cancelled=feedback.isCanceled)
+        except EngineCancelled as exc:
+            raise QgsProcessingException(str(exc)) from None
+        except EngineError as exc:
+            raise QgsProcessingException(str(exc)) from None
+        feedback.pushInfo(tr(f"{report['tiles']} tiles on {report['workers']} workers in "
+                             f"{report['seconds']:.2f} s: {report['output']}"))
+        return report
+
+    @staticmethod
+    def _progress(feedback, done, total):
+        feedback.setProgress(100.0 * done / max(total, 1))
+        feedback.setProgressText(tr(f"{done} / {total} tiles"))

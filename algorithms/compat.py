@@ -1,0 +1,22 @@
+"""Names that moved between QGIS 3.22 and QGIS 3.36+/4 (Qt6), in one place."""
+
+from qgis.core import Qgis, QgsProcessing, QgsProcessingParameterDefinition, QgsProcessingParameterNumber
+
+
+def _pick(new_owner, new_name, old_owner, old_name):
+    owner = getattr(Qgis, new_owner, None)
+    if owner is not None and hasattr(owner, new_name):
+        return getattr(owner, new_name)
+    return getattr(old_owner, old_name)
+
+
+TYPE_RASTER = _pick("ProcessingSourceType", "Raster", QgsProcessing, "TypeRaster")
+FLAG_ADVANCED = _pick("ProcessingParameterFlag", "Advanced", QgsProcessingParameterDefinition, "FlagAdvanced")
+NUMBER_INTEGER = _pick("ProcessingNumberParameterType", "Integer", QgsProcessingParameterNumber, "Integer")
+NUMBER_DOUBLE = _pick("ProcessingNumberParameterType", "Double", QgsProcessingParameterNumber, "Double")
+
+
+def advanced(param):
+    """Mark a parameter as advanced and return it."""
+    param.setFlags(param.flags() | FLAG_ADVANCED)
+    return param

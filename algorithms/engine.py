@@ -1,0 +1,311 @@
+"""Starting the engine in a separate Python process and following it.
+
+QGIS-side, but free of QGIS and Qt imports so that it can be tested alone.
+The engine runs in another interpreter (numba and rasterio wheels must never
+load into the QGIS process); this module finds that interpreter, starts
+``python -m tilewise.core.driver``, turns its JSON-lines reports into
+callbacks, kills the whole process tree on cancel and cleans up after it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import threading
+from collections import deque
+from typing import Callable, Dict, Iterator, List, Optional
+
+from ..core.paths import partial_path, workdir_for
+
+ENV_VAR = "TILEWISE_PYTHON"
+PACKAGES = ("numpy", "numba", "rasterio", "numexpr", "bottleneck")
+SETTING_HINT = ("Processing > Options > Providers > Tilewise > 'Python interpreter for the Tilewise engine' "
+                f"(or the {ENV_VAR} environment variable)")
+
+
+class EngineError(Exception):
+    """The engine reported a problem, or could not run; the message is for the user."""
+
+
+class EngineCancelled(EngineError):
+    """The user cancelled; the engine was stopped and nothing was written."""
+
+
+def package_root() -> str:
+    """The folder that contains the ``tilewise`` package (a QGIS plugins folder, or site-packages)."""
+    return os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def default_venv_python() -> str:
+    """Where ``make install`` (or the user) puts a dedicated engine environment."""
+    if sys.platform == "win32":
+        base = os.environ.get("APPDATA", os.path.expanduser("~"))
+        return os.path.join(base, "tilewise", "venv", "Scripts", "python.exe")
+    base = os.environ.get("XDG_DATA_HOME", os.path.expanduser("~/.local/share"))
+    return os.path.join(base, "tilewise", "venv", "bin", "python")
+
+
+def candidate_pythons(configured: str = "") -> Iterator[str]:
+    """Interpreters to try, best first. Inside QGIS ``sys.executable`` may be the
+    QGIS binary itself, so it is only used when it is a Python."""
+    if configured:
+        yield configured
+    if os.environ.get(ENV_VAR):
+        yield os.environ[ENV_VAR]
+    yield default_venv_python()
+    exe = sys.executable or ""
+    if os.path.basename(exe).lower().startswith("python"):
+        yield exe
+    if sys.platform == "win32":  # OSGeo4W / standalone installer: python3.exe beside the QGIS apps
+        for root in (sys.exec_prefix, sys.prefix, os.path.dirname(exe)):
+            yield os.path.join(root, "python3.exe")
+            yield os.path.join(root, "python.exe")
+    elif sys.platform == "darwin":  # QGIS.app/Contents/MacOS/bin/python3
+        yield os.path.join(sys.prefix, "bin", "python3")
+        yield os.path.join(os.path.dirname(exe), "bin", "python3")
+    for name in ("python3", "python"):
+        found = shutil.which(name)
+        if found:
+            yield found
+
+
+def find_python(configured: str = "") -> str:
+    """The first candidate that exists; an explicit setting must exist."""
+    if configured and not os.path.isfile(configured):
+        raise EngineError(f"The Python interpreter set for Tilewise does not exist: {configured}. "
+                          f"Fix it in {SETTING_HINT}.")
+    env = os.environ.get(ENV_VAR)
+    if not configured and env and not os.path.isfile(env):
+        raise EngineError(f"{ENV_VAR} points to {env}, which does not exist.")
+    for path in candidate_pythons(configured):
+        if path and os.path.isfile(path):
+            return path
+    raise EngineError("No Python interpreter was found to run the Tilewise engine. "
+                      f"Install Python 3 and set it in {SETTING_HINT}.")
+
+
+def engine_env() -> Dict[str, str]:
+    env = dict(os.environ)
+    root = package_root()
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env["PYTHONUNBUFFERED"] = "1"
+    # Let the engine pick its own Qt-free environment: QGIS's Python path tweaks
+    # do not belong to the other interpreter.
+    for key in ("PYTHONHOME", "PYTHONSTARTUP"):
+        env.pop(key, None)
+    return env
+
+
+def install_command(python: str, packages: List[str]) -> str:
+    """The exact command that installs ``packages`` for ``python``."""
+    quoted = shlex.quote(python) if sys.platform != "win32" else f'"{python}"'
+    pkgs = " ".join(packages)
+    if _externally_managed(python):
+        venv = default_venv_python()
+        root = os.path.dirname(os.path.dirname(venv))
+        return (f"{quoted} -m venv {shlex.quote(root)} && {shlex.quote(venv)} -m pip install {' '.join(PACKAGES)}"
+                "   (this Python is managed by the system, so Tilewise uses its own environment, "
+                "which it finds by itself)")
+    return f"{quoted} -m pip install --user {pkgs}"
+
+
+def _externally_managed(python: str) -> bool:
+    if os.path.realpath(python) == os.path.realpath(sys.executable or ""):
+        stdlib = sysconfig.get_paths()["stdlib"]
+    else:
+        try:
+            stdlib = subprocess.run([python, "-c", "import sysconfig;print(sysconfig.get_paths()['stdlib'])"],
+                                    capture_output=True, text=True, timeout=30).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return False
+    return bool(stdlib) and os.path.exists(os.path.join(stdlib, "EXTERNALLY-MANAGED"))
+
+
+_CHECKED: Dict[str, bool] = {}
+
+
+def check_python(python: str) -> None:
+    """Make sure ``python`` can run the engine; raise a message naming what is missing."""
+    if _CHECKED.get(python):
+        return
+    try:
+        proc = subprocess.run([python, "-m", "tilewise.core.driver", "--check"], capture_output=True, text=True,
+                              env=engine_env(), timeout=120, stdin=subprocess.DEVNULL, **_popen_flags())
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise EngineError(f"Cannot start the Python interpreter {python}: {exc}. Set another one in {SETTING_HINT}.")
+    report = _last_event(proc.stdout)
+    if report is None:
+        raise EngineError(f"{python} cannot run the Tilewise engine (exit code {proc.returncode}). "
+                          f"{_tail(proc.stderr)} Set another interpreter in {SETTING_HINT}.")
+    if report.get("event") == "missing":
+        missing = report["packages"]
+        raise EngineError(
+            f"The Tilewise engine runs in {python}, which lacks the Python package(s) {', '.join(missing)}. "
+            f"Install them with:\n    {install_command(python, missing)}\n"
+            f"or choose another interpreter in {SETTING_HINT}.")
+    _CHECKED[python] = True
+
+
+def _last_event(text: str) -> Optional[dict]:
+    for line in reversed(text.splitlines()):
+        try:
+            return json.loads(line)
+        except ValueError:
+            continue
+    return None
+
+
+def _tail(text: str, lines: int = 12) -> str:
+    kept = [ln for ln in text.strip().splitlines() if ln.strip()][-lines:]
+    return ("Engine output:\n" + "\n".join(kept)) if kept else ""
+
+
+def _popen_flags() -> dict:
+    if sys.platform == "win32":
+        return {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP | 0x08000000}  # CREATE_NO_WINDOW
+    return {"start_new_session": True}
+
+
+def kill_tree(proc: subprocess.Popen) -> None:
+    """Kill the engine and every worker it started."""
+    if sys.platform == "win32":
+        subprocess.run(["taskkill", "/F", "/T", "/PID", str(proc.pid)], capture_output=True)
+    else:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        pass
+
+
+def remove_leftovers(output: str) -> None:
+    """Remove the work folder and partial file of a run that did not finish."""
+    shutil.rmtree(workdir_for(output), ignore_errors=True)
+    try:
+        os.remove(partial_path(output))
+    except FileNotFoundError:
+        pass
+
+
+def run_engine(job: dict, python: str, on_progress: Callable[[int, int], None] = lambda d, t: None,
+               on_log: Callable[[str], None] = lambda m: None, is_cancelled: Callable[[], bool] = lambda: False,
+               poll_seconds: float = 0.1) -> dict:
+    """Run ``job`` in ``python`` and return the engine's report.
+
+    Raises :class:`EngineCancelled` when ``is_cancelled()`` turns true (the
+    process tree is killed and leftovers removed), :class:`EngineError` when the
+    engine reports an error or dies.
+    """
+    check_python(python)
+    output = job["params"]["output"]
+    with tempfile.TemporaryDirectory(prefix="tilewise-job-") as tmp:
+        job_file = os.path.join(tmp, "job.json")
+        with open(job_file, "w", encoding="utf-8") as f:
+            json.dump(job, f)
+        proc = subprocess.Popen([python, "-m", "tilewise.core.driver", job_file], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=engine_env(), cwd=tmp,
+                                **_popen_flags())
+        events: "queue.Queue[Optional[dict]]" = queue.Queue()
+        stderr: deque = deque(maxlen=40)
+        threads = [threading.Thread(target=_read_events, args=(proc.stdout, events), daemon=True),
+                   threading.Thread(target=_read_lines, args=(proc.stderr, stderr), daemon=True)]
+        for t in threads:
+            t.start()
+        try:
+            result = _follow(proc, events, on_progress, on_log, is_cancelled, poll_seconds)
+        except BaseException:
+            kill_tree(proc)
+            remove_leftovers(output)
+            raise
+        finally:
+            if proc.stdin:
+                proc.stdin.close()
+        for t in threads:
+            t.join(timeout=5)
+        for stream in (proc.stdout, proc.stderr):
+            stream.close()
+        rc = proc.wait()
+        kill_tree(proc)  # workers of a crashed engine must not outlive it
+    return _outcome(result, rc, "\n".join(stderr), output, python)
+
+
+def _follow(proc, events, on_progress, on_log, is_cancelled, poll_seconds) -> dict:
+    last: dict = {}
+    while True:
+        if is_cancelled():
+            raise EngineCancelled(f"Cancelled{_where(last)}; the engine was stopped and no output was written.")
+        try:
+            event = events.get(timeout=poll_seconds)
+        except queue.Empty:
+            continue
+        if event is None:  # stdout closed: the engine has ended
+            return last
+        kind = event.get("event")
+        if kind == "progress":
+            last["progress"] = (event["done"], event["total"])
+            on_progress(event["done"], event["total"])
+        elif kind == "log":
+            on_log(event["message"])
+        elif kind in ("done", "error", "missing"):
+            last["final"] = event
+
+
+def _where(last: dict) -> str:
+    if "progress" in last:
+        done, total = last["progress"]
+        return f" after {done} of {total} tiles"
+    return ""
+
+
+def _outcome(result: dict, rc: int, stderr: str, output: str, python: str) -> dict:
+    final = result.get("final")
+    if final and final["event"] == "done" and rc == 0:
+        return final["report"]
+    remove_leftovers(output)
+    if final and final["event"] == "error":
+        raise EngineError(final["message"] + ("\n" + _tail(stderr) if final.get("kind") not in _USER_ERRORS else ""))
+    if final and final["event"] == "missing":
+        _CHECKED.pop(python, None)
+        check_python(python)
+    if rc < 0:
+        try:
+            name = signal.Signals(-rc).name
+        except ValueError:
+            name = str(-rc)
+        raise EngineError(f"The Tilewise engine process was killed by signal {name}{_where(result)} "
+                          "(out of memory, or stopped from outside). Nothing was written; QGIS is unaffected. "
+                          + _tail(stderr))
+    raise EngineError(f"The Tilewise engine process stopped unexpectedly (exit code {rc}){_where(result)}. "
+                      "Nothing was written. " + _tail(stderr))
+
+
+_USER_ERRORS = {"InputError", "MaskError", "GridError", "OutputError", "ParameterError", "TileError",
+                "WorkerError", "MemoryError"}
+
+
+def _read_events(stream, events: "queue.Queue") -> None:
+    for raw in stream:
+        line = raw.decode("utf-8", "replace").strip()
+        if not line:
+            continue
+        try:
+            events.put(json.loads(line))
+        except ValueError:
+            events.put({"event": "log", "message": line})
+    events.put(None)
+
+
+def _read_lines(stream, sink: deque) -> None:
+    for raw in stream:
+        sink.append(raw.decode("utf-8", "replace").rstrip())

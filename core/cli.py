@@ -1,0 +1,133 @@
+"""``tilewise`` command line: the engine without QGIS.
+
+    tilewise composite -o median.tif scenes/*.tif
+    tilewise composite -s percentile -p 10,50,90 --mask-band 7 --mask-values 0,1,3,8,9,10 -o p.tif s2_*.tif
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import sys
+from typing import List, Optional, Sequence
+
+from .errors import TilewiseError
+
+
+def _numbers(text: str, kind=float) -> List:
+    try:
+        return [kind(v) for v in text.replace(";", ",").split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def _ints(text: str) -> List[int]:
+    return _numbers(text, int)
+
+
+def expand_inputs(patterns: Sequence[str]) -> List[str]:
+    """Expand glob patterns (quoted on the shell, or on Windows), keep plain paths as they are."""
+    paths: List[str] = []
+    for p in patterns:
+        matches = sorted(glob.glob(p)) if any(c in p for c in "*?[") else []
+        paths.extend(matches or [p])
+    return paths
+
+
+def _add_grid_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("target grid (default: the first input's grid)")
+    g.add_argument("--reference", help="raster whose grid the output takes")
+    g.add_argument("--extent", nargs=4, type=float, metavar=("XMIN", "YMIN", "XMAX", "YMAX"),
+                   help="output extent, in the target CRS")
+    g.add_argument("--crs", help="target CRS, e.g. EPSG:3035")
+    g.add_argument("--cell-size", type=float, help="output pixel size, in target CRS units")
+    g.add_argument("--resampling", default="nearest", help="for inputs on another grid (default nearest)")
+
+
+def _add_output_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("output")
+    g.add_argument("-o", "--output", required=True, help="output Cloud-Optimized GeoTIFF")
+    g.add_argument("--output-type", default="float32", help="float32 (default), float64, int16, uint16, uint8...")
+    g.add_argument("--output-nodata", type=float, help="default -9999 (or the type's maximum if unsigned)")
+    g.add_argument("--compression", default="DEFLATE", help="DEFLATE (default), ZSTD, LZW or NONE")
+    g.add_argument("--tile-size", type=int, help="tile side in pixels (default: from the memory budget)")
+    g.add_argument("-j", "--workers", type=int, help="worker processes (default: all cores)")
+    g.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tilewise", description="Fast tiled raster processing to COG.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    c = sub.add_parser("composite", help="per-pixel statistic across a time series of rasters",
+                       description="Per-pixel median (or mean, min, max, std, count, percentiles) across rasters, "
+                                   "nodata and masked classes ignored, every band composited.")
+    c.add_argument("inputs", nargs="+", help="input rasters or quoted glob patterns")
+    c.add_argument("-s", "--statistic", default="median",
+                   choices=["median", "mean", "min", "max", "std", "count", "percentile"])
+    c.add_argument("-p", "--percentiles", type=_numbers, default=[], help="e.g. 25,50,75 (with -s percentile)")
+    c.add_argument("--bands", type=_ints, help="input bands to composite, e.g. 1,2,3 (default all)")
+    c.add_argument("--input-nodata", type=float, help="nodata value of the inputs (overrides the files')")
+    c.add_argument("--mask-band", type=int, help="band of each input holding QA classes (e.g. Sentinel-2 SCL)")
+    c.add_argument("--mask", nargs="+", dest="mask_layers", help="one mask raster per input, in order")
+    c.add_argument("--mask-values", type=_ints, default=[], help="mask classes to exclude, e.g. 0,1,3,8,9,10")
+    _add_grid_options(c)
+    _add_output_options(c)
+    return parser
+
+
+class _Progress:
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.bar = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.quiet:
+            return
+        if self.bar is None:
+            try:
+                from tqdm import tqdm
+                self.bar = tqdm(total=total, unit="tile", file=sys.stderr)
+            except ImportError:
+                self.bar = False
+        if self.bar:
+            self.bar.update(done - self.bar.n)
+        else:
+            print(f"\r{done}/{total} tiles", end="", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar:
+            self.bar.close()
+        elif self.bar is False:
+            print(file=sys.stderr)
+
+
+def run_composite(args: argparse.Namespace) -> int:
+    from .temporal import composite
+    progress = _Progress(args.quiet)
+    try:
+        report = composite(
+            expand_inputs(args.inputs), args.output, args.statistic, args.percentiles,
+            tile_size=args.tile_size, workers=args.workers, progress=progress,
+            log=None if args.quiet else (lambda m: print(m, file=sys.stderr)),
+            bands=args.bands, input_nodata=args.input_nodata, mask_band=args.mask_band,
+            mask_layers=[m for m in expand_inputs(args.mask_layers)] if args.mask_layers else None,
+            mask_values=args.mask_values, reference=args.reference, extent=args.extent, crs=args.crs,
+            cell_size=args.cell_size, resampling=args.resampling, output_type=args.output_type,
+            output_nodata=args.output_nodata, compression=args.compression)
+    finally:
+        progress.close()
+    print(f"{report.output}: {report.width} x {report.height} x {report.bands} bands, "
+          f"{report.tiles} tiles on {report.workers} workers in {report.seconds:.2f} s")
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return {"composite": run_composite}[args.command](args)
+    except TilewiseError as exc:
+        print(f"tilewise: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("tilewise: interrupted; nothing was written", file=sys.stderr)
+        return 130

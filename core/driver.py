@@ -1,0 +1,105 @@
+"""The engine process that the QGIS plugin starts: ``python -m tilewise.core.driver JOB.json``.
+
+It reads a job (operation + keyword arguments of the Python API), runs it and
+reports on stdout, one JSON object per line:
+
+``{"event": "progress", "done": 3, "total": 12}``, ``{"event": "log", "message": ...}``,
+``{"event": "done", "report": {...}}``, ``{"event": "error", "kind": ..., "message": ...}``,
+``{"event": "missing", "packages": [...], "python": ...}``.
+
+Exit codes: 0 done, 2 a user-facing error, 3 missing packages, 1 anything else.
+``--check`` only reports which required packages are missing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+from typing import Any, Callable, Dict
+
+from . import REQUIRED_PACKAGES, missing_packages
+from .lifeline import die_with_parent, watch_stdin
+
+
+def emit(event: str, **fields: Any) -> None:
+    sys.stdout.write(json.dumps({"event": event, **fields}) + "\n")
+    sys.stdout.flush()
+
+
+def use_wheel_data() -> None:
+    """A rasterio wheel carries its own GDAL and PROJ data; make sure a host
+    application's GDAL_DATA / PROJ_LIB (e.g. QGIS's) do not point it elsewhere."""
+    import importlib.util
+    spec = importlib.util.find_spec("rasterio")
+    if spec is None or not spec.origin:
+        return
+    root = os.path.dirname(spec.origin)
+    proj = os.path.join(root, "proj_data")
+    gdal = os.path.join(root, "gdal_data")
+    if os.path.isdir(proj):
+        os.environ["PROJ_DATA"] = os.environ["PROJ_LIB"] = proj
+    if os.path.isdir(gdal):
+        os.environ["GDAL_DATA"] = gdal
+
+
+def operations() -> Dict[str, Callable[..., Any]]:
+    from .temporal import composite
+    return {"composite": composite}
+
+
+def run_job(job: Dict[str, Any]) -> int:
+    from .errors import TilewiseError
+    from .executor import resolve_workers
+    ops = operations()
+    name = job.get("operation")
+    if name not in ops:
+        emit("error", kind="ParameterError", message=f"Unknown operation {name!r}; known: {', '.join(ops)}.")
+        return 2
+    params = dict(job.get("params", {}))
+    params["workers"] = resolve_workers(params.get("workers"))
+    last = [-1]
+
+    def progress(done: int, total: int) -> None:
+        if done != last[0]:
+            last[0] = done
+            emit("progress", done=done, total=total)
+
+    try:
+        report = ops[name](progress=progress, log=lambda m: emit("log", message=m), **params)
+    except TilewiseError as exc:
+        emit("error", kind=type(exc).__name__, message=str(exc))
+        return 2
+    except MemoryError:
+        emit("error", kind="MemoryError", message="The engine ran out of memory; use a smaller tile size or fewer workers.")
+        return 2
+    emit("done", report=report.to_dict())
+    return 0
+
+
+def main(argv=None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not die_with_parent() and "--check" not in args:
+        watch_stdin()
+    missing = missing_packages()
+    if "--check" in args or missing:
+        emit("missing" if missing else "ok", packages=missing, required=list(REQUIRED_PACKAGES),
+             python=sys.executable, version=sys.version.split()[0])
+        return 3 if missing else 0
+    if len(args) != 1:
+        emit("error", kind="ParameterError", message="usage: python -m tilewise.core.driver JOB.json")
+        return 2
+    use_wheel_data()
+    with open(args[0], encoding="utf-8") as f:
+        job = json.load(f)
+    try:
+        return run_job(job)
+    except Exception as exc:  # anything unexpected: report it, with the traceback on stderr
+        traceback.print_exc()
+        emit("error", kind=type(exc).__name__, message=f"Unexpected engine error: {type(exc).__name__}: {exc}")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,45 @@
+"""Errors raised by the Tilewise engine.
+
+One root class, specific subclasses, in the manner of ``rasterio.errors``.
+Messages are written for a GIS user: which input, what is wrong, what to do.
+"""
+
+
+class TilewiseError(Exception):
+    """Root of every error the engine raises on purpose."""
+
+
+class InputError(TilewiseError):
+    """An input raster is missing, unreadable or inconsistent with the others."""
+
+
+class MaskError(InputError):
+    """The QA mask configuration does not fit the inputs."""
+
+
+class GridError(TilewiseError):
+    """The target grid cannot be planned from the given parameters."""
+
+
+class OutputError(TilewiseError):
+    """The output cannot be written where asked."""
+
+
+class ParameterError(TilewiseError):
+    """A parameter value is out of range or inconsistent."""
+
+
+class TileError(TilewiseError):
+    """Computing one tile failed; the message names the tile and the input."""
+
+
+class WorkerError(TilewiseError):
+    """A worker process died (crash, out of memory, killed)."""
+
+
+class CancelledError(TilewiseError):
+    """The run was cancelled; nothing was written."""
+
+
+class TilewiseWarning(UserWarning):
+    """Something the user should know about, that does not stop the run."""

@@ -1,0 +1,139 @@
+"""The executor seam: how tile tasks are run.
+
+Every engine operation hands its tile tasks to an :class:`Executor` and
+consumes results as they complete. :class:`SerialExecutor` runs them in this
+process; :class:`LocalExecutor` runs them in a pool of worker processes. A
+distributed executor plugs in here with the same interface.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+import threading
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
+
+from .errors import WorkerError
+from .lifeline import die_with_parent
+
+
+def cpu_count() -> int:
+    """Cores this process may use (affinity-aware where the OS tells)."""
+    try:
+        return len(os.sched_getaffinity(0))  # type: ignore[attr-defined]
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def resolve_workers(workers: Optional[int]) -> int:
+    """``None`` or ``0`` means all cores."""
+    return cpu_count() if not workers or workers < 1 else int(workers)
+
+
+class Executor:
+    """Runs ``fn(*args)`` for every ``args`` and yields results as they complete."""
+
+    workers: int = 1
+
+    def run(self, fn: Callable[..., Any], tasks: Sequence[tuple]) -> Iterator[Any]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release workers. Safe to call more than once."""
+
+    def __enter__(self) -> "Executor":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class SerialExecutor(Executor):
+    """Runs tasks one after the other in this process (numba still uses every core)."""
+
+    def run(self, fn: Callable[..., Any], tasks: Sequence[tuple]) -> Iterator[Any]:
+        for args in tasks:
+            yield fn(*args)
+
+
+def _init_worker(numba_threads: int) -> None:
+    die_with_parent()
+    # One numba thread per process: the processes already fill the cores, and
+    # more threads only oversubscribe them.
+    os.environ["NUMBA_NUM_THREADS"] = str(numba_threads)
+    if "numba" in sys.modules:
+        sys.modules["numba"].set_num_threads(numba_threads)
+
+
+class LocalExecutor(Executor):
+    """A pool of worker processes on this machine.
+
+    At most ``2 * workers`` tasks are in flight, so memory stays bounded by the
+    tile size whatever the number of tiles. A worker that dies (crash, out of
+    memory, killed) becomes a :class:`WorkerError`.
+    """
+
+    def __init__(self, workers: int) -> None:
+        self.workers = max(1, workers)
+        ctx = multiprocessing.get_context(_start_method())
+        threads = max(1, cpu_count() // self.workers)
+        self._pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_init_worker,
+                                         initargs=(threads,))
+
+    def run(self, fn: Callable[..., Any], tasks: Sequence[tuple]) -> Iterator[Any]:
+        pending: set = set()
+        todo: Iterable[tuple] = iter(tasks)
+        limit = 2 * self.workers
+        try:
+            while True:
+                for args in todo:
+                    pending.add(self._pool.submit(fn, *args))
+                    if len(pending) >= limit:
+                        break
+                if not pending:
+                    return
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    yield _result(fut)
+        except BrokenProcessPool:
+            raise WorkerError("A Tilewise worker process died (crashed, ran out of memory or was killed). "
+                              "Try a smaller tile size or fewer workers.") from None
+        finally:
+            for fut in pending:
+                fut.cancel()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _start_method() -> str:
+    # fork on Linux while this process runs a single thread and numba has not
+    # started its thread pool: fast, and scripts without an
+    # ``if __name__ == "__main__"`` guard still work. Otherwise the safe
+    # methods (forking a threaded process can deadlock or abort).
+    if sys.platform.startswith("linux") and threading.active_count() == 1 and not _numba_threads_started():
+        return "fork"
+    return "spawn" if sys.platform == "win32" else "forkserver"
+
+
+def _numba_threads_started() -> bool:
+    if "numba" not in sys.modules:
+        return False
+    try:
+        from numba.np.ufunc import parallel
+    except ImportError:
+        return True
+    return bool(getattr(parallel, "_is_initialized", True))
+
+
+def _result(fut: Future) -> Any:
+    return fut.result()
+
+
+def make_executor(workers: Optional[int] = None) -> Executor:
+    """The default executor: serial for one worker, a process pool otherwise."""
+    n = resolve_workers(workers)
+    return SerialExecutor() if n == 1 else LocalExecutor(n)
