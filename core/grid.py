@@ -129,7 +129,7 @@ def balance_tile_size(grid: Grid, tile_size: int, workers: int, floor: int = 256
 
     >>> g = Grid("EPSG:3857", (1.0, 0.0, 0.0, 0.0, -1.0, 0.0), 1000, 1000)
     >>> balance_tile_size(g, 2048, 2), balance_tile_size(g, 512, 1)
-    (256, 512)
+    (512, 512)
     """
     while tile_size // 2 >= floor:
         n = math.ceil(grid.width / tile_size) * math.ceil(grid.height / tile_size)

@@ -1,0 +1,83 @@
+# Tilewise — everything a fresh Debian/Ubuntu machine needs is installed by these targets.
+#   make demo    sample time series -> tilewise:temporalmedian via qgis_process -> COG + PNG quicklook
+#   make test    engine tests (engine Python) + QGIS tests (QGIS's Python, real QGIS, headless)
+#   make install link the plugin into your QGIS profile, enable it, create the engine environment
+
+SHELL := /bin/bash
+ROOT := $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+QGIS_PYTHON ?= /usr/bin/python3
+VENV ?= $(ROOT)/.venv
+ENGINE_PYTHON := $(VENV)/bin/python
+BUILD := $(ROOT)/build
+PLUGINS := $(BUILD)/plugins
+STAMPS := $(BUILD)/stamps
+APT_PACKAGES := qgis qgis-providers python3-qgis python3-gdal gdal-bin python3-pytest python3-venv python3-pip
+QGIS_PROFILE ?= $(HOME)/.local/share/QGIS/QGIS3/profiles/default
+INSTALL_VENV ?= $(HOME)/.local/share/tilewise/venv
+
+export QT_QPA_PLATFORM := offscreen
+export TILEWISE_PYTHON := $(ENGINE_PYTHON)
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: all demo test test-engine test-qgis bench install uninstall deps system-deps venv plugin-link clean
+
+all: test
+
+deps: system-deps venv plugin-link
+
+# QGIS and GDAL from the distribution, only when missing.
+system-deps: $(STAMPS)/system
+$(STAMPS)/system:
+	@mkdir -p $(STAMPS)
+	@if ! command -v qgis_process >/dev/null 2>&1 || ! $(QGIS_PYTHON) -c "import qgis.core, osgeo.gdal, pytest" >/dev/null 2>&1 \
+	    || ! $(QGIS_PYTHON) -m venv --help >/dev/null 2>&1; then \
+	  echo ">> installing QGIS and GDAL from the distribution ($(APT_PACKAGES))"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $(APT_PACKAGES); \
+	fi
+	@touch $@
+
+# The engine's own Python environment (numpy, numba, rasterio, numexpr, bottleneck; pytest for its tests).
+venv: $(STAMPS)/venv
+$(STAMPS)/venv: $(STAMPS)/system pyproject.toml
+	@mkdir -p $(STAMPS)
+	@test -x $(ENGINE_PYTHON) || $(QGIS_PYTHON) -m venv $(VENV)
+	$(ENGINE_PYTHON) -m pip install -q --upgrade pip
+	$(ENGINE_PYTHON) -m pip install -q -e "$(ROOT)[test]"
+	@touch $@
+
+# The plugin folder must be named 'tilewise' whatever the checkout is called.
+plugin-link:
+	@mkdir -p $(PLUGINS)
+	@ln -sfn $(ROOT) $(PLUGINS)/tilewise
+
+test: deps
+	$(MAKE) --no-print-directory test-engine test-qgis
+
+test-engine:
+	cd $(PLUGINS) && PYTHONPATH=$(PLUGINS) $(ENGINE_PYTHON) -m pytest -p no:cacheprovider -q $(ROOT)/tests/engine --doctest-modules $(ROOT)/core
+
+test-qgis:
+	cd $(PLUGINS) && PYTHONPATH=$(PLUGINS) $(QGIS_PYTHON) -m pytest -p no:cacheprovider -q $(ROOT)/tests/qgis
+
+demo: deps
+	PYTHONPATH=$(PLUGINS) $(QGIS_PYTHON) $(ROOT)/scripts/demo.py --engine-python $(ENGINE_PYTHON) --out $(ROOT)/demo-output
+
+bench: deps
+	PYTHONPATH=$(PLUGINS) $(QGIS_PYTHON) $(ROOT)/scripts/bench_first.py --engine-python $(ENGINE_PYTHON)
+
+# Link into the QGIS profile, enable it (QGIS and qgis_process), give the engine its environment.
+install: system-deps
+	@mkdir -p $(QGIS_PROFILE)/python/plugins $(QGIS_PROFILE)/QGIS
+	ln -sfn $(ROOT) $(QGIS_PROFILE)/python/plugins/tilewise
+	$(QGIS_PYTHON) $(ROOT)/scripts/enable_plugin.py $(QGIS_PROFILE)/QGIS/QGIS3.ini
+	@test -x $(INSTALL_VENV)/bin/python || $(QGIS_PYTHON) -m venv $(INSTALL_VENV)
+	$(INSTALL_VENV)/bin/python -m pip install -q "$(ROOT)"
+	@echo "Tilewise installed: restart QGIS, or run: qgis_process run tilewise:temporalmedian -- INPUT=a.tif INPUT=b.tif OUTPUT=median.tif"
+
+uninstall:
+	rm -f $(QGIS_PROFILE)/python/plugins/tilewise
+	rm -rf $(INSTALL_VENV)
+
+clean:
+	rm -rf $(BUILD) demo-output bench-output *.egg-info
