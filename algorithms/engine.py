@@ -129,13 +129,18 @@ def _externally_managed(python: str) -> bool:
     return bool(stdlib) and os.path.exists(os.path.join(stdlib, "EXTERNALLY-MANAGED"))
 
 
-_CHECKED: Dict[str, bool] = {}
+def missing_message(python: str, missing: List[str]) -> str:
+    return (f"The Tilewise engine runs in {python}, which lacks the Python package(s) {', '.join(missing)}. "
+            f"Install them with:\n    {install_command(python, missing)}\n"
+            f"or choose another interpreter in {SETTING_HINT}.")
 
 
 def check_python(python: str) -> None:
-    """Make sure ``python`` can run the engine; raise a message naming what is missing."""
-    if _CHECKED.get(python):
-        return
+    """Make sure ``python`` can run the engine; raise a message naming what is missing.
+
+    ``run_engine`` does not need this (the engine reports missing packages
+    itself); it is for settings dialogs and diagnostics.
+    """
     try:
         proc = subprocess.run([python, "-m", "tilewise.core.driver", "--check"], capture_output=True, text=True,
                               env=engine_env(), timeout=120, stdin=subprocess.DEVNULL, **_popen_flags())
@@ -146,12 +151,7 @@ def check_python(python: str) -> None:
         raise EngineError(f"{python} cannot run the Tilewise engine (exit code {proc.returncode}). "
                           f"{_tail(proc.stderr)} Set another interpreter in {SETTING_HINT}.")
     if report.get("event") == "missing":
-        missing = report["packages"]
-        raise EngineError(
-            f"The Tilewise engine runs in {python}, which lacks the Python package(s) {', '.join(missing)}. "
-            f"Install them with:\n    {install_command(python, missing)}\n"
-            f"or choose another interpreter in {SETTING_HINT}.")
-    _CHECKED[python] = True
+        raise EngineError(missing_message(python, report["packages"]))
 
 
 def _last_event(text: str) -> Optional[dict]:
@@ -207,15 +207,18 @@ def run_engine(job: dict, python: str, on_progress: Callable[[int, int], None] =
     process tree is killed and leftovers removed), :class:`EngineError` when the
     engine reports an error or dies.
     """
-    check_python(python)
     output = job["params"]["output"]
     with tempfile.TemporaryDirectory(prefix="tilewise-job-") as tmp:
         job_file = os.path.join(tmp, "job.json")
         with open(job_file, "w", encoding="utf-8") as f:
             json.dump(job, f)
-        proc = subprocess.Popen([python, "-m", "tilewise.core.driver", job_file], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=engine_env(), cwd=tmp,
-                                **_popen_flags())
+        try:
+            proc = subprocess.Popen([python, "-m", "tilewise.core.driver", job_file], stdin=subprocess.PIPE,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=engine_env(), cwd=tmp,
+                                    **_popen_flags())
+        except OSError as exc:
+            raise EngineError(f"Cannot start the Python interpreter {python}: {exc}. "
+                              f"Set another one in {SETTING_HINT}.") from None
         events: "queue.Queue[Optional[dict]]" = queue.Queue()
         stderr: deque = deque(maxlen=40)
         threads = [threading.Thread(target=_read_events, args=(proc.stdout, events), daemon=True),
@@ -276,8 +279,7 @@ def _outcome(result: dict, rc: int, stderr: str, output: str, python: str) -> di
     if final and final["event"] == "error":
         raise EngineError(final["message"] + ("\n" + _tail(stderr) if final.get("kind") not in _USER_ERRORS else ""))
     if final and final["event"] == "missing":
-        _CHECKED.pop(python, None)
-        check_python(python)
+        raise EngineError(missing_message(python, final["packages"]))
     if rc < 0:
         try:
             name = signal.Signals(-rc).name
