@@ -73,7 +73,7 @@ install: system-deps
 	$(QGIS_PYTHON) $(ROOT)/scripts/enable_plugin.py $(QGIS_PROFILE)/QGIS/QGIS3.ini
 	@test -x $(INSTALL_VENV)/bin/python || $(QGIS_PYTHON) -m venv $(INSTALL_VENV)
 	$(INSTALL_VENV)/bin/python -m pip install -q "$(ROOT)"
-	@echo "Tilewise installed: restart QGIS, or run: qgis_process run tilewise:temporalmedian -- INPUT=a.tif INPUT=b.tif OUTPUT=median.tif"
+	@echo "Tilewise installed: restart QGIS, or run: qgis_process.bin run tilewise:temporalmedian -- INPUT=a.tif INPUT=b.tif OUTPUT=median.tif"
 
 uninstall:
 	rm -f $(QGIS_PROFILE)/python/plugins/tilewise

@@ -94,6 +94,14 @@ class _Progress:
         else:
             print(f"\r{done}/{total} tiles", end="", file=sys.stderr, flush=True)
 
+    def log(self, message: str) -> None:
+        if self.quiet:
+            return
+        if self.bar:
+            self.bar.write(message, file=sys.stderr)
+        else:
+            print(("\n" if self.bar is False else "") + message, file=sys.stderr)
+
     def close(self) -> None:
         if self.bar:
             self.bar.close()
@@ -108,7 +116,7 @@ def run_composite(args: argparse.Namespace) -> int:
         report = composite(
             expand_inputs(args.inputs), args.output, args.statistic, args.percentiles,
             tile_size=args.tile_size, workers=args.workers, progress=progress,
-            log=None if args.quiet else (lambda m: print(m, file=sys.stderr)),
+            log=progress.log,
             bands=args.bands, input_nodata=args.input_nodata, mask_band=args.mask_band,
             mask_layers=[m for m in expand_inputs(args.mask_layers)] if args.mask_layers else None,
             mask_values=args.mask_values, reference=args.reference, extent=args.extent, crs=args.crs,
