@@ -4,7 +4,8 @@ turning layers into file sources, and running the engine with QGIS feedback."""
 import os
 
 from qgis.core import (QgsMapLayer, QgsProcessingAlgorithm, QgsProcessingException, QgsProcessingParameterCrs,
-                       QgsProcessingParameterEnum, QgsProcessingParameterExtent, QgsProcessingParameterNumber,
+                       QgsProcessingParameterEnum, QgsProcessingParameterExtent,
+                       QgsProcessingParameterMultipleLayers, QgsProcessingParameterNumber,
                        QgsProcessingParameterRasterDestination, QgsProcessingParameterRasterLayer,
                        QgsProcessingUtils)
 from qgis.PyQt.QtCore import QCoreApplication
@@ -19,6 +20,14 @@ COMPRESSIONS = ["DEFLATE", "ZSTD", "LZW", "NONE"]
 
 def tr(text):
     return QCoreApplication.translate("Tilewise", text)
+
+
+def _absolute(source):
+    """A relative file path (e.g. given to qgis_process) is relative to QGIS's working folder;
+    the engine runs in another one."""
+    if source and not os.path.isabs(source) and os.path.exists(source):
+        return os.path.abspath(source)
+    return source
 
 
 class TilewiseAlgorithm(QgsProcessingAlgorithm):
@@ -77,6 +86,21 @@ class TilewiseAlgorithm(QgsProcessingAlgorithm):
             self.WORKERS, tr("Worker processes (0: all cores)"), NUMBER_INTEGER, defaultValue=0, minValue=0)))
         self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, tr(output_label)))
 
+    def checkParameterValues(self, parameters, context):  # noqa: N802 (QGIS's name)
+        ok, message = super().checkParameterValues(parameters, context)
+        if ok:
+            return ok, message
+        # QGIS only says "Incorrect parameter value for INPUT": name the file and what is wrong with it.
+        for definition in self.parameterDefinitions():
+            if isinstance(definition, QgsProcessingParameterMultipleLayers):
+                try:
+                    self.layer_sources(parameters, definition.name(), context, required=False)
+                except QgsProcessingException as exc:
+                    return False, str(exc)
+                except Exception:  # a value this check does not understand: keep QGIS's message
+                    pass
+        return ok, message
+
     # -- turning parameters into engine values ------------------------------------------------------------
 
     def layer_sources(self, parameters, name, context, required=True):
@@ -108,7 +132,7 @@ class TilewiseAlgorithm(QgsProcessingAlgorithm):
             raise QgsProcessingException(tr(
                 f"Input {layer.name()} comes from the '{layer.providerType()}' provider; Tilewise reads "
                 "file-based rasters (GDAL). Save it as a GeoTIFF first."))
-        return layer.source()
+        return _absolute(layer.source())
 
     def grid_params(self, parameters, context):
         reference = self.parameterAsRasterLayer(parameters, self.REFERENCE_LAYER, context)
@@ -134,6 +158,7 @@ class TilewiseAlgorithm(QgsProcessingAlgorithm):
         output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         if not output:
             raise QgsProcessingException(tr("No output file was given."))
+        output = os.path.abspath(output)
         nodata = parameters.get(self.OUTPUT_NODATA)
         return {
             "output": output,

@@ -17,7 +17,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import sysconfig
 import tempfile
 import threading
 from collections import deque
@@ -108,7 +107,11 @@ def install_command(python: str, packages: List[str]) -> str:
     """The exact command that installs ``packages`` for ``python``."""
     quoted = shlex.quote(python) if sys.platform != "win32" else f'"{python}"'
     pkgs = " ".join(packages)
-    if _externally_managed(python):
+    in_venv, has_pip, managed = _describe_python(python)
+    if in_venv:  # pip refuses --user in a virtual environment, and PEP 668 does not apply there
+        ensure = "" if has_pip else f"{quoted} -m ensurepip && "
+        return f"{ensure}{quoted} -m pip install {pkgs}"
+    if managed:
         venv = default_venv_python()
         root = os.path.dirname(os.path.dirname(venv))
         return (f"{quoted} -m venv {shlex.quote(root)} && {shlex.quote(venv)} -m pip install {' '.join(PACKAGES)}"
@@ -117,16 +120,24 @@ def install_command(python: str, packages: List[str]) -> str:
     return f"{quoted} -m pip install --user {pkgs}"
 
 
-def _externally_managed(python: str) -> bool:
-    if os.path.realpath(python) == os.path.realpath(sys.executable or ""):
-        stdlib = sysconfig.get_paths()["stdlib"]
-    else:
-        try:
-            stdlib = subprocess.run([python, "-c", "import sysconfig;print(sysconfig.get_paths()['stdlib'])"],
-                                    capture_output=True, text=True, timeout=30).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return False
-    return bool(stdlib) and os.path.exists(os.path.join(stdlib, "EXTERNALLY-MANAGED"))
+_DESCRIBE = ("import importlib.util, sys, sysconfig; print(sys.prefix != sys.base_prefix); "
+             "print(importlib.util.find_spec('pip') is not None); print(sysconfig.get_paths()['stdlib'])")
+
+
+def _describe_python(python: str):
+    """``(in a virtual environment, has pip, externally managed)``, asked of ``python`` itself:
+    a venv's interpreter is a symlink to the system one, but its prefix, packages and
+    PEP 668 status are its own."""
+    try:
+        out = subprocess.run([python, "-c", _DESCRIBE], capture_output=True, text=True, env=engine_env(),
+                             timeout=30, stdin=subprocess.DEVNULL, **_popen_flags()).stdout.splitlines()
+    except (OSError, subprocess.SubprocessError):
+        return False, True, False
+    if len(out) < 3:
+        return False, True, False
+    in_venv, has_pip, stdlib = out[0] == "True", out[1] == "True", out[2].strip()
+    managed = not in_venv and bool(stdlib) and os.path.exists(os.path.join(stdlib, "EXTERNALLY-MANAGED"))
+    return in_venv, has_pip, managed
 
 
 def missing_message(python: str, missing: List[str]) -> str:

@@ -55,6 +55,37 @@ def _add_output_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
 
+def band_spec(text: str) -> List:
+    """``path`` or ``path:band`` (a trailing number after the last colon is the band)."""
+    head, sep, tail = text.rpartition(":")
+    if sep and tail.isdigit() and head:
+        return [head, int(tail)]
+    return [text, 1]
+
+
+def _named_band(text: str):
+    name, sep, spec = text.partition("=")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(f"expected NAME=path[:band], got {text!r}")
+    return name.strip(), band_spec(spec)
+
+
+def _role_bands(text: str):
+    out = {}
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        role, sep, band = item.partition("=")
+        if not sep or not band.strip().isdigit():
+            raise argparse.ArgumentTypeError(f"expected ROLE=band, e.g. RED=4,NIR=5; got {item!r}")
+        out[role.strip().upper()] = int(band)
+    return out
+
+
+def _add_scaling_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--scale", type=float, default=1.0, help="multiply input values first (e.g. 0.0001)")
+    p.add_argument("--offset", type=float, default=0.0, help="then add this (e.g. -0.1)")
+    p.add_argument("--input-nodata", type=float, help="nodata value of the inputs (overrides the files')")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tilewise", description="Fast tiled raster processing to COG.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -72,6 +103,36 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--mask-values", type=_ints, default=[], help="mask classes to exclude, e.g. 0,1,3,8,9,10")
     _add_grid_options(c)
     _add_output_options(c)
+
+    n = sub.add_parser("ndvi", help="NDVI = (NIR - RED) / (NIR + RED)",
+                       description="NDVI of one scene; RED and NIR as path:band (e.g. scene.tif:3).")
+    n.add_argument("--red", required=True, type=band_spec, help="red band, path[:band]")
+    n.add_argument("--nir", required=True, type=band_spec, help="near-infrared band, path[:band]")
+    _add_scaling_options(n)
+    _add_grid_options(n)
+    _add_output_options(n)
+
+    from .indices import INDICES
+    i = sub.add_parser("index", help="a catalogue index on one scene or a time series",
+                       description="Indices: " + "; ".join(x.describe() for x in INDICES.values()))
+    i.add_argument("index", choices=sorted(INDICES), type=str.lower)
+    i.add_argument("scenes", nargs="*", help="multi-band scenes (time series); use with --bands")
+    i.add_argument("--bands", type=_role_bands, default={}, help="band numbers in the scenes, e.g. RED=4,NIR=5")
+    for role in ("blue", "green", "red", "nir", "swir1", "swir2"):
+        i.add_argument(f"--{role}", type=band_spec, help=f"{role.upper()} band of one scene, path[:band]")
+    i.add_argument("-L", type=float, dest="L", help="SAVI soil factor (default 0.5)")
+    i.add_argument("--per-scene", action="store_true", help="one COG per scene; -o is then a folder")
+    _add_scaling_options(i)
+    _add_grid_options(i)
+    _add_output_options(i)
+
+    m = sub.add_parser("calc", help="free expression over named bands (numexpr)",
+                       description="Band math: tilewise calc -e '(B - A) / (B + A)' A=scene.tif:3 B=scene.tif:4 -o out.tif")
+    m.add_argument("inputs", nargs="+", type=_named_band, help="NAME=path[:band]")
+    m.add_argument("-e", "--expression", required=True)
+    _add_scaling_options(m)
+    _add_grid_options(m)
+    _add_output_options(m)
     return parser
 
 
@@ -129,10 +190,65 @@ def run_composite(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+def _grid_output_kwargs(args: argparse.Namespace) -> dict:
+    return dict(reference=args.reference, extent=args.extent, crs=args.crs, cell_size=args.cell_size,
+                resampling=args.resampling, output_type=args.output_type, output_nodata=args.output_nodata,
+                compression=args.compression, scale=args.scale, offset=args.offset,
+                input_nodata=args.input_nodata)
+
+
+def _run_and_report(fn, args, *a, **kw) -> int:
+    progress = _Progress(args.quiet)
     try:
-        return {"composite": run_composite}[args.command](args)
+        result = fn(*a, tile_size=args.tile_size, workers=args.workers, progress=progress, log=progress.log,
+                    **kw, **_grid_output_kwargs(args))
+    finally:
+        progress.close()
+    for report in (result if isinstance(result, list) else [result]):
+        print(f"{report.output}: {report.width} x {report.height} x {report.bands} bands, "
+              f"{report.tiles} tiles on {report.workers} workers in {report.seconds:.2f} s")
+    return 0
+
+
+def run_ndvi(args: argparse.Namespace) -> int:
+    from .bandmath import index_series
+    return _run_and_report(index_series, args, [{"RED": args.red, "NIR": args.nir}], "ndvi", args.output)
+
+
+def run_index(args: argparse.Namespace) -> int:
+    from .bandmath import index_series
+    roles = {r: getattr(args, r.lower()) for r in ("BLUE", "GREEN", "RED", "NIR", "SWIR1", "SWIR2")}
+    given = {r: v for r, v in roles.items() if v}
+    if args.scenes and given:
+        raise TilewiseError("Give either scenes (with --bands) or per-band paths (--red, --nir...), not both.")
+    if args.scenes:
+        scenes = [{r: [path, b] for r, b in args.bands.items()} for path in expand_inputs(args.scenes)]
+    else:
+        scenes = [given]
+    constants = {"L": args.L} if args.L is not None else None
+    return _run_and_report(index_series, args, scenes, args.index, args.output, per_scene=args.per_scene,
+                           constants=constants)
+
+
+def run_calc(args: argparse.Namespace) -> int:
+    from .bandmath import bandmath
+    inputs = dict(args.inputs)
+    if len(inputs) != len(args.inputs):
+        raise TilewiseError("Each input name may be given once.")
+    return _run_and_report(bandmath, args, inputs, args.expression, args.output)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # argparse hands an optional positional list (index scenes) nothing once options come first
+    if args.command == "index" and extra and not any(e.startswith("-") for e in extra):
+        args.scenes = list(args.scenes) + extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    commands = {"composite": run_composite, "ndvi": run_ndvi, "index": run_index, "calc": run_calc}
+    try:
+        return commands[args.command](args)
     except TilewiseError as exc:
         print(f"tilewise: error: {exc}", file=sys.stderr)
         return 2

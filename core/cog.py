@@ -44,6 +44,8 @@ class OutputSpec:
 
     def resolved(self) -> "OutputSpec":
         """Check values and fill the default nodata for the output type."""
+        if not self.path:
+            raise OutputError("No output file was given.")
         dtype = self.dtype.lower()
         if dtype not in OUTPUT_TYPES:
             raise ParameterError(f"Unknown output type {self.dtype!r}; use one of {', '.join(OUTPUT_TYPES)}.")

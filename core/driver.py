@@ -45,8 +45,19 @@ def use_wheel_data() -> None:
 
 
 def operations() -> Dict[str, Callable[..., Any]]:
+    from .bandmath import bandmath, index_series
     from .temporal import composite
-    return {"composite": composite}
+    return {"composite": composite, "bandmath": bandmath, "index": index_series}
+
+
+def report_dict(result: Any) -> Dict[str, Any]:
+    """One report for the caller; an operation that wrote several files lists them in ``outputs``."""
+    if not isinstance(result, list):
+        return result.to_dict()
+    first = result[0].to_dict()
+    first.update(outputs=[r.output for r in result], tiles=sum(r.tiles for r in result),
+                 seconds=sum(r.seconds for r in result), bands=sum(r.bands for r in result))
+    return first
 
 
 def run_job(job: Dict[str, Any]) -> int:
@@ -74,7 +85,7 @@ def run_job(job: Dict[str, Any]) -> int:
     except MemoryError:
         emit("error", kind="MemoryError", message="The engine ran out of memory; use a smaller tile size or fewer workers.")
         return 2
-    emit("done", report=report.to_dict())
+    emit("done", report=report_dict(report))
     return 0
 
 
@@ -91,6 +102,8 @@ def main(argv=None) -> int:
         emit("error", kind="ParameterError", message="usage: python -m tilewise.core.driver JOB.json")
         return 2
     use_wheel_data()
+    from .executor import limit_gdal_cache
+    limit_gdal_cache()
     with open(args[0], encoding="utf-8") as f:
         job = json.load(f)
     try:

@@ -43,3 +43,7 @@ class CancelledError(TilewiseError):
 
 class TilewiseWarning(UserWarning):
     """Something the user should know about, that does not stop the run."""
+
+
+class ExpressionError(ParameterError):
+    """A band-math expression is malformed or uses something outside the allowed grammar."""

@@ -61,6 +61,7 @@ class SerialExecutor(Executor):
 
 def _init_worker(numba_threads: int) -> None:
     die_with_parent()
+    limit_gdal_cache()
     # One numba thread per process: the processes already fill the cores, and
     # more threads only oversubscribe them.
     os.environ["NUMBA_NUM_THREADS"] = str(numba_threads)
@@ -82,6 +83,10 @@ class LocalExecutor(Executor):
         threads = max(1, cpu_count() // self.workers)
         self._pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_init_worker,
                                          initargs=(threads,))
+        if ctx.get_start_method() == "fork":
+            # Fork the workers now, while it is safe: the pool would fork them at the first
+            # submit, and by then this process may run numba's OpenMP threads (children die).
+            self._pool.submit(int).result()
 
     def run(self, fn: Callable[..., Any], tasks: Sequence[tuple]) -> Iterator[Any]:
         pending: set = set()
@@ -109,10 +114,17 @@ class LocalExecutor(Executor):
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
+def limit_gdal_cache(megabytes: int = 64) -> None:
+    """Cap GDAL's block cache (5 % of RAM per process by default): tiles are read once,
+    so a large cache only makes memory grow with the data. A user's setting wins."""
+    os.environ.setdefault("GDAL_CACHEMAX", str(megabytes))
+
+
 def _start_method() -> str:
     # fork on Linux while this process runs a single thread and numba has not
-    # started its thread pool: fast, and scripts without an
-    # ``if __name__ == "__main__"`` guard still work. Otherwise the safe
+    # started its thread pool: fast, and a script without an
+    # ``if __name__ == "__main__"`` guard works as long as it does not run a
+    # serial job (numba threads) before a parallel one. Otherwise the safe
     # methods (forking a threaded process can deadlock or abort).
     if sys.platform.startswith("linux") and threading.active_count() == 1 and not _numba_threads_started():
         return "fork"

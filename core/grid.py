@@ -149,7 +149,9 @@ def snap_extent(extent: Tuple[float, float, float, float], origin: Tuple[float, 
     xmin, ymin, xmax, ymax = extent
     ox, oy = origin
     rx, ry = res
-    eps = 1e-9
+    # Forgive a millionth of a pixel: coordinates such as UTM northings (~5e6) carry
+    # rounding errors of ~1e-9 m, over 1e-9 pixel at sub-metre resolutions.
+    eps = 1e-6
     x0 = ox + math.floor((xmin - ox) / rx + eps) * rx
     x1 = ox + math.ceil((xmax - ox) / rx - eps) * rx
     y1 = oy - math.floor((oy - ymax) / ry + eps) * ry
@@ -170,8 +172,8 @@ def grid_from_extent(crs: str, extent: Tuple[float, float, float, float],
         raise GridError(f"Cell size must be positive, got {res}.")
     if xmax <= xmin or ymax <= ymin:
         raise GridError(f"The extent {extent} is empty.")
-    width = max(1, int(math.ceil((xmax - xmin) / rx - 1e-9)))
-    height = max(1, int(math.ceil((ymax - ymin) / ry - 1e-9)))
+    width = max(1, int(math.ceil((xmax - xmin) / rx - 1e-6)))
+    height = max(1, int(math.ceil((ymax - ymin) / ry - 1e-6)))
     return Grid(crs, (rx, 0.0, xmin, 0.0, -ry, ymax), width, height)
 
 
@@ -180,6 +182,10 @@ def parse_cell_size(value: Optional[object]) -> Optional[Tuple[float, float]]:
     if value is None:
         return None
     if isinstance(value, (int, float)):
+        if value < 0:
+            raise GridError(f"Cell size must be positive, got {value}.")
         return None if value == 0 else (float(value), float(value))
     x, y = value  # type: ignore[misc]
+    if float(x) <= 0 or float(y) <= 0:
+        raise GridError(f"Cell size must be positive, got {(x, y)}.")
     return (float(x), float(y))

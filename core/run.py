@@ -17,7 +17,8 @@ from .cog import build_vrt, tile_path, write_cog
 from .paths import partial_path, workdir_for
 from .errors import TilewiseError
 from .executor import Executor, make_executor, resolve_workers
-from .grid import plan_tiles
+from .grid import auto_tile_size, balance_tile_size, plan_tiles
+from .sources import close_all
 
 ProgressFn = Callable[[int, int], None]
 LogFn = Callable[[str], None]
@@ -37,6 +38,15 @@ class RunReport:
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
+
+
+def choose_tile_size(grid, n_layers: int, work_dtype: str, workers: Optional[int] = None,
+                     executor: Optional[Executor] = None) -> int:
+    """A tile size from the memory budget for ``n_layers`` values per pixel,
+    shrunk so every worker gets at least two tiles."""
+    size = auto_tile_size(n_layers, 8 if work_dtype == "float64" else 4)
+    n_workers = executor.workers if executor is not None else resolve_workers(workers)
+    return balance_tile_size(grid, size, n_workers)
 
 
 def run_tiled(job: Any, tile_fn: Callable[..., Any], tile_size: int, workers: Optional[int] = None,
@@ -75,6 +85,9 @@ def run_tiled(job: Any, tile_fn: Callable[..., Any], tile_size: int, workers: Op
     finally:
         if own_executor:
             ex.close()
+        # Inputs a serial run opened in this process: a later run must not read them
+        # through stale handles (e.g. after the file was rewritten), nor keep them locked.
+        close_all()
         shutil.rmtree(workdir, ignore_errors=True)
     return RunReport(job.output.path, len(tiles), ex.workers, time.perf_counter() - start,
                      job.grid.width, job.grid.height, len(job.band_names))

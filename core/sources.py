@@ -146,7 +146,16 @@ def _open_on_grid(path: str, grid: Grid, resampling: str, nodata: Optional[float
             view = WarpedVRT(src, add_alpha=True, **kwargs)
         return (src, view, None)
 
-    return _CACHE.get((path, grid, resampling, nodata), opener)
+    return _CACHE.get((path, _signature(path), grid, resampling, nodata), opener)
+
+
+def _signature(path: str) -> tuple:
+    """Size and modification time of a local file, so a rewritten input is reopened."""
+    try:
+        st = os.stat(path)
+    except OSError:  # remote or virtual paths
+        return ()
+    return (st.st_size, st.st_mtime_ns)
 
 
 def read_window(path: str, bands: Sequence[int], grid: Grid, tile: Tile, out: np.ndarray,

@@ -9,11 +9,10 @@ import numpy as np
 
 from .cog import OutputSpec, check_writable, to_output, write_tile
 from .errors import InputError, MaskError, ParameterError, TileError, TilewiseError
-from .executor import resolve_workers
-from .grid import Grid, Tile, auto_tile_size, balance_tile_size
+from .grid import Grid, Tile
 from .kernels import check_statistic, output_count, reduce_stack
 from .planning import plan_grid
-from .run import LogFn, ProgressFn, RunReport, run_tiled
+from .run import LogFn, ProgressFn, RunReport, choose_tile_size, run_tiled
 from .sources import describe_raster, read_categories, read_window, resampling_method
 
 _WIDE_TYPES = {"int32", "uint32", "int64", "uint64", "float64", "complex64", "complex128"}
@@ -173,10 +172,7 @@ def composite(inputs: Sequence[str], output: str, statistic: str = "median",
     """
     job = plan_composite(inputs, output, statistic, percentiles, **options)
     if tile_size is None:
-        itemsize = 8 if job.work_dtype == "float64" else 4
-        tile_size = auto_tile_size(len(job.inputs) * len(job.bands), itemsize)
-        if executor is None:
-            tile_size = balance_tile_size(job.grid, tile_size, resolve_workers(workers))
+        tile_size = choose_tile_size(job.grid, len(job.inputs) * len(job.bands), job.work_dtype, workers, executor)
     if tile_size < 8:
         raise ParameterError(f"Tile size must be at least 8 pixels, got {tile_size}.")
     return run_tiled(job, composite_tile, tile_size, workers, executor, progress, log)

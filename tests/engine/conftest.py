@@ -1,0 +1,41 @@
+"""Fixtures of the engine tests: small synthetic rasters written with rasterio in tmp_path."""
+
+from __future__ import annotations
+
+from typing import Callable, Dict, Optional
+
+import pytest
+
+from tilewise.core.executor import LocalExecutor
+
+from support import Stack, build_stack, write_raster
+
+
+@pytest.fixture
+def raster(tmp_path) -> Callable[..., str]:
+    """``raster(name, data, **profile)`` writes ``tmp_path/name`` and returns its path."""
+    def make(name: str, data, **kwargs) -> str:
+        return write_raster(tmp_path / name, data, **kwargs)
+    return make
+
+
+@pytest.fixture(scope="module")
+def stacks(tmp_path_factory) -> Callable[..., Stack]:
+    """Module-wide cache of written stacks: ``stacks(dtype, nodata, n_layers)``."""
+    cache: Dict[tuple, Stack] = {}
+
+    def get(dtype: str, nodata: Optional[float], n_layers: int, **kwargs) -> Stack:
+        key = (dtype, repr(nodata), n_layers, tuple(sorted(kwargs.items())))
+        if key not in cache:
+            folder = tmp_path_factory.mktemp(f"stack_{dtype}_{n_layers}")
+            cache[key] = build_stack(folder, dtype, nodata, n_layers, **kwargs)
+        return cache[key]
+    return get
+
+
+@pytest.fixture(scope="session")
+def pool():
+    """One pool of two worker processes for the whole session (starting a pool costs ~1 s)."""
+    ex = LocalExecutor(2)
+    yield ex
+    ex.close()

@@ -1,0 +1,75 @@
+"""A real, headless QGIS for the whole session, with Processing and Tilewise loaded the way QGIS loads them.
+
+Run with QGIS's own Python (``make test-qgis``). The plugin folder is
+``<repo>/build/plugins`` (``make plugin-link`` points ``build/plugins/tilewise``
+at the checkout), so the package imports as ``tilewise`` wherever the repository is.
+"""
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+PLUGINS_DIR = REPO / "build" / "plugins"
+ENGINE_PYTHON = REPO / ".venv" / "bin" / "python"
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+if ENGINE_PYTHON.exists():
+    os.environ.setdefault("TILEWISE_PYTHON", str(ENGINE_PYTHON))
+
+
+def pytest_configure(config):
+    if not (PLUGINS_DIR / "tilewise" / "metadata.txt").exists():
+        pytest.exit(f"{PLUGINS_DIR}/tilewise is missing: run `make plugin-link` (or `make test-qgis`) first.",
+                    returncode=2)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def qgis_app(tmp_path_factory):
+    """QgsApplication + Processing + the Tilewise plugin, once per session.
+
+    QGIS settings go to a throw-away folder, so a Tilewise interpreter set in the
+    developer's own profile cannot change what the tests run.
+    """
+    home = tmp_path_factory.mktemp("qgis-home")
+    os.environ["XDG_CONFIG_HOME"] = str(home / "config")
+    from qgis.core import QgsApplication
+
+    app = QgsApplication([], False, str(home / "profile"))
+    app.initQgis()
+
+    # QGIS puts its bundled plugins and the plugin folders on sys.path at startup.
+    qgis_python = os.path.join(QgsApplication.pkgDataPath(), "python")
+    for path in (qgis_python, os.path.join(qgis_python, "plugins"), str(PLUGINS_DIR)):
+        if path not in sys.path:
+            sys.path.insert(0, path)
+    from processing.core.Processing import Processing
+    Processing.initialize()
+
+    assert "tilewise" not in sys.modules, "the plugin must be imported by qgis.utils, not before"
+    import qgis.utils
+    qgis.utils.plugin_paths.insert(0, str(PLUGINS_DIR))
+    qgis.utils.updateAvailablePlugins()
+    assert qgis.utils.loadPlugin("tilewise"), "qgis.utils.loadPlugin('tilewise') failed"
+    assert qgis.utils.startProcessingPlugin("tilewise"), "qgis.utils.startProcessingPlugin('tilewise') failed"
+    yield app
+    # No exitQgis(): tearing QGIS down while Python still holds Qt objects can crash the
+    # interpreter at exit, and the process ends here anyway.
+
+
+@pytest.fixture(autouse=True)
+def _engine_stays_out_of_qgis():
+    """After every test: the engine's heavy packages never entered the QGIS process."""
+    yield
+    loaded = sorted(name for name in ("rasterio", "numba") if name in sys.modules)
+    assert loaded == [], f"imported into the QGIS process: {loaded}"
+
+
+@pytest.fixture
+def out_dir(tmp_path):
+    """An empty folder for outputs only, so that any leftover file shows up."""
+    path = tmp_path / "out"
+    path.mkdir()
+    return path

@@ -1,0 +1,82 @@
+"""The plugin loads the way QGIS loads it: metadata.txt, classFactory, initProcessing, the provider."""
+
+import configparser
+
+import qgis.utils
+from qgis.core import (Qgis, QgsApplication, QgsProcessing, QgsProcessingParameterDefinition,
+                       QgsProcessingParameterEnum, QgsProcessingParameterMultipleLayers,
+                       QgsProcessingParameterNumber, QgsProcessingParameterRasterDestination)
+
+from conftest import PLUGINS_DIR
+
+ALG_ID = "tilewise:temporalmedian"
+
+
+def test_metadata_is_what_qgis_reads():
+    assert "tilewise" in qgis.utils.available_plugins
+    assert qgis.utils.pluginMetadata("tilewise", "hasProcessingProvider") == "yes"
+    assert qgis.utils.pluginMetadata("tilewise", "name") == "Tilewise"
+    from pyplugin_installer.version_compare import isCompatible
+    minimum = qgis.utils.pluginMetadata("tilewise", "qgisMinimumVersion")
+    maximum = qgis.utils.pluginMetadata("tilewise", "qgisMaximumVersion")
+    assert minimum != "__error__" and maximum != "__error__"
+    assert isCompatible(Qgis.QGIS_VERSION, minimum, maximum), (Qgis.QGIS_VERSION, minimum, maximum)
+    # the file itself, as the plugin repository reads it: mandatory keys present
+    meta = configparser.ConfigParser()
+    meta.read(PLUGINS_DIR / "tilewise" / "metadata.txt", encoding="utf-8")
+    for key in ("name", "qgisMinimumVersion", "description", "about", "version", "author", "email", "repository"):
+        assert meta.get("general", key).strip(), key
+    icon = PLUGINS_DIR / "tilewise" / meta.get("general", "icon")
+    assert icon.is_file(), icon
+
+
+def test_plugin_object_comes_from_class_factory():
+    assert qgis.utils.isPluginLoaded("tilewise")
+    plugin = qgis.utils.plugins["tilewise"]
+    assert type(plugin).__name__ == "TilewisePlugin"
+    assert type(plugin).__module__ == "tilewise.plugin"
+    registered = QgsApplication.processingRegistry().providerById("tilewise")
+    assert registered is not None
+    assert plugin.provider is registered
+
+
+def test_provider_registers_the_algorithm():
+    provider = QgsApplication.processingRegistry().providerById("tilewise")
+    assert provider.isActive()
+    assert provider.name() == "Tilewise"
+    assert ALG_ID in [a.id() for a in provider.algorithms()]
+    alg = QgsApplication.processingRegistry().algorithmById(ALG_ID)
+    assert alg is not None
+    assert alg.displayName()
+    assert "Cloud-Optimized GeoTIFF" in alg.shortHelpString()
+
+
+def test_parameters():
+    alg = QgsApplication.processingRegistry().createAlgorithmById(ALG_ID)
+    params = {p.name(): p for p in alg.parameterDefinitions()}
+    assert isinstance(params["INPUT"], QgsProcessingParameterMultipleLayers)
+    assert params["INPUT"].layerType() == QgsProcessing.TypeRaster
+    assert not params["INPUT"].flags() & QgsProcessingParameterDefinition.FlagOptional
+    assert isinstance(params["STATISTIC"], QgsProcessingParameterEnum)
+    # models and scripts store the index: the order is part of the algorithm's interface
+    assert params["STATISTIC"].options() == ["median", "mean", "min", "max", "std", "count", "percentile"]
+    assert params["STATISTIC"].defaultValue() == 0
+    assert isinstance(params["OUTPUT"], QgsProcessingParameterRasterDestination)
+    for name in ("WORKERS", "TILE_SIZE"):
+        assert isinstance(params[name], QgsProcessingParameterNumber), name
+        assert params[name].flags() & QgsProcessingParameterDefinition.FlagAdvanced, name
+    for name in ("INPUT", "STATISTIC", "OUTPUT"):
+        assert not params[name].flags() & QgsProcessingParameterDefinition.FlagAdvanced, name
+    assert [o.name() for o in alg.outputDefinitions()] == ["OUTPUT"]
+
+
+def test_unload_and_load_again():
+    """QGIS calls unload() when the plugin is disabled and initProcessing() when enabled again."""
+    registry = QgsApplication.processingRegistry()
+    plugin = qgis.utils.plugins["tilewise"]
+    plugin.unload()
+    assert registry.providerById("tilewise") is None
+    assert registry.algorithmById(ALG_ID) is None
+    plugin.initProcessing()
+    assert registry.providerById("tilewise") is plugin.provider
+    assert registry.algorithmById(ALG_ID) is not None

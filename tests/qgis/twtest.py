@@ -1,0 +1,167 @@
+"""Helpers of the QGIS tests: rasters written and read with osgeo.gdal, engine processes found in /proc."""
+
+import os
+import time
+import warnings
+from dataclasses import dataclass
+from typing import List, Optional, Sequence
+
+import numpy as np
+from osgeo import gdal, osr
+
+# No gdal.UseExceptions() here: it would change osgeo's behaviour for QGIS's own Python code
+# in this process. The helpers check what GDAL returns instead.
+
+UTM33_10M = (500000.0, 10.0, 0.0, 5000000.0, 0.0, -10.0)
+_GDAL_TYPES = {np.dtype("uint8"): gdal.GDT_Byte, np.dtype("uint16"): gdal.GDT_UInt16,
+               np.dtype("int16"): gdal.GDT_Int16, np.dtype("int32"): gdal.GDT_Int32,
+               np.dtype("float32"): gdal.GDT_Float32, np.dtype("float64"): gdal.GDT_Float64}
+
+
+def srs_wkt(epsg: int) -> str:
+    srs = osr.SpatialReference()
+    srs.ImportFromEPSG(epsg)
+    return srs.ExportToWkt()
+
+
+def write_raster(path, array, nodata=None, geotransform=UTM33_10M, epsg=32633,
+                 options=("TILED=YES", "COMPRESS=DEFLATE")) -> str:
+    """Write a single-band GeoTIFF; return its path as a string."""
+    array = np.asarray(array)
+    path = str(path)
+    ds = gdal.GetDriverByName("GTiff").Create(path, array.shape[1], array.shape[0], 1,
+                                              _GDAL_TYPES[array.dtype], list(options))
+    if ds is None:
+        raise OSError(f"GDAL could not create {path}: {gdal.GetLastErrorMsg()}")
+    ds.SetGeoTransform(geotransform)
+    ds.SetProjection(srs_wkt(epsg))
+    band = ds.GetRasterBand(1)
+    if nodata is not None:
+        band.SetNoDataValue(float(nodata))
+    if band.WriteArray(array) != 0:
+        raise OSError(f"GDAL could not write {path}: {gdal.GetLastErrorMsg()}")
+    band = None
+    ds = None
+    return path
+
+
+def warp(destination, source, **options) -> str:
+    """``gdal.Warp``, failing loudly; return the destination path."""
+    ds = gdal.Warp(str(destination), str(source), **options)
+    if ds is None:
+        raise OSError(f"gdal.Warp {source} -> {destination} failed: {gdal.GetLastErrorMsg()}")
+    ds = None
+    return str(destination)
+
+
+@dataclass
+class Raster:
+    array: np.ndarray
+    nodata: Optional[float]
+    geotransform: tuple
+    wkt: str
+    width: int
+    height: int
+    count: int
+
+    @property
+    def valid(self) -> np.ndarray:
+        if self.nodata is None:
+            return ~np.isnan(self.array) if self.array.dtype.kind == "f" else np.ones(self.array.shape, bool)
+        return self.array != self.nodata
+
+    def same_crs(self, epsg: int) -> bool:
+        mine = osr.SpatialReference()
+        mine.ImportFromWkt(self.wkt)
+        other = osr.SpatialReference()
+        other.ImportFromEPSG(epsg)
+        return bool(mine.IsSame(other))
+
+
+def read_raster(path, band=1) -> Raster:
+    ds = gdal.Open(str(path))
+    if ds is None:
+        raise OSError(f"GDAL cannot open {path}: {gdal.GetLastErrorMsg()}")
+    b = ds.GetRasterBand(band)
+    raster = Raster(b.ReadAsArray(), b.GetNoDataValue(), ds.GetGeoTransform(), ds.GetProjection(),
+                    ds.RasterXSize, ds.RasterYSize, ds.RasterCount)
+    b = None
+    ds = None
+    return raster
+
+
+def masked_stack(arrays: Sequence[np.ndarray], nodata: Optional[float]) -> np.ndarray:
+    """The inputs as one float64 stack with nodata as NaN (the expected values are computed from it)."""
+    stack = np.stack([np.asarray(a, np.float64) for a in arrays])
+    if nodata is not None:
+        stack[stack == nodata] = np.nan
+    return stack
+
+
+def nan_reduce(function, stack: np.ndarray) -> np.ndarray:
+    """``function(stack, axis=0)`` for a numpy nan-function; pixels with no valid value give NaN, silently."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return function(stack, axis=0)
+
+
+# -- processes ---------------------------------------------------------------------------------------------
+
+@dataclass
+class Proc:
+    pid: int
+    ppid: int
+    state: str
+    cmdline: str
+
+
+def processes() -> List[Proc]:
+    """Every live (non-zombie) process visible in /proc."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read().decode("utf-8", "replace")
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read().replace(b"\0", b" ").decode("utf-8", "replace").strip()
+        except OSError:  # ended meanwhile
+            continue
+        # "pid (comm) state ppid ...": comm may hold spaces and parentheses
+        state, ppid = stat[stat.rindex(")") + 2:].split()[:2]
+        if state != "Z":
+            found.append(Proc(int(entry), int(ppid), state, cmdline))
+    return found
+
+
+def my_engine() -> Optional[Proc]:
+    """The engine driver this test process started, if it runs."""
+    for p in processes():
+        if p.ppid == os.getpid() and "tilewise.core.driver" in p.cmdline and "--check" not in p.cmdline:
+            return p
+    return None
+
+
+def children_of(pid: int) -> List[Proc]:
+    return [p for p in processes() if p.ppid == pid]
+
+
+def still_running(procs: Sequence[Proc], timeout: float = 5.0) -> List[Proc]:
+    """Those of ``procs`` still alive after up to ``timeout`` seconds (a killed process needs a
+    moment to go). Orphaned workers are re-parented, so they are followed by pid and command line."""
+    deadline = time.monotonic() + timeout
+    while True:
+        alive = {(p.pid, p.cmdline) for p in processes()}
+        left = [p for p in procs if (p.pid, p.cmdline) in alive]
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.05)
+
+
+# -- running algorithms --------------------------------------------------------------------------------------
+
+def run(algorithm, parameters, feedback=None, context=None):
+    """``processing.run`` (imported late: QGIS puts ``processing`` on sys.path when the session starts)."""
+    import processing
+    return processing.run(algorithm, parameters, feedback=feedback, context=context)
