@@ -71,7 +71,7 @@ class TilewiseAlgorithm(QgsProcessingAlgorithm):
         self.addParameter(QgsProcessingParameterEnum(
             self.RESAMPLING, tr("Resampling of inputs on another grid"), RESAMPLING, defaultValue=0))
 
-    def add_output_parameters(self, output_label):
+    def add_output_parameters(self, output_label, optional=False):
         self.addParameter(advanced(QgsProcessingParameterNumber(
             self.OUTPUT_NODATA, tr("Output nodata (empty: -9999, or the type's maximum if unsigned)"),
             NUMBER_DOUBLE, optional=True)))
@@ -84,7 +84,7 @@ class TilewiseAlgorithm(QgsProcessingAlgorithm):
             defaultValue=0, minValue=0)))
         self.addParameter(advanced(QgsProcessingParameterNumber(
             self.WORKERS, tr("Worker processes (0: all cores)"), NUMBER_INTEGER, defaultValue=0, minValue=0)))
-        self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, tr(output_label)))
+        self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, tr(output_label), optional=optional))
 
     def checkParameterValues(self, parameters, context):  # noqa: N802 (QGIS's name)
         ok, message = super().checkParameterValues(parameters, context)
@@ -154,11 +154,11 @@ class TilewiseAlgorithm(QgsProcessingAlgorithm):
             "resampling": RESAMPLING[self.parameterAsEnum(parameters, self.RESAMPLING, context)],
         }
 
-    def output_params(self, parameters, context):
-        output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
-        if not output:
+    def output_params(self, parameters, context, require_output=True):
+        output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context) if require_output else ""
+        if require_output and not output:
             raise QgsProcessingException(tr("No output file was given."))
-        output = os.path.abspath(output)
+        output = os.path.abspath(output) if output else output
         nodata = parameters.get(self.OUTPUT_NODATA)
         return {
             "output": output,

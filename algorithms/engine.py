@@ -115,7 +115,7 @@ def install_command(python: str, packages: List[str]) -> str:
         venv = default_venv_python()
         root = os.path.dirname(os.path.dirname(venv))
         return (f"{quoted} -m venv {shlex.quote(root)} && {shlex.quote(venv)} -m pip install {' '.join(PACKAGES)}"
-                "   (this Python is managed by the system, so Tilewise uses its own environment, "
+                "\n(this Python is managed by the system, so Tilewise uses its own environment there, "
                 "which it finds by itself)")
     return f"{quoted} -m pip install --user {pkgs}"
 
@@ -297,10 +297,15 @@ def _outcome(result: dict, rc: int, stderr: str, output: str, python: str) -> di
         except ValueError:
             name = str(-rc)
         raise EngineError(f"The Tilewise engine process was killed by signal {name}{_where(result)} "
-                          "(out of memory, or stopped from outside). Nothing was written; QGIS is unaffected. "
-                          + _tail(stderr))
+                          "(out of memory, or stopped from outside). Nothing was written; QGIS is unaffected."
+                          + _with_tail(stderr))
     raise EngineError(f"The Tilewise engine process stopped unexpectedly (exit code {rc}){_where(result)}. "
-                      "Nothing was written. " + _tail(stderr))
+                      "Nothing was written." + _with_tail(stderr))
+
+
+def _with_tail(stderr: str) -> str:
+    tail = _tail(stderr)
+    return "\n" + tail if tail else ""
 
 
 _USER_ERRORS = {"InputError", "MaskError", "GridError", "OutputError", "ParameterError", "TileError",

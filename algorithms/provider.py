@@ -5,6 +5,7 @@ import os
 from qgis.core import QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
+from .band_math import BandMath, Ndvi, SpectralIndex
 from .temporal_composite import TemporalComposite
 
 ICON = os.path.join(os.path.dirname(os.path.dirname(__file__)), "resources", "icon.svg")
@@ -61,7 +62,8 @@ class TilewiseProvider(QgsProcessingProvider):
             config.removeSetting(PYTHON_SETTING)
 
     def loadAlgorithms(self):
-        self.addAlgorithm(TemporalComposite())
+        for alg in (TemporalComposite(), Ndvi(), SpectralIndex(), BandMath()):
+            self.addAlgorithm(alg)
 
     def supportedOutputRasterLayerExtensions(self):
         return ["tif"]

@@ -133,6 +133,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_scaling_options(m)
     _add_grid_options(m)
     _add_output_options(m)
+
+    s = sub.add_parser("mosaic", help="many rasters (files, folders, glob patterns) into one COG",
+                       description="Mosaic: tilewise mosaic -o out.tif 'tiles/*.tif'. All bands kept; inputs in "
+                                   "other CRSs warped on the fly; overlaps combined by --overlap.")
+    s.add_argument("inputs", nargs="+", help="rasters, folders or quoted glob patterns (thousands are fine)")
+    s.add_argument("--overlap", default="first", choices=["first", "last", "min", "max", "mean", "median"])
+    s.add_argument("--input-nodata", type=float, help="nodata value of the inputs (overrides the files')")
+    s.add_argument("--overview-resampling", default="average", choices=["average", "nearest", "mode"])
+    _add_grid_options(s)
+    _add_output_options(s)
+    s.set_defaults(output_type=None)
     return parser
 
 
@@ -238,6 +249,22 @@ def run_calc(args: argparse.Namespace) -> int:
     return _run_and_report(bandmath, args, inputs, args.expression, args.output)
 
 
+def run_mosaic(args: argparse.Namespace) -> int:
+    from .mosaic import mosaic
+    progress = _Progress(args.quiet)
+    try:
+        report = mosaic(args.inputs, args.output, args.overlap, tile_size=args.tile_size, workers=args.workers,
+                        progress=progress, log=progress.log, reference=args.reference, extent=args.extent,
+                        crs=args.crs, cell_size=args.cell_size, resampling=args.resampling,
+                        input_nodata=args.input_nodata, output_type=args.output_type,
+                        output_nodata=args.output_nodata, compression=args.compression,
+                        overview_resampling=args.overview_resampling)
+    finally:
+        progress.close()
+    print(f"{report.output}: {report.width} x {report.height} x {report.bands} bands in {report.seconds:.2f} s")
+    return 0
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
@@ -246,7 +273,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         args.scenes = list(args.scenes) + extra
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    commands = {"composite": run_composite, "ndvi": run_ndvi, "index": run_index, "calc": run_calc}
+    commands = {"composite": run_composite, "ndvi": run_ndvi, "index": run_index, "calc": run_calc, "mosaic": run_mosaic}
     try:
         return commands[args.command](args)
     except TilewiseError as exc:

@@ -127,9 +127,22 @@ def write_tile(path: str, data: np.ndarray, grid: Grid, tile: Tile, spec: Output
     os.replace(tmp, path)
 
 
-def build_vrt(grid: Grid, tiles: Sequence[Tile], workdir: str, spec: OutputSpec,
-              descriptions: Sequence[str]) -> str:
-    """Write a VRT that lays the tile files out on the grid; return its path."""
+@dataclass(frozen=True)
+class Placement:
+    """One source file laid on the grid: its whole extent goes to a window of the grid."""
+
+    filename: str
+    row_off: int
+    col_off: int
+    height: int
+    width: int
+    relative: bool = False
+    nodata: Optional[float] = None  # a source nodata makes those pixels transparent
+
+
+def write_vrt(path: str, grid: Grid, spec: OutputSpec, descriptions: Sequence[str],
+              placements: Sequence[Placement]) -> str:
+    """Write a VRT laying ``placements`` on ``grid`` (later sources paint over earlier ones)."""
     gtype = _GDAL_TYPES[spec.dtype]
     srs = f"  <SRS>{escape(grid.crs)}</SRS>\n" if grid.crs else ""
     parts = [f'<VRTDataset rasterXSize="{grid.width}" rasterYSize="{grid.height}">\n', srs,
@@ -138,20 +151,28 @@ def build_vrt(grid: Grid, tiles: Sequence[Tile], workdir: str, spec: OutputSpec,
         parts.append(f'  <VRTRasterBand dataType="{gtype}" band="{b}">\n'
                      f"    <Description>{escape(desc)}</Description>\n"
                      f"    <NoDataValue>{spec.nodata!r}</NoDataValue>\n")
-        for t in tiles:
-            name = escape(os.path.basename(tile_path(workdir, t)))
+        for p in placements:
+            kind = "SimpleSource" if p.nodata is None else "ComplexSource"
+            nodata = "" if p.nodata is None else f"<NODATA>{p.nodata!r}</NODATA>"
             parts.append(
-                f'    <SimpleSource><SourceFilename relativeToVRT="1">{name}</SourceFilename>'
-                f"<SourceBand>{b}</SourceBand>"
-                f'<SrcRect xOff="0" yOff="0" xSize="{t.width}" ySize="{t.height}"/>'
-                f'<DstRect xOff="{t.col_off}" yOff="{t.row_off}" xSize="{t.width}" ySize="{t.height}"/>'
-                "</SimpleSource>\n")
+                f'    <{kind}><SourceFilename relativeToVRT="{int(p.relative)}">{escape(p.filename)}'
+                f"</SourceFilename><SourceBand>{b}</SourceBand>"
+                f'<SrcRect xOff="0" yOff="0" xSize="{p.width}" ySize="{p.height}"/>'
+                f'<DstRect xOff="{p.col_off}" yOff="{p.row_off}" xSize="{p.width}" ySize="{p.height}"/>'
+                f"{nodata}</{kind}>\n")
         parts.append("  </VRTRasterBand>\n")
     parts.append("</VRTDataset>\n")
-    path = os.path.join(workdir, "tiles.vrt")
     with open(path, "w", encoding="utf-8") as f:
         f.write("".join(parts))
     return path
+
+
+def build_vrt(grid: Grid, tiles: Sequence[Tile], workdir: str, spec: OutputSpec,
+              descriptions: Sequence[str]) -> str:
+    """Write a VRT that lays the tile files out on the grid; return its path."""
+    placements = [Placement(os.path.basename(tile_path(workdir, t)), t.row_off, t.col_off, t.height, t.width,
+                            relative=True) for t in tiles]
+    return write_vrt(os.path.join(workdir, "tiles.vrt"), grid, spec, descriptions, placements)
 
 
 def _gdal_transform(grid: Grid):

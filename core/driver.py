@@ -46,8 +46,9 @@ def use_wheel_data() -> None:
 
 def operations() -> Dict[str, Callable[..., Any]]:
     from .bandmath import bandmath, index_series
+    from .mosaic import mosaic
     from .temporal import composite
-    return {"composite": composite, "bandmath": bandmath, "index": index_series}
+    return {"composite": composite, "bandmath": bandmath, "index": index_series, "mosaic": mosaic}
 
 
 def report_dict(result: Any) -> Dict[str, Any]:

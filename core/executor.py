@@ -105,7 +105,7 @@ class LocalExecutor(Executor):
                     yield _result(fut)
         except BrokenProcessPool:
             raise WorkerError("A Tilewise worker process died (crashed, ran out of memory or was killed). "
-                              "Try a smaller tile size or fewer workers.") from None
+                              "Nothing was written. Try a smaller tile size or fewer workers.") from None
         finally:
             for fut in pending:
                 fut.cancel()

@@ -36,7 +36,8 @@ def big_series(tmp_path_factory):
         except OSError:  # a file system without hard links
             shutil.copy(distinct[i % 4], path)
         paths.append(path)
-    return paths
+    yield paths
+    shutil.rmtree(folder, ignore_errors=True)  # 120 MB: not kept among pytest's last three runs
 
 
 def big_params(paths, output):
