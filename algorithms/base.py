@@ -30,6 +30,11 @@ def _absolute(source):
     return source
 
 
+def _known_type(option):
+    """An output type name, or None for an option like 'same as inputs'."""
+    return option if option in OUTPUT_TYPES else None
+
+
 class TilewiseAlgorithm(QgsProcessingAlgorithm):
     """Base class: subclasses declare their own inputs and build the engine job."""
 
@@ -44,6 +49,8 @@ class TilewiseAlgorithm(QgsProcessingAlgorithm):
     TILE_SIZE = "TILE_SIZE"
     WORKERS = "WORKERS"
     OUTPUT = "OUTPUT"
+    OUTPUT_TYPE_OPTIONS = OUTPUT_TYPES
+    OUTPUT_NODATA_HELP = "Output nodata (empty: -9999, or the type's maximum if unsigned)"
 
     def group(self):
         return tr("Raster")
@@ -73,10 +80,9 @@ class TilewiseAlgorithm(QgsProcessingAlgorithm):
 
     def add_output_parameters(self, output_label, optional=False):
         self.addParameter(advanced(QgsProcessingParameterNumber(
-            self.OUTPUT_NODATA, tr("Output nodata (empty: -9999, or the type's maximum if unsigned)"),
-            NUMBER_DOUBLE, optional=True)))
+            self.OUTPUT_NODATA, tr(self.OUTPUT_NODATA_HELP), NUMBER_DOUBLE, optional=True)))
         self.addParameter(advanced(QgsProcessingParameterEnum(
-            self.OUTPUT_TYPE, tr("Output data type"), OUTPUT_TYPES, defaultValue=0)))
+            self.OUTPUT_TYPE, tr("Output data type"), self.OUTPUT_TYPE_OPTIONS, defaultValue=0)))
         self.addParameter(advanced(QgsProcessingParameterEnum(
             self.COMPRESSION, tr("Compression"), COMPRESSIONS, defaultValue=0)))
         self.addParameter(advanced(QgsProcessingParameterNumber(
@@ -162,7 +168,8 @@ class TilewiseAlgorithm(QgsProcessingAlgorithm):
         nodata = parameters.get(self.OUTPUT_NODATA)
         return {
             "output": output,
-            "output_type": OUTPUT_TYPES[self.parameterAsEnum(parameters, self.OUTPUT_TYPE, context)],
+            "output_type": _known_type(
+                self.OUTPUT_TYPE_OPTIONS[self.parameterAsEnum(parameters, self.OUTPUT_TYPE, context)]),
             "output_nodata": self.parameterAsDouble(parameters, self.OUTPUT_NODATA, context)
             if nodata not in (None, "") else None,
             "compression": COMPRESSIONS[self.parameterAsEnum(parameters, self.COMPRESSION, context)],

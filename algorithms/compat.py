@@ -1,6 +1,7 @@
 """Names that moved between QGIS 3.22 and QGIS 3.36+/4 (Qt6), in one place."""
 
-from qgis.core import Qgis, QgsProcessing, QgsProcessingParameterDefinition, QgsProcessingParameterNumber
+from qgis.core import (Qgis, QgsProcessing, QgsProcessingParameterDefinition, QgsProcessingParameterFile,
+                       QgsProcessingParameterNumber)
 
 
 def _pick(new_owner, new_name, old_owner, old_name):
@@ -14,6 +15,7 @@ TYPE_RASTER = _pick("ProcessingSourceType", "Raster", QgsProcessing, "TypeRaster
 FLAG_ADVANCED = _pick("ProcessingParameterFlag", "Advanced", QgsProcessingParameterDefinition, "FlagAdvanced")
 NUMBER_INTEGER = _pick("ProcessingNumberParameterType", "Integer", QgsProcessingParameterNumber, "Integer")
 NUMBER_DOUBLE = _pick("ProcessingNumberParameterType", "Double", QgsProcessingParameterNumber, "Double")
+FILE_FOLDER = _pick("ProcessingFileParameterBehavior", "Folder", QgsProcessingParameterFile, "Folder")
 
 
 def advanced(param):

@@ -6,6 +6,7 @@ from qgis.core import QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
 from .band_math import BandMath, Ndvi, SpectralIndex
+from .mosaic import Mosaic
 from .temporal_composite import TemporalComposite
 
 ICON = os.path.join(os.path.dirname(os.path.dirname(__file__)), "resources", "icon.svg")
@@ -62,7 +63,7 @@ class TilewiseProvider(QgsProcessingProvider):
             config.removeSetting(PYTHON_SETTING)
 
     def loadAlgorithms(self):
-        for alg in (TemporalComposite(), Ndvi(), SpectralIndex(), BandMath()):
+        for alg in (TemporalComposite(), Ndvi(), SpectralIndex(), BandMath(), Mosaic()):
             self.addAlgorithm(alg)
 
     def supportedOutputRasterLayerExtensions(self):

@@ -1,0 +1,97 @@
+"""``tilewise:mosaic``: many rasters (layers, or a folder / glob pattern of files) into one COG."""
+
+import glob
+import os
+
+from qgis.core import (QgsProcessingException, QgsProcessingParameterEnum, QgsProcessingParameterFile,
+                       QgsProcessingParameterMultipleLayers, QgsProcessingParameterNumber,
+                       QgsProcessingParameterString)
+
+from .base import OUTPUT_TYPES, TilewiseAlgorithm, tr
+from .compat import FILE_FOLDER, NUMBER_DOUBLE, TYPE_RASTER, advanced
+
+OVERLAPS = ["first", "last", "min", "max", "mean", "median"]
+OVERVIEW_RESAMPLINGS = ["average", "nearest", "mode"]
+
+HELP = """
+<p>Mosaics many rasters into one <b>Cloud-Optimized GeoTIFF</b> with overviews, keeping all bands.</p>
+<p><b>Inputs</b>: layers, and/or a <i>folder</i> with a file <i>pattern</i> (e.g. <code>*.tif</code>, or
+<code>**/*.tif</code> for sub-folders): thousands of files work without listing them here, and are opened
+a few at a time.</p>
+<p><b>Output grid</b>: by default the union of the inputs at the first input's resolution, on its pixel
+lattice; or the reference layer's grid, an extent, a CRS and a cell size. Inputs in other CRSs are warped
+on the fly.</p>
+<p><b>Overlap</b>: where several inputs cover a pixel: first (the earliest input in the list wins),
+last, min, max, mean or median of the valid values (nodata ignored).</p>
+<p>When every input already lies on the output grid and the rule is first/last, GDAL builds the mosaic
+directly (VRT + COG driver); otherwise Tilewise computes it tile by tile on every core.</p>
+"""
+
+
+class Mosaic(TilewiseAlgorithm):
+    INPUT = "INPUT"
+    INPUT_FOLDER = "INPUT_FOLDER"
+    PATTERN = "PATTERN"
+    OVERLAP = "OVERLAP"
+    INPUT_NODATA = "INPUT_NODATA"
+    OVERVIEW_RESAMPLING = "OVERVIEW_RESAMPLING"
+    OUTPUT_TYPE_OPTIONS = ["same as inputs"] + OUTPUT_TYPES
+    OUTPUT_NODATA_HELP = "Output nodata (empty: the inputs')"
+
+    def name(self):
+        return "mosaic"
+
+    def displayName(self):
+        return tr("Mosaic to Cloud-Optimized GeoTIFF")
+
+    def shortHelpString(self):
+        return tr(HELP)
+
+    def initAlgorithm(self, config=None):
+        self.addParameter(QgsProcessingParameterMultipleLayers(
+            self.INPUT, tr("Input layers"), TYPE_RASTER, optional=True))
+        self.addParameter(QgsProcessingParameterFile(
+            self.INPUT_FOLDER, tr("Or a folder of rasters"), behavior=FILE_FOLDER, optional=True))
+        self.addParameter(QgsProcessingParameterString(
+            self.PATTERN, tr("File pattern in the folder (e.g. *.tif, **/*.tif)"), defaultValue="*.tif"))
+        self.addParameter(QgsProcessingParameterEnum(
+            self.OVERLAP, tr("Where inputs overlap"), OVERLAPS, defaultValue=0))
+        self.addParameter(QgsProcessingParameterNumber(
+            self.INPUT_NODATA, tr("Input nodata (empty: each file's own)"), NUMBER_DOUBLE, optional=True))
+        self.add_grid_parameters("default: the union of the inputs")
+        self.addParameter(advanced(QgsProcessingParameterEnum(
+            self.OVERVIEW_RESAMPLING, tr("Overview resampling"), OVERVIEW_RESAMPLINGS, defaultValue=0)))
+        self.add_output_parameters("Mosaic")
+
+    def processAlgorithm(self, parameters, context, feedback):
+        sources = self.layer_sources(parameters, self.INPUT, context, required=False)
+        folder = self.parameterAsFile(parameters, self.INPUT_FOLDER, context)
+        if folder:
+            sources += folder_files(folder, self.parameterAsString(parameters, self.PATTERN, context))
+        if not sources:
+            raise QgsProcessingException(tr("No input rasters: select layers or a folder of rasters."))
+        nodata = parameters.get(self.INPUT_NODATA)
+        params = {
+            "inputs": sources,
+            "overlap": OVERLAPS[self.parameterAsEnum(parameters, self.OVERLAP, context)],
+            "input_nodata": self.parameterAsDouble(parameters, self.INPUT_NODATA, context)
+            if nodata not in (None, "") else None,
+            "overview_resampling": OVERVIEW_RESAMPLINGS[
+                self.parameterAsEnum(parameters, self.OVERVIEW_RESAMPLING, context)],
+        }
+        params.update(self.grid_params(parameters, context))
+        params.update(self.output_params(parameters, context))
+        feedback.pushInfo(tr(f"Mosaic of {len(sources)} rasters, overlap rule {params['overlap']}"))
+        report = self.run_job("mosaic", params, feedback)
+        return {self.OUTPUT: report["output"]}
+
+
+def folder_files(folder, pattern):
+    """The files in ``folder`` matching ``pattern`` (``**`` recurses), sorted; an error if none."""
+    if not os.path.isdir(folder):
+        raise QgsProcessingException(tr(f"Input folder not found: {folder}"))
+    files = sorted(f for f in glob.glob(os.path.join(folder, pattern or "*.tif"), recursive=True)
+                   if os.path.isfile(f))
+    if not files:
+        raise QgsProcessingException(tr(f"No file matches {pattern} in {folder}."))
+    return [os.path.abspath(f) for f in files]
