@@ -10,7 +10,7 @@ import numpy as np
 from .cog import OutputSpec, check_writable, to_output, write_tile
 from .errors import InputError, MaskError, ParameterError, TileError, TilewiseError
 from .grid import Grid, Tile
-from .kernels import check_statistic, output_count, reduce_stack
+from .kernels import check_statistic, integer_range, output_count, reduce_stack
 from .planning import plan_grid
 from .run import LogFn, ProgressFn, RunReport, choose_tile_size, run_tiled
 from .sources import describe_raster, read_categories, read_window, resampling_method
@@ -35,6 +35,7 @@ class CompositeJob:
     work_dtype: str
     output: OutputSpec
     band_names: Tuple[str, ...]
+    value_range: Optional[Tuple[int, int]] = None  # integer inputs: (lowest value, bits)
 
 
 def plan_composite(inputs: Sequence[str], output: str, statistic: str = "median",
@@ -75,9 +76,10 @@ def plan_composite(inputs: Sequence[str], output: str, statistic: str = "median"
     work = "float64" if any(dt in _WIDE_TYPES for info in infos for dt in info.dtypes) else "float32"
     names = tuple(_band_name(statistic, q, b) for b in chosen
                   for q in (percentiles if statistic == "percentile" else [None]))
+    value_range = integer_range([info.dtypes[b - 1] for info in infos for b in chosen])
     return CompositeJob(tuple(inputs), chosen, statistic, tuple(float(q) for q in percentiles),
                         input_nodata, mask_band, masks, tuple(int(v) for v in mask_values), grid, resampling,
-                        work, spec, names)
+                        work, spec, names, value_range)
 
 
 def _choose_bands(infos, bands, mask_band) -> Tuple[int, ...]:
@@ -120,7 +122,7 @@ def composite_tile(job: CompositeJob, tile: Tile, path: str) -> int:
     k = output_count(job.statistic, job.percentiles)
     out = np.empty((n_bands * k, tile.height, tile.width), job.output.dtype)
     for bi in range(n_bands):
-        values = reduce_stack(stack[:, bi], job.statistic, job.percentiles)
+        values = reduce_stack(stack[:, bi], job.statistic, job.percentiles, job.value_range)
         out[bi * k:(bi + 1) * k] = to_output(values, job.output)
     write_tile(path, out, job.grid, tile, job.output)
     return tile.index
