@@ -285,8 +285,8 @@ def reduce_stack(stack: np.ndarray, statistic: str = "median",
     qs = np.asarray(percentiles if statistic == "percentile" else [0.0], np.float64)
     if value_range is not None and statistic in ("median", "percentile"):
         lo, bits = value_range
-        if not 0 < bits <= 16:
-            raise ParameterError(f"value_range bits must be 1..16, got {bits}.")
+        if not 0 < bits <= 24:  # float32 holds integers exactly up to 2**24
+            raise ParameterError(f"value_range bits must be 1..24, got {bits}.")
         _int_order_kernel(flat, flat.dtype.type(lo), bits, np.asarray([50.0]) if statistic == "median" else qs, out)
         return out.reshape((k,) + stack.shape[1:])
     _reduce_kernel(flat, _CODES[statistic], qs, out)
