@@ -163,8 +163,9 @@ class SpectralIndex(_ScaledInputs):
         params.update(self.with_reference(self.grid_params(parameters, context), scenes[0][spec.bands[0]][0]))
         if per_scene:
             folder = self.parameterAsString(parameters, self.OUTPUT_FOLDER, context)
-            if not folder:
-                raise QgsProcessingException(tr("One COG per scene needs an output folder (OUTPUT_FOLDER)."))
+            if not folder:  # e.g. inside a model where only OUTPUT_LAYERS feeds the next step
+                folder = self.parameterDefinition(self.OUTPUT_FOLDER).generateTemporaryDestination()
+                feedback.pushInfo(tr(f"No output folder given: the per-scene COGs go to {folder}"))
             params.update(self.output_params(parameters, context, require_output=False))
             params["output"] = os.path.abspath(folder)
         else:

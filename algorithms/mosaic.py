@@ -90,7 +90,7 @@ def folder_files(folder, pattern):
     """The files in ``folder`` matching ``pattern`` (``**`` recurses), sorted; an error if none."""
     if not os.path.isdir(folder):
         raise QgsProcessingException(tr(f"Input folder not found: {folder}"))
-    files = sorted(f for f in glob.glob(os.path.join(folder, pattern or "*.tif"), recursive=True)
+    files = sorted(f for f in glob.glob(os.path.join(glob.escape(folder), pattern or "*.tif"), recursive=True)
                    if os.path.isfile(f))
     if not files:
         raise QgsProcessingException(tr(f"No file matches {pattern} in {folder}."))

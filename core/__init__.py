@@ -9,7 +9,7 @@ when an operation is called, so ``import tilewise.core`` is cheap and safe.
 
 from .errors import TilewiseError
 
-REQUIRED_PACKAGES = ("numpy", "numba", "rasterio")
+REQUIRED_PACKAGES = ("numpy", "numba", "rasterio", "numexpr")
 
 
 def composite(*args, **kwargs):

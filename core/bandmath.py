@@ -7,6 +7,7 @@ one scene or a time series (one output band per scene, or one file per scene).
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -14,7 +15,7 @@ import numexpr
 import numpy as np
 
 from .cog import OutputSpec, check_writable, to_output, write_tile
-from .errors import InputError, OutputError, ParameterError, TileError, TilewiseError
+from .errors import ExpressionError, InputError, OutputError, ParameterError, TileError, TilewiseError
 from .executor import make_executor, resolve_workers
 from .expression import validate_expression
 from .grid import Grid, Tile
@@ -75,9 +76,10 @@ def plan_bandmath(scenes: Sequence[Mapping[str, BandSpec]], expression: str, out
     spec = OutputSpec(output, output_type, output_nodata, compression, overview_resampling).resolved()
     infos = {}
     refs = []
+    order = [n for n in scenes[0] if n in used]  # as given: the first one's grid is the default grid
     for scene in scenes:
         scene_refs = []
-        for name in sorted(used):
+        for name in order:
             path, band = scene[name]
             info = infos.get(path) or describe_raster(path)
             infos[path] = info
@@ -101,9 +103,10 @@ def plan_bandmath(scenes: Sequence[Mapping[str, BandSpec]], expression: str, out
 def _check_expression_compiles(expression: str, names: List[str]) -> None:
     probe = {n: np.ones(1, np.float32) for n in names}
     try:
-        numexpr.validate(expression, local_dict=probe)
+        # not numexpr.validate: since numexpr 2.8.5 it returns the exception instead of raising it
+        numexpr.evaluate(expression, local_dict=probe)
     except Exception as exc:  # numexpr reports its own grammar limits here
-        raise ParameterError(f"numexpr cannot evaluate the expression: {exc}") from None
+        raise ExpressionError(f"numexpr cannot evaluate the expression: {exc}") from None
 
 
 def bandmath_tile(job: BandMathJob, tile: Tile, path: str) -> int:
@@ -224,14 +227,21 @@ def _plan_per_scene(scenes, expression, folder, key, options) -> List[BandMathJo
         raise OutputError("No output folder was given.")
     if os.path.exists(folder) and not os.path.isdir(folder):
         raise OutputError(f"The output folder is a file: {folder}")
+    created = not os.path.isdir(folder)
     os.makedirs(folder, exist_ok=True)
     jobs, seen = [], set()
-    for scene in scenes:
-        first = next(iter(scene.values()))[0]
-        stem = os.path.splitext(os.path.basename(first))[0]
-        name = f"{stem}_{key}.tif"
-        if name in seen:
-            raise OutputError(f"Two scenes would both be written to {name}; give the scenes distinct file names.")
-        seen.add(name)
-        jobs.append(plan_bandmath([scene], expression, os.path.join(folder, name), **options))
+    try:
+        for scene in scenes:
+            first = next(iter(scene.values()))[0]
+            stem = os.path.splitext(os.path.basename(first))[0]
+            name = f"{stem}_{key}.tif"
+            if name in seen:
+                raise OutputError(f"Two scenes would both be written to {name}; "
+                                  "give the scenes distinct file names.")
+            seen.add(name)
+            jobs.append(plan_bandmath([scene], expression, os.path.join(folder, name), **options))
+    except BaseException:
+        if created:  # leave nothing behind when a scene is refused before any work
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
     return jobs

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import os
 import sys
 from typing import List, Optional, Sequence
 
@@ -29,7 +30,8 @@ def expand_inputs(patterns: Sequence[str]) -> List[str]:
     """Expand glob patterns (quoted on the shell, or on Windows), keep plain paths as they are."""
     paths: List[str] = []
     for p in patterns:
-        matches = sorted(glob.glob(p)) if any(c in p for c in "*?[") else []
+        wild = any(c in p for c in "*?[") and not os.path.exists(p)  # a file may have [ in its name
+        matches = sorted(glob.glob(p)) if wild else []
         paths.extend(matches or [p])
     return paths
 
@@ -223,6 +225,8 @@ def _run_and_report(fn, args, *a, **kw) -> int:
 
 def run_ndvi(args: argparse.Namespace) -> int:
     from .bandmath import index_series
+    if not args.reference:  # the red band's grid, as tilewise:ndvi in QGIS
+        args.reference = args.red[0]
     return _run_and_report(index_series, args, [{"RED": args.red, "NIR": args.nir}], "ndvi", args.output)
 
 

@@ -17,6 +17,7 @@ from xml.sax.saxutils import escape
 
 import numpy as np
 import rasterio
+from rasterio.errors import RasterioError
 from rasterio.shutil import copy as gdal_copy
 
 from .errors import OutputError, ParameterError
@@ -56,7 +57,7 @@ class OutputSpec:
             raise ParameterError(f"Unknown overview resampling {self.overview_resampling!r}; "
                                  f"use one of {', '.join(OVERVIEW_RESAMPLINGS)}.")
         nodata = default_nodata(dtype) if self.nodata is None else float(self.nodata)
-        if not _fits(nodata, dtype):
+        if not nodata_fits(nodata, dtype):
             raise ParameterError(f"Output nodata {nodata:g} does not fit the output type {dtype}.")
         return OutputSpec(os.path.abspath(self.path), dtype, nodata, compression, self.overview_resampling)
 
@@ -72,7 +73,7 @@ def default_nodata(dtype: str) -> float:
     return float(np.iinfo(dtype).max)
 
 
-def _fits(value: float, dtype: str) -> bool:
+def nodata_fits(value: float, dtype: str) -> bool:
     if dtype.startswith("float"):
         return math.isnan(value) or abs(value) <= float(np.finfo(dtype).max)
     info = np.iinfo(dtype)
@@ -194,6 +195,6 @@ def write_cog(vrt_path: str, spec: OutputSpec, threads: str = "ALL_CPUS") -> Non
     except Exception as exc:
         if os.path.exists(tmp):
             os.remove(tmp)
-        if isinstance(exc, OSError):
-            raise OutputError(f"Cannot write {spec.path}: {exc}") from None
+        if isinstance(exc, (OSError, RasterioError)) or type(exc).__name__.startswith("CPLE_"):
+            raise OutputError(f"Writing {spec.path} failed: {exc}") from None
         raise

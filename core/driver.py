@@ -44,11 +44,15 @@ def use_wheel_data() -> None:
         os.environ["GDAL_DATA"] = gdal
 
 
-def operations() -> Dict[str, Callable[..., Any]]:
-    from .bandmath import bandmath, index_series
-    from .mosaic import mosaic
-    from .temporal import composite
-    return {"composite": composite, "bandmath": bandmath, "index": index_series, "mosaic": mosaic}
+OPERATIONS = {"composite": ("temporal", "composite"), "bandmath": ("bandmath", "bandmath"),
+              "index": ("bandmath", "index_series"), "mosaic": ("mosaic", "mosaic")}
+
+
+def operation(name: str) -> Callable[..., Any]:
+    """The API function behind an operation name, imported only when asked for."""
+    import importlib
+    module, function = OPERATIONS[name]
+    return getattr(importlib.import_module(f"{__package__}.{module}"), function)
 
 
 def report_dict(result: Any) -> Dict[str, Any]:
@@ -64,10 +68,10 @@ def report_dict(result: Any) -> Dict[str, Any]:
 def run_job(job: Dict[str, Any]) -> int:
     from .errors import TilewiseError
     from .executor import resolve_workers
-    ops = operations()
     name = job.get("operation")
-    if name not in ops:
-        emit("error", kind="ParameterError", message=f"Unknown operation {name!r}; known: {', '.join(ops)}.")
+    if name not in OPERATIONS:
+        emit("error", kind="ParameterError",
+             message=f"Unknown operation {name!r}; known: {', '.join(OPERATIONS)}.")
         return 2
     params = dict(job.get("params", {}))
     params["workers"] = resolve_workers(params.get("workers"))
@@ -79,7 +83,7 @@ def run_job(job: Dict[str, Any]) -> int:
             emit("progress", done=done, total=total)
 
     try:
-        report = ops[name](progress=progress, log=lambda m: emit("log", message=m), **params)
+        report = operation(name)(progress=progress, log=lambda m: emit("log", message=m), **params)
     except TilewiseError as exc:
         emit("error", kind=type(exc).__name__, message=str(exc))
         return 2

@@ -82,6 +82,9 @@ def _check_node(node, allowed, functions, used, callees) -> None:
             raise ExpressionError("'not' is not allowed; use ~ for logical not.")
         return
     if isinstance(node, ast.Compare):
+        if len(node.ops) > 1:  # Python reads A < B < C as (A < B) and (B < C): numexpr cannot
+            raise ExpressionError("Chained comparisons like A < B < C are not allowed; "
+                                  "write (A < B) & (B < C).")
         for op in node.ops:
             if not isinstance(op, _CMPS):
                 raise ExpressionError(f"The comparison {_op_name(op)} is not allowed in an expression.")
@@ -116,7 +119,8 @@ def _check_node(node, allowed, functions, used, callees) -> None:
 
 def _check_call(node: ast.Call, functions) -> None:
     if not isinstance(node.func, ast.Name):
-        raise ExpressionError("Only plain function calls like sqrt(A) are allowed.")
+        raise ExpressionError(f"Calling '{ast.unparse(node.func)}' is not allowed; "
+                              "only plain function calls like sqrt(A) are.")
     name = node.func.id
     if name not in functions:
         raise ExpressionError(f"Unknown function '{name}'; available: {', '.join(sorted(functions))}.")

@@ -20,7 +20,7 @@ import numpy as np
 from rasterio.crs import CRS
 from rasterio.warp import calculate_default_transform, transform_bounds
 
-from .cog import OUTPUT_TYPES, OutputSpec, Placement, check_writable, to_output, write_cog, write_tile, write_vrt
+from .cog import OUTPUT_TYPES, nodata_fits, OutputSpec, Placement, check_writable, to_output, write_cog, write_tile, write_vrt
 from .errors import InputError, ParameterError, TileError, TilewiseError
 from .grid import Grid, Tile, grid_from_extent, parse_cell_size, snap_extent
 from .kernels import reduce_stack
@@ -56,11 +56,12 @@ def find_inputs(patterns: Sequence[str]) -> List[str]:
     found: List[str] = []
     for p in patterns:
         if os.path.isdir(p):
-            files = sorted(f for f in glob.glob(os.path.join(p, "*")) if f.lower().endswith(RASTER_EXTENSIONS))
+            files = sorted(f for f in glob.glob(os.path.join(glob.escape(p), "*"))
+                           if f.lower().endswith(RASTER_EXTENSIONS))
             if not files:
                 raise InputError(f"No raster files ({', '.join(RASTER_EXTENSIONS)}) in the folder {p}.")
             found.extend(files)
-        elif any(c in p for c in "*?["):
+        elif any(c in p for c in "*?[") and not os.path.exists(p):  # a file may be called "a[1].tif"
             files = sorted(glob.glob(p, recursive=True))
             if not files:
                 raise InputError(f"No file matches {p}.")
@@ -98,6 +99,8 @@ def plan_mosaic(inputs: Sequence[str], output: str, overlap: str = "first", refe
         raise ParameterError(f"Unknown output type {dtype!r}; use one of {', '.join(OUTPUT_TYPES)}.")
     nodata = output_nodata if output_nodata is not None else (input_nodata if input_nodata is not None
                                                              else first.nodata)
+    if output_nodata is None and nodata is not None and not nodata_fits(nodata, dtype):
+        nodata = None  # the inputs' nodata cannot be stored in the asked type: use the type's default
     spec = OutputSpec(output, dtype, nodata, compression, overview_resampling).resolved()
     check_writable(spec.path)
     grid = plan_grid(describe_raster(reference), extent, crs, cell_size) if reference else \
@@ -183,15 +186,38 @@ def mosaic_tile(job: MosaicJob, tile: Tile, path: str) -> int:
             if not np.isnan(result).any():
                 break
     else:
-        stack = np.empty((len(hits),) + shape, job.work_dtype)
-        for k, i in enumerate(hits):
-            _read(job, i, tile, bands, stack[k])
+        stack = _stack_valid(job, hits, tile, bands, shape)
         result = np.full(shape, np.nan)
-        if hits:
+        if len(stack):
             for b in range(job.count):
                 result[b] = reduce_stack(stack[:, b], job.overlap)[0]
     write_tile(path, to_output(result, job.output), job.grid, tile, job.output)
     return tile.index
+
+
+def _stack_valid(job: MosaicJob, hits: Sequence[int], tile: Tile, bands, shape) -> np.ndarray:
+    """The valid values of the inputs meeting ``tile``, in input order, packed into as many
+    layers as the deepest overlap (not one per input: thousands of small inputs may meet a tile)."""
+    buf = np.empty(shape, job.work_dtype)
+    depth = np.zeros(shape, np.intp)
+    stack = np.empty((0,) + shape, job.work_dtype)
+    for i in hits:
+        _read(job, i, tile, bands, buf)
+        valid = ~np.isnan(buf)
+        rows, cols = np.flatnonzero(valid.any(axis=(0, 2))), np.flatnonzero(valid.any(axis=(0, 1)))
+        if not len(rows):
+            continue
+        box = (slice(None), slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+        valid, values, level = valid[box], buf[box], depth[box]
+        need = int(level[valid].max()) + 1
+        if need > len(stack):
+            grown = np.full((max(need, 2 * len(stack)),) + shape, np.nan, job.work_dtype)
+            grown[:len(stack)] = stack
+            stack = grown
+        b, r, c = np.nonzero(valid)
+        stack[level[valid], b, r + rows[0], c + cols[0]] = values[valid]
+        level += valid
+    return stack[:int(depth.max(initial=0))]
 
 
 def _read(job: MosaicJob, i: int, tile: Tile, bands, out) -> None:
@@ -207,14 +233,18 @@ def gdal_can_do(job: MosaicJob) -> Optional[List[Placement]]:
     """Placements for a pure GDAL VRT -> COG mosaic, or None when the engine is needed.
 
     GDAL does it when every input lies on the target lattice (no warping), the
-    rule is first/last, and no nodata override is asked for.
+    rule is first/last, no nodata override is asked for, and no float input is
+    written as integers (GDAL rounds halves away from zero, the engine to even).
     """
     if job.overlap not in ("first", "last") or job.input_nodata is not None:
         return None
     grid_crs = parse_crs(job.grid.crs) if job.grid.crs else None
+    to_integer = np.issubdtype(np.dtype(job.output.dtype), np.integer)
     placements = []
     for path in job.inputs:
         info = describe_raster(path)
+        if to_integer and any(np.issubdtype(np.dtype(dt), np.floating) for dt in info.dtypes):
+            return None
         offset = same_grid_offset(parse_crs(info.crs) if info.crs else None, info.transform, job.grid, grid_crs)
         if offset is None:
             return None
@@ -252,7 +282,8 @@ def mosaic(inputs: Sequence[str], output: str, overlap: str = "first", *, tile_s
     if placements is not None:
         return _gdal_mosaic(job, placements, progress, log)
     if engine is False:
-        raise ParameterError("These inputs need the engine (warping or an overlap rule GDAL does not have).")
+        raise ParameterError("These inputs need the engine: warping, an overlap rule other than first/last, "
+                             "a nodata override, or float inputs written as integers.")
     if tile_size is None:
         tile_size = choose_tile_size(job.grid, 4 * job.count, job.work_dtype, workers, executor)
     return run_tiled(job, mosaic_tile, tile_size, workers, executor, progress, log)

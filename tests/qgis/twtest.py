@@ -26,20 +26,22 @@ def srs_wkt(epsg: int) -> str:
 
 def write_raster(path, array, nodata=None, geotransform=UTM33_10M, epsg=32633,
                  options=("TILED=YES", "COMPRESS=DEFLATE")) -> str:
-    """Write a single-band GeoTIFF; return its path as a string."""
+    """Write a GeoTIFF from a 2-D array (one band) or a 3-D one (bands, rows, cols); return its path."""
     array = np.asarray(array)
+    bands = array if array.ndim == 3 else array[np.newaxis]
     path = str(path)
-    ds = gdal.GetDriverByName("GTiff").Create(path, array.shape[1], array.shape[0], 1,
+    ds = gdal.GetDriverByName("GTiff").Create(path, bands.shape[2], bands.shape[1], bands.shape[0],
                                               _GDAL_TYPES[array.dtype], list(options))
     if ds is None:
         raise OSError(f"GDAL could not create {path}: {gdal.GetLastErrorMsg()}")
     ds.SetGeoTransform(geotransform)
     ds.SetProjection(srs_wkt(epsg))
-    band = ds.GetRasterBand(1)
-    if nodata is not None:
-        band.SetNoDataValue(float(nodata))
-    if band.WriteArray(array) != 0:
-        raise OSError(f"GDAL could not write {path}: {gdal.GetLastErrorMsg()}")
+    for i, data in enumerate(bands, start=1):
+        band = ds.GetRasterBand(i)
+        if nodata is not None:
+            band.SetNoDataValue(float(nodata))
+        if band.WriteArray(data) != 0:
+            raise OSError(f"GDAL could not write {path}: {gdal.GetLastErrorMsg()}")
     band = None
     ds = None
     return path

@@ -1,9 +1,14 @@
-"""Rebuild composite_then_fillnodata.model3 with the QgsProcessingModelAlgorithm API.
+"""Rebuild the test models (.model3) with the QgsProcessingModelAlgorithm API.
 
-    QT_QPA_PLATFORM=offscreen /usr/bin/python3 tests/qgis/data/make_model.py
+    QT_QPA_PLATFORM=offscreen /usr/bin/python3 tests/qgis/data/make_model.py [NAME ...]
 
-The model: a time series -> tilewise:temporalmedian (median) -> native:fillnodata (pixels
-with no valid observation get a fill value) -> the model's output.
+composite_then_fillnodata: a time series -> tilewise:temporalmedian (median) -> native:fillnodata
+(pixels with no valid observation get a fill value) -> the model's output.
+
+ndvi_scenes_then_median: multi-band scenes -> tilewise:index (NDVI, one COG per scene in a folder)
+-> its OUTPUT_LAYERS into tilewise:temporalmedian's INPUT -> the median NDVI.
+
+bandmath_expression: layers, band numbers and an expression -> tilewise:bandmath -> the result.
 """
 
 import os
@@ -12,7 +17,7 @@ import sys
 from qgis.core import (QgsApplication, QgsProcessingModelAlgorithm, QgsProcessingModelChildAlgorithm,
                        QgsProcessingModelChildParameterSource, QgsProcessingModelOutput,
                        QgsProcessingModelParameter, QgsProcessingParameterMultipleLayers,
-                       QgsProcessingParameterNumber, QgsProcessing)
+                       QgsProcessingParameterNumber, QgsProcessingParameterString, QgsProcessing)
 from qgis.PyQt.QtCore import QPointF
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -69,6 +74,74 @@ def build():
     return model
 
 
+def _model_output(child, output_name, name, description, x, y):
+    output = _placed(QgsProcessingModelOutput(name, description), x, y)
+    output.setChildId(child.childId())
+    output.setChildOutputName(output_name)
+    child.setModelOutputs({**child.modelOutputs(), name: output})
+
+
+def build_ndvi_median():
+    """Scenes -> NDVI, one COG per scene (the folder is a model output) -> median of the per-scene layers."""
+    model = QgsProcessingModelAlgorithm("ndvi_scenes_then_median", "Tilewise tests")
+    model.addModelParameter(QgsProcessingParameterMultipleLayers("scenes", "Scenes", QgsProcessing.TypeRaster),
+                            _placed(QgsProcessingModelParameter("scenes"), 120, 60))
+    for i, (name, label, band) in enumerate([("red_band", "Red band", 3), ("nir_band", "Near-infrared band", 4)]):
+        model.addModelParameter(QgsProcessingParameterNumber(name, label, QgsProcessingParameterNumber.Integer,
+                                                             band, minValue=1),
+                                _placed(QgsProcessingModelParameter(name), 340 + 200 * i, 60))
+
+    ndvi = QgsProcessingModelChildAlgorithm("tilewise:index")
+    ndvi.setChildId("ndvi")
+    ndvi.setDescription("NDVI of each scene")
+    _placed(ndvi, 120, 180)
+    ndvi.addParameterSources("INPUT", [QgsProcessingModelChildParameterSource.fromModelParameter("scenes")])
+    ndvi.addParameterSources("INDEX", [QgsProcessingModelChildParameterSource.fromStaticValue(0)])
+    ndvi.addParameterSources("RED_BAND", [QgsProcessingModelChildParameterSource.fromModelParameter("red_band")])
+    ndvi.addParameterSources("NIR_BAND", [QgsProcessingModelChildParameterSource.fromModelParameter("nir_band")])
+    ndvi.addParameterSources("OUTPUT_MODE", [QgsProcessingModelChildParameterSource.fromStaticValue(1)])
+    # QGIS creates a temporary destination only for a child output another step uses; nothing uses
+    # OUTPUT_FOLDER (the next step takes OUTPUT_LAYERS), so the folder must be a model output.
+    _model_output(ndvi, "OUTPUT_FOLDER", "ndvi_scenes", "NDVI of each scene (folder)", 360, 250)
+    model.addChildAlgorithm(_with_defaults(ndvi))
+
+    median = QgsProcessingModelChildAlgorithm("tilewise:temporalmedian")
+    median.setChildId("median")
+    median.setDescription("Median NDVI")
+    _placed(median, 120, 320)
+    median.addParameterSources("INPUT", [QgsProcessingModelChildParameterSource.fromChildOutput("ndvi",
+                                                                                                "OUTPUT_LAYERS")])
+    median.addParameterSources("STATISTIC", [QgsProcessingModelChildParameterSource.fromStaticValue(0)])
+    _model_output(median, "OUTPUT", "median_ndvi", "Median NDVI", 360, 400)
+    model.addChildAlgorithm(_with_defaults(median))
+    model.updateDestinationParameters()
+    return model
+
+
+def build_bandmath():
+    """tilewise:bandmath as one step of a model, its expression a model parameter."""
+    model = QgsProcessingModelAlgorithm("bandmath_expression", "Tilewise tests")
+    parameters = [QgsProcessingParameterMultipleLayers("layers", "Layers (A, B, ...)", QgsProcessing.TypeRaster),
+                  QgsProcessingParameterString("bands", "Bands", "A=3,B=4"),
+                  QgsProcessingParameterString("expression", "Expression", "(B - A) / (B + A)")]
+    for i, parameter in enumerate(parameters):
+        model.addModelParameter(parameter, _placed(QgsProcessingModelParameter(parameter.name()), 120 + 200 * i, 60))
+
+    calc = QgsProcessingModelChildAlgorithm("tilewise:bandmath")
+    calc.setChildId("calc")
+    calc.setDescription("Band math")
+    _placed(calc, 320, 180)
+    for name, source in (("LAYERS", "layers"), ("BANDS", "bands"), ("EXPRESSION", "expression")):
+        calc.addParameterSources(name, [QgsProcessingModelChildParameterSource.fromModelParameter(source)])
+    _model_output(calc, "OUTPUT", "result", "Result", 520, 260)
+    model.addChildAlgorithm(_with_defaults(calc))
+    model.updateDestinationParameters()
+    return model
+
+
+MODELS = {NAME: build, "ndvi_scenes_then_median": build_ndvi_median, "bandmath_expression": build_bandmath}
+
+
 if __name__ == "__main__":
     app = QgsApplication([], False)
     app.initQgis()
@@ -81,11 +154,12 @@ if __name__ == "__main__":
     qgis.utils.updateAvailablePlugins()
     if not (qgis.utils.loadPlugin("tilewise") and qgis.utils.startProcessingPlugin("tilewise")):
         sys.exit("could not load the Tilewise plugin from " + PLUGINS_DIR)
-    model = build()
-    ok, errors = model.validate()
-    if not ok:
-        sys.exit("invalid model: " + "; ".join(errors))
-    path = os.path.join(HERE, NAME + ".model3")
-    if not model.toFile(path):
-        sys.exit(f"could not write {path}")
-    print(path, [p.name() for p in model.parameterDefinitions()])
+    for name in sys.argv[1:] or list(MODELS):
+        model = MODELS[name]()
+        ok, errors = model.validate()
+        if not ok:
+            sys.exit(f"invalid model {name}: " + "; ".join(errors))
+        path = os.path.join(HERE, name + ".model3")
+        if not model.toFile(path):
+            sys.exit(f"could not write {path}")
+        print(path, [p.name() for p in model.parameterDefinitions()])
