@@ -13,6 +13,9 @@ BUILD := $(ROOT)/build
 PLUGINS := $(BUILD)/plugins
 STAMPS := $(BUILD)/stamps
 APT_PACKAGES := qgis qgis-providers python3-qgis python3-gdal gdal-bin python3-pytest python3-venv python3-pip
+# The remote-input tests serve COGs with a real web server; they start it themselves on 127.0.0.1.
+TEST_APT_PACKAGES := nginx
+NGINX := $(firstword $(wildcard /usr/sbin/nginx /usr/local/sbin/nginx) $(shell command -v nginx 2>/dev/null))
 QGIS_PROFILE ?= $(HOME)/.local/share/QGIS/QGIS3/profiles/default
 INSTALL_VENV ?= $(HOME)/.local/share/tilewise/venv
 
@@ -27,7 +30,7 @@ all: test
 deps: system-deps venv plugin-link
 
 # QGIS and GDAL from the distribution, only when missing.
-system-deps: $(STAMPS)/system
+system-deps: $(STAMPS)/system $(STAMPS)/nginx
 $(STAMPS)/system:
 	@mkdir -p $(STAMPS)
 	@if ! command -v qgis_process >/dev/null 2>&1 || ! $(QGIS_PYTHON) -c "import qgis.core, osgeo.gdal, pytest" >/dev/null 2>&1 \
@@ -37,13 +40,30 @@ $(STAMPS)/system:
 	fi
 	@touch $@
 
-# The engine's own Python environment (numpy, numba, rasterio, numexpr, bottleneck; pytest for its tests).
+# nginx, for the remote-input tests, installed without starting its system service (policy-rc.d says no).
+$(STAMPS)/nginx:
+	@mkdir -p $(STAMPS)
+	@if [ -z "$(NGINX)" ]; then \
+	  echo ">> installing nginx for the remote-input tests (its system service is not started)"; \
+	  $(SUDO) apt-get update -qq; \
+	  if [ -e /usr/sbin/policy-rc.d ]; then \
+	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $(TEST_APT_PACKAGES); \
+	  else \
+	    printf '#!/bin/sh\nexit 101\n' | $(SUDO) tee /usr/sbin/policy-rc.d >/dev/null && $(SUDO) chmod +x /usr/sbin/policy-rc.d; \
+	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $(TEST_APT_PACKAGES); \
+	    status=$$?; $(SUDO) rm -f /usr/sbin/policy-rc.d; exit $$status; \
+	  fi; \
+	fi
+	@touch $@
+
+# The engine's own Python environment (numpy, numba, rasterio, numexpr, bottleneck; pytest for its tests;
+# dask[distributed] for the scaling-out tests).
 venv: $(STAMPS)/venv
 $(STAMPS)/venv: $(STAMPS)/system pyproject.toml
 	@mkdir -p $(STAMPS)
 	@test -x $(ENGINE_PYTHON) || $(QGIS_PYTHON) -m venv $(VENV)
 	$(ENGINE_PYTHON) -m pip install -q --upgrade pip
-	$(ENGINE_PYTHON) -m pip install -q -e "$(ROOT)[test]"
+	$(ENGINE_PYTHON) -m pip install -q -e "$(ROOT)[test,dask]"
 	@touch $@
 
 # The plugin folder must be named 'tilewise' whatever the checkout is called.

@@ -3,15 +3,18 @@ turning layers into file sources, and running the engine with QGIS feedback."""
 
 import os
 
-from qgis.core import (QgsMapLayer, QgsProcessingAlgorithm, QgsProcessingException, QgsProcessingParameterCrs,
-                       QgsProcessingParameterEnum, QgsProcessingParameterExtent,
+from qgis.core import (QgsMapLayer, QgsProcessingAlgorithm, QgsProcessingException, QgsProcessingParameterBoolean,
+                       QgsProcessingParameterCrs, QgsProcessingParameterEnum, QgsProcessingParameterExtent,
                        QgsProcessingParameterMultipleLayers, QgsProcessingParameterNumber,
                        QgsProcessingParameterRasterDestination, QgsProcessingParameterRasterLayer,
-                       QgsProcessingUtils)
+                       QgsProcessingParameterString, QgsProcessingUtils)
 from qgis.PyQt.QtCore import QCoreApplication
 
 from .compat import NUMBER_DOUBLE, NUMBER_INTEGER, advanced
 from .engine import EngineCancelled, EngineError, find_python, run_engine
+
+#: A DASK_SCHEDULER value that means "this machine", whatever the Processing setting says.
+LOCAL = "local"
 
 RESAMPLING = ["nearest", "bilinear", "cubic", "cubic_spline", "lanczos", "average", "mode"]
 OUTPUT_TYPES = ["float32", "float64", "int16", "uint16", "int32", "uint32", "uint8"]
@@ -48,6 +51,8 @@ class TilewiseAlgorithm(QgsProcessingAlgorithm):
     COMPRESSION = "COMPRESSION"
     TILE_SIZE = "TILE_SIZE"
     WORKERS = "WORKERS"
+    DASK_SCHEDULER = "DASK_SCHEDULER"
+    RESUME = "RESUME"
     OUTPUT = "OUTPUT"
     OUTPUT_TYPE_OPTIONS = OUTPUT_TYPES
     OUTPUT_NODATA_HELP = "Output nodata (empty: -9999, or the type's maximum if unsigned)"
@@ -90,7 +95,19 @@ class TilewiseAlgorithm(QgsProcessingAlgorithm):
             defaultValue=0, minValue=0)))
         self.addParameter(advanced(QgsProcessingParameterNumber(
             self.WORKERS, tr("Worker processes (0: all cores)"), NUMBER_INTEGER, defaultValue=0, minValue=0)))
+        self.add_run_parameters()
         self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, tr(output_label), optional=optional))
+
+    def add_run_parameters(self):
+        """Where the tiles run (a Dask cluster) and resuming an interrupted run."""
+        # No default value: an empty value means the Processing setting as it is when the algorithm
+        # runs (a default copied here would keep the setting's value at the time QGIS started).
+        self.addParameter(advanced(QgsProcessingParameterString(
+            self.DASK_SCHEDULER, tr("Dask scheduler address, e.g. tcp://host:8786 (empty: the Processing "
+                                    f"setting; '{LOCAL}': this machine)"), optional=True)))
+        self.addParameter(advanced(QgsProcessingParameterBoolean(
+            self.RESUME, tr("Resume an interrupted run (reuse its finished tiles; keep them if this run stops too)"),
+            defaultValue=False, optional=True)))   # optional: models saved before it existed stay valid
 
     def checkParameterValues(self, parameters, context):  # noqa: N802 (QGIS's name)
         ok, message = super().checkParameterValues(parameters, context)
@@ -175,7 +192,17 @@ class TilewiseAlgorithm(QgsProcessingAlgorithm):
             "compression": COMPRESSIONS[self.parameterAsEnum(parameters, self.COMPRESSION, context)],
             "tile_size": self.parameterAsInt(parameters, self.TILE_SIZE, context) or None,
             "workers": self.parameterAsInt(parameters, self.WORKERS, context) or None,
+            **self.run_params(parameters, context),
         }
+
+    def run_params(self, parameters, context):
+        """``scheduler`` (a Dask address, or None for this machine) and ``resume`` for the engine."""
+        from .provider import configured_scheduler
+        scheduler = (self.parameterAsString(parameters, self.DASK_SCHEDULER, context) or "").strip()
+        if not scheduler:
+            scheduler = configured_scheduler()
+        return {"scheduler": None if scheduler.lower() in ("", LOCAL) else scheduler,
+                "resume": self.parameterAsBoolean(parameters, self.RESUME, context)}
 
     # -- running -------------------------------------------------------------------------------------------
 
@@ -193,7 +220,8 @@ class TilewiseAlgorithm(QgsProcessingAlgorithm):
             raise QgsProcessingException(str(exc)) from None
         except EngineError as exc:
             raise QgsProcessingException(str(exc)) from None
-        feedback.pushInfo(tr(f"{report['tiles']} tiles on {report['workers']} workers in "
+        reused = f" ({report['reused']} reused)" if report.get("reused") else ""
+        feedback.pushInfo(tr(f"{report['tiles']} tiles{reused} on {report['workers']} workers in "
                              f"{report['seconds']:.2f} s: {report['output']}"))
         return report
 

@@ -22,7 +22,7 @@ import threading
 from collections import deque
 from typing import Callable, Dict, Iterator, List, Optional
 
-from ..core.paths import partial_path, workdir_for
+from ..core.paths import has_finished_tiles, partial_path, workdir_for
 
 ENV_VAR = "TILEWISE_PYTHON"
 PACKAGES = ("numpy", "numba", "rasterio", "numexpr", "bottleneck")
@@ -200,9 +200,11 @@ def kill_tree(proc: subprocess.Popen) -> None:
         pass
 
 
-def remove_leftovers(output: str) -> None:
-    """Remove the work folder and partial file of a run that did not finish."""
-    shutil.rmtree(workdir_for(output), ignore_errors=True)
+def remove_leftovers(output: str, keep_workdir: bool = False) -> None:
+    """Remove the partial file of a run that did not finish, and its work folder unless it is
+    kept for resuming (its finished tiles are what a resumed run reuses)."""
+    if not keep_workdir:
+        shutil.rmtree(workdir_for(output), ignore_errors=True)
     try:
         os.remove(partial_path(output))
     except FileNotFoundError:
@@ -219,6 +221,7 @@ def run_engine(job: dict, python: str, on_progress: Callable[[int, int], None] =
     engine reports an error or dies.
     """
     output = job["params"]["output"]
+    keep = bool(job["params"].get("resume"))
     with tempfile.TemporaryDirectory(prefix="tilewise-job-") as tmp:
         job_file = os.path.join(tmp, "job.json")
         with open(job_file, "w", encoding="utf-8") as f:
@@ -237,10 +240,10 @@ def run_engine(job: dict, python: str, on_progress: Callable[[int, int], None] =
         for t in threads:
             t.start()
         try:
-            result = _follow(proc, events, on_progress, on_log, is_cancelled, poll_seconds)
+            result = _follow(proc, events, on_progress, on_log, is_cancelled, poll_seconds, keep)
         except BaseException:
             kill_tree(proc)
-            remove_leftovers(output)
+            remove_leftovers(output, keep)
             raise
         finally:
             if proc.stdin:
@@ -251,14 +254,16 @@ def run_engine(job: dict, python: str, on_progress: Callable[[int, int], None] =
             stream.close()
         rc = proc.wait()
         kill_tree(proc)  # workers of a crashed engine must not outlive it
-    return _outcome(result, rc, "\n".join(stderr), output, python)
+    return _outcome(result, rc, "\n".join(stderr), output, python, keep)
 
 
-def _follow(proc, events, on_progress, on_log, is_cancelled, poll_seconds) -> dict:
+def _follow(proc, events, on_progress, on_log, is_cancelled, poll_seconds, keep=False) -> dict:
     last: dict = {}
     while True:
         if is_cancelled():
-            raise EngineCancelled(f"Cancelled{_where(last)}; the engine was stopped and no output was written.")
+            raise EngineCancelled(f"Cancelled{_where(last)}; the engine was stopped and no output was written."
+                                  + (" Its finished tiles are kept: run it again with resume to continue."
+                                     if keep and "progress" in last else ""))
         try:
             event = events.get(timeout=poll_seconds)
         except queue.Empty:
@@ -282,13 +287,18 @@ def _where(last: dict) -> str:
     return ""
 
 
-def _outcome(result: dict, rc: int, stderr: str, output: str, python: str) -> dict:
+def _outcome(result: dict, rc: int, stderr: str, output: str, python: str, keep: bool = False) -> dict:
     final = result.get("final")
     if final and final["event"] == "done" and rc == 0:
         return final["report"]
-    remove_leftovers(output)
+    remove_leftovers(output, keep)
+    if keep and has_finished_tiles(output):
+        kept = f"\nThe finished tiles are kept in {workdir_for(output)}: run again with resume to continue."
+    else:
+        kept = ""
     if final and final["event"] == "error":
-        raise EngineError(final["message"] + ("\n" + _tail(stderr) if final.get("kind") not in _USER_ERRORS else ""))
+        raise EngineError(final["message"] + kept
+                          + ("\n" + _tail(stderr) if final.get("kind") not in _USER_ERRORS else ""))
     if final and final["event"] == "missing":
         raise EngineError(missing_message(python, final["packages"]))
     if rc < 0:
@@ -298,9 +308,9 @@ def _outcome(result: dict, rc: int, stderr: str, output: str, python: str) -> di
             name = str(-rc)
         raise EngineError(f"The Tilewise engine process was killed by signal {name}{_where(result)} "
                           "(out of memory, or stopped from outside). Nothing was written; QGIS is unaffected."
-                          + _with_tail(stderr))
+                          + kept + _with_tail(stderr))
     raise EngineError(f"The Tilewise engine process stopped unexpectedly (exit code {rc}){_where(result)}. "
-                      "Nothing was written." + _with_tail(stderr))
+                      "Nothing was written." + kept + _with_tail(stderr))
 
 
 def _with_tail(stderr: str) -> str:
@@ -309,7 +319,7 @@ def _with_tail(stderr: str) -> str:
 
 
 _USER_ERRORS = {"InputError", "MaskError", "GridError", "OutputError", "ParameterError", "TileError",
-                "WorkerError", "MemoryError"}
+                "WorkerError", "MemoryError", "ClusterError"}
 
 
 def _read_events(stream, events: "queue.Queue") -> None:

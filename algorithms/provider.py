@@ -11,6 +11,7 @@ from .temporal_composite import TemporalComposite
 
 ICON = os.path.join(os.path.dirname(os.path.dirname(__file__)), "resources", "icon.svg")
 PYTHON_SETTING = "TILEWISE_PYTHON"
+SCHEDULER_SETTING = "TILEWISE_DASK_SCHEDULER"
 
 
 def _processing_config():
@@ -21,13 +22,22 @@ def _processing_config():
     return ProcessingConfig, Setting
 
 
-def configured_python() -> str:
-    """The interpreter set in Processing options, or ''."""
+def _setting(name) -> str:
     config, _ = _processing_config()
     if config is None:
         return ""
-    value = config.getSetting(PYTHON_SETTING)
+    value = config.getSetting(name)
     return str(value).strip() if value else ""
+
+
+def configured_python() -> str:
+    """The interpreter set in Processing options, or ''."""
+    return _setting(PYTHON_SETTING)
+
+
+def configured_scheduler() -> str:
+    """The Dask scheduler address set in Processing options, or '' (run on this machine)."""
+    return _setting(SCHEDULER_SETTING)
 
 
 class TilewiseProvider(QgsProcessingProvider):
@@ -53,6 +63,9 @@ class TilewiseProvider(QgsProcessingProvider):
             config.addSetting(setting(self.name(), PYTHON_SETTING,
                                       "Python interpreter for the Tilewise engine (empty: detect)", "",
                                       valuetype=setting.FILE))
+            config.addSetting(setting(self.name(), SCHEDULER_SETTING,
+                                      "Dask scheduler address for Tilewise, e.g. tcp://host:8786 "
+                                      "(empty: run on this machine)", ""))
             config.readSettings()
         self.refreshAlgorithms()
         return True
@@ -61,6 +74,7 @@ class TilewiseProvider(QgsProcessingProvider):
         config, _ = _processing_config()
         if config is not None:
             config.removeSetting(PYTHON_SETTING)
+            config.removeSetting(SCHEDULER_SETTING)
 
     def loadAlgorithms(self):
         for alg in (TemporalComposite(), Ndvi(), SpectralIndex(), BandMath(), Mosaic()):

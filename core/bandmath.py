@@ -16,12 +16,12 @@ import numpy as np
 
 from .cog import OutputSpec, check_writable, to_output, write_tile
 from .errors import ExpressionError, InputError, OutputError, ParameterError, TileError, TilewiseError
-from .executor import make_executor, resolve_workers
+from .executor import as_executor, make_executor, resolve_workers
 from .expression import validate_expression
 from .grid import Grid, Tile
 from .indices import get_index
 from .planning import plan_grid
-from .run import LogFn, ProgressFn, RunReport, choose_tile_size, run_tiled
+from .run import LogFn, ProgressFn, RunReport, run_tiled
 from .sources import describe_raster, read_window, resampling_method
 
 _WIDE_TYPES = {"int32", "uint32", "int64", "uint64", "float64"}
@@ -149,14 +149,14 @@ def _read_scene(job: BandMathJob, refs: Sequence[BandRef], tile: Tile) -> Dict[s
     return values
 
 
-def _run(job: BandMathJob, tile_size, workers, executor, progress, log) -> RunReport:
-    if tile_size is None:
-        tile_size = choose_tile_size(job.grid, len(job.scenes[0]) + 2, job.work_dtype, workers, executor)
-    return run_tiled(job, bandmath_tile, tile_size, workers, executor, progress, log)
+def _run(job: BandMathJob, tile_size, workers, executor, progress, log, **run_options) -> RunReport:
+    return run_tiled(job, bandmath_tile, tile_size, workers, executor, progress, log,
+                     layers=len(job.scenes[0]) + 2, **run_options)
 
 
 def bandmath(inputs: Mapping[str, BandSpec], expression: str, output: str, *, tile_size: Optional[int] = None,
-             workers: Optional[int] = None, executor=None, progress: Optional[ProgressFn] = None,
+             workers: Optional[int] = None, executor=None, scheduler=None, resume: bool = False,
+             keep_workdir: bool = False, progress: Optional[ProgressFn] = None,
              log: Optional[LogFn] = None, **options) -> RunReport:
     """Evaluate ``expression`` over named bands and write a one-band COG.
 
@@ -177,12 +177,14 @@ def bandmath(inputs: Mapping[str, BandSpec], expression: str, output: str, *, ti
     >>> bandmath({"A": ("s.tif", 3), "B": ("s.tif", 4)}, "(B - A) / (B + A)", "ndvi.tif")  # doctest: +SKIP
     """
     job = plan_bandmath([dict(inputs)], expression, output, **options)
-    return _run(job, tile_size, workers, executor, progress, log)
+    return _run(job, tile_size, workers, executor, progress, log, scheduler=scheduler, resume=resume,
+                keep_workdir=keep_workdir)
 
 
 def index_series(scenes: Sequence[Mapping[str, BandSpec]], index: str, output: str, *, per_scene: bool = False,
                  constants: Optional[Mapping[str, float]] = None, tile_size: Optional[int] = None,
-                 workers: Optional[int] = None, executor=None, progress: Optional[ProgressFn] = None,
+                 workers: Optional[int] = None, executor=None, scheduler=None, resume: bool = False,
+                 keep_workdir: bool = False, progress: Optional[ProgressFn] = None,
                  log: Optional[LogFn] = None, **options) -> List[RunReport]:
     """A catalogue index over one or many scenes.
 
@@ -190,6 +192,7 @@ def index_series(scenes: Sequence[Mapping[str, BandSpec]], index: str, output: s
     ``{"RED": ("s1.tif", 4), "NIR": ("s1.tif", 5)}``. With ``per_scene`` false,
     ``output`` is one COG with one band per scene; with ``per_scene`` true it is
     a folder that receives one COG per scene (named after the scene's file).
+    ``executor``, ``scheduler``, ``resume`` and ``keep_workdir`` as in :func:`~tilewise.core.temporal.composite`.
     """
     spec = get_index(index)
     expression = spec.expression(**dict(constants or {}))
@@ -197,17 +200,19 @@ def index_series(scenes: Sequence[Mapping[str, BandSpec]], index: str, output: s
     scenes = [_roles(spec, s, i) for i, s in enumerate(scenes)]
     if not per_scene:
         job = plan_bandmath(scenes, expression, output, **options)
-        return [_run(job, tile_size, workers, executor, progress, log)]
+        return [_run(job, tile_size, workers, executor, progress, log, scheduler=scheduler, resume=resume,
+                     keep_workdir=keep_workdir)]
     jobs = _plan_per_scene(scenes, expression, output, spec.key, options)
     reports = []
     own = executor is None
-    ex = executor or make_executor(resolve_workers(workers))
+    ex = as_executor(executor) if executor is not None else make_executor(resolve_workers(workers), scheduler)
     try:
         for i, job in enumerate(jobs):
             if log:
                 log(f"Scene {i + 1} of {len(jobs)}: {job.output.path}")
             step = (lambda d, t, i=i: progress(i * t + d, len(jobs) * t)) if progress else None
-            reports.append(_run(job, tile_size, ex.workers, ex, step, log))
+            reports.append(_run(job, tile_size, ex.workers, ex, step, log, resume=resume,
+                                keep_workdir=keep_workdir))
     finally:
         if own:
             ex.close()

@@ -2,6 +2,7 @@
 
     tilewise composite -o median.tif scenes/*.tif
     tilewise composite -s percentile -p 10,50,90 --mask-band 7 --mask-values 0,1,3,8,9,10 -o p.tif s2_*.tif
+    tilewise composite --scheduler tcp://scheduler:8786 --resume -o /shared/median.tif https://host/cogs/s2_2024-0{5,6,7}.tif
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def expand_inputs(patterns: Sequence[str]) -> List[str]:
     """Expand glob patterns (quoted on the shell, or on Windows), keep plain paths as they are."""
     paths: List[str] = []
     for p in patterns:
-        wild = any(c in p for c in "*?[") and not os.path.exists(p)  # a file may have [ in its name
+        wild = any(c in p for c in "*?[") and not os.path.exists(p) and "://" not in p  # a file may have [ in its name
         matches = sorted(glob.glob(p)) if wild else []
         paths.extend(matches or [p])
     return paths
@@ -55,6 +56,14 @@ def _add_output_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--tile-size", type=int, help="tile side in pixels (default: from the memory budget)")
     g.add_argument("-j", "--workers", type=int, help="worker processes (default: all cores)")
     g.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    r = p.add_argument_group("scaling out and long runs")
+    r.add_argument("--scheduler", metavar="ADDRESS",
+                   help="run the tiles on a Dask cluster: its scheduler's address (tcp://host:8786) or "
+                        "scheduler file (needs dask[distributed]; the output folder must be shared with the workers)")
+    r.add_argument("--resume", action="store_true",
+                   help="reuse the finished tiles of an interrupted run of the same command")
+    r.add_argument("--keep-workdir", action="store_true",
+                   help="keep the work folder (tiles, manifest) beside the output after success")
 
 
 def band_spec(text: str) -> List:
@@ -190,7 +199,7 @@ def run_composite(args: argparse.Namespace) -> int:
         report = composite(
             expand_inputs(args.inputs), args.output, args.statistic, args.percentiles,
             tile_size=args.tile_size, workers=args.workers, progress=progress,
-            log=progress.log,
+            log=progress.log, **_run_kwargs(args),
             bands=args.bands, input_nodata=args.input_nodata, mask_band=args.mask_band,
             mask_layers=[m for m in expand_inputs(args.mask_layers)] if args.mask_layers else None,
             mask_values=args.mask_values, reference=args.reference, extent=args.extent, crs=args.crs,
@@ -198,9 +207,18 @@ def run_composite(args: argparse.Namespace) -> int:
             output_nodata=args.output_nodata, compression=args.compression)
     finally:
         progress.close()
-    print(f"{report.output}: {report.width} x {report.height} x {report.bands} bands, "
-          f"{report.tiles} tiles on {report.workers} workers in {report.seconds:.2f} s")
+    _print_report(report)
     return 0
+
+
+def _run_kwargs(args: argparse.Namespace) -> dict:
+    return dict(scheduler=args.scheduler, resume=args.resume, keep_workdir=args.keep_workdir)
+
+
+def _print_report(report) -> None:
+    reused = f" ({report.reused} reused)" if report.reused else ""
+    print(f"{report.output}: {report.width} x {report.height} x {report.bands} bands, "
+          f"{report.tiles} tiles{reused} on {report.workers} workers in {report.seconds:.2f} s")
 
 
 def _grid_output_kwargs(args: argparse.Namespace) -> dict:
@@ -214,12 +232,11 @@ def _run_and_report(fn, args, *a, **kw) -> int:
     progress = _Progress(args.quiet)
     try:
         result = fn(*a, tile_size=args.tile_size, workers=args.workers, progress=progress, log=progress.log,
-                    **kw, **_grid_output_kwargs(args))
+                    **kw, **_run_kwargs(args), **_grid_output_kwargs(args))
     finally:
         progress.close()
     for report in (result if isinstance(result, list) else [result]):
-        print(f"{report.output}: {report.width} x {report.height} x {report.bands} bands, "
-              f"{report.tiles} tiles on {report.workers} workers in {report.seconds:.2f} s")
+        _print_report(report)
     return 0
 
 
@@ -258,7 +275,8 @@ def run_mosaic(args: argparse.Namespace) -> int:
     progress = _Progress(args.quiet)
     try:
         report = mosaic(args.inputs, args.output, args.overlap, tile_size=args.tile_size, workers=args.workers,
-                        progress=progress, log=progress.log, reference=args.reference, extent=args.extent,
+                        progress=progress, log=progress.log, **_run_kwargs(args),
+                        reference=args.reference, extent=args.extent,
                         crs=args.crs, cell_size=args.cell_size, resampling=args.resampling,
                         input_nodata=args.input_nodata, output_type=args.output_type,
                         output_nodata=args.output_nodata, compression=args.compression,

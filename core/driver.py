@@ -1,7 +1,8 @@
 """The engine process that the QGIS plugin starts: ``python -m tilewise.core.driver JOB.json``.
 
-It reads a job (operation + keyword arguments of the Python API), runs it and
-reports on stdout, one JSON object per line:
+It reads a job (operation + keyword arguments of the Python API, e.g. ``inputs``,
+``output``, ``workers``, and for scaling out ``scheduler`` (a Dask scheduler address)
+and ``resume``), runs it and reports on stdout, one JSON object per line:
 
 ``{"event": "progress", "done": 3, "total": 12}``, ``{"event": "log", "message": ...}``,
 ``{"event": "done", "report": {...}}``, ``{"event": "error", "kind": ..., "message": ...}``,

@@ -47,3 +47,7 @@ class TilewiseWarning(UserWarning):
 
 class ExpressionError(ParameterError):
     """A band-math expression is malformed or uses something outside the allowed grammar."""
+
+
+class ClusterError(TilewiseError):
+    """The Dask cluster cannot be used: scheduler unreachable, package missing, workers unable to run tiles."""

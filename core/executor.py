@@ -2,8 +2,9 @@
 
 Every engine operation hands its tile tasks to an :class:`Executor` and
 consumes results as they complete. :class:`SerialExecutor` runs them in this
-process; :class:`LocalExecutor` runs them in a pool of worker processes. A
-distributed executor plugs in here with the same interface.
+process; :class:`LocalExecutor` runs them in a pool of worker processes;
+:class:`~tilewise.core.dask_executor.DaskExecutor` runs them as tasks on a
+Dask distributed cluster (imported only when asked for: Dask is optional).
 """
 
 from __future__ import annotations
@@ -43,6 +44,14 @@ class Executor:
 
     def close(self) -> None:
         """Release workers. Safe to call more than once."""
+
+    def check_workdir(self, workdir: str) -> None:
+        """Raise if the workers cannot write tiles into ``workdir`` (a distributed executor's
+        workers must see it on a shared file system). Local workers always do."""
+
+    def describe(self) -> str:
+        """How the tiles run, for the log."""
+        return f"{self.workers} worker(s)"
 
     def __enter__(self) -> "Executor":
         return self
@@ -109,6 +118,9 @@ class LocalExecutor(Executor):
         finally:
             for fut in pending:
                 fut.cancel()
+            # Tasks already running cannot be stopped: let them end before the caller
+            # removes the work folder they write into.
+            wait(pending)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -145,7 +157,33 @@ def _result(fut: Future) -> Any:
     return fut.result()
 
 
-def make_executor(workers: Optional[int] = None) -> Executor:
-    """The default executor: serial for one worker, a process pool otherwise."""
+def make_executor(workers: Optional[int] = None, scheduler: Any = None) -> Executor:
+    """The executor for a run.
+
+    With ``scheduler`` (a Dask scheduler address such as ``tcp://host:8786``, a
+    ``dask.distributed.Client`` or a cluster object) the tiles run on that Dask
+    cluster; otherwise serially for one worker, in a local process pool for more.
+    """
+    if scheduler is not None and scheduler != "":
+        from .dask_executor import DaskExecutor
+        return DaskExecutor.connect(scheduler)
     n = resolve_workers(workers)
     return SerialExecutor() if n == 1 else LocalExecutor(n)
+
+
+def as_executor(value: Any) -> Executor:
+    """An :class:`Executor` as it is, or a ``dask.distributed.Client`` wrapped (not closed afterwards)."""
+    if isinstance(value, Executor):
+        return value
+    if hasattr(value, "submit") and hasattr(value, "nthreads"):
+        from .dask_executor import DaskExecutor
+        return DaskExecutor(value)
+    raise TypeError(f"Not an executor or a dask.distributed.Client: {value!r}")
+
+
+def __getattr__(name: str) -> Any:
+    # ``from tilewise.core.executor import DaskExecutor`` without importing Dask for everyone else
+    if name == "DaskExecutor":
+        from .dask_executor import DaskExecutor
+        return DaskExecutor
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

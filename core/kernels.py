@@ -15,8 +15,8 @@ import numba
 import numpy as np
 
 from .errors import ParameterError
+from .statistics import STATISTICS, check_statistic, integer_range, output_count  # noqa: F401 (re-exported)
 
-STATISTICS = ("median", "mean", "min", "max", "std", "count", "percentile")
 _CODES = {name: i for i, name in enumerate(STATISTICS)}
 _CHUNK = 1024
 
@@ -215,43 +215,6 @@ def _int_order_kernel(stack, lo, bits, qs, out):
                 x1 = x0 if below[j] >= rank[j] + 2 or frac[j] == 0.0 else np.float64(nxt[j])
                 g = frac[j]
                 out[qi, s + j] = x1 - (x1 - x0) * (1.0 - g) if g >= 0.5 else x0 + (x1 - x0) * g
-
-
-def integer_range(dtypes: Sequence[str]) -> Optional[Tuple[int, int]]:
-    """``(lowest value, bits)`` covering integer dtypes of at most 16 bits, else None.
-
-    >>> integer_range(["uint8"]), integer_range(["int16", "uint8"]), integer_range(["float32"])
-    ((0, 8), (-32768, 16), None)
-    """
-    lows, highs = [], []
-    for dt in dtypes:
-        kind = np.dtype(dt)
-        if kind.kind not in "iu" or kind.itemsize > 2:
-            return None
-        info = np.iinfo(kind)
-        lows.append(int(info.min))
-        highs.append(int(info.max))
-    if not lows:
-        return None
-    lo = min(lows)
-    return lo, int(max(highs) - lo).bit_length()
-
-
-def output_count(statistic: str, percentiles: Sequence[float] = ()) -> int:
-    """How many output values per pixel (and input band) a statistic gives."""
-    check_statistic(statistic, percentiles)
-    return len(percentiles) if statistic == "percentile" else 1
-
-
-def check_statistic(statistic: str, percentiles: Sequence[float] = ()) -> None:
-    if statistic not in _CODES:
-        raise ParameterError(f"Unknown statistic {statistic!r}; use one of {', '.join(STATISTICS)}.")
-    if statistic == "percentile":
-        if len(percentiles) == 0:
-            raise ParameterError("The percentile statistic needs at least one percentile, e.g. 25,50,75.")
-        bad = [q for q in percentiles if not 0 <= q <= 100]
-        if bad:
-            raise ParameterError(f"Percentiles must be between 0 and 100, got {bad}.")
 
 
 def reduce_stack(stack: np.ndarray, statistic: str = "median",

@@ -23,11 +23,11 @@ from rasterio.warp import calculate_default_transform, transform_bounds
 from .cog import OUTPUT_TYPES, nodata_fits, OutputSpec, Placement, check_writable, to_output, write_cog, write_tile, write_vrt
 from .errors import InputError, ParameterError, TileError, TilewiseError
 from .grid import Grid, Tile, grid_from_extent, parse_cell_size, snap_extent
-from .kernels import reduce_stack
 from .paths import workdir_for
 from .planning import parse_crs, plan_grid
-from .run import LogFn, ProgressFn, RunReport, choose_tile_size, run_tiled
-from .sources import RasterInfo, describe_raster, read_window, resampling_method, same_grid_offset
+from .run import LogFn, ProgressFn, RunReport, run_tiled
+from .sources import (RasterInfo, describe_raster, gdal_path, is_remote, read_window, resampling_method,
+                      same_grid_offset)
 
 OVERLAP_RULES = ("first", "last", "min", "max", "mean", "median")
 RASTER_EXTENSIONS = (".tif", ".tiff", ".vrt", ".img", ".jp2", ".nc")
@@ -55,7 +55,9 @@ def find_inputs(patterns: Sequence[str]) -> List[str]:
     """
     found: List[str] = []
     for p in patterns:
-        if os.path.isdir(p):
+        if is_remote(p):                     # a URL's "?" starts its query, not a pattern
+            found.append(p)
+        elif os.path.isdir(p):
             files = sorted(f for f in glob.glob(os.path.join(glob.escape(p), "*"))
                            if f.lower().endswith(RASTER_EXTENSIONS))
             if not files:
@@ -186,6 +188,7 @@ def mosaic_tile(job: MosaicJob, tile: Tile, path: str) -> int:
             if not np.isnan(result).any():
                 break
     else:
+        from .kernels import reduce_stack  # compiled kernels load only where tiles are reduced
         stack = _stack_valid(job, hits, tile, bands, shape)
         result = np.full(shape, np.nan)
         if len(stack):
@@ -249,14 +252,15 @@ def gdal_can_do(job: MosaicJob) -> Optional[List[Placement]]:
         if offset is None:
             return None
         row, col = -offset[0], -offset[1]
-        placements.append(Placement(os.path.abspath(path), row, col, info.height, info.width,
-                                    nodata=info.nodata))
+        source = gdal_path(path) if is_remote(path) else os.path.abspath(path)
+        placements.append(Placement(source, row, col, info.height, info.width, nodata=info.nodata))
     # a VRT paints later sources over earlier ones: "first" wins when listed last
     return placements[::-1] if job.overlap == "first" else placements
 
 
 def mosaic(inputs: Sequence[str], output: str, overlap: str = "first", *, tile_size: Optional[int] = None,
-           workers: Optional[int] = None, executor=None, progress: Optional[ProgressFn] = None,
+           workers: Optional[int] = None, executor=None, scheduler=None, resume: bool = False,
+           keep_workdir: bool = False, progress: Optional[ProgressFn] = None,
            log: Optional[LogFn] = None, engine: Optional[bool] = None, **options) -> RunReport:
     """Mosaic ``inputs`` (paths, folders or glob patterns) into one COG.
 
@@ -267,7 +271,8 @@ def mosaic(inputs: Sequence[str], output: str, overlap: str = "first", *, tile_s
         keeps the earliest input in the list.
     engine : bool, optional
         Force (True) or forbid (False) the engine's tiles; by default GDAL's
-        VRT + COG path is used where it gives the same result.
+        VRT + COG path is used where it gives the same result (in this process:
+        ``executor``, ``scheduler`` and ``resume`` concern the engine's tiles).
     **options
         ``reference``, ``extent``, ``crs``, ``cell_size``, ``resampling``, ``input_nodata``,
         ``output_type`` (default: the inputs'), ``output_nodata`` (default: the inputs'),
@@ -284,9 +289,8 @@ def mosaic(inputs: Sequence[str], output: str, overlap: str = "first", *, tile_s
     if engine is False:
         raise ParameterError("These inputs need the engine: warping, an overlap rule other than first/last, "
                              "a nodata override, or float inputs written as integers.")
-    if tile_size is None:
-        tile_size = choose_tile_size(job.grid, 4 * job.count, job.work_dtype, workers, executor)
-    return run_tiled(job, mosaic_tile, tile_size, workers, executor, progress, log)
+    return run_tiled(job, mosaic_tile, tile_size, workers, executor, progress, log, scheduler=scheduler,
+                     resume=resume, keep_workdir=keep_workdir, layers=4 * job.count)
 
 
 def _gdal_mosaic(job: MosaicJob, placements, progress, log) -> RunReport:

@@ -16,3 +16,16 @@ def workdir_for(output: str) -> str:
     """The work folder that holds the tiles of a run."""
     folder, name = os.path.split(os.path.abspath(output))
     return os.path.join(folder, f".{name}.tilewise-work")
+
+
+#: In the work folder: what the job is (a fingerprint, the tile size), and the finished tiles.
+MANIFEST_NAME = "manifest.json"
+JOURNAL_NAME = "finished.txt"
+
+
+def has_finished_tiles(output: str) -> bool:
+    """True if the work folder of ``output`` lists finished tiles (a run to resume)."""
+    try:
+        return os.path.getsize(os.path.join(workdir_for(output), JOURNAL_NAME)) > 0
+    except OSError:
+        return False

@@ -1,8 +1,14 @@
 """Running a tiled job: plan tiles, run them through an executor, assemble the COG.
 
 Shared by every operation. An operation provides a job value (with ``grid``,
-``output`` and ``band_names``) and a tile function ``fn(job, tile, path)`` that
-computes one tile and writes it to ``path``.
+``output``, ``band_names`` and ``work_dtype``) and a tile function
+``fn(job, tile, path)`` that computes one tile and writes it to ``path``.
+
+Tile files go to a work folder beside the output (see :mod:`.workdir`), with a
+manifest that identifies the job and a journal of finished tiles. A run given
+``resume=True`` reuses the finished tiles of an interrupted run of the same job
+and keeps its work folder if it fails in turn; otherwise the work folder is
+started afresh and removed at the end, whatever happens.
 """
 
 from __future__ import annotations
@@ -11,14 +17,15 @@ import os
 import shutil
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Callable, List, Optional
 
 from .cog import build_vrt, tile_path, write_cog
+from .errors import ParameterError, TilewiseError
+from .executor import Executor, as_executor, make_executor, resolve_workers
+from .grid import Tile, auto_tile_size, balance_tile_size
 from .paths import partial_path, workdir_for
-from .errors import TilewiseError
-from .executor import Executor, make_executor, resolve_workers
-from .grid import auto_tile_size, balance_tile_size, plan_tiles
 from .sources import close_all
+from .workdir import Journal, WorkState, prepare_workdir
 
 ProgressFn = Callable[[int, int], None]
 LogFn = Callable[[str], None]
@@ -26,7 +33,7 @@ LogFn = Callable[[str], None]
 
 @dataclass(frozen=True)
 class RunReport:
-    """What a finished run did."""
+    """What a finished run did (``reused``: tiles taken from an interrupted run)."""
 
     output: str
     tiles: int
@@ -35,6 +42,7 @@ class RunReport:
     width: int
     height: int
     bands: int
+    reused: int = 0
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -49,48 +57,102 @@ def choose_tile_size(grid, n_layers: int, work_dtype: str, workers: Optional[int
     return balance_tile_size(grid, size, n_workers)
 
 
-def run_tiled(job: Any, tile_fn: Callable[..., Any], tile_size: int, workers: Optional[int] = None,
-              executor: Optional[Executor] = None, progress: Optional[ProgressFn] = None,
-              log: Optional[LogFn] = None) -> RunReport:
+def run_tiled(job: Any, tile_fn: Callable[..., Any], tile_size: Optional[int], workers: Optional[int] = None,
+              executor: Any = None, progress: Optional[ProgressFn] = None, log: Optional[LogFn] = None, *,
+              scheduler: Any = None, resume: bool = False, keep_workdir: bool = False,
+              layers: int = 1) -> RunReport:
     """Compute every tile of ``job.grid`` with ``tile_fn`` and write ``job.output`` as a COG.
 
-    Tile files go to a work folder beside the output, removed afterwards. On any
-    failure (or Ctrl+C) the work folder and the partial output are removed and
-    an existing output file is left as it was.
+    Parameters
+    ----------
+    tile_size : int or None
+        Tile side in pixels; None: from the memory budget for ``layers`` values per
+        pixel (or, when resuming, the interrupted run's).
+    workers, executor, scheduler
+        Where tiles run: an :class:`Executor` (or a ``dask.distributed.Client``), else a
+        Dask cluster at ``scheduler`` (address, scheduler file, Client or cluster), else
+        ``workers`` local processes (default all cores).
+    resume : bool
+        Reuse the finished tiles of an interrupted run of the same job; keep the work
+        folder if this run fails too.
+    keep_workdir : bool
+        Keep the work folder (tiles, VRT, manifest) after the run.
+
+    On failure (or Ctrl+C) the partial output is removed, an existing output is
+    left as it was, and the work folder is removed unless ``resume`` or
+    ``keep_workdir`` is set.
     """
     start = time.perf_counter()
     say = log or (lambda msg: None)
-    tiles = plan_tiles(job.grid, tile_size)
     workdir = workdir_for(job.output.path)
-    shutil.rmtree(workdir, ignore_errors=True)
-    os.makedirs(workdir)
-    own_executor = executor is None
-    ex = executor if executor is not None else make_executor(min(resolve_workers(workers), len(tiles)))
+    own = executor is None
+    ex: Optional[Executor] = None
+    done = False
     try:
-        say(f"{len(tiles)} tiles of up to {tile_size} x {tile_size} pixels on {ex.workers} worker(s)")
-        if progress:
-            progress(0, len(tiles))
-        tasks = [(job, t, tile_path(workdir, t)) for t in tiles]
-        for done, _ in enumerate(ex.run(tile_fn, tasks), start=1):
-            if progress:
-                progress(done, len(tiles))
+        ex = as_executor(executor) if executor is not None else (
+            make_executor(scheduler=scheduler) if scheduler not in (None, "") else None)
+        n_workers = ex.workers if ex is not None else resolve_workers(workers)
+        state = prepare_workdir(job, workdir, tile_size, lambda: _default_tile_size(job, layers, n_workers),
+                                resume, say)
+        todo = [t for t in state.tiles if t.index not in state.finished]
+        if ex is None:
+            ex = make_executor(min(resolve_workers(workers), max(1, len(todo))))
+        say(f"{len(state.tiles)} tiles of up to {state.tile_size} x {state.tile_size} pixels on {ex.describe()}")
+        _compute(ex, job, tile_fn, state, todo, workdir, progress, say)
         say("Assembling the Cloud-Optimized GeoTIFF")
-        vrt = build_vrt(job.grid, tiles, workdir, job.output, job.band_names)
+        vrt = build_vrt(job.grid, state.tiles, workdir, job.output, job.band_names)
         write_cog(vrt, job.output)
+        done = True
     except BaseException:
         tmp = partial_path(job.output.path)
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
     finally:
-        if own_executor:
+        _finish(ex, own, workdir, keep=keep_workdir or (resume and not done))
+    return RunReport(job.output.path, len(state.tiles), ex.workers, time.perf_counter() - start,
+                     job.grid.width, job.grid.height, len(job.band_names), len(state.finished))
+
+
+def _default_tile_size(job: Any, layers: int, n_workers: int) -> int:
+    size = choose_tile_size(job.grid, layers, job.work_dtype, n_workers)
+    if size < 8:
+        raise ParameterError(f"Tile size must be at least 8 pixels, got {size}.")
+    return size
+
+
+def _compute(ex: Executor, job: Any, tile_fn: Callable[..., Any], state: WorkState, todo: List[Tile],
+             workdir: str, progress: Optional[ProgressFn], say: LogFn) -> None:
+    total = len(state.tiles)
+    if state.finished:
+        say(f"Resuming: {len(state.finished)} of {total} tiles were already finished and are reused; "
+            f"{len(todo)} to compute")
+    if progress:
+        progress(len(state.finished), total)
+    if not todo:
+        return
+    ex.check_workdir(workdir)
+    with Journal(workdir) as journal:
+        tasks = [(job, t, tile_path(workdir, t)) for t in todo]
+        by_index = {t.index: t for t in todo}
+        for done, index in enumerate(ex.run(tile_fn, tasks), start=len(state.finished) + 1):
+            journal.record(by_index[index] if index in by_index else None)
+            if progress:
+                progress(done, total)
+
+
+def _finish(ex: Optional[Executor], own: bool, workdir: str, keep: bool) -> None:
+    if ex is not None:
+        release = getattr(ex, "release", None)
+        if release is not None:
+            release()
+        if own:
             ex.close()
-        # Inputs a serial run opened in this process: a later run must not read them
-        # through stale handles (e.g. after the file was rewritten), nor keep them locked.
-        close_all()
+    # Inputs a serial run opened in this process: a later run must not read them
+    # through stale handles (e.g. after the file was rewritten), nor keep them locked.
+    close_all()
+    if not keep:
         shutil.rmtree(workdir, ignore_errors=True)
-    return RunReport(job.output.path, len(tiles), ex.workers, time.perf_counter() - start,
-                     job.grid.width, job.grid.height, len(job.band_names))
 
 
 def describe_failure(exc: BaseException) -> str:

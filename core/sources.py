@@ -5,13 +5,23 @@ CRS are warped on the fly through a :class:`rasterio.vrt.WarpedVRT`, never by
 writing a temporary full copy. Opened datasets are kept in a small per-process
 LRU cache, so a worker holds a bounded number of file handles however many
 inputs there are.
+
+Inputs may be remote: HTTP(S) URLs (read through GDAL's ``/vsicurl/``) and
+GDAL virtual paths (``/vsicurl/``, ``/vsis3/``, ``/vsigs/``, ``/vsiaz/``...).
+A window read fetches only the blocks it needs, by HTTP range requests
+(a Cloud-Optimized GeoTIFF's overviews are not touched at full resolution).
+Transient HTTP errors are retried; a missing or forbidden URL is an
+:class:`InputError` naming the URL and the HTTP status.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import re
 from collections import OrderedDict
+from http import HTTPStatus
 from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple
 
@@ -31,6 +41,17 @@ RESAMPLING_METHODS = ("nearest", "bilinear", "cubic", "cubic_spline", "lanczos",
 
 MAX_OPEN_DATASETS = 128
 
+#: GDAL's network options for remote inputs, unless the user set them: retry transient HTTP errors
+#: (429, 500, 502, 503, 504; the delay doubles at each try). Only HTTP is concerned, so process-wide.
+HTTP_DEFAULTS = {"GDAL_HTTP_MAX_RETRY": "5", "GDAL_HTTP_RETRY_DELAY": "1"}
+#: While a remote input is opened: do not list its "directory" nor probe for side-car files
+#: (.aux.xml, .ovr, .msk: a request each). Only around the open, so local inputs keep their side-cars.
+REMOTE_OPEN_DEFAULTS = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"}
+
+_VSI_NETWORK = ("/vsicurl", "/vsis3", "/vsigs", "/vsiaz", "/vsiadls", "/vsioss", "/vsiswift", "/vsihdfs",
+                "/vsiwebhdfs")
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
 
 @dataclass(frozen=True)
 class RasterInfo:
@@ -46,19 +67,77 @@ class RasterInfo:
     height: int
 
 
+def is_remote(path: str) -> bool:
+    """True for URLs and GDAL network paths (also inside a chain, e.g. ``/vsizip//vsicurl/...``).
+
+    >>> is_remote("https://example.com/a.tif"), is_remote("/vsis3/bucket/a.tif"), is_remote("/data/a.tif")
+    (True, True, False)
+    """
+    return bool(_URL.match(path)) or any(p in path for p in _VSI_NETWORK)
+
+
+def gdal_path(path: str) -> str:
+    """The name GDAL opens: an HTTP(S) URL goes through ``/vsicurl/`` (range requests).
+
+    >>> gdal_path("https://example.com/cog.tif")
+    '/vsicurl/https://example.com/cog.tif'
+    """
+    if path[:8].lower().startswith(("http://", "https://")):
+        return "/vsicurl/" + path
+    return path
+
+
+def open_raster(path: str):
+    """``rasterio.open`` for reading, with the network defaults for a remote ``path``."""
+    with _open_env(path):
+        return rasterio.open(gdal_path(path))
+
+
+def _open_env(path: str):
+    if not is_remote(path):
+        return contextlib.nullcontext()
+    for key, value in HTTP_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+    active = rasterio.env.getenv() if rasterio.env.hasenv() else {}
+    options = {k: v for k, v in REMOTE_OPEN_DEFAULTS.items() if k not in os.environ and k not in active}
+    return rasterio.Env(**options) if options else contextlib.nullcontext()
+
+
+def open_error(path: str, exc: Exception, what: str = "Not a raster GDAL can read") -> InputError:
+    """A message for a failed open: for a URL, the HTTP status or the network error."""
+    text = str(exc)
+    if is_remote(path):
+        code = re.search(r"HTTP response code: (\d+)", text)
+        if code:
+            status = int(code.group(1))
+            try:
+                reason = f" {HTTPStatus(status).phrase}"
+            except ValueError:
+                reason = ""
+            if status == 404:
+                return InputError(f"Input not found: {path} (HTTP 404{reason}).")
+            if status in (401, 403):
+                return InputError(f"Access to input {path} was refused (HTTP {status}{reason}); check the URL "
+                                  "(an expired signature?) or the credentials (AWS_*, GDAL_HTTP_* settings).")
+            return InputError(f"Cannot read input {path}: HTTP {status}{reason}.")
+        if "CURL error" in text or "Could not resolve" in text:
+            return InputError(f"Cannot reach input {path}: {text}")
+    return InputError(f"{what}: {path} ({exc})")
+
+
 def describe_raster(path: str) -> RasterInfo:
     """Open ``path`` and return its header, or raise :class:`InputError` saying what is wrong."""
     if not path:
         raise InputError("An input has an empty path.")
-    if "://" not in path and not path.startswith("/vsi") and not os.path.exists(path):
+    if not is_remote(path) and not path.startswith("/vsi") and not os.path.exists(path):
         raise InputError(f"Input file not found: {path}")
     try:
-        with rasterio.open(path) as src:
+        with open_raster(path) as src:
             crs = src.crs.to_wkt() if src.crs else ""
             return RasterInfo(path, src.count, tuple(src.dtypes), src.nodata, crs,
                               tuple(src.transform)[:6], src.width, src.height)  # type: ignore[arg-type]
     except RasterioIOError as exc:
-        raise InputError(f"Not a raster GDAL can read: {path} ({exc})") from None
+        raise open_error(path, exc) from None
 
 
 def resampling_method(name: str) -> Resampling:
@@ -123,9 +202,9 @@ def _open_on_grid(path: str, grid: Grid, resampling: str, nodata: Optional[float
     """Return ``(src, view, offset)``: the dataset, a warped view (or None) and a lattice offset."""
     def opener():
         try:
-            src = rasterio.open(path)
+            src = open_raster(path)
         except RasterioIOError as exc:
-            raise InputError(f"Cannot open input {path}: {exc}") from None
+            raise open_error(path, exc, "Cannot open input") from None
         grid_crs = CRS.from_user_input(grid.crs) if grid.crs else None
         offset = same_grid_offset(src.crs, src.transform, grid, grid_crs)
         if offset is not None:

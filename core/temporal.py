@@ -10,9 +10,9 @@ import numpy as np
 from .cog import OutputSpec, check_writable, to_output, write_tile
 from .errors import InputError, MaskError, ParameterError, TileError, TilewiseError
 from .grid import Grid, Tile
-from .kernels import check_statistic, integer_range, output_count, reduce_stack
+from .statistics import check_statistic, integer_range, output_count
 from .planning import plan_grid
-from .run import LogFn, ProgressFn, RunReport, choose_tile_size, run_tiled
+from .run import LogFn, ProgressFn, RunReport, run_tiled
 from .sources import describe_raster, read_categories, read_window, resampling_method
 
 _WIDE_TYPES = {"int32", "uint32", "int64", "uint64", "float64", "complex64", "complex128"}
@@ -119,6 +119,7 @@ def composite_tile(job: CompositeJob, tile: Tile, path: str) -> int:
             raise TileError(f"{tile.name}: {exc}") from None
         except Exception as exc:
             raise TileError(f"{tile.name}: reading {src} failed: {exc}") from None
+    from .kernels import reduce_stack  # compiled kernels load only where tiles are reduced
     k = output_count(job.statistic, job.percentiles)
     out = np.empty((n_bands * k, tile.height, tile.width), job.output.dtype)
     for bi in range(n_bands):
@@ -140,7 +141,8 @@ def _apply_mask(job: CompositeJob, i: int, tile: Tile, values: np.ndarray) -> No
 
 def composite(inputs: Sequence[str], output: str, statistic: str = "median",
               percentiles: Sequence[float] = (), *, tile_size: Optional[int] = None,
-              workers: Optional[int] = None, executor=None, progress: Optional[ProgressFn] = None,
+              workers: Optional[int] = None, executor=None, scheduler=None, resume: bool = False,
+              keep_workdir: bool = False, progress: Optional[ProgressFn] = None,
               log: Optional[LogFn] = None, **options) -> RunReport:
     """Per-pixel ``statistic`` across ``inputs``, written to ``output`` as a COG.
 
@@ -157,6 +159,13 @@ def composite(inputs: Sequence[str], output: str, statistic: str = "median",
         Tile side in pixels; by default chosen so one tile's stack fits ~256 MiB.
     workers : int, optional
         Worker processes; by default all cores.
+    executor, scheduler : optional
+        Run the tiles elsewhere: an executor or a ``dask.distributed.Client``; or a
+        Dask scheduler address (``tcp://host:8786``), scheduler file or cluster object.
+    resume : bool
+        Reuse the finished tiles of an interrupted run of the same job.
+    keep_workdir : bool
+        Keep the work folder (tiles, manifest) after success.
     **options
         ``bands``, ``input_nodata``, ``mask_band``, ``mask_layers``, ``mask_values``,
         ``reference``, ``extent``, ``crs``, ``cell_size``, ``resampling``,
@@ -173,8 +182,7 @@ def composite(inputs: Sequence[str], output: str, statistic: str = "median",
     >>> composite(["2020.tif", "2021.tif"], "median.tif")         # doctest: +SKIP
     """
     job = plan_composite(inputs, output, statistic, percentiles, **options)
-    if tile_size is None:
-        tile_size = choose_tile_size(job.grid, len(job.inputs) * len(job.bands), job.work_dtype, workers, executor)
-    if tile_size < 8:
+    if tile_size is not None and tile_size < 8:
         raise ParameterError(f"Tile size must be at least 8 pixels, got {tile_size}.")
-    return run_tiled(job, composite_tile, tile_size, workers, executor, progress, log)
+    return run_tiled(job, composite_tile, tile_size, workers, executor, progress, log, scheduler=scheduler,
+                     resume=resume, keep_workdir=keep_workdir, layers=len(job.inputs) * len(job.bands))

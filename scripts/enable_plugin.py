@@ -6,10 +6,12 @@ from qgis.PyQt.QtCore import QSettings
 
 
 def enable(ini_path: str) -> None:
-    settings = QSettings(ini_path, QSettings.IniFormat)
+    ini = getattr(QSettings, "IniFormat", None) or QSettings.Format.IniFormat  # Qt5 / Qt6
+    settings = QSettings(ini_path, ini)
     settings.setValue("PythonPlugins/tilewise", True)
     settings.sync()
-    if settings.status() != QSettings.NoError:
+    no_error = getattr(QSettings, "NoError", None) or QSettings.Status.NoError
+    if settings.status() != no_error:
         sys.exit(f"could not write {ini_path}")
 
 

@@ -39,3 +39,12 @@ def pool():
     ex = LocalExecutor(2)
     yield ex
     ex.close()
+
+
+@pytest.fixture(scope="session")
+def dask_cluster(tmp_path_factory):
+    """A real Dask cluster on 127.0.0.1: ``dask scheduler`` and two ``dask worker`` processes (one
+    thread each), started once for the session, stopped at its end."""
+    from servers import DaskCluster
+    with DaskCluster(tmp_path_factory.mktemp("dask"), n_workers=2) as cluster:
+        yield cluster

@@ -7,7 +7,7 @@ import numpy as np
 
 from twtest import read_raster, run, write_raster
 
-ENGINE_ONLY = ("rasterio", "numba", "llvmlite")
+ENGINE_ONLY = ("rasterio", "numba", "llvmlite", "dask", "distributed")
 
 
 def test_qgis_process_never_loaded_the_engine_packages(tmp_path):
