@@ -150,8 +150,19 @@ def _reduce_kernel(stack, code, qs, out):
                     out[j, p] = _percentile_sorted(buf, k, qs[j])
 
 
+@jit
+def _interpolate(x0, x1, g, median):
+    """numpy's rules: a median is the mean of the two middle values; a percentile
+    is numpy's linear interpolation (equal neighbours, even infinite, give themselves)."""
+    if g == 0.0 or x0 == x1:
+        return x0
+    if median:
+        return (x0 + x1) / 2.0
+    return x1 - (x1 - x0) * (1.0 - g) if g >= 0.5 else x0 + (x1 - x0) * g
+
+
 @pjit
-def _int_order_kernel(stack, lo, bits, qs, out):
+def _int_order_kernel(stack, lo, bits, qs, median, out):
     """Order statistics of integer-valued data by a bitwise search of the value range.
 
     For each pixel, rank r (from a percentile) is found as the smallest value
@@ -213,8 +224,83 @@ def _int_order_kernel(stack, lo, bits, qs, out):
                     continue
                 x0 = np.float64(res[j])
                 x1 = x0 if below[j] >= rank[j] + 2 or frac[j] == 0.0 else np.float64(nxt[j])
-                g = frac[j]
-                out[qi, s + j] = x1 - (x1 - x0) * (1.0 - g) if g >= 0.5 else x0 + (x1 - x0) * g
+                out[qi, s + j] = _interpolate(x0, x1, frac[j], median)
+
+
+@pjit
+def _float_order_kernel(stack, qs, median, out):
+    """Order statistics of float32 data: the bitwise search of :func:`_int_order_kernel`
+    over 32-bit keys that sort like the floats (sign-magnitude to two's complement).
+    NaN gets the largest key, which no candidate reaches."""
+    n_layers, n_pix = stack.shape
+    chunk = 512
+    n_chunks = (n_pix + chunk - 1) // chunk
+    top = np.int64(2**31 - 1)
+    for c in numba.prange(n_chunks):
+        s = c * chunk
+        m = min(chunk, n_pix - s)
+        keys = np.empty((n_layers, m), np.int32)
+        cnt = np.zeros(m, np.int32)
+        for i in range(n_layers):
+            bits = stack[i, s:s + m].view(np.int32)
+            for j in range(m):
+                b = bits[j]
+                if np.isnan(stack[i, s + j]):
+                    keys[i, j] = top
+                else:
+                    keys[i, j] = b if b >= 0 else b ^ 0x7FFFFFFF
+                    cnt[j] += 1
+        below = np.empty(m, np.int32)
+        res = np.empty(m, np.int64)
+        cand = np.empty(m, np.int64)
+        rank = np.empty(m, np.int32)
+        frac = np.empty(m, np.float64)
+        nxt = np.empty(m, np.int64)
+        for qi in range(qs.shape[0]):
+            for j in range(m):
+                pos = qs[qi] / 100.0 * (cnt[j] - 1)
+                r = int(np.floor(pos)) if cnt[j] > 0 else 0
+                rank[j] = r
+                frac[j] = pos - r
+                res[j] = -(2**31) - 1
+            for b in range(31, -1, -1):
+                step = np.int64(1) << b
+                for j in range(m):
+                    cand[j] = res[j] + step
+                    below[j] = 0
+                for i in range(n_layers):
+                    row = keys[i]
+                    for j in range(m):
+                        below[j] += row[j] <= cand[j]
+                for j in range(m):
+                    if below[j] <= rank[j]:
+                        res[j] = cand[j]
+            for j in range(m):
+                res[j] += 1
+                below[j] = 0
+                nxt[j] = top
+            for i in range(n_layers):
+                row = keys[i]
+                for j in range(m):
+                    k = row[j]
+                    below[j] += k <= res[j]
+                    if k > res[j] and k < nxt[j]:
+                        nxt[j] = k
+            for j in range(m):
+                if cnt[j] == 0:
+                    out[qi, s + j] = np.nan
+                    continue
+                x0 = _key_to_float(res[j])
+                x1 = x0 if below[j] >= rank[j] + 2 or frac[j] == 0.0 else _key_to_float(nxt[j])
+                out[qi, s + j] = _interpolate(x0, x1, frac[j], median)
+
+
+@jit
+def _key_to_float(key):
+    k = np.int32(key)
+    bits = np.empty(1, np.int32)
+    bits[0] = k if k >= 0 else k ^ 0x7FFFFFFF
+    return np.float64(bits.view(np.float32)[0])
 
 
 def reduce_stack(stack: np.ndarray, statistic: str = "median",
@@ -229,8 +315,10 @@ def reduce_stack(stack: np.ndarray, statistic: str = "median",
 
     ``value_range`` ``(lowest, bits)`` (see :func:`integer_range`) says the
     values are integers in ``[lowest, lowest + 2**bits)``: medians and
-    percentiles then use a vectorised bitwise search instead of per-pixel
-    selection, with the same results.
+    percentiles then use a vectorised bitwise search of that range. float32
+    stacks use the same search over 32-bit keys; float64 stacks per-pixel
+    quickselect. All give numpy's values (with infinite values, percentiles
+    follow the order statistics where numpy's interpolation gives NaN).
 
     >>> s = np.array([[1.0, np.nan], [3.0, np.nan], [np.nan, np.nan]], np.float32)
     >>> reduce_stack(s, "median").tolist()
@@ -250,7 +338,11 @@ def reduce_stack(stack: np.ndarray, statistic: str = "median",
         lo, bits = value_range
         if not 0 < bits <= 24:  # float32 holds integers exactly up to 2**24
             raise ParameterError(f"value_range bits must be 1..24, got {bits}.")
-        _int_order_kernel(flat, flat.dtype.type(lo), bits, np.asarray([50.0]) if statistic == "median" else qs, out)
+        _int_order_kernel(flat, flat.dtype.type(lo), bits, np.asarray([50.0]) if statistic == "median" else qs,
+                          statistic == "median", out)
+        return out.reshape((k,) + stack.shape[1:])
+    if flat.dtype == np.float32 and statistic in ("median", "percentile"):
+        _float_order_kernel(flat, np.asarray([50.0]) if statistic == "median" else qs, statistic == "median", out)
         return out.reshape((k,) + stack.shape[1:])
     _reduce_kernel(flat, _CODES[statistic], qs, out)
     return out.reshape((k,) + stack.shape[1:])

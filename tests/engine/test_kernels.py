@@ -72,3 +72,33 @@ def test_mixed_signed_unsigned_16_bit():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         np.testing.assert_array_equal(got, np.nanmedian(stack.astype(np.float64), axis=0))
+
+
+@settings(max_examples=60, deadline=None)
+@given(layers=st.integers(1, 40), pixels=st.integers(1, 1500), scale=st.sampled_from([1e-3, 1.0, 1e6, 1e30]),
+       nan_share=st.sampled_from([0.0, 0.1, 0.5, 1.0]), seed=st.integers(0, 2**31))
+def test_float32_order_statistics_equal_numpy(layers, pixels, scale, nan_share, seed):
+    rng = np.random.default_rng(seed)
+    stack = (rng.normal(0, 1, (layers, pixels)) * scale).astype(np.float32)
+    stack[rng.random(stack.shape) < 0.05] = -0.0
+    stack[rng.random(stack.shape) < nan_share] = np.nan
+    wide = stack.astype(np.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        np.testing.assert_array_equal(reduce_stack(stack, "median")[0], np.nanmedian(wide, axis=0))
+        qs = [0, 7.5, 50, 93, 100]
+        got = reduce_stack(stack, "percentile", qs)
+        np.testing.assert_allclose(got, np.nanpercentile(wide, qs, axis=0), rtol=1e-12, atol=0)
+
+
+def test_float32_and_float64_paths_agree_with_infinities():
+    rng = np.random.default_rng(9)
+    stack = rng.normal(0, 10, (9, 4000)).astype(np.float32)
+    stack[rng.random(stack.shape) < 0.1] = np.inf
+    stack[rng.random(stack.shape) < 0.1] = -np.inf
+    stack[rng.random(stack.shape) < 0.2] = np.nan
+    fast = reduce_stack(stack, "median")[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        np.testing.assert_array_equal(fast, np.nanmedian(stack.astype(np.float64), axis=0))
+    np.testing.assert_array_equal(fast, reduce_stack(stack.astype(np.float64), "median")[0])
