@@ -161,146 +161,116 @@ def _interpolate(x0, x1, g, median):
     return x1 - (x1 - x0) * (1.0 - g) if g >= 0.5 else x0 + (x1 - x0) * g
 
 
+_NAN_KEY = 2**31 - 1  # above every candidate of the search: a missing value is never counted
+_CHUNK_KEYS = 512
+
+
 @pjit
 def _int_order_kernel(stack, lo, bits, qs, median, out):
-    """Order statistics of integer-valued data by a bitwise search of the value range.
-
-    For each pixel, rank r (from a percentile) is found as the smallest value
-    with more than r observations at or below it, one bit of the value at a
-    time. Each step is a count over all layers, done for a run of contiguous
-    pixels at once, so it vectorises; 8- and 16-bit data need 8 or 16 steps,
-    with no per-pixel sorting or branching.
-    """
+    """Order statistics of integer-valued data in ``[lo, lo + 2**bits)``: the values are the keys."""
     n_layers, n_pix = stack.shape
-    chunk = 512
-    n_chunks = (n_pix + chunk - 1) // chunk
-    for c in numba.prange(n_chunks):
-        s = c * chunk
-        m = min(chunk, n_pix - s)
-        cnt = np.zeros(m, np.int32)
+    for c in numba.prange((n_pix + _CHUNK_KEYS - 1) // _CHUNK_KEYS):
+        s = c * _CHUNK_KEYS
+        m = min(_CHUNK_KEYS, n_pix - s)
+        keys = np.empty((n_layers, m), np.int32)
         for i in range(n_layers):
             row = stack[i, s:s + m]
             for j in range(m):
-                cnt[j] += not np.isnan(row[j])
-        below = np.empty(m, np.int32)
-        res = np.empty(m, stack.dtype)
-        cand = np.empty(m, stack.dtype)
-        rank = np.empty(m, np.int32)
-        frac = np.empty(m, np.float64)
-        nxt = np.empty(m, stack.dtype)
-        for qi in range(qs.shape[0]):
-            for j in range(m):
-                pos = qs[qi] / 100.0 * (cnt[j] - 1)
-                r = int(np.floor(pos)) if cnt[j] > 0 else 0
-                rank[j] = r
-                frac[j] = pos - r
-                res[j] = lo - 1
-            for b in range(bits - 1, -1, -1):
-                step = stack.dtype.type(1 << b)
-                for j in range(m):
-                    cand[j] = res[j] + step
-                    below[j] = 0
-                for i in range(n_layers):
-                    row = stack[i, s:s + m]
-                    for j in range(m):
-                        below[j] += row[j] <= cand[j]
-                for j in range(m):
-                    if below[j] <= rank[j]:
-                        res[j] = cand[j]
-            for j in range(m):  # res + 1 is the value of rank r; now the one of rank r + 1
-                res[j] += 1
-                below[j] = 0
-                nxt[j] = np.inf
-            for i in range(n_layers):
-                row = stack[i, s:s + m]
-                for j in range(m):
-                    v = row[j]
-                    below[j] += v <= res[j]
-                    if v > res[j] and v < nxt[j]:
-                        nxt[j] = v
-            for j in range(m):
-                if cnt[j] == 0:
-                    out[qi, s + j] = np.nan
-                    continue
-                x0 = np.float64(res[j])
-                x1 = x0 if below[j] >= rank[j] + 2 or frac[j] == 0.0 else np.float64(nxt[j])
-                out[qi, s + j] = _interpolate(x0, x1, frac[j], median)
+                v = row[j]
+                keys[i, j] = _NAN_KEY if np.isnan(v) else np.int32(v)
+        _search_keys(keys, lo, bits, qs, median, False, out, s)
 
 
 @pjit
 def _float_order_kernel(stack, qs, median, out):
-    """Order statistics of float32 data: the bitwise search of :func:`_int_order_kernel`
-    over 32-bit keys that sort like the floats (sign-magnitude to two's complement).
-    NaN gets the largest key, which no candidate reaches."""
+    """Order statistics of float32 data: keys are the 32-bit patterns turned into
+    integers that sort like the floats (sign-magnitude to two's complement)."""
     n_layers, n_pix = stack.shape
-    chunk = 512
-    n_chunks = (n_pix + chunk - 1) // chunk
-    top = np.int64(2**31 - 1)
-    for c in numba.prange(n_chunks):
-        s = c * chunk
-        m = min(chunk, n_pix - s)
+    for c in numba.prange((n_pix + _CHUNK_KEYS - 1) // _CHUNK_KEYS):
+        s = c * _CHUNK_KEYS
+        m = min(_CHUNK_KEYS, n_pix - s)
         keys = np.empty((n_layers, m), np.int32)
-        cnt = np.zeros(m, np.int32)
         for i in range(n_layers):
-            bits = stack[i, s:s + m].view(np.int32)
+            row = stack[i, s:s + m]
+            bits = row.view(np.int32)
             for j in range(m):
                 b = bits[j]
-                if np.isnan(stack[i, s + j]):
-                    keys[i, j] = top
-                else:
-                    keys[i, j] = b if b >= 0 else b ^ 0x7FFFFFFF
-                    cnt[j] += 1
-        below = np.empty(m, np.int32)
-        res = np.empty(m, np.int64)
-        cand = np.empty(m, np.int64)
-        rank = np.empty(m, np.int32)
-        frac = np.empty(m, np.float64)
-        nxt = np.empty(m, np.int64)
-        for qi in range(qs.shape[0]):
-            for j in range(m):
-                pos = qs[qi] / 100.0 * (cnt[j] - 1)
-                r = int(np.floor(pos)) if cnt[j] > 0 else 0
-                rank[j] = r
-                frac[j] = pos - r
-                res[j] = -(2**31) - 1
-            for b in range(31, -1, -1):
-                step = np.int64(1) << b
-                for j in range(m):
-                    cand[j] = res[j] + step
-                    below[j] = 0
-                for i in range(n_layers):
-                    row = keys[i]
-                    for j in range(m):
-                        below[j] += row[j] <= cand[j]
-                for j in range(m):
-                    if below[j] <= rank[j]:
-                        res[j] = cand[j]
-            for j in range(m):
-                res[j] += 1
-                below[j] = 0
-                nxt[j] = top
-            for i in range(n_layers):
-                row = keys[i]
-                for j in range(m):
-                    k = row[j]
-                    below[j] += k <= res[j]
-                    if k > res[j] and k < nxt[j]:
-                        nxt[j] = k
-            for j in range(m):
-                if cnt[j] == 0:
-                    out[qi, s + j] = np.nan
-                    continue
-                x0 = _key_to_float(res[j])
-                x1 = x0 if below[j] >= rank[j] + 2 or frac[j] == 0.0 else _key_to_float(nxt[j])
-                out[qi, s + j] = _interpolate(x0, x1, frac[j], median)
+                keys[i, j] = _NAN_KEY if np.isnan(row[j]) else (b if b >= 0 else b ^ 0x7FFFFFFF)
+        _search_keys(keys, -(2**31), 32, qs, median, True, out, s)
 
 
 @jit
-def _key_to_float(key):
+def _search_keys(keys, lo, bits, qs, median, float_keys, out, s):
+    """Write the order statistics of ``keys`` (layers x pixels) to ``out[:, s:]``.
+
+    For each pixel, rank r (from a percentile) is the smallest key with more
+    than r keys at or below it, found one bit at a time in ``[lo, lo + 2**bits)``.
+    Each step is a count over all layers for a run of contiguous pixels at once,
+    so it vectorises, with no per-pixel sorting or branching.
+    """
+    n_layers, m = keys.shape
+    cnt = np.zeros(m, np.int32)
+    for i in range(n_layers):
+        row = keys[i]
+        for j in range(m):
+            cnt[j] += row[j] != _NAN_KEY
+    below = np.empty(m, np.int32)
+    res = np.empty(m, np.int64)
+    cand = np.empty(m, np.int64)
+    rank = np.empty(m, np.int32)
+    frac = np.empty(m, np.float64)
+    nxt = np.empty(m, np.int64)
+    for qi in range(qs.shape[0]):
+        for j in range(m):
+            pos = qs[qi] / 100.0 * (cnt[j] - 1)
+            r = int(np.floor(pos)) if cnt[j] > 0 else 0
+            rank[j] = r
+            frac[j] = pos - r
+            res[j] = lo - 1
+        for b in range(bits - 1, -1, -1):
+            step = np.int64(1) << b
+            for j in range(m):
+                cand[j] = res[j] + step
+                below[j] = 0
+            for i in range(n_layers):
+                row = keys[i]
+                for j in range(m):
+                    below[j] += row[j] <= cand[j]
+            for j in range(m):
+                if below[j] <= rank[j]:
+                    res[j] = cand[j]
+        for j in range(m):  # res + 1 is the key of rank r; now the one of rank r + 1
+            res[j] += 1
+            below[j] = 0
+            nxt[j] = _NAN_KEY
+        for i in range(n_layers):
+            row = keys[i]
+            for j in range(m):
+                k = row[j]
+                below[j] += k <= res[j]
+                if k > res[j] and k < nxt[j]:
+                    nxt[j] = k
+        for j in range(m):
+            if cnt[j] == 0:
+                out[qi, s + j] = np.nan
+                continue
+            x0 = _key_value(res[j], float_keys)
+            x1 = x0 if below[j] >= rank[j] + 2 or frac[j] == 0.0 else _key_value(nxt[j], float_keys)
+            out[qi, s + j] = _interpolate(x0, x1, frac[j], median)
+
+
+@jit
+def _key_value(key, float_keys):
+    if not float_keys:
+        return np.float64(key)
     k = np.int32(key)
     bits = np.empty(1, np.int32)
     bits[0] = k if k >= 0 else k ^ 0x7FFFFFFF
     return np.float64(bits.view(np.float32)[0])
+
+
+def _ranks(statistic: str, qs: np.ndarray) -> np.ndarray:
+    return np.asarray([50.0]) if statistic == "median" else qs
 
 
 def reduce_stack(stack: np.ndarray, statistic: str = "median",
@@ -338,11 +308,10 @@ def reduce_stack(stack: np.ndarray, statistic: str = "median",
         lo, bits = value_range
         if not 0 < bits <= 24:  # float32 holds integers exactly up to 2**24
             raise ParameterError(f"value_range bits must be 1..24, got {bits}.")
-        _int_order_kernel(flat, flat.dtype.type(lo), bits, np.asarray([50.0]) if statistic == "median" else qs,
-                          statistic == "median", out)
+        _int_order_kernel(flat, lo, bits, _ranks(statistic, qs), statistic == "median", out)
         return out.reshape((k,) + stack.shape[1:])
     if flat.dtype == np.float32 and statistic in ("median", "percentile"):
-        _float_order_kernel(flat, np.asarray([50.0]) if statistic == "median" else qs, statistic == "median", out)
+        _float_order_kernel(flat, _ranks(statistic, qs), statistic == "median", out)
         return out.reshape((k,) + stack.shape[1:])
     _reduce_kernel(flat, _CODES[statistic], qs, out)
     return out.reshape((k,) + stack.shape[1:])
