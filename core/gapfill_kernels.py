@@ -1,0 +1,204 @@
+"""Gap-filling kernels over a (dates, pixels) stack, compiled with numba.
+
+The rules (methods, gap length, ``MAX_GAP``, edges, flags) are those of
+:mod:`tilewise.core.gapfill`; this module only computes them. A private
+``@njit`` kernel runs ``prange`` over chunks of pixels, each chunk with its own
+small scratch buffers (a few arrays of the number of dates), so memory is the
+input stack plus the output values and flags. :func:`gapfill_stack` is the
+validated public function a tile function calls.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import numba
+import numpy as np
+
+from .errors import ParameterError
+from .gapfill import FLAG_EDGE, FLAG_INTERPOLATED, FLAG_MISSING, FLAG_OBSERVED, FLAG_SEASONAL, GapfillOptions, \
+    season_table, target_days
+from .dates import dates_from_days
+
+_CHUNK = 1024
+_LINEAR, _NEAREST, _PREVIOUS, _NEXT, _SEASONAL = range(5)
+
+jit = numba.njit(nogil=True, cache=True)
+pjit = numba.njit(nogil=True, cache=True, parallel=True)
+
+
+@jit
+def _median_sorted(buf, m):
+    """numpy's median of ``buf[:m]`` (m >= 1), sorting it in place (m is small: the season's observations)."""
+    for i in range(1, m):
+        v = buf[i]
+        j = i - 1
+        while j >= 0 and buf[j] > v:
+            buf[j + 1] = buf[j]
+            j -= 1
+        buf[j + 1] = v
+    h = m // 2
+    if m % 2 == 1:
+        return buf[h]
+    return (buf[h - 1] + buf[h]) / 2.0
+
+
+@jit
+def _linear(x0, x1, d0, d1, t):
+    """``numpy.interp``'s value between (d0, x0) and (d1, x1) at t, to the bit."""
+    slope = (x1 - x0) / (d1 - d0)
+    v = slope * (t - d0) + x0
+    if np.isnan(v):
+        v = slope * (t - d1) + x1
+        if np.isnan(v) and x0 == x1:
+            v = x0
+    return v
+
+
+@jit
+def _fill(stack, p, vd, vi, nv, q, t, j, method, max_gap, edges, start, end, sptr, sidx, buf):
+    """Fill target ``t`` (index ``j``) of pixel ``p``, whose valid observations are ``vd/vi[:nv]`` and the
+    first at or after ``t`` is ``q``. Returns ``(value, flag, row)``: ``row >= 0`` means copy ``stack[row, p]``."""
+    if nv == 0:
+        return np.nan, FLAG_MISSING, -1
+    interior = q > 0 and q < nv
+    if interior:
+        gap = vd[q] - vd[q - 1]
+    elif edges == 0:
+        return np.nan, FLAG_MISSING, -1
+    else:
+        gap = vd[0] - start if q == 0 else end - vd[nv - 1]
+    if max_gap > 0.0 and gap > max_gap:
+        return np.nan, FLAG_MISSING, -1
+    if method == _SEASONAL:
+        m = 0
+        for c in range(sptr[j], sptr[j + 1]):
+            x = stack[sidx[c], p]
+            if not np.isnan(x):
+                buf[m] = x
+                m += 1
+        if m > 0:
+            return _median_sorted(buf, m), FLAG_SEASONAL, -1
+    if not interior:
+        return np.nan, FLAG_EDGE, vi[0] if q == 0 else vi[nv - 1]
+    a = q - 1
+    if method == _LINEAR or method == _SEASONAL:
+        v = _linear(np.float64(stack[vi[a], p]), np.float64(stack[vi[q], p]), vd[a], vd[q], t)
+        return v, FLAG_INTERPOLATED, -1
+    if method == _PREVIOUS:
+        return np.nan, FLAG_INTERPOLATED, vi[a]
+    if method == _NEXT:
+        return np.nan, FLAG_INTERPOLATED, vi[q]
+    return np.nan, FLAG_INTERPOLATED, vi[a] if t - vd[a] <= vd[q] - t else vi[q]
+
+
+@pjit
+def _gapfill_kernel(stack, order, days, targets, method, max_gap, edges, start, end, sptr, sidx, values, flags):
+    n_dates, n_pix = stack.shape
+    n_t = targets.shape[0]
+    for c in numba.prange((n_pix + _CHUNK - 1) // _CHUNK):
+        vd = np.empty(n_dates, np.float64)
+        vi = np.empty(n_dates, np.int64)
+        buf = np.empty(n_dates, np.float64)
+        for p in range(c * _CHUNK, min((c + 1) * _CHUNK, n_pix)):
+            nv = 0
+            for k in range(n_dates):
+                i = order[k]
+                if not np.isnan(stack[i, p]):
+                    vd[nv] = days[i]
+                    vi[nv] = i
+                    nv += 1
+            q = 0
+            for j in range(n_t):
+                t = targets[j]
+                while q < nv and vd[q] < t:
+                    q += 1
+                if q < nv and vd[q] == t:
+                    values[j, p] = stack[vi[q], p]
+                    flags[j, p] = FLAG_OBSERVED
+                    continue
+                v, f, row = _fill(stack, p, vd, vi, nv, q, t, j, method, max_gap, edges, start, end,
+                                  sptr, sidx, buf)
+                if row >= 0:
+                    values[j, p] = stack[row, p]
+                else:
+                    values[j, p] = v
+                flags[j, p] = FLAG_MISSING if np.isnan(values[j, p]) else f
+
+
+def _check_days(days: np.ndarray, n_dates: int) -> np.ndarray:
+    d = np.asarray(days, np.float64).reshape(-1)
+    if d.shape[0] != n_dates:
+        raise ParameterError(f"{d.shape[0]} day numbers were given for a stack of {n_dates} dates.")
+    if not np.all(np.isfinite(d)):
+        raise ParameterError("The day numbers of the dates must all be finite.")
+    s = np.sort(d)
+    same = s[1:][s[1:] == s[:-1]]
+    if same.size:
+        iso = ", ".join(x.isoformat() for x in dates_from_days(np.unique(same)[:3]))
+        raise ParameterError(f"Two inputs have the same date ({iso}); a series needs one raster per date.")
+    return d
+
+
+def gapfill_stack(stack: np.ndarray, days: np.ndarray, options: GapfillOptions,
+                  out: Optional[np.ndarray] = None,
+                  flags_out: Optional[np.ndarray] = None) -> Tuple[np.ndarray, np.ndarray]:
+    """Fill the gaps of a ``(dates, ...)`` stack along its first axis.
+
+    Parameters
+    ----------
+    stack : ndarray, float32 or float64
+        One layer per date, in any order, NaN where an observation is missing
+        (masked, nodata); any pixel shape after the first axis, e.g.
+        ``(dates, height, width)`` or ``(dates, bands, height, width)``.
+    days : array of float
+        The day number of each layer (:func:`tilewise.core.dates.day_numbers`), all different.
+    options : GapfillOptions
+        From :func:`tilewise.core.gapfill.plan_gapfill`.
+    out, flags_out : ndarray, optional
+        Preallocated outputs of shape ``(targets, ...)``, the stack's dtype and uint8.
+
+    Returns
+    -------
+    values : ndarray, the stack's dtype, ``(targets, ...)``
+        One layer per target date (:func:`tilewise.core.gapfill.target_days`, increasing);
+        observed values passed through bit for bit, NaN where still missing.
+    flags : ndarray, uint8, ``(targets, ...)``
+        0 observed, 1 interpolated, 2 seasonal, 3 edge-filled, 255 still missing.
+
+    >>> from tilewise.core.gapfill import plan_gapfill
+    >>> s = np.array([[1.0], [np.nan], [np.nan], [7.0]], np.float32)
+    >>> v, f = gapfill_stack(s, [0, 10, 20, 30], plan_gapfill("linear"))
+    >>> v[:, 0].tolist(), f[:, 0].tolist()
+    ([1.0, 3.0, 5.0, 7.0], [0, 1, 1, 0])
+    """
+    stack = np.asarray(stack)
+    if stack.ndim < 1 or stack.shape[0] == 0:
+        raise ParameterError("Gap filling needs a stack with at least one date.")
+    if stack.dtype not in (np.float32, np.float64):
+        raise ParameterError(f"Stacks are float32 or float64 with NaN for missing values, not {stack.dtype}.")
+    d = _check_days(days, stack.shape[0])
+    targets = target_days(options, d)
+    flat = np.ascontiguousarray(stack.reshape(stack.shape[0], -1))
+    shape = (targets.shape[0],) + stack.shape[1:]
+    values = _output(out, shape, stack.dtype, "out")
+    flags = _output(flags_out, shape, np.dtype(np.uint8), "flags_out")
+    if options.method == "seasonal":
+        sptr, sidx = season_table(d, targets, options.season_days, options.years_window)
+    else:
+        sptr, sidx = np.zeros(targets.shape[0] + 1, np.int64), np.zeros(0, np.int64)
+    start = min(float(d.min()), float(targets[0])) if targets.size else float(d.min())
+    end = max(float(d.max()), float(targets[-1])) if targets.size else float(d.max())
+    _gapfill_kernel(flat, np.argsort(d, kind="stable").astype(np.int64), d, targets, options.method_code,
+                    float(options.max_gap), options.edges_code, start, end, sptr, sidx,
+                    values.reshape(targets.shape[0], -1), flags.reshape(targets.shape[0], -1))
+    return values, flags
+
+
+def _output(given: Optional[np.ndarray], shape, dtype: np.dtype, what: str) -> np.ndarray:
+    if given is None:
+        return np.empty(shape, dtype)
+    if given.shape != shape or given.dtype != dtype or not given.flags.c_contiguous:
+        raise ParameterError(f"{what} must be a C-contiguous {dtype} array of shape {shape}, "
+                             f"got {given.dtype} {given.shape}.")
+    return given
