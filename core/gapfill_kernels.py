@@ -2,9 +2,10 @@
 
 The rules (methods, gap length, ``MAX_GAP``, edges, flags) are those of
 :mod:`tilewise.core.gapfill`; this module only computes them. A private
-``@njit`` kernel runs ``prange`` over chunks of pixels, each chunk with its own
-small scratch buffers (a few arrays of the number of dates), so memory is the
-input stack plus the output values and flags. :func:`gapfill_stack` is the
+``@njit`` kernel runs ``prange`` over chunks of pixels and sweeps each chunk
+along time, row by row, so its inner loops run over contiguous pixels; a chunk's
+scratch is one (targets x 256) int32 array, so memory is the input stack plus
+the output values and flags. :func:`gapfill_stack` is the
 validated public function a tile function calls.
 """
 
@@ -20,7 +21,7 @@ from .gapfill import FLAG_EDGE, FLAG_INTERPOLATED, FLAG_MISSING, FLAG_OBSERVED, 
     season_table, target_days
 from .dates import dates_from_days
 
-_CHUNK = 1024
+_CHUNK = 256  # pixels per chunk: its (targets x pixels) index array stays in cache
 _LINEAR, _NEAREST, _PREVIOUS, _NEXT, _SEASONAL = range(5)
 
 jit = numba.njit(nogil=True, cache=True)
@@ -55,19 +56,20 @@ def _linear(x0, x1, d0, d1, t):
     return v
 
 
-@jit
-def _fill(stack, p, vd, vi, nv, q, t, j, method, max_gap, edges, start, end, sptr, sidx, buf):
-    """Fill target ``t`` (index ``j``) of pixel ``p``, whose valid observations are ``vd/vi[:nv]`` and the
-    first at or after ``t`` is ``q``. Returns ``(value, flag, row)``: ``row >= 0`` means copy ``stack[row, p]``."""
-    if nv == 0:
+@numba.njit(nogil=True, cache=True, inline="always")
+def _fill(stack, p, a, b, t, j, days, method, max_gap, edges, start, end, sptr, sidx, buf):
+    """Fill target ``t`` (index ``j``) of pixel ``p``, missing there; ``a`` / ``b`` are the rows of its last
+    valid observation before ``t`` and its first after (-1: none). Returns ``(value, flag, row)``:
+    ``row >= 0`` means copy ``stack[row, p]``, bit for bit."""
+    if a < 0 and b < 0:
         return np.nan, FLAG_MISSING, -1
-    interior = q > 0 and q < nv
+    interior = a >= 0 and b >= 0
     if interior:
-        gap = vd[q] - vd[q - 1]
+        gap = days[b] - days[a]
     elif edges == 0:
         return np.nan, FLAG_MISSING, -1
     else:
-        gap = vd[0] - start if q == 0 else end - vd[nv - 1]
+        gap = days[b] - start if a < 0 else end - days[a]
     if max_gap > 0.0 and gap > max_gap:
         return np.nan, FLAG_MISSING, -1
     if method == _SEASONAL:
@@ -80,50 +82,72 @@ def _fill(stack, p, vd, vi, nv, q, t, j, method, max_gap, edges, start, end, spt
         if m > 0:
             return _median_sorted(buf, m), FLAG_SEASONAL, -1
     if not interior:
-        return np.nan, FLAG_EDGE, vi[0] if q == 0 else vi[nv - 1]
-    a = q - 1
+        return np.nan, FLAG_EDGE, b if a < 0 else a
     if method == _LINEAR or method == _SEASONAL:
-        v = _linear(np.float64(stack[vi[a], p]), np.float64(stack[vi[q], p]), vd[a], vd[q], t)
+        v = _linear(np.float64(stack[a, p]), np.float64(stack[b, p]), days[a], days[b], t)
         return v, FLAG_INTERPOLATED, -1
     if method == _PREVIOUS:
-        return np.nan, FLAG_INTERPOLATED, vi[a]
+        return np.nan, FLAG_INTERPOLATED, a
     if method == _NEXT:
-        return np.nan, FLAG_INTERPOLATED, vi[q]
-    return np.nan, FLAG_INTERPOLATED, vi[a] if t - vd[a] <= vd[q] - t else vi[q]
+        return np.nan, FLAG_INTERPOLATED, b
+    return np.nan, FLAG_INTERPOLATED, a if t - days[a] <= days[b] - t else b
+
+
+@jit
+def _sweep(stack, rows, s, m, last):
+    """Set ``last[p]`` to ``row`` for each of ``rows`` (in sweep order) where pixel ``s + p`` is valid."""
+    for i in rows:
+        x = stack[i, s:s + m]
+        for p in range(m):
+            if not np.isnan(x[p]):
+                last[p] = i
 
 
 @pjit
-def _gapfill_kernel(stack, order, days, targets, method, max_gap, edges, start, end, sptr, sidx, values, flags):
+def _gapfill_kernel(stack, order, days, targets, method, max_gap, edges, start, end, sptr, sidx, values, flags,
+                    chunk):
+    """Per chunk of pixels, two sweeps along time, row by row (so the inner loops run over contiguous
+    pixels): forward, the last valid observation at or before each target; backward, the first at or
+    after it, and the value."""
     n_dates, n_pix = stack.shape
     n_t = targets.shape[0]
-    for c in numba.prange((n_pix + _CHUNK - 1) // _CHUNK):
-        vd = np.empty(n_dates, np.float64)
-        vi = np.empty(n_dates, np.int64)
+    for c in numba.prange((n_pix + chunk - 1) // chunk):
+        s = c * chunk
+        m = min(chunk, n_pix - s)
+        before = np.empty((n_t, m), np.int32)
+        last = np.full(m, -1, np.int32)
         buf = np.empty(n_dates, np.float64)
-        for p in range(c * _CHUNK, min((c + 1) * _CHUNK, n_pix)):
-            nv = 0
-            for k in range(n_dates):
-                i = order[k]
-                if not np.isnan(stack[i, p]):
-                    vd[nv] = days[i]
-                    vi[nv] = i
-                    nv += 1
-            q = 0
-            for j in range(n_t):
-                t = targets[j]
-                while q < nv and vd[q] < t:
-                    q += 1
-                if q < nv and vd[q] == t:
-                    values[j, p] = stack[vi[q], p]
-                    flags[j, p] = FLAG_OBSERVED
+        k = 0
+        for j in range(n_t):
+            k0 = k
+            while k < n_dates and days[order[k]] <= targets[j]:
+                k += 1
+            _sweep(stack, order[k0:k], s, m, last)
+            before[j] = last
+        last[:] = -1
+        k = n_dates - 1
+        for j in range(n_t - 1, -1, -1):
+            t = targets[j]
+            k0 = k
+            while k >= 0 and days[order[k]] >= t:
+                k -= 1
+            _sweep(stack, order[k + 1:k0 + 1][::-1], s, m, last)
+            v_out = values[j, s:s + m]
+            f_out = flags[j, s:s + m]
+            for p in range(m):
+                a = before[j, p]
+                b = last[p]
+                if a >= 0 and days[a] == t:
+                    v_out[p] = stack[a, s + p]
+                    f_out[p] = FLAG_OBSERVED
                     continue
-                v, f, row = _fill(stack, p, vd, vi, nv, q, t, j, method, max_gap, edges, start, end,
+                v, f, row = _fill(stack, s + p, a, b, t, j, days, method, max_gap, edges, start, end,
                                   sptr, sidx, buf)
                 if row >= 0:
-                    values[j, p] = stack[row, p]
+                    v_out[p] = stack[row, s + p]
                 else:
-                    values[j, p] = v
-                flags[j, p] = FLAG_MISSING if np.isnan(values[j, p]) else f
+                    v_out[p] = v
+                f_out[p] = FLAG_MISSING if np.isnan(v_out[p]) else f
 
 
 def _check_days(days: np.ndarray, n_dates: int) -> np.ndarray:
@@ -189,9 +213,10 @@ def gapfill_stack(stack: np.ndarray, days: np.ndarray, options: GapfillOptions,
         sptr, sidx = np.zeros(targets.shape[0] + 1, np.int64), np.zeros(0, np.int64)
     start = min(float(d.min()), float(targets[0])) if targets.size else float(d.min())
     end = max(float(d.max()), float(targets[-1])) if targets.size else float(d.max())
-    _gapfill_kernel(flat, np.argsort(d, kind="stable").astype(np.int64), d, targets, options.method_code,
+    _gapfill_kernel(flat, np.argsort(d).astype(np.int64), d, targets, options.method_code,
                     float(options.max_gap), options.edges_code, start, end, sptr, sidx,
-                    values.reshape(targets.shape[0], -1), flags.reshape(targets.shape[0], -1))
+                    values.reshape(targets.shape[0], -1), flags.reshape(targets.shape[0], -1),
+                    _CHUNK)
     return values, flags
 
 
