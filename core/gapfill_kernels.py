@@ -17,31 +17,16 @@ import numba
 import numpy as np
 
 from .errors import ParameterError
+from .dates import dates_from_days
 from .gapfill import FLAG_EDGE, FLAG_INTERPOLATED, FLAG_MISSING, FLAG_OBSERVED, FLAG_SEASONAL, GapfillOptions, \
     season_table, target_days
-from .dates import dates_from_days
+from .kernels import _median, jit, pjit  # the engine's numba options; numpy's median by quickselect
 
 _CHUNK = 256  # pixels per chunk: its (targets x pixels) index array stays in cache
 _LINEAR, _NEAREST, _PREVIOUS, _NEXT, _SEASONAL = range(5)
 
-jit = numba.njit(nogil=True, cache=True)
-pjit = numba.njit(nogil=True, cache=True, parallel=True)
-
-
-@jit
-def _median_sorted(buf, m):
-    """numpy's median of ``buf[:m]`` (m >= 1), sorting it in place (m is small: the season's observations)."""
-    for i in range(1, m):
-        v = buf[i]
-        j = i - 1
-        while j >= 0 and buf[j] > v:
-            buf[j + 1] = buf[j]
-            j -= 1
-        buf[j + 1] = v
-    h = m // 2
-    if m % 2 == 1:
-        return buf[h]
-    return (buf[h - 1] + buf[h]) / 2.0
+# The per-value fill is inlined into the kernel's loop (numba IR inlining): 3-4x faster than a call.
+inline_jit = numba.njit(nogil=True, cache=True, inline="always")
 
 
 @jit
@@ -56,7 +41,7 @@ def _linear(x0, x1, d0, d1, t):
     return v
 
 
-@numba.njit(nogil=True, cache=True, inline="always")
+@inline_jit
 def _fill(stack, p, a, b, t, j, days, method, max_gap, edges, start, end, sptr, sidx, buf):
     """Fill target ``t`` (index ``j``) of pixel ``p``, missing there; ``a`` / ``b`` are the rows of its last
     valid observation before ``t`` and its first after (-1: none). Returns ``(value, flag, row)``:
@@ -80,7 +65,7 @@ def _fill(stack, p, a, b, t, j, days, method, max_gap, edges, start, end, sptr, 
                 buf[m] = x
                 m += 1
         if m > 0:
-            return _median_sorted(buf, m), FLAG_SEASONAL, -1
+            return _median(buf, m), FLAG_SEASONAL, -1
     if not interior:
         return np.nan, FLAG_EDGE, b if a < 0 else a
     if method == _LINEAR or method == _SEASONAL:
