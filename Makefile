@@ -56,7 +56,8 @@ $(STAMPS)/nginx:
 	fi
 	@touch $@
 
-# The engine's own Python environment (numpy, numba, rasterio, numexpr, bottleneck; pytest for its tests;
+# The engine's own Python environment (numpy, numba, rasterio, numexpr, bottleneck; pytest, hypothesis and the
+# reference libraries pandas, xarray, scipy for its tests;
 # dask[distributed] for the scaling-out tests).
 venv: $(STAMPS)/venv
 $(STAMPS)/venv: $(STAMPS)/system pyproject.toml
