@@ -2,7 +2,6 @@
 far too many workers, costly expressions, SIGTERM, a full disk, inputs outside the grid, a huge mosaic
 grid, side-car files, other extensions and small errors. The engine checks; QGIS shows its message."""
 
-import json
 import os
 import shlex
 import signal
@@ -13,10 +12,10 @@ import time
 
 import numpy as np
 import pytest
-from qgis.core import QgsApplication, QgsProcessingContext, QgsProcessingException, QgsProcessingFeedback
+from qgis.core import QgsApplication, QgsProcessingContext, QgsProcessingException
 
 from conftest import ENGINE_PYTHON, PLUGINS_DIR, REPO
-from twtest import my_engine, read_raster, run, write_raster
+from twtest import children_of, messages, my_engine, read_raster, run, still_running, wait_for, write_raster
 
 sys.path.insert(0, str(REPO / "scripts"))
 from qgis_process import qgis_process_binary, qgis_process_env  # noqa: E402  (scripts/ is no package)
@@ -24,22 +23,6 @@ from qgis_process import qgis_process_binary, qgis_process_env  # noqa: E402  (s
 MEDIAN = "tilewise:temporalmedian"
 SHAPE = (40, 60)
 FAR = (900000.0, 10.0, 0.0, 3000000.0, 0.0, -10.0)     # 2,000 km south-east of the others
-
-
-class Messages(QgsProcessingFeedback):
-    """A feedback that keeps what the algorithm reports, warnings apart."""
-
-    def __init__(self):
-        super().__init__()
-        self.lines, self.warnings = [], []
-
-    def pushInfo(self, info):  # noqa: N802 (QGIS's name)
-        self.lines.append(info)
-        super().pushInfo(info)
-
-    def pushWarning(self, warning):  # noqa: N802
-        self.warnings.append(warning)
-        super().pushWarning(warning)
 
 
 @pytest.fixture
@@ -110,7 +93,7 @@ def test_qgis_process_refuses_the_output_onto_an_input(qgis_process, scenes):
 # -- 2. far too many workers -------------------------------------------------------------------------------
 
 def test_workers_1000_run_on_the_cores_and_the_log_says_so(scenes, out_dir):
-    feedback = Messages()
+    feedback = messages()
     run(MEDIAN, {"INPUT": scenes[:3], "WORKERS": 1000, "TILE_SIZE": 16, "OUTPUT": str(out_dir / "m.tif")},
         feedback=feedback)
     cores = len(os.sched_getaffinity(0))
@@ -147,23 +130,13 @@ def journal_of(output):
     return os.path.join(os.path.dirname(output), f".{os.path.basename(output)}.tilewise-work", "finished.txt")
 
 
-def wait_for(predicate, timeout=60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    return None
-
-
 @pytest.mark.parametrize("resume", [False, True], ids=["plain", "resume"])
 def test_sigterm_to_the_engine_is_a_clean_stop(slow_series, out_dir, resume):
     output = str(out_dir / "median.tif")
     seen = {}
 
     def terminate():
-        if wait_for(lambda: os.path.exists(journal_of(output)) and os.path.getsize(journal_of(output)) > 0):
+        if wait_for(lambda: os.path.exists(journal_of(output)) and os.path.getsize(journal_of(output)) > 0, 60):
             engine = my_engine()
             seen["engine"] = engine
             if engine:
@@ -191,40 +164,17 @@ def test_qgis_process_stopped_by_sigterm_leaves_nothing(qgis_process, slow_serie
             "WORKERS=2", f"OUTPUT={output}"]
     proc = subprocess.Popen(args, env=qgis_process.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        assert wait_for(lambda: os.path.exists(journal_of(output)) and os.path.getsize(journal_of(output)) > 0), \
+        assert wait_for(lambda: os.path.exists(journal_of(output)) and os.path.getsize(journal_of(output)) > 0, 60), \
             "no tile was finished in time"
-        engines = [p for p in _children(proc.pid) if "tilewise.core.driver" in p[1]]
+        engines = [p for p in children_of(proc.pid) if "tilewise.core.driver" in p.cmdline]
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
     finally:
         if proc.poll() is None:
             proc.kill()
     assert engines, "the engine process was not found"
-    assert wait_for(lambda: not any(os.path.exists(f"/proc/{pid}") and _alive(pid) for pid, _ in engines), 30)
+    assert still_running(engines, timeout=30) == []
     assert wait_for(lambda: not os.listdir(out_dir), 10), os.listdir(out_dir)
-
-
-def _children(pid):
-    found = []
-    for entry in os.listdir("/proc"):
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                stat = f.read()
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                cmd = f.read().replace(b"\0", b" ").decode()
-        except (OSError, ValueError):
-            continue
-        if int(stat[stat.rindex(")") + 2:].split()[1]) == pid:
-            found.append((int(entry), cmd))
-    return found
-
-
-def _alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 # -- 5. a full disk ------------------------------------------------------------------------------------------
@@ -293,7 +243,7 @@ def test_qgis_process_full_disk_is_one_clear_message(qgis_process, tmp_path, noi
 # -- 6. inputs outside the grid ------------------------------------------------------------------------------
 
 def test_inputs_outside_the_grid_are_named(scenes, out_dir):
-    feedback = Messages()
+    feedback = messages()
     result = run(MEDIAN, {"INPUT": [scenes[0], scenes[3], scenes[1]], "OUTPUT": str(out_dir / "m.tif")},
                  feedback=feedback)
     assert os.path.exists(result["OUTPUT"])
@@ -346,7 +296,7 @@ def test_other_extensions_are_refused_and_tif_is_added(scenes, out_dir):
     refused(MEDIAN, {"INPUT": scenes[:2], "OUTPUT": str(out_dir / "m.png")},
             f"The output {out_dir / 'm.png'} would be a GeoTIFF named .png", f"Name it {out_dir / 'm.tif'}.")
     assert list(out_dir.iterdir()) == []
-    feedback = Messages()
+    feedback = messages()
     result = run(MEDIAN, {"INPUT": scenes[:2], "OUTPUT": str(out_dir / "median")}, feedback=feedback)
     assert result["OUTPUT"] == str(out_dir / "median.tif")
     assert sorted(os.listdir(out_dir)) == ["median.tif"]
