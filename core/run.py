@@ -140,16 +140,17 @@ def warnings_to(log: Optional[LogFn]) -> Iterator[None]:
     if log is None:
         yield
         return
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", TilewiseWarning)
-        try:
+    caught: List[warnings.WarningMessage] = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", TilewiseWarning)
             yield
-        finally:
-            for w in caught:
-                if issubclass(w.category, TilewiseWarning):
-                    log(f"Warning: {w.message}")
-                else:
-                    warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    finally:  # outside the block: showing a warning inside it would record it again
+        for w in caught:
+            if issubclass(w.category, TilewiseWarning):
+                log(f"Warning: {w.message}")
+            else:
+                warnings.showwarning(w.message, w.category, w.filename, w.lineno)
 
 
 def _default_tile_size(job: Any, layers: int, n_workers: int) -> int:

@@ -11,7 +11,9 @@ import shlex
 import signal
 import subprocess
 import sys
+import threading
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -21,11 +23,12 @@ from affine import Affine
 from tilewise.core import composite
 from tilewise.core import coverage
 from tilewise.core.bandmath import bandmath
-from tilewise.core.errors import ExpressionError, GridError, OutputError
+from tilewise.core.errors import ExpressionError, GridError, OutputError, TilewiseWarning
 from tilewise.core.executor import cpu_count
 from tilewise.core.expression import MAX_DEPTH, validate_expression
 from tilewise.core.mosaic import mosaic
 from tilewise.core.paths import workdir_for
+from tilewise.core.run import warnings_to
 from tilewise.core.workdir import JOURNAL
 
 from support import leftovers, read_raster, subprocess_env, write_raster
@@ -56,6 +59,26 @@ def one_error_line(proc, *parts):
     for part in parts:
         assert part in lines[0], lines[0]
     return lines[0]
+
+
+def test_planning_warnings_go_to_the_log_and_others_are_shown():
+    """Regression: showing another warning (rasterio's NotGeoreferencedWarning) while still recording them
+    recorded it again, for ever: a run on an ungeoreferenced input hung before its first tile."""
+    lines, shown = [], []
+
+    def plan():
+        with warnings.catch_warnings(record=True) as outer:
+            warnings.simplefilter("always")
+            with warnings_to(lines.append):
+                warnings.warn(TilewiseWarning("inputs outside"))
+                warnings.warn(UserWarning("not georeferenced"))
+        shown.extend(str(w.message) for w in outer)
+
+    worker = threading.Thread(target=plan, daemon=True)
+    worker.start()
+    worker.join(10)
+    assert not worker.is_alive(), "warnings_to did not return"
+    assert lines == ["Warning: inputs outside"] and shown == ["not georeferenced"]
 
 
 # -- 1. the output written onto an input ---------------------------------------------------------------------
