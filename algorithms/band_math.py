@@ -206,8 +206,10 @@ layer, list the layer twice. Layers on other grids or CRSs are aligned to the re
 A's).</p>
 <p>Grammar: numbers, + - * / ** %, comparisons (&lt; &lt;= &gt; &gt;= == !=), &amp; | ~ (with
 parentheses), <code>where(condition, a, b)</code> and the functions {functions}. Example:
-<code>where((B + A) != 0, (B - A) / (B + A), -1)</code>. The expression is checked before any work; it
-cannot run Python code or touch files.</p>
+<code>where((B + A) != 0, (B - A) / (B + A), -1)</code>. The expression is checked before any work: it
+can only compute with the layers (no other names, attributes or functions, so it cannot run other code or
+touch files), and constants too large for numexpr (e.g. <code>10**10**10</code>) or nesting deeper than 200
+levels are refused.</p>
 <p>A pixel that is nodata in any layer used, or whose result is not finite, gets the output nodata.
 Integer inputs are converted to float first (no overflow).</p>
 """

@@ -10,7 +10,7 @@ from qgis.core import (QgsMapLayer, QgsProcessingAlgorithm, QgsProcessingExcepti
                        QgsProcessingParameterString, QgsProcessingUtils)
 from qgis.PyQt.QtCore import QCoreApplication
 
-from .compat import NUMBER_DOUBLE, NUMBER_INTEGER, advanced
+from .compat import FLAG_OPTIONAL, NUMBER_DOUBLE, NUMBER_INTEGER, advanced
 from .engine import EngineCancelled, EngineError, find_python, run_engine
 
 #: A DASK_SCHEDULER value that means "this machine", whatever the Processing setting says.
@@ -33,6 +33,37 @@ def _absolute(source):
     return source
 
 
+def _log(feedback, message):
+    """An engine log line; its warnings (inputs outside the grid, little disk space...) as warnings."""
+    if message.startswith("Warning: ") and hasattr(feedback, "pushWarning"):
+        feedback.pushWarning(message)
+    else:
+        feedback.pushInfo(message)
+
+
+class GeoTiffDestination(QgsProcessingParameterRasterDestination):
+    """The output raster: the engine writes Cloud-Optimized GeoTIFFs only, so the file dialog
+    offers GeoTIFF names only (QGIS would add "All files")."""
+
+    FILTER = "GeoTIFF (*.tif *.tiff *.TIF *.TIFF)"
+
+    def clone(self):
+        copy = GeoTiffDestination(self.name(), self.description(), self.defaultValue(),
+                                  bool(self.flags() & FLAG_OPTIONAL),
+                                  self.createByDefault())
+        copy.setFlags(self.flags())
+        return copy
+
+    def createFileFilter(self):  # noqa: N802 (QGIS's name)
+        return tr(self.FILTER)
+
+    def defaultFileExtension(self):  # noqa: N802
+        return "tif"
+
+    def supportedOutputRasterLayerExtensions(self):  # noqa: N802
+        return ["tif", "tiff"]
+
+
 def _known_type(option):
     """An output type name, or None for an option like 'same as inputs'."""
     return option if option in OUTPUT_TYPES else None
@@ -53,6 +84,7 @@ class TilewiseAlgorithm(QgsProcessingAlgorithm):
     WORKERS = "WORKERS"
     DASK_SCHEDULER = "DASK_SCHEDULER"
     RESUME = "RESUME"
+    ALLOW_LARGE = "ALLOW_LARGE"
     OUTPUT = "OUTPUT"
     OUTPUT_TYPE_OPTIONS = OUTPUT_TYPES
     OUTPUT_NODATA_HELP = "Output nodata (empty: -9999, or the type's maximum if unsigned)"
@@ -96,7 +128,10 @@ class TilewiseAlgorithm(QgsProcessingAlgorithm):
         self.addParameter(advanced(QgsProcessingParameterNumber(
             self.WORKERS, tr("Worker processes (0: all cores)"), NUMBER_INTEGER, defaultValue=0, minValue=0)))
         self.add_run_parameters()
-        self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, tr(output_label), optional=optional))
+        self.addParameter(advanced(QgsProcessingParameterBoolean(
+            self.ALLOW_LARGE, tr("Allow an output above 16 GiB before compression (usually a mistake: an input "
+                                 "far away, a wrong cell size)"), defaultValue=False, optional=True)))
+        self.addParameter(GeoTiffDestination(self.OUTPUT, tr(output_label), optional=optional))
 
     def add_run_parameters(self):
         """Where the tiles run (a Dask cluster) and resuming an interrupted run."""
@@ -192,6 +227,7 @@ class TilewiseAlgorithm(QgsProcessingAlgorithm):
             "compression": COMPRESSIONS[self.parameterAsEnum(parameters, self.COMPRESSION, context)],
             "tile_size": self.parameterAsInt(parameters, self.TILE_SIZE, context) or None,
             "workers": self.parameterAsInt(parameters, self.WORKERS, context) or None,
+            "allow_large": self.parameterAsBoolean(parameters, self.ALLOW_LARGE, context),
             **self.run_params(parameters, context),
         }
 
@@ -215,7 +251,7 @@ class TilewiseAlgorithm(QgsProcessingAlgorithm):
             report = run_engine(
                 {"operation": operation, "params": params}, python,
                 on_progress=lambda done, total: self._progress(feedback, done, total),
-                on_log=feedback.pushInfo, is_cancelled=feedback.isCanceled)
+                on_log=lambda message: _log(feedback, message), is_cancelled=feedback.isCanceled)
         except EngineCancelled as exc:
             raise QgsProcessingException(str(exc)) from None
         except EngineError as exc:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import warnings
 from dataclasses import dataclass
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -15,13 +16,16 @@ import numexpr
 import numpy as np
 
 from .cog import OutputSpec, check_writable, to_output, write_tile
-from .errors import ExpressionError, InputError, OutputError, ParameterError, TileError, TilewiseError
-from .executor import as_executor, make_executor, resolve_workers
+from .coverage import check_output_size, outside_grid
+from .errors import (ExpressionError, GridError, InputError, OutputError, ParameterError, TileError, TilewiseError,
+                     TilewiseWarning)
+from .executor import as_executor, make_executor, resolve_workers, workers_note
 from .expression import validate_expression
 from .grid import Grid, Tile
 from .indices import get_index
+from .outputs import check_not_an_input, describe_inputs
 from .planning import plan_grid
-from .run import LogFn, ProgressFn, RunReport, run_tiled
+from .run import LogFn, ProgressFn, RunReport, run_tiled, warnings_to
 from .sources import describe_raster, read_window, resampling_method
 
 _WIDE_TYPES = {"int32", "uint32", "int64", "uint64", "float64"}
@@ -60,10 +64,16 @@ def plan_bandmath(scenes: Sequence[Mapping[str, BandSpec]], expression: str, out
                   reference: Optional[str] = None, extent: Optional[Sequence[float]] = None,
                   crs: Optional[str] = None, cell_size: Optional[object] = None, resampling: str = "nearest",
                   output_type: str = "float32", output_nodata: Optional[float] = None,
-                  compression: str = "DEFLATE", overview_resampling: str = "average") -> BandMathJob:
+                  compression: str = "DEFLATE", overview_resampling: str = "average",
+                  allow_large: bool = False, other_inputs: Sequence[str] = ()) -> BandMathJob:
     """Check the expression and every input before any work; plan the grid.
 
-    ``scenes`` holds, per output band, a mapping ``name -> (path, band)``.
+    ``scenes`` holds, per output band, a mapping ``name -> (path, band)``. A scene with an
+    input outside the grid (its band would be nodata everywhere) is named in a warning; if
+    that is so of every scene, or the output is larger than
+    :data:`~tilewise.core.coverage.LARGE_OUTPUT_BYTES` without ``allow_large``, it is an
+    error. ``other_inputs``: more files the output must not overwrite (other scenes of a
+    per-scene run).
     """
     if not scenes:
         raise InputError("No input was given.")
@@ -90,14 +100,39 @@ def plan_bandmath(scenes: Sequence[Mapping[str, BandSpec]], expression: str, out
     check_writable(spec.path)
     _check_expression_compiles(expression, sorted(used))
     ref_info = describe_raster(reference) if reference else infos[refs[0][0].path]
+    others = [describe_raster(p) for p in other_inputs if p not in infos]
+    check_not_an_input(spec.path, describe_inputs(list(infos.values()) + [ref_info] + others))
     grid = plan_grid(ref_info, extent, crs, cell_size)
     work = "float64" if any(dt in _WIDE_TYPES for i in infos.values() for dt in i.dtypes) else "float32"
     labels = tuple(scene_names) if scene_names else tuple(
         os.path.splitext(os.path.basename(s[0].path))[0] for s in refs)
     if len(labels) != len(refs):
         raise ParameterError(f"{len(labels)} scene names for {len(refs)} scenes.")
+    _check_scenes_meet(refs, infos, grid, labels)
+    check_output_size(grid, len(refs), spec.dtype, allow_large)
     return BandMathJob(tuple(refs), expression, tuple(clip) if clip else None, input_nodata, grid, resampling,
                        work, spec, labels)
+
+
+def _check_scenes_meet(refs, infos, grid: Grid, labels: Sequence[str]) -> None:
+    """A scene reads every one of its bands at each pixel: one input outside the grid makes its
+    output band nodata everywhere. Warn naming such scenes; none left is an error."""
+    outside = {i.path for i in outside_grid(list(infos.values()), grid)}
+    empty = [(label, [r for r in scene if r.path in outside]) for label, scene in zip(labels, refs)]
+    empty = [(label, missing) for label, missing in empty if missing]
+    if not empty:
+        return
+    if len(empty) == len(refs):
+        missing = empty[0][1]
+        raise GridError(f"{_named(missing)} {'does' if len(missing) == 1 else 'do'} not overlap the output grid: "
+                        "every pixel of the output would be nodata. Check the reference layer, extent and CRS.")
+    for label, missing in empty:
+        warnings.warn(TilewiseWarning(f"Scene {label}: {_named(missing)} {'does' if len(missing) == 1 else 'do'} "
+                                      "not overlap the output grid; its band is nodata everywhere."), stacklevel=2)
+
+
+def _named(refs: Sequence[BandRef]) -> str:
+    return ("Input " if len(refs) == 1 else "Inputs ") + ", ".join(f"{r.name} ({r.path})" for r in refs)
 
 
 def _check_expression_compiles(expression: str, names: List[str]) -> None:
@@ -176,7 +211,8 @@ def bandmath(inputs: Mapping[str, BandSpec], expression: str, output: str, *, ti
 
     >>> bandmath({"A": ("s.tif", 3), "B": ("s.tif", 4)}, "(B - A) / (B + A)", "ndvi.tif")  # doctest: +SKIP
     """
-    job = plan_bandmath([dict(inputs)], expression, output, **options)
+    with warnings_to(log):
+        job = plan_bandmath([dict(inputs)], expression, output, **options)
     return _run(job, tile_size, workers, executor, progress, log, scheduler=scheduler, resume=resume,
                 keep_workdir=keep_workdir)
 
@@ -199,13 +235,18 @@ def index_series(scenes: Sequence[Mapping[str, BandSpec]], index: str, output: s
     options.setdefault("clip", spec.clip)
     scenes = [_roles(spec, s, i) for i, s in enumerate(scenes)]
     if not per_scene:
-        job = plan_bandmath(scenes, expression, output, **options)
+        with warnings_to(log):
+            job = plan_bandmath(scenes, expression, output, **options)
         return [_run(job, tile_size, workers, executor, progress, log, scheduler=scheduler, resume=resume,
                      keep_workdir=keep_workdir)]
-    jobs = _plan_per_scene(scenes, expression, output, spec.key, options)
+    with warnings_to(log):
+        jobs = _plan_per_scene(scenes, expression, output, spec.key, options)
     reports = []
     own = executor is None
     ex = as_executor(executor) if executor is not None else make_executor(resolve_workers(workers), scheduler)
+    note = workers_note(workers, ex.workers) if executor is None and not scheduler else None
+    if note and log:
+        log(note)
     try:
         for i, job in enumerate(jobs):
             if log:
@@ -235,6 +276,7 @@ def _plan_per_scene(scenes, expression, folder, key, options) -> List[BandMathJo
     created = not os.path.isdir(folder)
     os.makedirs(folder, exist_ok=True)
     jobs, seen = [], set()
+    every_input = sorted({path for scene in scenes for path, _ in scene.values()})
     try:
         for scene in scenes:
             first = next(iter(scene.values()))[0]
@@ -244,7 +286,8 @@ def _plan_per_scene(scenes, expression, folder, key, options) -> List[BandMathJo
                 raise OutputError(f"Two scenes would both be written to {name}; "
                                   "give the scenes distinct file names.")
             seen.add(name)
-            jobs.append(plan_bandmath([scene], expression, os.path.join(folder, name), **options))
+            jobs.append(plan_bandmath([scene], expression, os.path.join(folder, name), other_inputs=every_input,
+                                      **options))
     except BaseException:
         if created:  # leave nothing behind when a scene is refused before any work
             shutil.rmtree(folder, ignore_errors=True)

@@ -14,6 +14,7 @@ import sys
 from typing import List, Optional, Sequence
 
 from .errors import TilewiseError
+from .lifeline import Stopped, stop_on_signals, stopped_by
 
 
 def _numbers(text: str, kind=float) -> List:
@@ -49,12 +50,18 @@ def _add_grid_options(p: argparse.ArgumentParser) -> None:
 
 def _add_output_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("output")
-    g.add_argument("-o", "--output", required=True, help="output Cloud-Optimized GeoTIFF")
+    g.add_argument("-o", "--output", required=True,
+                   help="output Cloud-Optimized GeoTIFF (.tif or .tiff; .tif is added to a name without extension)")
     g.add_argument("--output-type", default="float32", help="float32 (default), float64, int16, uint16, uint8...")
     g.add_argument("--output-nodata", type=float, help="default -9999 (or the type's maximum if unsigned)")
     g.add_argument("--compression", default="DEFLATE", help="DEFLATE (default), ZSTD, LZW or NONE")
-    g.add_argument("--tile-size", type=int, help="tile side in pixels (default: from the memory budget)")
-    g.add_argument("-j", "--workers", type=int, help="worker processes (default: all cores)")
+    g.add_argument("--tile-size", type=int,
+                   help="tile side in pixels, at least 8 (default or 0: from the memory budget)")
+    g.add_argument("-j", "--workers", type=int,
+                   help="worker processes (default or 0: all cores; never more than the cores or the tiles)")
+    g.add_argument("--allow-large", action="store_true",
+                   help="write an output above 16 GiB before compression (refused without this flag: a grid "
+                        "that large is usually a mistake, e.g. an input far away or a wrong cell size)")
     g.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     r = p.add_argument_group("scaling out and long runs")
     r.add_argument("--scheduler", metavar="ADDRESS",
@@ -212,7 +219,8 @@ def run_composite(args: argparse.Namespace) -> int:
 
 
 def _run_kwargs(args: argparse.Namespace) -> dict:
-    return dict(scheduler=args.scheduler, resume=args.resume, keep_workdir=args.keep_workdir)
+    return dict(scheduler=args.scheduler, resume=args.resume, keep_workdir=args.keep_workdir,
+                allow_large=args.allow_large)
 
 
 def _print_report(report) -> None:
@@ -296,11 +304,25 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     commands = {"composite": run_composite, "ndvi": run_ndvi, "index": run_index, "calc": run_calc, "mosaic": run_mosaic}
-    try:
-        return commands[args.command](args)
-    except TilewiseError as exc:
-        print(f"tilewise: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("tilewise: interrupted; nothing was written", file=sys.stderr)
-        return 130
+    with stop_on_signals() as seen:     # SIGTERM and SIGHUP stop a run as Ctrl+C does
+        try:
+            try:
+                return commands[args.command](args)
+            except TilewiseError as exc:
+                if seen["signal"] is None:
+                    print(f"tilewise: error: {exc}", file=sys.stderr)
+                    return 2
+                raise Stopped(seen["signal"]) from None   # e.g. workers stopped by the same signal
+        except KeyboardInterrupt as exc:
+            return _stopped(args, stopped_by(exc, seen) or "Ctrl+C", getattr(exc, "signum", None))
+
+
+def _stopped(args: argparse.Namespace, how: str, signum: Optional[int]) -> int:
+    from .paths import has_finished_tiles, workdir_for
+    kept = "nothing is left behind"
+    for output in (args.output, args.output + ".tif"):     # the engine adds .tif to a name without extension
+        if args.resume and has_finished_tiles(output):
+            kept = (f"its finished tiles are kept in {workdir_for(output)}: run the same command with --resume "
+                    "to continue")
+    print(f"tilewise: stopped ({how}); no output was written, {kept}", file=sys.stderr)
+    return 128 + signum if signum else 130

@@ -20,8 +20,10 @@ import rasterio
 from rasterio.errors import RasterioError
 from rasterio.shutil import copy as gdal_copy
 
-from .errors import OutputError, ParameterError
+from .diskspace import is_disk_full
+from .errors import DiskFullError, OutputError, ParameterError
 from .grid import Grid, Tile
+from .outputs import geotiff_path
 from .paths import partial_path
 
 COMPRESSIONS = ("DEFLATE", "ZSTD", "LZW", "NONE")
@@ -59,7 +61,11 @@ class OutputSpec:
         nodata = default_nodata(dtype) if self.nodata is None else float(self.nodata)
         if not nodata_fits(nodata, dtype):
             raise ParameterError(f"Output nodata {nodata:g} does not fit the output type {dtype}.")
-        return OutputSpec(os.path.abspath(self.path), dtype, nodata, compression, self.overview_resampling)
+        # the value the pixels hold (0.1 in float32 is 0.10000000149...): GDAL keeps a side-car
+        # .aux.xml for a nodata that differs from what the file can store
+        nodata = float(np.dtype(dtype).type(nodata))
+        return OutputSpec(os.path.abspath(geotiff_path(self.path)), dtype, nodata, compression,
+                          self.overview_resampling)
 
 
 def default_nodata(dtype: str) -> float:
@@ -123,9 +129,17 @@ def write_tile(path: str, data: np.ndarray, grid: Grid, tile: Tile, spec: Output
     profile = dict(driver="GTiff", width=tile.width, height=tile.height, count=data.shape[0],
                    dtype=spec.dtype, crs=grid.crs or None, transform=rasterio.Affine(*grid.window_transform(tile)),
                    nodata=spec.nodata, compress="ZSTD", zstd_level=1, tiled=False)
-    with rasterio.open(tmp, "w", **profile) as dst:
-        dst.write(data)
-    os.replace(tmp, path)
+    try:
+        with rasterio.open(tmp, "w", **profile) as dst:
+            dst.write(data)
+        os.replace(tmp, path)
+    except Exception as exc:
+        full = is_disk_full(exc, os.path.dirname(path), data.nbytes)
+        _remove(tmp)
+        if full:
+            raise DiskFullError(f"The disk is full: writing {tile.name} into {os.path.dirname(path)} failed.") \
+                from None
+        raise
 
 
 @dataclass(frozen=True)
@@ -191,10 +205,39 @@ def write_cog(vrt_path: str, spec: OutputSpec, threads: str = "ALL_CPUS") -> Non
         options["PREDICTOR"] = "YES"
     try:
         gdal_copy(vrt_path, tmp, driver="COG", **options)
-        os.replace(tmp, spec.path)
+        _replace_output(tmp, spec.path)
     except Exception as exc:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        full = is_disk_full(exc, os.path.dirname(spec.path), _raw_bytes(vrt_path))
+        _remove(tmp)
+        _remove(tmp + ".aux.xml")
+        if full:
+            raise DiskFullError(f"The disk is full: writing {spec.path} failed.") from None
         if isinstance(exc, (OSError, RasterioError)) or type(exc).__name__.startswith("CPLE_"):
             raise OutputError(f"Writing {spec.path} failed: {exc}") from None
         raise
+
+
+def _replace_output(tmp: str, path: str) -> None:
+    """Put the finished COG in place, with its side-car if GDAL wrote one; an older output's
+    side-car (statistics, histograms of the previous pixels) goes with the older output."""
+    side = tmp + ".aux.xml"
+    if os.path.exists(side):
+        os.replace(side, path + ".aux.xml")
+    else:
+        _remove(path + ".aux.xml")
+    os.replace(tmp, path)
+
+
+def _raw_bytes(vrt_path: str) -> int:
+    try:
+        with rasterio.open(vrt_path) as src:
+            return src.width * src.height * src.count * np.dtype(src.dtypes[0]).itemsize
+    except Exception:
+        return 0
+
+
+def _remove(path: str) -> None:
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass

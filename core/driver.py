@@ -8,25 +8,30 @@ and ``resume``), runs it and reports on stdout, one JSON object per line:
 ``{"event": "done", "report": {...}}``, ``{"event": "error", "kind": ..., "message": ...}``,
 ``{"event": "missing", "packages": [...], "python": ...}``.
 
-Exit codes: 0 done, 2 a user-facing error, 3 missing packages, 1 anything else.
-``--check`` only reports which required packages are missing.
+Exit codes: 0 done, 2 a user-facing error, 3 missing packages, 128 + N stopped by
+signal N (SIGTERM, SIGHUP: also sent when the process that started the engine
+dies), 1 anything else. ``--check`` only reports which required packages are missing.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import traceback
 from typing import Any, Callable, Dict
 
 from . import REQUIRED_PACKAGES, missing_packages
-from .lifeline import die_with_parent, watch_stdin
+from .lifeline import die_with_parent, stop_on_signals, watch_stdin
 
 
 def emit(event: str, **fields: Any) -> None:
-    sys.stdout.write(json.dumps({"event": event, **fields}) + "\n")
-    sys.stdout.flush()
+    try:
+        sys.stdout.write(json.dumps({"event": event, **fields}) + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:  # the caller is gone (it died, hence this run stopping): nobody to tell
+        pass
 
 
 def use_wheel_data() -> None:
@@ -68,14 +73,13 @@ def report_dict(result: Any) -> Dict[str, Any]:
 
 def run_job(job: Dict[str, Any]) -> int:
     from .errors import TilewiseError
-    from .executor import resolve_workers
+    from .lifeline import stopped_by
     name = job.get("operation")
     if name not in OPERATIONS:
         emit("error", kind="ParameterError",
              message=f"Unknown operation {name!r}; known: {', '.join(OPERATIONS)}.")
         return 2
     params = dict(job.get("params", {}))
-    params["workers"] = resolve_workers(params.get("workers"))
     last = [-1]
 
     def progress(done: int, total: int) -> None:
@@ -91,13 +95,19 @@ def run_job(job: Dict[str, Any]) -> int:
     except MemoryError:
         emit("error", kind="MemoryError", message="The engine ran out of memory; use a smaller tile size or fewer workers.")
         return 2
+    except KeyboardInterrupt as exc:  # SIGTERM, SIGHUP (see stop_on_signals) or SIGINT: cleaned up like a cancel
+        how = stopped_by(exc) or "a signal"
+        emit("error", kind="Stopped", message=f"The Tilewise engine was stopped ({how}); no output was written.")
+        return 128 + getattr(exc, "signum", signal.SIGINT)
     emit("done", report=report_dict(report))
     return 0
 
 
 def main(argv=None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    if not die_with_parent() and "--check" not in args:
+    # SIGTERM, not SIGKILL, when the caller dies (qgis_process stopped by `timeout`, QGIS
+    # crashing): the run removes its work folder (or keeps its tiles to resume) and ends
+    if not die_with_parent(signal.SIGTERM) and "--check" not in args:
         watch_stdin()
     missing = missing_packages()
     if "--check" in args or missing:
@@ -113,7 +123,8 @@ def main(argv=None) -> int:
     with open(args[0], encoding="utf-8") as f:
         job = json.load(f)
     try:
-        return run_job(job)
+        with stop_on_signals():
+            return run_job(job)
     except Exception as exc:  # anything unexpected: report it, with the traceback on stderr
         traceback.print_exc()
         emit("error", kind=type(exc).__name__, message=f"Unexpected engine error: {type(exc).__name__}: {exc}")

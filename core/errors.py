@@ -25,6 +25,10 @@ class OutputError(TilewiseError):
     """The output cannot be written where asked."""
 
 
+class DiskFullError(OutputError):
+    """The disk holding the output (and the tiles beside it) is full."""
+
+
 class ParameterError(TilewiseError):
     """A parameter value is out of range or inconsistent."""
 

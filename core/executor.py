@@ -17,7 +17,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
 
-from .errors import WorkerError
+from .errors import ParameterError, WorkerError
 from .lifeline import die_with_parent
 
 
@@ -30,8 +30,37 @@ def cpu_count() -> int:
 
 
 def resolve_workers(workers: Optional[int]) -> int:
-    """``None`` or ``0`` means all cores."""
-    return cpu_count() if not workers or workers < 1 else int(workers)
+    """How many local worker processes to run: ``None`` or ``0`` means all cores, and more than
+    the cores are capped at the cores (more processes would only compete for them, each with
+    its own tile in memory). A negative number is an error.
+
+    >>> resolve_workers(10 ** 6) == resolve_workers(None) == cpu_count()
+    True
+    """
+    if workers is None or workers == 0:
+        return cpu_count()
+    if int(workers) < 0:
+        raise ParameterError(f"The number of workers must be 0 (all cores) or a positive number, got {workers}.")
+    return min(int(workers), cpu_count())
+
+
+def workers_note(asked: Optional[int], used: int, tiles: Optional[int] = None) -> Optional[str]:
+    """A line for the log when fewer local workers run than were asked for, saying why.
+
+    >>> workers_note(1000, cpu_count(), 500) == f"1000 workers were asked for; using {cpu_count()}: " \\
+    ...     f"this machine has {cpu_count()} cores"
+    True
+    >>> workers_note(1, 1, 3) is None
+    True
+    """
+    if not asked or asked <= used:
+        return None
+    reasons = []
+    if asked > cpu_count():
+        reasons.append(f"this machine has {cpu_count()} cores")
+    if tiles is not None and used < min(asked, cpu_count()):
+        reasons.append(f"the run has {tiles} tile{'s' if tiles != 1 else ''} to compute")
+    return f"{asked} workers were asked for; using {used}: {' and '.join(reasons)}"
 
 
 class Executor:

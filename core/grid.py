@@ -75,6 +75,23 @@ class Tile:
         return (slice(self.row_off, self.row_off + self.height), slice(self.col_off, self.col_off + self.width))
 
 
+MIN_TILE_SIZE = 8
+
+
+def check_tile_size(tile_size: Optional[int]) -> Optional[int]:
+    """A tile size as asked for: None or 0 mean "from the memory budget" (None), else at least 8.
+
+    >>> check_tile_size(0) is None, check_tile_size(256)
+    (True, 256)
+    """
+    if tile_size is None or tile_size == 0:
+        return None
+    if tile_size < MIN_TILE_SIZE:
+        raise ParameterError(f"Tile size must be at least {MIN_TILE_SIZE} pixels (or 0: from the memory budget), "
+                             f"got {tile_size}.")
+    return int(tile_size)
+
+
 def plan_tiles(grid: Grid, tile_size: int) -> List[Tile]:
     """Split ``grid`` into square tiles of ``tile_size`` pixels, row-major.
 
@@ -84,8 +101,8 @@ def plan_tiles(grid: Grid, tile_size: int) -> List[Tile]:
     >>> [(t.row_off, t.col_off, t.height, t.width) for t in plan_tiles(g, 16)]
     [(0, 0, 10, 16), (0, 16, 10, 4)]
     """
-    if tile_size < 8:
-        raise ParameterError(f"Tile size must be at least 8 pixels, got {tile_size}.")
+    if tile_size < MIN_TILE_SIZE:
+        raise ParameterError(f"Tile size must be at least {MIN_TILE_SIZE} pixels, got {tile_size}.")
     tiles = []
     for row_off in range(0, grid.height, tile_size):
         for col_off in range(0, grid.width, tile_size):

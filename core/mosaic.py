@@ -17,15 +17,18 @@ from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
-from rasterio.crs import CRS
-from rasterio.warp import calculate_default_transform, transform_bounds
+from rasterio.warp import calculate_default_transform
 
 from .cog import OUTPUT_TYPES, nodata_fits, OutputSpec, Placement, check_writable, to_output, write_cog, write_tile, write_vrt
-from .errors import InputError, ParameterError, TileError, TilewiseError
-from .grid import Grid, Tile, grid_from_extent, parse_cell_size, snap_extent
+from .coverage import check_inputs_meet, check_output_size, footprint, meets, raster_bounds
+from .diskspace import disk_full, space_needed, space_warning
+from .errors import DiskFullError, InputError, ParameterError, TileError, TilewiseError
+from .executor import resolve_workers
+from .grid import Grid, Tile, check_tile_size, grid_from_extent, parse_cell_size, snap_extent
+from .outputs import check_not_an_input, describe_inputs
 from .paths import workdir_for
 from .planning import parse_crs, plan_grid
-from .run import LogFn, ProgressFn, RunReport, run_tiled
+from .run import LogFn, ProgressFn, RunReport, run_tiled, warnings_to
 from .sources import (RasterInfo, describe_raster, gdal_path, is_remote, read_window, resampling_method,
                       same_grid_offset)
 
@@ -78,11 +81,14 @@ def plan_mosaic(inputs: Sequence[str], output: str, overlap: str = "first", refe
                 cell_size: Optional[object] = None, resampling: str = "nearest",
                 input_nodata: Optional[float] = None, output_type: Optional[str] = None,
                 output_nodata: Optional[float] = None, compression: str = "DEFLATE",
-                overview_resampling: str = "average") -> MosaicJob:
+                overview_resampling: str = "average", allow_large: bool = False) -> MosaicJob:
     """Read every input's header (one at a time), check them and plan the target grid.
 
     The grid is the reference raster's if given, else the union of the inputs'
-    footprints at the first input's resolution, on its pixel lattice.
+    footprints at the first input's resolution, on its pixel lattice. Inputs outside
+    the grid are named in a warning (none inside is an error); a grid larger than
+    :data:`~tilewise.core.coverage.LARGE_OUTPUT_BYTES` needs ``allow_large``, and the
+    error names the inputs that stretch it.
     """
     paths = find_inputs(inputs)
     if not paths:
@@ -105,10 +111,15 @@ def plan_mosaic(inputs: Sequence[str], output: str, overlap: str = "first", refe
         nodata = None  # the inputs' nodata cannot be stored in the asked type: use the type's default
     spec = OutputSpec(output, dtype, nodata, compression, overview_resampling).resolved()
     check_writable(spec.path)
-    grid = plan_grid(describe_raster(reference), extent, crs, cell_size) if reference else \
-        _union_grid(infos, extent, crs, cell_size)
+    ref = describe_raster(reference) if reference else None
+    check_not_an_input(spec.path, describe_inputs(infos + ([ref] if ref else [])))
+    grid = plan_grid(ref, extent, crs, cell_size) if ref else _union_grid(infos, extent, crs, cell_size)
     target = parse_crs(grid.crs) if grid.crs else None
-    footprints = tuple(_footprint(i, target) for i in infos)
+    check_inputs_meet(infos, grid)
+    footprints = tuple(footprint(i, target) for i in infos)
+    union = ref is None and extent is None
+    check_output_size(grid, first.count, spec.dtype, allow_large,
+                      list(zip(paths, footprints)) if union else None)
     work = "float64" if any(dt in ("int32", "uint32", "float64") for i in infos for dt in i.dtypes) else "float32"
     names = _band_names(first)
     return MosaicJob(tuple(paths), footprints, first.count, overlap, input_nodata, grid, resampling, work,
@@ -126,20 +137,6 @@ def _band_names(info: RasterInfo) -> Tuple[str, ...]:
         return tuple(d or f"band {b}" for b, d in enumerate(src.descriptions, start=1))
 
 
-def _bounds(info: RasterInfo) -> Bounds:
-    a, _, c, _, e, f = info.transform
-    xs = (c, c + a * info.width)
-    ys = (f, f + e * info.height)
-    return (min(xs), min(ys), max(xs), max(ys))
-
-
-def _footprint(info: RasterInfo, target: Optional[CRS]) -> Bounds:
-    src_crs = parse_crs(info.crs) if info.crs else None
-    if src_crs is None or target is None or src_crs == target:
-        return _bounds(info)
-    return tuple(transform_bounds(src_crs, target, *_bounds(info), densify_pts=21))  # type: ignore[return-value]
-
-
 def _union_grid(infos: Sequence[RasterInfo], extent, crs, cell_size) -> Grid:
     first = infos[0]
     first_crs = parse_crs(first.crs) if first.crs else None
@@ -149,10 +146,10 @@ def _union_grid(infos: Sequence[RasterInfo], extent, crs, cell_size) -> Grid:
         native = (abs(first.transform[0]), abs(first.transform[4]))
         origin = (first.transform[2], first.transform[5])
     else:
-        t, _, _ = calculate_default_transform(first_crs, target, first.width, first.height, *_bounds(first))
+        t, _, _ = calculate_default_transform(first_crs, target, first.width, first.height, *raster_bounds(first))
         native, origin = (abs(t.a), abs(t.e)), (t.c, t.f)
     if extent is None:
-        boxes = [_footprint(i, target) for i in infos]
+        boxes = [footprint(i, target) for i in infos]
         extent = (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes),
                   max(b[3] for b in boxes))
     if res is None:
@@ -168,14 +165,10 @@ def _tile_bounds(grid: Grid, tile: Tile) -> Bounds:
     return (min(xs), min(ys), max(xs), max(ys))
 
 
-def _meets(a: Bounds, b: Bounds) -> bool:
-    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
-
-
 def mosaic_tile(job: MosaicJob, tile: Tile, path: str) -> int:
     """Combine the inputs that meet ``tile`` by the overlap rule; write the tile; return its index."""
     box = _tile_bounds(job.grid, tile)
-    hits = [i for i, fp in enumerate(job.footprints) if _meets(fp, box)]
+    hits = [i for i, fp in enumerate(job.footprints) if meets(fp, box)]
     bands = list(range(1, job.count + 1))
     shape = (job.count, tile.height, tile.width)
     if job.overlap in ("first", "last"):
@@ -276,11 +269,14 @@ def mosaic(inputs: Sequence[str], output: str, overlap: str = "first", *, tile_s
     **options
         ``reference``, ``extent``, ``crs``, ``cell_size``, ``resampling``, ``input_nodata``,
         ``output_type`` (default: the inputs'), ``output_nodata`` (default: the inputs'),
-        ``compression``, ``overview_resampling`` (average, nearest, mode...).
+        ``compression``, ``overview_resampling`` (average, nearest, mode...), ``allow_large``.
 
     >>> mosaic(["tiles/*.tif"], "mosaic.tif", overlap="mean")  # doctest: +SKIP
     """
-    job = plan_mosaic(inputs, output, overlap, **options)
+    check_tile_size(tile_size)     # refused whichever way the mosaic is made
+    resolve_workers(workers)
+    with warnings_to(log):
+        job = plan_mosaic(inputs, output, overlap, **options)
     if log:
         log(f"{len(job.inputs)} inputs -> {job.grid.width} x {job.grid.height} x {job.count} bands")
     placements = gdal_can_do(job) if engine is not True else None
@@ -297,6 +293,9 @@ def _gdal_mosaic(job: MosaicJob, placements, progress, log) -> RunReport:
     start = time.perf_counter()
     if log:
         log("All inputs are on the output grid: GDAL VRT -> COG, no resampling")
+    warning = space_warning(space_needed(job))
+    if warning and log:
+        log(warning)
     workdir = workdir_for(job.output.path)
     shutil.rmtree(workdir, ignore_errors=True)
     os.makedirs(workdir)
@@ -307,6 +306,8 @@ def _gdal_mosaic(job: MosaicJob, placements, progress, log) -> RunReport:
         write_cog(vrt, job.output)
         if progress:
             progress(1, 1)
+    except DiskFullError:
+        raise disk_full(space_needed(job)) from None
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return RunReport(job.output.path, 0, 1, time.perf_counter() - start, job.grid.width, job.grid.height,

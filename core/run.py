@@ -13,17 +13,20 @@ started afresh and removed at the end, whatever happens.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import time
+import warnings
 from dataclasses import dataclass
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, Iterator, List, Optional
 
 from .cog import build_vrt, tile_path, write_cog
-from .errors import ParameterError, TilewiseError
-from .executor import Executor, as_executor, make_executor, resolve_workers
-from .grid import Tile, auto_tile_size, balance_tile_size
-from .paths import partial_path, workdir_for
+from .diskspace import SpaceNeed, disk_full, is_disk_full, space_needed, space_warning
+from .errors import DiskFullError, ParameterError, TilewiseError, TilewiseWarning
+from .executor import Executor, as_executor, make_executor, resolve_workers, workers_note
+from .grid import Tile, auto_tile_size, balance_tile_size, check_tile_size
+from .paths import has_finished_tiles, partial_path, workdir_for
 from .sources import close_all
 from .workdir import Journal, WorkState, prepare_workdir
 
@@ -66,12 +69,12 @@ def run_tiled(job: Any, tile_fn: Callable[..., Any], tile_size: Optional[int], w
     Parameters
     ----------
     tile_size : int or None
-        Tile side in pixels; None: from the memory budget for ``layers`` values per
+        Tile side in pixels; None or 0: from the memory budget for ``layers`` values per
         pixel (or, when resuming, the interrupted run's).
     workers, executor, scheduler
         Where tiles run: an :class:`Executor` (or a ``dask.distributed.Client``), else a
         Dask cluster at ``scheduler`` (address, scheduler file, Client or cluster), else
-        ``workers`` local processes (default all cores).
+        ``workers`` local processes (default all cores; never more than the cores or the tiles).
     resume : bool
         Reuse the finished tiles of an interrupted run of the same job; keep the work
         folder if this run fails too.
@@ -84,10 +87,12 @@ def run_tiled(job: Any, tile_fn: Callable[..., Any], tile_size: Optional[int], w
     """
     start = time.perf_counter()
     say = log or (lambda msg: None)
+    tile_size = check_tile_size(tile_size)
     workdir = workdir_for(job.output.path)
     own = executor is None
     ex: Optional[Executor] = None
     done = False
+    need: Optional[SpaceNeed] = None
     try:
         ex = as_executor(executor) if executor is not None else (
             make_executor(scheduler=scheduler) if scheduler not in (None, "") else None)
@@ -95,23 +100,57 @@ def run_tiled(job: Any, tile_fn: Callable[..., Any], tile_size: Optional[int], w
         state = prepare_workdir(job, workdir, tile_size, lambda: _default_tile_size(job, layers, n_workers),
                                 resume, say)
         todo = [t for t in state.tiles if t.index not in state.finished]
+        need = space_needed(job, todo)
+        warning = space_warning(need)
+        if warning:
+            say(warning)
         if ex is None:
-            ex = make_executor(min(resolve_workers(workers), max(1, len(todo))))
+            n_workers = min(n_workers, max(1, len(todo)))
+            ex = make_executor(n_workers)
+            note = workers_note(workers, n_workers, len(todo))
+            if note:
+                say(note)
         say(f"{len(state.tiles)} tiles of up to {state.tile_size} x {state.tile_size} pixels on {ex.describe()}")
         _compute(ex, job, tile_fn, state, todo, workdir, progress, say)
         say("Assembling the Cloud-Optimized GeoTIFF")
         vrt = build_vrt(job.grid, state.tiles, workdir, job.output, job.band_names)
         write_cog(vrt, job.output)
         done = True
-    except BaseException:
+    except BaseException as exc:
         tmp = partial_path(job.output.path)
         if os.path.exists(tmp):
             os.remove(tmp)
+        if resume and has_finished_tiles(job.output.path):
+            say(f"The finished tiles are kept in {workdir}: run again with resume to continue")
+        if isinstance(exc, DiskFullError) or (isinstance(exc, OSError) and
+                                              is_disk_full(exc, os.path.dirname(workdir))):
+            raise disk_full(need or space_needed(job)) from None
         raise
     finally:
         _finish(ex, own, workdir, keep=keep_workdir or (resume and not done))
     return RunReport(job.output.path, len(state.tiles), ex.workers, time.perf_counter() - start,
                      job.grid.width, job.grid.height, len(job.band_names), len(state.finished))
+
+
+@contextlib.contextmanager
+def warnings_to(log: Optional[LogFn]) -> Iterator[None]:
+    """Within the block, :class:`TilewiseWarning` s (planning's: an output name changed, inputs
+    outside the grid...) go to ``log`` as ``"Warning: ..."`` lines, when one is given; other
+    warnings are shown as usual."""
+    if log is None:
+        yield
+        return
+    caught: List[warnings.WarningMessage] = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", TilewiseWarning)
+            yield
+    finally:  # outside the block: showing a warning inside it would record it again
+        for w in caught:
+            if issubclass(w.category, TilewiseWarning):
+                log(f"Warning: {w.message}")
+            else:
+                warnings.showwarning(w.message, w.category, w.filename, w.lineno)
 
 
 def _default_tile_size(job: Any, layers: int, n_workers: int) -> int:

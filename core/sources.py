@@ -65,6 +65,7 @@ class RasterInfo:
     transform: Tuple[float, float, float, float, float, float]
     width: int
     height: int
+    files: Tuple[str, ...] = ()      # every file GDAL reads for it (a VRT's sources too)
 
 
 def is_remote(path: str) -> bool:
@@ -135,9 +136,24 @@ def describe_raster(path: str) -> RasterInfo:
         with open_raster(path) as src:
             crs = src.crs.to_wkt() if src.crs else ""
             return RasterInfo(path, src.count, tuple(src.dtypes), src.nodata, crs,
-                              tuple(src.transform)[:6], src.width, src.height)  # type: ignore[arg-type]
+                              tuple(src.transform)[:6], src.width, src.height,  # type: ignore[arg-type]
+                              () if is_remote(path) else files_read(src))
     except RasterioIOError as exc:
         raise open_error(path, exc) from None
+
+
+def files_read(src, depth: int = 0) -> Tuple[str, ...]:
+    """The files GDAL reads for an open dataset (``src.files``), with the sources of nested VRTs."""
+    files = list(src.files)
+    if depth < 4:
+        for name in files[1:]:
+            if name.lower().endswith(".vrt") and os.path.isfile(name):
+                try:
+                    with rasterio.open(name) as inner:
+                        files.extend(files_read(inner, depth + 1))
+                except RasterioIOError:
+                    continue
+    return tuple(files)
 
 
 def resampling_method(name: str) -> Resampling:
@@ -249,10 +265,41 @@ def read_window(path: str, bands: Sequence[int], grid: Grid, tile: Tile, out: np
         if b < 1 or b > src.count:
             raise InputError(f"Input {path} has {src.count} band(s); band {b} does not exist.")
     fill = nodata if nodata is not None else src.nodata
-    if view is None:
-        _read_lattice(src, bands, tile, offset, out, fill)
-    else:
-        _read_warped(view, src.count, bands, tile, out, fill)
+    try:
+        if view is None:
+            _read_lattice(src, bands, tile, offset, out, fill)
+        else:
+            _read_warped(view, src.count, bands, tile, out, fill)
+    except RasterioIOError as exc:
+        raise read_error(path, exc, _where(tile, offset, src.height, src.width)) from None
+
+
+def read_error(path: str, exc: BaseException, where: str) -> InputError:
+    """A failed pixel read: which file, where, and what GDAL said (rasterio's own message is
+    only "Read failed. See previous exception for details")."""
+    said = []
+    seen: Optional[BaseException] = exc
+    while seen is not None:
+        text = str(seen).strip()
+        if text and "See previous exception" not in text and not any(text in t for t in said):
+            said.append(text)
+        seen = seen.__cause__ or seen.__context__
+    details = "; ".join(said) or str(exc)
+    if is_remote(path):
+        return InputError(f"Reading {path} at {where} failed: {details}")
+    return InputError(f"{path} is damaged (truncated or corrupt): its pixels at {where} cannot be read "
+                      f"({details}). Replace the file or repair it.")
+
+
+def _where(tile: Tile, offset: Optional[Tuple[int, int]], height: int, width: int) -> str:
+    """The part of an input a tile reads: its rows and columns if it is on the grid's lattice."""
+    if offset is None:
+        return (f"the area of output rows {tile.row_off}-{tile.row_off + tile.height - 1}, "
+                f"cols {tile.col_off}-{tile.col_off + tile.width - 1}")
+    row0, col0 = tile.row_off + offset[0], tile.col_off + offset[1]
+    r0, c0 = max(row0, 0), max(col0, 0)
+    r1, c1 = min(row0 + tile.height, height) - 1, min(col0 + tile.width, width) - 1
+    return f"rows {r0}-{r1}, cols {c0}-{c1} of the file"
 
 
 def _read_lattice(src, bands, tile, offset, out, fill) -> None:

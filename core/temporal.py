@@ -8,11 +8,13 @@ from typing import Callable, Optional, Sequence, Tuple
 import numpy as np
 
 from .cog import OutputSpec, check_writable, to_output, write_tile
-from .errors import InputError, MaskError, ParameterError, TileError, TilewiseError
+from .coverage import check_inputs_meet, check_output_size
+from .errors import InputError, MaskError, TileError, TilewiseError
 from .grid import Grid, Tile
+from .outputs import check_not_an_input, describe_inputs
 from .statistics import check_statistic, integer_range, output_count
 from .planning import plan_grid
-from .run import LogFn, ProgressFn, RunReport, run_tiled
+from .run import LogFn, ProgressFn, RunReport, run_tiled, warnings_to
 from .sources import describe_raster, read_categories, read_window, resampling_method
 
 _WIDE_TYPES = {"int32", "uint32", "int64", "uint64", "float64", "complex64", "complex128"}
@@ -46,10 +48,12 @@ def plan_composite(inputs: Sequence[str], output: str, statistic: str = "median"
                    crs: Optional[str] = None, cell_size: Optional[object] = None,
                    resampling: str = "nearest", output_type: str = "float32",
                    output_nodata: Optional[float] = None, compression: str = "DEFLATE",
-                   overview_resampling: str = "average") -> CompositeJob:
+                   overview_resampling: str = "average", allow_large: bool = False) -> CompositeJob:
     """Check every parameter and input, plan the grid; raise a :class:`TilewiseError` on the first problem.
 
-    Nothing is written here (the output folder is only probed for write access).
+    Nothing is written here (the output folder is only probed for write access). Inputs that
+    do not overlap the grid are named in a :class:`~tilewise.core.errors.TilewiseWarning`; an
+    output above :data:`~tilewise.core.coverage.LARGE_OUTPUT_BYTES` needs ``allow_large``.
     """
     if not inputs:
         raise InputError("No input rasters were given; a composite needs at least one.")
@@ -67,15 +71,17 @@ def plan_composite(inputs: Sequence[str], output: str, statistic: str = "median"
         raise MaskError("A mask is set but no mask values: list the mask classes to exclude, e.g. 0,1,3,8,9,10.")
     if mask_values and mask_band is None and not masks:
         raise MaskError("Mask values were given but no mask band or mask layers to read them from.")
-    for m in masks:
-        describe_raster(m)
+    mask_infos = [describe_raster(m) for m in masks]
     chosen = _choose_bands(infos, bands, mask_band)
     check_writable(spec.path)
     ref = describe_raster(reference) if reference else infos[0]
+    check_not_an_input(spec.path, describe_inputs(infos + mask_infos + [ref]))
     grid = plan_grid(ref, extent, crs, cell_size)
+    check_inputs_meet(infos, grid)
     work = "float64" if any(dt in _WIDE_TYPES for info in infos for dt in info.dtypes) else "float32"
     names = tuple(_band_name(statistic, q, b) for b in chosen
                   for q in (percentiles if statistic == "percentile" else [None]))
+    check_output_size(grid, len(names), spec.dtype, allow_large)
     value_range = integer_range([info.dtypes[b - 1] for info in infos for b in chosen])
     return CompositeJob(tuple(inputs), chosen, statistic, tuple(float(q) for q in percentiles),
                         input_nodata, mask_band, masks, tuple(int(v) for v in mask_values), grid, resampling,
@@ -91,8 +97,8 @@ def _choose_bands(infos, bands, mask_band) -> Tuple[int, ...]:
     else:
         counts = {i.count for i in infos}
         if len(counts) > 1:
-            raise InputError(f"The inputs have different band counts ({sorted(counts)}); "
-                             "pick the bands to composite.")
+            raise InputError(f"The inputs have different band counts ({band_counts(infos)}); "
+                             "pick the bands to composite (e.g. --bands 1,2,3; BANDS in QGIS).")
         chosen = tuple(b for b in range(1, fewest.count + 1) if b != mask_band)
     for b in chosen:
         if b < 1 or b > fewest.count:
@@ -100,6 +106,18 @@ def _choose_bands(infos, bands, mask_band) -> Tuple[int, ...]:
     if not chosen:
         raise InputError("No band is left to composite (the only band is the mask band).")
     return chosen
+
+
+def band_counts(infos, limit: int = 3) -> str:
+    """``"1 band: a.tif, b.tif; 3 bands: rgb.tif"``: which files have how many bands."""
+    groups: dict = {}
+    for info in infos:
+        groups.setdefault(info.count, []).append(info.path)
+    parts = []
+    for count, paths in sorted(groups.items()):
+        more = f" and {len(paths) - limit} more" if len(paths) > limit else ""
+        parts.append(f"{count} band{'s' if count != 1 else ''}: {', '.join(paths[:limit])}{more}")
+    return "; ".join(parts)
 
 
 def _band_name(statistic: str, q: Optional[float], band: int) -> str:
@@ -156,9 +174,9 @@ def composite(inputs: Sequence[str], output: str, statistic: str = "median",
     percentiles : list of float
         With ``"percentile"``: one output band per percentile and input band.
     tile_size : int, optional
-        Tile side in pixels; by default chosen so one tile's stack fits ~256 MiB.
+        Tile side in pixels; by default (or 0) chosen so one tile's stack fits ~256 MiB.
     workers : int, optional
-        Worker processes; by default all cores.
+        Worker processes; by default (or 0) all cores, never more than the cores.
     executor, scheduler : optional
         Run the tiles elsewhere: an executor or a ``dask.distributed.Client``; or a
         Dask scheduler address (``tcp://host:8786``), scheduler file or cluster object.
@@ -169,8 +187,8 @@ def composite(inputs: Sequence[str], output: str, statistic: str = "median",
     **options
         ``bands``, ``input_nodata``, ``mask_band``, ``mask_layers``, ``mask_values``,
         ``reference``, ``extent``, ``crs``, ``cell_size``, ``resampling``,
-        ``output_type``, ``output_nodata``, ``compression``, ``overview_resampling``:
-        see :func:`plan_composite`.
+        ``output_type``, ``output_nodata``, ``compression``, ``overview_resampling``,
+        ``allow_large``: see :func:`plan_composite`.
 
     Returns
     -------
@@ -181,8 +199,7 @@ def composite(inputs: Sequence[str], output: str, statistic: str = "median",
     >>> from tilewise.core import composite                      # doctest: +SKIP
     >>> composite(["2020.tif", "2021.tif"], "median.tif")         # doctest: +SKIP
     """
-    job = plan_composite(inputs, output, statistic, percentiles, **options)
-    if tile_size is not None and tile_size < 8:
-        raise ParameterError(f"Tile size must be at least 8 pixels, got {tile_size}.")
+    with warnings_to(log):
+        job = plan_composite(inputs, output, statistic, percentiles, **options)
     return run_tiled(job, composite_tile, tile_size, workers, executor, progress, log, scheduler=scheduler,
                      resume=resume, keep_workdir=keep_workdir, layers=len(job.inputs) * len(job.bands))

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from qgis.core import QgsProcessingException, QgsProcessingFeedback
 
-from twtest import children_of, my_engine, read_raster, run, still_running, write_raster
+from twtest import children_of, my_engine, read_raster, run, still_running, wait_for, write_raster
 
 ALG_ID = "tilewise:temporalmedian"
 SIDE = 4000  # 40 inputs of 4000 x 4000: well over 5 s on two cores, so the run is surely cut mid-way
@@ -42,16 +42,6 @@ def big_series(tmp_path_factory):
 
 def big_params(paths, output):
     return {"INPUT": paths, "TILE_SIZE": 256, "WORKERS": 2, "OUTPUT": output}
-
-
-def wait_for(predicate, timeout):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    return None
 
 
 def test_cancel_stops_the_engine_and_leaves_nothing(big_series, out_dir):

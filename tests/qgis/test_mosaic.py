@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 from osgeo import gdal, osr
 from osgeo_utils.samples.validate_cloud_optimized_geotiff import validate
-from qgis.core import (QgsApplication, QgsProcessingException, QgsProcessingFeedback, QgsProcessingParameterFile,
+from qgis.core import (QgsApplication, QgsProcessingException, QgsProcessingParameterFile,
                        QgsProcessingParameterMultipleLayers, QgsProcessingParameterString, QgsRasterLayer)
 
 from conftest import PLUGINS_DIR, REPO
 from test_alignment import blocky
-from twtest import UTM33_10M, read_raster, run, write_raster
+from twtest import UTM33_10M, messages, read_raster, run, write_raster
 
 sys.path.insert(0, str(REPO / "scripts"))
 from qgis_process import qgis_process_binary, qgis_process_env  # noqa: E402  (scripts/ is no package)
@@ -27,22 +27,6 @@ OVERLAPS = ["first", "last", "min", "max", "mean", "median"]
 #: a process that opens every file matching its argument and keeps them all open
 HOLD_ALL = "import glob, sys; held = [open(p, 'rb') for p in glob.glob(sys.argv[1])]"
 FD_LIMIT = 256   # far fewer than the 2,000 inputs below
-
-
-class Messages(QgsProcessingFeedback):
-    """A feedback that keeps what the algorithm reports."""
-
-    def __init__(self):
-        super().__init__()
-        self.lines = []
-
-    def pushInfo(self, info):  # noqa: N802 (QGIS's name)
-        self.lines.append(info)
-        super().pushInfo(info)
-
-    @property
-    def text(self):
-        return "\n".join(self.lines)
 
 
 def overlap(name):
@@ -102,7 +86,7 @@ def test_layers_mosaic_back_to_the_original(original, tmp_path, out_dir, rule, r
     pieces = cut(data, tmp_path / "pieces", 40, -9999)              # 130 = 40 + 40 + 40 + 10, 90 = 40 + 40 + 10
     layers = [QgsRasterLayer(p, os.path.basename(p), "gdal") for p in pieces]
     assert all(layer.isValid() for layer in layers)
-    feedback = Messages()
+    feedback = messages()
 
     result = run(ALG_ID, {"INPUT": layers, "OVERLAP": overlap(rule), "TILE_SIZE": 32, "WORKERS": 2,
                           "OUTPUT": str(out_dir / "mosaic.tif")}, feedback=feedback)

@@ -8,14 +8,13 @@ import signal
 import socket
 import subprocess
 import threading
-import time
 
 import numpy as np
 import pytest
 from qgis.core import QgsProcessingException, QgsProcessingFeedback
 
 from conftest import ENGINE_PYTHON, PLUGINS_DIR
-from twtest import read_raster, run, write_raster
+from twtest import read_raster, run, wait_for, write_raster
 
 ALG_ID = "tilewise:temporalmedian"
 
@@ -38,14 +37,11 @@ def free_port():
         return s.getsockname()[1]
 
 
-def wait_for(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+def wait_until(predicate, timeout, what):
+    value = wait_for(predicate, timeout)
+    if not value:
+        raise AssertionError(f"timed out waiting for {what}")
+    return value
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +66,7 @@ def dask_address(tmp_path_factory):
         for i in range(2):
             spawn(["worker", address, "--nthreads", "1", "--no-nanny", "--host", "127.0.0.1",
                    "--dashboard-address", "127.0.0.1:0"], folder / f"worker{i}.log")
-        wait_for(lambda: log.exists() and log.read_text(errors="replace").count("Register worker") >= 2, 60,
+        wait_until(lambda: log.exists() and log.read_text(errors="replace").count("Register worker") >= 2, 60,
                  "two Dask workers")
         yield address
     finally:
@@ -169,7 +165,7 @@ def test_resume_after_a_cancel_reuses_the_finished_tiles(heavy_series, out_dir, 
     feedback = QgsProcessingFeedback()
 
     def cancel():
-        wait_for(lambda: feedback.progress() >= 25, 120, "a quarter of the tiles")
+        wait_until(lambda: feedback.progress() >= 25, 120, "a quarter of the tiles")
         feedback.cancel()
 
     canceller = threading.Thread(target=cancel, daemon=True)

@@ -161,7 +161,43 @@ def still_running(procs: Sequence[Proc], timeout: float = 5.0) -> List[Proc]:
         time.sleep(0.05)
 
 
+def wait_for(predicate, timeout):
+    """``predicate()``'s first true value within ``timeout`` seconds, else None."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    return None
+
+
 # -- running algorithms --------------------------------------------------------------------------------------
+
+def messages():
+    """A QgsProcessingFeedback that keeps what the algorithm reports: ``lines`` (pushInfo), ``warnings``
+    (pushWarning) and ``text`` (the lines joined). Made here, late: QGIS must be up first."""
+    from qgis.core import QgsProcessingFeedback
+
+    class Messages(QgsProcessingFeedback):
+        def __init__(self):
+            super().__init__()
+            self.lines, self.warnings = [], []
+
+        def pushInfo(self, info):  # noqa: N802 (QGIS's name)
+            self.lines.append(info)
+            super().pushInfo(info)
+
+        def pushWarning(self, warning):  # noqa: N802
+            self.warnings.append(warning)
+            super().pushWarning(warning)
+
+        @property
+        def text(self):
+            return "\n".join(self.lines)
+
+    return Messages()
+
 
 def run(algorithm, parameters, feedback=None, context=None):
     """``processing.run`` (imported late: QGIS puts ``processing`` on sys.path when the session starts)."""
