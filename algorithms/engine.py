@@ -319,7 +319,7 @@ def _with_tail(stderr: str) -> str:
 
 
 _USER_ERRORS = {"InputError", "MaskError", "GridError", "OutputError", "ParameterError", "TileError",
-                "WorkerError", "MemoryError", "ClusterError"}
+                "WorkerError", "MemoryError", "ClusterError", "CatalogError"}
 
 
 def _read_events(stream, events: "queue.Queue") -> None:
