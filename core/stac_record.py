@@ -60,7 +60,8 @@ def footprint(item: Mapping[str, Any], layer: str, hrefs: Mapping[str, str]) -> 
         "cloud_cover": float(cover) if isinstance(cover, (int, float)) and not isinstance(cover, bool) else None,
         "platform": props.get("platform"), "layer": layer}
     attributes.update({f"asset_{name}": href for name, href in hrefs.items()})
-    return {"type": "Feature", "id": item.get("id"), "geometry": item.get("geometry"), "properties": attributes}
+    # no top-level "id": OGR would read it as a second id field beside the attribute
+    return {"type": "Feature", "geometry": item.get("geometry"), "properties": attributes}
 
 
 def _strings(value: Any) -> Iterator[str]:

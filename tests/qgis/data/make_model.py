@@ -9,6 +9,10 @@ ndvi_scenes_then_median: multi-band scenes -> tilewise:index (NDVI, one COG per 
 -> its OUTPUT_LAYERS into tilewise:temporalmedian's INPUT -> the median NDVI.
 
 bandmath_expression: layers, band numbers and an expression -> tilewise:bandmath -> the result.
+
+stac_search_then_median: a STAC catalogue, an area, dates and a cloud limit -> tilewise:stacsearch
+(red, nir, scl as the bands of one VRT per item; the footprints a model output) -> its OUTPUT_LAYERS into
+tilewise:temporalmedian, masked by band 3 (SCL) classes 0,1,3,8,9,10 -> the median of red and nir.
 """
 
 import os
@@ -16,7 +20,7 @@ import sys
 
 from qgis.core import (QgsApplication, QgsProcessingModelAlgorithm, QgsProcessingModelChildAlgorithm,
                        QgsProcessingModelChildParameterSource, QgsProcessingModelOutput,
-                       QgsProcessingModelParameter, QgsProcessingParameterMultipleLayers,
+                       QgsProcessingModelParameter, QgsProcessingParameterExtent, QgsProcessingParameterMultipleLayers,
                        QgsProcessingParameterNumber, QgsProcessingParameterString, QgsProcessing)
 from qgis.PyQt.QtCore import QPointF
 
@@ -139,7 +143,48 @@ def build_bandmath():
     return model
 
 
-MODELS = {NAME: build, "ndvi_scenes_then_median": build_ndvi_median, "bandmath_expression": build_bandmath}
+def build_stac_median():
+    """A STAC search -> the per-item layers, in date order -> their median, masked by the SCL band."""
+    model = QgsProcessingModelAlgorithm("stac_search_then_median", "Tilewise tests")
+    parameters = [QgsProcessingParameterString("stac_api", "STAC API or catalogue"),
+                  QgsProcessingParameterString("collections", "Collections", "sentinel-2-l2a"),
+                  QgsProcessingParameterExtent("extent", "Area"),
+                  QgsProcessingParameterString("datetime", "Dates", "2024-05-01/2024-09-30"),
+                  QgsProcessingParameterNumber("max_cloud", "Maximum cloud cover (%)",
+                                               QgsProcessingParameterNumber.Double, 20.0, minValue=0, maxValue=100)]
+    for i, parameter in enumerate(parameters):
+        model.addModelParameter(parameter, _placed(QgsProcessingModelParameter(parameter.name()), 120 + 180 * i, 60))
+
+    search = QgsProcessingModelChildAlgorithm("tilewise:stacsearch")
+    search.setChildId("search")
+    search.setDescription("STAC search: red, nir, SCL")
+    _placed(search, 300, 180)
+    for name, source in (("STAC_API", "stac_api"), ("COLLECTIONS", "collections"), ("EXTENT", "extent"),
+                         ("DATETIME", "datetime"), ("MAX_CLOUD", "max_cloud")):
+        search.addParameterSources(name, [QgsProcessingModelChildParameterSource.fromModelParameter(source)])
+    search.addParameterSources("ASSETS", [QgsProcessingModelChildParameterSource.fromStaticValue("red,nir,scl")])
+    _model_output(search, "OUTPUT_FOLDER", "items", "Items (one VRT each)", 560, 250)
+    _model_output(search, "OUTPUT_FOOTPRINTS", "footprints", "Footprints", 560, 290)
+    model.addChildAlgorithm(_with_defaults(search))
+
+    median = QgsProcessingModelChildAlgorithm("tilewise:temporalmedian")
+    median.setChildId("median")
+    median.setDescription("Median, SCL-masked")
+    _placed(median, 300, 340)
+    median.addParameterSources("INPUT", [QgsProcessingModelChildParameterSource.fromChildOutput("search",
+                                                                                                "OUTPUT_LAYERS")])
+    median.addParameterSources("STATISTIC", [QgsProcessingModelChildParameterSource.fromStaticValue(0)])
+    median.addParameterSources("MASK_BAND", [QgsProcessingModelChildParameterSource.fromStaticValue(3)])
+    median.addParameterSources("MASK_VALUES", [QgsProcessingModelChildParameterSource.fromStaticValue(
+        "0,1,3,8,9,10")])
+    _model_output(median, "OUTPUT", "median", "Median of red and nir", 560, 420)
+    model.addChildAlgorithm(_with_defaults(median))
+    model.updateDestinationParameters()
+    return model
+
+
+MODELS = {NAME: build, "ndvi_scenes_then_median": build_ndvi_median, "bandmath_expression": build_bandmath,
+          "stac_search_then_median": build_stac_median}
 
 
 if __name__ == "__main__":
