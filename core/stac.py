@@ -22,8 +22,8 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 from .errors import CatalogError, OutputError, ParameterError
 from .stac_assets import (AssetBand, Signer, asset_bands, describe_assets, gdal_source, group_key,
                           harmonized_offset, layer_name, load_signer, needs_harmonizing, parse_assets, signed)
-from .stac_client import (Found, Http, Search, SearchResult, check_bbox, cloud_cover, item_time, normalize_datetime,
-                          retry_settings, search)
+from .stac_client import (Found, Http, Search, SearchResult, check_bbox, cloud_cover, collection_ids, item_time,
+                          normalize_datetime, retry_settings, search)
 from .stac_record import (FOOTPRINTS, FORMAT, ITEMS, MARKER, RECORD, footprint, read_record, recorded_layers,
                           write_json)
 
@@ -196,8 +196,11 @@ def stac_search(url: str, output: str, assets: Union[str, Sequence[str]], *,
     http_headers = parse_headers(headers)
     signer = load_signer(sign)
     folder = _check_folder(output)
-    result = search(str(url).strip(), query, Http(http_headers, log=say), max(1, int(page_size)), say)
-    entries, skipped = _entries(result, query, names, signer)
+    http = Http(http_headers, log=say)
+    result = search(str(url).strip(), query, http, max(1, int(page_size)), say)
+    if not result.items:
+        raise _nothing_found(result, query, http)
+    entries, skipped = _entries(result, names, signer)
     headers_by_source = _read_headers(entries, names, http_headers, progress, say)
     layers = _plan_layers(entries, headers_by_source, names, grouping, harmonize, say)
     _make_folder(folder)
@@ -214,7 +217,14 @@ def stac_search(url: str, output: str, assets: Union[str, Sequence[str]], *,
 
 # -- items and their assets -------------------------------------------------------------------------------
 
-def _nothing_found(result: SearchResult, query: Search) -> CatalogError:
+def _nothing_found(result: SearchResult, query: Search, http: Http) -> CatalogError:
+    if result.kind == "api" and query.collections:
+        known = collection_ids(result.url, http)
+        unknown = [c for c in query.collections if known is not None and c not in known]
+        if unknown:
+            listed = ", ".join(sorted(known)[:30]) + (", ..." if len(known) > 30 else "")
+            return CatalogError(f"The STAC API {result.url} has no collection {', '.join(unknown)}; its collections "
+                                f"are: {listed or 'none'}.")
     what = [f"collections {', '.join(query.collections)}" if query.collections else "any collection"]
     if query.bbox:
         what.append("bbox " + ", ".join(f"{v:g}" for v in query.bbox))
@@ -228,10 +238,8 @@ def _nothing_found(result: SearchResult, query: Search) -> CatalogError:
                         "Check the collection ids, widen the area or the dates, or raise the cloud limit.")
 
 
-def _entries(result: SearchResult, query: Search, names: Sequence[str],
+def _entries(result: SearchResult, names: Sequence[str],
              signer: Optional[Signer]) -> Tuple[List[_Entry], List[Dict[str, Any]]]:
-    if not result.items:
-        raise _nothing_found(result, query)
     retries, delay = retry_settings()
     cache: Dict[str, str] = {}
     entries, skipped = [], []

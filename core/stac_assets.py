@@ -86,8 +86,9 @@ def _preference(key: str, asset: Mapping[str, Any]) -> Tuple[int, int, int, str]
 def find_asset(item: Mapping[str, Any], name: str) -> Optional[Tuple[str, int]]:
     """``(asset key, band from 1)`` for ``name``: by key, then by ``eo:bands`` common name or name.
 
-    >>> item = {"assets": {"B04": {"type": "image/tiff", "eo:bands": [{"name": "B04", "common_name": "red"}]},
-    ...                    "red-jp2": {"type": "image/jp2", "eo:bands": [{"common_name": "red"}]}}}
+    >>> item = {"assets": {"B04": {"href": "B04.tif", "type": "image/tiff",
+    ...                            "eo:bands": [{"name": "B04", "common_name": "red"}]},
+    ...                    "red-jp2": {"href": "B04.jp2", "type": "image/jp2", "eo:bands": [{"common_name": "red"}]}}}
     >>> find_asset(item, "red"), find_asset(item, "b04"), find_asset(item, "nir")
     (('B04', 1), ('B04', 1), None)
     """

@@ -444,6 +444,20 @@ def search_params(body: Mapping[str, Any]) -> Dict[str, str]:
     return params
 
 
+def collection_ids(location: str, http: Http) -> Optional[List[str]]:
+    """The ids of an API's collections (its ``data`` link), or None if it does not say."""
+    try:
+        root = http.get(location)
+        data = links(root, "data")
+        href = resolve(data[0]["href"], location) if data else location.rstrip("/") + "/collections"
+        listing = http.get(href).get("collections")
+    except CatalogError:
+        return None
+    if not isinstance(listing, list):
+        return None
+    return [str(c.get("id")) for c in listing if isinstance(c, dict) and c.get("id")]
+
+
 # -- searching ----------------------------------------------------------------------------------------------
 
 def search(location: str, query: Search, http: Http, page_size: int = 100,

@@ -397,6 +397,13 @@ def test_empty_result_is_one_clear_message(api, tmp_path):
         "area or the dates, or raise the cloud limit.")
 
 
+def test_an_unknown_collection_names_the_collections_there_are(api, tmp_path):
+    with pytest.raises(CatalogError) as info:
+        stac_search(api.url, tmp_path / "a", "red", collections="sentinel-2-l2a")
+    assert str(info.value) == (f"The STAC API {api.url} has no collection sentinel-2-l2a; its collections are: "
+                               "s2-broken, s2-pc, s2-test.")
+
+
 def test_an_asset_no_item_has_names_the_assets_there_are(api, tmp_path):
     with pytest.raises(CatalogError, match=r"No item found has the assets red, swir22: item s2-20240503-A lacks "
                                            r"swir22 \(by key or eo:bands common name\); its assets are nir \(nir\), "
