@@ -469,7 +469,7 @@ def search(location: str, query: Search, http: Http, page_size: int = 100,
     if kind == "FeatureCollection":
         return _filtered(_item_collection(root, location, http), query, "item-collection", location, say)
     if kind == "Feature":
-        return _filtered([Found(root, self_href(root, location))], query, "item-collection", location, say)
+        return _filtered([Found(root, location)], query, "item-collection", location, say)
     if kind not in ("Catalog", "Collection") and not is_api(root):
         raise CatalogError(f"{location} is not a STAC API, catalogue, collection or ItemCollection "
                            f"(its type is {kind!r}).")
@@ -606,8 +606,8 @@ def _crawl(root: Mapping[str, Any], base: str, query: Search, http: Http) -> Lis
                 found.extend(_with_collection(f, collection) for f in _item_collection(http.get(href), href, http))
     with ThreadPoolExecutor(max_workers=FETCH_THREADS) as pool:
         items = list(pool.map(lambda pair: http.get(pair[0]), item_hrefs))
-    found.extend(_with_collection(Found(item, self_href(item, href)), collection)
-                 for item, (href, collection) in zip(items, item_hrefs))
+    # relative hrefs are resolved against where the item was read: a copied catalogue keeps old self links
+    found.extend(_with_collection(Found(item, href), collection) for item, (href, collection) in zip(items, item_hrefs))
     return found
 
 

@@ -15,7 +15,7 @@ from qgis.core import QgsProcessingException, QgsProcessingModelAlgorithm, QgsRa
 from conftest import ENGINE_PYTHON, PLUGINS_DIR, REPO
 from twtest import read_raster, run, write_raster
 
-sys.path.insert(0, str(REPO / "tests" / "engine"))   # the servers and the test catalogue (no rasterio there)
+sys.path.append(str(REPO / "tests" / "engine"))   # the servers and the test catalogue (no rasterio there)
 import stacdata  # noqa: E402
 from servers import Nginx, Rustac, free_port, rustac_binary  # noqa: E402
 from stacdata import INSIDE_A, SCL_MASKED, build_catalogue, median_reference, search_ids  # noqa: E402
