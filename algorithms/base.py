@@ -243,25 +243,29 @@ class TilewiseAlgorithm(QgsProcessingAlgorithm):
     # -- running -------------------------------------------------------------------------------------------
 
     def run_job(self, operation, params, feedback):
-        """Run the engine in its own process; map progress, cancel and errors to QGIS."""
-        from .provider import configured_python
-        try:
-            python = find_python(configured_python())
-            feedback.pushInfo(tr(f"Engine interpreter: {python}"))
-            report = run_engine(
-                {"operation": operation, "params": params}, python,
-                on_progress=lambda done, total: self._progress(feedback, done, total),
-                on_log=lambda message: _log(feedback, message), is_cancelled=feedback.isCanceled)
-        except EngineCancelled as exc:
-            raise QgsProcessingException(str(exc)) from None
-        except EngineError as exc:
-            raise QgsProcessingException(str(exc)) from None
+        """Run a tiled operation in the engine; map progress, cancel and errors to QGIS."""
+        report = self.run_operation(operation, params, feedback)
         reused = f" ({report['reused']} reused)" if report.get("reused") else ""
         feedback.pushInfo(tr(f"{report['tiles']} tiles{reused} on {report['workers']} workers in "
                              f"{report['seconds']:.2f} s: {report['output']}"))
         return report
 
+    def run_operation(self, operation, params, feedback, unit="tiles"):
+        """Run any engine operation in its own process and return its report; progress counts ``unit``."""
+        from .provider import configured_python
+        try:
+            python = find_python(configured_python())
+            feedback.pushInfo(tr(f"Engine interpreter: {python}"))
+            return run_engine(
+                {"operation": operation, "params": params}, python,
+                on_progress=lambda done, total: self._progress(feedback, done, total, unit),
+                on_log=lambda message: _log(feedback, message), is_cancelled=feedback.isCanceled)
+        except EngineCancelled as exc:
+            raise QgsProcessingException(str(exc)) from None
+        except EngineError as exc:
+            raise QgsProcessingException(str(exc)) from None
+
     @staticmethod
-    def _progress(feedback, done, total):
+    def _progress(feedback, done, total, unit="tiles"):
         feedback.setProgress(100.0 * done / max(total, 1))
-        feedback.setProgressText(tr(f"{done} / {total} tiles"))
+        feedback.setProgressText(tr(f"{done} / {total} {unit}"))

@@ -319,7 +319,8 @@ def _with_tail(stderr: str) -> str:
 
 
 _USER_ERRORS = {"InputError", "MaskError", "GridError", "OutputError", "ParameterError", "TileError",
-                "WorkerError", "MemoryError", "ClusterError", "ExpressionError", "DiskFullError", "Stopped"}
+                "WorkerError", "MemoryError", "ClusterError", "ExpressionError", "DiskFullError", "Stopped",
+                "CatalogError"}
 
 
 def _read_events(stream, events: "queue.Queue") -> None:

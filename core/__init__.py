@@ -18,6 +18,12 @@ def composite(*args, **kwargs):
     return _composite(*args, **kwargs)
 
 
+def stac_search(*args, **kwargs):
+    """Search a STAC catalogue into one VRT per item; see :func:`tilewise.core.stac.stac_search`."""
+    from .stac import stac_search as _stac_search
+    return _stac_search(*args, **kwargs)
+
+
 def missing_packages() -> list:
     """Names of required packages this interpreter cannot import."""
     import importlib
@@ -30,4 +36,4 @@ def missing_packages() -> list:
     return missing
 
 
-__all__ = ["composite", "missing_packages", "TilewiseError", "REQUIRED_PACKAGES"]
+__all__ = ["composite", "stac_search", "missing_packages", "TilewiseError", "REQUIRED_PACKAGES"]

@@ -3,6 +3,8 @@
     tilewise composite -o median.tif scenes/*.tif
     tilewise composite -s percentile -p 10,50,90 --mask-band 7 --mask-values 0,1,3,8,9,10 -o p.tif s2_*.tif
     tilewise composite --scheduler tcp://scheduler:8786 --resume -o /shared/median.tif https://host/cogs/s2_2024-0{5,6,7}.tif
+    tilewise stac search https://earth-search.aws.element84.com/v1 --collections sentinel-2-l2a --bbox W S E N \
+        --datetime 2024-05-01/2024-09-30 --max-cloud 20 --assets red,nir,scl -o items/
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import os
 import sys
 from typing import List, Optional, Sequence
 
+from . import stac_cli
 from .errors import TilewiseError
 from .lifeline import Stopped, stop_on_signals, stopped_by
 
@@ -110,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("composite", help="per-pixel statistic across a time series of rasters",
                        description="Per-pixel median (or mean, min, max, std, count, percentiles) across rasters, "
                                    "nodata and masked classes ignored, every band composited.")
-    c.add_argument("inputs", nargs="+", help="input rasters or quoted glob patterns")
+    c.add_argument("inputs", nargs="*", help="input rasters or quoted glob patterns (or use --stac)")
     c.add_argument("-s", "--statistic", default="median",
                    choices=["median", "mean", "min", "max", "std", "count", "percentile"])
     c.add_argument("-p", "--percentiles", type=_numbers, default=[], help="e.g. 25,50,75 (with -s percentile)")
@@ -121,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--mask-values", type=_ints, default=[], help="mask classes to exclude, e.g. 0,1,3,8,9,10")
     _add_grid_options(c)
     _add_output_options(c)
+    stac_cli.add_composite_options(c)
 
     n = sub.add_parser("ndvi", help="NDVI = (NIR - RED) / (NIR + RED)",
                        description="NDVI of one scene; RED and NIR as path:band (e.g. scene.tif:3).")
@@ -162,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_grid_options(s)
     _add_output_options(s)
     s.set_defaults(output_type=None)
+    stac_cli.add_stac_parser(sub)
     return parser
 
 
@@ -201,13 +206,14 @@ class _Progress:
 
 def run_composite(args: argparse.Namespace) -> int:
     from .temporal import composite
+    inputs, mask_band = stac_cli.composite_inputs(args, expand_inputs)
     progress = _Progress(args.quiet)
     try:
         report = composite(
-            expand_inputs(args.inputs), args.output, args.statistic, args.percentiles,
+            inputs, args.output, args.statistic, args.percentiles,
             tile_size=args.tile_size, workers=args.workers, progress=progress,
             log=progress.log, **_run_kwargs(args),
-            bands=args.bands, input_nodata=args.input_nodata, mask_band=args.mask_band,
+            bands=args.bands, input_nodata=args.input_nodata, mask_band=mask_band,
             mask_layers=[m for m in expand_inputs(args.mask_layers)] if args.mask_layers else None,
             mask_values=args.mask_values, reference=args.reference, extent=args.extent, crs=args.crs,
             cell_size=args.cell_size, resampling=args.resampling, output_type=args.output_type,
@@ -303,7 +309,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         args.scenes = list(args.scenes) + extra
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    commands = {"composite": run_composite, "ndvi": run_ndvi, "index": run_index, "calc": run_calc, "mosaic": run_mosaic}
+    commands = {"composite": run_composite, "ndvi": run_ndvi, "index": run_index, "calc": run_calc, "mosaic": run_mosaic,
+                "stac": stac_cli.run_stac}
     with stop_on_signals() as seen:     # SIGTERM and SIGHUP stop a run as Ctrl+C does
         try:
             try:

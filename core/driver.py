@@ -51,7 +51,8 @@ def use_wheel_data() -> None:
 
 
 OPERATIONS = {"composite": ("temporal", "composite"), "bandmath": ("bandmath", "bandmath"),
-              "index": ("bandmath", "index_series"), "mosaic": ("mosaic", "mosaic")}
+              "index": ("bandmath", "index_series"), "mosaic": ("mosaic", "mosaic"),
+              "stacsearch": ("stac", "stac_search")}
 
 
 def operation(name: str) -> Callable[..., Any]:

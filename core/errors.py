@@ -55,3 +55,7 @@ class ExpressionError(ParameterError):
 
 class ClusterError(TilewiseError):
     """The Dask cluster cannot be used: scheduler unreachable, package missing, workers unable to run tiles."""
+
+
+class CatalogError(InputError):
+    """A STAC catalogue cannot be searched (unreachable, refused, not STAC) or gives nothing usable."""

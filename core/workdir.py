@@ -84,8 +84,15 @@ def prepare_workdir(job: Any, workdir: str, tile_size: Optional[int], default_si
     _write_json(os.path.join(workdir, MANIFEST), {
         "tilewise_workdir": FORMAT, "job": fingerprint, "tile_size": size, "tiles": len(tiles),
         "output": job.output.path, "grid": [job.grid.width, job.grid.height],
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **_stac_searches(job)})
     return WorkState(tiles, size, frozenset())
+
+
+def _stac_searches(job: Any) -> dict:
+    """The STAC searches whose layers the job reads (their search.json), for the record."""
+    from .stac_record import searches_for
+    found = searches_for(job)
+    return {"stac_searches": found} if found else {}
 
 
 def _resumable(job: Any, workdir: str, fingerprint: str, tile_size: Optional[int],

@@ -1,5 +1,7 @@
-"""Real servers the scaling-out tests start on 127.0.0.1 and stop: nginx (HTTP range requests) and a
-Dask cluster (``dask scheduler`` + ``dask worker`` processes)."""
+"""Real servers the tests start on 127.0.0.1 and stop: nginx (HTTP range requests), a STAC API
+(``rustac serve``, memory backend) and a Dask cluster (``dask scheduler`` + ``dask worker`` processes).
+
+Importable from QGIS's Python too (the QGIS tests use nginx and rustac): no rasterio here."""
 
 from __future__ import annotations
 
@@ -13,9 +15,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional
-
-from support import subprocess_env
+from typing import List, Optional, Sequence
 
 NGINX_CANDIDATES = ("nginx", "/usr/sbin/nginx", "/usr/local/sbin/nginx")
 
@@ -165,6 +165,56 @@ def _nginx_has_error_log_option(binary: str) -> bool:
     return "-e filename" in out
 
 
+# -- STAC API ------------------------------------------------------------------------------------------------
+
+def rustac_binary(python: Optional[str] = None) -> str:
+    """The ``rustac`` command installed beside ``python`` (the engine's environment: ``make venv``)."""
+    folder = os.path.dirname(python or sys.executable)
+    path = os.path.join(folder, "rustac")
+    if not os.access(path, os.X_OK):
+        raise RuntimeError(f"rustac is not installed in {folder}: `make venv` installs it (the test extra)")
+    return path
+
+
+class Rustac:
+    """``rustac serve`` (memory backend) on a free 127.0.0.1 port, loaded with ``hrefs`` (collections,
+    items and ItemCollections, collections first) at start."""
+
+    def __init__(self, hrefs: Sequence[Path], folder: Path, binary: Optional[str] = None) -> None:
+        self.hrefs = [str(h) for h in hrefs]
+        self.folder = Path(folder)
+        self.binary = binary or rustac_binary()
+        self.port = free_port()
+        self.proc: Optional[subprocess.Popen] = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> "Rustac":
+        self.folder.mkdir(parents=True, exist_ok=True)
+        log = open(self.folder / "rustac.log", "ab")
+        try:
+            self.proc = subprocess.Popen([self.binary, "serve", "--addr", f"127.0.0.1:{self.port}", *self.hrefs],
+                                         stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=self.folder)
+        finally:
+            log.close()
+        wait_for_port(self.port, self.proc, "rustac serve", timeout=60)
+        return self
+
+    def stop(self) -> None:
+        stop(self.proc)
+
+    def log(self) -> str:
+        return (self.folder / "rustac.log").read_text(errors="replace")
+
+    def __enter__(self) -> "Rustac":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
 # -- Dask ----------------------------------------------------------------------------------------------------
 
 def dask_command() -> List[str]:
@@ -184,6 +234,7 @@ class DaskCluster:
         self.address = ""
 
     def _spawn(self, args: List[str], log_name: str) -> subprocess.Popen:
+        from support import subprocess_env
         log = open(self.folder / log_name, "ab")
         try:
             return subprocess.Popen(dask_command() + args, stdin=subprocess.DEVNULL, stdout=log, stderr=log,

@@ -9,6 +9,10 @@ ndvi_scenes_then_median: multi-band scenes -> tilewise:index (NDVI, one COG per 
 -> its OUTPUT_LAYERS into tilewise:temporalmedian's INPUT -> the median NDVI.
 
 bandmath_expression: layers, band numbers and an expression -> tilewise:bandmath -> the result.
+
+stac_search_then_median: a STAC catalogue, an area, dates and a cloud limit -> tilewise:stacsearch
+(red, nir, scl as the bands of one VRT per item; the footprints a model output) -> its OUTPUT_LAYERS into
+tilewise:temporalmedian, masked by band 3 (SCL) classes 0,1,3,8,9,10 -> the median of red and nir.
 """
 
 import os
@@ -16,7 +20,7 @@ import sys
 
 from qgis.core import (QgsApplication, QgsProcessingModelAlgorithm, QgsProcessingModelChildAlgorithm,
                        QgsProcessingModelChildParameterSource, QgsProcessingModelOutput,
-                       QgsProcessingModelParameter, QgsProcessingParameterMultipleLayers,
+                       QgsProcessingModelParameter, QgsProcessingParameterExtent, QgsProcessingParameterMultipleLayers,
                        QgsProcessingParameterNumber, QgsProcessingParameterString, QgsProcessing)
 from qgis.PyQt.QtCore import QPointF
 
@@ -81,6 +85,20 @@ def _model_output(child, output_name, name, description, x, y):
     child.setModelOutputs({**child.modelOutputs(), name: output})
 
 
+def _median_of_layers(child_id, description, position, output, **static):
+    """tilewise:temporalmedian (median) of the OUTPUT_LAYERS of step ``child_id``, its result a model output."""
+    median = QgsProcessingModelChildAlgorithm("tilewise:temporalmedian")
+    median.setChildId("median")
+    median.setDescription(description)
+    _placed(median, *position)
+    median.addParameterSources("INPUT", [QgsProcessingModelChildParameterSource.fromChildOutput(child_id,
+                                                                                                "OUTPUT_LAYERS")])
+    for name, value in {"STATISTIC": 0, **static}.items():
+        median.addParameterSources(name, [QgsProcessingModelChildParameterSource.fromStaticValue(value)])
+    _model_output(median, "OUTPUT", *output)
+    return _with_defaults(median)
+
+
 def build_ndvi_median():
     """Scenes -> NDVI, one COG per scene (the folder is a model output) -> median of the per-scene layers."""
     model = QgsProcessingModelAlgorithm("ndvi_scenes_then_median", "Tilewise tests")
@@ -105,17 +123,25 @@ def build_ndvi_median():
     _model_output(ndvi, "OUTPUT_FOLDER", "ndvi_scenes", "NDVI of each scene (folder)", 360, 250)
     model.addChildAlgorithm(_with_defaults(ndvi))
 
-    median = QgsProcessingModelChildAlgorithm("tilewise:temporalmedian")
-    median.setChildId("median")
-    median.setDescription("Median NDVI")
-    _placed(median, 120, 320)
-    median.addParameterSources("INPUT", [QgsProcessingModelChildParameterSource.fromChildOutput("ndvi",
-                                                                                                "OUTPUT_LAYERS")])
-    median.addParameterSources("STATISTIC", [QgsProcessingModelChildParameterSource.fromStaticValue(0)])
-    _model_output(median, "OUTPUT", "median_ndvi", "Median NDVI", 360, 400)
-    model.addChildAlgorithm(_with_defaults(median))
+    model.addChildAlgorithm(_median_of_layers("ndvi", "Median NDVI", (120, 320), ("median_ndvi", "Median NDVI", 360, 400)))
     model.updateDestinationParameters()
     return model
+
+
+def _add_model_parameters(model, parameters, spacing):
+    for i, parameter in enumerate(parameters):
+        model.addModelParameter(parameter, _placed(QgsProcessingModelParameter(parameter.name()), 120 + spacing * i, 60))
+
+
+def _step(algorithm_id, child_id, description, position, from_model):
+    """A child algorithm whose parameters ``from_model`` (name -> model parameter) come from the model's."""
+    child = QgsProcessingModelChildAlgorithm(algorithm_id)
+    child.setChildId(child_id)
+    child.setDescription(description)
+    _placed(child, *position)
+    for name, source in from_model.items():
+        child.addParameterSources(name, [QgsProcessingModelChildParameterSource.fromModelParameter(source)])
+    return child
 
 
 def build_bandmath():
@@ -124,22 +150,42 @@ def build_bandmath():
     parameters = [QgsProcessingParameterMultipleLayers("layers", "Layers (A, B, ...)", QgsProcessing.TypeRaster),
                   QgsProcessingParameterString("bands", "Bands", "A=3,B=4"),
                   QgsProcessingParameterString("expression", "Expression", "(B - A) / (B + A)")]
-    for i, parameter in enumerate(parameters):
-        model.addModelParameter(parameter, _placed(QgsProcessingModelParameter(parameter.name()), 120 + 200 * i, 60))
-
-    calc = QgsProcessingModelChildAlgorithm("tilewise:bandmath")
-    calc.setChildId("calc")
-    calc.setDescription("Band math")
-    _placed(calc, 320, 180)
-    for name, source in (("LAYERS", "layers"), ("BANDS", "bands"), ("EXPRESSION", "expression")):
-        calc.addParameterSources(name, [QgsProcessingModelChildParameterSource.fromModelParameter(source)])
+    _add_model_parameters(model, parameters, 200)
+    calc = _step("tilewise:bandmath", "calc", "Band math", (320, 180),
+                 {"LAYERS": "layers", "BANDS": "bands", "EXPRESSION": "expression"})
     _model_output(calc, "OUTPUT", "result", "Result", 520, 260)
     model.addChildAlgorithm(_with_defaults(calc))
     model.updateDestinationParameters()
     return model
 
 
-MODELS = {NAME: build, "ndvi_scenes_then_median": build_ndvi_median, "bandmath_expression": build_bandmath}
+def build_stac_median():
+    """A STAC search -> the per-item layers, in date order -> their median, masked by the SCL band."""
+    model = QgsProcessingModelAlgorithm("stac_search_then_median", "Tilewise tests")
+    parameters = [QgsProcessingParameterString("stac_api", "STAC API or catalogue"),
+                  QgsProcessingParameterString("collections", "Collections", "sentinel-2-l2a"),
+                  QgsProcessingParameterExtent("extent", "Area"),
+                  QgsProcessingParameterString("datetime", "Dates", "2024-05-01/2024-09-30"),
+                  QgsProcessingParameterNumber("max_cloud", "Maximum cloud cover (%)",
+                                               QgsProcessingParameterNumber.Double, 20.0, minValue=0, maxValue=100)]
+    _add_model_parameters(model, parameters, 180)
+    search = _step("tilewise:stacsearch", "search", "STAC search: red, nir, SCL", (300, 180),
+                   {"STAC_API": "stac_api", "COLLECTIONS": "collections", "EXTENT": "extent", "DATETIME": "datetime",
+                    "MAX_CLOUD": "max_cloud"})
+    search.addParameterSources("ASSETS", [QgsProcessingModelChildParameterSource.fromStaticValue("red,nir,scl")])
+    _model_output(search, "OUTPUT_FOLDER", "items", "Items (one VRT each)", 560, 250)
+    _model_output(search, "OUTPUT_FOOTPRINTS", "footprints", "Footprints", 560, 290)
+    model.addChildAlgorithm(_with_defaults(search))
+
+    model.addChildAlgorithm(_median_of_layers("search", "Median, SCL-masked", (300, 340),
+                                              ("median", "Median of red and nir", 560, 420),
+                                              MASK_BAND=3, MASK_VALUES="0,1,3,8,9,10"))
+    model.updateDestinationParameters()
+    return model
+
+
+MODELS = {NAME: build, "ndvi_scenes_then_median": build_ndvi_median, "bandmath_expression": build_bandmath,
+          "stac_search_then_median": build_stac_median}
 
 
 if __name__ == "__main__":
