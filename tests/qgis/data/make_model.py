@@ -17,7 +17,7 @@ import sys
 from qgis.core import (QgsApplication, QgsProcessingModelAlgorithm, QgsProcessingModelChildAlgorithm,
                        QgsProcessingModelChildParameterSource, QgsProcessingModelOutput,
                        QgsProcessingModelParameter, QgsProcessingParameterMultipleLayers,
-                       QgsProcessingParameterNumber, QgsProcessingParameterString, QgsProcessing)
+                       QgsProcessingParameterNumber, QgsProcessingParameterString)
 from qgis.PyQt.QtCore import QPointF
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -42,12 +42,19 @@ def _with_defaults(child):
     return child
 
 
+def _compat():
+    """The plugin's QGIS 3.22 / Qt6 names (importable once the plugin is loaded, as in __main__)."""
+    from tilewise.algorithms import compat
+    return compat
+
+
 def build():
+    compat = _compat()
     model = QgsProcessingModelAlgorithm(NAME, "Tilewise tests")
-    model.addModelParameter(QgsProcessingParameterMultipleLayers("scenes", "Scenes", QgsProcessing.TypeRaster),
+    model.addModelParameter(QgsProcessingParameterMultipleLayers("scenes", "Scenes", compat.TYPE_RASTER),
                             _placed(QgsProcessingModelParameter("scenes"), 120, 60))
     model.addModelParameter(QgsProcessingParameterNumber("fill_value", "Fill value",
-                                                         QgsProcessingParameterNumber.Double, 0.0),
+                                                         compat.NUMBER_DOUBLE, 0.0),
                             _placed(QgsProcessingModelParameter("fill_value"), 420, 60))
 
     composite = QgsProcessingModelChildAlgorithm("tilewise:temporalmedian")
@@ -83,11 +90,12 @@ def _model_output(child, output_name, name, description, x, y):
 
 def build_ndvi_median():
     """Scenes -> NDVI, one COG per scene (the folder is a model output) -> median of the per-scene layers."""
+    compat = _compat()
     model = QgsProcessingModelAlgorithm("ndvi_scenes_then_median", "Tilewise tests")
-    model.addModelParameter(QgsProcessingParameterMultipleLayers("scenes", "Scenes", QgsProcessing.TypeRaster),
+    model.addModelParameter(QgsProcessingParameterMultipleLayers("scenes", "Scenes", compat.TYPE_RASTER),
                             _placed(QgsProcessingModelParameter("scenes"), 120, 60))
     for i, (name, label, band) in enumerate([("red_band", "Red band", 3), ("nir_band", "Near-infrared band", 4)]):
-        model.addModelParameter(QgsProcessingParameterNumber(name, label, QgsProcessingParameterNumber.Integer,
+        model.addModelParameter(QgsProcessingParameterNumber(name, label, compat.NUMBER_INTEGER,
                                                              band, minValue=1),
                                 _placed(QgsProcessingModelParameter(name), 340 + 200 * i, 60))
 
@@ -120,8 +128,9 @@ def build_ndvi_median():
 
 def build_bandmath():
     """tilewise:bandmath as one step of a model, its expression a model parameter."""
+    compat = _compat()
     model = QgsProcessingModelAlgorithm("bandmath_expression", "Tilewise tests")
-    parameters = [QgsProcessingParameterMultipleLayers("layers", "Layers (A, B, ...)", QgsProcessing.TypeRaster),
+    parameters = [QgsProcessingParameterMultipleLayers("layers", "Layers (A, B, ...)", compat.TYPE_RASTER),
                   QgsProcessingParameterString("bands", "Bands", "A=3,B=4"),
                   QgsProcessingParameterString("expression", "Expression", "(B - A) / (B + A)")]
     for i, parameter in enumerate(parameters):
