@@ -17,6 +17,9 @@
 #   MIRROR          Debian mirror (default: the host's, from /etc/apt/sources.list*)
 #   MATRIX_FRESH=1  rebuild the root file systems (otherwise they, the engine venv and the
 #                   pip cache inside them are reused; the sources and numba's cache never are)
+#   QT6_CHECKER     path to QGIS's scripts/pyqt5_to_pyqt6/pyqt5_to_pyqt6.py (not part of this
+#                   repository): also run it, with this suite's QGIS for introspection, on a copy of
+#                   the tree; it fails the suite if it would change a file or warns
 #
 # Everything mounted is unmounted on exit, also on failure or Ctrl-C. Needs root (sudo).
 set -uo pipefail
@@ -121,13 +124,37 @@ prepare_root() {  # name resolution, the host's CA certificates, apt settings
     echo 'Acquire::Check-Valid-Until "false";' | $SUDO tee "$root/etc/apt/apt.conf.d/99tilewise-matrix" >/dev/null
 }
 
-copy_sources() {  # this working tree as it is, keeping the previous run's engine venv and stamps
+tree_to() {  # tree_to DIR: this working tree as it is (tracked and untracked files, not ignored ones)
+    (cd "$ROOT" && git ls-files -z --cached --others --exclude-standard \
+        | tar --null --ignore-failed-read -T - -cf - 2>/dev/null) | $SUDO tar -xf - -C "$1"
+}
+
+copy_sources() {  # a fresh copy in /root/tilewise, keeping the previous run's engine venv and stamps
     local root=$1 dest="$1/root/tilewise"
     $SUDO mkdir -p "$dest"
     $SUDO find "$dest" -mindepth 1 -maxdepth 1 ! -name .venv ! -name build -exec rm -rf {} +
     $SUDO rm -rf "$dest/build/plugins"
-    (cd "$ROOT" && git ls-files -z --cached --others --exclude-standard \
-        | tar --null --ignore-failed-read -T - -cf - 2>/dev/null) | $SUDO tar -xf - -C "$dest"
+    tree_to "$dest"
+}
+
+qt6_check() {  # QGIS's Qt6 / QGIS 4 migration checker; it rewrites files, so it gets a copy
+    local root=$1 out
+    $SUDO rm -rf "$root/tmp/qt6-check" && $SUDO mkdir -p "$root/tmp/qt6-check/tree"
+    $SUDO cp "$QT6_CHECKER" "$root/tmp/qt6-check/pyqt5_to_pyqt6.py"
+    tree_to "$root/tmp/qt6-check/tree"
+    out=$(in_chroot "$root" "set -e
+        test -x /root/qt6-check-venv/bin/python || python3 -m venv --system-site-packages /root/qt6-check-venv
+        /root/qt6-check-venv/bin/python -m pip install -q PyQt6 PyQt6-QScintilla tokenize-rt astpretty \
+            >/tmp/qt6-check/pip.log 2>&1 || { cat /tmp/qt6-check/pip.log; exit 1; }
+        cd /tmp/qt6-check/tree && git -c init.defaultBranch=main init -q && git add -A && git -c user.name=check -c user.email=check@invalid commit -qm tree
+        QT_QPA_PLATFORM=offscreen /root/qt6-check-venv/bin/python /tmp/qt6-check/pyqt5_to_pyqt6.py . 2>&1 || true
+        git diff --stat; git diff" 2>&1)
+    printf '%s\n' "$out" | sed "s/^/   [$CURRENT qt6] /"
+    if [ -n "$out" ]; then
+        log "pyqt5_to_pyqt6: NOT clean (it would change files or warned; see above)"
+        return 1
+    fi
+    log "pyqt5_to_pyqt6: clean (no change, no warning, QGIS $(in_chroot "$root" "dpkg-query -W -f='\${Version}' qgis") enums introspected)"
 }
 
 run_suite() {
@@ -154,6 +181,9 @@ run_suite() {
             log "make $target: exit $status, took $(elapsed "$t") (log: $root.$target.log)"
             [ $status -eq 0 ] || break
         done
+        if [ -n "${QT6_CHECKER:-}" ]; then
+            qt6_check "$root" || status=1
+        fi
     else
         tail -n 30 "$root.deps.log"
     fi
@@ -163,15 +193,17 @@ run_suite() {
     return $status
 }
 
-ensure_debootstrap || exit 1
-mkdir -p "$MATRIX_DIR"
-failed=()
-for suite in "${SUITES[@]}"; do
-    run_suite "$suite" || failed+=("$suite")
-done
-CURRENT=""
-if [ ${#failed[@]} -gt 0 ]; then
-    log "FAILED on: ${failed[*]} (passed: $(printf '%s ' "${SUITES[@]}" | tr ' ' '\n' | grep -vxF -f <(printf '%s\n' "${failed[@]}") | xargs))"
-    exit 1
-fi
-log "passed on: ${SUITES[*]}"
+main() {
+    local suite failed=() passed=()
+    ensure_debootstrap || return 1
+    mkdir -p "$MATRIX_DIR"
+    for suite in "${SUITES[@]}"; do
+        if run_suite "$suite"; then passed+=("$suite"); else failed+=("$suite"); fi
+    done
+    CURRENT=""
+    log "passed on: ${passed[*]:-none}; failed on: ${failed[*]:-none}"
+    [ ${#failed[@]} -eq 0 ]
+}
+
+# On one line, so that bash has read all of it before it runs: editing this file during a run is safe.
+main; exit $?
