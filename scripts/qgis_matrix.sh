@@ -149,8 +149,8 @@ qt6_check() {  # QGIS's Qt6 / QGIS 4 migration checker; it rewrites files, so it
         cd /tmp/qt6-check/tree && git -c init.defaultBranch=main init -q && git add -A && git -c user.name=check -c user.email=check@invalid commit -qm tree
         QT_QPA_PLATFORM=offscreen /root/qt6-check-venv/bin/python /tmp/qt6-check/pyqt5_to_pyqt6.py . 2>&1 || true
         git diff --stat; git diff" 2>&1)
-    printf '%s\n' "$out" | sed "s/^/   [$CURRENT qt6] /"
     if [ -n "$out" ]; then
+        printf '%s\n' "$out" | sed "s/^/   [$CURRENT qt6] /"
         log "pyqt5_to_pyqt6: NOT clean (it would change files or warned; see above)"
         return 1
     fi
