@@ -23,7 +23,7 @@ export QT_QPA_PLATFORM := offscreen
 export TILEWISE_PYTHON := $(ENGINE_PYTHON)
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: all demo test test-engine test-qgis bench bench-quick install uninstall deps system-deps venv plugin-link clean
+.PHONY: all demo test test-engine test-qgis test-qgis-matrix bench bench-quick install uninstall deps system-deps venv plugin-link clean
 
 all: test
 
@@ -81,6 +81,14 @@ test-engine:
 test-qgis:
 	cd $(PLUGINS) && PYTHONPATH=$(PLUGINS) $(QGIS_PYTHON) -m pytest -p no:cacheprovider -q $(ROOT)/tests/qgis
 
+# The QGIS suite on Debian 13 (QGIS 3.40 LTR) and sid (QGIS 3.44), each in a debootstrap chroot
+# kept in build/matrix (not part of `make test`: see README, Development). Needs root or sudo.
+#   make test-qgis-matrix MATRIX_SUITES=trixie MATRIX_TARGETS="test-engine test-qgis"
+MATRIX_SUITES ?= trixie sid
+MATRIX_TARGETS ?= test-qgis
+test-qgis-matrix:
+	MATRIX_TARGETS="$(MATRIX_TARGETS)" $(ROOT)/scripts/qgis_matrix.sh $(MATRIX_SUITES)
+
 demo: deps
 	PYTHONPATH=$(PLUGINS) $(QGIS_PYTHON) $(ROOT)/scripts/demo.py --engine-python $(ENGINE_PYTHON) --out $(ROOT)/demo-output
 
@@ -110,4 +118,4 @@ uninstall:
 	rm -rf $(INSTALL_VENV)
 
 clean:
-	rm -rf $(BUILD) demo-output bench-output *.egg-info
+	rm -rf --one-file-system $(BUILD) demo-output bench-output *.egg-info

@@ -10,7 +10,7 @@ from qgis.core import (QgsMapLayer, QgsProcessingAlgorithm, QgsProcessingExcepti
                        QgsProcessingParameterString, QgsProcessingUtils)
 from qgis.PyQt.QtCore import QCoreApplication
 
-from .compat import FLAG_OPTIONAL, NUMBER_DOUBLE, NUMBER_INTEGER, advanced
+from .compat import FLAG_OPTIONAL, LAYER_RASTER, NUMBER_DOUBLE, NUMBER_INTEGER, advanced
 from .engine import EngineCancelled, EngineError, find_python, run_engine
 
 #: A DASK_SCHEDULER value that means "this machine", whatever the Processing setting says.
@@ -184,7 +184,7 @@ class TilewiseAlgorithm(QgsProcessingAlgorithm):
             if isinstance(label, str) and label and not os.path.exists(label.split("|")[0]):
                 raise QgsProcessingException(tr(f"Input not found: {label}"))
             raise QgsProcessingException(tr(f"Input is not a raster QGIS can read: {label}"))
-        if layer.type() != QgsMapLayer.RasterLayer:
+        if layer.type() != LAYER_RASTER:
             raise QgsProcessingException(tr(f"Input {label} is not a raster layer."))
         if layer.providerType() != "gdal":
             raise QgsProcessingException(tr(

@@ -1,6 +1,11 @@
-"""Names that moved between QGIS 3.22 and QGIS 3.36+/4 (Qt6), in one place."""
+"""Names that moved between QGIS 3.22 and QGIS 3.36+/4 (Qt6), in one place.
 
-from qgis.core import (Qgis, QgsProcessing, QgsProcessingParameterDefinition, QgsProcessingParameterFile,
+The plugin spells QGIS enums only through these: the fully scoped name (``Qgis.LayerType.Raster``)
+wherever this QGIS has it, which is the only spelling a Qt6 build (QGIS 4) keeps, and the 3.22 name
+otherwise.
+"""
+
+from qgis.core import (Qgis, QgsMapLayer, QgsProcessing, QgsProcessingParameterDefinition, QgsProcessingParameterFile,
                        QgsProcessingParameterNumber, QgsWkbTypes)
 
 
@@ -11,6 +16,7 @@ def _pick(new_owner, new_name, old_owner, old_name):
     return getattr(old_owner, old_name)
 
 
+LAYER_RASTER = _pick("LayerType", "Raster", QgsMapLayer, "RasterLayer")
 TYPE_RASTER = _pick("ProcessingSourceType", "Raster", QgsProcessing, "TypeRaster")
 FLAG_OPTIONAL = _pick("ProcessingParameterFlag", "Optional", QgsProcessingParameterDefinition, "FlagOptional")
 TYPE_VECTOR_POLYGON = _pick("ProcessingSourceType", "VectorPolygon", QgsProcessing, "TypeVectorPolygon")

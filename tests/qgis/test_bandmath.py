@@ -194,15 +194,23 @@ class Errors(QgsProcessingFeedback):
 
 
 def test_model_refuses_a_malicious_expression(landsat, tmp_path, out_dir):
-    """QGIS 3.22 does not call a model step's checkParameterValues: the engine's own check refuses it."""
+    """Refused on every QGIS version, whichever check catches it.
+
+    QGIS 3.22 does not call a model step's checkParameterValues: the engine's own check refuses the
+    expression and the reason arrives as a feedback error. From 3.40 on, the model checks the step
+    first and the reason is in the exception's message ("Error encountered while running Band
+    math: Calling ... is not allowed"), with no feedback error.
+    """
     path, _ = landsat
     target = tmp_path / "pwned"
     feedback = Errors()
-    with pytest.raises(QgsProcessingException, match="Band math"):
+    with pytest.raises(QgsProcessingException, match="Band math") as info:
         run(load_model(BANDMATH_MODEL), {"layers": [path, path], "bands": "A=3,B=4",
                                          "expression": f"__import__('os').system('touch {target}')",
                                          "calc:result": str(out_dir / "r.tif")}, feedback=feedback)
-    assert any("only plain function calls like sqrt(A) are" in e for e in feedback.errors), feedback.errors
+    reported = [str(info.value), *feedback.errors]
+    assert any("Calling '__import__('os').system' is not allowed; only plain function calls like sqrt(A) are"
+               in message for message in reported), reported
     assert not target.exists()
     assert list(out_dir.iterdir()) == []
 

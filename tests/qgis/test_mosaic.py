@@ -17,7 +17,7 @@ from qgis.core import (QgsApplication, QgsProcessingException, QgsProcessingPara
 
 from conftest import PLUGINS_DIR, REPO
 from test_alignment import blocky
-from twtest import UTM33_10M, messages, read_raster, run, write_raster
+from twtest import UTM33_10M, messages, qgis_enum, read_raster, run, write_raster
 
 sys.path.insert(0, str(REPO / "scripts"))
 from qgis_process import qgis_process_binary, qgis_process_env  # noqa: E402  (scripts/ is no package)
@@ -124,7 +124,8 @@ def test_folder_and_pattern_are_text_parameters_not_a_layer_list():
     alg = QgsApplication.processingRegistry().createAlgorithmById(ALG_ID)
     params = {p.name(): p for p in alg.parameterDefinitions()}
     assert isinstance(params["INPUT_FOLDER"], QgsProcessingParameterFile)
-    assert params["INPUT_FOLDER"].behavior() == QgsProcessingParameterFile.Folder
+    assert params["INPUT_FOLDER"].behavior() == qgis_enum("Qgis.ProcessingFileParameterBehavior.Folder",
+                                                           "QgsProcessingParameterFile.Folder")
     assert isinstance(params["PATTERN"], QgsProcessingParameterString)
     assert isinstance(params["INPUT"], QgsProcessingParameterMultipleLayers)
     assert params["OVERLAP"].options() == OVERLAPS   # models store the index

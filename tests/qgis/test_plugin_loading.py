@@ -3,11 +3,11 @@
 import configparser
 
 import qgis.utils
-from qgis.core import (Qgis, QgsApplication, QgsProcessing, QgsProcessingParameterDefinition,
-                       QgsProcessingParameterEnum, QgsProcessingParameterMultipleLayers,
+from qgis.core import (Qgis, QgsApplication, QgsProcessingParameterEnum, QgsProcessingParameterMultipleLayers,
                        QgsProcessingParameterNumber, QgsProcessingParameterRasterDestination)
 
 from conftest import PLUGINS_DIR
+from twtest import qgis_enum
 
 ALG_ID = "tilewise:temporalmedian"
 
@@ -55,8 +55,10 @@ def test_parameters():
     alg = QgsApplication.processingRegistry().createAlgorithmById(ALG_ID)
     params = {p.name(): p for p in alg.parameterDefinitions()}
     assert isinstance(params["INPUT"], QgsProcessingParameterMultipleLayers)
-    assert params["INPUT"].layerType() == QgsProcessing.TypeRaster
-    assert not params["INPUT"].flags() & QgsProcessingParameterDefinition.FlagOptional
+    optional = qgis_enum("Qgis.ProcessingParameterFlag.Optional", "QgsProcessingParameterDefinition.FlagOptional")
+    advanced = qgis_enum("Qgis.ProcessingParameterFlag.Advanced", "QgsProcessingParameterDefinition.FlagAdvanced")
+    assert params["INPUT"].layerType() == qgis_enum("Qgis.ProcessingSourceType.Raster", "QgsProcessing.TypeRaster")
+    assert not params["INPUT"].flags() & optional
     assert isinstance(params["STATISTIC"], QgsProcessingParameterEnum)
     # models and scripts store the index: the order is part of the algorithm's interface
     assert params["STATISTIC"].options() == ["median", "mean", "min", "max", "std", "count", "percentile"]
@@ -64,9 +66,9 @@ def test_parameters():
     assert isinstance(params["OUTPUT"], QgsProcessingParameterRasterDestination)
     for name in ("WORKERS", "TILE_SIZE"):
         assert isinstance(params[name], QgsProcessingParameterNumber), name
-        assert params[name].flags() & QgsProcessingParameterDefinition.FlagAdvanced, name
+        assert params[name].flags() & advanced, name
     for name in ("INPUT", "STATISTIC", "OUTPUT"):
-        assert not params[name].flags() & QgsProcessingParameterDefinition.FlagAdvanced, name
+        assert not params[name].flags() & advanced, name
     assert [o.name() for o in alg.outputDefinitions()] == ["OUTPUT"]
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import List, Optional, Sequence
 
 import numpy as np
+import qgis.core
 from osgeo import gdal, osr
 
 # No gdal.UseExceptions() here: it would change osgeo's behaviour for QGIS's own Python code
@@ -16,6 +17,23 @@ UTM33_10M = (500000.0, 10.0, 0.0, 5000000.0, 0.0, -10.0)
 _GDAL_TYPES = {np.dtype("uint8"): gdal.GDT_Byte, np.dtype("uint16"): gdal.GDT_UInt16,
                np.dtype("int16"): gdal.GDT_Int16, np.dtype("int32"): gdal.GDT_Int32,
                np.dtype("float32"): gdal.GDT_Float32, np.dtype("float64"): gdal.GDT_Float64}
+
+
+def qgis_enum(scoped: str, legacy: str):
+    """A QGIS enum value by its fully scoped name where this QGIS has that enum, else by its 3.22 name.
+
+    ``qgis_enum("Qgis.ProcessingSourceType.Raster", "QgsProcessing.TypeRaster")``. Only the scoped
+    name exists in a Qt6 build (QGIS 4). Where the scoped enum exists, its value must exist too:
+    a misspelt value fails instead of falling back.
+    """
+    head, *path, value = scoped.split(".")
+    scope = getattr(qgis.core, head)
+    for name in path:
+        scope = getattr(scope, name, None)
+        if scope is None:   # this QGIS predates the scoped enum
+            owner, name = legacy.split(".")
+            return getattr(getattr(qgis.core, owner), name)
+    return getattr(scope, value)
 
 
 def srs_wkt(epsg: int) -> str:

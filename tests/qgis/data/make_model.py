@@ -21,7 +21,7 @@ import sys
 from qgis.core import (QgsApplication, QgsProcessingModelAlgorithm, QgsProcessingModelChildAlgorithm,
                        QgsProcessingModelChildParameterSource, QgsProcessingModelOutput,
                        QgsProcessingModelParameter, QgsProcessingParameterExtent, QgsProcessingParameterMultipleLayers,
-                       QgsProcessingParameterNumber, QgsProcessingParameterString, QgsProcessing)
+                       QgsProcessingParameterNumber, QgsProcessingParameterString)
 from qgis.PyQt.QtCore import QPointF
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -46,12 +46,19 @@ def _with_defaults(child):
     return child
 
 
+def _compat():
+    """The plugin's QGIS 3.22 / Qt6 names (importable once the plugin is loaded, as in __main__)."""
+    from tilewise.algorithms import compat
+    return compat
+
+
 def build():
+    compat = _compat()
     model = QgsProcessingModelAlgorithm(NAME, "Tilewise tests")
-    model.addModelParameter(QgsProcessingParameterMultipleLayers("scenes", "Scenes", QgsProcessing.TypeRaster),
+    model.addModelParameter(QgsProcessingParameterMultipleLayers("scenes", "Scenes", compat.TYPE_RASTER),
                             _placed(QgsProcessingModelParameter("scenes"), 120, 60))
     model.addModelParameter(QgsProcessingParameterNumber("fill_value", "Fill value",
-                                                         QgsProcessingParameterNumber.Double, 0.0),
+                                                         compat.NUMBER_DOUBLE, 0.0),
                             _placed(QgsProcessingModelParameter("fill_value"), 420, 60))
 
     composite = QgsProcessingModelChildAlgorithm("tilewise:temporalmedian")
@@ -101,11 +108,12 @@ def _median_of_layers(child_id, description, position, output, **static):
 
 def build_ndvi_median():
     """Scenes -> NDVI, one COG per scene (the folder is a model output) -> median of the per-scene layers."""
+    compat = _compat()
     model = QgsProcessingModelAlgorithm("ndvi_scenes_then_median", "Tilewise tests")
-    model.addModelParameter(QgsProcessingParameterMultipleLayers("scenes", "Scenes", QgsProcessing.TypeRaster),
+    model.addModelParameter(QgsProcessingParameterMultipleLayers("scenes", "Scenes", compat.TYPE_RASTER),
                             _placed(QgsProcessingModelParameter("scenes"), 120, 60))
     for i, (name, label, band) in enumerate([("red_band", "Red band", 3), ("nir_band", "Near-infrared band", 4)]):
-        model.addModelParameter(QgsProcessingParameterNumber(name, label, QgsProcessingParameterNumber.Integer,
+        model.addModelParameter(QgsProcessingParameterNumber(name, label, compat.NUMBER_INTEGER,
                                                              band, minValue=1),
                                 _placed(QgsProcessingModelParameter(name), 340 + 200 * i, 60))
 
@@ -146,8 +154,9 @@ def _step(algorithm_id, child_id, description, position, from_model):
 
 def build_bandmath():
     """tilewise:bandmath as one step of a model, its expression a model parameter."""
+    compat = _compat()
     model = QgsProcessingModelAlgorithm("bandmath_expression", "Tilewise tests")
-    parameters = [QgsProcessingParameterMultipleLayers("layers", "Layers (A, B, ...)", QgsProcessing.TypeRaster),
+    parameters = [QgsProcessingParameterMultipleLayers("layers", "Layers (A, B, ...)", compat.TYPE_RASTER),
                   QgsProcessingParameterString("bands", "Bands", "A=3,B=4"),
                   QgsProcessingParameterString("expression", "Expression", "(B - A) / (B + A)")]
     _add_model_parameters(model, parameters, 200)
@@ -161,13 +170,14 @@ def build_bandmath():
 
 def build_stac_median():
     """A STAC search -> the per-item layers, in date order -> their median, masked by the SCL band."""
+    compat = _compat()
     model = QgsProcessingModelAlgorithm("stac_search_then_median", "Tilewise tests")
     parameters = [QgsProcessingParameterString("stac_api", "STAC API or catalogue"),
                   QgsProcessingParameterString("collections", "Collections", "sentinel-2-l2a"),
                   QgsProcessingParameterExtent("extent", "Area"),
                   QgsProcessingParameterString("datetime", "Dates", "2024-05-01/2024-09-30"),
                   QgsProcessingParameterNumber("max_cloud", "Maximum cloud cover (%)",
-                                               QgsProcessingParameterNumber.Double, 20.0, minValue=0, maxValue=100)]
+                                               compat.NUMBER_DOUBLE, 20.0, minValue=0, maxValue=100)]
     _add_model_parameters(model, parameters, 180)
     search = _step("tilewise:stacsearch", "search", "STAC search: red, nir, SCL", (300, 180),
                    {"STAC_API": "stac_api", "COLLECTIONS": "collections", "EXTENT": "extent", "DATETIME": "datetime",
