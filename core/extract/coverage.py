@@ -52,6 +52,8 @@ class Cover:
     pixels, the covered fraction, the length of a line or a bilinear weight).
     ``footprint[k]`` is the sum of its weights; ``fallback[k]`` says a polygon in
     centre mode that holds no pixel centre here was given its covered fractions.
+    ``anchor[k]`` is, for a bilinear point, the pixel that contains it if that
+    pixel is in this tile (else -1): GDAL gives no value when that pixel has no data.
     """
 
     zones: np.ndarray
@@ -60,6 +62,7 @@ class Cover:
     weights: np.ndarray
     footprint: np.ndarray
     fallback: np.ndarray
+    anchor: np.ndarray
     height: int
     width: int
 
@@ -76,11 +79,11 @@ def cover_tile(fp: Footprints, zones: np.ndarray, row_off: int, col_off: int, he
     ([0, 1, 4, 5], [0.25, 0.5, 0.25, 0.5])
     """
     zones = np.ascontiguousarray(zones, dtype=np.int64)
-    offsets, pixels, weights, footprint, fallback = _cover_kernel(
+    offsets, pixels, weights, footprint, fallback, anchor = _cover_kernel(
         zones, fp.kind, fp.xs, fp.ys, fp.part_start, fp.part_factor, fp.zone_part,
         int(row_off), int(col_off), int(height), int(width), fp.height, fp.width,
         int(coverage), int(point_method), int(window))
-    return Cover(zones, offsets, pixels, weights, footprint, fallback.astype(bool), int(height), int(width))
+    return Cover(zones, offsets, pixels, weights, footprint, fallback.astype(bool), anchor, int(height), int(width))
 
 
 # -- the kernel ---------------------------------------------------------------------------------------------
@@ -101,6 +104,7 @@ def _cover_kernel(zones, kind, xs, ys, part_start, part_factor, zone_part, r0, c
     offsets = np.zeros(n + 1, np.int64)
     footprint = np.zeros(n, np.float64)
     fallback = np.zeros(n, np.uint8)
+    anchor = np.full(n, -1, np.int64)
     pixels = np.empty(1024, np.int32)
     weights = np.empty(1024, np.float64)
     used = 0
@@ -115,6 +119,11 @@ def _cover_kernel(zones, kind, xs, ys, part_start, part_factor, zone_part, r0, c
             weights = _grow(weights, used + 4 + window * window)
             used = _cover_point(xs[i], ys[i], r0, c0, h, w, grid_h, grid_w, method, window,
                                 pixels, weights, used)
+            if method == METHOD_BILINEAR and used > offsets[k]:
+                r = int(np.floor(ys[i]))
+                c = int(np.floor(xs[i]))
+                if r0 <= r < r0 + h and c0 <= c < c0 + w:
+                    anchor[k] = (r - r0) * w + (c - c0)
         elif kd == KIND_POLYGON or kd == KIND_LINE:
             # The window of the feature's bounding box inside the tile.
             xmin, ymin, xmax, ymax = _part_bounds(xs, ys, part_start, p0, p1)
@@ -156,7 +165,7 @@ def _cover_kernel(zones, kind, xs, ys, part_start, part_factor, zone_part, r0, c
             s += weights[j]
         footprint[k] = s
         offsets[k + 1] = used
-    return offsets, pixels[:used].copy(), weights[:used].copy(), footprint, fallback
+    return offsets, pixels[:used].copy(), weights[:used].copy(), footprint, fallback, anchor
 
 
 @jit
@@ -396,7 +405,8 @@ def bilinear_weights(px: float, py: float):
     As GDAL's warper (``GWKBilinearResample4Sample``): the pixels around the
     point, weighted by proximity of their centres; pixels outside the raster or
     without data drop out and the others are renormalised (no value below a total
-    weight of 1e-5). At a pixel centre the value is that pixel's.
+    weight of 1e-5), and no value either where the pixel that contains the point
+    has no data. At a pixel centre the value is that pixel's.
 
     >>> [(r, c, round(w, 2)) for r, c, w in bilinear_weights(1.75, 1.5)]
     [(1, 1, 0.75), (1, 2, 0.25), (2, 1, 0.0), (2, 2, 0.0)]
@@ -448,7 +458,7 @@ def footprint_total(fp: Footprints, zones: np.ndarray, coverage: int, point_meth
 
 def _cover_unbounded(fp: Footprints, zones: np.ndarray, r0: int, c0: int, size: int, coverage: int) -> Cover:
     """A cover on the grid's lattice extended past the raster edges (for :func:`footprint_total`)."""
-    offsets, pixels, weights, footprint, fallback = _cover_kernel(
+    offsets, pixels, weights, footprint, fallback, anchor = _cover_kernel(
         zones, fp.kind, fp.xs, fp.ys, fp.part_start, fp.part_factor, fp.zone_part,
         int(r0), int(c0), int(size), int(size), 2**62, 2**62, int(coverage), METHOD_NEAREST, 1)
-    return Cover(zones, offsets, pixels, weights, footprint, fallback.astype(bool), size, size)
+    return Cover(zones, offsets, pixels, weights, footprint, fallback.astype(bool), anchor, size, size)

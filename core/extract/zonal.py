@@ -45,6 +45,7 @@ class TilePart:
     """What one tile contributes for its features, over ``L`` layers (rasters x bands).
 
     Rows follow ``zones``. ``w, n, mean, m2, vmin, vmax, total`` are ``(k, L)``;
+    ``blocked`` ``(k, L)`` marks a bilinear point whose own pixel has no data;
     ``quantiles`` is ``(k, L, q)`` and set for rows with ``complete``; the valid
     ``(value, weight)`` pairs of the other rows (when quantiles are asked) are in
     ``values``/``vweights``: row ``k``, layer ``l`` at
@@ -53,6 +54,7 @@ class TilePart:
 
     tile: int
     zones: np.ndarray
+    blocked: np.ndarray
     footprint: np.ndarray
     fallback: np.ndarray
     weighted: np.ndarray
@@ -135,6 +137,7 @@ def reduce_tile(cover: Cover, layers: Iterable, *, complete: np.ndarray, weighte
     values = np.empty(size)
     vweights = np.empty(size)
     vcount = np.zeros((k, n_layers), np.int64)
+    blocked = np.zeros((k, n_layers), bool)
     scratch = max(int(lengths.max(initial=0)), 1)
     li = -1
     for li, band in enumerate(layers):
@@ -143,13 +146,15 @@ def reduce_tile(cover: Cover, layers: Iterable, *, complete: np.ndarray, weighte
         data, valid = layer_arrays(band)
         if data.shape[0] != cover.height * cover.width:
             raise ValueError(f"layer {li} has {data.shape[0]} pixels, the tile {cover.height * cover.width}")
+        has = cover.anchor >= 0
+        blocked[has, li] = ~valid[cover.anchor[has]]
         _reduce_kernel(data, valid, cover.offsets, cover.pixels, cover.weights, complete.view(np.uint8),
                        weighted.view(np.uint8), collect.view(np.uint8), qs, li, n_layers,
                        w, n, mean, m2, vmin, vmax, total, qout, vstart, vlen, vcount, values, vweights,
                        np.empty(scratch), np.empty(scratch))
     if li != n_layers - 1:
         raise ValueError(f"{li + 1} layers given, {n_layers} announced")
-    return TilePart(int(tile), cover.zones, cover.footprint, cover.fallback, weighted, complete,
+    return TilePart(int(tile), cover.zones, blocked, cover.footprint, cover.fallback, weighted, complete,
                     w, n, mean, m2, vmin, vmax, total, qout, vstart, vlen, vcount, values, vweights)
 
 
@@ -343,6 +348,7 @@ class ZoneMerger:
         self.vmax = np.full(shape, -np.inf)
         self.total = np.zeros(shape)
         self.q = np.full(shape + (len(self.qs),), np.nan)
+        self.blocked = np.zeros(shape, bool)
         self.footprint = np.zeros(n_zones)
         self.seen = np.zeros(n_zones, np.int64)
         self.centred = np.zeros(n_zones, bool)     # had a part with pixel centres (centre coverage)
@@ -394,6 +400,7 @@ class ZoneMerger:
             return
         z = part.zones[rows]
         self.footprint[z] += part.footprint[rows]
+        self.blocked[z] |= part.blocked[rows]
         w0, w1 = self.w[z], part.w[rows]
         wsum = w0 + w1
         m1 = np.where(w1 > 0, part.mean[rows], 0.0)
@@ -450,7 +457,7 @@ class ZoneMerger:
         ok = n > 0
         if self.min_valid_fraction > 0:
             ok &= fraction >= self.min_valid_fraction - 1e-12
-        ok &= ~(self.bilinear[z][:, None] & (w < BILINEAR_MIN_WEIGHT))
+        ok &= ~(self.bilinear[z][:, None] & ((w < BILINEAR_MIN_WEIGHT) | self.blocked[z]))
 
         def null(a: np.ndarray) -> np.ndarray:
             return np.where(ok, a, np.nan)
