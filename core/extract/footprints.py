@@ -248,7 +248,7 @@ def assign_tiles(fp: Footprints, tile_size: int, point_method: str = "nearest", 
     >>> fp = footprints_from_pixels([shapely.box(1, 1, 3, 2), shapely.box(6, 1, 12, 2), shapely.Point(20, 1)], 16, 16)
     >>> a = assign_tiles(fp, 8)
     >>> [a.of_tile(t).tolist() for t in range(4)], a.parts.tolist()
-    [[0, 1], [1], [], []], [1, 2, 0]
+    ([[0, 1], [1], [], []], [1, 2, 0])
     """
     n_cols = math.ceil(fp.width / tile_size)
     n_rows = math.ceil(fp.height / tile_size)

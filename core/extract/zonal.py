@@ -111,8 +111,8 @@ def reduce_tile(cover: Cover, layers: Iterable, *, complete: np.ndarray, weighte
     >>> cover = cover_tile(fp, np.array([0]), 0, 0, 2, 2)
     >>> band = np.array([[1.0, 2.0], [np.nan, 6.0]])
     >>> p = reduce_tile(cover, [band], complete=np.array([True]), weighted=np.array([False]), quantiles=[0.5])
-    >>> p.n[0, 0], p.mean[0, 0], p.quantiles[0, 0, 0], p.vmax[0, 0]
-    (3, 3.0, 2.0, 6.0)
+    >>> p.n.tolist(), p.mean.tolist(), p.quantiles.tolist(), p.vmax.tolist()
+    ([[3]], [[3.0]], [[[2.0]]], [[6.0]])
     """
     k = len(cover.zones)
     if n_layers is None:
