@@ -74,8 +74,10 @@ plugin-link:
 test: deps
 	$(MAKE) --no-print-directory test-engine test-qgis
 
+# Doctests import core/ through the plugin link, as tilewise.core.*: numba's on-disk cache records the
+# module name, and a cache written under another name (<checkout>.core.*) breaks later imports.
 test-engine:
-	cd $(PLUGINS) && PYTHONPATH=$(PLUGINS) $(ENGINE_PYTHON) -m pytest -p no:cacheprovider -q $(ROOT)/tests/engine --doctest-modules $(ROOT)/core
+	cd $(PLUGINS) && PYTHONPATH=$(PLUGINS) $(ENGINE_PYTHON) -m pytest -p no:cacheprovider -q $(ROOT)/tests/engine --doctest-modules $(PLUGINS)/tilewise/core
 
 test-qgis:
 	cd $(PLUGINS) && PYTHONPATH=$(PLUGINS) $(QGIS_PYTHON) -m pytest -p no:cacheprovider -q $(ROOT)/tests/qgis
