@@ -37,6 +37,8 @@ FEATURE_ID = "feature_id"
 VERTEX_INDEX = "vertex_index"
 #: GeoPackage (SQLite) tables hold at most 2000 columns.
 GPKG_MAX_COLUMNS = 1999
+#: GeoPackage version written: 1.2 opens without warnings in GDAL 3.6 (QGIS 3.22 on Debian 12).
+GPKG_VERSION = "1.2"
 SHAPEFILE_MAX_NAME = 10
 
 
@@ -423,20 +425,21 @@ class TableWriter:
     def _write_ogr(self, table: Table) -> None:
         import pyogrio
         from pyogrio.errors import DataSourceError, FieldError, GeometryError
-        data, masks = [], []
-        for values in table.columns.values():
-            v, m = _ogr_column(values)
-            data.append(v)
-            masks.append(m)
-        geometry, geometry_type, promote = None, None, None
+        arrays, names = [_arrow_column(v) for v in table.columns.values()], list(table.columns)
+        geometry_name, geometry_type, crs = None, None, None
         if table.geometry is not None:
-            geometry = shapely.to_wkb(table.geometry)
-            geometry_type, promote = _geometry_type(table.geometry)
+            geoms, geometry_type = _uniform_geometries(table.geometry)
+            arrays.append(_arrow_wkb(geoms))
+            geometry_name = _unique_name("geometry", names)
+            names.append(geometry_name)
+            crs = table.crs
+        import pyarrow as pa
+        options = {"VERSION": GPKG_VERSION} if self.format == "GPKG" and self.rows == 0 else None
         try:
-            pyogrio.raw.write(self.partial, geometry, data, list(table.columns), field_mask=masks,
-                              layer=self.layer, driver=self.format, geometry_type=geometry_type,
-                              crs=table.crs if table.geometry is not None else None,
-                              promote_to_multi=promote, append=self.rows > 0)
+            # GDAL's Arrow path writes GeoPackages ~3x faster than feature by feature
+            pyogrio.write_arrow(pa.Table.from_arrays(arrays, names=names), self.partial, layer=self.layer,
+                                driver=self.format, geometry_name=geometry_name, geometry_type=geometry_type,
+                                crs=crs, append=self.rows > 0, dataset_options=options)
         except (DataSourceError, FieldError, GeometryError, OSError) as exc:
             raise OutputError(f"Cannot write {self.path}: {exc}") from None
 
@@ -462,8 +465,8 @@ class TableWriter:
         arrays = [_arrow_column(v) for v in table.columns.values()]
         names = list(table.columns)
         if self._spatial:
-            arrays.append(pa.array(shapely.to_wkb(table.geometry), type=pa.binary()))
-            names.append("geometry")
+            arrays.append(_arrow_wkb(table.geometry))
+            names.append(_unique_name("geometry", names))
         batch = pa.Table.from_arrays(arrays, names=names)
         if self._parquet is None:
             schema = batch.schema
@@ -505,20 +508,6 @@ def write_table(table: Table, path: str, layer: Optional[str] = None) -> str:
     return writer.path
 
 
-def _ogr_column(values: np.ndarray):
-    mask = null_mask(values)
-    data = np.ma.getdata(values)
-    if data.dtype.kind == "M":
-        data = data.astype("datetime64[D]")
-    elif data.dtype.kind == "f":
-        data = np.where(mask, 0.0, data)
-    elif data.dtype == object:
-        data = np.array([None if m else v for v, m in zip(data, mask)], dtype=object)
-    elif data.dtype.kind == "b":
-        data = data.astype(np.int32)
-    return data, mask if np.any(mask) else None
-
-
 def _csv_column(values: np.ndarray) -> List[str]:
     mask = null_mask(values)
     data = np.ma.getdata(values)
@@ -543,23 +532,38 @@ def _arrow_column(values: np.ndarray):
     return pa.array(data, mask=mask if np.any(mask) else None)
 
 
+def _arrow_wkb(geoms: np.ndarray):
+    import pyarrow as pa
+    return pa.array(shapely.to_wkb(geoms), type=pa.binary())
+
+
+def _unique_name(name: str, taken: Sequence[str]) -> str:
+    out, i = name, 2
+    while out in taken:
+        out = f"{name}_{i}"
+        i += 1
+    return out
+
+
 _TYPE_NAMES = {0: "Point", 1: "LineString", 2: "LineString", 3: "Polygon", 4: "MultiPoint",
                5: "MultiLineString", 6: "MultiPolygon", 7: "GeometryCollection"}
+_MULTI = {"Polygon": ("MultiPolygon", shapely.multipolygons), "LineString": ("MultiLineString", shapely.multilinestrings),
+          "Point": ("MultiPoint", shapely.multipoints)}
 
 
-def _geometry_type(geoms: np.ndarray):
-    """The layer's geometry type and whether to promote single parts to multi."""
+def _uniform_geometries(geoms: np.ndarray):
+    """Geometries and the layer's geometry type; single parts promoted to multi where the two are mixed."""
     ids = shapely.get_type_id(geoms)
     present = sorted({_TYPE_NAMES[int(i)] for i in ids if i >= 0})
     if len(present) == 1:
-        return present[0], False
-    if set(present) <= {"Polygon", "MultiPolygon"}:
-        return "MultiPolygon", True
-    if set(present) <= {"LineString", "MultiLineString"}:
-        return "MultiLineString", True
-    if set(present) <= {"Point", "MultiPoint"}:
-        return "MultiPoint", True
-    return "Unknown", False
+        return geoms, present[0]
+    for single, (multi, build) in _MULTI.items():
+        if set(present) == {single, multi}:
+            out = np.asarray(geoms, dtype=object).copy()
+            which = np.flatnonzero(ids == {"Polygon": 3, "LineString": 1, "Point": 0}[single])
+            out[which] = build(out[which], indices=np.arange(len(which)))
+            return out, multi
+    return geoms, "Unknown"
 
 
 def _geo_metadata(table: Table) -> dict:

@@ -32,6 +32,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 import numba
 import numpy as np
 
+from ..kernels import _median, _select
 from .coverage import Cover
 
 jit = numba.njit(nogil=True, cache=True)
@@ -213,29 +214,33 @@ def _reduce_kernel(data, valid, offsets, pixels, weights, complete, weighted, co
 
 @jit
 def _quantiles(v, n, qs, out):
-    """numpy's linear percentiles of ``v[:n]``; the median as numpy (the mean of the two middle values)."""
-    s = np.sort(v[:n])
+    """numpy's linear percentiles of ``v[:n]``, by selection (``v`` is reordered); the median as numpy's
+    (the mean of the two middle values)."""
     for i in range(qs.shape[0]):
         q = qs[i]
         if q == 0.5:
-            h = n // 2
-            out[i] = s[h] if n % 2 == 1 else (s[h - 1] + s[h]) / 2.0
+            out[i] = _median(v, n)
             continue
         pos = q * (n - 1)
         lo = int(np.floor(pos))
         if lo >= n - 1:
-            out[i] = s[n - 1]
+            out[i] = _select(v, n, n - 1)
             continue
+        x0 = np.float64(_select(v, n, lo))
+        x1 = np.float64(v[lo + 1])
+        for j in range(lo + 2, n):            # after the selection, v[lo + 1:] holds the larger values
+            if v[j] < x1:
+                x1 = np.float64(v[j])
         g = pos - lo
-        x0 = s[lo]
-        x1 = s[lo + 1]
         out[i] = x1 - (x1 - x0) * (1.0 - g) if g >= 0.5 else x0 + (x1 - x0) * g
 
 
 @jit
 def _weighted_quantiles(v, wts, n, qs, out):
-    """exactextract's weighted quantiles: equal values pooled, then linear between the pooled values."""
-    order = np.argsort(v[:n], kind="mergesort")
+    """exactextract's weighted quantiles: equal values pooled, then linear between the pooled values.
+
+    """
+    order = np.argsort(v[:n])
     xs = np.empty(n)
     ws = np.empty(n)
     m = 0
@@ -283,8 +288,9 @@ def quantiles_of(values: np.ndarray, weights: np.ndarray, qs: Sequence[float], w
     if len(v) == 0 or len(qs) == 0:
         return out
     q = np.asarray(qs, dtype=np.float64)
+    v = v.copy()
     if weighted:
-        _weighted_quantiles(v, np.ascontiguousarray(weights, dtype=np.float64), len(v), q, out)
+        _weighted_quantiles(v, np.array(weights, dtype=np.float64), len(v), q, out)
     else:
         _quantiles(v, len(v), q, out)
     return out
