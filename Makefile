@@ -23,7 +23,7 @@ export QT_QPA_PLATFORM := offscreen
 export TILEWISE_PYTHON := $(ENGINE_PYTHON)
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: all demo test test-engine test-qgis bench bench-quick install uninstall deps system-deps venv plugin-link clean
+.PHONY: all demo test test-engine test-qgis bench bench-quick bench-extract install uninstall deps system-deps venv plugin-link clean
 
 all: test
 
@@ -92,6 +92,10 @@ bench: deps $(STAMPS)/bench
 bench-quick: deps $(STAMPS)/bench
 	PYTHONPATH=$(PLUGINS) $(QGIS_PYTHON) $(ROOT)/scripts/bench.py --engine-python $(ENGINE_PYTHON) --quick \
 	    --out $(BUILD)/bench-quick
+
+# Extraction (issue 11) side by side with QGIS's zonalstatisticsfb / rastersampling looped and exactextract.
+bench-extract: deps
+	PYTHONPATH=$(PLUGINS) $(QGIS_PYTHON) $(ROOT)/scripts/bench_extract.py --engine-python $(ENGINE_PYTHON)
 
 $(STAMPS)/bench: $(STAMPS)/venv
 	$(ENGINE_PYTHON) -m pip install -q matplotlib

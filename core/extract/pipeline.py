@@ -236,8 +236,8 @@ def extract_tile(plan: ExtractPlan, g: int, t: int, reader: Optional[Reader] = N
     """The part of tile ``t`` of group ``g``: cover once, read each raster's window once, reduce.
 
     ``reader(plan, group, raster_index, tile)`` returns the tile's bands of one
-    raster as 2-D arrays (NaN or masked where there is no data); by default
-    :func:`read_bands`.
+    raster: 2-D arrays (NaN where there is no data), masked arrays or ``(values,
+    valid)`` pairs; by default :func:`read_bands`.
     """
     group = plan.groups[g]
     tile = group.tiles[t]
@@ -256,21 +256,54 @@ def extract_tile(plan: ExtractPlan, g: int, t: int, reader: Optional[Reader] = N
                        weighted=weighted, quantiles=spec.quantiles, tile=t)
 
 
-def read_bands(plan: ExtractPlan, group: GridGroup, r: int, tile: Tile) -> np.ndarray:
-    """The tile window of the plan's bands of raster ``r``, float64 with NaN where there is no data.
+def read_bands(plan: ExtractPlan, group: GridGroup, r: int, tile: Tile) -> List[Tuple[np.ndarray, np.ndarray]]:
+    """The tile window of the plan's bands of raster ``r``: ``(values, valid)`` per band, in the raster's type.
 
-    No data: the raster's nodata value and masks, or ``plan.input_nodata``
-    instead when given. Then ``scale`` and ``offset`` apply.
+    No data: the raster's nodata value (or ``plan.input_nodata`` instead), its
+    mask when it has no nodata value, and NaN. ``scale`` and ``offset`` then apply
+    (as float64).
     """
-    from ..sources import read_window
+    from rasterio.windows import Window
+    from ..sources import _has_dataset_mask, _representable
 
-    out = np.empty((len(plan.bands), tile.height, tile.width), np.float64)
-    read_window(plan.rasters[r].path, plan.bands, group.grid, tile, out, nodata=plan.input_nodata)
-    if plan.scale is not None:
-        out *= plan.scale
-    if plan.offset is not None:
-        out += plan.offset
-    return out
+    src = _dataset(plan.rasters[r].path)
+    window = Window(tile.col_off, tile.row_off, tile.width, tile.height)
+    try:
+        raw = src.read(list(plan.bands), window=window)
+        nodata = plan.input_nodata if plan.input_nodata is not None else src.nodata
+        if nodata is not None and not np.isnan(nodata):
+            valid = raw != np.asarray(nodata).astype(raw.dtype) if _representable(nodata, raw.dtype) else \
+                np.ones(raw.shape, bool)
+        elif nodata is None and _has_dataset_mask(src):
+            valid = np.broadcast_to(src.read_masks(plan.bands[0], window=window) > 0, raw.shape)
+        else:
+            valid = np.ones(raw.shape, bool)
+    except Exception as exc:                                   # noqa: BLE001 - say which raster and tile
+        raise InputError(f"Cannot read {tile.name} of {src.name}: {exc}") from None
+    if plan.scale is not None or plan.offset is not None:
+        raw = raw * (1.0 if plan.scale is None else plan.scale) + (0.0 if plan.offset is None else plan.offset)
+    return [(raw[i], valid[i]) for i in range(raw.shape[0])]
+
+
+_OPEN: Dict[str, Any] = {}
+
+
+def _dataset(path: str):
+    """An open dataset for ``path``, kept for the rest of the run (closed by :func:`close_datasets`)."""
+    src = _OPEN.get(path)
+    if src is None:
+        from rasterio.errors import RasterioIOError
+        from ..sources import open_error, open_raster
+        try:
+            src = _OPEN[path] = open_raster(path)
+        except RasterioIOError as exc:
+            raise open_error(path, exc, "Cannot open input") from None
+    return src
+
+
+def close_datasets() -> None:
+    while _OPEN:
+        _OPEN.popitem()[1].close()
 
 
 # -- all tiles in one process -------------------------------------------------------------------------------
@@ -340,8 +373,11 @@ def run_plan(plan: ExtractPlan, progress: Optional[Callable[[float], Any]] = Non
     """Every task of ``plan`` in this process, merged."""
     tasks = plan.tasks()
     mergers = [plan.merger(g) for g in range(len(plan.groups))]
-    for i, (g, t) in enumerate(tasks):
-        mergers[g].add(extract_tile(plan, g, t, reader))
-        if progress is not None and progress((i + 1) / len(tasks)) is False:
-            raise CancelledError("The extraction was cancelled; nothing was written.")
+    try:
+        for i, (g, t) in enumerate(tasks):
+            mergers[g].add(extract_tile(plan, g, t, reader))
+            if progress is not None and progress((i + 1) / len(tasks)) is False:
+                raise CancelledError("The extraction was cancelled; nothing was written.")
+    finally:
+        close_datasets()
     return ExtractResult(plan, assemble_stats(plan, [m.result() for m in mergers]))

@@ -16,7 +16,6 @@ written with pyarrow, as GeoParquet 1.1 (WKB geometry, PROJJSON CRS).
 
 from __future__ import annotations
 
-import csv
 import datetime as _dt
 import json
 import math
@@ -297,23 +296,6 @@ class Table:
                      None if self.geometry is None else self.geometry[rows], self.crs)
 
 
-def null_mask(values: np.ndarray) -> np.ndarray:
-    """Where a column is null.
-
-    >>> null_mask(np.array([1.0, np.nan])).tolist(), null_mask(np.array(["a", None], dtype=object)).tolist()
-    ([False, True], [False, True])
-    """
-    mask = np.ma.getmaskarray(values) if isinstance(values, np.ma.MaskedArray) else np.zeros(len(values), bool)
-    data = np.ma.getdata(values)
-    if data.dtype.kind == "f":
-        mask = mask | np.isnan(data)
-    elif data.dtype.kind == "M":
-        mask = mask | np.isnat(data)
-    elif data.dtype == object:
-        mask = mask | np.array([v is None or (isinstance(v, float) and math.isnan(v)) for v in data], bool)
-    return mask
-
-
 def output_format(path: str) -> str:
     """``"csv"``, ``"parquet"`` or the name of the OGR driver for ``path``'s extension.
 
@@ -340,6 +322,9 @@ class TableWriter:
 
     Every chunk must have the same columns (and geometry or not) as the first.
     The file appears under ``path`` only when the writer closes without error.
+    All formats go through Arrow tables: GDAL's Arrow path for GeoPackage and
+    other OGR formats (about 3x faster than feature by feature), pyarrow's
+    writers for Parquet and CSV.
     """
 
     def __init__(self, path: str, layer: Optional[str] = None) -> None:
@@ -354,9 +339,8 @@ class TableWriter:
         self._remove_partial()
         self._columns: Optional[List[str]] = None
         self._spatial = False
-        self._parquet = None
-        self._csv = None
-        self._csv_file = None
+        self._writer = None                # pyarrow's Parquet or CSV writer, once open
+        self._schema = None
         self.rows = 0
 
     def __enter__(self) -> "TableWriter":
@@ -377,10 +361,8 @@ class TableWriter:
             self._check_schema(table)
         elif names != self._columns or (table.geometry is not None) != self._spatial:
             raise OutputError(f"A chunk for {self.path} has other columns than the first one.")
-        if self.format == "csv":
-            self._write_csv(table)
-        elif self.format == "parquet":
-            self._write_parquet(table)
+        if self.format in ("csv", "parquet"):
+            self._write_arrow(table)
         else:
             self._write_ogr(table)
         self.rows += len(table)
@@ -389,23 +371,18 @@ class TableWriter:
         """Finish the file and move it to its name."""
         if self._columns is None:
             raise OutputError(f"Nothing was written to {self.path}.")
-        if self._csv_file is not None:
-            self._csv_file.close()
-            self._csv_file = None
-        if self._parquet is not None:
-            self._parquet.close()
-            self._parquet = None
+        self._close_writer()
         self._replace_output()
 
     def abort(self) -> None:
         """Drop the partial file."""
-        if self._csv_file is not None:
-            self._csv_file.close()
-            self._csv_file = None
-        if self._parquet is not None:
-            self._parquet.close()
-            self._parquet = None
+        self._close_writer()
         self._remove_partial()
+
+    def _close_writer(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
 
     # -- formats ---------------------------------------------------------------------------------------
 
@@ -425,55 +402,39 @@ class TableWriter:
     def _write_ogr(self, table: Table) -> None:
         import pyogrio
         from pyogrio.errors import DataSourceError, FieldError, GeometryError
-        arrays, names = [_arrow_column(v) for v in table.columns.values()], list(table.columns)
-        geometry_name, geometry_type, crs = None, None, None
+        geometry_type = crs = None
         if table.geometry is not None:
             geoms, geometry_type = _uniform_geometries(table.geometry)
-            arrays.append(_arrow_wkb(geoms))
-            geometry_name = _unique_name("geometry", names)
-            names.append(geometry_name)
-            crs = table.crs
-        import pyarrow as pa
+            table, crs = Table(table.columns, geoms, table.crs), table.crs
+        arrow, geometry_name = _arrow_table(table, "wkb")
         options = {"VERSION": GPKG_VERSION} if self.format == "GPKG" and self.rows == 0 else None
         try:
-            # GDAL's Arrow path writes GeoPackages ~3x faster than feature by feature
-            pyogrio.write_arrow(pa.Table.from_arrays(arrays, names=names), self.partial, layer=self.layer,
-                                driver=self.format, geometry_name=geometry_name, geometry_type=geometry_type,
-                                crs=crs, append=self.rows > 0, dataset_options=options)
+            pyogrio.write_arrow(arrow, self.partial, layer=self.layer, driver=self.format,
+                                geometry_name=geometry_name, geometry_type=geometry_type, crs=crs,
+                                append=self.rows > 0, dataset_options=options)
         except (DataSourceError, FieldError, GeometryError, OSError) as exc:
             raise OutputError(f"Cannot write {self.path}: {exc}") from None
 
-    def _write_csv(self, table: Table) -> None:
-        if self._csv_file is None:
-            self._csv_file = open(self.partial, "w", newline="", encoding="utf-8")
-            self._csv = csv.writer(self._csv_file)
-            header = list(table.columns) + (["geometry"] if self._spatial else [])
-            self._csv.writerow(header)
-        cols = [_csv_column(v) for v in table.columns.values()]
-        if self._spatial:
-            wkt = shapely.to_wkt(table.geometry, rounding_precision=-1)
-            cols.append(["" if w is None else w for w in wkt])
-        self._csv.writerows(zip(*cols))
-
-    def _write_parquet(self, table: Table) -> None:
+    def _write_arrow(self, table: Table) -> None:
         try:
-            import pyarrow as pa
+            import pyarrow.csv as pcsv
             import pyarrow.parquet as pq
         except ImportError:
-            raise OutputError("Writing Parquet needs the pyarrow package in the engine's environment "
-                              "(pip install pyarrow); or write a GeoPackage (.gpkg) or CSV.") from None
-        arrays = [_arrow_column(v) for v in table.columns.values()]
-        names = list(table.columns)
-        if self._spatial:
-            arrays.append(_arrow_wkb(table.geometry))
-            names.append(_unique_name("geometry", names))
-        batch = pa.Table.from_arrays(arrays, names=names)
-        if self._parquet is None:
-            schema = batch.schema
-            if self._spatial:
-                schema = schema.with_metadata({b"geo": json.dumps(_geo_metadata(table)).encode()})
-            self._parquet = pq.ParquetWriter(self.partial, schema)
-        self._parquet.write_table(batch.cast(self._parquet.schema))
+            raise OutputError(f"Writing {self.format} needs the pyarrow package in the engine's environment "
+                              "(pip install pyarrow); or write a GeoPackage (.gpkg).") from None
+        arrow, _ = _arrow_table(table, "wkb" if self.format == "parquet" else "wkt")
+        if self._writer is None:
+            schema = arrow.schema
+            if self.format == "parquet":
+                if self._spatial:
+                    schema = schema.with_metadata({b"geo": json.dumps(_geo_metadata(table)).encode()})
+                self._writer = pq.ParquetWriter(self.partial, schema)
+            else:
+                self._writer = pcsv.CSVWriter(self.partial, schema,
+                                              write_options=pcsv.WriteOptions(quoting_style="needed"))
+            self._schema = schema
+        # a later chunk whose column is all null (Arrow type null) takes the first chunk's types
+        self._writer.write_table(arrow.cast(self._schema))
 
     # -- files -----------------------------------------------------------------------------------------
 
@@ -508,33 +469,38 @@ def write_table(table: Table, path: str, layer: Optional[str] = None) -> str:
     return writer.path
 
 
-def _csv_column(values: np.ndarray) -> List[str]:
-    mask = null_mask(values)
-    data = np.ma.getdata(values)
-    if data.dtype.kind == "M":
-        text = np.datetime_as_string(data.astype("datetime64[D]"), unit="D").tolist()
-    elif data.dtype.kind == "f":
-        text = [repr(float(v)) if math.isfinite(v) else str(v) for v in data.tolist()]
-        text = [t[:-2] if t.endswith(".0") else t for t in text]
-    else:
-        text = [str(v) for v in data.tolist()]
-    return ["" if m else t for t, m in zip(text, mask.tolist())]
+def _arrow_table(table: Table, geometry: str):
+    """``(pyarrow table, geometry column name or None)``; geometry as ``"wkb"`` (binary) or ``"wkt"`` (text)."""
+    import pyarrow as pa
+    arrays = [_arrow_column(v) for v in table.columns.values()]
+    names = list(table.columns)
+    name = None
+    if table.geometry is not None:
+        name = _unique_name("geometry", names)
+        if geometry == "wkb":
+            arrays.append(pa.array(shapely.to_wkb(table.geometry), type=pa.binary()))
+        else:
+            arrays.append(pa.array(shapely.to_wkt(table.geometry, rounding_precision=-1), type=pa.string()))
+        names.append(name)
+    return pa.Table.from_arrays(arrays, names=names), name
 
 
 def _arrow_column(values: np.ndarray):
+    """One column as an Arrow array: NaN, NaT, None and masked entries become nulls."""
     import pyarrow as pa
-    mask = null_mask(values)
     data = np.ma.getdata(values)
+    mask = np.ma.getmaskarray(values) if isinstance(values, np.ma.MaskedArray) else None
+    if data.dtype.kind == "f":
+        nan = np.isnan(data)
+        mask = nan if mask is None else mask | nan
     if data.dtype.kind == "M":
+        nat = np.isnat(data)
+        mask = nat if mask is None else mask | nat
         return pa.array(data.astype("datetime64[D]"), type=pa.date32(), mask=mask)
-    if data.dtype == object:
-        return pa.array([None if m else v for v, m in zip(data.tolist(), mask.tolist())])
-    return pa.array(data, mask=mask if np.any(mask) else None)
-
-
-def _arrow_wkb(geoms: np.ndarray):
-    import pyarrow as pa
-    return pa.array(shapely.to_wkb(geoms), type=pa.binary())
+    if data.dtype == object:                       # None is null already
+        arr = pa.array(data, mask=mask, from_pandas=True)
+        return arr.cast(pa.string()) if pa.types.is_null(arr.type) else arr
+    return pa.array(data, mask=mask if mask is not None and mask.any() else None)
 
 
 def _unique_name(name: str, taken: Sequence[str]) -> str:

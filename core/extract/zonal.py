@@ -32,7 +32,8 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 import numba
 import numpy as np
 
-from ..kernels import _median, _select
+from ..kernels import _select
+from ..statistics import integer_range
 from .coverage import Cover
 
 jit = numba.njit(nogil=True, cache=True)
@@ -81,19 +82,33 @@ class TilePart:
 
 
 def layer_arrays(band) -> Tuple[np.ndarray, np.ndarray]:
-    """``(values, valid)`` of one band: a masked array (mask = no data) or a float array (NaN = no data).
+    """``(values, valid)`` of one band, flat, the values in their own numeric type (no float copy).
+
+    A band is a masked array (mask: no data), a ``(values, valid)`` pair, or a plain
+    array (NaN: no data; every integer is data).
 
     >>> v, ok = layer_arrays(np.ma.masked_equal(np.array([[1, 0], [3, 4]], np.uint8), 0))
     >>> v.tolist(), ok.tolist()
-    ([1.0, 0.0, 3.0, 4.0], [True, False, True, True])
+    ([1, 0, 3, 4], [True, False, True, True])
     """
-    if isinstance(band, np.ma.MaskedArray):
-        data = np.ascontiguousarray(band.data, dtype=np.float64).ravel()
-        valid = ~np.ma.getmaskarray(band).ravel()
+    if isinstance(band, tuple):
+        data, valid = band
+        valid = np.asarray(valid, dtype=bool)
+    elif isinstance(band, np.ma.MaskedArray):
+        data, valid = band.data, ~np.ma.getmaskarray(band)
     else:
-        data = np.ascontiguousarray(band, dtype=np.float64).ravel()
-        valid = ~np.isnan(data)
-    return data, np.ascontiguousarray(valid)
+        data, valid = band, None
+    data = np.asarray(data)
+    if data.dtype.kind == "b":
+        data = data.view(np.uint8)
+    elif data.dtype.kind not in "iuf":
+        data = data.astype(np.float64)
+    data = np.ascontiguousarray(data).ravel()
+    if valid is None:
+        valid = ~np.isnan(data) if data.dtype.kind == "f" else np.ones(data.shape, bool)
+    elif data.dtype.kind == "f":
+        valid = valid.ravel() & ~np.isnan(data)
+    return data, np.ascontiguousarray(valid).ravel()
 
 
 def reduce_tile(cover: Cover, layers: Iterable, *, complete: np.ndarray, weighted: np.ndarray,
@@ -140,6 +155,7 @@ def reduce_tile(cover: Cover, layers: Iterable, *, complete: np.ndarray, weighte
     vcount = np.zeros((k, n_layers), np.int64)
     blocked = np.zeros((k, n_layers), bool)
     scratch = max(int(lengths.max(initial=0)), 1)
+    buf_v, buf_w, hist = np.empty(scratch), np.empty(scratch), np.zeros(256, np.int64)
     li = -1
     for li, band in enumerate(layers):
         if li >= n_layers:
@@ -149,10 +165,11 @@ def reduce_tile(cover: Cover, layers: Iterable, *, complete: np.ndarray, weighte
             raise ValueError(f"layer {li} has {data.shape[0]} pixels, the tile {cover.height * cover.width}")
         has = cover.anchor >= 0
         blocked[has, li] = ~valid[cover.anchor[has]]
+        int_lo, int_bits = integer_range([data.dtype.name]) or (0, 0)
         _reduce_kernel(data, valid, cover.offsets, cover.pixels, cover.weights, complete.view(np.uint8),
                        weighted.view(np.uint8), collect.view(np.uint8), qs, li, n_layers,
                        w, n, mean, m2, vmin, vmax, total, qout, vstart, vlen, vcount, values, vweights,
-                       np.empty(scratch), np.empty(scratch))
+                       buf_v, buf_w, int_lo, int_bits, hist)
     if li != n_layers - 1:
         raise ValueError(f"{li + 1} layers given, {n_layers} announced")
     return TilePart(int(tile), cover.zones, blocked, cover.footprint, cover.fallback, weighted, complete,
@@ -162,7 +179,7 @@ def reduce_tile(cover: Cover, layers: Iterable, *, complete: np.ndarray, weighte
 @jit
 def _reduce_kernel(data, valid, offsets, pixels, weights, complete, weighted, collect, qs, li, n_layers,
                    w_out, n_out, mean_out, m2_out, min_out, max_out, total_out, q_out,
-                   vstart, vlen, vcount, values, vweights, buf_v, buf_w):
+                   vstart, vlen, vcount, values, vweights, buf_v, buf_w, int_lo, int_bits, hist):
     for k in range(offsets.shape[0] - 1):
         a = offsets[k]
         b = offsets[k + 1]
@@ -203,7 +220,7 @@ def _reduce_kernel(data, valid, offsets, pixels, weights, complete, weighted, co
             if weighted[k]:
                 _weighted_quantiles(buf_v, buf_w, cnt, qs, q_out[k, li])
             else:
-                _quantiles(buf_v, cnt, qs, q_out[k, li])
+                _quantiles(buf_v, cnt, qs, q_out[k, li], int_lo, int_bits, hist)
         elif collect[k]:
             start = vstart[k] + li * vlen[k]
             for j in range(cnt):
@@ -213,26 +230,67 @@ def _reduce_kernel(data, valid, offsets, pixels, weights, complete, weighted, co
 
 
 @jit
-def _quantiles(v, n, qs, out):
-    """numpy's linear percentiles of ``v[:n]``, by selection (``v`` is reordered); the median as numpy's
-    (the mean of the two middle values)."""
+def _quantiles(v, n, qs, out, int_lo, int_bits, hist):
+    """numpy's linear percentiles of ``v[:n]``; the median as numpy's (the mean of the two middle values).
+
+    Integer-valued data of at most 16 bits in ``[int_lo, int_lo + 2**int_bits)``
+    (``int_bits`` > 0) are selected by counting (two passes over 8-bit digits,
+    no branches to mispredict); other data by quickselect (``v`` is reordered).
+    """
     for i in range(qs.shape[0]):
-        q = qs[i]
-        if q == 0.5:
-            out[i] = _median(v, n)
-            continue
-        pos = q * (n - 1)
+        pos = qs[i] * (n - 1)
         lo = int(np.floor(pos))
         if lo >= n - 1:
-            out[i] = _select(v, n, n - 1)
-            continue
-        x0 = np.float64(_select(v, n, lo))
-        x1 = np.float64(v[lo + 1])
-        for j in range(lo + 2, n):            # after the selection, v[lo + 1:] holds the larger values
-            if v[j] < x1:
-                x1 = np.float64(v[j])
+            lo = n - 1
+        if int_bits > 0:
+            x0 = _count_select(v, n, lo, int_lo, int_bits, hist)
+            x1 = x0 if lo == n - 1 else _count_select(v, n, lo + 1, int_lo, int_bits, hist)
+        else:
+            x0 = np.float64(_select(v, n, lo))
+            x1 = x0
+            if lo < n - 1:                     # after the selection, v[lo + 1:] holds the larger values
+                x1 = np.float64(v[lo + 1])
+                for j in range(lo + 2, n):
+                    if v[j] < x1:
+                        x1 = np.float64(v[j])
         g = pos - lo
-        out[i] = x1 - (x1 - x0) * (1.0 - g) if g >= 0.5 else x0 + (x1 - x0) * g
+        if qs[i] == 0.5:
+            out[i] = x0 if n % 2 == 1 else (x0 + x1) / 2.0
+        elif g == 0.0 or x0 == x1:
+            out[i] = x0
+        else:
+            out[i] = x1 - (x1 - x0) * (1.0 - g) if g >= 0.5 else x0 + (x1 - x0) * g
+
+
+@jit
+def _count_select(v, n, k, lo, bits, hist):
+    """The ``k``-th smallest (0-based) of the integer values ``v[:n]`` in ``[lo, lo + 2**bits)``, bits <= 16."""
+    shift = bits - 8 if bits > 8 else 0
+    hist[:] = 0
+    for i in range(n):
+        hist[(int(v[i]) - lo) >> shift] += 1
+    acc = 0
+    high = 0
+    for b in range(256):
+        if acc + hist[b] > k:
+            high = b
+            break
+        acc += hist[b]
+    if shift == 0:
+        return np.float64(lo + high)
+    k -= acc
+    hist[:] = 0
+    low_mask = (1 << shift) - 1
+    for i in range(n):
+        key = int(v[i]) - lo
+        if (key >> shift) == high:
+            hist[key & low_mask] += 1
+    acc = 0
+    for b in range(1 << shift):
+        acc += hist[b]
+        if acc > k:
+            return np.float64(lo + (high << shift) + b)
+    return np.nan
 
 
 @jit
@@ -292,7 +350,7 @@ def quantiles_of(values: np.ndarray, weights: np.ndarray, qs: Sequence[float], w
     if weighted:
         _weighted_quantiles(v, np.array(weights, dtype=np.float64), len(v), q, out)
     else:
-        _quantiles(v, len(v), q, out)
+        _quantiles(v, len(v), q, out, 0, 0, np.zeros(256, np.int64))
     return out
 
 
@@ -355,6 +413,7 @@ class ZoneMerger:
         self.total = np.zeros(shape)
         self.q = np.full(shape + (len(self.qs),), np.nan)
         self.blocked = np.zeros(shape, bool)
+        self.fresh = np.ones(n_zones, bool)          # no part accumulated yet
         self.footprint = np.zeros(n_zones)
         self.seen = np.zeros(n_zones, np.int64)
         self.centred = np.zeros(n_zones, bool)     # had a part with pixel centres (centre coverage)
@@ -407,6 +466,12 @@ class ZoneMerger:
         z = part.zones[rows]
         self.footprint[z] += part.footprint[rows]
         self.blocked[z] |= part.blocked[rows]
+        fresh = self.fresh[z]
+        if np.any(fresh):                          # a feature's first part: taken as it is
+            self._take(part, rows[fresh], z[fresh])
+            rows, z = rows[~fresh], z[~fresh]
+            if len(rows) == 0:
+                return
         w0, w1 = self.w[z], part.w[rows]
         wsum = w0 + w1
         m1 = np.where(w1 > 0, part.mean[rows], 0.0)
@@ -420,6 +485,16 @@ class ZoneMerger:
         self.vmin[z] = np.minimum(self.vmin[z], part.vmin[rows])
         self.vmax[z] = np.maximum(self.vmax[z], part.vmax[rows])
         self.total[z] += part.total[rows]
+
+    def _take(self, part: TilePart, rows: np.ndarray, z: np.ndarray) -> None:
+        self.fresh[z] = False
+        self.w[z] = part.w[rows]
+        self.n[z] = part.n[rows]
+        self.mean[z] = np.where(part.w[rows] > 0, part.mean[rows], 0.0)
+        self.m2[z] = part.m2[rows]
+        self.vmin[z] = part.vmin[rows]
+        self.vmax[z] = part.vmax[rows]
+        self.total[z] = part.total[rows]
 
     def _finish_zone(self, zone: int) -> None:
         stash = self._stash.pop(zone, None)

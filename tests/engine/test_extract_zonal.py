@@ -306,3 +306,26 @@ def test_lines_take_the_pixels_they_cross(tmp_path, coverage):
     w = lengths if coverage == "fractional" else (lengths > 1e-9).astype(float)
     assert r.stats.count[0, 0] == pytest.approx(w.sum())
     assert r.stats.mean[0, 0] == pytest.approx(np.sum(w * a[rows, cols]) / w.sum())
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "int16", "uint16", "float32"])
+def test_order_statistics_equal_numpy(dtype):
+    """Medians and percentiles of whole pixels (counting selection for small integers, quickselect
+    otherwise) equal numpy's, for every count of values from 1 on."""
+    rng = np.random.default_rng(7)
+    qs = [0.0, 10.0, 25.0, 50.0, 62.5, 99.0, 100.0]
+    info = np.iinfo(dtype) if dtype != "float32" else None
+    for n in list(range(1, 40)) + [257, 1000]:
+        if info is not None:
+            v = rng.integers(info.min, int(info.max) + 1, n).astype(dtype)
+            if n % 3 == 0:
+                v[: n // 2] = v[0]                                   # ties
+        else:
+            v = rng.normal(0, 100, n).astype(dtype)
+        band = v.reshape(1, n)
+        fp = footprints_from_pixels([shapely.box(0, 0, n, 1)], 1, n)
+        cover = cover_tile(fp, np.array([0]), 0, 0, 1, n, 0)
+        part = reduce_tile(cover, [band], complete=np.array([True]), weighted=np.array([False]),
+                           quantiles=[0.5] + [q / 100 for q in qs])
+        want = [np.median(v.astype(np.float64))] + [np.percentile(v.astype(np.float64), q) for q in qs]
+        assert part.quantiles[0, 0].tolist() == pytest.approx(want, rel=1e-12, abs=1e-12), (dtype, n)

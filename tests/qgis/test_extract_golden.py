@@ -16,6 +16,8 @@ import numpy as np
 import pytest
 from osgeo import ogr, osr
 
+from qgis.core import QgsVectorLayer, QgsWkbTypes
+
 from twtest import UTM33_10M, run, write_raster
 
 SHAPE = (96, 130)
@@ -28,7 +30,10 @@ import sys
 from tilewise.core.extract import ExtractSpec, extract
 zones, out, *rasters = sys.argv[1:]
 spec = ExtractSpec(["mean", "median", "min", "max", "std", "count", "sum"], coverage="centre")
-extract(rasters, zones, spec, id_field="pid", tile_size=16).write(out, layout="long")
+result = extract(rasters, zones, spec, id_field="pid", tile_size=16)
+result.write(out, layout="long")
+result.write(out[:-4] + ".gpkg", layout="long")
+result.write(out[:-4] + "_wide.gpkg", layout="wide")
 """
 
 
@@ -91,7 +96,10 @@ def data(tmp_path_factory):
     return folder, zones, rasters
 
 
-def engine_rows(folder, zones, rasters):
+@pytest.fixture(scope="module")
+def engine_rows(data):
+    """The engine's long table (CSV; the same in GeoPackage, and the wide one), run once."""
+    folder, zones, rasters = data
     out = folder / "engine.csv"
     env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
                + "/build/plugins")
@@ -106,9 +114,9 @@ def value(text):
     return math.nan if text in ("", None) else float(text)
 
 
-def test_centre_coverage_equals_zonalstatisticsfb(data):
+def test_centre_coverage_equals_zonalstatisticsfb(data, engine_rows):
     folder, zones, rasters = data
-    rows = engine_rows(folder, zones, rasters)
+    rows = engine_rows
     ours = {(int(r["pid"]), r["source"]): r for r in rows}
     compared = {name: 0 for name in QGIS_STATS}
     for raster in rasters:
@@ -136,3 +144,20 @@ def test_centre_coverage_equals_zonalstatisticsfb(data):
     counts = [value(r["count"]) for r in rows]
     assert 0.0 in counts and any(0 < c < 1 for c in counts)
     assert sum(1 for r in rows if value(r["count"]) > 100) > 30
+
+
+def test_engine_tables_load_in_qgis_with_nulls(data, engine_rows):
+    """The GeoPackages the engine writes (pyogrio's newer GDAL) open in QGIS's GDAL; no data is NULL."""
+    folder = data[0]
+    rows = engine_rows
+    long = QgsVectorLayer(str(folder / "engine.gpkg"), "long", "ogr")
+    assert long.isValid() and long.featureCount() == len(rows) == 42 * 3
+    assert long.wkbType() == QgsWkbTypes.NoGeometry
+    nulls = [f["mean"] for f in long.getFeatures() if f["n_valid"] == 0]
+    assert nulls and all(v is None or (hasattr(v, "isNull") and v.isNull()) for v in nulls)
+    assert str(long.fields().field("date").typeName()).lower() == "date"
+    wide = QgsVectorLayer(str(folder / "engine_wide.gpkg"), "wide", "ogr")
+    assert wide.isValid() and wide.featureCount() == 42
+    assert QgsWkbTypes.geometryType(wide.wkbType()) == QgsWkbTypes.PolygonGeometry
+    assert wide.crs().authid() == "EPSG:32633"
+    assert "scene_0_b1_mean" in wide.fields().names() and "scene_2_b1_n_valid" in wide.fields().names()
