@@ -102,23 +102,28 @@ def has_exactextract(b: Bench) -> bool:
     return subprocess.run(b.engine("-c", "import exactextract"), env=b.env, capture_output=True).returncode == 0
 
 
+def tilewise(b: Bench, case, tool, zones, mode, out, rasters):
+    b.run(case, tool, b.engine("-c", TILEWISE, zones, mode, out, *rasters), out)
+
+
+def qgis_loop(b: Bench, case, algorithm, zones, out, rasters):
+    b.run(case, f"{algorithm}, looped", [sys.executable, "-c", QGIS_LOOP, algorithm, zones, out, *rasters], out,
+          qgis=True)
+
+
 def polygon_case(b: Bench, rasters, zones, n_polygons):
     case = f"{n_polygons:,} polygons x {len(rasters)} rasters"
     print(f"\n{case}", flush=True)
     polygons = os.path.join(zones, "polygons.gpkg")
     out = os.path.join(b.work, "out")
-    b.run(case, "tilewise extract, centre", b.engine("-c", TILEWISE, polygons, "centre", out + ".parquet", *rasters),
-          out + ".parquet")
-    b.run(case, "native:zonalstatisticsfb, looped", [sys.executable, "-c", QGIS_LOOP, "native:zonalstatisticsfb",
-                                                     polygons, out + ".txt", *rasters], out + ".txt", qgis=True)
-    b.run(case, "tilewise extract, fractional",
-          b.engine("-c", TILEWISE, polygons, "fractional", out + ".parquet", *rasters), out + ".parquet")
+    tilewise(b, case, "tilewise extract, centre", polygons, "centre", out + ".parquet", rasters)
+    qgis_loop(b, case, "native:zonalstatisticsfb", polygons, out + ".txt", rasters)
+    tilewise(b, case, "tilewise extract, fractional", polygons, "fractional", out + ".parquet", rasters)
     if has_exactextract(b):
         b.run(case, "exactextract (raster-sequential)", b.engine("-c", EXACTEXTRACT, polygons, out + ".json",
                                                                  *rasters), out + ".json")
     else:
         print("  exactextract is not installed in the engine's environment: skipped")
-    return case
 
 
 def point_case(b: Bench, rasters, zones, n_points):
@@ -126,13 +131,9 @@ def point_case(b: Bench, rasters, zones, n_points):
     print(f"\n{case}", flush=True)
     points = os.path.join(zones, "points.gpkg")
     out = os.path.join(b.work, "out")
-    b.run(case, "tilewise extract, nearest", b.engine("-c", TILEWISE, points, "points", out + ".parquet", *rasters),
-          out + ".parquet")
-    b.run(case, "tilewise extract, nearest, GeoPackage",
-          b.engine("-c", TILEWISE, points, "points", out + ".gpkg", *rasters), out + ".gpkg")
-    b.run(case, "native:rastersampling, looped", [sys.executable, "-c", QGIS_LOOP, "native:rastersampling", points,
-                                                  out + ".txt", *rasters], out + ".txt", qgis=True)
-    return case
+    tilewise(b, case, "tilewise extract, nearest", points, "points", out + ".parquet", rasters)
+    tilewise(b, case, "tilewise extract, nearest, GeoPackage", points, "points", out + ".gpkg", rasters)
+    qgis_loop(b, case, "native:rastersampling", points, out + ".txt", rasters)
 
 
 RATIOS = [("tilewise extract, centre", "native:zonalstatisticsfb, looped"),

@@ -218,7 +218,7 @@ def _reduce_kernel(data, valid, offsets, pixels, weights, complete, weighted, co
         max_out[k, li] = hi
         if qs.shape[0] > 0 and complete[k]:
             if weighted[k]:
-                _weighted_quantiles(buf_v, buf_w, cnt, qs, q_out[k, li])
+                _weighted_quantiles(buf_v, buf_w, cnt, qs, q_out[k, li], int_lo, int_bits, hist)
             else:
                 _quantiles(buf_v, cnt, qs, q_out[k, li], int_lo, int_bits, hist)
         elif collect[k]:
@@ -294,13 +294,19 @@ def _count_select(v, n, k, lo, bits, hist):
 
 
 @jit
-def _weighted_quantiles(v, wts, n, qs, out):
+def _weighted_quantiles(v, wts, n, qs, out, int_lo, int_bits, hist):
     """exactextract's weighted quantiles: equal values pooled, then linear between the pooled values.
 
+    Integer data of at most 16 bits are sorted by counting (one or two passes over
+    8-bit digits), others by ``np.argsort``.
     """
-    order = np.argsort(v[:n])
     xs = np.empty(n)
     ws = np.empty(n)
+    if int_bits > 0:
+        _count_sort_pairs(v, wts, n, int_lo, int_bits, hist, xs, ws)
+        order = np.arange(n)
+    else:
+        order = np.argsort(v[:n])
     m = 0
     for j in range(n):
         x = v[order[j]]
@@ -333,6 +339,30 @@ def _weighted_quantiles(v, wts, n, qs, out):
             out[qi] = xs[left] + (target - s[left]) * (xs[right] - xs[left]) / (s[right] - s[left])
 
 
+@jit
+def _count_sort_pairs(v, w, n, lo, bits, hist, tmp_v, tmp_w):
+    """Sort the integer values ``v[:n]`` (in ``[lo, lo + 2**bits)``, bits <= 16) with their weights
+    ``w``, in place: a stable counting sort on each 8-bit digit, lowest first."""
+    passes = 1 if bits <= 8 else 2
+    for d in range(passes):
+        shift = 8 * d
+        hist[:] = 0
+        for i in range(n):
+            hist[((int(v[i]) - lo) >> shift) & 255] += 1
+        start = 0
+        for b in range(256):
+            c = hist[b]
+            hist[b] = start
+            start += c
+        for i in range(n):
+            b = ((int(v[i]) - lo) >> shift) & 255
+            tmp_v[hist[b]] = v[i]
+            tmp_w[hist[b]] = w[i]
+            hist[b] += 1
+        v[:n] = tmp_v[:n]
+        w[:n] = tmp_w[:n]
+
+
 def quantiles_of(values: np.ndarray, weights: np.ndarray, qs: Sequence[float], weighted: bool) -> np.ndarray:
     """Quantiles ``qs`` (0-1) of ``values`` by the rule of :func:`reduce_tile` (NaN if empty).
 
@@ -348,7 +378,7 @@ def quantiles_of(values: np.ndarray, weights: np.ndarray, qs: Sequence[float], w
     q = np.asarray(qs, dtype=np.float64)
     v = v.copy()
     if weighted:
-        _weighted_quantiles(v, np.array(weights, dtype=np.float64), len(v), q, out)
+        _weighted_quantiles(v, np.array(weights, dtype=np.float64), len(v), q, out, 0, 0, np.zeros(256, np.int64))
     else:
         _quantiles(v, len(v), q, out, 0, 0, np.zeros(256, np.int64))
     return out

@@ -329,3 +329,24 @@ def test_order_statistics_equal_numpy(dtype):
                            quantiles=[0.5] + [q / 100 for q in qs])
         want = [np.median(v.astype(np.float64))] + [np.percentile(v.astype(np.float64), q) for q in qs]
         assert part.quantiles[0, 0].tolist() == pytest.approx(want, rel=1e-12, abs=1e-12), (dtype, n)
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "int16", "uint16", "float32"])
+def test_weighted_quantiles_equal_the_transcription_of_exactextract(dtype):
+    """Weighted medians and percentiles (counting sort for small integers, argsort otherwise) equal the
+    reference transcription of exactextract's formula, ties and all."""
+    from extract_reference import exactextract_quantile
+    rng = np.random.default_rng(8)
+    info = np.iinfo(dtype) if dtype != "float32" else None
+    for n in list(range(1, 30)) + [300]:
+        v = (rng.integers(info.min, int(info.max) + 1, n) if info is not None else rng.normal(0, 9, n)).astype(dtype)
+        if n > 3:
+            v[: n // 3] = v[1]
+        w = rng.uniform(0.01, 1.0, n)
+        fp = footprints_from_pixels([shapely.box(0, 0, n, 1)], 1, n)
+        cover = cover_tile(fp, np.array([0]), 0, 0, 1, n, 2)
+        cover = type(cover)(**{**cover.__dict__, "weights": w})
+        part = reduce_tile(cover, [v.reshape(1, n)], complete=np.array([True]), weighted=np.array([True]),
+                           quantiles=[0.5, 0.0, 0.1, 0.9, 1.0])
+        want = [exactextract_quantile(v.astype(np.float64), w, q) for q in (0.5, 0.0, 0.1, 0.9, 1.0)]
+        assert part.quantiles[0, 0].tolist() == pytest.approx(want, rel=1e-12, abs=1e-12), (dtype, n)
