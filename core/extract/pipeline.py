@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -100,9 +100,14 @@ class ExtractPlan:
             out.extend((g, int(t)) for t in np.flatnonzero(counts))
         return out
 
+    def for_workers(self) -> "ExtractPlan":
+        """The plan without the zones' geometries and attributes, which :func:`extract_tile` does not
+        need: what to send to worker processes or Dask tasks (the groups' pixel-space footprints stay)."""
+        return replace(self, zones=None, samples=None)  # type: ignore[arg-type]
+
     def merger(self, g: int) -> ZoneMerger:
         group = self.groups[g]
-        return ZoneMerger(len(self.samples), len(group.rasters) * len(self.bands), group.assignment.parts,
+        return ZoneMerger(len(group.footprints), len(group.rasters) * len(self.bands), group.assignment.parts,
                           group.whole, self.spec.quantiles, self.spec.min_valid_fraction, group.bilinear)
 
 

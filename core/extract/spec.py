@@ -133,11 +133,6 @@ class ExtractSpec:
             qs.extend(q / 100.0 for q in self.percentiles)
         return tuple(qs)
 
-    @property
-    def points_as_values(self) -> bool:
-        """Points give one ``value`` (their pixel, or bilinear), unless a WINDOW is reduced with STATISTICS."""
-        return self.window == 1
-
     def to_dict(self) -> dict:
         return {"statistics": list(self.statistics), "percentiles": list(self.percentiles),
                 "coverage": self.coverage, "point_method": self.point_method, "window": self.window,

@@ -3,6 +3,8 @@ fractional coverage against exactextract, the exact merge across tiles, and the 
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pytest
 import shapely
@@ -11,7 +13,7 @@ from affine import Affine
 from tilewise.core.extract import ExtractSpec, extract, plan_extraction, zones_from_geometries
 from tilewise.core.extract.coverage import cover_tile
 from tilewise.core.extract.footprints import footprints_from_pixels
-from tilewise.core.extract.pipeline import extract_tile, assemble_stats, ExtractResult
+from tilewise.core.extract.pipeline import extract_tile
 from tilewise.core.extract.spec import COVERAGES, percentile_column
 from tilewise.core.extract.zonal import reduce_tile
 
@@ -173,7 +175,9 @@ def test_merge_order_does_not_matter(scenes, polygons):
     """Tiles merged in any order give the same statistics (medians and percentiles identical)."""
     spec = ExtractSpec(ALL, percentiles=PERCENTILES, coverage="centre")
     plan = plan_extraction(scenes, zones_from_geometries(polygons, UTM_CRS), spec, tile_size=8)
-    parts = [extract_tile(plan, g, t) for g, t in plan.tasks()]
+    lean = pickle.loads(pickle.dumps(plan.for_workers()))          # what a worker process gets
+    assert lean.zones is None and lean.samples is None
+    parts = [pickle.loads(pickle.dumps(extract_tile(lean, g, t))) for g, t in plan.tasks()]
     results = []
     for seed in (0, 1):
         merger = plan.merger(0)
