@@ -25,6 +25,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
+import shapely
 
 from ..errors import CancelledError, InputError, ParameterError, TilewiseWarning
 from ..grid import Grid, Tile, plan_tiles
@@ -205,7 +206,15 @@ def _plan_group(sources: Sequence[RasterSource], members: Tuple[int, ...], sampl
         warnings.warn(f"{first.path} has no CRS; the zones are taken to be in its coordinates.",
                       TilewiseWarning, stacklevel=3)
     moved = reproject(samples.geometry, zones_crs, first.crs or zones_crs)
-    fp = footprints_from_pixels(to_pixel_space(moved, first.transform), first.height, first.width)
+    pixels = to_pixel_space(moved, first.transform)
+    # Samples far from this raster are left out of its footprints: with many grids (scenes of
+    # different extents) each group holds only the geometry it can see.
+    with np.errstate(invalid="ignore"):
+        b = shapely.bounds(pixels)
+        near = (b[:, 2] >= -window_pad(spec)) & (b[:, 0] <= first.width + window_pad(spec)) & \
+            (b[:, 3] >= -window_pad(spec)) & (b[:, 1] <= first.height + window_pad(spec))
+    pixels = np.where(near, pixels, None)
+    fp = footprints_from_pixels(pixels, first.height, first.width)
     assignment = assign_tiles(fp, tile_size, spec.point_method, spec.window)
     coverage = COVERAGES.index(spec.coverage)
     method = POINT_METHODS.index(spec.point_method)
@@ -215,6 +224,11 @@ def _plan_group(sources: Sequence[RasterSource], members: Tuple[int, ...], sampl
     bilinear = (fp.kind == KIND_POINT) & (spec.point_method == "bilinear")
     return GridGroup(grid, members, fp, tuple(plan_tiles(grid, tile_size)), assignment, whole,
                      weighted | bilinear, bilinear)
+
+
+def window_pad(spec: ExtractSpec) -> float:
+    """How far (in pixels) outside the raster a sample can still read a pixel of it."""
+    return float(spec.window) + 1.0
 
 
 def _whole_footprints(fp: Footprints, assignment: TileAssignment, coverage: int, method: int,

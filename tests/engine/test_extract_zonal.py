@@ -216,6 +216,7 @@ def test_features_outside_the_rasters_keep_their_rows(scenes):
     far = [shapely.box(x1 + 10, y0, x1 + 50, y0 + 40), shapely.Point(x0 - 5, y1 + 5).buffer(3), None]
     r = extract(scenes, zones_from_geometries(far, UTM_CRS), ExtractSpec(["mean", "count", "sum"]))
     assert r.stats.n_valid.tolist() == [[0, 0, 0]] * 3
+    assert r.plan.groups[0].footprints.kind.tolist() == [-1, -1, -1]     # far from the grid: no geometry kept
     assert r.stats.count.tolist() == [[0.0, 0.0, 0.0]] * 3
     assert np.isnan(r.stats.mean).all() and np.isnan(r.stats.total).all()
     table = r.table("long")
