@@ -213,14 +213,16 @@ def test_spanning_median_is_not_an_average_of_tile_medians(tmp_path):
 
 def test_features_outside_the_rasters_keep_their_rows(scenes):
     x0, y0, x1, y1 = extent()
-    far = [shapely.box(x1 + 10, y0, x1 + 50, y0 + 40), shapely.Point(x0 - 5, y1 + 5).buffer(3), None]
+    far = [shapely.box(x1 + 10, y0, x1 + 50, y0 + 40), shapely.Point(x0 - 5, y1 + 5).buffer(3), None,
+           shapely.box(x1 + 1000, y0, x1 + 1100, y0 + 100)]
     r = extract(scenes, zones_from_geometries(far, UTM_CRS), ExtractSpec(["mean", "count", "sum"]))
-    assert r.stats.n_valid.tolist() == [[0, 0, 0]] * 3
-    assert r.plan.groups[0].footprints.kind.tolist() == [-1, -1, -1]     # far from the grid: no geometry kept
-    assert r.stats.count.tolist() == [[0.0, 0.0, 0.0]] * 3
+    assert r.stats.n_valid.tolist() == [[0, 0, 0]] * 4
+    # next to the grid the geometry is kept (a window could reach in); far from it, not
+    assert r.plan.groups[0].footprints.kind.tolist() == [0, 0, -1, -1]
+    assert r.stats.count.tolist() == [[0.0, 0.0, 0.0]] * 4
     assert np.isnan(r.stats.mean).all() and np.isnan(r.stats.total).all()
     table = r.table("long")
-    assert len(table) == 9 and np.isnan(table.columns["mean"]).all()
+    assert len(table) == 12 and np.isnan(table.columns["mean"]).all()
 
 
 def test_min_valid_fraction_counts_pixels_outside_the_raster_as_missing(tmp_path):
