@@ -23,7 +23,7 @@ export QT_QPA_PLATFORM := offscreen
 export TILEWISE_PYTHON := $(ENGINE_PYTHON)
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: all demo test test-engine test-qgis test-qgis-matrix bench bench-quick install uninstall deps system-deps venv plugin-link clean
+.PHONY: all demo test test-engine test-qgis test-qgis-matrix bench bench-quick bench-extract install uninstall deps system-deps venv plugin-link clean
 
 all: test
 
@@ -75,8 +75,10 @@ plugin-link:
 test: deps
 	$(MAKE) --no-print-directory test-engine test-qgis
 
+# Doctests import core/ through the plugin link, as tilewise.core.*: numba's on-disk cache records the
+# module name, and a cache written under another name (<checkout>.core.*) breaks later imports.
 test-engine:
-	cd $(PLUGINS) && PYTHONPATH=$(PLUGINS) $(ENGINE_PYTHON) -m pytest -p no:cacheprovider -q $(ROOT)/tests/engine --doctest-modules $(ROOT)/core
+	cd $(PLUGINS) && PYTHONPATH=$(PLUGINS) $(ENGINE_PYTHON) -m pytest -p no:cacheprovider -q $(ROOT)/tests/engine --doctest-modules $(PLUGINS)/tilewise/core
 
 test-qgis:
 	cd $(PLUGINS) && PYTHONPATH=$(PLUGINS) $(QGIS_PYTHON) -m pytest -p no:cacheprovider -q $(ROOT)/tests/qgis
@@ -99,6 +101,10 @@ bench: deps $(STAMPS)/bench
 bench-quick: deps $(STAMPS)/bench
 	PYTHONPATH=$(PLUGINS) $(QGIS_PYTHON) $(ROOT)/scripts/bench.py --engine-python $(ENGINE_PYTHON) --quick \
 	    --out $(BUILD)/bench-quick
+
+# Extraction (issue 11) side by side with QGIS's zonalstatisticsfb / rastersampling looped and exactextract.
+bench-extract: deps
+	PYTHONPATH=$(PLUGINS) $(QGIS_PYTHON) $(ROOT)/scripts/bench_extract.py --engine-python $(ENGINE_PYTHON)
 
 $(STAMPS)/bench: $(STAMPS)/venv
 	$(ENGINE_PYTHON) -m pip install -q matplotlib

@@ -1,0 +1,199 @@
+"""Extraction benchmark: Tilewise's extraction engine side by side with QGIS and exactextract, in one run.
+
+On the same files, each tool end to end in its own process (wall time and peak memory of the
+process tree):
+
+* polygons x rasters: tilewise centre coverage against QGIS's native:zonalstatisticsfb looped
+  over the rasters (in one QGIS Python process, outputs kept in memory); tilewise fractional
+  coverage against exactextract (all rasters in one call, raster-sequential, if installed);
+* points x rasters: tilewise nearest against QGIS's native:rastersampling looped.
+
+Statistics: mean, median, min, max, count, sum (points: the value). Tilewise writes the long
+layout to Parquet (and, for points, also to a GeoPackage). The engine runs in one process here
+(the tile runner will spread tiles over workers).
+
+The goal (issue 11) is 10,000 polygons and 100,000 points over 50 rasters of 4000 x 4000; by
+default the run takes 10 rasters (every tool's time grows linearly with the rasters; Tilewise's
+fixed costs are then a larger share, so its ratios are if anything understated). --full takes 50.
+
+    python3 scripts/bench_extract.py --engine-python .venv/bin/python [--full | --quick] [--rasters N]
+"""
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench import MAKE_STACK, PAGE, Bench  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+MAKE_ZONES = r"""
+import sys, numpy as np, shapely, pyogrio
+folder, n_polygons, n_points, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+rng = np.random.default_rng(12)
+x0, top, res = 500000.0, 5200000.0, 30.0                  # the grid of bench.py's MAKE_STACK
+span = size * res
+cx, cy = rng.uniform(x0, x0 + span, n_polygons), rng.uniform(top - span, top, n_polygons)
+radius = rng.uniform(5, 25, n_polygons) * res              # fields of 10 to 50 pixels across
+polygons = shapely.buffer(shapely.points(cx, cy), radius, quad_segs=8)
+opts = {"VERSION": "1.2"}
+pyogrio.raw.write(f"{folder}/polygons.gpkg", shapely.to_wkb(polygons), [np.arange(n_polygons)], ["pid"],
+                  crs="EPSG:32633", geometry_type="Polygon", driver="GPKG", dataset_options=opts)
+points = shapely.points(rng.uniform(x0, x0 + span, n_points), rng.uniform(top - span, top, n_points))
+pyogrio.raw.write(f"{folder}/points.gpkg", shapely.to_wkb(points), [np.arange(n_points)], ["pid"],
+                  crs="EPSG:32633", geometry_type="Point", driver="GPKG", dataset_options=opts)
+"""
+
+TILEWISE = r"""
+import sys
+from tilewise.core.extract import ExtractSpec, extract
+zones, coverage, out, *rasters = sys.argv[1:]
+if coverage == "points":
+    spec = ExtractSpec(["mean"])
+else:
+    spec = ExtractSpec(["mean", "median", "min", "max", "count", "sum"], coverage=coverage)
+extract(rasters, zones, spec, id_field="pid").write(out, layout="long")
+"""
+
+EXACTEXTRACT = r"""
+import sys, json, pyogrio, shapely, rasterio
+from exactextract import exact_extract
+from exactextract.feature import JSONFeatureSource
+from exactextract.raster import RasterioRasterSource
+zones, out, *rasters = sys.argv[1:]
+meta, fids, wkb, fields = pyogrio.raw.read(zones)
+features = [{"type": "Feature", "properties": {"pid": int(p)}, "geometry": shapely.geometry.mapping(g)}
+            for p, g in zip(fields[0], shapely.from_wkb(wkb))]
+sources = [RasterioRasterSource(rasterio.open(p), name=f"r{i}") for i, p in enumerate(rasters)]
+rows = exact_extract(sources, JSONFeatureSource(features), ["mean", "median", "min", "max", "count", "sum"],
+                     include_cols=["pid"], strategy="raster-sequential")
+with open(out, "w") as f:
+    json.dump([r["properties"] for r in rows], f, default=float)
+"""
+
+QGIS_LOOP = r"""
+import os, sys
+from qgis.core import QgsApplication
+app = QgsApplication([], False)
+app.initQgis()
+sys.path.insert(0, os.path.join(QgsApplication.pkgDataPath(), "python", "plugins"))
+from processing.core.Processing import Processing
+Processing.initialize()
+import processing
+algorithm, zones, out, *rasters = sys.argv[1:]
+total = 0
+for raster in rasters:
+    if algorithm == "native:zonalstatisticsfb":
+        params = {"INPUT": zones, "INPUT_RASTER": raster, "RASTER_BAND": 1, "COLUMN_PREFIX": "_",
+                  "STATISTICS": [0, 1, 2, 3, 5, 6], "OUTPUT": "TEMPORARY_OUTPUT"}   # count sum mean median min max
+    else:
+        params = {"INPUT": zones, "RASTERCOPY": raster, "COLUMN_PREFIX": "v_", "OUTPUT": "TEMPORARY_OUTPUT"}
+    total += processing.run(algorithm, params)["OUTPUT"].featureCount()
+open(out, "w").write(str(total))
+"""
+
+
+def has_exactextract(b: Bench) -> bool:
+    import subprocess
+    return subprocess.run(b.engine("-c", "import exactextract"), env=b.env, capture_output=True).returncode == 0
+
+
+def tilewise(b: Bench, case, tool, zones, mode, out, rasters):
+    b.run(case, tool, b.engine("-c", TILEWISE, zones, mode, out, *rasters), out)
+
+
+def qgis_loop(b: Bench, case, algorithm, zones, out, rasters):
+    b.run(case, f"{algorithm}, looped", [sys.executable, "-c", QGIS_LOOP, algorithm, zones, out, *rasters], out,
+          qgis=True)
+
+
+def polygon_case(b: Bench, rasters, zones, n_polygons):
+    case = f"{n_polygons:,} polygons x {len(rasters)} rasters"
+    print(f"\n{case}", flush=True)
+    polygons = os.path.join(zones, "polygons.gpkg")
+    out = os.path.join(b.work, "out")
+    tilewise(b, case, "tilewise extract, centre", polygons, "centre", out + ".parquet", rasters)
+    qgis_loop(b, case, "native:zonalstatisticsfb", polygons, out + ".txt", rasters)
+    tilewise(b, case, "tilewise extract, fractional", polygons, "fractional", out + ".parquet", rasters)
+    if has_exactextract(b):
+        b.run(case, "exactextract (raster-sequential)", b.engine("-c", EXACTEXTRACT, polygons, out + ".json",
+                                                                 *rasters), out + ".json")
+    else:
+        print("  exactextract is not installed in the engine's environment: skipped")
+
+
+def point_case(b: Bench, rasters, zones, n_points):
+    case = f"{n_points:,} points x {len(rasters)} rasters"
+    print(f"\n{case}", flush=True)
+    points = os.path.join(zones, "points.gpkg")
+    out = os.path.join(b.work, "out")
+    tilewise(b, case, "tilewise extract, nearest", points, "points", out + ".parquet", rasters)
+    tilewise(b, case, "tilewise extract, nearest, GeoPackage", points, "points", out + ".gpkg", rasters)
+    qgis_loop(b, case, "native:rastersampling", points, out + ".txt", rasters)
+
+
+RATIOS = [("tilewise extract, centre", "native:zonalstatisticsfb, looped"),
+          ("tilewise extract, fractional", "exactextract (raster-sequential)"),
+          ("tilewise extract, nearest", "native:rastersampling, looped"),
+          ("tilewise extract, nearest, GeoPackage", "native:rastersampling, looped")]
+
+
+def report(rows):
+    lines = ["| case | tool | median s | min | max | peak MB |", "| --- | --- | ---: | ---: | ---: | ---: |"]
+    for r in rows:
+        lines.append(f"| {r['case']} | {r['tool']} | {r['median']:.2f} | {r['min']:.2f} | {r['max']:.2f} | "
+                     f"{r['peak_mb']:.0f} |")
+    lines += ["", "| case | tilewise | peer | peer / tilewise |", "| --- | --- | --- | ---: |"]
+    for ours, theirs in RATIOS:
+        for case in dict.fromkeys(r["case"] for r in rows):
+            a = next((r for r in rows if r["case"] == case and r["tool"] == ours), None)
+            p = next((r for r in rows if r["case"] == case and r["tool"] == theirs), None)
+            if a and p:
+                lines.append(f"| {case} | {ours} | {theirs} | {p['median'] / a['median']:.1f}x |")
+    return "\n".join(lines)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--engine-python", required=True)
+    p.add_argument("--out", default=os.path.join(ROOT, "bench-output"))
+    p.add_argument("--runs", type=int, default=1)
+    p.add_argument("--rasters", type=int, default=None, help="number of rasters (default 10; 50 with --full)")
+    p.add_argument("--size", type=int, default=4000)
+    p.add_argument("--polygons", type=int, default=10000)
+    p.add_argument("--points", type=int, default=100000)
+    p.add_argument("--full", action="store_true", help="the issue's sizes: 50 rasters")
+    p.add_argument("--quick", action="store_true", help="3 rasters of 1000 x 1000, 1000 polygons, 10,000 points")
+    args = p.parse_args()
+    if args.quick:
+        args.rasters, args.size, args.polygons, args.points = args.rasters or 3, 1000, 1000, 10000
+    n = args.rasters or (50 if args.full else 10)
+    b = Bench(args)
+    start = time.perf_counter()
+    folder = b.data(f"stack_{n}_{args.size}_1_uint16", MAKE_STACK, "{folder}", str(n), str(args.size), "1", "uint16")
+    rasters = [os.path.join(folder, f"r{i:03d}.tif") for i in range(n)]
+    zones = b.data(f"zones_{args.polygons}_{args.points}_{args.size}", MAKE_ZONES, "{folder}", str(args.polygons),
+                   str(args.points), str(args.size))
+    polygon_case(b, rasters, zones, args.polygons)
+    point_case(b, rasters, zones, args.points)
+    total = time.perf_counter() - start
+    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, " \
+              f"{os.sysconf('SC_PHYS_PAGES') * PAGE / 2**30:.0f} GiB, load average {os.getloadavg()[0]:.1f}"
+    md = [f"# Tilewise extraction benchmark ({n} rasters of {args.size} x {args.size} uint16)", "",
+          f"Machine: {machine}  ", f"Runs per tool: {args.runs}; total {total:.0f} s (with input generation).", "",
+          report(b.rows)]
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "bench_extract.md"), "w") as f:
+        f.write("\n".join(md) + "\n")
+    with open(os.path.join(args.out, "bench_extract.json"), "w") as f:
+        json.dump(b.rows, f, indent=1)
+    print("\n" + "\n".join(md))
+    print(f"\nwritten: {args.out}/bench_extract.md")
+
+
+if __name__ == "__main__":
+    main()
