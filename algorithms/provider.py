@@ -7,6 +7,7 @@ from qgis.PyQt.QtGui import QIcon
 
 from .band_math import BandMath, Ndvi, SpectralIndex
 from .mosaic import Mosaic
+from .setup_engine import SetupEngine
 from .temporal_composite import TemporalComposite
 
 ICON = os.path.join(os.path.dirname(os.path.dirname(__file__)), "resources", "icon.svg")
@@ -77,7 +78,7 @@ class TilewiseProvider(QgsProcessingProvider):
             config.removeSetting(SCHEDULER_SETTING)
 
     def loadAlgorithms(self):
-        for alg in (TemporalComposite(), Ndvi(), SpectralIndex(), BandMath(), Mosaic()):
+        for alg in (TemporalComposite(), Ndvi(), SpectralIndex(), BandMath(), Mosaic(), SetupEngine()):
             self.addAlgorithm(alg)
 
     def supportedOutputRasterLayerExtensions(self):
