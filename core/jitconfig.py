@@ -73,21 +73,26 @@ def _candidates() -> Iterator[Tuple[str, bool]]:
 def usable_dir(path: str, private: bool = False) -> bool:
     """Create ``path`` if needed; true if this process can write there.
 
-    With ``private`` (POSIX) the folder and its parent must also belong to this user
-    and be writable by nobody else: numba's cache holds pickled code.
+    With ``private`` (POSIX) its parent and itself must also belong to this user and be
+    writable by nobody else (numba's cache holds pickled code); the parent is checked
+    before anything is created in it.
     """
+    check = private and os.name == "posix"
     try:
+        if check:
+            os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+            if not _private(os.path.dirname(path)):
+                return False
         os.makedirs(path, mode=0o700, exist_ok=True)
         tempfile.TemporaryFile(dir=path).close()
     except OSError:
         return False
-    if not private or os.name != "posix":
-        return True
-    for folder in (path, os.path.dirname(path)):
-        info = os.lstat(folder)
-        if stat.S_ISLNK(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o022:
-            return False
-    return True
+    return not check or _private(path)
+
+
+def _private(folder: str) -> bool:
+    info = os.lstat(folder)
+    return not stat.S_ISLNK(info.st_mode) and info.st_uid == os.getuid() and not info.st_mode & 0o022
 
 
 def configure_cache() -> Optional[str]:
@@ -125,11 +130,11 @@ def threads_started() -> bool:
 def limit_threads(threads: int) -> None:
     """Let numba use ``threads`` threads in this process (a worker: the processes fill the cores).
 
-    Before numba is imported this is the environment variable numba reads then.
-    If numba is imported but has not started its threads, the variable is changed
-    and numba's configuration reloaded with it, so that both agree. Once the
-    threads run their number cannot change: numba is only told to use fewer of them
-    (and the variable keeps the number numba has).
+    Before numba is imported this is the environment variable numba reads then. If
+    numba is imported but has not started its threads, the variable is changed and
+    numba's configuration reloaded with it, so that both agree when numba checks
+    them again at its next compile. Once the threads run, their number is fixed: the
+    variable keeps it. Either way numba is then told to use ``threads`` of them.
     """
     threads = max(1, int(threads))
     numba = sys.modules.get("numba")
@@ -140,6 +145,6 @@ def limit_threads(threads: int) -> None:
     if not threads_started():
         os.environ[THREADS_ENV] = str(threads)
         config.reload_config()
-        return
-    os.environ[THREADS_ENV] = str(config.NUMBA_NUM_THREADS)
+    else:
+        os.environ[THREADS_ENV] = str(config.NUMBA_NUM_THREADS)
     numba.set_num_threads(min(threads, config.NUMBA_NUM_THREADS))

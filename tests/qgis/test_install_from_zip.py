@@ -10,12 +10,11 @@ import sys
 import time
 import zipfile
 
-import numpy as np
 import pytest
 
 from conftest import REPO
 from readonly import run_readonly
-from twtest import masked_stack, nan_reduce, read_raster, write_raster
+from twtest import assert_band_medians, reported_scenes
 
 sys.path.insert(0, str(REPO / "scripts"))
 import package  # noqa: E402  (scripts/ is no package)
@@ -58,15 +57,7 @@ def profile(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def scenes(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("zip-scenes")
-    rng = np.random.default_rng(349)
-    arrays = []
-    for i in range(4):
-        a = rng.integers(1, 256, (6, 349, 352)).astype(np.uint8)
-        a[rng.random(a.shape) < 0.15] = 0
-        arrays.append(a)
-        write_raster(folder / f"scene{i}.tif", a, nodata=0)
-    return [str(folder / f"scene{i}.tif") for i in range(4)], arrays
+    return reported_scenes(tmp_path_factory.mktemp("zip-scenes"))
 
 
 def results(proc):
@@ -125,12 +116,7 @@ def test_install_from_zip_then_setupengine_then_a_first_run(profile, scenes, tmp
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert f"Engine interpreter: {venv_python}" in proc.stdout
     assert cache_files(cache) == compiled, "the first run compiled kernels the set-up had not"
-    for b in range(6):
-        expected = nan_reduce(np.nanmedian, masked_stack([a[b] for a in arrays], 0))
-        out = read_raster(output, b + 1)
-        valid = ~np.isnan(expected)
-        np.testing.assert_array_equal(out.valid, valid)
-        np.testing.assert_array_equal(out.array[valid], expected[valid].astype(np.float32))
+    assert_band_medians(output, arrays, 0, bands=range(1, 7))
 
     # once more: a warm run, and a set-up that finds nothing to do
     proc, warm_seconds = qgis_process("run", "tilewise:temporalmedian", "--", *inputs, f"OUTPUT={output}")

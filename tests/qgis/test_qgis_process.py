@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import PLUGINS_DIR
-from twtest import masked_stack, nan_reduce, read_raster, write_raster
+from twtest import assert_band_medians, masked_stack, nan_reduce, read_raster, reported_scenes, write_raster
 
 ALG_ID = "tilewise:temporalmedian"
 
@@ -102,27 +102,14 @@ def test_failure_gives_a_message_and_nonzero_exit(qgis_process, series, case, ou
 def test_a_cold_cache_through_qgis_process(qgis_process, algorithm, tmp_path):
     """A first run from the shell, as reported when it failed: four 6-band uint8 scenes (349 x 352,
     nodata 0), an empty numba cache, the kernels compiled in the engine's workers."""
-    rng = np.random.default_rng(14)
-    arrays = []
-    for i in range(4):
-        a = rng.integers(1, 256, (6, 349, 352)).astype(np.uint8)
-        a[rng.random(a.shape) < 0.2] = 0
-        arrays.append(a)
-        write_raster(tmp_path / f"scene{i}.tif", a, nodata=0)
+    paths, arrays = reported_scenes(tmp_path, seed=14)
     cache = tmp_path / "numba-cache"
     cache.mkdir()
-    inputs = [f"INPUT={tmp_path / f'scene{i}.tif'}" for i in range(4)]
+    inputs = [f"INPUT={p}" for p in paths]
     output = tmp_path / "out.tif"
     extra = ["OVERLAP=5"] if algorithm == "tilewise:mosaic" else []
     proc = qgis_process("run", algorithm, "--", *inputs, *extra, "WORKERS=2", "TILE_SIZE=128", f"OUTPUT={output}",
                         timeout=600, NUMBA_CACHE_DIR=str(cache))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert any(name.endswith(".nbi") for _, _, files in os.walk(cache) for name in files)
-    for b in (0, 5):
-        expected = nan_reduce(np.nanmedian, masked_stack([a[b] for a in arrays], 0))
-        out = read_raster(output, b + 1)
-        valid = ~np.isnan(expected)
-        np.testing.assert_array_equal(out.valid, valid)
-        if algorithm == "tilewise:mosaic":  # the inputs' type: rounded
-            expected = np.rint(expected)
-        np.testing.assert_allclose(out.array[valid], expected[valid], rtol=1e-6)
+    assert_band_medians(output, arrays, 0, bands=(1, 6), rounded=algorithm == "tilewise:mosaic")
