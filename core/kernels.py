@@ -325,23 +325,27 @@ def reduce_stack(stack: np.ndarray, statistic: str = "median",
 # -- warming numba's cache -----------------------------------------------------------------------------------
 
 def _warm_calls(group: str):
-    """Calls of :func:`reduce_stack` that compile every specialization the engine uses in ``group``
-    (stacks are float32 or float64; integer inputs of up to 16 bits also take the integer search)."""
+    """Calls of :func:`reduce_stack` that compile every specialization the engine uses in ``group``.
+
+    Tiles are reduced as float32 stacks (inputs of up to 32 bits; those of up to 16 bits
+    also with their integer range) or float64 stacks (wider inputs, never an integer range).
+    """
     from .warmup import WARM_GROUPS
-    for dtype in (np.float32, np.float64):
-        stack = np.array([[1.0, np.nan, 3.0, 4.0], [2.0, 5.0, np.nan, 4.0], [0.0, 1.0, 2.0, np.nan]], dtype)
-        if group == WARM_GROUPS[0]:
-            for statistic, qs in (("median", ()), ("percentile", (25.0, 75.0))):
-                yield stack, statistic, qs, (0, 8)
-                if dtype == np.float32:
-                    yield stack, statistic, qs, None
-        elif group == WARM_GROUPS[1]:
-            for statistic in STATISTICS:
-                if statistic in ("median", "percentile") and dtype == np.float32:
-                    continue  # float32 order statistics take the key search above
-                yield stack, statistic, (50.0,) if statistic == "percentile" else (), None
-        else:
-            raise ParameterError(f"Unknown kernel group {group!r}; known: {', '.join(WARM_GROUPS)}.")
+    f32 = np.array([[1.0, np.nan, 3.0, 4.0], [2.0, 5.0, np.nan, 4.0], [0.0, 1.0, 2.0, np.nan]], np.float32)
+    f64 = f32.astype(np.float64)
+    order = (("median", ()), ("percentile", (25.0, 75.0)))
+    if group == WARM_GROUPS[0]:  # the key searches
+        for statistic, qs in order:
+            yield f32, statistic, qs, (0, 8)
+            yield f32, statistic, qs, None
+    elif group == WARM_GROUPS[1]:  # the per-pixel kernel
+        for statistic in STATISTICS:
+            qs = (50.0,) if statistic == "percentile" else ()
+            if statistic not in dict(order):
+                yield f32, statistic, qs, None
+            yield f64, statistic, qs, None
+    else:
+        raise ParameterError(f"Unknown kernel group {group!r}; known: {', '.join(WARM_GROUPS)}.")
 
 
 def warm_up(group: str) -> Tuple[int, int]:
