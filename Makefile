@@ -32,14 +32,16 @@ VERSION := $(shell sed -n 's/^version=//p' $(ROOT)/metadata.txt)
 
 export QT_QPA_PLATFORM := offscreen
 export TILEWISE_PYTHON := $(ENGINE_PYTHON)
+# The lock the engine environment was installed with (empty for make test-latest), for its test.
+export TILEWISE_LOCK = $(if $(PIP_LOCK),$(LOCK),)
 export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: all demo test test-engine test-qgis test-latest bench bench-quick install uninstall deps system-deps venv \
-        plugin-link wheelhouse package lock clean
+        plugin-link warm wheelhouse package lock clean
 
 all: test
 
-deps: system-deps venv plugin-link
+deps: system-deps venv plugin-link warm
 
 # QGIS and GDAL from the distribution, only when missing.
 system-deps: $(STAMPS)/system $(STAMPS)/nginx
@@ -69,16 +71,21 @@ $(STAMPS)/nginx:
 	@touch $@
 
 # The engine's own Python environment (numpy, numba, rasterio, numexpr; pytest for its tests;
-# dask[distributed] for the scaling-out tests), at the locked versions; then the kernels are compiled
-# into numba's cache, as tilewise:setupengine does, so that the first run is not slower than the next.
+# dask[distributed] for the scaling-out tests), at the locked versions.
 venv: $(VENV_STAMP)
 $(VENV_STAMP): $(STAMPS)/system pyproject.toml $(LOCK)
 	@test -x $(ENGINE_PYTHON) || $(QGIS_PYTHON) -m venv $(VENV)
 	$(ENGINE_PYTHON) -m pip install -q $(PIP_LOCK) --upgrade pip
 	$(ENGINE_PYTHON) -m pip install -q $(PIP_LOCK) $(PIP_UPGRADE) -e "$(ROOT)[test,dask]"
-	@echo ">> compiling the kernels into numba's cache"
-	@$(ENGINE_PYTHON) -m tilewise.core.driver --warm > $(VENV)/warm.log || { cat $(VENV)/warm.log; exit 1; }
 	@touch $@
+
+# The kernels compiled into numba's cache (the user's, or NUMBA_CACHE_DIR), as tilewise:setupengine does,
+# so that the first run is not slower than the next: every time (about 2 s when they are there already,
+# and an edited kernels.py or another cache folder needs them compiled again).
+warm: $(VENV_STAMP) plugin-link
+	@$(ENGINE_PYTHON) -m tilewise.core.driver --warm > $(BUILD)/warm.log || { cat $(BUILD)/warm.log; exit 1; }
+	@tail -n 1 $(BUILD)/warm.log | $(ENGINE_PYTHON) -c 'import json, sys; r = json.load(sys.stdin)["report"]; \
+	    print(">> kernels in numba cache %(cache)s: %(compiled)d compiled, %(loaded)d loaded" % r)'
 
 # The plugin folder must be named 'tilewise' whatever the checkout is called.
 plugin-link:

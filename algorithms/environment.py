@@ -375,6 +375,10 @@ def pip_install(python: str, lock: Lock, wheelhouse: str, feedback: SetupFeedbac
     """Install the engine's packages into ``python`` (``only`` those, reinstalled without their
     dependencies: a repair); ``(exit code, last lines of pip's output)``."""
     os.makedirs(user_cache_root(), exist_ok=True)
+    try:
+        os.remove(pip_log())  # pip appends: keep the log of this set-up only
+    except OSError:
+        pass
     wanted = [(n, v) for k, (n, v) in lock.engine.items() if not only or k in {canonical(o) for o in only}]
     with tempfile.TemporaryDirectory(prefix="tilewise-setup-") as tmp:
         requirements = os.path.join(tmp, "engine-requirements.txt")
@@ -430,7 +434,7 @@ def ensure_packages(python: str, lock: Lock, wheelhouse: str, feedback: SetupFee
     verb = "Repaired" if any(old for _, old, _ in todo) or broken else "Installed"
     report.actions.append(f"{verb} {len(todo)} package(s)" + (" at their locked versions" if pinned else
                           " at the newest versions available for this Python (not the tested ones)")
-                          + f"{where}: {', '.join(changes)}.")
+                          + f"{where}: {', '.join(changes)} (pip's log: {pip_log()}).")
     still = broken_packages(python)
     if still:
         raise EngineError(f"After installing, {python} still cannot load {', '.join(still)}; see {pip_log()}.")
