@@ -21,10 +21,10 @@ TEST_APT_PACKAGES := nginx
 NGINX := $(firstword $(wildcard /usr/sbin/nginx /usr/local/sbin/nginx) $(shell command -v nginx 2>/dev/null))
 QGIS_PROFILE ?= $(HOME)/.local/share/QGIS/QGIS3/profiles/default
 INSTALL_VENV ?= $(HOME)/.local/share/tilewise/venv
-# The exact versions the engine environment gets (make lock writes it); make test-latest clears PIP_LOCK.
+# The exact versions the engine environment gets (make lock writes it); make test-latest clears LOCK_ARGS.
 LOCK := $(ROOT)/constraints.txt
-PIP_LOCK ?= -c $(LOCK)
-PIP_UPGRADE ?=
+LOCK_ARGS ?= -c $(LOCK)
+UPGRADE_ARGS ?=
 VENV_STAMP = $(VENV)/.tilewise-installed
 # The locked engine packages as wheels: tilewise:setupengine installs from them offline in the tests.
 WHEELHOUSE := $(BUILD)/wheelhouse
@@ -33,7 +33,7 @@ VERSION := $(shell sed -n 's/^version=//p' $(ROOT)/metadata.txt)
 export QT_QPA_PLATFORM := offscreen
 export TILEWISE_PYTHON := $(ENGINE_PYTHON)
 # The lock the engine environment was installed with (empty for make test-latest), for its test.
-export TILEWISE_LOCK = $(if $(PIP_LOCK),$(LOCK),)
+export TILEWISE_LOCK = $(if $(LOCK_ARGS),$(LOCK),)
 export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: all demo test test-engine test-qgis test-latest bench bench-quick install uninstall deps system-deps venv \
@@ -75,8 +75,8 @@ $(STAMPS)/nginx:
 venv: $(VENV_STAMP)
 $(VENV_STAMP): $(STAMPS)/system pyproject.toml $(LOCK)
 	@test -x $(ENGINE_PYTHON) || $(QGIS_PYTHON) -m venv $(VENV)
-	$(ENGINE_PYTHON) -m pip install -q $(PIP_LOCK) --upgrade pip
-	$(ENGINE_PYTHON) -m pip install -q $(PIP_LOCK) $(PIP_UPGRADE) -e "$(ROOT)[test,dask]"
+	$(ENGINE_PYTHON) -m pip install -q $(LOCK_ARGS) --upgrade pip
+	$(ENGINE_PYTHON) -m pip install -q $(LOCK_ARGS) $(UPGRADE_ARGS) -e "$(ROOT)[test,dask]"
 	@touch $@
 
 # The kernels compiled into numba's cache (the user's, or NUMBA_CACHE_DIR), as tilewise:setupengine does,
@@ -97,7 +97,7 @@ test: deps
 
 # The newest release of every package, in a venv of its own: a release that breaks Tilewise shows here first.
 test-latest:
-	$(MAKE) --no-print-directory test VENV=$(BUILD)/venv-latest PIP_LOCK= PIP_UPGRADE="--upgrade --upgrade-strategy eager"
+	$(MAKE) --no-print-directory test VENV=$(BUILD)/venv-latest LOCK_ARGS= UPGRADE_ARGS="--upgrade --upgrade-strategy eager"
 
 test-engine:
 	cd $(PLUGINS) && PYTHONPATH=$(PLUGINS) $(ENGINE_PYTHON) -m pytest -p no:cacheprovider -q $(ROOT)/tests/engine --doctest-modules $(ROOT)/core
@@ -117,7 +117,7 @@ bench-quick: deps $(STAMPS)/bench
 	    --out $(BUILD)/bench-quick
 
 $(STAMPS)/bench: $(VENV_STAMP)
-	$(ENGINE_PYTHON) -m pip install -q $(PIP_LOCK) -e "$(ROOT)[test,dask,bench]"
+	$(ENGINE_PYTHON) -m pip install -q $(LOCK_ARGS) -e "$(ROOT)[test,dask,bench]"
 	@touch $@
 
 wheelhouse: $(WHEELHOUSE)/.complete
