@@ -207,10 +207,8 @@ def base_python() -> Tuple[str, str]:
         if version:
             return path, version
         tried.append(path)
-    hint = (" On Debian or Ubuntu install the python3-venv package (sudo apt install python3-venv)."
-            if sys.platform.startswith("linux") else "")
     raise EngineError("No Python 3.9 or later able to create a virtual environment was found"
-                      f"{' (tried ' + ', '.join(tried) + ')' if tried else ''}.{hint} "
+                      f"{' (tried ' + ', '.join(tried) + ')' if tried else ''}.{_venv_hint()}\n"
                       f"Or set an interpreter that has pip in {SETTING_HINT} and run {SETUP_ALGORITHM} again.")
 
 

@@ -126,4 +126,4 @@ def test_install_from_zip_then_setupengine_then_a_first_run(profile, scenes, tmp
     assert "nothing to install" in again and "nothing to compile" in again, again
     assert "Created" not in again and "Installed" not in again, again
     print(f"\nzip install: setupengine {setup_seconds:.1f} s, first run {first_seconds:.1f} s, warm run "
-          f"{warm_seconds:.1f} s, setupengine again {again_seconds:.1f} s")
+          f"{warm_seconds:.1f} s, setupengine again {again_seconds:.1f} s\n{report}\n{again}")
