@@ -74,8 +74,12 @@ def candidate_pythons(configured: str = "") -> Iterator[str]:
 
 def system_pythons() -> Iterator[str]:
     """The Pythons beside QGIS and on the PATH, best first (some may not exist). Inside QGIS
-    ``sys.executable`` may be the QGIS binary itself, so it is only used when it is a Python."""
+    ``sys.executable`` may be the QGIS binary itself, so it is only used when it is a Python;
+    on Linux it is whichever ``python3`` comes first on the PATH, so the interpreter of QGIS's
+    own Python version comes first."""
     exe = sys.executable or ""
+    if sys.platform not in ("win32", "darwin"):
+        yield os.path.join(sys.exec_prefix, "bin", "python%d.%d" % sys.version_info[:2])
     if os.path.basename(exe).lower().startswith("python"):
         yield exe
     if sys.platform == "win32":  # OSGeo4W / standalone installer: python3.exe beside the QGIS apps
@@ -85,8 +89,6 @@ def system_pythons() -> Iterator[str]:
     elif sys.platform == "darwin":  # QGIS.app/Contents/MacOS/bin/python3
         yield os.path.join(sys.prefix, "bin", "python3")
         yield os.path.join(os.path.dirname(exe), "bin", "python3")
-    else:  # the interpreter QGIS embeds, when sys.executable is QGIS (qgis_process, qgis)
-        yield os.path.join(sys.exec_prefix, "bin", "python%d.%d" % sys.version_info[:2])
     for name in ("python3", "python"):
         found = shutil.which(name)
         if found:
