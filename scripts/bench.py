@@ -327,21 +327,29 @@ class Bench:
         out = os.path.join(self.work, "first.tif")
         cmd = self.qgis("tilewise:temporalmedian", [("INPUT", f) for f in files] + [("OUTPUT", out)])
         times = {"cold": [], "after set-up": [], "warm": [], "set-up warm-up": []}
+        peaks = dict.fromkeys(times, 0)
+
+        def timed(key, command, env, output=None):
+            seconds, peak = measure(command, env, output)
+            times[key].append(seconds)
+            peaks[key] = max(peaks[key], peak)
+
         for _ in range(self.args.runs):
             with tempfile.TemporaryDirectory(prefix="tilewise-bench-numba-") as cold, \
                     tempfile.TemporaryDirectory(prefix="tilewise-bench-numba-") as ready:
-                times["cold"].append(measure(cmd, dict(self.qenv, NUMBA_CACHE_DIR=cold), out)[0])
-                env = dict(self.env, NUMBA_CACHE_DIR=ready)
-                times["set-up warm-up"].append(measure(self.engine("-m", "tilewise.core.driver", "--warm"), env)[0])
-                times["after set-up"].append(measure(cmd, dict(self.qenv, NUMBA_CACHE_DIR=ready), out)[0])
-                times["warm"].append(measure(cmd, dict(self.qenv, NUMBA_CACHE_DIR=ready), out)[0])
+                timed("cold", cmd, dict(self.qenv, NUMBA_CACHE_DIR=cold), out)
+                timed("set-up warm-up", self.engine("-m", "tilewise.core.driver", "--warm"),
+                      dict(self.env, NUMBA_CACHE_DIR=ready))
+                timed("after set-up", cmd, dict(self.qenv, NUMBA_CACHE_DIR=ready), out)
+                timed("warm", cmd, dict(self.qenv, NUMBA_CACHE_DIR=ready), out)
         labels = {"cold": "qgis_process, empty numba cache", "set-up warm-up": "set-up: kernels into the cache",
                   "after set-up": "qgis_process, first run after set-up", "warm": "qgis_process, warm cache"}
         for key, label in labels.items():
             t = times[key]
             self.rows.append(dict(case=case, tool=label, median=statistics.median(t), min=min(t), max=max(t),
-                                  peak_mb=0.0, floor=False, note=""))
-            print(f"  {label:38s} {statistics.median(t):8.2f} s  (min {min(t):.2f}, max {max(t):.2f})", flush=True)
+                                  peak_mb=peaks[key] / 2**20, floor=False, note=""))
+            print(f"  {label:38s} {statistics.median(t):8.2f} s  (min {min(t):.2f}, max {max(t):.2f})  "
+                  f"peak {peaks[key] / 2**20:7.0f} MB", flush=True)
         med = {k: statistics.median(v) for k, v in times.items()}
         print(f"  cold / warm: {med['cold'] / med['warm']:.1f}x; first run after set-up - warm: "
               f"{med['after set-up'] - med['warm']:+.2f} s (goal: within 2 s)", flush=True)

@@ -98,18 +98,17 @@ def test_failure_gives_a_message_and_nonzero_exit(qgis_process, series, case, ou
     assert list(out_dir.iterdir()) == []
 
 
-@pytest.mark.parametrize("algorithm", ["tilewise:temporalmedian", "tilewise:mosaic"])
-def test_a_cold_cache_through_qgis_process(qgis_process, algorithm, tmp_path):
+def test_a_cold_cache_through_qgis_process(qgis_process, tmp_path):
     """A first run from the shell, as reported when it failed: four 6-band uint8 scenes (349 x 352,
-    nodata 0), an empty numba cache, the kernels compiled in the engine's workers."""
+    nodata 0), an empty numba cache, the kernels compiled in the engine's workers (the other
+    kernel paths with a cold cache: test_first_contact.py)."""
     paths, arrays = reported_scenes(tmp_path, seed=14)
     cache = tmp_path / "numba-cache"
     cache.mkdir()
     inputs = [f"INPUT={p}" for p in paths]
     output = tmp_path / "out.tif"
-    extra = ["OVERLAP=5"] if algorithm == "tilewise:mosaic" else []
-    proc = qgis_process("run", algorithm, "--", *inputs, *extra, "WORKERS=2", "TILE_SIZE=128", f"OUTPUT={output}",
+    proc = qgis_process("run", ALG_ID, "--", *inputs, "WORKERS=2", "TILE_SIZE=128", f"OUTPUT={output}",
                         timeout=600, NUMBA_CACHE_DIR=str(cache))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert any(name.endswith(".nbi") for _, _, files in os.walk(cache) for name in files)
-    assert_band_medians(output, arrays, 0, bands=(1, 6), rounded=algorithm == "tilewise:mosaic")
+    assert_band_medians(output, arrays, 0, bands=range(1, 7))
