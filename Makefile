@@ -1,7 +1,10 @@
 # Tilewise — everything a fresh Debian/Ubuntu machine needs is installed by these targets.
-#   make demo    sample time series -> tilewise:temporalmedian via qgis_process -> COG + PNG quicklook
-#   make test    engine tests (engine Python) + QGIS tests (QGIS's Python, real QGIS, headless)
-#   make install link the plugin into your QGIS profile, enable it, create the engine environment
+#   make demo     sample time series -> tilewise:temporalmedian via qgis_process -> COG + PNG quicklook
+#   make test     engine tests (engine Python) + QGIS tests (QGIS's Python, real QGIS, headless)
+#   make package  dist/tilewise-<version>.zip, for QGIS's "Install from ZIP" and the plugin repository
+#   make install  link the plugin into your QGIS profile, enable it, set up the engine environment
+#   make test-latest  the tests on the newest releases of every package (not the locked ones)
+#   make lock     constraints.txt again, from the newest releases (then make test-latest, and commit)
 
 SHELL := /bin/bash
 ROOT := $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
@@ -18,16 +21,27 @@ TEST_APT_PACKAGES := nginx
 NGINX := $(firstword $(wildcard /usr/sbin/nginx /usr/local/sbin/nginx) $(shell command -v nginx 2>/dev/null))
 QGIS_PROFILE ?= $(HOME)/.local/share/QGIS/QGIS3/profiles/default
 INSTALL_VENV ?= $(HOME)/.local/share/tilewise/venv
+# The exact versions the engine environment gets (make lock writes it); make test-latest clears LOCK_ARGS.
+LOCK := $(ROOT)/constraints.txt
+LOCK_ARGS ?= -c $(LOCK)
+UPGRADE_ARGS ?=
+VENV_STAMP = $(VENV)/.tilewise-installed
+# The locked engine packages as wheels: tilewise:setupengine installs from them offline in the tests.
+WHEELHOUSE := $(BUILD)/wheelhouse
+VERSION := $(shell sed -n 's/^version=//p' $(ROOT)/metadata.txt)
 
 export QT_QPA_PLATFORM := offscreen
 export TILEWISE_PYTHON := $(ENGINE_PYTHON)
+# The lock the engine environment was installed with (empty for make test-latest), for its test.
+export TILEWISE_LOCK = $(if $(LOCK_ARGS),$(LOCK),)
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: all demo test test-engine test-qgis test-qgis-matrix bench bench-quick bench-extract install uninstall deps system-deps venv plugin-link clean
+.PHONY: all demo test test-engine test-qgis test-qgis-matrix test-latest bench bench-quick bench-extract install uninstall \
+        deps system-deps venv plugin-link warm wheelhouse package lock clean
 
 all: test
 
-deps: system-deps venv plugin-link
+deps: system-deps venv plugin-link warm
 
 # QGIS and GDAL from the distribution, only when missing.
 system-deps: $(STAMPS)/system $(STAMPS)/nginx
@@ -56,16 +70,23 @@ $(STAMPS)/nginx:
 	fi
 	@touch $@
 
-# The engine's own Python environment (numpy, numba, rasterio, numexpr, bottleneck; pytest, hypothesis and the
-# reference libraries pandas, xarray, scipy for its tests;
-# dask[distributed] for the scaling-out tests).
-venv: $(STAMPS)/venv
-$(STAMPS)/venv: $(STAMPS)/system pyproject.toml
-	@mkdir -p $(STAMPS)
+# The engine's own Python environment (numpy, numba, rasterio, numexpr, pyogrio, shapely, pyarrow; pytest,
+# hypothesis and the reference libraries pandas, xarray, scipy, exactextract, rustac for its tests;
+# dask[distributed] for the scaling-out tests), at the locked versions.
+venv: $(VENV_STAMP)
+$(VENV_STAMP): $(STAMPS)/system pyproject.toml $(LOCK)
 	@test -x $(ENGINE_PYTHON) || $(QGIS_PYTHON) -m venv $(VENV)
-	$(ENGINE_PYTHON) -m pip install -q --upgrade pip
-	$(ENGINE_PYTHON) -m pip install -q -e "$(ROOT)[test,dask]"
+	$(ENGINE_PYTHON) -m pip install -q $(LOCK_ARGS) --upgrade pip
+	$(ENGINE_PYTHON) -m pip install -q $(LOCK_ARGS) $(UPGRADE_ARGS) -e "$(ROOT)[test,dask]"
 	@touch $@
+
+# The kernels compiled into numba's cache (the user's, or NUMBA_CACHE_DIR), as tilewise:setupengine does,
+# so that the first run is not slower than the next: every time (about 2 s when they are there already,
+# and an edited kernels.py or another cache folder needs them compiled again).
+warm: $(VENV_STAMP) plugin-link
+	@$(ENGINE_PYTHON) -m tilewise.core.driver --warm > $(BUILD)/warm.log || { cat $(BUILD)/warm.log; exit 1; }
+	@tail -n 1 $(BUILD)/warm.log | $(ENGINE_PYTHON) -c 'import json, sys; r = json.load(sys.stdin)["report"]; \
+	    print(">> kernels in numba cache %(cache)s: %(compiled)d compiled, %(loaded)d loaded" % r)'
 
 # The plugin folder must be named 'tilewise' whatever the checkout is called.
 plugin-link:
@@ -75,12 +96,16 @@ plugin-link:
 test: deps
 	$(MAKE) --no-print-directory test-engine test-qgis
 
+# The newest release of every package, in a venv of its own: a release that breaks Tilewise shows here first.
+test-latest:
+	$(MAKE) --no-print-directory test VENV=$(BUILD)/venv-latest LOCK_ARGS= UPGRADE_ARGS="--upgrade --upgrade-strategy eager"
+
 # Doctests import core/ through the plugin link, as tilewise.core.*: numba's on-disk cache records the
 # module name, and a cache written under another name (<checkout>.core.*) breaks later imports.
 test-engine:
 	cd $(PLUGINS) && PYTHONPATH=$(PLUGINS) $(ENGINE_PYTHON) -m pytest -p no:cacheprovider -q $(ROOT)/tests/engine --doctest-modules $(PLUGINS)/tilewise/core
 
-test-qgis:
+test-qgis: $(WHEELHOUSE)/.complete
 	cd $(PLUGINS) && PYTHONPATH=$(PLUGINS) $(QGIS_PYTHON) -m pytest -p no:cacheprovider -q $(ROOT)/tests/qgis
 
 # The QGIS suite on Debian 13 (QGIS 3.40 LTR) and sid (QGIS 3.44), each in a debootstrap chroot
@@ -106,17 +131,29 @@ bench-quick: deps $(STAMPS)/bench
 bench-extract: deps
 	PYTHONPATH=$(PLUGINS) $(QGIS_PYTHON) $(ROOT)/scripts/bench_extract.py --engine-python $(ENGINE_PYTHON)
 
-$(STAMPS)/bench: $(STAMPS)/venv
-	$(ENGINE_PYTHON) -m pip install -q matplotlib
+$(STAMPS)/bench: $(VENV_STAMP)
+	$(ENGINE_PYTHON) -m pip install -q $(LOCK_ARGS) -e "$(ROOT)[test,dask,bench]"
 	@touch $@
 
-# Link into the QGIS profile, enable it (QGIS and qgis_process), give the engine its environment.
-install: system-deps
+wheelhouse: $(WHEELHOUSE)/.complete
+$(WHEELHOUSE)/.complete: $(LOCK) | $(VENV_STAMP) plugin-link
+	@rm -rf $(WHEELHOUSE)
+	PYTHONPATH=$(PLUGINS) $(ENGINE_PYTHON) -m tilewise.algorithms.environment wheelhouse $(WHEELHOUSE)
+	@touch $@
+
+# The plugin as users install it: one top folder tilewise/ (see scripts/package.py).
+package:
+	$(QGIS_PYTHON) $(ROOT)/scripts/package.py --out $(ROOT)/dist
+
+lock: $(VENV_STAMP)
+	$(ENGINE_PYTHON) $(ROOT)/scripts/lock.py --python $(ENGINE_PYTHON)
+
+# Link into the QGIS profile, enable it (QGIS and qgis_process), set up the engine as tilewise:setupengine does.
+install: system-deps plugin-link
 	@mkdir -p $(QGIS_PROFILE)/python/plugins $(QGIS_PROFILE)/QGIS
 	ln -sfn $(ROOT) $(QGIS_PROFILE)/python/plugins/tilewise
 	$(QGIS_PYTHON) $(ROOT)/scripts/enable_plugin.py $(QGIS_PROFILE)/QGIS/QGIS3.ini
-	@test -x $(INSTALL_VENV)/bin/python || $(QGIS_PYTHON) -m venv $(INSTALL_VENV)
-	$(INSTALL_VENV)/bin/python -m pip install -q "$(ROOT)"
+	PYTHONPATH=$(PLUGINS) $(QGIS_PYTHON) -m tilewise.algorithms.environment setup --venv $(INSTALL_VENV)
 	@echo "Tilewise installed: restart QGIS, or run: qgis_process.bin run tilewise:temporalmedian -- INPUT=a.tif INPUT=b.tif OUTPUT=median.tif"
 
 uninstall:
@@ -124,4 +161,4 @@ uninstall:
 	rm -rf $(INSTALL_VENV)
 
 clean:
-	rm -rf --one-file-system $(BUILD) demo-output bench-output *.egg-info
+	rm -rf --one-file-system $(BUILD) dist demo-output bench-output *.egg-info

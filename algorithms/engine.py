@@ -25,9 +25,13 @@ from typing import Callable, Dict, Iterator, List, Optional
 from ..core.paths import has_finished_tiles, partial_path, workdir_for
 
 ENV_VAR = "TILEWISE_PYTHON"
-PACKAGES = ("numpy", "numba", "rasterio", "numexpr", "bottleneck")
+PACKAGES = ("numpy", "numba", "rasterio", "numexpr")
 SETTING_HINT = ("Processing > Options > Providers > Tilewise > 'Python interpreter for the Tilewise engine' "
                 f"(or the {ENV_VAR} environment variable)")
+#: The one step that gives the engine a working environment.
+SETUP_ALGORITHM = "tilewise:setupengine"
+SETUP_HINT = (f"Run the algorithm {SETUP_ALGORITHM} once (Processing Toolbox > Tilewise > Setup > "
+              "Set up the Tilewise engine)")
 
 
 class EngineError(Exception):
@@ -52,15 +56,30 @@ def default_venv_python() -> str:
     return os.path.join(base, "tilewise", "venv", "bin", "python")
 
 
+def configured_interpreter(configured: str = "") -> str:
+    """The interpreter the user chose: the Processing setting, else the environment variable, else ''."""
+    return configured or os.environ.get(ENV_VAR, "")
+
+
 def candidate_pythons(configured: str = "") -> Iterator[str]:
-    """Interpreters to try, best first. Inside QGIS ``sys.executable`` may be the
-    QGIS binary itself, so it is only used when it is a Python."""
+    """Interpreters to try, best first: the user's choice, Tilewise's own environment, then
+    the Pythons of this machine (:func:`system_pythons`)."""
     if configured:
         yield configured
     if os.environ.get(ENV_VAR):
         yield os.environ[ENV_VAR]
     yield default_venv_python()
+    yield from system_pythons()
+
+
+def system_pythons() -> Iterator[str]:
+    """The Pythons beside QGIS and on the PATH, best first (some may not exist). Inside QGIS
+    ``sys.executable`` may be the QGIS binary itself, so it is only used when it is a Python;
+    on Linux it is whichever ``python3`` comes first on the PATH, so the interpreter of QGIS's
+    own Python version comes first."""
     exe = sys.executable or ""
+    if sys.platform not in ("win32", "darwin"):
+        yield os.path.join(sys.exec_prefix, "bin", "python%d.%d" % sys.version_info[:2])
     if os.path.basename(exe).lower().startswith("python"):
         yield exe
     if sys.platform == "win32":  # OSGeo4W / standalone installer: python3.exe beside the QGIS apps
@@ -80,15 +99,16 @@ def find_python(configured: str = "") -> str:
     """The first candidate that exists; an explicit setting must exist."""
     if configured and not os.path.isfile(configured):
         raise EngineError(f"The Python interpreter set for Tilewise does not exist: {configured}. "
-                          f"Fix it in {SETTING_HINT}.")
+                          f"Fix it in {SETTING_HINT}, or clear it and: {SETUP_HINT}.")
     env = os.environ.get(ENV_VAR)
     if not configured and env and not os.path.isfile(env):
         raise EngineError(f"{ENV_VAR} points to {env}, which does not exist.")
     for path in candidate_pythons(configured):
         if path and os.path.isfile(path):
             return path
-    raise EngineError("No Python interpreter was found to run the Tilewise engine. "
-                      f"Install Python 3 and set it in {SETTING_HINT}.")
+    raise EngineError("The Tilewise engine has no Python environment yet, and no Python interpreter was found "
+                      f"on this machine. Install Python 3, then: {SETUP_HINT}; or set an interpreter in "
+                      f"{SETTING_HINT}.")
 
 
 def engine_env() -> Dict[str, str]:
@@ -141,8 +161,12 @@ def _describe_python(python: str):
 
 
 def missing_message(python: str, missing: List[str]) -> str:
-    return (f"The Tilewise engine runs in {python}, which lacks the Python package(s) {', '.join(missing)}. "
-            f"Install them with:\n    {install_command(python, missing)}\n"
+    """No working engine environment: the one step to take, then the command for doing it by hand."""
+    return (f"The Tilewise engine has no working Python environment yet: it runs in {python}, which lacks "
+            f"the Python package(s) {', '.join(missing)}.\n{SETUP_HINT}: it installs them (into the "
+            "interpreter set for Tilewise if there is one, else into an environment of its own) and prepares "
+            "the kernels.\n"
+            f"Or install them yourself with:\n    {install_command(python, missing)}\n"
             f"or choose another interpreter in {SETTING_HINT}.")
 
 
@@ -200,9 +224,11 @@ def kill_tree(proc: subprocess.Popen) -> None:
         pass
 
 
-def remove_leftovers(output: str, keep_workdir: bool = False) -> None:
+def remove_leftovers(output: Optional[str], keep_workdir: bool = False) -> None:
     """Remove the partial file of a run that did not finish, and its work folder unless it is
     kept for resuming (its finished tiles are what a resumed run reuses)."""
+    if not output:  # a job that writes no raster (the kernel warm-up)
+        return
     if not keep_workdir:
         shutil.rmtree(workdir_for(output), ignore_errors=True)
     try:
@@ -220,7 +246,7 @@ def run_engine(job: dict, python: str, on_progress: Callable[[int, int], None] =
     process tree is killed and leftovers removed), :class:`EngineError` when the
     engine reports an error or dies.
     """
-    output = job["params"]["output"]
+    output = job["params"].get("output")
     keep = bool(job["params"].get("resume"))
     with tempfile.TemporaryDirectory(prefix="tilewise-job-") as tmp:
         job_file = os.path.join(tmp, "job.json")
@@ -287,12 +313,12 @@ def _where(last: dict) -> str:
     return ""
 
 
-def _outcome(result: dict, rc: int, stderr: str, output: str, python: str, keep: bool = False) -> dict:
+def _outcome(result: dict, rc: int, stderr: str, output: Optional[str], python: str, keep: bool = False) -> dict:
     final = result.get("final")
     if final and final["event"] == "done" and rc == 0:
         return final["report"]
     remove_leftovers(output, keep)
-    if keep and has_finished_tiles(output):
+    if keep and output and has_finished_tiles(output):
         kept = f"\nThe finished tiles are kept in {workdir_for(output)}: run again with resume to continue."
     else:
         kept = ""

@@ -7,6 +7,7 @@ from qgis.PyQt.QtGui import QIcon
 
 from .band_math import BandMath, Ndvi, SpectralIndex
 from .mosaic import Mosaic
+from .setup_engine import SetupEngine
 from .stac_search import StacSearch
 from .temporal_composite import TemporalComposite
 
@@ -78,7 +79,7 @@ class TilewiseProvider(QgsProcessingProvider):
             config.removeSetting(SCHEDULER_SETTING)
 
     def loadAlgorithms(self):
-        for alg in (TemporalComposite(), Ndvi(), SpectralIndex(), BandMath(), Mosaic(), StacSearch()):
+        for alg in (TemporalComposite(), Ndvi(), SpectralIndex(), BandMath(), Mosaic(), StacSearch(), SetupEngine()):
             self.addAlgorithm(alg)
 
     def supportedOutputRasterLayerExtensions(self):

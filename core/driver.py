@@ -10,7 +10,9 @@ and ``resume``), runs it and reports on stdout, one JSON object per line:
 
 Exit codes: 0 done, 2 a user-facing error, 3 missing packages, 128 + N stopped by
 signal N (SIGTERM, SIGHUP: also sent when the process that started the engine
-dies), 1 anything else. ``--check`` only reports which required packages are missing.
+dies), 1 anything else. ``--check`` only reports which required packages are missing (importing each, so a
+broken install counts as missing). ``--warm`` runs the ``warmup`` operation: every
+kernel compiled into numba's cache (see :mod:`tilewise.core.warmup`).
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ def use_wheel_data() -> None:
 
 OPERATIONS = {"composite": ("temporal", "composite"), "bandmath": ("bandmath", "bandmath"),
               "index": ("bandmath", "index_series"), "mosaic": ("mosaic", "mosaic"),
-              "stacsearch": ("stac", "stac_search")}
+              "stacsearch": ("stac", "stac_search"), "warmup": ("warmup", "warm_cache")}
 
 
 def operation(name: str) -> Callable[..., Any]:
@@ -110,19 +112,26 @@ def main(argv=None) -> int:
     # crashing): the run removes its work folder (or keeps its tiles to resume) and ends
     if not die_with_parent(signal.SIGTERM) and "--check" not in args:
         watch_stdin()
-    missing = missing_packages()
+    # Looked for, not imported: numba must not load in this process before it starts its workers.
+    missing = missing_packages(load="--check" in args)
     if "--check" in args or missing:
         emit("missing" if missing else "ok", packages=missing, required=list(REQUIRED_PACKAGES),
              python=sys.executable, version=sys.version.split()[0])
         return 3 if missing else 0
-    if len(args) != 1:
-        emit("error", kind="ParameterError", message="usage: python -m tilewise.core.driver JOB.json")
+    if args != ["--warm"] and (len(args) != 1 or args[0].startswith("--")):
+        emit("error", kind="ParameterError",
+             message="usage: python -m tilewise.core.driver JOB.json | --check | --warm")
         return 2
     use_wheel_data()
     from .executor import limit_gdal_cache
+    from .jitconfig import configure_cache
     limit_gdal_cache()
-    with open(args[0], encoding="utf-8") as f:
-        job = json.load(f)
+    configure_cache()  # before any worker starts: they all inherit the same folder
+    if args == ["--warm"]:
+        job = {"operation": "warmup", "params": {}}
+    else:
+        with open(args[0], encoding="utf-8") as f:
+            job = json.load(f)
     try:
         with stop_on_signals():
             return run_job(job)

@@ -18,6 +18,7 @@ from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
 
 from .errors import ParameterError, WorkerError
+from .jitconfig import limit_threads, threads_started
 from .lifeline import die_with_parent
 
 
@@ -102,9 +103,7 @@ def _init_worker(numba_threads: int) -> None:
     limit_gdal_cache()
     # One numba thread per process: the processes already fill the cores, and
     # more threads only oversubscribe them.
-    os.environ["NUMBA_NUM_THREADS"] = str(numba_threads)
-    if "numba" in sys.modules:
-        sys.modules["numba"].set_num_threads(numba_threads)
+    limit_threads(numba_threads)
 
 
 class LocalExecutor(Executor):
@@ -167,19 +166,9 @@ def _start_method() -> str:
     # ``if __name__ == "__main__"`` guard works as long as it does not run a
     # serial job (numba threads) before a parallel one. Otherwise the safe
     # methods (forking a threaded process can deadlock or abort).
-    if sys.platform.startswith("linux") and threading.active_count() == 1 and not _numba_threads_started():
+    if sys.platform.startswith("linux") and threading.active_count() == 1 and not threads_started():
         return "fork"
     return "spawn" if sys.platform == "win32" else "forkserver"
-
-
-def _numba_threads_started() -> bool:
-    if "numba" not in sys.modules:
-        return False
-    try:
-        from numba.np.ufunc import parallel
-    except ImportError:
-        return True
-    return bool(getattr(parallel, "_is_initialized", True))
 
 
 def _result(fut: Future) -> Any:

@@ -11,17 +11,22 @@ from __future__ import annotations
 
 from typing import Optional, Sequence, Tuple
 
-import numba
-import numpy as np
+from .jitconfig import configure_cache
 
-from .errors import ParameterError
-from .statistics import STATISTICS, check_statistic, integer_range, output_count  # noqa: F401 (re-exported)
+#: numba's on-disk cache of the compiled kernels: settled before numba is imported (None: no cache).
+CACHE_DIR = configure_cache()
+
+import numba  # noqa: E402 (after the cache folder is settled)
+import numpy as np  # noqa: E402
+
+from .errors import ParameterError  # noqa: E402
+from .statistics import STATISTICS, check_statistic, integer_range, output_count  # noqa: F401,E402 (re-exported)
 
 _CODES = {name: i for i, name in enumerate(STATISTICS)}
 _CHUNK = 1024
 
-jit = numba.njit(nogil=True, cache=True)
-pjit = numba.njit(nogil=True, cache=True, parallel=True)
+jit = numba.njit(nogil=True, cache=CACHE_DIR is not None)
+pjit = numba.njit(nogil=True, cache=CACHE_DIR is not None, parallel=True)
 
 
 @jit
@@ -315,3 +320,40 @@ def reduce_stack(stack: np.ndarray, statistic: str = "median",
         return out.reshape((k,) + stack.shape[1:])
     _reduce_kernel(flat, _CODES[statistic], qs, out)
     return out.reshape((k,) + stack.shape[1:])
+
+
+# -- warming numba's cache -----------------------------------------------------------------------------------
+
+def _warm_calls(group: str):
+    """Calls of :func:`reduce_stack` that compile every specialization the engine uses in ``group``.
+
+    Tiles are reduced as float32 stacks (inputs of up to 32 bits; those of up to 16 bits
+    also with their integer range) or float64 stacks (wider inputs, never an integer range).
+    """
+    from .warmup import WARM_GROUPS
+    f32 = np.array([[1.0, np.nan, 3.0, 4.0], [2.0, 5.0, np.nan, 4.0], [0.0, 1.0, 2.0, np.nan]], np.float32)
+    f64 = f32.astype(np.float64)
+    order = (("median", ()), ("percentile", (25.0, 75.0)))
+    if group == WARM_GROUPS[0]:  # the key searches
+        for statistic, qs in order:
+            yield f32, statistic, qs, (0, 8)
+            yield f32, statistic, qs, None
+    elif group == WARM_GROUPS[1]:  # the per-pixel kernel
+        for statistic in STATISTICS:
+            qs = (50.0,) if statistic == "percentile" else ()
+            if statistic not in dict(order):
+                yield f32, statistic, qs, None
+            yield f64, statistic, qs, None
+    else:
+        raise ParameterError(f"Unknown kernel group {group!r}; known: {', '.join(WARM_GROUPS)}.")
+
+
+def warm_up(group: str) -> Tuple[int, int]:
+    """Compile the kernels of ``group`` (one of :data:`tilewise.core.warmup.WARM_GROUPS`) into numba's cache, or load
+    them from it; return ``(compiled, loaded from the cache)``, counted in specializations."""
+    kernels = (_int_order_kernel, _float_order_kernel, _reduce_kernel)
+    before = [(sum(k.stats.cache_misses.values()), sum(k.stats.cache_hits.values())) for k in kernels]
+    for stack, statistic, qs, value_range in _warm_calls(group):
+        reduce_stack(stack, statistic, qs, value_range)
+    after = [(sum(k.stats.cache_misses.values()), sum(k.stats.cache_hits.values())) for k in kernels]
+    return (sum(a[0] - b[0] for a, b in zip(after, before)), sum(a[1] - b[1] for a, b in zip(after, before)))

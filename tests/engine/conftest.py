@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from typing import Callable, Dict, Optional
 
 import pytest
 
 from tilewise.core.executor import LocalExecutor
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/readonly.py, shared with the QGIS tests
 
 from support import Stack, build_stack, write_raster
 

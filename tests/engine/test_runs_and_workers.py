@@ -143,8 +143,9 @@ def test_pool_made_before_numba_threads_start_still_works(tmp_path, raster):
                 composite([{path!r}], {str(tmp_path / 'out.tif')!r}, "max", tile_size=16, executor=ex)
             print("ok")
     """)
-    proc = subprocess.run([sys.executable, "-c", script], env=subprocess_env(), capture_output=True, text=True,
-                          timeout=120)
+    # a cold cache: the workers compile, the case where numba's thread settings must agree
+    env = dict(subprocess_env(), NUMBA_CACHE_DIR=str(tmp_path / "numba"))
+    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip() == "ok"
     data, _ = read_raster(tmp_path / "out.tif")

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests"))  # tests/readonly.py, shared with the engine tests
 PLUGINS_DIR = REPO / "build" / "plugins"
 ENGINE_PYTHON = REPO / ".venv" / "bin" / "python"
 

@@ -1,4 +1,5 @@
-"""An engine interpreter without numba / rasterio gives a message naming them and the command that installs them."""
+"""An engine interpreter without numba / rasterio: the message names them, tilewise:setupengine as the
+step to take, and the command that installs them by hand."""
 
 import shlex
 import subprocess
@@ -48,8 +49,11 @@ def test_missing_packages_are_named_with_the_install_command(how, bare_python, i
     message = str(info.value)
     assert f"runs in {bare_python}" in message, message
     assert "numba" in message and "rasterio" in message, message
-    # the command line, as the user copies it: this interpreter's pip, every missing package
-    command = message.split("Install them with:", 1)[1].strip().splitlines()[0]
+    # the one step to take, first
+    assert message.splitlines()[1].startswith("Run the algorithm tilewise:setupengine once"), message
+    # then the command line for doing it by hand, as the user copies it: this interpreter's pip,
+    # every missing package
+    command = message.split("Or install them yourself with:", 1)[1].strip().splitlines()[0]
     steps = [shlex.split(step) for step in command.split("&&")]
     install = steps[-1]
     assert install[:4] == [bare_python, "-m", "pip", "install"], command

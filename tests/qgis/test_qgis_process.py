@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from conftest import PLUGINS_DIR
-from twtest import masked_stack, nan_reduce, read_raster, write_raster
+from twtest import assert_band_medians, masked_stack, nan_reduce, read_raster, reported_scenes, write_raster
 
 ALG_ID = "tilewise:temporalmedian"
 
@@ -35,8 +35,9 @@ def qgis_process(tmp_path_factory):
     env.pop("PYTHONPATH", None)  # the plugin must come from the plugin folder, as for a user
     binary = qgis_process_binary()
 
-    def call(*args, cwd=None):
-        return subprocess.run([binary, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=120)
+    def call(*args, cwd=None, timeout=120, **more_env):
+        return subprocess.run([binary, *args], env=dict(env, **more_env), cwd=cwd, capture_output=True, text=True,
+                              timeout=timeout)
     return call
 
 
@@ -95,3 +96,19 @@ def test_failure_gives_a_message_and_nonzero_exit(qgis_process, series, case, ou
     assert message in proc.stdout + proc.stderr
     assert "Traceback" not in proc.stdout + proc.stderr
     assert list(out_dir.iterdir()) == []
+
+
+def test_a_cold_cache_through_qgis_process(qgis_process, tmp_path):
+    """A first run from the shell, as reported when it failed: four 6-band uint8 scenes (349 x 352,
+    nodata 0), an empty numba cache, the kernels compiled in the engine's workers (the other
+    kernel paths with a cold cache: test_first_contact.py)."""
+    paths, arrays = reported_scenes(tmp_path, seed=14)
+    cache = tmp_path / "numba-cache"
+    cache.mkdir()
+    inputs = [f"INPUT={p}" for p in paths]
+    output = tmp_path / "out.tif"
+    proc = qgis_process("run", ALG_ID, "--", *inputs, "WORKERS=2", "TILE_SIZE=128", f"OUTPUT={output}",
+                        timeout=600, NUMBA_CACHE_DIR=str(cache))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert any(name.endswith(".nbi") for _, _, files in os.walk(cache) for name in files)
+    assert_band_medians(output, arrays, 0, bands=range(1, 7))

@@ -221,3 +221,30 @@ def run(algorithm, parameters, feedback=None, context=None):
     """``processing.run`` (imported late: QGIS puts ``processing`` on sys.path when the session starts)."""
     import processing
     return processing.run(algorithm, parameters, feedback=feedback, context=context)
+
+
+# -- the scenes of the first-run failure report ------------------------------------------------------------
+
+def reported_scenes(folder, seed: int = 349, holes: float = 0.15):
+    """Four 6-band uint8 scenes of 349 x 352 pixels, nodata 0 (as in the report of the first-run
+    failure); returns (paths, arrays)."""
+    rng = np.random.default_rng(seed)
+    paths, arrays = [], []
+    for i in range(4):
+        a = rng.integers(1, 256, (6, 349, 352)).astype(np.uint8)
+        a[rng.random(a.shape) < holes] = 0
+        arrays.append(a)
+        paths.append(write_raster(os.path.join(str(folder), f"scene{i}.tif"), a, nodata=0))
+    return paths, arrays
+
+
+def assert_band_medians(path, arrays, nodata, bands: Sequence[int], rounded: bool = False) -> None:
+    """Each of ``bands`` (1-based) of ``path`` is numpy's nanmedian of that band of ``arrays``
+    (``rounded``: to the nearest integer, for an integer output)."""
+    for b in bands:
+        expected = nan_reduce(np.nanmedian, masked_stack([a[b - 1] for a in arrays], nodata))
+        out = read_raster(path, b)
+        valid = ~np.isnan(expected)
+        np.testing.assert_array_equal(out.valid, valid, err_msg=f"band {b}")
+        want = np.rint(expected[valid]) if rounded else expected[valid]
+        np.testing.assert_allclose(out.array[valid], want, rtol=1e-6, err_msg=f"band {b}")

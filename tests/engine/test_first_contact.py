@@ -1,0 +1,239 @@
+"""First contact: a cold numba cache, a read-only plugin folder, no writable home; where the cache goes.
+
+Every test that needs a cold cache makes one (an empty NUMBA_CACHE_DIR, or a fresh
+home), whatever ran before it. They run the engine in subprocesses: numba reads
+its configuration once per process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from tilewise.core import __version__
+
+from readonly import run_readonly
+from support import PLUGINS_DIR, as_output, numpy_reference, read_raster, subprocess_env, to_nan_stack, write_raster
+
+
+def clean_env(**changes) -> dict:
+    """The engine's environment without any numba setting of the developer's or of CI."""
+    env = subprocess_env()
+    for key in ("NUMBA_CACHE_DIR", "NUMBA_NUM_THREADS", "XDG_CACHE_HOME"):
+        env.pop(key, None)
+    env.update({k: str(v) for k, v in changes.items()})
+    return env
+
+
+def python(code: str, env: dict, timeout: float = 300) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env, capture_output=True, text=True,
+                          timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+def cache_files(folder) -> dict:
+    """``{path: (size, mtime)}`` of numba's cache files under ``folder``."""
+    found = {}
+    for root, _, files in os.walk(folder):
+        for name in files:
+            path = os.path.join(root, name)
+            info = os.stat(path)
+            found[path] = (info.st_size, info.st_mtime_ns)
+    return found
+
+
+def events_of(proc) -> list:
+    return [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+
+
+# -- where the cache goes ------------------------------------------------------------------------------------
+
+CONFIGURE = """
+    import os, sys
+    from tilewise.core.jitconfig import configure_cache
+    print(configure_cache())
+    print(os.environ.get("NUMBA_CACHE_DIR"))
+    print("numba" in sys.modules)
+"""
+
+
+def test_the_cache_is_per_user_and_per_release(tmp_path):
+    out = python(CONFIGURE, clean_env(XDG_CACHE_HOME=tmp_path / "xdg")).stdout.split()
+    expected = str(tmp_path / "xdg" / "tilewise" / f"numba-{__version__}")
+    assert out == [expected, expected, "False"]
+    assert os.path.isdir(expected)
+
+
+def test_a_relative_xdg_cache_home_is_ignored(tmp_path):
+    out = python(CONFIGURE, clean_env(HOME=tmp_path / "home", XDG_CACHE_HOME="relative/cache")).stdout.split()
+    assert out[0] == str(tmp_path / "home" / ".cache" / "tilewise" / f"numba-{__version__}")
+
+
+def test_a_cache_folder_set_by_the_user_wins(tmp_path):
+    mine = tmp_path / "my numba cache"
+    out = python(CONFIGURE, clean_env(NUMBA_CACHE_DIR=mine, XDG_CACHE_HOME=tmp_path / "xdg")).stdout.splitlines()
+    assert out[:2] == [str(mine), str(mine)]
+    assert not (tmp_path / "xdg").exists()
+
+
+def test_no_writable_home_falls_back_to_a_private_temporary_folder(tmp_path):
+    blocked = tmp_path / "a file"
+    blocked.write_text("not a folder")
+    (tmp_path / "tmp").mkdir()
+    out = python(CONFIGURE, clean_env(XDG_CACHE_HOME=blocked / "cache", TMPDIR=tmp_path / "tmp")).stdout.split()
+    expected = tmp_path / "tmp" / f"tilewise-{os.getuid()}" / f"numba-{__version__}"
+    assert out[:2] == [str(expected), str(expected)]
+    assert stat.S_IMODE(os.stat(expected).st_mode) == 0o700
+
+
+def test_a_temporary_folder_others_can_write_is_not_used(tmp_path):
+    """numba's cache holds pickled code: a folder anybody can write into is no place to load it from."""
+    blocked = tmp_path / "a file"
+    blocked.write_text("not a folder")
+    shared = tmp_path / "tmp" / f"tilewise-{os.getuid()}"
+    shared.mkdir(parents=True)
+    shared.chmod(0o777)
+    env = clean_env(XDG_CACHE_HOME=blocked / "cache", TMPDIR=tmp_path / "tmp")
+    out = python(CONFIGURE, env).stdout.split()
+    assert out[:2] == ["None", "None"]
+    # without a cache the kernels still run (compiled for this process only)
+    out = python("""
+        import numpy as np
+        from tilewise.core import kernels
+        print(kernels.CACHE_DIR, kernels.reduce_stack(np.array([[1.0], [3.0]], np.float32), "median")[0, 0])
+    """, env).stdout.split()
+    assert out == ["None", "2.0"]
+    assert list(shared.iterdir()) == []
+
+
+# -- numba's thread count in workers ------------------------------------------------------------------------
+
+def test_the_start_up_check_does_not_import_numba(tmp_path):
+    out = python("""
+        import sys
+        from tilewise.core import missing_packages
+        print(missing_packages(), "numba" in sys.modules)
+        print(missing_packages(load=True), "numba" in sys.modules)
+    """, clean_env()).stdout.splitlines()
+    assert out == ["[] False", "[] True"]
+
+
+@pytest.mark.parametrize("started", [False, True], ids=["numba imported", "numba threads running"])
+def test_a_thread_limit_keeps_numba_config_and_environment_in_agreement(tmp_path, started):
+    """The limit a worker sets must not make numba raise at its next compile (a cold cache compiles)."""
+    script = tmp_path / "limit.py"   # numba caches the functions of files only
+    script.write_text(textwrap.dedent(f"""
+        import os
+        import numba
+        from numba.core import config
+        from tilewise.core.jitconfig import limit_threads
+
+        @numba.njit(parallel=True, cache=True)
+        def total(a):
+            s = 0.0
+            for i in numba.prange(a.shape[0]):
+                s += a[i]
+            return s
+
+        if {started}:
+            numba.set_num_threads(1)          # launches numba's threads
+        limit_threads(1)
+        print(config.NUMBA_NUM_THREADS == int(os.environ["NUMBA_NUM_THREADS"]), numba.get_num_threads())
+        import numpy as np
+        print(total(np.ones(1000)))          # compiles: numba reloads its configuration here
+    """))
+    proc = subprocess.run([sys.executable, str(script)], env=clean_env(NUMBA_CACHE_DIR=tmp_path / "numba"),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.split() == ["True", "1", "1000.0"]
+    assert cache_files(tmp_path / "numba"), "nothing was compiled into the cold cache"
+
+
+# -- the warm-up compiles what runs use -----------------------------------------------------------------------
+
+RUN_EVERY_PATH = """
+    import sys
+    import numpy as np
+    from tilewise.core.temporal import composite
+    from tilewise.core.mosaic import mosaic
+    from support import write_raster
+    folder = sys.argv[1]
+    rng = np.random.default_rng(3)
+    for dtype in ("uint8", "uint16", "int16", "int32", "float32", "float64"):
+        paths = [write_raster(f"{folder}/{dtype}_{i}.tif", (rng.random((20, 30)) * 200).astype(dtype), nodata=0)
+                 for i in range(3)]
+        for statistic in ("median", "percentile", "mean", "std"):
+            composite(paths, f"{folder}/{dtype}_{statistic}.tif", statistic,
+                      [10.0, 50.0] if statistic == "percentile" else [], workers=1)
+        for overlap in ("median", "mean"):
+            mosaic(paths, f"{folder}/{dtype}_mosaic_{overlap}.tif", overlap=overlap, workers=1)
+    print("ok")
+"""
+
+
+def warm(env) -> dict:
+    proc = subprocess.run([sys.executable, "-m", "tilewise.core.driver", "--warm"], env=env, capture_output=True,
+                          text=True, stdin=subprocess.PIPE, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    events = events_of(proc)
+    assert events[-1]["event"] == "done", events
+    assert [(e["done"], e["total"]) for e in events if e["event"] == "progress"] == [(0, 2), (1, 2), (2, 2)]
+    return events[-1]["report"]
+
+
+def test_the_warm_up_compiles_every_kernel_a_run_uses(tmp_path):
+    cache = tmp_path / "numba"
+    env = clean_env(NUMBA_CACHE_DIR=cache)
+    env["PYTHONPATH"] += os.pathsep + os.path.dirname(os.path.abspath(__file__))  # support.py
+    report = warm(env)
+    assert (report["cache"], report["compiled"], report["loaded"]) == (str(cache), 4, 0)
+    before = cache_files(cache)
+    assert before
+    (tmp_path / "runs").mkdir()
+    out = subprocess.run([sys.executable, "-c", textwrap.dedent(RUN_EVERY_PATH), str(tmp_path / "runs")], env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert cache_files(cache) == before, "a run compiled a kernel the warm-up had not"
+    again = warm(env)
+    assert (again["compiled"], again["loaded"]) == (0, 4)
+
+
+# -- a read-only plugin folder ---------------------------------------------------------------------------------
+
+def test_a_read_only_plugin_folder_and_no_writable_home(tmp_path):
+    """A system-wide install run by a user without a writable home: the plugin folder and the home are
+    read-only (real read-only mounts: root could write anywhere else), so numba's cache goes to a
+    private temporary folder (it failed with "cannot cache function '_select': no locator available").
+    The engine's driver starts two workers that compile with that cold cache: the first run that
+    failed ("Cannot set NUMBA_NUM_THREADS to a different value once the threads have been launched")
+    while the driver's start-up check imported numba. (A read-only plugin folder with a writable home:
+    the zip install test of the QGIS suite.)"""
+    plugins = tmp_path / "ro-plugins"
+    (plugins / "tilewise").mkdir(parents=True)
+    home_dir = tmp_path / "home"
+    home_dir.mkdir()
+    (tmp_path / "tmp").mkdir()
+    mounts = [(os.path.join(PLUGINS_DIR, "tilewise"), plugins / "tilewise"), (home_dir, home_dir)]
+    rng = np.random.default_rng(8)
+    layers = [rng.integers(0, 1000, (40, 50)).astype("uint16") for _ in range(3)]
+    paths = [write_raster(tmp_path / f"s{i}.tif", a, nodata=0) for i, a in enumerate(layers)]
+    job = tmp_path / "job.json"
+    job.write_text(json.dumps({"operation": "composite", "params": {
+        "inputs": paths, "output": str(tmp_path / "median.tif"), "tile_size": 16, "workers": 2}}))
+    env = clean_env(HOME=home_dir, TMPDIR=tmp_path / "tmp", PYTHONPATH=plugins)
+    proc = run_readonly(mounts, [sys.executable, "-m", "tilewise.core.driver", str(job)], env=env, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert events_of(proc)[-1]["event"] == "done"
+    cache = tmp_path / "tmp" / f"tilewise-{os.getuid()}" / f"numba-{__version__}"
+    assert cache_files(cache), f"nothing was cached in {cache}"
+    assert list(home_dir.iterdir()) == []
+    data, _ = read_raster(tmp_path / "median.tif")
+    np.testing.assert_array_equal(data[0], as_output(numpy_reference(to_nan_stack(layers, 0), "median"))[0])
