@@ -9,8 +9,8 @@ from qgis.core import (QgsProcessingException, QgsProcessingOutputMultipleLayers
                        QgsProcessingParameterRasterLayer, QgsProcessingParameterString)
 
 from ..core.errors import ExpressionError
-from ..core.expression import ELEMENTWISE, validate_expression
-from ..core.indices import INDICES, ROLES
+from ..core.operations.expression import ELEMENTWISE, validate_expression
+from ..core.operations.indices import INDICES, ROLES
 from .base import TilewiseAlgorithm, tr
 from .compat import NUMBER_DOUBLE, NUMBER_INTEGER, TYPE_RASTER
 

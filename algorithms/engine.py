@@ -3,7 +3,7 @@
 QGIS-side, but free of QGIS and Qt imports so that it can be tested alone.
 The engine runs in another interpreter (numba and rasterio wheels must never
 load into the QGIS process); this module finds that interpreter, starts
-``python -m tilewise.core.driver``, turns its JSON-lines reports into
+``python -m tilewise.core.runtime.driver``, turns its JSON-lines reports into
 callbacks, kills the whole process tree on cancel and cleans up after it.
 """
 
@@ -22,7 +22,7 @@ import threading
 from collections import deque
 from typing import Callable, Dict, Iterator, List, Optional
 
-from ..core.paths import has_finished_tiles, partial_path, workdir_for
+from ..core.runtime.paths import has_finished_tiles, partial_path, workdir_for
 
 ENV_VAR = "TILEWISE_PYTHON"
 PACKAGES = ("numpy", "numba", "rasterio", "numexpr")
@@ -177,7 +177,7 @@ def check_python(python: str) -> None:
     itself); it is for settings dialogs and diagnostics.
     """
     try:
-        proc = subprocess.run([python, "-m", "tilewise.core.driver", "--check"], capture_output=True, text=True,
+        proc = subprocess.run([python, "-m", "tilewise.core.runtime.driver", "--check"], capture_output=True, text=True,
                               env=engine_env(), timeout=120, stdin=subprocess.DEVNULL, **_popen_flags())
     except (OSError, subprocess.SubprocessError) as exc:
         raise EngineError(f"Cannot start the Python interpreter {python}: {exc}. Set another one in {SETTING_HINT}.")
@@ -253,7 +253,7 @@ def run_engine(job: dict, python: str, on_progress: Callable[[int, int], None] =
         with open(job_file, "w", encoding="utf-8") as f:
             json.dump(job, f)
         try:
-            proc = subprocess.Popen([python, "-m", "tilewise.core.driver", job_file], stdin=subprocess.PIPE,
+            proc = subprocess.Popen([python, "-m", "tilewise.core.runtime.driver", job_file], stdin=subprocess.PIPE,
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=engine_env(), cwd=tmp,
                                     **_popen_flags())
         except OSError as exc:

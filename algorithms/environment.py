@@ -35,7 +35,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
-from ..core.jitconfig import user_cache_root
+from ..core.runtime.jitconfig import user_cache_root
 from .engine import (SETTING_HINT, SETUP_ALGORITHM, EngineCancelled, EngineError, _describe_python, _popen_flags,
                      default_venv_python, kill_tree, package_root, run_engine, system_pythons)
 
@@ -304,7 +304,7 @@ def broken_packages(python: str) -> List[str]:
     env = tool_env()
     env["PYTHONPATH"] = package_root()
     try:
-        proc = subprocess.run([python, "-m", "tilewise.core.driver", "--check"], capture_output=True, text=True,
+        proc = subprocess.run([python, "-m", "tilewise.core.runtime.driver", "--check"], capture_output=True, text=True,
                               timeout=300, stdin=subprocess.DEVNULL, env=env, **_popen_flags())
     except (OSError, subprocess.SubprocessError) as exc:
         raise EngineError(f"The engine cannot start in {python}: {exc}") from None

@@ -1,6 +1,6 @@
 """``tilewise:stacsearch``: a STAC catalogue search whose output is a list of layers (one VRT per item).
 
-The search runs in the engine process (``stacsearch`` operation, :mod:`tilewise.core.stac`),
+The search runs in the engine process (``stacsearch`` operation, :mod:`tilewise.core.operations.stac.search`),
 like every other Tilewise algorithm: QGIS only passes the parameters and turns the
 footprints the engine wrote (GeoJSON) into the vector output.
 """

@@ -16,14 +16,14 @@ REQUIRED_PACKAGES = ("numpy", "numba", "rasterio", "numexpr")
 
 
 def composite(*args, **kwargs):
-    """Per-pixel statistic across a stack of rasters; see :func:`tilewise.core.temporal.composite`."""
-    from .temporal import composite as _composite
+    """Per-pixel statistic across a stack of rasters; see :func:`tilewise.core.operations.composite.composite`."""
+    from .operations.composite import composite as _composite
     return _composite(*args, **kwargs)
 
 
 def stac_search(*args, **kwargs):
-    """Search a STAC catalogue into one VRT per item; see :func:`tilewise.core.stac.stac_search`."""
-    from .stac import stac_search as _stac_search
+    """Search a STAC catalogue into one VRT per item; see :func:`tilewise.core.operations.stac.search.stac_search`."""
+    from .operations.stac.search import stac_search as _stac_search
     return _stac_search(*args, **kwargs)
 
 

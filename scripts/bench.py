@@ -120,7 +120,7 @@ if __name__ == "__main__":
 KERNEL = r"""
 import sys, time, numpy as np, numba
 import bottleneck as bn
-from tilewise.core.kernels import reduce_stack
+from tilewise.core.kernels.reducers import reduce_stack
 numba.set_num_threads(1)
 rng = np.random.default_rng(1)
 s = rng.integers(0, 255, (84, 512, 512)).astype(np.float32); s[rng.random(s.shape) < 0.1] = np.nan
@@ -338,7 +338,7 @@ class Bench:
             with tempfile.TemporaryDirectory(prefix="tilewise-bench-numba-") as cold, \
                     tempfile.TemporaryDirectory(prefix="tilewise-bench-numba-") as ready:
                 timed("cold", cmd, dict(self.qenv, NUMBA_CACHE_DIR=cold), out)
-                timed("set-up warm-up", self.engine("-m", "tilewise.core.driver", "--warm"),
+                timed("set-up warm-up", self.engine("-m", "tilewise.core.runtime.driver", "--warm"),
                       dict(self.env, NUMBA_CACHE_DIR=ready))
                 timed("after set-up", cmd, dict(self.qenv, NUMBA_CACHE_DIR=ready), out)
                 timed("warm", cmd, dict(self.qenv, NUMBA_CACHE_DIR=ready), out)

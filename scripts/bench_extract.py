@@ -50,7 +50,7 @@ pyogrio.raw.write(f"{folder}/points.gpkg", shapely.to_wkb(points), [np.arange(n_
 
 TILEWISE = r"""
 import sys
-from tilewise.core.extract import ExtractSpec, extract
+from tilewise.core.operations.extract import ExtractSpec, extract
 zones, coverage, out, *rasters = sys.argv[1:]
 if coverage == "points":
     spec = ExtractSpec(["mean"])

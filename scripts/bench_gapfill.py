@@ -59,8 +59,8 @@ def _xarray(stack, days, call: str, chunk: int):
 
 
 def _tilewise(stack, days, method):
-    from tilewise.core.gapfill import plan_gapfill
-    from tilewise.core.gapfill_kernels import gapfill_stack
+    from tilewise.core.operations.gapfill import plan_gapfill
+    from tilewise.core.kernels.reducers.gapfill import gapfill_stack
     name, edges = method
     return gapfill_stack(stack, days, plan_gapfill(name, edges=edges))
 

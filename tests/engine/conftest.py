@@ -8,7 +8,7 @@ from typing import Callable, Dict, Optional
 
 import pytest
 
-from tilewise.core.executor import LocalExecutor
+from tilewise.core.runtime.executor import LocalExecutor
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/readonly.py, shared with the QGIS tests
 

@@ -16,7 +16,7 @@ from affine import Affine
 
 import rasterio
 
-from tilewise.core.extract.spec import percentile_column
+from tilewise.core.operations.extract.spec import percentile_column
 
 
 def apply(transform: Affine, cols, rows):

@@ -16,7 +16,7 @@ import rasterio
 from affine import Affine
 
 import tilewise
-from tilewise.core.paths import partial_path, workdir_for
+from tilewise.core.runtime.paths import partial_path, workdir_for
 
 #: The folder that holds the ``tilewise`` package, for PYTHONPATH of subprocesses.
 PLUGINS_DIR = os.path.dirname(os.path.dirname(os.path.abspath(tilewise.__file__)))

@@ -19,9 +19,9 @@ from rasterio.crs import CRS
 from rasterio.enums import Resampling
 from rasterio.warp import calculate_default_transform, reproject
 
-from tilewise.core.bandmath import bandmath, index_series
+from tilewise.core.operations.bandmath import bandmath, index_series
 from tilewise.core.errors import InputError, ParameterError
-from tilewise.core.indices import INDICES
+from tilewise.core.operations.indices import INDICES
 
 from support import UTM_CRS, UTM_TRANSFORM, leftovers, read_raster
 from test_cli import tilewise_cli

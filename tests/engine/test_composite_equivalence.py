@@ -18,7 +18,7 @@ from hypothesis.extra import numpy as hnp
 
 from tilewise.core import composite
 from tilewise.core.errors import ParameterError
-from tilewise.core.kernels import STATISTICS, reduce_stack
+from tilewise.core.kernels.reducers import STATISTICS, reduce_stack
 
 from support import DTYPE_NODATA, as_output, numpy_reference, read_raster
 

@@ -15,9 +15,9 @@ import pytest
 from distributed import Client, LocalCluster
 
 from tilewise.core import composite
-from tilewise.core.bandmath import bandmath
-from tilewise.core.executor import DaskExecutor
-from tilewise.core.mosaic import mosaic
+from tilewise.core.operations.bandmath import bandmath
+from tilewise.core.runtime.executor import DaskExecutor
+from tilewise.core.operations.mosaic import mosaic
 
 from support import as_output, build_stack, leftovers, numpy_reference, read_raster, subprocess_env
 from servers import free_port
@@ -154,7 +154,7 @@ def test_without_dask_a_scheduler_is_one_message_naming_the_package(series, tmp_
 def test_importing_the_engine_does_not_import_dask(tmp_path):
     script = textwrap.dedent("""
         import sys
-        import tilewise.core.cli, tilewise.core.run, tilewise.core.temporal, tilewise.core.executor
+        import tilewise.core.cli, tilewise.core.runtime.runner, tilewise.core.operations.composite, tilewise.core.runtime.executor
         print(sorted(m for m in sys.modules if m.split(".")[0] in ("dask", "distributed")))
     """)
     proc = subprocess.run([sys.executable, "-c", script], env=subprocess_env(), capture_output=True, text=True,

@@ -1,4 +1,4 @@
-"""The engine process QGIS starts: ``python -m tilewise.core.driver job.json``, JSON lines on stdout."""
+"""The engine process QGIS starts: ``python -m tilewise.core.runtime.driver job.json``, JSON lines on stdout."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from support import as_output, leftovers, numpy_reference, read_raster, subproce
 
 
 def run_driver(*args, cwd):
-    proc = subprocess.run([sys.executable, "-m", "tilewise.core.driver", *map(str, args)], cwd=cwd,
+    proc = subprocess.run([sys.executable, "-m", "tilewise.core.runtime.driver", *map(str, args)], cwd=cwd,
                           env=subprocess_env(), stdin=subprocess.PIPE, capture_output=True, text=True,
                           timeout=120)
     events = [json.loads(line) for line in proc.stdout.splitlines()]   # every line is one JSON object

@@ -9,9 +9,9 @@ import os
 import numpy as np
 import pytest
 
-from tilewise.core.bandmath import bandmath
+from tilewise.core.operations.bandmath import bandmath
 from tilewise.core.errors import ExpressionError, ParameterError
-from tilewise.core.expression import MAX_LENGTH, validate_expression
+from tilewise.core.operations.expression import MAX_LENGTH, validate_expression
 
 from support import leftovers
 from test_cli import tilewise_cli

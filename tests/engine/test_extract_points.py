@@ -12,7 +12,7 @@ import rasterio
 import shapely
 from affine import Affine
 
-from tilewise.core.extract import ExtractSpec, extract, zones_from_geometries
+from tilewise.core.operations.extract import ExtractSpec, extract, zones_from_geometries
 
 from extract_reference import apply
 from support import UTM_CRS, UTM_TRANSFORM, write_raster

@@ -16,9 +16,9 @@ import pytest
 import shapely
 
 from tilewise.core.errors import InputError, OutputError, ParameterError, TilewiseWarning
-from tilewise.core.extract import ExtractSpec, extract, read_zones, write_table, zones_from_geometries
-from tilewise.core.extract.layout import date_order, raster_keys
-from tilewise.core.extract.vector import Table, TableWriter
+from tilewise.core.operations.extract import ExtractSpec, extract, read_zones, write_table, zones_from_geometries
+from tilewise.core.operations.extract.layout import date_order, raster_keys
+from tilewise.core.io.vector import Table, TableWriter
 
 from support import UTM_CRS, write_raster
 

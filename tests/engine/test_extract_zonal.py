@@ -10,12 +10,12 @@ import pytest
 import shapely
 from affine import Affine
 
-from tilewise.core.extract import ExtractSpec, extract, plan_extraction, zones_from_geometries
-from tilewise.core.extract.coverage import cover_tile
-from tilewise.core.extract.footprints import footprints_from_pixels
-from tilewise.core.extract.pipeline import extract_tile
-from tilewise.core.extract.spec import COVERAGES, percentile_column
-from tilewise.core.extract.zonal import reduce_tile
+from tilewise.core.operations.extract import ExtractSpec, extract, plan_extraction, zones_from_geometries
+from tilewise.core.kernels.cover import cover_tile
+from tilewise.core.kernels.footprints import footprints_from_pixels
+from tilewise.core.operations.extract.pipeline import extract_tile
+from tilewise.core.operations.extract.spec import COVERAGES, percentile_column
+from tilewise.core.kernels.zonal import reduce_tile
 
 from extract_reference import (apply, pixel_boxes, random_polygons, read_masked, reference_stats, reference_weights)
 from support import UTM_CRS, UTM_TRANSFORM, write_raster

@@ -21,15 +21,15 @@ import rasterio
 from affine import Affine
 
 from tilewise.core import composite
-from tilewise.core import coverage
-from tilewise.core.bandmath import bandmath
+from tilewise.core.io import coverage
+from tilewise.core.operations.bandmath import bandmath
 from tilewise.core.errors import ExpressionError, GridError, OutputError, TilewiseWarning
-from tilewise.core.executor import cpu_count
-from tilewise.core.expression import MAX_DEPTH, validate_expression
-from tilewise.core.mosaic import mosaic
-from tilewise.core.paths import workdir_for
-from tilewise.core.run import warnings_to
-from tilewise.core.workdir import JOURNAL
+from tilewise.core.runtime.executor import cpu_count
+from tilewise.core.operations.expression import MAX_DEPTH, validate_expression
+from tilewise.core.operations.mosaic import mosaic
+from tilewise.core.runtime.paths import workdir_for
+from tilewise.core.runtime.runner import warnings_to
+from tilewise.core.runtime.workdir import JOURNAL
 
 from support import leftovers, read_raster, subprocess_env, write_raster
 from test_cli import tilewise_cli
@@ -351,7 +351,7 @@ def test_cli_huge_mosaic_grid_needs_a_confirmation(tmp_path, scenes, far):
 
 def test_cli_allow_large_confirms(tmp_path, scenes):
     """With a small limit (patched in the process), the same command fails without the flag, runs with it."""
-    script = ("import sys; import tilewise.core.coverage as c; c.LARGE_OUTPUT_BYTES = 1000; "
+    script = ("import sys; import tilewise.core.io.coverage as c; c.LARGE_OUTPUT_BYTES = 1000; "
               "from tilewise.core.cli import main; sys.exit(main(sys.argv[1:]))")
     base = [sys.executable, "-c", script, "mosaic", "-q", "-o", "out.tif", "a0.tif", "a1.tif"]
     refused = subprocess.run(base, cwd=tmp_path, env=subprocess_env(), capture_output=True, text=True, timeout=60)

@@ -58,7 +58,7 @@ def events_of(proc) -> list:
 
 CONFIGURE = """
     import os, sys
-    from tilewise.core.jitconfig import configure_cache
+    from tilewise.core.runtime.jitconfig import configure_cache
     print(configure_cache())
     print(os.environ.get("NUMBA_CACHE_DIR"))
     print("numba" in sys.modules)
@@ -107,7 +107,7 @@ def test_a_temporary_folder_others_can_write_is_not_used(tmp_path):
     # without a cache the kernels still run (compiled for this process only)
     out = python("""
         import numpy as np
-        from tilewise.core import kernels
+        from tilewise.core.kernels import reducers as kernels
         print(kernels.CACHE_DIR, kernels.reduce_stack(np.array([[1.0], [3.0]], np.float32), "median")[0, 0])
     """, env).stdout.split()
     assert out == ["None", "2.0"]
@@ -134,7 +134,7 @@ def test_a_thread_limit_keeps_numba_config_and_environment_in_agreement(tmp_path
         import os
         import numba
         from numba.core import config
-        from tilewise.core.jitconfig import limit_threads
+        from tilewise.core.runtime.jitconfig import limit_threads
 
         @numba.njit(parallel=True, cache=True)
         def total(a):
@@ -162,8 +162,8 @@ def test_a_thread_limit_keeps_numba_config_and_environment_in_agreement(tmp_path
 RUN_EVERY_PATH = """
     import sys
     import numpy as np
-    from tilewise.core.temporal import composite
-    from tilewise.core.mosaic import mosaic
+    from tilewise.core.operations.composite import composite
+    from tilewise.core.operations.mosaic import mosaic
     from support import write_raster
     folder = sys.argv[1]
     rng = np.random.default_rng(3)
@@ -180,7 +180,7 @@ RUN_EVERY_PATH = """
 
 
 def warm(env) -> dict:
-    proc = subprocess.run([sys.executable, "-m", "tilewise.core.driver", "--warm"], env=env, capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "tilewise.core.runtime.driver", "--warm"], env=env, capture_output=True,
                           text=True, stdin=subprocess.PIPE, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     events = events_of(proc)
@@ -229,7 +229,7 @@ def test_a_read_only_plugin_folder_and_no_writable_home(tmp_path):
     job.write_text(json.dumps({"operation": "composite", "params": {
         "inputs": paths, "output": str(tmp_path / "median.tif"), "tile_size": 16, "workers": 2}}))
     env = clean_env(HOME=home_dir, TMPDIR=tmp_path / "tmp", PYTHONPATH=plugins)
-    proc = run_readonly(mounts, [sys.executable, "-m", "tilewise.core.driver", str(job)], env=env, timeout=300)
+    proc = run_readonly(mounts, [sys.executable, "-m", "tilewise.core.runtime.driver", str(job)], env=env, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     assert events_of(proc)[-1]["event"] == "done"
     cache = tmp_path / "tmp" / f"tilewise-{os.getuid()}" / f"numba-{__version__}"

@@ -16,8 +16,8 @@ from rasterio.warp import calculate_default_transform, reproject, transform, tra
 
 from tilewise.core import composite
 from tilewise.core.errors import GridError
-from tilewise.core.planning import plan_grid
-from tilewise.core.sources import RasterInfo
+from tilewise.core.options import plan_grid
+from tilewise.core.io.sources import RasterInfo
 
 from support import as_output, read_raster, to_nan_stack
 

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tilewise.core.errors import ParameterError
-from tilewise.core.kernels import integer_range, reduce_stack
+from tilewise.core.kernels.reducers import integer_range, reduce_stack
 
 DTYPES = ["uint8", "int8", "uint16", "int16"]
 

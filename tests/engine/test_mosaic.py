@@ -23,7 +23,7 @@ from rasterio.enums import Resampling
 from rasterio.warp import reproject, transform, transform_bounds
 
 from tilewise.core.errors import InputError, ParameterError
-from tilewise.core.mosaic import mosaic
+from tilewise.core.operations.mosaic import mosaic
 
 from support import (UTM_CRS, UTM_TRANSFORM, as_output, leftovers, numpy_reference, random_layer, read_raster,
                      subprocess_env, write_raster)

@@ -18,11 +18,11 @@ import pytest
 
 from tilewise.core import composite
 from tilewise.core.errors import TileError
-from tilewise.core.executor import SerialExecutor
-from tilewise.core.paths import partial_path, workdir_for
-from tilewise.core.run import run_tiled
-from tilewise.core.temporal import composite_tile, plan_composite
-from tilewise.core.workdir import JOURNAL, MANIFEST
+from tilewise.core.runtime.executor import SerialExecutor
+from tilewise.core.runtime.paths import partial_path, workdir_for
+from tilewise.core.runtime.runner import run_tiled
+from tilewise.core.operations.composite import composite_tile, plan_composite
+from tilewise.core.runtime.workdir import JOURNAL, MANIFEST
 
 from support import build_stack, leftovers, read_raster, subprocess_env
 
@@ -147,7 +147,7 @@ def heavy(tmp_path_factory):
 
 def engine(kind, heavy, output, *, resume=False):
     """The engine started as users start it: the ``tilewise`` command line, or the driver QGIS starts
-    (``python -m tilewise.core.driver job.json``, JSON lines on stdout)."""
+    (``python -m tilewise.core.runtime.driver job.json``, JSON lines on stdout)."""
     folder = Path(output).parent
     if kind == "cli":
         args = ["-m", "tilewise", "composite", "--tile-size", "128", "-j", "2", "-o", str(output), *heavy.paths]
@@ -157,7 +157,7 @@ def engine(kind, heavy, output, *, resume=False):
         job.write_text(json.dumps({"operation": "composite", "params": {
             "inputs": heavy.paths, "output": str(output), "tile_size": 128, "workers": 2, "resume": resume,
             "keep_workdir": resume}}))
-        args = ["-m", "tilewise.core.driver", str(job)]
+        args = ["-m", "tilewise.core.runtime.driver", str(job)]
     return subprocess.Popen([sys.executable, *args], cwd=folder, env=subprocess_env(), stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 

@@ -13,9 +13,9 @@ import pytest
 
 from tilewise.core import composite
 from tilewise.core.errors import CancelledError, TileError, WorkerError
-from tilewise.core.executor import LocalExecutor, SerialExecutor
-from tilewise.core.run import run_tiled
-from tilewise.core.temporal import composite_tile, plan_composite
+from tilewise.core.runtime.executor import LocalExecutor, SerialExecutor
+from tilewise.core.runtime.runner import run_tiled
+from tilewise.core.operations.composite import composite_tile, plan_composite
 
 from support import leftovers, read_raster, subprocess_env
 
@@ -133,9 +133,9 @@ def test_pool_made_before_numba_threads_start_still_works(tmp_path, raster):
     path = raster("scene.tif", np.arange(SHAPE[0] * SHAPE[1], dtype="int16").reshape(SHAPE))
     script = textwrap.dedent(f"""
         import numpy as np
-        from tilewise.core.executor import LocalExecutor
-        from tilewise.core.kernels import reduce_stack
-        from tilewise.core.temporal import composite
+        from tilewise.core.runtime.executor import LocalExecutor
+        from tilewise.core.kernels.reducers import reduce_stack
+        from tilewise.core.operations.composite import composite
 
         if __name__ == "__main__":
             with LocalExecutor(2) as ex:

@@ -27,7 +27,7 @@ QGIS_FIELDS = {"count": "_count", "sum": "_sum", "mean": "_mean", "median": "_me
 
 ENGINE = r"""
 import sys
-from tilewise.core.extract import ExtractSpec, extract
+from tilewise.core.operations.extract import ExtractSpec, extract
 zones, out, *rasters = sys.argv[1:]
 spec = ExtractSpec(["mean", "median", "min", "max", "std", "count", "sum"], coverage="centre")
 result = extract(rasters, zones, spec, id_field="pid", tile_size=16)

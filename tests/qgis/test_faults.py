@@ -166,7 +166,7 @@ def test_qgis_process_stopped_by_sigterm_leaves_nothing(qgis_process, slow_serie
     try:
         assert wait_for(lambda: os.path.exists(journal_of(output)) and os.path.getsize(journal_of(output)) > 0, 60), \
             "no tile was finished in time"
-        engines = [p for p in children_of(proc.pid) if "tilewise.core.driver" in p.cmdline]
+        engines = [p for p in children_of(proc.pid) if "tilewise.core.runtime.driver" in p.cmdline]
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
     finally:

@@ -158,7 +158,7 @@ def processes() -> List[Proc]:
 def my_engine() -> Optional[Proc]:
     """The engine driver this test process started, if it runs."""
     for p in processes():
-        if p.ppid == os.getpid() and "tilewise.core.driver" in p.cmdline and "--check" not in p.cmdline:
+        if p.ppid == os.getpid() and "tilewise.core.runtime.driver" in p.cmdline and "--check" not in p.cmdline:
             return p
     return None
 

@@ -1,0 +1,1 @@
+"""Reading and writing files: rasters (windowed and warped reads, tiles, VRTs, COGs), output names, tables."""

@@ -1,0 +1,243 @@
+"""Writing tiles and assembling them into a Cloud-Optimized GeoTIFF.
+
+Workers write each tile as a small GeoTIFF (to a temporary name, renamed when
+complete). The tiles are then listed in a VRT and GDAL's COG driver writes the
+final file, with overviews, using every core. The final file too is written to
+a temporary name in the output folder and renamed, so a reader never sees a
+half-written output.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from typing import Optional, Sequence
+from xml.sax.saxutils import escape
+
+import numpy as np
+import rasterio
+from rasterio.errors import RasterioError
+from rasterio.shutil import copy as gdal_copy
+
+from ..runtime.diskspace import is_disk_full
+from ..errors import DiskFullError, OutputError, ParameterError
+from ..grid import Grid, Tile
+from .outputs import geotiff_path
+from ..runtime.paths import partial_path
+
+COMPRESSIONS = ("DEFLATE", "ZSTD", "LZW", "NONE")
+OUTPUT_TYPES = ("float32", "float64", "int16", "uint16", "int32", "uint32", "uint8", "int8")
+OVERVIEW_RESAMPLINGS = ("average", "nearest", "mode", "bilinear", "cubic")
+BLOCK_SIZE = 512
+
+_GDAL_TYPES = {"float32": "Float32", "float64": "Float64", "int16": "Int16", "uint16": "UInt16",
+               "int32": "Int32", "uint32": "UInt32", "uint8": "Byte", "int8": "Int8"}
+
+
+@dataclass(frozen=True)
+class OutputSpec:
+    """Where and how the result is written."""
+
+    path: str
+    dtype: str = "float32"
+    nodata: Optional[float] = None
+    compression: str = "DEFLATE"
+    overview_resampling: str = "average"
+
+    def resolved(self) -> "OutputSpec":
+        """Check values and fill the default nodata for the output type."""
+        if not self.path:
+            raise OutputError("No output file was given.")
+        dtype = self.dtype.lower()
+        if dtype not in OUTPUT_TYPES:
+            raise ParameterError(f"Unknown output type {self.dtype!r}; use one of {', '.join(OUTPUT_TYPES)}.")
+        compression = self.compression.upper()
+        if compression not in COMPRESSIONS:
+            raise ParameterError(f"Unknown compression {self.compression!r}; use one of {', '.join(COMPRESSIONS)}.")
+        if self.overview_resampling not in OVERVIEW_RESAMPLINGS:
+            raise ParameterError(f"Unknown overview resampling {self.overview_resampling!r}; "
+                                 f"use one of {', '.join(OVERVIEW_RESAMPLINGS)}.")
+        nodata = default_nodata(dtype) if self.nodata is None else float(self.nodata)
+        if not nodata_fits(nodata, dtype):
+            raise ParameterError(f"Output nodata {nodata:g} does not fit the output type {dtype}.")
+        # the value the pixels hold (0.1 in float32 is 0.10000000149...): GDAL keeps a side-car
+        # .aux.xml for a nodata that differs from what the file can store
+        nodata = float(np.dtype(dtype).type(nodata))
+        return OutputSpec(os.path.abspath(geotiff_path(self.path)), dtype, nodata, compression,
+                          self.overview_resampling)
+
+
+def default_nodata(dtype: str) -> float:
+    """-9999 where the type holds it, else the type's largest value.
+
+    >>> default_nodata("float32"), default_nodata("uint8")
+    (-9999.0, 255.0)
+    """
+    if dtype.startswith("float") or dtype in ("int16", "int32"):
+        return -9999.0
+    return float(np.iinfo(dtype).max)
+
+
+def nodata_fits(value: float, dtype: str) -> bool:
+    if dtype.startswith("float"):
+        return math.isnan(value) or abs(value) <= float(np.finfo(dtype).max)
+    info = np.iinfo(dtype)
+    return float(value).is_integer() and info.min <= value <= info.max
+
+
+def check_writable(path: str) -> None:
+    """Fail early, before any work, if ``path`` cannot be written."""
+    if not path:
+        raise OutputError("No output file was given.")
+    folder = os.path.dirname(os.path.abspath(path)) or "."
+    if not os.path.isdir(folder):
+        raise OutputError(f"The output folder does not exist: {folder}")
+    if os.path.isdir(path):
+        raise OutputError(f"The output path is a folder, not a file: {path}")
+    probe = os.path.join(folder, f".tilewise-probe-{os.getpid()}")
+    try:
+        with open(probe, "wb"):
+            pass
+        os.remove(probe)
+    except OSError as exc:
+        raise OutputError(f"Cannot write in the output folder {folder}: {exc.strerror}") from None
+    if os.path.exists(path) and not os.access(path, os.W_OK):
+        raise OutputError(f"The output file exists and cannot be overwritten: {path}")
+
+
+def to_output(values: np.ndarray, spec: OutputSpec) -> np.ndarray:
+    """Cast float results to the output type: NaN -> nodata, integers rounded and clipped."""
+    dtype = np.dtype(spec.dtype)
+    nan = np.isnan(values)
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        out = np.clip(np.rint(np.where(nan, 0, values)), info.min, info.max).astype(dtype)
+    else:
+        out = values.astype(dtype)
+    out[nan] = dtype.type(spec.nodata)
+    return out
+
+
+def tile_path(workdir: str, tile: Tile) -> str:
+    return os.path.join(workdir, f"tile_{tile.row_off:07d}_{tile.col_off:07d}.tif")
+
+
+def write_tile(path: str, data: np.ndarray, grid: Grid, tile: Tile, spec: OutputSpec) -> None:
+    """Write one tile as a GeoTIFF, atomically (temporary name, then rename)."""
+    tmp = path + ".part"
+    profile = dict(driver="GTiff", width=tile.width, height=tile.height, count=data.shape[0],
+                   dtype=spec.dtype, crs=grid.crs or None, transform=rasterio.Affine(*grid.window_transform(tile)),
+                   nodata=spec.nodata, compress="ZSTD", zstd_level=1, tiled=False)
+    try:
+        with rasterio.open(tmp, "w", **profile) as dst:
+            dst.write(data)
+        os.replace(tmp, path)
+    except Exception as exc:
+        full = is_disk_full(exc, os.path.dirname(path), data.nbytes)
+        _remove(tmp)
+        if full:
+            raise DiskFullError(f"The disk is full: writing {tile.name} into {os.path.dirname(path)} failed.") \
+                from None
+        raise
+
+
+@dataclass(frozen=True)
+class Placement:
+    """One source file laid on the grid: its whole extent goes to a window of the grid."""
+
+    filename: str
+    row_off: int
+    col_off: int
+    height: int
+    width: int
+    relative: bool = False
+    nodata: Optional[float] = None  # a source nodata makes those pixels transparent
+
+
+def write_vrt(path: str, grid: Grid, spec: OutputSpec, descriptions: Sequence[str],
+              placements: Sequence[Placement]) -> str:
+    """Write a VRT laying ``placements`` on ``grid`` (later sources paint over earlier ones)."""
+    gtype = _GDAL_TYPES[spec.dtype]
+    srs = f"  <SRS>{escape(grid.crs)}</SRS>\n" if grid.crs else ""
+    parts = [f'<VRTDataset rasterXSize="{grid.width}" rasterYSize="{grid.height}">\n', srs,
+             "  <GeoTransform>{}</GeoTransform>\n".format(", ".join(repr(v) for v in _gdal_transform(grid)))]
+    for b, desc in enumerate(descriptions, start=1):
+        parts.append(f'  <VRTRasterBand dataType="{gtype}" band="{b}">\n'
+                     f"    <Description>{escape(desc)}</Description>\n"
+                     f"    <NoDataValue>{spec.nodata!r}</NoDataValue>\n")
+        for p in placements:
+            kind = "SimpleSource" if p.nodata is None else "ComplexSource"
+            nodata = "" if p.nodata is None else f"<NODATA>{p.nodata!r}</NODATA>"
+            parts.append(
+                f'    <{kind}><SourceFilename relativeToVRT="{int(p.relative)}">{escape(p.filename)}'
+                f"</SourceFilename><SourceBand>{b}</SourceBand>"
+                f'<SrcRect xOff="0" yOff="0" xSize="{p.width}" ySize="{p.height}"/>'
+                f'<DstRect xOff="{p.col_off}" yOff="{p.row_off}" xSize="{p.width}" ySize="{p.height}"/>'
+                f"{nodata}</{kind}>\n")
+        parts.append("  </VRTRasterBand>\n")
+    parts.append("</VRTDataset>\n")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("".join(parts))
+    return path
+
+
+def build_vrt(grid: Grid, tiles: Sequence[Tile], workdir: str, spec: OutputSpec,
+              descriptions: Sequence[str]) -> str:
+    """Write a VRT that lays the tile files out on the grid; return its path."""
+    placements = [Placement(os.path.basename(tile_path(workdir, t)), t.row_off, t.col_off, t.height, t.width,
+                            relative=True) for t in tiles]
+    return write_vrt(os.path.join(workdir, "tiles.vrt"), grid, spec, descriptions, placements)
+
+
+def _gdal_transform(grid: Grid):
+    a, b, c, d, e, f = grid.transform
+    return (c, a, b, f, d, e)
+
+
+def write_cog(vrt_path: str, spec: OutputSpec, threads: str = "ALL_CPUS") -> None:
+    """Translate the tile VRT into the final COG at ``spec.path`` (atomically)."""
+    tmp = partial_path(spec.path)
+    options = dict(COMPRESS=spec.compression, BLOCKSIZE=BLOCK_SIZE, OVERVIEWS="IGNORE_EXISTING",
+                   OVERVIEW_RESAMPLING=spec.overview_resampling.upper(), NUM_THREADS=threads,
+                   BIGTIFF="IF_SAFER")
+    if spec.compression in ("DEFLATE", "ZSTD", "LZW"):
+        options["PREDICTOR"] = "YES"
+    try:
+        gdal_copy(vrt_path, tmp, driver="COG", **options)
+        _replace_output(tmp, spec.path)
+    except Exception as exc:
+        full = is_disk_full(exc, os.path.dirname(spec.path), _raw_bytes(vrt_path))
+        _remove(tmp)
+        _remove(tmp + ".aux.xml")
+        if full:
+            raise DiskFullError(f"The disk is full: writing {spec.path} failed.") from None
+        if isinstance(exc, (OSError, RasterioError)) or type(exc).__name__.startswith("CPLE_"):
+            raise OutputError(f"Writing {spec.path} failed: {exc}") from None
+        raise
+
+
+def _replace_output(tmp: str, path: str) -> None:
+    """Put the finished COG in place, with its side-car if GDAL wrote one; an older output's
+    side-car (statistics, histograms of the previous pixels) goes with the older output."""
+    side = tmp + ".aux.xml"
+    if os.path.exists(side):
+        os.replace(side, path + ".aux.xml")
+    else:
+        _remove(path + ".aux.xml")
+    os.replace(tmp, path)
+
+
+def _raw_bytes(vrt_path: str) -> int:
+    try:
+        with rasterio.open(vrt_path) as src:
+            return src.width * src.height * src.count * np.dtype(src.dtypes[0]).itemsize
+    except Exception:
+        return 0
+
+
+def _remove(path: str) -> None:
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass

@@ -1,0 +1,1 @@
+"""Compiled kernels (numba): pure functions over arrays. Importing this package does not import numba."""

@@ -1,0 +1,359 @@
+"""Per-pixel reducers over a stack of layers, compiled with numba.
+
+Pure functions over arrays: no I/O, no globals. NaN marks a missing
+observation. Each public function validates its arguments and calls a private
+``@njit`` kernel that runs ``prange`` over chunks of pixels (one scratch buffer
+per chunk). No ``fastmath``: NaN handling and exact order statistics matter
+more than the last few percent.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence, Tuple
+
+from ..runtime.jitconfig import configure_cache
+
+#: numba's on-disk cache of the compiled kernels: settled before numba is imported (None: no cache).
+CACHE_DIR = configure_cache()
+
+import numba  # noqa: E402 (after the cache folder is settled)
+import numpy as np  # noqa: E402
+
+from ..errors import ParameterError  # noqa: E402
+from .statistics import STATISTICS, check_statistic, integer_range, output_count  # noqa: F401,E402 (re-exported)
+
+_CODES = {name: i for i, name in enumerate(STATISTICS)}
+_CHUNK = 1024
+
+jit = numba.njit(nogil=True, cache=CACHE_DIR is not None)
+pjit = numba.njit(nogil=True, cache=CACHE_DIR is not None, parallel=True)
+
+
+@jit
+def _select(a, n, k):
+    """Hoare quickselect: move the k-th smallest of ``a[:n]`` to ``a[k]``.
+
+    On return every ``a[i]`` with ``i < k`` is <= ``a[k]``.
+    """
+    lo = 0
+    hi = n - 1
+    while hi > lo:
+        mid = (lo + hi) // 2
+        if a[mid] < a[lo]:
+            a[mid], a[lo] = a[lo], a[mid]
+        if a[hi] < a[lo]:
+            a[hi], a[lo] = a[lo], a[hi]
+        if a[hi] < a[mid]:
+            a[hi], a[mid] = a[mid], a[hi]
+        pivot = a[mid]
+        i = lo
+        j = hi
+        while i <= j:
+            while a[i] < pivot:
+                i += 1
+            while a[j] > pivot:
+                j -= 1
+            if i <= j:
+                a[i], a[j] = a[j], a[i]
+                i += 1
+                j -= 1
+        if k <= j:
+            hi = j
+        elif k >= i:
+            lo = i
+        else:
+            break
+    return a[k]
+
+
+@jit
+def _median(a, n):
+    h = n // 2
+    upper = _select(a, n, h)
+    if n % 2 == 1:
+        return np.float64(upper)
+    lower = a[0]
+    for i in range(1, h):
+        if a[i] > lower:
+            lower = a[i]
+    return (np.float64(lower) + np.float64(upper)) / 2.0
+
+
+@jit
+def _sort(a, n):
+    """Insertion sort of ``a[:n]`` (n is small: the number of observations)."""
+    for i in range(1, n):
+        v = a[i]
+        j = i - 1
+        while j >= 0 and a[j] > v:
+            a[j + 1] = a[j]
+            j -= 1
+        a[j + 1] = v
+
+
+@jit
+def _percentile_sorted(a, n, q):
+    """numpy's default ('linear') percentile of the sorted ``a[:n]``."""
+    pos = q / 100.0 * (n - 1)
+    lo = int(np.floor(pos))
+    if lo >= n - 1:
+        return np.float64(a[n - 1])
+    g = pos - lo
+    x0 = np.float64(a[lo])
+    x1 = np.float64(a[lo + 1])
+    if g >= 0.5:
+        return x1 - (x1 - x0) * (1.0 - g)
+    return x0 + (x1 - x0) * g
+
+
+@pjit
+def _reduce_kernel(stack, code, qs, out):
+    n_layers, n_pix = stack.shape
+    n_chunks = (n_pix + _CHUNK - 1) // _CHUNK
+    for c in numba.prange(n_chunks):
+        buf = np.empty(n_layers, stack.dtype)
+        start = c * _CHUNK
+        stop = min(start + _CHUNK, n_pix)
+        for p in range(start, stop):
+            k = 0
+            for i in range(n_layers):
+                v = stack[i, p]
+                if not np.isnan(v):
+                    buf[k] = v
+                    k += 1
+            if code == 5:  # count
+                out[0, p] = k
+                continue
+            if k == 0:
+                for j in range(out.shape[0]):
+                    out[j, p] = np.nan
+                continue
+            if code == 0:
+                out[0, p] = _median(buf, k)
+            elif code == 1 or code == 4:
+                s = 0.0
+                for i in range(k):
+                    s += buf[i]
+                mean = s / k
+                if code == 1:
+                    out[0, p] = mean
+                else:
+                    ss = 0.0
+                    for i in range(k):
+                        d = buf[i] - mean
+                        ss += d * d
+                    out[0, p] = np.sqrt(ss / k)
+            elif code == 2 or code == 3:
+                m = buf[0]
+                for i in range(1, k):
+                    if (code == 2 and buf[i] < m) or (code == 3 and buf[i] > m):
+                        m = buf[i]
+                out[0, p] = m
+            else:
+                _sort(buf, k)
+                for j in range(qs.shape[0]):
+                    out[j, p] = _percentile_sorted(buf, k, qs[j])
+
+
+@jit
+def _interpolate(x0, x1, g, median):
+    """numpy's rules: a median is the mean of the two middle values; a percentile
+    is numpy's linear interpolation (equal neighbours, even infinite, give themselves)."""
+    if g == 0.0 or x0 == x1:
+        return x0
+    if median:
+        return (x0 + x1) / 2.0
+    return x1 - (x1 - x0) * (1.0 - g) if g >= 0.5 else x0 + (x1 - x0) * g
+
+
+_NAN_KEY = 2**31 - 1  # above every candidate of the search: a missing value is never counted
+_CHUNK_KEYS = 512
+
+
+@pjit
+def _int_order_kernel(stack, lo, bits, qs, median, out):
+    """Order statistics of integer-valued data in ``[lo, lo + 2**bits)``: the values are the keys."""
+    n_layers, n_pix = stack.shape
+    for c in numba.prange((n_pix + _CHUNK_KEYS - 1) // _CHUNK_KEYS):
+        s = c * _CHUNK_KEYS
+        m = min(_CHUNK_KEYS, n_pix - s)
+        keys = np.empty((n_layers, m), np.int32)
+        for i in range(n_layers):
+            row = stack[i, s:s + m]
+            for j in range(m):
+                v = row[j]
+                keys[i, j] = _NAN_KEY if np.isnan(v) else np.int32(v)
+        _search_keys(keys, lo, bits, qs, median, False, out, s)
+
+
+@pjit
+def _float_order_kernel(stack, qs, median, out):
+    """Order statistics of float32 data: keys are the 32-bit patterns turned into
+    integers that sort like the floats (sign-magnitude to two's complement)."""
+    n_layers, n_pix = stack.shape
+    for c in numba.prange((n_pix + _CHUNK_KEYS - 1) // _CHUNK_KEYS):
+        s = c * _CHUNK_KEYS
+        m = min(_CHUNK_KEYS, n_pix - s)
+        keys = np.empty((n_layers, m), np.int32)
+        for i in range(n_layers):
+            row = stack[i, s:s + m]
+            bits = row.view(np.int32)
+            for j in range(m):
+                b = bits[j]
+                keys[i, j] = _NAN_KEY if np.isnan(row[j]) else (b if b >= 0 else b ^ 0x7FFFFFFF)
+        _search_keys(keys, -(2**31), 32, qs, median, True, out, s)
+
+
+@jit
+def _search_keys(keys, lo, bits, qs, median, float_keys, out, s):
+    """Write the order statistics of ``keys`` (layers x pixels) to ``out[:, s:]``.
+
+    For each pixel, rank r (from a percentile) is the smallest key with more
+    than r keys at or below it, found one bit at a time in ``[lo, lo + 2**bits)``.
+    Each step is a count over all layers for a run of contiguous pixels at once,
+    so it vectorises, with no per-pixel sorting or branching.
+    """
+    n_layers, m = keys.shape
+    cnt = np.zeros(m, np.int32)
+    for i in range(n_layers):
+        row = keys[i]
+        for j in range(m):
+            cnt[j] += row[j] != _NAN_KEY
+    below = np.empty(m, np.int32)
+    res = np.empty(m, np.int64)
+    cand = np.empty(m, np.int64)
+    rank = np.empty(m, np.int32)
+    frac = np.empty(m, np.float64)
+    nxt = np.empty(m, np.int64)
+    for qi in range(qs.shape[0]):
+        for j in range(m):
+            pos = qs[qi] / 100.0 * (cnt[j] - 1)
+            r = int(np.floor(pos)) if cnt[j] > 0 else 0
+            rank[j] = r
+            frac[j] = pos - r
+            res[j] = lo - 1
+        for b in range(bits - 1, -1, -1):
+            step = np.int64(1) << b
+            for j in range(m):
+                cand[j] = res[j] + step
+                below[j] = 0
+            for i in range(n_layers):
+                row = keys[i]
+                for j in range(m):
+                    below[j] += row[j] <= cand[j]
+            for j in range(m):
+                if below[j] <= rank[j]:
+                    res[j] = cand[j]
+        for j in range(m):  # res + 1 is the key of rank r; now the one of rank r + 1
+            res[j] += 1
+            below[j] = 0
+            nxt[j] = _NAN_KEY
+        for i in range(n_layers):
+            row = keys[i]
+            for j in range(m):
+                k = row[j]
+                below[j] += k <= res[j]
+                if k > res[j] and k < nxt[j]:
+                    nxt[j] = k
+        for j in range(m):
+            if cnt[j] == 0:
+                out[qi, s + j] = np.nan
+                continue
+            x0 = _key_value(res[j], float_keys)
+            x1 = x0 if below[j] >= rank[j] + 2 or frac[j] == 0.0 else _key_value(nxt[j], float_keys)
+            out[qi, s + j] = _interpolate(x0, x1, frac[j], median)
+
+
+@jit
+def _key_value(key, float_keys):
+    if not float_keys:
+        return np.float64(key)
+    k = np.int32(key)
+    bits = np.empty(1, np.int32)
+    bits[0] = k if k >= 0 else k ^ 0x7FFFFFFF
+    return np.float64(bits.view(np.float32)[0])
+
+
+def _ranks(statistic: str, qs: np.ndarray) -> np.ndarray:
+    return np.asarray([50.0]) if statistic == "median" else qs
+
+
+def reduce_stack(stack: np.ndarray, statistic: str = "median",
+                 percentiles: Sequence[float] = (), value_range: Optional[Tuple[int, int]] = None) -> np.ndarray:
+    """Reduce a ``(layers, ...)`` stack along its first axis, ignoring NaN.
+
+    Returns a float64 array of shape ``(k, ...)`` where ``k`` is the number of
+    percentiles for ``"percentile"`` and 1 otherwise. A pixel with no valid
+    observation is NaN, except for ``"count"`` where it is 0. Results equal
+    numpy's ``nanmedian``, ``nanmean``, ``nanmin``, ``nanmax``, ``nanstd``
+    (ddof=0) and ``nanpercentile`` (linear).
+
+    ``value_range`` ``(lowest, bits)`` (see :func:`integer_range`) says the
+    values are integers in ``[lowest, lowest + 2**bits)``: medians and
+    percentiles then use a vectorised bitwise search of that range. float32
+    stacks use the same search over 32-bit keys; float64 stacks per-pixel
+    quickselect. All give numpy's values (with infinite values, percentiles
+    follow the order statistics where numpy's interpolation gives NaN).
+
+    >>> s = np.array([[1.0, np.nan], [3.0, np.nan], [np.nan, np.nan]], np.float32)
+    >>> reduce_stack(s, "median").tolist()
+    [[2.0, nan]]
+    >>> reduce_stack(s, "count").tolist()
+    [[2.0, 0.0]]
+    """
+    k = output_count(statistic, percentiles)
+    if stack.ndim < 2:
+        raise ParameterError("A stack needs a layer axis and at least one pixel axis.")
+    if stack.dtype not in (np.float32, np.float64):
+        raise ParameterError(f"Stacks are float32 or float64 with NaN for missing values, not {stack.dtype}.")
+    flat = np.ascontiguousarray(stack.reshape(stack.shape[0], -1))
+    out = np.empty((k, flat.shape[1]), np.float64)
+    qs = np.asarray(percentiles if statistic == "percentile" else [0.0], np.float64)
+    if value_range is not None and statistic in ("median", "percentile"):
+        lo, bits = value_range
+        if not 0 < bits <= 24:  # float32 holds integers exactly up to 2**24
+            raise ParameterError(f"value_range bits must be 1..24, got {bits}.")
+        _int_order_kernel(flat, lo, bits, _ranks(statistic, qs), statistic == "median", out)
+        return out.reshape((k,) + stack.shape[1:])
+    if flat.dtype == np.float32 and statistic in ("median", "percentile"):
+        _float_order_kernel(flat, _ranks(statistic, qs), statistic == "median", out)
+        return out.reshape((k,) + stack.shape[1:])
+    _reduce_kernel(flat, _CODES[statistic], qs, out)
+    return out.reshape((k,) + stack.shape[1:])
+
+
+# -- warming numba's cache -----------------------------------------------------------------------------------
+
+def _warm_calls(group: str):
+    """Calls of :func:`reduce_stack` that compile every specialization the engine uses in ``group``.
+
+    Tiles are reduced as float32 stacks (inputs of up to 32 bits; those of up to 16 bits
+    also with their integer range) or float64 stacks (wider inputs, never an integer range).
+    """
+    from ..operations.warmup import WARM_GROUPS
+    f32 = np.array([[1.0, np.nan, 3.0, 4.0], [2.0, 5.0, np.nan, 4.0], [0.0, 1.0, 2.0, np.nan]], np.float32)
+    f64 = f32.astype(np.float64)
+    order = (("median", ()), ("percentile", (25.0, 75.0)))
+    if group == WARM_GROUPS[0]:  # the key searches
+        for statistic, qs in order:
+            yield f32, statistic, qs, (0, 8)
+            yield f32, statistic, qs, None
+    elif group == WARM_GROUPS[1]:  # the per-pixel kernel
+        for statistic in STATISTICS:
+            qs = (50.0,) if statistic == "percentile" else ()
+            if statistic not in dict(order):
+                yield f32, statistic, qs, None
+            yield f64, statistic, qs, None
+    else:
+        raise ParameterError(f"Unknown kernel group {group!r}; known: {', '.join(WARM_GROUPS)}.")
+
+
+def warm_up(group: str) -> Tuple[int, int]:
+    """Compile the kernels of ``group`` (one of :data:`tilewise.core.warmup.WARM_GROUPS`) into numba's cache, or load
+    them from it; return ``(compiled, loaded from the cache)``, counted in specializations."""
+    kernels = (_int_order_kernel, _float_order_kernel, _reduce_kernel)
+    before = [(sum(k.stats.cache_misses.values()), sum(k.stats.cache_hits.values())) for k in kernels]
+    for stack, statistic, qs, value_range in _warm_calls(group):
+        reduce_stack(stack, statistic, qs, value_range)
+    after = [(sum(k.stats.cache_misses.values()), sum(k.stats.cache_hits.values())) for k in kernels]
+    return (sum(a[0] - b[0] for a, b in zip(after, before)), sum(a[1] - b[1] for a, b in zip(after, before)))

@@ -1,0 +1,577 @@
+"""Statistics of each feature over one band of a tile, and their exact merge across tiles.
+
+:func:`reduce_tile` turns a tile's :class:`~.coverage.Cover` and the tile's
+bands into a :class:`TilePart`: per feature and layer, mergeable aggregates
+(weight, count, mean, sum of squared deviations, min, max, sum). For a feature
+complete in the tile it also holds the medians and percentiles; for a feature
+that spans tiles it holds its valid values and weights instead, so that
+:class:`ZoneMerger` reduces them once when the last tile has come: medians and
+percentiles are exact, never averages of tile medians. Memory is bounded by the
+tile's pixels and the number of features that span tiles.
+
+Definitions (``w`` is 1 for whole pixels, the covered fraction for fractional
+coverage, the bilinear weight for points):
+
+* ``mean = sum(w x) / sum(w)``, ``sum = sum(w x)``, ``count = sum(w)`` over valid
+  pixels; ``std`` the population standard deviation, weighted; ``min``/``max``
+  over valid pixels with ``w > 0``; ``n_valid`` the number of those pixels.
+* median and percentiles of whole pixels: numpy's default (linear) rule, which
+  for the median is QGIS's. Of weighted pixels: exactextract's weighted
+  quantile (values with equal value pooled, linear between them; with equal
+  weights and distinct values it is numpy's rule).
+* a statistic is null where no valid pixel is left, or where the valid weight
+  is below ``min_valid_fraction`` of the feature's whole footprint (pixels
+  outside the raster count as invalid); ``count`` and ``n_valid`` stay.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+
+import numba
+import numpy as np
+
+from .reducers import _select
+from .statistics import integer_range
+from .cover import Cover
+
+jit = numba.njit(nogil=True, cache=True)
+
+#: GDAL's bilinear interpolation gives no value below this total weight of valid pixels.
+BILINEAR_MIN_WEIGHT = 1e-5
+
+
+@dataclass
+class TilePart:
+    """What one tile contributes for its features, over ``L`` layers (rasters x bands).
+
+    Rows follow ``zones``. ``w, n, mean, m2, vmin, vmax, total`` are ``(k, L)``;
+    ``blocked`` ``(k, L)`` marks a bilinear point whose own pixel has no data;
+    ``quantiles`` is ``(k, L, q)`` and set for rows with ``complete``; the valid
+    ``(value, weight)`` pairs of the other rows (when quantiles are asked) are in
+    ``values``/``vweights``: row ``k``, layer ``l`` at
+    ``vstart[k] + l * vlen[k]``, ``vcount[k, l]`` of them.
+    """
+
+    tile: int
+    zones: np.ndarray
+    blocked: np.ndarray
+    footprint: np.ndarray
+    fallback: np.ndarray
+    weighted: np.ndarray
+    complete: np.ndarray
+    w: np.ndarray
+    n: np.ndarray
+    mean: np.ndarray
+    m2: np.ndarray
+    vmin: np.ndarray
+    vmax: np.ndarray
+    total: np.ndarray
+    quantiles: np.ndarray
+    vstart: np.ndarray
+    vlen: np.ndarray
+    vcount: np.ndarray
+    values: np.ndarray
+    vweights: np.ndarray
+
+    def segment(self, k: int, layer: int) -> Tuple[np.ndarray, np.ndarray]:
+        a = int(self.vstart[k] + layer * self.vlen[k])
+        b = a + int(self.vcount[k, layer])
+        return self.values[a:b], self.vweights[a:b]
+
+
+def layer_arrays(band) -> Tuple[np.ndarray, np.ndarray]:
+    """``(values, valid)`` of one band, flat, the values in their own numeric type (no float copy).
+
+    A band is a masked array (mask: no data), a ``(values, valid)`` pair, or a plain
+    array (NaN: no data; every integer is data).
+
+    >>> v, ok = layer_arrays(np.ma.masked_equal(np.array([[1, 0], [3, 4]], np.uint8), 0))
+    >>> v.tolist(), ok.tolist()
+    ([1, 0, 3, 4], [True, False, True, True])
+    """
+    if isinstance(band, tuple):
+        data, valid = band
+        valid = np.asarray(valid, dtype=bool)
+    elif isinstance(band, np.ma.MaskedArray):
+        data, valid = band.data, ~np.ma.getmaskarray(band)
+    else:
+        data, valid = band, None
+    data = np.asarray(data)
+    if data.dtype.kind == "b":
+        data = data.view(np.uint8)
+    elif data.dtype.kind not in "iuf":
+        data = data.astype(np.float64)
+    data = np.ascontiguousarray(data).ravel()
+    if valid is None:
+        valid = ~np.isnan(data) if data.dtype.kind == "f" else np.ones(data.shape, bool)
+    elif data.dtype.kind == "f":
+        valid = valid.ravel() & ~np.isnan(data)
+    return data, np.ascontiguousarray(valid).ravel()
+
+
+def reduce_tile(cover: Cover, layers: Iterable, *, complete: np.ndarray, weighted: np.ndarray,
+                quantiles: Sequence[float] = (), n_layers: Optional[int] = None, tile: int = -1) -> TilePart:
+    """Aggregates of every feature of ``cover`` over each 2-D layer (the tile's bands, in order).
+
+    ``layers`` may be a generator (one layer in memory at a time); then give ``n_layers``.
+
+    ``complete[k]``: feature ``k`` has no pixel in another tile (its quantiles are
+    computed here). ``weighted[k]``: its weights are fractions (weighted quantiles).
+
+    >>> import shapely
+    >>> from tilewise.core.kernels.footprints import footprints_from_pixels
+    >>> from tilewise.core.kernels.cover import cover_tile
+    >>> fp = footprints_from_pixels([shapely.box(0, 0, 2, 2)], 2, 2)
+    >>> cover = cover_tile(fp, np.array([0]), 0, 0, 2, 2)
+    >>> band = np.array([[1.0, 2.0], [np.nan, 6.0]])
+    >>> p = reduce_tile(cover, [band], complete=np.array([True]), weighted=np.array([False]), quantiles=[0.5])
+    >>> p.n.tolist(), p.mean.tolist(), p.quantiles.tolist(), p.vmax.tolist()
+    ([[3]], [[3.0]], [[[2.0]]], [[6.0]])
+    """
+    k = len(cover.zones)
+    if n_layers is None:
+        layers = list(layers)
+        n_layers = len(layers)
+    qs = np.asarray(quantiles, dtype=np.float64)
+    complete = np.asarray(complete, bool)
+    weighted = np.asarray(weighted, bool)
+    w = np.zeros((k, n_layers))
+    n = np.zeros((k, n_layers), np.int64)
+    mean = np.full((k, n_layers), np.nan)
+    m2 = np.zeros((k, n_layers))
+    vmin = np.full((k, n_layers), np.inf)
+    vmax = np.full((k, n_layers), -np.inf)
+    total = np.zeros((k, n_layers))
+    qout = np.full((k, n_layers, len(qs)), np.nan)
+    lengths = np.diff(cover.offsets)
+    collect = ~complete if len(qs) else np.zeros(k, bool)
+    vlen = np.where(collect, lengths, 0).astype(np.int64)
+    vstart = np.concatenate([[0], np.cumsum(vlen * n_layers)[:-1]]).astype(np.int64) if k else np.zeros(0, np.int64)
+    size = int(np.sum(vlen) * n_layers)
+    values = np.empty(size)
+    vweights = np.empty(size)
+    vcount = np.zeros((k, n_layers), np.int64)
+    blocked = np.zeros((k, n_layers), bool)
+    scratch = max(int(lengths.max(initial=0)), 1)
+    buf_v, buf_w, hist = np.empty(scratch), np.empty(scratch), np.zeros(256, np.int64)
+    li = -1
+    for li, band in enumerate(layers):
+        if li >= n_layers:
+            raise ValueError(f"more than the {n_layers} layers announced")
+        data, valid = layer_arrays(band)
+        if data.shape[0] != cover.height * cover.width:
+            raise ValueError(f"layer {li} has {data.shape[0]} pixels, the tile {cover.height * cover.width}")
+        has = cover.anchor >= 0
+        blocked[has, li] = ~valid[cover.anchor[has]]
+        int_lo, int_bits = integer_range([data.dtype.name]) or (0, 0)
+        _reduce_kernel(data, valid, cover.offsets, cover.pixels, cover.weights, complete.view(np.uint8),
+                       weighted.view(np.uint8), collect.view(np.uint8), qs, li, n_layers,
+                       w, n, mean, m2, vmin, vmax, total, qout, vstart, vlen, vcount, values, vweights,
+                       buf_v, buf_w, int_lo, int_bits, hist)
+    if li != n_layers - 1:
+        raise ValueError(f"{li + 1} layers given, {n_layers} announced")
+    return TilePart(int(tile), cover.zones, blocked, cover.footprint, cover.fallback, weighted, complete,
+                    w, n, mean, m2, vmin, vmax, total, qout, vstart, vlen, vcount, values, vweights)
+
+
+@jit
+def _reduce_kernel(data, valid, offsets, pixels, weights, complete, weighted, collect, qs, li, n_layers,
+                   w_out, n_out, mean_out, m2_out, min_out, max_out, total_out, q_out,
+                   vstart, vlen, vcount, values, vweights, buf_v, buf_w, int_lo, int_bits, hist):
+    for k in range(offsets.shape[0] - 1):
+        a = offsets[k]
+        b = offsets[k + 1]
+        sw = 0.0
+        swx = 0.0
+        cnt = 0
+        lo = np.inf
+        hi = -np.inf
+        for j in range(a, b):
+            p = pixels[j]
+            if valid[p]:
+                x = data[p]
+                wt = weights[j]
+                sw += wt
+                swx += wt * x
+                buf_v[cnt] = x
+                buf_w[cnt] = wt
+                cnt += 1
+                if x < lo:
+                    lo = x
+                if x > hi:
+                    hi = x
+        w_out[k, li] = sw
+        n_out[k, li] = cnt
+        total_out[k, li] = swx
+        if cnt == 0:
+            continue
+        m = swx / sw
+        ss = 0.0
+        for j in range(cnt):
+            d = buf_v[j] - m
+            ss += buf_w[j] * d * d
+        mean_out[k, li] = m
+        m2_out[k, li] = ss
+        min_out[k, li] = lo
+        max_out[k, li] = hi
+        if qs.shape[0] > 0 and complete[k]:
+            if weighted[k]:
+                _weighted_quantiles(buf_v, buf_w, cnt, qs, q_out[k, li], int_lo, int_bits, hist)
+            else:
+                _quantiles(buf_v, cnt, qs, q_out[k, li], int_lo, int_bits, hist)
+        elif collect[k]:
+            start = vstart[k] + li * vlen[k]
+            for j in range(cnt):
+                values[start + j] = buf_v[j]
+                vweights[start + j] = buf_w[j]
+            vcount[k, li] = cnt
+
+
+@jit
+def _quantiles(v, n, qs, out, int_lo, int_bits, hist):
+    """numpy's linear percentiles of ``v[:n]``; the median as numpy's (the mean of the two middle values).
+
+    Integer-valued data of at most 16 bits in ``[int_lo, int_lo + 2**int_bits)``
+    (``int_bits`` > 0) are selected by counting (two passes over 8-bit digits,
+    no branches to mispredict); other data by quickselect (``v`` is reordered).
+    """
+    for i in range(qs.shape[0]):
+        pos = qs[i] * (n - 1)
+        lo = int(np.floor(pos))
+        if lo >= n - 1:
+            lo = n - 1
+        if int_bits > 0:
+            x0 = _count_select(v, n, lo, int_lo, int_bits, hist)
+            x1 = x0 if lo == n - 1 else _count_select(v, n, lo + 1, int_lo, int_bits, hist)
+        else:
+            x0 = np.float64(_select(v, n, lo))
+            x1 = x0
+            if lo < n - 1:                     # after the selection, v[lo + 1:] holds the larger values
+                x1 = np.float64(v[lo + 1])
+                for j in range(lo + 2, n):
+                    if v[j] < x1:
+                        x1 = np.float64(v[j])
+        g = pos - lo
+        if qs[i] == 0.5:
+            out[i] = x0 if n % 2 == 1 else (x0 + x1) / 2.0
+        elif g == 0.0 or x0 == x1:
+            out[i] = x0
+        else:
+            out[i] = x1 - (x1 - x0) * (1.0 - g) if g >= 0.5 else x0 + (x1 - x0) * g
+
+
+@jit
+def _count_select(v, n, k, lo, bits, hist):
+    """The ``k``-th smallest (0-based) of the integer values ``v[:n]`` in ``[lo, lo + 2**bits)``, bits <= 16."""
+    shift = bits - 8 if bits > 8 else 0
+    hist[:] = 0
+    for i in range(n):
+        hist[(int(v[i]) - lo) >> shift] += 1
+    acc = 0
+    high = 0
+    for b in range(256):
+        if acc + hist[b] > k:
+            high = b
+            break
+        acc += hist[b]
+    if shift == 0:
+        return np.float64(lo + high)
+    k -= acc
+    hist[:] = 0
+    low_mask = (1 << shift) - 1
+    for i in range(n):
+        key = int(v[i]) - lo
+        if (key >> shift) == high:
+            hist[key & low_mask] += 1
+    acc = 0
+    for b in range(1 << shift):
+        acc += hist[b]
+        if acc > k:
+            return np.float64(lo + (high << shift) + b)
+    return np.nan
+
+
+@jit
+def _weighted_quantiles(v, wts, n, qs, out, int_lo, int_bits, hist):
+    """exactextract's weighted quantiles: equal values pooled, then linear between the pooled values.
+
+    Integer data of at most 16 bits are sorted by counting (one or two passes over
+    8-bit digits), others by ``np.argsort``.
+    """
+    xs = np.empty(n)
+    ws = np.empty(n)
+    if int_bits > 0:
+        _count_sort_pairs(v, wts, n, int_lo, int_bits, hist, xs, ws)
+        order = np.arange(n)
+    else:
+        order = np.argsort(v[:n])
+    m = 0
+    for j in range(n):
+        x = v[order[j]]
+        if m > 0 and xs[m - 1] == x:
+            ws[m - 1] += wts[order[j]]
+        else:
+            xs[m] = x
+            ws[m] = wts[order[j]]
+            m += 1
+    s = np.empty(m)
+    cum = 0.0
+    for i in range(m):
+        if i == 0:
+            s[i] = 0.0
+        else:
+            s[i] = i * ws[i] + (m - 1) * cum
+        cum += ws[i]
+    sn = cum * (m - 1)
+    for qi in range(qs.shape[0]):
+        target = qs[qi] * sn
+        right = m
+        for i in range(m):
+            if s[i] > target:
+                right = i
+                break
+        left = right - 1
+        if right == m:
+            out[qi] = xs[left]
+        else:
+            out[qi] = xs[left] + (target - s[left]) * (xs[right] - xs[left]) / (s[right] - s[left])
+
+
+@jit
+def _count_sort_pairs(v, w, n, lo, bits, hist, tmp_v, tmp_w):
+    """Sort the integer values ``v[:n]`` (in ``[lo, lo + 2**bits)``, bits <= 16) with their weights
+    ``w``, in place: a stable counting sort on each 8-bit digit, lowest first."""
+    passes = 1 if bits <= 8 else 2
+    for d in range(passes):
+        shift = 8 * d
+        hist[:] = 0
+        for i in range(n):
+            hist[((int(v[i]) - lo) >> shift) & 255] += 1
+        start = 0
+        for b in range(256):
+            c = hist[b]
+            hist[b] = start
+            start += c
+        for i in range(n):
+            b = ((int(v[i]) - lo) >> shift) & 255
+            tmp_v[hist[b]] = v[i]
+            tmp_w[hist[b]] = w[i]
+            hist[b] += 1
+        v[:n] = tmp_v[:n]
+        w[:n] = tmp_w[:n]
+
+
+def quantiles_of(values: np.ndarray, weights: np.ndarray, qs: Sequence[float], weighted: bool) -> np.ndarray:
+    """Quantiles ``qs`` (0-1) of ``values`` by the rule of :func:`reduce_tile` (NaN if empty).
+
+    >>> quantiles_of(np.array([1.0, 1.0, 2.0, 5.0]), np.ones(4), [0.5], False).tolist()
+    [1.5]
+    >>> quantiles_of(np.array([1.0, 1.0, 2.0, 5.0]), np.ones(4), [0.5], True).tolist()   # exactextract
+    [1.8]
+    """
+    out = np.full(len(qs), np.nan)
+    v = np.ascontiguousarray(values, dtype=np.float64)
+    if len(v) == 0 or len(qs) == 0:
+        return out
+    q = np.asarray(qs, dtype=np.float64)
+    v = v.copy()
+    if weighted:
+        _weighted_quantiles(v, np.array(weights, dtype=np.float64), len(v), q, out, 0, 0, np.zeros(256, np.int64))
+    else:
+        _quantiles(v, len(v), q, out, 0, 0, np.zeros(256, np.int64))
+    return out
+
+
+# -- merging ------------------------------------------------------------------------------------------------
+
+@dataclass
+class ZoneStats:
+    """Final statistics of every feature and layer, NaN where null; ``(n_zones, L)`` each.
+
+    ``quantiles`` is ``(n_zones, L, q)`` in the order of ``ExtractSpec.quantiles``.
+    ``valid`` is False where the statistics are null (no valid pixel, or below
+    the minimum valid fraction); ``count`` and ``n_valid`` are always set.
+    """
+
+    mean: np.ndarray
+    std: np.ndarray
+    vmin: np.ndarray
+    vmax: np.ndarray
+    count: np.ndarray
+    total: np.ndarray
+    n_valid: np.ndarray
+    valid_fraction: np.ndarray
+    quantiles: np.ndarray
+    valid: np.ndarray
+
+
+@dataclass
+class _Stash:
+    """Rows kept for a feature that spans tiles until its last tile has come."""
+
+    fallback_rows: List[Tuple[TilePart, int]] = field(default_factory=list)
+    segments: List[List[Tuple[np.ndarray, np.ndarray]]] = field(default_factory=list)
+
+
+class ZoneMerger:
+    """Merges :class:`TilePart` s of one grid into final statistics, exactly.
+
+    ``parts[z]`` is how many tiles feature ``z`` was given to (from the spatial
+    index); a feature is final when that many parts have been added. ``whole``
+    is the footprint weight of each feature on the whole lattice (NaN: the sum
+    of its tiles' footprints, for features inside the raster).
+    """
+
+    def __init__(self, n_zones: int, n_layers: int, parts: np.ndarray, whole: np.ndarray,
+                 quantiles: Sequence[float] = (), min_valid_fraction: float = 0.0,
+                 bilinear: Optional[np.ndarray] = None) -> None:
+        self.n_layers = n_layers
+        self.qs = tuple(quantiles)
+        self.parts = np.asarray(parts, np.int64)
+        self.whole = np.asarray(whole, np.float64)
+        self.min_valid_fraction = float(min_valid_fraction)
+        self.bilinear = np.zeros(n_zones, bool) if bilinear is None else np.asarray(bilinear, bool)
+        shape = (n_zones, n_layers)
+        self.w = np.zeros(shape)
+        self.n = np.zeros(shape, np.int64)
+        self.mean = np.zeros(shape)
+        self.m2 = np.zeros(shape)
+        self.vmin = np.full(shape, np.inf)
+        self.vmax = np.full(shape, -np.inf)
+        self.total = np.zeros(shape)
+        self.q = np.full(shape + (len(self.qs),), np.nan)
+        self.blocked = np.zeros(shape, bool)
+        self.fresh = np.ones(n_zones, bool)          # no part accumulated yet
+        self.footprint = np.zeros(n_zones)
+        self.seen = np.zeros(n_zones, np.int64)
+        self.centred = np.zeros(n_zones, bool)     # had a part with pixel centres (centre coverage)
+        self.weighted = np.zeros(n_zones, bool)
+        self._stash: Dict[int, _Stash] = {}
+
+    def add(self, part: TilePart) -> np.ndarray:
+        """Take one tile's part; return the features it made final."""
+        z = part.zones
+        if len(z) == 0:
+            return z
+        self.seen[z] += 1
+        if np.any(self.seen[z] > self.parts[z]):
+            raise ValueError(f"tile {part.tile} was added twice")
+        direct = ~part.fallback
+        self._accumulate(part, np.flatnonzero(direct))
+        self.centred[z[direct]] = True
+        for k in np.flatnonzero(part.fallback):
+            self._stash_for(int(z[k])).fallback_rows.append((part, int(k)))
+        if self.qs:
+            for k in np.flatnonzero(~part.complete & direct):
+                self._keep_values(int(z[k]), part, int(k))
+            done = part.complete
+            self.q[z[done]] = part.quantiles[done]
+            self.weighted[z[done]] = part.weighted[done]
+        finished = z[self.seen[z] == self.parts[z]]
+        for zone in finished:
+            self._finish_zone(int(zone))
+        return finished
+
+    def _stash_for(self, zone: int) -> _Stash:
+        stash = self._stash.get(zone)
+        if stash is None:
+            stash = self._stash[zone] = _Stash()
+        return stash
+
+    def _keep_values(self, zone: int, part: TilePart, k: int) -> None:
+        stash = self._stash_for(zone)
+        if not stash.segments:
+            stash.segments = [[] for _ in range(self.n_layers)]
+        for layer in range(self.n_layers):
+            v, wt = part.segment(k, layer)
+            if len(v):
+                stash.segments[layer].append((v.copy(), wt.copy()))
+        self.weighted[zone] |= bool(part.weighted[k])
+
+    def _accumulate(self, part: TilePart, rows: np.ndarray) -> None:
+        if len(rows) == 0:
+            return
+        z = part.zones[rows]
+        self.footprint[z] += part.footprint[rows]
+        self.blocked[z] |= part.blocked[rows]
+        fresh = self.fresh[z]
+        if np.any(fresh):                          # a feature's first part: taken as it is
+            self._take(part, rows[fresh], z[fresh])
+            rows, z = rows[~fresh], z[~fresh]
+            if len(rows) == 0:
+                return
+        w0, w1 = self.w[z], part.w[rows]
+        wsum = w0 + w1
+        m1 = np.where(w1 > 0, part.mean[rows], 0.0)
+        delta = m1 - self.mean[z]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            share = np.where(wsum > 0, w1 / wsum, 0.0)
+            self.mean[z] += delta * share
+            self.m2[z] += part.m2[rows] + delta * delta * w0 * share
+        self.w[z] = wsum
+        self.n[z] += part.n[rows]
+        self.vmin[z] = np.minimum(self.vmin[z], part.vmin[rows])
+        self.vmax[z] = np.maximum(self.vmax[z], part.vmax[rows])
+        self.total[z] += part.total[rows]
+
+    def _take(self, part: TilePart, rows: np.ndarray, z: np.ndarray) -> None:
+        self.fresh[z] = False
+        self.w[z] = part.w[rows]
+        self.n[z] = part.n[rows]
+        self.mean[z] = np.where(part.w[rows] > 0, part.mean[rows], 0.0)
+        self.m2[z] = part.m2[rows]
+        self.vmin[z] = part.vmin[rows]
+        self.vmax[z] = part.vmax[rows]
+        self.total[z] = part.total[rows]
+
+    def _finish_zone(self, zone: int) -> None:
+        stash = self._stash.pop(zone, None)
+        if stash is None:
+            return
+        if not self.centred[zone] and stash.fallback_rows:
+            # No tile had a pixel centre of this polygon: its covered fractions are used, over all tiles.
+            stash.segments = [[] for _ in range(self.n_layers)] if self.qs else []
+            for part, k in stash.fallback_rows:
+                self._accumulate(part, np.array([k]))
+                self.weighted[zone] = True
+                if self.qs and part.complete[k]:
+                    self.q[zone] = part.quantiles[k]
+                elif self.qs:
+                    for layer in range(self.n_layers):
+                        v, wt = part.segment(k, layer)
+                        stash.segments[layer].append((v, wt))
+        if self.qs and stash.segments:
+            for layer, pieces in enumerate(stash.segments):
+                if pieces:
+                    v = np.concatenate([p[0] for p in pieces])
+                    wt = np.concatenate([p[1] for p in pieces])
+                    self.q[zone, layer] = quantiles_of(v, wt, self.qs, bool(self.weighted[zone]))
+
+    def pending(self) -> int:
+        """How many features still wait for a tile."""
+        return int(np.sum(self.seen < self.parts))
+
+    def result(self, zones: Optional[np.ndarray] = None) -> ZoneStats:
+        """Final statistics of ``zones`` (all by default): each must have all its parts."""
+        z = np.arange(len(self.parts)) if zones is None else np.asarray(zones, np.int64)
+        if np.any(self.seen[z] < self.parts[z]):
+            missing = z[self.seen[z] < self.parts[z]]
+            raise ValueError(f"{len(missing)} features still wait for tiles (first: {missing[:5].tolist()})")
+        n = self.n[z]
+        w = self.w[z]
+        whole = np.where(np.isnan(self.whole[z]), self.footprint[z], self.whole[z])[:, None]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            fraction = np.where(whole > 0, w / whole, 0.0)
+            std = np.sqrt(np.maximum(self.m2[z], 0.0) / w)
+        ok = n > 0
+        if self.min_valid_fraction > 0:
+            ok &= fraction >= self.min_valid_fraction - 1e-12
+        ok &= ~(self.bilinear[z][:, None] & ((w < BILINEAR_MIN_WEIGHT) | self.blocked[z]))
+
+        def null(a: np.ndarray) -> np.ndarray:
+            return np.where(ok, a, np.nan)
+        return ZoneStats(mean=null(self.mean[z]), std=null(std), vmin=null(self.vmin[z]), vmax=null(self.vmax[z]),
+                         count=w.copy(), total=null(self.total[z]), n_valid=n.copy(), valid_fraction=fraction,
+                         quantiles=np.where(ok[..., None], self.q[z], np.nan), valid=ok)

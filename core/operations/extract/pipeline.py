@@ -1,0 +1,402 @@
+"""Planning an extraction, computing one tile, and a single-process run over all tiles.
+
+The three stages are separate so a tile runner can take over the middle one:
+
+1. :func:`plan_extraction` (parent process, cheap): reads the raster headers,
+   groups rasters that share a grid, moves the samples into each grid's pixel
+   space (reprojecting once per CRS), and assigns them to the tiles of that
+   grid (:func:`.footprints.assign_tiles`). Only tiles holding a sample are
+   tasks.
+2. :func:`extract_tile` (a worker): covers the tile once (:func:`.coverage.cover_tile`),
+   reads the tile window of each raster of the group once, band by band, and
+   reduces every sample's pixels (:func:`.zonal.reduce_tile`). It returns a
+   picklable :class:`.zonal.TilePart`.
+3. :class:`.zonal.ZoneMerger` (parent): merges the parts exactly as they come;
+   :func:`assemble_stats` puts the groups' results side by side.
+
+:func:`extract` runs the three in one process, tile after tile.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass, replace
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import shapely
+
+from ...errors import CancelledError, InputError, ParameterError, TilewiseWarning
+from ...grid import Grid, Tile, plan_tiles
+from ...kernels.cover import MODE_FRACTIONAL, footprint_total, cover_tile
+from ...kernels.footprints import KIND_LINE, KIND_POINT, KIND_POLYGON, Footprints, TileAssignment, assign_tiles, \
+    footprints_from_pixels, to_pixel_space
+from .layout import build_table
+from .spec import COVERAGES, POINT_METHODS, ExtractSpec
+from ...io.vector import Samples, Table, Zones, make_samples, read_zones, reproject, same_crs, to_date64, write_table
+from ...kernels.zonal import TilePart, ZoneMerger, ZoneStats, reduce_tile
+
+DEFAULT_TILE_SIZE = 1024
+
+
+@dataclass(frozen=True)
+class RasterSource:
+    """One input raster as the extraction sees it."""
+
+    path: str
+    source: str
+    count: int
+    nodata: Optional[float]
+    crs: str
+    transform: Tuple[float, ...]
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
+class GridGroup:
+    """Rasters on one grid, with the samples in its pixel space and their tile assignment."""
+
+    grid: Grid
+    rasters: Tuple[int, ...]
+    footprints: Footprints
+    tiles: Tuple[Tile, ...]
+    assignment: TileAssignment
+    whole: np.ndarray
+    weighted: np.ndarray
+    bilinear: np.ndarray
+
+    def layers(self, n_bands: int) -> np.ndarray:
+        """Global layer indices of this group's rasters x bands, in the order of its parts."""
+        r = np.asarray(self.rasters, np.int64)
+        return (r[:, None] * n_bands + np.arange(n_bands)[None, :]).ravel()
+
+
+@dataclass(frozen=True)
+class ExtractPlan:
+    """Everything a tile needs: rasters, bands, what to compute, the samples on each grid."""
+
+    rasters: Tuple[RasterSource, ...]
+    dates: np.ndarray
+    bands: Tuple[int, ...]
+    spec: ExtractSpec
+    zones: Zones
+    samples: Samples
+    groups: Tuple[GridGroup, ...]
+    tile_size: int
+    input_nodata: Optional[float] = None
+    scale: Optional[float] = None
+    offset: Optional[float] = None
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.rasters) * len(self.bands)
+
+    def tasks(self) -> List[Tuple[int, int]]:
+        """``(group, tile)`` of every tile that holds at least one sample, group by group, row-major."""
+        out = []
+        for g, group in enumerate(self.groups):
+            counts = np.diff(group.assignment.offsets)
+            out.extend((g, int(t)) for t in np.flatnonzero(counts))
+        return out
+
+    def for_workers(self) -> "ExtractPlan":
+        """The plan without the zones' geometries and attributes, which :func:`extract_tile` does not
+        need: what to send to worker processes or Dask tasks (the groups' pixel-space footprints stay)."""
+        return replace(self, zones=None, samples=None)  # type: ignore[arg-type]
+
+    def merger(self, g: int) -> ZoneMerger:
+        group = self.groups[g]
+        return ZoneMerger(len(group.footprints), len(group.rasters) * len(self.bands), group.assignment.parts,
+                          group.whole, self.spec.quantiles, self.spec.min_valid_fraction, group.bilinear)
+
+
+def source_name(path: str) -> str:
+    """The raster's file name without extension (for URLs, the last path element).
+
+    >>> source_name("/data/S2_20200105.tif"), source_name("https://h/x/T33_B04.tif?sig=1")
+    ('S2_20200105', 'T33_B04')
+    """
+    name = path.split("?")[0].rstrip("/").split("/")[-1]
+    return os.path.splitext(name)[0] or name
+
+
+def plan_extraction(rasters: Sequence[str], zones: Union[str, Zones], spec: Optional[ExtractSpec] = None, *,
+                    bands: Optional[Sequence[int]] = None, dates: Optional[Sequence[Any]] = None,
+                    id_field: Optional[str] = None, layer: Optional[str] = None,
+                    tile_size: int = DEFAULT_TILE_SIZE, input_nodata: Optional[float] = None,
+                    scale: Optional[float] = None, offset: Optional[float] = None) -> ExtractPlan:
+    """Plan the extraction of ``zones`` (a path or :class:`.vector.Zones`) from ``rasters``.
+
+    ``bands`` (1-based, the same for every raster; all by default), ``dates`` (one
+    per raster: ``datetime.date``, ISO text or None).
+    """
+    from ...io.sources import describe_raster
+
+    spec = spec or ExtractSpec()
+    if not rasters:
+        raise InputError("Give at least one raster to extract from.")
+    if tile_size < 8:
+        raise ParameterError(f"Tile size must be at least 8 pixels, got {tile_size}.")
+    if isinstance(zones, str):
+        zones = read_zones(zones, layer=layer, id_field=id_field)
+    infos = [describe_raster(p) for p in rasters]
+    sources = tuple(RasterSource(i.path, source_name(i.path), i.count, i.nodata, i.crs, tuple(i.transform),
+                                 i.width, i.height) for i in infos)
+    band_list = _bands(sources, bands)
+    date_array = _dates(dates, len(sources))
+    samples = make_samples(zones, spec.geometry_mode, spec.window)
+    if not zones.crs:
+        warnings.warn(f"The zones layer {zones.source} has no CRS; its coordinates are taken to be in each "
+                      "raster's CRS.", TilewiseWarning, stacklevel=2)
+    groups = tuple(_plan_group(sources, members, samples, zones.crs, spec, tile_size)
+                   for members in _group_by_grid(sources))
+    return ExtractPlan(sources, date_array, band_list, spec, zones, samples, groups, int(tile_size),
+                       input_nodata, scale, offset)
+
+
+def _bands(sources: Sequence[RasterSource], bands: Optional[Sequence[int]]) -> Tuple[int, ...]:
+    if bands is None or len(bands) == 0:
+        counts = {s.count for s in sources}
+        if len(counts) > 1:
+            raise InputError(f"The rasters have different band counts ({', '.join(map(str, sorted(counts)))}); "
+                             "choose BANDS that all of them have.")
+        return tuple(range(1, sources[0].count + 1))
+    out = tuple(int(b) for b in bands)
+    for s in sources:
+        missing = [b for b in out if not 1 <= b <= s.count]
+        if missing:
+            raise InputError(f"Band {missing[0]} does not exist in {s.path}, which has {s.count} band(s).")
+    return out
+
+
+def _dates(dates: Optional[Sequence[Any]], n: int) -> np.ndarray:
+    if dates is None:
+        return np.full(n, np.datetime64("NaT", "D"))
+    if len(dates) != n:
+        raise ParameterError(f"{len(dates)} dates for {n} rasters: give one date per raster (or none).")
+    try:
+        return to_date64(dates)
+    except ValueError as exc:
+        raise ParameterError(f"Cannot read a date: {exc}") from None
+
+
+def _group_by_grid(sources: Sequence[RasterSource]) -> List[Tuple[int, ...]]:
+    groups: Dict[tuple, List[int]] = {}
+    keys: List[tuple] = []
+    for i, s in enumerate(sources):
+        key = None
+        for k in keys:
+            if k[1:] == (tuple(round(v, 9) for v in s.transform), s.width, s.height) and same_crs(k[0], s.crs):
+                key = k
+                break
+        if key is None:
+            key = (s.crs, tuple(round(v, 9) for v in s.transform), s.width, s.height)
+            keys.append(key)
+        groups.setdefault(key, []).append(i)
+    return [tuple(v) for v in groups.values()]
+
+
+def _plan_group(sources: Sequence[RasterSource], members: Tuple[int, ...], samples: Samples,
+                zones_crs: Optional[str], spec: ExtractSpec, tile_size: int) -> GridGroup:
+    first = sources[members[0]]
+    grid = Grid(first.crs, tuple(first.transform), first.width, first.height)  # type: ignore[arg-type]
+    if not first.crs and zones_crs:
+        warnings.warn(f"{first.path} has no CRS; the zones are taken to be in its coordinates.",
+                      TilewiseWarning, stacklevel=3)
+    moved = reproject(samples.geometry, zones_crs, first.crs or zones_crs)
+    pixels = to_pixel_space(moved, first.transform)
+    # Samples far from this raster are left out of its footprints: with many grids (scenes of
+    # different extents) each group holds only the geometry it can see.
+    with np.errstate(invalid="ignore"):
+        b = shapely.bounds(pixels)
+        near = (b[:, 2] >= -window_pad(spec)) & (b[:, 0] <= first.width + window_pad(spec)) & \
+            (b[:, 3] >= -window_pad(spec)) & (b[:, 1] <= first.height + window_pad(spec))
+    pixels = np.where(near, pixels, None)
+    fp = footprints_from_pixels(pixels, first.height, first.width)
+    assignment = assign_tiles(fp, tile_size, spec.point_method, spec.window)
+    coverage = COVERAGES.index(spec.coverage)
+    method = POINT_METHODS.index(spec.point_method)
+    whole = _whole_footprints(fp, assignment, coverage, method, spec.window)
+    shaped = (fp.kind == KIND_POLYGON) | (fp.kind == KIND_LINE)
+    weighted = shaped & (coverage == MODE_FRACTIONAL)
+    bilinear = (fp.kind == KIND_POINT) & (spec.point_method == "bilinear")
+    return GridGroup(grid, members, fp, tuple(plan_tiles(grid, tile_size)), assignment, whole,
+                     weighted | bilinear, bilinear)
+
+
+def window_pad(spec: ExtractSpec) -> float:
+    """How far (in pixels) outside the raster a sample can still read a pixel of it."""
+    return float(spec.window) + 1.0
+
+
+def _whole_footprints(fp: Footprints, assignment: TileAssignment, coverage: int, method: int,
+                      window: int) -> np.ndarray:
+    """Whole footprint of samples that reach past the raster's edge (NaN: the sum over its tiles will do)."""
+    whole = np.full(len(fp), np.nan)
+    points = fp.kind == KIND_POINT
+    whole[points] = 1.0 if (method == 1 or window == 1) else float(window * window)
+    bb = fp.bbox
+    with np.errstate(invalid="ignore"):
+        outside = ((bb[:, 0] < 0) | (bb[:, 1] < 0) | (bb[:, 2] > fp.width) | (bb[:, 3] > fp.height)) & ~points
+    edge = np.flatnonzero(outside & np.all(np.isfinite(bb), axis=1))
+    if len(edge):
+        whole[edge] = footprint_total(fp, edge, coverage, method, window)
+    return whole
+
+
+# -- one tile -----------------------------------------------------------------------------------------------
+
+Reader = Callable[["ExtractPlan", GridGroup, int, Tile], Sequence[np.ndarray]]
+
+
+def extract_tile(plan: ExtractPlan, g: int, t: int, reader: Optional[Reader] = None) -> TilePart:
+    """The part of tile ``t`` of group ``g``: cover once, read each raster's window once, reduce.
+
+    ``reader(plan, group, raster_index, tile)`` returns the tile's bands of one
+    raster: 2-D arrays (NaN where there is no data), masked arrays or ``(values,
+    valid)`` pairs; by default :func:`read_bands`.
+    """
+    group = plan.groups[g]
+    tile = group.tiles[t]
+    zones = group.assignment.of_tile(t)
+    spec = plan.spec
+    cover = cover_tile(group.footprints, zones, tile.row_off, tile.col_off, tile.height, tile.width,
+                       COVERAGES.index(spec.coverage), POINT_METHODS.index(spec.point_method), spec.window)
+    read = reader or read_bands
+
+    def layers() -> Iterator[np.ndarray]:
+        for r in group.rasters:
+            yield from read(plan, group, r, tile)
+    complete = group.assignment.parts[zones] == 1
+    weighted = group.weighted[zones] | cover.fallback
+    return reduce_tile(cover, layers(), n_layers=len(group.rasters) * len(plan.bands), complete=complete,
+                       weighted=weighted, quantiles=spec.quantiles, tile=t)
+
+
+def read_bands(plan: ExtractPlan, group: GridGroup, r: int, tile: Tile) -> List[Tuple[np.ndarray, np.ndarray]]:
+    """The tile window of the plan's bands of raster ``r``: ``(values, valid)`` per band, in the raster's type.
+
+    No data: the raster's nodata value (or ``plan.input_nodata`` instead), its
+    mask when it has no nodata value, and NaN. ``scale`` and ``offset`` then apply
+    (as float64).
+    """
+    from rasterio.windows import Window
+    from ...io.sources import _has_dataset_mask, _representable
+
+    src = _dataset(plan.rasters[r].path)
+    window = Window(tile.col_off, tile.row_off, tile.width, tile.height)
+    try:
+        raw = src.read(list(plan.bands), window=window)
+        nodata = plan.input_nodata if plan.input_nodata is not None else src.nodata
+        if nodata is not None and not np.isnan(nodata):
+            valid = raw != np.asarray(nodata).astype(raw.dtype) if _representable(nodata, raw.dtype) else \
+                np.ones(raw.shape, bool)
+        elif nodata is None and _has_dataset_mask(src):
+            valid = np.broadcast_to(src.read_masks(plan.bands[0], window=window) > 0, raw.shape)
+        else:
+            valid = np.ones(raw.shape, bool)
+    except Exception as exc:                                   # noqa: BLE001 - say which raster and tile
+        raise InputError(f"Cannot read {tile.name} of {src.name}: {exc}") from None
+    if plan.scale is not None or plan.offset is not None:
+        raw = raw * (1.0 if plan.scale is None else plan.scale) + (0.0 if plan.offset is None else plan.offset)
+    return [(raw[i], valid[i]) for i in range(raw.shape[0])]
+
+
+_OPEN: Dict[str, Any] = {}
+
+
+def _dataset(path: str):
+    """An open dataset for ``path``, kept for the rest of the run (closed by :func:`close_datasets`)."""
+    src = _OPEN.get(path)
+    if src is None:
+        from rasterio.errors import RasterioIOError
+        from ...io.sources import open_error, open_raster
+        try:
+            src = _OPEN[path] = open_raster(path)
+        except RasterioIOError as exc:
+            raise open_error(path, exc, "Cannot open input") from None
+    return src
+
+
+def close_datasets() -> None:
+    while _OPEN:
+        _OPEN.popitem()[1].close()
+
+
+# -- all tiles in one process -------------------------------------------------------------------------------
+
+def assemble_stats(plan: ExtractPlan, results: Sequence[ZoneStats]) -> ZoneStats:
+    """The groups' statistics side by side in global layer order (raster-major, then band)."""
+    n_s, n_l = len(plan.samples), plan.n_layers
+    n_q = len(plan.spec.quantiles)
+
+    def empty(dtype=np.float64, fill=np.nan, extra=()):
+        return np.full((n_s, n_l) + extra, fill, dtype=dtype)
+    out = ZoneStats(empty(), empty(), empty(), empty(), empty(fill=0.0), empty(), empty(np.int64, 0),
+                    empty(fill=0.0), empty(extra=(n_q,)), empty(bool, False))
+    for group, res in zip(plan.groups, results):
+        cols = group.layers(len(plan.bands))
+        for name in ("mean", "std", "vmin", "vmax", "count", "total", "n_valid", "valid_fraction",
+                     "quantiles", "valid"):
+            getattr(out, name)[:, cols] = getattr(res, name)
+    return out
+
+
+@dataclass
+class ExtractResult:
+    """The statistics of every sample and layer, with what is needed to lay them out."""
+
+    plan: ExtractPlan
+    stats: ZoneStats
+
+    @property
+    def sources(self) -> List[str]:
+        return [r.source for r in self.plan.rasters]
+
+    def table(self, layout: Union[int, str] = "long") -> Table:
+        """The result as a :class:`.vector.Table` in the ``layout`` (0/"wide" or 1/"long")."""
+        p = self.plan
+        return build_table(layout, p.zones, p.samples, self.stats, p.spec, self.sources, p.dates, p.bands)
+
+    def write(self, path: str, layout: Union[int, str] = "long") -> str:
+        """Write the table to ``path`` (.gpkg, .csv, .parquet...); return its path."""
+        return write_table(self.table(layout), path)
+
+    def plot(self, path: str, **options) -> str:
+        """Write an HTML chart of each feature's series (see :func:`.plot.write_plot`)."""
+        from .plot import write_plot
+        return write_plot(self, path, **options)
+
+
+def extract(rasters: Sequence[str], zones: Union[str, Zones], spec: Optional[ExtractSpec] = None, *,
+            progress: Optional[Callable[[float], Any]] = None, reader: Optional[Reader] = None,
+            **options) -> ExtractResult:
+    """Extract ``spec``'s statistics of ``zones`` from every raster, in this process.
+
+    ``options`` are those of :func:`plan_extraction`. ``progress(fraction)`` is
+    called after every tile; if it returns False the run stops with
+    :class:`CancelledError`.
+
+    >>> r = extract(sorted(glob("scenes/*.tif")), "fields.gpkg", ExtractSpec(["mean", "count"]),
+    ...             id_field="pid")                                        # doctest: +SKIP
+    >>> r.write("ts.parquet", layout="long")                              # doctest: +SKIP
+    """
+    plan = plan_extraction(rasters, zones, spec, **options)
+    return run_plan(plan, progress=progress, reader=reader)
+
+
+def run_plan(plan: ExtractPlan, progress: Optional[Callable[[float], Any]] = None,
+             reader: Optional[Reader] = None) -> ExtractResult:
+    """Every task of ``plan`` in this process, merged."""
+    tasks = plan.tasks()
+    mergers = [plan.merger(g) for g in range(len(plan.groups))]
+    try:
+        for i, (g, t) in enumerate(tasks):
+            mergers[g].add(extract_tile(plan, g, t, reader))
+            if progress is not None and progress((i + 1) / len(tasks)) is False:
+                raise CancelledError("The extraction was cancelled; nothing was written.")
+    finally:
+        close_datasets()
+    return ExtractResult(plan, assemble_stats(plan, [m.result() for m in mergers]))

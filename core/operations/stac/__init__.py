@@ -1,0 +1,1 @@
+"""STAC catalogues as input: the search (:mod:`.search`), its HTTP client, assets, VRTs and record."""

@@ -1,0 +1,414 @@
+"""STAC catalogues as input: search, then one VRT per item (or per pass) whose bands are the assets.
+
+    >>> from tilewise.core import stac_search, composite                     # doctest: +SKIP
+    >>> found = stac_search("https://earth-search.aws.element84.com/v1", "items/", ["red", "nir", "scl"],
+    ...                     collections=["sentinel-2-l2a"], bbox=[15.9, 45.7, 16.1, 45.9],
+    ...                     datetime="2024-05-01/2024-09-30", max_cloud=20)   # doctest: +SKIP
+    >>> composite(found.layers, "median.tif", mask_band=3, mask_values=[0, 1, 3, 8, 9, 10])  # doctest: +SKIP
+
+The search runs in the engine (:mod:`.stac_client`: urllib and json, no STAC package);
+asset lookup, offsets and grouping are in :mod:`.stac_assets`, the VRTs in :mod:`.stac_vrt`,
+the files recorded beside them in :mod:`.stac_record`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+
+from ...errors import CatalogError, OutputError, ParameterError
+from .assets import (AssetBand, Signer, asset_bands, describe_assets, gdal_source, group_key,
+                          harmonized_offset, layer_name, load_signer, needs_harmonizing, parse_assets, signed)
+from .client import (Found, Http, Search, SearchResult, check_bbox, cloud_cover, collection_ids, item_time,
+                          normalize_datetime, retry_settings, search)
+from .record import (FOOTPRINTS, FORMAT, ITEMS, MARKER, RECORD, footprint, read_record, recorded_layers,
+                          write_json)
+
+GROUPINGS = ("none", "solar_day")
+ProgressFn = Callable[[int, int], None]
+LogFn = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class StacReport:
+    """What a search wrote: ``layers`` (VRT paths in date order) and the files beside them."""
+
+    output: str
+    layers: List[str]
+    items: List[str]
+    footprints: str
+    record: str
+    seconds: float
+    pages: int
+    cloud_filter: Optional[str]
+    truncated: bool
+    skipped: List[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass
+class _Entry:
+    """One item with its bands and (once read) the headers of their assets."""
+
+    found: Found
+    bands: List[AssetBand]
+    sources: List[str]
+
+    @property
+    def item(self) -> Dict[str, Any]:
+        return self.found.item
+
+
+def parse_headers(headers: Union[None, str, Sequence[str], Mapping[str, str]]) -> Dict[str, str]:
+    """Extra HTTP headers: a mapping, ``"Name: value"`` strings, or such lines in one text.
+
+    >>> parse_headers("Authorization: Bearer abc\\nX-Key: 1")
+    {'Authorization': 'Bearer abc', 'X-Key': '1'}
+    """
+    if not headers:
+        return {}
+    if isinstance(headers, Mapping):
+        return {str(k).strip(): str(v).strip() for k, v in headers.items()}
+    lines = headers.splitlines() if isinstance(headers, str) else list(headers)
+    out = {}
+    for line in (ln.strip() for ln in lines):
+        if not line:
+            continue
+        name, sep, value = line.partition(":")
+        if not sep or not name.strip() or " " in name.strip():
+            raise ParameterError(f"The HTTP header {line!r} is not like 'Name: value'.")
+        out[name.strip()] = value.strip()
+    return out
+
+
+def _collections(value: Union[None, str, Sequence[str]]) -> Tuple[str, ...]:
+    items = value.replace(";", ",").split(",") if isinstance(value, str) else list(value or ())
+    return tuple(c.strip() for c in items if c and c.strip())
+
+
+def _grouping(group_by: Optional[str]) -> str:
+    value = (group_by or "none").strip().lower().replace("-", "_").replace(" ", "_")
+    if value not in GROUPINGS:
+        raise ParameterError(f"Unknown grouping {group_by!r}; use none or solar_day.")
+    return value
+
+
+def _check_request(url: str, output: str, max_cloud: Optional[float], limit: Optional[int],
+                   resampling: str) -> None:
+    from .vrt import VRT_RESAMPLING
+    if not url or not str(url).strip():
+        raise ParameterError("No STAC catalogue was given: the URL of a STAC API, or the path or URL of a "
+                             "static catalogue or ItemCollection JSON.")
+    if not output:
+        raise ParameterError("No output folder was given for the search's layers.")
+    if max_cloud is not None and not 0 <= float(max_cloud) <= 100:
+        raise ParameterError(f"The maximum cloud cover is a percentage (0 to 100), got {max_cloud}.")
+    if limit is not None and int(limit) < 0:
+        raise ParameterError(f"The item limit must be 0 (no limit) or more, got {limit}.")
+    if resampling not in VRT_RESAMPLING:
+        raise ParameterError(f"Unknown resampling {resampling!r} for assets at another resolution; use one of "
+                             f"{', '.join(VRT_RESAMPLING)}.")
+
+
+def _check_folder(output: str) -> str:
+    folder = os.path.abspath(output)
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise OutputError(f"The output of a search is a folder, and {folder} is a file.")
+    parent = folder
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.access(parent, os.W_OK):
+        raise OutputError(f"The output folder {folder} cannot be written ({parent} is not writable).")
+    return folder
+
+
+def _make_folder(folder: str) -> None:
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"Cannot create the output folder {folder}: {exc.strerror or exc}") from None
+
+
+def stac_search(url: str, output: str, assets: Union[str, Sequence[str]], *,
+                collections: Union[None, str, Sequence[str]] = None, bbox: Optional[Sequence[float]] = None,
+                datetime: Optional[str] = None, max_cloud: Optional[float] = None, limit: Optional[int] = 100,
+                group_by: Optional[str] = None, harmonize: bool = False,
+                headers: Union[None, str, Sequence[str], Mapping[str, str]] = None,
+                sign: Union[None, str, Signer] = None, resampling: str = "nearest", page_size: int = 100,
+                progress: Optional[ProgressFn] = None, log: Optional[LogFn] = None,
+                workers: Optional[int] = None) -> StacReport:
+    """Search a STAC catalogue and write one VRT per item (or per pass) into ``output``.
+
+    Parameters
+    ----------
+    url : str
+        A STAC API (e.g. ``https://earth-search.aws.element84.com/v1``), or the path or URL
+        of a static catalogue, a collection or an ItemCollection JSON.
+    output : str
+        The folder for the VRTs, ``search.json``, ``items.json`` and ``footprints.geojson``.
+    assets : str or list of str
+        The bands, in order: asset keys (``B04``) or ``eo:bands`` common names (``red``).
+    collections, bbox, datetime
+        Collection ids; ``(west, south, east, north)`` in EPSG:4326; an RFC 3339 interval
+        such as ``2024-05-01/2024-09-30`` (dates are whole days, ``..`` an open end).
+    max_cloud : float, optional
+        Keep items with ``eo:cloud_cover`` at most this (items without one are left out).
+    limit : int, optional
+        At most this many items (default 100; 0 or None: all). Paging is followed.
+    group_by : {None, "none", "solar_day"}
+        ``solar_day``: the items of one collection, solar day, platform and orbit make one
+        layer (their assets mosaicked; the least cloudy on top).
+    harmonize : bool
+        Subtract the 1000 DN offset of Sentinel-2 processing baseline 04.00 and later from
+        the reflectance bands of the items that have it; the other items are unchanged.
+        Without it the items' ``raster:bands`` scale and offset are written into the VRT.
+    headers : mapping or list of "Name: value", optional
+        Extra HTTP headers for the catalogue and for reading the asset headers (the VRTs do
+        not keep them: give readers ``GDAL_HTTP_HEADERS``, or use signed URLs).
+    sign : callable or "module:function", optional
+        Signs each asset href, e.g. ``"planetary_computer:sign"`` (its package installed).
+    resampling : str
+        For assets at another resolution than the first asset (default nearest, which
+        keeps classes such as SCL intact).
+    page_size : int
+        Items asked for per page of an API search.
+    progress, log
+        Callbacks: ``progress(done, total)`` over the asset headers read, ``log(message)``.
+    workers
+        Accepted for the engine's job format; the headers are read by a few threads.
+
+    Returns
+    -------
+    StacReport
+    """
+    start = time.perf_counter()
+    say = log or (lambda m: None)
+    names = parse_assets(assets)
+    grouping = _grouping(group_by)
+    _check_request(url, output, max_cloud, limit, resampling)
+    query = Search(_collections(collections), check_bbox(bbox), normalize_datetime(datetime),
+                   None if max_cloud is None else float(max_cloud), int(limit) if limit else None)
+    http_headers = parse_headers(headers)
+    signer = load_signer(sign)
+    folder = _check_folder(output)
+    http = Http(http_headers, log=say)
+    result = search(str(url).strip(), query, http, max(1, int(page_size)), say)
+    if not result.items:
+        raise _nothing_found(result, query, http)
+    entries, skipped = _entries(result, names, signer)
+    headers_by_source = _read_headers(entries, names, http_headers, progress, say)
+    layers = _plan_layers(entries, headers_by_source, names, grouping, harmonize, say)
+    _make_folder(folder)
+    paths = _write_layers(folder, layers, resampling, say)
+    record = _record(url, query, names, grouping, harmonize, resampling, http_headers, sign, result, layers,
+                     skipped)
+    _write_side_files(folder, entries, layers, record)
+    ids = record["items"]
+    say(f"{len(ids)} items in {len(paths)} layers written to {folder}")
+    return StacReport(folder, paths, ids, os.path.join(folder, FOOTPRINTS), os.path.join(folder, RECORD),
+                      time.perf_counter() - start, result.pages, result.cloud_filter, result.truncated,
+                      [s["id"] for s in skipped])
+
+
+# -- items and their assets -------------------------------------------------------------------------------
+
+def _nothing_found(result: SearchResult, query: Search, http: Http) -> CatalogError:
+    if result.kind == "api" and query.collections:
+        known = collection_ids(result.url, http)
+        unknown = [c for c in query.collections if known is not None and c not in known]
+        if unknown:
+            listed = ", ".join(sorted(known)[:30]) + (", ..." if len(known) > 30 else "")
+            return CatalogError(f"The STAC API {result.url} has no collection {', '.join(unknown)}; its collections "
+                                f"are: {listed or 'none'}.")
+    what = [f"collections {', '.join(query.collections)}" if query.collections else "any collection"]
+    if query.bbox:
+        what.append("bbox " + ", ".join(f"{v:g}" for v in query.bbox))
+    if query.datetime:
+        what.append(f"datetime {query.datetime}")
+    if query.max_cloud is not None:
+        what.append(f"cloud cover <= {query.max_cloud:g}%")
+    cloudy = (f" ({result.excluded_by_cloud} items matched but were too cloudy or have no eo:cloud_cover)"
+              if result.excluded_by_cloud else "")
+    return CatalogError(f"No STAC item matches the search in {result.url} ({'; '.join(what)}){cloudy}. "
+                        "Check the collection ids, widen the area or the dates, or raise the cloud limit.")
+
+
+def _entries(result: SearchResult, names: Sequence[str],
+             signer: Optional[Signer]) -> Tuple[List[_Entry], List[Dict[str, Any]]]:
+    retries, delay = retry_settings()
+    cache: Dict[str, str] = {}
+    entries, skipped = [], []
+    for found in result.items:
+        bands, missing = asset_bands(found.item, found.base, names)
+        if missing:
+            skipped.append({"id": found.item.get("id"), "missing": missing,
+                            "assets": describe_assets(found.item)})
+            continue
+        sources = [gdal_source(signed(b.href, signer, cache), retries, delay) for b in bands]
+        entries.append(_Entry(found, bands, sources))
+    if not entries:
+        first = skipped[0]
+        raise CatalogError(f"No item found has the assets {', '.join(names)}: item {first['id']} lacks "
+                           f"{', '.join(first['missing'])} (by key or eo:bands common name); its assets are "
+                           f"{first['assets']}.")
+    return entries, skipped
+
+
+def _read_headers(entries: Sequence[_Entry], names: Sequence[str], http_headers: Mapping[str, str],
+                  progress: Optional[ProgressFn], say: LogFn) -> Dict[str, Any]:
+    from .vrt import HeaderRequest, read_headers
+    requests = [HeaderRequest(source, band.href, f"asset {band.name} ({band.key}) of item {e.item.get('id')}")
+                for e in entries for band, source in zip(e.bands, e.sources)]
+    say(f"Reading the headers of {len({r.source for r in requests})} assets")
+    return read_headers(requests, http_headers, progress)
+
+
+# -- layers -----------------------------------------------------------------------------------------------
+
+@dataclass
+class _Layer:
+    name: str
+    entries: List[_Entry]            # in drawing order: the last on top
+    grid: Any = None
+    bands: List[Any] = field(default_factory=list)
+    dtype: str = ""
+
+    @property
+    def when(self) -> str:
+        times = [item_time(e.item) for e in self.entries]
+        known = [t.astimezone(dt.timezone.utc) for t in times if t is not None]
+        return min(known).strftime("%Y-%m-%dT%H:%M:%SZ") if known else ""
+
+
+def _plan_layers(entries: Sequence[_Entry], headers: Mapping[str, Any], names: Sequence[str], grouping: str,
+                 harmonize: bool, say: LogFn) -> List["_Layer"]:
+    from .vrt import same_crs
+    groups: Dict[tuple, List[_Entry]] = {}
+    for e in entries:
+        first = headers[e.sources[0]]
+        for band, source in zip(e.bands[1:], e.sources[1:]):
+            if not same_crs(headers[source].crs, first.crs):
+                raise CatalogError(f"Item {e.item.get('id')}: asset {band.name} ({band.key}) is in another CRS "
+                                   f"than {e.bands[0].name} ({e.bands[0].key}); list assets of one CRS.")
+        key = (*group_key(e.item), _crs_key(first.crs)) if grouping == "solar_day" else (str(e.item.get("id")),)
+        groups.setdefault(key, []).append(e)
+    layers = [_layer(key, members, headers, names, grouping, harmonize) for key, members in groups.items()]
+    layers.sort(key=lambda layer: (layer.when, layer.name))
+    _unique_names(layers)
+    if grouping == "solar_day":
+        say(f"{len(entries)} items grouped into {len(layers)} passes (solar day, platform and orbit)")
+    return layers
+
+
+def _crs_key(crs: str) -> str:
+    try:
+        from rasterio.crs import CRS
+        epsg = CRS.from_wkt(crs).to_epsg()
+        return f"EPSG{epsg}" if epsg else ""
+    except Exception:
+        return ""
+
+
+def _layer(key: tuple, members: List[_Entry], headers: Mapping[str, Any], names: Sequence[str], grouping: str,
+           harmonize: bool) -> "_Layer":
+    from .vrt import Band, Piece, common_dtype, layer_grid, pieces_dtypes
+    if grouping == "solar_day":
+        # drawn last is on top: the least cloudy item wins where items overlap
+        members = sorted(members, key=lambda e: (-(cloud_cover(e.item) or 0.0), str(e.item.get("id"))))
+        name = layer_name(key[:4])
+        label = f"the pass {name}"
+    else:
+        name = layer_name([str(members[0].item.get("id"))])
+        label = f"item {members[0].item.get('id')}"
+    layer = _Layer(name, list(members))
+    layer.grid = layer_grid([headers[e.sources[0]] for e in members], label)
+    for i, asked in enumerate(names):
+        pieces = []
+        for e in members:
+            band, header = e.bands[i], headers[e.sources[i]]
+            nodata = band.nodata if band.nodata is not None else header.nodata
+            shift = harmonize and band.reflectance and needs_harmonizing(e.item)
+            pieces.append((band, Piece(header, band.band, nodata, shift)))
+        band0, piece0 = pieces[-1]
+        offset = harmonized_offset(band0) if piece0.harmonize else band0.offset
+        keys = sorted({b.key for b, _ in pieces})
+        layer.bands.append(Band(asked, tuple(p for _, p in pieces), piece0.nodata, band0.scale, offset,
+                                (("STAC_ASSET", ",".join(keys)), ("HARMONIZED", "YES" if piece0.harmonize else "NO"))))
+    layer.dtype = common_dtype([d for b in layer.bands for d in pieces_dtypes(b.pieces)])
+    return layer
+
+
+def _unique_names(layers: Sequence["_Layer"]) -> None:
+    seen: Dict[str, int] = {}
+    for layer in layers:
+        n = seen.get(layer.name, 0)
+        seen[layer.name] = n + 1
+        if n:
+            layer.name = f"{layer.name}_{n + 1}"
+
+
+def _layer_metadata(layer: "_Layer") -> List[Tuple[str, str]]:
+    items = [e.item for e in layer.entries]
+    covers = [c for c in (cloud_cover(i) for i in items) if c is not None]
+    md = [("STAC_ITEMS", ",".join(str(i.get("id")) for i in items)), ("DATETIME", layer.when),
+          ("STAC_COLLECTION", ",".join(sorted({str(i.get("collection") or "") for i in items})))]
+    if covers:
+        md.append(("CLOUD_COVER", f"{min(covers):g}" if len(covers) == 1 else f"{min(covers):g}-{max(covers):g}"))
+    return md
+
+
+def _write_layers(folder: str, layers: Sequence["_Layer"], resampling: str, say: LogFn) -> List[str]:
+    from .vrt import vrt_xml, write_if_changed
+    previous = read_record(folder)
+    paths, changed = [], 0
+    for layer in layers:
+        path = os.path.join(folder, layer.name + ".vrt")
+        text = vrt_xml(layer.grid, layer.bands, layer.dtype, resampling, _layer_metadata(layer))
+        changed += write_if_changed(path, text)
+        paths.append(path)
+    if previous is not None:                   # layers of an earlier search in this folder that are gone now
+        keep = {os.path.basename(p) for p in paths}
+        for name in recorded_layers(previous):
+            if name not in keep and os.path.isfile(os.path.join(folder, name)):
+                os.remove(os.path.join(folder, name))
+    if changed < len(paths):
+        say(f"{len(paths) - changed} layers were already there unchanged and were kept as they are")
+    return paths
+
+
+def _record(url: str, query: Search, names: Sequence[str], grouping: str, harmonize: bool, resampling: str,
+            http_headers: Mapping[str, str], sign: Any, result: SearchResult, layers: Sequence["_Layer"],
+            skipped: List[Dict[str, Any]]) -> Dict[str, Any]:
+    sign_name = sign if isinstance(sign, str) or sign is None else getattr(sign, "__qualname__", "a function")
+    return {
+        MARKER: FORMAT, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "search": {"url": str(url).strip(), **query.to_dict(), "assets": list(names), "group_by": grouping,
+                   "harmonize": bool(harmonize), "resampling": resampling, "header_names": sorted(http_headers),
+                   "sign": sign_name},
+        "result": result.record(),
+        "items": [str(e.item.get("id")) for layer in layers for e in sorted(layer.entries, key=_time_key)],
+        "skipped": skipped,
+        "layers": [{"file": layer.name + ".vrt", "datetime": layer.when,
+                    "items": [str(e.item.get("id")) for e in layer.entries]} for layer in layers],
+    }
+
+
+def _time_key(e: _Entry) -> Tuple[str, str]:
+    t = item_time(e.item)
+    return (t.isoformat() if t else "", str(e.item.get("id")))
+
+
+def _write_side_files(folder: str, entries: Sequence[_Entry], layers: Sequence["_Layer"],
+                      record: Dict[str, Any]) -> None:
+    layer_of = {id(e): layer.name + ".vrt" for layer in layers for e in layer.entries}
+    ordered = sorted(entries, key=_time_key)
+    features = [footprint(e.item, layer_of[id(e)], {b.name: b.href for b in e.bands}) for e in ordered]
+    write_json(os.path.join(folder, FOOTPRINTS), {"type": "FeatureCollection", "name": "footprints",
+                                                  "features": features})
+    write_json(os.path.join(folder, ITEMS), {"type": "FeatureCollection", "features": [e.item for e in ordered]})
+    write_json(os.path.join(folder, RECORD), record)          # last: a folder with it is complete

@@ -1,0 +1,82 @@
+"""Compiling every kernel into numba's cache before the first run.
+
+A cold cache costs the first run the kernels' compile time (seconds per kernel,
+in every worker). ``tilewise:setupengine`` and ``make deps`` call
+:func:`warm_cache` (the driver's ``warmup`` operation, or
+``python -m tilewise.core.runtime.driver --warm``), so that the first real run loads
+them from the cache like any later one. The kernels compile in worker processes,
+the way runs use them; this process does not import numba.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Dict, Optional, Tuple
+
+from ..runtime.executor import as_executor, make_executor, resolve_workers
+from ..runtime.jitconfig import configure_cache
+
+#: Kernels compiled together: the kernels of a group share their helpers and no two groups do, so
+#: groups compile in parallel processes without two of them writing one cache index.
+WARM_GROUPS = ("order statistics", "other statistics")
+
+
+@dataclass
+class WarmReport:
+    """What :func:`warm_cache` did: specializations ``compiled`` and ``loaded`` from ``cache``."""
+
+    cache: Optional[str]
+    compiled: int
+    loaded: int
+    seconds: float
+    workers: int
+
+    def to_dict(self) -> Dict[str, Any]:
+        return asdict(self)
+
+
+def warm_group(group: str) -> Tuple[str, Optional[str], int, int]:
+    """One task: ``(group, cache folder, compiled, loaded)`` for the kernels of ``group``."""
+    from ..kernels.reducers import CACHE_DIR, warm_up  # numba loads in the worker, as for a run
+    compiled, loaded = warm_up(group)
+    return group, CACHE_DIR, compiled, loaded
+
+
+def warm_cache(workers: Optional[int] = None, executor=None,
+               progress: Optional[Callable[[int, int], None]] = None,
+               log: Optional[Callable[[str], None]] = None) -> WarmReport:
+    """Compile every kernel specialization the engine uses into numba's cache (or find it there).
+
+    Parameters
+    ----------
+    workers : int, optional
+        Processes compiling at once (at most one per kernel group); by default all cores.
+    executor : optional
+        Compile there instead (an executor or a ``dask.distributed.Client``).
+    progress, log : callables, optional
+        ``progress(done, total)`` per kernel group; ``log(message)``.
+    """
+    t0 = time.perf_counter()
+    cache = configure_cache()
+    if log:
+        log(f"numba cache: {cache}" if cache else "numba cache: none writable (kernels compile on every run)")
+    own = executor is None
+    ex = make_executor(min(len(WARM_GROUPS), resolve_workers(workers))) if own else as_executor(executor)
+    compiled = loaded = 0
+    try:
+        if progress:
+            progress(0, len(WARM_GROUPS))
+        for done, (group, where, n_compiled, n_loaded) in enumerate(
+                ex.run(warm_group, [(g,) for g in WARM_GROUPS]), start=1):
+            compiled += n_compiled
+            loaded += n_loaded
+            cache = cache or where
+            if log:
+                log(f"{group}: {n_compiled} compiled, {n_loaded} loaded from the cache")
+            if progress:
+                progress(done, len(WARM_GROUPS))
+    finally:
+        if own:
+            ex.close()
+    return WarmReport(cache, compiled, loaded, time.perf_counter() - t0, ex.workers)

@@ -1,0 +1,1 @@
+"""Running an operation: the tile runner, executors, the work folder, the engine process."""

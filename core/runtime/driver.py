@@ -1,0 +1,145 @@
+"""The engine process that the QGIS plugin starts: ``python -m tilewise.core.runtime.driver JOB.json``.
+
+It reads a job (operation + keyword arguments of the Python API, e.g. ``inputs``,
+``output``, ``workers``, and for scaling out ``scheduler`` (a Dask scheduler address)
+and ``resume``), runs it and reports on stdout, one JSON object per line:
+
+``{"event": "progress", "done": 3, "total": 12}``, ``{"event": "log", "message": ...}``,
+``{"event": "done", "report": {...}}``, ``{"event": "error", "kind": ..., "message": ...}``,
+``{"event": "missing", "packages": [...], "python": ...}``.
+
+Exit codes: 0 done, 2 a user-facing error, 3 missing packages, 128 + N stopped by
+signal N (SIGTERM, SIGHUP: also sent when the process that started the engine
+dies), 1 anything else. ``--check`` only reports which required packages are missing (importing each, so a
+broken install counts as missing). ``--warm`` runs the ``warmup`` operation: every
+kernel compiled into numba's cache (see :mod:`tilewise.core.warmup`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import traceback
+from typing import Any, Callable, Dict
+
+from .. import REQUIRED_PACKAGES, missing_packages
+from .lifeline import die_with_parent, stop_on_signals, watch_stdin
+
+
+def emit(event: str, **fields: Any) -> None:
+    try:
+        sys.stdout.write(json.dumps({"event": event, **fields}) + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:  # the caller is gone (it died, hence this run stopping): nobody to tell
+        pass
+
+
+def use_wheel_data() -> None:
+    """A rasterio wheel carries its own GDAL and PROJ data; make sure a host
+    application's GDAL_DATA / PROJ_LIB (e.g. QGIS's) do not point it elsewhere."""
+    import importlib.util
+    spec = importlib.util.find_spec("rasterio")
+    if spec is None or not spec.origin:
+        return
+    root = os.path.dirname(spec.origin)
+    proj = os.path.join(root, "proj_data")
+    gdal = os.path.join(root, "gdal_data")
+    if os.path.isdir(proj):
+        os.environ["PROJ_DATA"] = os.environ["PROJ_LIB"] = proj
+    if os.path.isdir(gdal):
+        os.environ["GDAL_DATA"] = gdal
+
+
+OPERATIONS = {"composite": ("operations.composite", "composite"), "bandmath": ("operations.bandmath", "bandmath"),
+              "index": ("operations.bandmath", "index_series"), "mosaic": ("operations.mosaic", "mosaic"),
+              "stacsearch": ("operations.stac.search", "stac_search"), "warmup": ("operations.warmup", "warm_cache")}
+
+
+def operation(name: str) -> Callable[..., Any]:
+    """The API function behind an operation name, imported only when asked for."""
+    import importlib
+    module, function = OPERATIONS[name]
+    return getattr(importlib.import_module(f"tilewise.core.{module}"), function)
+
+
+def report_dict(result: Any) -> Dict[str, Any]:
+    """One report for the caller; an operation that wrote several files lists them in ``outputs``."""
+    if not isinstance(result, list):
+        return result.to_dict()
+    first = result[0].to_dict()
+    first.update(outputs=[r.output for r in result], tiles=sum(r.tiles for r in result),
+                 seconds=sum(r.seconds for r in result), bands=sum(r.bands for r in result))
+    return first
+
+
+def run_job(job: Dict[str, Any]) -> int:
+    from ..errors import TilewiseError
+    from .lifeline import stopped_by
+    name = job.get("operation")
+    if name not in OPERATIONS:
+        emit("error", kind="ParameterError",
+             message=f"Unknown operation {name!r}; known: {', '.join(OPERATIONS)}.")
+        return 2
+    params = dict(job.get("params", {}))
+    last = [-1]
+
+    def progress(done: int, total: int) -> None:
+        if done != last[0]:
+            last[0] = done
+            emit("progress", done=done, total=total)
+
+    try:
+        report = operation(name)(progress=progress, log=lambda m: emit("log", message=m), **params)
+    except TilewiseError as exc:
+        emit("error", kind=type(exc).__name__, message=str(exc))
+        return 2
+    except MemoryError:
+        emit("error", kind="MemoryError", message="The engine ran out of memory; use a smaller tile size or fewer workers.")
+        return 2
+    except KeyboardInterrupt as exc:  # SIGTERM, SIGHUP (see stop_on_signals) or SIGINT: cleaned up like a cancel
+        how = stopped_by(exc) or "a signal"
+        emit("error", kind="Stopped", message=f"The Tilewise engine was stopped ({how}); no output was written.")
+        return 128 + getattr(exc, "signum", signal.SIGINT)
+    emit("done", report=report_dict(report))
+    return 0
+
+
+def main(argv=None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    # SIGTERM, not SIGKILL, when the caller dies (qgis_process stopped by `timeout`, QGIS
+    # crashing): the run removes its work folder (or keeps its tiles to resume) and ends
+    if not die_with_parent(signal.SIGTERM) and "--check" not in args:
+        watch_stdin()
+    # Looked for, not imported: numba must not load in this process before it starts its workers.
+    missing = missing_packages(load="--check" in args)
+    if "--check" in args or missing:
+        emit("missing" if missing else "ok", packages=missing, required=list(REQUIRED_PACKAGES),
+             python=sys.executable, version=sys.version.split()[0])
+        return 3 if missing else 0
+    if args != ["--warm"] and (len(args) != 1 or args[0].startswith("--")):
+        emit("error", kind="ParameterError",
+             message="usage: python -m tilewise.core.runtime.driver JOB.json | --check | --warm")
+        return 2
+    use_wheel_data()
+    from .executor import limit_gdal_cache
+    from .jitconfig import configure_cache
+    limit_gdal_cache()
+    configure_cache()  # before any worker starts: they all inherit the same folder
+    if args == ["--warm"]:
+        job = {"operation": "warmup", "params": {}}
+    else:
+        with open(args[0], encoding="utf-8") as f:
+            job = json.load(f)
+    try:
+        with stop_on_signals():
+            return run_job(job)
+    except Exception as exc:  # anything unexpected: report it, with the traceback on stderr
+        traceback.print_exc()
+        emit("error", kind=type(exc).__name__, message=f"Unexpected engine error: {type(exc).__name__}: {exc}")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,207 @@
+"""The executor seam: how tile tasks are run.
+
+Every engine operation hands its tile tasks to an :class:`Executor` and
+consumes results as they complete. :class:`SerialExecutor` runs them in this
+process; :class:`LocalExecutor` runs them in a pool of worker processes;
+:class:`~tilewise.core.runtime.dask_executor.DaskExecutor` runs them as tasks on a
+Dask distributed cluster (imported only when asked for: Dask is optional).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+import threading
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
+
+from ..errors import ParameterError, WorkerError
+from .jitconfig import limit_threads, threads_started
+from .lifeline import die_with_parent
+
+
+def cpu_count() -> int:
+    """Cores this process may use (affinity-aware where the OS tells)."""
+    try:
+        return len(os.sched_getaffinity(0))  # type: ignore[attr-defined]
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def resolve_workers(workers: Optional[int]) -> int:
+    """How many local worker processes to run: ``None`` or ``0`` means all cores, and more than
+    the cores are capped at the cores (more processes would only compete for them, each with
+    its own tile in memory). A negative number is an error.
+
+    >>> resolve_workers(10 ** 6) == resolve_workers(None) == cpu_count()
+    True
+    """
+    if workers is None or workers == 0:
+        return cpu_count()
+    if int(workers) < 0:
+        raise ParameterError(f"The number of workers must be 0 (all cores) or a positive number, got {workers}.")
+    return min(int(workers), cpu_count())
+
+
+def workers_note(asked: Optional[int], used: int, tiles: Optional[int] = None) -> Optional[str]:
+    """A line for the log when fewer local workers run than were asked for, saying why.
+
+    >>> workers_note(1000, cpu_count(), 500) == f"1000 workers were asked for; using {cpu_count()}: " \\
+    ...     f"this machine has {cpu_count()} cores"
+    True
+    >>> workers_note(1, 1, 3) is None
+    True
+    """
+    if not asked or asked <= used:
+        return None
+    reasons = []
+    if asked > cpu_count():
+        reasons.append(f"this machine has {cpu_count()} cores")
+    if tiles is not None and used < min(asked, cpu_count()):
+        reasons.append(f"the run has {tiles} tile{'s' if tiles != 1 else ''} to compute")
+    return f"{asked} workers were asked for; using {used}: {' and '.join(reasons)}"
+
+
+class Executor:
+    """Runs ``fn(*args)`` for every ``args`` and yields results as they complete."""
+
+    workers: int = 1
+
+    def run(self, fn: Callable[..., Any], tasks: Sequence[tuple]) -> Iterator[Any]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release workers. Safe to call more than once."""
+
+    def check_workdir(self, workdir: str) -> None:
+        """Raise if the workers cannot write tiles into ``workdir`` (a distributed executor's
+        workers must see it on a shared file system). Local workers always do."""
+
+    def describe(self) -> str:
+        """How the tiles run, for the log."""
+        return f"{self.workers} worker(s)"
+
+    def __enter__(self) -> "Executor":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class SerialExecutor(Executor):
+    """Runs tasks one after the other in this process (numba still uses every core)."""
+
+    def run(self, fn: Callable[..., Any], tasks: Sequence[tuple]) -> Iterator[Any]:
+        for args in tasks:
+            yield fn(*args)
+
+
+def _init_worker(numba_threads: int) -> None:
+    die_with_parent()
+    limit_gdal_cache()
+    # One numba thread per process: the processes already fill the cores, and
+    # more threads only oversubscribe them.
+    limit_threads(numba_threads)
+
+
+class LocalExecutor(Executor):
+    """A pool of worker processes on this machine.
+
+    At most ``2 * workers`` tasks are in flight, so memory stays bounded by the
+    tile size whatever the number of tiles. A worker that dies (crash, out of
+    memory, killed) becomes a :class:`WorkerError`.
+    """
+
+    def __init__(self, workers: int) -> None:
+        self.workers = max(1, workers)
+        ctx = multiprocessing.get_context(_start_method())
+        threads = max(1, cpu_count() // self.workers)
+        self._pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_init_worker,
+                                         initargs=(threads,))
+        if ctx.get_start_method() == "fork":
+            # Fork the workers now, while it is safe: the pool would fork them at the first
+            # submit, and by then this process may run numba's OpenMP threads (children die).
+            self._pool.submit(int).result()
+
+    def run(self, fn: Callable[..., Any], tasks: Sequence[tuple]) -> Iterator[Any]:
+        pending: set = set()
+        todo: Iterable[tuple] = iter(tasks)
+        limit = 2 * self.workers
+        try:
+            while True:
+                for args in todo:
+                    pending.add(self._pool.submit(fn, *args))
+                    if len(pending) >= limit:
+                        break
+                if not pending:
+                    return
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    yield _result(fut)
+        except BrokenProcessPool:
+            raise WorkerError("A Tilewise worker process died (crashed, ran out of memory or was killed). "
+                              "Nothing was written. Try a smaller tile size or fewer workers.") from None
+        finally:
+            for fut in pending:
+                fut.cancel()
+            # Tasks already running cannot be stopped: let them end before the caller
+            # removes the work folder they write into.
+            wait(pending)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def limit_gdal_cache(megabytes: int = 64) -> None:
+    """Cap GDAL's block cache (5 % of RAM per process by default): tiles are read once,
+    so a large cache only makes memory grow with the data. A user's setting wins."""
+    os.environ.setdefault("GDAL_CACHEMAX", str(megabytes))
+
+
+def _start_method() -> str:
+    # fork on Linux while this process runs a single thread and numba has not
+    # started its thread pool: fast, and a script without an
+    # ``if __name__ == "__main__"`` guard works as long as it does not run a
+    # serial job (numba threads) before a parallel one. Otherwise the safe
+    # methods (forking a threaded process can deadlock or abort).
+    if sys.platform.startswith("linux") and threading.active_count() == 1 and not threads_started():
+        return "fork"
+    return "spawn" if sys.platform == "win32" else "forkserver"
+
+
+def _result(fut: Future) -> Any:
+    return fut.result()
+
+
+def make_executor(workers: Optional[int] = None, scheduler: Any = None) -> Executor:
+    """The executor for a run.
+
+    With ``scheduler`` (a Dask scheduler address such as ``tcp://host:8786``, a
+    ``dask.distributed.Client`` or a cluster object) the tiles run on that Dask
+    cluster; otherwise serially for one worker, in a local process pool for more.
+    """
+    if scheduler is not None and scheduler != "":
+        from .dask_executor import DaskExecutor
+        return DaskExecutor.connect(scheduler)
+    n = resolve_workers(workers)
+    return SerialExecutor() if n == 1 else LocalExecutor(n)
+
+
+def as_executor(value: Any) -> Executor:
+    """An :class:`Executor` as it is, or a ``dask.distributed.Client`` wrapped (not closed afterwards)."""
+    if isinstance(value, Executor):
+        return value
+    if hasattr(value, "submit") and hasattr(value, "nthreads"):
+        from .dask_executor import DaskExecutor
+        return DaskExecutor(value)
+    raise TypeError(f"Not an executor or a dask.distributed.Client: {value!r}")
+
+
+def __getattr__(name: str) -> Any:
+    # ``from tilewise.core.runtime.executor import DaskExecutor`` without importing Dask for everyone else
+    if name == "DaskExecutor":
+        from .dask_executor import DaskExecutor
+        return DaskExecutor
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,150 @@
+"""numba's on-disk cache and thread pool, set up the same way in every engine process.
+
+numba reads its configuration from the environment (``NUMBA_CACHE_DIR``,
+``NUMBA_NUM_THREADS``) when it is imported, and again before every compile.
+Both must be settled before :mod:`tilewise.core.kernels.reducers` imports numba:
+
+- **The cache** goes to a per-user folder keyed by the Tilewise version
+  (:func:`default_cache_dir`), not beside the source files: a plugin folder is
+  often read-only (a system-wide install), and a new release must never load
+  kernels compiled for an old one. A ``NUMBA_CACHE_DIR`` set by the user wins.
+  When no folder is writable the kernels are compiled on every run instead.
+- **The thread count** of a worker process is changed only before numba starts
+  its threads, and numba's configuration is reloaded at once so that it agrees
+  with the environment; otherwise numba raises at the worker's first compile
+  ("Cannot set NUMBA_NUM_THREADS to a different value once the threads have
+  been launched").
+
+Nothing here imports numba.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import sys
+import tempfile
+from typing import Iterator, Optional, Tuple
+
+from .. import __version__
+
+CACHE_ENV = "NUMBA_CACHE_DIR"
+THREADS_ENV = "NUMBA_NUM_THREADS"
+
+
+def user_cache_root() -> str:
+    """The platform's per-user cache folder for Tilewise.
+
+    ``%LOCALAPPDATA%\\tilewise\\Cache`` on Windows, ``~/Library/Caches/tilewise`` on
+    macOS, ``$XDG_CACHE_HOME/tilewise`` (default ``~/.cache/tilewise``) elsewhere.
+    """
+    home = os.path.expanduser("~")
+    if sys.platform == "win32":
+        base = os.environ.get("LOCALAPPDATA") or os.path.join(home, "AppData", "Local")
+        return os.path.join(base, "tilewise", "Cache")
+    if sys.platform == "darwin":
+        return os.path.join(home, "Library", "Caches", "tilewise")
+    base = os.environ.get("XDG_CACHE_HOME", "")
+    if not os.path.isabs(base):  # the XDG spec: a relative value is ignored
+        base = os.path.join(home, ".cache")
+    return os.path.join(base, "tilewise")
+
+
+def default_cache_dir(version: str = __version__) -> str:
+    """Where this release keeps numba's compiled kernels, e.g. ``~/.cache/tilewise/numba-0.1.0``."""
+    return os.path.join(user_cache_root(), f"numba-{version}")
+
+
+def _temp_cache_dir(version: str = __version__) -> str:
+    try:
+        user = str(os.getuid())  # type: ignore[attr-defined]
+    except AttributeError:  # Windows: the temporary folder is already per user
+        user = os.environ.get("USERNAME", "user")
+    return os.path.join(tempfile.gettempdir(), f"tilewise-{user}", f"numba-{version}")
+
+
+def _candidates() -> Iterator[Tuple[str, bool]]:
+    """``(folder, private)``: the temporary folder is shared with other users, so the
+    fallback there must be this user's alone, and its parent too."""
+    yield default_cache_dir(), False
+    yield _temp_cache_dir(), True  # no writable home (a service account, a read-only home)
+
+
+def usable_dir(path: str, private: bool = False) -> bool:
+    """Create ``path`` if needed; true if this process can write there.
+
+    With ``private`` (POSIX) its parent and itself must also belong to this user and be
+    writable by nobody else (numba's cache holds pickled code); the parent is checked
+    before anything is created in it.
+    """
+    check = private and os.name == "posix"
+    try:
+        if check:
+            os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+            if not _private(os.path.dirname(path)):
+                return False
+        os.makedirs(path, mode=0o700, exist_ok=True)
+        tempfile.TemporaryFile(dir=path).close()
+    except OSError:
+        return False
+    return not check or _private(path)
+
+
+def _private(folder: str) -> bool:
+    info = os.lstat(folder)
+    return not stat.S_ISLNK(info.st_mode) and info.st_uid == os.getuid() and not info.st_mode & 0o022
+
+
+def configure_cache() -> Optional[str]:
+    """Settle where numba caches compiled kernels, before numba compiles any; return that folder.
+
+    A ``NUMBA_CACHE_DIR`` already set is kept (``None`` is returned when it is not
+    writable). Otherwise it is set to the first usable of :func:`default_cache_dir`
+    and a private folder in the temporary directory; ``None`` when neither is
+    usable, and then the kernels must not ask numba to cache.
+    """
+    chosen = os.environ.get(CACHE_ENV)
+    if chosen:
+        return chosen if usable_dir(chosen) else None
+    for path, private in _candidates():
+        if usable_dir(path, private):
+            os.environ[CACHE_ENV] = path
+            numba = sys.modules.get("numba")
+            if numba is not None:  # imported already (by the caller): numba read its config then
+                numba.config.CACHE_DIR = path
+            return path
+    return None
+
+
+def threads_started() -> bool:
+    """True once numba has launched its thread pool in this process (its size is then fixed)."""
+    if "numba" not in sys.modules:
+        return False
+    try:
+        from numba.np.ufunc import parallel
+    except ImportError:
+        return True
+    return bool(getattr(parallel, "_is_initialized", True))
+
+
+def limit_threads(threads: int) -> None:
+    """Let numba use ``threads`` threads in this process (a worker: the processes fill the cores).
+
+    Before numba is imported this is the environment variable numba reads then. If
+    numba is imported but has not started its threads, the variable is changed and
+    numba's configuration reloaded with it, so that both agree when numba checks
+    them again at its next compile. Once the threads run, their number is fixed: the
+    variable keeps it. Either way numba is then told to use ``threads`` of them.
+    """
+    threads = max(1, int(threads))
+    numba = sys.modules.get("numba")
+    if numba is None:
+        os.environ[THREADS_ENV] = str(threads)
+        return
+    from numba.core import config
+    if not threads_started():
+        os.environ[THREADS_ENV] = str(threads)
+        config.reload_config()
+    else:
+        os.environ[THREADS_ENV] = str(config.NUMBA_NUM_THREADS)
+    numba.set_num_threads(min(threads, config.NUMBA_NUM_THREADS))

@@ -1,0 +1,199 @@
+"""The work folder of a run: tile files, a manifest naming the job, a journal of finished tiles.
+
+A run can be interrupted in any way (cancel, crash, ``kill -9``, a machine
+reboot). What makes it resumable:
+
+- every tile file is written to a temporary name and renamed when complete
+  (:func:`~tilewise.core.io.cog.write_tile`), so a half-written tile never has a
+  tile's name;
+- once a tile is complete, its file is flushed to disk (``fsync``) and only then
+  listed in the journal with its size, so a listed tile survives a power cut;
+- the manifest holds a fingerprint of the job (its parameters, output grid,
+  and the size and time of every local input file) and the tile size, so the
+  tiles of another job, or of changed inputs, are never taken.
+
+A resumed run reuses the tiles listed in the journal whose file still has the
+listed size, and recomputes the others.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, FrozenSet, Iterator, List, Optional, Tuple
+
+from ..io.cog import tile_path
+from ..grid import Tile, plan_tiles
+from .paths import JOURNAL_NAME as JOURNAL, MANIFEST_NAME as MANIFEST
+FORMAT = 1
+SYNC_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class WorkState:
+    """The tiling of a run and the tiles already finished (indices)."""
+
+    tiles: List[Tile]
+    tile_size: int
+    finished: FrozenSet[int]
+
+
+def job_fingerprint(job: Any) -> str:
+    """A hash of the job's parameters and of its local input files' sizes and modification times.
+
+    >>> from tilewise.core.grid import Grid
+    >>> g = Grid("", (1.0, 0.0, 0.0, 0.0, -1.0, 0.0), 10, 10)
+    >>> job_fingerprint(g) == job_fingerprint(Grid("", (1.0, 0.0, 0.0, 0.0, -1.0, 0.0), 10, 10))
+    True
+    """
+    signatures = sorted(set(_file_signatures(job)))
+    text = repr((type(job).__name__, job, signatures))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _file_signatures(value: Any, skip_output: bool = True) -> Iterator[Tuple[str, int, int]]:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        for field in dataclasses.fields(value):
+            if not (skip_output and field.name == "output"):   # the output itself is rewritten by the run
+                yield from _file_signatures(getattr(value, field.name), False)
+    elif isinstance(value, (tuple, list)):
+        for item in value:
+            yield from _file_signatures(item, False)
+    elif isinstance(value, str) and value and os.path.isfile(value):
+        st = os.stat(value)
+        yield (os.path.abspath(value), st.st_size, st.st_mtime_ns)
+
+
+def prepare_workdir(job: Any, workdir: str, tile_size: Optional[int], default_size: Callable[[], int],
+                    resume: bool, say: Callable[[str], None]) -> WorkState:
+    """Reuse the work folder of an interrupted run of the same job (``resume``), or start a new one."""
+    fingerprint = job_fingerprint(job)
+    if resume:
+        state = _resumable(job, workdir, fingerprint, tile_size, say)
+        if state is not None:
+            return state
+    size = tile_size or default_size()
+    tiles = plan_tiles(job.grid, size)
+    shutil.rmtree(workdir, ignore_errors=True)
+    os.makedirs(workdir)
+    _write_json(os.path.join(workdir, MANIFEST), {
+        "tilewise_workdir": FORMAT, "job": fingerprint, "tile_size": size, "tiles": len(tiles),
+        "output": job.output.path, "grid": [job.grid.width, job.grid.height],
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **_stac_searches(job)})
+    return WorkState(tiles, size, frozenset())
+
+
+def _stac_searches(job: Any) -> dict:
+    """The STAC searches whose layers the job reads (their search.json), for the record."""
+    from ..operations.stac.record import searches_for
+    found = searches_for(job)
+    return {"stac_searches": found} if found else {}
+
+
+def _resumable(job: Any, workdir: str, fingerprint: str, tile_size: Optional[int],
+               say: Callable[[str], None]) -> Optional[WorkState]:
+    manifest = read_manifest(workdir)
+    if manifest is None:
+        if os.path.isdir(workdir):
+            say(f"The work folder {workdir} has no readable manifest: starting afresh")
+        else:
+            say("No interrupted run to resume: computing every tile")
+        return None
+    size = manifest.get("tile_size")
+    if manifest.get("job") != fingerprint or not isinstance(size, int) or tile_size not in (None, size):
+        say(f"The work folder {workdir} belongs to another job (parameters, inputs or tile size changed): "
+            "starting afresh")
+        return None
+    tiles = plan_tiles(job.grid, size)
+    if manifest.get("tiles") != len(tiles):
+        say(f"The work folder {workdir} was planned differently: starting afresh")
+        return None
+    return WorkState(tiles, size, finished_tiles(workdir, tiles))
+
+
+def read_manifest(workdir: str) -> Optional[dict]:
+    try:
+        with open(os.path.join(workdir, MANIFEST), encoding="utf-8") as f:
+            manifest = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return manifest if isinstance(manifest, dict) and manifest.get("tilewise_workdir") == FORMAT else None
+
+
+def finished_tiles(workdir: str, tiles: List[Tile]) -> FrozenSet[int]:
+    """Indices of the tiles the journal lists whose file is there with the listed size."""
+    by_name = {os.path.basename(tile_path(workdir, t)): t for t in tiles}
+    finished = set()
+    try:
+        with open(os.path.join(workdir, JOURNAL), encoding="utf-8", errors="replace") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return frozenset()
+    for line in lines:
+        parts = line.split()
+        if len(parts) != 2 or parts[0] not in by_name or not parts[1].isdigit():
+            continue                                   # e.g. a line cut short by a kill
+        try:
+            if os.path.getsize(os.path.join(workdir, parts[0])) == int(parts[1]):
+                finished.add(by_name[parts[0]].index)
+        except OSError:
+            continue
+    return frozenset(finished)
+
+
+class Journal:
+    """Appends finished tiles to the work folder's journal: the tile file is made durable first."""
+
+    def __init__(self, workdir: str) -> None:
+        self.workdir = workdir
+        self._file = open(os.path.join(workdir, JOURNAL), "a", encoding="utf-8")
+        self._synced = time.monotonic()
+
+    def record(self, tile: Optional[Tile]) -> None:
+        if tile is None:
+            return
+        path = tile_path(self.workdir, tile)
+        _fsync_path(path)
+        self._file.write(f"{os.path.basename(path)} {os.path.getsize(path)}\n")
+        self._file.flush()                             # in the kernel's hands: survives a kill -9
+        if time.monotonic() - self._synced > SYNC_SECONDS:
+            self.sync()
+
+    def sync(self) -> None:
+        os.fsync(self._file.fileno())                  # on disk: survives a reboot
+        self._synced = time.monotonic()
+
+    def close(self) -> None:
+        if not self._file.closed:
+            try:
+                self.sync()
+            finally:
+                self._file.close()
+
+    def __enter__(self) -> "Journal":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _fsync_path(path: str) -> None:
+    fd = os.open(path, os.O_RDWR if os.name == "nt" else os.O_RDONLY)   # Windows flushes writable handles only
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_json(path: str, value: dict) -> None:
+    tmp = path + ".part"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(value, f, indent=1)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
