@@ -10,15 +10,16 @@ from qgis.core import (QgsMapLayer, QgsProcessingAlgorithm, QgsProcessingExcepti
                        QgsProcessingParameterString, QgsProcessingUtils)
 from qgis.PyQt.QtCore import QCoreApplication
 
+from ..core.vocabulary import COMPRESSIONS as ENGINE_COMPRESSIONS, OUTPUT_TYPES as ENGINE_OUTPUT_TYPES, RESAMPLING_METHODS
 from .compat import FLAG_OPTIONAL, LAYER_RASTER, NUMBER_DOUBLE, NUMBER_INTEGER, advanced
 from .engine import EngineCancelled, EngineError, find_python, run_engine
 
 #: A DASK_SCHEDULER value that means "this machine", whatever the Processing setting says.
 LOCAL = "local"
 
-RESAMPLING = ["nearest", "bilinear", "cubic", "cubic_spline", "lanczos", "average", "mode"]
-OUTPUT_TYPES = ["float32", "float64", "int16", "uint16", "int32", "uint32", "uint8"]
-COMPRESSIONS = ["DEFLATE", "ZSTD", "LZW", "NONE"]
+RESAMPLING = list(RESAMPLING_METHODS)
+OUTPUT_TYPES = list(ENGINE_OUTPUT_TYPES)
+COMPRESSIONS = list(ENGINE_COMPRESSIONS)
 
 
 def tr(text):

@@ -23,9 +23,10 @@ from collections import deque
 from typing import Callable, Dict, Iterator, List, Optional
 
 from ..core.runtime.paths import has_finished_tiles, partial_path, workdir_for
+from ..core.vocabulary import (EVENT_DONE, EVENT_ERROR, EVENT_LOG, EVENT_MISSING, EVENT_PROGRESS,
+                               REQUIRED_PACKAGES as PACKAGES, USER_ERRORS)
 
 ENV_VAR = "TILEWISE_PYTHON"
-PACKAGES = ("numpy", "numba", "rasterio", "numexpr")
 SETTING_HINT = ("Processing > Options > Providers > Tilewise > 'Python interpreter for the Tilewise engine' "
                 f"(or the {ENV_VAR} environment variable)")
 #: The one step that gives the engine a working environment.
@@ -185,7 +186,7 @@ def check_python(python: str) -> None:
     if report is None:
         raise EngineError(f"{python} cannot run the Tilewise engine (exit code {proc.returncode}). "
                           f"{_tail(proc.stderr)} Set another interpreter in {SETTING_HINT}.")
-    if report.get("event") == "missing":
+    if report.get("event") == EVENT_MISSING:
         raise EngineError(missing_message(python, report["packages"]))
 
 
@@ -297,12 +298,12 @@ def _follow(proc, events, on_progress, on_log, is_cancelled, poll_seconds, keep=
         if event is None:  # stdout closed: the engine has ended
             return last
         kind = event.get("event")
-        if kind == "progress":
+        if kind == EVENT_PROGRESS:
             last["progress"] = (event["done"], event["total"])
             on_progress(event["done"], event["total"])
-        elif kind == "log":
+        elif kind == EVENT_LOG:
             on_log(event["message"])
-        elif kind in ("done", "error", "missing"):
+        elif kind in (EVENT_DONE, EVENT_ERROR, EVENT_MISSING):
             last["final"] = event
 
 
@@ -315,17 +316,17 @@ def _where(last: dict) -> str:
 
 def _outcome(result: dict, rc: int, stderr: str, output: Optional[str], python: str, keep: bool = False) -> dict:
     final = result.get("final")
-    if final and final["event"] == "done" and rc == 0:
+    if final and final["event"] == EVENT_DONE and rc == 0:
         return final["report"]
     remove_leftovers(output, keep)
     if keep and output and has_finished_tiles(output):
         kept = f"\nThe finished tiles are kept in {workdir_for(output)}: run again with resume to continue."
     else:
         kept = ""
-    if final and final["event"] == "error":
+    if final and final["event"] == EVENT_ERROR:
         raise EngineError(final["message"] + kept
-                          + ("\n" + _tail(stderr) if final.get("kind") not in _USER_ERRORS else ""))
-    if final and final["event"] == "missing":
+                          + ("\n" + _tail(stderr) if final.get("kind") not in USER_ERRORS else ""))
+    if final and final["event"] == EVENT_MISSING:
         raise EngineError(missing_message(python, final["packages"]))
     if rc < 0:
         try:
@@ -344,9 +345,6 @@ def _with_tail(stderr: str) -> str:
     return "\n" + tail if tail else ""
 
 
-_USER_ERRORS = {"InputError", "MaskError", "GridError", "OutputError", "ParameterError", "TileError",
-                "WorkerError", "MemoryError", "ClusterError", "ExpressionError", "DiskFullError", "Stopped",
-                "CatalogError"}
 
 
 def _read_events(stream, events: "queue.Queue") -> None:
@@ -357,7 +355,7 @@ def _read_events(stream, events: "queue.Queue") -> None:
         try:
             events.put(json.loads(line))
         except ValueError:
-            events.put({"event": "log", "message": line})
+            events.put({"event": EVENT_LOG, "message": line})
     events.put(None)
 
 

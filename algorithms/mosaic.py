@@ -7,11 +7,12 @@ from qgis.core import (QgsProcessingException, QgsProcessingParameterEnum, QgsPr
                        QgsProcessingParameterMultipleLayers, QgsProcessingParameterNumber,
                        QgsProcessingParameterString)
 
+from ..core.vocabulary import OVERLAP_RULES, OVERVIEW_RESAMPLINGS as ENGINE_OVERVIEW_RESAMPLINGS
 from .base import OUTPUT_TYPES, TilewiseAlgorithm, tr
 from .compat import FILE_FOLDER, NUMBER_DOUBLE, TYPE_RASTER, advanced
 
-OVERLAPS = ["first", "last", "min", "max", "mean", "median"]
-OVERVIEW_RESAMPLINGS = ["average", "nearest", "mode"]
+OVERLAPS = list(OVERLAP_RULES)
+OVERVIEW_RESAMPLINGS = list(ENGINE_OVERVIEW_RESAMPLINGS)
 
 HELP = """
 <p>Mosaics many rasters into one <b>Cloud-Optimized GeoTIFF</b> with overviews, keeping all bands.</p>

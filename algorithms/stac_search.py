@@ -13,11 +13,12 @@ from qgis.core import (QgsCoordinateReferenceSystem, QgsFeature, QgsFeatureSink,
                        QgsProcessingParameterFolderDestination, QgsProcessingParameterNumber,
                        QgsProcessingParameterString, QgsVectorLayer)
 
-from .base import RESAMPLING, TilewiseAlgorithm, tr
+from ..core.vocabulary import STAC_GROUPINGS, STAC_RESAMPLINGS
+from .base import TilewiseAlgorithm, tr
 from .compat import NUMBER_DOUBLE, NUMBER_INTEGER, TYPE_VECTOR_POLYGON, WKB_MULTIPOLYGON, advanced
 
 EARTH_SEARCH = "https://earth-search.aws.element84.com/v1"
-GROUPINGS = ["none", "solar_day"]
+GROUPINGS = list(STAC_GROUPINGS)
 
 HELP = """
 <p>Searches a <b>STAC catalogue</b> and gives one layer per item (a VRT whose bands are the assets you
@@ -108,7 +109,7 @@ class StacSearch(TilewiseAlgorithm):
             self.HARMONIZE, tr("Harmonize Sentinel-2 baseline 04.00+ (subtract the 1000 DN offset)"),
             defaultValue=False))
         self.addParameter(advanced(QgsProcessingParameterEnum(
-            self.RESAMPLING, tr("Resampling of assets at another resolution than the first"), RESAMPLING,
+            self.RESAMPLING, tr("Resampling of assets at another resolution than the first"), list(STAC_RESAMPLINGS),
             defaultValue=0)))
         self.addParameter(advanced(QgsProcessingParameterString(
             self.HEADERS, tr("Extra HTTP headers (one 'Name: value' a line)"), multiLine=True, optional=True)))
@@ -153,7 +154,7 @@ class StacSearch(TilewiseAlgorithm):
             "limit": self.parameterAsInt(parameters, self.LIMIT, context),
             "group_by": GROUPINGS[self.parameterAsEnum(parameters, self.GROUP_BY, context)],
             "harmonize": self.parameterAsBoolean(parameters, self.HARMONIZE, context),
-            "resampling": RESAMPLING[self.parameterAsEnum(parameters, self.RESAMPLING, context)],
+            "resampling": STAC_RESAMPLINGS[self.parameterAsEnum(parameters, self.RESAMPLING, context)],
             "headers": self.parameterAsString(parameters, self.HEADERS, context) or None,
             "sign": (self.parameterAsString(parameters, self.SIGN, context) or "").strip() or None,
         }

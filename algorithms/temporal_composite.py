@@ -3,10 +3,11 @@
 from qgis.core import (QgsProcessingException, QgsProcessingParameterEnum, QgsProcessingParameterMultipleLayers,
                        QgsProcessingParameterNumber, QgsProcessingParameterString)
 
+from ..core.vocabulary import STATISTICS as ENGINE_STATISTICS
 from .base import TilewiseAlgorithm, tr
 from .compat import NUMBER_DOUBLE, NUMBER_INTEGER, TYPE_RASTER
 
-STATISTICS = ["median", "mean", "min", "max", "std", "count", "percentile"]
+STATISTICS = list(ENGINE_STATISTICS)
 
 HELP = """
 <p>Per-pixel statistic across a time series of rasters (e.g. Landsat/Sentinel scenes or monthly grids),

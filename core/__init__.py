@@ -1,30 +1,50 @@
 """The Tilewise engine: tiled, parallel raster processing into Cloud-Optimized GeoTIFFs.
 
 This package never imports QGIS. Heavy dependencies (numba, rasterio) load only
-when an operation is called, so ``import tilewise.core`` is cheap and safe.
+when an operation is called, so ``import tilewise.core`` is cheap and safe. The
+operations (:data:`tilewise.core.registry.OPERATIONS`) are its API functions:
+``composite``, ``index``, ``bandmath``, ``mosaic``, ``stac_search``, ``warmup``.
 
 >>> from tilewise.core import composite                          # doctest: +SKIP
 >>> report = composite(sorted(glob("ndvi_*.tif")), "median.tif", workers=4)  # doctest: +SKIP
 """
 
+from typing import Any, List
+
 from .errors import TilewiseError
+from .vocabulary import REQUIRED_PACKAGES
 
 #: The Tilewise release (also in pyproject.toml and metadata.txt; a test keeps the three equal).
 __version__ = "0.1.0"
 
-REQUIRED_PACKAGES = ("numpy", "numba", "rasterio", "numexpr")
+#: Names imported on first use: the operations' API functions (from the registry), executors, options.
+_LAZY = {
+    "GridOptions": "tilewise.core.options:GridOptions",
+    "OutputOptions": "tilewise.core.options:OutputOptions",
+    "RunOptions": "tilewise.core.options:RunOptions",
+    "SerialExecutor": "tilewise.core.runtime.executor:SerialExecutor",
+    "LocalExecutor": "tilewise.core.runtime.executor:LocalExecutor",
+    "DaskExecutor": "tilewise.core.runtime.dask_executor:DaskExecutor",
+}
 
 
-def composite(*args, **kwargs):
-    """Per-pixel statistic across a stack of rasters; see :func:`tilewise.core.operations.composite.composite`."""
-    from .operations.composite import composite as _composite
-    return _composite(*args, **kwargs)
+def _api() -> dict:
+    from .registry import OPERATIONS
+    return {op.function_name: op.api for op in OPERATIONS if op.api}
 
 
-def stac_search(*args, **kwargs):
-    """Search a STAC catalogue into one VRT per item; see :func:`tilewise.core.operations.stac.search.stac_search`."""
-    from .operations.stac.search import stac_search as _stac_search
-    return _stac_search(*args, **kwargs)
+def __getattr__(name: str) -> Any:
+    path = _LAZY.get(name) or _api().get(name)
+    if path is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from .registry import load
+    value = load(path)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> List[str]:
+    return sorted(set(globals()) | set(_LAZY) | set(_api()))
 
 
 def missing_packages(load: bool = False) -> list:
@@ -49,4 +69,5 @@ def missing_packages(load: bool = False) -> list:
     return missing
 
 
-__all__ = ["composite", "stac_search", "missing_packages", "TilewiseError", "REQUIRED_PACKAGES", "__version__"]
+__all__ = ["composite", "index", "bandmath", "mosaic", "stac_search", "warmup", "missing_packages", "TilewiseError",
+           "REQUIRED_PACKAGES", "__version__", *_LAZY]

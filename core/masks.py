@@ -23,6 +23,7 @@ from typing import Optional, Sequence, Tuple, Union
 import numpy as np
 
 from .errors import MaskError
+from .vocabulary import MASK_PRESETS
 
 MAX_BIT = 63
 
@@ -59,7 +60,7 @@ LANDSAT_C2_QA = MaskPreset(
 NO_MASK = MaskPreset("none", "None", doc="No preset: only MASK_VALUES and MASK_BITS, if given.")
 
 #: Presets in their fixed enum order (QGIS models store the index): 0 none, 1 s2-scl, 2 landsat-c2-qa.
-PRESET_NAMES = ("none", "s2-scl", "landsat-c2-qa")
+PRESET_NAMES = MASK_PRESETS
 PRESETS = {p.name: p for p in (NO_MASK, S2_SCL, LANDSAT_C2_QA)}
 
 

@@ -15,6 +15,7 @@ import sys
 from typing import Any, List, Optional, Tuple
 
 from ..errors import ParameterError
+from ..vocabulary import STAC_GROUPINGS, STAC_RESAMPLINGS
 
 
 def add_search_options(p: argparse.ArgumentParser, assets_required: bool) -> None:
@@ -26,12 +27,13 @@ def add_search_options(p: argparse.ArgumentParser, assets_required: bool) -> Non
     g.add_argument("--limit", type=int, default=100, help="at most this many items (default 100; 0: all)")
     g.add_argument("--assets", required=assets_required,
                    help="bands in order: asset keys or eo:bands common names, e.g. red,nir,scl or B04,B08,SCL")
-    g.add_argument("--group-by", choices=["none", "solar-day"], default="none",
+    g.add_argument("--group-by", choices=[g.replace("_", "-") for g in STAC_GROUPINGS], default=STAC_GROUPINGS[0],
                    help="solar-day: one layer per pass (the items of one day and orbit mosaicked)")
     g.add_argument("--harmonize", action="store_true",
                    help="subtract the 1000 DN offset of Sentinel-2 processing baseline 04.00 and later")
-    g.add_argument("--asset-resampling", default="nearest",
-                   help="for assets at another resolution than the first asset (default nearest)")
+    g.add_argument("--asset-resampling", default=STAC_RESAMPLINGS[0], choices=STAC_RESAMPLINGS, metavar="METHOD",
+                   help=f"for assets at another resolution than the first asset: {', '.join(STAC_RESAMPLINGS)} "
+                        f"(default {STAC_RESAMPLINGS[0]})")
     g.add_argument("--header", action="append", default=[], metavar="'NAME: VALUE'",
                    help="extra HTTP header for the catalogue and the assets (repeatable)")
     g.add_argument("--sign", metavar="MODULE:FUNCTION",
@@ -39,7 +41,7 @@ def add_search_options(p: argparse.ArgumentParser, assets_required: bool) -> Non
     g.add_argument("--page-size", type=int, default=100, help="items per page of an API search (default 100)")
 
 
-def add_stac_parser(sub: Any) -> None:
+def add_commands(sub: Any) -> None:
     """``tilewise stac search URL ... -o FOLDER``."""
     stac = sub.add_parser("stac", help="STAC catalogues: search into layers (one VRT per item)")
     actions = stac.add_subparsers(dest="stac_command", required=True)
@@ -51,6 +53,7 @@ def add_stac_parser(sub: Any) -> None:
     s.add_argument("-o", "--output", required=True, help="output folder")
     s.add_argument("-q", "--quiet", action="store_true", help="print only the layer paths")
     add_search_options(s, assets_required=True)
+    stac.set_defaults(run=run_stac)
 
 
 def add_composite_options(c: argparse.ArgumentParser) -> None:

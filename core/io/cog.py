@@ -25,10 +25,8 @@ from ..errors import DiskFullError, OutputError, ParameterError
 from ..grid import Grid, Tile
 from .outputs import geotiff_path
 from ..runtime.paths import partial_path
+from ..vocabulary import COMPRESSIONS, OUTPUT_TYPES, OVERVIEW_RESAMPLINGS
 
-COMPRESSIONS = ("DEFLATE", "ZSTD", "LZW", "NONE")
-OUTPUT_TYPES = ("float32", "float64", "int16", "uint16", "int32", "uint32", "uint8", "int8")
-OVERVIEW_RESAMPLINGS = ("average", "nearest", "mode", "bilinear", "cubic")
 BLOCK_SIZE = 512
 
 _GDAL_TYPES = {"float32": "Float32", "float64": "Float64", "int16": "Int16", "uint16": "UInt16",

@@ -35,9 +35,7 @@ from rasterio.windows import Window
 
 from ..errors import InputError, ParameterError
 from ..grid import Grid, Tile
-
-RESAMPLING_METHODS = ("nearest", "bilinear", "cubic", "cubic_spline", "lanczos", "average", "mode",
-                      "min", "max", "med", "q1", "q3")
+from ..vocabulary import RESAMPLING_METHODS
 
 MAX_OPEN_DATASETS = 128
 

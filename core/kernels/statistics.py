@@ -11,8 +11,8 @@ from typing import Optional, Sequence, Tuple
 import numpy as np
 
 from ..errors import ParameterError
+from ..vocabulary import STATISTICS
 
-STATISTICS = ("median", "mean", "min", "max", "std", "count", "percentile")
 
 
 def integer_range(dtypes: Sequence[str]) -> Optional[Tuple[int, int]]:

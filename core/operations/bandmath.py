@@ -217,7 +217,7 @@ def bandmath(inputs: Mapping[str, BandSpec], expression: str, output: str, *, ti
                 keep_workdir=keep_workdir)
 
 
-def index_series(scenes: Sequence[Mapping[str, BandSpec]], index: str, output: str, *, per_scene: bool = False,
+def index(scenes: Sequence[Mapping[str, BandSpec]], index: str, output: str, *, per_scene: bool = False,
                  constants: Optional[Mapping[str, float]] = None, tile_size: Optional[int] = None,
                  workers: Optional[int] = None, executor=None, scheduler=None, resume: bool = False,
                  keep_workdir: bool = False, progress: Optional[ProgressFn] = None,

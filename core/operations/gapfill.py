@@ -50,9 +50,10 @@ import numpy as np
 
 from ..dates import DateLike, dates_from_days, day_numbers, parse_date
 from ..errors import ParameterError
+from ..vocabulary import GAPFILL_EDGE_MODES, GAPFILL_METHODS
 
-METHODS = ("linear", "nearest", "previous", "next", "seasonal")
-EDGE_MODES = ("leave", "nearest")
+METHODS = GAPFILL_METHODS
+EDGE_MODES = GAPFILL_EDGE_MODES
 
 FLAG_OBSERVED = 0
 FLAG_INTERPOLATED = 1

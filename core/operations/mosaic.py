@@ -19,7 +19,8 @@ from typing import List, Optional, Sequence, Tuple
 import numpy as np
 from rasterio.warp import calculate_default_transform
 
-from ..io.cog import OUTPUT_TYPES, nodata_fits, OutputSpec, Placement, check_writable, to_output, write_cog, write_tile, write_vrt
+from ..vocabulary import OUTPUT_TYPES, OVERLAP_RULES
+from ..io.cog import nodata_fits, OutputSpec, Placement, check_writable, to_output, write_cog, write_tile, write_vrt
 from ..io.coverage import check_inputs_meet, check_output_size, footprint, meets, raster_bounds
 from ..runtime.diskspace import disk_full, space_needed, space_warning
 from ..errors import DiskFullError, InputError, ParameterError, TileError, TilewiseError
@@ -32,7 +33,6 @@ from ..runtime.runner import LogFn, ProgressFn, RunReport, run_tiled, warnings_t
 from ..io.sources import (RasterInfo, describe_raster, gdal_path, is_remote, read_window, resampling_method,
                       same_grid_offset)
 
-OVERLAP_RULES = ("first", "last", "min", "max", "mean", "median")
 RASTER_EXTENSIONS = (".tif", ".tiff", ".vrt", ".img", ".jp2", ".nc")
 Bounds = Tuple[float, float, float, float]
 

@@ -2,7 +2,7 @@
 
 A cold cache costs the first run the kernels' compile time (seconds per kernel,
 in every worker). ``tilewise:setupengine`` and ``make deps`` call
-:func:`warm_cache` (the driver's ``warmup`` operation, or
+:func:`warmup` (the driver's ``warmup`` operation, or
 ``python -m tilewise.core.runtime.driver --warm``), so that the first real run loads
 them from the cache like any later one. The kernels compile in worker processes,
 the way runs use them; this process does not import numba.
@@ -24,7 +24,7 @@ WARM_GROUPS = ("order statistics", "other statistics")
 
 @dataclass
 class WarmReport:
-    """What :func:`warm_cache` did: specializations ``compiled`` and ``loaded`` from ``cache``."""
+    """What :func:`warmup` did: specializations ``compiled`` and ``loaded`` from ``cache``."""
 
     cache: Optional[str]
     compiled: int
@@ -43,7 +43,7 @@ def warm_group(group: str) -> Tuple[str, Optional[str], int, int]:
     return group, CACHE_DIR, compiled, loaded
 
 
-def warm_cache(workers: Optional[int] = None, executor=None,
+def warmup(workers: Optional[int] = None, executor=None,
                progress: Optional[Callable[[int, int], None]] = None,
                log: Optional[Callable[[str], None]] = None) -> WarmReport:
     """Compile every kernel specialization the engine uses into numba's cache (or find it there).

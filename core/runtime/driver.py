@@ -22,9 +22,11 @@ import os
 import signal
 import sys
 import traceback
-from typing import Any, Callable, Dict
+from typing import Any, Dict
 
-from .. import REQUIRED_PACKAGES, missing_packages
+from .. import missing_packages
+from ..vocabulary import (EVENT_DONE, EVENT_ERROR, EVENT_LOG, EVENT_MISSING, EVENT_OK, EVENT_PROGRESS, REQUIRED_PACKAGES,
+                          STOPPED)
 from .lifeline import die_with_parent, stop_on_signals, watch_stdin
 
 
@@ -52,18 +54,6 @@ def use_wheel_data() -> None:
         os.environ["GDAL_DATA"] = gdal
 
 
-OPERATIONS = {"composite": ("operations.composite", "composite"), "bandmath": ("operations.bandmath", "bandmath"),
-              "index": ("operations.bandmath", "index_series"), "mosaic": ("operations.mosaic", "mosaic"),
-              "stacsearch": ("operations.stac.search", "stac_search"), "warmup": ("operations.warmup", "warm_cache")}
-
-
-def operation(name: str) -> Callable[..., Any]:
-    """The API function behind an operation name, imported only when asked for."""
-    import importlib
-    module, function = OPERATIONS[name]
-    return getattr(importlib.import_module(f"tilewise.core.{module}"), function)
-
-
 def report_dict(result: Any) -> Dict[str, Any]:
     """One report for the caller; an operation that wrote several files lists them in ``outputs``."""
     if not isinstance(result, list):
@@ -76,11 +66,12 @@ def report_dict(result: Any) -> Dict[str, Any]:
 
 def run_job(job: Dict[str, Any]) -> int:
     from ..errors import TilewiseError
+    from ..registry import api_function
     from .lifeline import stopped_by
-    name = job.get("operation")
-    if name not in OPERATIONS:
-        emit("error", kind="ParameterError",
-             message=f"Unknown operation {name!r}; known: {', '.join(OPERATIONS)}.")
+    try:
+        function = api_function(str(job.get("operation")))
+    except TilewiseError as exc:
+        emit(EVENT_ERROR, kind=type(exc).__name__, message=str(exc))
         return 2
     params = dict(job.get("params", {}))
     last = [-1]
@@ -88,21 +79,21 @@ def run_job(job: Dict[str, Any]) -> int:
     def progress(done: int, total: int) -> None:
         if done != last[0]:
             last[0] = done
-            emit("progress", done=done, total=total)
+            emit(EVENT_PROGRESS, done=done, total=total)
 
     try:
-        report = operation(name)(progress=progress, log=lambda m: emit("log", message=m), **params)
+        report = function(progress=progress, log=lambda m: emit(EVENT_LOG, message=m), **params)
     except TilewiseError as exc:
-        emit("error", kind=type(exc).__name__, message=str(exc))
+        emit(EVENT_ERROR, kind=type(exc).__name__, message=str(exc))
         return 2
     except MemoryError:
-        emit("error", kind="MemoryError", message="The engine ran out of memory; use a smaller tile size or fewer workers.")
+        emit(EVENT_ERROR, kind="MemoryError", message="The engine ran out of memory; use a smaller tile size or fewer workers.")
         return 2
     except KeyboardInterrupt as exc:  # SIGTERM, SIGHUP (see stop_on_signals) or SIGINT: cleaned up like a cancel
         how = stopped_by(exc) or "a signal"
-        emit("error", kind="Stopped", message=f"The Tilewise engine was stopped ({how}); no output was written.")
+        emit(EVENT_ERROR, kind=STOPPED, message=f"The Tilewise engine was stopped ({how}); no output was written.")
         return 128 + getattr(exc, "signum", signal.SIGINT)
-    emit("done", report=report_dict(report))
+    emit(EVENT_DONE, report=report_dict(report))
     return 0
 
 
@@ -115,11 +106,11 @@ def main(argv=None) -> int:
     # Looked for, not imported: numba must not load in this process before it starts its workers.
     missing = missing_packages(load="--check" in args)
     if "--check" in args or missing:
-        emit("missing" if missing else "ok", packages=missing, required=list(REQUIRED_PACKAGES),
+        emit(EVENT_MISSING if missing else EVENT_OK, packages=missing, required=list(REQUIRED_PACKAGES),
              python=sys.executable, version=sys.version.split()[0])
         return 3 if missing else 0
     if args != ["--warm"] and (len(args) != 1 or args[0].startswith("--")):
-        emit("error", kind="ParameterError",
+        emit(EVENT_ERROR, kind="ParameterError",
              message="usage: python -m tilewise.core.runtime.driver JOB.json | --check | --warm")
         return 2
     use_wheel_data()
@@ -137,7 +128,7 @@ def main(argv=None) -> int:
             return run_job(job)
     except Exception as exc:  # anything unexpected: report it, with the traceback on stderr
         traceback.print_exc()
-        emit("error", kind=type(exc).__name__, message=f"Unexpected engine error: {type(exc).__name__}: {exc}")
+        emit(EVENT_ERROR, kind=type(exc).__name__, message=f"Unexpected engine error: {type(exc).__name__}: {exc}")
         return 1
 
 

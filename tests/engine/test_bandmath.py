@@ -19,7 +19,7 @@ from rasterio.crs import CRS
 from rasterio.enums import Resampling
 from rasterio.warp import calculate_default_transform, reproject
 
-from tilewise.core.operations.bandmath import bandmath, index_series
+from tilewise.core.operations.bandmath import bandmath, index
 from tilewise.core.errors import InputError, ParameterError
 from tilewise.core.operations.indices import INDICES
 
@@ -98,7 +98,7 @@ def test_ndvi_of_two_bands_of_one_file_equals_numpy(raster, tmp_path, dtype, sca
     scale, offset = SCALINGS[scaling]
     out = tmp_path / "ndvi.tif"
 
-    reports = index_series([{"RED": (scene, 3), "NIR": (scene, 4)}], "ndvi", str(out), scale=scale,
+    reports = index([{"RED": (scene, 3), "NIR": (scene, 4)}], "ndvi", str(out), scale=scale,
                            offset=offset, tile_size=25, workers=1)
 
     assert [r.tiles for r in reports] == [2 * 3]
@@ -120,7 +120,7 @@ def test_ndvi_is_clipped_to_plus_minus_one(raster, tmp_path):
     nir = np.array([[500, -100, 300, 100]], np.int16)
     # (500 + 100) / (500 - 100) = 1.5 -> 1; (-100 - 500) / 400 = -1.5 -> -1; 200 / 400; -200 / 400
     out = tmp_path / "ndvi.tif"
-    index_series([{"RED": (raster("r.tif", red), 1), "NIR": (raster("n.tif", nir), 1)}], "ndvi", str(out),
+    index([{"RED": (raster("r.tif", red), 1), "NIR": (raster("n.tif", nir), 1)}], "ndvi", str(out),
                  workers=1)
     np.testing.assert_array_equal(read_raster(out)[0][0], [[1.0, -1.0, 0.5, -0.5]])
 
@@ -130,7 +130,7 @@ def test_zero_denominator_is_nodata_not_inf(raster, tmp_path):
     nir = np.array([[0.0, -0.2, 0.3, 0.3]], np.float32)
     # 0 / 0, -0.4 / 0, 0.6 / 0, 0.2 / 0.4
     out = tmp_path / "ndvi.tif"
-    index_series([{"RED": (raster("r.tif", red), 1), "NIR": (raster("n.tif", nir), 1)}], "ndvi", str(out),
+    index([{"RED": (raster("r.tif", red), 1), "NIR": (raster("n.tif", nir), 1)}], "ndvi", str(out),
                  workers=1)
     np.testing.assert_allclose(read_raster(out)[0][0], [[ND_OUT, ND_OUT, ND_OUT, 0.5]], rtol=1e-6)
 
@@ -143,7 +143,7 @@ def test_ndvi_does_not_depend_on_tiles_or_workers(raster, tmp_path, pool, tile_s
     scene = {"RED": (raster("red.tif", red, nodata=nodata), 1), "NIR": (raster("nir.tif", nir, nodata=nodata), 1)}
     out = tmp_path / "ndvi.tif"
 
-    [report] = index_series([scene], "ndvi", str(out), scale=0.0001, offset=-0.1, tile_size=tile_size,
+    [report] = index([scene], "ndvi", str(out), scale=0.0001, offset=-0.1, tile_size=tile_size,
                             workers=1, executor=pool if workers == 2 else None)
 
     assert (report.tiles, report.workers) == (math.ceil(H / tile_size) * math.ceil(W / tile_size), workers)
@@ -194,7 +194,7 @@ def test_ndvi_of_files_on_different_grids_is_aligned_on_the_fly(red_utm_nir_merc
     case = red_utm_nir_mercator
     out = tmp_path / "ndvi.tif"
 
-    index_series([{"RED": (case["red"], 1), "NIR": (case["nir"], 1)}], "ndvi", str(out), reference=case["red"],
+    index([{"RED": (case["red"], 1), "NIR": (case["nir"], 1)}], "ndvi", str(out), reference=case["red"],
                  tile_size=tile_size, workers=1)
 
     assert_on_reference_grid(out)
@@ -273,7 +273,7 @@ def six_bands(raster):
 def run_index(scene_path, key, out, **kwargs):
     spec = INDICES[key]
     scene = {role: (scene_path, ROLE_BANDS[role]) for role in spec.bands}
-    index_series([scene], key, str(out), workers=1, **kwargs)
+    index([scene], key, str(out), workers=1, **kwargs)
     return read_raster(out)[0][0].ravel()
 
 
@@ -309,11 +309,11 @@ def test_index_applies_scale_and_offset_first(raster, tmp_path):
 def test_unknown_index_and_constant_are_parameter_errors(six_bands, tmp_path):
     scene = {role: (six_bands, b) for role, b in ROLE_BANDS.items()}
     with pytest.raises(ParameterError, match="Unknown index 'ndxi'; available: NDVI, NDWI"):
-        index_series([scene], "ndxi", str(tmp_path / "x.tif"))
+        index([scene], "ndxi", str(tmp_path / "x.tif"))
     with pytest.raises(ParameterError, match="NDVI has no constant L"):
-        index_series([scene], "ndvi", str(tmp_path / "x.tif"), constants={"L": 1.0})
+        index([scene], "ndvi", str(tmp_path / "x.tif"), constants={"L": 1.0})
     with pytest.raises(InputError, match=r"EVI needs the band\(s\) BLUE"):
-        index_series([{"RED": (six_bands, 3), "NIR": (six_bands, 4)}], "evi", str(tmp_path / "x.tif"))
+        index([{"RED": (six_bands, 3), "NIR": (six_bands, 4)}], "evi", str(tmp_path / "x.tif"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["reflectance.tif"]
 
 
@@ -342,7 +342,7 @@ def test_series_gives_one_cog_with_a_band_per_scene(series, tmp_path, pool):
     paths, expected = series
     out = tmp_path / "ndvi_series.tif"
 
-    [report] = index_series(ndvi_scenes(paths), "ndvi", str(out), scale=0.0001, tile_size=16, executor=pool)
+    [report] = index(ndvi_scenes(paths), "ndvi", str(out), scale=0.0001, tile_size=16, executor=pool)
 
     assert (report.bands, report.output) == (3, str(out))
     assert_ndvi(out, expected, bands=3)
@@ -355,7 +355,7 @@ def test_series_per_scene_gives_one_cog_per_scene_in_a_folder(series, tmp_path, 
     paths, expected = series
     folder = tmp_path / "ndvi"
 
-    reports = index_series(ndvi_scenes(paths), "ndvi", str(folder), per_scene=True, scale=0.0001, tile_size=16,
+    reports = index(ndvi_scenes(paths), "ndvi", str(folder), per_scene=True, scale=0.0001, tile_size=16,
                            executor=pool)
 
     names = [f"{n}_ndvi.tif" for n in SCENE_NAMES]
@@ -370,7 +370,7 @@ def test_series_per_scene_gives_one_cog_per_scene_in_a_folder(series, tmp_path, 
 def test_series_scene_names_can_be_given(series, tmp_path):
     paths, _ = series
     out = tmp_path / "named.tif"
-    index_series(ndvi_scenes(paths), "ndvi", str(out), scene_names=["april", "may", "june"], workers=1)
+    index(ndvi_scenes(paths), "ndvi", str(out), scene_names=["april", "may", "june"], workers=1)
     with rasterio.open(out) as src:
         assert list(src.descriptions) == ["april", "may", "june"]
 
@@ -407,7 +407,7 @@ def cli_and_api(tmp_path, args, api, *api_args, **api_kwargs):
 def test_cli_ndvi(tmp_path, cli_scenes):
     s1 = str(tmp_path / "s1.tif")
     cli_and_api(tmp_path, ["ndvi", "--red", "s1.tif:3", "--nir", "s1.tif:4", "-o", "cli.tif"],
-                index_series, [{"RED": (s1, 3), "NIR": (s1, 4)}], "ndvi")
+                index, [{"RED": (s1, 3), "NIR": (s1, 4)}], "ndvi")
     assert_ndvi(tmp_path / "cli.tif", ndvi_reference(cli_scenes[0][2], cli_scenes[0][3], 65535))
 
 
@@ -416,7 +416,7 @@ def test_cli_index_evi_over_two_scenes_with_scale(tmp_path, cli_scenes):
               for s in ("s1.tif", "s2.tif")]
     cli = cli_and_api(tmp_path, ["index", "evi", "--bands", "RED=3,NIR=4,BLUE=1", "--scale", "0.0001",
                                  "-o", "cli.tif", "s1.tif", "s2.tif"],
-                      index_series, scenes, "evi", scale=0.0001)
+                      index, scenes, "evi", scale=0.0001)
     assert cli.shape == (2, H, W)
     for got, bands in zip(cli, cli_scenes):
         blue, red, nir = bands[[0, 2, 3]].astype(np.float32) * np.float32(0.0001)

@@ -12,15 +12,16 @@ from dataclasses import dataclass
 from typing import Iterable, Sequence, Tuple, Union
 
 from ...errors import ParameterError
+from ...vocabulary import EXTRACT_COVERAGES, EXTRACT_GEOMETRY_MODES, EXTRACT_POINT_METHODS, EXTRACT_STATISTICS
 
 #: STATISTICS, in the order of the algorithm's enum (0 mean ... 7 percentiles).
-STATISTICS = ("mean", "median", "min", "max", "std", "count", "sum", "percentiles")
+STATISTICS = EXTRACT_STATISTICS
 #: COVERAGE: 0 pixel centre inside (QGIS zonal statistics), 1 all touched, 2 covered fraction (exactextract).
-COVERAGES = ("centre", "all_touched", "fractional")
+COVERAGES = EXTRACT_COVERAGES
 #: POINT_METHOD: 0 the pixel that contains the point, 1 bilinear (GDAL's).
-POINT_METHODS = ("nearest", "bilinear")
+POINT_METHODS = EXTRACT_POINT_METHODS
 #: GEOMETRY_MODE of lines and polygons: 0 zonal, 1 each vertex as a point.
-GEOMETRY_MODES = ("zonal", "vertices")
+GEOMETRY_MODES = EXTRACT_GEOMETRY_MODES
 
 _ALIASES = {"percentile": "percentiles", "stdev": "std", "stddev": "std", "average": "mean",
             "minimum": "min", "maximum": "max", "center": "centre", "all-touched": "all_touched",

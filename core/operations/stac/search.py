@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from ...errors import CatalogError, OutputError, ParameterError
+from ...vocabulary import STAC_GROUPINGS
 from .assets import (AssetBand, Signer, asset_bands, describe_assets, gdal_source, group_key,
                           harmonized_offset, layer_name, load_signer, needs_harmonizing, parse_assets, signed)
 from .client import (Found, Http, Search, SearchResult, check_bbox, cloud_cover, collection_ids, item_time,
@@ -27,7 +28,7 @@ from .client import (Found, Http, Search, SearchResult, check_bbox, cloud_cover,
 from .record import (FOOTPRINTS, FORMAT, ITEMS, MARKER, RECORD, footprint, read_record, recorded_layers,
                           write_json)
 
-GROUPINGS = ("none", "solar_day")
+GROUPINGS = STAC_GROUPINGS
 ProgressFn = Callable[[int, int], None]
 LogFn = Callable[[str], None]
 

@@ -1,0 +1,131 @@
+"""Command-line options defined once and composed per command (as rasterio's ``rio/options.py``).
+
+Each ``add_*`` function adds one group of options to a command; the matching
+``*_kwargs`` function turns the parsed values into the API's keyword arguments,
+whose names are the fields of :class:`~tilewise.core.options.GridOptions`,
+:class:`~tilewise.core.options.OutputOptions` and :class:`~tilewise.core.options.RunOptions`.
+Value lists come from :mod:`tilewise.core.vocabulary`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+from typing import List, Optional, Sequence
+
+from ..vocabulary import COMPRESSIONS, OUTPUT_TYPES, OVERVIEW_RESAMPLINGS, RESAMPLING_METHODS
+
+
+# -- values ------------------------------------------------------------------------------------------------------
+
+def numbers(text: str, kind=float) -> List:
+    """``"10,50;90"`` -> ``[10.0, 50.0, 90.0]``."""
+    try:
+        return [kind(v) for v in text.replace(";", ",").split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def integers(text: str) -> List[int]:
+    return numbers(text, int)
+
+
+def band_spec(text: str) -> List:
+    """``path`` or ``path:band`` (a trailing number after the last colon is the band)."""
+    head, sep, tail = text.rpartition(":")
+    if sep and tail.isdigit() and head:
+        return [head, int(tail)]
+    return [text, 1]
+
+
+def expand_inputs(patterns: Sequence[str]) -> List[str]:
+    """Expand glob patterns (quoted on the shell, or on Windows), keep plain paths as they are."""
+    paths: List[str] = []
+    for p in patterns:
+        wild = any(c in p for c in "*?[") and not os.path.exists(p) and "://" not in p  # a file may have [ in its name
+        matches = sorted(glob.glob(p)) if wild else []
+        paths.extend(matches or [p])
+    return paths
+
+
+def _choices(values: Sequence[str]) -> str:
+    return ", ".join(values)
+
+
+# -- groups --------------------------------------------------------------------------------------------------------
+
+def add_grid_options(p: argparse.ArgumentParser, default: str = "the first input's grid") -> None:
+    g = p.add_argument_group(f"target grid (default: {default})")
+    g.add_argument("--reference", help="raster whose grid the output takes")
+    g.add_argument("--extent", nargs=4, type=float, metavar=("XMIN", "YMIN", "XMAX", "YMAX"),
+                   help="output extent, in the target CRS")
+    g.add_argument("--crs", help="target CRS, e.g. EPSG:3035")
+    g.add_argument("--cell-size", type=float, help="output pixel size, in target CRS units")
+    g.add_argument("--resampling", default=RESAMPLING_METHODS[0], choices=RESAMPLING_METHODS, metavar="METHOD",
+                   help=f"for inputs on another grid: {_choices(RESAMPLING_METHODS)} (default {RESAMPLING_METHODS[0]})")
+
+
+def grid_kwargs(args: argparse.Namespace) -> dict:
+    return dict(reference=args.reference, extent=args.extent, crs=args.crs, cell_size=args.cell_size,
+                resampling=args.resampling)
+
+
+def add_output_options(p: argparse.ArgumentParser, type_default: Optional[str] = OUTPUT_TYPES[0],
+                       nodata_default: str = "-9999, or the type's maximum if unsigned") -> None:
+    g = p.add_argument_group("output")
+    g.add_argument("-o", "--output", required=True,
+                   help="output Cloud-Optimized GeoTIFF (.tif or .tiff; .tif is added to a name without extension)")
+    g.add_argument("--output-type", default=type_default, type=str.lower, choices=OUTPUT_TYPES, metavar="TYPE",
+                   help=f"{_choices(OUTPUT_TYPES)} (default {type_default or 'the inputs type'})")
+    g.add_argument("--output-nodata", type=float, help=f"default {nodata_default}")
+    g.add_argument("--compression", default=COMPRESSIONS[0], type=str.upper, choices=COMPRESSIONS, metavar="NAME",
+                   help=f"{_choices(COMPRESSIONS)} (default {COMPRESSIONS[0]})")
+    g.add_argument("--overview-resampling", default=OVERVIEW_RESAMPLINGS[0], choices=OVERVIEW_RESAMPLINGS,
+                   metavar="METHOD", help=f"of the COG's overviews: {_choices(OVERVIEW_RESAMPLINGS)} "
+                                          f"(default {OVERVIEW_RESAMPLINGS[0]})")
+    g.add_argument("--allow-large", action="store_true",
+                   help="write an output above 16 GiB before compression (refused without this flag: a grid "
+                        "that large is usually a mistake, e.g. an input far away or a wrong cell size)")
+
+
+def output_kwargs(args: argparse.Namespace) -> dict:
+    return dict(output_type=args.output_type, output_nodata=args.output_nodata, compression=args.compression,
+                overview_resampling=args.overview_resampling, allow_large=args.allow_large)
+
+
+def add_run_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("running")
+    g.add_argument("--tile-size", type=int,
+                   help="tile side in pixels, at least 8 (default or 0: from the memory budget)")
+    g.add_argument("-j", "--workers", type=int,
+                   help="worker processes (default or 0: all cores; never more than the cores or the tiles)")
+    g.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    r = p.add_argument_group("scaling out and long runs")
+    r.add_argument("--scheduler", metavar="ADDRESS",
+                   help="run the tiles on a Dask cluster: its scheduler's address (tcp://host:8786) or "
+                        "scheduler file (needs dask[distributed]; the output folder must be shared with the workers)")
+    r.add_argument("--resume", action="store_true",
+                   help="reuse the finished tiles of an interrupted run of the same command")
+    r.add_argument("--keep-workdir", action="store_true",
+                   help="keep the work folder (tiles, manifest) beside the output after success")
+
+
+def run_kwargs(args: argparse.Namespace) -> dict:
+    return dict(tile_size=args.tile_size, workers=args.workers, scheduler=args.scheduler, resume=args.resume,
+                keep_workdir=args.keep_workdir)
+
+
+def add_input_nodata_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--input-nodata", type=float, help="nodata value of the inputs (overrides the files')")
+
+
+def add_raster_options(p: argparse.ArgumentParser, grid_default: str = "the first input's grid", **output) -> None:
+    """Grid, output and run options: what every command that writes a COG takes."""
+    add_grid_options(p, grid_default)
+    add_output_options(p, **output)
+    add_run_options(p)
+
+
+def raster_kwargs(args: argparse.Namespace) -> dict:
+    return {**grid_kwargs(args), **output_kwargs(args), **run_kwargs(args)}
