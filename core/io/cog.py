@@ -9,7 +9,6 @@ half-written output.
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
 from typing import Optional, Sequence
@@ -21,67 +20,15 @@ from rasterio.errors import RasterioError
 from rasterio.shutil import copy as gdal_copy
 
 from ..runtime.diskspace import is_disk_full
-from ..errors import DiskFullError, OutputError, ParameterError
+from ..errors import DiskFullError, OutputError
 from ..grid import Grid, Tile
-from .outputs import geotiff_path
+from ..options import OutputSpec
 from ..runtime.paths import partial_path
-from ..vocabulary import COMPRESSIONS, OUTPUT_TYPES, OVERVIEW_RESAMPLINGS
 
 BLOCK_SIZE = 512
 
 _GDAL_TYPES = {"float32": "Float32", "float64": "Float64", "int16": "Int16", "uint16": "UInt16",
                "int32": "Int32", "uint32": "UInt32", "uint8": "Byte", "int8": "Int8"}
-
-
-@dataclass(frozen=True)
-class OutputSpec:
-    """Where and how the result is written."""
-
-    path: str
-    dtype: str = "float32"
-    nodata: Optional[float] = None
-    compression: str = "DEFLATE"
-    overview_resampling: str = "average"
-
-    def resolved(self) -> "OutputSpec":
-        """Check values and fill the default nodata for the output type."""
-        if not self.path:
-            raise OutputError("No output file was given.")
-        dtype = self.dtype.lower()
-        if dtype not in OUTPUT_TYPES:
-            raise ParameterError(f"Unknown output type {self.dtype!r}; use one of {', '.join(OUTPUT_TYPES)}.")
-        compression = self.compression.upper()
-        if compression not in COMPRESSIONS:
-            raise ParameterError(f"Unknown compression {self.compression!r}; use one of {', '.join(COMPRESSIONS)}.")
-        if self.overview_resampling not in OVERVIEW_RESAMPLINGS:
-            raise ParameterError(f"Unknown overview resampling {self.overview_resampling!r}; "
-                                 f"use one of {', '.join(OVERVIEW_RESAMPLINGS)}.")
-        nodata = default_nodata(dtype) if self.nodata is None else float(self.nodata)
-        if not nodata_fits(nodata, dtype):
-            raise ParameterError(f"Output nodata {nodata:g} does not fit the output type {dtype}.")
-        # the value the pixels hold (0.1 in float32 is 0.10000000149...): GDAL keeps a side-car
-        # .aux.xml for a nodata that differs from what the file can store
-        nodata = float(np.dtype(dtype).type(nodata))
-        return OutputSpec(os.path.abspath(geotiff_path(self.path)), dtype, nodata, compression,
-                          self.overview_resampling)
-
-
-def default_nodata(dtype: str) -> float:
-    """-9999 where the type holds it, else the type's largest value.
-
-    >>> default_nodata("float32"), default_nodata("uint8")
-    (-9999.0, 255.0)
-    """
-    if dtype.startswith("float") or dtype in ("int16", "int32"):
-        return -9999.0
-    return float(np.iinfo(dtype).max)
-
-
-def nodata_fits(value: float, dtype: str) -> bool:
-    if dtype.startswith("float"):
-        return math.isnan(value) or abs(value) <= float(np.finfo(dtype).max)
-    info = np.iinfo(dtype)
-    return float(value).is_integer() and info.min <= value <= info.max
 
 
 def check_writable(path: str) -> None:
@@ -117,8 +64,10 @@ def to_output(values: np.ndarray, spec: OutputSpec) -> np.ndarray:
     return out
 
 
-def tile_path(workdir: str, tile: Tile) -> str:
-    return os.path.join(workdir, f"tile_{tile.row_off:07d}_{tile.col_off:07d}.tif")
+def tile_path(workdir: str, tile: Tile, layer: int = 0) -> str:
+    """The file of ``tile`` in the work folder (``layer``: one of several files per tile, e.g. of another type)."""
+    suffix = f"_{layer}" if layer else ""
+    return os.path.join(workdir, f"tile_{tile.row_off:07d}_{tile.col_off:07d}{suffix}.tif")
 
 
 def write_tile(path: str, data: np.ndarray, grid: Grid, tile: Tile, spec: OutputSpec) -> None:
@@ -154,8 +103,9 @@ class Placement:
 
 
 def write_vrt(path: str, grid: Grid, spec: OutputSpec, descriptions: Sequence[str],
-              placements: Sequence[Placement]) -> str:
-    """Write a VRT laying ``placements`` on ``grid`` (later sources paint over earlier ones)."""
+              placements: Sequence[Placement], bands: Optional[Sequence[int]] = None) -> str:
+    """Write a VRT laying ``placements`` on ``grid`` (later sources paint over earlier ones); its band
+    ``b`` reads band ``bands[b - 1]`` of the sources (by default band ``b``)."""
     gtype = _GDAL_TYPES[spec.dtype]
     srs = f"  <SRS>{escape(grid.crs)}</SRS>\n" if grid.crs else ""
     parts = [f'<VRTDataset rasterXSize="{grid.width}" rasterYSize="{grid.height}">\n', srs,
@@ -164,12 +114,13 @@ def write_vrt(path: str, grid: Grid, spec: OutputSpec, descriptions: Sequence[st
         parts.append(f'  <VRTRasterBand dataType="{gtype}" band="{b}">\n'
                      f"    <Description>{escape(desc)}</Description>\n"
                      f"    <NoDataValue>{spec.nodata!r}</NoDataValue>\n")
+        source_band = bands[b - 1] if bands else b
         for p in placements:
             kind = "SimpleSource" if p.nodata is None else "ComplexSource"
             nodata = "" if p.nodata is None else f"<NODATA>{p.nodata!r}</NODATA>"
             parts.append(
                 f'    <{kind}><SourceFilename relativeToVRT="{int(p.relative)}">{escape(p.filename)}'
-                f"</SourceFilename><SourceBand>{b}</SourceBand>"
+                f"</SourceFilename><SourceBand>{source_band}</SourceBand>"
                 f'<SrcRect xOff="0" yOff="0" xSize="{p.width}" ySize="{p.height}"/>'
                 f'<DstRect xOff="{p.col_off}" yOff="{p.row_off}" xSize="{p.width}" ySize="{p.height}"/>'
                 f"{nodata}</{kind}>\n")
@@ -180,12 +131,13 @@ def write_vrt(path: str, grid: Grid, spec: OutputSpec, descriptions: Sequence[st
     return path
 
 
-def build_vrt(grid: Grid, tiles: Sequence[Tile], workdir: str, spec: OutputSpec,
-              descriptions: Sequence[str]) -> str:
-    """Write a VRT that lays the tile files out on the grid; return its path."""
-    placements = [Placement(os.path.basename(tile_path(workdir, t)), t.row_off, t.col_off, t.height, t.width,
+def build_vrt(grid: Grid, tiles: Sequence[Tile], workdir: str, spec: OutputSpec, descriptions: Sequence[str],
+              bands: Optional[Sequence[int]] = None, layer: int = 0, name: str = "tiles.vrt") -> str:
+    """Write a VRT that lays the tile files (of ``layer``) out on the grid, taking their ``bands``
+    (default all); return its path."""
+    placements = [Placement(os.path.basename(tile_path(workdir, t, layer)), t.row_off, t.col_off, t.height, t.width,
                             relative=True) for t in tiles]
-    return write_vrt(os.path.join(workdir, "tiles.vrt"), grid, spec, descriptions, placements)
+    return write_vrt(os.path.join(workdir, name), grid, spec, descriptions, placements, bands)
 
 
 def _gdal_transform(grid: Grid):

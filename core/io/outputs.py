@@ -9,10 +9,12 @@ the source files of a VRT (GDAL's list of the files a dataset reads).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import shutil
 import warnings
-from typing import Iterable, List, Optional, Sequence, Tuple
+from typing import Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from ..errors import OutputError, TilewiseWarning
 
@@ -112,3 +114,35 @@ def _identity(path: str) -> Tuple:
 def describe_inputs(infos: Iterable) -> List[Tuple[str, Sequence[str]]]:
     """``(path, files)`` of :class:`~tilewise.core.io.sources.RasterInfo` values, for :func:`check_not_an_input`."""
     return [(info.path, info.files) for info in infos]
+
+
+@contextlib.contextmanager
+def output_folder(folder: str) -> Iterator[str]:
+    """The folder a set of outputs goes to (e.g. one COG per scene), created if missing; if the block
+    fails (an output refused before any work) and the folder was made here, it is removed again."""
+    if not folder:
+        raise OutputError("No output folder was given.")
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise OutputError(f"The output folder is a file: {folder}")
+    created = not os.path.isdir(folder)
+    os.makedirs(folder, exist_ok=True)
+    try:
+        yield folder
+    except BaseException:
+        if created:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
+
+
+def unique_names(names: Sequence[str], what: str) -> List[str]:
+    """``names`` if no two are the same, else an :class:`OutputError` naming the first repeated one.
+
+    >>> unique_names(["a_ndvi.tif", "b_ndvi.tif"], "scenes")
+    ['a_ndvi.tif', 'b_ndvi.tif']
+    """
+    seen = set()
+    for name in names:
+        if name in seen:
+            raise OutputError(f"Two {what} would both be written to {name}; give the {what} distinct file names.")
+        seen.add(name)
+    return list(names)

@@ -1,32 +1,32 @@
 """Band math: an expression over named bands, evaluated tile by tile with numexpr.
 
 The same machinery serves NDVI, the index catalogue and free expressions, for
-one scene or a time series (one output band per scene, or one file per scene).
+one scene or a time series: one output band per scene, or one COG per scene in a
+folder, from one run whose sink splits the bands (scenes planned alike share a
+run; with different grids or value types they get one run each).
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numexpr
 import numpy as np
 
-from ..io.cog import OutputSpec, check_writable, to_output, write_tile
-from ..io.coverage import check_output_size, outside_grid
-from ..errors import (ExpressionError, GridError, InputError, OutputError, ParameterError, TileError, TilewiseError,
-                     TilewiseWarning)
-from ..runtime.executor import as_executor, make_executor, resolve_workers, workers_note
-from .expression import validate_expression
+from ..errors import ExpressionError, GridError, InputError, ParameterError, TileError, TilewiseError, TilewiseWarning
 from ..grid import Grid, Tile
+from ..io.cog import check_writable, to_output
+from ..io.coverage import check_output_size, outside_grid
+from ..io.outputs import check_not_an_input, describe_inputs, output_folder, unique_names
+from ..io.sources import describe_raster, read_window
+from ..options import Options, OutputSpec, plan_grid, split_options
+from ..runtime.runner import RunReport, TileBudget, TiledJob, run_tiles, warnings_to
+from ..runtime.sinks import CogOutput, CogSink
+from .expression import validate_expression
 from .indices import get_index
-from ..io.outputs import check_not_an_input, describe_inputs
-from ..options import plan_grid
-from ..runtime.runner import LogFn, ProgressFn, RunReport, run_tiled, warnings_to
-from ..io.sources import describe_raster, read_window, resampling_method
 
 _WIDE_TYPES = {"int32", "uint32", "int64", "uint64", "float64"}
 BandSpec = Tuple[str, int]
@@ -44,8 +44,22 @@ class BandRef:
 
 
 @dataclass(frozen=True)
-class BandMathJob:
-    """Per output band (one per scene), the named bands the expression reads."""
+class BandMathOptions:
+    """Band math's own options: input values times ``scale`` plus ``offset`` first, the result clipped
+    to ``clip`` (low, high), ``input_nodata`` overriding the files', the output bands' ``scene_names``
+    (default: the first input file of each scene)."""
+
+    scale: float = 1.0
+    offset: float = 0.0
+    clip: Optional[Sequence[float]] = None
+    input_nodata: Optional[float] = None
+    scene_names: Optional[Sequence[str]] = None
+
+
+@dataclass(frozen=True)
+class BandMathJob(TiledJob):
+    """Per output band (one per scene), the named bands the expression reads. ``outputs``: one COG of
+    every band, or one per scene (in ``folder``)."""
 
     scenes: Tuple[Tuple[BandRef, ...], ...]
     expression: str
@@ -54,18 +68,25 @@ class BandMathJob:
     grid: Grid
     resampling: str
     work_dtype: str
-    output: OutputSpec
+    outputs: Tuple[OutputSpec, ...]
     band_names: Tuple[str, ...]
+    folder: str = ""
+
+    @property
+    def sink(self) -> CogSink:
+        if len(self.outputs) == 1:
+            return CogSink.single(self.grid, self.outputs[0], self.band_names)
+        return CogSink(self.grid, tuple(CogOutput(spec, (name,), (k + 1,)) for k, (spec, name)
+                                        in enumerate(zip(self.outputs, self.band_names))), self.folder)
+
+    @property
+    def budget(self) -> TileBudget:
+        return TileBudget(len(self.scenes[0]) + 2, 8 if self.work_dtype == "float64" else 4)
 
 
 def plan_bandmath(scenes: Sequence[Mapping[str, BandSpec]], expression: str, output: str,
-                  scale: float = 1.0, offset: float = 0.0, clip: Optional[Sequence[float]] = None,
-                  input_nodata: Optional[float] = None, scene_names: Optional[Sequence[str]] = None,
-                  reference: Optional[str] = None, extent: Optional[Sequence[float]] = None,
-                  crs: Optional[str] = None, cell_size: Optional[object] = None, resampling: str = "nearest",
-                  output_type: str = "float32", output_nodata: Optional[float] = None,
-                  compression: str = "DEFLATE", overview_resampling: str = "average",
-                  allow_large: bool = False, other_inputs: Sequence[str] = ()) -> BandMathJob:
+                  own: BandMathOptions = BandMathOptions(), options: Options = Options(),
+                  other_inputs: Sequence[str] = ()) -> BandMathJob:
     """Check the expression and every input before any work; plan the grid.
 
     ``scenes`` holds, per output band, a mapping ``name -> (path, band)``. A scene with an
@@ -82,36 +103,39 @@ def plan_bandmath(scenes: Sequence[Mapping[str, BandSpec]], expression: str, out
         if set(scene) != names:
             raise InputError(f"Scene {i + 1} names the bands {sorted(scene)}, the first scene {sorted(names)}.")
     used = validate_expression(expression, names)
-    resampling_method(resampling)
-    spec = OutputSpec(output, output_type, output_nodata, compression, overview_resampling).resolved()
-    infos = {}
-    refs = []
+    spec = options.output.spec(output)
+    infos: Dict[str, object] = {}
     order = [n for n in scenes[0] if n in used]  # as given: the first one's grid is the default grid
-    for scene in scenes:
-        scene_refs = []
-        for name in order:
-            path, band = scene[name]
-            info = infos.get(path) or describe_raster(path)
-            infos[path] = info
-            if not 1 <= int(band) <= info.count:
-                raise InputError(f"{name}: band {band} does not exist in {path}, which has {info.count} band(s).")
-            scene_refs.append(BandRef(name, path, int(band), float(scale), float(offset)))
-        refs.append(tuple(scene_refs))
+    refs = [_scene_refs(scene, order, own, infos) for scene in scenes]
     check_writable(spec.path)
     _check_expression_compiles(expression, sorted(used))
-    ref_info = describe_raster(reference) if reference else infos[refs[0][0].path]
+    grid_options = options.grid
+    ref_info = describe_raster(grid_options.reference) if grid_options.reference else infos[refs[0][0].path]
     others = [describe_raster(p) for p in other_inputs if p not in infos]
     check_not_an_input(spec.path, describe_inputs(list(infos.values()) + [ref_info] + others))
-    grid = plan_grid(ref_info, extent, crs, cell_size)
+    grid = plan_grid(ref_info, grid_options)
     work = "float64" if any(dt in _WIDE_TYPES for i in infos.values() for dt in i.dtypes) else "float32"
-    labels = tuple(scene_names) if scene_names else tuple(
+    labels = tuple(own.scene_names) if own.scene_names else tuple(
         os.path.splitext(os.path.basename(s[0].path))[0] for s in refs)
     if len(labels) != len(refs):
         raise ParameterError(f"{len(labels)} scene names for {len(refs)} scenes.")
     _check_scenes_meet(refs, infos, grid, labels)
-    check_output_size(grid, len(refs), spec.dtype, allow_large)
-    return BandMathJob(tuple(refs), expression, tuple(clip) if clip else None, input_nodata, grid, resampling,
-                       work, spec, labels)
+    check_output_size(grid, len(refs), spec.dtype, options.output.allow_large)
+    return BandMathJob(tuple(refs), expression, tuple(own.clip) if own.clip else None, own.input_nodata, grid,
+                       grid_options.resampling, work, (spec,), labels)
+
+
+def _scene_refs(scene: Mapping[str, BandSpec], order: Sequence[str], own: BandMathOptions,
+                infos: Dict[str, object]) -> Tuple[BandRef, ...]:
+    refs = []
+    for name in order:
+        path, band = scene[name]
+        info = infos.get(path) or describe_raster(path)
+        infos[path] = info
+        if not 1 <= int(band) <= info.count:
+            raise InputError(f"{name}: band {band} does not exist in {path}, which has {info.count} band(s).")
+        refs.append(BandRef(name, path, int(band), float(own.scale), float(own.offset)))
+    return tuple(refs)
 
 
 def _check_scenes_meet(refs, infos, grid: Grid, labels: Sequence[str]) -> None:
@@ -144,9 +168,10 @@ def _check_expression_compiles(expression: str, names: List[str]) -> None:
         raise ExpressionError(f"numexpr cannot evaluate the expression: {exc}") from None
 
 
-def bandmath_tile(job: BandMathJob, tile: Tile, path: str) -> int:
+def bandmath_tile(job: BandMathJob, tile: Tile, target: str) -> int:
     """Evaluate the expression over ``tile`` for every scene; write the tile; return its index."""
-    out = np.empty((len(job.scenes), tile.height, tile.width), job.output.dtype)
+    spec = job.outputs[0]                              # every output of a job has its type and nodata
+    out = np.empty((len(job.scenes), tile.height, tile.width), spec.dtype)
     for k, refs in enumerate(job.scenes):
         values = _read_scene(job, refs, tile)
         invalid = np.zeros((tile.height, tile.width), bool)
@@ -158,8 +183,8 @@ def bandmath_tile(job: BandMathJob, tile: Tile, path: str) -> int:
         result[invalid | ~np.isfinite(result)] = np.nan
         if job.clip:
             np.clip(result, job.clip[0], job.clip[1], out=result)
-        out[k] = to_output(result, job.output)
-    write_tile(path, out, job.grid, tile, job.output)
+        out[k] = to_output(result, spec)
+    job.sink.write(target, tile, out)
     return tile.index
 
 
@@ -184,15 +209,7 @@ def _read_scene(job: BandMathJob, refs: Sequence[BandRef], tile: Tile) -> Dict[s
     return values
 
 
-def _run(job: BandMathJob, tile_size, workers, executor, progress, log, **run_options) -> RunReport:
-    return run_tiled(job, bandmath_tile, tile_size, workers, executor, progress, log,
-                     layers=len(job.scenes[0]) + 2, **run_options)
-
-
-def bandmath(inputs: Mapping[str, BandSpec], expression: str, output: str, *, tile_size: Optional[int] = None,
-             workers: Optional[int] = None, executor=None, scheduler=None, resume: bool = False,
-             keep_workdir: bool = False, progress: Optional[ProgressFn] = None,
-             log: Optional[LogFn] = None, **options) -> RunReport:
+def bandmath(inputs: Mapping[str, BandSpec], expression: str, output: str, **options) -> RunReport:
     """Evaluate ``expression`` over named bands and write a one-band COG.
 
     Parameters
@@ -203,61 +220,40 @@ def bandmath(inputs: Mapping[str, BandSpec], expression: str, output: str, *, ti
         numexpr grammar: arithmetic, comparisons, ``&``, ``|``, ``~``, ``where(c, a, b)`` and
         element-wise functions (``sqrt``, ``log``, ``abs``, ...). Validated before any work.
     **options
-        ``scale``, ``offset``, ``clip``, ``input_nodata``, grid and output options as in
-        :func:`plan_bandmath`.
+        Band math's own (:class:`BandMathOptions`: ``scale``, ``offset``, ``clip``,
+        ``input_nodata``, ``scene_names``), and the grid, output and run options every
+        operation takes (:mod:`tilewise.core.options`).
 
     A pixel where any input is nodata, or where the result is not finite (e.g.
     a zero denominator), gets the output nodata.
 
     >>> bandmath({"A": ("s.tif", 3), "B": ("s.tif", 4)}, "(B - A) / (B + A)", "ndvi.tif")  # doctest: +SKIP
     """
-    with warnings_to(log):
-        job = plan_bandmath([dict(inputs)], expression, output, **options)
-    return _run(job, tile_size, workers, executor, progress, log, scheduler=scheduler, resume=resume,
-                keep_workdir=keep_workdir)
+    own, shared = split_options(options, BandMathOptions, where="bandmath()")
+    with warnings_to(shared.run.log):
+        job = plan_bandmath([dict(inputs)], expression, output, own, shared)
+    return run_tiles(job, bandmath_tile, shared.run)
 
 
 def index(scenes: Sequence[Mapping[str, BandSpec]], index: str, output: str, *, per_scene: bool = False,
-                 constants: Optional[Mapping[str, float]] = None, tile_size: Optional[int] = None,
-                 workers: Optional[int] = None, executor=None, scheduler=None, resume: bool = False,
-                 keep_workdir: bool = False, progress: Optional[ProgressFn] = None,
-                 log: Optional[LogFn] = None, **options) -> List[RunReport]:
+          constants: Optional[Mapping[str, float]] = None, **options) -> RunReport:
     """A catalogue index over one or many scenes.
 
     ``scenes`` holds, per scene, the band roles the index needs, e.g.
     ``{"RED": ("s1.tif", 4), "NIR": ("s1.tif", 5)}``. With ``per_scene`` false,
     ``output`` is one COG with one band per scene; with ``per_scene`` true it is
-    a folder that receives one COG per scene (named after the scene's file).
-    ``executor``, ``scheduler``, ``resume`` and ``keep_workdir`` as in :func:`~tilewise.core.operations.composite.composite`.
+    a folder that receives one COG per scene (named after the scene's file), from
+    one run. ``constants``: the index's constants (e.g. SAVI's ``L``). Options as
+    in :func:`bandmath` (``clip`` defaults to the index's range).
     """
     spec = get_index(index)
     expression = spec.expression(**dict(constants or {}))
-    options.setdefault("clip", spec.clip)
+    own, shared = split_options(options, BandMathOptions, where="index()", defaults={"clip": spec.clip})
     scenes = [_roles(spec, s, i) for i, s in enumerate(scenes)]
-    if not per_scene:
-        with warnings_to(log):
-            job = plan_bandmath(scenes, expression, output, **options)
-        return [_run(job, tile_size, workers, executor, progress, log, scheduler=scheduler, resume=resume,
-                     keep_workdir=keep_workdir)]
-    with warnings_to(log):
-        jobs = _plan_per_scene(scenes, expression, output, spec.key, options)
-    reports = []
-    own = executor is None
-    ex = as_executor(executor) if executor is not None else make_executor(resolve_workers(workers), scheduler)
-    note = workers_note(workers, ex.workers) if executor is None and not scheduler else None
-    if note and log:
-        log(note)
-    try:
-        for i, job in enumerate(jobs):
-            if log:
-                log(f"Scene {i + 1} of {len(jobs)}: {job.output.path}")
-            step = (lambda d, t, i=i: progress(i * t + d, len(jobs) * t)) if progress else None
-            reports.append(_run(job, tile_size, ex.workers, ex, step, log, resume=resume,
-                                keep_workdir=keep_workdir))
-    finally:
-        if own:
-            ex.close()
-    return reports
+    with warnings_to(shared.run.log):
+        jobs = plan_per_scene(scenes, expression, output, spec.key, own, shared) if per_scene else \
+            [plan_bandmath(scenes, expression, output, own, shared)]
+    return _run_all(jobs, shared)
 
 
 def _roles(spec, scene: Mapping[str, BandSpec], i: int) -> Dict[str, BandSpec]:
@@ -268,28 +264,43 @@ def _roles(spec, scene: Mapping[str, BandSpec], i: int) -> Dict[str, BandSpec]:
     return {r: scene[r] for r in spec.bands}
 
 
-def _plan_per_scene(scenes, expression, folder, key, options) -> List[BandMathJob]:
-    if not folder:
-        raise OutputError("No output folder was given.")
-    if os.path.exists(folder) and not os.path.isdir(folder):
-        raise OutputError(f"The output folder is a file: {folder}")
-    created = not os.path.isdir(folder)
-    os.makedirs(folder, exist_ok=True)
-    jobs, seen = [], set()
+def plan_per_scene(scenes: Sequence[Mapping[str, BandSpec]], expression: str, folder: str, key: str,
+                   own: BandMathOptions, options: Options) -> List[BandMathJob]:
+    """One COG per scene in ``folder``, named ``<scene>_<key>.tif``: every scene planned (and checked) on
+    its own, then the scenes planned alike (grid, value type...) in one job each, its sink splitting
+    the bands into their COGs."""
     every_input = sorted({path for scene in scenes for path, _ in scene.values()})
-    try:
-        for scene in scenes:
-            first = next(iter(scene.values()))[0]
-            stem = os.path.splitext(os.path.basename(first))[0]
-            name = f"{stem}_{key}.tif"
-            if name in seen:
-                raise OutputError(f"Two scenes would both be written to {name}; "
-                                  "give the scenes distinct file names.")
-            seen.add(name)
-            jobs.append(plan_bandmath([scene], expression, os.path.join(folder, name), other_inputs=every_input,
-                                      **options))
-    except BaseException:
-        if created:  # leave nothing behind when a scene is refused before any work
-            shutil.rmtree(folder, ignore_errors=True)
-        raise
-    return jobs
+    stems = [os.path.splitext(os.path.basename(next(iter(scene.values()))[0]))[0] for scene in scenes]
+    with output_folder(folder) as made:
+        names = unique_names([f"{stem}_{key}.tif" for stem in stems], "scenes")
+        jobs = [plan_bandmath([scene], expression, os.path.join(made, name), own, options, other_inputs=every_input)
+                for scene, name in zip(scenes, names)]
+    return _merge_alike(jobs, made)
+
+
+def _merge_alike(jobs: Sequence[BandMathJob], folder: str) -> List[BandMathJob]:
+    groups: Dict[BandMathJob, List[BandMathJob]] = {}
+    for job in jobs:
+        groups.setdefault(replace(job, scenes=(), outputs=(), band_names=()), []).append(job)
+    # one group: the work folder is named after the output folder (as the outputs are, together)
+    home = folder if len(groups) == 1 else ""
+    return [replace(key, scenes=tuple(s for j in members for s in j.scenes),
+                    outputs=tuple(o for j in members for o in j.outputs),
+                    band_names=tuple(n for j in members for n in j.band_names), folder=home)
+            for key, members in groups.items()]
+
+
+def _run_all(jobs: Sequence[BandMathJob], options: Options) -> RunReport:
+    """Run the jobs one after the other; one report for all (usually there is one job)."""
+    run = options.run
+    if len(jobs) == 1:
+        return run_tiles(jobs[0], bandmath_tile, run)
+    reports = []
+    for i, job in enumerate(jobs):
+        run.say(f"Scenes on grid {i + 1} of {len(jobs)}: {len(job.outputs)} COGs")
+        step = (lambda d, t, i=i: run.progress(i * t + d, len(jobs) * t)) if run.progress else None
+        reports.append(run_tiles(job, bandmath_tile, replace(run, progress=step)))
+    first = reports[0]
+    return replace(first, tiles=sum(r.tiles for r in reports), seconds=sum(r.seconds for r in reports),
+                   bands=sum(r.bands for r in reports), reused=sum(r.reused for r in reports),
+                   workers=max(r.workers for r in reports), outputs=tuple(o for r in reports for o in r.outputs))

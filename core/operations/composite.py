@@ -3,25 +3,46 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..io.cog import OutputSpec, check_writable, to_output, write_tile
-from ..io.coverage import check_inputs_meet, check_output_size
 from ..errors import InputError, MaskError, TileError, TilewiseError
 from ..grid import Grid, Tile
+from ..io.cog import check_writable, to_output
+from ..io.coverage import check_inputs_meet, check_output_size
 from ..io.outputs import check_not_an_input, describe_inputs
+from ..io.sources import describe_raster, read_categories, read_window
 from ..kernels.statistics import check_statistic, integer_range, output_count
-from ..options import plan_grid
-from ..runtime.runner import LogFn, ProgressFn, RunReport, run_tiled, warnings_to
-from ..io.sources import describe_raster, read_categories, read_window, resampling_method
+from ..options import Options, OutputSpec, plan_grid, split_options
+from ..runtime.runner import RunReport, TileBudget, TiledJob, run_tiles, warnings_to
+from ..runtime.sinks import CogSink
+from ..vocabulary import STATISTICS
 
 _WIDE_TYPES = {"int32", "uint32", "int64", "uint64", "float64", "complex64", "complex128"}
 
 
 @dataclass(frozen=True)
-class CompositeJob:
+class CompositeOptions:
+    """The composite's own options (the grid, output and run options are shared: :mod:`tilewise.core.options`).
+
+    ``statistic`` (one of :data:`~tilewise.core.vocabulary.STATISTICS`) with ``percentiles`` for
+    ``"percentile"``; ``bands`` to composite (default all but the mask band); ``input_nodata``
+    overriding the files'; a QA mask: ``mask_band`` of each input, or ``mask_layers`` (one per
+    input), and the ``mask_values`` (classes) to exclude.
+    """
+
+    statistic: str = STATISTICS[0]
+    percentiles: Sequence[float] = ()
+    bands: Optional[Sequence[int]] = None
+    input_nodata: Optional[float] = None
+    mask_band: Optional[int] = None
+    mask_layers: Optional[Sequence[str]] = None
+    mask_values: Sequence[int] = ()
+
+
+@dataclass(frozen=True)
+class CompositeJob(TiledJob):
     """Everything a worker needs to compute one tile; plain values only."""
 
     inputs: Tuple[str, ...]
@@ -39,16 +60,17 @@ class CompositeJob:
     band_names: Tuple[str, ...]
     value_range: Optional[Tuple[int, int]] = None  # integer inputs: (lowest value, bits)
 
+    @property
+    def sink(self) -> CogSink:
+        return CogSink.single(self.grid, self.output, self.band_names)
 
-def plan_composite(inputs: Sequence[str], output: str, statistic: str = "median",
-                   percentiles: Sequence[float] = (), bands: Optional[Sequence[int]] = None,
-                   input_nodata: Optional[float] = None, mask_band: Optional[int] = None,
-                   mask_layers: Optional[Sequence[str]] = None, mask_values: Sequence[int] = (),
-                   reference: Optional[str] = None, extent: Optional[Sequence[float]] = None,
-                   crs: Optional[str] = None, cell_size: Optional[object] = None,
-                   resampling: str = "nearest", output_type: str = "float32",
-                   output_nodata: Optional[float] = None, compression: str = "DEFLATE",
-                   overview_resampling: str = "average", allow_large: bool = False) -> CompositeJob:
+    @property
+    def budget(self) -> TileBudget:
+        return TileBudget(len(self.inputs) * len(self.bands), 8 if self.work_dtype == "float64" else 4)
+
+
+def plan_composite(inputs: Sequence[str], output: str, own: CompositeOptions = CompositeOptions(),
+                   options: Options = Options()) -> CompositeJob:
     """Check every parameter and input, plan the grid; raise a :class:`TilewiseError` on the first problem.
 
     Nothing is written here (the output folder is only probed for write access). Inputs that
@@ -57,35 +79,39 @@ def plan_composite(inputs: Sequence[str], output: str, statistic: str = "median"
     """
     if not inputs:
         raise InputError("No input rasters were given; a composite needs at least one.")
-    check_statistic(statistic, percentiles)
-    resampling_method(resampling)
-    spec = OutputSpec(output, output_type, output_nodata, compression, overview_resampling).resolved()
+    check_statistic(own.statistic, own.percentiles)
+    spec = options.output.spec(output)
     infos = [describe_raster(p) for p in inputs]
-    masks = tuple(mask_layers or ())
-    if masks and len(masks) != len(inputs):
-        raise MaskError(f"{len(masks)} mask layers were given for {len(inputs)} inputs; "
-                        "give one mask layer per input, in the same order.")
-    if mask_band is not None and masks:
-        raise MaskError("Give either a mask band of the inputs or a list of mask layers, not both.")
-    if (mask_band is not None or masks) and not mask_values:
-        raise MaskError("A mask is set but no mask values: list the mask classes to exclude, e.g. 0,1,3,8,9,10.")
-    if mask_values and mask_band is None and not masks:
-        raise MaskError("Mask values were given but no mask band or mask layers to read them from.")
+    masks = tuple(own.mask_layers or ())
+    _check_mask(own, masks, len(inputs))
     mask_infos = [describe_raster(m) for m in masks]
-    chosen = _choose_bands(infos, bands, mask_band)
+    chosen = _choose_bands(infos, own.bands, own.mask_band)
     check_writable(spec.path)
-    ref = describe_raster(reference) if reference else infos[0]
+    grid_options = options.grid
+    ref = describe_raster(grid_options.reference) if grid_options.reference else infos[0]
     check_not_an_input(spec.path, describe_inputs(infos + mask_infos + [ref]))
-    grid = plan_grid(ref, extent, crs, cell_size)
+    grid = plan_grid(ref, grid_options)
     check_inputs_meet(infos, grid)
     work = "float64" if any(dt in _WIDE_TYPES for info in infos for dt in info.dtypes) else "float32"
-    names = tuple(_band_name(statistic, q, b) for b in chosen
-                  for q in (percentiles if statistic == "percentile" else [None]))
-    check_output_size(grid, len(names), spec.dtype, allow_large)
+    names = tuple(_band_name(own.statistic, q, b) for b in chosen
+                  for q in (own.percentiles if own.statistic == "percentile" else [None]))
+    check_output_size(grid, len(names), spec.dtype, options.output.allow_large)
     value_range = integer_range([info.dtypes[b - 1] for info in infos for b in chosen])
-    return CompositeJob(tuple(inputs), chosen, statistic, tuple(float(q) for q in percentiles),
-                        input_nodata, mask_band, masks, tuple(int(v) for v in mask_values), grid, resampling,
-                        work, spec, names, value_range)
+    return CompositeJob(tuple(inputs), chosen, own.statistic, tuple(float(q) for q in own.percentiles),
+                        own.input_nodata, own.mask_band, masks, tuple(int(v) for v in own.mask_values), grid,
+                        grid_options.resampling, work, spec, names, value_range)
+
+
+def _check_mask(own: CompositeOptions, masks: Tuple[str, ...], n_inputs: int) -> None:
+    if masks and len(masks) != n_inputs:
+        raise MaskError(f"{len(masks)} mask layers were given for {n_inputs} inputs; "
+                        "give one mask layer per input, in the same order.")
+    if own.mask_band is not None and masks:
+        raise MaskError("Give either a mask band of the inputs or a list of mask layers, not both.")
+    if (own.mask_band is not None or masks) and not own.mask_values:
+        raise MaskError("A mask is set but no mask values: list the mask classes to exclude, e.g. 0,1,3,8,9,10.")
+    if own.mask_values and own.mask_band is None and not masks:
+        raise MaskError("Mask values were given but no mask band or mask layers to read them from.")
 
 
 def _choose_bands(infos, bands, mask_band) -> Tuple[int, ...]:
@@ -125,7 +151,7 @@ def _band_name(statistic: str, q: Optional[float], band: int) -> str:
     return f"{label} of band {band}"
 
 
-def composite_tile(job: CompositeJob, tile: Tile, path: str) -> int:
+def composite_tile(job: CompositeJob, tile: Tile, target: str) -> int:
     """Read ``tile`` of every input, reduce it, write the tile file; return the tile index."""
     n_bands = len(job.bands)
     stack = np.empty((len(job.inputs), n_bands, tile.height, tile.width), job.work_dtype)
@@ -143,7 +169,7 @@ def composite_tile(job: CompositeJob, tile: Tile, path: str) -> int:
     for bi in range(n_bands):
         values = reduce_stack(stack[:, bi], job.statistic, job.percentiles, job.value_range)
         out[bi * k:(bi + 1) * k] = to_output(values, job.output)
-    write_tile(path, out, job.grid, tile, job.output)
+    job.sink.write(target, tile, out)
     return tile.index
 
 
@@ -157,11 +183,8 @@ def _apply_mask(job: CompositeJob, i: int, tile: Tile, values: np.ndarray) -> No
     values[:, np.isin(cats, job.mask_values)] = np.nan
 
 
-def composite(inputs: Sequence[str], output: str, statistic: str = "median",
-              percentiles: Sequence[float] = (), *, tile_size: Optional[int] = None,
-              workers: Optional[int] = None, executor=None, scheduler=None, resume: bool = False,
-              keep_workdir: bool = False, progress: Optional[ProgressFn] = None,
-              log: Optional[LogFn] = None, **options) -> RunReport:
+def composite(inputs: Sequence[str], output: str, statistic: str = STATISTICS[0], percentiles: Sequence[float] = (),
+              **options) -> RunReport:
     """Per-pixel ``statistic`` across ``inputs``, written to ``output`` as a COG.
 
     Parameters
@@ -173,22 +196,14 @@ def composite(inputs: Sequence[str], output: str, statistic: str = "median",
     statistic : {"median", "mean", "min", "max", "std", "count", "percentile"}
     percentiles : list of float
         With ``"percentile"``: one output band per percentile and input band.
-    tile_size : int, optional
-        Tile side in pixels; by default (or 0) chosen so one tile's stack fits ~256 MiB.
-    workers : int, optional
-        Worker processes; by default (or 0) all cores, never more than the cores.
-    executor, scheduler : optional
-        Run the tiles elsewhere: an executor or a ``dask.distributed.Client``; or a
-        Dask scheduler address (``tcp://host:8786``), scheduler file or cluster object.
-    resume : bool
-        Reuse the finished tiles of an interrupted run of the same job.
-    keep_workdir : bool
-        Keep the work folder (tiles, manifest) after success.
     **options
-        ``bands``, ``input_nodata``, ``mask_band``, ``mask_layers``, ``mask_values``,
-        ``reference``, ``extent``, ``crs``, ``cell_size``, ``resampling``,
-        ``output_type``, ``output_nodata``, ``compression``, ``overview_resampling``,
-        ``allow_large``: see :func:`plan_composite`.
+        The composite's own (:class:`CompositeOptions`: ``bands``, ``input_nodata``,
+        ``mask_band``, ``mask_layers``, ``mask_values``), and the options every operation
+        takes (:mod:`tilewise.core.options`): the grid (``reference``, ``extent``, ``crs``,
+        ``cell_size``, ``resampling``), the output (``output_type``, ``output_nodata``,
+        ``compression``, ``overview_resampling``, ``allow_large``) and the run (``tile_size``,
+        ``workers``, ``executor``, ``scheduler``, ``resume``, ``keep_workdir``, ``progress``,
+        ``log``).
 
     Returns
     -------
@@ -199,7 +214,8 @@ def composite(inputs: Sequence[str], output: str, statistic: str = "median",
     >>> from tilewise.core import composite                      # doctest: +SKIP
     >>> composite(["2020.tif", "2021.tif"], "median.tif")         # doctest: +SKIP
     """
-    with warnings_to(log):
-        job = plan_composite(inputs, output, statistic, percentiles, **options)
-    return run_tiled(job, composite_tile, tile_size, workers, executor, progress, log, scheduler=scheduler,
-                     resume=resume, keep_workdir=keep_workdir, layers=len(job.inputs) * len(job.bands))
+    own, shared = split_options(options, CompositeOptions, where="composite()", statistic=statistic,
+                                percentiles=percentiles)
+    with warnings_to(shared.run.log):
+        job = plan_composite(inputs, output, own, shared)
+    return run_tiles(job, composite_tile, shared.run)

@@ -11,34 +11,41 @@ from __future__ import annotations
 
 import glob
 import os
-import shutil
-import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 from rasterio.warp import calculate_default_transform
 
-from ..vocabulary import OUTPUT_TYPES, OVERLAP_RULES
-from ..io.cog import nodata_fits, OutputSpec, Placement, check_writable, to_output, write_cog, write_tile, write_vrt
+from ..errors import InputError, ParameterError, TileError, TilewiseError
+from ..grid import Grid, Tile, grid_from_extent, parse_cell_size, snap_extent
+from ..io.cog import Placement, check_writable, to_output
 from ..io.coverage import check_inputs_meet, check_output_size, footprint, meets, raster_bounds
-from ..runtime.diskspace import disk_full, space_needed, space_warning
-from ..errors import DiskFullError, InputError, ParameterError, TileError, TilewiseError
-from ..runtime.executor import resolve_workers
-from ..grid import Grid, Tile, check_tile_size, grid_from_extent, parse_cell_size, snap_extent
 from ..io.outputs import check_not_an_input, describe_inputs
-from ..runtime.paths import workdir_for
-from ..options import parse_crs, plan_grid
-from ..runtime.runner import LogFn, ProgressFn, RunReport, run_tiled, warnings_to
-from ..io.sources import (RasterInfo, describe_raster, gdal_path, is_remote, read_window, resampling_method,
-                      same_grid_offset)
+from ..io.sources import RasterInfo, describe_raster, gdal_path, is_remote, read_window, same_grid_offset
+from ..options import GridOptions, Options, OutputSpec, nodata_fits, parse_crs, plan_grid, split_options
+from ..runtime.runner import RunReport, TileBudget, TiledJob, run_tiles, warnings_to
+from ..runtime.sinks import CogSink, GdalSink, Sink
+from ..vocabulary import OUTPUT_TYPES, OVERLAP_RULES
 
 RASTER_EXTENSIONS = (".tif", ".tiff", ".vrt", ".img", ".jp2", ".nc")
 Bounds = Tuple[float, float, float, float]
 
 
 @dataclass(frozen=True)
-class MosaicJob:
+class MosaicOptions:
+    """The mosaic's own options: the ``overlap`` rule (:data:`~tilewise.core.vocabulary.OVERLAP_RULES`)
+    and ``input_nodata`` overriding the files'."""
+
+    overlap: str = OVERLAP_RULES[0]
+    input_nodata: Optional[float] = None
+
+
+@dataclass(frozen=True)
+class MosaicJob(TiledJob):
+    """The inputs, their footprints on the grid, the rule; ``placements``: the inputs laid out as they are
+    (GDAL's path: no tiles), or none (the engine's tiles)."""
+
     inputs: Tuple[str, ...]
     footprints: Tuple[Bounds, ...]      # each input's bounds in the target CRS
     count: int
@@ -49,6 +56,17 @@ class MosaicJob:
     work_dtype: str
     output: OutputSpec
     band_names: Tuple[str, ...]
+    placements: Tuple[Placement, ...] = ()
+
+    @property
+    def sink(self) -> Sink:
+        if self.placements:
+            return GdalSink(self.grid, self.output, self.band_names, self.placements)
+        return CogSink.single(self.grid, self.output, self.band_names)
+
+    @property
+    def budget(self) -> TileBudget:
+        return TileBudget(4 * self.count, 8 if self.work_dtype == "float64" else 4)
 
 
 def find_inputs(patterns: Sequence[str]) -> List[str]:
@@ -76,54 +94,55 @@ def find_inputs(patterns: Sequence[str]) -> List[str]:
     return found
 
 
-def plan_mosaic(inputs: Sequence[str], output: str, overlap: str = "first", reference: Optional[str] = None,
-                extent: Optional[Sequence[float]] = None, crs: Optional[str] = None,
-                cell_size: Optional[object] = None, resampling: str = "nearest",
-                input_nodata: Optional[float] = None, output_type: Optional[str] = None,
-                output_nodata: Optional[float] = None, compression: str = "DEFLATE",
-                overview_resampling: str = "average", allow_large: bool = False) -> MosaicJob:
+def plan_mosaic(inputs: Sequence[str], output: str, own: MosaicOptions = MosaicOptions(),
+                options: Options = Options()) -> MosaicJob:
     """Read every input's header (one at a time), check them and plan the target grid.
 
     The grid is the reference raster's if given, else the union of the inputs'
     footprints at the first input's resolution, on its pixel lattice. Inputs outside
     the grid are named in a warning (none inside is an error); a grid larger than
     :data:`~tilewise.core.io.coverage.LARGE_OUTPUT_BYTES` needs ``allow_large``, and the
-    error names the inputs that stretch it.
+    error names the inputs that stretch it. The output's type and nodata default to the inputs'.
     """
     paths = find_inputs(inputs)
     if not paths:
         raise InputError("No input rasters were given; a mosaic needs at least one.")
-    if overlap not in OVERLAP_RULES:
-        raise ParameterError(f"Unknown overlap rule {overlap!r}; use one of {', '.join(OVERLAP_RULES)}.")
-    resampling_method(resampling)
+    if own.overlap not in OVERLAP_RULES:
+        raise ParameterError(f"Unknown overlap rule {own.overlap!r}; use one of {', '.join(OVERLAP_RULES)}.")
     infos = [describe_raster(p) for p in paths]
     first = infos[0]
     for info in infos[1:]:
         if info.count != first.count:
             raise InputError(f"{info.path} has {info.count} band(s), {first.path} {first.count}; "
                              "a mosaic needs the same bands in every input.")
-    dtype = (output_type or _common_dtype(infos)).lower()
-    if dtype not in OUTPUT_TYPES:
-        raise ParameterError(f"Unknown output type {dtype!r}; use one of {', '.join(OUTPUT_TYPES)}.")
-    nodata = output_nodata if output_nodata is not None else (input_nodata if input_nodata is not None
-                                                             else first.nodata)
-    if output_nodata is None and nodata is not None and not nodata_fits(nodata, dtype):
-        nodata = None  # the inputs' nodata cannot be stored in the asked type: use the type's default
-    spec = OutputSpec(output, dtype, nodata, compression, overview_resampling).resolved()
+    spec = _output_spec(output, infos, own, options)
     check_writable(spec.path)
-    ref = describe_raster(reference) if reference else None
+    grid_options = options.grid
+    ref = describe_raster(grid_options.reference) if grid_options.reference else None
     check_not_an_input(spec.path, describe_inputs(infos + ([ref] if ref else [])))
-    grid = plan_grid(ref, extent, crs, cell_size) if ref else _union_grid(infos, extent, crs, cell_size)
+    grid = plan_grid(ref, grid_options) if ref else _union_grid(infos, grid_options)
     target = parse_crs(grid.crs) if grid.crs else None
     check_inputs_meet(infos, grid)
     footprints = tuple(footprint(i, target) for i in infos)
-    union = ref is None and extent is None
-    check_output_size(grid, first.count, spec.dtype, allow_large,
+    union = ref is None and grid_options.extent is None
+    check_output_size(grid, first.count, spec.dtype, options.output.allow_large,
                       list(zip(paths, footprints)) if union else None)
     work = "float64" if any(dt in ("int32", "uint32", "float64") for i in infos for dt in i.dtypes) else "float32"
     names = _band_names(first)
-    return MosaicJob(tuple(paths), footprints, first.count, overlap, input_nodata, grid, resampling, work,
-                     spec, names)
+    return MosaicJob(tuple(paths), footprints, first.count, own.overlap, own.input_nodata, grid,
+                     grid_options.resampling, work, spec, names)
+
+
+def _output_spec(output: str, infos: Sequence[RasterInfo], own: MosaicOptions, options: Options) -> OutputSpec:
+    """The output's type (default: the inputs') and nodata (default: the inputs', where the type holds it)."""
+    asked = options.output
+    dtype = (asked.output_type or _common_dtype(infos)).lower()
+    if dtype not in OUTPUT_TYPES:
+        raise ParameterError(f"Unknown output type {dtype!r}; use one of {', '.join(OUTPUT_TYPES)}.")
+    nodata = own.input_nodata if own.input_nodata is not None else infos[0].nodata
+    if nodata is not None and not nodata_fits(nodata, dtype):
+        nodata = None  # the inputs' nodata cannot be stored in the asked type: use the type's default
+    return asked.spec(output, dtype, nodata)
 
 
 def _common_dtype(infos: Sequence[RasterInfo]) -> str:
@@ -137,11 +156,12 @@ def _band_names(info: RasterInfo) -> Tuple[str, ...]:
         return tuple(d or f"band {b}" for b, d in enumerate(src.descriptions, start=1))
 
 
-def _union_grid(infos: Sequence[RasterInfo], extent, crs, cell_size) -> Grid:
+def _union_grid(infos: Sequence[RasterInfo], grid: GridOptions) -> Grid:
     first = infos[0]
     first_crs = parse_crs(first.crs) if first.crs else None
-    target = parse_crs(crs) or first_crs
-    res = parse_cell_size(cell_size)
+    target = parse_crs(grid.crs) or first_crs
+    res = parse_cell_size(grid.cell_size)
+    extent = grid.extent
     if target == first_crs or target is None:
         native = (abs(first.transform[0]), abs(first.transform[4]))
         origin = (first.transform[2], first.transform[5])
@@ -165,7 +185,7 @@ def _tile_bounds(grid: Grid, tile: Tile) -> Bounds:
     return (min(xs), min(ys), max(xs), max(ys))
 
 
-def mosaic_tile(job: MosaicJob, tile: Tile, path: str) -> int:
+def mosaic_tile(job: MosaicJob, tile: Tile, target: str) -> int:
     """Combine the inputs that meet ``tile`` by the overlap rule; write the tile; return its index."""
     box = _tile_bounds(job.grid, tile)
     hits = [i for i, fp in enumerate(job.footprints) if meets(fp, box)]
@@ -187,7 +207,7 @@ def mosaic_tile(job: MosaicJob, tile: Tile, path: str) -> int:
         if len(stack):
             for b in range(job.count):
                 result[b] = reduce_stack(stack[:, b], job.overlap)[0]
-    write_tile(path, to_output(result, job.output), job.grid, tile, job.output)
+    job.sink.write(target, tile, to_output(result, job.output))
     return tile.index
 
 
@@ -251,10 +271,8 @@ def gdal_can_do(job: MosaicJob) -> Optional[List[Placement]]:
     return placements[::-1] if job.overlap == "first" else placements
 
 
-def mosaic(inputs: Sequence[str], output: str, overlap: str = "first", *, tile_size: Optional[int] = None,
-           workers: Optional[int] = None, executor=None, scheduler=None, resume: bool = False,
-           keep_workdir: bool = False, progress: Optional[ProgressFn] = None,
-           log: Optional[LogFn] = None, engine: Optional[bool] = None, **options) -> RunReport:
+def mosaic(inputs: Sequence[str], output: str, overlap: str = OVERLAP_RULES[0], *, engine: Optional[bool] = None,
+           **options) -> RunReport:
     """Mosaic ``inputs`` (paths, folders or glob patterns) into one COG.
 
     Parameters
@@ -264,51 +282,26 @@ def mosaic(inputs: Sequence[str], output: str, overlap: str = "first", *, tile_s
         keeps the earliest input in the list.
     engine : bool, optional
         Force (True) or forbid (False) the engine's tiles; by default GDAL's
-        VRT + COG path is used where it gives the same result (in this process:
-        ``executor``, ``scheduler`` and ``resume`` concern the engine's tiles).
+        VRT + COG path is used where it gives the same result (no tiles: the run
+        options concern the engine's tiles).
     **options
-        ``reference``, ``extent``, ``crs``, ``cell_size``, ``resampling``, ``input_nodata``,
-        ``output_type`` (default: the inputs'), ``output_nodata`` (default: the inputs'),
-        ``compression``, ``overview_resampling`` (average, nearest, mode...), ``allow_large``.
+        ``input_nodata`` (:class:`MosaicOptions`), and the grid, output and run options every
+        operation takes (:mod:`tilewise.core.options`); ``output_type`` and ``output_nodata``
+        default to the inputs'.
 
     >>> mosaic(["tiles/*.tif"], "mosaic.tif", overlap="mean")  # doctest: +SKIP
     """
-    check_tile_size(tile_size)     # refused whichever way the mosaic is made
-    resolve_workers(workers)
-    with warnings_to(log):
-        job = plan_mosaic(inputs, output, overlap, **options)
-    if log:
-        log(f"{len(job.inputs)} inputs -> {job.grid.width} x {job.grid.height} x {job.count} bands")
+    own, shared = split_options(options, MosaicOptions, where="mosaic()", defaults={"output_type": None},
+                                overlap=overlap)
+    run = shared.run
+    with warnings_to(run.log):
+        job = plan_mosaic(inputs, output, own, shared)
+    run.say(f"{len(job.inputs)} inputs -> {job.grid.width} x {job.grid.height} x {job.count} bands")
     placements = gdal_can_do(job) if engine is not True else None
     if placements is not None:
-        return _gdal_mosaic(job, placements, progress, log)
-    if engine is False:
+        run.say("All inputs are on the output grid: GDAL VRT -> COG, no resampling")
+        job = replace(job, placements=tuple(placements))
+    elif engine is False:
         raise ParameterError("These inputs need the engine: warping, an overlap rule other than first/last, "
                              "a nodata override, or float inputs written as integers.")
-    return run_tiled(job, mosaic_tile, tile_size, workers, executor, progress, log, scheduler=scheduler,
-                     resume=resume, keep_workdir=keep_workdir, layers=4 * job.count)
-
-
-def _gdal_mosaic(job: MosaicJob, placements, progress, log) -> RunReport:
-    start = time.perf_counter()
-    if log:
-        log("All inputs are on the output grid: GDAL VRT -> COG, no resampling")
-    warning = space_warning(space_needed(job))
-    if warning and log:
-        log(warning)
-    workdir = workdir_for(job.output.path)
-    shutil.rmtree(workdir, ignore_errors=True)
-    os.makedirs(workdir)
-    try:
-        if progress:
-            progress(0, 1)
-        vrt = write_vrt(os.path.join(workdir, "mosaic.vrt"), job.grid, job.output, job.band_names, placements)
-        write_cog(vrt, job.output)
-        if progress:
-            progress(1, 1)
-    except DiskFullError:
-        raise disk_full(space_needed(job)) from None
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-    return RunReport(job.output.path, 0, 1, time.perf_counter() - start, job.grid.width, job.grid.height,
-                     job.count)
+    return run_tiles(job, mosaic_tile, run)

@@ -28,7 +28,7 @@ import uuid
 from typing import Any, Callable, Dict, Iterator, Optional, Sequence
 
 from ..errors import ClusterError, WorkerError
-from .executor import Executor, cpu_count
+from .executor_base import Executor, cpu_count
 
 #: Environment variables that configure GDAL and its network file systems.
 CONFIG_PREFIXES = ("GDAL_", "CPL_", "VSI_", "AWS_", "GS_", "GOOGLE_", "AZURE_", "OSS_", "SWIFT_",

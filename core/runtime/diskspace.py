@@ -14,9 +14,7 @@ import errno
 import os
 import shutil
 from dataclasses import dataclass
-from typing import Optional, Sequence
-
-import numpy as np
+from typing import Optional
 
 from ..errors import DiskFullError
 
@@ -55,14 +53,6 @@ def human_size(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.1f} TiB"
-
-
-def space_needed(job, tiles: Optional[Sequence] = None) -> SpaceNeed:
-    """The space ``job`` needs beside its output: ``tiles`` (those still to compute) and the COG."""
-    per_pixel = len(job.band_names) * np.dtype(job.output.dtype).itemsize
-    tile_pixels = sum(t.width * t.height for t in tiles) if tiles else 0
-    output = job.grid.width * job.grid.height * per_pixel * 4 // 3      # overviews add up to a third
-    return SpaceNeed(os.path.dirname(job.output.path), tile_pixels * per_pixel, output)
 
 
 def free_bytes(folder: str) -> Optional[int]:

@@ -17,17 +17,11 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
 
-from ..errors import ParameterError, WorkerError
+from ..errors import WorkerError
+from ..options import RunOptions, check_workers
+from .executor_base import Executor, SerialExecutor, cpu_count
 from .jitconfig import limit_threads, threads_started
 from .lifeline import die_with_parent
-
-
-def cpu_count() -> int:
-    """Cores this process may use (affinity-aware where the OS tells)."""
-    try:
-        return len(os.sched_getaffinity(0))  # type: ignore[attr-defined]
-    except AttributeError:
-        return os.cpu_count() or 1
 
 
 def resolve_workers(workers: Optional[int]) -> int:
@@ -38,11 +32,8 @@ def resolve_workers(workers: Optional[int]) -> int:
     >>> resolve_workers(10 ** 6) == resolve_workers(None) == cpu_count()
     True
     """
-    if workers is None or workers == 0:
-        return cpu_count()
-    if int(workers) < 0:
-        raise ParameterError(f"The number of workers must be 0 (all cores) or a positive number, got {workers}.")
-    return min(int(workers), cpu_count())
+    workers = check_workers(workers)
+    return cpu_count() if workers is None else min(workers, cpu_count())
 
 
 def workers_note(asked: Optional[int], used: int, tiles: Optional[int] = None) -> Optional[str]:
@@ -62,40 +53,6 @@ def workers_note(asked: Optional[int], used: int, tiles: Optional[int] = None) -
     if tiles is not None and used < min(asked, cpu_count()):
         reasons.append(f"the run has {tiles} tile{'s' if tiles != 1 else ''} to compute")
     return f"{asked} workers were asked for; using {used}: {' and '.join(reasons)}"
-
-
-class Executor:
-    """Runs ``fn(*args)`` for every ``args`` and yields results as they complete."""
-
-    workers: int = 1
-
-    def run(self, fn: Callable[..., Any], tasks: Sequence[tuple]) -> Iterator[Any]:
-        raise NotImplementedError
-
-    def close(self) -> None:
-        """Release workers. Safe to call more than once."""
-
-    def check_workdir(self, workdir: str) -> None:
-        """Raise if the workers cannot write tiles into ``workdir`` (a distributed executor's
-        workers must see it on a shared file system). Local workers always do."""
-
-    def describe(self) -> str:
-        """How the tiles run, for the log."""
-        return f"{self.workers} worker(s)"
-
-    def __enter__(self) -> "Executor":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-class SerialExecutor(Executor):
-    """Runs tasks one after the other in this process (numba still uses every core)."""
-
-    def run(self, fn: Callable[..., Any], tasks: Sequence[tuple]) -> Iterator[Any]:
-        for args in tasks:
-            yield fn(*args)
 
 
 def _init_worker(numba_threads: int) -> None:
@@ -175,6 +132,27 @@ def _result(fut: Future) -> Any:
     return fut.result()
 
 
+def connect(run: RunOptions) -> Optional[Executor]:
+    """The executor ``run`` names, the one place where ``executor``, ``scheduler`` and ``workers`` are
+    resolved: the executor given (a ``dask.distributed.Client`` wrapped), else a Dask cluster at the
+    scheduler, else None: local workers, made by :func:`local_executor` once the tiles are known."""
+    if run.executor is not None:
+        return as_executor(run.executor)
+    if run.scheduler is not None:
+        return make_executor(scheduler=run.scheduler)
+    return None
+
+
+def local_executor(run: RunOptions, tiles: int) -> Executor:
+    """``run.workers`` local workers (all cores by default), never more than the ``tiles`` to compute;
+    the log says why when fewer run than were asked for."""
+    n_workers = min(resolve_workers(run.workers), max(1, tiles))
+    note = workers_note(run.workers, n_workers, tiles)
+    if note:
+        run.say(note)
+    return make_executor(n_workers)
+
+
 def make_executor(workers: Optional[int] = None, scheduler: Any = None) -> Executor:
     """The executor for a run.
 
@@ -197,6 +175,10 @@ def as_executor(value: Any) -> Executor:
         from .dask_executor import DaskExecutor
         return DaskExecutor(value)
     raise TypeError(f"Not an executor or a dask.distributed.Client: {value!r}")
+
+
+__all__ = ["Executor", "SerialExecutor", "LocalExecutor", "cpu_count", "resolve_workers", "workers_note", "connect",
+           "local_executor", "make_executor", "as_executor", "limit_gdal_cache"]
 
 
 def __getattr__(name: str) -> Any:

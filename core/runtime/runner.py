@@ -1,14 +1,23 @@
-"""Running a tiled job: plan tiles, run them through an executor, assemble the COG.
+"""The tile runner: every operation's tiles go through :func:`run_tiles`.
 
-Shared by every operation. An operation provides a job value (with ``grid``,
-``output``, ``band_names`` and ``work_dtype``) and a tile function
-``fn(job, tile, path)`` that computes one tile and writes it to ``path``.
+An operation gives a job (a :class:`TiledJob`: plain values that travel to the
+workers with each tile) and a tile function ``fn(job, tile, target)`` that
+computes one tile and writes it to the ``target`` its sink gives (see
+:mod:`.sinks`). The runner does the rest, the same way for every operation:
 
-Tile files go to a work folder beside the output (see :mod:`.workdir`), with a
-manifest that identifies the job and a journal of finished tiles. A run given
-``resume=True`` reuses the finished tiles of an interrupted run of the same job
-and keeps its work folder if it fails in turn; otherwise the work folder is
-started afresh and removed at the end, whatever happens.
+1. resolves where the tiles run (:func:`.executor.connect`: an executor, a Dask
+   cluster, or local workers sized by the tiles to compute);
+2. decides the tile size (as asked, from the interrupted run when resuming, or
+   from the job's memory budget) and plans the tiles, once;
+3. opens the work folder beside the output (:mod:`.workdir`: a manifest that
+   identifies the job, a journal of finished tiles; ``resume`` reuses the finished
+   tiles of an interrupted run of the same job);
+4. runs the tiles, journaling each finished one and reporting progress;
+5. lets the sink assemble the output(s), and reports.
+
+On failure (or Ctrl+C, SIGTERM) the sink removes its partial outputs, an existing
+output is left as it was, and the work folder is removed unless ``resume`` or
+``keep_workdir`` is set.
 """
 
 from __future__ import annotations
@@ -18,20 +27,56 @@ import os
 import shutil
 import time
 import warnings
-from dataclasses import dataclass
-from typing import Any, Callable, Iterator, List, Optional
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
-from ..io.cog import build_vrt, tile_path, write_cog
-from .diskspace import SpaceNeed, disk_full, is_disk_full, space_needed, space_warning
-from ..errors import DiskFullError, ParameterError, TilewiseError, TilewiseWarning
-from .executor import Executor, as_executor, make_executor, resolve_workers, workers_note
-from ..grid import Tile, auto_tile_size, balance_tile_size, check_tile_size
-from .paths import has_finished_tiles, partial_path, workdir_for
-from ..io.sources import close_all
-from .workdir import Journal, WorkState, prepare_workdir
+from ..errors import DiskFullError, ParameterError, TilewiseWarning
+from ..grid import Grid, Tile, auto_tile_size, balance_tile_size, plan_tiles
+from ..options import LogFn, ProgressFn, RunOptions
+from .diskspace import SpaceNeed, disk_full, is_disk_full, space_warning
+from .executor import Executor, connect, local_executor, resolve_workers
+from .paths import has_finished_tiles
+from .sinks import Sink
+from .workdir import Journal, WorkState, job_fingerprint, prepare_workdir, resumable_size
 
-ProgressFn = Callable[[int, int], None]
-LogFn = Callable[[str], None]
+__all__ = ["TiledJob", "TileBudget", "RunReport", "run_tiles", "warnings_to", "LogFn", "ProgressFn"]
+
+#: ``fn(job, tile, target) -> tile.index``: computes one tile and writes it to its sink's target.
+TileFn = Callable[[Any, Tile, Any], int]
+
+
+@dataclass(frozen=True)
+class TileBudget:
+    """What one tile holds in memory at once, per pixel: ``layers`` values of ``bytes_per_value`` bytes."""
+
+    layers: int
+    bytes_per_value: int = 4
+
+
+class TiledJob:
+    """What the runner needs of an operation's job (a frozen dataclass of plain values).
+
+    Subclasses give :attr:`grid`, :attr:`sink` (where the results go) and :attr:`budget` (for
+    the default tile size); :meth:`tiles` is the tile plan (by default the whole grid in
+    square tiles); :attr:`tile_size` fixes the tile size when the job was planned for one.
+    """
+
+    grid: Grid
+
+    @property
+    def sink(self) -> Sink:
+        raise NotImplementedError
+
+    @property
+    def budget(self) -> TileBudget:
+        raise NotImplementedError
+
+    @property
+    def tile_size(self) -> Optional[int]:
+        return None
+
+    def tiles(self, tile_size: int) -> List[Tile]:
+        return plan_tiles(self.grid, tile_size)
 
 
 @dataclass(frozen=True)
@@ -42,94 +87,129 @@ class RunReport:
     tiles: int
     workers: int
     seconds: float
-    width: int
-    height: int
-    bands: int
+    width: int = 0
+    height: int = 0
+    bands: int = 0
     reused: int = 0
+    outputs: Tuple[str, ...] = field(default=())
+    rows: Optional[int] = None
 
-    def to_dict(self) -> dict:
-        return dict(self.__dict__)
-
-
-def choose_tile_size(grid, n_layers: int, work_dtype: str, workers: Optional[int] = None,
-                     executor: Optional[Executor] = None) -> int:
-    """A tile size from the memory budget for ``n_layers`` values per pixel,
-    shrunk so every worker gets at least two tiles."""
-    size = auto_tile_size(n_layers, 8 if work_dtype == "float64" else 4)
-    n_workers = executor.workers if executor is not None else resolve_workers(workers)
-    return balance_tile_size(grid, size, n_workers)
+    def to_dict(self) -> Dict[str, Any]:
+        values = dict(self.__dict__)
+        values["outputs"] = list(self.outputs)
+        if self.rows is None:
+            del values["rows"]
+        return values
 
 
-def run_tiled(job: Any, tile_fn: Callable[..., Any], tile_size: Optional[int], workers: Optional[int] = None,
-              executor: Any = None, progress: Optional[ProgressFn] = None, log: Optional[LogFn] = None, *,
-              scheduler: Any = None, resume: bool = False, keep_workdir: bool = False,
-              layers: int = 1) -> RunReport:
-    """Compute every tile of ``job.grid`` with ``tile_fn`` and write ``job.output`` as a COG.
-
-    Parameters
-    ----------
-    tile_size : int or None
-        Tile side in pixels; None or 0: from the memory budget for ``layers`` values per
-        pixel (or, when resuming, the interrupted run's).
-    workers, executor, scheduler
-        Where tiles run: an :class:`Executor` (or a ``dask.distributed.Client``), else a
-        Dask cluster at ``scheduler`` (address, scheduler file, Client or cluster), else
-        ``workers`` local processes (default all cores; never more than the cores or the tiles).
-    resume : bool
-        Reuse the finished tiles of an interrupted run of the same job; keep the work
-        folder if this run fails too.
-    keep_workdir : bool
-        Keep the work folder (tiles, VRT, manifest) after the run.
-
-    On failure (or Ctrl+C) the partial output is removed, an existing output is
-    left as it was, and the work folder is removed unless ``resume`` or
-    ``keep_workdir`` is set.
-    """
+def run_tiles(job: TiledJob, tile_fn: TileFn, run: RunOptions) -> RunReport:
+    """Compute every tile of ``job`` with ``tile_fn`` and let its sink write the output(s)."""
     start = time.perf_counter()
-    say = log or (lambda msg: None)
-    tile_size = check_tile_size(tile_size)
-    workdir = workdir_for(job.output.path)
-    own = executor is None
-    ex: Optional[Executor] = None
-    done = False
+    sink = job.sink
+    workdir = sink.workdir()
+    executor: Optional[Executor] = None
+    state: Optional[WorkState] = None
     need: Optional[SpaceNeed] = None
+    done = False
     try:
-        ex = as_executor(executor) if executor is not None else (
-            make_executor(scheduler=scheduler) if scheduler not in (None, "") else None)
-        n_workers = ex.workers if ex is not None else resolve_workers(workers)
-        state = prepare_workdir(job, workdir, tile_size, lambda: _default_tile_size(job, layers, n_workers),
-                                resume, say)
+        executor = connect(run) if sink.tiled else None
+        state = _prepare(job, sink, workdir, run, executor)
         todo = [t for t in state.tiles if t.index not in state.finished]
-        need = space_needed(job, todo)
+        need = sink.space_needed(todo)
         warning = space_warning(need)
         if warning:
-            say(warning)
-        if ex is None:
-            n_workers = min(n_workers, max(1, len(todo)))
-            ex = make_executor(n_workers)
-            note = workers_note(workers, n_workers, len(todo))
-            if note:
-                say(note)
-        say(f"{len(state.tiles)} tiles of up to {state.tile_size} x {state.tile_size} pixels on {ex.describe()}")
-        _compute(ex, job, tile_fn, state, todo, workdir, progress, say)
-        say("Assembling the Cloud-Optimized GeoTIFF")
-        vrt = build_vrt(job.grid, state.tiles, workdir, job.output, job.band_names)
-        write_cog(vrt, job.output)
+            run.say(warning)
+        if executor is None:
+            executor = local_executor(run, len(todo))
+        if state.tiles:
+            run.say(f"{len(state.tiles)} tiles of up to {state.tile_size} x {state.tile_size} pixels "
+                    f"on {executor.describe()}")
+        _compute(executor, job, tile_fn, sink, state, todo, workdir, run)
+        summary = _finish(sink, workdir, state, run)
         done = True
     except BaseException as exc:
-        tmp = partial_path(job.output.path)
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        if resume and has_finished_tiles(job.output.path):
-            say(f"The finished tiles are kept in {workdir}: run again with resume to continue")
+        sink.abort()
+        if run.resume and has_finished_tiles(sink.home):
+            run.say(f"The finished tiles are kept in {workdir}: run again with resume to continue")
         if isinstance(exc, DiskFullError) or (isinstance(exc, OSError) and
                                               is_disk_full(exc, os.path.dirname(workdir))):
-            raise disk_full(need or space_needed(job)) from None
+            raise disk_full(need or sink.space_needed(state.tiles if state else [])) from None
         raise
     finally:
-        _finish(ex, own, workdir, keep=keep_workdir or (resume and not done))
-    return RunReport(job.output.path, len(state.tiles), ex.workers, time.perf_counter() - start,
-                     job.grid.width, job.grid.height, len(job.band_names), len(state.finished))
+        _release(executor, run, workdir, keep=run.keep_workdir or (run.resume and not done))
+    return RunReport(sink.outputs[0], len(state.tiles), executor.workers, time.perf_counter() - start,
+                     reused=len(state.finished), outputs=sink.outputs, **summary)
+
+
+def default_tile_size(job: TiledJob, workers: int) -> int:
+    """A tile size from the job's memory budget, shrunk so every worker gets at least two tiles."""
+    budget = job.budget
+    size = balance_tile_size(job.grid, auto_tile_size(budget.layers, budget.bytes_per_value), workers)
+    if size < 8:
+        raise ParameterError(f"Tile size must be at least 8 pixels, got {size}.")
+    return size
+
+
+def _prepare(job: TiledJob, sink: Sink, workdir: str, run: RunOptions, executor: Optional[Executor]) -> WorkState:
+    """The tile size (asked, fixed by the job, the interrupted run's, or from the budget), the tile plan
+    (planned once) and the work folder."""
+    fingerprint = job_fingerprint(job)
+    asked = job.tile_size or run.tile_size
+    if not sink.tiled:
+        return prepare_workdir(job, sink, workdir, fingerprint, 0, [], resumed=False)
+    reused = resumable_size(workdir, fingerprint, asked, run.say) if run.resume else None
+    size = reused or asked or default_tile_size(job, executor.workers if executor else resolve_workers(run.workers))
+    return prepare_workdir(job, sink, workdir, fingerprint, size, job.tiles(size), resumed=reused is not None,
+                           say=run.say)
+
+
+def _compute(ex: Executor, job: TiledJob, tile_fn: TileFn, sink: Sink, state: WorkState, todo: List[Tile],
+             workdir: str, run: RunOptions) -> None:
+    total = len(state.tiles)
+    if state.finished:
+        run.say(f"Resuming: {len(state.finished)} of {total} tiles were already finished and are reused; "
+                f"{len(todo)} to compute")
+    if not total:
+        return
+    if run.progress:
+        run.progress(len(state.finished), total)
+    if not todo:
+        return
+    ex.check_workdir(workdir)
+    with Journal(workdir) as journal:
+        tasks = [(job, t, sink.target(workdir, t)) for t in todo]
+        by_index = {t.index: t for t in todo}
+        for count, index in enumerate(ex.run(tile_fn, tasks), start=len(state.finished) + 1):
+            tile = by_index.get(index)
+            if tile is not None:
+                journal.record(sink.files(workdir, tile))
+            if run.progress:
+                run.progress(count, total)
+
+
+def _finish(sink: Sink, workdir: str, state: WorkState, run: RunOptions) -> Dict[str, Any]:
+    """The sink's assembly; a sink without tiles counts it as the run's one step of progress."""
+    if not state.tiles and run.progress:
+        run.progress(0, 1)
+    summary = sink.finish(workdir, state.tiles, run.say)
+    if not state.tiles and run.progress:
+        run.progress(1, 1)
+    return summary
+
+
+def _release(ex: Optional[Executor], run: RunOptions, workdir: str, keep: bool) -> None:
+    from ..io.sources import close_all
+    if ex is not None:
+        release = getattr(ex, "release", None)
+        if release is not None:
+            release()
+        if run.executor is None:        # made for this run (local workers, or a connection to a cluster)
+            ex.close()
+    # Inputs a serial run opened in this process: a later run must not read them
+    # through stale handles (e.g. after the file was rewritten), nor keep them locked.
+    close_all()
+    if not keep:
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -152,50 +232,3 @@ def warnings_to(log: Optional[LogFn]) -> Iterator[None]:
             else:
                 warnings.showwarning(w.message, w.category, w.filename, w.lineno)
 
-
-def _default_tile_size(job: Any, layers: int, n_workers: int) -> int:
-    size = choose_tile_size(job.grid, layers, job.work_dtype, n_workers)
-    if size < 8:
-        raise ParameterError(f"Tile size must be at least 8 pixels, got {size}.")
-    return size
-
-
-def _compute(ex: Executor, job: Any, tile_fn: Callable[..., Any], state: WorkState, todo: List[Tile],
-             workdir: str, progress: Optional[ProgressFn], say: LogFn) -> None:
-    total = len(state.tiles)
-    if state.finished:
-        say(f"Resuming: {len(state.finished)} of {total} tiles were already finished and are reused; "
-            f"{len(todo)} to compute")
-    if progress:
-        progress(len(state.finished), total)
-    if not todo:
-        return
-    ex.check_workdir(workdir)
-    with Journal(workdir) as journal:
-        tasks = [(job, t, tile_path(workdir, t)) for t in todo]
-        by_index = {t.index: t for t in todo}
-        for done, index in enumerate(ex.run(tile_fn, tasks), start=len(state.finished) + 1):
-            journal.record(by_index[index] if index in by_index else None)
-            if progress:
-                progress(done, total)
-
-
-def _finish(ex: Optional[Executor], own: bool, workdir: str, keep: bool) -> None:
-    if ex is not None:
-        release = getattr(ex, "release", None)
-        if release is not None:
-            release()
-        if own:
-            ex.close()
-    # Inputs a serial run opened in this process: a later run must not read them
-    # through stale handles (e.g. after the file was rewritten), nor keep them locked.
-    close_all()
-    if not keep:
-        shutil.rmtree(workdir, ignore_errors=True)
-
-
-def describe_failure(exc: BaseException) -> str:
-    """A one-line message for an error, without a traceback for our own errors."""
-    if isinstance(exc, TilewiseError):
-        return str(exc)
-    return f"{type(exc).__name__}: {exc}"

@@ -25,11 +25,15 @@ import os
 import shutil
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, FrozenSet, Iterator, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, FrozenSet, Iterator, List, Optional, Sequence, Tuple
 
-from ..io.cog import tile_path
-from ..grid import Tile, plan_tiles
+from ..grid import Tile
+from ..options import LogFn
 from .paths import JOURNAL_NAME as JOURNAL, MANIFEST_NAME as MANIFEST
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .sinks import Sink
+
 FORMAT = 1
 SYNC_SECONDS = 1.0
 
@@ -59,7 +63,7 @@ def job_fingerprint(job: Any) -> str:
 def _file_signatures(value: Any, skip_output: bool = True) -> Iterator[Tuple[str, int, int]]:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         for field in dataclasses.fields(value):
-            if not (skip_output and field.name == "output"):   # the output itself is rewritten by the run
+            if not (skip_output and field.name in ("output", "outputs")):   # rewritten by the run
                 yield from _file_signatures(getattr(value, field.name), False)
     elif isinstance(value, (tuple, list)):
         for item in value:
@@ -69,34 +73,9 @@ def _file_signatures(value: Any, skip_output: bool = True) -> Iterator[Tuple[str
         yield (os.path.abspath(value), st.st_size, st.st_mtime_ns)
 
 
-def prepare_workdir(job: Any, workdir: str, tile_size: Optional[int], default_size: Callable[[], int],
-                    resume: bool, say: Callable[[str], None]) -> WorkState:
-    """Reuse the work folder of an interrupted run of the same job (``resume``), or start a new one."""
-    fingerprint = job_fingerprint(job)
-    if resume:
-        state = _resumable(job, workdir, fingerprint, tile_size, say)
-        if state is not None:
-            return state
-    size = tile_size or default_size()
-    tiles = plan_tiles(job.grid, size)
-    shutil.rmtree(workdir, ignore_errors=True)
-    os.makedirs(workdir)
-    _write_json(os.path.join(workdir, MANIFEST), {
-        "tilewise_workdir": FORMAT, "job": fingerprint, "tile_size": size, "tiles": len(tiles),
-        "output": job.output.path, "grid": [job.grid.width, job.grid.height],
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **_stac_searches(job)})
-    return WorkState(tiles, size, frozenset())
-
-
-def _stac_searches(job: Any) -> dict:
-    """The STAC searches whose layers the job reads (their search.json), for the record."""
-    from ..operations.stac.record import searches_for
-    found = searches_for(job)
-    return {"stac_searches": found} if found else {}
-
-
-def _resumable(job: Any, workdir: str, fingerprint: str, tile_size: Optional[int],
-               say: Callable[[str], None]) -> Optional[WorkState]:
+def resumable_size(workdir: str, fingerprint: str, tile_size: Optional[int], say: LogFn) -> Optional[int]:
+    """The tile size of an interrupted run of the same job (``fingerprint``) in ``workdir``, if it can be
+    resumed with ``tile_size`` (None: any); otherwise None, and ``say`` why."""
     manifest = read_manifest(workdir)
     if manifest is None:
         if os.path.isdir(workdir):
@@ -109,11 +88,32 @@ def _resumable(job: Any, workdir: str, fingerprint: str, tile_size: Optional[int
         say(f"The work folder {workdir} belongs to another job (parameters, inputs or tile size changed): "
             "starting afresh")
         return None
-    tiles = plan_tiles(job.grid, size)
-    if manifest.get("tiles") != len(tiles):
+    return size
+
+
+def prepare_workdir(job: Any, sink: "Sink", workdir: str, fingerprint: str, tile_size: int, tiles: Sequence[Tile],
+                    resumed: bool, say: LogFn = lambda m: None) -> WorkState:
+    """Reuse the work folder of an interrupted run of the same job (``resumed``: :func:`resumable_size`
+    said so) with its finished tiles, or start a new one for ``tiles``."""
+    if resumed:
+        manifest = read_manifest(workdir) or {}
+        if manifest.get("tiles") == len(tiles):
+            return WorkState(list(tiles), tile_size, finished_tiles(workdir, tiles, sink))
         say(f"The work folder {workdir} was planned differently: starting afresh")
-        return None
-    return WorkState(tiles, size, finished_tiles(workdir, tiles))
+    shutil.rmtree(workdir, ignore_errors=True)
+    os.makedirs(workdir)
+    _write_json(os.path.join(workdir, MANIFEST), {
+        "tilewise_workdir": FORMAT, "job": fingerprint, "tile_size": tile_size, "tiles": len(tiles),
+        "output": sink.outputs[0], "outputs": list(sink.outputs), "grid": [job.grid.width, job.grid.height],
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **_stac_searches(job)})
+    return WorkState(list(tiles), tile_size, frozenset())
+
+
+def _stac_searches(job: Any) -> dict:
+    """The STAC searches whose layers the job reads (their search.json), for the record."""
+    from ..operations.stac.record import searches_for
+    found = searches_for(job)
+    return {"stac_searches": found} if found else {}
 
 
 def read_manifest(workdir: str) -> Optional[dict]:
@@ -125,10 +125,10 @@ def read_manifest(workdir: str) -> Optional[dict]:
     return manifest if isinstance(manifest, dict) and manifest.get("tilewise_workdir") == FORMAT else None
 
 
-def finished_tiles(workdir: str, tiles: List[Tile]) -> FrozenSet[int]:
-    """Indices of the tiles the journal lists whose file is there with the listed size."""
-    by_name = {os.path.basename(tile_path(workdir, t)): t for t in tiles}
-    finished = set()
+def finished_tiles(workdir: str, tiles: Sequence[Tile], sink: "Sink") -> FrozenSet[int]:
+    """Indices of the tiles whose every file (:meth:`Sink.files`) the journal lists and is there with the
+    listed size."""
+    listed: Dict[str, int] = {}
     try:
         with open(os.path.join(workdir, JOURNAL), encoding="utf-8", errors="replace") as f:
             lines = f.read().splitlines()
@@ -136,30 +136,36 @@ def finished_tiles(workdir: str, tiles: List[Tile]) -> FrozenSet[int]:
         return frozenset()
     for line in lines:
         parts = line.split()
-        if len(parts) != 2 or parts[0] not in by_name or not parts[1].isdigit():
-            continue                                   # e.g. a line cut short by a kill
-        try:
-            if os.path.getsize(os.path.join(workdir, parts[0])) == int(parts[1]):
-                finished.add(by_name[parts[0]].index)
-        except OSError:
-            continue
+        if len(parts) == 2 and parts[1].isdigit():      # not e.g. a line cut short by a kill
+            listed[parts[0]] = int(parts[1])
+    finished = set()
+    for tile in tiles:
+        if all(_intact(path, listed) for path in sink.files(workdir, tile)):
+            finished.add(tile.index)
     return frozenset(finished)
 
 
+def _intact(path: str, listed: Dict[str, int]) -> bool:
+    size = listed.get(os.path.basename(path))
+    try:
+        return size is not None and os.path.getsize(path) == size
+    except OSError:
+        return False
+
+
 class Journal:
-    """Appends finished tiles to the work folder's journal: the tile file is made durable first."""
+    """Appends finished tiles to the work folder's journal: their files are made durable first."""
 
     def __init__(self, workdir: str) -> None:
         self.workdir = workdir
         self._file = open(os.path.join(workdir, JOURNAL), "a", encoding="utf-8")
         self._synced = time.monotonic()
 
-    def record(self, tile: Optional[Tile]) -> None:
-        if tile is None:
-            return
-        path = tile_path(self.workdir, tile)
-        _fsync_path(path)
-        self._file.write(f"{os.path.basename(path)} {os.path.getsize(path)}\n")
+    def record(self, files: Sequence[str]) -> None:
+        """List the files of a finished tile, each made durable first."""
+        for path in files:
+            _fsync_path(path)
+            self._file.write(f"{os.path.basename(path)} {os.path.getsize(path)}\n")
         self._file.flush()                             # in the kernel's hands: survives a kill -9
         if time.monotonic() - self._synced > SYNC_SECONDS:
             self.sync()

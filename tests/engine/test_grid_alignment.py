@@ -16,7 +16,7 @@ from rasterio.warp import calculate_default_transform, reproject, transform, tra
 
 from tilewise.core import composite
 from tilewise.core.errors import GridError
-from tilewise.core.options import plan_grid
+from tilewise.core.options import GridOptions, plan_grid
 from tilewise.core.io.sources import RasterInfo
 
 from support import as_output, read_raster, to_nan_stack
@@ -208,14 +208,14 @@ def info(transform=(10.0, 0.0, 1000.0, 0.0, -10.0, 2000.0), width=50, height=40,
 
 
 def test_plan_grid_defaults_to_the_reference_grid():
-    grid = plan_grid(info())
+    grid = plan_grid(info(), GridOptions())
     assert grid.transform == (10.0, 0.0, 1000.0, 0.0, -10.0, 2000.0)
     assert (grid.width, grid.height) == (50, 40)
     assert CRS.from_user_input(grid.crs) == CRS.from_user_input(UTM)
 
 
 def test_plan_grid_without_crs():
-    grid = plan_grid(info(crs=None), extent=(1000, 1800, 1100, 2000))
+    grid = plan_grid(info(crs=None), GridOptions(extent=(1000, 1800, 1100, 2000)))
     assert grid.crs == ""
     assert (grid.width, grid.height) == (10, 20)
 
@@ -227,7 +227,7 @@ coords = st.floats(-2000, 2000, allow_nan=False).map(lambda v: round(v, 3))
 @given(x0=coords, y0=coords, w=st.floats(1, 1500), h=st.floats(1, 1500))
 def test_plan_grid_extent_is_snapped_outward_to_reference_pixels(x0, y0, w, h):
     extent = (x0, y0, x0 + w, y0 + h)
-    grid = plan_grid(info(), extent=extent)
+    grid = plan_grid(info(), GridOptions(extent=extent))
     xmin, ymin, xmax, ymax = grid.bounds
     eps = 1e-6
     assert grid.res == (10.0, 10.0)
@@ -243,7 +243,7 @@ def test_plan_grid_extent_is_snapped_outward_to_reference_pixels(x0, y0, w, h):
 
 @pytest.mark.parametrize("cell_size,res", [(25, (25.0, 25.0)), ((20, 5), (20.0, 5.0)), (0, (10.0, 10.0))])
 def test_plan_grid_cell_size_covers_the_reference_extent(cell_size, res):
-    grid = plan_grid(info(), cell_size=cell_size)
+    grid = plan_grid(info(), GridOptions(cell_size=cell_size))
     assert grid.res == res
     xmin, ymin, xmax, ymax = grid.bounds
     assert (xmin, ymax) == (1000.0, 2000.0)
@@ -251,14 +251,14 @@ def test_plan_grid_cell_size_covers_the_reference_extent(cell_size, res):
 
 
 def test_plan_grid_extent_and_cell_size_are_taken_as_given():
-    grid = plan_grid(info(), extent=(1003, 1501, 1203, 1601), cell_size=20)
+    grid = plan_grid(info(), GridOptions(extent=(1003, 1501, 1203, 1601), cell_size=20))
     assert grid.transform == (20.0, 0.0, 1003.0, 0.0, -20.0, 1601.0)
     assert (grid.width, grid.height) == (10, 5)
 
 
 def test_plan_grid_crs_covers_the_reprojected_reference():
     ref = info(transform=REF_TRANSFORM[:6], width=W, height=H)
-    grid = plan_grid(ref, crs="EPSG:3857")
+    grid = plan_grid(ref, GridOptions(crs="EPSG:3857"))
     assert CRS.from_user_input(grid.crs) == CRS.from_epsg(3857)
     left, top = REF_TRANSFORM.c, REF_TRANSFORM.f
     wanted = transform_bounds(UTM, "EPSG:3857", left, top - 30 * H, left + 30 * W, top)
@@ -269,14 +269,14 @@ def test_plan_grid_crs_covers_the_reprojected_reference():
 
 
 def test_plan_grid_crs_with_extent_and_cell_size():
-    grid = plan_grid(info(), crs="EPSG:3857", extent=(0, 0, 1000, 500), cell_size=100)
+    grid = plan_grid(info(), GridOptions(crs="EPSG:3857", extent=(0, 0, 1000, 500), cell_size=100))
     assert CRS.from_user_input(grid.crs) == CRS.from_epsg(3857)
     assert grid.transform == (100.0, 0.0, 0.0, 0.0, -100.0, 500.0)
     assert (grid.width, grid.height) == (10, 5)
 
 
 def test_plan_grid_same_crs_given_as_text_keeps_the_grid():
-    grid = plan_grid(info(), crs="EPSG:32633")
+    grid = plan_grid(info(), GridOptions(crs="EPSG:32633"))
     assert grid.transform == (10.0, 0.0, 1000.0, 0.0, -10.0, 2000.0)
 
 
@@ -289,12 +289,12 @@ def test_plan_grid_same_crs_given_as_text_keeps_the_grid():
 ])
 def test_plan_grid_rejects_bad_values(kwargs, message):
     with pytest.raises(GridError, match=message):
-        plan_grid(info(), **kwargs)
+        plan_grid(info(), GridOptions(**kwargs))
 
 
 def test_plan_grid_rejects_a_rotated_reference():
     with pytest.raises(GridError, match="rotated"):
-        plan_grid(info(transform=(10.0, 1.0, 1000.0, 0.0, -10.0, 2000.0)))
+        plan_grid(info(transform=(10.0, 1.0, 1000.0, 0.0, -10.0, 2000.0)), GridOptions())
 
 
 def test_plan_grid_extent_on_a_fine_lattice_keeps_its_size():
@@ -302,7 +302,7 @@ def test_plan_grid_extent_on_a_fine_lattice_keeps_its_size():
     r = 0.1
     ref = info(transform=(r, 0.0, 500_000.0, 0.0, -r, 5_000_000.0), width=5000, height=5000)
     extent = (500_000.0 + 7 * r, 5_000_000.0 - 502 * r, 500_000.0 + 506 * r, 5_000_000.0 - 3 * r)
-    grid = plan_grid(ref, extent=extent)
+    grid = plan_grid(ref, GridOptions(extent=extent))
     assert (grid.width, grid.height) == (499, 499)
     assert math.isclose(grid.transform[2], 500_000.7, abs_tol=1e-6)
     assert math.isclose(grid.transform[5], 4_999_999.7, abs_tol=1e-6)

@@ -20,8 +20,9 @@ from tilewise.core import composite
 from tilewise.core.errors import TileError
 from tilewise.core.runtime.executor import SerialExecutor
 from tilewise.core.runtime.paths import partial_path, workdir_for
-from tilewise.core.runtime.runner import run_tiled
-from tilewise.core.operations.composite import composite_tile, plan_composite
+from tilewise.core.options import RunOptions
+from tilewise.core.runtime.runner import run_tiles
+from tilewise.core.operations.composite import CompositeOptions, composite_tile, plan_composite
 from tilewise.core.runtime.workdir import JOURNAL, MANIFEST
 
 from support import build_stack, leftovers, read_raster, subprocess_env
@@ -61,9 +62,9 @@ def inputs(tmp_path, raster):
 @pytest.fixture
 def failed(tmp_path, inputs):
     """A median run with resume that failed at tile 5 (tiles 0-4 finished, serially)."""
-    job = plan_composite(inputs, str(tmp_path / "out.tif"), "median")
+    job = plan_composite(inputs, str(tmp_path / "out.tif"), CompositeOptions("median"))
     with pytest.raises(TileError, match="tile 5"):
-        run_tiled(job, raise_on_tile_five, 16, executor=SerialExecutor(), resume=True)
+        run_tiles(job, raise_on_tile_five, RunOptions(tile_size=16, executor=SerialExecutor(), resume=True))
     return job
 
 
@@ -85,8 +86,8 @@ def test_resume_reuses_finished_tiles_and_gives_the_uninterrupted_output(failed,
     out = failed.output.path
     before = stamps(out, journal(out))
     logs, seen = [], []
-    report = run_tiled(failed, composite_tile, None, executor=SerialExecutor(), resume=True, keep_workdir=True,
-                       log=logs.append, progress=lambda d, t: seen.append((d, t)))
+    report = run_tiles(failed, composite_tile, RunOptions(executor=SerialExecutor(), resume=True, keep_workdir=True,
+                                                          log=logs.append, progress=lambda d, t: seen.append((d, t))))
     assert (report.tiles, report.reused) == (12, 5)                  # the tile size came from the manifest
     assert "Resuming: 5 of 12 tiles were already finished and are reused; 7 to compute" in logs
     assert seen == [(i, 12) for i in range(5, 13)]
@@ -98,8 +99,8 @@ def test_resume_reuses_finished_tiles_and_gives_the_uninterrupted_output(failed,
 def test_a_changed_job_is_not_resumed(failed, inputs, tmp_path):
     out = failed.output.path
     logs = []
-    job = plan_composite(inputs, out, "max")
-    report = run_tiled(job, composite_tile, None, executor=SerialExecutor(), resume=True, log=logs.append)
+    job = plan_composite(inputs, out, CompositeOptions("max"))
+    report = run_tiles(job, composite_tile, RunOptions(executor=SerialExecutor(), resume=True, log=logs.append))
     assert report.reused == 0
     assert any("belongs to another job" in m for m in logs), logs
     same_bytes(out, fresh(inputs, tmp_path / "fresh", "max"))
@@ -110,7 +111,7 @@ def test_a_rewritten_input_is_not_resumed(failed, inputs, tmp_path, raster):
     time.sleep(0.01)
     raster("in1.tif", np.full(SHAPE, 4, "uint8"))                    # same name, same shape, new pixels
     logs = []
-    report = run_tiled(failed, composite_tile, None, executor=SerialExecutor(), resume=True, log=logs.append)
+    report = run_tiles(failed, composite_tile, RunOptions(executor=SerialExecutor(), resume=True, log=logs.append))
     assert report.reused == 0 and any("belongs to another job" in m for m in logs), logs
     same_bytes(failed.output.path, fresh(inputs, tmp_path / "fresh"))
 
@@ -124,7 +125,7 @@ def test_damaged_and_unlisted_tiles_are_recomputed(failed, inputs, tmp_path):
     os.remove(folder / listed[2])
     (folder / "tile_0000016_0000048.tif.part").write_bytes(b"half a tile")   # a write that never finished
     (folder / "tile_0000032_0000000.tif").write_bytes(b"not listed")         # finished after the last entry?
-    report = run_tiled(failed, composite_tile, None, executor=SerialExecutor(), resume=True)
+    report = run_tiles(failed, composite_tile, RunOptions(executor=SerialExecutor(), resume=True))
     assert report.reused == 3
     same_bytes(out, fresh(inputs, tmp_path / "fresh"))
 

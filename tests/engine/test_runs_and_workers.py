@@ -14,8 +14,9 @@ import pytest
 from tilewise.core import composite
 from tilewise.core.errors import CancelledError, TileError, WorkerError
 from tilewise.core.runtime.executor import LocalExecutor, SerialExecutor
-from tilewise.core.runtime.runner import run_tiled
-from tilewise.core.operations.composite import composite_tile, plan_composite
+from tilewise.core.options import RunOptions
+from tilewise.core.runtime.runner import run_tiles
+from tilewise.core.operations.composite import CompositeOptions, composite_tile, plan_composite
 
 from support import leftovers, read_raster, subprocess_env
 
@@ -46,14 +47,14 @@ def raise_on_tile_five(job, tile, path):
 def job(tmp_path, raster):
     rng = np.random.default_rng(1)
     paths = [raster(f"in{i}.tif", rng.integers(0, 9, SHAPE).astype("uint8")) for i in range(3)]
-    return plan_composite(paths, str(tmp_path / "out.tif"), "median")
+    return plan_composite(paths, str(tmp_path / "out.tif"), CompositeOptions("median"))
 
 
 @pytest.mark.parametrize("tile_fn", [exit_on_tile_one, sigkill_on_tile_one], ids=["exit", "sigkill"])
 def test_dead_worker_is_a_worker_error(job, tile_fn):
     with LocalExecutor(2) as ex:
         with pytest.raises(WorkerError, match="worker process died"):
-            run_tiled(job, tile_fn, 16, executor=ex)
+            run_tiles(job, tile_fn, RunOptions(tile_size=16, executor=ex))
     assert leftovers(job.output.path) == []
 
 
@@ -61,7 +62,7 @@ def test_dead_worker_in_an_own_pool_keeps_the_previous_output(job):
     with open(job.output.path, "wb") as f:
         f.write(b"last year's composite")
     with pytest.raises(WorkerError):
-        run_tiled(job, sigkill_on_tile_one, 16, workers=2)
+        run_tiles(job, sigkill_on_tile_one, RunOptions(tile_size=16, workers=2))
     with open(job.output.path, "rb") as f:
         assert f.read() == b"last year's composite"
     assert leftovers(job.output.path) == [job.output.path]
@@ -71,7 +72,7 @@ def test_dead_worker_in_an_own_pool_keeps_the_previous_output(job):
 def test_failing_tile_is_a_tile_error_naming_tile_and_input(job, pool, executor):
     ex = SerialExecutor() if executor == "serial" else pool
     with pytest.raises(TileError) as info:
-        run_tiled(job, raise_on_tile_five, 16, executor=ex)
+        run_tiles(job, raise_on_tile_five, RunOptions(tile_size=16, executor=ex))
     assert "tile 5 (rows 16-31, cols 16-31)" in str(info.value)
     assert job.inputs[1] in str(info.value)
     assert leftovers(job.output.path) == []
@@ -102,14 +103,15 @@ def test_cancelling_from_the_progress_callback_leaves_nothing(job):
             raise CancelledError("Cancelled by the user.")
 
     with pytest.raises(CancelledError):
-        run_tiled(job, composite_tile, 16, executor=SerialExecutor(), progress=progress)
+        run_tiles(job, composite_tile, RunOptions(tile_size=16, executor=SerialExecutor(), progress=progress))
     assert seen == [0, 1, 2, 3]
     assert leftovers(job.output.path) == []
 
 
 def test_progress_counts_every_tile(job, pool):
     seen = []
-    report = run_tiled(job, composite_tile, 16, executor=pool, progress=lambda d, t: seen.append((d, t)))
+    report = run_tiles(job, composite_tile, RunOptions(tile_size=16, executor=pool,
+                                                       progress=lambda d, t: seen.append((d, t))))
     assert seen == [(i, 12) for i in range(13)]
     assert report.tiles == 12
 

@@ -1,0 +1,278 @@
+"""Sinks: what turns a run's tile results into its output(s).
+
+The runner (:mod:`.runner`) asks a job for its sink and drives it:
+
+1. the work folder is named after :attr:`Sink.home` (``.NAME.tilewise-work`` beside it);
+2. for each tile, :meth:`Sink.target` is what the tile function writes to (in a worker),
+   and :meth:`Sink.files` the files it leaves, made durable and listed in the journal
+   (so a resumed run reuses them);
+3. :meth:`Sink.finish` assembles the output(s) from every tile's files and returns
+   what the report says of them; :meth:`Sink.abort` removes partial outputs after a failure.
+
+Sinks:
+
+- :class:`CogSink`: raster tiles -> VRT -> Cloud-Optimized GeoTIFF, for one or several
+  outputs from one run (band groups split into one COG each, e.g. one per scene or
+  date; or a second tile file of another type, e.g. flags beside values);
+- :class:`GdalSink`: no tiles; the inputs laid out in a VRT that GDAL's COG driver
+  writes (the mosaic of inputs already on the output grid);
+- :class:`TableSink`: each tile writes its rows (arrays) to a part file; finishing
+  merges all the parts, in tile order (a feature spanning tiles gets all its partial
+  results at once), into one table.
+
+A new kind of output is a new sink here; the runner does not change.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ..errors import OutputError
+from ..grid import Grid, Tile
+from ..options import LogFn, OutputSpec
+from .diskspace import SpaceNeed
+from .paths import partial_path, workdir_for
+
+#: Overviews add up to a third to a COG's pixels.
+_OVERVIEWS = 4 / 3
+
+
+class Sink:
+    """The interface the runner drives (see the module's description)."""
+
+    #: False: the sink makes its output without tiles (the runner computes nothing).
+    tiled = True
+
+    @property
+    def home(self) -> str:
+        """The path the work folder is named after: the output, or the folder of the outputs."""
+        raise NotImplementedError
+
+    @property
+    def outputs(self) -> Tuple[str, ...]:
+        raise NotImplementedError
+
+    def workdir(self) -> str:
+        return workdir_for(self.home)
+
+    def target(self, workdir: str, tile: Tile) -> Any:
+        """What the tile function writes ``tile`` to (a path, or a tuple of paths)."""
+        raise NotImplementedError
+
+    def files(self, workdir: str, tile: Tile) -> List[str]:
+        """The files a finished ``tile`` leaves in the work folder."""
+        target = self.target(workdir, tile)
+        return list(target) if isinstance(target, tuple) else [target]
+
+    def space_needed(self, tiles: Sequence[Tile]) -> SpaceNeed:
+        """Bytes the run needs beside its output: ``tiles`` still to compute, then the output(s)."""
+        return SpaceNeed(os.path.dirname(self.outputs[0]), 0, 0)
+
+    def finish(self, workdir: str, tiles: Sequence[Tile], say: LogFn) -> Dict[str, Any]:
+        """Make the output(s) from the files of ``tiles``; return the report's fields (width, height,
+        bands for rasters; rows for tables)."""
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        """Remove what a failed run left of the outputs (never an output that was there before)."""
+        for path in self.outputs:
+            _remove(partial_path(path))
+
+
+# -- rasters -----------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class CogOutput:
+    """One COG of a run: ``spec`` (path, type, nodata...), its band names, and where its bands come
+    from: tile file ``layer`` (0, or another file per tile of another type), bands ``bands``
+    (1-based; by default all of that file, in order)."""
+
+    spec: OutputSpec
+    band_names: Tuple[str, ...]
+    bands: Tuple[int, ...] = ()
+    layer: int = 0
+
+    @property
+    def source_bands(self) -> Tuple[int, ...]:
+        return self.bands or tuple(range(1, len(self.band_names) + 1))
+
+
+@dataclass(frozen=True)
+class CogSink(Sink):
+    """Raster tiles -> VRT -> COG, for each of ``outputs``. The tiles of one layer are one file per tile
+    whose type and nodata are those of its outputs (which must agree). ``folder``: the folder the
+    outputs are written to as a set (the work folder is named after it), if any."""
+
+    grid: Grid
+    cogs: Tuple[CogOutput, ...]
+    folder: str = ""
+
+    def __post_init__(self) -> None:
+        for layer in self.layers:
+            specs = {(c.spec.dtype, c.spec.nodata) for c in self.cogs if c.layer == layer}
+            if len(specs) > 1:
+                raise OutputError(f"The outputs of tile layer {layer} differ in type or nodata: {sorted(specs)}.")
+
+    @classmethod
+    def single(cls, grid: Grid, spec: OutputSpec, band_names: Sequence[str]) -> "CogSink":
+        """One COG of every band."""
+        return cls(grid, (CogOutput(spec, tuple(band_names)),))
+
+    @property
+    def home(self) -> str:
+        return self.folder or self.cogs[0].spec.path
+
+    @property
+    def outputs(self) -> Tuple[str, ...]:
+        return tuple(c.spec.path for c in self.cogs)
+
+    @property
+    def layers(self) -> Tuple[int, ...]:
+        return tuple(sorted({c.layer for c in self.cogs}))
+
+    def layer_spec(self, layer: int) -> OutputSpec:
+        """The type, nodata and compression of the tile files of ``layer``."""
+        return next(c.spec for c in self.cogs if c.layer == layer)
+
+    def layer_bands(self, layer: int) -> int:
+        return max(b for c in self.cogs if c.layer == layer for b in c.source_bands)
+
+    def target(self, workdir: str, tile: Tile) -> Any:
+        """The tile file's path (one layer), or one path per layer."""
+        from ..io.cog import tile_path
+        paths = tuple(tile_path(workdir, tile, layer) for layer in self.layers)
+        return paths[0] if len(paths) == 1 else paths
+
+    def write(self, target: Any, tile: Tile, *arrays: np.ndarray) -> None:
+        """Write ``tile``'s arrays (bands, rows, cols), one per layer and in the layers' types, to ``target``
+        (in a worker)."""
+        from ..io.cog import write_tile
+        paths = target if isinstance(target, tuple) else (target,)
+        if len(arrays) != len(paths):
+            raise ValueError(f"{len(arrays)} arrays for {len(paths)} tile layers")
+        for layer, path, data in zip(self.layers, paths, arrays):
+            write_tile(path, data, self.grid, tile, self.layer_spec(layer))
+
+    def space_needed(self, tiles: Sequence[Tile]) -> SpaceNeed:
+        pixels = sum(t.width * t.height for t in tiles)
+        tile_bytes = sum(pixels * self.layer_bands(layer) * np.dtype(self.layer_spec(layer).dtype).itemsize
+                         for layer in self.layers)
+        output = sum(int(self.grid.width * self.grid.height * len(c.band_names) * np.dtype(c.spec.dtype).itemsize
+                         * _OVERVIEWS) for c in self.cogs)
+        return SpaceNeed(os.path.dirname(self.outputs[0]), tile_bytes, output)
+
+    def finish(self, workdir: str, tiles: Sequence[Tile], say: LogFn) -> Dict[str, Any]:
+        from ..io.cog import build_vrt, write_cog
+        say("Assembling the Cloud-Optimized GeoTIFF" if len(self.cogs) == 1 else
+            f"Assembling {len(self.cogs)} Cloud-Optimized GeoTIFFs")
+        for k, cog in enumerate(self.cogs):
+            vrt = build_vrt(self.grid, tiles, workdir, cog.spec, cog.band_names, cog.bands, cog.layer,
+                            name=f"tiles_{k}.vrt" if k else "tiles.vrt")
+            write_cog(vrt, cog.spec)
+        return dict(width=self.grid.width, height=self.grid.height, bands=sum(len(c.band_names) for c in self.cogs))
+
+
+@dataclass(frozen=True)
+class GdalSink(Sink):
+    """No tiles: ``placements`` (source files on the grid) laid out in a VRT, written by GDAL's COG driver."""
+
+    grid: Grid
+    spec: OutputSpec
+    band_names: Tuple[str, ...]
+    placements: Tuple[Any, ...]
+
+    tiled = False
+
+    @property
+    def home(self) -> str:
+        return self.spec.path
+
+    @property
+    def outputs(self) -> Tuple[str, ...]:
+        return (self.spec.path,)
+
+    def target(self, workdir: str, tile: Tile) -> Any:
+        raise TypeError("A GdalSink has no tiles.")
+
+    def space_needed(self, tiles: Sequence[Tile]) -> SpaceNeed:
+        output = self.grid.width * self.grid.height * len(self.band_names) * np.dtype(self.spec.dtype).itemsize
+        return SpaceNeed(os.path.dirname(self.spec.path), 0, int(output * _OVERVIEWS))
+
+    def finish(self, workdir: str, tiles: Sequence[Tile], say: LogFn) -> Dict[str, Any]:
+        from ..io.cog import write_cog, write_vrt
+        vrt = write_vrt(os.path.join(workdir, "mosaic.vrt"), self.grid, self.spec, self.band_names, self.placements)
+        write_cog(vrt, self.spec)
+        return dict(width=self.grid.width, height=self.grid.height, bands=len(self.band_names))
+
+
+# -- tables ------------------------------------------------------------------------------------------------------
+
+Part = Dict[str, np.ndarray]
+#: ``merge(parts)`` -> a :class:`~tilewise.core.io.vector.Table`: ``parts`` yields ``(tile, part)`` in tile order.
+MergeFn = Callable[[Iterator[Tuple[Tile, Part]]], Any]
+
+
+def write_part(path: str, part: Mapping[str, np.ndarray]) -> None:
+    """Write one tile's part (named arrays, no Python objects) to ``path``, atomically."""
+    tmp = path + ".part"
+    with open(tmp, "wb") as f:
+        np.savez(f, **{k: np.asarray(v) for k, v in part.items()})
+    os.replace(tmp, path)
+
+
+def read_part(path: str) -> Part:
+    """The arrays :func:`write_part` wrote (never unpickles anything)."""
+    with np.load(path, allow_pickle=False) as data:
+        return {k: data[k] for k in data.files}
+
+
+@dataclass(frozen=True)
+class TableSink(Sink):
+    """Rows per tile -> one table at ``path`` (.gpkg, .csv, .parquet...; layer ``layer``).
+
+    Each tile function writes its part with :meth:`write` (named arrays, durably in the work
+    folder, so a resumed run reuses them); :meth:`finish` reads every part in tile order and
+    hands them to ``merge`` (a module-level function, or a ``functools.partial`` of one), which
+    returns the table: it gets all the partial results of a feature that spans tiles, so it
+    can merge them exactly.
+    """
+
+    path: str
+    merge: MergeFn
+    layer: Optional[str] = None
+
+    @property
+    def home(self) -> str:
+        return self.path
+
+    @property
+    def outputs(self) -> Tuple[str, ...]:
+        return (self.path,)
+
+    def target(self, workdir: str, tile: Tile) -> str:
+        return os.path.join(workdir, f"part_{tile.index:07d}.npz")
+
+    def write(self, target: str, tile: Tile, part: Mapping[str, np.ndarray]) -> None:
+        write_part(target, part)
+
+    def finish(self, workdir: str, tiles: Sequence[Tile], say: LogFn) -> Dict[str, Any]:
+        from ..io.vector import write_table
+        say(f"Merging the rows of {len(tiles)} tiles into {self.path}")
+        parts = ((t, read_part(self.target(workdir, t))) for t in tiles)
+        table = self.merge(parts)
+        write_table(table, self.path, self.layer)
+        return dict(rows=len(table))
+
+    def abort(self) -> None:
+        pass    # the table writer removes its partial file itself when a write fails
+
+
+def _remove(path: str) -> None:
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass
