@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Iterator, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 from .errors import GridError, ParameterError
 
@@ -48,13 +48,6 @@ class Grid:
     def window_transform(self, tile: "Tile") -> Transform:
         a, b, c, d, e, f = self.transform
         return (a, b, c + a * tile.col_off + b * tile.row_off, d, e, f + d * tile.col_off + e * tile.row_off)
-
-    def to_dict(self) -> dict:
-        return {"crs": self.crs, "transform": list(self.transform), "width": self.width, "height": self.height}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "Grid":
-        return cls(d["crs"], tuple(float(v) for v in d["transform"]), int(d["width"]), int(d["height"]))  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -109,18 +102,6 @@ def plan_tiles(grid: Grid, tile_size: int) -> List[Tile]:
             tiles.append(Tile(len(tiles), row_off, col_off,
                               min(tile_size, grid.height - row_off), min(tile_size, grid.width - col_off)))
     return tiles
-
-
-def iter_tile_rows(tiles: Sequence[Tile]) -> Iterator[List[Tile]]:
-    """Group a row-major tile plan by tile row."""
-    row: List[Tile] = []
-    for tile in tiles:
-        if row and tile.row_off != row[0].row_off:
-            yield row
-            row = []
-        row.append(tile)
-    if row:
-        yield row
 
 
 def auto_tile_size(n_layers: int, bytes_per_value: int = 4, budget_bytes: int = 256 * 2**20,

@@ -20,7 +20,7 @@ import numba  # noqa: E402 (after the cache folder is settled)
 import numpy as np  # noqa: E402
 
 from ..errors import ParameterError  # noqa: E402
-from .statistics import STATISTICS, check_statistic, integer_range, output_count  # noqa: F401,E402 (re-exported)
+from .statistics import STATISTICS, WARM_GROUPS, check_statistic, integer_range, output_count  # noqa: F401,E402
 
 _CODES = {name: i for i, name in enumerate(STATISTICS)}
 _CHUNK = 1024
@@ -330,7 +330,6 @@ def _warm_calls(group: str):
     Tiles are reduced as float32 stacks (inputs of up to 32 bits; those of up to 16 bits
     also with their integer range) or float64 stacks (wider inputs, never an integer range).
     """
-    from ..operations.warmup import WARM_GROUPS
     f32 = np.array([[1.0, np.nan, 3.0, 4.0], [2.0, 5.0, np.nan, 4.0], [0.0, 1.0, 2.0, np.nan]], np.float32)
     f64 = f32.astype(np.float64)
     order = (("median", ()), ("percentile", (25.0, 75.0)))
@@ -349,7 +348,7 @@ def _warm_calls(group: str):
 
 
 def warm_up(group: str) -> Tuple[int, int]:
-    """Compile the kernels of ``group`` (one of :data:`tilewise.core.warmup.WARM_GROUPS`) into numba's cache, or load
+    """Compile the kernels of ``group`` (one of :data:`.statistics.WARM_GROUPS`) into numba's cache, or load
     them from it; return ``(compiled, loaded from the cache)``, counted in specializations."""
     kernels = (_int_order_kernel, _float_order_kernel, _reduce_kernel)
     before = [(sum(k.stats.cache_misses.values()), sum(k.stats.cache_hits.values())) for k in kernels]

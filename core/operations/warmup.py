@@ -14,12 +14,9 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Dict, Optional, Tuple
 
+from ..kernels.statistics import WARM_GROUPS
 from ..runtime.executor import as_executor, make_executor, resolve_workers
 from ..runtime.jitconfig import configure_cache
-
-#: Kernels compiled together: the kernels of a group share their helpers and no two groups do, so
-#: groups compile in parallel processes without two of them writing one cache index.
-WARM_GROUPS = ("order statistics", "other statistics")
 
 
 @dataclass
