@@ -74,7 +74,7 @@ def test_the_zip_holds_one_plugin_folder(profile):
     assert sorted(p.name for p in plugins.iterdir()) == ["tilewise"]
     names = {p.relative_to(plugins / "tilewise").as_posix() for p in (plugins / "tilewise").rglob("*")}
     for needed in ("metadata.txt", "__init__.py", "plugin.py", "LICENSE", "constraints.txt", "resources/icon.svg",
-                   "algorithms/setup_engine.py", "core/kernels.py", "core/driver.py"):
+                   "algorithms/setup_engine.py", "core/kernels/reducers.py", "core/runtime/driver.py"):
         assert needed in names, needed
     for unwanted in ("tests", "scripts", "docs", "build", "Makefile", ".ci", "demo-output", ".venv"):
         assert unwanted not in names, unwanted
