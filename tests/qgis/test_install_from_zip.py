@@ -104,7 +104,7 @@ def test_install_from_zip_then_setupengine_then_a_first_run(profile, scenes, tmp
     assert "Created the engine environment" in report, report
     from tilewise.algorithms.environment import read_lock
     assert f"Installed {len(read_lock().engine)} package(s) at their locked versions" in report, report
-    assert "Compiled 4 kernel specialization(s)" in report, report
+    assert "Compiled 14 kernel specialization(s)" in report, report
     assert venv_python.is_file()
     assert not [p for p in plugins.rglob("*") if p.name == "__pycache__"]   # nothing written beside the code
     compiled = cache_files(cache)
