@@ -223,9 +223,16 @@ def slow_series(tmp_path_factory):
             for i in range(4)]
 
 
+def _hangup_as_a_terminal_sends_it():
+    # The suite may run under nohup (SIGHUP ignored, and inherited): a CLI started so rightly ignores
+    # it. These runs stand for one in a terminal that closes.
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+
 def start_cli(args, cwd):
     return subprocess.Popen([sys.executable, "-m", "tilewise", *map(str, args)], cwd=cwd, env=subprocess_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=_hangup_as_a_terminal_sends_it)
 
 
 def wait_for_tiles(output, proc, timeout=60):
