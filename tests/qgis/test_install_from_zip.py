@@ -14,7 +14,7 @@ import pytest
 
 from conftest import REPO
 from readonly import run_readonly
-from twtest import assert_band_medians, reported_scenes
+from twtest import assert_band_medians, assert_installed_the_lock, reported_scenes
 
 sys.path.insert(0, str(REPO / "scripts"))
 import package  # noqa: E402  (scripts/ is no package)
@@ -102,8 +102,7 @@ def test_install_from_zip_then_setupengine_then_a_first_run(profile, scenes, tmp
     assert done["PYTHON"] == str(venv_python), report
     assert done["CACHE"] == str(cache), report
     assert "Created the engine environment" in report, report
-    from tilewise.algorithms.environment import read_lock
-    assert f"Installed {len(read_lock().engine)} package(s) at their locked versions" in report, report
+    assert_installed_the_lock(report, REPO / "constraints.txt")
     assert "Compiled 14 kernel specialization(s)" in report, report
     assert venv_python.is_file()
     assert not [p for p in plugins.rglob("*") if p.name == "__pycache__"]   # nothing written beside the code
