@@ -103,10 +103,10 @@ test-latest:
 # Doctests import core/ through the plugin link, as tilewise.core.*: numba's on-disk cache records the
 # module name, and a cache written under another name (<checkout>.core.*) breaks later imports.
 test-engine:
-	cd $(PLUGINS) && PYTHONPATH=$(PLUGINS) $(ENGINE_PYTHON) -m pytest -p no:cacheprovider -q $(ROOT)/tests/engine --doctest-modules $(PLUGINS)/tilewise/core
+	cd $(PLUGINS) && PYTHONPATH=$(PLUGINS) $(ENGINE_PYTHON) -m pytest -p no:cacheprovider -q --durations=15 $(ROOT)/tests/engine --doctest-modules $(PLUGINS)/tilewise/core
 
 test-qgis: $(WHEELHOUSE)/.complete
-	cd $(PLUGINS) && PYTHONPATH=$(PLUGINS) $(QGIS_PYTHON) -m pytest -p no:cacheprovider -q $(ROOT)/tests/qgis
+	cd $(PLUGINS) && PYTHONPATH=$(PLUGINS) $(QGIS_PYTHON) -m pytest -p no:cacheprovider -q --durations=15 $(ROOT)/tests/qgis
 
 # The QGIS suite on Debian 13 (QGIS 3.40 LTR) and sid (QGIS 3.44), each in a debootstrap chroot
 # kept in build/matrix (not part of `make test`: see README, Development). Needs root or sudo.
