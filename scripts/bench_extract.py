@@ -50,13 +50,13 @@ pyogrio.raw.write(f"{folder}/points.gpkg", shapely.to_wkb(points), [np.arange(n_
 
 TILEWISE = r"""
 import sys
-from tilewise.core.operations.extract import ExtractSpec, extract
+from tilewise.core.operations.extract import ExtractSpec, extract_stats
 zones, coverage, out, *rasters = sys.argv[1:]
 if coverage == "points":
     spec = ExtractSpec(["mean"])
 else:
     spec = ExtractSpec(["mean", "median", "min", "max", "count", "sum"], coverage=coverage)
-extract(rasters, zones, spec, id_field="pid").write(out, layout="long")
+extract_stats(rasters, zones, spec, id_field="pid").write(out, layout="long")
 """
 
 EXACTEXTRACT = r"""

@@ -27,10 +27,10 @@ QGIS_FIELDS = {"count": "_count", "sum": "_sum", "mean": "_mean", "median": "_me
 
 ENGINE = r"""
 import sys
-from tilewise.core.operations.extract import ExtractSpec, extract
+from tilewise.core.operations.extract import ExtractSpec, extract_stats
 zones, out, *rasters = sys.argv[1:]
 spec = ExtractSpec(["mean", "median", "min", "max", "std", "count", "sum"], coverage="centre")
-result = extract(rasters, zones, spec, id_field="pid", tile_size=16)
+result = extract_stats(rasters, zones, spec, id_field="pid", tile_size=16)
 result.write(out, layout="long")
 result.write(out[:-4] + ".gpkg", layout="long")
 result.write(out[:-4] + "_wide.gpkg", layout="wide")
