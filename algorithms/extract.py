@@ -50,6 +50,13 @@ exactly), so QGIS stays responsive; cancel stops them.</p>
 """
 
 
+def zones_crs(crs):
+    """The zones' CRS as QGIS has it (it may differ from the file's: a CRS set on a shapefile without .prj):
+    its EPSG (or ESRI, IGNF) code, else its WKT."""
+    authid = crs.authid()
+    return authid if authid.upper().startswith(("EPSG:", "ESRI:", "IGNF:")) else crs.toWkt()
+
+
 class Extract(MaskParameters, ScalingParameters, TilewiseAlgorithm):
     OPERATION = "extract"
     UNIT = "tiles"
@@ -138,10 +145,13 @@ class Extract(MaskParameters, ScalingParameters, TilewiseAlgorithm):
         if scaling["scale"] == 1.0 and scaling["offset"] == 0.0:
             scaling.update(scale=None, offset=None)          # the values as they are, in their own type
         zones, layer = self.zones_file(parameters, context, feedback)
+        source = self.parameterAsSource(parameters, self.ZONES, context)
+        crs = source.sourceCrs() if source is not None else None
         params = {
             "inputs": inputs,
             "zones": zones,
             "layer": layer,
+            "zones_crs": zones_crs(crs) if crs is not None and crs.isValid() else None,
             "output": os.path.abspath(output),
             "statistics": stats,
             "percentiles": numbers(self.parameterAsString(parameters, self.PERCENTILES, context), float,

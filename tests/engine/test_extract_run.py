@@ -306,3 +306,23 @@ def test_other_crs_and_two_grids_in_one_run(tmp_path):
     col32, row32 = ~t32 * (np.array(x32), np.array(y32))
     want32 = [2 * a[int(r), int(c)] for r, c in zip(row32, col32)]
     assert values == [a[4, 3], want32[0], a[15, 12], want32[1]]
+
+
+def test_zones_crs_replaces_a_missing_one(scenes, tmp_path):
+    """A shapefile without .prj in WGS 84 (QGIS lets the user set its CRS): zones_crs says what it is."""
+    from rasterio.warp import transform as warp
+    cols, rows = np.array([3, 40, 77]), np.array([5, 33, 61])
+    xs, ys = apply(UTM_TRANSFORM, cols + 0.5, rows + 0.5)
+    lon, lat = warp(UTM_CRS, "EPSG:4326", xs.tolist(), ys.tolist())
+    path = tmp_path / "stations.shp"
+    pyogrio.raw.write(str(path), shapely.to_wkb(shapely.points(lon, lat)), [np.arange(3)], ["k"],
+                      geometry_type="Point", driver="ESRI Shapefile")
+    assert pyogrio.read_info(str(path))["crs"] is None
+    out = tmp_path / "ts.csv"
+    core.extract(scenes[:1], str(path), str(out), id_field="k", bands=[1], zones_crs="EPSG:4326")
+    with rasterio.open(scenes[0]) as src:
+        want = [float(v) if v else "" for v in src.read(1)[rows, cols]]
+    got = [line.split(",")[-1] for line in out.read_text().splitlines()[1:]]
+    assert got == [str(int(v)) if v != "" else "" for v in want]
+    with pytest.raises(ParameterError, match="not one GDAL knows"):
+        core.extract(scenes[:1], str(path), str(out), zones_crs="EPSG:99999999")

@@ -209,3 +209,29 @@ def test_qgis_process_runs_extract(qgis_process, scenes, tmp_path):  # noqa: F81
     first = lines[1].split(",")
     assert first[:3] == ['"p0"', '"s2_2021-05-02"', "2021-05-02"]
     assert float(first[4]) == pytest.approx(float(arrays[1][2, 1]), rel=1e-7)
+
+
+def test_a_crs_set_in_qgis_on_a_shapefile_without_prj(scenes, tmp_path):
+    """The zones' CRS is the one QGIS has for the layer, not only the file's."""
+    from osgeo import ogr
+    paths, arrays = scenes
+    to_wgs = QgsCoordinateTransform(QgsCoordinateReferenceSystem("EPSG:32633"),
+                                    QgsCoordinateReferenceSystem("EPSG:4326"), QgsProject.instance())
+    cells = [(3, 7), (30, 55)]
+    shp = str(tmp_path / "stations.shp")
+    ds = ogr.GetDriverByName("ESRI Shapefile").CreateDataSource(shp)
+    layer = ds.CreateLayer("stations", None, ogr.wkbPoint)
+    for r, c in cells:
+        p = to_wgs.transform(QgsPointXY(UTM33_10M[0] + 10 * c + 5, UTM33_10M[3] - 10 * r - 5))
+        f = ogr.Feature(layer.GetLayerDefn())
+        f.SetGeometry(ogr.CreateGeometryFromWkt(f"POINT ({p.x()} {p.y()})"))
+        layer.CreateFeature(f)
+        f = None
+    layer = ds = None
+    zones = QgsVectorLayer(shp, "stations", "ogr")
+    assert zones.isValid() and not zones.crs().isValid()
+    zones.setCrs(QgsCoordinateReferenceSystem("EPSG:4326"))
+    out = tmp_path / "ts.gpkg"
+    run(ALG, {"INPUT": paths[1:], "ZONES": zones, "LAYOUT": 1, "OUTPUT": str(out)})
+    _, rows = read_long(out)
+    assert [r["value"] for r in rows] == pytest.approx([float(arrays[1][r, c]) for r, c in cells], rel=1e-7)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from functools import partial
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
@@ -30,7 +30,7 @@ import shapely
 
 from ...errors import OutputError, ParameterError
 from ...grid import Grid, Tile
-from ...io.vector import Zones, output_format, write_table
+from ...io.vector import Zones, output_format, read_zones, write_table
 from ...kernels.zonal import TilePart
 from ...masks import parse_codes
 from ...options import GridOptions, LogFn, OutputOptions, split_options
@@ -54,7 +54,8 @@ class ExtractOptions:
     ``bands`` (default all but the mask band), ``input_nodata``, ``scale`` and
     ``offset``, a QA mask (``mask_band`` or ``mask_layers``, with ``mask_values``
     and ``mask_bits``), ``dates`` (one per raster; default from the file names or
-    metadata). The zones: ``id_field``, ``layer`` (of a multi-layer file). The
+    metadata). The zones: ``id_field``, ``layer`` (of a multi-layer file), ``zones_crs`` (their CRS
+    instead of the file's: e.g. a shapefile without .prj whose CRS was set in QGIS). The
     output: ``layout`` (wide or long), ``output_plot`` (an HTML chart).
     """
 
@@ -76,6 +77,7 @@ class ExtractOptions:
     dates: Optional[Any] = None
     id_field: Optional[str] = None
     layer: Optional[str] = None
+    zones_crs: Optional[str] = None
     layout: Union[int, str] = "long"
     output_plot: Optional[str] = None
 
@@ -237,13 +239,26 @@ def plan_extract_job(inputs: Sequence[str], zones: Union[str, Zones], output: st
     """Check the parameters and inputs and plan the job (nothing is written)."""
     outputs = check_outputs(output, own.output_plot, inputs, zones if isinstance(zones, str) else None)
     size = int(tile_size or DEFAULT_TILE_SIZE)
+    source = zones if isinstance(zones, str) else zones.source
+    if isinstance(zones, str):
+        zones = read_zones(zones, layer=own.layer, id_field=own.id_field)
+    if own.zones_crs:
+        zones = replace(zones, crs=_checked_crs(own.zones_crs, source))
     plan = plan_extraction(list(inputs), zones, own.spec, bands=own.bands, dates=own.dates, id_field=own.id_field,
                            layer=own.layer, tile_size=size, input_nodata=own.input_nodata, scale=own.scale,
                            offset=own.offset, mask_band=own.mask_band, mask_layers=own.mask_layers,
                            mask_values=own.mask_values, mask_bits=own.mask_bits)
-    source = zones if isinstance(zones, str) else plan.zones.source
     return ExtractJob(tuple(inputs), source, zones_digest(plan.zones), own, outputs, plan.groups[0].grid, size,
                       tuple(plan.tasks()), plan.for_workers(), plan)
+
+
+def _checked_crs(crs: str, source: str) -> str:
+    from rasterio.crs import CRS
+    from rasterio.errors import CRSError
+    try:
+        return CRS.from_user_input(crs).to_wkt()
+    except CRSError as exc:
+        raise ParameterError(f"The CRS given for the zones {source} is not one GDAL knows: {crs!r} ({exc}).") from None
 
 
 def extract(inputs: Sequence[str], zones: Union[str, Zones], output: str,
@@ -267,7 +282,7 @@ def extract(inputs: Sequence[str], zones: Union[str, Zones], output: str,
         The extraction's own (:class:`ExtractOptions`: ``percentiles``, ``coverage``,
         ``point_method``, ``window``, ``geometry_mode``, ``min_valid_fraction``, ``bands``,
         ``input_nodata``, ``scale``, ``offset``, ``mask_band``, ``mask_layers``, ``mask_values``,
-        ``mask_bits``, ``dates``, ``id_field``, ``layer``, ``layout``, ``output_plot``) and the
+        ``mask_bits``, ``dates``, ``id_field``, ``layer``, ``zones_crs``, ``layout``, ``output_plot``) and the
         run options (``tile_size``, ``workers``, ``executor``, ``scheduler``, ``resume``,
         ``keep_workdir``, ``progress``, ``log``).
 
