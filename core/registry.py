@@ -52,6 +52,8 @@ OPERATIONS: Tuple[Operation, ...] = (
               (_QGIS + "band_math:BandMath",)),
     Operation("mosaic", _CORE + "operations.mosaic:mosaic", _CORE + "cli.mosaic:add_commands",
               (_QGIS + "mosaic:Mosaic",)),
+    Operation("extract", _CORE + "operations.extract.run:extract", _CORE + "cli.extract:add_commands",
+              (_QGIS + "extract:Extract",)),
     Operation("stacsearch", _CORE + "operations.stac.search:stac_search", _CORE + "cli.stac:add_commands",
               (_QGIS + "stac_search:StacSearch",)),
     Operation("warmup", _CORE + "operations.warmup:warmup"),

@@ -1,4 +1,4 @@
-"""``make bench``: Tilewise side by side with QGIS, GDAL and numpy on the same files, in one run.
+"""``make bench``: Tilewise side by side with QGIS, GDAL, numpy and exactextract on the same files, in one run.
 
 Every tool runs end to end, from files on disk to a finished output file, as a
 separate process; wall time (median of --runs, with min and max) and the peak
@@ -407,6 +407,7 @@ def main():
     p.add_argument("--out", default=os.path.join(ROOT, "bench-output"))
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--quick", action="store_true", help="small inputs, one run: a CI smoke test")
+    p.add_argument("--peer-memory-gb", type=float, help="address-space limit of the exactextract run (extraction)")
     args = p.parse_args()
     if args.quick:
         args.runs = 1
@@ -425,6 +426,9 @@ def main():
     scaling = b.scaling(6 if q else 24, 600 if q else 4000, "uint16")
     first = b.first_run()
     int_k, gen_k, bn_k = b.kernel()
+    from bench_extract import extract_cases, ratios
+    extract_title = extract_cases(b, q)
+    extract_rows = [r for r in b.rows if " x " in r["case"] and ("polygons" in r["case"] or "points" in r["case"])]
     total = time.perf_counter() - start
     eff = {w: scaling[1] / (w * t) for w, t in scaling.items()}
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, " \
@@ -439,7 +443,9 @@ def main():
           f"First run (qgis_process, median of 4 x 352^2 x 6 bands uint8): {first['cold']:.2f} s with an empty "
           f"numba cache, {first['after set-up']:.2f} s right after the set-up (whose warm-up took "
           f"{first['set-up warm-up']:.2f} s), {first['warm']:.2f} s warm: cold / warm "
-          f"{first['cold'] / first['warm']:.1f}x, first run after set-up - warm {first['after set-up'] - first['warm']:+.2f} s."]
+          f"{first['cold'] / first['warm']:.1f}x, first run after set-up - warm {first['after set-up'] - first['warm']:+.2f} s.",
+          "", f"Extraction ({extract_title}; tilewise extract on 2 workers against the QGIS loops and exactextract; "
+          "goal: at least 10x the QGIS loop, no slower than exactextract):", "", ratios(extract_rows)]
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "bench.md"), "w") as f:
         f.write("\n".join(md) + "\n")

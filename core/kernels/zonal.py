@@ -565,6 +565,9 @@ class ZoneMerger:
         with np.errstate(invalid="ignore", divide="ignore"):
             fraction = np.where(whole > 0, w / whole, 0.0)
             std = np.sqrt(np.maximum(self.m2[z], 0.0) / w)
+            # the weighted sum over the weight, not the running mean: sums of whole pixels of integer
+            # rasters are exact, so the mean is the same bit for bit whatever the tiling
+            mean = np.where(w > 0, self.total[z] / w, self.mean[z])
         ok = n > 0
         if self.min_valid_fraction > 0:
             ok &= fraction >= self.min_valid_fraction - 1e-12
@@ -572,6 +575,6 @@ class ZoneMerger:
 
         def null(a: np.ndarray) -> np.ndarray:
             return np.where(ok, a, np.nan)
-        return ZoneStats(mean=null(self.mean[z]), std=null(std), vmin=null(self.vmin[z]), vmax=null(self.vmax[z]),
+        return ZoneStats(mean=null(mean), std=null(std), vmin=null(self.vmin[z]), vmax=null(self.vmax[z]),
                          count=w.copy(), total=null(self.total[z]), n_valid=n.copy(), valid_fraction=fraction,
                          quantiles=np.where(ok[..., None], self.q[z], np.nan), valid=ok)

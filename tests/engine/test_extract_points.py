@@ -12,7 +12,7 @@ import rasterio
 import shapely
 from affine import Affine
 
-from tilewise.core.operations.extract import ExtractSpec, extract, zones_from_geometries
+from tilewise.core.operations.extract import ExtractSpec, extract_stats, zones_from_geometries
 
 from extract_reference import apply
 from support import UTM_CRS, UTM_TRANSFORM, write_raster
@@ -41,7 +41,7 @@ def random_points(rng, n, pad=30.0):
 def test_nearest_is_the_pixel_that_contains_the_point(image, tile_size):
     rng = np.random.default_rng(1)
     points = random_points(rng, 400) + [shapely.Point(500000.0 + 10 * 7, 5000000.0 - 10 * 3)]  # on a pixel corner
-    r = extract([image], zones_from_geometries(points, UTM_CRS), ExtractSpec(), tile_size=tile_size)
+    r = extract_stats([image], zones_from_geometries(points, UTM_CRS), ExtractSpec(), tile_size=tile_size)
     table = r.table("long")
     assert list(table.columns) == ["feature_id", "source", "date", "band", "value"]
     with rasterio.open(image) as src:
@@ -82,7 +82,7 @@ def test_bilinear_equals_gdal(tmp_path, tile_size):
     xs, ys = apply(Affine(res, 0, left, 0, -res, top), cols.ravel() + 0.5, rows.ravel() + 0.5)
     points = shapely.points(xs, ys)
     spec = ExtractSpec(point_method="bilinear")
-    ours = extract([image], zones_from_geometries(points, UTM_CRS), spec, tile_size=tile_size).stats.mean[:, 0]
+    ours = extract_stats([image], zones_from_geometries(points, UTM_CRS), spec, tile_size=tile_size).stats.mean[:, 0]
     want = gdal.ravel()
     np.testing.assert_array_equal(np.isnan(ours), np.isnan(want))
     # positions agree to ~1e-10 pixel (GDAL goes through map coordinates): values to ~1e-9 of the data range
@@ -94,7 +94,7 @@ def test_bilinear_at_pixel_centres_is_the_pixel(image):
     h, w = SHAPE
     rows, cols = np.mgrid[0:h, 0:w]
     xs, ys = apply(UTM_TRANSFORM, cols.ravel() + 0.5, rows.ravel() + 0.5)
-    r = extract([image], zones_from_geometries(shapely.points(xs, ys), UTM_CRS), ExtractSpec(point_method=1))
+    r = extract_stats([image], zones_from_geometries(shapely.points(xs, ys), UTM_CRS), ExtractSpec(point_method=1))
     with rasterio.open(image) as src:
         a = src.read(1, masked=True).astype(np.float64).filled(np.nan).ravel()
     np.testing.assert_array_equal(r.stats.mean[:, 0], a)
@@ -105,7 +105,7 @@ def test_window_is_reduced_with_the_statistics(image, window):
     rng = np.random.default_rng(3)
     points = random_points(rng, 150, pad=15)
     spec = ExtractSpec(["mean", "max", "count", "median"], window=window)
-    r = extract([image], zones_from_geometries(points, UTM_CRS), spec, tile_size=8)
+    r = extract_stats([image], zones_from_geometries(points, UTM_CRS), spec, tile_size=8)
     assert "value" not in r.table("long").columns and "n_valid" in r.table("long").columns
     with rasterio.open(image) as src:
         a = src.read(1, masked=True).astype(np.float64).filled(np.nan)
@@ -131,7 +131,7 @@ def test_vertices_and_multipoints_are_sampled_one_by_one(image):
     line = shapely.LineString([(500005, 4999995), (500400, 4999700)])
     multi = shapely.MultiPoint([(500015, 4999985), (500255, 4999705)])
     zones = zones_from_geometries([poly, line, multi], UTM_CRS, ids=["p", "l", "m"], id_name="name")
-    r = extract([image], zones, ExtractSpec(geometry_mode="vertices"), tile_size=8)
+    r = extract_stats([image], zones, ExtractSpec(geometry_mode="vertices"), tile_size=8)
     table = r.table("long")
     assert table.columns["name"].tolist() == ["p"] * 6 + ["l"] * 2 + ["m"] * 2
     assert table.columns["vertex_index"].tolist() == [0, 1, 2, 3, 4, 5, 0, 1, 0, 1]

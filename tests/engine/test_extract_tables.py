@@ -16,7 +16,7 @@ import pytest
 import shapely
 
 from tilewise.core.errors import InputError, OutputError, ParameterError, TilewiseWarning
-from tilewise.core.operations.extract import ExtractSpec, extract, read_zones, write_table, zones_from_geometries
+from tilewise.core.operations.extract import ExtractSpec, extract_stats, read_zones, write_table, zones_from_geometries
 from tilewise.core.operations.extract.layout import date_order, raster_keys
 from tilewise.core.io.vector import Table, TableWriter
 
@@ -56,7 +56,7 @@ DATES = ["2020-03-01", "2020-01-15", None]
 @pytest.fixture(scope="module")
 def result(series, fields):
     spec = ExtractSpec(["mean", "median", "count", "percentiles"], percentiles=[25, 75])
-    return extract(series, fields, spec, id_field="pid", dates=DATES, tile_size=8)
+    return extract_stats(series, fields, spec, id_field="pid", dates=DATES, tile_size=8)
 
 
 # -- zones --------------------------------------------------------------------------------------------------
@@ -129,10 +129,12 @@ def test_raster_keys_are_unique_identifiers():
 
 def test_points_give_a_value_column(series):
     pts = zones_from_geometries([shapely.Point(500015, 4999985), shapely.Point(400000, 4000000)], UTM_CRS)
-    t = extract(series, pts, ExtractSpec(["mean", "median"])).table("long")
+    t = extract_stats(series, pts, ExtractSpec(["mean", "median"])).table("long")
     assert list(t.columns) == ["feature_id", "source", "date", "band", "value"]
-    # the first point is under the second raster's nodata block, the second outside every raster
-    assert np.isfinite(t.columns["value"]).tolist() == [True, True, False, False, True, True] + [False] * 6
+    # no DATES: the dates come from the file names, so the rows are 2020-01-15 (the raster with the nodata
+    # block over the first point), 2020-03-01, then the undated mosaic; the second point is outside them all
+    assert [str(d) for d in t.columns["date"][:6:2]] == ["2020-01-15", "2020-03-01", "NaT"]
+    assert np.isfinite(t.columns["value"]).tolist() == [False, False, True, True, True, True] + [False] * 6
 
 
 # -- files --------------------------------------------------------------------------------------------------
@@ -266,9 +268,9 @@ def test_spec_errors(kwargs, message):
 
 def test_run_errors(series, fields):
     with pytest.raises(InputError, match="Band 3 does not exist"):
-        extract(series, fields, bands=[3])
+        extract_stats(series, fields, bands=[3])
     with pytest.raises(ParameterError, match="one date per raster"):
-        extract(series, fields, dates=["2020-01-01"])
+        extract_stats(series, fields, dates=["2020-01-01"])
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        extract(series[:1], fields, bands=[1])
+        extract_stats(series[:1], fields, bands=[1])

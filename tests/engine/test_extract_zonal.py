@@ -10,7 +10,7 @@ import pytest
 import shapely
 from affine import Affine
 
-from tilewise.core.operations.extract import ExtractSpec, extract, plan_extraction, zones_from_geometries
+from tilewise.core.operations.extract import ExtractSpec, extract_stats, plan_extraction, zones_from_geometries
 from tilewise.core.kernels.cover import cover_tile
 from tilewise.core.kernels.footprints import footprints_from_pixels
 from tilewise.core.operations.extract.pipeline import extract_tile
@@ -122,7 +122,7 @@ def test_tiled_equals_whole_raster_reference(scenes, polygons, coverage, tile_si
     partly outside, holed, multi-part, smaller than a pixel) equals the whole-raster reference."""
     zones = zones_from_geometries(polygons, UTM_CRS)
     spec = ExtractSpec(ALL, percentiles=PERCENTILES, coverage=coverage)
-    result = extract(scenes, zones, spec, tile_size=tile_size)
+    result = extract_stats(scenes, zones, spec, tile_size=tile_size)
     if tile_size == 8:
         parts = result.plan.groups[0].assignment.parts
         assert np.sum(parts > 1) > 20 and np.sum(parts == 0) >= 1      # the cases are really there
@@ -150,7 +150,7 @@ def test_fractional_equals_exactextract(tmp_path, polygons, dtype, tile_size):
     ops = ["mean", "sum", "count", "min", "max", "stdev", "median", "quantile(q=0.1)", "quantile(q=0.9)"]
     theirs = ee.exact_extract(raster, JSONFeatureSource(features), ops, include_cols=["k"])
     spec = ExtractSpec(ALL, percentiles=[10, 90], coverage="fractional")
-    ours = extract([path], zones_from_geometries(polygons, UTM_CRS), spec, tile_size=tile_size).stats
+    ours = extract_stats([path], zones_from_geometries(polygons, UTM_CRS), spec, tile_size=tile_size).stats
     names = {"mean": ours.mean, "sum": ours.total, "count": ours.count, "min": ours.vmin, "max": ours.vmax,
              "stdev": ours.std, "median": ours.quantiles[..., 0], "quantile_10": ours.quantiles[..., 1],
              "quantile_90": ours.quantiles[..., 2]}
@@ -201,7 +201,7 @@ def test_spanning_median_is_not_an_average_of_tile_medians(tmp_path):
     path = write_raster(tmp_path / "q.tif", a)
     x0, y0, x1, y1 = extent((16, 16))
     zone = shapely.box(x0 + 25, y0 + 25, x1 - 15, y1 - 15)
-    r = extract([path], zones_from_geometries([zone], UTM_CRS), ExtractSpec(["median", "percentiles"],
+    r = extract_stats([path], zones_from_geometries([zone], UTM_CRS), ExtractSpec(["median", "percentiles"],
                 percentiles=[25, 75]), tile_size=8)
     w = reference_weights(zone, UTM_TRANSFORM, (16, 16), "centre")
     v = a[w > 0]
@@ -215,7 +215,7 @@ def test_features_outside_the_rasters_keep_their_rows(scenes):
     x0, y0, x1, y1 = extent()
     far = [shapely.box(x1 + 10, y0, x1 + 50, y0 + 40), shapely.Point(x0 - 5, y1 + 5).buffer(3), None,
            shapely.box(x1 + 1000, y0, x1 + 1100, y0 + 100)]
-    r = extract(scenes, zones_from_geometries(far, UTM_CRS), ExtractSpec(["mean", "count", "sum"]))
+    r = extract_stats(scenes, zones_from_geometries(far, UTM_CRS), ExtractSpec(["mean", "count", "sum"]))
     assert r.stats.n_valid.tolist() == [[0, 0, 0]] * 4
     # next to the grid the geometry is kept (a window could reach in); far from it, not
     assert r.plan.groups[0].footprints.kind.tolist() == [0, 0, -1, -1]
@@ -235,12 +235,12 @@ def test_min_valid_fraction_counts_pixels_outside_the_raster_as_missing(tmp_path
     inside_clear = shapely.box(x0 + 50, y0, x0 + 150, y0 + 100)  # 10 x 10, no cloud
     zones = zones_from_geometries([field, inside_clear], UTM_CRS)
     for threshold, expected in [(0.0, [True, True]), (0.5, [True, True]), (0.51, [False, True])]:
-        r = extract([path], zones, ExtractSpec(["mean", "count"], min_valid_fraction=threshold), tile_size=8)
+        r = extract_stats([path], zones, ExtractSpec(["mean", "count"], min_valid_fraction=threshold), tile_size=8)
         assert r.stats.valid_fraction[:, 0].tolist() == pytest.approx([0.5, 1.0])
         assert r.stats.valid[:, 0].tolist() == expected
         assert r.stats.count[:, 0].tolist() == [100.0, 100.0]    # count stays, the statistics go null
     cloud_field = shapely.box(x0 + 100, y1 - 100, x0 + 200, y1)  # 10 x 10, half under the cloud
-    r = extract([path], zones_from_geometries([cloud_field], UTM_CRS), ExtractSpec(["mean"], min_valid_fraction=0.6))
+    r = extract_stats([path], zones_from_geometries([cloud_field], UTM_CRS), ExtractSpec(["mean"], min_valid_fraction=0.6))
     assert r.stats.valid_fraction[0, 0] == pytest.approx(0.5) and np.isnan(r.stats.mean[0, 0])
 
 
@@ -251,12 +251,12 @@ def test_polygon_smaller_than_a_pixel_gets_its_covered_pixels(tmp_path):
     x0, y0, x1, y1 = extent((4, 4))
     tiny = shapely.box(x0 + 18, y1 - 8, x0 + 23, y1 - 4)        # over pixels (0, 1) 2/5 and (0, 2) 3/5
     for coverage in ("centre", "fractional"):
-        r = extract([path], zones_from_geometries([tiny], UTM_CRS), ExtractSpec(["mean", "count", "min", "max"],
+        r = extract_stats([path], zones_from_geometries([tiny], UTM_CRS), ExtractSpec(["mean", "count", "min", "max"],
                     coverage=coverage))
         assert r.stats.mean[0, 0] == pytest.approx(1 * 0.4 + 2 * 0.6)
         assert r.stats.count[0, 0] == pytest.approx(0.2)         # 20 m2 of a 100 m2 pixel
         assert (r.stats.vmin[0, 0], r.stats.vmax[0, 0], r.stats.n_valid[0, 0]) == (1.0, 2.0, 2)
-    r = extract([path], zones_from_geometries([tiny], UTM_CRS), ExtractSpec(["mean"], coverage="all_touched"))
+    r = extract_stats([path], zones_from_geometries([tiny], UTM_CRS), ExtractSpec(["mean"], coverage="all_touched"))
     assert r.stats.mean[0, 0] == 1.5
 
 
@@ -289,11 +289,11 @@ def test_zones_in_another_crs_are_reprojected_to_each_raster(tmp_path):
     utm = [shapely.Point(500000 + x, 5000000 - y).buffer(r) for x, y, r in rng.uniform(80, 520, (12, 3))]
     wgs = [shapely.geometry.shape(rasterio.warp.transform_geom("EPSG:32633", "EPSG:4326", g)) for g in utm]
     spec = ExtractSpec(["mean", "median", "count"], coverage="fractional")
-    both = extract([p33, p32], zones_from_geometries(wgs, "EPSG:4326"), spec, tile_size=16)
+    both = extract_stats([p33, p32], zones_from_geometries(wgs, "EPSG:4326"), spec, tile_size=16)
     assert len(both.plan.groups) == 2
     for i, (path, crs) in enumerate([(p33, "EPSG:32633"), (p32, "EPSG:32632")]):
         local = [shapely.geometry.shape(rasterio.warp.transform_geom("EPSG:4326", crs, g)) for g in wgs]
-        alone = extract([path], zones_from_geometries(local, crs), spec)
+        alone = extract_stats([path], zones_from_geometries(local, crs), spec)
         np.testing.assert_allclose(both.stats.mean[:, i], alone.stats.mean[:, 0], rtol=1e-9)
         np.testing.assert_allclose(both.stats.count[:, i], alone.stats.count[:, 0], rtol=1e-9)
     assert np.all(both.stats.count[:, 0] > 100)
@@ -306,7 +306,7 @@ def test_lines_take_the_pixels_they_cross(tmp_path, coverage):
     path = write_raster(tmp_path / "a.tif", a)
     x0, y0, x1, y1 = extent((20, 20))
     line = shapely.LineString([(x0 + 13, y1 - 17), (x0 + 141, y1 - 96), (x0 + 33, y1 - 188)])
-    r = extract([path], zones_from_geometries([line], UTM_CRS), ExtractSpec(["mean", "count"], coverage=coverage),
+    r = extract_stats([path], zones_from_geometries([line], UTM_CRS), ExtractSpec(["mean", "count"], coverage=coverage),
                 tile_size=8)
     boxes, rows, cols = pixel_boxes(UTM_TRANSFORM, (20, 20))
     lengths = shapely.length(shapely.intersection(boxes, line)) / 10.0

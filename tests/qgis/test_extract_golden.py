@@ -1,8 +1,8 @@
-"""Golden check of the extraction engine: centre coverage gives the statistics of QGIS's own
+"""Golden check of tilewise:extract: centre coverage gives the statistics of QGIS's own
 native:zonalstatisticsfb, raster by raster.
 
-The engine runs in its own Python (rasterio must stay out of this process), tiled small so that
-fields cross tile borders; QGIS runs zonalstatisticsfb once per raster here. Fields include
+tilewise:extract runs through processing.run (its engine in its own Python), tiled small so that
+fields cross tile borders, on two workers; QGIS runs zonalstatisticsfb once per raster here. Fields include
 holes, several parts, edges of the raster, a field in a nodata block and one smaller than a
 pixel (QGIS then weights the pixels it touches by their covered fraction; so does the engine).
 """
@@ -10,7 +10,6 @@ pixel (QGIS then weights the pixels it touches by their covered fraction; so doe
 import csv
 import math
 import os
-import subprocess
 
 import numpy as np
 import pytest
@@ -25,16 +24,14 @@ QGIS_STATS = {"count": 0, "sum": 1, "mean": 2, "median": 3, "std": 4, "min": 5, 
 QGIS_FIELDS = {"count": "_count", "sum": "_sum", "mean": "_mean", "median": "_median", "std": "_stdev",
                "min": "_min", "max": "_max"}
 
-ENGINE = r"""
-import sys
-from tilewise.core.operations.extract import ExtractSpec, extract
-zones, out, *rasters = sys.argv[1:]
-spec = ExtractSpec(["mean", "median", "min", "max", "std", "count", "sum"], coverage="centre")
-result = extract(rasters, zones, spec, id_field="pid", tile_size=16)
-result.write(out, layout="long")
-result.write(out[:-4] + ".gpkg", layout="long")
-result.write(out[:-4] + "_wide.gpkg", layout="wide")
-"""
+STATISTICS = [0, 1, 2, 3, 4, 5, 6]       # tilewise:extract's indices: mean, median, min, max, std, count, sum
+
+
+def extract(zones, rasters, output, layout):
+    """tilewise:extract through processing.run, centre coverage, tiled small (fields cross tile borders)."""
+    return run("tilewise:extract", {"INPUT": rasters, "ZONES": zones, "ID_FIELD": "pid", "STATISTICS": STATISTICS,
+                                    "COVERAGE": 0, "LAYOUT": layout, "OUTPUT": str(output), "TILE_SIZE": 16,
+                                    "WORKERS": 2})["OUTPUT"]
 
 
 def write_fields(path, geometries):
@@ -98,14 +95,12 @@ def data(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def engine_rows(data):
-    """The engine's long table (CSV; the same in GeoPackage, and the wide one), run once."""
+    """tilewise:extract's long table (CSV; the same as a GeoPackage, and the wide one), run once each."""
     folder, zones, rasters = data
     out = folder / "engine.csv"
-    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-               + "/build/plugins")
-    proc = subprocess.run([os.environ["TILEWISE_PYTHON"], "-c", ENGINE, zones, str(out), *rasters],
-                          env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert extract(zones, rasters, out, 1) == str(out)
+    extract(zones, rasters, folder / "engine.gpkg", 1)
+    extract(zones, rasters, folder / "engine_wide.gpkg", 0)
     with open(out, newline="") as f:
         return list(csv.DictReader(f))
 

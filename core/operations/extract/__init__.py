@@ -12,16 +12,16 @@ and :mod:`.zonal` (the numba kernels and the merge), :mod:`.layout` (long and
 wide tables), :mod:`.plot` (HTML chart), :mod:`.pipeline` (plan, one tile, a
 single-process run).
 
->>> from tilewise.core.operations.extract import ExtractSpec, extract          # doctest: +SKIP
->>> result = extract(scenes, "fields.gpkg", ExtractSpec(["mean", "count"]), id_field="pid")  # doctest: +SKIP
+>>> from tilewise.core.operations.extract import ExtractSpec, extract_stats          # doctest: +SKIP
+>>> result = extract_stats(scenes, "fields.gpkg", ExtractSpec(["mean", "count"]), id_field="pid")  # doctest: +SKIP
 >>> result.write("ts.parquet", layout="long")                       # doctest: +SKIP
 """
 
 from .spec import COVERAGES, GEOMETRY_MODES, POINT_METHODS, STATISTICS, ExtractSpec
-from .pipeline import ExtractPlan, ExtractResult, extract, extract_tile, plan_extraction, run_plan
+from .pipeline import ExtractPlan, ExtractResult, extract_stats, extract_tile, plan_extraction, run_plan
 from ...io.vector import Table, TableWriter, Zones, read_zones, write_table, zones_from_geometries
 from ...kernels.zonal import TilePart, ZoneMerger, ZoneStats
 
 __all__ = ["COVERAGES", "GEOMETRY_MODES", "POINT_METHODS", "STATISTICS", "ExtractSpec", "ExtractPlan",
-           "ExtractResult", "extract", "extract_tile", "plan_extraction", "run_plan", "Table", "TableWriter",
+           "ExtractResult", "extract_stats", "extract_tile", "plan_extraction", "run_plan", "Table", "TableWriter",
            "Zones", "read_zones", "write_table", "zones_from_geometries", "TilePart", "ZoneMerger", "ZoneStats"]

@@ -27,7 +27,8 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tupl
 import numpy as np
 import shapely
 
-from ...errors import CancelledError, InputError, ParameterError, TilewiseWarning
+from ...dates import date_from_name, date_from_tags, parse_date, read_date_tags
+from ...errors import CancelledError, InputError, MaskError, ParameterError, TilewiseWarning
 from ...grid import Grid, Tile, plan_tiles
 from ...kernels.cover import MODE_FRACTIONAL, footprint_total, cover_tile
 from ...kernels.footprints import KIND_LINE, KIND_POINT, KIND_POLYGON, Footprints, TileAssignment, assign_tiles, \
@@ -36,6 +37,7 @@ from .layout import build_table
 from .spec import COVERAGES, POINT_METHODS, ExtractSpec
 from ...io.vector import Samples, Table, Zones, make_samples, read_zones, reproject, same_crs, to_date64, write_table
 from ...kernels.zonal import TilePart, ZoneMerger, ZoneStats, reduce_tile
+from ...masks import QaMask, plan_qa_mask, qa_mask
 
 DEFAULT_TILE_SIZE = 1024
 
@@ -88,6 +90,9 @@ class ExtractPlan:
     input_nodata: Optional[float] = None
     scale: Optional[float] = None
     offset: Optional[float] = None
+    mask_band: Optional[int] = None
+    mask_layers: Tuple[str, ...] = ()
+    mask: QaMask = QaMask()
 
     @property
     def n_layers(self) -> int:
@@ -126,11 +131,16 @@ def plan_extraction(rasters: Sequence[str], zones: Union[str, Zones], spec: Opti
                     bands: Optional[Sequence[int]] = None, dates: Optional[Sequence[Any]] = None,
                     id_field: Optional[str] = None, layer: Optional[str] = None,
                     tile_size: int = DEFAULT_TILE_SIZE, input_nodata: Optional[float] = None,
-                    scale: Optional[float] = None, offset: Optional[float] = None) -> ExtractPlan:
+                    scale: Optional[float] = None, offset: Optional[float] = None,
+                    mask_band: Optional[int] = None, mask_layers: Optional[Sequence[str]] = None,
+                    mask_values: Any = (), mask_bits: Any = ()) -> ExtractPlan:
     """Plan the extraction of ``zones`` (a path or :class:`.vector.Zones`) from ``rasters``.
 
-    ``bands`` (1-based, the same for every raster; all by default), ``dates`` (one
-    per raster: ``datetime.date``, ISO text or None).
+    ``bands`` (1-based, the same for every raster; all but the mask band by default),
+    ``dates`` (one per raster: ``datetime.date``, ISO text or None; by default each
+    raster's date comes from its file name, else its metadata, else it has none).
+    A QA mask: ``mask_band`` of each raster, or ``mask_layers`` (one per raster, on
+    its grid), and the ``mask_values`` (classes) and ``mask_bits`` to drop.
     """
     from ...io.sources import describe_raster
 
@@ -144,8 +154,10 @@ def plan_extraction(rasters: Sequence[str], zones: Union[str, Zones], spec: Opti
     infos = [describe_raster(p) for p in rasters]
     sources = tuple(RasterSource(i.path, source_name(i.path), i.count, i.nodata, i.crs, tuple(i.transform),
                                  i.width, i.height) for i in infos)
-    band_list = _bands(sources, bands)
-    date_array = _dates(dates, len(sources))
+    masks = tuple(mask_layers or ())
+    mask = _plan_mask(sources, infos, mask_band, masks, mask_values, mask_bits)
+    band_list = _bands(sources, bands, mask_band)
+    date_array = _dates(dates, len(sources), [s.path for s in sources])
     samples = make_samples(zones, spec.geometry_mode, spec.window)
     if not zones.crs:
         warnings.warn(f"The zones layer {zones.source} has no CRS; its coordinates are taken to be in each "
@@ -153,16 +165,55 @@ def plan_extraction(rasters: Sequence[str], zones: Union[str, Zones], spec: Opti
     groups = tuple(_plan_group(sources, members, samples, zones.crs, spec, tile_size)
                    for members in _group_by_grid(sources))
     return ExtractPlan(sources, date_array, band_list, spec, zones, samples, groups, int(tile_size),
-                       input_nodata, scale, offset)
+                       input_nodata, scale, offset, mask_band, masks, mask)
 
 
-def _bands(sources: Sequence[RasterSource], bands: Optional[Sequence[int]]) -> Tuple[int, ...]:
+def _plan_mask(sources: Sequence[RasterSource], infos, mask_band: Optional[int], masks: Tuple[str, ...],
+               values: Any, bits: Any) -> QaMask:
+    """The QA mask, checked: one source of QA (a band of each raster, or one layer per raster on its grid)."""
+    from ...io.sources import describe_raster
+    if mask_band is not None and masks:
+        raise MaskError("Give either a mask band of the rasters or a list of mask layers, not both.")
+    if not masks and mask_band is None:
+        mask = plan_qa_mask(values, bits)
+        if not mask.empty:
+            raise MaskError("Mask values or bits were given but no mask band or mask layers to read them from.")
+        return mask
+    if masks and len(masks) != len(sources):
+        raise MaskError(f"{len(masks)} mask layers were given for {len(sources)} rasters; give one mask layer per "
+                        "raster, in the same order.")
+    if mask_band is not None:
+        short = [s for s in sources if not 1 <= mask_band <= s.count]
+        if short:
+            raise MaskError(f"Mask band {mask_band} does not exist in {short[0].path}, which has {short[0].count} "
+                            "band(s).")
+        dtype, where = infos[0].dtypes[mask_band - 1], f"band {mask_band} of {sources[0].path}"
+    else:
+        for s, m in zip(sources, masks):
+            info = describe_raster(m)
+            if (info.width, info.height) != (s.width, s.height) or \
+                    not np.allclose(tuple(info.transform)[:6], s.transform[:6]):
+                raise MaskError(f"The mask layer {m} is not on the grid of its raster {s.path} "
+                                f"({info.width} x {info.height} pixels against {s.width} x {s.height}, or another "
+                                "origin or pixel size); give each raster the mask of its own grid.")
+        dtype, where = describe_raster(masks[0]).dtypes[0], f"the mask layer {masks[0]}"
+    mask = plan_qa_mask(values, bits, dtype=dtype, layer=where)
+    if mask.empty:
+        raise MaskError("A mask is set but no mask values or bits: list the classes to drop, e.g. 0,1,3,8,9,10.")
+    return mask
+
+
+def _bands(sources: Sequence[RasterSource], bands: Optional[Sequence[int]],
+           mask_band: Optional[int] = None) -> Tuple[int, ...]:
     if bands is None or len(bands) == 0:
         counts = {s.count for s in sources}
         if len(counts) > 1:
             raise InputError(f"The rasters have different band counts ({', '.join(map(str, sorted(counts)))}); "
                              "choose BANDS that all of them have.")
-        return tuple(range(1, sources[0].count + 1))
+        chosen = tuple(b for b in range(1, sources[0].count + 1) if b != mask_band)
+        if not chosen:
+            raise InputError("No band is left to extract (the only band is the mask band).")
+        return chosen
     out = tuple(int(b) for b in bands)
     for s in sources:
         missing = [b for b in out if not 1 <= b <= s.count]
@@ -171,13 +222,24 @@ def _bands(sources: Sequence[RasterSource], bands: Optional[Sequence[int]]) -> T
     return out
 
 
-def _dates(dates: Optional[Sequence[Any]], n: int) -> np.ndarray:
-    if dates is None:
-        return np.full(n, np.datetime64("NaT", "D"))
+def _dates(dates: Optional[Sequence[Any]], n: int, paths: Sequence[str] = ()) -> np.ndarray:
+    """``dates`` as given; else each raster's from its file name, else its metadata
+    (TIFFTAG_DATETIME, ACQUISITIONDATETIME...), else none (NaT)."""
+    if isinstance(dates, str):
+        dates = [t for t in dates.replace(";", ",").replace(" ", ",").split(",") if t.strip()]
+    if dates is None or len(dates) == 0:
+        found = [date_from_name(p) for p in paths]
+        for i, p in enumerate(paths):
+            if found[i] is None:
+                hit = date_from_tags(read_date_tags(p))
+                found[i] = hit[0] if hit else None
+        return to_date64(found) if paths else np.full(n, np.datetime64("NaT", "D"))
     if len(dates) != n:
         raise ParameterError(f"{len(dates)} dates for {n} rasters: give one date per raster (or none).")
     try:
-        return to_date64(dates)
+        return to_date64([None if d is None or d == "" else
+                          (parse_date(d, f"entry {i + 1} of DATES") if isinstance(d, str) else d)
+                          for i, d in enumerate(dates)])
     except ValueError as exc:
         raise ParameterError(f"Cannot read a date: {exc}") from None
 
@@ -299,9 +361,22 @@ def read_bands(plan: ExtractPlan, group: GridGroup, r: int, tile: Tile) -> List[
             valid = np.ones(raw.shape, bool)
     except Exception as exc:                                   # noqa: BLE001 - say which raster and tile
         raise InputError(f"Cannot read {tile.name} of {src.name}: {exc}") from None
+    if not plan.mask.empty:
+        valid = valid & ~_masked(plan, r, window)[None, :, :]
     if plan.scale is not None or plan.offset is not None:
         raw = raw * (1.0 if plan.scale is None else plan.scale) + (0.0 if plan.offset is None else plan.offset)
     return [(raw[i], valid[i]) for i in range(raw.shape[0])]
+
+
+def _masked(plan: ExtractPlan, r: int, window) -> np.ndarray:
+    """True where the QA band (of raster ``r``, or its mask layer) marks the pixel to drop."""
+    path, band = (plan.mask_layers[r], 1) if plan.mask_layers else (plan.rasters[r].path, plan.mask_band)
+    src = _dataset(path)
+    try:
+        qa = src.read(band, window=window)
+    except Exception as exc:                                   # noqa: BLE001 - say which mask and tile
+        raise InputError(f"Cannot read the QA band {band} of {path}: {exc}") from None
+    return qa_mask(qa, plan.mask, np.dtype(src.dtypes[band - 1]).itemsize * 8)
 
 
 _OPEN: Dict[str, Any] = {}
@@ -370,7 +445,7 @@ class ExtractResult:
         return write_plot(self, path, **options)
 
 
-def extract(rasters: Sequence[str], zones: Union[str, Zones], spec: Optional[ExtractSpec] = None, *,
+def extract_stats(rasters: Sequence[str], zones: Union[str, Zones], spec: Optional[ExtractSpec] = None, *,
             progress: Optional[Callable[[float], Any]] = None, reader: Optional[Reader] = None,
             **options) -> ExtractResult:
     """Extract ``spec``'s statistics of ``zones`` from every raster, in this process.
@@ -379,7 +454,7 @@ def extract(rasters: Sequence[str], zones: Union[str, Zones], spec: Optional[Ext
     called after every tile; if it returns False the run stops with
     :class:`CancelledError`.
 
-    >>> r = extract(sorted(glob("scenes/*.tif")), "fields.gpkg", ExtractSpec(["mean", "count"]),
+    >>> r = extract_stats(sorted(glob("scenes/*.tif")), "fields.gpkg", ExtractSpec(["mean", "count"]),
     ...             id_field="pid")                                        # doctest: +SKIP
     >>> r.write("ts.parquet", layout="long")                              # doctest: +SKIP
     """

@@ -1,0 +1,72 @@
+"""``tilewise extract``: time series of statistics at points and polygons, over many rasters, to a table.
+
+    tilewise extract -z fields.gpkg --id-field pid --stats mean,count --coverage centre --layout long \\
+        -o ts.parquet scenes/*.tif
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from ..vocabulary import EXTRACT_COVERAGES, EXTRACT_GEOMETRY_MODES, EXTRACT_POINT_METHODS, EXTRACT_STATISTICS
+from . import run_with_progress
+from .options import add_input_nodata_option, add_run_options, expand_inputs, integers, numbers, run_kwargs
+
+LAYOUTS = ("wide", "long")
+
+
+def add_commands(sub) -> None:
+    c = sub.add_parser("extract", help="statistics of points and polygons over a time series of rasters, to a table",
+                       description="Every feature, every raster, every band in one run: the values at points (nearest "
+                                   "pixel or bilinear) and statistics of lines and polygons (pixel centres, all "
+                                   "touched, or covered fractions), in a GeoPackage, CSV or Parquet table.")
+    c.add_argument("inputs", nargs="+", help="input rasters or quoted glob patterns")
+    c.add_argument("-z", "--zones", required=True, help="vector file of points, lines or polygons (any CRS)")
+    c.add_argument("--layer", help="layer of the zones file (default its first)")
+    c.add_argument("--id-field", help="field carried into the output as the id (default the feature id)")
+    c.add_argument("-s", "--stats", default="mean", metavar="LIST",
+                   help=f"comma-separated: {', '.join(EXTRACT_STATISTICS)} (default mean)")
+    c.add_argument("-p", "--percentiles", type=numbers, default=[], help="e.g. 10,50,90 (adds the percentiles)")
+    c.add_argument("--coverage", default=EXTRACT_COVERAGES[0], choices=EXTRACT_COVERAGES,
+                   help="polygon pixels: centre inside (as QGIS), all touched, or weighted by covered fraction "
+                        "(as exactextract)")
+    c.add_argument("--point-method", default=EXTRACT_POINT_METHODS[0], choices=EXTRACT_POINT_METHODS)
+    c.add_argument("--geometry-mode", default=EXTRACT_GEOMETRY_MODES[0], choices=EXTRACT_GEOMETRY_MODES,
+                   help="lines and polygons: zonal statistics, or each vertex as a point")
+    c.add_argument("--window", type=int, default=1, help="n x n pixels around each point, reduced with --stats")
+    c.add_argument("--min-valid-fraction", type=float, default=0.0,
+                   help="below this valid fraction of a feature's footprint its statistics are null (0-1)")
+    c.add_argument("--bands", type=integers, help="bands to extract, e.g. 1,2 (default all but the mask band)")
+    add_input_nodata_option(c)
+    c.add_argument("--scale", type=float, help="values are multiplied by this (after nodata is found)")
+    c.add_argument("--offset", type=float, help="and this is added")
+    c.add_argument("--mask-band", type=int, help="band of each input holding QA classes (e.g. Sentinel-2 SCL)")
+    c.add_argument("--mask", nargs="+", dest="mask_layers", help="one mask raster per input, in order, on its grid")
+    c.add_argument("--mask-values", default="", help="QA classes to drop, e.g. 0,1,3,8,9,10")
+    c.add_argument("--mask-bits", default="", help="QA bits to drop (any set), e.g. 1,2,3,4")
+    c.add_argument("--dates", help="one date per input, in order (default: from the file names, else the metadata)")
+    c.add_argument("--layout", default="long", choices=LAYOUTS,
+                   help="long: one row per feature x raster x band (default); wide: the features with one field "
+                        "per date x band x statistic")
+    c.add_argument("-o", "--output", required=True, help="output table: .gpkg, .csv or .parquet")
+    c.add_argument("--plot", help="also write an HTML chart of each feature's series")
+    add_run_options(c)
+    c.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..operations.extract.run import extract
+    report = run_with_progress(
+        extract, args, expand_inputs(args.inputs), args.zones, args.output, args.stats,
+        percentiles=args.percentiles, coverage=args.coverage, point_method=args.point_method,
+        geometry_mode=args.geometry_mode, window=args.window, min_valid_fraction=args.min_valid_fraction,
+        bands=args.bands, input_nodata=args.input_nodata, scale=args.scale, offset=args.offset,
+        mask_band=args.mask_band, mask_layers=expand_inputs(args.mask_layers) if args.mask_layers else None,
+        mask_values=args.mask_values, mask_bits=args.mask_bits, dates=args.dates, id_field=args.id_field,
+        layer=args.layer, layout=args.layout, output_plot=args.plot, **run_kwargs(args))
+    reused = f" ({report.reused} reused)" if report.reused else ""
+    print(f"{report.output}: {report.rows} rows, {report.tiles} tiles{reused} on {report.workers} workers "
+          f"in {report.seconds:.2f} s")
+    if len(report.outputs) > 1:
+        print(f"{report.outputs[1]}: plot")
+    return 0

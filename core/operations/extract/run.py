@@ -1,0 +1,306 @@
+"""The ``extract`` operation: time series at points and polygons through the tile runner.
+
+:func:`extract` plans the extraction (:func:`.pipeline.plan_extraction`), makes an
+:class:`ExtractJob` whose tiles are the ``(grid, tile)`` windows that hold at
+least one sample, and hands it to :func:`~tilewise.core.runtime.runner.run_tiles`:
+local worker processes, a Dask cluster, or this process, with resume. Each tile
+(:func:`extract_job_tile`) covers its samples once, reads its window once per
+raster and writes its :class:`~tilewise.core.kernels.zonal.TilePart` as named
+arrays into the work folder (the :class:`ExtractSink`, a table sink). Finishing
+merges every part exactly (:class:`~tilewise.core.kernels.zonal.ZoneMerger`:
+medians and percentiles from the values of every tile) and writes the table
+(GeoPackage, CSV, Parquet; long or wide layout) and, if asked, the HTML plot.
+
+Memory: a worker holds one tile window of one raster band at a time and the
+aggregates of the tile's samples; the parent holds the statistics of every
+sample and layer, and the values of samples that span tiles until their last
+tile is merged (only when medians or percentiles are asked).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field, fields, replace
+from functools import partial
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import shapely
+
+from ...errors import OutputError, ParameterError
+from ...grid import Grid, Tile
+from ...io.vector import Zones, output_format, read_zones, write_table
+from ...kernels.zonal import TilePart
+from ...masks import parse_codes
+from ...options import GridOptions, LogFn, OutputOptions, split_options
+from ...runtime.runner import RunReport, TileBudget, TiledJob, run_tiles, warnings_to
+from ...runtime.sinks import TableSink, read_part, write_part
+from .layout import LAYOUTS
+from .pipeline import DEFAULT_TILE_SIZE, ExtractPlan, ExtractResult, assemble_stats, close_datasets, \
+    extract_tile, plan_extraction
+from .spec import ExtractSpec, choose
+
+
+@dataclass(frozen=True)
+class ExtractOptions:
+    """The extraction's own options (the run options are shared: :class:`~tilewise.core.options.RunOptions`).
+
+    What to compute: ``statistics`` (names or indices of
+    :data:`~.spec.STATISTICS`), ``percentiles`` (0-100, with ``percentiles``),
+    ``coverage`` (centre, all_touched, fractional), ``point_method`` (nearest,
+    bilinear), ``window`` (n x n pixels around points), ``geometry_mode`` of lines
+    and polygons (zonal, vertices), ``min_valid_fraction``. What to read:
+    ``bands`` (default all but the mask band), ``input_nodata``, ``scale`` and
+    ``offset``, a QA mask (``mask_band`` or ``mask_layers``, with ``mask_values``
+    and ``mask_bits``), ``dates`` (one per raster; default from the file names or
+    metadata). The zones: ``id_field``, ``layer`` (of a multi-layer file), ``zones_crs`` (their CRS
+    instead of the file's: e.g. a shapefile without .prj whose CRS was set in QGIS). The
+    output: ``layout`` (wide or long), ``output_plot`` (an HTML chart).
+    """
+
+    statistics: Union[str, Sequence[Any]] = ("mean",)
+    percentiles: Sequence[float] = ()
+    coverage: Union[int, str] = "centre"
+    point_method: Union[int, str] = "nearest"
+    window: int = 1
+    geometry_mode: Union[int, str] = "zonal"
+    min_valid_fraction: float = 0.0
+    bands: Optional[Sequence[int]] = None
+    input_nodata: Optional[float] = None
+    scale: Optional[float] = None
+    offset: Optional[float] = None
+    mask_band: Optional[int] = None
+    mask_layers: Optional[Sequence[str]] = None
+    mask_values: Any = ()
+    mask_bits: Any = ()
+    dates: Optional[Any] = None
+    id_field: Optional[str] = None
+    layer: Optional[str] = None
+    zones_crs: Optional[str] = None
+    layout: Union[int, str] = "long"
+    output_plot: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        """Checked and in one form (names, tuples), so that the same job given in other words (``"mean,count"``
+        or ``[0, 5]``, lists or tuples) is the same job for resume."""
+        spec = ExtractSpec(self.statistics, tuple(self.percentiles), self.coverage, self.point_method,
+                           self.window, self.geometry_mode, self.min_valid_fraction)
+        values = dict(statistics=spec.statistics, percentiles=spec.percentiles, coverage=spec.coverage,
+                      point_method=spec.point_method, window=spec.window, geometry_mode=spec.geometry_mode,
+                      min_valid_fraction=spec.min_valid_fraction, layout=choose(self.layout, LAYOUTS, "layout"),
+                      bands=tuple(int(b) for b in self.bands) if self.bands else None,
+                      mask_layers=tuple(self.mask_layers) if self.mask_layers else None,
+                      mask_values=parse_codes(self.mask_values, "MASK_VALUES"),
+                      mask_bits=parse_codes(self.mask_bits, "MASK_BITS"),
+                      dates=tuple(self.dates) if self.dates is not None and not isinstance(self.dates, str)
+                      else (self.dates or None))
+        for name, value in values.items():
+            object.__setattr__(self, name, value)
+
+    @property
+    def spec(self) -> ExtractSpec:
+        return ExtractSpec(self.statistics, tuple(self.percentiles), self.coverage, self.point_method,
+                           self.window, self.geometry_mode, self.min_valid_fraction)
+
+
+@dataclass(frozen=True)
+class ExtractSink(TableSink):
+    """The table of an extraction, and its plot: ``merge`` turns the parts into an
+    :class:`~.pipeline.ExtractResult`, laid out in ``layout``."""
+
+    layout: str = "long"
+    plot: Optional[str] = None
+
+    @property
+    def outputs(self) -> Tuple[str, ...]:
+        return (self.path,) + ((self.plot,) if self.plot else ())
+
+    def finish(self, workdir: str, tiles: Sequence[Tile], say: LogFn) -> Dict[str, Any]:
+        say(f"Merging the statistics of {len(tiles)} tiles into {self.path}")
+        result = self.merge((t, read_part(self.target(workdir, t))) for t in tiles)
+        table = result.table(self.layout)
+        write_table(table, self.path, self.layer)
+        if self.plot:
+            result.plot(self.plot)
+        return dict(rows=len(table))
+
+
+@dataclass(frozen=True)
+class ExtractJob(TiledJob):
+    """An extraction for the runner. The plain fields identify it (the work folder's fingerprint: with the
+    inputs' sizes and times, and a digest of the zones); ``plan`` is what the workers need (pixel-space
+    footprints and tile assignments, no attributes), ``full`` the plan with the zones, kept in this
+    process for the merge and never sent to workers."""
+
+    inputs: Tuple[str, ...]
+    zones: str
+    zones_digest: str
+    options: ExtractOptions
+    outputs: Tuple[str, ...]
+    grid: Grid
+    planned_tile_size: int
+    tasks: Tuple[Tuple[int, int], ...]
+    plan: ExtractPlan = field(repr=False, compare=False)
+    full: Optional[ExtractPlan] = field(default=None, repr=False, compare=False)
+
+    def __getstate__(self) -> Dict[str, Any]:
+        state = dict(self.__dict__)
+        state["full"] = None          # the zones' geometries and attributes stay in the parent
+        return state
+
+    @property
+    def output(self) -> str:
+        return self.outputs[0]
+
+    @property
+    def sink(self) -> ExtractSink:
+        plot = self.outputs[1] if len(self.outputs) > 1 else None
+        return ExtractSink(self.output, partial(merge_parts, self.full), None, str(self.options.layout), plot)
+
+    @property
+    def budget(self) -> TileBudget:
+        return TileBudget(len(self.plan.bands), 8)
+
+    @property
+    def tile_size(self) -> Optional[int]:
+        return self.planned_tile_size
+
+    def tiles(self, tile_size: int) -> List[Tile]:
+        """One runner tile per ``(grid, tile)`` task, numbered in task order, with that tile's window."""
+        out = []
+        for i, (g, t) in enumerate(self.tasks):
+            w = self.plan.groups[g].tiles[t]
+            out.append(Tile(i, w.row_off, w.col_off, w.height, w.width))
+        return out
+
+
+def extract_job_tile(job: ExtractJob, tile: Tile, target: str) -> int:
+    """Compute runner tile ``tile`` (a ``(grid, tile)`` task) and write its part; return its index."""
+    g, t = job.tasks[tile.index]
+    try:
+        part = extract_tile(job.plan, g, t)
+    finally:
+        close_datasets()
+    arrays = {f.name: getattr(part, f.name) for f in fields(TilePart)}
+    arrays["tile"] = np.int64(t)
+    arrays["group"] = np.int64(g)
+    write_part(target, arrays)
+    return tile.index
+
+
+def merge_parts(plan: ExtractPlan, parts: Iterator[Tuple[Tile, Dict[str, np.ndarray]]]) -> ExtractResult:
+    """Every tile's part merged exactly, per grid, into the statistics of every sample and layer."""
+    mergers = [plan.merger(g) for g in range(len(plan.groups))]
+    names = [f.name for f in fields(TilePart)]
+    for _tile, arrays in parts:
+        values = {n: arrays[n] for n in names}
+        values["tile"] = int(arrays["tile"])
+        mergers[int(arrays["group"])].add(TilePart(**values))
+    return ExtractResult(plan, assemble_stats(plan, [m.result() for m in mergers]))
+
+
+def zones_digest(zones: Zones) -> str:
+    """A hash of the zones' geometries, ids and CRS: a resumed run of other zones starts afresh."""
+    h = hashlib.sha256()
+    h.update(repr((zones.crs, zones.id_name, len(zones))).encode())
+    h.update(b"".join(w or b"" for w in shapely.to_wkb(zones.geometry, hex=False)))
+    h.update(repr(np.asarray(zones.ids).tolist()).encode())
+    return h.hexdigest()
+
+
+def check_outputs(output: str, plot: Optional[str], inputs: Sequence[str], zones: Optional[str]) -> Tuple[str, ...]:
+    """The output table and plot paths, absolute; errors for an unknown format, a plot that is not HTML,
+    an output that is an input, a folder that does not exist."""
+    if not output:
+        raise OutputError("No output table was given (.gpkg, .csv or .parquet).")
+    output_format(output)
+    paths = [os.path.abspath(output)]
+    if plot:
+        if os.path.splitext(plot)[1].lower() not in (".html", ".htm"):
+            raise OutputError(f"The plot {plot} is an HTML page: give it a .html name.")
+        paths.append(os.path.abspath(plot))
+    if len(set(paths)) < len(paths):
+        raise OutputError("The output table and the plot are the same file; give them different names.")
+    taken = {os.path.abspath(p) for p in list(inputs) + ([zones] if zones else []) if "://" not in p}
+    for p in paths:
+        if p in taken:
+            raise OutputError(f"The output {p} is also an input; write it elsewhere.")
+        folder = os.path.dirname(p)
+        if not os.path.isdir(folder):
+            raise OutputError(f"The output folder {folder} does not exist.")
+        if not os.access(folder, os.W_OK):
+            raise OutputError(f"Cannot write into {folder}: permission denied.")
+    return tuple(paths)
+
+
+def plan_extract_job(inputs: Sequence[str], zones: Union[str, Zones], output: str, own: ExtractOptions,
+                     tile_size: Optional[int]) -> ExtractJob:
+    """Check the parameters and inputs and plan the job (nothing is written)."""
+    outputs = check_outputs(output, own.output_plot, inputs, zones if isinstance(zones, str) else None)
+    size = int(tile_size or DEFAULT_TILE_SIZE)
+    source = zones if isinstance(zones, str) else zones.source
+    if isinstance(zones, str):
+        zones = read_zones(zones, layer=own.layer, id_field=own.id_field)
+    if own.zones_crs:
+        zones = replace(zones, crs=_checked_crs(own.zones_crs, source))
+    plan = plan_extraction(list(inputs), zones, own.spec, bands=own.bands, dates=own.dates, id_field=own.id_field,
+                           layer=own.layer, tile_size=size, input_nodata=own.input_nodata, scale=own.scale,
+                           offset=own.offset, mask_band=own.mask_band, mask_layers=own.mask_layers,
+                           mask_values=own.mask_values, mask_bits=own.mask_bits)
+    return ExtractJob(tuple(inputs), source, zones_digest(plan.zones), own, outputs, plan.groups[0].grid, size,
+                      tuple(plan.tasks()), plan.for_workers(), plan)
+
+
+def _checked_crs(crs: str, source: str) -> str:
+    from rasterio.crs import CRS
+    from rasterio.errors import CRSError
+    try:
+        return CRS.from_user_input(crs).to_wkt()
+    except CRSError as exc:
+        raise ParameterError(f"The CRS given for the zones {source} is not one GDAL knows: {crs!r} ({exc}).") from None
+
+
+def extract(inputs: Sequence[str], zones: Union[str, Zones], output: str,
+            statistics: Union[str, Sequence[Any]] = ("mean",), **options) -> RunReport:
+    """Statistics of every feature of ``zones`` in every raster of ``inputs``, written to a table.
+
+    Parameters
+    ----------
+    inputs : list of str
+        The rasters (a time series: paths, GDAL paths or URLs), in any CRS and on any grid.
+    zones : str or Zones
+        A vector file of points, lines or polygons (any CRS: reprojected to each raster's),
+        or :class:`~tilewise.core.io.vector.Zones`.
+    output : str
+        The table: ``.gpkg``, ``.csv``, ``.parquet`` (replaced atomically if it exists).
+    statistics : str or list
+        ``"mean,count"``, or names/indices of 0 mean, 1 median, 2 min, 3 max, 4 std,
+        5 count, 6 sum, 7 percentiles (with ``percentiles``). Points without a
+        ``window`` give their pixel's ``value``.
+    **options
+        The extraction's own (:class:`ExtractOptions`: ``percentiles``, ``coverage``,
+        ``point_method``, ``window``, ``geometry_mode``, ``min_valid_fraction``, ``bands``,
+        ``input_nodata``, ``scale``, ``offset``, ``mask_band``, ``mask_layers``, ``mask_values``,
+        ``mask_bits``, ``dates``, ``id_field``, ``layer``, ``zones_crs``, ``layout``, ``output_plot``) and the
+        run options (``tile_size``, ``workers``, ``executor``, ``scheduler``, ``resume``,
+        ``keep_workdir``, ``progress``, ``log``).
+
+    Returns
+    -------
+    RunReport
+        With ``rows``: the rows of the table; ``outputs``: the table (and the plot).
+
+    Examples
+    --------
+    >>> from tilewise.core import extract                                           # doctest: +SKIP
+    >>> extract(sorted(glob("scenes/*.tif")), "fields.gpkg", "ts.parquet", "mean,count",
+    ...         id_field="pid", coverage="centre", layout="long", workers=2)       # doctest: +SKIP
+    """
+    own, shared = split_options(options, ExtractOptions, where="extract()", statistics=statistics)
+    if shared.grid != GridOptions() or shared.output != OutputOptions():
+        raise ParameterError("extract() reads every raster on its own grid and writes a table: it takes no "
+                             "target grid or output raster options.")
+    with warnings_to(shared.run.log):
+        job = plan_extract_job(inputs, zones, output, own, shared.run.tile_size)
+    return run_tiles(job, extract_job_tile, shared.run)
