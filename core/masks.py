@@ -171,6 +171,15 @@ def plan_qa_mask(values: Union[str, Sequence[int], None] = (), bits: Union[str, 
 
 
 def _check_against_dtype(values: Tuple[int, ...], bits: Tuple[int, ...], dt: np.dtype, layer: str) -> None:
+    if dt.kind == "f":
+        # a QA band stacked with float bands (GeoTIFF bands share one type): whole numbers up to the
+        # mantissa are exact, so its bits can be read; a fractional value is refused when read (qa_mask)
+        exact = np.finfo(dt).nmant
+        wide = [b for b in bits if b > exact]
+        if wide:
+            raise MaskError(f"MASK_BITS {wide} cannot be read from {layer}, which is {dt.name} (whole numbers "
+                            f"are exact up to bit {exact}); use the QA band in its own integer type.")
+        return
     if dt.kind not in "iu":
         if bits:
             raise MaskError(f"{layer} is {dt.name}, not an integer band, so it holds no bit flags; "
