@@ -36,8 +36,9 @@ from dataclasses import dataclass, field
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 from ..core.runtime.jitconfig import user_cache_root
-from .engine import (SETTING_HINT, SETUP_ALGORITHM, EngineCancelled, EngineError, _describe_python, _popen_flags,
-                     default_venv_python, kill_tree, package_root, run_engine, system_pythons)
+from .engine_process import kill_tree, run_engine
+from .interpreter import (SETTING_HINT, SETUP_ALGORITHM, EngineCancelled, EngineError, _describe_python, _popen_flags,
+                          default_venv_python, package_root, system_pythons)
 
 LOCK_NAME = "constraints.txt"
 ENGINE_SECTION = "[engine]"

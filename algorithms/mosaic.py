@@ -8,8 +8,9 @@ from qgis.core import (QgsProcessingException, QgsProcessingParameterEnum, QgsPr
                        QgsProcessingParameterString)
 
 from ..core.vocabulary import OVERLAP_RULES, OVERVIEW_RESAMPLINGS as ENGINE_OVERVIEW_RESAMPLINGS
-from .base import OUTPUT_TYPES, TilewiseAlgorithm, tr
+from .base import TilewiseAlgorithm, tr
 from .compat import FILE_FOLDER, NUMBER_DOUBLE, TYPE_RASTER, advanced
+from .parameters import OUTPUT_TYPES, optional_number
 
 OVERLAPS = list(OVERLAP_RULES)
 OVERVIEW_RESAMPLINGS = list(ENGINE_OVERVIEW_RESAMPLINGS)
@@ -30,6 +31,7 @@ directly (VRT + COG driver); otherwise Tilewise computes it tile by tile on ever
 
 
 class Mosaic(TilewiseAlgorithm):
+    OPERATION = "mosaic"
     INPUT = "INPUT"
     INPUT_FOLDER = "INPUT_FOLDER"
     PATTERN = "PATTERN"
@@ -64,27 +66,24 @@ class Mosaic(TilewiseAlgorithm):
             self.OVERVIEW_RESAMPLING, tr("Overview resampling"), OVERVIEW_RESAMPLINGS, defaultValue=0)))
         self.add_output_parameters("Mosaic")
 
-    def processAlgorithm(self, parameters, context, feedback):
+    def engine_params(self, parameters, context, feedback):
         sources = self.layer_sources(parameters, self.INPUT, context, required=False)
         folder = self.parameterAsFile(parameters, self.INPUT_FOLDER, context)
         if folder:
             sources += folder_files(folder, self.parameterAsString(parameters, self.PATTERN, context))
         if not sources:
             raise QgsProcessingException(tr("No input rasters: select layers or a folder of rasters."))
-        nodata = parameters.get(self.INPUT_NODATA)
         params = {
             "inputs": sources,
             "overlap": OVERLAPS[self.parameterAsEnum(parameters, self.OVERLAP, context)],
-            "input_nodata": self.parameterAsDouble(parameters, self.INPUT_NODATA, context)
-            if nodata not in (None, "") else None,
+            "input_nodata": optional_number(self, parameters, self.INPUT_NODATA, context),
             "overview_resampling": OVERVIEW_RESAMPLINGS[
                 self.parameterAsEnum(parameters, self.OVERVIEW_RESAMPLING, context)],
         }
         params.update(self.grid_params(parameters, context))
         params.update(self.output_params(parameters, context))
         feedback.pushInfo(tr(f"Mosaic of {len(sources)} rasters, overlap rule {params['overlap']}"))
-        report = self.run_job("mosaic", params, feedback)
-        return {self.OUTPUT: report["output"]}
+        return params
 
 
 def folder_files(folder, pattern):

@@ -5,10 +5,12 @@ import os
 from qgis.core import (QgsProcessingAlgorithm, QgsProcessingException, QgsProcessingOutputString,
                        QgsProcessingParameterFile)
 
-from .base import tr
 from .compat import FILE_FOLDER
-from .engine import EngineError, configured_interpreter
 from .environment import SetupFeedback, read_lock, setup_engine
+from .icon import icon
+from .interpreter import EngineError, configured_interpreter
+from .parameters import tr
+from .settings import configured_python
 
 HELP = """
 <p>Prepares the <b>Tilewise engine</b>, the separate Python process that runs every Tilewise algorithm:
@@ -70,8 +72,7 @@ class SetupEngine(QgsProcessingAlgorithm):
         return type(self)()
 
     def icon(self):
-        from .provider import TilewiseProvider
-        return TilewiseProvider().icon()
+        return icon()
 
     def initAlgorithm(self, config=None):
         self.addParameter(QgsProcessingParameterFile(
@@ -82,7 +83,6 @@ class SetupEngine(QgsProcessingAlgorithm):
         self.addOutput(QgsProcessingOutputString(self.REPORT, tr("What was done")))
 
     def processAlgorithm(self, parameters, context, feedback):
-        from .provider import configured_python
         wheelhouse = self.parameterAsFile(parameters, self.WHEELHOUSE, context) or ""
         try:
             lock = read_lock()

@@ -53,6 +53,8 @@ search) and the footprints (one polygon per item with id, datetime, cloud cover 
 
 
 class StacSearch(TilewiseAlgorithm):
+    OPERATION = "stacsearch"
+    UNIT = "asset headers"
     STAC_API = "STAC_API"
     COLLECTIONS = "COLLECTIONS"
     EXTENT = "EXTENT"
@@ -122,14 +124,16 @@ class StacSearch(TilewiseAlgorithm):
         self.addOutput(QgsProcessingOutputMultipleLayers(self.OUTPUT_LAYERS, tr("Layers, in date order")))
         self.addOutput(QgsProcessingOutputNumber(self.ITEM_COUNT, tr("Number of items")))
 
-    def processAlgorithm(self, parameters, context, feedback):
+    def engine_params(self, parameters, context, feedback):
         params = self.search_params(parameters, context)
         folder = self.parameterAsString(parameters, self.OUTPUT_FOLDER, context)
         if not folder:  # e.g. inside a model where only OUTPUT_LAYERS feeds the next step
             folder = self.parameterDefinition(self.OUTPUT_FOLDER).generateTemporaryDestination()
         params["output"] = os.path.abspath(folder)
         feedback.pushInfo(tr(f"Searching {params['url']}"))
-        report = self.run_operation("stacsearch", params, feedback, unit="asset headers")
+        return params
+
+    def results(self, report, params, parameters, context, feedback):
         layers = report["layers"]
         feedback.pushInfo(tr(f"{len(report['items'])} items in {len(layers)} layers ({report['seconds']:.2f} s): "
                              f"{report['output']}"))

@@ -1,11 +1,12 @@
 """``tilewise:temporalmedian``: per-pixel composite of a time series of rasters."""
 
-from qgis.core import (QgsProcessingException, QgsProcessingParameterEnum, QgsProcessingParameterMultipleLayers,
-                       QgsProcessingParameterNumber, QgsProcessingParameterString)
+from qgis.core import (QgsProcessingParameterEnum, QgsProcessingParameterMultipleLayers, QgsProcessingParameterNumber,
+                       QgsProcessingParameterString)
 
 from ..core.vocabulary import STATISTICS as ENGINE_STATISTICS
 from .base import TilewiseAlgorithm, tr
-from .compat import NUMBER_DOUBLE, NUMBER_INTEGER, TYPE_RASTER
+from .compat import NUMBER_DOUBLE, TYPE_RASTER
+from .parameters import MaskParameters, numbers, optional_number
 
 STATISTICS = list(ENGINE_STATISTICS)
 
@@ -28,15 +29,13 @@ stops them at once and writes nothing.</p>
 """
 
 
-class TemporalComposite(TilewiseAlgorithm):
+class TemporalComposite(MaskParameters, TilewiseAlgorithm):
+    OPERATION = "composite"
     INPUT = "INPUT"
     BANDS = "BANDS"
     STATISTIC = "STATISTIC"
     PERCENTILES = "PERCENTILES"
     INPUT_NODATA = "INPUT_NODATA"
-    MASK_BAND = "MASK_BAND"
-    MASK_LAYERS = "MASK_LAYERS"
-    MASK_VALUES = "MASK_VALUES"
 
     def name(self):
         return "temporalmedian"
@@ -59,49 +58,22 @@ class TemporalComposite(TilewiseAlgorithm):
             optional=True))
         self.addParameter(QgsProcessingParameterNumber(
             self.INPUT_NODATA, tr("Input nodata (empty: each file's own)"), NUMBER_DOUBLE, optional=True))
-        self.addParameter(QgsProcessingParameterNumber(
-            self.MASK_BAND, tr("Mask band of each input (QA / SCL band)"), NUMBER_INTEGER, optional=True,
-            minValue=1))
-        self.addParameter(QgsProcessingParameterMultipleLayers(
-            self.MASK_LAYERS, tr("Mask layers, one per input in the same order"), TYPE_RASTER, optional=True))
-        self.addParameter(QgsProcessingParameterString(
-            self.MASK_VALUES, tr("Mask values to exclude (e.g. 0,1,3,8,9,10)"), optional=True))
+        self.add_mask_parameters()
         self.add_grid_parameters("default: the first input")
         self.add_output_parameters("Composite")
 
-    def processAlgorithm(self, parameters, context, feedback):
+    def engine_params(self, parameters, context, feedback):
         statistic = STATISTICS[self.parameterAsEnum(parameters, self.STATISTIC, context)]
         params = {
             "inputs": self.layer_sources(parameters, self.INPUT, context),
             "statistic": statistic,
-            "percentiles": _numbers(self.parameterAsString(parameters, self.PERCENTILES, context), float,
-                                    self.PERCENTILES) if statistic == "percentile" else [],
-            "bands": _numbers(self.parameterAsString(parameters, self.BANDS, context), int, self.BANDS) or None,
-            "input_nodata": _optional_number(self, parameters, self.INPUT_NODATA, context),
-            "mask_band": self.parameterAsInt(parameters, self.MASK_BAND, context)
-            if parameters.get(self.MASK_BAND) not in (None, "") else None,
-            "mask_layers": self.layer_sources(parameters, self.MASK_LAYERS, context, required=False) or None,
-            "mask_values": _numbers(self.parameterAsString(parameters, self.MASK_VALUES, context), int,
-                                    self.MASK_VALUES),
+            "percentiles": numbers(self.parameterAsString(parameters, self.PERCENTILES, context), float,
+                                   self.PERCENTILES) if statistic == "percentile" else [],
+            "bands": numbers(self.parameterAsString(parameters, self.BANDS, context), int, self.BANDS) or None,
+            "input_nodata": optional_number(self, parameters, self.INPUT_NODATA, context),
+            **self.mask_params(parameters, context),
+            **self.grid_params(parameters, context),
+            **self.output_params(parameters, context),
         }
-        params.update(self.grid_params(parameters, context))
-        params.update(self.output_params(parameters, context))
         feedback.pushInfo(tr(f"{statistic} of {len(params['inputs'])} rasters"))
-        report = self.run_job("composite", params, feedback)
-        return {self.OUTPUT: report["output"]}
-
-
-def _numbers(text, kind, name):
-    text = (text or "").replace(";", ",").strip()
-    if not text:
-        return []
-    try:
-        return [kind(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise QgsProcessingException(tr(f"{name}: expected comma-separated numbers, got '{text}'.")) from None
-
-
-def _optional_number(alg, parameters, name, context):
-    if parameters.get(name) in (None, ""):
-        return None
-    return alg.parameterAsDouble(parameters, name, context)
+        return params

@@ -20,9 +20,9 @@ import numba  # noqa: E402 (after the cache folder is settled)
 import numpy as np  # noqa: E402
 
 from ..errors import ParameterError  # noqa: E402
+from ..vocabulary import REDUCERS  # noqa: E402
 from .statistics import STATISTICS, WARM_GROUPS, check_statistic, integer_range, output_count  # noqa: F401,E402
 
-_CODES = {name: i for i, name in enumerate(STATISTICS)}
 _CHUNK = 1024
 
 jit = numba.njit(nogil=True, cache=CACHE_DIR is not None)
@@ -106,53 +106,132 @@ def _percentile_sorted(a, n, q):
     return x0 + (x1 - x0) * g
 
 
+# -- the per-pixel reducers: one kernel each, registered by name in tilewise.core.vocabulary.REDUCERS --------------
+#
+# ``<name>_kernel(stack, qs, out)``: ``stack`` (layers, pixels) with NaN for a missing value, ``qs``
+# the percentiles (for the reducers that take them), ``out`` (outputs, pixels) float64. Each runs
+# ``prange`` over chunks of pixels with one scratch buffer per chunk; :func:`_valid` gathers a pixel's
+# valid values into it. Adding a reducer: its kernel here, its name in ``REDUCERS``.
+
+@jit
+def _valid(stack, p, buf):
+    """Copy pixel ``p``'s valid (non-NaN) values to ``buf``; return how many."""
+    k = 0
+    for i in range(stack.shape[0]):
+        v = stack[i, p]
+        if not np.isnan(v):
+            buf[k] = v
+            k += 1
+    return k
+
+
+@jit
+def _chunks(stack):
+    return (stack.shape[1] + _CHUNK - 1) // _CHUNK
+
+
+@jit
+def _mean(buf, k):
+    s = 0.0
+    for i in range(k):
+        s += buf[i]
+    return s / k
+
+
 @pjit
-def _reduce_kernel(stack, code, qs, out):
-    n_layers, n_pix = stack.shape
-    n_chunks = (n_pix + _CHUNK - 1) // _CHUNK
-    for c in numba.prange(n_chunks):
-        buf = np.empty(n_layers, stack.dtype)
-        start = c * _CHUNK
-        stop = min(start + _CHUNK, n_pix)
-        for p in range(start, stop):
-            k = 0
-            for i in range(n_layers):
-                v = stack[i, p]
-                if not np.isnan(v):
-                    buf[k] = v
-                    k += 1
-            if code == 5:  # count
-                out[0, p] = k
-                continue
+def median_kernel(stack, qs, out):
+    for c in numba.prange(_chunks(stack)):
+        buf = np.empty(stack.shape[0], stack.dtype)
+        for p in range(c * _CHUNK, min((c + 1) * _CHUNK, stack.shape[1])):
+            k = _valid(stack, p, buf)
+            out[0, p] = _median(buf, k) if k else np.nan
+
+
+@pjit
+def mean_kernel(stack, qs, out):
+    for c in numba.prange(_chunks(stack)):
+        buf = np.empty(stack.shape[0], stack.dtype)
+        for p in range(c * _CHUNK, min((c + 1) * _CHUNK, stack.shape[1])):
+            k = _valid(stack, p, buf)
+            out[0, p] = _mean(buf, k) if k else np.nan
+
+
+@pjit
+def min_kernel(stack, qs, out):
+    for c in numba.prange(_chunks(stack)):
+        buf = np.empty(stack.shape[0], stack.dtype)
+        for p in range(c * _CHUNK, min((c + 1) * _CHUNK, stack.shape[1])):
+            k = _valid(stack, p, buf)
             if k == 0:
-                for j in range(out.shape[0]):
-                    out[j, p] = np.nan
+                out[0, p] = np.nan
                 continue
-            if code == 0:
-                out[0, p] = _median(buf, k)
-            elif code == 1 or code == 4:
-                s = 0.0
-                for i in range(k):
-                    s += buf[i]
-                mean = s / k
-                if code == 1:
-                    out[0, p] = mean
-                else:
-                    ss = 0.0
-                    for i in range(k):
-                        d = buf[i] - mean
-                        ss += d * d
-                    out[0, p] = np.sqrt(ss / k)
-            elif code == 2 or code == 3:
-                m = buf[0]
-                for i in range(1, k):
-                    if (code == 2 and buf[i] < m) or (code == 3 and buf[i] > m):
-                        m = buf[i]
-                out[0, p] = m
-            else:
-                _sort(buf, k)
-                for j in range(qs.shape[0]):
-                    out[j, p] = _percentile_sorted(buf, k, qs[j])
+            m = buf[0]
+            for i in range(1, k):
+                if buf[i] < m:
+                    m = buf[i]
+            out[0, p] = m
+
+
+@pjit
+def max_kernel(stack, qs, out):
+    for c in numba.prange(_chunks(stack)):
+        buf = np.empty(stack.shape[0], stack.dtype)
+        for p in range(c * _CHUNK, min((c + 1) * _CHUNK, stack.shape[1])):
+            k = _valid(stack, p, buf)
+            if k == 0:
+                out[0, p] = np.nan
+                continue
+            m = buf[0]
+            for i in range(1, k):
+                if buf[i] > m:
+                    m = buf[i]
+            out[0, p] = m
+
+
+@pjit
+def std_kernel(stack, qs, out):
+    """Population standard deviation (ddof=0), as numpy's ``nanstd``."""
+    for c in numba.prange(_chunks(stack)):
+        buf = np.empty(stack.shape[0], stack.dtype)
+        for p in range(c * _CHUNK, min((c + 1) * _CHUNK, stack.shape[1])):
+            k = _valid(stack, p, buf)
+            if k == 0:
+                out[0, p] = np.nan
+                continue
+            mean = _mean(buf, k)
+            ss = 0.0
+            for i in range(k):
+                d = buf[i] - mean
+                ss += d * d
+            out[0, p] = np.sqrt(ss / k)
+
+
+@pjit
+def count_kernel(stack, qs, out):
+    """Valid observations (0 where there is none)."""
+    for c in numba.prange(_chunks(stack)):
+        buf = np.empty(stack.shape[0], stack.dtype)
+        for p in range(c * _CHUNK, min((c + 1) * _CHUNK, stack.shape[1])):
+            out[0, p] = _valid(stack, p, buf)
+
+
+@pjit
+def percentile_kernel(stack, qs, out):
+    """numpy's ('linear') ``nanpercentile`` for each of ``qs``."""
+    for c in numba.prange(_chunks(stack)):
+        buf = np.empty(stack.shape[0], stack.dtype)
+        for p in range(c * _CHUNK, min((c + 1) * _CHUNK, stack.shape[1])):
+            k = _valid(stack, p, buf)
+            if k == 0:
+                out[:, p] = np.nan
+                continue
+            _sort(buf, k)
+            for j in range(qs.shape[0]):
+                out[j, p] = _percentile_sorted(buf, k, qs[j])
+
+
+#: statistic name -> its kernel (every name of REDUCERS must have one: a missing kernel fails at import).
+KERNELS = {name: globals()[kernel] for name, kernel in REDUCERS.items()}
 
 
 @jit
@@ -318,7 +397,7 @@ def reduce_stack(stack: np.ndarray, statistic: str = "median",
     if flat.dtype == np.float32 and statistic in ("median", "percentile"):
         _float_order_kernel(flat, _ranks(statistic, qs), statistic == "median", out)
         return out.reshape((k,) + stack.shape[1:])
-    _reduce_kernel(flat, _CODES[statistic], qs, out)
+    KERNELS[statistic](flat, qs, out)
     return out.reshape((k,) + stack.shape[1:])
 
 
@@ -350,7 +429,7 @@ def _warm_calls(group: str):
 def warm_up(group: str) -> Tuple[int, int]:
     """Compile the kernels of ``group`` (one of :data:`.statistics.WARM_GROUPS`) into numba's cache, or load
     them from it; return ``(compiled, loaded from the cache)``, counted in specializations."""
-    kernels = (_int_order_kernel, _float_order_kernel, _reduce_kernel)
+    kernels = (_int_order_kernel, _float_order_kernel) + tuple(KERNELS.values())
     before = [(sum(k.stats.cache_misses.values()), sum(k.stats.cache_hits.values())) for k in kernels]
     for stack, statistic, qs, value_range in _warm_calls(group):
         reduce_stack(stack, statistic, qs, value_range)

@@ -71,6 +71,8 @@ class LocalExecutor(Executor):
     memory, killed) becomes a :class:`WorkerError`.
     """
 
+    in_flight = 2       # tasks submitted per worker at a time
+
     def __init__(self, workers: int) -> None:
         self.workers = max(1, workers)
         ctx = multiprocessing.get_context(_start_method())
@@ -85,7 +87,7 @@ class LocalExecutor(Executor):
     def run(self, fn: Callable[..., Any], tasks: Sequence[tuple]) -> Iterator[Any]:
         pending: set = set()
         todo: Iterable[tuple] = iter(tasks)
-        limit = 2 * self.workers
+        limit = self.in_flight * self.workers
         try:
             while True:
                 for args in todo:
@@ -101,11 +103,20 @@ class LocalExecutor(Executor):
             raise WorkerError("A Tilewise worker process died (crashed, ran out of memory or was killed). "
                               "Nothing was written. Try a smaller tile size or fewer workers.") from None
         finally:
-            for fut in pending:
-                fut.cancel()
-            # Tasks already running cannot be stopped: let them end before the caller
-            # removes the work folder they write into.
-            wait(pending)
+            self._settle([fut for fut in pending if not fut.cancel()])
+
+    def _settle(self, running: Sequence[Future]) -> None:
+        """Let the tasks already running end (they cannot be stopped) before the caller removes
+        the work folder they write into. If the pool breaks meanwhile (its workers killed by the
+        signal that stops the run, as `timeout` sends to the whole group), the futures may never
+        complete: CPython 3.11's pool dies marking a cancelled one failed. Then wait for the
+        workers themselves instead."""
+        while running:
+            _, running = wait(running, timeout=0.2)
+            if running and getattr(self._pool, "_broken", False):
+                for process in list((getattr(self._pool, "_processes", None) or {}).values()):
+                    process.join(5)
+                return
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)

@@ -223,9 +223,16 @@ def slow_series(tmp_path_factory):
             for i in range(4)]
 
 
+def _hangup_as_a_terminal_sends_it():
+    # The suite may run under nohup (SIGHUP ignored, and inherited): a CLI started so rightly ignores
+    # it. These runs stand for one in a terminal that closes.
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+
 def start_cli(args, cwd):
     return subprocess.Popen([sys.executable, "-m", "tilewise", *map(str, args)], cwd=cwd, env=subprocess_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=_hangup_as_a_terminal_sends_it)
 
 
 def wait_for_tiles(output, proc, timeout=60):
@@ -266,6 +273,41 @@ def test_cli_stopped_by_a_signal_cleans_up_like_ctrl_c(tmp_path, slow_series, ho
         assert last.endswith("nothing is left behind")
         assert leftovers(out) == []
     assert sorted(os.listdir(tmp_path)) == (["." + out.name + ".tilewise-work"] if resume else [])
+
+
+STOPPED_WHILE_WORKERS_DIE = """
+import signal, threading, time
+from tilewise.core.runtime.executor import LocalExecutor
+
+def interrupt(*_):
+    raise KeyboardInterrupt          # what Stopped is: a signal ends the run's loop in the main thread
+
+if __name__ == "__main__":
+    with LocalExecutor(2) as executor:
+        executor.in_flight = 5     # more tasks in flight than the pool queues: some not started, cancellable
+        results = executor.run(time.sleep, [(0,)] + [(5,)] * 19)
+        next(results)
+        workers = list(executor._pool._processes.values())
+        signal.signal(signal.SIGALRM, interrupt)
+        signal.setitimer(signal.ITIMER_REAL, 0.5)
+        threading.Timer(1.0, lambda: [p.terminate() for p in workers]).start()   # the group's signal
+        try:
+            next(results)
+        except KeyboardInterrupt:
+            print("stopped")
+"""
+
+
+def test_a_stopped_run_whose_workers_die_too_does_not_hang(tmp_path):
+    """`timeout` signals the whole process group: the run stops (the tasks not yet started are
+    cancelled) while the workers die of the same signal. A cancelled task never completes, and
+    waiting for it hung the CLI for ever; only the tasks already running are waited for."""
+    try:
+        proc = subprocess.run([sys.executable, "-c", STOPPED_WHILE_WORKERS_DIE], cwd=tmp_path, env=subprocess_env(),
+                              capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.fail("stopping the run hung on a cancelled task")
+    assert proc.stdout.strip() == "stopped", proc.stderr
 
 
 # -- 5. a full disk ----------------------------------------------------------------------------------------

@@ -88,3 +88,10 @@ def test_core_never_imports_qgis():
                     assert not any(a.name.split(".")[0] in ("qgis", "processing") for a in node.names), name
                 elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
                     assert node.module.split(".")[0] not in ("qgis", "processing"), name
+
+
+def test_every_package_is_in_pyproject():
+    import tomllib
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {module_name(p.parent / "__init__.py") for pkg in PACKAGES for p in (ROOT / pkg).rglob("__init__.py")}
+    assert found - listed == set()

@@ -10,7 +10,7 @@ import re
 import pytest
 
 from tilewise.algorithms import environment
-from tilewise.algorithms.engine import PACKAGES
+from tilewise.algorithms.interpreter import PACKAGES
 from tilewise.core import REQUIRED_PACKAGES, __version__
 
 from support import PLUGINS_DIR

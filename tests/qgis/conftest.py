@@ -60,11 +60,23 @@ def qgis_app(tmp_path_factory):
     # interpreter at exit, and the process ends here anyway.
 
 
+#: Packages (and their libraries) that belong in the engine's process only.
+ENGINE_ONLY = ("rasterio", "numba", "llvmlite", "dask", "distributed")
+
+
+def engine_packages_in_qgis():
+    """The engine's packages imported into this (the QGIS) process, and their libraries mapped into it."""
+    modules = sorted(m for m in sys.modules if m.split(".")[0] in ENGINE_ONLY)
+    with open(f"/proc/{os.getpid()}/maps", encoding="utf-8", errors="replace") as f:
+        libraries = {line.split()[-1] for line in f if ".so" in line}   # shared libraries only
+    return modules + sorted(p for p in libraries if any(n in p for n in ENGINE_ONLY + (".venv", "rasterio.libs")))
+
+
 @pytest.fixture(autouse=True)
 def _engine_stays_out_of_qgis():
-    """After every test: the engine's heavy packages never entered the QGIS process."""
+    """After every test, whatever the order: the engine's packages never entered the QGIS process."""
     yield
-    loaded = sorted(name for name in ("rasterio", "numba") if name in sys.modules)
+    loaded = engine_packages_in_qgis()
     assert loaded == [], f"imported into the QGIS process: {loaded}"
 
 

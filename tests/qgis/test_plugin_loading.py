@@ -47,7 +47,10 @@ def test_provider_registers_the_algorithm():
     assert ALG_ID in [a.id() for a in provider.algorithms()]
     alg = QgsApplication.processingRegistry().algorithmById(ALG_ID)
     assert alg is not None
-    assert alg.displayName()
+    assert alg.displayName() == "Temporal composite (median, percentiles, mean...)"
+    # the ids users have in models, every one loaded from the operations registry
+    assert sorted(a.id() for a in provider.algorithms()) == [f"tilewise:{n}" for n in (
+        "bandmath", "index", "mosaic", "ndvi", "setupengine", "stacsearch", "temporalmedian")]
     assert "Cloud-Optimized GeoTIFF" in alg.shortHelpString()
 
 
@@ -82,3 +85,17 @@ def test_unload_and_load_again():
     plugin.initProcessing()
     assert registry.providerById("tilewise") is plugin.provider
     assert registry.algorithmById(ALG_ID) is not None
+
+
+def test_every_algorithm_offers_every_output_type_and_resampling_the_engine_accepts():
+    from tilewise.core.vocabulary import OUTPUT_TYPES, RESAMPLING_METHODS
+    provider = QgsApplication.processingRegistry().providerById("tilewise")
+    checked = []
+    for alg in provider.algorithms():
+        params = {p.name(): p for p in alg.parameterDefinitions()}
+        if "OUTPUT_TYPE" in params:
+            offered = params["OUTPUT_TYPE"].options()
+            assert [t for t in offered if t in OUTPUT_TYPES] == list(OUTPUT_TYPES), alg.id()
+            assert params["RESAMPLING"].options() == list(RESAMPLING_METHODS), alg.id()
+            checked.append(alg.name())
+    assert sorted(checked) == ["bandmath", "index", "mosaic", "ndvi", "temporalmedian"]

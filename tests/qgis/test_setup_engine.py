@@ -13,7 +13,7 @@ import pytest
 from qgis.core import QgsApplication, QgsProcessingContext, QgsProcessingException, QgsProcessingFeedback
 
 from conftest import REPO
-from twtest import read_raster, run, write_raster
+from twtest import assert_installed_the_lock, read_raster, run, write_raster
 
 WHEELHOUSE = REPO / "build" / "wheelhouse"
 
@@ -61,8 +61,7 @@ def test_setupengine_installs_into_the_configured_interpreter(new_venv, monkeypa
     report = result["REPORT"]
     assert f"Using the interpreter set for Tilewise: {new_venv}" in report, report
     assert f"Added pip to {new_venv}" in report, report
-    from tilewise.algorithms.environment import read_lock
-    assert f"Installed {len(read_lock().engine)} package(s) at their locked versions" in report, report
+    assert_installed_the_lock(report, REPO / "constraints.txt")
     # pip's own log in the dialog, progress up to the end
     assert any(line.startswith("Successfully installed") for line in feedback.console), feedback.console[-20:]
     assert feedback.progress == sorted(feedback.progress) and feedback.progress[-1] == 100

@@ -248,3 +248,26 @@ def assert_band_medians(path, arrays, nodata, bands: Sequence[int], rounded: boo
         np.testing.assert_array_equal(out.valid, valid, err_msg=f"band {b}")
         want = np.rint(expected[valid]) if rounded else expected[valid]
         np.testing.assert_allclose(out.array[valid], want, rtol=1e-6, err_msg=f"band {b}")
+
+
+def locked_engine_packages(lock_path) -> List[str]:
+    """``name==version`` of the ``# [engine]`` section of the repository's lock file, read here
+    independently of the plugin's own parser."""
+    pins, inside = [], False
+    for line in open(lock_path, encoding="utf-8").read().splitlines():
+        if line.startswith("# ["):
+            inside = line.startswith("# [engine]")
+        elif inside and "==" in line and not line.startswith("#"):
+            pins.append(line.split(";")[0].strip())
+    return pins
+
+
+def assert_installed_the_lock(report: str, lock_path) -> None:
+    """The set-up report names every locked engine package, at its version, and no other count."""
+    pins = locked_engine_packages(lock_path)
+    assert len(pins) >= 10, pins
+    assert f"Installed {len(pins)} package(s) at their locked versions" in report, report
+    for pin in pins:
+        name, version = pin.split("==")
+        assert f"{name} {version}" in report, (pin, report)
+

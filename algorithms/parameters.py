@@ -1,0 +1,247 @@
+"""The parameter groups every Tilewise algorithm shares, defined once, with their value lists from the
+engine's vocabulary (:mod:`tilewise.core.vocabulary`): every output type, resampling method and
+compression the engine accepts is offered, in the same order everywhere (models store enum indices,
+so the lists only ever grow at the end).
+
+Each group is a mixin of a :class:`~qgis.core.QgsProcessingAlgorithm`: ``add_*`` declares its
+parameters, ``*_params`` turns their values into the engine's keywords (those of
+:mod:`tilewise.core.options`, and the operation's own).
+"""
+
+import os
+
+from qgis.core import (QgsProcessingException, QgsProcessingParameterBoolean, QgsProcessingParameterCrs,
+                       QgsProcessingParameterEnum, QgsProcessingParameterExtent, QgsProcessingParameterMultipleLayers,
+                       QgsProcessingParameterNumber, QgsProcessingParameterRasterDestination,
+                       QgsProcessingParameterRasterLayer, QgsProcessingParameterString)
+from qgis.PyQt.QtCore import QCoreApplication
+
+from ..core.vocabulary import COMPRESSIONS as ENGINE_COMPRESSIONS, OUTPUT_TYPES as ENGINE_OUTPUT_TYPES, RESAMPLING_METHODS
+from .compat import FLAG_OPTIONAL, NUMBER_DOUBLE, NUMBER_INTEGER, TYPE_RASTER, advanced
+from .settings import LOCAL, configured_scheduler
+
+RESAMPLING = list(RESAMPLING_METHODS)
+OUTPUT_TYPES = list(ENGINE_OUTPUT_TYPES)
+COMPRESSIONS = list(ENGINE_COMPRESSIONS)
+
+
+def tr(text):
+    return QCoreApplication.translate("Tilewise", text)
+
+
+def optional_number(alg, parameters, name, context):
+    """A number parameter's value, or None when it is empty."""
+    if parameters.get(name) in (None, ""):
+        return None
+    return alg.parameterAsDouble(parameters, name, context)
+
+
+def numbers(text, kind, name):
+    """``"1,2;3"`` -> ``[1, 2, 3]`` (``kind`` of each), or an error naming parameter ``name``."""
+    text = (text or "").replace(";", ",").strip()
+    if not text:
+        return []
+    try:
+        return [kind(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise QgsProcessingException(tr(f"{name}: expected comma-separated numbers, got '{text}'.")) from None
+
+
+class GeoTiffDestination(QgsProcessingParameterRasterDestination):
+    """The output raster: the engine writes Cloud-Optimized GeoTIFFs only, so the file dialog
+    offers GeoTIFF names only (QGIS would add "All files")."""
+
+    FILTER = "GeoTIFF (*.tif *.tiff *.TIF *.TIFF)"
+
+    def clone(self):
+        copy = GeoTiffDestination(self.name(), self.description(), self.defaultValue(),
+                                  bool(self.flags() & FLAG_OPTIONAL),
+                                  self.createByDefault())
+        copy.setFlags(self.flags())
+        return copy
+
+    def createFileFilter(self):  # noqa: N802 (QGIS's name)
+        return tr(self.FILTER)
+
+    def defaultFileExtension(self):  # noqa: N802
+        return "tif"
+
+    def supportedOutputRasterLayerExtensions(self):  # noqa: N802
+        return ["tif", "tiff"]
+
+
+class GridParameters:
+    """The output grid: reference layer, extent, CRS, cell size, resampling (:class:`GridOptions`)."""
+
+    REFERENCE_LAYER = "REFERENCE_LAYER"
+    EXTENT = "EXTENT"
+    TARGET_CRS = "TARGET_CRS"
+    CELL_SIZE = "CELL_SIZE"
+    RESAMPLING = "RESAMPLING"
+
+    def add_grid_parameters(self, reference_help):
+        self.addParameter(QgsProcessingParameterRasterLayer(
+            self.REFERENCE_LAYER, tr(f"Reference layer for the output grid ({reference_help})"), optional=True))
+        self.addParameter(QgsProcessingParameterExtent(self.EXTENT, tr("Output extent"), optional=True))
+        self.addParameter(QgsProcessingParameterCrs(self.TARGET_CRS, tr("Output CRS"), optional=True))
+        self.addParameter(QgsProcessingParameterNumber(
+            self.CELL_SIZE, tr("Output cell size (target CRS units; empty: the reference's)"), NUMBER_DOUBLE,
+            optional=True, minValue=0.0))
+        self.addParameter(QgsProcessingParameterEnum(
+            self.RESAMPLING, tr("Resampling of inputs on another grid"), RESAMPLING, defaultValue=0))
+
+    def grid_params(self, parameters, context):
+        reference = self.parameterAsRasterLayer(parameters, self.REFERENCE_LAYER, context)
+        crs = self.parameterAsCrs(parameters, self.TARGET_CRS, context)
+        target = crs if crs.isValid() else (reference.crs() if reference else None)
+        extent = None
+        if parameters.get(self.EXTENT):
+            rect = (self.parameterAsExtent(parameters, self.EXTENT, context, target)
+                    if target is not None else self.parameterAsExtent(parameters, self.EXTENT, context))
+            if not rect.isNull() and not rect.isEmpty():
+                extent = [rect.xMinimum(), rect.yMinimum(), rect.xMaximum(), rect.yMaximum()]
+        cell = optional_number(self, parameters, self.CELL_SIZE, context)
+        return {
+            "reference": self.raster_source(reference, "reference layer") if reference else None,
+            "extent": extent,
+            "crs": (crs.authid() or crs.toWkt()) if crs.isValid() else None,
+            "cell_size": cell or None,
+            "resampling": RESAMPLING[self.parameterAsEnum(parameters, self.RESAMPLING, context)],
+        }
+
+
+class RunParameters:
+    """Where and how the tiles run: tile size, workers, a Dask cluster, resume (:class:`RunOptions`)."""
+
+    TILE_SIZE = "TILE_SIZE"
+    WORKERS = "WORKERS"
+    DASK_SCHEDULER = "DASK_SCHEDULER"
+    RESUME = "RESUME"
+
+    def add_tiling_parameters(self):
+        self.addParameter(advanced(QgsProcessingParameterNumber(
+            self.TILE_SIZE, tr("Tile size in pixels (0: from a memory budget)"), NUMBER_INTEGER,
+            defaultValue=0, minValue=0)))
+        self.addParameter(advanced(QgsProcessingParameterNumber(
+            self.WORKERS, tr("Worker processes (0: all cores)"), NUMBER_INTEGER, defaultValue=0, minValue=0)))
+
+    def add_run_parameters(self):
+        """Where the tiles run (a Dask cluster) and resuming an interrupted run."""
+        # No default value: an empty value means the Processing setting as it is when the algorithm
+        # runs (a default copied here would keep the setting's value at the time QGIS started).
+        self.addParameter(advanced(QgsProcessingParameterString(
+            self.DASK_SCHEDULER, tr("Dask scheduler address, e.g. tcp://host:8786 (empty: the Processing "
+                                    f"setting; '{LOCAL}': this machine)"), optional=True)))
+        self.addParameter(advanced(QgsProcessingParameterBoolean(
+            self.RESUME, tr("Resume an interrupted run (reuse its finished tiles; keep them if this run stops too)"),
+            defaultValue=False, optional=True)))   # optional: models saved before it existed stay valid
+
+    def run_params(self, parameters, context):
+        """``tile_size``, ``workers``, ``scheduler`` (a Dask address, or None for this machine) and ``resume``."""
+        scheduler = (self.parameterAsString(parameters, self.DASK_SCHEDULER, context) or "").strip()
+        if not scheduler:
+            scheduler = configured_scheduler()
+        params = {"scheduler": None if scheduler.lower() in ("", LOCAL) else scheduler,
+                  "resume": self.parameterAsBoolean(parameters, self.RESUME, context)}
+        if self.parameterDefinition(self.TILE_SIZE) is not None:
+            params["tile_size"] = self.parameterAsInt(parameters, self.TILE_SIZE, context) or None
+            params["workers"] = self.parameterAsInt(parameters, self.WORKERS, context) or None
+        return params
+
+
+class OutputParameters(RunParameters):
+    """The output COG (type, nodata, compression, its size check) and the run (:class:`OutputOptions`)."""
+
+    OUTPUT_NODATA = "OUTPUT_NODATA"
+    OUTPUT_TYPE = "OUTPUT_TYPE"
+    COMPRESSION = "COMPRESSION"
+    ALLOW_LARGE = "ALLOW_LARGE"
+    OUTPUT = "OUTPUT"
+    #: The output type enum: the engine's types (a subclass may put a choice like "same as inputs" first).
+    OUTPUT_TYPE_OPTIONS = OUTPUT_TYPES
+    OUTPUT_NODATA_HELP = "Output nodata (empty: -9999, or the type's maximum if unsigned)"
+
+    def add_output_parameters(self, output_label, optional=False):
+        self.addParameter(advanced(QgsProcessingParameterNumber(
+            self.OUTPUT_NODATA, tr(self.OUTPUT_NODATA_HELP), NUMBER_DOUBLE, optional=True)))
+        self.addParameter(advanced(QgsProcessingParameterEnum(
+            self.OUTPUT_TYPE, tr("Output data type"), self.OUTPUT_TYPE_OPTIONS, defaultValue=0)))
+        self.addParameter(advanced(QgsProcessingParameterEnum(
+            self.COMPRESSION, tr("Compression"), COMPRESSIONS, defaultValue=0)))
+        self.add_tiling_parameters()
+        self.add_run_parameters()
+        self.addParameter(advanced(QgsProcessingParameterBoolean(
+            self.ALLOW_LARGE, tr("Allow an output above 16 GiB before compression (usually a mistake: an input "
+                                 "far away, a wrong cell size)"), defaultValue=False, optional=True)))
+        self.addParameter(GeoTiffDestination(self.OUTPUT, tr(output_label), optional=optional))
+
+    def output_params(self, parameters, context, require_output=True):
+        output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context) if require_output else ""
+        if require_output and not output:
+            raise QgsProcessingException(tr("No output file was given."))
+        chosen = self.OUTPUT_TYPE_OPTIONS[self.parameterAsEnum(parameters, self.OUTPUT_TYPE, context)]
+        return {
+            "output": os.path.abspath(output) if output else output,
+            "output_type": chosen if chosen in OUTPUT_TYPES else None,   # None: e.g. 'same as inputs'
+            "output_nodata": optional_number(self, parameters, self.OUTPUT_NODATA, context),
+            "compression": COMPRESSIONS[self.parameterAsEnum(parameters, self.COMPRESSION, context)],
+            "allow_large": self.parameterAsBoolean(parameters, self.ALLOW_LARGE, context),
+            **self.run_params(parameters, context),
+        }
+
+
+class ScalingParameters:
+    """Input values: a scale and offset (scaled integers to reflectance), and the input nodata."""
+
+    SCALE = "SCALE"
+    OFFSET = "OFFSET"
+    INPUT_NODATA = "INPUT_NODATA"
+
+    def add_scaling_parameters(self):
+        self.addParameter(QgsProcessingParameterNumber(
+            self.SCALE, tr("Scale applied to input values (e.g. 0.0001 for Sentinel-2 L2A)"), NUMBER_DOUBLE,
+            defaultValue=1.0))
+        self.addParameter(QgsProcessingParameterNumber(
+            self.OFFSET, tr("Offset added after scaling (e.g. -0.1 for Sentinel-2 L2A baseline 04.00)"),
+            NUMBER_DOUBLE, defaultValue=0.0))
+        self.addParameter(QgsProcessingParameterNumber(
+            self.INPUT_NODATA, tr("Input nodata (empty: each file's own)"), NUMBER_DOUBLE, optional=True))
+
+    def scaling_params(self, parameters, context):
+        return {
+            "scale": self.parameterAsDouble(parameters, self.SCALE, context),
+            "offset": self.parameterAsDouble(parameters, self.OFFSET, context),
+            "input_nodata": optional_number(self, parameters, self.INPUT_NODATA, context),
+        }
+
+    def with_reference(self, params, fallback):
+        """Without a reference layer, the output takes the grid of ``fallback``."""
+        if not params.get("reference"):
+            params["reference"] = fallback
+        return params
+
+
+class MaskParameters:
+    """QA masking: a mask band of each input, or mask layers, and the values to exclude (:mod:`core.masks`)."""
+
+    MASK_BAND = "MASK_BAND"
+    MASK_LAYERS = "MASK_LAYERS"
+    MASK_VALUES = "MASK_VALUES"
+
+    def add_mask_parameters(self):
+        self.addParameter(QgsProcessingParameterNumber(
+            self.MASK_BAND, tr("Mask band of each input (QA / SCL band)"), NUMBER_INTEGER, optional=True,
+            minValue=1))
+        self.addParameter(QgsProcessingParameterMultipleLayers(
+            self.MASK_LAYERS, tr("Mask layers, one per input in the same order"), TYPE_RASTER, optional=True))
+        self.addParameter(QgsProcessingParameterString(
+            self.MASK_VALUES, tr("Mask values to exclude (e.g. 0,1,3,8,9,10)"), optional=True))
+
+    def mask_params(self, parameters, context):
+        return {
+            "mask_band": self.parameterAsInt(parameters, self.MASK_BAND, context)
+            if parameters.get(self.MASK_BAND) not in (None, "") else None,
+            "mask_layers": self.layer_sources(parameters, self.MASK_LAYERS, context, required=False) or None,
+            "mask_values": numbers(self.parameterAsString(parameters, self.MASK_VALUES, context), int,
+                                   self.MASK_VALUES),
+        }

@@ -1,0 +1,53 @@
+"""Tilewise's Processing settings (Processing > Options > Providers > Tilewise): the engine's interpreter
+and a Dask scheduler. Read when an algorithm runs, so a changed setting applies at once."""
+
+PYTHON_SETTING = "TILEWISE_PYTHON"
+SCHEDULER_SETTING = "TILEWISE_DASK_SCHEDULER"
+#: A DASK_SCHEDULER parameter value that means "this machine", whatever the Processing setting says.
+LOCAL = "local"
+
+
+def _processing_config():
+    try:
+        from processing.core.ProcessingConfig import ProcessingConfig, Setting
+    except ImportError:  # Processing plugin not loaded (should not happen in QGIS or qgis_process)
+        return None, None
+    return ProcessingConfig, Setting
+
+
+def _setting(name) -> str:
+    config, _ = _processing_config()
+    if config is None:
+        return ""
+    value = config.getSetting(name)
+    return str(value).strip() if value else ""
+
+
+def configured_python() -> str:
+    """The interpreter set in Processing options, or ''."""
+    return _setting(PYTHON_SETTING)
+
+
+def configured_scheduler() -> str:
+    """The Dask scheduler address set in Processing options, or '' (run on this machine)."""
+    return _setting(SCHEDULER_SETTING)
+
+
+def add_settings(group, icon) -> None:
+    """Declare the settings under the provider's ``group`` name (with its ``icon``)."""
+    config, setting = _processing_config()
+    if config is None:
+        return
+    config.settingIcons[group] = icon
+    config.addSetting(setting(group, PYTHON_SETTING, "Python interpreter for the Tilewise engine (empty: detect)", "",
+                              valuetype=setting.FILE))
+    config.addSetting(setting(group, SCHEDULER_SETTING, "Dask scheduler address for Tilewise, e.g. tcp://host:8786 "
+                              "(empty: run on this machine)", ""))
+    config.readSettings()
+
+
+def remove_settings() -> None:
+    config, _ = _processing_config()
+    if config is not None:
+        config.removeSetting(PYTHON_SETTING)
+        config.removeSetting(SCHEDULER_SETTING)
