@@ -95,14 +95,8 @@ class GapfillJob(TiledJob):
 
     @property
     def sink(self) -> CogSink:
-        if len(self.outputs) == 1:
-            cogs = [CogOutput(self.outputs[0], self.band_names)]
-        else:
-            cogs = [CogOutput(spec, (name,), (k + 1,)) for k, (spec, name) in enumerate(zip(self.outputs,
-                                                                                            self.band_names))]
-        if self.flags is not None:
-            cogs.append(CogOutput(self.flags, self.band_names, layer=1))
-        return CogSink(self.grid, tuple(cogs), self.folder)
+        flags = (CogOutput(self.flags, self.band_names, layer=1),) if self.flags is not None else ()
+        return CogSink.per_band(self.grid, self.outputs, self.band_names, self.folder, flags)
 
     @property
     def budget(self) -> TileBudget:

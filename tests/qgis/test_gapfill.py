@@ -3,7 +3,6 @@ against numpy bitwise logic (also in tilewise:temporalmedian), and a model: NDVI
 native:rastersampling at points."""
 
 import datetime as dt
-import json
 import os
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import pytest
 from osgeo import gdal
 
 from conftest import PLUGINS_DIR
-from twtest import read_raster, run, write_raster
+from twtest import run, write_raster
 
 DATA = Path(__file__).resolve().parent / "data"
 MODEL = DATA / "ndvi_scenes_then_gapfill_then_sampling.model3"
