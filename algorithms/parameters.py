@@ -16,13 +16,17 @@ from qgis.core import (QgsProcessingException, QgsProcessingParameterBoolean, Qg
                        QgsProcessingParameterRasterLayer, QgsProcessingParameterString)
 from qgis.PyQt.QtCore import QCoreApplication
 
-from ..core.vocabulary import COMPRESSIONS as ENGINE_COMPRESSIONS, OUTPUT_TYPES as ENGINE_OUTPUT_TYPES, RESAMPLING_METHODS
+from ..core.vocabulary import COMPRESSIONS as ENGINE_COMPRESSIONS, MASK_PRESETS, OUTPUT_TYPES as ENGINE_OUTPUT_TYPES, \
+    RESAMPLING_METHODS
+from ..core.masks import PRESETS
 from .compat import FLAG_OPTIONAL, NUMBER_DOUBLE, NUMBER_INTEGER, TYPE_RASTER, advanced
 from .settings import LOCAL, configured_scheduler
 
 RESAMPLING = list(RESAMPLING_METHODS)
 OUTPUT_TYPES = list(ENGINE_OUTPUT_TYPES)
 COMPRESSIONS = list(ENGINE_COMPRESSIONS)
+#: The mask presets' enum labels, in the engine's fixed order (0 none, 1 s2-scl, 2 landsat-c2-qa).
+MASK_PRESET_LABELS = [PRESETS[name].label for name in MASK_PRESETS]
 
 
 def tr(text):
@@ -221,12 +225,30 @@ class ScalingParameters:
         return params
 
 
+def _preset_help():
+    items = "".join(f"<li><code>{i}</code> <b>{PRESETS[n].label}</b>: {PRESETS[n].doc}</li>"
+                    for i, n in enumerate(MASK_PRESETS))
+    return f"<ul>{items}</ul>"
+
+
+#: The help of the QA mask parameters, shared by every algorithm that takes them.
+MASK_HELP = ("<p><b>QA masking</b>: give the <i>Mask band</i> of each input (e.g. a Sentinel-2 SCL or Landsat "
+             "QA_PIXEL band) or one <i>Mask layer</i> per input (same order), and what to exclude; these add up: "
+             "<i>Mask values</i>, classes (e.g. <code>0,1,3,8,9,10</code>); <i>Mask bits</i>, bit positions "
+             "(bit 0 the lowest) masked where set, for bands that pack flags into bits (e.g. <code>1,3,4</code> "
+             "for Landsat C2 dilated cloud, cloud and cloud shadow; MODIS QA); a <i>Mask preset</i>:"
+             + _preset_help() + "The mask band itself is not processed.</p>")
+
+
 class MaskParameters:
-    """QA masking: a mask band of each input, or mask layers, and the values to exclude (:mod:`core.masks`)."""
+    """QA masking: a mask band of each input, or mask layers; the classes, bits and preset to exclude
+    (:mod:`tilewise.core.masks`)."""
 
     MASK_BAND = "MASK_BAND"
     MASK_LAYERS = "MASK_LAYERS"
     MASK_VALUES = "MASK_VALUES"
+    MASK_BITS = "MASK_BITS"
+    MASK_PRESET = "MASK_PRESET"
 
     def add_mask_parameters(self):
         self.addParameter(QgsProcessingParameterNumber(
@@ -235,13 +257,22 @@ class MaskParameters:
         self.addParameter(QgsProcessingParameterMultipleLayers(
             self.MASK_LAYERS, tr("Mask layers, one per input in the same order"), TYPE_RASTER, optional=True))
         self.addParameter(QgsProcessingParameterString(
-            self.MASK_VALUES, tr("Mask values to exclude (e.g. 0,1,3,8,9,10)"), optional=True))
+            self.MASK_VALUES, tr("Mask values (classes) to exclude (e.g. 0,1,3,8,9,10)"), optional=True))
+        self.addParameter(QgsProcessingParameterString(
+            self.MASK_BITS, tr("Mask bits to exclude where set (e.g. 1,3,4; bit 0 the lowest)"), optional=True))
+        self.addParameter(QgsProcessingParameterEnum(
+            self.MASK_PRESET, tr("Mask preset (adds its classes or bits)"), MASK_PRESET_LABELS, defaultValue=0,
+            optional=True))
 
     def mask_params(self, parameters, context):
+        preset = MASK_PRESETS[self.parameterAsEnum(parameters, self.MASK_PRESET, context)] \
+            if parameters.get(self.MASK_PRESET) not in (None, "") else MASK_PRESETS[0]
         return {
             "mask_band": self.parameterAsInt(parameters, self.MASK_BAND, context)
             if parameters.get(self.MASK_BAND) not in (None, "") else None,
             "mask_layers": self.layer_sources(parameters, self.MASK_LAYERS, context, required=False) or None,
             "mask_values": numbers(self.parameterAsString(parameters, self.MASK_VALUES, context), int,
                                    self.MASK_VALUES),
+            "mask_bits": numbers(self.parameterAsString(parameters, self.MASK_BITS, context), int, self.MASK_BITS),
+            "mask_preset": None if preset == MASK_PRESETS[0] else preset,
         }

@@ -6,7 +6,7 @@ from qgis.core import (QgsProcessingParameterEnum, QgsProcessingParameterMultipl
 from ..core.vocabulary import STATISTICS as ENGINE_STATISTICS
 from .base import TilewiseAlgorithm, tr
 from .compat import NUMBER_DOUBLE, TYPE_RASTER
-from .parameters import MaskParameters, numbers, optional_number
+from .parameters import MASK_HELP, MaskParameters, numbers, optional_number
 
 STATISTICS = list(ENGINE_STATISTICS)
 
@@ -19,9 +19,7 @@ computed tile by tile on every core and written as a <b>Cloud-Optimized GeoTIFF<
 <p><b>Statistic</b>: median (default), mean, min, max, std (population), count (valid observations) or
 percentile (one output band per percentile and input band, e.g. <code>25,50,75</code>; linear
 interpolation, as numpy). Pixels with no valid observation get the output nodata (count gives 0).</p>
-<p><b>QA masking</b>: give the <i>Mask band</i> of each input (e.g. a Sentinel-2 SCL band) or one
-<i>Mask layer</i> per input (same order), and the <i>Mask values</i> to exclude (e.g.
-<code>0,1,3,8,9,10</code>). The mask band itself is not composited.</p>
+{mask_help}
 <p><b>Output grid</b>: the reference layer's (default: the first input), optionally changed by extent, CRS
 and cell size. Inputs on other grids or CRSs are warped on the fly.</p>
 <p>The work runs in separate Python processes (numpy, numba, rasterio), so QGIS stays responsive; cancel
@@ -44,7 +42,7 @@ class TemporalComposite(MaskParameters, TilewiseAlgorithm):
         return tr("Temporal composite (median, percentiles, mean...)")
 
     def shortHelpString(self):
-        return tr(HELP)
+        return tr(HELP.format(mask_help=MASK_HELP))
 
     def initAlgorithm(self, config=None):
         self.addParameter(QgsProcessingParameterMultipleLayers(

@@ -5,19 +5,20 @@ A pure part (:func:`date_from_name`, :func:`date_from_tags`, :func:`parse_date`,
 (:func:`read_date_tags`, :func:`read_dates`) opens the rasters with rasterio,
 and imports it only when called.
 
-Where a date comes from, per input:
+Where a date comes from, per input (the first that gives one):
 
-1. ``DATES``, when given: one entry per input, in input order. An explicit list
-   wins over what the names or metadata say (the disagreements are reported in
-   :attr:`SeriesDates.overridden`), because a user who types dates means them, and
-   a TIFF ``DateTime`` tag is often the time the file was written, not taken.
-2. Else the file name (:func:`date_from_name`): YYYY-MM-DD, YYYY_MM_DD, YYYYMMDD,
+1. The file name (:func:`date_from_name`): YYYY-MM-DD, YYYY_MM_DD, YYYYMMDD,
    then YYYY-MM and YYYY_MM (the first of the month). Product names are understood:
    the *leftmost* full date is taken, which in Sentinel-1/-2 and Landsat Collection 2
    names is the acquisition (sensing) date, the later ones being processing dates.
    MODIS (``.A2024133.``, year and day of year) and pre-collection Landsat scene ids
    (``LC81930272024133LGN00``) are read too.
-3. Else the metadata (:func:`date_from_tags`), in the order of :data:`DATE_TAGS`.
+2. Else the metadata (:func:`date_from_tags`), in the order of :data:`DATE_TAGS`.
+3. Else ``DATES``, when given: one entry per input, in input order. An entry for
+   an input whose name or metadata gives another date is not used; those inputs
+   are listed in :attr:`SeriesDates.overridden` (the operations log a warning
+   naming the file). The TIFF ``DateTime`` tag is the exception: it is usually the
+   time the file was written, not taken, so a ``DATES`` entry wins over it.
 4. Else, when no input has a date at all, the series is undated: the order given.
    Some inputs with a date and some without is an error that names the undated ones.
 
@@ -247,8 +248,8 @@ class SeriesDates:
     """The dates of a series of inputs, in input order, and where each came from.
 
     ``dates`` is all None for an undated series (source ``"order"``).
-    ``overridden`` lists ``(input index, date found, where)`` for inputs whose
-    name or metadata gave another date than ``DATES``.
+    ``overridden`` lists ``(input index, DATES entry not used, where the date came from)``
+    for inputs whose name or metadata gave another date than their ``DATES`` entry.
     """
 
     names: Tuple[str, ...]
@@ -320,9 +321,9 @@ def resolve_dates(names: Sequence[str], tags: Optional[Sequence[Mapping[str, str
     names = tuple(str(n) for n in names)
     if tags is not None and len(tags) != len(names):
         raise ParameterError(f"{len(tags)} tag sets were given for {len(names)} inputs.")
-    found = [_found_date(n, tags[i] if tags is not None else {}) for i, n in enumerate(names)]
+    found = [found_date(n, tags[i] if tags is not None else {}) for i, n in enumerate(names)]
     if _given(dates):
-        return _explicit(names, found, parse_dates(dates))
+        return _with_explicit(names, found, parse_dates(dates))
     if all(f is not None for f in found):
         return SeriesDates(names, tuple(f[0] for f in found), tuple(f[1] for f in found))  # type: ignore[index]
     if all(f is None for f in found):
@@ -341,20 +342,52 @@ def _given(dates) -> bool:
     return bool(dates.strip()) if isinstance(dates, str) else len(dates) > 0
 
 
-def _found_date(name: str, tags: Mapping[str, str]) -> Optional[Tuple[_dt.date, str]]:
+def found_date(name: str, tags: Mapping[str, str]) -> Optional[Tuple[_dt.date, str, str]]:
+    """``(date, source, metadata key)`` of one input, or None."""
     d = date_from_name(name)
     if d is not None:
-        return d, "name"
+        return d, "name", ""
     hit = date_from_tags(tags)
-    return (hit[0], "metadata") if hit is not None else None
+    return (hit[0], "metadata", hit[1]) if hit is not None else None
 
 
-def _explicit(names: Tuple[str, ...], found, given: Tuple[_dt.date, ...]) -> SeriesDates:
+#: Metadata that says when a file was written rather than taken: a DATES entry wins over it.
+_WEAK_TAGS = ("TIFFTAG_DATETIME",)
+
+
+def weak_date(found: Optional[Tuple[_dt.date, str, str]]) -> bool:
+    return found is None or re.split(r"[#.]", found[2])[-1].upper() in _WEAK_TAGS
+
+
+def _with_explicit(names: Tuple[str, ...], found, given: Tuple[_dt.date, ...]) -> SeriesDates:
+    """Names and metadata first, then the ``DATES`` entries (see the module's rules)."""
     if len(given) != len(names):
         raise ParameterError(f"DATES has {len(given)} date(s) for {len(names)} inputs; give one date per input, "
                              "in input order, or leave DATES empty to read the dates from the file names or metadata.")
-    overridden = tuple((i, f[0], f[1]) for i, f in enumerate(found) if f is not None and f[0] != given[i])
-    return SeriesDates(names, given, ("DATES",) * len(names), overridden)
+    dates, sources, overridden = [], [], []
+    for i, f in enumerate(found):
+        if weak_date(f):
+            dates.append(given[i])
+            sources.append("DATES")
+            continue
+        dates.append(f[0])
+        sources.append(f[1])
+        if f[0] != given[i]:
+            overridden.append((i, given[i], f"{f[1]} {f[2]}".strip()))
+    return SeriesDates(names, tuple(dates), tuple(sources), tuple(overridden))
+
+
+def overridden_message(name: str, entry: _dt.date, date: _dt.date, where: str) -> str:
+    """Why the ``DATES`` entry of ``name`` was not used: its ``where`` (name, metadata key) gives ``date``."""
+    return (f"{_short(name)}: DATES gives {entry.isoformat()} but its {where} says {date.isoformat()}; "
+            f"using {date.isoformat()} (the file name, then the metadata, come before DATES; rename the "
+            "file to change its date).")
+
+
+def overridden_warnings(series: SeriesDates) -> List[str]:
+    """One message per input whose ``DATES`` entry was not used (its name or metadata gives another date)."""
+    return [overridden_message(series.names[i], entry, series.dates[i], where)  # type: ignore[arg-type]
+            for i, entry, where in series.overridden]
 
 
 def read_date_tags(path: str) -> Dict[str, str]:
@@ -381,8 +414,6 @@ def read_date_tags(path: str) -> Dict[str, str]:
 
 
 def read_dates(paths: Sequence[str], dates: Optional[Union[str, Sequence[DateLike]]] = None) -> SeriesDates:
-    """:func:`resolve_dates` for raster files; the metadata is read only for inputs whose name has no date
-    (and not at all when ``DATES`` is given, except to report disagreements with the names)."""
-    explicit = _given(dates)
-    tags = [{} if explicit or date_from_name(p) is not None else read_date_tags(p) for p in paths]
+    """:func:`resolve_dates` for raster files; the metadata is read only for inputs whose name has no date."""
+    tags = [{} if date_from_name(p) is not None else read_date_tags(p) for p in paths]
     return resolve_dates(paths, tags, dates)

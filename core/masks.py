@@ -171,6 +171,15 @@ def plan_qa_mask(values: Union[str, Sequence[int], None] = (), bits: Union[str, 
 
 
 def _check_against_dtype(values: Tuple[int, ...], bits: Tuple[int, ...], dt: np.dtype, layer: str) -> None:
+    if dt.kind == "f":
+        # a QA band stacked with float bands (GeoTIFF bands share one type): whole numbers up to the
+        # mantissa are exact, so its bits can be read; a fractional value is refused when read (qa_mask)
+        exact = np.finfo(dt).nmant
+        wide = [b for b in bits if b > exact]
+        if wide:
+            raise MaskError(f"MASK_BITS {wide} cannot be read from {layer}, which is {dt.name} (whole numbers "
+                            f"are exact up to bit {exact}); use the QA band in its own integer type.")
+        return
     if dt.kind not in "iu":
         if bits:
             raise MaskError(f"{layer} is {dt.name}, not an integer band, so it holds no bit flags; "
@@ -222,3 +231,54 @@ def _float_qa_mask(qa: np.ndarray, mask: QaMask, width: Optional[int]) -> np.nda
                         "(was the band resampled with other than nearest neighbour?).")
     ints = np.where(finite, qa, 0).astype(np.int64)
     return qa_mask(ints, mask, width or 64) & finite
+
+
+@dataclass(frozen=True)
+class MaskSpec:
+    """Where an operation's QA mask comes from and what it drops: band ``band`` of each input, or the
+    first band of ``layers[i]`` for input ``i``; ``mask`` the classes and bits; ``width`` the QA band's
+    width in bits (two's complement of negative values, :func:`qa_mask`). Plain values (jobs carry it)."""
+
+    mask: QaMask
+    band: Optional[int] = None
+    layers: Tuple[str, ...] = ()
+    width: int = 64
+
+    def source(self, i: int, inputs: Sequence[str]) -> Tuple[str, int]:
+        """``(path, band)`` of the QA band of input ``i``."""
+        return (self.layers[i], 1) if self.layers else (inputs[i], int(self.band))  # type: ignore[arg-type]
+
+
+def plan_mask(n_inputs: int, band: Optional[int] = None, layers: Optional[Sequence[str]] = None,
+              values: Union[str, Sequence[int], None] = (), bits: Union[str, Sequence[int], None] = (),
+              preset: Union[str, int, None] = None, dtype: Optional[str] = None,
+              layer: str = "the mask band") -> Optional[MaskSpec]:
+    """Check the mask options every masking operation takes; None when nothing is masked.
+
+    ``band`` (of every input) or ``layers`` (one per input), and what to drop: ``values``
+    (classes, ``MASK_VALUES``), ``bits`` (``MASK_BITS``) and a ``preset`` (``MASK_PRESET``).
+    ``dtype``: the QA band's type (of the first input or mask layer), to check the classes
+    and bits against it. Raises :class:`MaskError` saying what is missing or wrong.
+
+    >>> plan_mask(3, band=4, preset="s2-scl").mask.values
+    (0, 1, 3, 8, 9, 10)
+    >>> plan_mask(3) is None
+    True
+    """
+    layers = tuple(layers or ())
+    if layers and len(layers) != n_inputs:
+        raise MaskError(f"{len(layers)} mask layers were given for {n_inputs} inputs; "
+                        "give one mask layer per input, in the same order.")
+    if band is not None and layers:
+        raise MaskError("Give either a mask band of the inputs or a list of mask layers, not both.")
+    mask = plan_qa_mask(values, bits, preset, dtype, layer)
+    where = band is not None or bool(layers)
+    if where and mask.empty:
+        raise MaskError("A mask is set but no mask values, bits or preset: list the mask classes to exclude "
+                        "(e.g. 0,1,3,8,9,10), the QA bits (e.g. 1,2,3,4) or pick a preset (s2-scl, landsat-c2-qa).")
+    if not mask.empty and not where:
+        raise MaskError(f"Mask {mask.describe()} were given but no mask band or mask layers to read them from.")
+    if not where:
+        return None
+    width = np.dtype(dtype).itemsize * 8 if dtype is not None and np.dtype(dtype).kind in "iu" else 64
+    return MaskSpec(mask, band, layers, width)

@@ -52,6 +52,40 @@ for i in range(n):
             dst.write(a, b)
 """
 
+MAKE_SERIES = r"""
+import sys, datetime as dt, numpy as np, rasterio
+from rasterio.transform import from_origin
+sys.path.insert(0, sys.argv[5])
+from bench_gapfill import make_series
+folder, n, size, gaps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+days, stack = make_series(n, size, gaps)
+prof = dict(driver="GTiff", width=size, height=size, count=1, dtype="float32", nodata=float("nan"),
+            crs="EPSG:32633", transform=from_origin(500000, 5200000, 30, 30), tiled=True, blockxsize=256,
+            blockysize=256, compress="DEFLATE", predictor=3, num_threads="ALL_CPUS")
+for d, layer in zip(days, stack):
+    date = dt.date(1970, 1, 1) + dt.timedelta(days=int(d))
+    with rasterio.open(f"{folder}/ndvi_{date.isoformat()}.tif", "w", **prof) as dst:
+        dst.write(layer, 1)
+"""
+
+# xarray's interpolate_na on Dask (time in one chunk, space in chunks), from the same files to one GeoTIFF
+XARRAY_GAPFILL = r"""
+import sys, datetime as dt, os, numpy as np, rasterio, xarray as xr, dask
+out, chunk, files = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+with rasterio.open(files[0]) as src:
+    prof = src.profile
+dates = [np.datetime64(os.path.basename(f)[5:15], "ns") for f in files]
+stack = np.empty((len(files), prof["height"], prof["width"]), np.float32)
+for i, f in enumerate(files):
+    with rasterio.open(f) as src:
+        stack[i] = src.read(1)
+da = xr.DataArray(stack, dims=("time", "y", "x"), coords={"time": dates}).chunk({"time": -1, "y": chunk, "x": chunk})
+filled = da.interpolate_na("time", method="linear").compute(scheduler="threads").values.astype(np.float32)
+prof.update(count=len(files), compress="DEFLATE", predictor=3, num_threads="ALL_CPUS", BIGTIFF="IF_SAFER")
+with rasterio.open(out, "w", **prof) as dst:
+    dst.write(filled)
+"""
+
 MAKE_IMAGE = r"""
 import sys, numpy as np, rasterio
 from rasterio.transform import from_origin
@@ -295,6 +329,29 @@ class Bench:
                                         "--calc=(B.astype(float32) - A) / (B.astype(float32) + A)"], out)
         self.floor(case, [image], tw_out)
 
+    def gapfill_case(self, n, size, gaps=0.3):
+        """Files in, filled series out: tilewise gapfill (CLI and qgis_process) against xarray's
+        interpolate_na on Dask; then the kernels alone in memory (scripts/bench_gapfill.py)."""
+        case = f"Gap filling {n} x {size}^2 float32, {gaps:.0%} gaps (linear)"
+        print(f"\n{case}", flush=True)
+        scripts = os.path.dirname(os.path.abspath(__file__))
+        folder = self.data(f"series_{n}_{size}_{gaps}", MAKE_SERIES, "{folder}", str(n), str(size), str(gaps), scripts)
+        files = sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.endswith(".tif"))
+        out = os.path.join(self.work, "filled.tif")
+        self.run(case, "tilewise:gapfill (qgis_process)",
+                 self.qgis("tilewise:gapfill", [("INPUT", f) for f in files] + [("OUTPUT", out)]), out, qgis=True)
+        self.run(case, "tilewise gapfill (CLI)", self.engine("-m", "tilewise", "gapfill", "-q", "-o", out, *files), out)
+        tw_out = os.path.join(self.work, "filled_tilewise.tif")
+        shutil.copy(out, tw_out)
+        self.run(case, "xarray interpolate_na + dask script", self.engine("-c", XARRAY_GAPFILL, out, "500", *files),
+                 out, note="threads, 500^2 chunks")
+        self.floor(case, files, tw_out)
+        rows = os.path.join(self.work, "bench_gapfill.json")
+        subprocess.run(self.engine(os.path.join(scripts, "bench_gapfill.py"), "--dates", str(n), "--size", str(size),
+                                   "--gaps", str(gaps), "--json", rows), env=self.env, check=True)
+        with open(rows) as f:
+            return json.load(f)
+
     def mosaic_case(self, size):
         case = f"Mosaic 16 tiles of {size} x {size} x 6 uint8"
         print(f"\n{case}", flush=True)
@@ -423,6 +480,7 @@ def main():
     size = 1000 if q else 7000
     b.ndvi_case(size)
     b.mosaic_case(size)
+    kernels = b.gapfill_case(12 if q else 48, 300 if q else 2000)
     scaling = b.scaling(6 if q else 24, 600 if q else 4000, "uint16")
     first = b.first_run()
     int_k, gen_k, bn_k = b.kernel()
@@ -445,7 +503,10 @@ def main():
           f"{first['set-up warm-up']:.2f} s), {first['warm']:.2f} s warm: cold / warm "
           f"{first['cold'] / first['warm']:.1f}x, first run after set-up - warm {first['after set-up'] - first['warm']:+.2f} s.",
           "", f"Extraction ({extract_title}; tilewise extract on 2 workers against the QGIS loops and exactextract; "
-          "goal: at least 10x the QGIS loop, no slower than exactextract):", "", ratios(extract_rows)]
+          "goal: at least 10x the QGIS loop, no slower than exactextract):", "", ratios(extract_rows),
+          "", "Gap-filling kernels alone, in memory (scripts/bench_gapfill.py; all cores each): " + "; ".join(
+              f"{k['case']} ({k['what']}): tilewise {min(k['tilewise']['times']):.2f} s, xarray+dask "
+              f"{min(k['xarray']['times']):.2f} s, {k['ratio']:.1f}x" for k in kernels) + "."]
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "bench.md"), "w") as f:
         f.write("\n".join(md) + "\n")

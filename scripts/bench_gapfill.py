@@ -60,7 +60,7 @@ def _xarray(stack, days, call: str, chunk: int):
 
 def _tilewise(stack, days, method):
     from tilewise.core.operations.gapfill import plan_gapfill
-    from tilewise.core.kernels.reducers.gapfill import gapfill_stack
+    from tilewise.core.kernels.gapfill import gapfill_stack
     name, edges = method
     return gapfill_stack(stack, days, plan_gapfill(name, edges=edges))
 

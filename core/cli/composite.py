@@ -6,7 +6,8 @@ import argparse
 
 from ..vocabulary import STATISTICS
 from . import print_report, run_with_progress
-from .options import add_input_nodata_option, add_raster_options, expand_inputs, integers, numbers, raster_kwargs
+from .options import (add_input_nodata_option, add_mask_options, add_raster_options, expand_inputs, integers,
+                      mask_kwargs, numbers, raster_kwargs)
 from .stac import add_composite_options, composite_inputs
 
 
@@ -19,9 +20,7 @@ def add_commands(sub) -> None:
     c.add_argument("-p", "--percentiles", type=numbers, default=[], help="e.g. 25,50,75 (with -s percentile)")
     c.add_argument("--bands", type=integers, help="input bands to composite, e.g. 1,2,3 (default all)")
     add_input_nodata_option(c)
-    c.add_argument("--mask-band", type=int, help="band of each input holding QA classes (e.g. Sentinel-2 SCL)")
-    c.add_argument("--mask", nargs="+", dest="mask_layers", help="one mask raster per input, in order")
-    c.add_argument("--mask-values", type=integers, default=[], help="mask classes to exclude, e.g. 0,1,3,8,9,10")
+    add_mask_options(c)
     add_raster_options(c)
     add_composite_options(c)
     c.set_defaults(run=run)
@@ -32,8 +31,6 @@ def run(args: argparse.Namespace) -> int:
     inputs, mask_band = composite_inputs(args, expand_inputs)
     report = run_with_progress(
         composite, args, inputs, args.output, args.statistic, args.percentiles, bands=args.bands,
-        input_nodata=args.input_nodata, mask_band=mask_band,
-        mask_layers=expand_inputs(args.mask_layers) if args.mask_layers else None, mask_values=args.mask_values,
-        **raster_kwargs(args))
+        input_nodata=args.input_nodata, **mask_kwargs(args, mask_band), **raster_kwargs(args))
     print_report(report)
     return 0

@@ -14,7 +14,7 @@ import glob
 import os
 from typing import List, Optional, Sequence
 
-from ..vocabulary import COMPRESSIONS, OUTPUT_TYPES, OVERVIEW_RESAMPLINGS, RESAMPLING_METHODS
+from ..vocabulary import COMPRESSIONS, MASK_PRESETS, OUTPUT_TYPES, OVERVIEW_RESAMPLINGS, RESAMPLING_METHODS
 
 
 # -- values ------------------------------------------------------------------------------------------------------
@@ -118,6 +118,30 @@ def run_kwargs(args: argparse.Namespace) -> dict:
 
 def add_input_nodata_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--input-nodata", type=float, help="nodata value of the inputs (overrides the files')")
+
+
+def add_mask_options(p: argparse.ArgumentParser) -> None:
+    """The QA mask every masking command takes: where (a band of each input, or one raster per input)
+    and what (classes, bits, a preset; they add up)."""
+    g = p.add_argument_group("QA mask (classes, bits and a preset add up)")
+    g.add_argument("--mask-band", type=int, help="band of each input holding the QA classes or bits "
+                                                 "(e.g. Sentinel-2 SCL, Landsat QA_PIXEL)")
+    g.add_argument("--mask", nargs="+", dest="mask_layers", help="one mask raster per input, in order")
+    g.add_argument("--mask-values", type=integers, default=[], help="QA classes to exclude, e.g. 0,1,3,8,9,10")
+    g.add_argument("--mask-bits", type=integers, default=[],
+                   help="QA bits to exclude where set (bit 0 the lowest), e.g. 1,2,3,4 for Landsat C2 "
+                        "dilated cloud, cirrus, cloud, cloud shadow")
+    g.add_argument("--mask-preset", choices=MASK_PRESETS, default=MASK_PRESETS[0],
+                   help="s2-scl: Sentinel-2 SCL classes 0,1,3,8,9,10; landsat-c2-qa: Landsat Collection 2 "
+                        "QA_PIXEL bits 1,2,3,4 (default none)")
+
+
+def mask_kwargs(args: argparse.Namespace, mask_band: Optional[int] = None) -> dict:
+    """The API's mask keywords; ``mask_band``: the band when the command resolved it otherwise (STAC)."""
+    return dict(mask_band=mask_band if mask_band is not None else args.mask_band,
+                mask_layers=expand_inputs(args.mask_layers) if args.mask_layers else None,
+                mask_values=args.mask_values, mask_bits=args.mask_bits,
+                mask_preset=None if args.mask_preset == MASK_PRESETS[0] else args.mask_preset)
 
 
 def add_raster_options(p: argparse.ArgumentParser, grid_default: str = "the first input's grid", **output) -> None:

@@ -23,7 +23,7 @@ import re
 from collections import OrderedDict
 from http import HTTPStatus
 from dataclasses import dataclass
-from typing import Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Optional, Sequence, Tuple
 
 import numpy as np
 import rasterio
@@ -36,6 +36,9 @@ from rasterio.windows import Window
 from ..errors import InputError, ParameterError
 from ..grid import Grid, Tile
 from ..vocabulary import RESAMPLING_METHODS
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..masks import MaskSpec
 
 MAX_OPEN_DATASETS = 128
 
@@ -356,6 +359,17 @@ def read_categories(path: str, band: int, grid: Grid, tile: Tile) -> np.ndarray:
     valid = ~np.isnan(out[0])
     cats[valid] = out[0][valid].astype(np.int64)
     return cats
+
+
+def read_qa_mask(spec: "MaskSpec", i: int, inputs: Sequence[str], grid: Grid, tile: Tile) -> np.ndarray:
+    """Boolean (rows, cols): True where the QA band of input ``i`` marks ``tile``'s pixels to drop
+    (:func:`tilewise.core.masks.qa_mask`; read nearest neighbour; its nodata and pixels outside it
+    are never masked)."""
+    from ..masks import qa_mask
+    path, band = spec.source(i, inputs)
+    out = np.empty((1, tile.height, tile.width), np.float64)
+    read_window(path, [band], grid, tile, out, nodata=None, resampling="nearest")
+    return qa_mask(out[0], spec.mask, spec.width)
 
 
 def close_all() -> None:

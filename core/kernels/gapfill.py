@@ -212,3 +212,16 @@ def _output(given: Optional[np.ndarray], shape, dtype: np.dtype, what: str) -> n
         raise ParameterError(f"{what} must be a C-contiguous {dtype} array of shape {shape}, "
                              f"got {given.dtype} {given.shape}.")
     return given
+
+
+def warm_up(group: str = "gap filling") -> Tuple[int, int]:
+    """Compile the gap-filling kernel for float32 and float64 stacks into numba's cache, or load it;
+    return ``(compiled, loaded from the cache)``, counted in specializations."""
+    from ..operations.gapfill import plan_gapfill
+    kernels = (_gapfill_kernel,)
+    before = [(sum(k.stats.cache_misses.values()), sum(k.stats.cache_hits.values())) for k in kernels]
+    for dtype in (np.float32, np.float64):
+        stack = np.array([[1.0, np.nan], [np.nan, 2.0], [3.0, np.nan]], dtype)
+        gapfill_stack(stack, [0.0, 10.0, 400.0], plan_gapfill("seasonal", edges=1))
+    after = [(sum(k.stats.cache_misses.values()), sum(k.stats.cache_hits.values())) for k in kernels]
+    return (sum(a[0] - b[0] for a, b in zip(after, before)), sum(a[1] - b[1] for a, b in zip(after, before)))

@@ -24,7 +24,7 @@ from ..io.outputs import check_not_an_input, describe_inputs, output_folder, uni
 from ..io.sources import describe_raster, read_window
 from ..options import Options, OutputSpec, plan_grid, split_options
 from ..runtime.runner import RunReport, TileBudget, TiledJob, run_tiles, warnings_to
-from ..runtime.sinks import CogOutput, CogSink
+from ..runtime.sinks import CogSink
 from .expression import validate_expression
 from .indices import get_index
 
@@ -74,10 +74,7 @@ class BandMathJob(TiledJob):
 
     @property
     def sink(self) -> CogSink:
-        if len(self.outputs) == 1:
-            return CogSink.single(self.grid, self.outputs[0], self.band_names)
-        return CogSink(self.grid, tuple(CogOutput(spec, (name,), (k + 1,)) for k, (spec, name)
-                                        in enumerate(zip(self.outputs, self.band_names))), self.folder)
+        return CogSink.per_band(self.grid, self.outputs, self.band_names, self.folder)
 
     @property
     def budget(self) -> TileBudget:

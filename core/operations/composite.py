@@ -12,7 +12,8 @@ from ..grid import Grid, Tile
 from ..io.cog import check_writable, to_output
 from ..io.coverage import check_inputs_meet, check_output_size
 from ..io.outputs import check_not_an_input, describe_inputs
-from ..io.sources import describe_raster, read_categories, read_window
+from ..io.sources import describe_raster, read_qa_mask, read_window
+from ..masks import MaskSpec, plan_mask
 from ..kernels.statistics import check_statistic, integer_range, output_count
 from ..options import Options, OutputSpec, plan_grid, split_options
 from ..runtime.runner import RunReport, TileBudget, TiledJob, run_tiles, warnings_to
@@ -29,7 +30,8 @@ class CompositeOptions:
     ``statistic`` (one of :data:`~tilewise.core.vocabulary.STATISTICS`) with ``percentiles`` for
     ``"percentile"``; ``bands`` to composite (default all but the mask band); ``input_nodata``
     overriding the files'; a QA mask: ``mask_band`` of each input, or ``mask_layers`` (one per
-    input), and the ``mask_values`` (classes) to exclude.
+    input), and what to exclude: ``mask_values`` (classes), ``mask_bits`` (QA bits) and a
+    ``mask_preset`` (:data:`~tilewise.core.vocabulary.MASK_PRESETS`; see :mod:`tilewise.core.masks`).
     """
 
     statistic: str = STATISTICS[0]
@@ -39,6 +41,8 @@ class CompositeOptions:
     mask_band: Optional[int] = None
     mask_layers: Optional[Sequence[str]] = None
     mask_values: Sequence[int] = ()
+    mask_bits: Sequence[int] = ()
+    mask_preset: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -50,9 +54,7 @@ class CompositeJob(TiledJob):
     statistic: str
     percentiles: Tuple[float, ...]
     input_nodata: Optional[float]
-    mask_band: Optional[int]
-    mask_layers: Tuple[str, ...]
-    mask_values: Tuple[int, ...]
+    mask: Optional[MaskSpec]
     grid: Grid
     resampling: str
     work_dtype: str
@@ -83,9 +85,9 @@ def plan_composite(inputs: Sequence[str], output: str, own: CompositeOptions = C
     spec = options.output.spec(output)
     infos = [describe_raster(p) for p in inputs]
     masks = tuple(own.mask_layers or ())
-    _check_mask(own, masks, len(inputs))
     mask_infos = [describe_raster(m) for m in masks]
-    chosen = _choose_bands(infos, own.bands, own.mask_band)
+    chosen = choose_bands(infos, own.bands, own.mask_band)
+    mask = plan_input_mask(infos, mask_infos, own)
     check_writable(spec.path)
     grid_options = options.grid
     ref = describe_raster(grid_options.reference) if grid_options.reference else infos[0]
@@ -98,23 +100,22 @@ def plan_composite(inputs: Sequence[str], output: str, own: CompositeOptions = C
     check_output_size(grid, len(names), spec.dtype, options.output.allow_large)
     value_range = integer_range([info.dtypes[b - 1] for info in infos for b in chosen])
     return CompositeJob(tuple(inputs), chosen, own.statistic, tuple(float(q) for q in own.percentiles),
-                        own.input_nodata, own.mask_band, masks, tuple(int(v) for v in own.mask_values), grid,
+                        own.input_nodata, mask, grid,
                         grid_options.resampling, work, spec, names, value_range)
 
 
-def _check_mask(own: CompositeOptions, masks: Tuple[str, ...], n_inputs: int) -> None:
-    if masks and len(masks) != n_inputs:
-        raise MaskError(f"{len(masks)} mask layers were given for {n_inputs} inputs; "
-                        "give one mask layer per input, in the same order.")
-    if own.mask_band is not None and masks:
-        raise MaskError("Give either a mask band of the inputs or a list of mask layers, not both.")
-    if (own.mask_band is not None or masks) and not own.mask_values:
-        raise MaskError("A mask is set but no mask values: list the mask classes to exclude, e.g. 0,1,3,8,9,10.")
-    if own.mask_values and own.mask_band is None and not masks:
-        raise MaskError("Mask values were given but no mask band or mask layers to read them from.")
+def plan_input_mask(infos, mask_infos, own) -> Optional[MaskSpec]:
+    """The QA mask of ``own`` (``mask_band`` / ``mask_layers`` / ``mask_values`` / ``mask_bits`` /
+    ``mask_preset``), checked against the QA band's type; None when nothing is masked."""
+    first = mask_infos[0] if mask_infos else infos[0]
+    band = 1 if mask_infos else own.mask_band
+    dtype = first.dtypes[band - 1] if band is not None and 1 <= band <= first.count else None
+    layer = f"band {band} of {first.path}" if band is not None else "the mask band"
+    return plan_mask(len(infos), own.mask_band, [m.path for m in mask_infos], own.mask_values, own.mask_bits,
+                     own.mask_preset, dtype, layer)
 
 
-def _choose_bands(infos, bands, mask_band) -> Tuple[int, ...]:
+def choose_bands(infos, bands, mask_band) -> Tuple[int, ...]:
     fewest = min(infos, key=lambda i: i.count)
     if mask_band is not None and not 1 <= mask_band <= fewest.count:
         raise MaskError(f"Mask band {mask_band} does not exist in {fewest.path}, which has {fewest.count} band(s).")
@@ -174,13 +175,8 @@ def composite_tile(job: CompositeJob, tile: Tile, target: str) -> int:
 
 
 def _apply_mask(job: CompositeJob, i: int, tile: Tile, values: np.ndarray) -> None:
-    if job.mask_band is not None:
-        cats = read_categories(job.inputs[i], job.mask_band, job.grid, tile)
-    elif job.mask_layers:
-        cats = read_categories(job.mask_layers[i], 1, job.grid, tile)
-    else:
-        return
-    values[:, np.isin(cats, job.mask_values)] = np.nan
+    if job.mask is not None:
+        values[:, read_qa_mask(job.mask, i, job.inputs, job.grid, tile)] = np.nan
 
 
 def composite(inputs: Sequence[str], output: str, statistic: str = STATISTICS[0], percentiles: Sequence[float] = (),
@@ -198,7 +194,7 @@ def composite(inputs: Sequence[str], output: str, statistic: str = STATISTICS[0]
         With ``"percentile"``: one output band per percentile and input band.
     **options
         The composite's own (:class:`CompositeOptions`: ``bands``, ``input_nodata``,
-        ``mask_band``, ``mask_layers``, ``mask_values``), and the options every operation
+        ``mask_band``, ``mask_layers``, ``mask_values``, ``mask_bits``, ``mask_preset``), and the options every operation
         takes (:mod:`tilewise.core.options`): the grid (``reference``, ``extent``, ``crs``,
         ``cell_size``, ``resampling``), the output (``output_type``, ``output_nodata``,
         ``compression``, ``overview_resampling``, ``allow_large``) and the run (``tile_size``,

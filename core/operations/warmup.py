@@ -36,6 +36,8 @@ class WarmReport:
 def warm_group(group: str) -> Tuple[str, Optional[str], int, int]:
     """One task: ``(group, cache folder, compiled, loaded)`` for the kernels of ``group``."""
     from ..kernels.reducers import CACHE_DIR, warm_up  # numba loads in the worker, as for a run
+    if group == WARM_GROUPS[2]:
+        from ..kernels.gapfill import warm_up
     compiled, loaded = warm_up(group)
     return group, CACHE_DIR, compiled, loaded
 

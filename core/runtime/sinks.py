@@ -122,6 +122,17 @@ class CogSink(Sink):
         """One COG of every band."""
         return cls(grid, (CogOutput(spec, tuple(band_names)),))
 
+    @classmethod
+    def per_band(cls, grid: Grid, specs: Sequence[OutputSpec], band_names: Sequence[str], folder: str = "",
+                 extra: Sequence[CogOutput] = ()) -> "CogSink":
+        """One COG of every band (one spec), or one COG per band (one spec each, e.g. per scene or date, in
+        ``folder``); then the ``extra`` outputs (e.g. flags from another tile layer)."""
+        if len(specs) == 1:
+            cogs = [CogOutput(specs[0], tuple(band_names))]
+        else:
+            cogs = [CogOutput(spec, (name,), (k + 1,)) for k, (spec, name) in enumerate(zip(specs, band_names))]
+        return cls(grid, tuple(cogs) + tuple(extra), folder)
+
     @property
     def home(self) -> str:
         return self.folder or self.cogs[0].spec.path

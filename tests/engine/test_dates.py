@@ -8,7 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tilewise.core.dates import (YEARS, date_from_name, date_from_tags, dates_from_days, day_numbers, parse_date,
-                                 parse_dates, read_date_tags, read_dates, resolve_dates)
+                                 overridden_warnings, parse_dates, read_date_tags, read_dates,
+                                 resolve_dates)
 from tilewise.core.errors import InputError, ParameterError
 
 D = dt.date
@@ -168,11 +169,25 @@ def test_some_dated_some_not_names_the_undated():
     assert "a_2024" not in msg
 
 
-def test_explicit_dates_win_and_disagreements_are_reported():
-    s = resolve_dates(["a_2024-05-12.tif", "b.tif"], dates="2024-05-13, 2024-05-22")
-    assert s.dates == (D(2024, 5, 13), D(2024, 5, 22))
-    assert s.sources == ("DATES", "DATES")
-    assert s.overridden == ((0, D(2024, 5, 12), "name"),)
+def test_names_and_metadata_come_before_dates_and_disagreements_are_reported():
+    """The issue's order: file name, else metadata, else DATES; a DATES entry that another source
+    contradicts is not used, and the warning names the file."""
+    s = resolve_dates(["/d/a_2024-05-12.tif", "/d/b.tif", "/d/c.tif"],
+                      [{}, {"ACQUISITIONDATETIME": "2024-05-20 10:00:00"}, {}],
+                      dates="2024-05-13, 2024-05-20, 2024-06-01")
+    assert s.dates == (D(2024, 5, 12), D(2024, 5, 20), D(2024, 6, 1))
+    assert s.sources == ("name", "metadata", "DATES")
+    assert s.overridden == ((0, D(2024, 5, 13), "name"),)
+    (message,) = overridden_warnings(s)
+    assert message.startswith("a_2024-05-12.tif: DATES gives 2024-05-13 but its name says 2024-05-12")
+
+
+def test_dates_win_over_the_tiff_datetime_tag():
+    """TIFF DateTime is when the file was written: a DATES entry wins over it, without a warning."""
+    s = resolve_dates(["a.tif", "b.tif"], [{"TIFFTAG_DATETIME": "2026:01:01 10:00:00"},
+                                           {"DATE_ACQUIRED": "2024-05-30"}], dates="2024-05-13,2024-05-22")
+    assert s.dates == (D(2024, 5, 13), D(2024, 5, 30)) and s.sources == ("DATES", "metadata")
+    assert s.overridden == ((1, D(2024, 5, 22), "metadata DATE_ACQUIRED"),)
 
 
 @pytest.mark.parametrize("dates", ["2024-05-12", ["2024-05-12", "2024-05-13", "2024-05-14"]])
@@ -251,9 +266,11 @@ def test_name_beats_metadata_and_metadata_is_not_read_then(raster):
     assert s.sources == ("name", "metadata")
 
 
-def test_read_dates_with_explicit_list_does_not_open_files(tmp_path):
-    missing = [str(tmp_path / "gone_1.tif"), str(tmp_path / "gone_2.tif")]
-    assert read_dates(missing, "2024-05-12,2024-05-22").iso == ("2024-05-12", "2024-05-22")
+def test_read_dates_opens_only_files_without_a_date_in_their_name(tmp_path):
+    missing = [str(tmp_path / "gone_2024-05-12.tif"), str(tmp_path / "gone_2024-05-22.tif")]
+    assert read_dates(missing, "2024-05-12,2024-05-23").iso == ("2024-05-12", "2024-05-22")
+    with pytest.raises(InputError):
+        read_dates([str(tmp_path / "gone.tif")], "2024-05-12")
 
 
 def test_unreadable_file_is_an_input_error(tmp_path):

@@ -163,18 +163,21 @@ RUN_EVERY_PATH = """
     import sys
     import numpy as np
     from tilewise.core.operations.composite import composite
+    from tilewise.core.operations.gapfill_run import gapfill
     from tilewise.core.operations.mosaic import mosaic
     from support import write_raster
     folder = sys.argv[1]
     rng = np.random.default_rng(3)
     for dtype in ("uint8", "uint16", "int16", "int32", "float32", "float64"):
-        paths = [write_raster(f"{folder}/{dtype}_{i}.tif", (rng.random((20, 30)) * 200).astype(dtype), nodata=0)
-                 for i in range(3)]
+        paths = [write_raster(f"{folder}/{dtype}_2024-05-{10 + i}.tif", (rng.random((20, 30)) * 200).astype(dtype),
+                              nodata=0) for i in range(3)]
         for statistic in ("median", "percentile", "mean", "std"):
             composite(paths, f"{folder}/{dtype}_{statistic}.tif", statistic,
                       [10.0, 50.0] if statistic == "percentile" else [], workers=1)
         for overlap in ("median", "mean"):
             mosaic(paths, f"{folder}/{dtype}_mosaic_{overlap}.tif", overlap=overlap, workers=1)
+        for method in ("linear", "seasonal"):
+            gapfill(paths, f"{folder}/{dtype}_gapfill_{method}.tif", method, edges=1, workers=1)
     print("ok")
 """
 
@@ -185,7 +188,7 @@ def warm(env) -> dict:
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     events = events_of(proc)
     assert events[-1]["event"] == "done", events
-    assert [(e["done"], e["total"]) for e in events if e["event"] == "progress"] == [(0, 2), (1, 2), (2, 2)]
+    assert [(e["done"], e["total"]) for e in events if e["event"] == "progress"] == [(0, 3), (1, 3), (2, 3), (3, 3)]
     return events[-1]["report"]
 
 
@@ -195,8 +198,9 @@ def test_the_warm_up_compiles_every_kernel_a_run_uses(tmp_path):
     env["PYTHONPATH"] += os.pathsep + os.path.dirname(os.path.abspath(__file__))  # support.py
     report = warm(env)
     # the two order-statistic kernels (float32) and every reducer's kernel (float32 and float64; median and
-    # percentile take float32 through the order-statistic kernels): 2 + 5 * 2 + 2 specializations
-    assert (report["cache"], report["compiled"], report["loaded"]) == (str(cache), 14, 0)
+    # percentile take float32 through the order-statistic kernels): 2 + 5 * 2 + 2 specializations; the
+    # gap-filling kernel (float32 and float64): 2
+    assert (report["cache"], report["compiled"], report["loaded"]) == (str(cache), 16, 0)
     before = cache_files(cache)
     assert before
     (tmp_path / "runs").mkdir()
@@ -205,7 +209,7 @@ def test_the_warm_up_compiles_every_kernel_a_run_uses(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     assert cache_files(cache) == before, "a run compiled a kernel the warm-up had not"
     again = warm(env)
-    assert (again["compiled"], again["loaded"]) == (0, 14)
+    assert (again["compiled"], again["loaded"]) == (0, 16)
 
 
 # -- a read-only plugin folder ---------------------------------------------------------------------------------

@@ -50,7 +50,7 @@ def test_provider_registers_the_algorithm():
     assert alg.displayName() == "Temporal composite (median, percentiles, mean...)"
     # the ids users have in models, every one loaded from the operations registry
     assert sorted(a.id() for a in provider.algorithms()) == [f"tilewise:{n}" for n in (
-        "bandmath", "extract", "index", "mosaic", "ndvi", "setupengine", "stacsearch", "temporalmedian")]
+        "bandmath", "extract", "gapfill", "index", "mosaic", "ndvi", "setupengine", "stacsearch", "temporalmedian")]
     assert "Cloud-Optimized GeoTIFF" in alg.shortHelpString()
 
 
@@ -98,4 +98,4 @@ def test_every_algorithm_offers_every_output_type_and_resampling_the_engine_acce
             assert [t for t in offered if t in OUTPUT_TYPES] == list(OUTPUT_TYPES), alg.id()
             assert params["RESAMPLING"].options() == list(RESAMPLING_METHODS), alg.id()
             checked.append(alg.name())
-    assert sorted(checked) == ["bandmath", "index", "mosaic", "ndvi", "temporalmedian"]
+    assert sorted(checked) == ["bandmath", "gapfill", "index", "mosaic", "ndvi", "temporalmedian"]

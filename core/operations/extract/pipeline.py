@@ -27,7 +27,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tupl
 import numpy as np
 import shapely
 
-from ...dates import date_from_name, date_from_tags, parse_date, read_date_tags
+from ...dates import date_from_name, found_date, overridden_message, parse_date, read_date_tags, weak_date
 from ...errors import CancelledError, InputError, MaskError, ParameterError, TilewiseWarning
 from ...grid import Grid, Tile, plan_tiles
 from ...kernels.cover import MODE_FRACTIONAL, footprint_total, cover_tile
@@ -223,25 +223,34 @@ def _bands(sources: Sequence[RasterSource], bands: Optional[Sequence[int]],
 
 
 def _dates(dates: Optional[Sequence[Any]], n: int, paths: Sequence[str] = ()) -> np.ndarray:
-    """``dates`` as given; else each raster's from its file name, else its metadata
-    (TIFFTAG_DATETIME, ACQUISITIONDATETIME...), else none (NaT)."""
+    """Each raster's date from its file name, else its metadata (ACQUISITIONDATETIME...), else its
+    ``dates`` entry (a date, ISO text, or None for none), else none (NaT): the order of
+    :mod:`tilewise.core.dates`. A ``dates`` entry the name or metadata contradicts is not used, with
+    a warning naming the file."""
     if isinstance(dates, str):
         dates = [t for t in dates.replace(";", ",").replace(" ", ",").split(",") if t.strip()]
+    found = [found_date(p, {} if date_from_name(p) is not None else read_date_tags(p)) for p in paths]
     if dates is None or len(dates) == 0:
-        found = [date_from_name(p) for p in paths]
-        for i, p in enumerate(paths):
-            if found[i] is None:
-                hit = date_from_tags(read_date_tags(p))
-                found[i] = hit[0] if hit else None
-        return to_date64(found) if paths else np.full(n, np.datetime64("NaT", "D"))
+        return to_date64([f[0] if f else None for f in found]) if paths else np.full(n, np.datetime64("NaT", "D"))
     if len(dates) != n:
         raise ParameterError(f"{len(dates)} dates for {n} rasters: give one date per raster (or none).")
     try:
-        return to_date64([None if d is None or d == "" else
-                          (parse_date(d, f"entry {i + 1} of DATES") if isinstance(d, str) else d)
-                          for i, d in enumerate(dates)])
+        given = [None if d is None or d == "" else
+                 (parse_date(d, f"entry {i + 1} of DATES") if isinstance(d, str) else d)
+                 for i, d in enumerate(dates)]
     except ValueError as exc:
         raise ParameterError(f"Cannot read a date: {exc}") from None
+    out: List[Any] = []
+    for i, entry in enumerate(given):
+        f = found[i] if i < len(found) else None
+        if weak_date(f) or entry is None:
+            out.append(entry if entry is not None else (f[0] if f else None))
+            continue
+        out.append(f[0])
+        if f[0] != entry:
+            warnings.warn(TilewiseWarning(overridden_message(paths[i], entry, f[0], f"{f[1]} {f[2]}".strip())),
+                          stacklevel=3)
+    return to_date64(out)
 
 
 def _group_by_grid(sources: Sequence[RasterSource]) -> List[Tuple[int, ...]]:

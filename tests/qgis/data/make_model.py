@@ -8,6 +8,10 @@ composite_then_fillnodata: a time series -> tilewise:temporalmedian (median) -> 
 ndvi_scenes_then_median: multi-band scenes -> tilewise:index (NDVI, one COG per scene in a folder)
 -> its OUTPUT_LAYERS into tilewise:temporalmedian's INPUT -> the median NDVI.
 
+ndvi_scenes_then_gapfill_then_sampling: multi-band scenes -> tilewise:index (NDVI, one COG per scene) -> its
+OUTPUT_LAYERS into tilewise:gapfill (linear, MAX_GAP a model parameter; one band per date) -> native:rastersampling
+at the model's points (one column per date, prefix ndvi_). (tilewise:extract is not in this branch yet.)
+
 bandmath_expression: layers, band numbers and an expression -> tilewise:bandmath -> the result.
 
 stac_search_then_median: a STAC catalogue, an area, dates and a cloud limit -> tilewise:stacsearch
@@ -194,8 +198,54 @@ def build_stac_median():
     return model
 
 
+def build_ndvi_gapfill_sampling():
+    """Scenes -> NDVI per scene -> gap filling of the NDVI series -> its values sampled at points."""
+    compat = _compat()
+    from qgis.core import QgsProcessingParameterVectorLayer
+    model = QgsProcessingModelAlgorithm("ndvi_scenes_then_gapfill_then_sampling", "Tilewise tests")
+    _add_model_parameters(model, [
+        QgsProcessingParameterMultipleLayers("scenes", "Scenes (one per date, dated names)", compat.TYPE_RASTER),
+        QgsProcessingParameterVectorLayer("points", "Points to sample"),
+        QgsProcessingParameterNumber("max_gap", "Maximum gap in days (0: no limit)", compat.NUMBER_DOUBLE, 0.0,
+                                     minValue=0.0)], 220)
+    ndvi = QgsProcessingModelChildAlgorithm("tilewise:index")
+    ndvi.setChildId("ndvi")
+    ndvi.setDescription("NDVI of each scene")
+    _placed(ndvi, 120, 180)
+    ndvi.addParameterSources("INPUT", [QgsProcessingModelChildParameterSource.fromModelParameter("scenes")])
+    for name, value in {"INDEX": 0, "RED_BAND": 3, "NIR_BAND": 4, "OUTPUT_MODE": 1}.items():
+        ndvi.addParameterSources(name, [QgsProcessingModelChildParameterSource.fromStaticValue(value)])
+    _model_output(ndvi, "OUTPUT_FOLDER", "ndvi_scenes", "NDVI of each scene (folder)", 360, 250)
+    model.addChildAlgorithm(_with_defaults(ndvi))
+
+    fill = QgsProcessingModelChildAlgorithm("tilewise:gapfill")
+    fill.setChildId("gapfill")
+    fill.setDescription("Gap filling of the NDVI series")
+    _placed(fill, 120, 320)
+    fill.addParameterSources("INPUT", [QgsProcessingModelChildParameterSource.fromChildOutput("ndvi",
+                                                                                              "OUTPUT_LAYERS")])
+    fill.addParameterSources("MAX_GAP", [QgsProcessingModelChildParameterSource.fromModelParameter("max_gap")])
+    fill.addParameterSources("METHOD", [QgsProcessingModelChildParameterSource.fromStaticValue(0)])
+    _model_output(fill, "OUTPUT", "filled", "Filled NDVI series (one band per date)", 360, 390)
+    model.addChildAlgorithm(_with_defaults(fill))
+
+    sample = QgsProcessingModelChildAlgorithm("native:rastersampling")
+    sample.setChildId("sample")
+    sample.setDescription("NDVI series at the points")
+    _placed(sample, 120, 460)
+    sample.addParameterSources("INPUT", [QgsProcessingModelChildParameterSource.fromModelParameter("points")])
+    sample.addParameterSources("RASTERCOPY", [QgsProcessingModelChildParameterSource.fromChildOutput("gapfill",
+                                                                                                     "OUTPUT")])
+    sample.addParameterSources("COLUMN_PREFIX", [QgsProcessingModelChildParameterSource.fromStaticValue("ndvi_")])
+    _model_output(sample, "OUTPUT", "samples", "Samples (one column per date)", 360, 530)
+    model.addChildAlgorithm(_with_defaults(sample))
+    model.updateDestinationParameters()
+    return model
+
+
 MODELS = {NAME: build, "ndvi_scenes_then_median": build_ndvi_median, "bandmath_expression": build_bandmath,
-          "stac_search_then_median": build_stac_median}
+          "stac_search_then_median": build_stac_median,
+          "ndvi_scenes_then_gapfill_then_sampling": build_ndvi_gapfill_sampling}
 
 
 if __name__ == "__main__":
