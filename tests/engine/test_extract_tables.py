@@ -274,3 +274,16 @@ def test_run_errors(series, fields):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         extract_stats(series[:1], fields, bands=[1])
+
+
+def test_dates_come_from_the_names_before_dates_with_a_warning(series, fields):
+    """The issue's order: the file name, then the metadata, then DATES. A DATES entry the name contradicts is
+    not used, and the warning names the file; a raster without a date in its name takes its DATES entry."""
+    spec = ExtractSpec(["count"])
+    with pytest.warns(TilewiseWarning, match=r"S2_2020-01-15\.tif: DATES gives 2021-06-01 but its name says "
+                                             r"2020-01-15; using 2020-01-15") as seen:
+        table = extract_stats(series, fields, spec, id_field="pid", dates=["2020-03-01", "2021-06-01", "2019-12-31"],
+                              tile_size=8).table("long")
+    assert len([w for w in seen if "DATES gives" in str(w.message)]) == 1
+    by_source = dict(zip(table.columns["source"].tolist(), np.datetime_as_string(table.columns["date"]).tolist()))
+    assert by_source == {"S2_2020-03-01": "2020-03-01", "S2_2020-01-15": "2020-01-15", "mosaic": "2019-12-31"}
