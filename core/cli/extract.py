@@ -10,7 +10,8 @@ import argparse
 
 from ..vocabulary import EXTRACT_COVERAGES, EXTRACT_GEOMETRY_MODES, EXTRACT_POINT_METHODS, EXTRACT_STATISTICS
 from . import run_with_progress
-from .options import add_input_nodata_option, add_run_options, expand_inputs, integers, numbers, run_kwargs
+from .options import add_input_nodata_option, add_mask_options, add_run_options, expand_inputs, integers, \
+    mask_kwargs, numbers, run_kwargs
 
 LAYOUTS = ("wide", "long")
 
@@ -40,10 +41,7 @@ def add_commands(sub) -> None:
     add_input_nodata_option(c)
     c.add_argument("--scale", type=float, help="values are multiplied by this (after nodata is found)")
     c.add_argument("--offset", type=float, help="and this is added")
-    c.add_argument("--mask-band", type=int, help="band of each input holding QA classes (e.g. Sentinel-2 SCL)")
-    c.add_argument("--mask", nargs="+", dest="mask_layers", help="one mask raster per input, in order, on its grid")
-    c.add_argument("--mask-values", default="", help="QA classes to drop, e.g. 0,1,3,8,9,10")
-    c.add_argument("--mask-bits", default="", help="QA bits to drop (any set), e.g. 1,2,3,4")
+    add_mask_options(c)
     c.add_argument("--dates", help="one date per input, in order (default: from the file names, else the metadata)")
     c.add_argument("--layout", default="long", choices=LAYOUTS,
                    help="long: one row per feature x raster x band (default); wide: the features with one field "
@@ -61,8 +59,7 @@ def run(args: argparse.Namespace) -> int:
         percentiles=args.percentiles, coverage=args.coverage, point_method=args.point_method,
         geometry_mode=args.geometry_mode, window=args.window, min_valid_fraction=args.min_valid_fraction,
         bands=args.bands, input_nodata=args.input_nodata, scale=args.scale, offset=args.offset,
-        mask_band=args.mask_band, mask_layers=expand_inputs(args.mask_layers) if args.mask_layers else None,
-        mask_values=args.mask_values, mask_bits=args.mask_bits, dates=args.dates, id_field=args.id_field,
+        **mask_kwargs(args), dates=args.dates, id_field=args.id_field,
         layer=args.layer, layout=args.layout, output_plot=args.plot, **run_kwargs(args))
     reused = f" ({report.reused} reused)" if report.reused else ""
     print(f"{report.output}: {report.rows} rows, {report.tiles} tiles{reused} on {report.workers} workers "

@@ -145,11 +145,14 @@ def test_points_nearest_is_the_pixel_under_each_point(scenes, tmp_path):
         assert table[f"{key}_b2_value"].tolist() == want, name
 
 
-def test_mask_band_drops_the_classes_it_names(scenes, tmp_path):
+@pytest.mark.parametrize("how", [{"mask_values": "9"}, {"mask_preset": "s2-scl"}, {"mask_preset": 1}],
+                         ids=["values", "preset", "preset index"])
+def test_mask_band_drops_the_classes_it_names(scenes, tmp_path, how):
+    """MASK_VALUES 9, or the Sentinel-2 SCL preset (0,1,3,8,9,10: of the scenes' classes only 9 is in it)."""
     field = shapely.box(500150, 4999650, 500550, 4999950)          # rows 5-35, cols 15-55: half under the cloud
     out = tmp_path / "masked.parquet"
     core.extract(scenes, zones_from_geometries([field], UTM_CRS), str(out), "mean,count", mask_band=3,
-                 mask_values="9", tile_size=16, workers=1)
+                 tile_size=16, workers=1, **how)
     table = read_table(out)
     rows, cols = np.mgrid[0:SHAPE[0], 0:SHAPE[1]]
     inside = (rows >= 5) & (rows < 35) & (cols >= 15) & (cols < 55)

@@ -184,7 +184,7 @@ def test_a_bad_parameter_is_a_processing_error(scenes, tmp_path):
     from qgis.core import QgsProcessingException
     paths, _ = scenes
     points = point_layer([(UTM33_10M[0] + 15, UTM33_10M[3] - 15)])
-    with pytest.raises(QgsProcessingException, match="Mask values or bits were given but no mask band"):
+    with pytest.raises(QgsProcessingException, match="Mask values, bits or a preset were given but no mask band"):
         run(ALG, {"INPUT": paths, "ZONES": points, "MASK_VALUES": "8,9", "OUTPUT": str(tmp_path / "x.gpkg")})
     assert not (tmp_path / "x.gpkg").exists()
 

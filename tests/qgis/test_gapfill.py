@@ -1,6 +1,6 @@
 """tilewise:gapfill in real QGIS (processing.run and qgis_process) against numpy per pixel, QA bit masks
 against numpy bitwise logic (also in tilewise:temporalmedian), and a model: NDVI per scene -> gap filling ->
-native:rastersampling at points."""
+tilewise:extract at points."""
 
 import datetime as dt
 import os
@@ -255,13 +255,13 @@ def _points(folder, cells):
     return path
 
 
-def test_model_file_chains_index_gapfill_and_sampling():
+def test_model_file_chains_index_gapfill_and_extract():
     from qgis.core import QgsProcessingModelAlgorithm
     model = QgsProcessingModelAlgorithm()
     assert model.fromFile(str(MODEL))
     children = model.childAlgorithms()
     assert {c.algorithmId() for c in children.values()} == {"tilewise:index", "tilewise:gapfill",
-                                                           "native:rastersampling"}
+                                                           "tilewise:extract"}
     [source] = children["gapfill"].parameterSources()["INPUT"]
     assert (source.outputChildId(), source.outputName()) == ("ndvi", "OUTPUT_LAYERS")
     assert model.dependsOnChildAlgorithms("sample") == {"gapfill", "ndvi"}
@@ -269,7 +269,7 @@ def test_model_file_chains_index_gapfill_and_sampling():
     assert ok, errors
 
 
-def test_model_ndvi_per_scene_then_gapfill_then_sampling(tmp_path, out_dir):
+def test_model_ndvi_per_scene_then_gapfill_then_extract_at_points(tmp_path, out_dir):
     from qgis.core import NULL, QgsProcessingModelAlgorithm, QgsVectorLayer
     paths, red, nir = _bands_scenes(tmp_path)
     cells = [(0, 0), (5, 7), (20, 33), (35, 51), (17, 2)]
@@ -278,25 +278,41 @@ def test_model_ndvi_per_scene_then_gapfill_then_sampling(tmp_path, out_dir):
     assert model.fromFile(str(MODEL))
     sampled = str(out_dir / "sampled.gpkg")
     filled = str(out_dir / "filled.tif")
-    result = run(model, {"scenes": paths, "points": points, "max_gap": 0,
-                         "gapfill:filled": filled, "sample:samples": sampled, "ndvi:ndvi_scenes": str(out_dir / "n")})
+    from qgis.core import QgsProcessingFeedback
+
+    class Errors(QgsProcessingFeedback):
+        def __init__(self):
+            super().__init__()
+            self.errors = []
+
+        def reportError(self, error, fatalError=False):  # noqa: N802 (QGIS's name)
+            self.errors.append(error)
+
+    feedback = Errors()
+    try:
+        result = run(model, {"scenes": paths, "points": points, "max_gap": 0, "gapfill:filled": filled,
+                             "sample:samples": sampled, "ndvi:ndvi_scenes": str(out_dir / "n")}, feedback=feedback)
+    except Exception as exc:
+        raise AssertionError(f"{exc}: {feedback.errors}") from None
     assert result["gapfill:filled"] == filled
     r, n = red.astype(np.float32), nir.astype(np.float32)
     ndvi = np.where(red == 0, np.nan, (n - r) / (n + r))
     want = interp_reference(ndvi, DAYS, DAYS, 0)
     np.testing.assert_array_equal(read_all(filled)[0], want.astype(np.float64))
     layer = QgsVectorLayer(result["sample:samples"], "s", "ogr")
-    assert layer.isValid() and layer.featureCount() == len(cells)
-    fields = [f.name() for f in layer.fields() if f.name().startswith("ndvi_")]
-    assert len(fields) == len(DATES)
+    assert layer.isValid() and layer.featureCount() == len(cells) * len(DATES), layer.featureCount()
+    names = [f.name() for f in layer.fields()]
+    assert {"feature_id", "source", "date", "band", "value"} <= set(names), names
+    rows = sorted((f["feature_id"], f["band"], f["value"]) for f in layer.getFeatures())
+    points = sorted({r[0] for r in rows})                 # the feature ids, in the order the points were written
+    assert len(points) == len(cells)
     empty = 0
-    for feat, (row, col) in zip(layer.getFeatures(), cells):
-        got = [feat[name] for name in fields]
-        expected = want[:, row, col]
-        for g, e in zip(got, expected):
-            if np.isnan(e):
-                assert g is None or g == NULL                       # nodata samples as NULL
-                empty += 1
-            else:
-                assert g == pytest.approx(float(e), rel=1e-6)
+    for fid, band, got in rows:
+        row, col = cells[points.index(fid)]
+        expected = want[band - 1, row, col]
+        if np.isnan(expected):
+            assert got is None or got == NULL                     # nodata is null, never a number
+            empty += 1
+        else:
+            assert got == pytest.approx(float(expected), rel=1e-6)
     assert 0 < empty < len(cells) * len(DATES) // 2                      # leading/trailing gaps stay empty

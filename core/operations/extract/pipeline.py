@@ -133,14 +133,14 @@ def plan_extraction(rasters: Sequence[str], zones: Union[str, Zones], spec: Opti
                     tile_size: int = DEFAULT_TILE_SIZE, input_nodata: Optional[float] = None,
                     scale: Optional[float] = None, offset: Optional[float] = None,
                     mask_band: Optional[int] = None, mask_layers: Optional[Sequence[str]] = None,
-                    mask_values: Any = (), mask_bits: Any = ()) -> ExtractPlan:
+                    mask_values: Any = (), mask_bits: Any = (), mask_preset: Any = None) -> ExtractPlan:
     """Plan the extraction of ``zones`` (a path or :class:`.vector.Zones`) from ``rasters``.
 
     ``bands`` (1-based, the same for every raster; all but the mask band by default),
     ``dates`` (one per raster: ``datetime.date``, ISO text or None; by default each
     raster's date comes from its file name, else its metadata, else it has none).
     A QA mask: ``mask_band`` of each raster, or ``mask_layers`` (one per raster, on
-    its grid), and the ``mask_values`` (classes) and ``mask_bits`` to drop.
+    its grid), and the ``mask_values`` (classes), ``mask_bits`` and ``mask_preset`` to drop.
     """
     from ...io.sources import describe_raster
 
@@ -155,7 +155,7 @@ def plan_extraction(rasters: Sequence[str], zones: Union[str, Zones], spec: Opti
     sources = tuple(RasterSource(i.path, source_name(i.path), i.count, i.nodata, i.crs, tuple(i.transform),
                                  i.width, i.height) for i in infos)
     masks = tuple(mask_layers or ())
-    mask = _plan_mask(sources, infos, mask_band, masks, mask_values, mask_bits)
+    mask = _plan_mask(sources, infos, mask_band, masks, mask_values, mask_bits, mask_preset)
     band_list = _bands(sources, bands, mask_band)
     date_array = _dates(dates, len(sources), [s.path for s in sources])
     samples = make_samples(zones, spec.geometry_mode, spec.window)
@@ -169,15 +169,16 @@ def plan_extraction(rasters: Sequence[str], zones: Union[str, Zones], spec: Opti
 
 
 def _plan_mask(sources: Sequence[RasterSource], infos, mask_band: Optional[int], masks: Tuple[str, ...],
-               values: Any, bits: Any) -> QaMask:
+               values: Any, bits: Any, preset: Any = None) -> QaMask:
     """The QA mask, checked: one source of QA (a band of each raster, or one layer per raster on its grid)."""
     from ...io.sources import describe_raster
     if mask_band is not None and masks:
         raise MaskError("Give either a mask band of the rasters or a list of mask layers, not both.")
     if not masks and mask_band is None:
-        mask = plan_qa_mask(values, bits)
+        mask = plan_qa_mask(values, bits, preset)
         if not mask.empty:
-            raise MaskError("Mask values or bits were given but no mask band or mask layers to read them from.")
+            raise MaskError("Mask values, bits or a preset were given but no mask band or mask layers to read "
+                            "them from.")
         return mask
     if masks and len(masks) != len(sources):
         raise MaskError(f"{len(masks)} mask layers were given for {len(sources)} rasters; give one mask layer per "
@@ -197,9 +198,10 @@ def _plan_mask(sources: Sequence[RasterSource], infos, mask_band: Optional[int],
                                 f"({info.width} x {info.height} pixels against {s.width} x {s.height}, or another "
                                 "origin or pixel size); give each raster the mask of its own grid.")
         dtype, where = describe_raster(masks[0]).dtypes[0], f"the mask layer {masks[0]}"
-    mask = plan_qa_mask(values, bits, dtype=dtype, layer=where)
+    mask = plan_qa_mask(values, bits, preset, dtype=dtype, layer=where)
     if mask.empty:
-        raise MaskError("A mask is set but no mask values or bits: list the classes to drop, e.g. 0,1,3,8,9,10.")
+        raise MaskError("A mask is set but no mask values, bits or preset: list the classes to drop, e.g. "
+                        "0,1,3,8,9,10, or choose a preset.")
     return mask
 
 

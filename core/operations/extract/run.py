@@ -32,7 +32,7 @@ from ...errors import OutputError, ParameterError
 from ...grid import Grid, Tile
 from ...io.vector import Zones, output_format, read_zones, write_table
 from ...kernels.zonal import TilePart
-from ...masks import parse_codes
+from ...masks import parse_codes, preset_by_name
 from ...options import GridOptions, LogFn, OutputOptions, split_options
 from ...runtime.runner import RunReport, TileBudget, TiledJob, run_tiles, warnings_to
 from ...runtime.sinks import TableSink, read_part, write_part
@@ -52,8 +52,8 @@ class ExtractOptions:
     bilinear), ``window`` (n x n pixels around points), ``geometry_mode`` of lines
     and polygons (zonal, vertices), ``min_valid_fraction``. What to read:
     ``bands`` (default all but the mask band), ``input_nodata``, ``scale`` and
-    ``offset``, a QA mask (``mask_band`` or ``mask_layers``, with ``mask_values``
-    and ``mask_bits``), ``dates`` (one per raster; default from the file names or
+    ``offset``, a QA mask (``mask_band`` or ``mask_layers``, with ``mask_values``,
+    ``mask_bits`` and ``mask_preset``), ``dates`` (one per raster; default from the file names or
     metadata). The zones: ``id_field``, ``layer`` (of a multi-layer file), ``zones_crs`` (their CRS
     instead of the file's: e.g. a shapefile without .prj whose CRS was set in QGIS). The
     output: ``layout`` (wide or long), ``output_plot`` (an HTML chart).
@@ -74,6 +74,7 @@ class ExtractOptions:
     mask_layers: Optional[Sequence[str]] = None
     mask_values: Any = ()
     mask_bits: Any = ()
+    mask_preset: Any = None
     dates: Optional[Any] = None
     id_field: Optional[str] = None
     layer: Optional[str] = None
@@ -93,6 +94,7 @@ class ExtractOptions:
                       mask_layers=tuple(self.mask_layers) if self.mask_layers else None,
                       mask_values=parse_codes(self.mask_values, "MASK_VALUES"),
                       mask_bits=parse_codes(self.mask_bits, "MASK_BITS"),
+                      mask_preset=preset_by_name(self.mask_preset).name,
                       dates=tuple(self.dates) if self.dates is not None and not isinstance(self.dates, str)
                       else (self.dates or None))
         for name, value in values.items():
@@ -247,7 +249,7 @@ def plan_extract_job(inputs: Sequence[str], zones: Union[str, Zones], output: st
     plan = plan_extraction(list(inputs), zones, own.spec, bands=own.bands, dates=own.dates, id_field=own.id_field,
                            layer=own.layer, tile_size=size, input_nodata=own.input_nodata, scale=own.scale,
                            offset=own.offset, mask_band=own.mask_band, mask_layers=own.mask_layers,
-                           mask_values=own.mask_values, mask_bits=own.mask_bits)
+                           mask_values=own.mask_values, mask_bits=own.mask_bits, mask_preset=own.mask_preset)
     return ExtractJob(tuple(inputs), source, zones_digest(plan.zones), own, outputs, plan.groups[0].grid, size,
                       tuple(plan.tasks()), plan.for_workers(), plan)
 
@@ -282,7 +284,7 @@ def extract(inputs: Sequence[str], zones: Union[str, Zones], output: str,
         The extraction's own (:class:`ExtractOptions`: ``percentiles``, ``coverage``,
         ``point_method``, ``window``, ``geometry_mode``, ``min_valid_fraction``, ``bands``,
         ``input_nodata``, ``scale``, ``offset``, ``mask_band``, ``mask_layers``, ``mask_values``,
-        ``mask_bits``, ``dates``, ``id_field``, ``layer``, ``zones_crs``, ``layout``, ``output_plot``) and the
+        ``mask_bits``, ``mask_preset``, ``dates``, ``id_field``, ``layer``, ``zones_crs``, ``layout``, ``output_plot``) and the
         run options (``tile_size``, ``workers``, ``executor``, ``scheduler``, ``resume``,
         ``keep_workdir``, ``progress``, ``log``).
 

@@ -9,8 +9,8 @@ ndvi_scenes_then_median: multi-band scenes -> tilewise:index (NDVI, one COG per 
 -> its OUTPUT_LAYERS into tilewise:temporalmedian's INPUT -> the median NDVI.
 
 ndvi_scenes_then_gapfill_then_sampling: multi-band scenes -> tilewise:index (NDVI, one COG per scene) -> its
-OUTPUT_LAYERS into tilewise:gapfill (linear, MAX_GAP a model parameter; one band per date) -> native:rastersampling
-at the model's points (one column per date, prefix ndvi_). (tilewise:extract is not in this branch yet.)
+OUTPUT_LAYERS into tilewise:gapfill (linear, MAX_GAP a model parameter; one band per date) -> tilewise:extract
+at the model's points (long layout: one row per point and band, i.e. date).
 
 bandmath_expression: layers, band numbers and an expression -> tilewise:bandmath -> the result.
 
@@ -229,15 +229,15 @@ def build_ndvi_gapfill_sampling():
     _model_output(fill, "OUTPUT", "filled", "Filled NDVI series (one band per date)", 360, 390)
     model.addChildAlgorithm(_with_defaults(fill))
 
-    sample = QgsProcessingModelChildAlgorithm("native:rastersampling")
+    sample = QgsProcessingModelChildAlgorithm("tilewise:extract")
     sample.setChildId("sample")
     sample.setDescription("NDVI series at the points")
     _placed(sample, 120, 460)
-    sample.addParameterSources("INPUT", [QgsProcessingModelChildParameterSource.fromModelParameter("points")])
-    sample.addParameterSources("RASTERCOPY", [QgsProcessingModelChildParameterSource.fromChildOutput("gapfill",
-                                                                                                     "OUTPUT")])
-    sample.addParameterSources("COLUMN_PREFIX", [QgsProcessingModelChildParameterSource.fromStaticValue("ndvi_")])
-    _model_output(sample, "OUTPUT", "samples", "Samples (one column per date)", 360, 530)
+    sample.addParameterSources("ZONES", [QgsProcessingModelChildParameterSource.fromModelParameter("points")])
+    sample.addParameterSources("INPUT", [QgsProcessingModelChildParameterSource.fromChildOutput("gapfill",
+                                                                                                 "OUTPUT")])
+    sample.addParameterSources("LAYOUT", [QgsProcessingModelChildParameterSource.fromStaticValue(1)])   # long
+    _model_output(sample, "OUTPUT", "samples", "Samples (one row per point and date)", 360, 530)
     model.addChildAlgorithm(_with_defaults(sample))
     model.updateDestinationParameters()
     return model
