@@ -4,7 +4,10 @@ Every tool runs end to end, from files on disk to a finished output file, as a
 separate process; wall time (median of --runs, with min and max) and the peak
 memory of its whole process tree are recorded. Each case also has an I/O floor:
 the time to decode its inputs and encode an output of the same size and
-compression, spread over all cores. Writes bench-output/bench.md and bench.png.
+compression, spread over all cores. Tilewise runs in debug mode (``--debug``, ``TILEWISE_DEBUG``) and
+its phase breakdown (the log's last line) is kept: the chart stacks each Tilewise bar by phase,
+with what lies outside the engine's and the algorithm's clocks (the process's own start and exit,
+qgis_process loading QGIS) as "outside". Writes bench-output/bench.md and bench.png.
 
     python3 scripts/bench.py --engine-python .venv/bin/python [--quick] [--runs 3]
 """
@@ -186,7 +189,16 @@ def measure(cmd, env, out=None):
     tree.stop()
     if proc.returncode != 0 or (out and not os.path.exists(out)):
         raise RuntimeError(f"{cmd if isinstance(cmd, str) else ' '.join(cmd[:6])}... failed:\n{text[-3000:]}")
-    return seconds, tree.peak
+    return seconds, tree.peak, text
+
+
+def parse_phases(text):
+    """The phases of Tilewise's debug line (``Phases (s): read 0.20, compute 1.10 = ...``), or None."""
+    lines = [ln for ln in text.splitlines() if "Phases (s): " in ln]
+    if not lines:
+        return None
+    body = lines[-1].split("Phases (s): ", 1)[1].split(" = ", 1)[0]
+    return {name.strip(): float(value) for name, value in (part.rsplit(" ", 1) for part in body.split(", "))}
 
 
 class Bench:
@@ -197,6 +209,7 @@ class Bench:
         self.env = dict(os.environ, PYTHONPATH=PLUGINS, TILEWISE_PYTHON=args.engine_python)
         self.qenv = qgis_process_env(PLUGINS, os.path.join(self.work, "qgis-profile"))
         self.qenv["TILEWISE_PYTHON"] = args.engine_python
+        self.qenv["TILEWISE_DEBUG"] = "1"  # the phase breakdown in the log (see parse_phases)
         self.rows = []
 
     def engine(self, *args):
@@ -206,16 +219,23 @@ class Bench:
         return [qgis_process_binary(), "run", alg, "--"] + [f"{k}={v}" for k, v in params]
 
     def run(self, case, tool, cmd, out, qgis=False, floor=False, note=""):
-        times, peak = [], 0
+        times, peak, runs = [], 0, []
         for _ in range(1 if floor and self.args.quick else self.args.runs):
-            s, p = measure(cmd, self.qenv if qgis else self.env, out)
+            s, p, text = measure(cmd, self.qenv if qgis else self.env, out)
             times.append(s)
             peak = max(peak, p)
-        row = dict(case=case, tool=tool, median=statistics.median(times), min=min(times), max=max(times),
+            runs.append((s, parse_phases(text)))
+        median = statistics.median(times)
+        phases = min(runs, key=lambda r: abs(r[0] - median))  # the phases of the run nearest the median
+        row = dict(case=case, tool=tool, median=median, min=min(times), max=max(times),
                    peak_mb=peak / 2**20, floor=floor, note=note)
+        if phases[1]:
+            row["phases"] = dict(phases[1], outside=max(phases[0] - sum(phases[1].values()), 0.0))
         self.rows.append(row)
         print(f"  {tool:34s} {row['median']:8.2f} s  (min {row['min']:.2f}, max {row['max']:.2f})  "
               f"peak {row['peak_mb']:7.0f} MB", flush=True)
+        if phases[1]:
+            print("    " + ", ".join(f"{k} {v:.2f}" for k, v in row["phases"].items()), flush=True)
         return row
 
     def data(self, name, script, *argv):
@@ -246,7 +266,7 @@ class Bench:
                  self.qgis("tilewise:temporalmedian", [("INPUT", f) for f in files] + [("OUTPUT", out)]), out,
                  qgis=True)
         cli = self.run(case, "tilewise composite (CLI)",
-                       self.engine("-m", "tilewise", "composite", "-q", "-o", out, *files), out)
+                       self.engine("-m", "tilewise", "composite", "-q", "--debug", "-o", out, *files), out)
         tw_out = os.path.join(self.work, f"{case[:12].replace(' ', '_')}_tilewise.tif")
         shutil.copy(out, tw_out)
         if bands == 1:
@@ -269,7 +289,7 @@ class Bench:
         times = {}
         for w in sorted({1, 2, os.cpu_count() or 1}):
             times[w] = self.run(case, f"tilewise CLI, {w} worker(s)",
-                                self.engine("-m", "tilewise", "composite", "-q", "-j", str(w), "-o", out, *files),
+                                self.engine("-m", "tilewise", "composite", "-q", "--debug", "-j", str(w), "-o", out, *files),
                                 out)["median"]
         return times
 
@@ -281,7 +301,7 @@ class Bench:
         out = os.path.join(self.work, "ndvi.tif")
         self.run(case, "tilewise:ndvi (qgis_process)", self.qgis("tilewise:ndvi", [
             ("RED", image), ("RED_BAND", 3), ("NIR", image), ("NIR_BAND", 4), ("OUTPUT", out)]), out, qgis=True)
-        self.run(case, "tilewise ndvi (CLI)", self.engine("-m", "tilewise", "ndvi", "-q", "--red", f"{image}:3",
+        self.run(case, "tilewise ndvi (CLI)", self.engine("-m", "tilewise", "ndvi", "-q", "--debug", "--red", f"{image}:3",
                                                           "--nir", f"{image}:4", "-o", out), out)
         tw_out = os.path.join(self.work, "ndvi_tilewise.tif")
         shutil.copy(out, tw_out)
@@ -303,7 +323,7 @@ class Bench:
         out = os.path.join(self.work, "mosaic.tif")
         self.run(case, "tilewise:mosaic (qgis_process)", self.qgis("tilewise:mosaic", [
             ("INPUT_FOLDER", folder), ("PATTERN", "tile_*.tif"), ("OUTPUT", out)]), out, qgis=True)
-        self.run(case, "tilewise mosaic (CLI)", self.engine("-m", "tilewise", "mosaic", "-q", "-o", out,
+        self.run(case, "tilewise mosaic (CLI)", self.engine("-m", "tilewise", "mosaic", "-q", "--debug", "-o", out,
                                                             os.path.join(folder, "tile_*.tif")), out)
         tw_out = os.path.join(self.work, "mosaic_tilewise.tif")
         shutil.copy(out, tw_out)
@@ -330,7 +350,7 @@ class Bench:
         peaks = dict.fromkeys(times, 0)
 
         def timed(key, command, env, output=None):
-            seconds, peak = measure(command, env, output)
+            seconds, peak, _ = measure(command, env, output)
             times[key].append(seconds)
             peaks[key] = max(peaks[key], peak)
 
@@ -363,6 +383,19 @@ class Bench:
         return integer, general, bn
 
 
+def phase_table(rows):
+    """Each Tilewise run's phases (seconds of the run nearest the median)."""
+    names = []
+    for r in rows:
+        names += [k for k in r.get("phases", {}) if k not in names]
+    lines = ["| case | tool | " + " | ".join(names) + " |", "| --- | --- |" + " ---: |" * len(names)]
+    for r in rows:
+        if r.get("phases"):
+            lines.append(f"| {r['case']} | {r['tool']} | " +
+                         " | ".join(f"{r['phases'].get(n, 0.0):.2f}" for n in names) + " |")
+    return "\n".join(lines)
+
+
 def table(rows):
     lines = ["| case | tool | median s | min | max | peak MB | x tilewise CLI | x I/O floor |",
              "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
@@ -388,16 +421,31 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 rows, path = json.load(open(sys.argv[1])), sys.argv[2]
 cases = list(dict.fromkeys(r["case"] for r in rows))
+PHASE_COLORS = {"outside": "#bdbdbd", "qgis": "#8d6e63", "engine start": "#ef6c00", "planning": "#fdd835",
+                "read": "#42a5f5", "compute": "#2e7d32", "tile writes": "#7e57c2", "overviews": "#ec407a",
+                "assembly": "#26a69a", "cleanup": "#9e9e9e"}
+seen = set()
 fig, axes = plt.subplots(len(cases), 1, figsize=(10, 2.2 * len(cases)), squeeze=False)
 for ax, case in zip(axes[:, 0], cases):
     rs = [r for r in rows if r["case"] == case]
     colors = ["#888" if r["floor"] else ("#2e7d32" if "tilewise" in r["tool"] else "#1f77b4") for r in rs]
-    ax.barh([r["tool"] for r in rs], [r["median"] for r in rs], color=colors)
+    ax.barh([r["tool"] for r in rs], [0 if r.get("phases") else r["median"] for r in rs], color=colors)
+    for i, r in enumerate(rs):  # Tilewise: one segment per phase, scaled to the median run
+        ph = r.get("phases") or {}
+        total, left = sum(ph.values()) or 1.0, 0.0
+        for name, seconds in ph.items():
+            width = seconds / total * r["median"]
+            ax.barh(i, width, left=left, color=PHASE_COLORS.get(name, "#ccc"),
+                    label=name if name not in seen else None)
+            seen.add(name)
+            left += width
     for i, r in enumerate(rs):
         ax.text(r["median"], i, f" {r['median']:.2f} s", va="center", fontsize=8)
     ax.invert_yaxis(); ax.set_title(case, fontsize=10, loc="left"); ax.tick_params(labelsize=8)
     ax.set_xlabel("seconds (median)", fontsize=8)
-fig.tight_layout(); fig.savefig(path, dpi=110)
+if seen:
+    fig.legend(loc="lower center", ncol=min(len(seen), 6), fontsize=7, frameon=False)
+fig.tight_layout(rect=(0, 0.03 if seen else 0, 1, 1)); fig.savefig(path, dpi=110)
 """
 
 
@@ -431,6 +479,8 @@ def main():
               f"{os.sysconf('SC_PHYS_PAGES') * PAGE / 2**30:.0f} GiB, {platform.platform()}"
     md = [f"# Tilewise benchmark{' (quick)' if q else ''}", "", f"Machine: {machine}  ",
           f"Runs per tool: {args.runs} (median shown); total bench time {total:.0f} s.", "", table(b.rows), "",
+          "Where Tilewise's time goes (seconds per phase, the run nearest the median; outside: the process's "
+          "own start and exit, and qgis_process loading QGIS):", "", phase_table(b.rows), "",
           "Parallel efficiency (tilewise CLI, median case): " +
           ", ".join(f"{w} worker(s) {e * 100:.0f}%" for w, e in eff.items()), "",
           f"Kernel alone, one thread, median of 84 x 512 x 512 (10% NaN): tilewise {int_k:.3f} s on 8-bit "

@@ -101,6 +101,9 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("-j", "--workers", type=int,
                    help="worker processes (default or 0: all cores; never more than the cores or the tiles)")
     g.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    g.add_argument("--debug", action="store_true",
+                   help="print where the time went (engine start, planning, read, compute, tile writes, "
+                        "overviews, assembly) as the last line")
     r = p.add_argument_group("scaling out and long runs")
     r.add_argument("--scheduler", metavar="ADDRESS",
                    help="run the tiles on a Dask cluster: its scheduler's address (tcp://host:8786) or "

@@ -36,6 +36,7 @@ from ..grid import Grid, Tile
 from ..options import LogFn, OutputSpec
 from .diskspace import SpaceNeed
 from .paths import partial_path, workdir_for
+from .phases import timed
 
 #: Overviews add up to a third to a COG's pixels.
 _OVERVIEWS = 4 / 3
@@ -155,7 +156,8 @@ class CogSink(Sink):
         if len(arrays) != len(paths):
             raise ValueError(f"{len(arrays)} arrays for {len(paths)} tile layers")
         for layer, path, data in zip(self.layers, paths, arrays):
-            write_tile(path, data, self.grid, tile, self.layer_spec(layer))
+            with timed("tile writes"):
+                write_tile(path, data, self.grid, tile, self.layer_spec(layer))
 
     def space_needed(self, tiles: Sequence[Tile]) -> SpaceNeed:
         pixels = sum(t.width * t.height for t in tiles)
@@ -257,7 +259,8 @@ class TableSink(Sink):
         return os.path.join(workdir, f"part_{tile.index:07d}.npz")
 
     def write(self, target: str, tile: Tile, part: Mapping[str, np.ndarray]) -> None:
-        write_part(target, part)
+        with timed("tile writes"):
+            write_part(target, part)
 
     def finish(self, workdir: str, tiles: Sequence[Tile], say: LogFn) -> Dict[str, Any]:
         from ..io.vector import write_table
