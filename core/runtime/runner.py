@@ -160,7 +160,8 @@ def run_tiles(job: TiledJob, tile_fn: TileFn, run: RunOptions) -> RunReport:
 
 
 def default_tile_size(job: TiledJob, workers: int) -> int:
-    """A tile size from the job's memory budget, shrunk so every worker gets at least two tiles."""
+    """A tile size from the job's memory budget, shrunk so every worker gets about four tiles
+    (:func:`~tilewise.core.grid.balance_tile_size`)."""
     budget = job.budget
     size = balance_tile_size(job.grid, auto_tile_size(budget.layers, budget.bytes_per_value), workers)
     if size < 8:
