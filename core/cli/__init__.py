@@ -78,8 +78,8 @@ def run_with_progress(fn: Callable[..., Any], args: argparse.Namespace, *positio
         report = fn(*positional, progress=progress, log=progress.log, **kwargs)
     finally:
         progress.close()
-    if getattr(args, "debug", False):
-        print(debug_line(report, called, time.perf_counter()), file=sys.stderr)
+    if getattr(args, "debug", False):  # printed by main() once the command has reported
+        args.debug_line = debug_line(report, called, time.perf_counter())
     return report
 
 
@@ -112,7 +112,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     with stop_on_signals() as seen:     # SIGTERM and SIGHUP stop a run as Ctrl+C does
         try:
             try:
-                return args.run(args)
+                code = args.run(args)
+                if getattr(args, "debug_line", None):
+                    print(args.debug_line, file=sys.stderr, flush=True)
+                return code
             except TilewiseError as exc:
                 if seen["signal"] is None:
                     print(f"tilewise: error: {exc}", file=sys.stderr)

@@ -196,7 +196,7 @@ def _compute(ex: Executor, job: TiledJob, tile_fn: TileFn, sink: Sink, state: Wo
         return
     ex.check_workdir(workdir)
     with Journal(workdir) as journal:
-        tasks = [(job, t, sink.target(workdir, t)) for t in todo]
+        tasks = [(job, t, sink.task_target(workdir, t, state.tile_size)) for t in todo]
         by_index = {t.index: t for t in todo}
         for count, (index, spent) in enumerate(ex.run(TimedTile(tile_fn), tasks), start=len(state.finished) + 1):
             phases.add_tile(spent)
