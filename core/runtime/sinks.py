@@ -230,8 +230,10 @@ class CogSink(Sink):
                                      name=f"c{k}_") if cog.spec.overviews else "NONE"
             seconds += time.perf_counter() - start
             write_cog(vrt, cog.spec, overviews=mode)
-        return dict(width=self.grid.width, height=self.grid.height, bands=sum(len(c.band_names) for c in self.cogs),
-                    phases={"overviews": seconds})
+        summary = dict(width=self.grid.width, height=self.grid.height, bands=sum(len(c.band_names) for c in self.cogs))
+        if any(self.overview_levels(layer, tile_size) for layer in self.layers):
+            summary["phases"] = {"overviews": seconds}  # else GDAL builds every level, within the assembly
+        return summary
 
 
 @dataclass(frozen=True)
