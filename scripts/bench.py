@@ -36,22 +36,24 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 MAKE_STACK = r"""
 import sys, math, numpy as np, rasterio
 from rasterio.transform import from_origin
-folder, n, size, bands, dtype = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+folder, n, size, bands, dtype = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), sys.argv[5]
+h, w = (int(v) for v in size.split("x")) if "x" in size else (int(size), int(size))  # "HxW" or a side
 rng = np.random.default_rng(84)
 top = 255 if dtype == "uint8" else 10000
 nodata = 255 if dtype == "uint8" else 65535
-y, x = np.mgrid[0:size, 0:size].astype(np.float32) / size
+y, x = np.mgrid[0:h, 0:w].astype(np.float32) / max(h, w)
 base = (np.sin(6 * x) * np.cos(5 * y) + 1) / 2
-prof = dict(driver="GTiff", width=size, height=size, count=bands, dtype=dtype, nodata=nodata, crs="EPSG:32633",
-            transform=from_origin(500000, 5200000, 30, 30), tiled=True, blockxsize=256, blockysize=256,
+blocks = dict(tiled=True, blockxsize=256, blockysize=256) if min(h, w) >= 256 else dict(tiled=False)
+prof = dict(driver="GTiff", width=w, height=h, count=bands, dtype=dtype, nodata=nodata, crs="EPSG:32633",
+            transform=from_origin(500000, 5200000, 30, 30), **blocks,
             compress="DEFLATE", predictor=2, num_threads="ALL_CPUS")
 for i in range(n):
     season = 0.5 + 0.4 * math.sin(2 * math.pi * i / 12)
     with rasterio.open(f"{folder}/r{i:03d}.tif", "w", **prof) as dst:
         for b in range(1, bands + 1):
-            v = base * season * (0.6 + 0.1 * b) + rng.normal(0, 0.05, (size, size)).astype(np.float32)
+            v = base * season * (0.6 + 0.1 * b) + rng.normal(0, 0.05, (h, w)).astype(np.float32)
             a = np.clip(v * (top - 1), 0, top - 1).astype(dtype)
-            a[rng.random((size, size)) < 0.10] = nodata
+            a[rng.random((h, w)) < 0.10] = nodata
             dst.write(a, b)
 """
 
@@ -99,6 +101,32 @@ else:
 prof.update(dtype="float32", nodata=-9999, count=1, compress="DEFLATE", predictor=3)
 with rasterio.open(out, "w", **prof) as dst:
     dst.write(np.where(np.isnan(med), -9999, med).astype(np.float32), 1)
+"""
+
+# What NDVI tutorials write: each pre-cut tile read, NDVI in float64, one uncompressed GeoTIFF per tile
+# (no merge, no nodata, no overviews); serially or with a Pool of 16 (rasterio + numpy: what rioxarray
+# does underneath, without xarray's overhead).
+TILE_SCRIPT = r"""
+import sys, os, glob, numpy as np, rasterio
+from multiprocessing import Pool
+out_dir, pool, tiles = sys.argv[1], int(sys.argv[2]), sorted(glob.glob(os.path.join(sys.argv[3], "tile_*.tif")))
+def one(path):
+    with rasterio.open(path) as src:
+        red, nir = src.read(3).astype("float64"), src.read(4).astype("float64")
+        prof = dict(src.profile, count=1, dtype="float64", compress=None, tiled=False, predictor=None)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ndvi = (nir - red) / (nir + red)
+    prof.pop("blockxsize", None); prof.pop("blockysize", None)
+    with rasterio.open(os.path.join(out_dir, os.path.basename(path)), "w", **prof) as dst:
+        dst.write(ndvi, 1)
+os.makedirs(out_dir, exist_ok=True)
+if pool:
+    with Pool(pool) as p:
+        p.map(one, tiles)
+else:
+    for t in tiles:
+        one(t)
+open(os.path.join(out_dir, "done"), "w").close()
 """
 
 FLOOR = r"""
@@ -303,6 +331,12 @@ class Bench:
             ("RED", image), ("RED_BAND", 3), ("NIR", image), ("NIR_BAND", 4), ("OUTPUT", out)]), out, qgis=True)
         self.run(case, "tilewise ndvi (CLI)", self.engine("-m", "tilewise", "ndvi", "-q", "--debug", "--red", f"{image}:3",
                                                           "--nir", f"{image}:4", "-o", out), out)
+        raw = [("COMPRESSION", "NONE"), ("OVERVIEWS", "false")]  # what the raster calculator writes
+        self.run(case, "tilewise:ndvi NONE, no overviews (qgis_process)", self.qgis("tilewise:ndvi", [
+            ("RED", image), ("RED_BAND", 3), ("NIR", image), ("NIR_BAND", 4), *raw, ("OUTPUT", out)]), out, qgis=True)
+        self.run(case, "tilewise ndvi NONE, no overviews (CLI)", self.engine(
+            "-m", "tilewise", "ndvi", "-q", "--debug", "--compression", "NONE", "--no-overviews", "--red", f"{image}:3",
+            "--nir", f"{image}:4", "-o", out), out)
         tw_out = os.path.join(self.work, "ndvi_tilewise.tif")
         shutil.copy(out, tw_out)
         name = "image"
@@ -313,6 +347,11 @@ class Bench:
                                         "--B_band=4", "--type=Float32", "--NoDataValue=-9999", "--co=COMPRESS=DEFLATE",
                                         "--co=TILED=YES", "--co=PREDICTOR=3", "--overwrite", f"--outfile={out}",
                                         "--calc=(B.astype(float32) - A) / (B.astype(float32) + A)"], out)
+        tiles_out = os.path.join(self.work, "ndvi_tiles")
+        for pool, label in ((0, "serially"), (16, "Pool(16)")):
+            shutil.rmtree(tiles_out, ignore_errors=True)
+            self.run(case, f"per-tile script, {label}", self.engine("-c", TILE_SCRIPT, tiles_out, str(pool), folder),
+                     os.path.join(tiles_out, "done"), note="16 float64 GeoTIFFs, no merge/nodata/overviews")
         self.floor(case, [image], tw_out)
 
     def mosaic_case(self, size):
@@ -455,41 +494,61 @@ def main():
     p.add_argument("--out", default=os.path.join(ROOT, "bench-output"))
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--quick", action="store_true", help="small inputs, one run: a CI smoke test")
+    p.add_argument("--only", default="", help="comma-separated cases to run (median84, median24, bands6, ndvi, "
+                                              "mosaic, scaling, tiny, first, kernel); default all")
     args = p.parse_args()
     if args.quick:
         args.runs = 1
     b = Bench(args)
     start = time.perf_counter()
     q = args.quick
-    b.median_case("Median 84 x 1000^2 uint8" if not q else "Median 12 x 300^2 uint8", 12 if q else 84,
-                  300 if q else 1000, 1, "uint8")
-    b.median_case("Median 24 x 4000^2 uint16" if not q else "Median 6 x 600^2 uint16", 6 if q else 24,
-                  600 if q else 4000, 1, "uint16", peers=not q)
-    b.median_case("Median 24 x 1500^2 x 6 bands" if not q else "Median 6 x 300^2 x 6 bands", 6 if q else 24,
-                  300 if q else 1500, 6, "uint8")
+    only = set(filter(None, args.only.split(",")))
+
+    def wanted(name):
+        return not only or name in only
+
+    if wanted("median84"):
+        b.median_case("Median 84 x 1000^2 uint8" if not q else "Median 12 x 300^2 uint8", 12 if q else 84,
+                      300 if q else 1000, 1, "uint8")
+    if wanted("tiny"):
+        b.median_case("Tiny: median 12 x 81 x 33 float32", 12, "33x81", 1, "float32", peers=False)
+    if wanted("median24"):
+        b.median_case("Median 24 x 4000^2 uint16" if not q else "Median 6 x 600^2 uint16", 6 if q else 24,
+                      600 if q else 4000, 1, "uint16", peers=not q)
+    if wanted("bands6"):
+        b.median_case("Median 24 x 1500^2 x 6 bands" if not q else "Median 6 x 300^2 x 6 bands", 6 if q else 24,
+                      300 if q else 1500, 6, "uint8")
     size = 1000 if q else 7000
-    b.ndvi_case(size)
-    b.mosaic_case(size)
-    scaling = b.scaling(6 if q else 24, 600 if q else 4000, "uint16")
-    first = b.first_run()
-    int_k, gen_k, bn_k = b.kernel()
+    if wanted("ndvi"):
+        b.ndvi_case(size)
+    if wanted("mosaic"):
+        b.mosaic_case(size)
+    scaling = b.scaling(6 if q else 24, 600 if q else 4000, "uint16") if wanted("scaling") else None
+    first = b.first_run() if wanted("first") else None
+    kernel = b.kernel() if wanted("kernel") else None
     total = time.perf_counter() - start
-    eff = {w: scaling[1] / (w * t) for w, t in scaling.items()}
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, " \
               f"{os.sysconf('SC_PHYS_PAGES') * PAGE / 2**30:.0f} GiB, {platform.platform()}"
-    md = [f"# Tilewise benchmark{' (quick)' if q else ''}", "", f"Machine: {machine}  ",
+    md = [f"# Tilewise benchmark{' (quick)' if q else ''}{f' (cases: {args.only})' if only else ''}", "",
+          f"Machine: {machine}  ",
           f"Runs per tool: {args.runs} (median shown); total bench time {total:.0f} s.", "", table(b.rows), "",
           "Where Tilewise's time goes (seconds per phase, the run nearest the median; outside: the process's "
-          "own start and exit, and qgis_process loading QGIS):", "", phase_table(b.rows), "",
-          "Parallel efficiency (tilewise CLI, median case): " +
-          ", ".join(f"{w} worker(s) {e * 100:.0f}%" for w, e in eff.items()), "",
-          f"Kernel alone, one thread, median of 84 x 512 x 512 (10% NaN): tilewise {int_k:.3f} s on 8-bit "
-          f"values ({bn_k / int_k:.1f}x faster than bottleneck.nanmedian's {bn_k:.3f} s), {gen_k:.3f} s on "
-          f"float values ({bn_k / gen_k:.2f}x).", "",
-          f"First run (qgis_process, median of 4 x 352^2 x 6 bands uint8): {first['cold']:.2f} s with an empty "
-          f"numba cache, {first['after set-up']:.2f} s right after the set-up (whose warm-up took "
-          f"{first['set-up warm-up']:.2f} s), {first['warm']:.2f} s warm: cold / warm "
-          f"{first['cold'] / first['warm']:.1f}x, first run after set-up - warm {first['after set-up'] - first['warm']:+.2f} s."]
+          "own start and exit, and qgis_process loading QGIS):", "", phase_table(b.rows), ""]
+    if scaling:
+        eff = {w: scaling[1] / (w * t) for w, t in scaling.items()}
+        md += ["Parallel efficiency (tilewise CLI, median case): " +
+               ", ".join(f"{w} worker(s) {e * 100:.0f}%" for w, e in eff.items()), ""]
+    if kernel:
+        int_k, gen_k, bn_k = kernel
+        md += [f"Kernel alone, one thread, median of 84 x 512 x 512 (10% NaN): tilewise {int_k:.3f} s on 8-bit "
+               f"values ({bn_k / int_k:.1f}x faster than bottleneck.nanmedian's {bn_k:.3f} s), {gen_k:.3f} s on "
+               f"float values ({bn_k / gen_k:.2f}x).", ""]
+    if first:
+        md += [f"First run (qgis_process, median of 4 x 352^2 x 6 bands uint8): {first['cold']:.2f} s with an empty "
+               f"numba cache, {first['after set-up']:.2f} s right after the set-up (whose warm-up took "
+               f"{first['set-up warm-up']:.2f} s), {first['warm']:.2f} s warm: cold / warm "
+               f"{first['cold'] / first['warm']:.1f}x, first run after set-up - warm "
+               f"{first['after set-up'] - first['warm']:+.2f} s."]
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "bench.md"), "w") as f:
         f.write("\n".join(md) + "\n")
