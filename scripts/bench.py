@@ -331,7 +331,8 @@ class Bench:
             ("RED", image), ("RED_BAND", 3), ("NIR", image), ("NIR_BAND", 4), ("OUTPUT", out)]), out, qgis=True)
         self.run(case, "tilewise ndvi (CLI)", self.engine("-m", "tilewise", "ndvi", "-q", "--debug", "--red", f"{image}:3",
                                                           "--nir", f"{image}:4", "-o", out), out)
-        raw = [("COMPRESSION", "NONE"), ("OVERVIEWS", "false")]  # what the raster calculator writes
+        from tilewise.core.vocabulary import COMPRESSIONS
+        raw = [("COMPRESSION", COMPRESSIONS.index("NONE")), ("OVERVIEWS", "false")]  # what the raster calculator writes
         self.run(case, "tilewise:ndvi NONE, no overviews (qgis_process)", self.qgis("tilewise:ndvi", [
             ("RED", image), ("RED_BAND", 3), ("NIR", image), ("NIR_BAND", 4), *raw, ("OUTPUT", out)]), out, qgis=True)
         self.run(case, "tilewise ndvi NONE, no overviews (CLI)", self.engine(
