@@ -113,10 +113,10 @@ out_dir, pool, tiles = sys.argv[1], int(sys.argv[2]), sorted(glob.glob(os.path.j
 def one(path):
     with rasterio.open(path) as src:
         red, nir = src.read(3).astype("float64"), src.read(4).astype("float64")
-        prof = dict(src.profile, count=1, dtype="float64", compress=None, tiled=False, predictor=None)
+        prof = dict(driver="GTiff", width=src.width, height=src.height, count=1, dtype="float64", crs=src.crs,
+                    transform=src.transform)
     with np.errstate(divide="ignore", invalid="ignore"):
         ndvi = (nir - red) / (nir + red)
-    prof.pop("blockxsize", None); prof.pop("blockysize", None)
     with rasterio.open(os.path.join(out_dir, os.path.basename(path)), "w", **prof) as dst:
         dst.write(ndvi, 1)
 os.makedirs(out_dir, exist_ok=True)
