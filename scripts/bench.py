@@ -425,9 +425,9 @@ class Bench:
 
 def phase_table(rows):
     """Each Tilewise run's phases (seconds of the run nearest the median)."""
-    names = []
-    for r in rows:
-        names += [k for k in r.get("phases", {}) if k not in names]
+    order = ["qgis", "engine start", "planning", "read", "compute", "tile writes", "overviews", "assembly", "cleanup",
+             "outside"]
+    names = [n for n in order if any(n in r.get("phases", {}) for r in rows)]
     lines = ["| case | tool | " + " | ".join(names) + " |", "| --- | --- |" + " ---: |" * len(names)]
     for r in rows:
         if r.get("phases"):

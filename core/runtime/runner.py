@@ -137,7 +137,8 @@ def run_tiles(job: TiledJob, tile_fn: TileFn, run: RunOptions) -> RunReport:
                     f"on {executor.describe()}")
         tiles_start = time.perf_counter()
         _compute(executor, job, tile_fn, sink, state, todo, workdir, run, phases)
-        phases.spread_tiles(time.perf_counter() - tiles_start)
+        if state.tiles:
+            phases.spread_tiles(time.perf_counter() - tiles_start)
         with phases.step("assembly"):
             summary = _finish(sink, workdir, state, run)
         for phase, seconds in summary.pop("phases", {}).items():  # what the sink timed apart (its overviews)
