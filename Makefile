@@ -36,7 +36,7 @@ export TILEWISE_PYTHON := $(ENGINE_PYTHON)
 export TILEWISE_LOCK = $(if $(LOCK_ARGS),$(LOCK),)
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: all demo test test-engine test-qgis test-qgis-matrix test-latest bench bench-quick bench-extract install uninstall \
+.PHONY: all demo test test-engine test-qgis test-qgis-matrix test-latest bench bench-quick bench-extract bench-kernels install uninstall \
         deps system-deps venv plugin-link warm wheelhouse package lock clean
 
 all: test
@@ -130,6 +130,10 @@ bench-quick: deps $(STAMPS)/bench
 # Extraction (issue 11) side by side with QGIS's zonalstatisticsfb / rastersampling looped and exactextract.
 bench-extract: deps
 	PYTHONPATH=$(PLUGINS) $(QGIS_PYTHON) $(ROOT)/scripts/bench_extract.py --engine-python $(ENGINE_PYTHON)
+
+# Float64 medians and percentiles: the 64-bit key search against the per-pixel quickselect it replaced.
+bench-kernels: deps
+	cd $(PLUGINS) && PYTHONPATH=$(PLUGINS) $(ENGINE_PYTHON) $(ROOT)/scripts/bench_kernels.py
 
 $(STAMPS)/bench: $(VENV_STAMP)
 	$(ENGINE_PYTHON) -m pip install -q $(LOCK_ARGS) -e "$(ROOT)[test,dask,bench]"

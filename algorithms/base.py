@@ -9,10 +9,12 @@ operation in the engine process, with progress, cancel and errors mapped to QGIS
 """
 
 import os
+import time
 
-from qgis.core import (QgsMapLayer, QgsProcessingAlgorithm, QgsProcessingException,
+from qgis.core import (QgsMapLayer, QgsProcessingAlgorithm, QgsProcessingContext, QgsProcessingException,
                        QgsProcessingParameterMultipleLayers, QgsProcessingUtils)
 
+from ..core.runtime.phases import format_phases
 from .compat import LAYER_RASTER
 from .engine_process import run_engine
 from .icon import icon
@@ -29,6 +31,22 @@ def _absolute(source):
     if source and not os.path.isabs(source) and os.path.exists(source):
         return os.path.abspath(source)
     return source
+
+
+def _debug(context):
+    """Debug mode: the Processing log level set to verbose, or TILEWISE_DEBUG set."""
+    verbose = getattr(QgsProcessingContext, "Verbose", None)
+    level = getattr(context, "logLevel", None)
+    return bool(os.environ.get("TILEWISE_DEBUG")) or (verbose is not None and level is not None and level() == verbose)
+
+
+def phases_line(report, total, engine_wall):
+    """The engine's phase breakdown with the QGIS side added: ``qgis`` (this process's time around the
+    engine) and, in ``engine start``, the engine process's own start-up and exit."""
+    phases = dict(report.get("phases") or {})
+    outside = max(engine_wall - float(report.get("engine_seconds", engine_wall)), 0.0)
+    phases["engine start"] = phases.get("engine start", 0.0) + outside
+    return format_phases({"qgis": max(total - engine_wall, 0.0), **phases}, report.get("tile_seconds"))
 
 
 def _log(feedback, message):
@@ -70,23 +88,33 @@ class TilewiseAlgorithm(GridParameters, OutputParameters, QgsProcessingAlgorithm
         return {self.OUTPUT: report["output"]}
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802 (QGIS's name)
+        start = time.perf_counter()
         params = self.engine_params(parameters, context, feedback)
         report = self.run_operation(self.OPERATION, params, feedback)
         if "tiles" in report:
             reused = f" ({report['reused']} reused)" if report.get("reused") else ""
             feedback.pushInfo(tr(f"{report['tiles']} tiles{reused} on {report['workers']} workers in "
                                  f"{report['seconds']:.2f} s: {report['output']}"))
-        return self.results(report, params, parameters, context, feedback)
+        results = self.results(report, params, parameters, context, feedback)
+        if "phases" in report:  # the last line of the log, in debug mode
+            line = phases_line(report, time.perf_counter() - start, report.get("engine_wall", 0.0))
+            (feedback.pushInfo if _debug(context) else feedback.pushDebugInfo)(line)
+        return results
 
     def run_operation(self, operation, params, feedback):
-        """Run an engine operation in its own process and return its report."""
+        """Run an engine operation in its own process and return its report (``engine_wall``: the
+        seconds from starting the engine process to its report)."""
         try:
             python = find_python(configured_python())
             feedback.pushInfo(tr(f"Engine interpreter: {python}"))
-            return run_engine(
+            started = time.perf_counter()
+            report = run_engine(
                 {"operation": operation, "params": params}, python,
                 on_progress=lambda done, total: self._progress(feedback, done, total),
                 on_log=lambda message: _log(feedback, message), is_cancelled=feedback.isCanceled)
+            if isinstance(report, dict):
+                report["engine_wall"] = time.perf_counter() - started
+            return report
         except EngineError as exc:   # EngineCancelled too
             raise QgsProcessingException(str(exc)) from None
 

@@ -159,6 +159,7 @@ class OutputParameters(RunParameters):
     OUTPUT_NODATA = "OUTPUT_NODATA"
     OUTPUT_TYPE = "OUTPUT_TYPE"
     COMPRESSION = "COMPRESSION"
+    OVERVIEWS = "OVERVIEWS"
     ALLOW_LARGE = "ALLOW_LARGE"
     OUTPUT = "OUTPUT"
     #: The output type enum: the engine's types (a subclass may put a choice like "same as inputs" first).
@@ -172,6 +173,9 @@ class OutputParameters(RunParameters):
             self.OUTPUT_TYPE, tr("Output data type"), self.OUTPUT_TYPE_OPTIONS, defaultValue=0)))
         self.addParameter(advanced(QgsProcessingParameterEnum(
             self.COMPRESSION, tr("Compression"), COMPRESSIONS, defaultValue=0)))
+        self.addParameter(advanced(QgsProcessingParameterBoolean(
+            self.OVERVIEWS, tr("Build overviews (off: a COG without overviews, faster to write; slower to "
+                               "view zoomed out)"), defaultValue=True, optional=True)))
         self.add_tiling_parameters()
         self.add_run_parameters()
         self.addParameter(advanced(QgsProcessingParameterBoolean(
@@ -189,6 +193,9 @@ class OutputParameters(RunParameters):
             "output_type": chosen if chosen in OUTPUT_TYPES else None,   # None: e.g. 'same as inputs'
             "output_nodata": optional_number(self, parameters, self.OUTPUT_NODATA, context),
             "compression": COMPRESSIONS[self.parameterAsEnum(parameters, self.COMPRESSION, context)],
+            # absent (a model or script from before the parameter): overviews, as before
+            "overviews": self.parameterAsBoolean(parameters, self.OVERVIEWS, context)
+            if parameters.get(self.OVERVIEWS) is not None else True,
             "allow_large": self.parameterAsBoolean(parameters, self.ALLOW_LARGE, context),
             **self.run_params(parameters, context),
         }

@@ -121,19 +121,26 @@ def auto_tile_size(n_layers: int, bytes_per_value: int = 4, budget_bytes: int = 
     return min(4 * block, (side // block) * block)
 
 
-def balance_tile_size(grid: Grid, tile_size: int, workers: int, floor: int = 256) -> int:
-    """Shrink ``tile_size`` (by halves, not below ``floor``) until every worker has
-    at least two tiles, so small rasters still use every core.
+def balance_tile_size(grid: Grid, tile_size: int, workers: int, floor: int = 256, per_worker: int = 4,
+                      step: int = 128) -> int:
+    """Shrink ``tile_size`` (by ``step`` pixels, not below ``floor``) until every worker has at least
+    ``per_worker`` tiles, so one slow tile does not leave a core idle; a raster too small for that
+    gets tiles of ``floor`` (never tinier tiles: their fixed costs would dominate).
 
     >>> g = Grid("EPSG:3857", (1.0, 0.0, 0.0, 0.0, -1.0, 0.0), 1000, 1000)
-    >>> balance_tile_size(g, 2048, 2), balance_tile_size(g, 512, 1)
-    (512, 512)
+    >>> balance_tile_size(g, 2048, 2), balance_tile_size(g, 512, 1), balance_tile_size(g, 2048, 16)
+    (384, 512, 256)
+    >>> balance_tile_size(Grid("EPSG:3857", (1.0, 0.0, 0.0, 0.0, -1.0, 0.0), 81, 33), 1536, 2)
+    256
     """
-    while tile_size // 2 >= floor:
-        n = math.ceil(grid.width / tile_size) * math.ceil(grid.height / tile_size)
-        if n >= 2 * workers or workers <= 1:
-            break
-        tile_size //= 2
+    if workers <= 1:
+        return tile_size
+
+    def tiles(size: int) -> int:
+        return math.ceil(grid.width / size) * math.ceil(grid.height / size)
+
+    while tiles(tile_size) < per_worker * workers and tile_size - step >= floor:
+        tile_size -= step
     return tile_size
 
 

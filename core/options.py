@@ -132,6 +132,8 @@ class OutputSpec:
     nodata: Optional[float] = None
     compression: str = COMPRESSIONS[0]
     overview_resampling: str = OVERVIEW_RESAMPLINGS[0]
+    #: False: a COG without overviews
+    overviews: bool = True
 
     def resolved(self) -> "OutputSpec":
         """Check values and fill the default nodata for the output type."""
@@ -147,7 +149,7 @@ class OutputSpec:
         # .aux.xml for a nodata that differs from what the file can store
         nodata = float(np.dtype(dtype).type(nodata))
         return OutputSpec(os.path.abspath(geotiff_path(self.path)), dtype, nodata, compression,
-                          self.overview_resampling)
+                          self.overview_resampling, bool(self.overviews))
 
 
 def default_nodata(dtype: str) -> float:
@@ -172,20 +174,23 @@ def nodata_fits(value: float, dtype: str) -> bool:
 class OutputOptions:
     """How the output raster is written; ``output_type`` None lets the operation choose (a mosaic: the
     inputs' type), ``output_nodata`` None the type's default (or the operation's); ``allow_large``
-    confirms an output above :data:`~tilewise.core.io.coverage.LARGE_OUTPUT_BYTES`."""
+    confirms an output above :data:`~tilewise.core.io.coverage.LARGE_OUTPUT_BYTES`; ``overviews`` False
+    writes the COG without overviews."""
 
     output_type: Optional[str] = OUTPUT_TYPES[0]
     output_nodata: Optional[float] = None
     compression: str = COMPRESSIONS[0]
     overview_resampling: str = OVERVIEW_RESAMPLINGS[0]
     allow_large: bool = False
+    overviews: bool = True
 
     def spec(self, path: str, dtype: Optional[str] = None, nodata: Optional[float] = None) -> OutputSpec:
         """The resolved :class:`OutputSpec` of ``path``; ``dtype`` and ``nodata``: the operation's
         defaults where these options leave them open."""
         chosen = self.output_type or dtype or OUTPUT_TYPES[0]
         fill = self.output_nodata if self.output_nodata is not None else nodata
-        return OutputSpec(path, chosen, fill, self.compression, self.overview_resampling).resolved()
+        return OutputSpec(path, chosen, fill, self.compression, self.overview_resampling,
+                          self.overviews).resolved()
 
 
 # -- the run ---------------------------------------------------------------------------------------------------

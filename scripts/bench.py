@@ -4,7 +4,10 @@ Every tool runs end to end, from files on disk to a finished output file, as a
 separate process; wall time (median of --runs, with min and max) and the peak
 memory of its whole process tree are recorded. Each case also has an I/O floor:
 the time to decode its inputs and encode an output of the same size and
-compression, spread over all cores. Writes bench-output/bench.md and bench.png.
+compression, spread over all cores. Tilewise runs in debug mode (``--debug``, ``TILEWISE_DEBUG``) and
+its phase breakdown (the log's last line) is kept: the chart stacks each Tilewise bar by phase,
+with what lies outside the engine's and the algorithm's clocks (the process's own start and exit,
+qgis_process loading QGIS) as "outside". Writes bench-output/bench.md and bench.png.
 
     python3 scripts/bench.py --engine-python .venv/bin/python [--quick] [--runs 3]
 """
@@ -33,22 +36,24 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 MAKE_STACK = r"""
 import sys, math, numpy as np, rasterio
 from rasterio.transform import from_origin
-folder, n, size, bands, dtype = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+folder, n, size, bands, dtype = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), sys.argv[5]
+h, w = (int(v) for v in size.split("x")) if "x" in size else (int(size), int(size))  # "HxW" or a side
 rng = np.random.default_rng(84)
 top = 255 if dtype == "uint8" else 10000
 nodata = 255 if dtype == "uint8" else 65535
-y, x = np.mgrid[0:size, 0:size].astype(np.float32) / size
+y, x = np.mgrid[0:h, 0:w].astype(np.float32) / max(h, w)
 base = (np.sin(6 * x) * np.cos(5 * y) + 1) / 2
-prof = dict(driver="GTiff", width=size, height=size, count=bands, dtype=dtype, nodata=nodata, crs="EPSG:32633",
-            transform=from_origin(500000, 5200000, 30, 30), tiled=True, blockxsize=256, blockysize=256,
+blocks = dict(tiled=True, blockxsize=256, blockysize=256) if min(h, w) >= 256 else dict(tiled=False)
+prof = dict(driver="GTiff", width=w, height=h, count=bands, dtype=dtype, nodata=nodata, crs="EPSG:32633",
+            transform=from_origin(500000, 5200000, 30, 30), **blocks,
             compress="DEFLATE", predictor=2, num_threads="ALL_CPUS")
 for i in range(n):
     season = 0.5 + 0.4 * math.sin(2 * math.pi * i / 12)
     with rasterio.open(f"{folder}/r{i:03d}.tif", "w", **prof) as dst:
         for b in range(1, bands + 1):
-            v = base * season * (0.6 + 0.1 * b) + rng.normal(0, 0.05, (size, size)).astype(np.float32)
+            v = base * season * (0.6 + 0.1 * b) + rng.normal(0, 0.05, (h, w)).astype(np.float32)
             a = np.clip(v * (top - 1), 0, top - 1).astype(dtype)
-            a[rng.random((size, size)) < 0.10] = nodata
+            a[rng.random((h, w)) < 0.10] = nodata
             dst.write(a, b)
 """
 
@@ -130,6 +135,32 @@ else:
 prof.update(dtype="float32", nodata=-9999, count=1, compress="DEFLATE", predictor=3)
 with rasterio.open(out, "w", **prof) as dst:
     dst.write(np.where(np.isnan(med), -9999, med).astype(np.float32), 1)
+"""
+
+# What NDVI tutorials write: each pre-cut tile read, NDVI in float64, one uncompressed GeoTIFF per tile
+# (no merge, no nodata, no overviews); serially or with a Pool of 16 (rasterio + numpy: what rioxarray
+# does underneath, without xarray's overhead).
+TILE_SCRIPT = r"""
+import sys, os, glob, numpy as np, rasterio
+from multiprocessing import Pool
+out_dir, pool, tiles = sys.argv[1], int(sys.argv[2]), sorted(glob.glob(os.path.join(sys.argv[3], "tile_*.tif")))
+def one(path):
+    with rasterio.open(path) as src:
+        red, nir = src.read(3).astype("float64"), src.read(4).astype("float64")
+        prof = dict(driver="GTiff", width=src.width, height=src.height, count=1, dtype="float64", crs=src.crs,
+                    transform=src.transform)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ndvi = (nir - red) / (nir + red)
+    with rasterio.open(os.path.join(out_dir, os.path.basename(path)), "w", **prof) as dst:
+        dst.write(ndvi, 1)
+os.makedirs(out_dir, exist_ok=True)
+if pool:
+    with Pool(pool) as p:
+        p.map(one, tiles)
+else:
+    for t in tiles:
+        one(t)
+open(os.path.join(out_dir, "done"), "w").close()
 """
 
 FLOOR = r"""
@@ -220,7 +251,16 @@ def measure(cmd, env, out=None):
     tree.stop()
     if proc.returncode != 0 or (out and not os.path.exists(out)):
         raise RuntimeError(f"{cmd if isinstance(cmd, str) else ' '.join(cmd[:6])}... failed:\n{text[-3000:]}")
-    return seconds, tree.peak
+    return seconds, tree.peak, text
+
+
+def parse_phases(text):
+    """The phases of Tilewise's debug line (``Phases (s): read 0.20, compute 1.10 = ...``), or None."""
+    lines = [ln for ln in text.splitlines() if "Phases (s): " in ln]
+    if not lines:
+        return None
+    body = lines[-1].split("Phases (s): ", 1)[1].split(" = ", 1)[0]
+    return {name.strip(): float(value) for name, value in (part.rsplit(" ", 1) for part in body.split(", "))}
 
 
 class Bench:
@@ -231,6 +271,7 @@ class Bench:
         self.env = dict(os.environ, PYTHONPATH=PLUGINS, TILEWISE_PYTHON=args.engine_python)
         self.qenv = qgis_process_env(PLUGINS, os.path.join(self.work, "qgis-profile"))
         self.qenv["TILEWISE_PYTHON"] = args.engine_python
+        self.qenv["TILEWISE_DEBUG"] = "1"  # the phase breakdown in the log (see parse_phases)
         self.rows = []
 
     def engine(self, *args):
@@ -240,16 +281,23 @@ class Bench:
         return [qgis_process_binary(), "run", alg, "--"] + [f"{k}={v}" for k, v in params]
 
     def run(self, case, tool, cmd, out, qgis=False, floor=False, note=""):
-        times, peak = [], 0
+        times, peak, runs = [], 0, []
         for _ in range(1 if floor and self.args.quick else self.args.runs):
-            s, p = measure(cmd, self.qenv if qgis else self.env, out)
+            s, p, text = measure(cmd, self.qenv if qgis else self.env, out)
             times.append(s)
             peak = max(peak, p)
-        row = dict(case=case, tool=tool, median=statistics.median(times), min=min(times), max=max(times),
+            runs.append((s, parse_phases(text)))
+        median = statistics.median(times)
+        phases = min(runs, key=lambda r: abs(r[0] - median))  # the phases of the run nearest the median
+        row = dict(case=case, tool=tool, median=median, min=min(times), max=max(times),
                    peak_mb=peak / 2**20, floor=floor, note=note)
+        if phases[1]:
+            row["phases"] = dict(phases[1], outside=max(phases[0] - sum(phases[1].values()), 0.0))
         self.rows.append(row)
         print(f"  {tool:34s} {row['median']:8.2f} s  (min {row['min']:.2f}, max {row['max']:.2f})  "
               f"peak {row['peak_mb']:7.0f} MB", flush=True)
+        if phases[1]:
+            print("    " + ", ".join(f"{k} {v:.2f}" for k, v in row["phases"].items()), flush=True)
         return row
 
     def data(self, name, script, *argv):
@@ -280,7 +328,7 @@ class Bench:
                  self.qgis("tilewise:temporalmedian", [("INPUT", f) for f in files] + [("OUTPUT", out)]), out,
                  qgis=True)
         cli = self.run(case, "tilewise composite (CLI)",
-                       self.engine("-m", "tilewise", "composite", "-q", "-o", out, *files), out)
+                       self.engine("-m", "tilewise", "composite", "-q", "--debug", "-o", out, *files), out)
         tw_out = os.path.join(self.work, f"{case[:12].replace(' ', '_')}_tilewise.tif")
         shutil.copy(out, tw_out)
         if bands == 1:
@@ -303,7 +351,7 @@ class Bench:
         times = {}
         for w in sorted({1, 2, os.cpu_count() or 1}):
             times[w] = self.run(case, f"tilewise CLI, {w} worker(s)",
-                                self.engine("-m", "tilewise", "composite", "-q", "-j", str(w), "-o", out, *files),
+                                self.engine("-m", "tilewise", "composite", "-q", "--debug", "-j", str(w), "-o", out, *files),
                                 out)["median"]
         return times
 
@@ -315,8 +363,15 @@ class Bench:
         out = os.path.join(self.work, "ndvi.tif")
         self.run(case, "tilewise:ndvi (qgis_process)", self.qgis("tilewise:ndvi", [
             ("RED", image), ("RED_BAND", 3), ("NIR", image), ("NIR_BAND", 4), ("OUTPUT", out)]), out, qgis=True)
-        self.run(case, "tilewise ndvi (CLI)", self.engine("-m", "tilewise", "ndvi", "-q", "--red", f"{image}:3",
+        self.run(case, "tilewise ndvi (CLI)", self.engine("-m", "tilewise", "ndvi", "-q", "--debug", "--red", f"{image}:3",
                                                           "--nir", f"{image}:4", "-o", out), out)
+        from tilewise.core.vocabulary import COMPRESSIONS
+        raw = [("COMPRESSION", COMPRESSIONS.index("NONE")), ("OVERVIEWS", "false")]  # what the raster calculator writes
+        self.run(case, "tilewise:ndvi NONE, no overviews (qgis_process)", self.qgis("tilewise:ndvi", [
+            ("RED", image), ("RED_BAND", 3), ("NIR", image), ("NIR_BAND", 4), *raw, ("OUTPUT", out)]), out, qgis=True)
+        self.run(case, "tilewise ndvi NONE, no overviews (CLI)", self.engine(
+            "-m", "tilewise", "ndvi", "-q", "--debug", "--compression", "NONE", "--no-overviews", "--red", f"{image}:3",
+            "--nir", f"{image}:4", "-o", out), out)
         tw_out = os.path.join(self.work, "ndvi_tilewise.tif")
         shutil.copy(out, tw_out)
         name = "image"
@@ -327,6 +382,11 @@ class Bench:
                                         "--B_band=4", "--type=Float32", "--NoDataValue=-9999", "--co=COMPRESS=DEFLATE",
                                         "--co=TILED=YES", "--co=PREDICTOR=3", "--overwrite", f"--outfile={out}",
                                         "--calc=(B.astype(float32) - A) / (B.astype(float32) + A)"], out)
+        tiles_out = os.path.join(self.work, "ndvi_tiles")
+        for pool, label in ((0, "serially"), (16, "Pool(16)")):
+            shutil.rmtree(tiles_out, ignore_errors=True)
+            self.run(case, f"per-tile script, {label}", self.engine("-c", TILE_SCRIPT, tiles_out, str(pool), folder),
+                     os.path.join(tiles_out, "done"), note="16 float64 GeoTIFFs, no merge/nodata/overviews")
         self.floor(case, [image], tw_out)
 
     def gapfill_case(self, n, size, gaps=0.3):
@@ -360,7 +420,7 @@ class Bench:
         out = os.path.join(self.work, "mosaic.tif")
         self.run(case, "tilewise:mosaic (qgis_process)", self.qgis("tilewise:mosaic", [
             ("INPUT_FOLDER", folder), ("PATTERN", "tile_*.tif"), ("OUTPUT", out)]), out, qgis=True)
-        self.run(case, "tilewise mosaic (CLI)", self.engine("-m", "tilewise", "mosaic", "-q", "-o", out,
+        self.run(case, "tilewise mosaic (CLI)", self.engine("-m", "tilewise", "mosaic", "-q", "--debug", "-o", out,
                                                             os.path.join(folder, "tile_*.tif")), out)
         tw_out = os.path.join(self.work, "mosaic_tilewise.tif")
         shutil.copy(out, tw_out)
@@ -387,7 +447,7 @@ class Bench:
         peaks = dict.fromkeys(times, 0)
 
         def timed(key, command, env, output=None):
-            seconds, peak = measure(command, env, output)
+            seconds, peak, _ = measure(command, env, output)
             times[key].append(seconds)
             peaks[key] = max(peaks[key], peak)
 
@@ -420,6 +480,19 @@ class Bench:
         return integer, general, bn
 
 
+def phase_table(rows):
+    """Each Tilewise run's phases (seconds of the run nearest the median)."""
+    order = ["qgis", "engine start", "planning", "read", "compute", "tile writes", "overviews", "assembly", "cleanup",
+             "outside"]
+    names = [n for n in order if any(n in r.get("phases", {}) for r in rows)]
+    lines = ["| case | tool | " + " | ".join(names) + " |", "| --- | --- |" + " ---: |" * len(names)]
+    for r in rows:
+        if r.get("phases"):
+            lines.append(f"| {r['case']} | {r['tool']} | " +
+                         " | ".join(f"{r['phases'].get(n, 0.0):.2f}" for n in names) + " |")
+    return "\n".join(lines)
+
+
 def table(rows):
     lines = ["| case | tool | median s | min | max | peak MB | x tilewise CLI | x I/O floor |",
              "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
@@ -445,16 +518,31 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 rows, path = json.load(open(sys.argv[1])), sys.argv[2]
 cases = list(dict.fromkeys(r["case"] for r in rows))
+PHASE_COLORS = {"outside": "#bdbdbd", "qgis": "#8d6e63", "engine start": "#ef6c00", "planning": "#fdd835",
+                "read": "#42a5f5", "compute": "#2e7d32", "tile writes": "#7e57c2", "overviews": "#ec407a",
+                "assembly": "#26a69a", "cleanup": "#9e9e9e"}
+seen = set()
 fig, axes = plt.subplots(len(cases), 1, figsize=(10, 2.2 * len(cases)), squeeze=False)
 for ax, case in zip(axes[:, 0], cases):
     rs = [r for r in rows if r["case"] == case]
     colors = ["#888" if r["floor"] else ("#2e7d32" if "tilewise" in r["tool"] else "#1f77b4") for r in rs]
-    ax.barh([r["tool"] for r in rs], [r["median"] for r in rs], color=colors)
+    ax.barh([r["tool"] for r in rs], [0 if r.get("phases") else r["median"] for r in rs], color=colors)
+    for i, r in enumerate(rs):  # Tilewise: one segment per phase, scaled to the median run
+        ph = r.get("phases") or {}
+        total, left = sum(ph.values()) or 1.0, 0.0
+        for name, seconds in ph.items():
+            width = seconds / total * r["median"]
+            ax.barh(i, width, left=left, color=PHASE_COLORS.get(name, "#ccc"),
+                    label=name if name not in seen else None)
+            seen.add(name)
+            left += width
     for i, r in enumerate(rs):
         ax.text(r["median"], i, f" {r['median']:.2f} s", va="center", fontsize=8)
     ax.invert_yaxis(); ax.set_title(case, fontsize=10, loc="left"); ax.tick_params(labelsize=8)
     ax.set_xlabel("seconds (median)", fontsize=8)
-fig.tight_layout(); fig.savefig(path, dpi=110)
+if seen:
+    fig.legend(loc="lower center", ncol=min(len(seen), 6), fontsize=7, frameon=False)
+fig.tight_layout(rect=(0, 0.03 if seen else 0, 1, 1)); fig.savefig(path, dpi=110)
 """
 
 
@@ -465,48 +553,74 @@ def main():
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--quick", action="store_true", help="small inputs, one run: a CI smoke test")
     p.add_argument("--peer-memory-gb", type=float, help="address-space limit of the exactextract run (extraction)")
+    p.add_argument("--only", default="", help="comma-separated cases to run (median84, median24, bands6, ndvi, "
+                                              "mosaic, gapfill, scaling, tiny, first, kernel, extract); default all")
     args = p.parse_args()
     if args.quick:
         args.runs = 1
     b = Bench(args)
     start = time.perf_counter()
     q = args.quick
-    b.median_case("Median 84 x 1000^2 uint8" if not q else "Median 12 x 300^2 uint8", 12 if q else 84,
-                  300 if q else 1000, 1, "uint8")
-    b.median_case("Median 24 x 4000^2 uint16" if not q else "Median 6 x 600^2 uint16", 6 if q else 24,
-                  600 if q else 4000, 1, "uint16", peers=not q)
-    b.median_case("Median 24 x 1500^2 x 6 bands" if not q else "Median 6 x 300^2 x 6 bands", 6 if q else 24,
-                  300 if q else 1500, 6, "uint8")
+    only = set(filter(None, args.only.split(",")))
+
+    def wanted(name):
+        return not only or name in only
+
+    if wanted("median84"):
+        b.median_case("Median 84 x 1000^2 uint8" if not q else "Median 12 x 300^2 uint8", 12 if q else 84,
+                      300 if q else 1000, 1, "uint8")
+    if wanted("tiny"):
+        b.median_case("Tiny: median 12 x 81 x 33 float32", 12, "33x81", 1, "float32", peers=False)
+    if wanted("median24"):
+        b.median_case("Median 24 x 4000^2 uint16" if not q else "Median 6 x 600^2 uint16", 6 if q else 24,
+                      600 if q else 4000, 1, "uint16", peers=not q)
+    if wanted("bands6"):
+        b.median_case("Median 24 x 1500^2 x 6 bands" if not q else "Median 6 x 300^2 x 6 bands", 6 if q else 24,
+                      300 if q else 1500, 6, "uint8")
     size = 1000 if q else 7000
-    b.ndvi_case(size)
-    b.mosaic_case(size)
-    kernels = b.gapfill_case(12 if q else 48, 300 if q else 2000)
-    scaling = b.scaling(6 if q else 24, 600 if q else 4000, "uint16")
-    first = b.first_run()
-    int_k, gen_k, bn_k = b.kernel()
-    from bench_extract import extract_cases, ratios
-    extract_title = extract_cases(b, q)
-    extract_rows = [r for r in b.rows if " x " in r["case"] and ("polygons" in r["case"] or "points" in r["case"])]
+    if wanted("ndvi"):
+        b.ndvi_case(size)
+    if wanted("mosaic"):
+        b.mosaic_case(size)
+    kernels = b.gapfill_case(12 if q else 48, 300 if q else 2000) if wanted("gapfill") else None
+    scaling = b.scaling(6 if q else 24, 600 if q else 4000, "uint16") if wanted("scaling") else None
+    first = b.first_run() if wanted("first") else None
+    kernel = b.kernel() if wanted("kernel") else None
+    extract_title = None
+    if wanted("extract"):
+        from bench_extract import extract_cases, ratios
+        extract_title = extract_cases(b, q)
+        extract_rows = [r for r in b.rows if " x " in r["case"] and ("polygons" in r["case"] or "points" in r["case"])]
     total = time.perf_counter() - start
-    eff = {w: scaling[1] / (w * t) for w, t in scaling.items()}
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, " \
               f"{os.sysconf('SC_PHYS_PAGES') * PAGE / 2**30:.0f} GiB, {platform.platform()}"
-    md = [f"# Tilewise benchmark{' (quick)' if q else ''}", "", f"Machine: {machine}  ",
+    md = [f"# Tilewise benchmark{' (quick)' if q else ''}{f' (cases: {args.only})' if only else ''}", "",
+          f"Machine: {machine}  ",
           f"Runs per tool: {args.runs} (median shown); total bench time {total:.0f} s.", "", table(b.rows), "",
-          "Parallel efficiency (tilewise CLI, median case): " +
-          ", ".join(f"{w} worker(s) {e * 100:.0f}%" for w, e in eff.items()), "",
-          f"Kernel alone, one thread, median of 84 x 512 x 512 (10% NaN): tilewise {int_k:.3f} s on 8-bit "
-          f"values ({bn_k / int_k:.1f}x faster than bottleneck.nanmedian's {bn_k:.3f} s), {gen_k:.3f} s on "
-          f"float values ({bn_k / gen_k:.2f}x).", "",
-          f"First run (qgis_process, median of 4 x 352^2 x 6 bands uint8): {first['cold']:.2f} s with an empty "
-          f"numba cache, {first['after set-up']:.2f} s right after the set-up (whose warm-up took "
-          f"{first['set-up warm-up']:.2f} s), {first['warm']:.2f} s warm: cold / warm "
-          f"{first['cold'] / first['warm']:.1f}x, first run after set-up - warm {first['after set-up'] - first['warm']:+.2f} s.",
-          "", f"Extraction ({extract_title}; tilewise extract on 2 workers against the QGIS loops and exactextract; "
-          "goal: at least 10x the QGIS loop, no slower than exactextract):", "", ratios(extract_rows),
-          "", "Gap-filling kernels alone, in memory (scripts/bench_gapfill.py; all cores each): " + "; ".join(
-              f"{k['case']} ({k['what']}): tilewise {min(k['tilewise']['times']):.2f} s, xarray+dask "
-              f"{min(k['xarray']['times']):.2f} s, {k['ratio']:.1f}x" for k in kernels) + "."]
+          "Where Tilewise's time goes (seconds per phase, the run nearest the median; outside: the process's "
+          "own start and exit, and qgis_process loading QGIS):", "", phase_table(b.rows), ""]
+    if scaling:
+        eff = {w: scaling[1] / (w * t) for w, t in scaling.items()}
+        md += ["Parallel efficiency (tilewise CLI, median case): " +
+               ", ".join(f"{w} worker(s) {e * 100:.0f}%" for w, e in eff.items()), ""]
+    if kernel:
+        int_k, gen_k, bn_k = kernel
+        md += [f"Kernel alone, one thread, median of 84 x 512 x 512 (10% NaN): tilewise {int_k:.3f} s on 8-bit "
+               f"values ({bn_k / int_k:.1f}x faster than bottleneck.nanmedian's {bn_k:.3f} s), {gen_k:.3f} s on "
+               f"float values ({bn_k / gen_k:.2f}x).", ""]
+    if first:
+        md += [f"First run (qgis_process, median of 4 x 352^2 x 6 bands uint8): {first['cold']:.2f} s with an empty "
+               f"numba cache, {first['after set-up']:.2f} s right after the set-up (whose warm-up took "
+               f"{first['set-up warm-up']:.2f} s), {first['warm']:.2f} s warm: cold / warm "
+               f"{first['cold'] / first['warm']:.1f}x, first run after set-up - warm "
+               f"{first['after set-up'] - first['warm']:+.2f} s."]
+    if extract_title:
+        md += ["", f"Extraction ({extract_title}; tilewise extract on 2 workers against the QGIS loops and "
+               "exactextract; goal: at least 10x the QGIS loop, no slower than exactextract):", "", ratios(extract_rows)]
+    if kernels:
+        md += ["", "Gap-filling kernels alone, in memory (scripts/bench_gapfill.py; all cores each): " + "; ".join(
+               f"{k['case']} ({k['what']}): tilewise {min(k['tilewise']['times']):.2f} s, xarray+dask "
+               f"{min(k['xarray']['times']):.2f} s, {k['ratio']:.1f}x" for k in kernels) + "."]
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "bench.md"), "w") as f:
         f.write("\n".join(md) + "\n")

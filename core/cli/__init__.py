@@ -14,10 +14,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from typing import Any, Callable, Optional, Sequence
 
 from ..errors import TilewiseError
 from ..runtime.lifeline import Stopped, stop_on_signals, stopped_by
+from ..runtime.phases import format_phases, merge
+
+_LOADED = time.perf_counter()  # the command's start, as far as it can tell (after Python's own start)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,10 +73,24 @@ class Progress:
 def run_with_progress(fn: Callable[..., Any], args: argparse.Namespace, *positional: Any, **kwargs: Any) -> Any:
     """``fn(*positional, **kwargs)`` with the progress bar and log of :class:`Progress`."""
     progress = Progress(args.quiet)
+    called = time.perf_counter()
     try:
-        return fn(*positional, progress=progress, log=progress.log, **kwargs)
+        report = fn(*positional, progress=progress, log=progress.log, **kwargs)
     finally:
         progress.close()
+    if getattr(args, "debug", False):  # printed by main() once the command has reported
+        args.debug_line = debug_line(report, called, time.perf_counter())
+    return report
+
+
+def debug_line(report: Any, called: float, returned: float) -> str:
+    """The phases of ``report`` (a run report, or a list of them) with this command's own: ``engine start``
+    (from loading the command to the operation's call) and the planning before the runs."""
+    reports = report if isinstance(report, list) else [report]
+    phases = merge(*(getattr(r, "phases", {}) for r in reports))
+    runs = sum(getattr(r, "seconds", 0.0) for r in reports)
+    phases = merge(phases, {"engine start": called - _LOADED, "planning": max(returned - called - runs, 0.0)})
+    return format_phases(phases, merge(*(getattr(r, "tile_seconds", {}) for r in reports)))
 
 
 def print_report(report) -> None:
@@ -94,7 +112,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     with stop_on_signals() as seen:     # SIGTERM and SIGHUP stop a run as Ctrl+C does
         try:
             try:
-                return args.run(args)
+                code = args.run(args)
+                if getattr(args, "debug_line", None):
+                    print(args.debug_line, file=sys.stderr, flush=True)
+                return code
             except TilewiseError as exc:
                 if seen["signal"] is None:
                     print(f"tilewise: error: {exc}", file=sys.stderr)

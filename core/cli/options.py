@@ -84,6 +84,8 @@ def add_output_options(p: argparse.ArgumentParser, type_default: Optional[str] =
     g.add_argument("--overview-resampling", default=OVERVIEW_RESAMPLINGS[0], choices=OVERVIEW_RESAMPLINGS,
                    metavar="METHOD", help=f"of the COG's overviews: {_choices(OVERVIEW_RESAMPLINGS)} "
                                           f"(default {OVERVIEW_RESAMPLINGS[0]})")
+    g.add_argument("--no-overviews", dest="overviews", action="store_false",
+                   help="write the COG without overviews (faster; slower to view zoomed out)")
     g.add_argument("--allow-large", action="store_true",
                    help="write an output above 16 GiB before compression (refused without this flag: a grid "
                         "that large is usually a mistake, e.g. an input far away or a wrong cell size)")
@@ -91,7 +93,7 @@ def add_output_options(p: argparse.ArgumentParser, type_default: Optional[str] =
 
 def output_kwargs(args: argparse.Namespace) -> dict:
     return dict(output_type=args.output_type, output_nodata=args.output_nodata, compression=args.compression,
-                overview_resampling=args.overview_resampling, allow_large=args.allow_large)
+                overview_resampling=args.overview_resampling, allow_large=args.allow_large, overviews=args.overviews)
 
 
 def add_run_options(p: argparse.ArgumentParser) -> None:
@@ -101,6 +103,9 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("-j", "--workers", type=int,
                    help="worker processes (default or 0: all cores; never more than the cores or the tiles)")
     g.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    g.add_argument("--debug", action="store_true",
+                   help="print where the time went (engine start, planning, read, compute, tile writes, "
+                        "overviews, assembly) as the last line")
     r = p.add_argument_group("scaling out and long runs")
     r.add_argument("--scheduler", metavar="ADDRESS",
                    help="run the tiles on a Dask cluster: its scheduler's address (tcp://host:8786) or "

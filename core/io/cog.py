@@ -1,8 +1,8 @@
 """Writing tiles and assembling them into a Cloud-Optimized GeoTIFF.
 
 Workers write each tile as a small GeoTIFF (to a temporary name, renamed when
-complete). The tiles are then listed in a VRT and GDAL's COG driver writes the
-final file, with overviews, using every core. The final file too is written to
+complete), with their first overview levels (:mod:`.overviews`). The tiles are then
+listed in a VRT and GDAL's COG driver writes the final file, with overviews, using every core. The final file too is written to
 a temporary name in the output folder and renamed, so a reader never sees a
 half-written output.
 """
@@ -145,10 +145,14 @@ def _gdal_transform(grid: Grid):
     return (c, a, b, f, d, e)
 
 
-def write_cog(vrt_path: str, spec: OutputSpec, threads: str = "ALL_CPUS") -> None:
-    """Translate the tile VRT into the final COG at ``spec.path`` (atomically)."""
+def write_cog(vrt_path: str, spec: OutputSpec, threads: str = "ALL_CPUS", overviews: str = "IGNORE_EXISTING") -> None:
+    """Translate the tile VRT into the final COG at ``spec.path`` (atomically).
+
+    ``overviews`` is the COG driver's ``OVERVIEWS``: ``IGNORE_EXISTING`` (GDAL computes every level),
+    ``FORCE_USE_EXISTING`` (the VRT declares them: :func:`.overviews.prepare_overviews`); a spec
+    without overviews (``spec.overviews`` False) writes none (``NONE``)."""
     tmp = partial_path(spec.path)
-    options = dict(COMPRESS=spec.compression, BLOCKSIZE=BLOCK_SIZE, OVERVIEWS="IGNORE_EXISTING",
+    options = dict(COMPRESS=spec.compression, BLOCKSIZE=BLOCK_SIZE, OVERVIEWS=overviews if spec.overviews else "NONE",
                    OVERVIEW_RESAMPLING=spec.overview_resampling.upper(), NUM_THREADS=threads,
                    BIGTIFF="IF_SAFER")
     if spec.compression in ("DEFLATE", "ZSTD", "LZW"):

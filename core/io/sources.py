@@ -35,6 +35,7 @@ from rasterio.windows import Window
 
 from ..errors import InputError, ParameterError
 from ..grid import Grid, Tile
+from ..runtime.phases import timed
 from ..vocabulary import RESAMPLING_METHODS
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -261,16 +262,18 @@ def read_window(path: str, bands: Sequence[int], grid: Grid, tile: Tile, out: np
     ``out`` is a float array; nodata (the file's, or ``nodata`` if given), pixels
     outside the input and masked pixels become NaN.
     """
-    src, view, offset = _open_on_grid(path, grid, resampling, nodata)
+    with timed("read"):  # opening (cached per process) counts as reading
+        src, view, offset = _open_on_grid(path, grid, resampling, nodata)
     for b in bands:
         if b < 1 or b > src.count:
             raise InputError(f"Input {path} has {src.count} band(s); band {b} does not exist.")
     fill = nodata if nodata is not None else src.nodata
     try:
-        if view is None:
-            _read_lattice(src, bands, tile, offset, out, fill)
-        else:
-            _read_warped(view, src.count, bands, tile, out, fill)
+        with timed("read"):
+            if view is None:
+                _read_lattice(src, bands, tile, offset, out, fill)
+            else:
+                _read_warped(view, src.count, bands, tile, out, fill)
     except RasterioIOError as exc:
         raise read_error(path, exc, _where(tile, offset, src.height, src.width)) from None
 

@@ -21,6 +21,7 @@ import json
 import os
 import signal
 import sys
+import time
 import traceback
 from typing import Any, Dict
 
@@ -28,6 +29,9 @@ from .. import missing_packages
 from ..vocabulary import (EVENT_DONE, EVENT_ERROR, EVENT_LOG, EVENT_MISSING, EVENT_OK, EVENT_PROGRESS, REQUIRED_PACKAGES,
                           STOPPED)
 from .lifeline import die_with_parent, stop_on_signals, watch_stdin
+from .phases import merge
+
+_STARTED = time.perf_counter()  # as this module loads: the interpreter's own start is the caller's to time
 
 
 def emit(event: str, **fields: Any) -> None:
@@ -60,8 +64,22 @@ def report_dict(result: Any) -> Dict[str, Any]:
         return result.to_dict()
     first = result[0].to_dict()
     first.update(outputs=[r.output for r in result], tiles=sum(r.tiles for r in result),
-                 seconds=sum(r.seconds for r in result), bands=sum(r.bands for r in result))
+                 seconds=sum(r.seconds for r in result), bands=sum(r.bands for r in result),
+                 phases=merge(*(r.phases for r in result)), tile_seconds=merge(*(r.tile_seconds for r in result)))
     return first
+
+
+def timed_report(result: Any, called: float) -> Dict[str, Any]:
+    """:func:`report_dict` with the engine's own phases: ``engine start`` (from this module's import to the
+    operation's call) and the operation's planning before its runs; ``engine_seconds``: this process's
+    time so far (the caller adds the interpreter's start and its own side)."""
+    report = report_dict(result)
+    now = time.perf_counter()
+    phases = report.setdefault("phases", {})
+    before_runs = now - called - float(report.get("seconds", 0.0))
+    report["phases"] = merge(phases, {"engine start": called - _STARTED, "planning": max(before_runs, 0.0)})
+    report["engine_seconds"] = round(now - _STARTED, 4)
+    return report
 
 
 def run_job(job: Dict[str, Any]) -> int:
@@ -81,6 +99,7 @@ def run_job(job: Dict[str, Any]) -> int:
             last[0] = done
             emit(EVENT_PROGRESS, done=done, total=total)
 
+    called = time.perf_counter()
     try:
         report = function(progress=progress, log=lambda m: emit(EVENT_LOG, message=m), **params)
     except TilewiseError as exc:
@@ -93,7 +112,7 @@ def run_job(job: Dict[str, Any]) -> int:
         how = stopped_by(exc) or "a signal"
         emit(EVENT_ERROR, kind=STOPPED, message=f"The Tilewise engine was stopped ({how}); no output was written.")
         return 128 + getattr(exc, "signum", signal.SIGINT)
-    emit(EVENT_DONE, report=report_dict(report))
+    emit(EVENT_DONE, report=timed_report(report, called))
     return 0
 
 

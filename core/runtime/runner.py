@@ -36,6 +36,7 @@ from ..options import LogFn, ProgressFn, RunOptions
 from .diskspace import SpaceNeed, disk_full, is_disk_full, space_warning
 from .executor import Executor, connect, local_executor, resolve_workers
 from .paths import has_finished_tiles
+from .phases import Phases, TimedTile
 from .sinks import Sink
 from .workdir import Journal, WorkState, job_fingerprint, prepare_workdir, resumable_size
 
@@ -93,10 +94,16 @@ class RunReport:
     reused: int = 0
     outputs: Tuple[str, ...] = field(default=())
     rows: Optional[int] = None
+    #: wall-clock seconds per phase (:mod:`.phases`), adding up to ``seconds``
+    phases: Dict[str, float] = field(default_factory=dict)
+    #: the workers' seconds per tile phase, summed over the tiles
+    tile_seconds: Dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> Dict[str, Any]:
         values = dict(self.__dict__)
         values["outputs"] = list(self.outputs)
+        values["phases"] = dict(self.phases)
+        values["tile_seconds"] = dict(self.tile_seconds)
         if self.rows is None:
             del values["rows"]
         return values
@@ -111,21 +118,32 @@ def run_tiles(job: TiledJob, tile_fn: TileFn, run: RunOptions) -> RunReport:
     state: Optional[WorkState] = None
     need: Optional[SpaceNeed] = None
     done = False
+    phases = Phases()
     try:
-        executor = connect(run) if sink.tiled else None
-        state = _prepare(job, sink, workdir, run, executor)
-        todo = [t for t in state.tiles if t.index not in state.finished]
-        need = sink.space_needed(todo)
+        with phases.step("engine start"):
+            executor = connect(run) if sink.tiled else None
+        with phases.step("planning"):
+            state = _prepare(job, sink, workdir, run, executor)
+            todo = [t for t in state.tiles if t.index not in state.finished]
+            need = sink.space_needed(todo)
         warning = space_warning(need)
         if warning:
             run.say(warning)
         if executor is None:
-            executor = local_executor(run, len(todo))
+            with phases.step("engine start"):
+                executor = local_executor(run, len(todo))
         if state.tiles:
             run.say(f"{len(state.tiles)} tiles of up to {state.tile_size} x {state.tile_size} pixels "
                     f"on {executor.describe()}")
-        _compute(executor, job, tile_fn, sink, state, todo, workdir, run)
-        summary = _finish(sink, workdir, state, run)
+        tiles_start = time.perf_counter()
+        _compute(executor, job, tile_fn, sink, state, todo, workdir, run, phases)
+        if state.tiles:
+            phases.spread_tiles(time.perf_counter() - tiles_start)
+        with phases.step("assembly"):
+            summary = _finish(sink, workdir, state, run)
+        for phase, seconds in summary.pop("phases", {}).items():  # what the sink timed apart (its overviews)
+            phases.add(phase, seconds)
+            phases.add("assembly", -seconds)
         done = True
     except BaseException as exc:
         sink.abort()
@@ -136,13 +154,15 @@ def run_tiles(job: TiledJob, tile_fn: TileFn, run: RunOptions) -> RunReport:
             raise disk_full(need or sink.space_needed(state.tiles if state else [])) from None
         raise
     finally:
-        _release(executor, run, workdir, keep=run.keep_workdir or (run.resume and not done))
+        with phases.step("cleanup"):
+            _release(executor, run, workdir, keep=run.keep_workdir or (run.resume and not done))
     return RunReport(sink.outputs[0], len(state.tiles), executor.workers, time.perf_counter() - start,
-                     reused=len(state.finished), outputs=sink.outputs, **summary)
+                     reused=len(state.finished), outputs=sink.outputs, **summary, **phases.to_dict())
 
 
 def default_tile_size(job: TiledJob, workers: int) -> int:
-    """A tile size from the job's memory budget, shrunk so every worker gets at least two tiles."""
+    """A tile size from the job's memory budget, shrunk so every worker gets about four tiles
+    (:func:`~tilewise.core.grid.balance_tile_size`)."""
     budget = job.budget
     size = balance_tile_size(job.grid, auto_tile_size(budget.layers, budget.bytes_per_value), workers)
     if size < 8:
@@ -164,7 +184,7 @@ def _prepare(job: TiledJob, sink: Sink, workdir: str, run: RunOptions, executor:
 
 
 def _compute(ex: Executor, job: TiledJob, tile_fn: TileFn, sink: Sink, state: WorkState, todo: List[Tile],
-             workdir: str, run: RunOptions) -> None:
+             workdir: str, run: RunOptions, phases: Phases) -> None:
     total = len(state.tiles)
     if state.finished:
         run.say(f"Resuming: {len(state.finished)} of {total} tiles were already finished and are reused; "
@@ -177,9 +197,10 @@ def _compute(ex: Executor, job: TiledJob, tile_fn: TileFn, sink: Sink, state: Wo
         return
     ex.check_workdir(workdir)
     with Journal(workdir) as journal:
-        tasks = [(job, t, sink.target(workdir, t)) for t in todo]
+        tasks = [(job, t, sink.task_target(workdir, t, state.tile_size)) for t in todo]
         by_index = {t.index: t for t in todo}
-        for count, index in enumerate(ex.run(tile_fn, tasks), start=len(state.finished) + 1):
+        for count, (index, spent) in enumerate(ex.run(TimedTile(tile_fn), tasks), start=len(state.finished) + 1):
+            phases.add_tile(spent)
             tile = by_index.get(index)
             if tile is not None:
                 journal.record(sink.files(workdir, tile))

@@ -26,6 +26,7 @@ A new kind of output is a new sink here; the runner does not change.
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
@@ -36,6 +37,7 @@ from ..grid import Grid, Tile
 from ..options import LogFn, OutputSpec
 from .diskspace import SpaceNeed
 from .paths import partial_path, workdir_for
+from .phases import timed
 
 #: Overviews add up to a third to a COG's pixels.
 _OVERVIEWS = 4 / 3
@@ -62,6 +64,11 @@ class Sink:
     def target(self, workdir: str, tile: Tile) -> Any:
         """What the tile function writes ``tile`` to (a path, or a tuple of paths)."""
         raise NotImplementedError
+
+    def task_target(self, workdir: str, tile: Tile, tile_size: int) -> Any:
+        """What the runner hands the tile function for ``tile`` of a plan of ``tile_size`` tiles (by
+        default :meth:`target`)."""
+        return self.target(workdir, tile)
 
     def files(self, workdir: str, tile: Tile) -> List[str]:
         """The files a finished ``tile`` leaves in the work folder."""
@@ -99,6 +106,16 @@ class CogOutput:
     @property
     def source_bands(self) -> Tuple[int, ...]:
         return self.bands or tuple(range(1, len(self.band_names) + 1))
+
+
+@dataclass(frozen=True)
+class TileTarget:
+    """A :class:`CogSink` tile's files (one per layer) and the overview levels its worker builds for
+    each layer beside them in ``workdir`` (see :mod:`tilewise.core.io.overviews`)."""
+
+    paths: Tuple[str, ...]
+    workdir: str
+    levels: Tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -158,33 +175,76 @@ class CogSink(Sink):
         paths = tuple(tile_path(workdir, tile, layer) for layer in self.layers)
         return paths[0] if len(paths) == 1 else paths
 
+    def overview_levels(self, layer: int, tile_size: int) -> int:
+        """The overview levels the workers build for the outputs of tile ``layer`` (0: GDAL builds them all,
+        or there are none): only when that layer's outputs all have overviews of one resampling."""
+        from ..io.overviews import worker_levels
+        cogs = [c for c in self.cogs if c.layer == layer]
+        if not all(c.spec.overviews for c in cogs) or len({c.spec.overview_resampling for c in cogs}) > 1:
+            return 0
+        spec = cogs[0].spec
+        size = min(tile_size, max(self.grid.width, self.grid.height))  # what finish() sees of the plan
+        return worker_levels(self.grid.width, self.grid.height, size, spec.overview_resampling, spec.dtype,
+                             has_nodata=spec.nodata is not None)
+
+    def task_target(self, workdir: str, tile: Tile, tile_size: int) -> Any:
+        """:meth:`target`, or a :class:`TileTarget` when the workers build overview levels."""
+        levels = tuple(self.overview_levels(layer, tile_size) for layer in self.layers)
+        target = self.target(workdir, tile)
+        if not any(levels):
+            return target
+        return TileTarget(target if isinstance(target, tuple) else (target,), workdir, levels)
+
     def write(self, target: Any, tile: Tile, *arrays: np.ndarray) -> None:
         """Write ``tile``'s arrays (bands, rows, cols), one per layer and in the layers' types, to ``target``
-        (in a worker)."""
+        (in a worker), after the overview levels a :class:`TileTarget` asks for (so a finished tile,
+        which a resumed run reuses, always has them)."""
         from ..io.cog import write_tile
-        paths = target if isinstance(target, tuple) else (target,)
+        from ..io.overviews import write_tile_overviews
+        overviews = target if isinstance(target, TileTarget) else None
+        paths = overviews.paths if overviews else target if isinstance(target, tuple) else (target,)
         if len(arrays) != len(paths):
             raise ValueError(f"{len(arrays)} arrays for {len(paths)} tile layers")
-        for layer, path, data in zip(self.layers, paths, arrays):
-            write_tile(path, data, self.grid, tile, self.layer_spec(layer))
+        for i, (layer, path, data) in enumerate(zip(self.layers, paths, arrays)):
+            if overviews and overviews.levels[i]:
+                with timed("overviews"):
+                    write_tile_overviews(overviews.workdir, data, self.grid, tile, self.layer_spec(layer),
+                                         overviews.levels[i], layer)
+            with timed("tile writes"):
+                write_tile(path, data, self.grid, tile, self.layer_spec(layer))
 
     def space_needed(self, tiles: Sequence[Tile]) -> SpaceNeed:
         pixels = sum(t.width * t.height for t in tiles)
         tile_bytes = sum(pixels * self.layer_bands(layer) * np.dtype(self.layer_spec(layer).dtype).itemsize
                          for layer in self.layers)
         output = sum(int(self.grid.width * self.grid.height * len(c.band_names) * np.dtype(c.spec.dtype).itemsize
-                         * _OVERVIEWS) for c in self.cogs)
+                         * (_OVERVIEWS if c.spec.overviews else 1)) for c in self.cogs)
+        if any(c.spec.overviews for c in self.cogs):
+            tile_bytes = int(tile_bytes * _OVERVIEWS)  # the workers' overview levels beside the tiles
         return SpaceNeed(os.path.dirname(self.outputs[0]), tile_bytes, output)
 
     def finish(self, workdir: str, tiles: Sequence[Tile], say: LogFn) -> Dict[str, Any]:
+        """Each COG from its tile VRT; the workers' overview levels (and GDAL's above them) declared as its
+        overviews. The report's ``phases`` count laying out those levels as ``overviews``."""
         from ..io.cog import build_vrt, write_cog
+        from ..io.overviews import prepare_overviews
         say("Assembling the Cloud-Optimized GeoTIFF" if len(self.cogs) == 1 else
             f"Assembling {len(self.cogs)} Cloud-Optimized GeoTIFFs")
+        tile_size = max((max(t.width, t.height) for t in tiles), default=0)
+        seconds = 0.0
         for k, cog in enumerate(self.cogs):
             vrt = build_vrt(self.grid, tiles, workdir, cog.spec, cog.band_names, cog.bands, cog.layer,
                             name=f"tiles_{k}.vrt" if k else "tiles.vrt")
-            write_cog(vrt, cog.spec)
-        return dict(width=self.grid.width, height=self.grid.height, bands=sum(len(c.band_names) for c in self.cogs))
+            start = time.perf_counter()
+            mode = prepare_overviews(self.grid, tiles, workdir, cog.spec, cog.band_names,
+                                     self.overview_levels(cog.layer, tile_size), vrt, cog.bands, cog.layer,
+                                     name=f"c{k}_") if cog.spec.overviews else "NONE"
+            seconds += time.perf_counter() - start
+            write_cog(vrt, cog.spec, overviews=mode)
+        summary = dict(width=self.grid.width, height=self.grid.height, bands=sum(len(c.band_names) for c in self.cogs))
+        if any(self.overview_levels(layer, tile_size) for layer in self.layers):
+            summary["phases"] = {"overviews": seconds}  # else GDAL builds every level, within the assembly
+        return summary
 
 
 @dataclass(frozen=True)
@@ -268,7 +328,8 @@ class TableSink(Sink):
         return os.path.join(workdir, f"part_{tile.index:07d}.npz")
 
     def write(self, target: str, tile: Tile, part: Mapping[str, np.ndarray]) -> None:
-        write_part(target, part)
+        with timed("tile writes"):
+            write_part(target, part)
 
     def finish(self, workdir: str, tiles: Sequence[Tile], say: LogFn) -> Dict[str, Any]:
         from ..io.vector import write_table

@@ -185,8 +185,11 @@ def test_auto_tile_size_fits_the_budget(n, itemsize):
 @settings(max_examples=200, deadline=None)
 @given(width=st.integers(1, 5000), height=st.integers(1, 5000), workers=st.integers(1, 16),
        start=st.sampled_from([256, 512, 1024, 2048]))
-def test_balance_tile_size_gives_each_worker_two_tiles_when_it_can(width, height, workers, start):
+def test_balance_tile_size_gives_each_worker_four_tiles_when_it_can(width, height, workers, start):
     size = balance_tile_size(grid(width, height), start, workers)
     assert size <= start and (size >= 256 or size == start)
     n = math.ceil(width / size) * math.ceil(height / size)
-    assert n >= 2 * workers or size // 2 < 256 or workers == 1
+    assert n >= 4 * workers or size - 128 < 256 or workers == 1
+    if size < start:  # shrunk only as far as needed
+        bigger = size + 128
+        assert math.ceil(width / bigger) * math.ceil(height / bigger) < 4 * workers

@@ -40,3 +40,55 @@ def test_output_is_a_valid_cog_with_overviews(tmp_path, out_dir):
     np.testing.assert_array_equal(out.valid, ~np.isnan(expected))
     np.testing.assert_array_equal(out.array[out.valid], expected[out.valid].astype(np.float32))
     assert sorted(p.name for p in out_dir.iterdir()) == ["composite.tif"]
+
+
+class _Log:
+    """A feedback that keeps every line, with its kind (info or debug)."""
+
+    def __new__(cls):
+        from qgis.core import QgsProcessingFeedback
+
+        class Log(QgsProcessingFeedback):
+            def __init__(self):
+                super().__init__()
+                self.lines = []
+
+            def pushInfo(self, info):  # noqa: N802 (QGIS's name)
+                self.lines.append(("info", info))
+
+            def pushDebugInfo(self, info):  # noqa: N802 (QGIS's name)
+                self.lines.append(("debug", info))
+
+        return Log()
+
+
+def test_overviews_off_gives_a_valid_cog_without_overviews_and_the_phases_end_the_log(tmp_path, out_dir,
+                                                                                      monkeypatch):
+    rng = np.random.default_rng(6)
+    arrays = [rng.integers(1, 5000, (700, 1300)).astype(np.uint16) for _ in range(3)]
+    inputs = [write_raster(tmp_path / f"in{i}.tif", a, nodata=0) for i, a in enumerate(arrays)]
+    with_ovr, without = str(out_dir / "with.tif"), str(out_dir / "without.tif")
+    quiet = _Log()
+    run("tilewise:temporalmedian", {"INPUT": inputs, "OUTPUT": with_ovr}, feedback=quiet)
+    monkeypatch.setenv("TILEWISE_DEBUG", "1")
+    debug = _Log()
+    run("tilewise:temporalmedian", {"INPUT": inputs, "OVERVIEWS": False, "OUTPUT": without}, feedback=debug)
+    warnings, errors, details = validate(without, full_check=True)
+    assert errors == []
+    assert "overview_0" not in details["ifd_offsets"]
+    ds = gdal.Open(without)
+    assert ds.GetRasterBand(1).GetOverviewCount() == 0
+    assert ds.GetMetadataItem("LAYOUT", "IMAGE_STRUCTURE") == "COG"
+    ds = None
+    np.testing.assert_array_equal(read_raster(with_ovr).array, read_raster(without).array)
+    # the phase breakdown: the algorithm's last line (processing.run adds its "Results: ..." after it), as
+    # information in debug mode, as debug information otherwise
+    assert debug.lines[-1][1].startswith("Results: ") and quiet.lines[-1][1].startswith("Results: ")
+    debug.lines.pop()
+    quiet.lines.pop()
+    kind, last = debug.lines[-1]
+    assert kind == "info" and last.startswith("Phases (s): qgis "), debug.lines[-3:]
+    for phase in ("engine start", "planning", "read", "compute", "tile writes", "assembly"):
+        assert f" {phase} " in last, last
+    assert "overviews" not in last.split("[")[0]
+    assert quiet.lines[-1][0] == "debug" and quiet.lines[-1][1].startswith("Phases (s): ")
