@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from qgis.core import (QgsProcessingException, QgsProcessingFeedback, QgsProcessingModelAlgorithm,
+from qgis.core import (QgsProcessingException, QgsProcessingModelAlgorithm,
                        QgsProcessingOutputMultipleLayers, QgsProcessingParameterMultipleLayers)
 
 from conftest import PLUGINS_DIR, REPO
-from twtest import nan_reduce, read_raster, run, srs_wkt, warp, write_raster
+from twtest import Errors, nan_reduce, read_raster, run, srs_wkt, warp, write_raster
 
 DATA = Path(__file__).resolve().parent / "data"
 NDVI_MEDIAN_MODEL = DATA / "ndvi_scenes_then_median.model3"
@@ -180,17 +180,6 @@ def test_bandmath_inside_a_model(landsat, out_dir):
     expected = bands[3].astype(np.float64) - bands[2]
     expected[(bands[2] == ND) | (bands[3] == ND)] = np.nan
     assert_pixels(out_dir / "diff.tif", expected, atol=0)
-
-
-class Errors(QgsProcessingFeedback):
-    """Keeps the errors a run reports (a model's exception only names the failing step)."""
-
-    def __init__(self):
-        super().__init__()
-        self.errors = []
-
-    def reportError(self, error, fatalError=False):  # noqa: N802 (QGIS's name)
-        self.errors.append(error)
 
 
 def test_model_refuses_a_malicious_expression(landsat, tmp_path, out_dir):

@@ -11,7 +11,7 @@ import pytest
 from osgeo import gdal
 
 from conftest import PLUGINS_DIR
-from twtest import run, write_raster
+from twtest import Errors, run, write_raster
 
 DATA = Path(__file__).resolve().parent / "data"
 MODEL = DATA / "ndvi_scenes_then_gapfill_then_sampling.model3"
@@ -278,16 +278,6 @@ def test_model_ndvi_per_scene_then_gapfill_then_extract_at_points(tmp_path, out_
     assert model.fromFile(str(MODEL))
     sampled = str(out_dir / "sampled.gpkg")
     filled = str(out_dir / "filled.tif")
-    from qgis.core import QgsProcessingFeedback
-
-    class Errors(QgsProcessingFeedback):
-        def __init__(self):
-            super().__init__()
-            self.errors = []
-
-        def reportError(self, error, fatalError=False):  # noqa: N802 (QGIS's name)
-            self.errors.append(error)
-
     feedback = Errors()
     try:
         result = run(model, {"scenes": paths, "points": points, "max_gap": 0, "gapfill:filled": filled,

@@ -271,3 +271,13 @@ def assert_installed_the_lock(report: str, lock_path) -> None:
         name, version = pin.split("==")
         assert f"{name} {version}" in report, (pin, report)
 
+
+class Errors(qgis.core.QgsProcessingFeedback):
+    """Keeps the errors a run reports (a model's exception only names the failing step)."""
+
+    def __init__(self):
+        super().__init__()
+        self.errors = []
+
+    def reportError(self, error, fatalError=False):  # noqa: N802 (QGIS's name)
+        self.errors.append(error)
