@@ -364,17 +364,28 @@ def _with_explicit(names: Tuple[str, ...], found, given: Tuple[_dt.date, ...]) -
     if len(given) != len(names):
         raise ParameterError(f"DATES has {len(given)} date(s) for {len(names)} inputs; give one date per input, "
                              "in input order, or leave DATES empty to read the dates from the file names or metadata.")
+    return SeriesDates(names, *merge_given(found, given))
+
+
+def merge_given(found, given: Sequence[Optional[_dt.date]]):
+    """``(dates, sources, overridden)`` of inputs whose name or metadata gave ``found`` (see
+    :func:`found_date`) and whose ``DATES`` entries are ``given`` (None: no entry for that input).
+    The name and the metadata come first; a written-at tag (:data:`_WEAK_TAGS`) yields to an entry;
+    an input with neither has no date (source ``"order"``)."""
     dates, sources, overridden = [], [], []
-    for i, f in enumerate(found):
-        if weak_date(f):
-            dates.append(given[i])
+    for i, (f, entry) in enumerate(zip(found, given)):
+        if entry is not None and weak_date(f):
+            dates.append(entry)
             sources.append("DATES")
-            continue
-        dates.append(f[0])
-        sources.append(f[1])
-        if f[0] != given[i]:
-            overridden.append((i, given[i], f"{f[1]} {f[2]}".strip()))
-    return SeriesDates(names, tuple(dates), tuple(sources), tuple(overridden))
+        elif f is not None:
+            dates.append(f[0])
+            sources.append(f[1])
+            if entry is not None and f[0] != entry:
+                overridden.append((i, entry, f"{f[1]} {f[2]}".strip()))
+        else:
+            dates.append(None)
+            sources.append("order")
+    return tuple(dates), tuple(sources), tuple(overridden)
 
 
 def overridden_message(name: str, entry: _dt.date, date: _dt.date, where: str) -> str:
@@ -415,5 +426,9 @@ def read_date_tags(path: str) -> Dict[str, str]:
 
 def read_dates(paths: Sequence[str], dates: Optional[Union[str, Sequence[DateLike]]] = None) -> SeriesDates:
     """:func:`resolve_dates` for raster files; the metadata is read only for inputs whose name has no date."""
-    tags = [{} if date_from_name(p) is not None else read_date_tags(p) for p in paths]
-    return resolve_dates(paths, tags, dates)
+    return resolve_dates(paths, [tags_unless_named(p) for p in paths], dates)
+
+
+def tags_unless_named(path: str) -> Dict[str, str]:
+    """:func:`read_date_tags` of ``path``, or nothing when its file name already gives the date."""
+    return {} if date_from_name(path) is not None else read_date_tags(path)

@@ -27,7 +27,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tupl
 import numpy as np
 import shapely
 
-from ...dates import date_from_name, found_date, overridden_message, parse_date, read_date_tags, weak_date
+from ...dates import found_date, merge_given, overridden_message, parse_date, tags_unless_named
 from ...errors import CancelledError, InputError, MaskError, ParameterError, TilewiseWarning
 from ...grid import Grid, Tile, plan_tiles
 from ...kernels.cover import MODE_FRACTIONAL, footprint_total, cover_tile
@@ -231,7 +231,7 @@ def _dates(dates: Optional[Sequence[Any]], n: int, paths: Sequence[str] = ()) ->
     a warning naming the file."""
     if isinstance(dates, str):
         dates = [t for t in dates.replace(";", ",").replace(" ", ",").split(",") if t.strip()]
-    found = [found_date(p, {} if date_from_name(p) is not None else read_date_tags(p)) for p in paths]
+    found = [found_date(p, tags_unless_named(p)) for p in paths]
     if dates is None or len(dates) == 0:
         return to_date64([f[0] if f else None for f in found]) if paths else np.full(n, np.datetime64("NaT", "D"))
     if len(dates) != n:
@@ -242,17 +242,12 @@ def _dates(dates: Optional[Sequence[Any]], n: int, paths: Sequence[str] = ()) ->
                  for i, d in enumerate(dates)]
     except ValueError as exc:
         raise ParameterError(f"Cannot read a date: {exc}") from None
-    out: List[Any] = []
-    for i, entry in enumerate(given):
-        f = found[i] if i < len(found) else None
-        if weak_date(f) or entry is None:
-            out.append(entry if entry is not None else (f[0] if f else None))
-            continue
-        out.append(f[0])
-        if f[0] != entry:
-            warnings.warn(TilewiseWarning(overridden_message(paths[i], entry, f[0], f"{f[1]} {f[2]}".strip())),
-                          stacklevel=3)
-    return to_date64(out)
+    if not paths:
+        return to_date64(given)
+    out, _, overridden = merge_given(found, given)
+    for i, entry, where in overridden:
+        warnings.warn(TilewiseWarning(overridden_message(paths[i], entry, out[i], where)), stacklevel=3)
+    return to_date64(list(out))
 
 
 def _group_by_grid(sources: Sequence[RasterSource]) -> List[Tuple[int, ...]]:
