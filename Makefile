@@ -84,7 +84,9 @@ $(VENV_STAMP): $(STAMPS)/system pyproject.toml $(LOCK)
 # so that the first run is not slower than the next: every time (about 2 s when they are there already,
 # and an edited kernels.py or another cache folder needs them compiled again).
 warm: $(VENV_STAMP) plugin-link
-	@$(ENGINE_PYTHON) -m tilewise.core.runtime.driver --warm > $(BUILD)/warm.log || { cat $(BUILD)/warm.log; exit 1; }
+	@# from the plugin folder, as QGIS, the demo and the tests import it: numba keys its cache by the source's path
+	@cd $(PLUGINS) && PYTHONPATH=$(PLUGINS) $(ENGINE_PYTHON) -m tilewise.core.runtime.driver --warm > $(BUILD)/warm.log \
+	    || { cat $(BUILD)/warm.log; exit 1; }
 	@tail -n 1 $(BUILD)/warm.log | $(ENGINE_PYTHON) -c 'import json, sys; r = json.load(sys.stdin)["report"]; \
 	    print(">> kernels in numba cache %(cache)s: %(compiled)d compiled, %(loaded)d loaded" % r)'
 

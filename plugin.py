@@ -20,6 +20,8 @@ class TilewisePlugin:
         self.initProcessing()
 
     def unload(self):
+        from .algorithms.warm_engine import shutdown
+        shutdown()  # the warm engine and its workers end with the plugin
         if self.provider is not None:
             QgsApplication.processingRegistry().removeProvider(self.provider)
             self.provider = None

@@ -20,7 +20,8 @@ from .engine_process import run_engine
 from .icon import icon
 from .interpreter import EngineError, find_python
 from .parameters import GridParameters, OutputParameters, tr
-from .settings import configured_python
+from .settings import configured_python, configured_warm_minutes
+from .warm_engine import current, idle_seconds, run_warm
 
 __all__ = ["TilewiseAlgorithm", "tr"]
 
@@ -55,6 +56,20 @@ def _log(feedback, message):
         feedback.pushWarning(message)
     else:
         feedback.pushInfo(message)
+
+
+def warm_idle_seconds():
+    """How long the warm engine may wait for a next run, or 0: no warm engine. qgis_process runs one
+    algorithm and exits, so it always takes the cold path."""
+    from qgis.core import QgsApplication
+    if QgsApplication.platform() == "qgis_process":
+        return 0.0
+    return idle_seconds(configured_warm_minutes())
+
+
+def current_engine_pid():
+    engine = current()
+    return engine.pid if engine else None
 
 
 class TilewiseAlgorithm(GridParameters, OutputParameters, QgsProcessingAlgorithm):
@@ -108,10 +123,16 @@ class TilewiseAlgorithm(GridParameters, OutputParameters, QgsProcessingAlgorithm
             python = find_python(configured_python())
             feedback.pushInfo(tr(f"Engine interpreter: {python}"))
             started = time.perf_counter()
-            report = run_engine(
-                {"operation": operation, "params": params}, python,
-                on_progress=lambda done, total: self._progress(feedback, done, total),
-                on_log=lambda message: _log(feedback, message), is_cancelled=feedback.isCanceled)
+            job = {"operation": operation, "params": params}
+            callbacks = dict(on_progress=lambda done, total: self._progress(feedback, done, total),
+                             on_log=lambda message: _log(feedback, message), is_cancelled=feedback.isCanceled)
+            idle = warm_idle_seconds()
+            report = run_warm(job, python, idle, **callbacks) if idle else None
+            if report is None:  # the cold path: qgis_process, the warm engine off or busy with another run
+                report = run_engine(job, python, **callbacks)
+            else:
+                feedback.pushInfo(tr(f"Ran on the warm engine (process {current_engine_pid()}; it waits "
+                                     f"{idle / 60:g} idle minutes for the next run)"))
             if isinstance(report, dict):
                 report["engine_wall"] = time.perf_counter() - started
             return report

@@ -67,6 +67,17 @@ def remove_leftovers(output: Optional[str], keep_workdir: bool = False) -> None:
         pass
 
 
+def start_engine(python: str, args: list, env: dict, cwd: str) -> subprocess.Popen:
+    """``python -m tilewise.core.runtime.driver ARGS`` in its own process group, its stdin, stdout and
+    stderr piped to this process."""
+    try:
+        return subprocess.Popen([python, "-m", "tilewise.core.runtime.driver", *args], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=cwd, **_popen_flags())
+    except OSError as exc:
+        raise EngineError(f"Cannot start the Python interpreter {python}: {exc}. "
+                          f"Set another one in {SETTING_HINT}.") from None
+
+
 def run_engine(job: dict, python: str, on_progress: Callable[[int, int], None] = lambda d, t: None,
                on_log: Callable[[str], None] = lambda m: None, is_cancelled: Callable[[], bool] = lambda: False,
                poll_seconds: float = 0.1) -> dict:
@@ -82,13 +93,7 @@ def run_engine(job: dict, python: str, on_progress: Callable[[int, int], None] =
         job_file = os.path.join(tmp, "job.json")
         with open(job_file, "w", encoding="utf-8") as f:
             json.dump(job, f)
-        try:
-            proc = subprocess.Popen([python, "-m", "tilewise.core.runtime.driver", job_file], stdin=subprocess.PIPE,
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=engine_env(), cwd=tmp,
-                                    **_popen_flags())
-        except OSError as exc:
-            raise EngineError(f"Cannot start the Python interpreter {python}: {exc}. "
-                              f"Set another one in {SETTING_HINT}.") from None
+        proc = start_engine(python, [job_file], engine_env(), tmp)
         events: "queue.Queue[Optional[dict]]" = queue.Queue()
         stderr: deque = deque(maxlen=40)
         threads = [threading.Thread(target=_read_events, args=(proc.stdout, events), daemon=True),
@@ -113,7 +118,9 @@ def run_engine(job: dict, python: str, on_progress: Callable[[int, int], None] =
     return _outcome(result, rc, "\n".join(stderr), output, python, keep)
 
 
-def _follow(proc, events, on_progress, on_log, is_cancelled, poll_seconds, keep=False) -> dict:
+def _follow(proc, events, on_progress, on_log, is_cancelled, poll_seconds, keep=False, until_final=False) -> dict:
+    """Pass the engine's events on until its stdout closes (or, ``until_final``, until the job's last event:
+    a warm engine goes on to the next job); ``{"progress": (done, total), "final": event}``."""
     last: dict = {}
     while True:
         if is_cancelled():
@@ -134,6 +141,8 @@ def _follow(proc, events, on_progress, on_log, is_cancelled, poll_seconds, keep=
             on_log(event["message"])
         elif kind in (EVENT_DONE, EVENT_ERROR, EVENT_MISSING):
             last["final"] = event
+            if until_final:
+                return last
 
 
 def _where(last: dict) -> str:

@@ -1,8 +1,12 @@
-"""Tilewise's Processing settings (Processing > Options > Providers > Tilewise): the engine's interpreter
-and a Dask scheduler. Read when an algorithm runs, so a changed setting applies at once."""
+"""Tilewise's Processing settings (Processing > Options > Providers > Tilewise): the engine's interpreter,
+a Dask scheduler and how long the warm engine waits for the next run. Read when an algorithm runs, so a
+changed setting applies at once."""
 
 PYTHON_SETTING = "TILEWISE_PYTHON"
 SCHEDULER_SETTING = "TILEWISE_DASK_SCHEDULER"
+WARM_SETTING = "TILEWISE_WARM_ENGINE_MINUTES"
+#: The environment variable that overrides the warm engine setting (minutes; 0: a new engine every run).
+WARM_ENV = "TILEWISE_WARM_ENGINE_MINUTES"
 #: A DASK_SCHEDULER parameter value that means "this machine", whatever the Processing setting says.
 LOCAL = "local"
 
@@ -33,6 +37,13 @@ def configured_scheduler() -> str:
     return _setting(SCHEDULER_SETTING)
 
 
+def configured_warm_minutes() -> str:
+    """Minutes the warm engine waits for the next run: the environment variable, else the setting, else ''
+    (the default)."""
+    import os
+    return os.environ.get(WARM_ENV, "").strip() or _setting(WARM_SETTING)
+
+
 def add_settings(group, icon) -> None:
     """Declare the settings under the provider's ``group`` name (with its ``icon``)."""
     config, setting = _processing_config()
@@ -43,6 +54,10 @@ def add_settings(group, icon) -> None:
                               valuetype=setting.FILE))
     config.addSetting(setting(group, SCHEDULER_SETTING, "Dask scheduler address for Tilewise, e.g. tcp://host:8786 "
                               "(empty: run on this machine)", ""))
+    from .warm_engine import DEFAULT_IDLE_MINUTES
+    config.addSetting(setting(group, WARM_SETTING, "Keep the Tilewise engine running between runs for this many "
+                              "idle minutes (0: start a new engine for every run)", DEFAULT_IDLE_MINUTES,
+                              valuetype=setting.FLOAT))
     config.readSettings()
 
 
@@ -51,3 +66,4 @@ def remove_settings() -> None:
     if config is not None:
         config.removeSetting(PYTHON_SETTING)
         config.removeSetting(SCHEDULER_SETTING)
+        config.removeSetting(WARM_SETTING)

@@ -24,6 +24,7 @@ _LAZY = {
     "RunOptions": "tilewise.core.options:RunOptions",
     "SerialExecutor": "tilewise.core.runtime.executor:SerialExecutor",
     "LocalExecutor": "tilewise.core.runtime.executor:LocalExecutor",
+    "warm_workers": "tilewise.core.runtime.executor:warm_workers",
     "DaskExecutor": "tilewise.core.runtime.dask_executor:DaskExecutor",
 }
 

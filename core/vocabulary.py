@@ -79,6 +79,7 @@ EVENT_DONE = "done"              # report
 EVENT_ERROR = "error"            # kind, message
 EVENT_MISSING = "missing"        # packages, required, python, version
 EVENT_OK = "ok"                  # the answer to --check when nothing is missing
+EVENT_ACCEPTED = "accepted"      # the warm engine took a job (the job's own events follow)
 #: Error kind of an engine stopped by a signal (SIGTERM, SIGHUP) or Ctrl+C.
 STOPPED = "Stopped"
 
@@ -98,6 +99,6 @@ __all__ = ["OUTPUT_TYPES", "COMPRESSIONS", "OVERVIEW_RESAMPLINGS", "RESAMPLING_M
            "OVERLAP_RULES", "STAC_GROUPINGS", "STAC_RESAMPLINGS", "MASK_PRESETS", "GAPFILL_METHODS",
            "GAPFILL_EDGE_MODES", "EXTRACT_STATISTICS", "EXTRACT_COVERAGES", "EXTRACT_POINT_METHODS",
            "EXTRACT_GEOMETRY_MODES", "REQUIRED_PACKAGES", "EVENT_PROGRESS", "EVENT_LOG", "EVENT_DONE", "EVENT_ERROR",
-           "EVENT_MISSING", "EVENT_OK", "STOPPED", "USER_ERRORS", "TilewiseError", "InputError", "MaskError",
+           "EVENT_MISSING", "EVENT_OK", "EVENT_ACCEPTED", "STOPPED", "USER_ERRORS", "TilewiseError", "InputError", "MaskError",
            "GridError", "OutputError", "DiskFullError", "ParameterError", "ExpressionError", "TileError",
            "WorkerError", "ClusterError", "CatalogError", "CancelledError", "TilewiseWarning"]

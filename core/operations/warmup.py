@@ -16,7 +16,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 from ..kernels.statistics import WARM_GROUPS
 from ..runtime.executor import as_executor, make_executor, resolve_workers
-from ..runtime.jitconfig import configure_cache
+from ..runtime.jitconfig import configure_cache, warm_stamp
 
 
 @dataclass
@@ -35,11 +35,18 @@ class WarmReport:
 
 def warm_group(group: str) -> Tuple[str, Optional[str], int, int]:
     """One task: ``(group, cache folder, compiled, loaded)`` for the kernels of ``group``."""
-    from ..kernels.reducers import CACHE_DIR, warm_up  # numba loads in the worker, as for a run
-    if group == WARM_GROUPS[2]:
-        from ..kernels.gapfill import warm_up
-    compiled, loaded = warm_up(group)
+    from ..kernels.preload import load_group  # numba loads in the worker, as for a run
+    from ..kernels.reducers import CACHE_DIR
+    compiled, loaded = load_group(group)
     return group, CACHE_DIR, compiled, loaded
+
+
+def _mark_warm(cache: str) -> None:
+    try:
+        with open(warm_stamp(cache), "w", encoding="utf-8") as f:
+            f.write(time.strftime("%Y-%m-%dT%H:%M:%S\n"))
+    except OSError:
+        pass
 
 
 def warmup(workers: Optional[int] = None, executor=None,
@@ -75,6 +82,8 @@ def warmup(workers: Optional[int] = None, executor=None,
                 log(f"{group}: {n_compiled} compiled, {n_loaded} loaded from the cache")
             if progress:
                 progress(done, len(WARM_GROUPS))
+        if cache and own:
+            _mark_warm(cache)
     finally:
         if own:
             ex.close()

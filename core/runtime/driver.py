@@ -10,7 +10,8 @@ and ``resume``), runs it and reports on stdout, one JSON object per line:
 
 Exit codes: 0 done, 2 a user-facing error, 3 missing packages, 128 + N stopped by
 signal N (SIGTERM, SIGHUP: also sent when the process that started the engine
-dies), 1 anything else. ``--check`` only reports which required packages are missing (importing each, so a
+dies), 1 anything else. ``--serve IDLE_SECONDS`` serves jobs from stdin, one per line, until stdin
+closes or it has been idle that long: the warm engine (:mod:`.server`). ``--check`` only reports which required packages are missing (importing each, so a
 broken install counts as missing). ``--warm`` runs the ``warmup`` operation: every
 kernel compiled into numba's cache (see :mod:`tilewise.core.warmup`).
 """
@@ -69,7 +70,7 @@ def report_dict(result: Any) -> Dict[str, Any]:
     return first
 
 
-def timed_report(result: Any, called: float) -> Dict[str, Any]:
+def timed_report(result: Any, called: float, started: float = _STARTED) -> Dict[str, Any]:
     """:func:`report_dict` with the engine's own phases: ``engine start`` (from this module's import to the
     operation's call) and the operation's planning before its runs; ``engine_seconds``: this process's
     time so far (the caller adds the interpreter's start and its own side)."""
@@ -77,12 +78,14 @@ def timed_report(result: Any, called: float) -> Dict[str, Any]:
     now = time.perf_counter()
     phases = report.setdefault("phases", {})
     before_runs = now - called - float(report.get("seconds", 0.0))
-    report["phases"] = merge(phases, {"engine start": called - _STARTED, "planning": max(before_runs, 0.0)})
-    report["engine_seconds"] = round(now - _STARTED, 4)
+    report["phases"] = merge(phases, {"engine start": called - started, "planning": max(before_runs, 0.0)})
+    report["engine_seconds"] = round(now - started, 4)
     return report
 
 
-def run_job(job: Dict[str, Any]) -> int:
+def run_job(job: Dict[str, Any], started: float = _STARTED) -> int:
+    """Run one job, reporting on stdout; its exit code (see the module's doc). ``started``: when the
+    engine began on it (this module's import for a cold engine, the job's arrival for a warm one)."""
     from ..errors import TilewiseError
     from ..registry import api_function
     from .lifeline import stopped_by
@@ -112,7 +115,7 @@ def run_job(job: Dict[str, Any]) -> int:
         how = stopped_by(exc) or "a signal"
         emit(EVENT_ERROR, kind=STOPPED, message=f"The Tilewise engine was stopped ({how}); no output was written.")
         return 128 + getattr(exc, "signum", signal.SIGINT)
-    emit(EVENT_DONE, report=timed_report(report, called))
+    emit(EVENT_DONE, report=timed_report(report, called, started))
     return 0
 
 
@@ -120,7 +123,9 @@ def main(argv=None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     # SIGTERM, not SIGKILL, when the caller dies (qgis_process stopped by `timeout`, QGIS
     # crashing): the run removes its work folder (or keeps its tiles to resume) and ends
-    if not die_with_parent(signal.SIGTERM) and "--check" not in args:
+    serving = len(args) == 2 and args[0] == "--serve"
+    # (a warm engine reads its jobs from stdin and ends when it closes: see .server)
+    if not die_with_parent(signal.SIGTERM) and "--check" not in args and not serving:
         watch_stdin()
     # Looked for, not imported: numba must not load in this process before it starts its workers.
     missing = missing_packages(load="--check" in args)
@@ -128,24 +133,32 @@ def main(argv=None) -> int:
         emit(EVENT_MISSING if missing else EVENT_OK, packages=missing, required=list(REQUIRED_PACKAGES),
              python=sys.executable, version=sys.version.split()[0])
         return 3 if missing else 0
-    if args != ["--warm"] and (len(args) != 1 or args[0].startswith("--")):
+    if args != ["--warm"] and not serving and (len(args) != 1 or args[0].startswith("--")):
         emit(EVENT_ERROR, kind="ParameterError",
-             message="usage: python -m tilewise.core.runtime.driver JOB.json | --check | --warm")
+             message="usage: python -m tilewise.core.runtime.driver JOB.json | --check | --warm | --serve IDLE_SECONDS")
         return 2
     use_wheel_data()
     from .executor import limit_gdal_cache
     from .jitconfig import configure_cache
     limit_gdal_cache()
     configure_cache()  # before any worker starts: they all inherit the same folder
+    if serving:
+        from .server import serve
+        return serve(float(args[1]), run_reported, emit)
     if args == ["--warm"]:
         job = {"operation": "warmup", "params": {}}
     else:
         with open(args[0], encoding="utf-8") as f:
             job = json.load(f)
+    with stop_on_signals():
+        return run_reported(job)
+
+
+def run_reported(job: Dict[str, Any], started: float = _STARTED) -> int:
+    """:func:`run_job`, with anything unexpected reported too (its traceback on stderr)."""
     try:
-        with stop_on_signals():
-            return run_job(job)
-    except Exception as exc:  # anything unexpected: report it, with the traceback on stderr
+        return run_job(job, started)
+    except Exception as exc:
         traceback.print_exc()
         emit(EVENT_ERROR, kind=type(exc).__name__, message=f"Unexpected engine error: {type(exc).__name__}: {exc}")
         return 1

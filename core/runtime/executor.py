@@ -9,13 +9,15 @@ Dask distributed cluster (imported only when asked for: Dask is optional).
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import multiprocessing
 import os
 import sys
 import threading
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
+from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence
 
 from ..errors import WorkerError
 from ..options import RunOptions, check_workers
@@ -55,12 +57,18 @@ def workers_note(asked: Optional[int], used: int, tiles: Optional[int] = None) -
     return f"{asked} workers were asked for; using {used}: {' and '.join(reasons)}"
 
 
-def _init_worker(numba_threads: int) -> None:
+def _init_worker(numba_threads: int, preload: bool = False) -> None:
     die_with_parent()
     limit_gdal_cache()
     # One numba thread per process: the processes already fill the cores, and
     # more threads only oversubscribe them.
     limit_threads(numba_threads)
+    if preload:  # a kept worker: its kernels loaded now, not in the first tile that needs each
+        try:
+            from ..kernels.preload import preload
+            preload()
+        except Exception:  # a run compiles or loads what it needs anyway
+            pass
 
 
 class LocalExecutor(Executor):
@@ -73,21 +81,21 @@ class LocalExecutor(Executor):
 
     in_flight = 2       # tasks submitted per worker at a time
 
-    def __init__(self, workers: int) -> None:
+    def __init__(self, workers: int, preload: bool = False) -> None:
         self.workers = max(1, workers)
         ctx = multiprocessing.get_context(_start_method())
         threads = max(1, cpu_count() // self.workers)
         self._pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_init_worker,
-                                         initargs=(threads,))
+                                         initargs=(threads, preload))
         if ctx.get_start_method() == "fork":
             # Fork the workers now, while it is safe: the pool would fork them at the first
             # submit, and by then this process may run numba's OpenMP threads (children die).
             self._pool.submit(int).result()
 
-    def run(self, fn: Callable[..., Any], tasks: Sequence[tuple]) -> Iterator[Any]:
+    def run(self, fn: Callable[..., Any], tasks: Iterable[tuple], limit: Optional[int] = None) -> Iterator[Any]:
         pending: set = set()
         todo: Iterable[tuple] = iter(tasks)
-        limit = self.in_flight * self.workers
+        limit = limit or self.in_flight * self.workers
         try:
             while True:
                 for args in todo:
@@ -120,6 +128,91 @@ class LocalExecutor(Executor):
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+class WarmWorkers:
+    """One pool of worker processes kept between runs (:func:`warm_workers`), with their
+    imported modules and loaded kernels. Each run leases it (:class:`PoolLease`); what a
+    worker holds for one run (open datasets) is dropped before it serves the next."""
+
+    def __init__(self, workers: Optional[int] = None) -> None:
+        self.workers = resolve_workers(workers)
+        self.pool: Optional[LocalExecutor] = None
+        self._runs = itertools.count(1)
+
+    def lease(self, workers: int) -> Executor:
+        """The pool for one run of ``workers`` (at most the pool's own), started or replaced
+        if it is not running (a worker died in an earlier run)."""
+        if self.pool is None or self.broken:
+            self.discard()
+            self.pool = LocalExecutor(self.workers, preload=True)
+        return PoolLease(self.pool, min(max(1, workers), self.workers), next(self._runs))
+
+    @property
+    def broken(self) -> bool:
+        return self.pool is not None and bool(getattr(self.pool._pool, "_broken", False))
+
+    def pids(self) -> list:
+        """The worker processes' ids (empty before the first run)."""
+        procs = getattr(self.pool._pool, "_processes", None) if self.pool else None
+        return sorted((procs or {}).keys())
+
+    def discard(self) -> None:
+        if self.pool is not None:
+            pool, self.pool = self.pool, None
+            if getattr(pool._pool, "_broken", False):  # its workers are dead or dying: do not wait for them
+                pool._pool.shutdown(wait=False, cancel_futures=True)
+            else:
+                pool.close()
+
+
+class PoolLease(Executor):
+    """A run's use of :class:`WarmWorkers`: at most ``workers`` of its processes busy (with a
+    lease of fewer workers than the pool, one task each), every task tagged with the run, and
+    :meth:`close` leaves the pool running."""
+
+    def __init__(self, pool: LocalExecutor, workers: int, run_id: int) -> None:
+        self.pool, self.workers, self.run_id = pool, workers, run_id
+
+    def run(self, fn: Callable[..., Any], tasks: Sequence[tuple]) -> Iterator[Any]:
+        limit = self.pool.in_flight * self.workers if self.workers >= self.pool.workers else self.workers
+        return self.pool.run(_in_run, ((self.run_id, fn, args) for args in tasks), limit=limit)
+
+
+_WORKER_RUN = [0]
+
+
+def _in_run(run_id: int, fn: Callable[..., Any], args: tuple) -> Any:
+    """A task of run ``run_id`` in a kept worker: the datasets an earlier run left open are closed
+    first (a file rewritten since must be read anew, and no run reads through another's handles)."""
+    if _WORKER_RUN[0] != run_id:
+        from ..io.sources import close_all
+        close_all()
+        _WORKER_RUN[0] = run_id
+    return fn(*args)
+
+
+_WARM: List[WarmWorkers] = []
+
+
+@contextlib.contextmanager
+def warm_workers(workers: Optional[int] = None) -> Iterator[WarmWorkers]:
+    """Within the block, every local run uses one pool of ``workers`` processes (all cores by
+    default) kept between runs, instead of starting its own: the second and later runs skip the
+    workers' start and numba's loading of the kernels. The engine's warm process serves QGIS
+    this way; in Python::
+
+        with warm_workers():
+            for scenes in batches:
+                composite(scenes, ...)
+    """
+    kept = WarmWorkers(workers)
+    _WARM.append(kept)
+    try:
+        yield kept
+    finally:
+        _WARM.remove(kept)
+        kept.discard()
 
 
 def limit_gdal_cache(megabytes: int = 64) -> None:
@@ -175,6 +268,8 @@ def make_executor(workers: Optional[int] = None, scheduler: Any = None) -> Execu
         from .dask_executor import DaskExecutor
         return DaskExecutor.connect(scheduler)
     n = resolve_workers(workers)
+    if _WARM:  # inside warm_workers(): the kept pool, even for one worker (its kernels are loaded)
+        return _WARM[-1].lease(n)
     return SerialExecutor() if n == 1 else LocalExecutor(n)
 
 
@@ -189,7 +284,7 @@ def as_executor(value: Any) -> Executor:
 
 
 __all__ = ["Executor", "SerialExecutor", "LocalExecutor", "cpu_count", "resolve_workers", "workers_note", "connect",
-           "local_executor", "make_executor", "as_executor", "limit_gdal_cache"]
+           "local_executor", "make_executor", "as_executor", "limit_gdal_cache", "warm_workers", "WarmWorkers", "PoolLease"]
 
 
 def __getattr__(name: str) -> Any:

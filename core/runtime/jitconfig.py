@@ -116,6 +116,14 @@ def configure_cache() -> Optional[str]:
     return None
 
 
+def warm_stamp(cache: str) -> str:
+    """The file that says the set-up's warm-up put every kernel of these sources into ``cache``. numba keys
+    its cache by the source files' folder, so there is one stamp per folder the package is imported from."""
+    import hashlib
+    kernels = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "kernels")
+    return os.path.join(cache, ".warm-" + hashlib.sha1(kernels.encode()).hexdigest()[:16])
+
+
 def threads_started() -> bool:
     """True once numba has launched its thread pool in this process (its size is then fixed)."""
     if "numba" not in sys.modules:

@@ -196,6 +196,9 @@ def test_the_warm_up_compiles_every_kernel_a_run_uses(tmp_path):
     cache = tmp_path / "numba"
     env = clean_env(NUMBA_CACHE_DIR=cache)
     env["PYTHONPATH"] += os.pathsep + os.path.dirname(os.path.abspath(__file__))  # support.py
+    # a warm engine's worker loads the kernels before its first task, but only from a warmed cache:
+    # with a cold one it compiles nothing (that would hold it up for tens of seconds)
+    assert preload(env) == 0 and not cache_files(cache)
     report = warm(env)
     # the two order-statistic kernels (float32) and every reducer's kernel (float32 and float64; median and
     # percentile take float32 through the order-statistic kernels): 2 + 5 * 2 + 2 specializations; the
@@ -210,6 +213,15 @@ def test_the_warm_up_compiles_every_kernel_a_run_uses(tmp_path):
     assert cache_files(cache) == before, "a run compiled a kernel the warm-up had not"
     again = warm(env)
     assert (again["compiled"], again["loaded"]) == (0, 16)
+    assert preload(env) == 16 and cache_files(cache) == before
+
+
+def preload(env) -> int:
+    """Specializations a new process loads with :func:`tilewise.core.kernels.preload.preload`."""
+    proc = subprocess.run([sys.executable, "-c", "from tilewise.core.kernels.preload import preload; print(preload())"],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return int(proc.stdout.split()[-1])
 
 
 # -- a read-only plugin folder ---------------------------------------------------------------------------------
