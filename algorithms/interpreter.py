@@ -101,7 +101,7 @@ def find_python(configured: str = "") -> str:
         raise EngineError(f"{ENV_VAR} points to {env}, which does not exist.")
     for path in candidate_pythons(configured):
         if path and os.path.isfile(path):
-            return path
+            return os.path.abspath(path)  # the engine runs in a folder of its own: a relative path would miss
     raise EngineError("The Tilewise engine has no Python environment yet, and no Python interpreter was found "
                       f"on this machine. Install Python 3, then: {SETUP_HINT}; or set an interpreter in "
                       f"{SETTING_HINT}.")

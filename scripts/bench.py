@@ -472,12 +472,98 @@ class Bench:
               f"{med['after set-up'] - med['warm']:+.2f} s (goal: within 2 s)", flush=True)
         return med
 
+    def session(self, median_stack, image):
+        """The same jobs in one QGIS session (scripts/bench_session.py): Tilewise on its warm engine against
+        native:cellstatistics and qgis:rastercalculator, each run interleaved with the others; the first
+        run of each apart (Tilewise's starts the warm engine)."""
+        tiny = self.data("stack_12_33x81_1_float32", MAKE_STACK, "{folder}", "12", "33x81", "1", "float32")
+        out = os.path.join(self.work, "session")
+        os.makedirs(out, exist_ok=True)
+
+        def tifs(folder):
+            return sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.endswith(".tif"))
+
+        def median_tools(files, tag):
+            return [dict(tool="tilewise:temporalmedian (warm engine)", alg="tilewise:temporalmedian",
+                         params={"INPUT": files, "OUTPUT": os.path.join(out, f"{tag}_tw.tif")}),
+                    dict(tool="native:cellstatistics", alg="native:cellstatistics",
+                         params={"INPUT": files, "STATISTIC": 3, "IGNORE_NODATA": True, "REFERENCE_LAYER": files[0],
+                                 "OUTPUT": os.path.join(out, f"{tag}_cs.tif")})]
+
+        from tilewise.core.vocabulary import COMPRESSIONS
+        bands = {"RED": image, "RED_BAND": 3, "NIR": image, "NIR_BAND": 4}
+        ndvi = [dict(tool="tilewise:ndvi NONE, no overviews (warm engine)", alg="tilewise:ndvi",
+                     params=dict(bands, COMPRESSION=COMPRESSIONS.index("NONE"), OVERVIEWS=False,
+                                 OUTPUT=os.path.join(out, "ndvi_raw.tif"))),
+                dict(tool="tilewise:ndvi default COG (warm engine)", alg="tilewise:ndvi",
+                     params=dict(bands, OUTPUT=os.path.join(out, "ndvi_cog.tif"))),
+                dict(tool="qgis:rastercalculator", alg="qgis:rastercalculator",
+                     params={"EXPRESSION": '("image@4" - "image@3") / ("image@4" + "image@3")', "LAYERS": [image],
+                             "OUTPUT": os.path.join(out, "ndvi_rc.tif")})]
+        n_median = len(tifs(median_stack))
+        side = rasterio_size(tifs(median_stack)[0])
+        isize = rasterio_size(image)
+        cases = [dict(case="Session: tiny median 12 x 81 x 33 float32", tools=median_tools(tifs(tiny), "tiny")),
+                 dict(case=f"Session: median {n_median} x {side} uint8", tools=median_tools(tifs(median_stack), "med")),
+                 dict(case=f"Session: NDVI {isize} uint8", tools=ndvi)]
+        spec = os.path.join(self.work, "session.json")
+        with open(spec, "w") as f:
+            json.dump({"plugins": PLUGINS, "cases": cases}, f)
+        print("\nIn one QGIS session (processing.run; first run apart, then the median of the others)", flush=True)
+        env = dict(self.qenv, PYTHONPATH=PLUGINS)
+        proc = subprocess.run([sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                                            "bench_session.py"), spec, str(self.args.runs)],
+                              env=env, capture_output=True, text=True)
+        if proc.returncode:
+            raise RuntimeError(f"bench_session.py failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
+        rows = json.loads(proc.stdout.strip().splitlines()[-1])
+        for r in rows:
+            row = dict(case=r["case"], tool=r["tool"], median=r["median"], min=r["min"], max=r["max"], peak_mb=0.0,
+                       floor=False, note=f"first run {r['first']:.2f} s")
+            if r["phases"]:
+                ph = parse_phases("Phases (s): " + r["phases"])
+                row["phases"] = dict(ph, outside=max(r["median"] - sum(ph.values()), 0.0))
+            self.rows.append(row)
+            print(f"  {r['case'][9:40]:32s} {r['tool']:46s} {r['median']:7.3f} s (first {r['first']:.2f})", flush=True)
+        return rows
+
     def kernel(self):
         out = subprocess.run(self.engine("-c", KERNEL), env=self.env, capture_output=True, text=True, check=True)
         integer, general, bn = (float(v) for v in out.stdout.split())
         print(f"\nKernel alone, one thread, 84 x 512 x 512 median: tilewise {integer:.3f} s (8-bit values), "
               f"{general:.3f} s (float values), bottleneck {bn:.3f} s")
         return integer, general, bn
+
+
+def rasterio_size(path):
+    """``"W x H"`` of a raster, read with GDAL's Python bindings (this script runs in QGIS's Python)."""
+    from osgeo import gdal
+    ds = gdal.Open(path)
+    return f"{ds.RasterXSize} x {ds.RasterYSize}"
+
+
+def session_goals(rows):
+    """The session goals of issue 15, each measured (medians of the warm runs)."""
+    by = {(r["case"].split(":")[1].split()[0], r["tool"].split()[0] + (" raw" if "NONE" in r["tool"] else "")):
+          r["median"] for r in rows}
+    lines = []
+
+    def goal(text, value, ok):
+        lines.append(f"- {text}: {value} -> {'met' if ok else 'not met'}")
+
+    tiny = by.get(("tiny", "tilewise:temporalmedian")), by.get(("tiny", "native:cellstatistics"))
+    if all(tiny):
+        goal("tiny job <= 2x native:cellstatistics", f"{tiny[0] / tiny[1]:.2f}x its time", tiny[0] <= 2 * tiny[1])
+    med = by.get(("median", "tilewise:temporalmedian")), by.get(("median", "native:cellstatistics"))
+    if all(med):
+        goal("median >= 5x faster than native:cellstatistics", f"{med[1] / med[0]:.2f}x", med[1] >= 5 * med[0])
+    raw, cog, rc = (by.get(("NDVI", k)) for k in ("tilewise:ndvi raw", "tilewise:ndvi", "qgis:rastercalculator"))
+    if raw and rc:
+        goal("NDVI uncompressed, no overviews, >= 3x faster than qgis:rastercalculator", f"{rc / raw:.2f}x",
+             rc >= 3 * raw)
+    if cog and rc:
+        goal("NDVI default COG no slower than qgis:rastercalculator", f"{rc / cog:.2f}x", cog <= rc)
+    return "\n".join(lines)
 
 
 def phase_table(rows):
@@ -554,7 +640,7 @@ def main():
     p.add_argument("--quick", action="store_true", help="small inputs, one run: a CI smoke test")
     p.add_argument("--peer-memory-gb", type=float, help="address-space limit of the exactextract run (extraction)")
     p.add_argument("--only", default="", help="comma-separated cases to run (median84, median24, bands6, ndvi, "
-                                              "mosaic, gapfill, scaling, tiny, first, kernel, extract); default all")
+                                              "mosaic, gapfill, scaling, tiny, session, first, kernel, extract); default all")
     args = p.parse_args()
     if args.quick:
         args.runs = 1
@@ -584,6 +670,13 @@ def main():
         b.mosaic_case(size)
     kernels = b.gapfill_case(12 if q else 48, 300 if q else 2000) if wanted("gapfill") else None
     scaling = b.scaling(6 if q else 24, 600 if q else 4000, "uint16") if wanted("scaling") else None
+    session = None
+    if wanted("session"):
+        stack = os.path.join(b.work, "stack_12_300_1_uint8" if q else "stack_84_1000_1_uint8")
+        image = os.path.join(b.work, f"image_{size}", "image.tif")
+        b.data(os.path.basename(stack), MAKE_STACK, "{folder}", "12" if q else "84", "300" if q else "1000", "1", "uint8")
+        b.data(f"image_{size}", MAKE_IMAGE, "{folder}/image.tif", str(size), "{folder}", "4")
+        session = b.session(stack, image)
     first = b.first_run() if wanted("first") else None
     kernel = b.kernel() if wanted("kernel") else None
     extract_title = None
@@ -603,6 +696,9 @@ def main():
         eff = {w: scaling[1] / (w * t) for w, t in scaling.items()}
         md += ["Parallel efficiency (tilewise CLI, median case): " +
                ", ".join(f"{w} worker(s) {e * 100:.0f}%" for w, e in eff.items()), ""]
+    if session:
+        md += ["Goals in one QGIS session (issue 15; Tilewise on its warm engine, medians of the runs after the "
+               "first):", "", session_goals(session), ""]
     if kernel:
         int_k, gen_k, bn_k = kernel
         md += [f"Kernel alone, one thread, median of 84 x 512 x 512 (10% NaN): tilewise {int_k:.3f} s on 8-bit "
