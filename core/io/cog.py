@@ -75,7 +75,9 @@ def write_tile(path: str, data: np.ndarray, grid: Grid, tile: Tile, spec: Output
     tmp = path + ".part"
     profile = dict(driver="GTiff", width=tile.width, height=tile.height, count=data.shape[0],
                    dtype=spec.dtype, crs=grid.crs or None, transform=rasterio.Affine(*grid.window_transform(tile)),
-                   nodata=spec.nodata, compress="ZSTD", zstd_level=1, tiled=False)
+                   nodata=spec.nodata, tiled=False,
+                   # uncompressed when the output is: the tiles are then only a copy away from it
+                   **({} if spec.compression == "NONE" else dict(compress="ZSTD", zstd_level=1)))
     try:
         with rasterio.open(tmp, "w", **profile) as dst:
             dst.write(data)
