@@ -93,6 +93,8 @@ class ExtractPlan:
     mask_band: Optional[int] = None
     mask_layers: Tuple[str, ...] = ()
     mask: QaMask = QaMask()
+    #: the sums of squared deviations are computed (the std, and the plot's error bars, need them)
+    moments: bool = True
 
     @property
     def n_layers(self) -> int:
@@ -114,7 +116,8 @@ class ExtractPlan:
     def merger(self, g: int) -> ZoneMerger:
         group = self.groups[g]
         return ZoneMerger(len(group.footprints), len(group.rasters) * len(self.bands), group.assignment.parts,
-                          group.whole, self.spec.quantiles, self.spec.min_valid_fraction, group.bilinear)
+                          group.whole, self.spec.quantiles, self.spec.min_valid_fraction, group.bilinear,
+                          self.moments)
 
 
 def source_name(path: str) -> str:
@@ -133,7 +136,8 @@ def plan_extraction(rasters: Sequence[str], zones: Union[str, Zones], spec: Opti
                     tile_size: int = DEFAULT_TILE_SIZE, input_nodata: Optional[float] = None,
                     scale: Optional[float] = None, offset: Optional[float] = None,
                     mask_band: Optional[int] = None, mask_layers: Optional[Sequence[str]] = None,
-                    mask_values: Any = (), mask_bits: Any = (), mask_preset: Any = None) -> ExtractPlan:
+                    mask_values: Any = (), mask_bits: Any = (), mask_preset: Any = None,
+                    moments: bool = True) -> ExtractPlan:
     """Plan the extraction of ``zones`` (a path or :class:`.vector.Zones`) from ``rasters``.
 
     ``bands`` (1-based, the same for every raster; all but the mask band by default),
@@ -141,6 +145,8 @@ def plan_extraction(rasters: Sequence[str], zones: Union[str, Zones], spec: Opti
     raster's date comes from its file name, else its metadata, else it has none).
     A QA mask: ``mask_band`` of each raster, or ``mask_layers`` (one per raster, on
     its grid), and the ``mask_values`` (classes), ``mask_bits`` and ``mask_preset`` to drop.
+    ``moments=False`` skips the sums of squares when neither the std nor a plot is wanted
+    (the std is then null).
     """
     from ...io.sources import describe_raster
 
@@ -165,7 +171,7 @@ def plan_extraction(rasters: Sequence[str], zones: Union[str, Zones], spec: Opti
     groups = tuple(_plan_group(sources, members, samples, zones.crs, spec, tile_size)
                    for members in _group_by_grid(sources))
     return ExtractPlan(sources, date_array, band_list, spec, zones, samples, groups, int(tile_size),
-                       input_nodata, scale, offset, mask_band, masks, mask)
+                       input_nodata, scale, offset, mask_band, masks, mask, bool(moments))
 
 
 def _plan_mask(sources: Sequence[RasterSource], infos, mask_band: Optional[int], masks: Tuple[str, ...],
@@ -340,7 +346,7 @@ def extract_tile(plan: ExtractPlan, g: int, t: int, reader: Optional[Reader] = N
     complete = group.assignment.parts[zones] == 1
     weighted = group.weighted[zones] | cover.fallback
     return reduce_tile(cover, layers(), n_layers=len(group.rasters) * len(plan.bands), complete=complete,
-                       weighted=weighted, quantiles=spec.quantiles, tile=t)
+                       weighted=weighted, quantiles=spec.quantiles, tile=t, moments=plan.moments)
 
 
 def read_bands(plan: ExtractPlan, group: GridGroup, r: int, tile: Tile) -> List[Tuple[np.ndarray, np.ndarray]]:

@@ -249,7 +249,8 @@ def plan_extract_job(inputs: Sequence[str], zones: Union[str, Zones], output: st
     plan = plan_extraction(list(inputs), zones, own.spec, bands=own.bands, dates=own.dates, id_field=own.id_field,
                            layer=own.layer, tile_size=size, input_nodata=own.input_nodata, scale=own.scale,
                            offset=own.offset, mask_band=own.mask_band, mask_layers=own.mask_layers,
-                           mask_values=own.mask_values, mask_bits=own.mask_bits, mask_preset=own.mask_preset)
+                           mask_values=own.mask_values, mask_bits=own.mask_bits, mask_preset=own.mask_preset,
+                           moments="std" in own.spec.statistics or bool(own.output_plot))
     return ExtractJob(tuple(inputs), source, zones_digest(plan.zones), own, outputs, plan.groups[0].grid, size,
                       tuple(plan.tasks()), plan.for_workers(), plan)
 
