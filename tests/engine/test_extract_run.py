@@ -329,3 +329,26 @@ def test_zones_crs_replaces_a_missing_one(scenes, tmp_path):
     assert got == [str(int(v)) if v != "" else "" for v in want]
     with pytest.raises(ParameterError, match="not one GDAL knows"):
         core.extract(scenes[:1], str(path), str(out), zones_crs="EPSG:99999999")
+
+
+def test_each_raster_is_opened_once_per_run_and_a_rewritten_one_anew(scenes, fields, tmp_path, monkeypatch):
+    """A worker keeps a run's rasters open across its tiles (not one open per tile and raster), keyed by
+    the file's size and time: a file rewritten between runs is read anew, and the run's end closes them."""
+    from tilewise.core.io import sources
+    from tilewise.core.operations.extract.pipeline import plan_extraction, run_plan
+    plan = plan_extraction(scenes, fields, ExtractSpec(["mean"]), id_field="pid", bands=[1], tile_size=16)
+    opened = []
+    real_open = sources.open_raster
+    monkeypatch.setattr(sources, "open_raster", lambda path: opened.append(path) or real_open(path))
+    assert len(plan.tasks()) > 4
+    run_plan(plan)
+    assert sorted(opened) == sorted(scenes)
+    path = str(tmp_path / "r.tif")
+    write_raster(path, np.full((8, 8), 3, np.uint16), nodata=0)
+    first = sources.open_dataset(path)
+    assert sources.open_dataset(path) is first
+    write_raster(path, np.full((9, 9), 5, np.uint16), nodata=0)      # same name, another size and time
+    second = sources.open_dataset(path)
+    assert second is not first and second.read(1).tolist() == np.full((9, 9), 5).tolist()
+    sources.close_all()
+    assert first.closed and second.closed

@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import warnings
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import shapely
@@ -391,25 +391,16 @@ def _masked(plan: ExtractPlan, r: int, window) -> np.ndarray:
     return qa_mask(qa, plan.mask, np.dtype(src.dtypes[band - 1]).itemsize * 8)
 
 
-_OPEN: Dict[str, Any] = {}
-
-
 def _dataset(path: str):
-    """An open dataset for ``path``, kept for the rest of the run (closed by :func:`close_datasets`)."""
-    src = _OPEN.get(path)
-    if src is None:
-        from rasterio.errors import RasterioIOError
-        from ...io.sources import open_error, open_raster
-        try:
-            src = _OPEN[path] = open_raster(path)
-        except RasterioIOError as exc:
-            raise open_error(path, exc, "Cannot open input") from None
-    return src
+    """The open dataset of ``path``, kept open across the run's tiles (:func:`~tilewise.core.io.sources.open_dataset`)."""
+    from ...io.sources import open_dataset
+    return open_dataset(path)
 
 
 def close_datasets() -> None:
-    while _OPEN:
-        _OPEN.popitem()[1].close()
+    """Close the datasets this process keeps open (at the end of an in-process run)."""
+    from ...io.sources import close_all
+    close_all()
 
 
 # -- all tiles in one process -------------------------------------------------------------------------------

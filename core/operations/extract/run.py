@@ -37,7 +37,7 @@ from ...options import GridOptions, LogFn, OutputOptions, split_options
 from ...runtime.runner import RunReport, TileBudget, TiledJob, run_tiles, warnings_to
 from ...runtime.sinks import TableSink, read_part, write_part
 from .layout import LAYOUTS
-from .pipeline import DEFAULT_TILE_SIZE, ExtractPlan, ExtractResult, assemble_stats, close_datasets, \
+from .pipeline import DEFAULT_TILE_SIZE, ExtractPlan, ExtractResult, assemble_stats, \
     extract_tile, plan_extraction
 from .spec import ExtractSpec, choose
 
@@ -180,10 +180,7 @@ class ExtractJob(TiledJob):
 def extract_job_tile(job: ExtractJob, tile: Tile, target: str) -> int:
     """Compute runner tile ``tile`` (a ``(grid, tile)`` task) and write its part; return its index."""
     g, t = job.tasks[tile.index]
-    try:
-        part = extract_tile(job.plan, g, t)
-    finally:
-        close_datasets()
+    part = extract_tile(job.plan, g, t)   # its rasters stay open for the next tiles (closed per run)
     arrays = {f.name: getattr(part, f.name) for f in fields(TilePart)}
     arrays["tile"] = np.int64(t)
     arrays["group"] = np.int64(g)
