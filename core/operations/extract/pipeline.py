@@ -54,6 +54,7 @@ class RasterSource:
     transform: Tuple[float, ...]
     width: int
     height: int
+    dtypes: Tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -159,7 +160,7 @@ def plan_extraction(rasters: Sequence[str], zones: Union[str, Zones], spec: Opti
         zones = read_zones(zones, layer=layer, id_field=id_field)
     infos = [describe_raster(p) for p in rasters]
     sources = tuple(RasterSource(i.path, source_name(i.path), i.count, i.nodata, i.crs, tuple(i.transform),
-                                 i.width, i.height) for i in infos)
+                                 i.width, i.height, tuple(i.dtypes)) for i in infos)
     masks = tuple(mask_layers or ())
     mask = _plan_mask(sources, infos, mask_band, masks, mask_values, mask_bits, mask_preset)
     band_list = _bands(sources, bands, mask_band)
@@ -347,6 +348,26 @@ def extract_tile(plan: ExtractPlan, g: int, t: int, reader: Optional[Reader] = N
     weighted = group.weighted[zones] | cover.fallback
     return reduce_tile(cover, layers(), n_layers=len(group.rasters) * len(plan.bands), complete=complete,
                        weighted=weighted, quantiles=spec.quantiles, tile=t, moments=plan.moments)
+
+
+def warm_kernels(plan: ExtractPlan) -> None:
+    """Load the kernels a tile of ``plan`` runs (the cover, and the reduction for each type of values
+    :func:`read_bands` gives) into this process, on a one-pixel feature: local workers forked from
+    it inherit them, instead of each loading them from numba's cache."""
+    fp = footprints_from_pixels([shapely.box(0, 0, 1, 1)], 1, 1)
+    cover = cover_tile(fp, np.zeros(1, np.int64), 0, 0, 1, 1)
+    for dtype in _layer_dtypes(plan):
+        reduce_tile(cover, [np.zeros((1, 1), dtype)], complete=np.ones(1, bool), weighted=np.zeros(1, bool),
+                    quantiles=plan.spec.quantiles, moments=plan.moments)
+
+
+def _layer_dtypes(plan: ExtractPlan) -> List[str]:
+    """The types of the layers :func:`read_bands` gives: the rasters' (rasterio reads the bands asked
+    in one type), float64 once scaled."""
+    if plan.scale is not None or plan.offset is not None:
+        return ["float64"]
+    found = {str(np.result_type(*[r.dtypes[b - 1] for b in plan.bands])) for r in plan.rasters if r.dtypes}
+    return sorted(found)
 
 
 def read_bands(plan: ExtractPlan, group: GridGroup, r: int, tile: Tile) -> List[Tuple[np.ndarray, np.ndarray]]:

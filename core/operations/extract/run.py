@@ -38,7 +38,7 @@ from ...runtime.runner import RunReport, TileBudget, TiledJob, run_tiles, warnin
 from ...runtime.sinks import TableSink, read_part, write_part
 from .layout import LAYOUTS
 from .pipeline import DEFAULT_TILE_SIZE, ExtractPlan, ExtractResult, assemble_stats, \
-    extract_tile, plan_extraction
+    extract_tile, plan_extraction, warm_kernels
 from .spec import ExtractSpec, choose
 
 
@@ -167,6 +167,10 @@ class ExtractJob(TiledJob):
     @property
     def tile_size(self) -> Optional[int]:
         return self.planned_tile_size
+
+    def warm(self) -> None:
+        """The cover and reduction kernels loaded before the workers fork (:meth:`TiledJob.warm`)."""
+        warm_kernels(self.plan)
 
     def tiles(self, tile_size: int) -> List[Tile]:
         """One runner tile per ``(grid, tile)`` task, numbered in task order, with that tile's window."""
