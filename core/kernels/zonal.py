@@ -582,9 +582,10 @@ class ZoneMerger:
 
     def result(self, zones: Optional[np.ndarray] = None) -> ZoneStats:
         """Final statistics of ``zones`` (all by default): each must have all its parts."""
-        z = np.arange(len(self.parts)) if zones is None else np.asarray(zones, np.int64)
+        # every feature: slices, so the merger's arrays are read in place, not gathered into copies
+        z = slice(None) if zones is None else np.asarray(zones, np.int64)
         if np.any(self.seen[z] < self.parts[z]):
-            missing = z[self.seen[z] < self.parts[z]]
+            missing = np.arange(len(self.parts))[z][self.seen[z] < self.parts[z]]
             raise ValueError(f"{len(missing)} features still wait for tiles (first: {missing[:5].tolist()})")
         n = self.n[z]
         w = self.w[z]

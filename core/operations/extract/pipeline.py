@@ -430,6 +430,8 @@ def assemble_stats(plan: ExtractPlan, results: Sequence[ZoneStats]) -> ZoneStats
     """The groups' statistics side by side in global layer order (raster-major, then band)."""
     n_s, n_l = len(plan.samples), plan.n_layers
     n_q = len(plan.spec.quantiles)
+    if len(results) == 1 and np.array_equal(plan.groups[0].layers(len(plan.bands)), np.arange(n_l)):
+        return results[0]                   # one grid holds every layer in order: nothing to move
 
     def empty(dtype=np.float64, fill=np.nan, extra=()):
         return np.full((n_s, n_l) + extra, fill, dtype=dtype)
