@@ -246,6 +246,20 @@ def _open_on_grid(path: str, grid: Grid, resampling: str, nodata: Optional[float
     return _CACHE.get((path, _signature(path), grid, resampling, nodata), opener)
 
 
+def open_dataset(path: str):
+    """The dataset of ``path`` as it is on disk now, opened once per process and kept open across
+    tiles (in the per-process LRU, keyed by the path and the file's size and modification time:
+    a rewritten file is opened anew). Closed by :func:`close_all`, which the runner and the kept
+    workers call per run. Raises :class:`InputError` when it cannot be opened."""
+    def opener():
+        try:
+            return (open_raster(path),)
+        except RasterioIOError as exc:
+            raise open_error(path, exc, "Cannot open input") from None
+
+    return _CACHE.get(("dataset", path, _signature(path)), opener)[0]
+
+
 def _signature(path: str) -> tuple:
     """Size and modification time of a local file, so a rewritten input is reopened."""
     try:

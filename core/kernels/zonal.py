@@ -112,13 +112,16 @@ def layer_arrays(band) -> Tuple[np.ndarray, np.ndarray]:
 
 
 def reduce_tile(cover: Cover, layers: Iterable, *, complete: np.ndarray, weighted: np.ndarray,
-                quantiles: Sequence[float] = (), n_layers: Optional[int] = None, tile: int = -1) -> TilePart:
+                quantiles: Sequence[float] = (), n_layers: Optional[int] = None, tile: int = -1,
+                moments: bool = True) -> TilePart:
     """Aggregates of every feature of ``cover`` over each 2-D layer (the tile's bands, in order).
 
     ``layers`` may be a generator (one layer in memory at a time); then give ``n_layers``.
 
     ``complete[k]``: feature ``k`` has no pixel in another tile (its quantiles are
     computed here). ``weighted[k]``: its weights are fractions (weighted quantiles).
+    ``moments``: compute the sums of squared deviations (``m2``, for the std); without
+    them ``m2`` is zero.
 
     >>> import shapely
     >>> from tilewise.core.kernels.footprints import footprints_from_pixels
@@ -155,7 +158,7 @@ def reduce_tile(cover: Cover, layers: Iterable, *, complete: np.ndarray, weighte
     vcount = np.zeros((k, n_layers), np.int64)
     blocked = np.zeros((k, n_layers), bool)
     scratch = max(int(lengths.max(initial=0)), 1)
-    buf_v, buf_w, hist = np.empty(scratch), np.empty(scratch), np.zeros(256, np.int64)
+    buf_v, buf_w, hist = np.empty(scratch), np.empty(scratch), np.zeros(HIST_SIZE, np.int64)
     li = -1
     for li, band in enumerate(layers):
         if li >= n_layers:
@@ -167,7 +170,7 @@ def reduce_tile(cover: Cover, layers: Iterable, *, complete: np.ndarray, weighte
         blocked[has, li] = ~valid[cover.anchor[has]]
         int_lo, int_bits = integer_range([data.dtype.name]) or (0, 0)
         _reduce_kernel(data, valid, cover.offsets, cover.pixels, cover.weights, complete.view(np.uint8),
-                       weighted.view(np.uint8), collect.view(np.uint8), qs, li, n_layers,
+                       weighted.view(np.uint8), collect.view(np.uint8), qs, li, n_layers, bool(moments),
                        w, n, mean, m2, vmin, vmax, total, qout, vstart, vlen, vcount, values, vweights,
                        buf_v, buf_w, int_lo, int_bits, hist)
     if li != n_layers - 1:
@@ -177,7 +180,7 @@ def reduce_tile(cover: Cover, layers: Iterable, *, complete: np.ndarray, weighte
 
 
 @jit
-def _reduce_kernel(data, valid, offsets, pixels, weights, complete, weighted, collect, qs, li, n_layers,
+def _reduce_kernel(data, valid, offsets, pixels, weights, complete, weighted, collect, qs, li, n_layers, moments,
                    w_out, n_out, mean_out, m2_out, min_out, max_out, total_out, q_out,
                    vstart, vlen, vcount, values, vweights, buf_v, buf_w, int_lo, int_bits, hist):
     for k in range(offsets.shape[0] - 1):
@@ -208,12 +211,13 @@ def _reduce_kernel(data, valid, offsets, pixels, weights, complete, weighted, co
         if cnt == 0:
             continue
         m = swx / sw
-        ss = 0.0
-        for j in range(cnt):
-            d = buf_v[j] - m
-            ss += buf_w[j] * d * d
+        if moments:
+            ss = 0.0
+            for j in range(cnt):
+                d = buf_v[j] - m
+                ss += buf_w[j] * d * d
+            m2_out[k, li] = ss
         mean_out[k, li] = m
-        m2_out[k, li] = ss
         min_out[k, li] = lo
         max_out[k, li] = hi
         if qs.shape[0] > 0 and complete[k]:
@@ -234,17 +238,22 @@ def _quantiles(v, n, qs, out, int_lo, int_bits, hist):
     """numpy's linear percentiles of ``v[:n]``; the median as numpy's (the mean of the two middle values).
 
     Integer-valued data of at most 16 bits in ``[int_lo, int_lo + 2**int_bits)``
-    (``int_bits`` > 0) are selected by counting (two passes over 8-bit digits,
-    no branches to mispredict); other data by quickselect (``v`` is reordered).
+    (``int_bits`` > 0) are selected by counting: one pass counts the high 8-bit
+    digits for every rank asked, one more counts the low digits of the bucket
+    that holds the rank (shared by the neighbouring ranks of the median and the
+    percentiles that fall in it); other data by quickselect (``v`` is reordered).
+    ``hist`` holds :data:`HIST_SIZE` counters.
     """
+    if int_bits > 0:
+        _count_high(v, n, int_lo, int_bits, hist)
     for i in range(qs.shape[0]):
         pos = qs[i] * (n - 1)
         lo = int(np.floor(pos))
         if lo >= n - 1:
             lo = n - 1
         if int_bits > 0:
-            x0 = _count_select(v, n, lo, int_lo, int_bits, hist)
-            x1 = x0 if lo == n - 1 else _count_select(v, n, lo + 1, int_lo, int_bits, hist)
+            x0 = _count_rank(v, n, lo, int_lo, int_bits, hist)
+            x1 = x0 if lo == n - 1 else _count_rank(v, n, lo + 1, int_lo, int_bits, hist)
         else:
             x0 = np.float64(_select(v, n, lo))
             x1 = x0
@@ -262,13 +271,27 @@ def _quantiles(v, n, qs, out, int_lo, int_bits, hist):
             out[i] = x1 - (x1 - x0) * (1.0 - g) if g >= 0.5 else x0 + (x1 - x0) * g
 
 
+#: Counters of the integer selection: 256 for the high digit, 256 for the low digits of one bucket,
+#: and which bucket those are (-1: none yet).
+HIST_SIZE = 513
+
+
 @jit
-def _count_select(v, n, k, lo, bits, hist):
-    """The ``k``-th smallest (0-based) of the integer values ``v[:n]`` in ``[lo, lo + 2**bits)``, bits <= 16."""
+def _count_high(v, n, lo, bits, hist):
+    """Count the high 8-bit digits of the integer values ``v[:n]`` in ``[lo, lo + 2**bits)`` (bits <= 16)
+    into ``hist[:256]``; forget the low digits counted for an earlier set of values."""
     shift = bits - 8 if bits > 8 else 0
-    hist[:] = 0
+    hist[:256] = 0
     for i in range(n):
         hist[(int(v[i]) - lo) >> shift] += 1
+    hist[512] = -1
+
+
+@jit
+def _count_rank(v, n, k, lo, bits, hist):
+    """The ``k``-th smallest (0-based) of ``v[:n]``, from the high digits :func:`_count_high` counted; the
+    low digits of the rank's bucket are counted once, and kept for the next rank in the same bucket."""
+    shift = bits - 8 if bits > 8 else 0
     acc = 0
     high = 0
     for b in range(256):
@@ -278,16 +301,18 @@ def _count_select(v, n, k, lo, bits, hist):
         acc += hist[b]
     if shift == 0:
         return np.float64(lo + high)
+    if hist[512] != high:
+        hist[256:512] = 0
+        low_mask = (1 << shift) - 1
+        for i in range(n):
+            key = int(v[i]) - lo
+            if (key >> shift) == high:
+                hist[256 + (key & low_mask)] += 1
+        hist[512] = high
     k -= acc
-    hist[:] = 0
-    low_mask = (1 << shift) - 1
-    for i in range(n):
-        key = int(v[i]) - lo
-        if (key >> shift) == high:
-            hist[key & low_mask] += 1
     acc = 0
     for b in range(1 << shift):
-        acc += hist[b]
+        acc += hist[256 + b]
         if acc > k:
             return np.float64(lo + (high << shift) + b)
     return np.nan
@@ -346,7 +371,7 @@ def _count_sort_pairs(v, w, n, lo, bits, hist, tmp_v, tmp_w):
     passes = 1 if bits <= 8 else 2
     for d in range(passes):
         shift = 8 * d
-        hist[:] = 0
+        hist[:256] = 0
         for i in range(n):
             hist[((int(v[i]) - lo) >> shift) & 255] += 1
         start = 0
@@ -378,9 +403,9 @@ def quantiles_of(values: np.ndarray, weights: np.ndarray, qs: Sequence[float], w
     q = np.asarray(qs, dtype=np.float64)
     v = v.copy()
     if weighted:
-        _weighted_quantiles(v, np.array(weights, dtype=np.float64), len(v), q, out, 0, 0, np.zeros(256, np.int64))
+        _weighted_quantiles(v, np.array(weights, dtype=np.float64), len(v), q, out, 0, 0, np.zeros(HIST_SIZE, np.int64))
     else:
-        _quantiles(v, len(v), q, out, 0, 0, np.zeros(256, np.int64))
+        _quantiles(v, len(v), q, out, 0, 0, np.zeros(HIST_SIZE, np.int64))
     return out
 
 
@@ -421,13 +446,15 @@ class ZoneMerger:
     ``parts[z]`` is how many tiles feature ``z`` was given to (from the spatial
     index); a feature is final when that many parts have been added. ``whole``
     is the footprint weight of each feature on the whole lattice (NaN: the sum
-    of its tiles' footprints, for features inside the raster).
+    of its tiles' footprints, for features inside the raster). Without
+    ``moments`` (parts reduced without them) the std is null.
     """
 
     def __init__(self, n_zones: int, n_layers: int, parts: np.ndarray, whole: np.ndarray,
                  quantiles: Sequence[float] = (), min_valid_fraction: float = 0.0,
-                 bilinear: Optional[np.ndarray] = None) -> None:
+                 bilinear: Optional[np.ndarray] = None, moments: bool = True) -> None:
         self.n_layers = n_layers
+        self.moments = bool(moments)
         self.qs = tuple(quantiles)
         self.parts = np.asarray(parts, np.int64)
         self.whole = np.asarray(whole, np.float64)
@@ -487,7 +514,7 @@ class ZoneMerger:
         for layer in range(self.n_layers):
             v, wt = part.segment(k, layer)
             if len(v):
-                stash.segments[layer].append((v.copy(), wt.copy()))
+                stash.segments[layer].append((v, wt))   # views: the part's values are those of such rows
         self.weighted[zone] |= bool(part.weighted[k])
 
     def _accumulate(self, part: TilePart, rows: np.ndarray) -> None:
@@ -555,16 +582,17 @@ class ZoneMerger:
 
     def result(self, zones: Optional[np.ndarray] = None) -> ZoneStats:
         """Final statistics of ``zones`` (all by default): each must have all its parts."""
-        z = np.arange(len(self.parts)) if zones is None else np.asarray(zones, np.int64)
+        # every feature: slices, so the merger's arrays are read in place, not gathered into copies
+        z = slice(None) if zones is None else np.asarray(zones, np.int64)
         if np.any(self.seen[z] < self.parts[z]):
-            missing = z[self.seen[z] < self.parts[z]]
+            missing = np.arange(len(self.parts))[z][self.seen[z] < self.parts[z]]
             raise ValueError(f"{len(missing)} features still wait for tiles (first: {missing[:5].tolist()})")
         n = self.n[z]
         w = self.w[z]
         whole = np.where(np.isnan(self.whole[z]), self.footprint[z], self.whole[z])[:, None]
         with np.errstate(invalid="ignore", divide="ignore"):
             fraction = np.where(whole > 0, w / whole, 0.0)
-            std = np.sqrt(np.maximum(self.m2[z], 0.0) / w)
+            std = np.sqrt(np.maximum(self.m2[z], 0.0) / w) if self.moments else np.full(w.shape, np.nan)
             # the weighted sum over the weight, not the running mean: sums of whole pixels of integer
             # rasters are exact, so the mean is the same bit for bit whatever the tiling
             mean = np.where(w > 0, self.total[z] / w, self.mean[z])

@@ -247,14 +247,24 @@ def connect(run: RunOptions) -> Optional[Executor]:
     return None
 
 
-def local_executor(run: RunOptions, tiles: int) -> Executor:
+def local_executor(run: RunOptions, tiles: int, warm: Optional[Callable[[], None]] = None) -> Executor:
     """``run.workers`` local workers (all cores by default), never more than the ``tiles`` to compute;
-    the log says why when fewer run than were asked for."""
+    the log says why when fewer run than were asked for. ``warm()`` runs first when a new pool is
+    about to be forked from this process (see :meth:`.runner.TiledJob.warm`)."""
     n_workers = min(resolve_workers(run.workers), max(1, tiles))
     note = workers_note(run.workers, n_workers, tiles)
     if note:
         run.say(note)
+    if warm is not None and forks_pool(n_workers):
+        warm()
     return make_executor(n_workers)
+
+
+def forks_pool(workers: int) -> bool:
+    """True when :func:`make_executor` would fork a new pool of ``workers`` from this process: not
+    inside :func:`warm_workers` (its kept workers are preloaded, and the warm engine's own process
+    loads no kernel), not for one worker (serial), not with the spawn or forkserver start methods."""
+    return not _WARM and resolve_workers(workers) > 1 and _start_method() == "fork"
 
 
 def make_executor(workers: Optional[int] = None, scheduler: Any = None) -> Executor:
@@ -284,7 +294,8 @@ def as_executor(value: Any) -> Executor:
 
 
 __all__ = ["Executor", "SerialExecutor", "LocalExecutor", "cpu_count", "resolve_workers", "workers_note", "connect",
-           "local_executor", "make_executor", "as_executor", "limit_gdal_cache", "warm_workers", "WarmWorkers", "PoolLease"]
+           "local_executor", "forks_pool", "make_executor", "as_executor", "limit_gdal_cache", "warm_workers", "WarmWorkers",
+           "PoolLease"]
 
 
 def __getattr__(name: str) -> Any:

@@ -79,6 +79,12 @@ class TiledJob:
     def tiles(self, tile_size: int) -> List[Tile]:
         return plan_tiles(self.grid, tile_size)
 
+    def warm(self) -> None:
+        """Load into this process what every tile needs (compiled kernels), just before local worker
+        processes are forked from it: they inherit it instead of each loading it. Not called for the
+        kept workers of :func:`~.executor.warm_workers` (preloaded already) nor when the workers do not
+        fork. By default nothing."""
+
 
 @dataclass(frozen=True)
 class RunReport:
@@ -131,7 +137,7 @@ def run_tiles(job: TiledJob, tile_fn: TileFn, run: RunOptions) -> RunReport:
             run.say(warning)
         if executor is None:
             with phases.step("engine start"):
-                executor = local_executor(run, len(todo))
+                executor = local_executor(run, len(todo), warm=job.warm)
         if state.tiles:
             run.say(f"{len(state.tiles)} tiles of up to {state.tile_size} x {state.tile_size} pixels "
                     f"on {executor.describe()}")

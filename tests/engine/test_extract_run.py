@@ -12,6 +12,7 @@ import os
 import re
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -329,3 +330,63 @@ def test_zones_crs_replaces_a_missing_one(scenes, tmp_path):
     assert got == [str(int(v)) if v != "" else "" for v in want]
     with pytest.raises(ParameterError, match="not one GDAL knows"):
         core.extract(scenes[:1], str(path), str(out), zones_crs="EPSG:99999999")
+
+
+def test_each_raster_is_opened_once_per_run_and_a_rewritten_one_anew(scenes, fields, tmp_path, monkeypatch):
+    """A worker keeps a run's rasters open across its tiles (not one open per tile and raster), keyed by
+    the file's size and time: a file rewritten between runs is read anew, and the run's end closes them."""
+    from tilewise.core.io import sources
+    from tilewise.core.operations.extract.pipeline import plan_extraction, run_plan
+    plan = plan_extraction(scenes, fields, ExtractSpec(["mean"]), id_field="pid", bands=[1], tile_size=16)
+    opened = []
+    real_open = sources.open_raster
+    monkeypatch.setattr(sources, "open_raster", lambda path: opened.append(path) or real_open(path))
+    assert len(plan.tasks()) > 4
+    run_plan(plan)
+    assert sorted(opened) == sorted(scenes)
+    path = str(tmp_path / "r.tif")
+    write_raster(path, np.full((8, 8), 3, np.uint16), nodata=0)
+    first = sources.open_dataset(path)
+    assert sources.open_dataset(path) is first
+    write_raster(path, np.full((9, 9), 5, np.uint16), nodata=0)      # same name, another size and time
+    second = sources.open_dataset(path)
+    assert second is not first and second.read(1).tolist() == np.full((9, 9), 5).tolist()
+    sources.close_all()
+    assert first.closed and second.closed
+
+
+def test_kernels_are_loaded_before_the_workers_fork_except_in_kept_workers(scenes, fields, tmp_path):
+    """A run that forks its workers loads the extraction's kernels in the parent first (ExtractJob.warm),
+    and the forked workers have them without loading them; inside warm_workers (the warm engine's way:
+    its workers are preloaded) the parent loads nothing for them."""
+    script = textwrap.dedent(f"""
+        from tilewise.core import extract, warm_workers
+        from tilewise.core.kernels import zonal
+        from tilewise.core.operations.extract.run import ExtractJob
+        from tilewise.core.runtime.executor import LocalExecutor, forks_pool
+
+        calls = []
+        warm = ExtractJob.warm
+        ExtractJob.warm = lambda job: calls.append(1) or warm(job)
+
+        def overloads():
+            return len(zonal._reduce_kernel.overloads)
+
+        if __name__ == "__main__":
+            assert forks_pool(2) and not forks_pool(1)
+            with warm_workers(2):
+                assert not forks_pool(2)
+                extract({scenes!r}, {fields!r}, {str(tmp_path / 'kept.parquet')!r}, "mean,median", id_field="pid",
+                        tile_size=16, workers=2)
+            assert calls == [] and overloads() == 0, (calls, overloads())
+            extract({scenes!r}, {fields!r}, {str(tmp_path / 'own.parquet')!r}, "mean,median", id_field="pid",
+                    tile_size=16, workers=2)
+            assert calls == [1] and overloads() == 1, (calls, overloads())
+            with LocalExecutor(2) as ex:
+                print(list(ex.run(overloads, [(), ()])))
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], env=subprocess_env(), capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "[1, 1]"
+    same_table(read_table(tmp_path / "own.parquet"), read_table(tmp_path / "kept.parquet"))

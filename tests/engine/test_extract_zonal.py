@@ -318,13 +318,16 @@ def test_lines_take_the_pixels_they_cross(tmp_path, coverage):
 @pytest.mark.parametrize("dtype", ["uint8", "int16", "uint16", "float32"])
 def test_order_statistics_equal_numpy(dtype):
     """Medians and percentiles of whole pixels (counting selection for small integers, quickselect
-    otherwise) equal numpy's, for every count of values from 1 on."""
+    otherwise) equal numpy's, for every count of values from 1 on: values over the type's whole range
+    (ranks in many buckets of the high digit) and in a narrow one (ranks sharing a bucket)."""
     rng = np.random.default_rng(7)
     qs = [0.0, 10.0, 25.0, 50.0, 62.5, 99.0, 100.0]
     info = np.iinfo(dtype) if dtype != "float32" else None
-    for n in list(range(1, 40)) + [257, 1000]:
+    for i, n in enumerate([n for n in list(range(1, 40)) + [257, 1000] for _ in range(2)]):
         if info is not None:
-            v = rng.integers(info.min, int(info.max) + 1, n).astype(dtype)
+            narrow = i % 2 == 1 and info.bits > 8
+            low, high = (int(info.min) + 1000, int(info.min) + 1600) if narrow else (int(info.min), int(info.max) + 1)
+            v = rng.integers(low, high, n).astype(dtype)
             if n % 3 == 0:
                 v[: n // 2] = v[0]                                   # ties
         else:
@@ -357,3 +360,15 @@ def test_weighted_quantiles_equal_the_transcription_of_exactextract(dtype):
                            quantiles=[0.5, 0.0, 0.1, 0.9, 1.0])
         want = [exactextract_quantile(v.astype(np.float64), w, q) for q in (0.5, 0.0, 0.1, 0.9, 1.0)]
         assert part.quantiles[0, 0].tolist() == pytest.approx(want, rel=1e-12, abs=1e-12), (dtype, n)
+
+
+def test_without_moments_the_std_is_null_and_the_rest_unchanged(scenes, polygons):
+    """``moments=False`` (no std asked, no plot) skips the sums of squares: the std is null, never a
+    false 0, and every other statistic is the same."""
+    spec = ExtractSpec(ALL, percentiles=PERCENTILES, coverage="centre")
+    zones = zones_from_geometries(polygons, crs=UTM_CRS)
+    full = extract_stats(scenes, zones, spec, tile_size=32)
+    lean = extract_stats(scenes, zones, spec, tile_size=32, moments=False)
+    assert np.all(np.isnan(lean.stats.std)) and np.any(np.isfinite(full.stats.std))
+    for name in ("mean", "vmin", "vmax", "count", "total", "n_valid", "quantiles"):
+        np.testing.assert_array_equal(getattr(lean.stats, name), getattr(full.stats, name), err_msg=name)

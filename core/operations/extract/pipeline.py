@@ -22,7 +22,7 @@ from __future__ import annotations
 import os
 import warnings
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import shapely
@@ -54,6 +54,7 @@ class RasterSource:
     transform: Tuple[float, ...]
     width: int
     height: int
+    dtypes: Tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,8 @@ class ExtractPlan:
     mask_band: Optional[int] = None
     mask_layers: Tuple[str, ...] = ()
     mask: QaMask = QaMask()
+    #: the sums of squared deviations are computed (the std, and the plot's error bars, need them)
+    moments: bool = True
 
     @property
     def n_layers(self) -> int:
@@ -114,7 +117,8 @@ class ExtractPlan:
     def merger(self, g: int) -> ZoneMerger:
         group = self.groups[g]
         return ZoneMerger(len(group.footprints), len(group.rasters) * len(self.bands), group.assignment.parts,
-                          group.whole, self.spec.quantiles, self.spec.min_valid_fraction, group.bilinear)
+                          group.whole, self.spec.quantiles, self.spec.min_valid_fraction, group.bilinear,
+                          self.moments)
 
 
 def source_name(path: str) -> str:
@@ -133,7 +137,8 @@ def plan_extraction(rasters: Sequence[str], zones: Union[str, Zones], spec: Opti
                     tile_size: int = DEFAULT_TILE_SIZE, input_nodata: Optional[float] = None,
                     scale: Optional[float] = None, offset: Optional[float] = None,
                     mask_band: Optional[int] = None, mask_layers: Optional[Sequence[str]] = None,
-                    mask_values: Any = (), mask_bits: Any = (), mask_preset: Any = None) -> ExtractPlan:
+                    mask_values: Any = (), mask_bits: Any = (), mask_preset: Any = None,
+                    moments: bool = True) -> ExtractPlan:
     """Plan the extraction of ``zones`` (a path or :class:`.vector.Zones`) from ``rasters``.
 
     ``bands`` (1-based, the same for every raster; all but the mask band by default),
@@ -141,6 +146,8 @@ def plan_extraction(rasters: Sequence[str], zones: Union[str, Zones], spec: Opti
     raster's date comes from its file name, else its metadata, else it has none).
     A QA mask: ``mask_band`` of each raster, or ``mask_layers`` (one per raster, on
     its grid), and the ``mask_values`` (classes), ``mask_bits`` and ``mask_preset`` to drop.
+    ``moments=False`` skips the sums of squares when neither the std nor a plot is wanted
+    (the std is then null).
     """
     from ...io.sources import describe_raster
 
@@ -153,7 +160,7 @@ def plan_extraction(rasters: Sequence[str], zones: Union[str, Zones], spec: Opti
         zones = read_zones(zones, layer=layer, id_field=id_field)
     infos = [describe_raster(p) for p in rasters]
     sources = tuple(RasterSource(i.path, source_name(i.path), i.count, i.nodata, i.crs, tuple(i.transform),
-                                 i.width, i.height) for i in infos)
+                                 i.width, i.height, tuple(i.dtypes)) for i in infos)
     masks = tuple(mask_layers or ())
     mask = _plan_mask(sources, infos, mask_band, masks, mask_values, mask_bits, mask_preset)
     band_list = _bands(sources, bands, mask_band)
@@ -165,7 +172,7 @@ def plan_extraction(rasters: Sequence[str], zones: Union[str, Zones], spec: Opti
     groups = tuple(_plan_group(sources, members, samples, zones.crs, spec, tile_size)
                    for members in _group_by_grid(sources))
     return ExtractPlan(sources, date_array, band_list, spec, zones, samples, groups, int(tile_size),
-                       input_nodata, scale, offset, mask_band, masks, mask)
+                       input_nodata, scale, offset, mask_band, masks, mask, bool(moments))
 
 
 def _plan_mask(sources: Sequence[RasterSource], infos, mask_band: Optional[int], masks: Tuple[str, ...],
@@ -340,7 +347,27 @@ def extract_tile(plan: ExtractPlan, g: int, t: int, reader: Optional[Reader] = N
     complete = group.assignment.parts[zones] == 1
     weighted = group.weighted[zones] | cover.fallback
     return reduce_tile(cover, layers(), n_layers=len(group.rasters) * len(plan.bands), complete=complete,
-                       weighted=weighted, quantiles=spec.quantiles, tile=t)
+                       weighted=weighted, quantiles=spec.quantiles, tile=t, moments=plan.moments)
+
+
+def warm_kernels(plan: ExtractPlan) -> None:
+    """Load the kernels a tile of ``plan`` runs (the cover, and the reduction for each type of values
+    :func:`read_bands` gives) into this process, on a one-pixel feature: local workers forked from
+    it inherit them, instead of each loading them from numba's cache."""
+    fp = footprints_from_pixels([shapely.box(0, 0, 1, 1)], 1, 1)
+    cover = cover_tile(fp, np.zeros(1, np.int64), 0, 0, 1, 1)
+    for dtype in _layer_dtypes(plan):
+        reduce_tile(cover, [np.zeros((1, 1), dtype)], complete=np.ones(1, bool), weighted=np.zeros(1, bool),
+                    quantiles=plan.spec.quantiles, moments=plan.moments)
+
+
+def _layer_dtypes(plan: ExtractPlan) -> List[str]:
+    """The types of the layers :func:`read_bands` gives: the rasters' (rasterio reads the bands asked
+    in one type), float64 once scaled."""
+    if plan.scale is not None or plan.offset is not None:
+        return ["float64"]
+    found = {str(np.result_type(*[r.dtypes[b - 1] for b in plan.bands])) for r in plan.rasters if r.dtypes}
+    return sorted(found)
 
 
 def read_bands(plan: ExtractPlan, group: GridGroup, r: int, tile: Tile) -> List[Tuple[np.ndarray, np.ndarray]]:
@@ -385,25 +412,16 @@ def _masked(plan: ExtractPlan, r: int, window) -> np.ndarray:
     return qa_mask(qa, plan.mask, np.dtype(src.dtypes[band - 1]).itemsize * 8)
 
 
-_OPEN: Dict[str, Any] = {}
-
-
 def _dataset(path: str):
-    """An open dataset for ``path``, kept for the rest of the run (closed by :func:`close_datasets`)."""
-    src = _OPEN.get(path)
-    if src is None:
-        from rasterio.errors import RasterioIOError
-        from ...io.sources import open_error, open_raster
-        try:
-            src = _OPEN[path] = open_raster(path)
-        except RasterioIOError as exc:
-            raise open_error(path, exc, "Cannot open input") from None
-    return src
+    """The open dataset of ``path``, kept open across the run's tiles (:func:`~tilewise.core.io.sources.open_dataset`)."""
+    from ...io.sources import open_dataset
+    return open_dataset(path)
 
 
 def close_datasets() -> None:
-    while _OPEN:
-        _OPEN.popitem()[1].close()
+    """Close the datasets this process keeps open (at the end of an in-process run)."""
+    from ...io.sources import close_all
+    close_all()
 
 
 # -- all tiles in one process -------------------------------------------------------------------------------
@@ -412,6 +430,8 @@ def assemble_stats(plan: ExtractPlan, results: Sequence[ZoneStats]) -> ZoneStats
     """The groups' statistics side by side in global layer order (raster-major, then band)."""
     n_s, n_l = len(plan.samples), plan.n_layers
     n_q = len(plan.spec.quantiles)
+    if len(results) == 1 and np.array_equal(plan.groups[0].layers(len(plan.bands)), np.arange(n_l)):
+        return results[0]                   # one grid holds every layer in order: nothing to move
 
     def empty(dtype=np.float64, fill=np.nan, extra=()):
         return np.full((n_s, n_l) + extra, fill, dtype=dtype)

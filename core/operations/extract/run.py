@@ -37,8 +37,8 @@ from ...options import GridOptions, LogFn, OutputOptions, split_options
 from ...runtime.runner import RunReport, TileBudget, TiledJob, run_tiles, warnings_to
 from ...runtime.sinks import TableSink, read_part, write_part
 from .layout import LAYOUTS
-from .pipeline import DEFAULT_TILE_SIZE, ExtractPlan, ExtractResult, assemble_stats, close_datasets, \
-    extract_tile, plan_extraction
+from .pipeline import DEFAULT_TILE_SIZE, ExtractPlan, ExtractResult, assemble_stats, \
+    extract_tile, plan_extraction, warm_kernels
 from .spec import ExtractSpec, choose
 
 
@@ -168,6 +168,10 @@ class ExtractJob(TiledJob):
     def tile_size(self) -> Optional[int]:
         return self.planned_tile_size
 
+    def warm(self) -> None:
+        """The cover and reduction kernels loaded before the workers fork (:meth:`TiledJob.warm`)."""
+        warm_kernels(self.plan)
+
     def tiles(self, tile_size: int) -> List[Tile]:
         """One runner tile per ``(grid, tile)`` task, numbered in task order, with that tile's window."""
         out = []
@@ -180,10 +184,7 @@ class ExtractJob(TiledJob):
 def extract_job_tile(job: ExtractJob, tile: Tile, target: str) -> int:
     """Compute runner tile ``tile`` (a ``(grid, tile)`` task) and write its part; return its index."""
     g, t = job.tasks[tile.index]
-    try:
-        part = extract_tile(job.plan, g, t)
-    finally:
-        close_datasets()
+    part = extract_tile(job.plan, g, t)   # its rasters stay open for the next tiles (closed per run)
     arrays = {f.name: getattr(part, f.name) for f in fields(TilePart)}
     arrays["tile"] = np.int64(t)
     arrays["group"] = np.int64(g)
@@ -249,7 +250,8 @@ def plan_extract_job(inputs: Sequence[str], zones: Union[str, Zones], output: st
     plan = plan_extraction(list(inputs), zones, own.spec, bands=own.bands, dates=own.dates, id_field=own.id_field,
                            layer=own.layer, tile_size=size, input_nodata=own.input_nodata, scale=own.scale,
                            offset=own.offset, mask_band=own.mask_band, mask_layers=own.mask_layers,
-                           mask_values=own.mask_values, mask_bits=own.mask_bits, mask_preset=own.mask_preset)
+                           mask_values=own.mask_values, mask_bits=own.mask_bits, mask_preset=own.mask_preset,
+                           moments="std" in own.spec.statistics or bool(own.output_plot))
     return ExtractJob(tuple(inputs), source, zones_digest(plan.zones), own, outputs, plan.groups[0].grid, size,
                       tuple(plan.tasks()), plan.for_workers(), plan)
 
