@@ -21,7 +21,8 @@
 #                   repository): also run it, with this suite's QGIS for introspection, on a copy of
 #                   the tree; it fails the suite if it would change a file or warns
 #
-# Everything mounted is unmounted on exit, also on failure or Ctrl-C. Needs root (sudo).
+# Nothing is mounted on the host: each command inside runs in mount and PID namespaces of its own,
+# so its mounts and processes end with it, also on failure or Ctrl-C. Needs root (sudo).
 set -uo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -46,41 +47,41 @@ host_mirror() {
 }
 MIRROR="${MIRROR:-$(host_mirror)}"
 
-# --- mounts, undone whatever happens -------------------------------------------------------------
-MOUNTED=()
-cleanup_mounts() {
-    local root=$1 pid i
-    # Anything still running inside this root (a test's nginx, a stuck worker) would keep it busy.
-    for pid in $(ls /proc | grep -E '^[0-9]+$'); do
-        [ "$(readlink "/proc/$pid/root" 2>/dev/null)" = "$root" ] && $SUDO kill -9 "$pid" 2>/dev/null
-    done
-    for (( i=${#MOUNTED[@]}-1; i>=0; i-- )); do
-        $SUDO umount "${MOUNTED[$i]}" 2>/dev/null || $SUDO umount -l "${MOUNTED[$i]}" \
-            || echo "!! could not unmount ${MOUNTED[$i]}" >&2
-    done
-    MOUNTED=()
-}
-CURRENT_ROOT=""
-on_exit() { [ -z "$CURRENT_ROOT" ] || cleanup_mounts "$CURRENT_ROOT"; }
-trap on_exit EXIT
-trap 'exit 130' INT TERM
-
-mount_into() {  # mount_into ROOT: the kernel file systems a package install and QGIS need
-    local root=$1
-    $SUDO mount -t proc proc "$root/proc" && MOUNTED+=("$root/proc") || return 1
-    $SUDO mount -t sysfs sysfs "$root/sys" && MOUNTED+=("$root/sys") || return 1
-    $SUDO mount --bind /dev "$root/dev" && MOUNTED+=("$root/dev") || return 1
-    $SUDO mount --bind /dev/pts "$root/dev/pts" && MOUNTED+=("$root/dev/pts") || return 1
-    # Python's multiprocessing needs a POSIX shared-memory folder of its own.
-    $SUDO mount -t tmpfs -o mode=1777 shm "$root/dev/shm" && MOUNTED+=("$root/dev/shm") || return 1
-}
+# --- the chroot: a mount and PID namespace of its own per command ---------------------------------
+# Each command runs in a fresh mount namespace (so nothing is mounted on the host, nothing needs
+# unmounting, whatever happens) and PID namespace (so whatever it leaves running, a test's nginx or a
+# stuck worker, is killed by the kernel when it ends). Inside, the root file system is bind-mounted
+# onto itself and entered with pivot_root, not chroot: in a plain chroot "/" is not a mount point,
+# so `unshare --mount --propagation private` fails with "cannot change root filesystem propagation:
+# Invalid argument", and the kernel refuses a chrooted process a user namespace, so
+# `unshare --map-root-user` fails with "Operation not permitted". The tests use both (tests/readonly.py,
+# the full-disk tests), as the host can.
+ENTER='set -e
+root=$1 cmd=$2
+mount --bind "$root" "$root"
+mount -t proc proc "$root/proc"
+mount -t sysfs sysfs "$root/sys"
+mount --bind /dev "$root/dev"
+mount --bind /dev/pts "$root/dev/pts"
+# Python multiprocessing needs a POSIX shared-memory folder of its own.
+mount -t tmpfs -o mode=1777 shm "$root/dev/shm"
+mkdir -p "$root/.oldroot"
+cd "$root"
+pivot_root . .oldroot
+umount -l /.oldroot
+cd /
+set +e
+# not exec: this shell stays PID 1 of the namespace and reaps what is orphaned in it
+/bin/bash -c "$cmd"'
 
 in_chroot() {  # in_chroot ROOT COMMAND: a login-like clean environment, nothing from the host's
     local root=$1; shift
     $SUDO env -i HOME=/root LANG=C.UTF-8 TERM=dumb \
         PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-        chroot "$root" /bin/bash -c "$*"
+        unshare --mount --propagation private --pid --fork --kill-child \
+        /bin/sh -c "$ENTER" enter "$root" "$*"
 }
+trap 'exit 130' INT TERM
 
 ensure_debootstrap() {
     command -v debootstrap >/dev/null 2>&1 && return 0
@@ -162,8 +163,6 @@ run_suite() {
     CURRENT=$suite
     t0=$(date +%s)
     make_rootfs "$suite" "$root" || return 1
-    CURRENT_ROOT=$root
-    mount_into "$root" || { cleanup_mounts "$root"; CURRENT_ROOT=""; return 1; }
     prepare_root "$root"
     copy_sources "$root"
     t=$(date +%s)
@@ -187,8 +186,6 @@ run_suite() {
     else
         tail -n 30 "$root.deps.log"
     fi
-    cleanup_mounts "$root"
-    CURRENT_ROOT=""
     log "$suite took $(elapsed "$t0") in all"
     return $status
 }
