@@ -219,10 +219,7 @@ _CACHE = _DatasetCache()
 def _open_on_grid(path: str, grid: Grid, resampling: str, nodata: Optional[float]):
     """Return ``(src, view, offset)``: the dataset, a warped view (or None) and a lattice offset."""
     def opener():
-        try:
-            src = open_raster(path)
-        except RasterioIOError as exc:
-            raise open_error(path, exc, "Cannot open input") from None
+        src = _open_input(path)
         grid_crs = CRS.from_user_input(grid.crs) if grid.crs else None
         offset = same_grid_offset(src.crs, src.transform, grid, grid_crs)
         if offset is not None:
@@ -251,13 +248,15 @@ def open_dataset(path: str):
     tiles (in the per-process LRU, keyed by the path and the file's size and modification time:
     a rewritten file is opened anew). Closed by :func:`close_all`, which the runner and the kept
     workers call per run. Raises :class:`InputError` when it cannot be opened."""
-    def opener():
-        try:
-            return (open_raster(path),)
-        except RasterioIOError as exc:
-            raise open_error(path, exc, "Cannot open input") from None
+    return _CACHE.get(("dataset", path, _signature(path)), lambda: (_open_input(path),))[0]
 
-    return _CACHE.get(("dataset", path, _signature(path)), opener)[0]
+
+def _open_input(path: str):
+    """Open the input ``path`` for reading; an :class:`InputError` naming it when GDAL cannot."""
+    try:
+        return open_raster(path)
+    except RasterioIOError as exc:
+        raise open_error(path, exc, "Cannot open input") from None
 
 
 def _signature(path: str) -> tuple:
