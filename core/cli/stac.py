@@ -35,7 +35,11 @@ def add_search_options(p: argparse.ArgumentParser, assets_required: bool) -> Non
                    help=f"for assets at another resolution than the first asset: {', '.join(STAC_RESAMPLINGS)} "
                         f"(default {STAC_RESAMPLINGS[0]})")
     g.add_argument("--header", action="append", default=[], metavar="'NAME: VALUE'",
-                   help="extra HTTP header for the catalogue and the assets (repeatable)")
+                   help="extra HTTP header (repeatable); it goes to the catalogue's own host (scheme, host, port) "
+                        "only, and to the hosts of --header-hosts")
+    g.add_argument("--header-hosts", metavar="HOST[,HOST...]",
+                   help="more hosts that get the --header values, e.g. the asset hosts: host, host:port or "
+                        "https://host (redirects to other hosts never get them)")
     g.add_argument("--sign", metavar="MODULE:FUNCTION",
                    help="URL signing hook for the asset hrefs, e.g. planetary_computer:sign")
     g.add_argument("--page-size", type=int, default=100, help="items per page of an API search (default 100)")
@@ -51,7 +55,9 @@ def add_commands(sub: Any) -> None:
                                        "The layer paths are printed in date order, one per line.")
     s.add_argument("url", help="STAC API URL, or path / URL of a static catalogue or ItemCollection JSON")
     s.add_argument("-o", "--output", required=True, help="output folder")
-    s.add_argument("-q", "--quiet", action="store_true", help="print only the layer paths")
+    s.add_argument("-q", "--quiet", action="store_true", help="print only the layer paths (and warnings)")
+    s.add_argument("--overwrite", action="store_true",
+                   help="replace files in the output folder that Tilewise did not write (default: refuse)")
     add_search_options(s, assets_required=True)
     stac.set_defaults(run=run_stac)
 
@@ -62,6 +68,8 @@ def add_composite_options(c: argparse.ArgumentParser) -> None:
     g.add_argument("--stac", metavar="URL", help="search this STAC catalogue and composite what it finds")
     g.add_argument("--stac-output", metavar="FOLDER",
                    help="folder for the search's layers (default: beside the output, <name>_stac)")
+    g.add_argument("--stac-overwrite", action="store_true",
+                   help="replace files in that folder that Tilewise did not write (default: refuse)")
     g.add_argument("--mask-asset", metavar="NAME", help="the asset that holds the mask classes, e.g. scl")
     add_search_options(c, assets_required=False)
 
@@ -69,16 +77,22 @@ def add_composite_options(c: argparse.ArgumentParser) -> None:
 def search_kwargs(args: argparse.Namespace) -> dict:
     return dict(collections=args.collections, bbox=args.bbox, datetime=args.datetime, max_cloud=args.max_cloud,
                 limit=args.limit, group_by=args.group_by.replace("-", "_"), harmonize=args.harmonize,
-                headers=args.header, sign=args.sign, resampling=args.asset_resampling, page_size=args.page_size)
+                headers=args.header, header_hosts=args.header_hosts, sign=args.sign, resampling=args.asset_resampling,
+                page_size=args.page_size)
 
 
 def _log(quiet: bool):
-    return (lambda m: None) if quiet else (lambda m: print(m, file=sys.stderr))
+    """Log lines on stderr; when quiet, the warnings only (items or pages left out are not progress)."""
+    def log(message: str) -> None:
+        if not quiet or message.startswith("Warning: "):
+            print(message, file=sys.stderr)
+    return log
 
 
 def run_stac(args: argparse.Namespace) -> int:
     from ..operations.stac.search import stac_search
-    report = stac_search(args.url, args.output, args.assets, log=_log(args.quiet), **search_kwargs(args))
+    report = stac_search(args.url, args.output, args.assets, log=_log(args.quiet), overwrite=args.overwrite,
+                         **search_kwargs(args))
     for path in report.layers:
         print(path)
     return 0
@@ -107,5 +121,6 @@ def composite_inputs(args: argparse.Namespace, expand) -> Tuple[List[str], Optio
             raise ParameterError(f"--mask-asset {args.mask_asset} is not one of --assets {', '.join(names)}.")
         mask_band = names.index(args.mask_asset) + 1
     folder = args.stac_output or os.path.splitext(os.path.abspath(args.output))[0] + "_stac"
-    report = stac_search(args.stac, folder, names, log=_log(args.quiet), **search_kwargs(args))
+    report = stac_search(args.stac, folder, names, log=_log(args.quiet), overwrite=args.stac_overwrite,
+                         **search_kwargs(args))
     return report.layers, mask_band

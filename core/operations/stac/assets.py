@@ -15,6 +15,7 @@ Pure functions of the item JSON (no I/O but the optional signing hook).
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import importlib
 import os
 import re
@@ -292,13 +293,23 @@ def group_key(item: Mapping[str, Any]) -> Tuple[str, str, str, str]:
             str(orbit))
 
 
+#: Longest layer file name (without ``.vrt``): far below the 255 bytes file systems allow.
+MAX_NAME = 120
+
+
 def layer_name(parts: Sequence[str]) -> str:
-    """A file name from item ids or group keys.
+    """A file name from item ids or group keys: safe characters only, a long one cut and told apart by a hash.
 
     >>> layer_name(["sentinel-2-l2a", "2024-05-03", "sentinel-2a", "22"])
     'sentinel-2-l2a_2024-05-03_sentinel-2a_22'
     >>> layer_name(["S2A T33/UVP"])
     'S2A_T33_UVP'
+    >>> name = layer_name(["x" * 400]); len(name), name[-13:]
+    (120, '_7b0bd700ce06')
     """
     text = "_".join(p for p in parts if p)
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "item"
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "item"
+    if len(name) > MAX_NAME:
+        digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+        name = name[:MAX_NAME - len(digest) - 1].rstrip("._-") + "_" + digest
+    return name

@@ -14,9 +14,11 @@ datetime interval and a maximum ``eo:cloud_cover``. The cloud filter is sent to 
 with its query or filter extension only when the API declares it in its conformance
 classes; it is applied to every result in any case, so every server gives the same answer.
 
-Transient HTTP errors (429, 5xx, timeouts) are retried with the engine's retry settings
-(``GDAL_HTTP_MAX_RETRY``, ``GDAL_HTTP_RETRY_DELAY``); anything else is a
-:class:`~tilewise.core.errors.CatalogError` saying what went wrong with which address.
+HTTP is :mod:`.transport`'s (a deadline per request, retries of transient errors with the engine's
+retry settings, extra headers for trusted origins only); anything else is a
+:class:`~tilewise.core.errors.CatalogError` saying what went wrong with which address. A catalogue
+read over HTTP may link to http(s) documents only (:mod:`.hrefs`): a link elsewhere is left out
+with a warning. Paging stops after ``MAX_PAGES`` pages, and says so.
 """
 
 from __future__ import annotations
@@ -25,25 +27,20 @@ import datetime as dt
 import json
 import os
 import re
-import socket
-import time
-import urllib.error
 import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from http import HTTPStatus
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from ...errors import CatalogError, ParameterError
+from .hrefs import refusal
+from .transport import Http, is_url, retry_settings  # noqa: F401  (retry_settings: for callers of this module)
 
 Bbox = Tuple[float, float, float, float]
 LogFn = Callable[[str], None]
 
-USER_AGENT = "tilewise (STAC search; +https://github.com/tilewise)"
-TIMEOUT = 60.0
 MAX_PAGES = 10_000
-TRANSIENT = {429, 500, 502, 503, 504}
 FETCH_THREADS = 8
 
 _QUERY = re.compile(r"/item-search#query$")
@@ -99,11 +96,14 @@ class SearchResult:
     truncated: bool = False                # more items matched than the limit
     excluded_by_cloud: int = 0
     notes: List[str] = field(default_factory=list)
+    refused: List[str] = field(default_factory=list)      # links left out, each "href (why)"
+    page_cap: bool = False                 # paging stopped at MAX_PAGES with more pages linked
 
     def record(self) -> Dict[str, Any]:
         return {"kind": self.kind, "url": self.url, "endpoint": self.endpoint, "method": self.method,
                 "request": self.request, "cloud_filter": self.cloud_filter, "pages": self.pages,
-                "matched": self.matched, "truncated": self.truncated, "excluded_by_cloud": self.excluded_by_cloud}
+                "matched": self.matched, "truncated": self.truncated, "excluded_by_cloud": self.excluded_by_cloud,
+                "page_cap": self.page_cap, "refused_links": list(self.refused)}
 
 
 def parse_datetime(text: str) -> dt.datetime:
@@ -187,144 +187,6 @@ def check_bbox(bbox: Optional[Sequence[float]]) -> Optional[Bbox]:
     return (w, s, e, n)
 
 
-# -- HTTP ---------------------------------------------------------------------------------------------------
-
-def retry_settings() -> Tuple[int, float]:
-    """The engine's retry settings for remote data, so that one setting governs every request."""
-    from ...io.sources import HTTP_DEFAULTS
-    tries = os.environ.get("GDAL_HTTP_MAX_RETRY", HTTP_DEFAULTS["GDAL_HTTP_MAX_RETRY"])
-    delay = os.environ.get("GDAL_HTTP_RETRY_DELAY", HTTP_DEFAULTS["GDAL_HTTP_RETRY_DELAY"])
-    try:
-        return max(0, int(tries)), max(0.0, float(delay))
-    except ValueError:
-        return int(HTTP_DEFAULTS["GDAL_HTTP_MAX_RETRY"]), float(HTTP_DEFAULTS["GDAL_HTTP_RETRY_DELAY"])
-
-
-class Http:
-    """JSON over HTTP(S), or from local files, with extra headers and retries of transient errors."""
-
-    def __init__(self, headers: Optional[Mapping[str, str]] = None, timeout: float = TIMEOUT,
-                 log: Optional[LogFn] = None) -> None:
-        self.headers = {str(k): str(v) for k, v in (headers or {}).items()}
-        self.timeout = timeout
-        self.log = log or (lambda m: None)
-        self.retries, self.delay = retry_settings()
-
-    def get(self, location: str) -> Dict[str, Any]:
-        """The JSON document at a URL or local path."""
-        if not is_url(location):
-            return _read_local(location)
-        return self._request(location, None, {})
-
-    def post(self, url: str, body: Mapping[str, Any], headers: Optional[Mapping[str, str]] = None) -> Dict[str, Any]:
-        return self._request(url, json.dumps(body).encode("utf-8"), dict(headers or {}))
-
-    def _request(self, url: str, data: Optional[bytes], headers: Dict[str, str]) -> Dict[str, Any]:
-        wait = self.delay
-        for attempt in range(self.retries + 1):
-            request = urllib.request.Request(url, data=data, method="POST" if data is not None else "GET")
-            request.add_header("Accept", "application/geo+json, application/json")
-            request.add_header("User-Agent", USER_AGENT)
-            if data is not None:
-                request.add_header("Content-Type", "application/json")
-            for key, value in {**self.headers, **headers}.items():
-                request.add_header(key, value)
-            try:
-                with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                    raw = response.read()
-                    kind = response.headers.get("Content-Type", "")
-                return _decode(url, raw, kind)
-            except urllib.error.HTTPError as exc:
-                if exc.code not in TRANSIENT or attempt == self.retries:
-                    raise _http_error(url, exc) from None
-                pause = _retry_after(exc, wait)
-            except (socket.timeout, TimeoutError, ConnectionResetError) as exc:
-                if attempt == self.retries:
-                    raise CatalogError(f"The STAC catalogue at {url} did not answer ({exc or 'timed out'}); "
-                                       "try again later.") from None
-                pause = wait
-            except urllib.error.URLError as exc:
-                raise CatalogError(f"Cannot reach the STAC catalogue at {url}: {_reason(exc)}. Check the address, "
-                                   "the network and any proxy setting (HTTPS_PROXY).") from None
-            self.log(f"{url}: busy or failing, trying again in {pause:g} s")
-            time.sleep(pause)
-            wait *= 2
-        raise AssertionError("unreachable")
-
-
-def is_url(location: str) -> bool:
-    return location[:8].lower().startswith(("http://", "https://"))
-
-
-def _read_local(location: str) -> Dict[str, Any]:
-    path = urllib.request.url2pathname(location[7:]) if location.startswith("file://") else location
-    try:
-        with open(path, "rb") as f:
-            raw = f.read()
-    except FileNotFoundError:
-        raise CatalogError(f"STAC catalogue file not found: {path}") from None
-    except OSError as exc:
-        raise CatalogError(f"Cannot read the STAC catalogue file {path}: {exc.strerror or exc}") from None
-    return _decode(path, raw, "")
-
-
-def _decode(where: str, raw: bytes, kind: str) -> Dict[str, Any]:
-    try:
-        value = json.loads(raw.decode("utf-8-sig"))
-    except (ValueError, UnicodeDecodeError):
-        what = f" ({kind.split(';')[0]})" if kind else ""
-        raise CatalogError(f"{where} did not give JSON{what}: is it the address of a STAC API, catalogue or "
-                           "ItemCollection?") from None
-    if not isinstance(value, dict):
-        raise CatalogError(f"{where} is JSON but not a STAC object (a {type(value).__name__}).")
-    return value
-
-
-def _reason(exc: urllib.error.URLError) -> str:
-    reason = exc.reason
-    if isinstance(reason, OSError) and reason.strerror:
-        return reason.strerror
-    return str(reason)
-
-
-def _retry_after(exc: urllib.error.HTTPError, default: float) -> float:
-    value = exc.headers.get("Retry-After") if exc.headers else None
-    try:
-        return min(60.0, max(0.0, float(value))) if value else default
-    except ValueError:
-        return default
-
-
-def _http_error(url: str, exc: urllib.error.HTTPError) -> CatalogError:
-    try:
-        reason = HTTPStatus(exc.code).phrase
-    except ValueError:
-        reason = exc.reason or ""
-    detail = _server_message(exc)
-    where = url.split("?")[0]
-    if exc.code in (401, 403):
-        return CatalogError(f"The STAC catalogue at {where} refused access (HTTP {exc.code} {reason}){detail}; "
-                            "check the credentials (extra HTTP headers, e.g. an API key).")
-    if exc.code == 404:
-        return CatalogError(f"Not found: {where} (HTTP 404 {reason}); check the address of the STAC catalogue.")
-    return CatalogError(f"The STAC catalogue at {where} answered HTTP {exc.code} {reason}{detail}.")
-
-
-def _server_message(exc: urllib.error.HTTPError) -> str:
-    try:
-        text = exc.read().decode("utf-8", "replace").strip()
-    except Exception:
-        return ""
-    try:
-        value = json.loads(text)
-        if isinstance(value, dict):
-            text = str(value.get("description") or value.get("detail") or value.get("message") or text)
-    except ValueError:
-        pass
-    text = " ".join(text.split())
-    return f": {text[:300]}" if text else ""
-
-
 # -- links --------------------------------------------------------------------------------------------------
 
 def resolve(href: str, base: str) -> str:
@@ -344,6 +206,24 @@ def resolve(href: str, base: str) -> str:
     if os.path.isabs(href):
         return href
     return os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(base)), href))
+
+
+def follow(href: str, base: str) -> str:
+    """``href`` resolved against ``base`` (where the linking document was read), if a catalogue may link
+    there (:func:`.hrefs.refusal`); else a :class:`CatalogError` naming the link and why."""
+    target = resolve(href, base)
+    why = refusal(target, base, "link")
+    if why:
+        raise RefusedLink(f"{_short(target)} (linked from {_short(base)}): {why}")
+    return target
+
+
+class RefusedLink(CatalogError):
+    """A catalogue links to an address it may not make Tilewise read."""
+
+
+def _short(location: str) -> str:
+    return location.split("?")[0][:300]
 
 
 def links(doc: Mapping[str, Any], rel: str) -> List[Dict[str, Any]]:
@@ -366,7 +246,7 @@ def conformance(root: Mapping[str, Any], base: str, http: Http) -> List[str]:
         return [str(c) for c in classes]
     for link in links(root, "conformance"):
         try:
-            value = http.get(resolve(link["href"], base)).get("conformsTo")
+            value = http.get(follow(link["href"], base)).get("conformsTo")
         except CatalogError:
             continue
         if isinstance(value, list):
@@ -449,7 +329,7 @@ def collection_ids(location: str, http: Http) -> Optional[List[str]]:
     try:
         root = http.get(location)
         data = links(root, "data")
-        href = resolve(data[0]["href"], location) if data else location.rstrip("/") + "/collections"
+        href = follow(data[0]["href"], location) if data else location.rstrip("/") + "/collections"
         listing = http.get(href).get("collections")
     except CatalogError:
         return None
@@ -460,23 +340,36 @@ def collection_ids(location: str, http: Http) -> Optional[List[str]]:
 
 # -- searching ----------------------------------------------------------------------------------------------
 
+@dataclass
+class Trail:
+    """What a search left out on its way: refused links, and whether paging stopped at ``MAX_PAGES``."""
+
+    refused: List[str] = field(default_factory=list)
+    page_cap: bool = False
+
+    def refuse(self, exc: CatalogError) -> None:
+        self.refused.append(str(exc))
+
+
 def search(location: str, query: Search, http: Http, page_size: int = 100,
            log: Optional[LogFn] = None) -> SearchResult:
     """Find the items of ``location`` (a STAC API, a static catalogue, an ItemCollection) that match ``query``."""
     say = log or (lambda m: None)
+    trail = Trail()
     root = http.get(location)
     kind = root.get("type")
     if kind == "FeatureCollection":
-        return _filtered(_item_collection(root, location, http), query, "item-collection", location, say)
+        found = _item_collection(root, location, http, trail)
+        return _filtered(found, query, "item-collection", location, trail, say)
     if kind == "Feature":
-        return _filtered([Found(root, location)], query, "item-collection", location, say)
+        return _filtered([Found(root, location)], query, "item-collection", location, trail, say)
     if kind not in ("Catalog", "Collection") and not is_api(root):
-        raise CatalogError(f"{location} is not a STAC API, catalogue, collection or ItemCollection "
-                           f"(its type is {kind!r}).")
+        raise CatalogError(f"{_short(location)} is not a STAC API, catalogue, collection or ItemCollection "
+                           f"(its type is {str(kind)[:40]!r}).")
     if is_api(root):
-        return _api_search(root, location, query, http, page_size, say)
+        return _api_search(root, location, query, http, page_size, trail, say)
     say(f"{location} is a static catalogue: crawling its links")
-    return _filtered(_crawl(root, location, query, http), query, "static", location, say)
+    return _filtered(_crawl(root, location, query, http, trail), query, "static", location, trail, say)
 
 
 def _search_link(root: Mapping[str, Any], base: str) -> Tuple[str, str]:
@@ -484,11 +377,11 @@ def _search_link(root: Mapping[str, Any], base: str) -> Tuple[str, str]:
     for method in ("POST", "GET"):
         for link in found:
             if str(link.get("method", "GET")).upper() == method:
-                return resolve(link["href"], base), method
-    return resolve("search", base.rstrip("/") + "/"), "GET"
+                return follow(link["href"], base), method
+    return follow("search", base.rstrip("/") + "/"), "GET"
 
 
-def _api_search(root: Mapping[str, Any], base: str, query: Search, http: Http, page_size: int,
+def _api_search(root: Mapping[str, Any], base: str, query: Search, http: Http, page_size: int, trail: Trail,
                 say: LogFn) -> SearchResult:
     endpoint, method = _search_link(root, base)
     classes = conformance(root, base, http)
@@ -503,7 +396,7 @@ def _api_search(root: Mapping[str, Any], base: str, query: Search, http: Http, p
         say(f"The API does not declare the query or filter extension: eo:cloud_cover <= {query.max_cloud:g} is "
             "applied to the results here")
     seen = set()
-    for page in _pages(endpoint, method, body, http):
+    for page in _pages(endpoint, method, body, http, trail):
         result.pages += 1
         if result.matched is None and isinstance(page.get("numberMatched"), int):
             result.matched = page["numberMatched"]
@@ -518,44 +411,58 @@ def _api_search(root: Mapping[str, Any], base: str, query: Search, http: Http, p
             result.items.append(Found(item, self_href(item, endpoint)))
             if limit and len(result.items) >= limit:
                 result.truncated = n + 1 < len(features) or bool(links(page, "next"))
-                return _said(result, say)
-    return _said(result, say)
+                return _said(result, trail, say)
+    return _said(result, trail, say)
 
 
-def _said(result: SearchResult, say: LogFn) -> SearchResult:
+def _said(result: SearchResult, trail: Trail, say: LogFn) -> SearchResult:
+    result.refused, result.page_cap = list(trail.refused), trail.page_cap
+    result.truncated = result.truncated or trail.page_cap
     matched = f" ({result.matched} match on the server)" if result.matched is not None else ""
     say(f"{len(result.items)} items found in {result.pages} page(s){matched}")
     if result.excluded_by_cloud:
         say(f"{result.excluded_by_cloud} items left out for their cloud cover (or for having none)")
-    if result.truncated:
+    if result.truncated and not trail.page_cap:
         say(f"More items match than the limit ({len(result.items)}); raise the limit to get them all")
     return result
 
 
-def _pages(endpoint: str, method: str, body: Dict[str, Any], http: Http) -> Iterator[Dict[str, Any]]:
-    """Every page of a search, following ``next`` links (POST links with their body, and merge)."""
+def _pages(endpoint: str, method: str, body: Dict[str, Any], http: Http, trail: Trail) -> Iterator[Dict[str, Any]]:
+    """Every page of a search, following ``next`` links (POST links with their body, and merge), at most
+    ``MAX_PAGES`` (``trail.page_cap`` says when more were linked)."""
     if method == "POST":
         page = http.post(endpoint, body)
     else:
         page = http.get(_with_params(endpoint, search_params(body)))
     visited = set()
-    for _ in range(MAX_PAGES):
+    count = 0
+    while True:
         yield page
+        count += 1
         nxt = links(page, "next")
         if not nxt or not page.get("features"):
             return
         link = nxt[0]
-        href = resolve(link["href"], endpoint)
+        try:
+            href = follow(link["href"], endpoint)
+        except RefusedLink as exc:
+            trail.refuse(exc)
+            return
         link_method = str(link.get("method", "GET")).upper()
         if link_method == "POST":
-            body = {**body, **link.get("body", {})} if link.get("merge") else dict(link.get("body") or body)
+            merged = link.get("body") if isinstance(link.get("body"), dict) else {}
+            body = {**body, **merged} if link.get("merge") else dict(merged or body)
             key = (href, json.dumps(body, sort_keys=True))
         else:
             key = (href, "")
         if key in visited:
             return                                       # a server that links a page to itself
+        if count >= MAX_PAGES:
+            trail.page_cap = True
+            return
         visited.add(key)
-        page = http.post(href, body, link.get("headers")) if link_method == "POST" else http.get(href)
+        extra = link.get("headers") if isinstance(link.get("headers"), dict) else None
+        page = http.post(href, body, extra) if link_method == "POST" else http.get(href)
 
 
 def _with_params(url: str, params: Mapping[str, str]) -> str:
@@ -563,29 +470,44 @@ def _with_params(url: str, params: Mapping[str, str]) -> str:
     return url + ("&" if "?" in url else "?") + query
 
 
-def _item_collection(doc: Mapping[str, Any], base: str, http: Http) -> List[Found]:
-    """The items of a FeatureCollection, and of its ``next`` pages if it has any."""
+def _item_collection(doc: Mapping[str, Any], base: str, http: Http, trail: Trail) -> List[Found]:
+    """The items of a FeatureCollection, and of its ``next`` pages if it has any (at most ``MAX_PAGES``)."""
     found: List[Found] = []
     visited = {base}
-    for _ in range(MAX_PAGES):
+    for count in range(1, MAX_PAGES + 1):
         found.extend(Found(f, self_href(f, base)) for f in doc.get("features") or [] if isinstance(f, dict))
         nxt = links(doc, "next")
         if not nxt:
             break
-        base = resolve(nxt[0]["href"], base)
-        if base in visited:
+        try:
+            target = follow(nxt[0]["href"], base)
+        except RefusedLink as exc:
+            trail.refuse(exc)
             break
-        visited.add(base)
-        doc = http.get(base)
+        if target in visited:
+            break
+        if count == MAX_PAGES:
+            trail.page_cap = True
+            break
+        visited.add(target)
+        base, doc = target, http.get(target)
     return found
 
 
-def _crawl(root: Mapping[str, Any], base: str, query: Search, http: Http) -> List[Found]:
+def _crawl(root: Mapping[str, Any], base: str, query: Search, http: Http, trail: Trail) -> List[Found]:
     """Every item under a static catalogue or collection whose collection is wanted."""
     queue: List[Tuple[Mapping[str, Any], str]] = [(root, base)]
     item_hrefs: List[Tuple[str, Optional[str]]] = []
     found: List[Found] = []
     visited = {base}
+
+    def targets(doc: Mapping[str, Any], rel: str, where: str) -> Iterator[str]:
+        for link in links(doc, rel):
+            try:
+                yield follow(link["href"], where)
+            except RefusedLink as exc:
+                trail.refuse(exc)
+
     while queue:
         doc, where = queue.pop(0)
         collection = doc.get("id") if doc.get("type") == "Collection" else None
@@ -593,22 +515,34 @@ def _crawl(root: Mapping[str, Any], base: str, query: Search, http: Http) -> Lis
             continue
         if collection and not _extent_meets(doc, query.bbox):
             continue
-        for link in links(doc, "child"):
-            href = resolve(link["href"], where)
+        for href in targets(doc, "child", where):
             if href not in visited:
                 visited.add(href)
                 queue.append((http.get(href), href))
-        item_hrefs.extend((resolve(link["href"], where), collection) for link in links(doc, "item"))
-        for link in links(doc, "items"):
-            href = resolve(link["href"], where)
+        item_hrefs.extend((href, collection) for href in targets(doc, "item", where))
+        for href in targets(doc, "items", where):
             if href not in visited:
                 visited.add(href)
-                found.extend(_with_collection(f, collection) for f in _item_collection(http.get(href), href, http))
-    with ThreadPoolExecutor(max_workers=FETCH_THREADS) as pool:
-        items = list(pool.map(lambda pair: http.get(pair[0]), item_hrefs))
+                found.extend(_with_collection(f, collection)
+                             for f in _item_collection(http.get(href), href, http, trail))
+    items = _fetch_all(http, [href for href, _ in item_hrefs])
     # relative hrefs are resolved against where the item was read: a copied catalogue keeps old self links
     found.extend(_with_collection(Found(item, href), collection) for item, (href, collection) in zip(items, item_hrefs))
     return found
+
+
+def _fetch_all(http: Http, hrefs: Sequence[str]) -> List[Dict[str, Any]]:
+    """The documents at ``hrefs``, a few at a time; on any error (Ctrl+C too) the others are shut down."""
+    if len(hrefs) <= 1:
+        return [http.get(h) for h in hrefs]
+    pool = ThreadPoolExecutor(max_workers=FETCH_THREADS)
+    try:
+        return list(pool.map(http.get, hrefs))
+    except BaseException:
+        http.abort()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _with_collection(found: Found, collection: Optional[str]) -> Found:
@@ -625,7 +559,8 @@ def _extent_meets(collection: Mapping[str, Any], bbox: Optional[Bbox]) -> bool:
         return True
 
 
-def _filtered(found: List[Found], query: Search, kind: str, location: str, say: LogFn) -> SearchResult:
+def _filtered(found: List[Found], query: Search, kind: str, location: str, trail: Trail,
+              say: LogFn) -> SearchResult:
     """Filter items read from a file or a static catalogue: every criterion is applied here."""
     result = SearchResult([], kind, location, request=query.to_dict(),
                           cloud_filter="client" if query.max_cloud is not None else None, pages=1)
@@ -643,7 +578,7 @@ def _filtered(found: List[Found], query: Search, kind: str, location: str, say: 
         result.truncated = True
         kept = kept[:query.limit]
     result.items = kept
-    return _said(result, say)
+    return _said(result, trail, say)
 
 
 # -- matching items ----------------------------------------------------------------------------------------

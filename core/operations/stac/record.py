@@ -9,7 +9,12 @@
 
 A run over layers of such a folder (e.g. a composite) records the search in its resume
 manifest (:func:`searches_for`), so the inputs of a result can be traced to their search.
-Plain ``json`` and ``os`` only: cheap to import anywhere.
+
+Tilewise's own files in a folder are the ones a ``search.json`` with the marker lists (and the
+three side files): only those are replaced or removed by a later search without being asked
+(:func:`own_files`); a listed name that is not a plain ``.vrt`` file name of the folder is ignored.
+The files of one search are written beside their final names and renamed at the end
+(:class:`Staged`), so an error leaves no partial file. Standard library only: cheap to import anywhere.
 """
 
 from __future__ import annotations
@@ -17,22 +22,60 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from typing import Any, Dict, Iterator, List, Mapping, Optional
+import re
+import tempfile
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Set, Tuple
 
 RECORD = "search.json"
 ITEMS = "items.json"
 FOOTPRINTS = "footprints.geojson"
 FORMAT = 1
 MARKER = "tilewise_stac_search"
+SIDE_FILES = (RECORD, ITEMS, FOOTPRINTS)
+_LAYER_FILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}\.vrt$")
+
+
+def json_text(value: Any) -> str:
+    return json.dumps(value, indent=1, ensure_ascii=False) + "\n"
 
 
 def write_json(path: str, value: Any) -> None:
     """Write JSON atomically (a reader never sees half a file)."""
-    tmp = path + ".part"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(value, f, indent=1, ensure_ascii=False)
-        f.write("\n")
-    os.replace(tmp, path)
+    staged = Staged(os.path.dirname(os.path.abspath(path)))
+    try:
+        staged.add(os.path.basename(path), json_text(value))
+        staged.commit()
+    finally:
+        staged.discard()
+
+
+class Staged:
+    """Files written under temporary names in ``folder`` (created exclusively: a planted link is never
+    followed), then renamed in the order added; :meth:`discard` removes what was not renamed."""
+
+    def __init__(self, folder: str) -> None:
+        self.folder = folder
+        self.pending: List[Tuple[str, str]] = []
+
+    def add(self, name: str, text: str) -> None:
+        fd, tmp = tempfile.mkstemp(prefix=f".{name[:40]}.", suffix=".part", dir=self.folder)
+        self.pending.append((tmp, os.path.join(self.folder, name)))
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+
+    def commit(self) -> None:
+        while self.pending:
+            tmp, final = self.pending[0]
+            os.replace(tmp, final)
+            self.pending.pop(0)
+
+    def discard(self) -> None:
+        for tmp, _ in self.pending:
+            try:
+                os.remove(tmp)
+            except OSError:
+                pass
+        self.pending = []
 
 
 def read_record(folder: str) -> Optional[Dict[str, Any]]:
@@ -40,14 +83,26 @@ def read_record(folder: str) -> Optional[Dict[str, Any]]:
     try:
         with open(os.path.join(folder, RECORD), encoding="utf-8") as f:
             value = json.load(f)
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
     return value if isinstance(value, dict) and value.get(MARKER) == FORMAT else None
 
 
 def recorded_layers(record: Mapping[str, Any]) -> List[str]:
-    """The file names of the layers a record lists."""
-    return [str(layer.get("file")) for layer in record.get("layers") or [] if isinstance(layer, dict)]
+    """The file names of the layers a record lists: plain ``.vrt`` names only (never a path).
+
+    >>> recorded_layers({"layers": [{"file": "a.vrt"}, {"file": "../victim.txt"}, {"file": "../b.vrt"}]})
+    ['a.vrt']
+    """
+    layers = record.get("layers")
+    return [layer["file"] for layer in layers if isinstance(layer, dict) and isinstance(layer.get("file"), str)
+            and _LAYER_FILE.match(layer["file"])] if isinstance(layers, list) else []
+
+
+def own_files(folder: str) -> Set[str]:
+    """The files of ``folder`` a Tilewise search wrote, by its ``search.json`` (none without one)."""
+    record = read_record(folder)
+    return set(SIDE_FILES) | set(recorded_layers(record)) if record is not None else set()
 
 
 def footprint(item: Mapping[str, Any], layer: str, hrefs: Mapping[str, str]) -> Dict[str, Any]:

@@ -16,17 +16,21 @@ from __future__ import annotations
 import datetime as dt
 import os
 import time
+import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
-from ...errors import CatalogError, OutputError, ParameterError
+from ...errors import CatalogError, OutputError, ParameterError, TilewiseWarning
 from ...vocabulary import STAC_GROUPINGS
 from .assets import (AssetBand, Signer, asset_bands, describe_assets, gdal_source, group_key,
-                          harmonized_offset, layer_name, load_signer, needs_harmonizing, parse_assets, signed)
-from .client import (Found, Http, Search, SearchResult, check_bbox, cloud_cover, collection_ids, item_time,
-                          normalize_datetime, retry_settings, search)
-from .record import (FOOTPRINTS, FORMAT, ITEMS, MARKER, RECORD, footprint, read_record, recorded_layers,
-                          write_json)
+                     harmonized_offset, layer_name, load_signer, needs_harmonizing, parse_assets, signed)
+from .client import (MAX_PAGES, Found, Search, SearchResult, check_bbox, cloud_cover, collection_ids, item_time,
+                     normalize_datetime, search)
+from .hrefs import refusal
+from .record import (FOOTPRINTS, FORMAT, ITEMS, MARKER, RECORD, SIDE_FILES, Staged, footprint, json_text,
+                     own_files, read_record, recorded_layers)
+from .transport import HeaderPolicy, Http, origin, parse_header_hosts, retry_settings
 
 GROUPINGS = STAC_GROUPINGS
 ProgressFn = Callable[[int, int], None]
@@ -128,11 +132,28 @@ def _check_folder(output: str) -> str:
     return folder
 
 
-def _make_folder(folder: str) -> None:
+def _make_folder(folder: str) -> bool:
+    """Create ``folder`` if need be; whether this run created it."""
+    if os.path.isdir(folder):
+        return False
     try:
-        os.makedirs(folder, exist_ok=True)
+        os.makedirs(folder)
     except OSError as exc:
         raise OutputError(f"Cannot create the output folder {folder}: {exc.strerror or exc}") from None
+    return True
+
+
+def _check_replacements(folder: str, names: Sequence[str], overwrite: bool) -> None:
+    """Refuse to replace files of ``folder`` that no Tilewise search of it wrote, unless asked to."""
+    if overwrite or not os.path.isdir(folder):
+        return
+    ours = own_files(folder)
+    theirs = [n for n in names if n not in ours and os.path.lexists(os.path.join(folder, n))]
+    if theirs:
+        listed = ", ".join(theirs[:5]) + (f" and {len(theirs) - 5} more" if len(theirs) > 5 else "")
+        raise OutputError(f"The output folder {folder} already holds {listed}, which no Tilewise search there "
+                          "wrote (its search.json does not list them): choose another (or a new) folder, or "
+                          "allow replacing them (--overwrite; OVERWRITE in QGIS; overwrite=True in Python).")
 
 
 def stac_search(url: str, output: str, assets: Union[str, Sequence[str]], *,
@@ -140,6 +161,7 @@ def stac_search(url: str, output: str, assets: Union[str, Sequence[str]], *,
                 datetime: Optional[str] = None, max_cloud: Optional[float] = None, limit: Optional[int] = 100,
                 group_by: Optional[str] = None, harmonize: bool = False,
                 headers: Union[None, str, Sequence[str], Mapping[str, str]] = None,
+                header_hosts: Union[None, str, Sequence[str]] = None, overwrite: bool = False,
                 sign: Union[None, str, Signer] = None, resampling: str = "nearest", page_size: int = 100,
                 progress: Optional[ProgressFn] = None, log: Optional[LogFn] = None,
                 workers: Optional[int] = None) -> StacReport:
@@ -151,7 +173,8 @@ def stac_search(url: str, output: str, assets: Union[str, Sequence[str]], *,
         A STAC API (e.g. ``https://earth-search.aws.element84.com/v1``), or the path or URL
         of a static catalogue, a collection or an ItemCollection JSON.
     output : str
-        The folder for the VRTs, ``search.json``, ``items.json`` and ``footprints.geojson``.
+        The folder for the VRTs, ``search.json``, ``items.json`` and ``footprints.geojson``. Files
+        there that no earlier search wrote are not replaced unless ``overwrite``.
     assets : str or list of str
         The bands, in order: asset keys (``B04``) or ``eo:bands`` common names (``red``).
     collections, bbox, datetime
@@ -169,8 +192,14 @@ def stac_search(url: str, output: str, assets: Union[str, Sequence[str]], *,
         the reflectance bands of the items that have it; the other items are unchanged.
         Without it the items' ``raster:bands`` scale and offset are written into the VRT.
     headers : mapping or list of "Name: value", optional
-        Extra HTTP headers for the catalogue and for reading the asset headers (the VRTs do
-        not keep them: give readers ``GDAL_HTTP_HEADERS``, or use signed URLs).
+        Extra HTTP headers (credentials) for the catalogue's origin (scheme, host, port) only, and
+        for reading the asset headers on that origin (the VRTs do not keep them: give readers
+        ``GDAL_HTTP_HEADERS``, or use signed URLs). Redirects to another origin drop them.
+    header_hosts : str or list of str, optional
+        More hosts that get the headers (``host``, ``host:port`` or ``https://host``), e.g. the
+        asset hosts of a catalogue that needs them there too.
+    overwrite : bool
+        Replace files in ``output`` that Tilewise did not write (default: refuse).
     sign : callable or "module:function", optional
         Signs each asset href, e.g. ``"planetary_computer:sign"`` (its package installed).
     resampling : str
@@ -194,26 +223,51 @@ def stac_search(url: str, output: str, assets: Union[str, Sequence[str]], *,
     _check_request(url, output, max_cloud, limit, resampling)
     query = Search(_collections(collections), check_bbox(bbox), normalize_datetime(datetime),
                    None if max_cloud is None else float(max_cloud), int(limit) if limit else None)
-    http_headers = parse_headers(headers)
+    location = str(url).strip()
+    policy = HeaderPolicy(parse_headers(headers), location, parse_header_hosts(header_hosts))
     signer = load_signer(sign)
     folder = _check_folder(output)
-    http = Http(http_headers, log=say)
-    result = search(str(url).strip(), query, http, max(1, int(page_size)), say)
-    if not result.items:
-        raise _nothing_found(result, query, http)
-    entries, skipped = _entries(result, names, signer)
-    headers_by_source = _read_headers(entries, names, http_headers, progress, say)
-    layers = _plan_layers(entries, headers_by_source, names, grouping, harmonize, say)
-    _make_folder(folder)
-    paths = _write_layers(folder, layers, resampling, say)
-    record = _record(url, query, names, grouping, harmonize, resampling, http_headers, sign, result, layers,
-                     skipped)
-    _write_side_files(folder, entries, layers, record)
+    _check_replacements(folder, SIDE_FILES, overwrite)
+    http = Http(policy, log=say)
+    try:
+        result = search(location, query, http, max(1, int(page_size)), say)
+        _warn_trail(result, log)
+        if not result.items:
+            raise _nothing_found(result, query, http)
+        entries, skipped = _entries(result, names, signer, log)
+        headers_by_source = _read_headers(entries, policy, http, progress, say)
+        layers = _plan_layers(entries, headers_by_source, names, grouping, harmonize, say)
+        _check_replacements(folder, [layer.name + ".vrt" for layer in layers], overwrite)
+        record = _record(url, query, names, grouping, harmonize, resampling, policy, sign, result, layers,
+                         skipped)
+        paths = _write_folder(folder, entries, layers, record, resampling, say)
+    except RecursionError:
+        raise CatalogError(f"The STAC catalogue {location} gave JSON nested too deeply to be read (a document "
+                           "of items, links or geometries hundreds of levels deep).") from None
     ids = record["items"]
     say(f"{len(ids)} items in {len(paths)} layers written to {folder}")
     return StacReport(folder, paths, ids, os.path.join(folder, FOOTPRINTS), os.path.join(folder, RECORD),
                       time.perf_counter() - start, result.pages, result.cloud_filter, result.truncated,
                       [s["id"] for s in skipped])
+
+
+def _warn(log: Optional[LogFn], message: str) -> None:
+    """A warning: a ``Warning:`` log line (the CLI shows it even when quiet, QGIS as a warning), or a
+    Python warning without a log."""
+    if log is not None:
+        log(f"Warning: {message}")
+    else:
+        warnings.warn(TilewiseWarning(message), stacklevel=3)
+
+
+def _warn_trail(result: SearchResult, log: Optional[LogFn]) -> None:
+    if result.page_cap:
+        _warn(log, f"The search stopped after {MAX_PAGES} pages of {result.url} while the catalogue links more: "
+                   f"the {len(result.items)} items found are not all there are. Narrow the search (collections, "
+                   "bbox, dates) or ask for bigger pages (--page-size; page_size in Python).")
+    if result.refused:
+        more = f" (and {len(result.refused) - 1} more)" if len(result.refused) > 1 else ""
+        _warn(log, f"{len(result.refused)} links of the catalogue were not followed: {result.refused[0]}{more}.")
 
 
 # -- items and their assets -------------------------------------------------------------------------------
@@ -239,34 +293,97 @@ def _nothing_found(result: SearchResult, query: Search, http: Http) -> CatalogEr
                         "Check the collection ids, widen the area or the dates, or raise the cloud limit.")
 
 
-def _entries(result: SearchResult, names: Sequence[str],
-             signer: Optional[Signer]) -> Tuple[List[_Entry], List[Dict[str, Any]]]:
+def _entries(result: SearchResult, names: Sequence[str], signer: Optional[Signer],
+             log: Optional[LogFn]) -> Tuple[List[_Entry], List[Dict[str, Any]]]:
     retries, delay = retry_settings()
     cache: Dict[str, str] = {}
-    entries, skipped = [], []
+    entries, skipped, refused = [], [], []
     for found in result.items:
         bands, missing = asset_bands(found.item, found.base, names)
         if missing:
             skipped.append({"id": found.item.get("id"), "missing": missing,
                             "assets": describe_assets(found.item)})
             continue
+        why = next(((b, w) for b in bands for w in [refusal(b.href, found.base)] if w), None)
+        if why:
+            band, reason = why
+            refused.append({"id": found.item.get("id"), "refused": band.href[:300], "why": reason})
+            continue
         sources = [gdal_source(signed(b.href, signer, cache), retries, delay) for b in bands]
         entries.append(_Entry(found, bands, sources))
+    if refused:
+        first = refused[0]
+        what = (f"item {str(first['id'])[:120]}: asset {first['refused']} ({first['why']})"
+                + (f", and {len(refused) - 1} more items" if len(refused) > 1 else ""))
+        if not entries and not skipped:
+            raise CatalogError(f"No item of {result.url} can be used: their assets point at addresses the catalogue "
+                               f"may not make Tilewise read ({what}).")
+        _warn(log, f"{len(refused)} items were left out: their assets point at addresses the catalogue may not "
+                   f"make Tilewise read ({what}).")
+        skipped.extend(refused)
     if not entries:
-        first = skipped[0]
+        first = next(s for s in skipped if "missing" in s)
         raise CatalogError(f"No item found has the assets {', '.join(names)}: item {first['id']} lacks "
                            f"{', '.join(first['missing'])} (by key or eo:bands common name); its assets are "
                            f"{first['assets']}.")
     return entries, skipped
 
 
-def _read_headers(entries: Sequence[_Entry], names: Sequence[str], http_headers: Mapping[str, str],
+def _read_headers(entries: Sequence[_Entry], policy: HeaderPolicy, http: Http,
                   progress: Optional[ProgressFn], say: LogFn) -> Dict[str, Any]:
     from .vrt import HeaderRequest, read_headers
-    requests = [HeaderRequest(source, band.href, f"asset {band.name} ({band.key}) of item {e.item.get('id')}")
-                for e in entries for band, source in zip(e.bands, e.sources)]
-    say(f"Reading the headers of {len({r.source for r in requests})} assets")
-    return read_headers(requests, http_headers, progress)
+    requests = {}
+    for e in entries:
+        for band, source in zip(e.bands, e.sources):
+            requests.setdefault(source, (band, e))
+    say(f"Reading the headers of {len(requests)} assets")
+    _say_header_scope(policy, [band.href for band, _ in requests.values()], say)
+    plans = _header_plans(list(requests), policy, http)
+    out = [HeaderRequest(source, band.href, f"asset {band.name} ({band.key}) of item {e.item.get('id')}",
+                         headers=plans[source][1], open_as=plans[source][0])
+           for source, (band, e) in requests.items()]
+    return read_headers(out, {}, progress)
+
+
+def _say_header_scope(policy: HeaderPolicy, hrefs: Sequence[str], say: LogFn) -> None:
+    if not policy.headers:
+        return
+    elsewhere = sorted({"{}://{}:{}".format(*o) for o in (origin(h) for h in hrefs if not policy.allows(h)) if o})
+    if elsewhere:
+        home = "{}://{}:{}".format(*policy.home) if policy.home else "no host (the catalogue is a local file)"
+        say(f"The extra HTTP headers go to {home} only, not to the assets on {', '.join(elsewhere[:3])}"
+            f"{' ...' if len(elsewhere) > 3 else ''}: name those hosts with --header-hosts (HEADER_HOSTS in QGIS) "
+            "if they need them")
+
+
+def _header_plans(sources: Sequence[str], policy: HeaderPolicy,
+                  http: Http) -> Dict[str, Tuple[str, Tuple[Tuple[str, str], ...]]]:
+    """Per GDAL source: what to open for its header and with which headers. A trusted asset is opened
+    with the headers unless it redirects elsewhere: then that address is opened without them."""
+    from .vrt import source_url
+
+    def plan(source: str) -> Tuple[str, Tuple[Tuple[str, str], ...]]:
+        url = source_url(source)
+        if not url or not policy.allows(url):
+            return "", ()
+        final, keep = http.final_url(url)
+        if keep:
+            return "", tuple(policy.for_url(url).items())
+        retries, delay = retry_settings()
+        return gdal_source(final, retries, delay), ()
+
+    trusted = [s for s in sources if policy.allows(source_url(s) or "")]
+    plans = {s: ("", ()) for s in sources if s not in trusted}
+    if trusted:
+        pool = ThreadPoolExecutor(max_workers=min(8, len(trusted)))
+        try:
+            plans.update(zip(trusted, pool.map(plan, trusted)))
+        except BaseException:
+            http.abort()
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+    return plans  # type: ignore[return-value]
 
 
 # -- layers -----------------------------------------------------------------------------------------------
@@ -363,33 +480,71 @@ def _layer_metadata(layer: "_Layer") -> List[Tuple[str, str]]:
     return md
 
 
-def _write_layers(folder: str, layers: Sequence["_Layer"], resampling: str, say: LogFn) -> List[str]:
-    from .vrt import vrt_xml, write_if_changed
+def _write_folder(folder: str, entries: Sequence[_Entry], layers: Sequence["_Layer"], record: Dict[str, Any],
+                  resampling: str, say: LogFn) -> List[str]:
+    """Write the layers and side files into ``folder`` all at once: an error leaves no new file (and no
+    folder this run created); then remove the layers of an earlier search there that are gone now."""
+    from .vrt import vrt_xml
     previous = read_record(folder)
-    paths, changed = [], 0
-    for layer in layers:
-        path = os.path.join(folder, layer.name + ".vrt")
-        text = vrt_xml(layer.grid, layer.bands, layer.dtype, resampling, _layer_metadata(layer))
-        changed += write_if_changed(path, text)
-        paths.append(path)
-    if previous is not None:                   # layers of an earlier search in this folder that are gone now
+    created = _make_folder(folder)
+    staged = Staged(folder)
+    try:
+        paths, kept = [], 0
+        for layer in layers:
+            path = os.path.join(folder, layer.name + ".vrt")
+            text = vrt_xml(layer.grid, layer.bands, layer.dtype, resampling, _layer_metadata(layer))
+            paths.append(path)
+            if _holds(path, text):           # a search run again keeps its files: a composite of them resumes
+                kept += 1
+            else:
+                staged.add(layer.name + ".vrt", text)
+        for name, value in _side_files(entries, layers, record):
+            staged.add(name, json_text(value))
+        staged.commit()                      # search.json last: a folder with it is complete
+    except OSError as exc:
+        staged.discard()
+        _remove_if_empty(folder, created)
+        raise OutputError(f"Cannot write the search's files into {folder}: {exc.strerror or exc}") from None
+    except BaseException:
+        staged.discard()
+        _remove_if_empty(folder, created)
+        raise
+    if previous is not None:                 # layers of an earlier search in this folder that are gone now
         keep = {os.path.basename(p) for p in paths}
         for name in recorded_layers(previous):
-            if name not in keep and os.path.isfile(os.path.join(folder, name)):
-                os.remove(os.path.join(folder, name))
-    if changed < len(paths):
-        say(f"{len(paths) - changed} layers were already there unchanged and were kept as they are")
+            stale = os.path.join(folder, name)
+            if name not in keep and os.path.isfile(stale) and os.path.dirname(os.path.abspath(stale)) == folder:
+                os.remove(stale)
+    if kept:
+        say(f"{kept} layers were already there unchanged and were kept as they are")
     return paths
 
 
+def _holds(path: str, text: str) -> bool:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read(len(text) + 1) == text
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
+def _remove_if_empty(folder: str, created: bool) -> None:
+    if created:
+        try:
+            os.rmdir(folder)
+        except OSError:
+            pass
+
+
 def _record(url: str, query: Search, names: Sequence[str], grouping: str, harmonize: bool, resampling: str,
-            http_headers: Mapping[str, str], sign: Any, result: SearchResult, layers: Sequence["_Layer"],
+            policy: HeaderPolicy, sign: Any, result: SearchResult, layers: Sequence["_Layer"],
             skipped: List[Dict[str, Any]]) -> Dict[str, Any]:
     sign_name = sign if isinstance(sign, str) or sign is None else getattr(sign, "__qualname__", "a function")
     return {
         MARKER: FORMAT, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "search": {"url": str(url).strip(), **query.to_dict(), "assets": list(names), "group_by": grouping,
-                   "harmonize": bool(harmonize), "resampling": resampling, "header_names": sorted(http_headers),
+                   "harmonize": bool(harmonize), "resampling": resampling, "header_names": sorted(policy.headers),
+                   "header_hosts": [r.host + (f":{r.port}" if r.port else "") for r in policy.hosts],
                    "sign": sign_name},
         "result": result.record(),
         "items": [str(e.item.get("id")) for layer in layers for e in sorted(layer.entries, key=_time_key)],
@@ -404,12 +559,11 @@ def _time_key(e: _Entry) -> Tuple[str, str]:
     return (t.isoformat() if t else "", str(e.item.get("id")))
 
 
-def _write_side_files(folder: str, entries: Sequence[_Entry], layers: Sequence["_Layer"],
-                      record: Dict[str, Any]) -> None:
+def _side_files(entries: Sequence[_Entry], layers: Sequence["_Layer"],
+                record: Dict[str, Any]) -> List[Tuple[str, Any]]:
     layer_of = {id(e): layer.name + ".vrt" for layer in layers for e in layer.entries}
     ordered = sorted(entries, key=_time_key)
     features = [footprint(e.item, layer_of[id(e)], {b.name: b.href for b in e.bands}) for e in ordered]
-    write_json(os.path.join(folder, FOOTPRINTS), {"type": "FeatureCollection", "name": "footprints",
-                                                  "features": features})
-    write_json(os.path.join(folder, ITEMS), {"type": "FeatureCollection", "features": [e.item for e in ordered]})
-    write_json(os.path.join(folder, RECORD), record)          # last: a folder with it is complete
+    return [(FOOTPRINTS, {"type": "FeatureCollection", "name": "footprints", "features": features}),
+            (ITEMS, {"type": "FeatureCollection", "features": [e.item for e in ordered]}),
+            (RECORD, record)]

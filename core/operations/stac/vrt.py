@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import os
+import urllib.parse
 import xml.etree.ElementTree as ET
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -55,13 +56,29 @@ class HeaderRequest:
     source: str
     url: str                    # for messages: the asset href, unsigned
     label: str                  # e.g. "asset red (B04) of item S2A_..."
+    headers: Tuple[Tuple[str, str], ...] = ()   # extra HTTP headers for this asset (a trusted origin only)
+    open_as: str = ""           # what to open instead of ``source`` (where a trusted asset redirects)
+
+
+def source_url(source: str) -> str:
+    """The http(s) URL a ``/vsicurl?...&url=`` or ``/vsicurl/`` source reads, else "".
+
+    >>> source_url("/vsicurl?max_retry=5&list_dir=no&url=https%3A%2F%2Fa.example%2Fb.tif"), source_url("/d/b.tif")
+    ('https://a.example/b.tif', '')
+    """
+    if source.startswith("/vsicurl?"):
+        urls = urllib.parse.parse_qs(source[len("/vsicurl?"):]).get("url") or [""]
+        return urls[0]
+    if source.startswith("/vsicurl/"):
+        return source[len("/vsicurl/"):]
+    return ""
 
 
 def read_header(request: HeaderRequest) -> AssetHeader:
     """Open one asset and read its header; a missing or refused asset names itself."""
     from ...io.sources import open_error, open_raster
     try:
-        with open_raster(request.source) as src:
+        with open_raster(request.open_as or request.source) as src:
             block = src.block_shapes[0] if src.count else (256, 256)
             return AssetHeader(request.source, src.width, src.height, src.count, tuple(src.dtypes), src.nodata,
                                src.crs.to_wkt() if src.crs else "", tuple(src.transform)[:6],  # type: ignore[arg-type]
@@ -72,17 +89,18 @@ def read_header(request: HeaderRequest) -> AssetHeader:
 
 def read_headers(requests: Sequence[HeaderRequest], http_headers: Mapping[str, str],
                  progress: Optional[Callable[[int, int], None]] = None) -> Dict[str, AssetHeader]:
-    """Headers of every asset (a few at a time: it is network latency), keyed by source."""
+    """Headers of every asset (a few at a time: it is network latency), keyed by source. Each request's
+    own ``headers`` (else ``http_headers``) go to its asset only."""
     unique = list({r.source: r for r in requests}.values())
-    options = {}
-    if http_headers:
-        lines = [f"{k}: {v}" for k, v in http_headers.items()]
-        if os.environ.get("GDAL_HTTP_HEADERS"):
-            lines.insert(0, os.environ["GDAL_HTTP_HEADERS"])
-        options["GDAL_HTTP_HEADERS"] = "\r\n".join(lines)
 
     def one(request: HeaderRequest) -> AssetHeader:
-        with rasterio.Env(**options):       # thread-local: each thread sets its own
+        extra = request.headers or tuple(http_headers.items())
+        if not extra:
+            return read_header(request)
+        lines = [f"{k}: {v}" for k, v in extra]
+        if os.environ.get("GDAL_HTTP_HEADERS"):
+            lines.insert(0, os.environ["GDAL_HTTP_HEADERS"])
+        with rasterio.Env(GDAL_HTTP_HEADERS="\r\n".join(lines)):       # thread-local: each thread sets its own
             return read_header(request)
 
     out: Dict[str, AssetHeader] = {}
