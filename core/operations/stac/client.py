@@ -473,9 +473,13 @@ def _with_params(url: str, params: Mapping[str, str]) -> str:
 def _item_collection(doc: Mapping[str, Any], base: str, http: Http, trail: Trail) -> List[Found]:
     """The items of a FeatureCollection, and of its ``next`` pages if it has any (at most ``MAX_PAGES``)."""
     found: List[Found] = []
-    visited = {base}
+    visited, ids = {base}, set()
     for count in range(1, MAX_PAGES + 1):
-        found.extend(Found(f, self_href(f, base)) for f in doc.get("features") or [] if isinstance(f, dict))
+        for f in doc.get("features") or []:
+            key = f.get("id") if isinstance(f, dict) else None
+            if isinstance(f, dict) and (key is None or key not in ids):     # pages that repeat an item
+                ids.add(key)
+                found.append(Found(f, self_href(f, base)))
         nxt = links(doc, "next")
         if not nxt:
             break

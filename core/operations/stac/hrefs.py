@@ -73,7 +73,7 @@ def refusal(href: str, base: str, what: str = "asset") -> Optional[str]:
     >>> refusal("/vsistdin/", "/data/catalog.json")
     'it reads standard input or a device'
     """
-    if _NEVER.search(href) or _NEVER.search(local_path(href)):
+    if not is_url(href) and (_NEVER.search(href) or _NEVER.search(local_path(href))):
         return "it reads standard input or a device"
     if is_url(base) or is_remote(base):
         if what == "link" and not is_url(href):
