@@ -42,11 +42,16 @@ default, which keeps classes intact). With <code>red,nir,scl</code>, mask a comp
 one layer. <b>Harmonize</b>: Sentinel-2 processing baseline 04.00 and later (from January 2022)
 adds 1000 to the reflectances; this subtracts it where the item says so, so older and newer scenes
 compare. Otherwise the items' <code>raster:bands</code> scale and offset are written into the VRT.</p>
-<p><b>Authentication</b>: extra HTTP headers (one <code>Name: value</code> a line), or a URL signing
-hook <code>module:function</code> run in the engine's Python, e.g.
-<code>planetary_computer:sign</code> (<code>pip install planetary-computer</code> there). Signed URLs
-expire: search again for a later run.</p>
-<p>The output folder also gets <code>search.json</code> (the search and the item ids, also recorded
+<p><b>Authentication</b>: extra HTTP headers (one <code>Name: value</code> a line) go to the
+catalogue's own host only (scheme, host and port), and to the <b>hosts for the headers</b> you name
+(e.g. the asset host); a redirect to another host never gets them. Or a URL signing hook
+<code>module:function</code> run in the engine's Python, e.g. <code>planetary_computer:sign</code>
+(<code>pip install planetary-computer</code> there). Signed URLs expire: search again for a later run.</p>
+<p>A catalogue read over HTTP may only point at remote addresses (http, https, s3, gs, az...): items
+whose assets are local files are left out with a warning. A slow catalogue has
+<code>TILEWISE_HTTP_TIMEOUT</code> seconds (default 60) per request, retries included.</p>
+<p>Files in the output folder that no Tilewise search wrote are not replaced unless <b>Replace
+files</b> is checked. The output folder also gets <code>search.json</code> (the search and the item ids, also recorded
 by a composite of these layers), <code>items.json</code> (the items, itself a valid catalogue to
 search) and the footprints (one polygon per item with id, datetime, cloud cover and asset hrefs).</p>
 """
@@ -66,7 +71,9 @@ class StacSearch(TilewiseAlgorithm):
     HARMONIZE = "HARMONIZE"
     RESAMPLING = "RESAMPLING"
     HEADERS = "HEADERS"
+    HEADER_HOSTS = "HEADER_HOSTS"
     SIGN = "SIGN"
+    OVERWRITE = "OVERWRITE"
     OUTPUT_FOLDER = "OUTPUT_FOLDER"
     OUTPUT_LAYERS = "OUTPUT_LAYERS"
     OUTPUT_FOOTPRINTS = "OUTPUT_FOOTPRINTS"
@@ -114,9 +121,16 @@ class StacSearch(TilewiseAlgorithm):
             self.RESAMPLING, tr("Resampling of assets at another resolution than the first"), list(STAC_RESAMPLINGS),
             defaultValue=0)))
         self.addParameter(advanced(QgsProcessingParameterString(
-            self.HEADERS, tr("Extra HTTP headers (one 'Name: value' a line)"), multiLine=True, optional=True)))
+            self.HEADERS, tr("Extra HTTP headers (one 'Name: value' a line), for the catalogue's host"),
+            multiLine=True, optional=True)))
+        self.addParameter(advanced(QgsProcessingParameterString(
+            self.HEADER_HOSTS, tr("More hosts for the headers (comma-separated host or host:port, e.g. the asset host)"),
+            optional=True)))
         self.addParameter(advanced(QgsProcessingParameterString(
             self.SIGN, tr("URL signing hook, module:function (e.g. planetary_computer:sign)"), optional=True)))
+        self.addParameter(advanced(QgsProcessingParameterBoolean(
+            self.OVERWRITE, tr("Replace files in the output folder that Tilewise did not write"), defaultValue=False,
+            optional=True)))  # optional: saved models without it stay valid
         self.addParameter(QgsProcessingParameterFolderDestination(
             self.OUTPUT_FOLDER, tr("Output folder (one VRT per item)")))
         self.addParameter(QgsProcessingParameterFeatureSink(
@@ -130,6 +144,7 @@ class StacSearch(TilewiseAlgorithm):
         if not folder:  # e.g. inside a model where only OUTPUT_LAYERS feeds the next step
             folder = self.parameterDefinition(self.OUTPUT_FOLDER).generateTemporaryDestination()
         params["output"] = os.path.abspath(folder)
+        params["overwrite"] = self.parameterAsBoolean(parameters, self.OVERWRITE, context)
         feedback.pushInfo(tr(f"Searching {params['url']}"))
         return params
 
@@ -160,6 +175,7 @@ class StacSearch(TilewiseAlgorithm):
             "harmonize": self.parameterAsBoolean(parameters, self.HARMONIZE, context),
             "resampling": STAC_RESAMPLINGS[self.parameterAsEnum(parameters, self.RESAMPLING, context)],
             "headers": self.parameterAsString(parameters, self.HEADERS, context) or None,
+            "header_hosts": self.parameterAsString(parameters, self.HEADER_HOSTS, context) or None,
             "sign": (self.parameterAsString(parameters, self.SIGN, context) or "").strip() or None,
         }
 

@@ -178,3 +178,43 @@ def test_model_median_of_a_search_equals_numpy(catalogue, out_dir):
     ds = gdal.Open(output)
     assert ds.GetMetadataItem("LAYOUT", "IMAGE_STRUCTURE") == "COG"
     ds = None
+
+
+# -- issue 26: the user's files in the output folder, local files from a remote catalogue --------------------------
+
+def test_files_tilewise_did_not_write_are_refused_unless_replace_is_checked(catalogue, out_dir):
+    folder = out_dir / "items"
+    folder.mkdir()
+    (folder / "items.json").write_text("my own items")
+    with pytest.raises(QgsProcessingException) as info:
+        search(catalogue, out_dir)
+    message = str(info.value)
+    assert message.startswith(f"The output folder {folder} already holds items.json, which no Tilewise search there "
+                              "wrote"), message
+    assert "OVERWRITE in QGIS" in message and "\n" not in message.strip()
+    assert (folder / "items.json").read_text() == "my own items" and sorted(os.listdir(folder)) == ["items.json"]
+    result = search(catalogue, out_dir, OVERWRITE=True)
+    assert [Path(p).stem for p in result["OUTPUT_LAYERS"]] == expected_ids()
+    assert (folder / "items.json").read_text() != "my own items"
+
+
+def test_a_remote_catalogue_pointing_at_a_local_file_is_refused(out_dir, tmp_path):
+    import json
+    from hostile import ScriptedServer  # noqa: E402  (standard library only)
+    secret = tmp_path / "secret.tif"
+    secret.write_text("SECRET-CONTENT")
+    item = {"type": "Feature", "stac_version": "1.0.0", "id": "local", "collection": "c",
+            "geometry": {"type": "Point", "coordinates": [15, 45]}, "bbox": [15, 45, 15, 45],
+            "properties": {"datetime": "2024-05-03T10:00:00Z"}, "links": [],
+            "assets": {"red": {"href": secret.as_uri(), "type": "image/tiff"}}}
+    body = json.dumps({"type": "FeatureCollection", "features": [item]}).encode()
+    with ScriptedServer({"/ic.json": (200, {"Content-Type": "application/json"}, body)}) as server:
+        url = f"{server.url}/ic.json"
+        with pytest.raises(QgsProcessingException) as info:
+            run("tilewise:stacsearch", {"STAC_API": url, "COLLECTIONS": "c", "ASSETS": "red",
+                                        "OUTPUT_FOLDER": str(out_dir / "items"), "OUTPUT_FOOTPRINTS": "memory:"})
+    message = str(info.value)
+    assert message.startswith(f"No item of {url} can be used: their assets point at addresses the catalogue may not "
+                              f"make Tilewise read (item local: asset {secret.as_uri()} (it is not a remote "
+                              "address"), message
+    assert "SECRET-CONTENT" not in message and not (out_dir / "items").exists()
