@@ -48,8 +48,8 @@ catalogue's own host only (scheme, host and port), and to the <b>hosts for the h
 <code>module:function</code> run in the engine's Python, e.g. <code>planetary_computer:sign</code>
 (<code>pip install planetary-computer</code> there). Signed URLs expire: search again for a later run.</p>
 <p>A catalogue read over HTTP may only point at remote addresses (http, https, s3, gs, az...): items
-whose assets are local files are left out with a warning. A slow catalogue has
-<code>TILEWISE_HTTP_TIMEOUT</code> seconds (default 60) per request, retries included.</p>
+whose assets are local files are left out with a warning. A catalogue may stay silent
+<code>TILEWISE_HTTP_TIMEOUT</code> seconds (default 30), a request take twice that, retries included.</p>
 <p>Files in the output folder that no Tilewise search wrote are not replaced unless <b>Replace
 files</b> is checked. The output folder also gets <code>search.json</code> (the search and the item ids, also recorded
 by a composite of these layers), <code>items.json</code> (the items, itself a valid catalogue to

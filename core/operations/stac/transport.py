@@ -1,9 +1,10 @@
 """HTTP for the STAC search: JSON documents within a deadline, extra headers for trusted origins only.
 
-- **A deadline per request**, retries included (``TILEWISE_HTTP_TIMEOUT`` seconds, default 60, the
-  setting GDAL's remote reads use too): a watchdog shuts the connection down when it passes, so a
-  server that never answers, or trickles a byte now and then, ends in one message naming the
-  address and the setting; the body is read in chunks and the clock checked between them. A
+- **A deadline per request**, retries included: ``TILEWISE_HTTP_TIMEOUT`` (seconds, default 30, the
+  setting GDAL's remote reads use too) is how long a catalogue may stay silent, and one request
+  (retries included) may take twice that. A watchdog shuts the connection down when the deadline
+  passes, so a server that never answers, or trickles a byte now and then, ends in one message
+  naming the address and the setting; the body is read in chunks and the clock checked between them. A
   request in the main thread stops at once on Ctrl+C or SIGTERM; requests in helper threads are
   shut down by :meth:`Http.abort`.
 - **Headers stay with their origin**: the extra headers (credentials) go to the catalogue's own
@@ -33,7 +34,8 @@ LogFn = Callable[[str], None]
 
 USER_AGENT = "tilewise (STAC search; +https://github.com/tilewise)"
 TIMEOUT_SETTING = "TILEWISE_HTTP_TIMEOUT"
-DEFAULT_TIMEOUT = 60.0
+DEFAULT_TIMEOUT = 30.0                    # as GDAL's remote reads (tilewise.core.io.network)
+DEADLINE_FACTOR = 2.0                     # a whole request, retries included: twice the silence allowed
 TRANSIENT = {429, 500, 502, 503, 504}
 MAX_DOCUMENT = 512 * 1024 * 1024          # bytes of one JSON document
 CHUNK = 64 * 1024
@@ -43,11 +45,11 @@ Origin = Tuple[str, str, int]
 
 
 def http_timeout() -> float:
-    """The longest one request may take, retries included: ``TILEWISE_HTTP_TIMEOUT`` seconds (default 60).
+    """How long a server may stay silent: ``TILEWISE_HTTP_TIMEOUT`` seconds (default 30).
 
     >>> os.environ.pop("TILEWISE_HTTP_TIMEOUT", None) and None
     >>> http_timeout()
-    60.0
+    30.0
     """
     text = os.environ.get(TIMEOUT_SETTING, "").strip()
     if not text:
@@ -301,9 +303,14 @@ class Http:
                 return hop, False
         return url, True
 
+    @property
+    def deadline(self) -> float:
+        """Seconds one request may take, retries included."""
+        return DEADLINE_FACTOR * self.timeout
+
     def _request(self, url: str, data: Optional[bytes], extra: Dict[str, str],
                  body: bool = True) -> Tuple[bytes, List[str]]:
-        deadline = time.monotonic() + self.timeout
+        deadline = time.monotonic() + self.deadline
         wait = self.delay
         for attempt_no in range(self.retries + 1):
             try:
@@ -334,9 +341,10 @@ class Http:
 
     def _late(self, url: str, last: Optional[CatalogError] = None) -> CatalogError:
         why = f" (last answer: {last})" if last is not None else ""
-        return CatalogError(f"The STAC catalogue at {_short(url)} gave no complete answer within {self.timeout:g} s"
+        return CatalogError(f"The STAC catalogue at {_short(url)} gave no complete answer within {self.deadline:g} s"
                             f"{why}. Try again later, or give a slow catalogue more time with the setting "
-                            f"{TIMEOUT_SETTING} (seconds, default {DEFAULT_TIMEOUT:g}).")
+                            f"{TIMEOUT_SETTING} (now {self.timeout:g}: seconds a server may stay silent; a "
+                            "catalogue request may take twice that, retries included).")
 
     def _attempt(self, url: str, data: Optional[bytes], extra: Dict[str, str], deadline: float,
                  body: bool) -> Tuple[bytes, List[str]]:
@@ -366,7 +374,7 @@ class Http:
             self._live.append(attempt)
         watchdog.start()
         try:
-            with opener.open(request, timeout=left) as response:
+            with opener.open(request, timeout=min(left, self.timeout)) as response:
                 raw = _read_body(url, response, deadline, attempt) if body else b""
             return raw, attempt.hops
         except urllib.error.HTTPError as exc:
