@@ -298,8 +298,8 @@ def test_files_tilewise_did_not_write_are_not_replaced(tmp_path, one_item):
     proc = cli("stac", "search", one_item, "--assets", "red", "-q", "-o", "out", cwd=tmp_path)
     assert error_line(proc) == (f"The output folder {out} already holds search.json, items.json, which no Tilewise "
                                 "search there wrote (its search.json does not list them): choose another (or a new) "
-                                "folder, or allow replacing them (--overwrite; OVERWRITE in QGIS; overwrite=True in "
-                                "Python).")
+                                "folder, or allow replacing them (--overwrite, or --stac-overwrite with composite "
+                                "--stac; OVERWRITE in QGIS; overwrite=True in Python).")
     (out / "items.json").unlink()
     (out / "search.json").unlink()
     proc = cli("stac", "search", one_item, "--assets", "red", "-q", "-o", "out", cwd=tmp_path)
@@ -390,3 +390,17 @@ def test_paging_that_never_ends_stops_at_10000_pages_with_a_warning(tmp_path, tw
                                    "Python).")
     record = json.loads((tmp_path / "out" / "search.json").read_text())
     assert record["result"]["page_cap"] is True and record["result"]["truncated"] is True
+
+
+def test_composite_stac_keeps_the_users_files_in_its_search_folder(tmp_path, one_item):
+    folder = tmp_path / "median_stac"
+    folder.mkdir()
+    (folder / "items.json").write_text("my items")
+    proc = cli("composite", "--stac", one_item, "--assets", "red", "-q", "-o", "median.tif", cwd=tmp_path)
+    assert error_line(proc).startswith(f"The output folder {folder} already holds items.json, which no Tilewise")
+    assert (folder / "items.json").read_text() == "my items" and not (tmp_path / "median.tif").exists()
+    proc = cli("composite", "--stac", one_item, "--assets", "red", "--stac-overwrite", "-q", "-o", "median.tif",
+               cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    with rasterio.open(tmp_path / "median.tif") as src:
+        assert src.read(1)[0, 0] == 7

@@ -153,7 +153,8 @@ def _check_replacements(folder: str, names: Sequence[str], overwrite: bool) -> N
         listed = ", ".join(theirs[:5]) + (f" and {len(theirs) - 5} more" if len(theirs) > 5 else "")
         raise OutputError(f"The output folder {folder} already holds {listed}, which no Tilewise search there "
                           "wrote (its search.json does not list them): choose another (or a new) folder, or "
-                          "allow replacing them (--overwrite; OVERWRITE in QGIS; overwrite=True in Python).")
+                          "allow replacing them (--overwrite, or --stac-overwrite with composite --stac; OVERWRITE "
+                          "in QGIS; overwrite=True in Python).")
 
 
 def stac_search(url: str, output: str, assets: Union[str, Sequence[str]], *,

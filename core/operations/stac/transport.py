@@ -45,12 +45,8 @@ Origin = Tuple[str, str, int]
 
 
 def http_timeout() -> float:
-    """How long a server may stay silent: ``TILEWISE_HTTP_TIMEOUT`` seconds (default 30).
-
-    >>> os.environ.pop("TILEWISE_HTTP_TIMEOUT", None) and None
-    >>> http_timeout()
-    30.0
-    """
+    """How long a server may stay silent: ``TILEWISE_HTTP_TIMEOUT`` seconds (default 30); a bad value is
+    a :class:`ParameterError` naming the setting."""
     text = os.environ.get(TIMEOUT_SETTING, "").strip()
     if not text:
         return DEFAULT_TIMEOUT
