@@ -34,8 +34,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+WARNING = "Warning: "
+
+
+def is_warning(message: str) -> bool:
+    """A log line that says something the user must hear (an input dropped, little disk space...):
+    it is printed even with ``-q``, which hides progress, not what happened to the data."""
+    return message.startswith(WARNING)
+
+
+def quiet_log(quiet: bool) -> Callable[[str], None]:
+    """A log callback printing to stderr: with ``quiet``, only the warnings."""
+    def log(message: str) -> None:
+        if not quiet or is_warning(message):
+            print(message, file=sys.stderr, flush=True)
+    return log
+
+
 class Progress:
-    """A progress bar on stderr (tqdm if installed), and the log lines between its updates."""
+    """A progress bar on stderr (tqdm if installed), and the log lines between its updates
+    (with ``quiet``: no bar, and only the warnings)."""
 
     def __init__(self, quiet: bool) -> None:
         self.quiet = quiet
@@ -56,7 +74,7 @@ class Progress:
             print(f"\r{done}/{total} tiles", end="", file=sys.stderr, flush=True)
 
     def log(self, message: str) -> None:
-        if self.quiet:
+        if self.quiet and not is_warning(message):
             return
         if self.bar:
             self.bar.write(message, file=sys.stderr)

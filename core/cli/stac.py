@@ -51,7 +51,7 @@ def add_commands(sub: Any) -> None:
                                        "The layer paths are printed in date order, one per line.")
     s.add_argument("url", help="STAC API URL, or path / URL of a static catalogue or ItemCollection JSON")
     s.add_argument("-o", "--output", required=True, help="output folder")
-    s.add_argument("-q", "--quiet", action="store_true", help="print only the layer paths")
+    s.add_argument("-q", "--quiet", action="store_true", help="print only the layer paths (and warnings)")
     add_search_options(s, assets_required=True)
     stac.set_defaults(run=run_stac)
 
@@ -73,7 +73,8 @@ def search_kwargs(args: argparse.Namespace) -> dict:
 
 
 def _log(quiet: bool):
-    return (lambda m: None) if quiet else (lambda m: print(m, file=sys.stderr))
+    from . import quiet_log         # -q keeps the warnings
+    return quiet_log(quiet)
 
 
 def run_stac(args: argparse.Namespace) -> int:
