@@ -275,14 +275,24 @@ def reproject(geoms: np.ndarray, src_crs: Optional[str], dst_crs: Optional[str],
         if not ok.any():
             return out
         try:
-            with np.errstate(all="ignore"):
-                xs, ys = transform(src, dst, xy[ok, 0], xy[ok, 1])
-        except Exception as exc:                        # noqa: BLE001 - PROJ refuses the batch: say whose
-            raise InputError(f"Cannot move the zones {source} from their CRS ({_crs_name(src)}) to the "
-                             f"rasters' ({_crs_name(dst)}): {exc}. {_range_text(xy[ok])} Check that the zones "
-                             f"layer has the right CRS.") from None
-        out[ok] = np.column_stack([np.asarray(xs, np.float64), np.asarray(ys, np.float64)])
+            out[ok] = transformed(xy[ok])
+        except Exception:                               # noqa: BLE001 - PROJ refuses the batch: vertex by vertex
+            failure = None
+            for i in np.flatnonzero(ok):
+                try:
+                    out[i] = transformed(xy[i:i + 1])
+                except Exception as exc:                # noqa: BLE001
+                    failure = failure or exc
+            if not np.isfinite(out).any():
+                raise InputError(f"Cannot move the zones {source} from their CRS ({_crs_name(src)}) to the "
+                                 f"rasters' ({_crs_name(dst)}): {failure}. {_range_text(xy[ok])} Check that the "
+                                 "zones layer has the right CRS.") from None
         return out
+
+    def transformed(xy: np.ndarray) -> np.ndarray:
+        with np.errstate(all="ignore"):
+            xs, ys = transform(src, dst, xy[:, 0], xy[:, 1])
+        return np.column_stack([np.asarray(xs, np.float64), np.asarray(ys, np.float64)])
     return shapely.transform(np.asarray(geoms, dtype=object), move)
 
 
