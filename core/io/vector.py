@@ -284,9 +284,9 @@ def reproject(geoms: np.ndarray, src_crs: Optional[str], dst_crs: Optional[str],
                 except Exception as exc:                # noqa: BLE001
                     failure = failure or exc
             if not np.isfinite(out).any():
-                raise InputError(f"Cannot move the zones {source} from their CRS ({_crs_name(src)}) to the "
-                                 f"rasters' ({_crs_name(dst)}): {failure}. {_range_text(xy[ok])} Check that the "
-                                 "zones layer has the right CRS.") from None
+                raise InputError(f"Cannot move the zones {source} from their CRS ({crs_label(src)}) to the "
+                                 f"rasters' ({crs_label(dst)}): {failure}. {coordinate_range(xy[ok])} Check "
+                                 "that the zones layer has the right CRS.") from None
         return out
 
     def transformed(xy: np.ndarray) -> np.ndarray:
@@ -298,6 +298,7 @@ def reproject(geoms: np.ndarray, src_crs: Optional[str], dst_crs: Optional[str],
 
 #: Geographic coordinates beyond these are outside any geographic CRS (longitudes 0-360 are accepted).
 MAX_LONGITUDE, MAX_LATITUDE = 360.0, 90.0
+GEOGRAPHIC_RANGE = "a geographic CRS, of longitudes -180 to 180 and latitudes -90 to 90"
 
 
 def out_of_range(xy: np.ndarray) -> np.ndarray:
@@ -330,20 +331,19 @@ def check_zone_coordinates(zones: Zones, crs: Optional[str] = None) -> None:
         return
     if bad.sum() == finite.sum():
         raise InputError(f"The coordinates of the zones layer {zones.source} are outside the range of its CRS "
-                         f"({_crs_name(parsed)}: a geographic CRS, of longitudes -180 to 180 and latitudes -90 to 90): "
-                         f"{_range_text(xy[finite])} They look like metres or feet: the layer's CRS (e.g. its "
+                         f"({crs_label(parsed)}: {GEOGRAPHIC_RANGE}): {coordinate_range(xy[finite])} They look like metres or feet: the layer's CRS (e.g. its "
                          ".prj file) is probably wrong. Check it and assign the right CRS (in QGIS: Layer "
                          "Properties > Source > Assigned Coordinate Reference System; on the command line: "
                          "--zones-crs EPSG:...).")
     features = np.unique(index[bad])
     warnings.warn(TilewiseWarning(
         f"{len(features)} of {len(zones)} features of the zones layer {zones.source} have coordinates outside the "
-        f"range of its CRS ({_crs_name(parsed)}, geographic): they are treated as outside every raster "
+        f"range of its CRS ({crs_label(parsed)}, geographic): they are treated as outside every raster "
         f"({zones.id_name} {', '.join(str(v) for v in zones.ids[features[:5]])}"
         f"{'...' if len(features) > 5 else ''})."), stacklevel=3)
 
 
-def _crs_name(crs) -> str:
+def crs_label(crs) -> str:
     """``EPSG:4326, WGS 84``: the code (if any) and the name of the CRS."""
     import re
     try:
@@ -355,7 +355,7 @@ def _crs_name(crs) -> str:
     return ", ".join(parts) or "an unnamed CRS"
 
 
-def _range_text(xy: np.ndarray) -> str:
+def coordinate_range(xy: np.ndarray) -> str:
     if len(xy) == 0:
         return ""
     return (f"x from {xy[:, 0].min():.10g} to {xy[:, 0].max():.10g}, "

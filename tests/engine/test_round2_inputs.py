@@ -263,3 +263,42 @@ def test_composite_api_log_gets_the_warning(tmp_path, plain):
     said = []
     composite([plain, far], str(tmp_path / "o.tif"), log=said.append, workers=1)
     assert any(m.startswith("Warning: 1 of 2 inputs do not overlap") for m in said), said
+
+
+# -- A7: rasters (and grids) whose coordinates are outside their CRS -----------------------------------------
+
+@pytest.fixture
+def metres_in_wgs84(tmp_path):
+    """A raster labelled WGS 84 whose transform is in UTM metres."""
+    return write_raster(tmp_path / "labelled.tif", np.ones(SHAPE, "uint8"), nodata=0, crs="EPSG:4326")
+
+
+@pytest.mark.parametrize("name, grid_from_it", [("composite", False), ("composite", True), ("mosaic", False),
+                                                ("calc", False), ("gapfill", False)])
+def test_a_raster_outside_its_crs_is_one_message(tmp_path, plain, metres_in_wgs84, name, grid_from_it):
+    pair = [metres_in_wgs84, plain] if grid_from_it else [plain, metres_in_wgs84]
+    inputs = [f"A={pair[0]}", f"B={pair[1]}"] if name == "calc" else pair
+    extra = ["-e", "A + B"] if name == "calc" else []
+    code, _, err = cli(name, "-q", *extra, "-o", "o.tif", *inputs, cwd=tmp_path)
+    assert code == 2, err
+    line = one_error_line("\n".join(ln for ln in err.splitlines() if not ln.startswith("Warning: ")))
+    if grid_from_it:      # the grid comes from the mislabelled raster, and the other is moved into it
+        assert "The output grid (500000, 4.9998e+06, 500300, 5e+06) is outside the range of its CRS" in line
+        assert "has a wrong CRS" in line
+    else:
+        assert f"The coordinates of {metres_in_wgs84} are outside the range of its CRS (EPSG:4326, WGS 84" in line
+        assert "x from 500000 to 500300, y from 4999800 to 5000000" in line and "gdal_edit.py -a_srs" in line
+    assert not (tmp_path / "o.tif").exists()
+
+
+def test_a_raster_in_its_own_crs_needs_no_range(tmp_path, metres_in_wgs84):
+    """Nothing is moved between CRSs: the label does not matter, and the run goes on as before."""
+    code, _, err = cli("composite", "-q", "-o", "o.tif", metres_in_wgs84, metres_in_wgs84, cwd=tmp_path)
+    assert code == 0 and err == "", err
+
+
+def test_an_extent_in_metres_with_a_crs_in_degrees(tmp_path, plain):
+    code, _, err = cli("composite", "-q", "--crs", "EPSG:4326", "--extent", "500000", "4999800", "500300", "5000000",
+                       "--cell-size", "10", "-o", "o.tif", plain, cwd=tmp_path)
+    assert code == 2
+    assert "The output grid (500000, 4.9998e+06, 500300, 5e+06) is outside the range of its CRS" in one_error_line(err)
