@@ -17,7 +17,8 @@ import sys
 import time
 from typing import Any, Callable, Optional, Sequence
 
-from ..errors import TilewiseError
+from ..errors import ParameterError, TilewiseError
+from ..io.names import NameAliases, shown, undecodable
 from ..runtime.lifeline import Stopped, stop_on_signals, stopped_by
 from ..runtime.phases import format_phases, merge
 
@@ -34,11 +35,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class Progress:
-    """A progress bar on stderr (tqdm if installed), and the log lines between its updates."""
+WARNING = "Warning: "
 
-    def __init__(self, quiet: bool) -> None:
+
+def is_warning(message: str) -> bool:
+    """A log line that says something the user must hear (an input dropped, little disk space...):
+    it is printed even with ``-q``, which hides progress, not what happened to the data."""
+    return message.startswith(WARNING)
+
+
+def quiet_log(quiet: bool) -> Callable[[str], None]:
+    """A log callback printing to stderr: with ``quiet``, only the warnings."""
+    def log(message: str) -> None:
+        if not quiet or is_warning(message):
+            print(message, file=sys.stderr, flush=True)
+    return log
+
+
+class Progress:
+    """A progress bar on stderr (tqdm if installed), and the log lines between its updates
+    (with ``quiet``: no bar, and only the warnings)."""
+
+    def __init__(self, quiet: bool, show: Callable[[str], str] = shown) -> None:
         self.quiet = quiet
+        self.show = show            # a message as the user should read it (their own file names)
         self.bar = None
 
     def __call__(self, done: int, total: int) -> None:
@@ -56,8 +76,9 @@ class Progress:
             print(f"\r{done}/{total} tiles", end="", file=sys.stderr, flush=True)
 
     def log(self, message: str) -> None:
-        if self.quiet:
+        if self.quiet and not is_warning(message):
             return
+        message = self.show(message)
         if self.bar:
             self.bar.write(message, file=sys.stderr)
         else:
@@ -72,7 +93,7 @@ class Progress:
 
 def run_with_progress(fn: Callable[..., Any], args: argparse.Namespace, *positional: Any, **kwargs: Any) -> Any:
     """``fn(*positional, **kwargs)`` with the progress bar and log of :class:`Progress`."""
-    progress = Progress(args.quiet)
+    progress = Progress(args.quiet, getattr(args, "shown", shown))
     called = time.perf_counter()
     try:
         report = fn(*positional, progress=progress, log=progress.log, **kwargs)
@@ -109,20 +130,55 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         args.scenes = list(args.scenes) + extra
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    aliases = NameAliases()
+    args.shown = aliases.shown
     with stop_on_signals() as seen:     # SIGTERM and SIGHUP stop a run as Ctrl+C does
         try:
             try:
+                alias_arguments(args, aliases)
                 code = args.run(args)
                 if getattr(args, "debug_line", None):
                     print(args.debug_line, file=sys.stderr, flush=True)
                 return code
             except TilewiseError as exc:
                 if seen["signal"] is None:
-                    print(f"tilewise: error: {exc}", file=sys.stderr)
+                    print(f"tilewise: error: {aliases.shown(str(exc))}", file=sys.stderr)
                     return 2
                 raise Stopped(seen["signal"]) from None   # e.g. workers stopped by the same signal
+            except UnicodeEncodeError as exc:    # a name not in UTF-8 that no alias stands for
+                print(f"tilewise: error: {not_utf8(shown(str(exc.object)))}", file=sys.stderr)
+                return 2
         except KeyboardInterrupt as exc:
             return _stopped(args, stopped_by(exc, seen) or "Ctrl+C", getattr(exc, "signum", None))
+
+
+#: Arguments that name outputs (GDAL cannot write a name that is not UTF-8), and lists of inputs
+#: the commands expand as glob patterns; and arguments that are not local file names.
+OUTPUT_ARGUMENTS = ("output", "plot", "stac_output")
+EXPANDED_ARGUMENTS = ("inputs", "mask_layers", "scenes")
+NOT_FILES = ("run", "command", "shown", "url", "stac", "header", "expression", "dates", "target_dates")
+
+
+def not_utf8(name: str, what: str = "name") -> str:
+    return (f"The {what} {name} is not valid UTF-8 (it holds a byte of another encoding, e.g. Latin-1, "
+            "shown as \ufffd) and GDAL cannot use it. Rename it in UTF-8 (e.g. convmv -f latin1 -t utf-8 "
+            "--notest FILE).")
+
+
+def alias_arguments(args: argparse.Namespace, aliases: NameAliases) -> None:
+    """Input files whose names are not UTF-8 replaced by aliases GDAL can open (:mod:`..io.names`);
+    an output name that is not UTF-8 refused."""
+    for name in OUTPUT_ARGUMENTS:
+        value = getattr(args, name, None)
+        if isinstance(value, str) and undecodable(value):
+            raise ParameterError(not_utf8(shown(value), "output name"))
+    for name, value in vars(args).items():
+        if name in NOT_FILES or name in OUTPUT_ARGUMENTS or value is None:
+            continue
+        setattr(args, name, aliases.alias_values(value, expand=name in EXPANDED_ARGUMENTS))
+    if aliases.aliases and getattr(args, "scheduler", None):
+        raise ParameterError(f"{not_utf8(shown(next(iter(aliases.aliases.values()))), 'input name')} The workers of a Dask "
+                             "cluster cannot open it under another name.")
 
 
 def _stopped(args: argparse.Namespace, how: str, signum: Optional[int]) -> int:

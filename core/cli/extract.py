@@ -24,6 +24,9 @@ def add_commands(sub) -> None:
     c.add_argument("inputs", nargs="+", help="input rasters or quoted glob patterns")
     c.add_argument("-z", "--zones", required=True, help="vector file of points, lines or polygons (any CRS)")
     c.add_argument("--layer", help="layer of the zones file (default its first)")
+    c.add_argument("--zones-crs", metavar="CRS",
+                   help="the zones' CRS instead of the file's (e.g. EPSG:32633 for a shapefile whose .prj is "
+                        "missing or wrong)")
     c.add_argument("--id-field", help="field carried into the output as the id (default the feature id)")
     c.add_argument("-s", "--stats", default="mean", metavar="LIST",
                    help=f"comma-separated: {', '.join(EXTRACT_STATISTICS)} (default mean)")
@@ -60,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
         geometry_mode=args.geometry_mode, window=args.window, min_valid_fraction=args.min_valid_fraction,
         bands=args.bands, input_nodata=args.input_nodata, scale=args.scale, offset=args.offset,
         **mask_kwargs(args), dates=args.dates, id_field=args.id_field,
-        layer=args.layer, layout=args.layout, output_plot=args.plot, **run_kwargs(args))
+        layer=args.layer, zones_crs=args.zones_crs, layout=args.layout, output_plot=args.plot, **run_kwargs(args))
     reused = f" ({report.reused} reused)" if report.reused else ""
     print(f"{report.output}: {report.rows} rows, {report.tiles} tiles{reused} on {report.workers} workers "
           f"in {report.seconds:.2f} s")

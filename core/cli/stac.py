@@ -83,10 +83,8 @@ def search_kwargs(args: argparse.Namespace) -> dict:
 
 def _log(quiet: bool):
     """Log lines on stderr; when quiet, the warnings only (items or pages left out are not progress)."""
-    def log(message: str) -> None:
-        if not quiet or message.startswith("Warning: "):
-            print(message, file=sys.stderr)
-    return log
+    from . import quiet_log
+    return quiet_log(quiet)
 
 
 def run_stac(args: argparse.Namespace) -> int:

@@ -18,9 +18,10 @@ from rasterio.crs import CRS
 from rasterio.warp import transform_bounds
 
 from ..runtime.diskspace import human_size
-from ..errors import GridError, TilewiseWarning
+from ..errors import GridError, InputError, TilewiseWarning
 from ..grid import Grid
 from .sources import RasterInfo
+from .vector import GEOGRAPHIC_RANGE, MAX_LATITUDE, MAX_LONGITUDE, coordinate_range, crs_label
 
 Bounds = Tuple[float, float, float, float]
 
@@ -38,11 +39,56 @@ def raster_bounds(info: RasterInfo) -> Bounds:
     return (min(xs), min(ys), max(xs), max(ys))
 
 
+#: How far (in degrees) a geographic raster's edge may pass the poles or +-360 (half a coarse pixel).
+GEOGRAPHIC_MARGIN = 1.0
+
+
+def in_crs_range(bounds: Bounds, crs: Optional[CRS]) -> bool:
+    """False if ``bounds`` cannot be in ``crs``: beyond the poles or +-360 degrees in a geographic CRS
+    (metres in a raster labelled WGS 84). Projected CRSs have no such test here.
+
+    >>> in_crs_range((500000.0, 4999800.0, 500300.0, 5000000.0), CRS.from_epsg(4326))
+    False
+    """
+    if crs is None or not crs.is_geographic:
+        return True
+    xmin, ymin, xmax, ymax = bounds
+    return (max(abs(xmin), abs(xmax)) <= MAX_LONGITUDE + GEOGRAPHIC_MARGIN and
+            max(abs(ymin), abs(ymax)) <= MAX_LATITUDE + GEOGRAPHIC_MARGIN)
+
+
+def check_crs_range(info: RasterInfo) -> None:
+    """:class:`InputError` for a raster whose bounds are outside the range of its (geographic) CRS:
+    it cannot be moved to another CRS (PROJ: Invalid latitude), and its CRS is most likely wrong."""
+    crs = CRS.from_user_input(info.crs) if info.crs else None
+    bounds = raster_bounds(info)
+    if in_crs_range(bounds, crs):
+        return
+    xy = np.array([bounds[:2], bounds[2:]], float)
+    raise InputError(f"The coordinates of {info.path} are outside the range of its CRS ({crs_label(crs)}: "
+                     f"{GEOGRAPHIC_RANGE}): {coordinate_range(xy)} They look like metres or feet: the raster's "
+                     "CRS is probably wrong. Check it and assign the right one (in QGIS: Layer Properties > "
+                     "Source > Assigned Coordinate Reference System; or gdal_edit.py -a_srs EPSG:... FILE).")
+
+
+def check_grid_range(grid: Grid) -> None:
+    """:class:`GridError` for an output grid outside the range of its (geographic) CRS: e.g. an extent
+    in metres with a CRS in degrees."""
+    crs = CRS.from_user_input(grid.crs) if grid.crs else None
+    if in_crs_range(grid.bounds, crs):
+        return
+    raise GridError(f"The output grid {_describe(grid)} is outside the range of its CRS ({crs_label(crs)}: "
+                    f"{GEOGRAPHIC_RANGE}): the layer it comes from (the reference, by default the first input) "
+                    "has a wrong CRS, or the extent is not in the units of the target CRS. Check them.")
+
+
 def footprint(info: RasterInfo, target: Optional[CRS]) -> Bounds:
-    """The bounds of ``info`` in the ``target`` CRS (its own bounds if either has no CRS)."""
+    """The bounds of ``info`` in the ``target`` CRS (its own bounds if either has no CRS); an
+    :class:`InputError` if its bounds are outside the range of its CRS (:func:`check_crs_range`)."""
     src_crs = CRS.from_user_input(info.crs) if info.crs else None
     if src_crs is None or target is None or src_crs == target:
         return raster_bounds(info)
+    check_crs_range(info)
     return tuple(transform_bounds(src_crs, target, *raster_bounds(info), densify_pts=21))  # type: ignore
 
 
@@ -53,8 +99,13 @@ def meets(a: Bounds, b: Bounds) -> bool:
 
 def overlaps_grid(info: RasterInfo, grid: Grid) -> bool:
     """True if ``info`` covers some of ``grid``; True as well when that cannot be told (a CRS
-    transformation that fails both ways): the run then decides as before."""
+    transformation that fails both ways): the run then decides as before. An input or a grid
+    outside the range of its CRS is an error (:func:`check_crs_range`, :func:`check_grid_range`)."""
     target = CRS.from_user_input(grid.crs) if grid.crs else None
+    src_crs = CRS.from_user_input(info.crs) if info.crs else None
+    if src_crs is not None and target is not None and src_crs != target:   # to be moved: it must fit its CRS
+        check_crs_range(info)
+        check_grid_range(grid)
     try:
         box = footprint(info, target)
         if all(map(math.isfinite, box)):

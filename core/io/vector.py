@@ -248,11 +248,14 @@ def same_crs(a: Optional[str], b: Optional[str]) -> bool:
         return False
 
 
-def reproject(geoms: np.ndarray, src_crs: Optional[str], dst_crs: Optional[str]) -> np.ndarray:
+def reproject(geoms: np.ndarray, src_crs: Optional[str], dst_crs: Optional[str],
+              source: str = "zones") -> np.ndarray:
     """Geometries from ``src_crs`` to ``dst_crs`` (vertex by vertex, with GDAL through rasterio).
 
-    Vertices that cannot be transformed become non-finite, and the features
-    holding them are treated as outside every raster.
+    Vertices outside the range of a geographic ``src_crs`` (:func:`out_of_range`), and those PROJ
+    cannot transform, become non-finite: the features holding them are treated as outside every
+    raster (rasterio 1.4 raises for the whole batch when one latitude is out of range, so those are
+    left out of the call). An error names ``source`` if no vertex can be transformed.
     """
     if same_crs(src_crs, dst_crs):
         return np.asarray(geoms, dtype=object)
@@ -262,15 +265,101 @@ def reproject(geoms: np.ndarray, src_crs: Optional[str], dst_crs: Optional[str])
     try:
         src, dst = CRS.from_user_input(src_crs), CRS.from_user_input(dst_crs)
     except CRSError as exc:
-        raise InputError(f"Cannot reproject the zones from {src_crs!r} to {dst_crs!r}: {exc}") from None
+        raise InputError(f"Cannot reproject the zones {source} from {src_crs!r} to {dst_crs!r}: {exc}") from None
 
     def move(xy: np.ndarray) -> np.ndarray:
-        if len(xy) == 0:
-            return xy
+        out = np.full(xy.shape, np.nan)
+        ok = np.all(np.isfinite(xy), axis=1)
+        if src.is_geographic:
+            ok &= ~out_of_range(xy)
+        if not ok.any():
+            return out
+        try:
+            out[ok] = transformed(xy[ok])
+        except Exception:                               # noqa: BLE001 - PROJ refuses the batch: vertex by vertex
+            failure = None
+            for i in np.flatnonzero(ok):
+                try:
+                    out[i] = transformed(xy[i:i + 1])
+                except Exception as exc:                # noqa: BLE001
+                    failure = failure or exc
+            if not np.isfinite(out).any():
+                raise InputError(f"Cannot move the zones {source} from their CRS ({crs_label(src)}) to the "
+                                 f"rasters' ({crs_label(dst)}): {failure}. {coordinate_range(xy[ok])} Check "
+                                 "that the zones layer has the right CRS.") from None
+        return out
+
+    def transformed(xy: np.ndarray) -> np.ndarray:
         with np.errstate(all="ignore"):
             xs, ys = transform(src, dst, xy[:, 0], xy[:, 1])
         return np.column_stack([np.asarray(xs, np.float64), np.asarray(ys, np.float64)])
     return shapely.transform(np.asarray(geoms, dtype=object), move)
+
+
+#: Geographic coordinates beyond these are outside any geographic CRS (longitudes 0-360 are accepted).
+MAX_LONGITUDE, MAX_LATITUDE = 360.0, 90.0
+GEOGRAPHIC_RANGE = "a geographic CRS, of longitudes -180 to 180 and latitudes -90 to 90"
+
+
+def out_of_range(xy: np.ndarray) -> np.ndarray:
+    """True for ``(longitude, latitude)`` rows that no geographic CRS holds.
+
+    >>> out_of_range(np.array([[15.0, 45.0], [500000.0, 4999950.0]])).tolist()
+    [False, True]
+    """
+    with np.errstate(invalid="ignore"):
+        return (np.abs(xy[:, 0]) > MAX_LONGITUDE) | (np.abs(xy[:, 1]) > MAX_LATITUDE)
+
+
+def check_zone_coordinates(zones: Zones, crs: Optional[str] = None) -> None:
+    """Refuse zones whose coordinates are all outside the range of their CRS (``crs``, else their own):
+    e.g. metres in a layer whose .prj says WGS 84. Warn when only some features are."""
+    crs = crs or zones.crs
+    if not crs or len(zones) == 0:
+        return
+    from rasterio.crs import CRS
+    try:
+        parsed = CRS.from_user_input(crs)
+    except Exception:                                   # noqa: BLE001 - an unknown CRS is reported on reprojection
+        return
+    if not parsed.is_geographic:
+        return
+    xy, index = shapely.get_coordinates(zones.geometry, return_index=True)
+    finite = np.all(np.isfinite(xy), axis=1)
+    bad = out_of_range(xy) & finite
+    if not bad.any():
+        return
+    if bad.sum() == finite.sum():
+        raise InputError(f"The coordinates of the zones layer {zones.source} are outside the range of its CRS "
+                         f"({crs_label(parsed)}: {GEOGRAPHIC_RANGE}): {coordinate_range(xy[finite])} They look like metres or feet: the layer's CRS (e.g. its "
+                         ".prj file) is probably wrong. Check it and assign the right CRS (in QGIS: Layer "
+                         "Properties > Source > Assigned Coordinate Reference System; on the command line: "
+                         "--zones-crs EPSG:...).")
+    features = np.unique(index[bad])
+    warnings.warn(TilewiseWarning(
+        f"{len(features)} of {len(zones)} features of the zones layer {zones.source} have coordinates outside the "
+        f"range of its CRS ({crs_label(parsed)}, geographic): they are treated as outside every raster "
+        f"({zones.id_name} {', '.join(str(v) for v in zones.ids[features[:5]])}"
+        f"{'...' if len(features) > 5 else ''})."), stacklevel=3)
+
+
+def crs_label(crs) -> str:
+    """``EPSG:4326, WGS 84``: the code (if any) and the name of the CRS."""
+    import re
+    try:
+        epsg = crs.to_epsg()
+        found = re.match(r'\s*\w+\[\s*"([^"]+)"', crs.to_wkt())
+    except Exception:                                   # noqa: BLE001 - a name is only for the message
+        return "an unnamed CRS"
+    parts = ([f"EPSG:{epsg}"] if epsg else []) + ([found.group(1)] if found else [])
+    return ", ".join(parts) or "an unnamed CRS"
+
+
+def coordinate_range(xy: np.ndarray) -> str:
+    if len(xy) == 0:
+        return ""
+    return (f"x from {xy[:, 0].min():.10g} to {xy[:, 0].max():.10g}, "
+            f"y from {xy[:, 1].min():.10g} to {xy[:, 1].max():.10g}.")
 
 
 # -- tables -------------------------------------------------------------------------------------------------

@@ -271,9 +271,11 @@ def test_run_errors(series, fields):
         extract_stats(series, fields, bands=[3])
     with pytest.raises(ParameterError, match="one date per raster"):
         extract_stats(series, fields, dates=["2020-01-01"])
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
         extract_stats(series[:1], fields, bands=[1])
+    assert [str(w.message) for w in seen] == [          # the field left outside on purpose, and nothing else
+        f"1 of 3 features of the zones layer {fields} lie outside every raster: their values are null (feature_id 3)."]
 
 
 def test_dates_come_from_the_names_before_dates_with_a_warning(series, fields):

@@ -235,3 +235,59 @@ def test_a_crs_set_in_qgis_on_a_shapefile_without_prj(scenes, tmp_path):
     run(ALG, {"INPUT": paths[1:], "ZONES": zones, "LAYOUT": 1, "OUTPUT": str(out)})
     _, rows = read_long(out)
     assert [r["value"] for r in rows] == pytest.approx([float(arrays[1][r, c]) for r, c in cells], rel=1e-7)
+
+
+def test_zones_outside_every_raster_are_a_warning_in_the_log(scenes, tmp_path):
+    """Issue 26 A8: a table of nulls does not pass for a result: the warning reaches the feedback."""
+    from twtest import messages
+    paths, _ = scenes
+    away = point_layer([(UTM33_10M[0] - 5000, UTM33_10M[3] + 5000), (UTM33_10M[0] + 90000, UTM33_10M[3])])
+    feedback = messages()
+    out = tmp_path / "ts.gpkg"
+    run(ALG, {"INPUT": paths, "ZONES": away, "LAYOUT": 1, "OUTPUT": str(out)}, feedback=feedback)
+    said = [w for w in feedback.warnings if "features of the zones layer" in w]
+    assert len(said) == 1 and said[0].startswith("Warning: None of the 2 features of the zones layer ") and \
+        "lies on any of the 2 rasters: every value of the output is null." in said[0], feedback.warnings
+    _, rows = read_long(out)
+    assert len(rows) == 4 and all(r["value"] is None for r in rows)
+
+
+def test_some_zones_outside_say_how_many(scenes, tmp_path):
+    from twtest import messages
+    paths, _ = scenes
+    zones = point_layer([(UTM33_10M[0] + 15, UTM33_10M[3] - 15), (UTM33_10M[0] - 5000, UTM33_10M[3] + 5000)])
+    feedback = messages()
+    run(ALG, {"INPUT": paths, "ZONES": zones, "ID_FIELD": "plot", "OUTPUT": str(tmp_path / "ts.gpkg")},
+        feedback=feedback)
+    said = [w for w in feedback.warnings if "features of the zones layer" in w]
+    assert len(said) == 1 and said[0].startswith("Warning: 1 of 2 features of the zones layer ") and \
+        said[0].endswith("lie outside every raster: their values are null (plot p1)."), feedback.warnings
+
+
+def test_metres_in_a_shapefile_labelled_wgs84_is_one_processing_error(scenes, tmp_path):
+    """Issue 26 A7: a .prj that says WGS 84 on UTM metres gives a message naming the layer, not PROJ's traceback."""
+    from osgeo import ogr, osr
+    from qgis.core import QgsProcessingException
+    paths, _ = scenes
+    shp = str(tmp_path / "fields.shp")
+    wgs84 = osr.SpatialReference()
+    wgs84.ImportFromEPSG(4326)
+    ds = ogr.GetDriverByName("ESRI Shapefile").CreateDataSource(shp)
+    layer = ds.CreateLayer("fields", wgs84, ogr.wkbPolygon)
+    x0, y1 = UTM33_10M[0], UTM33_10M[3]
+    f = ogr.Feature(layer.GetLayerDefn())
+    f.SetGeometry(ogr.CreateGeometryFromWkt(f"POLYGON (({x0 + 20} {y1 - 20}, {x0 + 120} {y1 - 20}, {x0 + 120} "
+                                            f"{y1 - 120}, {x0 + 20} {y1 - 120}, {x0 + 20} {y1 - 20}))"))
+    layer.CreateFeature(f)
+    f = layer = ds = None
+    zones = QgsVectorLayer(shp, "fields", "ogr")
+    assert zones.isValid() and zones.crs().authid() == "EPSG:4326"
+    out = tmp_path / "ts.gpkg"
+    with pytest.raises(QgsProcessingException) as info:
+        run(ALG, {"INPUT": paths, "ZONES": zones, "OUTPUT": str(out)})
+    message = str(info.value)
+    assert "Traceback" not in message and "PROJ" not in message and "Unexpected engine error" not in message, message
+    for part in ("fields.shp", "are outside the range of its CRS", "EPSG:4326", f"x from {x0 + 20:.10g}",
+                 "Assigned Coordinate Reference System"):
+        assert part in message, message
+    assert not out.exists()

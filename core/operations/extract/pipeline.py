@@ -31,11 +31,12 @@ from ...dates import found_date, merge_given, overridden_message, parse_date, ta
 from ...errors import CancelledError, InputError, MaskError, ParameterError, TilewiseWarning
 from ...grid import Grid, Tile, plan_tiles
 from ...kernels.cover import MODE_FRACTIONAL, footprint_total, cover_tile
-from ...kernels.footprints import KIND_LINE, KIND_POINT, KIND_POLYGON, Footprints, TileAssignment, assign_tiles, \
+from ...kernels.footprints import KIND_EMPTY, KIND_LINE, KIND_POINT, KIND_POLYGON, Footprints, TileAssignment, assign_tiles, \
     footprints_from_pixels, to_pixel_space
 from .layout import build_table
 from .spec import COVERAGES, POINT_METHODS, ExtractSpec
-from ...io.vector import Samples, Table, Zones, make_samples, read_zones, reproject, same_crs, to_date64, write_table
+from ...io.vector import Samples, Table, Zones, check_zone_coordinates, make_samples, read_zones, reproject, same_crs, \
+    to_date64, write_table
 from ...kernels.zonal import TilePart, ZoneMerger, ZoneStats, reduce_tile
 from ...masks import QaMask, plan_qa_mask, qa_mask
 
@@ -161,6 +162,8 @@ def plan_extraction(rasters: Sequence[str], zones: Union[str, Zones], spec: Opti
     infos = [describe_raster(p) for p in rasters]
     sources = tuple(RasterSource(i.path, source_name(i.path), i.count, i.nodata, i.crs, tuple(i.transform),
                                  i.width, i.height, tuple(i.dtypes)) for i in infos)
+    if any(not same_crs(zones.crs, s.crs) for s in sources):   # rasters in its own CRS need no range
+        check_zone_coordinates(zones)
     masks = tuple(mask_layers or ())
     mask = _plan_mask(sources, infos, mask_band, masks, mask_values, mask_bits, mask_preset)
     band_list = _bands(sources, bands, mask_band)
@@ -169,10 +172,35 @@ def plan_extraction(rasters: Sequence[str], zones: Union[str, Zones], spec: Opti
     if not zones.crs:
         warnings.warn(f"The zones layer {zones.source} has no CRS; its coordinates are taken to be in each "
                       "raster's CRS.", TilewiseWarning, stacklevel=2)
-    groups = tuple(_plan_group(sources, members, samples, zones.crs, spec, tile_size)
+    groups = tuple(_plan_group(sources, members, samples, zones.crs, spec, tile_size, zones.source)
                    for members in _group_by_grid(sources))
+    warn_outside(zones, samples, groups, len(sources))
     return ExtractPlan(sources, date_array, band_list, spec, zones, samples, groups, int(tile_size),
                        input_nodata, scale, offset, mask_band, masks, mask, bool(moments))
+
+
+def warn_outside(zones: Zones, samples: Samples, groups: Sequence[GridGroup], n_rasters: int) -> None:
+    """Warn when features lie outside every raster: their values are null, and a table of nulls
+    should not pass for a result."""
+    touched = np.zeros(len(samples), bool)
+    for group in groups:
+        touched |= group.assignment.parts > 0
+    inside = np.zeros(len(zones), bool)
+    inside[samples.feature[touched]] = True
+    outside = np.flatnonzero(~inside & (zones.kinds != KIND_EMPTY))
+    shaped = int(np.count_nonzero(zones.kinds != KIND_EMPTY))
+    if len(outside) == 0:
+        return
+    rasters = "the raster" if n_rasters == 1 else f"any of the {n_rasters} rasters"
+    if len(outside) == shaped:
+        message = (f"None of the {shaped} features of the zones layer {zones.source} lies on {rasters}: every "
+                   "value of the output is null. Check that the zones and the rasters cover the same area, and "
+                   "that the zones layer has the right CRS.")
+    else:
+        shown = ", ".join(str(v) for v in zones.ids[outside[:5]])
+        message = (f"{len(outside)} of {shaped} features of the zones layer {zones.source} lie outside every "
+                   f"raster: their values are null ({zones.id_name} {shown}{'...' if len(outside) > 5 else ''}).")
+    warnings.warn(TilewiseWarning(message), stacklevel=3)
 
 
 def _plan_mask(sources: Sequence[RasterSource], infos, mask_band: Optional[int], masks: Tuple[str, ...],
@@ -274,13 +302,13 @@ def _group_by_grid(sources: Sequence[RasterSource]) -> List[Tuple[int, ...]]:
 
 
 def _plan_group(sources: Sequence[RasterSource], members: Tuple[int, ...], samples: Samples,
-                zones_crs: Optional[str], spec: ExtractSpec, tile_size: int) -> GridGroup:
+                zones_crs: Optional[str], spec: ExtractSpec, tile_size: int, source: str = "zones") -> GridGroup:
     first = sources[members[0]]
     grid = Grid(first.crs, tuple(first.transform), first.width, first.height)  # type: ignore[arg-type]
     if not first.crs and zones_crs:
         warnings.warn(f"{first.path} has no CRS; the zones are taken to be in its coordinates.",
                       TilewiseWarning, stacklevel=3)
-    moved = reproject(samples.geometry, zones_crs, first.crs or zones_crs)
+    moved = reproject(samples.geometry, zones_crs, first.crs or zones_crs, source)
     pixels = to_pixel_space(moved, first.transform)
     # Samples far from this raster are left out of its footprints: with many grids (scenes of
     # different extents) each group holds only the geometry it can see.
