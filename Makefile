@@ -17,7 +17,8 @@ PLUGINS := $(BUILD)/plugins
 STAMPS := $(BUILD)/stamps
 APT_PACKAGES := qgis qgis-providers python3-qgis python3-gdal gdal-bin python3-pytest python3-venv python3-pip
 # The remote-input tests serve COGs with a real web server; they start it themselves on 127.0.0.1.
-TEST_APT_PACKAGES := nginx
+# The extraction's HTML plot is loaded in headless Chromium (tests/engine/test_plot.py).
+TEST_APT_PACKAGES := nginx chromium
 NGINX := $(firstword $(wildcard /usr/sbin/nginx /usr/local/sbin/nginx) $(shell command -v nginx 2>/dev/null))
 QGIS_PROFILE ?= $(HOME)/.local/share/QGIS/QGIS3/profiles/default
 INSTALL_VENV ?= $(HOME)/.local/share/tilewise/venv
@@ -54,11 +55,11 @@ $(STAMPS)/system:
 	fi
 	@touch $@
 
-# nginx, for the remote-input tests, installed without starting its system service (policy-rc.d says no).
-$(STAMPS)/nginx:
+# nginx (remote-input tests) and chromium (the plot's test), without starting nginx's service (policy-rc.d says no).
+$(STAMPS)/nginx: Makefile
 	@mkdir -p $(STAMPS)
-	@if [ -z "$(NGINX)" ]; then \
-	  echo ">> installing nginx for the remote-input tests (its system service is not started)"; \
+	@if [ -z "$(NGINX)" ] || ! command -v chromium >/dev/null 2>&1; then \
+	  echo ">> installing $(TEST_APT_PACKAGES) for the tests (nginx's system service is not started)"; \
 	  $(SUDO) apt-get update -qq; \
 	  if [ -e /usr/sbin/policy-rc.d ]; then \
 	    DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends $(TEST_APT_PACKAGES); \

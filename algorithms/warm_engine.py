@@ -15,6 +15,12 @@ job after job on its stdin.
   engine: no run sees another's state.
 - It ends with QGIS (its stdin closes, and on Linux the kernel signals it), on :func:`shutdown` (plugin
   unload) and after the idle timeout.
+- It outlives the thread that ran the algorithm. A dialog runs it on a QThreadPool thread, which ends half
+  a minute after its task, and Linux sends the parent-death signal (``PR_SET_PDEATHSIG``, see
+  ``core/runtime/lifeline.py``) when the *thread* that started a process ends, not the whole process. So
+  engines are started by one thread of their own that lives as long as QGIS (:func:`_start`).
+- An engine that ends by itself (idle timeout, killed from outside) is waited for at once: it never stays
+  ``<defunct>`` under QGIS until the next run.
 """
 
 from __future__ import annotations
@@ -40,6 +46,41 @@ class _Gone(Exception):
     """The engine ended before it accepted the job: the job goes to a new one."""
 
 
+class _Parent:
+    """The thread that starts every warm engine and stays until QGIS exits (see the module's doc)."""
+
+    def __init__(self) -> None:
+        self.requests: "queue.Queue[tuple]" = queue.Queue()
+        self.thread: Optional[threading.Thread] = None
+        self.lock = threading.Lock()
+
+    def start(self, *args):
+        """:func:`.engine_process.start_engine` ``(*args)``, called on this thread; its result or its error."""
+        with self.lock:
+            if self.thread is None or not self.thread.is_alive():
+                self.thread = threading.Thread(target=self._serve, name="tilewise-engine-parent", daemon=True)
+                self.thread.start()
+        answer: dict = {}
+        done = threading.Event()
+        self.requests.put((args, answer, done))
+        done.wait()
+        if "error" in answer:
+            raise answer["error"]
+        return answer["proc"]
+
+    def _serve(self) -> None:
+        while True:
+            args, answer, done = self.requests.get()
+            try:
+                answer["proc"] = start_engine(*args)
+            except BaseException as exc:  # handed to the caller
+                answer["error"] = exc
+            done.set()
+
+
+_start = _Parent().start
+
+
 class WarmEngine:
     """One engine process serving jobs, started with ``python`` and the environment ``env``."""
 
@@ -47,7 +88,7 @@ class WarmEngine:
         self.python, self.env, self.idle_seconds = python, env, idle_seconds
         self.home = tempfile.mkdtemp(prefix="tilewise-engine-")  # its working folder
         try:
-            self.proc = start_engine(python, ["--serve", str(idle_seconds)], env, self.home)
+            self.proc = _start(python, ["--serve", str(idle_seconds)], env, self.home)
         except BaseException:
             shutil.rmtree(self.home, ignore_errors=True)
             raise
@@ -56,6 +97,12 @@ class WarmEngine:
         for target, args in ((_read_events, (self.proc.stdout, self.events)),
                              (_read_lines, (self.proc.stderr, self.stderr))):
             threading.Thread(target=target, args=args, name="tilewise-warm-engine", daemon=True).start()
+        threading.Thread(target=self._reap, name="tilewise-warm-engine-reaper", daemon=True).start()
+
+    def _reap(self) -> None:
+        """Wait for the engine's end, whenever and however it comes, so that it leaves no zombie."""
+        self.proc.wait()
+        shutil.rmtree(self.home, ignore_errors=True)
 
     @property
     def pid(self) -> int:

@@ -236,3 +236,42 @@ def test_python_api_keeps_one_pool_between_runs(scenes, tmp_path):
     for r in (a, b):
         out = read_raster(r.output)[0][0]
         np.testing.assert_array_equal(out, expected.astype(out.dtype))
+
+
+def run_on_a_thread_that_ends(job):
+    """``run_warm`` on a thread of its own that ends after the run, as a QGIS dialog's task runs on a pool
+    thread that ends after a while; returns (report, that thread's native id)."""
+    out = {}
+
+    def target():
+        out["tid"] = threading.get_native_id()
+        out["report"] = warm_engine.run_warm(job, PYTHON, 600.0)
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join(300)
+    return out["report"], out["tid"]
+
+
+def test_runs_from_threads_that_end_keep_one_engine(scenes, tmp_path):
+    """Linux sends the parent-death signal when the *thread* that started a process ends: the engine must not
+    be started by the run's thread, or it dies with it."""
+    paths, stack = scenes
+    pids = []
+    for k in range(3):
+        report, tid = run_on_a_thread_that_ends(median_job(paths, tmp_path / f"t{k}.tif", tile_size=32))
+        np.testing.assert_array_equal(read_raster(report["output"])[0][0], np.median(stack, axis=0))
+        assert not os.path.exists(f"/proc/self/task/{tid}")          # the run's thread is gone
+        pids.append(warm_engine.current().pid if warm_engine.current() else None)
+    assert pids == pids[:1] * 3, pids
+    assert psutil.Process(pids[0]).status() != psutil.STATUS_ZOMBIE
+
+
+def test_an_engine_that_ends_by_itself_is_waited_for_at_once(scenes, tmp_path):
+    """Ended by its idle timeout, it is not left a zombie (``<defunct>``) until the next run."""
+    paths, _ = scenes
+    warm_engine.run_warm(median_job(paths, tmp_path / "a.tif", tile_size=32), PYTHON, 3.0)
+    pid = warm_engine._ENGINE.pid          # (not current(): its poll() would wait for the engine itself)
+    deadline = time.monotonic() + 90
+    while psutil.pid_exists(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not psutil.pid_exists(pid), f"engine {pid} is still there: {psutil.Process(pid).status()}"
