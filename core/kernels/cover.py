@@ -28,12 +28,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numba
 import numpy as np
 
 from .footprints import KIND_LINE, KIND_POINT, KIND_POLYGON, Footprints
+from .jit import jit
 
-jit = numba.njit(nogil=True, cache=True)
 
 MODE_CENTRE, MODE_ALL_TOUCHED, MODE_FRACTIONAL = 0, 1, 2
 METHOD_NEAREST, METHOD_BILINEAR = 0, 1

@@ -20,13 +20,13 @@ from ..errors import ParameterError
 from ..dates import dates_from_days
 from ..operations.gapfill import FLAG_EDGE, FLAG_INTERPOLATED, FLAG_MISSING, FLAG_OBSERVED, FLAG_SEASONAL, GapfillOptions, \
     season_table, target_days
-from .reducers import _median, jit, pjit  # the engine's numba options; numpy's median by quickselect
+from .jit import compiled_and_loaded, inline_jit, jit, pjit  # the engine's numba options
+from .reducers import _median  # numpy's median by quickselect
 
 _CHUNK = 256  # pixels per chunk: its (targets x pixels) index array stays in cache
 _LINEAR, _NEAREST, _PREVIOUS, _NEXT, _SEASONAL = range(5)
 
-# The per-value fill is inlined into the kernel's loop (numba IR inlining): 3-4x faster than a call.
-inline_jit = numba.njit(nogil=True, cache=True, inline="always")
+# The per-value fill is inlined into the kernel's loop (numba IR inlining, inline_jit): 3-4x faster than a call.
 
 
 @jit
@@ -218,10 +218,9 @@ def warm_up(group: str = "gap filling") -> Tuple[int, int]:
     """Compile the gap-filling kernel for float32 and float64 stacks into numba's cache, or load it;
     return ``(compiled, loaded from the cache)``, counted in specializations."""
     from ..operations.gapfill import plan_gapfill
-    kernels = (_gapfill_kernel,)
-    before = [(sum(k.stats.cache_misses.values()), sum(k.stats.cache_hits.values())) for k in kernels]
-    for dtype in (np.float32, np.float64):
-        stack = np.array([[1.0, np.nan], [np.nan, 2.0], [3.0, np.nan]], dtype)
-        gapfill_stack(stack, [0.0, 10.0, 400.0], plan_gapfill("seasonal", edges=1))
-    after = [(sum(k.stats.cache_misses.values()), sum(k.stats.cache_hits.values())) for k in kernels]
-    return (sum(a[0] - b[0] for a, b in zip(after, before)), sum(a[1] - b[1] for a, b in zip(after, before)))
+
+    def calls() -> None:
+        for dtype in (np.float32, np.float64):
+            stack = np.array([[1.0, np.nan], [np.nan, 2.0], [3.0, np.nan]], dtype)
+            gapfill_stack(stack, [0.0, 10.0, 400.0], plan_gapfill("seasonal", edges=1))
+    return compiled_and_loaded((_gapfill_kernel,), calls)

@@ -17,6 +17,8 @@ def load_group(group: str) -> Tuple[int, int]:
     load them from it: ``(compiled, loaded)``, counted in specializations."""
     if group == WARM_GROUPS[2]:
         from .gapfill import warm_up
+    elif group == WARM_GROUPS[3]:
+        from .zonal import warm_up
     else:
         from .reducers import warm_up
     return warm_up(group)

@@ -11,22 +11,16 @@ from __future__ import annotations
 
 from typing import Optional, Sequence, Tuple
 
-from ..runtime.jitconfig import configure_cache
+from .jit import CACHE_DIR, compiled_and_loaded, jit, pjit  # noqa: F401 (CACHE_DIR: the warm-up reports it)
 
-#: numba's on-disk cache of the compiled kernels: settled before numba is imported (None: no cache).
-CACHE_DIR = configure_cache()
+import numba
+import numpy as np
 
-import numba  # noqa: E402 (after the cache folder is settled)
-import numpy as np  # noqa: E402
-
-from ..errors import ParameterError  # noqa: E402
-from ..vocabulary import REDUCERS  # noqa: E402
-from .statistics import STATISTICS, WARM_GROUPS, check_statistic, integer_range, output_count  # noqa: F401,E402
+from ..errors import ParameterError
+from ..vocabulary import REDUCERS
+from .statistics import STATISTICS, WARM_GROUPS, check_statistic, integer_range, output_count  # noqa: F401
 
 _CHUNK = 1024
-
-jit = numba.njit(nogil=True, cache=CACHE_DIR is not None)
-pjit = numba.njit(nogil=True, cache=CACHE_DIR is not None, parallel=True)
 
 
 @jit
@@ -559,9 +553,7 @@ def _warm_calls(group: str):
 def warm_up(group: str) -> Tuple[int, int]:
     """Compile the kernels of ``group`` (one of :data:`.statistics.WARM_GROUPS`) into numba's cache, or load
     them from it; return ``(compiled, loaded from the cache)``, counted in specializations."""
-    kernels = (_int_order_kernel, _float_order_kernel) + tuple(KERNELS.values())
-    before = [(sum(k.stats.cache_misses.values()), sum(k.stats.cache_hits.values())) for k in kernels]
-    for stack, statistic, qs, value_range in _warm_calls(group):
-        reduce_stack(stack, statistic, qs, value_range)
-    after = [(sum(k.stats.cache_misses.values()), sum(k.stats.cache_hits.values())) for k in kernels]
-    return (sum(a[0] - b[0] for a, b in zip(after, before)), sum(a[1] - b[1] for a, b in zip(after, before)))
+    def calls() -> None:
+        for stack, statistic, qs, value_range in _warm_calls(group):
+            reduce_stack(stack, statistic, qs, value_range)
+    return compiled_and_loaded((_int_order_kernel, _float_order_kernel) + tuple(KERNELS.values()), calls)

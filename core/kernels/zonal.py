@@ -29,14 +29,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
-import numba
 import numpy as np
 
+from .jit import compiled_and_loaded, jit
 from .reducers import _select
 from .statistics import integer_range
 from .cover import Cover
-
-jit = numba.njit(nogil=True, cache=True)
 
 #: GDAL's bilinear interpolation gives no value below this total weight of valid pixels.
 BILINEAR_MIN_WEIGHT = 1e-5
@@ -606,3 +604,38 @@ class ZoneMerger:
         return ZoneStats(mean=null(mean), std=null(std), vmin=null(self.vmin[z]), vmax=null(self.vmax[z]),
                          count=w.copy(), total=null(self.total[z]), n_valid=n.copy(), valid_fraction=fraction,
                          quantiles=np.where(ok[..., None], self.q[z], np.nan), valid=ok)
+
+
+# -- warming numba's cache -----------------------------------------------------------------------------------
+
+#: The types a raster's values come in (rasterio reads GDAL's types as these; several bands in their common
+#: type): the reduction has one specialization each; scaled or offset values come as float64.
+VALUE_TYPES = ("uint8", "int8", "uint16", "int16", "uint32", "int32", "int64", "float32", "float64")
+
+
+def warm_up(group: str = "extraction") -> Tuple[int, int]:
+    """Compile the extraction's kernels (the cover of points, lines and polygons, the reduction of each
+    value type, the merged quantiles) into numba's cache, or load them; return ``(compiled, loaded from
+    the cache)``, counted in specializations."""
+    import shapely
+
+    from .cover import MODE_FRACTIONAL, _cover_kernel, cover_tile, footprint_total
+    from .footprints import footprints_from_pixels
+
+    def calls() -> None:
+        shapes = [shapely.box(0.2, 0.3, 2.7, 2.6), shapely.LineString([(0.1, 0.2), (3.6, 2.9)]), shapely.Point(1.6, 1.4)]
+        fp = footprints_from_pixels(shapes, 4, 4)
+        zones = np.arange(len(shapes), dtype=np.int64)
+        covers = [cover_tile(fp, zones, 0, 0, 4, 4, mode, method, window)
+                  for mode in range(MODE_FRACTIONAL + 1) for method, window in ((0, 1), (1, 1), (0, 3))]
+        footprint_total(fp, zones, MODE_FRACTIONAL, 0, 1)
+        for dtype in VALUE_TYPES:
+            band = np.arange(16, dtype=dtype).reshape(4, 4)
+            valid = band != 5
+            for complete in (True, False):
+                reduce_tile(covers[-1], [(band, valid)], complete=np.full(len(zones), complete),
+                            weighted=np.array([True, False, False]), quantiles=[0.25, 0.5], moments=True)
+        for weighted in (False, True):
+            quantiles_of(np.array([3.0, 1.0, 2.0]), np.array([0.5, 1.0, 1.0]), [0.5], weighted)
+    # the kernels called from Python (the kernels they call compile into them)
+    return compiled_and_loaded((_cover_kernel, _reduce_kernel, _quantiles, _weighted_quantiles), calls)

@@ -162,13 +162,24 @@ def test_a_thread_limit_keeps_numba_config_and_environment_in_agreement(tmp_path
 RUN_EVERY_PATH = """
     import sys
     import numpy as np
+    import pyogrio
+    import shapely
+    from tilewise.core.operations.bandmath import bandmath
     from tilewise.core.operations.composite import composite
+    from tilewise.core.operations.extract.run import extract
     from tilewise.core.operations.gapfill_run import gapfill
     from tilewise.core.operations.mosaic import mosaic
-    from support import write_raster
+    from support import UTM_CRS, write_raster
     folder = sys.argv[1]
     rng = np.random.default_rng(3)
-    for dtype in ("uint8", "uint16", "int16", "int32", "float32", "float64"):
+    # points, a line and polygons (one smaller than a pixel) over the rasters' 300 x 200 m
+    zones = [shapely.Point(500_055, 4_999_945), shapely.Point(500_201, 4_999_877),
+             shapely.LineString([(500_010, 4_999_990), (500_280, 4_999_810)]),
+             shapely.box(500_020, 4_999_900, 500_150, 4_999_960), shapely.box(500_201, 4_999_902, 500_204, 4_999_906)]
+    for kind, part in (("points", zones[:2]), ("lines", zones[2:3]), ("polygons", zones[3:])):
+        pyogrio.raw.write(f"{folder}/{kind}.gpkg", shapely.to_wkb(part), [np.arange(len(part))], ["fid_"],
+                          crs=UTM_CRS, geometry_type=part[0].geom_type, driver="GPKG")
+    for dtype in ("uint8", "int8", "uint16", "int16", "uint32", "int32", "float32", "float64"):
         paths = [write_raster(f"{folder}/{dtype}_2024-05-{10 + i}.tif", (rng.random((20, 30)) * 200).astype(dtype),
                               nodata=0) for i in range(3)]
         for statistic in ("median", "percentile", "mean", "std"):
@@ -178,6 +189,14 @@ RUN_EVERY_PATH = """
             mosaic(paths, f"{folder}/{dtype}_mosaic_{overlap}.tif", overlap=overlap, workers=1)
         for method in ("linear", "seasonal"):
             gapfill(paths, f"{folder}/{dtype}_gapfill_{method}.tif", method, edges=1, workers=1)
+        bandmath({"A": (paths[0], 1), "B": (paths[1], 1)}, "(A - B) / (A + B)", f"{folder}/{dtype}_calc.tif", workers=1)
+        # the kernels specialize on the values' type; the coverage and point method are arguments
+        extract(paths, f"{folder}/points.gpkg", f"{folder}/{dtype}_points.csv", "mean,percentiles",
+                percentiles=[10, 90], point_method="bilinear", tile_size=16, workers=1)
+        extract(paths, f"{folder}/polygons.gpkg", f"{folder}/{dtype}_polygons.csv", "median,std",
+                coverage="fractional", tile_size=16, workers=1)
+    extract(paths, f"{folder}/lines.gpkg", f"{folder}/lines.csv", "median", coverage="all_touched", workers=1)
+    extract(paths, f"{folder}/polygons.gpkg", f"{folder}/scaled.csv", "median", scale=0.5, workers=1)  # float64
     print("ok")
 """
 
@@ -188,7 +207,7 @@ def warm(env) -> dict:
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     events = events_of(proc)
     assert events[-1]["event"] == "done", events
-    assert [(e["done"], e["total"]) for e in events if e["event"] == "progress"] == [(0, 3), (1, 3), (2, 3), (3, 3)]
+    assert [(e["done"], e["total"]) for e in events if e["event"] == "progress"] == [(i, 4) for i in range(5)]
     return events[-1]["report"]
 
 
@@ -202,8 +221,10 @@ def test_the_warm_up_compiles_every_kernel_a_run_uses(tmp_path):
     report = warm(env)
     # the two order-statistic kernels (float32) and every reducer's kernel (float32 and float64; median and
     # percentile take float32 through the order-statistic kernels): 2 + 5 * 2 + 2 specializations; the
-    # gap-filling kernel (float32 and float64): 2
-    assert (report["cache"], report["compiled"], report["loaded"]) == (str(cache), 16, 0)
+    # gap-filling kernel (float32 and float64): 2; the extraction's: the cover, the reduction of each of
+    # 9 value types, the two quantile kernels called from Python (12), and those two once more as the
+    # reduction calls them (2: compiled into the reduction's code, so never loaded on their own)
+    assert (report["cache"], report["compiled"], report["loaded"]) == (str(cache), 16 + 14, 0)
     before = cache_files(cache)
     assert before
     (tmp_path / "runs").mkdir()
@@ -212,9 +233,9 @@ def test_the_warm_up_compiles_every_kernel_a_run_uses(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     assert cache_files(cache) == before, "a run compiled a kernel the warm-up had not"
     again = warm(env)
-    assert (again["compiled"], again["loaded"]) == (0, 16)
+    assert (again["compiled"], again["loaded"]) == (0, 16 + 12)
     warmed = cache_files(cache)
-    assert preload(env) == 16 and cache_files(cache) == warmed
+    assert preload(env) == 16 + 12 and cache_files(cache) == warmed
 
 
 def preload(env) -> int:
