@@ -26,28 +26,28 @@ ENGINE_LAYOUTS = ("wide", "long")
 #: Formats the engine writes that the zones layer can be read from directly (else a temporary GeoPackage).
 ZONE_FORMATS = ["gpkg", "shp", "geojson", "json", "fgb", "sqlite", "gml", "kml", "tab", "csv"]
 
-HELP = """
-<p>Values and statistics of every feature of a vector layer in every raster of a time series, in one
-run on every core: crop monitoring, water quality, field trials.</p>
-<p><b>Points</b> (and, with <i>Geometry mode</i> vertices, the vertices of lines and polygons): the
-pixel that contains the point (nearest) or GDAL's bilinear interpolation; <i>Window</i> n reduces the
-n x n pixels around each point with the statistics.</p>
-<p><b>Polygons and lines</b>: the <i>Statistics</i> of their pixels. <i>Coverage</i>: centre (the pixels
-whose centre is inside, as <code>native:zonalstatisticsfb</code>), all touched, or fractional (each pixel
-weighted by its covered fraction, as exactextract). Below the <i>Minimum valid fraction</i> of a feature's
-footprint with data, its statistics are null.</p>
-<p><b>Dates</b> come from the file names (YYYY-MM-DD, YYYYMMDD, YYYY_MM_DD, YYYY-MM, YYYY_MM), else the
-metadata (TIFFTAG_DATETIME, ACQUISITIONDATETIME), else <i>Dates</i> (one per raster; given, they win),
-else the rasters have none; rows come in date order.</p>
-<p><b>Output</b>: <i>Layout</i> wide gives the features with one field per date x band x statistic (like
-zonal statistics); long gives a table of one row per feature x raster x band with the id, <code>source</code>,
-<code>date</code>, <code>band</code>, <code>value</code> (points) or one column per statistic and
-<code>n_valid</code>. No data is NULL, never a number. GeoPackage or CSV (Parquet is written too, but
-QGIS 3.22 cannot open it). <i>Plot</i>: an HTML chart of each feature's series.</p>
-<p>Zones in any CRS are reprojected to each raster's; rasters may be on different grids. The work runs in
-separate Python processes, tile by tile (each tile read once per raster, features spanning tiles merged
-exactly), so QGIS stays responsive; cancel stops them.</p>
-"""
+HELP = (
+    "<p>Values and statistics of every feature of a vector layer in every raster of a time series, in one run "
+    "on every core: crop monitoring, water quality, field trials.</p>"
+    "<p><b>Points</b> (and, with <i>Geometry mode</i> vertices, the vertices of lines and polygons): the "
+    "pixel that contains the point (nearest) or GDAL's bilinear interpolation; <i>Window</i> n reduces the n "
+    "x n pixels around each point with the statistics.</p>"
+    "<p><b>Polygons and lines</b>: the <i>Statistics</i> of their pixels. <i>Coverage</i>: centre (the pixels "
+    "whose centre is inside, as <code>native:zonalstatisticsfb</code>), all touched, or fractional (each "
+    "pixel weighted by its covered fraction, as exactextract). Below the <i>Minimum valid fraction</i> of a "
+    "feature's footprint with data, its statistics are null.</p>"
+    "<p><b>Dates</b> come from the file names (YYYY-MM-DD, YYYYMMDD, YYYY_MM_DD, YYYY-MM, YYYY_MM), else the "
+    "metadata (TIFFTAG_DATETIME, ACQUISITIONDATETIME), else <i>Dates</i> (one per raster; given, they win), "
+    "else the rasters have none; rows come in date order.</p>"
+    "<p><b>Output</b>: <i>Layout</i> wide gives the features with one field per date x band x statistic (like "
+    "zonal statistics); long gives a table of one row per feature x raster x band with the id, "
+    "<code>source</code>, <code>date</code>, <code>band</code>, <code>value</code> (points) or one column per "
+    "statistic and <code>n_valid</code>. No data is NULL, never a number. GeoPackage or CSV (Parquet is "
+    "written too, but QGIS 3.22 cannot open it). <i>Plot</i>: an HTML chart of each feature's series.</p>"
+    "<p>Zones in any CRS are reprojected to each raster's; rasters may be on different grids. The work runs "
+    "in separate Python processes, tile by tile (each tile read once per raster, features spanning tiles "
+    "merged exactly), so QGIS stays responsive; cancel stops them.</p>"
+)
 
 
 def zones_crs(crs):

@@ -16,29 +16,30 @@ METHOD_LABELS = ["Linear in time (weighted by days)", "Nearest in time", "Previo
 EDGE_LABELS = ["Leave leading and trailing gaps empty", "Nearest valid value"]
 MODES = ["One COG, one band per date", "One COG per date, in a folder"]
 
-HELP = """
-<p>Fills the gaps of a time series (masked clouds and shadows, nodata) per pixel, in time, and writes the
-filled series as a <b>Cloud-Optimized GeoTIFF</b> with one band per date (band names: the ISO dates), in date
-order; or one COG per date in a folder. Observed values pass through unchanged.</p>
-<p><b>Dates</b>: from the file names (YYYY-MM-DD, YYYYMMDD, YYYY_MM_DD, YYYY-MM, YYYY_MM; Sentinel, Landsat and
-MODIS product names are understood), else the metadata (acquisition date), else <i>Dates</i> (one per input,
-in input order; an entry for a file whose name or metadata gives another date is not used, with a warning).
-The input order does not matter.</p>
-<p><b>Method</b>: 0 linear in time, weighted by the days between the observations; 1 nearest in time (the
-earlier at a tie); 2 previous valid value; 3 next valid value; 4 seasonal: the median of the same season
-(<i>Season width</i> days, default 30, centred on the date) in other years (within <i>Years window</i>, 0 for
-all), then linear for what remains.</p>
-<p><b>Maximum gap</b> (days, 0 for no limit): a gap longer than this stays nodata. <b>Edges</b>: gaps before
-the first and after the last observation stay empty (0), or take the nearest valid value (1).</p>
-<p><b>Target dates</b>: empty for the input dates, or a regular series <code>start,step,end</code> (e.g.
-<code>2024-01-01,10,2024-12-31</code>, every 10 days), or a list of dates: the series is resampled in time.</p>
-<p><b>Flags</b> (optional): a uint8 COG with the same bands: 0 observed, 1 interpolated, 2 seasonal,
-3 edge-filled, 255 still missing.</p>
-<p><b>Band</b>: the band to fill (default: the only band that is not the mask band).</p>
-{mask_help}
-<p>Memory is bounded by the tile size times the number of dates; the work runs in separate Python processes,
-so QGIS stays responsive, and cancel writes nothing.</p>
-"""
+HELP = (
+    "<p>Fills the gaps of a time series (masked clouds and shadows, nodata) per pixel, in time, and writes "
+    "the filled series as a <b>Cloud-Optimized GeoTIFF</b> with one band per date (band names: the ISO "
+    "dates), in date order; or one COG per date in a folder. Observed values pass through unchanged.</p>"
+    "<p><b>Dates</b>: from the file names (YYYY-MM-DD, YYYYMMDD, YYYY_MM_DD, YYYY-MM, YYYY_MM; Sentinel, "
+    "Landsat and MODIS product names are understood), else the metadata (acquisition date), else <i>Dates</i> "
+    "(one per input, in input order; an entry for a file whose name or metadata gives another date is not "
+    "used, with a warning). The input order does not matter.</p>"
+    "<p><b>Method</b>: 0 linear in time, weighted by the days between the observations; 1 nearest in time "
+    "(the earlier at a tie); 2 previous valid value; 3 next valid value; 4 seasonal: the median of the same "
+    "season (<i>Season width</i> days, default 30, centred on the date) in other years (within <i>Years "
+    "window</i>, 0 for all), then linear for what remains.</p>"
+    "<p><b>Maximum gap</b> (days, 0 for no limit): a gap longer than this stays nodata. <b>Edges</b>: gaps "
+    "before the first and after the last observation stay empty (0), or take the nearest valid value (1).</p>"
+    "<p><b>Target dates</b>: empty for the input dates, or a regular series <code>start,step,end</code> (e.g. "
+    "<code>2024-01-01,10,2024-12-31</code>, every 10 days), or a list of dates: the series is resampled in "
+    "time.</p>"
+    "<p><b>Flags</b> (optional): a uint8 COG with the same bands: 0 observed, 1 interpolated, 2 seasonal, 3 "
+    "edge-filled, 255 still missing.</p>"
+    "<p><b>Band</b>: the band to fill (default: the only band that is not the mask band).</p>"
+    "{mask_help}"
+    "<p>Memory is bounded by the tile size times the number of dates; the work runs in separate Python "
+    "processes, so QGIS stays responsive, and cancel writes nothing.</p>"
+)
 
 
 class Gapfill(MaskParameters, TilewiseAlgorithm):

@@ -13,19 +13,19 @@ from .parameters import ScalingParameters
 
 INDEX_KEYS = list(INDICES)
 
-INDEX_HELP = """
-<p>A spectral index from a catalogue, on one scene or on a whole time series in one run, tile by tile on
-every core, written as Cloud-Optimized GeoTIFF (Float32).</p>
-<p><b>One scene</b>: give a layer for each band the index needs (BLUE, GREEN, RED, NIR, SWIR1 ~1.6&nbsp;µm,
-SWIR2 ~2.2&nbsp;µm) and its band number; layers may differ and lie on other grids.<br>
-<b>A time series</b>: give the multi-band <i>Scenes</i> instead and the band number of each role; the
-result is one band per scene in one COG, or one COG per scene in a folder (whose layers can feed
-<i>Temporal composite</i> in a model).</p>
-<p>Scale/offset turn scaled integers into reflectance first (EVI and SAVI expect reflectance).
-Nodata in any band, or a zero denominator, gives the output nodata. Normalized differences are clipped
-to [-1, 1].</p>
-<p>Indices:<br>{indices}</p>
-"""
+INDEX_HELP = (
+    "<p>A spectral index from a catalogue, on one scene or on a whole time series in one run, tile by tile on "
+    "every core, written as Cloud-Optimized GeoTIFF (Float32).</p>"
+    "<p><b>One scene</b>: give a layer for each band the index needs (BLUE, GREEN, RED, NIR, SWIR1 "
+    "~1.6&nbsp;µm, SWIR2 ~2.2&nbsp;µm) and its band number; layers may differ and lie on other grids.<br> "
+    "<b>A time series</b>: give the multi-band <i>Scenes</i> instead and the band number of each role; the "
+    "result is one band per scene in one COG, or one COG per scene in a folder (whose layers can feed "
+    "<i>Temporal composite</i> in a model).</p>"
+    "<p>Scale/offset turn scaled integers into reflectance first (EVI and SAVI expect reflectance). Nodata in "
+    "any band, or a zero denominator, gives the output nodata. Normalized differences are clipped to [-1, "
+    "1].</p>"
+    "<p>Indices:<br>{indices}</p>"
+)
 
 
 class SpectralIndex(ScalingParameters, TilewiseAlgorithm):
