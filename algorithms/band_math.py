@@ -47,9 +47,9 @@ class BandMath(ScalingParameters, TilewiseAlgorithm):
     def initAlgorithm(self, config=None):
         self.addParameter(QgsProcessingParameterMultipleLayers(
             self.LAYERS, tr("Layers (named A, B, C... in this order)"), TYPE_RASTER))
+        self.addParameter(QgsProcessingParameterString(self.EXPRESSION, tr("Expression, e.g. (B - A) / (B + A)")))
         self.addParameter(QgsProcessingParameterString(
             self.BANDS, tr("Band of each layer, e.g. A=3,B=4 (default 1)"), optional=True))
-        self.addParameter(QgsProcessingParameterString(self.EXPRESSION, tr("Expression, e.g. (B - A) / (B + A)")))
         self.add_scaling_parameters()
         self.add_grid_parameters("default: layer A")
         self.add_output_parameters("Result")

@@ -8,8 +8,8 @@ from qgis.core import (QgsProcessingOutputMultipleLayers, QgsProcessingParameter
 
 from ..core.vocabulary import GAPFILL_EDGE_MODES, GAPFILL_METHODS
 from .base import TilewiseAlgorithm, tr
-from .compat import NUMBER_DOUBLE, NUMBER_INTEGER, TYPE_RASTER
-from .parameters import MASK_HELP, OUTPUT_TYPES, GeoTiffDestination, MaskParameters, optional_number
+from .compat import NUMBER_INTEGER, TYPE_RASTER
+from .parameters import MASK_HELP, OUTPUT_TYPES, GeoTiffDestination, MaskParameters, nodata_parameter, optional_number
 
 METHOD_LABELS = ["Linear in time (weighted by days)", "Nearest in time", "Previous valid value",
                  "Next valid value", "Seasonal: median of the same season in other years, then linear"]
@@ -77,11 +77,11 @@ class Gapfill(MaskParameters, TilewiseAlgorithm):
             optional=True, minValue=1))
         self.addParameter(QgsProcessingParameterEnum(self.METHOD, tr("Method"), METHOD_LABELS, defaultValue=0))
         self.addParameter(QgsProcessingParameterNumber(
-            self.MAX_GAP, tr("Maximum gap to fill, in days (0: no limit)"), NUMBER_DOUBLE, defaultValue=0,
+            self.MAX_GAP, tr("Maximum gap to fill, in days (0: no limit)"), NUMBER_INTEGER, defaultValue=0,
             minValue=0))
         self.addParameter(QgsProcessingParameterEnum(self.EDGES, tr("Edges"), EDGE_LABELS, defaultValue=0))
         self.addParameter(QgsProcessingParameterNumber(
-            self.SEASON_DAYS, tr("Seasonal: season width in days"), NUMBER_DOUBLE, defaultValue=30, minValue=1,
+            self.SEASON_DAYS, tr("Seasonal: season width in days"), NUMBER_INTEGER, defaultValue=30, minValue=1,
             maxValue=360))
         self.addParameter(QgsProcessingParameterNumber(
             self.YEARS_WINDOW, tr("Seasonal: years before and after to use (0: all)"), NUMBER_INTEGER,
@@ -92,11 +92,12 @@ class Gapfill(MaskParameters, TilewiseAlgorithm):
         self.addParameter(QgsProcessingParameterString(
             self.DATES, tr("Dates of inputs without a date in their name or metadata (one per input, in order)"),
             optional=True))
-        self.addParameter(QgsProcessingParameterNumber(
-            self.INPUT_NODATA, tr("Input nodata (empty: each file's own)"), NUMBER_DOUBLE, optional=True))
+        self.addParameter(nodata_parameter(self.INPUT_NODATA, "Input nodata (empty: each file's own)"))
         self.add_mask_parameters()
-        self.addParameter(QgsProcessingParameterEnum(self.OUTPUT_MODE, tr("Output"), MODES, defaultValue=0))
         self.add_grid_parameters("default: the first input")
+        # last before the outputs, which the dialog shows at its end: the choice sits next to what it chooses
+        self.addParameter(QgsProcessingParameterEnum(self.OUTPUT_MODE, tr("Write the filled series as"), MODES,
+                                                       defaultValue=0))
         self.add_output_parameters("Filled series", optional=True)
         self.addParameter(QgsProcessingParameterFolderDestination(
             self.OUTPUT_FOLDER, tr("Output folder (one COG per date)"), optional=True, createByDefault=False))
@@ -113,6 +114,7 @@ class Gapfill(MaskParameters, TilewiseAlgorithm):
         params = {
             "inputs": self.layer_sources(parameters, self.INPUT, context),
             "method": method,
+            # whole days in the dialog, a float for the engine as ever (a model's 10.5 still passes)
             "max_gap": self.parameterAsDouble(parameters, self.MAX_GAP, context),
             "edges": GAPFILL_EDGE_MODES[self.parameterAsEnum(parameters, self.EDGES, context)],
             "season_days": self.parameterAsDouble(parameters, self.SEASON_DAYS, context),

@@ -9,8 +9,8 @@ from qgis.core import (QgsProcessingException, QgsProcessingParameterEnum, QgsPr
 
 from ..core.vocabulary import OVERLAP_RULES, OVERVIEW_RESAMPLINGS as ENGINE_OVERVIEW_RESAMPLINGS
 from .base import TilewiseAlgorithm, tr
-from .compat import FILE_FOLDER, NUMBER_DOUBLE, TYPE_RASTER, advanced
-from .parameters import OUTPUT_TYPES, optional_number
+from .compat import FILE_FOLDER, TYPE_RASTER, advanced
+from .parameters import OUTPUT_TYPES, nodata_parameter, optional_number
 
 OVERLAPS = list(OVERLAP_RULES)
 OVERVIEW_RESAMPLINGS = list(ENGINE_OVERVIEW_RESAMPLINGS)
@@ -59,8 +59,7 @@ class Mosaic(TilewiseAlgorithm):
             self.PATTERN, tr("File pattern in the folder (e.g. *.tif, **/*.tif)"), defaultValue="*.tif"))
         self.addParameter(QgsProcessingParameterEnum(
             self.OVERLAP, tr("Where inputs overlap"), OVERLAPS, defaultValue=0))
-        self.addParameter(QgsProcessingParameterNumber(
-            self.INPUT_NODATA, tr("Input nodata (empty: each file's own)"), NUMBER_DOUBLE, optional=True))
+        self.addParameter(nodata_parameter(self.INPUT_NODATA, "Input nodata (empty: each file's own)"))
         self.add_grid_parameters("default: the union of the inputs")
         self.addParameter(advanced(QgsProcessingParameterEnum(
             self.OVERVIEW_RESAMPLING, tr("Overview resampling"), OVERVIEW_RESAMPLINGS, defaultValue=0)))

@@ -9,7 +9,7 @@ from qgis.core import (QgsProcessingException, QgsProcessingOutputMultipleLayers
 from ..core.operations.indices import INDICES, ROLES
 from .base import TilewiseAlgorithm, tr
 from .compat import NUMBER_DOUBLE, NUMBER_INTEGER, TYPE_RASTER
-from .parameters import ScalingParameters
+from .parameters import ScalingParameters, with_decimals
 
 INDEX_KEYS = list(INDICES)
 
@@ -58,11 +58,13 @@ class SpectralIndex(ScalingParameters, TilewiseAlgorithm):
                 role, tr(f"{role} layer (one scene)"), optional=True))
             self.addParameter(QgsProcessingParameterNumber(
                 f"{role}_BAND", tr(f"{role} band number"), NUMBER_INTEGER, optional=True, minValue=1))
-        self.addParameter(QgsProcessingParameterNumber(
-            self.CONSTANT_L, tr("SAVI soil factor L"), NUMBER_DOUBLE, defaultValue=0.5, minValue=0.0))
+        self.addParameter(with_decimals(QgsProcessingParameterNumber(
+            self.CONSTANT_L, tr("SAVI soil factor L"), NUMBER_DOUBLE, defaultValue=0.5, minValue=0.0), 2))
         self.add_scaling_parameters()
-        self.addParameter(QgsProcessingParameterEnum(self.OUTPUT_MODE, tr("Output"), self.MODES, defaultValue=0))
         self.add_grid_parameters("default: the first scene or band layer")
+        # last before the outputs, which the dialog shows at its end
+        self.addParameter(QgsProcessingParameterEnum(self.OUTPUT_MODE, tr("Write the index as"), self.MODES,
+                                                       defaultValue=0))
         self.add_output_parameters("Index", optional=True)
         self.addParameter(QgsProcessingParameterFolderDestination(
             self.OUTPUT_FOLDER, tr("Output folder (one COG per scene)"), optional=True, createByDefault=False))

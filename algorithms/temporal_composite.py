@@ -5,8 +5,9 @@ from qgis.core import (QgsProcessingParameterEnum, QgsProcessingParameterMultipl
 
 from ..core.vocabulary import STATISTICS as ENGINE_STATISTICS
 from .base import TilewiseAlgorithm, tr
-from .compat import NUMBER_DOUBLE, TYPE_RASTER
-from .parameters import MASK_HELP, MaskParameters, numbers, optional_number
+from .compat import TYPE_RASTER
+from .parameters import MASK_HELP, MaskParameters, PERCENTILES_DEFAULT, nodata_parameter, numbers, \
+    optional_number
 
 STATISTICS = list(ENGINE_STATISTICS)
 
@@ -52,10 +53,9 @@ class TemporalComposite(MaskParameters, TilewiseAlgorithm):
         self.addParameter(QgsProcessingParameterEnum(
             self.STATISTIC, tr("Statistic"), STATISTICS, defaultValue=0))
         self.addParameter(QgsProcessingParameterString(
-            self.PERCENTILES, tr("Percentiles (with the percentile statistic)"), defaultValue="25,50,75",
+            self.PERCENTILES, tr("Percentiles (with the percentile statistic)"), defaultValue=PERCENTILES_DEFAULT,
             optional=True))
-        self.addParameter(QgsProcessingParameterNumber(
-            self.INPUT_NODATA, tr("Input nodata (empty: each file's own)"), NUMBER_DOUBLE, optional=True))
+        self.addParameter(nodata_parameter(self.INPUT_NODATA, "Input nodata (empty: each file's own)"))
         self.add_mask_parameters()
         self.add_grid_parameters("default: the first input")
         self.add_output_parameters("Composite")

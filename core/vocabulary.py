@@ -66,6 +66,8 @@ EXTRACT_STATISTICS = ("mean", "median", "min", "max", "std", "count", "sum", "pe
 EXTRACT_COVERAGES = ("centre", "all_touched", "fractional")
 EXTRACT_POINT_METHODS = ("nearest", "bilinear")
 EXTRACT_GEOMETRY_MODES = ("zonal", "vertices")
+#: The percentiles of the percentile statistics when none are given (composite's dialog, extraction everywhere).
+DEFAULT_PERCENTILES = (25.0, 50.0, 75.0)
 
 # -- the engine process ----------------------------------------------------------------------------------------
 
@@ -98,7 +100,7 @@ USER_ERRORS = _subclasses(TilewiseError) | {"MemoryError", STOPPED}
 __all__ = ["OUTPUT_TYPES", "COMPRESSIONS", "OVERVIEW_RESAMPLINGS", "RESAMPLING_METHODS", "REDUCERS", "STATISTICS",
            "OVERLAP_RULES", "STAC_GROUPINGS", "STAC_RESAMPLINGS", "MASK_PRESETS", "GAPFILL_METHODS",
            "GAPFILL_EDGE_MODES", "EXTRACT_STATISTICS", "EXTRACT_COVERAGES", "EXTRACT_POINT_METHODS",
-           "EXTRACT_GEOMETRY_MODES", "REQUIRED_PACKAGES", "EVENT_PROGRESS", "EVENT_LOG", "EVENT_DONE", "EVENT_ERROR",
+           "EXTRACT_GEOMETRY_MODES", "DEFAULT_PERCENTILES", "REQUIRED_PACKAGES", "EVENT_PROGRESS", "EVENT_LOG", "EVENT_DONE", "EVENT_ERROR",
            "EVENT_MISSING", "EVENT_OK", "EVENT_ACCEPTED", "STOPPED", "USER_ERRORS", "TilewiseError", "InputError", "MaskError",
            "GridError", "OutputError", "DiskFullError", "ParameterError", "ExpressionError", "TileError",
            "WorkerError", "ClusterError", "CatalogError", "CancelledError", "TilewiseWarning"]
