@@ -264,11 +264,11 @@ def test_a_plot_is_announced_with_its_path(series, monkeypatch):
 def fields_and_clouds(rng, shape, dates):
     """A field pattern (a few parcels of different greenness) under clouds that move from date to date."""
     rows, cols = np.mgrid[:shape[0], :shape[1]]
-    parcels = (rows // 30) * 7 + (cols // 40) * 3 + ((rows + cols) // 45)
-    green = 0.15 + 0.7 * ((parcels * 0.37) % 1.0)
+    parcels = (rows // 48) * 11 + (cols // 64) * 7 + (cols > rows * 0.6 + 90)
+    green = np.round(0.15 + 0.7 * ((parcels * 0.618) % 1.0), 2)
     scenes = []
     for d in range(dates):
-        scene = green + rng.normal(0, 0.03, shape)
+        scene = green + np.round(rng.normal(0, 0.01, shape), 2)
         cy, cx = rng.uniform(0, shape[0]), rng.uniform(0, shape[1])
         cloud = (rows - cy) ** 2 / 900 + (cols - cx) ** 2 / 2500 < rng.uniform(1, 4)
         scene[cloud] = -9999.0
