@@ -16,8 +16,8 @@ from qgis.core import (QgsProcessingException, QgsProcessingParameterBoolean, Qg
                        QgsProcessingParameterRasterLayer, QgsProcessingParameterString)
 from qgis.PyQt.QtCore import QCoreApplication
 
-from ..core.vocabulary import COMPRESSIONS as ENGINE_COMPRESSIONS, DEFAULT_PERCENTILES, MASK_PRESETS, OUTPUT_TYPES as ENGINE_OUTPUT_TYPES, \
-    RESAMPLING_METHODS
+from ..core.vocabulary import COMPRESSIONS as ENGINE_COMPRESSIONS, DEFAULT_PERCENTILES, MASK_PRESETS, \
+    OUTPUT_TYPES as ENGINE_OUTPUT_TYPES, RESAMPLING_METHODS
 from ..core.masks import PRESETS
 from .compat import FLAG_OPTIONAL, NUMBER_DOUBLE, NUMBER_INTEGER, TYPE_RASTER, advanced
 from .settings import LOCAL, configured_scheduler

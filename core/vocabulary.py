@@ -100,7 +100,8 @@ USER_ERRORS = _subclasses(TilewiseError) | {"MemoryError", STOPPED}
 __all__ = ["OUTPUT_TYPES", "COMPRESSIONS", "OVERVIEW_RESAMPLINGS", "RESAMPLING_METHODS", "REDUCERS", "STATISTICS",
            "OVERLAP_RULES", "STAC_GROUPINGS", "STAC_RESAMPLINGS", "MASK_PRESETS", "GAPFILL_METHODS",
            "GAPFILL_EDGE_MODES", "EXTRACT_STATISTICS", "EXTRACT_COVERAGES", "EXTRACT_POINT_METHODS",
-           "EXTRACT_GEOMETRY_MODES", "DEFAULT_PERCENTILES", "REQUIRED_PACKAGES", "EVENT_PROGRESS", "EVENT_LOG", "EVENT_DONE", "EVENT_ERROR",
+           "EXTRACT_GEOMETRY_MODES", "REQUIRED_PACKAGES", "EVENT_PROGRESS", "EVENT_LOG", "EVENT_DONE", "EVENT_ERROR",
            "EVENT_MISSING", "EVENT_OK", "EVENT_ACCEPTED", "STOPPED", "USER_ERRORS", "TilewiseError", "InputError", "MaskError",
            "GridError", "OutputError", "DiskFullError", "ParameterError", "ExpressionError", "TileError",
-           "WorkerError", "ClusterError", "CatalogError", "CancelledError", "TilewiseWarning"]
+           "WorkerError", "ClusterError", "CatalogError", "CancelledError", "TilewiseWarning",
+           "DEFAULT_PERCENTILES"]

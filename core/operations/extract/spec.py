@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from typing import Iterable, Sequence, Tuple, Union
 
 from ...errors import ParameterError
-from ...vocabulary import DEFAULT_PERCENTILES, EXTRACT_COVERAGES, EXTRACT_GEOMETRY_MODES, EXTRACT_POINT_METHODS, EXTRACT_STATISTICS
+from ...vocabulary import DEFAULT_PERCENTILES, EXTRACT_COVERAGES, EXTRACT_GEOMETRY_MODES, EXTRACT_POINT_METHODS, \
+    EXTRACT_STATISTICS
 
 #: STATISTICS, in the order of the algorithm's enum (0 mean ... 7 percentiles).
 STATISTICS = EXTRACT_STATISTICS
