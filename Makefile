@@ -15,7 +15,9 @@ ENGINE_PYTHON := $(VENV)/bin/python
 BUILD := $(ROOT)/build
 PLUGINS := $(BUILD)/plugins
 STAMPS := $(BUILD)/stamps
-APT_PACKAGES := qgis qgis-providers python3-qgis python3-gdal gdal-bin python3-pytest python3-venv python3-pip
+# fonts-dejavu-core: the dialogs' test draws text offscreen (QT_QPA_PLATFORM=offscreen) for its screenshots.
+APT_PACKAGES := qgis qgis-providers python3-qgis python3-gdal gdal-bin python3-pytest python3-venv python3-pip \
+                fonts-dejavu-core
 # The remote-input tests serve COGs with a real web server; they start it themselves on 127.0.0.1.
 # The extraction's HTML plot is loaded in headless Chromium (tests/engine/test_plot.py).
 TEST_APT_PACKAGES := nginx chromium

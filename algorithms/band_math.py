@@ -12,21 +12,21 @@ from .parameters import ScalingParameters
 
 LETTERS = [chr(c) for c in range(ord("A"), ord("Z") + 1)]
 
-BANDMATH_HELP = """
-<p>A free expression over bands of layers, evaluated with numexpr tile by tile on every core, written as
-a Cloud-Optimized GeoTIFF. The layers are named <b>A</b>, <b>B</b>, <b>C</b>... in the order given;
-<i>Bands</i> picks each one's band (e.g. <code>A=3,B=4</code>; default band 1). To use two bands of one
-layer, list the layer twice. Layers on other grids or CRSs are aligned to the reference grid (default:
-A's).</p>
-<p>Grammar: numbers, + - * / ** %, comparisons (&lt; &lt;= &gt; &gt;= == !=), &amp; | ~ (with
-parentheses), <code>where(condition, a, b)</code> and the functions {functions}. Example:
-<code>where((B + A) != 0, (B - A) / (B + A), -1)</code>. The expression is checked before any work: it
-can only compute with the layers (no other names, attributes or functions, so it cannot run other code or
-touch files), and constants too large for numexpr (e.g. <code>10**10**10</code>) or nesting deeper than 200
-levels are refused.</p>
-<p>A pixel that is nodata in any layer used, or whose result is not finite, gets the output nodata.
-Integer inputs are converted to float first (no overflow).</p>
-"""
+BANDMATH_HELP = (
+    "<p>A free expression over bands of layers, evaluated with numexpr tile by tile on every core, written as "
+    "a Cloud-Optimized GeoTIFF. The layers are named <b>A</b>, <b>B</b>, <b>C</b>... in the order given; "
+    "<i>Bands</i> picks each one's band (e.g. <code>A=3,B=4</code>; default band 1). To use two bands of one "
+    "layer, list the layer twice. Layers on other grids or CRSs are aligned to the reference grid (default: "
+    "A's).</p>"
+    "<p>Grammar: numbers, + - * / ** %, comparisons (&lt; &lt;= &gt; &gt;= == !=), &amp; | ~ (with "
+    "parentheses), <code>where(condition, a, b)</code> and the functions {functions}. Example: <code>where((B "
+    "+ A) != 0, (B - A) / (B + A), -1)</code>. The expression is checked before any work: it can only compute "
+    "with the layers (no other names, attributes or functions, so it cannot run other code or touch files), "
+    "and constants too large for numexpr (e.g. <code>10**10**10</code>) or nesting deeper than 200 levels are "
+    "refused.</p>"
+    "<p>A pixel that is nodata in any layer used, or whose result is not finite, gets the output nodata. "
+    "Integer inputs are converted to float first (no overflow).</p>"
+)
 
 
 class BandMath(ScalingParameters, TilewiseAlgorithm):
@@ -47,9 +47,9 @@ class BandMath(ScalingParameters, TilewiseAlgorithm):
     def initAlgorithm(self, config=None):
         self.addParameter(QgsProcessingParameterMultipleLayers(
             self.LAYERS, tr("Layers (named A, B, C... in this order)"), TYPE_RASTER))
+        self.addParameter(QgsProcessingParameterString(self.EXPRESSION, tr("Expression, e.g. (B - A) / (B + A)")))
         self.addParameter(QgsProcessingParameterString(
             self.BANDS, tr("Band of each layer, e.g. A=3,B=4 (default 1)"), optional=True))
-        self.addParameter(QgsProcessingParameterString(self.EXPRESSION, tr("Expression, e.g. (B - A) / (B + A)")))
         self.add_scaling_parameters()
         self.add_grid_parameters("default: layer A")
         self.add_output_parameters("Result")

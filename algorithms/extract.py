@@ -11,7 +11,8 @@ from qgis.core import (QgsProcessing, QgsProcessingException, QgsProcessingParam
 from ..core.vocabulary import EXTRACT_COVERAGES, EXTRACT_GEOMETRY_MODES, EXTRACT_POINT_METHODS, EXTRACT_STATISTICS
 from .base import TilewiseAlgorithm, tr
 from .compat import NUMBER_DOUBLE, NUMBER_INTEGER, TYPE_RASTER
-from .parameters import MaskParameters, ScalingParameters, numbers
+from .parameters import FRACTION_DECIMALS, PERCENTILES_DEFAULT, MaskParameters, ScalingParameters, numbers, \
+    with_decimals
 
 #: Enum orders are fixed (models store indices): new entries only ever go at the end.
 STATISTICS = list(EXTRACT_STATISTICS)
@@ -26,28 +27,28 @@ ENGINE_LAYOUTS = ("wide", "long")
 #: Formats the engine writes that the zones layer can be read from directly (else a temporary GeoPackage).
 ZONE_FORMATS = ["gpkg", "shp", "geojson", "json", "fgb", "sqlite", "gml", "kml", "tab", "csv"]
 
-HELP = """
-<p>Values and statistics of every feature of a vector layer in every raster of a time series, in one
-run on every core: crop monitoring, water quality, field trials.</p>
-<p><b>Points</b> (and, with <i>Geometry mode</i> vertices, the vertices of lines and polygons): the
-pixel that contains the point (nearest) or GDAL's bilinear interpolation; <i>Window</i> n reduces the
-n x n pixels around each point with the statistics.</p>
-<p><b>Polygons and lines</b>: the <i>Statistics</i> of their pixels. <i>Coverage</i>: centre (the pixels
-whose centre is inside, as <code>native:zonalstatisticsfb</code>), all touched, or fractional (each pixel
-weighted by its covered fraction, as exactextract). Below the <i>Minimum valid fraction</i> of a feature's
-footprint with data, its statistics are null.</p>
-<p><b>Dates</b> come from the file names (YYYY-MM-DD, YYYYMMDD, YYYY_MM_DD, YYYY-MM, YYYY_MM), else the
-metadata (TIFFTAG_DATETIME, ACQUISITIONDATETIME), else <i>Dates</i> (one per raster; given, they win),
-else the rasters have none; rows come in date order.</p>
-<p><b>Output</b>: <i>Layout</i> wide gives the features with one field per date x band x statistic (like
-zonal statistics); long gives a table of one row per feature x raster x band with the id, <code>source</code>,
-<code>date</code>, <code>band</code>, <code>value</code> (points) or one column per statistic and
-<code>n_valid</code>. No data is NULL, never a number. GeoPackage or CSV (Parquet is written too, but
-QGIS 3.22 cannot open it). <i>Plot</i>: an HTML chart of each feature's series.</p>
-<p>Zones in any CRS are reprojected to each raster's; rasters may be on different grids. The work runs in
-separate Python processes, tile by tile (each tile read once per raster, features spanning tiles merged
-exactly), so QGIS stays responsive; cancel stops them.</p>
-"""
+HELP = (
+    "<p>Values and statistics of every feature of a vector layer in every raster of a time series, in one run "
+    "on every core: crop monitoring, water quality, field trials.</p>"
+    "<p><b>Points</b> (and, with <i>Geometry mode</i> vertices, the vertices of lines and polygons): the "
+    "pixel that contains the point (nearest) or GDAL's bilinear interpolation; <i>Window</i> n reduces the n "
+    "x n pixels around each point with the statistics.</p>"
+    "<p><b>Polygons and lines</b>: the <i>Statistics</i> of their pixels. <i>Coverage</i>: centre (the pixels "
+    "whose centre is inside, as <code>native:zonalstatisticsfb</code>), all touched, or fractional (each "
+    "pixel weighted by its covered fraction, as exactextract). Below the <i>Minimum valid fraction</i> of a "
+    "feature's footprint with data, its statistics are null.</p>"
+    "<p><b>Dates</b> come from the file names (YYYY-MM-DD, YYYYMMDD, YYYY_MM_DD, YYYY-MM, YYYY_MM), else the "
+    "metadata (TIFFTAG_DATETIME, ACQUISITIONDATETIME), else <i>Dates</i> (one per raster; given, they win), "
+    "else the rasters have none; rows come in date order.</p>"
+    "<p><b>Output</b>: <i>Layout</i> wide gives the features with one field per date x band x statistic (like "
+    "zonal statistics); long gives a table of one row per feature x raster x band with the id, "
+    "<code>source</code>, <code>date</code>, <code>band</code>, <code>value</code> (points) or one column per "
+    "statistic and <code>n_valid</code>. No data is NULL, never a number. GeoPackage or CSV (Parquet is "
+    "written too, but QGIS 3.22 cannot open it). <i>Plot</i>: an HTML chart of each feature's series.</p>"
+    "<p>Zones in any CRS are reprojected to each raster's; rasters may be on different grids. The work runs "
+    "in separate Python processes, tile by tile (each tile read once per raster, features spanning tiles "
+    "merged exactly), so QGIS stays responsive; cancel stops them.</p>"
+)
 
 
 def zones_crs(crs):
@@ -92,38 +93,42 @@ class Extract(MaskParameters, ScalingParameters, TilewiseAlgorithm):
         return tr(HELP)
 
     def initAlgorithm(self, config=None):
+        # What must be given first (rasters, zones), then what to compute and how, then the optional groups.
         self.addParameter(QgsProcessingParameterMultipleLayers(
             self.INPUT, tr("Input rasters (the time series)"), TYPE_RASTER))
-        self.addParameter(QgsProcessingParameterString(
-            self.BANDS, tr("Bands (e.g. 1,2; empty: all but the mask band)"), optional=True))
-        self.add_scaling_parameters()
-        self.add_mask_parameters()
         self.addParameter(QgsProcessingParameterFeatureSource(
             self.ZONES, tr("Zones: points, lines or polygons"), [QgsProcessing.TypeVectorAnyGeometry]))
         self.addParameter(QgsProcessingParameterField(
             self.ID_FIELD, tr("ID field (empty: the feature id)"), parentLayerParameterName=self.ZONES,
             optional=True))
+        statistics = QgsProcessingParameterEnum(self.STATISTICS, tr("Statistics"), STATISTICS, allowMultiple=True,
+                                                defaultValue=[0])
+        # every statistic as a check box, the chosen ones ticked (not "1 options selected")
+        statistics.setMetadata({"widget_wrapper": {"useCheckBoxes": True, "columns": 4}})
+        self.addParameter(statistics)
+        self.addParameter(QgsProcessingParameterString(
+            self.PERCENTILES, tr("Percentiles (with the percentiles statistic)"), defaultValue=PERCENTILES_DEFAULT,
+            optional=True))
+        self.addParameter(QgsProcessingParameterString(
+            self.BANDS, tr("Bands (e.g. 1,2; empty: all but the mask band)"), optional=True))
         self.addParameter(QgsProcessingParameterEnum(
             self.POINT_METHOD, tr("Point method"), POINT_METHODS, defaultValue=0))
-        self.addParameter(QgsProcessingParameterEnum(
-            self.GEOMETRY_MODE, tr("Geometry mode of lines and polygons"), GEOMETRY_MODES, defaultValue=0))
         self.addParameter(QgsProcessingParameterNumber(
             self.WINDOW, tr("Window around points (n x n pixels, reduced with the statistics)"), NUMBER_INTEGER,
             defaultValue=1, minValue=1))
         self.addParameter(QgsProcessingParameterEnum(
-            self.STATISTICS, tr("Statistics"), STATISTICS, allowMultiple=True, defaultValue=[0]))
-        self.addParameter(QgsProcessingParameterString(
-            self.PERCENTILES, tr("Percentiles (with the percentiles statistic, e.g. 10,50,90)"),
-            defaultValue="25,75", optional=True))
+            self.GEOMETRY_MODE, tr("Geometry mode of lines and polygons"), GEOMETRY_MODES, defaultValue=0))
         self.addParameter(QgsProcessingParameterEnum(
             self.COVERAGE, tr("Coverage of polygon pixels"), COVERAGES, defaultValue=0))
-        self.addParameter(QgsProcessingParameterNumber(
+        self.addParameter(with_decimals(QgsProcessingParameterNumber(
             self.MIN_VALID_FRACTION, tr("Minimum valid fraction of a feature's footprint (else null)"),
-            NUMBER_DOUBLE, defaultValue=0.0, minValue=0.0, maxValue=1.0))
+            NUMBER_DOUBLE, defaultValue=0.0, minValue=0.0, maxValue=1.0), FRACTION_DECIMALS))
         self.addParameter(QgsProcessingParameterString(
             self.DATES, tr("Dates, one per raster (empty: from the file names or metadata)"), optional=True))
         self.addParameter(QgsProcessingParameterEnum(
             self.LAYOUT, tr("Layout"), LAYOUTS, defaultValue=0))
+        self.add_scaling_parameters()
+        self.add_mask_parameters()
         self.add_tiling_parameters()
         self.add_run_parameters()
         self.addParameter(QgsProcessingParameterVectorDestination(
@@ -131,6 +136,13 @@ class Extract(MaskParameters, ScalingParameters, TilewiseAlgorithm):
         self.addParameter(QgsProcessingParameterFileDestination(
             self.OUTPUT_PLOT, tr("Plot of each feature's series"), tr("HTML files (*.html)"), optional=True,
             createByDefault=False))
+
+    def hasHtmlOutputs(self):  # noqa: N802 (QGIS's name)
+        """QGIS's dialog asks this after every run and then logs "HTML output has been generated by this
+        algorithm" (QgsProcessingAlgorithm's answer: an HTML output is declared, whether or not the run wrote
+        one). The plot is optional, so say no: when a plot is made, :meth:`results` says so itself, and the
+        dialog still lists the returned plot in the Results Viewer."""
+        return False
 
     def engine_params(self, parameters, context, feedback):
         inputs = self.layer_sources(parameters, self.INPUT, context)
@@ -187,4 +199,6 @@ class Extract(MaskParameters, ScalingParameters, TilewiseAlgorithm):
         out = {self.OUTPUT: report["output"]}
         if params.get("output_plot"):
             out[self.OUTPUT_PLOT] = params["output_plot"]
+            feedback.pushInfo(tr(f"Plot of each feature's series: {params['output_plot']} (open it in a web "
+                                 "browser, or from Processing ▸ Results Viewer)"))
         return out

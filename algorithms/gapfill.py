@@ -8,37 +8,38 @@ from qgis.core import (QgsProcessingOutputMultipleLayers, QgsProcessingParameter
 
 from ..core.vocabulary import GAPFILL_EDGE_MODES, GAPFILL_METHODS
 from .base import TilewiseAlgorithm, tr
-from .compat import NUMBER_DOUBLE, NUMBER_INTEGER, TYPE_RASTER
-from .parameters import MASK_HELP, OUTPUT_TYPES, GeoTiffDestination, MaskParameters, optional_number
+from .compat import NUMBER_INTEGER, TYPE_RASTER
+from .parameters import MASK_HELP, OUTPUT_TYPES, GeoTiffDestination, MaskParameters, nodata_parameter, optional_number
 
 METHOD_LABELS = ["Linear in time (weighted by days)", "Nearest in time", "Previous valid value",
                  "Next valid value", "Seasonal: median of the same season in other years, then linear"]
 EDGE_LABELS = ["Leave leading and trailing gaps empty", "Nearest valid value"]
 MODES = ["One COG, one band per date", "One COG per date, in a folder"]
 
-HELP = """
-<p>Fills the gaps of a time series (masked clouds and shadows, nodata) per pixel, in time, and writes the
-filled series as a <b>Cloud-Optimized GeoTIFF</b> with one band per date (band names: the ISO dates), in date
-order; or one COG per date in a folder. Observed values pass through unchanged.</p>
-<p><b>Dates</b>: from the file names (YYYY-MM-DD, YYYYMMDD, YYYY_MM_DD, YYYY-MM, YYYY_MM; Sentinel, Landsat and
-MODIS product names are understood), else the metadata (acquisition date), else <i>Dates</i> (one per input,
-in input order; an entry for a file whose name or metadata gives another date is not used, with a warning).
-The input order does not matter.</p>
-<p><b>Method</b>: 0 linear in time, weighted by the days between the observations; 1 nearest in time (the
-earlier at a tie); 2 previous valid value; 3 next valid value; 4 seasonal: the median of the same season
-(<i>Season width</i> days, default 30, centred on the date) in other years (within <i>Years window</i>, 0 for
-all), then linear for what remains.</p>
-<p><b>Maximum gap</b> (days, 0 for no limit): a gap longer than this stays nodata. <b>Edges</b>: gaps before
-the first and after the last observation stay empty (0), or take the nearest valid value (1).</p>
-<p><b>Target dates</b>: empty for the input dates, or a regular series <code>start,step,end</code> (e.g.
-<code>2024-01-01,10,2024-12-31</code>, every 10 days), or a list of dates: the series is resampled in time.</p>
-<p><b>Flags</b> (optional): a uint8 COG with the same bands: 0 observed, 1 interpolated, 2 seasonal,
-3 edge-filled, 255 still missing.</p>
-<p><b>Band</b>: the band to fill (default: the only band that is not the mask band).</p>
-{mask_help}
-<p>Memory is bounded by the tile size times the number of dates; the work runs in separate Python processes,
-so QGIS stays responsive, and cancel writes nothing.</p>
-"""
+HELP = (
+    "<p>Fills the gaps of a time series (masked clouds and shadows, nodata) per pixel, in time, and writes "
+    "the filled series as a <b>Cloud-Optimized GeoTIFF</b> with one band per date (band names: the ISO "
+    "dates), in date order; or one COG per date in a folder. Observed values pass through unchanged.</p>"
+    "<p><b>Dates</b>: from the file names (YYYY-MM-DD, YYYYMMDD, YYYY_MM_DD, YYYY-MM, YYYY_MM; Sentinel, "
+    "Landsat and MODIS product names are understood), else the metadata (acquisition date), else <i>Dates</i> "
+    "(one per input, in input order; an entry for a file whose name or metadata gives another date is not "
+    "used, with a warning). The input order does not matter.</p>"
+    "<p><b>Method</b>: 0 linear in time, weighted by the days between the observations; 1 nearest in time "
+    "(the earlier at a tie); 2 previous valid value; 3 next valid value; 4 seasonal: the median of the same "
+    "season (<i>Season width</i> days, default 30, centred on the date) in other years (within <i>Years "
+    "window</i>, 0 for all), then linear for what remains.</p>"
+    "<p><b>Maximum gap</b> (days, 0 for no limit): a gap longer than this stays nodata. <b>Edges</b>: gaps "
+    "before the first and after the last observation stay empty (0), or take the nearest valid value (1).</p>"
+    "<p><b>Target dates</b>: empty for the input dates, or a regular series <code>start,step,end</code> (e.g. "
+    "<code>2024-01-01,10,2024-12-31</code>, every 10 days), or a list of dates: the series is resampled in "
+    "time.</p>"
+    "<p><b>Flags</b> (optional): a uint8 COG with the same bands: 0 observed, 1 interpolated, 2 seasonal, 3 "
+    "edge-filled, 255 still missing.</p>"
+    "<p><b>Band</b>: the band to fill (default: the only band that is not the mask band).</p>"
+    "{mask_help}"
+    "<p>Memory is bounded by the tile size times the number of dates; the work runs in separate Python "
+    "processes, so QGIS stays responsive, and cancel writes nothing.</p>"
+)
 
 
 class Gapfill(MaskParameters, TilewiseAlgorithm):
@@ -76,11 +77,11 @@ class Gapfill(MaskParameters, TilewiseAlgorithm):
             optional=True, minValue=1))
         self.addParameter(QgsProcessingParameterEnum(self.METHOD, tr("Method"), METHOD_LABELS, defaultValue=0))
         self.addParameter(QgsProcessingParameterNumber(
-            self.MAX_GAP, tr("Maximum gap to fill, in days (0: no limit)"), NUMBER_DOUBLE, defaultValue=0,
+            self.MAX_GAP, tr("Maximum gap to fill, in days (0: no limit)"), NUMBER_INTEGER, defaultValue=0,
             minValue=0))
         self.addParameter(QgsProcessingParameterEnum(self.EDGES, tr("Edges"), EDGE_LABELS, defaultValue=0))
         self.addParameter(QgsProcessingParameterNumber(
-            self.SEASON_DAYS, tr("Seasonal: season width in days"), NUMBER_DOUBLE, defaultValue=30, minValue=1,
+            self.SEASON_DAYS, tr("Seasonal: season width in days"), NUMBER_INTEGER, defaultValue=30, minValue=1,
             maxValue=360))
         self.addParameter(QgsProcessingParameterNumber(
             self.YEARS_WINDOW, tr("Seasonal: years before and after to use (0: all)"), NUMBER_INTEGER,
@@ -91,11 +92,12 @@ class Gapfill(MaskParameters, TilewiseAlgorithm):
         self.addParameter(QgsProcessingParameterString(
             self.DATES, tr("Dates of inputs without a date in their name or metadata (one per input, in order)"),
             optional=True))
-        self.addParameter(QgsProcessingParameterNumber(
-            self.INPUT_NODATA, tr("Input nodata (empty: each file's own)"), NUMBER_DOUBLE, optional=True))
+        self.addParameter(nodata_parameter(self.INPUT_NODATA, "Input nodata (empty: each file's own)"))
         self.add_mask_parameters()
-        self.addParameter(QgsProcessingParameterEnum(self.OUTPUT_MODE, tr("Output"), MODES, defaultValue=0))
         self.add_grid_parameters("default: the first input")
+        # last before the outputs, which the dialog shows at its end: the choice sits next to what it chooses
+        self.addParameter(QgsProcessingParameterEnum(self.OUTPUT_MODE, tr("Write the filled series as"), MODES,
+                                                       defaultValue=0))
         self.add_output_parameters("Filled series", optional=True)
         self.addParameter(QgsProcessingParameterFolderDestination(
             self.OUTPUT_FOLDER, tr("Output folder (one COG per date)"), optional=True, createByDefault=False))
@@ -112,6 +114,7 @@ class Gapfill(MaskParameters, TilewiseAlgorithm):
         params = {
             "inputs": self.layer_sources(parameters, self.INPUT, context),
             "method": method,
+            # whole days in the dialog, a float for the engine as ever (a model's 10.5 still passes)
             "max_gap": self.parameterAsDouble(parameters, self.MAX_GAP, context),
             "edges": GAPFILL_EDGE_MODES[self.parameterAsEnum(parameters, self.EDGES, context)],
             "season_days": self.parameterAsDouble(parameters, self.SEASON_DAYS, context),

@@ -16,8 +16,8 @@ from typing import Dict, Iterator, List
 from ..core.vocabulary import REQUIRED_PACKAGES as PACKAGES
 
 ENV_VAR = "TILEWISE_PYTHON"
-SETTING_HINT = ("Processing > Options > Providers > Tilewise > 'Python interpreter for the Tilewise engine' "
-                f"(or the {ENV_VAR} environment variable)")
+SETTING_HINT = ("Settings ▸ Options ▸ Processing ▸ Providers ▸ Tilewise ▸ 'Python interpreter for the Tilewise "
+                f"engine' (or the {ENV_VAR} environment variable)")
 #: The one step that gives the engine a working environment.
 SETUP_ALGORITHM = "tilewise:setupengine"
 SETUP_HINT = (f"Run the algorithm {SETUP_ALGORITHM} once (Processing Toolbox > Tilewise > Setup > "
@@ -119,21 +119,35 @@ def engine_env() -> Dict[str, str]:
     return env
 
 
+def lock_path() -> str:
+    """The lock shipped with Tilewise (``constraints.txt``): the exact versions tilewise:setupengine installs."""
+    return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "constraints.txt")
+
+
+def _quote(path: str) -> str:
+    return shlex.quote(path) if sys.platform != "win32" else f'"{path}"'
+
+
 def install_command(python: str, packages: List[str]) -> str:
-    """The exact command that installs ``packages`` for ``python``."""
-    quoted = shlex.quote(python) if sys.platform != "win32" else f'"{python}"'
+    """The exact command that installs ``packages`` for ``python``, at the versions of the lock (pip's ``-c``,
+    as tilewise:setupengine and ``make deps`` install them); '' without a lock (an unpinned command would
+    install versions Tilewise was never tested with)."""
+    lock = lock_path()
+    if not os.path.isfile(lock):
+        return ""
+    quoted, pins = _quote(python), f"-c {_quote(lock)}"
     pkgs = " ".join(packages)
     in_venv, has_pip, managed = _describe_python(python)
     if in_venv:  # pip refuses --user in a virtual environment, and PEP 668 does not apply there
         ensure = "" if has_pip else f"{quoted} -m ensurepip && "
-        return f"{ensure}{quoted} -m pip install {pkgs}"
+        return f"{ensure}{quoted} -m pip install {pins} {pkgs}"
     if managed:
         venv = default_venv_python()
         root = os.path.dirname(os.path.dirname(venv))
-        return (f"{quoted} -m venv {shlex.quote(root)} && {shlex.quote(venv)} -m pip install {' '.join(PACKAGES)}"
+        return (f"{quoted} -m venv {_quote(root)} && {_quote(venv)} -m pip install {pins} {' '.join(PACKAGES)}"
                 "\n(this Python is managed by the system, so Tilewise uses its own environment there, "
                 "which it finds by itself)")
-    return f"{quoted} -m pip install --user {pkgs}"
+    return f"{quoted} -m pip install --user {pins} {pkgs}"
 
 
 _DESCRIBE = ("import importlib.util, sys, sysconfig; print(sys.prefix != sys.base_prefix); "
@@ -158,9 +172,10 @@ def _describe_python(python: str):
 
 def missing_message(python: str, missing: List[str]) -> str:
     """No working engine environment: the one step to take, then the command for doing it by hand."""
+    command = install_command(python, missing)
     return (f"The Tilewise engine has no working Python environment yet: it runs in {python}, which lacks "
             f"the Python package(s) {', '.join(missing)}.\n{SETUP_HINT}: it installs them (into the "
             "interpreter set for Tilewise if there is one, else into an environment of its own) and prepares "
             "the kernels.\n"
-            f"Or install them yourself with:\n    {install_command(python, missing)}\n"
-            f"or choose another interpreter in {SETTING_HINT}.")
+            + (f"Or install them yourself with:\n    {command}\nor choose" if command else "Or choose")
+            + f" another interpreter in {SETTING_HINT}.")

@@ -9,25 +9,25 @@ from qgis.core import (QgsProcessingException, QgsProcessingParameterEnum, QgsPr
 
 from ..core.vocabulary import OVERLAP_RULES, OVERVIEW_RESAMPLINGS as ENGINE_OVERVIEW_RESAMPLINGS
 from .base import TilewiseAlgorithm, tr
-from .compat import FILE_FOLDER, NUMBER_DOUBLE, TYPE_RASTER, advanced
-from .parameters import OUTPUT_TYPES, optional_number
+from .compat import FILE_FOLDER, TYPE_RASTER, advanced
+from .parameters import OUTPUT_TYPES, nodata_parameter, optional_number
 
 OVERLAPS = list(OVERLAP_RULES)
 OVERVIEW_RESAMPLINGS = list(ENGINE_OVERVIEW_RESAMPLINGS)
 
-HELP = """
-<p>Mosaics many rasters into one <b>Cloud-Optimized GeoTIFF</b> with overviews, keeping all bands.</p>
-<p><b>Inputs</b>: layers, and/or a <i>folder</i> with a file <i>pattern</i> (e.g. <code>*.tif</code>, or
-<code>**/*.tif</code> for sub-folders): thousands of files work without listing them here, and are opened
-a few at a time.</p>
-<p><b>Output grid</b>: by default the union of the inputs at the first input's resolution, on its pixel
-lattice; or the reference layer's grid, an extent, a CRS and a cell size. Inputs in other CRSs are warped
-on the fly.</p>
-<p><b>Overlap</b>: where several inputs cover a pixel: first (the earliest input in the list wins),
-last, min, max, mean or median of the valid values (nodata ignored).</p>
-<p>When every input already lies on the output grid and the rule is first/last, GDAL builds the mosaic
-directly (VRT + COG driver); otherwise Tilewise computes it tile by tile on every core.</p>
-"""
+HELP = (
+    "<p>Mosaics many rasters into one <b>Cloud-Optimized GeoTIFF</b> with overviews, keeping all bands.</p>"
+    "<p><b>Inputs</b>: layers, and/or a <i>folder</i> with a file <i>pattern</i> (e.g. <code>*.tif</code>, or "
+    "<code>**/*.tif</code> for sub-folders): thousands of files work without listing them here, and are "
+    "opened a few at a time.</p>"
+    "<p><b>Output grid</b>: by default the union of the inputs at the first input's resolution, on its pixel "
+    "lattice; or the reference layer's grid, an extent, a CRS and a cell size. Inputs in other CRSs are "
+    "warped on the fly.</p>"
+    "<p><b>Overlap</b>: where several inputs cover a pixel: first (the earliest input in the list wins), "
+    "last, min, max, mean or median of the valid values (nodata ignored).</p>"
+    "<p>When every input already lies on the output grid and the rule is first/last, GDAL builds the mosaic "
+    "directly (VRT + COG driver); otherwise Tilewise computes it tile by tile on every core.</p>"
+)
 
 
 class Mosaic(TilewiseAlgorithm):
@@ -59,8 +59,7 @@ class Mosaic(TilewiseAlgorithm):
             self.PATTERN, tr("File pattern in the folder (e.g. *.tif, **/*.tif)"), defaultValue="*.tif"))
         self.addParameter(QgsProcessingParameterEnum(
             self.OVERLAP, tr("Where inputs overlap"), OVERLAPS, defaultValue=0))
-        self.addParameter(QgsProcessingParameterNumber(
-            self.INPUT_NODATA, tr("Input nodata (empty: each file's own)"), NUMBER_DOUBLE, optional=True))
+        self.addParameter(nodata_parameter(self.INPUT_NODATA, "Input nodata (empty: each file's own)"))
         self.add_grid_parameters("default: the union of the inputs")
         self.addParameter(advanced(QgsProcessingParameterEnum(
             self.OVERVIEW_RESAMPLING, tr("Overview resampling"), OVERVIEW_RESAMPLINGS, defaultValue=0)))

@@ -5,16 +5,16 @@ from qgis.core import QgsProcessingParameterBand, QgsProcessingParameterRasterLa
 from .base import TilewiseAlgorithm, tr
 from .parameters import ScalingParameters
 
-NDVI_HELP = """
-<p>NDVI = (NIR - RED) / (NIR + RED), tile by tile on every core, written as a Cloud-Optimized GeoTIFF
-(Float32, values in [-1, 1]).</p>
-<p>RED and NIR may be two bands of one multi-band layer (e.g. Landsat 7 bands 3 and 4) or bands of two
-layers, even on different grids or CRSs (aligned on the fly to the reference grid, by default RED's).
-Integer inputs are converted to float before any arithmetic (no overflow on uint16). <i>Scale</i> and
-<i>offset</i> turn scaled integers into reflectance first. A pixel that is nodata in either band, or has a
-zero denominator, gets the output nodata.</p>
-<p>For a time series of scenes, or other indices, use <i>Spectral index</i>.</p>
-"""
+NDVI_HELP = (
+    "<p>NDVI = (NIR - RED) / (NIR + RED), tile by tile on every core, written as a Cloud-Optimized GeoTIFF "
+    "(Float32, values in [-1, 1]).</p>"
+    "<p>RED and NIR may be two bands of one multi-band layer (e.g. Landsat 7 bands 3 and 4) or bands of two "
+    "layers, even on different grids or CRSs (aligned on the fly to the reference grid, by default RED's). "
+    "Integer inputs are converted to float before any arithmetic (no overflow on uint16). <i>Scale</i> and "
+    "<i>offset</i> turn scaled integers into reflectance first. A pixel that is nodata in either band, or has "
+    "a zero denominator, gets the output nodata.</p>"
+    "<p>For a time series of scenes, or other indices, use <i>Spectral index</i>.</p>"
+)
 
 
 class Ndvi(ScalingParameters, TilewiseAlgorithm):

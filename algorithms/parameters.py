@@ -16,8 +16,8 @@ from qgis.core import (QgsProcessingException, QgsProcessingParameterBoolean, Qg
                        QgsProcessingParameterRasterLayer, QgsProcessingParameterString)
 from qgis.PyQt.QtCore import QCoreApplication
 
-from ..core.vocabulary import COMPRESSIONS as ENGINE_COMPRESSIONS, MASK_PRESETS, OUTPUT_TYPES as ENGINE_OUTPUT_TYPES, \
-    RESAMPLING_METHODS
+from ..core.vocabulary import COMPRESSIONS as ENGINE_COMPRESSIONS, DEFAULT_PERCENTILES, MASK_PRESETS, \
+    OUTPUT_TYPES as ENGINE_OUTPUT_TYPES, RESAMPLING_METHODS
 from ..core.masks import PRESETS
 from .compat import FLAG_OPTIONAL, NUMBER_DOUBLE, NUMBER_INTEGER, TYPE_RASTER, advanced
 from .settings import LOCAL, configured_scheduler
@@ -38,6 +38,34 @@ def optional_number(alg, parameters, name, context):
     if parameters.get(name) in (None, ""):
         return None
     return alg.parameterAsDouble(parameters, name, context)
+
+
+#: The percentiles' default, the same in every algorithm: "25,50,75".
+PERCENTILES_DEFAULT = ",".join(f"{q:g}" for q in DEFAULT_PERCENTILES)
+#: Decimals the dialog shows (QGIS shows 6 by default: 30.000000): what each kind of value needs.
+NODATA_DECIMALS = 2        # nodata values are whole in practice; a rare -0.5 still fits
+#: Landsat Collection 2's scale factors, 0.0000275 and 0.00341802, need 8 (6 rounded 0.0000275 to 0.000028).
+SCALE_DECIMALS = 8
+OFFSET_DECIMALS = 4
+FRACTION_DECIMALS = 2
+#: Cell sizes in degrees (0.00025 is about 27 m).
+CELL_SIZE_DECIMALS = 6
+
+
+def with_decimals(param, places):
+    """``param`` (a double) shown with ``places`` decimals in the dialog (the widget reads its metadata)."""
+    metadata = dict(param.metadata())
+    wrapper = dict(metadata.get("widget_wrapper") or {})
+    wrapper["decimals"] = places
+    metadata["widget_wrapper"] = wrapper
+    param.setMetadata(metadata)
+    return param
+
+
+def nodata_parameter(name, description):
+    """An optional nodata value (empty: none given)."""
+    return with_decimals(QgsProcessingParameterNumber(name, tr(description), NUMBER_DOUBLE, optional=True),
+                         NODATA_DECIMALS)
 
 
 def numbers(text, kind, name):
@@ -88,9 +116,9 @@ class GridParameters:
             self.REFERENCE_LAYER, tr(f"Reference layer for the output grid ({reference_help})"), optional=True))
         self.addParameter(QgsProcessingParameterExtent(self.EXTENT, tr("Output extent"), optional=True))
         self.addParameter(QgsProcessingParameterCrs(self.TARGET_CRS, tr("Output CRS"), optional=True))
-        self.addParameter(QgsProcessingParameterNumber(
+        self.addParameter(with_decimals(QgsProcessingParameterNumber(
             self.CELL_SIZE, tr("Output cell size (target CRS units; empty: the reference's)"), NUMBER_DOUBLE,
-            optional=True, minValue=0.0))
+            optional=True, minValue=0.0), CELL_SIZE_DECIMALS))
         self.addParameter(QgsProcessingParameterEnum(
             self.RESAMPLING, tr("Resampling of inputs on another grid"), RESAMPLING, defaultValue=0))
 
@@ -167,8 +195,7 @@ class OutputParameters(RunParameters):
     OUTPUT_NODATA_HELP = "Output nodata (empty: -9999, or the type's maximum if unsigned)"
 
     def add_output_parameters(self, output_label, optional=False):
-        self.addParameter(advanced(QgsProcessingParameterNumber(
-            self.OUTPUT_NODATA, tr(self.OUTPUT_NODATA_HELP), NUMBER_DOUBLE, optional=True)))
+        self.addParameter(advanced(nodata_parameter(self.OUTPUT_NODATA, self.OUTPUT_NODATA_HELP)))
         self.addParameter(advanced(QgsProcessingParameterEnum(
             self.OUTPUT_TYPE, tr("Output data type"), self.OUTPUT_TYPE_OPTIONS, defaultValue=0)))
         self.addParameter(advanced(QgsProcessingParameterEnum(
@@ -209,19 +236,21 @@ class ScalingParameters:
     INPUT_NODATA = "INPUT_NODATA"
 
     def add_scaling_parameters(self):
-        self.addParameter(QgsProcessingParameterNumber(
-            self.SCALE, tr("Scale applied to input values (e.g. 0.0001 for Sentinel-2 L2A)"), NUMBER_DOUBLE,
-            defaultValue=1.0))
-        self.addParameter(QgsProcessingParameterNumber(
-            self.OFFSET, tr("Offset added after scaling (e.g. -0.1 for Sentinel-2 L2A baseline 04.00)"),
-            NUMBER_DOUBLE, defaultValue=0.0))
-        self.addParameter(QgsProcessingParameterNumber(
-            self.INPUT_NODATA, tr("Input nodata (empty: each file's own)"), NUMBER_DOUBLE, optional=True))
+        # Optional, so that the dialog shows "Not set" (no scaling) rather than 1.00000000 and 0.0000.
+        self.addParameter(with_decimals(QgsProcessingParameterNumber(
+            self.SCALE, tr("Scale applied to input values (empty: 1; e.g. 0.0001 for Sentinel-2 L2A, 0.0000275 "
+                           "for Landsat Collection 2)"), NUMBER_DOUBLE, optional=True), SCALE_DECIMALS))
+        self.addParameter(with_decimals(QgsProcessingParameterNumber(
+            self.OFFSET, tr("Offset added after scaling (empty: 0; e.g. -0.1 for Sentinel-2 L2A baseline 04.00)"),
+            NUMBER_DOUBLE, optional=True), OFFSET_DECIMALS))
+        self.addParameter(nodata_parameter(self.INPUT_NODATA, "Input nodata (empty: each file's own)"))
 
     def scaling_params(self, parameters, context):
+        scale = optional_number(self, parameters, self.SCALE, context)
+        offset = optional_number(self, parameters, self.OFFSET, context)
         return {
-            "scale": self.parameterAsDouble(parameters, self.SCALE, context),
-            "offset": self.parameterAsDouble(parameters, self.OFFSET, context),
+            "scale": 1.0 if scale is None else scale,
+            "offset": 0.0 if offset is None else offset,
             "input_nodata": optional_number(self, parameters, self.INPUT_NODATA, context),
         }
 

@@ -1,5 +1,5 @@
-"""Tilewise's Processing settings (Processing > Options > Providers > Tilewise): the engine's interpreter,
-a Dask scheduler and how long the warm engine waits for the next run. Read when an algorithm runs, so a
+"""Tilewise's Processing settings (Settings ▸ Options ▸ Processing ▸ Providers ▸ Tilewise): the engine's
+interpreter, a Dask scheduler and how long the warm engine waits for the next run. Read when an algorithm runs, so a
 changed setting applies at once."""
 
 PYTHON_SETTING = "TILEWISE_PYTHON"

@@ -12,22 +12,21 @@ from .interpreter import EngineError, configured_interpreter
 from .parameters import tr
 from .settings import configured_python
 
-HELP = """
-<p>Prepares the <b>Tilewise engine</b>, the separate Python process that runs every Tilewise algorithm:
-run it once after installing the plugin, and again to repair (it only does what is missing).</p>
-<ol>
-<li><b>Python environment</b>: the interpreter set in Processing &gt; Options &gt; Providers &gt; Tilewise,
-if any; otherwise Tilewise's own virtual environment, created from this machine's Python (on Linux in
-<code>~/.local/share/tilewise/venv</code>).</li>
-<li><b>Packages</b>: numpy, numba, rasterio, numexpr and their dependencies, at the exact versions Tilewise
-is tested with, installed by pip from the Python Package Index, or offline from a <i>folder of wheels</i>
-(made elsewhere with <code>pip download</code>, or with
-<code>python3 -m tilewise.algorithms.environment wheelhouse FOLDER</code>).</li>
-<li><b>Kernels</b>: compiled once into numba's cache in your user cache folder, so that the first run
-is as fast as the next ones.</li>
-</ol>
-<p>The log shows each step and pip's own output; the result says what was done.</p>
-"""
+HELP = (
+    "<p>Prepares the <b>Tilewise engine</b>, the separate Python process that runs every Tilewise algorithm: "
+    "run it once after installing the plugin, and again to repair (it only does what is missing).</p>"
+    "<ol>"
+    "<li><b>Python environment</b>: the interpreter set in <i>Settings ▸ Options ▸ Processing ▸ Providers ▸ "
+    "Tilewise</i>, if any; otherwise Tilewise's own virtual environment, created from this machine's Python (on "
+    "Linux in <code>~/.local/share/tilewise/venv</code>).</li>"
+    "<li><b>Packages</b>: numpy, numba, rasterio, numexpr and their dependencies, at the exact versions "
+    "Tilewise is tested with, installed by pip from the Python Package Index, or offline from a <i>folder of "
+    "wheels</i> (made elsewhere with <code>pip download</code>, or with <code>python3 -m "
+    "tilewise.algorithms.environment wheelhouse FOLDER</code>).</li>"
+    "<li><b>Kernels</b>: compiled once into numba's cache in your user cache folder, so that the first run is "
+    "as fast as the next ones.</li> </ol>"
+    "<p>The log shows each step and pip's own output; the result says what was done.</p>"
+)
 
 
 class _QgisFeedback(SetupFeedback):

@@ -9,23 +9,23 @@ from qgis.core import (QgsProcessingException, QgsProcessingOutputMultipleLayers
 from ..core.operations.indices import INDICES, ROLES
 from .base import TilewiseAlgorithm, tr
 from .compat import NUMBER_DOUBLE, NUMBER_INTEGER, TYPE_RASTER
-from .parameters import ScalingParameters
+from .parameters import ScalingParameters, with_decimals
 
 INDEX_KEYS = list(INDICES)
 
-INDEX_HELP = """
-<p>A spectral index from a catalogue, on one scene or on a whole time series in one run, tile by tile on
-every core, written as Cloud-Optimized GeoTIFF (Float32).</p>
-<p><b>One scene</b>: give a layer for each band the index needs (BLUE, GREEN, RED, NIR, SWIR1 ~1.6&nbsp;µm,
-SWIR2 ~2.2&nbsp;µm) and its band number; layers may differ and lie on other grids.<br>
-<b>A time series</b>: give the multi-band <i>Scenes</i> instead and the band number of each role; the
-result is one band per scene in one COG, or one COG per scene in a folder (whose layers can feed
-<i>Temporal composite</i> in a model).</p>
-<p>Scale/offset turn scaled integers into reflectance first (EVI and SAVI expect reflectance).
-Nodata in any band, or a zero denominator, gives the output nodata. Normalized differences are clipped
-to [-1, 1].</p>
-<p>Indices:<br>{indices}</p>
-"""
+INDEX_HELP = (
+    "<p>A spectral index from a catalogue, on one scene or on a whole time series in one run, tile by tile on "
+    "every core, written as Cloud-Optimized GeoTIFF (Float32).</p>"
+    "<p><b>One scene</b>: give a layer for each band the index needs (BLUE, GREEN, RED, NIR, SWIR1 "
+    "~1.6&nbsp;µm, SWIR2 ~2.2&nbsp;µm) and its band number; layers may differ and lie on other grids.<br> "
+    "<b>A time series</b>: give the multi-band <i>Scenes</i> instead and the band number of each role; the "
+    "result is one band per scene in one COG, or one COG per scene in a folder (whose layers can feed "
+    "<i>Temporal composite</i> in a model).</p>"
+    "<p>Scale/offset turn scaled integers into reflectance first (EVI and SAVI expect reflectance). Nodata in "
+    "any band, or a zero denominator, gives the output nodata. Normalized differences are clipped to [-1, "
+    "1].</p>"
+    "<p>Indices:<br>{indices}</p>"
+)
 
 
 class SpectralIndex(ScalingParameters, TilewiseAlgorithm):
@@ -58,11 +58,13 @@ class SpectralIndex(ScalingParameters, TilewiseAlgorithm):
                 role, tr(f"{role} layer (one scene)"), optional=True))
             self.addParameter(QgsProcessingParameterNumber(
                 f"{role}_BAND", tr(f"{role} band number"), NUMBER_INTEGER, optional=True, minValue=1))
-        self.addParameter(QgsProcessingParameterNumber(
-            self.CONSTANT_L, tr("SAVI soil factor L"), NUMBER_DOUBLE, defaultValue=0.5, minValue=0.0))
+        self.addParameter(with_decimals(QgsProcessingParameterNumber(
+            self.CONSTANT_L, tr("SAVI soil factor L"), NUMBER_DOUBLE, defaultValue=0.5, minValue=0.0), 2))
         self.add_scaling_parameters()
-        self.addParameter(QgsProcessingParameterEnum(self.OUTPUT_MODE, tr("Output"), self.MODES, defaultValue=0))
         self.add_grid_parameters("default: the first scene or band layer")
+        # last before the outputs, which the dialog shows at its end
+        self.addParameter(QgsProcessingParameterEnum(self.OUTPUT_MODE, tr("Write the index as"), self.MODES,
+                                                       defaultValue=0))
         self.add_output_parameters("Index", optional=True)
         self.addParameter(QgsProcessingParameterFolderDestination(
             self.OUTPUT_FOLDER, tr("Output folder (one COG per scene)"), optional=True, createByDefault=False))

@@ -5,26 +5,27 @@ from qgis.core import (QgsProcessingParameterEnum, QgsProcessingParameterMultipl
 
 from ..core.vocabulary import STATISTICS as ENGINE_STATISTICS
 from .base import TilewiseAlgorithm, tr
-from .compat import NUMBER_DOUBLE, TYPE_RASTER
-from .parameters import MASK_HELP, MaskParameters, numbers, optional_number
+from .compat import TYPE_RASTER
+from .parameters import MASK_HELP, MaskParameters, PERCENTILES_DEFAULT, nodata_parameter, numbers, \
+    optional_number
 
 STATISTICS = list(ENGINE_STATISTICS)
 
-HELP = """
-<p>Per-pixel statistic across a time series of rasters (e.g. Landsat/Sentinel scenes or monthly grids),
-computed tile by tile on every core and written as a <b>Cloud-Optimized GeoTIFF</b>.</p>
-<p><b>Inputs</b>: every band of the inputs is composited band by band (a stack of 6-band scenes gives a
-6-band composite); pick some with <i>Bands</i> (e.g. <code>1,2,3</code>). Each input's nodata is ignored
-(or the value in <i>Input nodata</i>).</p>
-<p><b>Statistic</b>: median (default), mean, min, max, std (population), count (valid observations) or
-percentile (one output band per percentile and input band, e.g. <code>25,50,75</code>; linear
-interpolation, as numpy). Pixels with no valid observation get the output nodata (count gives 0).</p>
-{mask_help}
-<p><b>Output grid</b>: the reference layer's (default: the first input), optionally changed by extent, CRS
-and cell size. Inputs on other grids or CRSs are warped on the fly.</p>
-<p>The work runs in separate Python processes (numpy, numba, rasterio), so QGIS stays responsive; cancel
-stops them at once and writes nothing.</p>
-"""
+HELP = (
+    "<p>Per-pixel statistic across a time series of rasters (e.g. Landsat/Sentinel scenes or monthly grids), "
+    "computed tile by tile on every core and written as a <b>Cloud-Optimized GeoTIFF</b>.</p>"
+    "<p><b>Inputs</b>: every band of the inputs is composited band by band (a stack of 6-band scenes gives a "
+    "6-band composite); pick some with <i>Bands</i> (e.g. <code>1,2,3</code>). Each input's nodata is ignored "
+    "(or the value in <i>Input nodata</i>).</p>"
+    "<p><b>Statistic</b>: median (default), mean, min, max, std (population), count (valid observations) or "
+    "percentile (one output band per percentile and input band, e.g. <code>25,50,75</code>; linear "
+    "interpolation, as numpy). Pixels with no valid observation get the output nodata (count gives 0).</p>"
+    "{mask_help}"
+    "<p><b>Output grid</b>: the reference layer's (default: the first input), optionally changed by extent, CRS "
+    "and cell size. Inputs on other grids or CRSs are warped on the fly.</p>"
+    "<p>The work runs in separate Python processes (numpy, numba, rasterio), so QGIS stays responsive; cancel "
+    "stops them at once and writes nothing.</p>"
+)
 
 
 class TemporalComposite(MaskParameters, TilewiseAlgorithm):
@@ -52,10 +53,9 @@ class TemporalComposite(MaskParameters, TilewiseAlgorithm):
         self.addParameter(QgsProcessingParameterEnum(
             self.STATISTIC, tr("Statistic"), STATISTICS, defaultValue=0))
         self.addParameter(QgsProcessingParameterString(
-            self.PERCENTILES, tr("Percentiles (with the percentile statistic)"), defaultValue="25,50,75",
+            self.PERCENTILES, tr("Percentiles (with the percentile statistic)"), defaultValue=PERCENTILES_DEFAULT,
             optional=True))
-        self.addParameter(QgsProcessingParameterNumber(
-            self.INPUT_NODATA, tr("Input nodata (empty: each file's own)"), NUMBER_DOUBLE, optional=True))
+        self.addParameter(nodata_parameter(self.INPUT_NODATA, "Input nodata (empty: each file's own)"))
         self.add_mask_parameters()
         self.add_grid_parameters("default: the first input")
         self.add_output_parameters("Composite")

@@ -66,6 +66,8 @@ EXTRACT_STATISTICS = ("mean", "median", "min", "max", "std", "count", "sum", "pe
 EXTRACT_COVERAGES = ("centre", "all_touched", "fractional")
 EXTRACT_POINT_METHODS = ("nearest", "bilinear")
 EXTRACT_GEOMETRY_MODES = ("zonal", "vertices")
+#: The percentiles of the percentile statistics when none are given (composite's dialog, extraction everywhere).
+DEFAULT_PERCENTILES = (25.0, 50.0, 75.0)
 
 # -- the engine process ----------------------------------------------------------------------------------------
 
@@ -101,4 +103,5 @@ __all__ = ["OUTPUT_TYPES", "COMPRESSIONS", "OVERVIEW_RESAMPLINGS", "RESAMPLING_M
            "EXTRACT_GEOMETRY_MODES", "REQUIRED_PACKAGES", "EVENT_PROGRESS", "EVENT_LOG", "EVENT_DONE", "EVENT_ERROR",
            "EVENT_MISSING", "EVENT_OK", "EVENT_ACCEPTED", "STOPPED", "USER_ERRORS", "TilewiseError", "InputError", "MaskError",
            "GridError", "OutputError", "DiskFullError", "ParameterError", "ExpressionError", "TileError",
-           "WorkerError", "ClusterError", "CatalogError", "CancelledError", "TilewiseWarning"]
+           "WorkerError", "ClusterError", "CatalogError", "CancelledError", "TilewiseWarning",
+           "DEFAULT_PERCENTILES"]

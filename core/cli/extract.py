@@ -30,7 +30,8 @@ def add_commands(sub) -> None:
     c.add_argument("--id-field", help="field carried into the output as the id (default the feature id)")
     c.add_argument("-s", "--stats", default="mean", metavar="LIST",
                    help=f"comma-separated: {', '.join(EXTRACT_STATISTICS)} (default mean)")
-    c.add_argument("-p", "--percentiles", type=numbers, default=[], help="e.g. 10,50,90 (adds the percentiles)")
+    c.add_argument("-p", "--percentiles", type=numbers, default=[], help="e.g. 10,50,90 (adds the percentiles; "
+                   "-s percentiles alone gives 25,50,75)")
     c.add_argument("--coverage", default=EXTRACT_COVERAGES[0], choices=EXTRACT_COVERAGES,
                    help="polygon pixels: centre inside (as QGIS), all touched, or weighted by covered fraction "
                         "(as exactextract)")

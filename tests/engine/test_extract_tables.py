@@ -256,9 +256,15 @@ def test_spec_takes_indices_and_names_in_the_fixed_order():
     assert ExtractSpec.from_dict(s.to_dict()) == s
 
 
+def test_the_percentiles_statistic_alone_gives_the_quartiles_and_median():
+    """The composite's default: 25, 50, 75 (QGIS, CLI and Python alike)."""
+    s = ExtractSpec(["mean", "percentiles"])
+    assert s.percentiles == (25.0, 50.0, 75.0) and s.columns == ("mean", "p25", "p50", "p75")
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"statistics": [9]}, "out of range"), ({"statistics": ["mode"]}, "Unknown statistic"),
-    ({"statistics": ["percentiles"]}, "needs PERCENTILES"), ({"percentiles": [101]}, "between 0 and 100"),
+    ({"percentiles": [101]}, "between 0 and 100"),
     ({"coverage": "half"}, "Unknown coverage"), ({"window": 0}, "at least 1"),
     ({"point_method": 1, "window": 3}, "nearest"), ({"min_valid_fraction": 2}, "between 0 and 1")])
 def test_spec_errors(kwargs, message):

@@ -1,6 +1,7 @@
 """An engine interpreter without numba / rasterio: the message names them, tilewise:setupengine as the
 step to take, and the command that installs them by hand."""
 
+import os
 import shlex
 import subprocess
 import sys
@@ -58,6 +59,10 @@ def test_missing_packages_are_named_with_the_install_command(how, bare_python, i
     install = steps[-1]
     assert install[:4] == [bare_python, "-m", "pip", "install"], command
     assert {"numpy", "numba", "rasterio"} <= set(install[4:]), command
+    # at the versions set-up installs: the plugin's lock as pip's constraints
+    import tilewise   # loaded by QGIS by now (the session fixture)
+    lock = os.path.join(os.path.dirname(tilewise.__file__), "constraints.txt")
+    assert install[4:6] == ["-c", lock], command
     assert "--user" not in install, command  # pip refuses --user inside a virtual environment
     for step in steps[:-1]:
         assert step[0] == bare_python, command

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from typing import Iterable, Sequence, Tuple, Union
 
 from ...errors import ParameterError
-from ...vocabulary import EXTRACT_COVERAGES, EXTRACT_GEOMETRY_MODES, EXTRACT_POINT_METHODS, EXTRACT_STATISTICS
+from ...vocabulary import DEFAULT_PERCENTILES, EXTRACT_COVERAGES, EXTRACT_GEOMETRY_MODES, EXTRACT_POINT_METHODS, \
+    EXTRACT_STATISTICS
 
 #: STATISTICS, in the order of the algorithm's enum (0 mean ... 7 percentiles).
 STATISTICS = EXTRACT_STATISTICS
@@ -68,7 +69,7 @@ class ExtractSpec:
     """The statistics and the sampling rules of one extraction.
 
     ``statistics`` are names or indices of :data:`STATISTICS`, kept in that fixed
-    order; ``percentiles`` (0-100) go with ``percentiles``. ``coverage`` and
+    order; ``percentiles`` (0-100) go with ``percentiles`` (default 25, 50, 75). ``coverage`` and
     ``point_method`` take names or indices. ``window`` is the side of the n x n
     block of pixels around each point (1: the point's own pixel). Below
     ``min_valid_fraction`` of a feature's footprint with valid data its statistics
@@ -94,7 +95,7 @@ class ExtractSpec:
         if bad:
             raise ParameterError(f"Percentiles must be between 0 and 100, got {bad}.")
         if "percentiles" in stats and not percentiles:
-            raise ParameterError("The percentiles statistic needs PERCENTILES, e.g. 10,50,90.")
+            percentiles = DEFAULT_PERCENTILES
         if percentiles and "percentiles" not in stats:
             stats = tuple(s for s in STATISTICS if s in stats or s == "percentiles")
         window = int(self.window)
