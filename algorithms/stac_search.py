@@ -15,46 +15,48 @@ from qgis.core import (QgsCoordinateReferenceSystem, QgsFeature, QgsFeatureSink,
 
 from ..core.vocabulary import STAC_GROUPINGS, STAC_RESAMPLINGS
 from .base import TilewiseAlgorithm, tr
+from .parameters import with_decimals
 from .compat import NUMBER_DOUBLE, NUMBER_INTEGER, TYPE_VECTOR_POLYGON, WKB_MULTIPOLYGON, advanced
 
 EARTH_SEARCH = "https://earth-search.aws.element84.com/v1"
 GROUPINGS = list(STAC_GROUPINGS)
 
-HELP = """
-<p>Searches a <b>STAC catalogue</b> and gives one layer per item (a VRT whose bands are the assets you
-ask for, read remotely through HTTP range requests: nothing is downloaded whole), in date order, so
-that <i>Temporal composite</i>, <i>Spectral index</i> or any QGIS algorithm can take them in a model.</p>
-<p><b>Catalogue</b>: a STAC API (e.g. Earth Search <code>{earth_search}</code>, the Planetary Computer
-<code>https://planetarycomputer.microsoft.com/api/stac/v1</code> with the signing hook below), or the
-path or URL of a static catalogue or an ItemCollection JSON.<br>
-<b>Collections</b>: comma-separated ids. <b>Extent</b>: in any CRS, sent as an EPSG:4326 bbox.
-<b>Datetime</b>: an RFC 3339 interval such as <code>2024-05-01/2024-09-30</code> (dates are whole
-days; <code>..</code> leaves an end open).</p>
-<p><b>Maximum cloud cover</b> (<code>eo:cloud_cover</code>): sent with the query or filter extension
-when the API declares one, and applied to the results in any case, so every server gives the same
-answer. <b>Limit</b>: at most this many items (0: all); the pages of the search are followed.</p>
-<p><b>Assets</b>: comma-separated, in band order: keys (<code>B04,B08,SCL</code>) or common names
-(<code>red,nir,scl</code>), which work across catalogues. The layer is on the grid of the first
-asset; assets at another resolution (SCL at 20&nbsp;m) are resampled inside the VRT (nearest by
-default, which keeps classes intact). With <code>red,nir,scl</code>, mask a composite with
-<i>Mask band</i> 3 and <i>Mask values</i> <code>0,1,3,8,9,10</code>.</p>
-<p><b>Group by solar day</b>: the items of one day and orbit (neighbouring tiles of one pass) make
-one layer. <b>Harmonize</b>: Sentinel-2 processing baseline 04.00 and later (from January 2022)
-adds 1000 to the reflectances; this subtracts it where the item says so, so older and newer scenes
-compare. Otherwise the items' <code>raster:bands</code> scale and offset are written into the VRT.</p>
-<p><b>Authentication</b>: extra HTTP headers (one <code>Name: value</code> a line) go to the
-catalogue's own host only (scheme, host and port), and to the <b>hosts for the headers</b> you name
-(e.g. the asset host); a redirect to another host never gets them. Or a URL signing hook
-<code>module:function</code> run in the engine's Python, e.g. <code>planetary_computer:sign</code>
-(<code>pip install planetary-computer</code> there). Signed URLs expire: search again for a later run.</p>
-<p>A catalogue read over HTTP may only point at remote addresses (http, https, s3, gs, az...): items
-whose assets are local files are left out with a warning. A catalogue may stay silent
-<code>TILEWISE_HTTP_TIMEOUT</code> seconds (default 30), a request take twice that, retries included.</p>
-<p>Files in the output folder that no Tilewise search wrote are not replaced unless <b>Replace
-files</b> is checked. The output folder also gets <code>search.json</code> (the search and the item ids, also recorded
-by a composite of these layers), <code>items.json</code> (the items, itself a valid catalogue to
-search) and the footprints (one polygon per item with id, datetime, cloud cover and asset hrefs).</p>
-"""
+HELP = (
+    "<p>Searches a <b>STAC catalogue</b> and gives one layer per item (a VRT whose bands are the assets you "
+    "ask for, read remotely through HTTP range requests: nothing is downloaded whole), in date order, so that "
+    "<i>Temporal composite</i>, <i>Spectral index</i> or any QGIS algorithm can take them in a model.</p>"
+    "<p><b>Catalogue</b>: a STAC API (e.g. Earth Search <code>{earth_search}</code>, the Planetary Computer "
+    "<code>https://planetarycomputer.microsoft.com/api/stac/v1</code> with the signing hook below), or the "
+    "path or URL of a static catalogue or an ItemCollection JSON.</p>"
+    "<p><b>Collections</b>: comma-separated ids. <b>Extent</b>: in any CRS, sent as an EPSG:4326 bbox. "
+    "<b>Datetime</b>: an RFC 3339 interval such as <code>2024-05-01/2024-09-30</code> (dates are whole days; "
+    "<code>..</code> leaves an end open).</p>"
+    "<p><b>Maximum cloud cover</b> (<code>eo:cloud_cover</code>): sent with the query or filter extension "
+    "when the API declares one, and applied to the results in any case, so every server gives the same "
+    "answer. <b>Limit</b>: at most this many items (0: all); the pages of the search are followed.</p>"
+    "<p><b>Assets</b>: comma-separated, in band order: keys (<code>B04,B08,SCL</code>) or common names "
+    "(<code>red,nir,scl</code>), which work across catalogues. The layer is on the grid of the first asset; "
+    "assets at another resolution (SCL at 20&nbsp;m) are resampled inside the VRT (nearest by default, which "
+    "keeps classes intact). With <code>red,nir,scl</code>, mask a composite with <i>Mask band</i> 3 and "
+    "<i>Mask values</i> <code>0,1,3,8,9,10</code>.</p>"
+    "<p><b>Group by solar day</b>: the items of one day and orbit (neighbouring tiles of one pass) make one "
+    "layer. <b>Harmonize</b>: Sentinel-2 processing baseline 04.00 and later (from January 2022) adds 1000 to "
+    "the reflectances; this subtracts it where the item says so, so older and newer scenes compare. Otherwise "
+    "the items' <code>raster:bands</code> scale and offset are written into the VRT.</p>"
+    "<p><b>Authentication</b>: extra HTTP headers (one <code>Name: value</code> a line) go to the catalogue's "
+    "own host only (scheme, host and port), and to the <b>hosts for the headers</b> you name (e.g. the asset "
+    "host); a redirect to another host never gets them. Or a URL signing hook <code>module:function</code> "
+    "run in the engine's Python, e.g. <code>planetary_computer:sign</code> (<code>pip install "
+    "planetary-computer</code> there). Signed URLs expire: search again for a later run.</p>"
+    "<p>A catalogue read over HTTP may only point at remote addresses (http, https, s3, gs, az...): items "
+    "whose assets are local files are left out with a warning. A catalogue may stay silent "
+    "<code>TILEWISE_HTTP_TIMEOUT</code> seconds (default 30), a request take twice that, retries "
+    "included.</p>"
+    "<p>Files in the output folder that no Tilewise search wrote are not replaced unless <b>Replace files</b> "
+    "is checked. The output folder also gets <code>search.json</code> (the search and the item ids, also "
+    "recorded by a composite of these layers), <code>items.json</code> (the items, itself a valid catalogue "
+    "to search) and the footprints (one polygon per item with id, datetime, cloud cover and asset hrefs).</p>"
+)
 
 
 class StacSearch(TilewiseAlgorithm):
@@ -103,9 +105,9 @@ class StacSearch(TilewiseAlgorithm):
         self.addParameter(QgsProcessingParameterExtent(self.EXTENT, tr("Extent"), optional=True))
         self.addParameter(QgsProcessingParameterString(
             self.DATETIME, tr("Datetime (RFC 3339 interval, e.g. 2024-05-01/2024-09-30)"), optional=True))
-        self.addParameter(QgsProcessingParameterNumber(
+        self.addParameter(with_decimals(QgsProcessingParameterNumber(
             self.MAX_CLOUD, tr("Maximum cloud cover (%)"), NUMBER_DOUBLE, optional=True, minValue=0.0,
-            maxValue=100.0))
+            maxValue=100.0), 1))
         self.addParameter(QgsProcessingParameterNumber(
             self.LIMIT, tr("Maximum number of items (0: all)"), NUMBER_INTEGER, defaultValue=100, minValue=0))
         self.addParameter(QgsProcessingParameterString(

@@ -109,9 +109,7 @@ def shown_parameters(alg):
             and not p.dependsOnOtherParameters()]
 
 
-@pytest.mark.parametrize("alg_id", [pytest.param(a, marks=pytest.mark.xfail(
-    strict=True, reason="stac_search.py's help is rewritten at the merge of issue 26")) if a == "tilewise:stacsearch"
-    else a for a in ALGORITHMS])
+@pytest.mark.parametrize("alg_id", ALGORITHMS)
 def test_help_has_no_line_break_inside_a_sentence(alg_id):
     """In the algorithm's help as written, and as the dialog's help panel shows it (one paragraph a line)."""
     from processing.gui.AlgorithmDialog import AlgorithmDialog
