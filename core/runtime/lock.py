@@ -27,7 +27,6 @@ import errno
 import json
 import os
 import socket
-import sys
 import time
 from typing import Callable, Dict, Iterable, Iterator, List, Optional
 
@@ -73,6 +72,9 @@ else:
         fcntl.flock(fd, fcntl.LOCK_UN)
 
 
+#: errno of a file system without locks (some network and FUSE file systems)
+_NO_LOCKS = tuple(getattr(errno, name) for name in ("ENOLCK", "EOPNOTSUPP", "ENOTSUP", "ENOSYS") if hasattr(errno, name))
+
 #: The locks this process holds, by file descriptor (closed in forked children: see _forget_in_child).
 _HELD: Dict[int, "OutputLock"] = {}
 
@@ -104,13 +106,25 @@ class OutputLock:
         self.path = lock_path(output)
         self.operation = operation
         self.fd: Optional[int] = None
+        #: True when the file system has no locks: the run goes on unprotected (:meth:`acquire` says so)
+        self.unsupported = False
 
     def try_acquire(self) -> bool:
         """Take the lock if it is free (True); False if another run holds it."""
         while True:
             fd = self._open()
             try:
-                if not _try_lock(fd):
+                try:
+                    locked = _try_lock(fd)
+                except OSError as exc:
+                    if exc.errno not in _NO_LOCKS:
+                        raise
+                    os.close(fd)
+                    with contextlib.suppress(OSError):
+                        os.remove(self.path)        # it stands for nothing here
+                    self.unsupported = True
+                    return True
+                if not locked:
                     os.close(fd)
                     return False
                 if not _same_file(fd, self.path):   # released and removed by its holder meanwhile: again
@@ -145,6 +159,9 @@ class OutputLock:
             time.sleep(poll)
         if said:
             say(f"{_name(self.output)} is free: starting")
+        if self.unsupported:
+            say(f"Warning: the file system of {self.output} has no file locks: another Tilewise run writing "
+                "it at the same time would not be stopped")
 
     def release(self) -> None:
         """Remove the lock file and release the lock (in that order: a run waiting for it then locks a
@@ -168,13 +185,17 @@ class OutputLock:
     def _open(self) -> int:
         try:
             return os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        except PermissionError:
+            pass                    # another user's lock file: locked as well through a read-only descriptor
+        try:
+            return os.open(self.path, os.O_RDONLY)
         except OSError as exc:
             raise OutputError(f"Cannot create the lock file {self.path} beside the output "
                               f"({exc.strerror}); check that its folder exists and can be written.") from None
 
     def _write_note(self) -> None:
-        note = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time(),
-                "operation": self.operation, "command": _command()}
+        # no command line: it may carry credentials (a signed URL, a header), and the note is world-readable
+        note = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time(), "operation": self.operation}
         data = json.dumps(note).encode("utf-8")
         with contextlib.suppress(OSError):   # the note is for messages only: the lock is what counts
             os.ftruncate(self.fd, 0)
@@ -195,19 +216,6 @@ def _same_file(fd: int, path: str) -> bool:
     except OSError:
         return False
     return (st.st_dev, st.st_ino) == (fst.st_dev, fst.st_ino)
-
-
-def _command() -> str:
-    """This process's command line, short: ``tilewise composite ...``, a script's, or "" (the engine QGIS
-    starts runs a job file, which says nothing)."""
-    argv = list(sys.argv)
-    if not argv or not argv[0] or argv[0] == "-c" or "driver" in os.path.basename(argv[0]):
-        return ""
-    head, name = os.path.split(argv[0])
-    if name in ("tilewise", "tilewise.exe") or (name == "__main__.py" and os.path.basename(head) == "tilewise"):
-        name = "tilewise"
-    text = " ".join([name, *argv[1:]])
-    return text if len(text) <= 160 else text[:157] + "..."
 
 
 def read_holder(output: str) -> dict:
@@ -233,8 +241,6 @@ def describe_holder(holder: dict) -> str:
         same_day = time.strftime("%Y-%m-%d", time.localtime(started)) == time.strftime("%Y-%m-%d")
         parts.append("started " + time.strftime("%H:%M:%S" if same_day else "%Y-%m-%d %H:%M:%S",
                                                 time.localtime(started)))
-    if holder.get("command"):
-        parts.append(f"command: {holder['command']}")
     return ", ".join(parts) or "no details recorded yet"
 
 

@@ -326,3 +326,21 @@ def test_a_lock_file_removed_while_being_locked_is_not_taken(tmp_path, monkeypat
     second.release()
     assert third.try_acquire()
     third.release()
+
+
+def test_a_file_system_without_locks_runs_with_a_warning(scenes, expected, tmp_path, monkeypatch):
+    """Some network and FUSE file systems refuse locks (ENOLCK): the run goes on, and says it is unprotected."""
+    import errno
+    from tilewise.core.runtime import lock as lock_module
+
+    def no_locks(fd):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(lock_module, "_try_lock", no_locks)
+    out = tmp_path / "out.tif"
+    logs: List[str] = []
+    composite(scenes, str(out), "mean", tile_size=64, workers=1, log=logs.append)
+    assert f"Warning: the file system of {out} has no file locks: another Tilewise run writing it at the same " \
+           "time would not be stopped" in logs
+    assert out.read_bytes() == expected["mean"]
+    assert leftovers(out) == [str(out)]
