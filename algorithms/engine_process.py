@@ -21,6 +21,7 @@ import threading
 from collections import deque
 from typing import Callable, Optional
 
+from ..core.runtime.lock import lock_if_free
 from ..core.runtime.paths import has_finished_tiles, partial_path, workdir_for
 from ..core.vocabulary import EVENT_DONE, EVENT_ERROR, EVENT_LOG, EVENT_MISSING, EVENT_PROGRESS, USER_ERRORS
 from .interpreter import SETTING_HINT, EngineCancelled, EngineError, _popen_flags, engine_env, missing_message
@@ -59,12 +60,15 @@ def remove_leftovers(output: Optional[str], keep_workdir: bool = False) -> None:
     kept for resuming (its finished tiles are what a resumed run reuses)."""
     if not output:  # a job that writes no raster (the kernel warm-up)
         return
-    if not keep_workdir:
-        shutil.rmtree(workdir_for(output), ignore_errors=True)
-    try:
-        os.remove(partial_path(output))
-    except FileNotFoundError:
-        pass
+    with lock_if_free(output) as free:
+        if not free:    # another run is writing this output (why this one stopped, maybe): its files
+            return
+        if not keep_workdir:
+            shutil.rmtree(workdir_for(output), ignore_errors=True)
+        try:
+            os.remove(partial_path(output))
+        except FileNotFoundError:
+            pass
 
 
 def start_engine(python: str, args: list, env: dict, cwd: str) -> subprocess.Popen:

@@ -59,3 +59,7 @@ class ClusterError(TilewiseError):
 
 class CatalogError(InputError):
     """A STAC catalogue cannot be searched (unreachable, refused, not STAC) or gives nothing usable."""
+
+
+class OutputBusyError(OutputError):
+    """Another Tilewise run is writing the same output (the message names it)."""

@@ -11,7 +11,7 @@ Python function):
   ``overview_resampling``, ``allow_large``), resolved with the output's path into
   an :class:`OutputSpec`;
 - :class:`RunOptions` (``tile_size``, ``workers``, ``executor``, ``scheduler``,
-  ``resume``, ``keep_workdir``, ``progress``, ``log``): where and how the tiles run,
+  ``resume``, ``keep_workdir``, ``wait_if_busy``, ``progress``, ``log``): where and how the tiles run,
   resolved in one place (:func:`tilewise.core.runtime.executor.connect`).
 
 The command line (:mod:`tilewise.core.cli.options`) and QGIS
@@ -212,7 +212,9 @@ class RunOptions:
     Client or cluster), else ``workers`` local processes (default all cores; never more than the
     cores or the tiles). ``resume``: reuse the finished tiles of an interrupted run of the same
     job, and keep them if this run stops too. ``keep_workdir``: keep the work folder after
-    success. ``progress(done, total)`` and ``log(message)``: callbacks.
+    success. ``wait_if_busy``: when another run is writing the same output, wait for it to finish
+    (else :class:`~tilewise.core.errors.OutputBusyError`). ``progress(done, total)`` and
+    ``log(message)``: callbacks.
     """
 
     tile_size: Optional[int] = None
@@ -221,6 +223,7 @@ class RunOptions:
     scheduler: Any = None
     resume: bool = False
     keep_workdir: bool = False
+    wait_if_busy: bool = False
     progress: Optional[ProgressFn] = field(default=None, compare=False)
     log: Optional[LogFn] = field(default=None, compare=False)
 

@@ -114,11 +114,14 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
                    help="reuse the finished tiles of an interrupted run of the same command")
     r.add_argument("--keep-workdir", action="store_true",
                    help="keep the work folder (tiles, manifest) beside the output after success")
+    r.add_argument("--wait-if-busy", action="store_true",
+                   help="if another Tilewise run is writing the same output, wait for it to finish "
+                        "(default: stop with a message naming that run)")
 
 
 def run_kwargs(args: argparse.Namespace) -> dict:
     return dict(tile_size=args.tile_size, workers=args.workers, scheduler=args.scheduler, resume=args.resume,
-                keep_workdir=args.keep_workdir)
+                keep_workdir=args.keep_workdir, wait_if_busy=args.wait_if_busy)
 
 
 def add_input_nodata_option(p: argparse.ArgumentParser) -> None:

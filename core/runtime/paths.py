@@ -18,6 +18,12 @@ def workdir_for(output: str) -> str:
     return os.path.join(folder, f".{name}.tilewise-work")
 
 
+def lock_path(output: str) -> str:
+    """The lock file of a run writing ``output`` (see :mod:`.lock`)."""
+    folder, name = os.path.split(os.path.abspath(output.rstrip("/\\") or output))
+    return os.path.join(folder, f".{name}.tilewise-lock")
+
+
 #: In the work folder: what the job is (a fingerprint, the tile size), and the finished tiles.
 MANIFEST_NAME = "manifest.json"
 JOURNAL_NAME = "finished.txt"

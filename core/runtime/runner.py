@@ -5,6 +5,10 @@ workers with each tile) and a tile function ``fn(job, tile, target)`` that
 computes one tile and writes it to the ``target`` its sink gives (see
 :mod:`.sinks`). The runner does the rest, the same way for every operation:
 
+0. takes the lock of the output(s) (:mod:`.lock`) before anything of them is removed or
+   written, and keeps it until the last rename and cleanup: one run owns an output at a time
+   (another run gets :class:`~tilewise.core.errors.OutputBusyError` naming this one, or waits
+   with ``wait_if_busy``);
 1. resolves where the tiles run (:func:`.executor.connect`: an executor, a Dask
    cluster, or local workers sized by the tiles to compute);
 2. decides the tile size (as asked, from the interrupted run when resuming, or
@@ -35,6 +39,7 @@ from ..grid import Grid, Tile, auto_tile_size, balance_tile_size, plan_tiles
 from ..options import LogFn, ProgressFn, RunOptions
 from .diskspace import SpaceNeed, disk_full, is_disk_full, space_warning
 from .executor import Executor, connect, local_executor, resolve_workers
+from .lock import output_locks
 from .paths import has_finished_tiles
 from .phases import Phases, TimedTile
 from .sinks import Sink
@@ -116,9 +121,30 @@ class RunReport:
 
 
 def run_tiles(job: TiledJob, tile_fn: TileFn, run: RunOptions) -> RunReport:
-    """Compute every tile of ``job`` with ``tile_fn`` and let its sink write the output(s)."""
-    start = time.perf_counter()
+    """Compute every tile of ``job`` with ``tile_fn`` and let its sink write the output(s), holding the
+    lock of each output meanwhile."""
     sink = job.sink
+    with output_locks(locked_paths(sink), describe_job(job), wait=run.wait_if_busy, say=run.say):
+        return _run_locked(job, tile_fn, run, sink)
+
+
+def locked_paths(sink: Sink) -> Tuple[str, ...]:
+    """What a run locks: the path its work folder is named after (an output, or the folder of a set of
+    outputs), and each output that is not in such a folder (a table and its plot)."""
+    folder = getattr(sink, "folder", "")
+    return (sink.home,) if folder else tuple(dict.fromkeys((sink.home, *sink.outputs)))
+
+
+def describe_job(job: TiledJob) -> str:
+    """What a job does, for the message another run on its output gets: ``"composite median"``."""
+    name = type(job).__name__
+    name = name[:-3] if name.endswith("Job") else name
+    statistic = getattr(job, "statistic", None)
+    return name.lower() + (f" {statistic}" if isinstance(statistic, str) else "")
+
+
+def _run_locked(job: TiledJob, tile_fn: TileFn, run: RunOptions, sink: Sink) -> RunReport:
+    start = time.perf_counter()
     workdir = sink.workdir()
     executor: Optional[Executor] = None
     state: Optional[WorkState] = None

@@ -8,9 +8,10 @@ reboot). What makes it resumable:
   tile's name;
 - once a tile is complete, its file is flushed to disk (``fsync``) and only then
   listed in the journal with its size, so a listed tile survives a power cut;
-- the manifest holds a fingerprint of the job (its parameters, output grid,
-  and the size and time of every local input file) and the tile size, so the
-  tiles of another job, or of changed inputs, are never taken.
+- the manifest holds a fingerprint of the job (its parameters, output grid, and
+  the state of every input: see :mod:`.fingerprint`) and the tile size, so the
+  tiles of another job, or of changed inputs, are never taken; a job whose
+  inputs cannot be fingerprinted is never resumed.
 
 A resumed run reuses the tiles listed in the journal whose file still has the
 listed size, and recomputes the others.
@@ -18,17 +19,16 @@ listed size, and recomputes the others.
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import json
 import os
 import shutil
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Dict, FrozenSet, Iterator, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, FrozenSet, List, Optional, Sequence
 
 from ..grid import Tile
 from ..options import LogFn
+from .fingerprint import Fingerprint, fingerprint
 from .paths import JOURNAL_NAME as JOURNAL, MANIFEST_NAME as MANIFEST
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -47,33 +47,18 @@ class WorkState:
     finished: FrozenSet[int]
 
 
-def job_fingerprint(job: Any) -> str:
-    """A hash of the job's parameters and of its local input files' sizes and modification times.
+def job_fingerprint(job: Any) -> Fingerprint:
+    """The job's parameters and the present state of every input it reads (:func:`.fingerprint.fingerprint`).
 
     >>> from tilewise.core.grid import Grid
     >>> g = Grid("", (1.0, 0.0, 0.0, 0.0, -1.0, 0.0), 10, 10)
     >>> job_fingerprint(g) == job_fingerprint(Grid("", (1.0, 0.0, 0.0, 0.0, -1.0, 0.0), 10, 10))
     True
     """
-    signatures = sorted(set(_file_signatures(job)))
-    text = repr((type(job).__name__, job, signatures))
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return fingerprint(job)
 
 
-def _file_signatures(value: Any, skip_output: bool = True) -> Iterator[Tuple[str, int, int]]:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        for field in dataclasses.fields(value):
-            if not (skip_output and field.name in ("output", "outputs")):   # rewritten by the run
-                yield from _file_signatures(getattr(value, field.name), False)
-    elif isinstance(value, (tuple, list)):
-        for item in value:
-            yield from _file_signatures(item, False)
-    elif isinstance(value, str) and value and os.path.isfile(value):
-        st = os.stat(value)
-        yield (os.path.abspath(value), st.st_size, st.st_mtime_ns)
-
-
-def resumable_size(workdir: str, fingerprint: str, tile_size: Optional[int], say: LogFn) -> Optional[int]:
+def resumable_size(workdir: str, fingerprint: Fingerprint, tile_size: Optional[int], say: LogFn) -> Optional[int]:
     """The tile size of an interrupted run of the same job (``fingerprint``) in ``workdir``, if it can be
     resumed with ``tile_size`` (None: any); otherwise None, and ``say`` why."""
     manifest = read_manifest(workdir)
@@ -83,15 +68,18 @@ def resumable_size(workdir: str, fingerprint: str, tile_size: Optional[int], say
         else:
             say("No interrupted run to resume: computing every tile")
         return None
+    if fingerprint.digest is None:
+        say(f"Not resuming: {fingerprint.reason}, so its tiles in {workdir} may be stale; starting afresh")
+        return None
     size = manifest.get("tile_size")
-    if manifest.get("job") != fingerprint or not isinstance(size, int) or tile_size not in (None, size):
+    if manifest.get("job") != fingerprint.digest or not isinstance(size, int) or tile_size not in (None, size):
         say(f"The work folder {workdir} belongs to another job (parameters, inputs or tile size changed): "
             "starting afresh")
         return None
     return size
 
 
-def prepare_workdir(job: Any, sink: "Sink", workdir: str, fingerprint: str, tile_size: int, tiles: Sequence[Tile],
+def prepare_workdir(job: Any, sink: "Sink", workdir: str, fingerprint: Fingerprint, tile_size: int, tiles: Sequence[Tile],
                     resumed: bool, say: LogFn = lambda m: None) -> WorkState:
     """Reuse the work folder of an interrupted run of the same job (``resumed``: :func:`resumable_size`
     said so) with its finished tiles, or start a new one for ``tiles``."""
@@ -103,7 +91,7 @@ def prepare_workdir(job: Any, sink: "Sink", workdir: str, fingerprint: str, tile
     shutil.rmtree(workdir, ignore_errors=True)
     os.makedirs(workdir)
     _write_json(os.path.join(workdir, MANIFEST), {
-        "tilewise_workdir": FORMAT, "job": fingerprint, "tile_size": tile_size, "tiles": len(tiles),
+        "tilewise_workdir": FORMAT, "job": fingerprint.digest, "tile_size": tile_size, "tiles": len(tiles),
         "output": sink.outputs[0], "outputs": list(sink.outputs), "grid": [job.grid.width, job.grid.height],
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **_stac_searches(job)})
     return WorkState(list(tiles), tile_size, frozenset())

@@ -16,7 +16,7 @@ import rasterio
 from affine import Affine
 
 import tilewise
-from tilewise.core.runtime.paths import partial_path, workdir_for
+from tilewise.core.runtime.paths import lock_path, partial_path, workdir_for
 
 #: The folder that holds the ``tilewise`` package, for PYTHONPATH of subprocesses.
 PLUGINS_DIR = os.path.dirname(os.path.dirname(os.path.abspath(tilewise.__file__)))
@@ -121,8 +121,8 @@ def as_output(reference: np.ndarray, nodata: float = -9999.0, dtype: str = "floa
 
 
 def leftovers(output) -> List[str]:
-    """Every file a run may leave beside ``output`` (output, work folder, partial COG) that exists."""
-    names = [str(output), workdir_for(str(output)), partial_path(str(output))]
+    """Every file a run may leave beside ``output`` (output, work folder, partial COG, lock file) that exists."""
+    names = [str(output), workdir_for(str(output)), partial_path(str(output)), lock_path(str(output))]
     return [n for n in names if os.path.lexists(n)]
 
 

@@ -207,3 +207,132 @@ def test_kill_9_then_resume_gives_the_uninterrupted_output(kind, heavy, tmp_path
     rc, log, _ = finish(kind, engine(kind, heavy, reference))
     assert rc == 0, log
     same_bytes(out, reference)
+
+
+# -- inputs changed in ways a size and a date do not show (issue 26 A2) ---------------------------------------
+
+FAIL_AT_TILE_FIVE = """
+import sys
+from tilewise.core.errors import TileError
+from tilewise.core.options import RunOptions
+from tilewise.core.runtime.executor import SerialExecutor
+from tilewise.core.runtime.runner import run_tiles
+from tilewise.core.operations.composite import CompositeOptions, composite_tile, plan_composite
+
+def fail(job, tile, path):
+    if tile.index == 5:
+        raise TileError("tile 5 failed")
+    return composite_tile(job, tile, path)
+
+job = plan_composite(sys.argv[2:], sys.argv[1], CompositeOptions("median"))
+try:
+    run_tiles(job, fail, RunOptions(tile_size=16, executor=SerialExecutor(), resume=True))
+except TileError:
+    print("failed at tile 5")
+"""
+
+
+def fail_in_another_process(inputs, out) -> None:
+    """The median run with resume that fails at tile 5, in a process of its own: GDAL caches what it
+    fetched over HTTP per process, and this one must see the inputs only as they are after the edit."""
+    done = subprocess.run([sys.executable, "-c", FAIL_AT_TILE_FIVE, str(out), *map(str, inputs)],
+                          env=subprocess_env(), capture_output=True, text=True, timeout=300)
+    assert done.stdout.strip() == "failed at tile 5", done.stderr
+    assert len(journal(out)) == 5
+
+
+def resume(inputs, out) -> tuple:
+    """The same job resumed in this process: ``(report, log)``."""
+    logs = []
+    job = plan_composite(list(inputs), str(out), CompositeOptions("median"))
+    report = run_tiles(job, composite_tile, RunOptions(executor=SerialExecutor(), resume=True, log=logs.append))
+    return report, logs
+
+
+def rewrite(path, data) -> None:
+    """New pixels in place (an uncompressed GeoTIFF keeps its size and inode)."""
+    import rasterio
+    with rasterio.open(path, "r+") as dst:
+        dst.write(data, 1)
+
+
+def test_a_vrt_whose_source_was_edited_is_not_resumed(inputs, tmp_path):
+    import rasterio.shutil
+    vrt = tmp_path / "in1.vrt"
+    rasterio.shutil.copy(inputs[1], str(vrt), driver="VRT")
+    assert "in1.tif" in vrt.read_text()
+    series = [inputs[0], str(vrt), inputs[2]]
+    out = tmp_path / "out.tif"
+    fail_in_another_process(series, out)
+    vrt_before = vrt.stat()
+    time.sleep(0.01)
+    rewrite(inputs[1], np.full(SHAPE, 8, "uint8"))                  # the VRT itself is untouched
+    assert (vrt.stat().st_mtime_ns, vrt.stat().st_ctime_ns) == (vrt_before.st_mtime_ns, vrt_before.st_ctime_ns)
+    report, logs = resume(series, out)
+    assert report.reused == 0 and any("belongs to another job" in m for m in logs), logs
+    same_bytes(out, fresh(series, tmp_path / "fresh"))
+
+
+def test_an_input_rewritten_with_its_size_and_date_restored_is_not_resumed(inputs, tmp_path):
+    out = tmp_path / "out.tif"
+    fail_in_another_process(inputs, out)
+    before = os.stat(inputs[1])
+    rewrite(inputs[1], np.full(SHAPE, 8, "uint8"))
+    os.utime(inputs[1], ns=(before.st_atime_ns, before.st_mtime_ns))   # touch -d: the old date back
+    after = os.stat(inputs[1])
+    assert (after.st_size, after.st_mtime_ns, after.st_ino) == (before.st_size, before.st_mtime_ns, before.st_ino)
+    report, logs = resume(inputs, out)
+    assert report.reused == 0 and any("belongs to another job" in m for m in logs), logs
+    same_bytes(out, fresh(inputs, tmp_path / "fresh"))
+
+
+@pytest.fixture
+def served(tmp_path, inputs):
+    """The inputs served by nginx (an ETag and a Last-Modified date for each): ``(folder, urls)``."""
+    from servers import Nginx
+    root = tmp_path / "www"
+    root.mkdir()
+    for path in inputs:
+        os.link(path, root / os.path.basename(path))
+    with Nginx(root, tmp_path / "nginx") as server:
+        yield root, [f"{server.url}/{os.path.basename(p)}" for p in inputs]
+
+
+def test_an_unchanged_http_input_is_resumed(served, tmp_path):
+    _, urls = served
+    out = tmp_path / "out.tif"
+    fail_in_another_process(urls, out)
+    report, logs = resume(urls, out)
+    assert report.reused == 5, logs
+    same_bytes(out, fresh(urls, tmp_path / "fresh"))
+
+
+def test_an_http_input_edited_on_the_server_is_not_resumed(served, tmp_path):
+    root, urls = served
+    out = tmp_path / "out.tif"
+    fail_in_another_process(urls, out)
+    edited = root / "in1.tif"
+    before = edited.stat()
+    rewrite(str(edited), np.full(SHAPE, 8, "uint8"))
+    os.utime(edited, ns=(before.st_atime_ns, before.st_mtime_ns + 2_000_000_000))  # nginx's ETag: mtime, size
+    assert edited.stat().st_size == before.st_size
+    report, logs = resume(urls, out)
+    assert report.reused == 0 and any("belongs to another job" in m for m in logs), logs
+    same_bytes(out, fresh(urls, tmp_path / "fresh"))
+
+
+def test_an_http_input_without_etag_or_date_is_never_resumed(inputs, tmp_path):
+    from hostile import ScriptedServer
+    files = {f"/{os.path.basename(p)}": (200, {"Content-Type": "image/tiff"}, Path(p).read_bytes()) for p in inputs}
+    with ScriptedServer(files) as server:
+        urls = [f"{server.url}{name}" for name in files]
+        out = tmp_path / "out.tif"
+        fail_in_another_process(urls, out)
+        assert json.loads((Path(workdir_for(str(out))) / MANIFEST).read_text())["job"] is None
+        report, logs = resume(urls, out)
+        reference = fresh(urls, tmp_path / "fresh")
+    assert report.reused == 0, logs
+    said = [m for m in logs if m.startswith("Not resuming:")]
+    assert said == [f"Not resuming: the server of the input {urls[0]} gives neither an ETag nor a Last-Modified "
+                    f"date, so its tiles in {workdir_for(str(out))} may be stale; starting afresh"], logs
+    same_bytes(out, reference)
