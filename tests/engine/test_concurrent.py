@@ -344,3 +344,25 @@ def test_a_file_system_without_locks_runs_with_a_warning(scenes, expected, tmp_p
            "time would not be stopped" in logs
     assert out.read_bytes() == expected["mean"]
     assert leftovers(out) == [str(out)]
+
+
+def test_a_stac_search_into_a_folder_another_search_writes_stops_before_any_request(tmp_path):
+    from hostile import ScriptedServer
+    from tilewise.core.operations.stac.search import stac_search
+    folder = tmp_path / "layers"
+    with ScriptedServer() as catalogue, output_locks([str(folder)], "stac search"):
+        with pytest.raises(OutputBusyError) as info:
+            stac_search(catalogue.url + "/stac", str(folder), "red")
+        assert catalogue.seen == []
+    assert str(info.value).startswith(f"{folder} is being written by another Tilewise run (stac search, pid ")
+
+
+def test_a_failed_stac_search_leaves_none_of_the_folders_it_made_for_its_lock(tmp_path):
+    from hostile import ScriptedServer
+    from tilewise.core.errors import CatalogError
+    from tilewise.core.operations.stac.search import stac_search
+    with ScriptedServer() as catalogue:                                        # 404 everywhere
+        with pytest.raises(CatalogError):
+            stac_search(catalogue.url + "/stac", str(tmp_path / "new" / "deeper" / "layers"), "red")
+        assert catalogue.seen
+    assert os.listdir(tmp_path) == []

@@ -13,14 +13,16 @@ the files recorded beside them in :mod:`.stac_record`.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
+from ...runtime.lock import output_locks
 from ...errors import CatalogError, OutputError, ParameterError, TilewiseWarning
 from ...vocabulary import STAC_GROUPINGS
 from .assets import (AssetBand, Signer, asset_bands, describe_assets, gdal_source, group_key,
@@ -228,6 +230,40 @@ def stac_search(url: str, output: str, assets: Union[str, Sequence[str]], *,
     policy = HeaderPolicy(parse_headers(headers), location, parse_header_hosts(header_hosts))
     signer = load_signer(sign)
     folder = _check_folder(output)
+    with _folder_lock(folder, say):
+        return _search_into(folder, location, query, names, grouping, harmonize, resampling, policy, signer, sign,
+                            url, page_size, overwrite, progress, log, say, start)
+
+
+@contextlib.contextmanager
+def _folder_lock(folder: str, say: LogFn) -> Iterator[None]:
+    """One search writes ``folder`` at a time (the lock file is beside it: its parent folders are made
+    first, and removed again if still empty when the search fails)."""
+    parent = os.path.dirname(folder)
+    missing = parent
+    while missing and not os.path.exists(missing):
+        missing = os.path.dirname(missing)
+    try:
+        os.makedirs(parent, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"Cannot create the folder {parent}: {exc.strerror or exc}") from None
+    ok = False
+    try:
+        with output_locks([folder], "stac search", say=say):
+            yield
+        ok = True
+    finally:
+        made = parent
+        while not ok and made != missing:   # only the folders this search made, while empty
+            try:
+                os.rmdir(made)
+            except OSError:
+                break
+            made = os.path.dirname(made)
+
+
+def _search_into(folder, location, query, names, grouping, harmonize, resampling, policy, signer, sign, url,
+                 page_size, overwrite, progress, log, say, start) -> "StacReport":
     _check_replacements(folder, SIDE_FILES, overwrite)
     http = Http(policy, log=say)
     try:
