@@ -8,24 +8,27 @@ run; with different grids or value types they get one run each).
 
 from __future__ import annotations
 
+import math
 import os
+import threading
 import warnings
 from dataclasses import dataclass, replace
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numexpr
 import numpy as np
+from numexpr.necompiler import getExprNames, getType
 
 from ..errors import ExpressionError, GridError, InputError, ParameterError, TileError, TilewiseError, TilewiseWarning
 from ..grid import Grid, Tile
-from ..io.cog import check_writable, to_output
+from ..io.cog import check_writable
 from ..io.coverage import check_output_size, outside_grid
 from ..io.outputs import check_not_an_input, describe_inputs, output_folder, unique_names
 from ..io.sources import describe_raster, read_window
 from ..options import Options, OutputSpec, plan_grid, split_options
 from ..runtime.runner import RunReport, TileBudget, TiledJob, run_tiles, warnings_to
 from ..runtime.sinks import CogSink
-from .expression import validate_expression
+from .expression import substitute, validate_expression
 from .indices import get_index
 
 _WIDE_TYPES = {"int32", "uint32", "int64", "uint64", "float64"}
@@ -41,6 +44,9 @@ class BandRef:
     band: int = 1
     scale: float = 1.0
     offset: float = 0.0
+    #: the band's type and its file's nodata (as planned; read in its own type when an integer type)
+    dtype: str = ""
+    nodata: Optional[float] = None
 
 
 @dataclass(frozen=True)
@@ -131,7 +137,8 @@ def _scene_refs(scene: Mapping[str, BandSpec], order: Sequence[str], own: BandMa
         infos[path] = info
         if not 1 <= int(band) <= info.count:
             raise InputError(f"{name}: band {band} does not exist in {path}, which has {info.count} band(s).")
-        refs.append(BandRef(name, path, int(band), float(own.scale), float(own.offset)))
+        refs.append(BandRef(name, path, int(band), float(own.scale), float(own.offset),
+                            info.dtypes[int(band) - 1], info.nodata))
     return tuple(refs)
 
 
@@ -170,40 +177,227 @@ def bandmath_tile(job: BandMathJob, tile: Tile, target: str) -> int:
     spec = job.outputs[0]                              # every output of a job has its type and nodata
     out = np.empty((len(job.scenes), tile.height, tile.width), spec.dtype)
     for k, refs in enumerate(job.scenes):
-        values = _read_scene(job, refs, tile)
-        invalid = np.zeros((tile.height, tile.width), bool)
-        for v in values.values():
-            invalid |= np.isnan(v)
-        result = numexpr.evaluate(job.expression, local_dict=values).astype(np.float64, copy=False)
-        if result.shape != invalid.shape:  # a constant-valued expression: broadcast it
-            result = np.broadcast_to(result, invalid.shape).copy()
-        result[invalid | ~np.isfinite(result)] = np.nan
-        if job.clip:
-            np.clip(result, job.clip[0], job.clip[1], out=result)
-        out[k] = to_output(result, spec)
+        values, missing = _read_scene(job, refs, tile)
+        evaluate_tile(job.expression, values, out[k], spec, job.work_dtype, job.clip, missing)
     job.sink.write(target, tile, out)
     return tile.index
 
 
-def _read_scene(job: BandMathJob, refs: Sequence[BandRef], tile: Tile) -> Dict[str, np.ndarray]:
+def _read_scene(job: BandMathJob, refs: Sequence[BandRef],
+                tile: Tile) -> Tuple[List[TileValues], Optional[np.ndarray]]:
+    """Each input of a scene over ``tile``: the bands of an integer type as stored, the others as
+    floats of the work type (NaN: no value); and the pixels outside an input or masked (None: none).
+    The buffers are this thread's, reused from tile to tile."""
     by_path: Dict[str, List[BandRef]] = {}
     for ref in refs:
         by_path.setdefault(ref.path, []).append(ref)
-    values: Dict[str, np.ndarray] = {}
-    for path, group in by_path.items():
-        buf = np.empty((len(group), tile.height, tile.width), job.work_dtype)
+    values: List[TileValues] = []
+    missing: Optional[np.ndarray] = None
+    for slot, (path, group) in enumerate(by_path.items()):
+        raw = group[0].dtype if all(r.dtype == group[0].dtype for r in group) and group[0].dtype in _RAW_TYPES \
+            else None
+        buf = _buffer(slot, (len(group), tile.height, tile.width), raw or job.work_dtype)
         try:
-            read_window(path, [r.band for r in group], job.grid, tile, buf, job.input_nodata, job.resampling)
+            gap = read_window(path, [r.band for r in group], job.grid, tile, buf, job.input_nodata, job.resampling)
         except TilewiseError as exc:
             raise TileError(f"{tile.name}: {exc}") from None
         except Exception as exc:
             raise TileError(f"{tile.name}: reading {path} failed: {exc}") from None
-        for i, ref in enumerate(group):
-            v = buf[i]
-            if ref.scale != 1.0 or ref.offset != 0.0:
-                v = v * buf.dtype.type(ref.scale) + buf.dtype.type(ref.offset)
-            values[ref.name] = v
-    return values
+        if gap is not None:
+            missing = gap if missing is None else missing | gap
+        fill = job.input_nodata if job.input_nodata is not None else group[0].nodata
+        values.extend(TileValues(r.name, buf[i], fill if raw else None, r.scale, r.offset) for i, r in enumerate(group))
+    return values, missing
+
+
+_LOCAL = threading.local()
+
+
+def _buffer(slot: int, shape: Tuple[int, ...], dtype: str) -> np.ndarray:
+    """A C-contiguous array of ``shape``: this thread's buffer of ``slot`` and type, grown as needed."""
+    buffers = _LOCAL.__dict__.setdefault("buffers", {})
+    size = int(np.prod(shape))
+    flat = buffers.get((slot, dtype))
+    if flat is None or flat.size < size:
+        flat = buffers[(slot, dtype)] = np.empty(size, dtype)
+    return flat[:size].reshape(shape)
+
+
+# -- one numexpr pass per scene and tile --------------------------------------------------------------------------
+#
+# numexpr reads each input in its own type and converts it to the work type block by block (its
+# iterator casts; the program is compiled for the work type, as if the inputs had been converted
+# first), computes the expression exactly as on converted inputs, then in the same pass: the nodata
+# mask, the clip, the rounding and the output type, written straight into the output tile.
+
+#: Integer types read as stored: every value is exact in the work type (float32 up to 16 bits;
+#: 32-bit inputs make the work type float64). Other types are read as floats, NaN for no value.
+_RAW_TYPES = ("uint8", "int8", "uint16", "int16", "int32", "uint32")
+#: x + 1.5 * 2**52 - 1.5 * 2**52 is x rounded to the nearest whole number, ties to even (np.rint),
+#: in float64 for |x| < 2**51: what an integer output's values are clipped to first.
+_RINT = 6755399441055744.0
+
+
+@dataclass(frozen=True)
+class TileValues:
+    """One named input over a tile: ``values`` in the band's own integer type (``fill``: its stored
+    nodata value, None: none) or in a float type (NaN: no value), then times ``scale`` plus ``offset``
+    in the work type."""
+
+    name: str
+    values: np.ndarray
+    fill: Optional[float] = None
+    scale: float = 1.0
+    offset: float = 0.0
+
+
+def evaluate_tile(expression: str, inputs: Sequence[TileValues], out: np.ndarray, spec: OutputSpec,
+                  work_dtype: str = "float32", clip: Optional[Sequence[float]] = None,
+                  missing: Optional[np.ndarray] = None) -> None:
+    """Evaluate ``expression`` over ``inputs`` into ``out`` (the tile, in ``spec``'s type) in one numexpr
+    pass: the inputs as if converted to ``work_dtype`` first (and scaled), the result clipped to ``clip``,
+    integers rounded (half to even) and kept in their type's range; a pixel where an input has no value,
+    ``missing`` is true or the result is not finite gets ``spec.nodata``.
+
+    >>> out = np.empty(3, np.float32)
+    >>> evaluate_tile("(B - A) / (B + A)", [TileValues("A", np.array([10, 0, 3], np.uint8), fill=0),
+    ...               TileValues("B", np.array([30, 5, 1], np.uint8), fill=0)], out, OutputSpec("x", "float32", -9999.0))
+    >>> out.tolist()
+    [0.5, -9999.0, -0.5]
+    """
+    operands = tuple(_operand(v) for v in inputs)
+    program = _program(expression, operands, missing is not None, work_dtype,
+                       tuple(float(c) for c in clip) if clip else None, spec.dtype, float(spec.nodata))
+    program.run({v.name: v.values for v in inputs}, missing, out)
+
+
+@dataclass(frozen=True)
+class _Operand:
+    name: str
+    raw: bool                  # values as stored (an integer type)
+    fill: Optional[float]      # raw: the stored nodata value, if the type can hold it
+    scale: float
+    offset: float
+
+
+def _operand(v: TileValues) -> _Operand:
+    raw = v.values.dtype.kind in "iu"
+    fill = v.fill if raw and v.fill is not None and not math.isnan(v.fill) and float(v.fill).is_integer() \
+        and np.iinfo(v.values.dtype).min <= v.fill <= np.iinfo(v.values.dtype).max else None
+    return _Operand(v.name, raw, None if fill is None else float(fill), float(v.scale), float(v.offset))
+
+
+class _Program:
+    """A compiled one-pass expression: its numexpr program, its inputs in order, its typed constants."""
+
+    def __init__(self, text: str, types: Mapping[str, type], constants: Mapping[str, np.ndarray],
+                 mask: str = "") -> None:
+        self.text = text
+        names, self.vml = getExprNames(text, _CONTEXT)
+        self.names = tuple(names)
+        self.compiled = numexpr.NumExpr(text, [(n, types[n]) for n in self.names], **_CONTEXT)
+        self.constants = dict(constants)
+        self.mask = mask
+
+    def run(self, arrays: Mapping[str, np.ndarray], missing: Optional[np.ndarray], out: np.ndarray) -> None:
+        given = {**self.constants, **arrays, **({self.mask: missing} if self.mask else {})}
+        # casting: the inputs to the work type, the result to the output type (after the clip and
+        # rounding above: what astype did)
+        self.compiled(*[given[n] for n in self.names], out=out, order="K", casting="unsafe", ex_uses_vml=self.vml)
+
+
+_PROGRAMS: Dict[str, _Program] = {}
+#: numexpr's defaults, spelled out (truediv: no effect in Python 3, but 'auto' inspects the caller's frame)
+_CONTEXT = {"optimization": "aggressive", "truediv": False}
+
+
+def _program(expression: str, operands: Tuple[_Operand, ...], masked: bool, work_dtype: str,
+             clip: Optional[Tuple[float, ...]], out_dtype: str, nodata: float) -> _Program:
+    """The program of these arguments, compiled once per process (keyed by their text: NaN included)."""
+    key = repr((expression, operands, masked, work_dtype, clip, out_dtype, nodata))
+    program = _PROGRAMS.get(key)
+    if program is None:
+        if len(_PROGRAMS) >= 64:
+            _PROGRAMS.clear()
+        program = _PROGRAMS[key] = _compose(expression, operands, masked, work_dtype, clip, out_dtype, nodata)
+    return program
+
+
+def _compose(expression: str, operands: Tuple[_Operand, ...], masked: bool, work_dtype: str,
+             clip: Optional[Tuple[float, ...]], out_dtype: str, nodata: float) -> _Program:
+    """Write the one-pass expression: ``where(no value, nodata, clip(result))``, each part as the
+    former steps did it (same types, same order of operations)."""
+    work = np.dtype(work_dtype)
+    prefix = "_tw"
+    while any(o.name.startswith(prefix) for o in operands):
+        prefix += "_"
+    constants: Dict[str, np.ndarray] = {}
+
+    def constant(value: float, dtype: np.dtype) -> str:
+        """A typed constant (a literal would be a float64, or take the type of the other operand)."""
+        for name, known in constants.items():
+            if known.dtype == dtype and known.tobytes() == np.asarray(value, dtype).tobytes():
+                return name
+        name = f"{prefix}{len(constants)}"
+        constants[name] = np.asarray(value, dtype)
+        return name
+
+    scaled = {o.name: f"{o.name} * {constant(o.scale, work)} + {constant(o.offset, work)}"
+              for o in operands if o.scale != 1.0 or o.offset != 0.0}
+    result = f"({substitute(expression, scaled)})"
+    types = {o.name: getType(np.empty(0, work)) for o in operands}
+    kind = _result_type(result, work, constants)
+    no_value = _no_value(operands, scaled, constant, work)
+    mask = f"{prefix}m" if masked else ""
+    if mask:
+        no_value.append(mask)
+        types[mask] = bool
+    if kind.kind == "f":
+        no_value.append(f"~({result} - {result} == 0)")   # inf or NaN (numexpr 2.8 has no isfinite)
+    in_float32 = kind == np.float32 and out_dtype == "float32" and \
+        all(math.isnan(c) or abs(c) <= np.finfo(np.float32).max for c in clip or ())
+    calc = np.dtype(np.float32) if in_float32 else np.dtype(np.float64)
+    value = result
+    if clip:
+        low, high = constant(clip[0], calc), constant(clip[1], calc)
+        no_value += [f"({b} != {b})" for b, v in ((low, clip[0]), (high, clip[1])) if math.isnan(v)]
+        value = _clip(value, low, high)              # in float32 only when the result is: the same values
+    if np.dtype(out_dtype).kind in "iu":
+        info = np.iinfo(out_dtype)
+        value = _clip(value, constant(info.min, calc), constant(info.max, calc))
+        rint = constant(_RINT, calc)
+        value = f"(({value} + {rint}) - {rint})"
+    nodata_value = constant(nodata, calc)
+    text = f"where({' | '.join(no_value)}, {nodata_value}, {value})" if no_value else value
+    types.update({name: getType(c) for name, c in constants.items()})
+    return _Program(text, types, constants, mask)
+
+
+def _no_value(operands: Sequence[_Operand], scaled: Mapping[str, str], constant, work: np.dtype) -> List[str]:
+    """Where an input has no value: its stored nodata (an integer type), or NaN after the scaling
+    (a float type, or a scale or offset that is not finite)."""
+    parts = []
+    for o in operands:
+        if o.raw and o.fill is not None:
+            parts.append(f"({o.name} == {constant(o.fill, work)})")
+        if not o.raw or not (math.isfinite(o.scale) and math.isfinite(o.offset)):
+            v = f"({scaled.get(o.name, o.name)})"
+            parts.append(f"({v} != {v})")
+    return parts
+
+
+def _clip(value: str, low: str, high: str) -> str:
+    """``np.clip(value, low, high)`` for a value that is not NaN: a value equal to a bound is kept
+    (signed zeros), the high bound wins when low > high."""
+    lowered = f"where({value} < {low}, {low}, {value})"
+    return f"where({lowered} > {high}, {high}, {lowered})"
+
+
+def _result_type(result: str, work: np.dtype, constants: Mapping[str, np.ndarray]) -> np.dtype:
+    """The type numexpr gives ``result`` on inputs of the work type."""
+    names, _ = getExprNames(result, _CONTEXT)
+    probe = [constants[n] if n in constants else np.ones(1, work) for n in names]
+    return numexpr.NumExpr(result, [(n, getType(a)) for n, a in zip(names, probe)], **_CONTEXT)(*probe).dtype
 
 
 def bandmath(inputs: Mapping[str, BandSpec], expression: str, output: str, **options) -> RunReport:
