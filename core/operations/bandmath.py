@@ -355,7 +355,7 @@ def _compose(expression: str, operands: Tuple[_Operand, ...], masked: bool, work
     if kind.kind == "f":
         no_value.append(f"~({result} - {result} == 0)")   # inf or NaN (numexpr 2.8 has no isfinite)
     in_float32 = kind == np.float32 and out_dtype == "float32" and \
-        all(math.isnan(c) or abs(c) <= np.finfo(np.float32).max for c in clip or ())
+        all(math.isnan(c) or abs(c) <= float(np.finfo(np.float32).max) for c in clip or ())
     calc = np.dtype(np.float32) if in_float32 else np.dtype(np.float64)
     value = result
     if clip:
