@@ -213,7 +213,7 @@ def _read_scene(job: BandMathJob, refs: Sequence[BandRef],
 _LOCAL = threading.local()
 
 
-def _buffer(slot: int, shape: Tuple[int, ...], dtype: str) -> np.ndarray:
+def _buffer(slot: object, shape: Tuple[int, ...], dtype: str) -> np.ndarray:
     """A C-contiguous array of ``shape``: this thread's buffer of ``slot`` and type, grown as needed."""
     buffers = _LOCAL.__dict__.setdefault("buffers", {})
     size = int(np.prod(shape))
@@ -223,19 +223,21 @@ def _buffer(slot: int, shape: Tuple[int, ...], dtype: str) -> np.ndarray:
     return flat[:size].reshape(shape)
 
 
-# -- one numexpr pass per scene and tile --------------------------------------------------------------------------
+# -- the computation of a tile ------------------------------------------------------------------------------------
 #
 # numexpr reads each input in its own type and converts it to the work type block by block (its
 # iterator casts; the program is compiled for the work type, as if the inputs had been converted
-# first), computes the expression exactly as on converted inputs, then in the same pass: the nodata
-# mask, the clip, the rounding and the output type, written straight into the output tile.
+# first, scale and offset included) and writes the result straight into the output tile when the
+# output type holds it exactly. The nodata mask, finiteness, clip, rounding and nodata then run in
+# place with numpy (its loops are vectorised; numexpr's where() and comparisons cost three times
+# more), on this thread's reused buffers: no full-size temporary is allocated per tile.
 
 #: Integer types read as stored: every value is exact in the work type (float32 up to 16 bits;
 #: 32-bit inputs make the work type float64). Other types are read as floats, NaN for no value.
 _RAW_TYPES = ("uint8", "int8", "uint16", "int16", "int32", "uint32")
-#: x + 1.5 * 2**52 - 1.5 * 2**52 is x rounded to the nearest whole number, ties to even (np.rint),
-#: in float64 for |x| < 2**51: what an integer output's values are clipped to first.
-_RINT = 6755399441055744.0
+#: numexpr's defaults, spelled out (truediv: no effect in Python 3, but 'auto' inspects the caller's frame)
+_CONTEXT = {"optimization": "aggressive", "truediv": False}
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 @dataclass(frozen=True)
@@ -254,10 +256,10 @@ class TileValues:
 def evaluate_tile(expression: str, inputs: Sequence[TileValues], out: np.ndarray, spec: OutputSpec,
                   work_dtype: str = "float32", clip: Optional[Sequence[float]] = None,
                   missing: Optional[np.ndarray] = None) -> None:
-    """Evaluate ``expression`` over ``inputs`` into ``out`` (the tile, in ``spec``'s type) in one numexpr
-    pass: the inputs as if converted to ``work_dtype`` first (and scaled), the result clipped to ``clip``,
-    integers rounded (half to even) and kept in their type's range; a pixel where an input has no value,
-    ``missing`` is true or the result is not finite gets ``spec.nodata``.
+    """Evaluate ``expression`` over ``inputs`` into ``out`` (the tile, in ``spec``'s type) as if the inputs
+    were converted to ``work_dtype`` first (and scaled), the result taken as float64 and clipped to
+    ``clip``, integers rounded (half to even) and kept in their type's range; a pixel where an input has
+    no value, ``missing`` is true or the result is not finite gets ``spec.nodata``.
 
     >>> out = np.empty(3, np.float32)
     >>> evaluate_tile("(B - A) / (B + A)", [TileValues("A", np.array([10, 0, 3], np.uint8), fill=0),
@@ -265,139 +267,120 @@ def evaluate_tile(expression: str, inputs: Sequence[TileValues], out: np.ndarray
     >>> out.tolist()
     [0.5, -9999.0, -0.5]
     """
-    operands = tuple(_operand(v) for v in inputs)
-    program = _program(expression, operands, missing is not None, work_dtype,
-                       tuple(float(c) for c in clip) if clip else None, spec.dtype, float(spec.nodata))
-    program.run({v.name: v.values for v in inputs}, missing, out)
+    program = _program(expression, tuple((v.name, float(v.scale), float(v.offset)) for v in inputs), work_dtype)
+    low, high = (float(clip[0]), float(clip[1])) if clip else (None, None)
+    direct = out.dtype == np.float64 or (out.dtype == np.float32 and program.kind.kind in "biuf" and
+                                         program.kind.itemsize <= 4 and
+                                         all(b is None or math.isnan(b) or abs(b) <= _FLOAT32_MAX for b in (low, high)))
+    result = out if direct else _buffer("result", out.shape, "float64")
+    program.run({v.name: v.values for v in inputs}, result)
+    bad = _no_value(inputs, missing, result if program.kind.kind == "f" else None, work_dtype)
+    if clip:
+        kind = result.dtype.type
+        np.clip(result, kind(low), kind(high), out=result)
+        if math.isnan(low) or math.isnan(high):   # np.clip gives NaN: nodata everywhere
+            bad = np.ones(out.shape, bool)
+    _finish(result, bad, out, spec)
 
 
-@dataclass(frozen=True)
-class _Operand:
-    name: str
-    raw: bool                  # values as stored (an integer type)
-    fill: Optional[float]      # raw: the stored nodata value, if the type can hold it
-    scale: float
-    offset: float
+def _no_value(inputs: Sequence[TileValues], missing: Optional[np.ndarray], result: Optional[np.ndarray],
+              work_dtype: str) -> Optional[np.ndarray]:
+    """Where an input has no value (its stored nodata, NaN, ``missing``) or the float ``result`` is
+    not finite: this thread's buffer, or None when no pixel can be."""
+    shape = inputs[0].values.shape if inputs else result.shape
+    bad = None
+    scratch = _buffer("scratch", shape, "bool")
+
+    def add(test) -> None:
+        nonlocal bad
+        if bad is None:
+            bad = test(_buffer("bad", shape, "bool"))
+        else:
+            np.logical_or(bad, test(scratch), out=bad)
+
+    if missing is not None:
+        add(lambda o: np.copyto(o, missing) or o)
+    for v in inputs:
+        if v.values.dtype.kind in "iu":
+            fill = v.fill
+            info = np.iinfo(v.values.dtype)
+            if fill is not None and not math.isnan(fill) and float(fill).is_integer() and info.min <= fill <= info.max:
+                add(lambda o, v=v, fill=fill: np.equal(v.values, v.values.dtype.type(fill), out=o))
+        else:
+            add(lambda o, v=v: np.isnan(v.values, out=o))
+        if not _keeps_nan(v):   # a scaling that can make NaN: test the scaled values, as they were
+            work = np.dtype(work_dtype).type
+            add(lambda o, v=v: np.isnan(v.values.astype(work) * work(v.scale) + work(v.offset), out=o))
+    if result is not None:
+        add(lambda o: np.logical_not(np.isfinite(result, out=o), out=o))
+    return bad
 
 
-def _operand(v: TileValues) -> _Operand:
-    raw = v.values.dtype.kind in "iu"
-    fill = v.fill if raw and v.fill is not None and not math.isnan(v.fill) and float(v.fill).is_integer() \
-        and np.iinfo(v.values.dtype).min <= v.fill <= np.iinfo(v.values.dtype).max else None
-    return _Operand(v.name, raw, None if fill is None else float(fill), float(v.scale), float(v.offset))
+def _keeps_nan(v: TileValues) -> bool:
+    """True when ``values * scale + offset`` is NaN exactly where ``values`` is."""
+    return (v.scale == 1.0 and v.offset == 0.0) or (math.isfinite(v.scale) and v.scale != 0.0
+                                                       and math.isfinite(v.offset))
+
+
+def _finish(result: np.ndarray, bad: Optional[np.ndarray], out: np.ndarray, spec: OutputSpec) -> None:
+    """``result`` (clipped; ``out`` itself, or float64) into ``out``: integers rounded half to even and
+    kept in their type's range, then ``spec.nodata`` where ``bad``."""
+    if np.dtype(out.dtype).kind in "iu":
+        info = np.iinfo(out.dtype)
+        if bad is not None:
+            np.copyto(result, 0.0, where=bad)     # no NaN cast to an integer (numpy warns)
+        np.rint(result, out=result)
+        np.clip(result, info.min, info.max, out=result)
+    if result is not out:
+        np.copyto(out, result, casting="unsafe")
+    if bad is not None:
+        np.copyto(out, out.dtype.type(spec.nodata), where=bad)
 
 
 class _Program:
-    """A compiled one-pass expression: its numexpr program, its inputs in order, its typed constants."""
+    """The expression compiled for inputs of the work type, scale and offset applied first."""
 
-    def __init__(self, text: str, types: Mapping[str, type], constants: Mapping[str, np.ndarray],
-                 mask: str = "") -> None:
-        self.text = text
-        names, self.vml = getExprNames(text, _CONTEXT)
+    def __init__(self, expression: str, scalings: Tuple[Tuple[str, float, float], ...], work_dtype: str) -> None:
+        work = np.dtype(work_dtype)
+        prefix = "_tw"
+        while any(name.startswith(prefix) for name, _, _ in scalings):
+            prefix += "_"
+        # typed constants: a literal would be a float64 (numexpr's rule), and so the arithmetic
+        self.constants: Dict[str, np.ndarray] = {}
+        scaled = {}
+        for i, (name, scale, offset) in enumerate(scalings):
+            if scale != 1.0 or offset != 0.0:
+                s, o = f"{prefix}s{i}", f"{prefix}o{i}"
+                self.constants.update({s: np.asarray(scale, work), o: np.asarray(offset, work)})
+                scaled[name] = f"{name} * {s} + {o}"
+        self.text = substitute(expression, scaled)
+        names, self.vml = getExprNames(self.text, _CONTEXT)
         self.names = tuple(names)
-        self.compiled = numexpr.NumExpr(text, [(n, types[n]) for n in self.names], **_CONTEXT)
-        self.constants = dict(constants)
-        self.mask = mask
+        signature = [(n, getType(self.constants[n] if n in self.constants else np.empty(0, work))) for n in names]
+        self.compiled = numexpr.NumExpr(self.text, signature, **_CONTEXT)
+        probe = [self.constants[n] if n in self.constants else np.ones(1, work) for n in names]
+        #: the result's type (as numexpr.evaluate gives it on inputs of the work type)
+        self.kind = np.dtype(self.compiled(*probe).dtype)
 
-    def run(self, arrays: Mapping[str, np.ndarray], missing: Optional[np.ndarray], out: np.ndarray) -> None:
-        given = {**self.constants, **arrays, **({self.mask: missing} if self.mask else {})}
-        # casting: the inputs to the work type, the result to the output type (after the clip and
-        # rounding above: what astype did)
+    def run(self, arrays: Mapping[str, np.ndarray], out: np.ndarray) -> None:
+        given = {**self.constants, **arrays}
+        # casting: the inputs to the work type, the result to ``out``'s (exactly: float64, or a type
+        # that holds it), block by block
         self.compiled(*[given[n] for n in self.names], out=out, order="K", casting="unsafe", ex_uses_vml=self.vml)
 
 
-_PROGRAMS: Dict[str, _Program] = {}
-#: numexpr's defaults, spelled out (truediv: no effect in Python 3, but 'auto' inspects the caller's frame)
-_CONTEXT = {"optimization": "aggressive", "truediv": False}
+_PROGRAMS: Dict[tuple, _Program] = {}
 
 
-def _program(expression: str, operands: Tuple[_Operand, ...], masked: bool, work_dtype: str,
-             clip: Optional[Tuple[float, ...]], out_dtype: str, nodata: float) -> _Program:
-    """The program of these arguments, compiled once per process (keyed by their text: NaN included)."""
-    key = repr((expression, operands, masked, work_dtype, clip, out_dtype, nodata))
+def _program(expression: str, scalings: Tuple[Tuple[str, float, float], ...], work_dtype: str) -> _Program:
+    """The program of these arguments, compiled once per process."""
+    key = (expression, repr(scalings), work_dtype)     # repr: NaN scales are equal keys
     program = _PROGRAMS.get(key)
     if program is None:
         if len(_PROGRAMS) >= 64:
             _PROGRAMS.clear()
-        program = _PROGRAMS[key] = _compose(expression, operands, masked, work_dtype, clip, out_dtype, nodata)
+        program = _PROGRAMS[key] = _Program(expression, scalings, work_dtype)
     return program
-
-
-def _compose(expression: str, operands: Tuple[_Operand, ...], masked: bool, work_dtype: str,
-             clip: Optional[Tuple[float, ...]], out_dtype: str, nodata: float) -> _Program:
-    """Write the one-pass expression: ``where(no value, nodata, clip(result))``, each part as the
-    former steps did it (same types, same order of operations)."""
-    work = np.dtype(work_dtype)
-    prefix = "_tw"
-    while any(o.name.startswith(prefix) for o in operands):
-        prefix += "_"
-    constants: Dict[str, np.ndarray] = {}
-
-    def constant(value: float, dtype: np.dtype) -> str:
-        """A typed constant (a literal would be a float64, or take the type of the other operand)."""
-        for name, known in constants.items():
-            if known.dtype == dtype and known.tobytes() == np.asarray(value, dtype).tobytes():
-                return name
-        name = f"{prefix}{len(constants)}"
-        constants[name] = np.asarray(value, dtype)
-        return name
-
-    scaled = {o.name: f"{o.name} * {constant(o.scale, work)} + {constant(o.offset, work)}"
-              for o in operands if o.scale != 1.0 or o.offset != 0.0}
-    result = f"({substitute(expression, scaled)})"
-    types = {o.name: getType(np.empty(0, work)) for o in operands}
-    kind = _result_type(result, work, constants)
-    no_value = _no_value(operands, scaled, constant, work)
-    mask = f"{prefix}m" if masked else ""
-    if mask:
-        no_value.append(mask)
-        types[mask] = bool
-    if kind.kind == "f":
-        no_value.append(f"~({result} - {result} == 0)")   # inf or NaN (numexpr 2.8 has no isfinite)
-    in_float32 = kind == np.float32 and out_dtype == "float32" and \
-        all(math.isnan(c) or abs(c) <= float(np.finfo(np.float32).max) for c in clip or ())
-    calc = np.dtype(np.float32) if in_float32 else np.dtype(np.float64)
-    value = result
-    if clip:
-        low, high = constant(clip[0], calc), constant(clip[1], calc)
-        no_value += [f"({b} != {b})" for b, v in ((low, clip[0]), (high, clip[1])) if math.isnan(v)]
-        value = _clip(value, low, high)              # in float32 only when the result is: the same values
-    if np.dtype(out_dtype).kind in "iu":
-        info = np.iinfo(out_dtype)
-        value = _clip(value, constant(info.min, calc), constant(info.max, calc))
-        rint = constant(_RINT, calc)
-        value = f"(({value} + {rint}) - {rint})"
-    nodata_value = constant(nodata, calc)
-    text = f"where({' | '.join(no_value)}, {nodata_value}, {value})" if no_value else value
-    types.update({name: getType(c) for name, c in constants.items()})
-    return _Program(text, types, constants, mask)
-
-
-def _no_value(operands: Sequence[_Operand], scaled: Mapping[str, str], constant, work: np.dtype) -> List[str]:
-    """Where an input has no value: its stored nodata (an integer type), or NaN after the scaling
-    (a float type, or a scale or offset that is not finite)."""
-    parts = []
-    for o in operands:
-        if o.raw and o.fill is not None:
-            parts.append(f"({o.name} == {constant(o.fill, work)})")
-        if not o.raw or not (math.isfinite(o.scale) and math.isfinite(o.offset)):
-            v = f"({scaled.get(o.name, o.name)})"
-            parts.append(f"({v} != {v})")
-    return parts
-
-
-def _clip(value: str, low: str, high: str) -> str:
-    """``np.clip(value, low, high)`` for a value that is not NaN: a value equal to a bound is kept
-    (signed zeros), the high bound wins when low > high."""
-    lowered = f"where({value} < {low}, {low}, {value})"
-    return f"where({lowered} > {high}, {high}, {lowered})"
-
-
-def _result_type(result: str, work: np.dtype, constants: Mapping[str, np.ndarray]) -> np.dtype:
-    """The type numexpr gives ``result`` on inputs of the work type."""
-    names, _ = getExprNames(result, _CONTEXT)
-    probe = [constants[n] if n in constants else np.ones(1, work) for n in names]
-    return numexpr.NumExpr(result, [(n, getType(a)) for n, a in zip(names, probe)], **_CONTEXT)(*probe).dtype
 
 
 def bandmath(inputs: Mapping[str, BandSpec], expression: str, output: str, **options) -> RunReport:
