@@ -262,8 +262,9 @@ def evaluate_tile(expression: str, inputs: Sequence[TileValues], out: np.ndarray
     no value, ``missing`` is true or the result is not finite gets ``spec.nodata``.
 
     >>> out = np.empty(3, np.float32)
-    >>> evaluate_tile("(B - A) / (B + A)", [TileValues("A", np.array([10, 0, 3], np.uint8), fill=0),
-    ...               TileValues("B", np.array([30, 5, 1], np.uint8), fill=0)], out, OutputSpec("x", "float32", -9999.0))
+    >>> red, nir = np.array([10, 0, 3], np.uint8), np.array([30, 5, 1], np.uint8)
+    >>> evaluate_tile("(B - A) / (B + A)", [TileValues("A", red, fill=0), TileValues("B", nir, fill=0)], out,
+    ...               OutputSpec("x", "float32", -9999.0))
     >>> out.tolist()
     [0.5, -9999.0, -0.5]
     """
@@ -369,17 +370,15 @@ class _Program:
         self.compiled(*[given[n] for n in self.names], out=out, order="K", casting="unsafe", ex_uses_vml=self.vml)
 
 
-_PROGRAMS: Dict[tuple, _Program] = {}
-
-
 def _program(expression: str, scalings: Tuple[Tuple[str, float, float], ...], work_dtype: str) -> _Program:
-    """The program of these arguments, compiled once per process."""
+    """The program of these arguments, compiled once per thread (as numexpr.evaluate caches them)."""
+    programs = _LOCAL.__dict__.setdefault("programs", {})
     key = (expression, repr(scalings), work_dtype)     # repr: NaN scales are equal keys
-    program = _PROGRAMS.get(key)
+    program = programs.get(key)
     if program is None:
-        if len(_PROGRAMS) >= 64:
-            _PROGRAMS.clear()
-        program = _PROGRAMS[key] = _Program(expression, scalings, work_dtype)
+        if len(programs) >= 64:
+            programs.clear()
+        program = programs[key] = _Program(expression, scalings, work_dtype)
     return program
 
 
