@@ -487,6 +487,7 @@ EXPRESSIONS = (
     INDICES["evi"].expression().replace("NIR", "B").replace("RED", "A").replace("BLUE", "(A - B)"),
     INDICES["savi"].expression(L=0.428).replace("NIR", "B").replace("RED", "A"),
     "A > B",                                          # a boolean result
+    "where(A > B, 100000007, -3)",                    # an int32 result, not exact in float32
     "where(A > B, A, B) / 2",                         # halves: ties for the rounding to integers
     "(A + B) / 2 - 0.5",
     "-A * 0 + B * 0",                                 # -0.0 and +0.0 around clip bounds
