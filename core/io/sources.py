@@ -269,11 +269,14 @@ def _signature(path: str) -> tuple:
 
 
 def read_window(path: str, bands: Sequence[int], grid: Grid, tile: Tile, out: np.ndarray,
-                nodata: Optional[float] = None, resampling: str = "nearest") -> None:
+                nodata: Optional[float] = None, resampling: str = "nearest") -> Optional[np.ndarray]:
     """Read ``bands`` of ``path`` over ``tile`` of ``grid`` into ``out`` (bands, rows, cols).
 
     ``out`` is a float array; nodata (the file's, or ``nodata`` if given), pixels
-    outside the input and masked pixels become NaN.
+    outside the input and masked pixels become NaN. Or ``out`` has the bands' own
+    integer type: the values stay as stored (nodata values too, for the caller to
+    compare) and the pixels outside the input or masked are returned as a boolean
+    mask (None when there are none).
     """
     with timed("read"):  # opening (cached per process) counts as reading
         src, view, offset = _open_on_grid(path, grid, resampling, nodata)
@@ -284,9 +287,8 @@ def read_window(path: str, bands: Sequence[int], grid: Grid, tile: Tile, out: np
     try:
         with timed("read"):
             if view is None:
-                _read_lattice(src, bands, tile, offset, out, fill)
-            else:
-                _read_warped(view, src.count, bands, tile, out, fill)
+                return _read_lattice(src, bands, tile, offset, out, fill)
+            return _read_warped(view, src.count, bands, tile, out, fill)
     except RasterioIOError as exc:
         raise read_error(path, exc, _where(tile, offset, src.height, src.width)) from None
 
@@ -319,11 +321,13 @@ def _where(tile: Tile, offset: Optional[Tuple[int, int]], height: int, width: in
     return f"rows {r0}-{r1}, cols {c0}-{c1} of the file"
 
 
-def _read_lattice(src, bands, tile, offset, out, fill) -> None:
+def _read_lattice(src, bands, tile, offset, out, fill) -> Optional[np.ndarray]:
     row0 = tile.row_off + offset[0]
     col0 = tile.col_off + offset[1]
     r0, c0 = max(row0, 0), max(col0, 0)
     r1, c1 = min(row0 + tile.height, src.height), min(col0 + tile.width, src.width)
+    if out.dtype.kind in "iu":
+        return _read_lattice_raw(src, bands, (row0, col0), (r0, c0, r1, c1), out, fill)
     out.fill(np.nan)
     if r1 <= r0 or c1 <= c0:
         return
@@ -333,16 +337,49 @@ def _read_lattice(src, bands, tile, offset, out, fill) -> None:
     if fill is None and _has_dataset_mask(src):
         valid = src.read_masks(bands[0], window=Window(c0, r0, c1 - c0, r1 - r0))
         dst[:, valid == 0] = np.nan
+    return None
 
 
-def _read_warped(view, count, bands, tile, out, fill) -> None:
+def _read_lattice_raw(src, bands, origin, box, out, fill) -> Optional[np.ndarray]:
+    """The values as stored, straight into ``out`` when the tile lies inside the input; the mask of
+    the pixels outside it or masked by its dataset mask (None: every pixel has a value)."""
+    (row0, col0), (r0, c0, r1, c1) = origin, box
+    height, width = out.shape[1:]
+    if r1 <= r0 or c1 <= c0:
+        out.fill(0)
+        return np.ones((height, width), bool)
+    window = Window(c0, r0, c1 - c0, r1 - r0)
+    inside = (slice(r0 - row0, r1 - row0), slice(c0 - col0, c1 - col0))
+    missing = None
+    if (r1 - r0, c1 - c0) == (height, width):
+        src.read(list(bands), window=window, out=out)
+    else:
+        out.fill(0)
+        out[(slice(None),) + inside] = src.read(list(bands), window=window)
+        missing = np.ones((height, width), bool)
+        missing[inside] = False
+    if fill is None and _has_dataset_mask(src):
+        if missing is None:
+            missing = np.zeros((height, width), bool)
+        missing[inside] |= src.read_masks(bands[0], window=window) == 0
+    return missing
+
+
+def _read_warped(view, count, bands, tile, out, fill) -> Optional[np.ndarray]:
     window = Window(tile.col_off, tile.row_off, tile.width, tile.height)
+    raw_values = out.dtype.kind in "iu"   # see read_window
     if fill is None:
         raw = view.read(list(bands) + [count + 1], window=window)
+        if raw_values:
+            out[...] = raw[:-1]
+            return raw[-1] == 0
         _to_float(raw[:-1], out, None)
         out[:, raw[-1] == 0] = np.nan
+    elif raw_values:
+        view.read(list(bands), window=window, out=out)
     else:
         _to_float(view.read(list(bands), window=window), out, fill)
+    return None
 
 
 def _has_dataset_mask(src) -> bool:

@@ -8,24 +8,27 @@ run; with different grids or value types they get one run each).
 
 from __future__ import annotations
 
+import math
 import os
+import threading
 import warnings
 from dataclasses import dataclass, replace
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numexpr
 import numpy as np
+from numexpr.necompiler import getExprNames, getType
 
 from ..errors import ExpressionError, GridError, InputError, ParameterError, TileError, TilewiseError, TilewiseWarning
 from ..grid import Grid, Tile
-from ..io.cog import check_writable, to_output
+from ..io.cog import check_writable
 from ..io.coverage import check_output_size, outside_grid
 from ..io.outputs import check_not_an_input, describe_inputs, output_folder, unique_names
 from ..io.sources import describe_raster, read_window
 from ..options import Options, OutputSpec, plan_grid, split_options
 from ..runtime.runner import RunReport, TileBudget, TiledJob, run_tiles, warnings_to
 from ..runtime.sinks import CogSink
-from .expression import validate_expression
+from .expression import substitute, validate_expression
 from .indices import get_index
 
 _WIDE_TYPES = {"int32", "uint32", "int64", "uint64", "float64"}
@@ -41,6 +44,9 @@ class BandRef:
     band: int = 1
     scale: float = 1.0
     offset: float = 0.0
+    #: the band's type and its file's nodata (as planned; read in its own type when an integer type)
+    dtype: str = ""
+    nodata: Optional[float] = None
 
 
 @dataclass(frozen=True)
@@ -131,7 +137,8 @@ def _scene_refs(scene: Mapping[str, BandSpec], order: Sequence[str], own: BandMa
         infos[path] = info
         if not 1 <= int(band) <= info.count:
             raise InputError(f"{name}: band {band} does not exist in {path}, which has {info.count} band(s).")
-        refs.append(BandRef(name, path, int(band), float(own.scale), float(own.offset)))
+        refs.append(BandRef(name, path, int(band), float(own.scale), float(own.offset),
+                            info.dtypes[int(band) - 1], info.nodata))
     return tuple(refs)
 
 
@@ -170,40 +177,209 @@ def bandmath_tile(job: BandMathJob, tile: Tile, target: str) -> int:
     spec = job.outputs[0]                              # every output of a job has its type and nodata
     out = np.empty((len(job.scenes), tile.height, tile.width), spec.dtype)
     for k, refs in enumerate(job.scenes):
-        values = _read_scene(job, refs, tile)
-        invalid = np.zeros((tile.height, tile.width), bool)
-        for v in values.values():
-            invalid |= np.isnan(v)
-        result = numexpr.evaluate(job.expression, local_dict=values).astype(np.float64, copy=False)
-        if result.shape != invalid.shape:  # a constant-valued expression: broadcast it
-            result = np.broadcast_to(result, invalid.shape).copy()
-        result[invalid | ~np.isfinite(result)] = np.nan
-        if job.clip:
-            np.clip(result, job.clip[0], job.clip[1], out=result)
-        out[k] = to_output(result, spec)
+        values, missing = _read_scene(job, refs, tile)
+        evaluate_tile(job.expression, values, out[k], spec, job.work_dtype, job.clip, missing)
     job.sink.write(target, tile, out)
     return tile.index
 
 
-def _read_scene(job: BandMathJob, refs: Sequence[BandRef], tile: Tile) -> Dict[str, np.ndarray]:
+def _read_scene(job: BandMathJob, refs: Sequence[BandRef],
+                tile: Tile) -> Tuple[List[TileValues], Optional[np.ndarray]]:
+    """Each input of a scene over ``tile``: the bands of an integer type as stored, the others as
+    floats of the work type (NaN: no value); and the pixels outside an input or masked (None: none).
+    The buffers are this thread's, reused from tile to tile."""
     by_path: Dict[str, List[BandRef]] = {}
     for ref in refs:
         by_path.setdefault(ref.path, []).append(ref)
-    values: Dict[str, np.ndarray] = {}
-    for path, group in by_path.items():
-        buf = np.empty((len(group), tile.height, tile.width), job.work_dtype)
+    values: List[TileValues] = []
+    missing: Optional[np.ndarray] = None
+    for slot, (path, group) in enumerate(by_path.items()):
+        raw = group[0].dtype if all(r.dtype == group[0].dtype for r in group) and group[0].dtype in _RAW_TYPES \
+            else None
+        buf = _buffer(slot, (len(group), tile.height, tile.width), raw or job.work_dtype)
         try:
-            read_window(path, [r.band for r in group], job.grid, tile, buf, job.input_nodata, job.resampling)
+            gap = read_window(path, [r.band for r in group], job.grid, tile, buf, job.input_nodata, job.resampling)
         except TilewiseError as exc:
             raise TileError(f"{tile.name}: {exc}") from None
         except Exception as exc:
             raise TileError(f"{tile.name}: reading {path} failed: {exc}") from None
-        for i, ref in enumerate(group):
-            v = buf[i]
-            if ref.scale != 1.0 or ref.offset != 0.0:
-                v = v * buf.dtype.type(ref.scale) + buf.dtype.type(ref.offset)
-            values[ref.name] = v
-    return values
+        if gap is not None:
+            missing = gap if missing is None else missing | gap
+        fill = job.input_nodata if job.input_nodata is not None else group[0].nodata
+        values.extend(TileValues(r.name, buf[i], fill if raw else None, r.scale, r.offset) for i, r in enumerate(group))
+    return values, missing
+
+
+_LOCAL = threading.local()
+
+
+def _buffer(slot: object, shape: Tuple[int, ...], dtype: str) -> np.ndarray:
+    """A C-contiguous array of ``shape``: this thread's buffer of ``slot`` and type, grown as needed."""
+    buffers = _LOCAL.__dict__.setdefault("buffers", {})
+    size = int(np.prod(shape))
+    flat = buffers.get((slot, dtype))
+    if flat is None or flat.size < size:
+        flat = buffers[(slot, dtype)] = np.empty(size, dtype)
+    return flat[:size].reshape(shape)
+
+
+# -- the computation of a tile ------------------------------------------------------------------------------------
+#
+# numexpr reads each input in its own type and converts it to the work type block by block (its
+# iterator casts; the program is compiled for the work type, as if the inputs had been converted
+# first, scale and offset included) and writes the result straight into the output tile when the
+# output type holds it exactly. The nodata mask, finiteness, clip, rounding and nodata then run in
+# place with numpy (its loops are vectorised; numexpr's where() and comparisons cost three times
+# more), on this thread's reused buffers: no full-size temporary is allocated per tile.
+
+#: Integer types read as stored: every value is exact in the work type (float32 up to 16 bits;
+#: 32-bit inputs make the work type float64). Other types are read as floats, NaN for no value.
+_RAW_TYPES = ("uint8", "int8", "uint16", "int16", "int32", "uint32")
+#: numexpr's defaults, spelled out (truediv: no effect in Python 3, but 'auto' inspects the caller's frame)
+_CONTEXT = {"optimization": "aggressive", "truediv": False}
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+@dataclass(frozen=True)
+class TileValues:
+    """One named input over a tile: ``values`` in the band's own integer type (``fill``: its stored
+    nodata value, None: none) or in a float type (NaN: no value), then times ``scale`` plus ``offset``
+    in the work type."""
+
+    name: str
+    values: np.ndarray
+    fill: Optional[float] = None
+    scale: float = 1.0
+    offset: float = 0.0
+
+
+def evaluate_tile(expression: str, inputs: Sequence[TileValues], out: np.ndarray, spec: OutputSpec,
+                  work_dtype: str = "float32", clip: Optional[Sequence[float]] = None,
+                  missing: Optional[np.ndarray] = None) -> None:
+    """Evaluate ``expression`` over ``inputs`` into ``out`` (the tile, in ``spec``'s type) as if the inputs
+    were converted to ``work_dtype`` first (and scaled), the result taken as float64 and clipped to
+    ``clip``, integers rounded (half to even) and kept in their type's range; a pixel where an input has
+    no value, ``missing`` is true or the result is not finite gets ``spec.nodata``.
+
+    >>> out = np.empty(3, np.float32)
+    >>> red, nir = np.array([10, 0, 3], np.uint8), np.array([30, 5, 1], np.uint8)
+    >>> evaluate_tile("(B - A) / (B + A)", [TileValues("A", red, fill=0), TileValues("B", nir, fill=0)], out,
+    ...               OutputSpec("x", "float32", -9999.0))
+    >>> out.tolist()
+    [0.5, -9999.0, -0.5]
+    """
+    program = _program(expression, tuple((v.name, float(v.scale), float(v.offset)) for v in inputs), work_dtype)
+    low, high = (float(clip[0]), float(clip[1])) if clip else (None, None)
+    direct = out.dtype == np.float64 or (out.dtype == np.float32 and program.kind.kind in "biuf" and
+                                         program.kind.itemsize <= 4 and
+                                         all(b is None or math.isnan(b) or abs(b) <= _FLOAT32_MAX for b in (low, high)))
+    result = out if direct else _buffer("result", out.shape, "float64")
+    program.run({v.name: v.values for v in inputs}, result)
+    bad = _no_value(inputs, missing, result if program.kind.kind == "f" else None, work_dtype)
+    if clip:
+        kind = result.dtype.type
+        np.clip(result, kind(low), kind(high), out=result)
+        if math.isnan(low) or math.isnan(high):   # np.clip gives NaN: nodata everywhere
+            bad = np.ones(out.shape, bool)
+    _finish(result, bad, out, spec)
+
+
+def _no_value(inputs: Sequence[TileValues], missing: Optional[np.ndarray], result: Optional[np.ndarray],
+              work_dtype: str) -> Optional[np.ndarray]:
+    """Where an input has no value (its stored nodata, NaN, ``missing``) or the float ``result`` is
+    not finite: this thread's buffer, or None when no pixel can be."""
+    shape = inputs[0].values.shape if inputs else result.shape
+    bad = None
+    scratch = _buffer("scratch", shape, "bool")
+
+    def add(test) -> None:
+        nonlocal bad
+        if bad is None:
+            bad = test(_buffer("bad", shape, "bool"))
+        else:
+            np.logical_or(bad, test(scratch), out=bad)
+
+    if missing is not None:
+        add(lambda o: np.copyto(o, missing) or o)
+    for v in inputs:
+        if v.values.dtype.kind in "iu":
+            fill = v.fill
+            info = np.iinfo(v.values.dtype)
+            if fill is not None and not math.isnan(fill) and float(fill).is_integer() and info.min <= fill <= info.max:
+                add(lambda o, v=v, fill=fill: np.equal(v.values, v.values.dtype.type(fill), out=o))
+        else:
+            add(lambda o, v=v: np.isnan(v.values, out=o))
+        if not _keeps_nan(v):   # a scaling that can make NaN: test the scaled values, as they were
+            work = np.dtype(work_dtype).type
+            add(lambda o, v=v: np.isnan(v.values.astype(work) * work(v.scale) + work(v.offset), out=o))
+    if result is not None:
+        add(lambda o: np.logical_not(np.isfinite(result, out=o), out=o))
+    return bad
+
+
+def _keeps_nan(v: TileValues) -> bool:
+    """True when ``values * scale + offset`` is NaN exactly where ``values`` is."""
+    return (v.scale == 1.0 and v.offset == 0.0) or (math.isfinite(v.scale) and v.scale != 0.0
+                                                       and math.isfinite(v.offset))
+
+
+def _finish(result: np.ndarray, bad: Optional[np.ndarray], out: np.ndarray, spec: OutputSpec) -> None:
+    """``result`` (clipped; ``out`` itself, or float64) into ``out``: integers rounded half to even and
+    kept in their type's range, then ``spec.nodata`` where ``bad``."""
+    if np.dtype(out.dtype).kind in "iu":
+        info = np.iinfo(out.dtype)
+        if bad is not None:
+            np.copyto(result, 0.0, where=bad)     # no NaN cast to an integer (numpy warns)
+        np.rint(result, out=result)
+        np.clip(result, info.min, info.max, out=result)
+    if result is not out:
+        np.copyto(out, result, casting="unsafe")
+    if bad is not None:
+        np.copyto(out, out.dtype.type(spec.nodata), where=bad)
+
+
+class _Program:
+    """The expression compiled for inputs of the work type, scale and offset applied first."""
+
+    def __init__(self, expression: str, scalings: Tuple[Tuple[str, float, float], ...], work_dtype: str) -> None:
+        work = np.dtype(work_dtype)
+        prefix = "_tw"
+        while any(name.startswith(prefix) for name, _, _ in scalings):
+            prefix += "_"
+        # typed constants: a literal would be a float64 (numexpr's rule), and so the arithmetic
+        self.constants: Dict[str, np.ndarray] = {}
+        scaled = {}
+        for i, (name, scale, offset) in enumerate(scalings):
+            if scale != 1.0 or offset != 0.0:
+                s, o = f"{prefix}s{i}", f"{prefix}o{i}"
+                self.constants.update({s: np.asarray(scale, work), o: np.asarray(offset, work)})
+                scaled[name] = f"{name} * {s} + {o}"
+        self.text = substitute(expression, scaled)
+        names, self.vml = getExprNames(self.text, _CONTEXT)
+        self.names = tuple(names)
+        signature = [(n, getType(self.constants[n] if n in self.constants else np.empty(0, work))) for n in names]
+        self.compiled = numexpr.NumExpr(self.text, signature, **_CONTEXT)
+        probe = [self.constants[n] if n in self.constants else np.ones(1, work) for n in names]
+        #: the result's type (as numexpr.evaluate gives it on inputs of the work type)
+        self.kind = np.dtype(self.compiled(*probe).dtype)
+
+    def run(self, arrays: Mapping[str, np.ndarray], out: np.ndarray) -> None:
+        given = {**self.constants, **arrays}
+        # casting: the inputs to the work type, the result to ``out``'s (exactly: float64, or a type
+        # that holds it), block by block
+        self.compiled(*[given[n] for n in self.names], out=out, order="K", casting="unsafe", ex_uses_vml=self.vml)
+
+
+def _program(expression: str, scalings: Tuple[Tuple[str, float, float], ...], work_dtype: str) -> _Program:
+    """The program of these arguments, compiled once per thread (as numexpr.evaluate caches them)."""
+    programs = _LOCAL.__dict__.setdefault("programs", {})
+    key = (expression, repr(scalings), work_dtype)     # repr: NaN scales are equal keys
+    program = programs.get(key)
+    if program is None:
+        if len(programs) >= 64:
+            programs.clear()
+        program = programs[key] = _Program(expression, scalings, work_dtype)
+    return program
 
 
 def bandmath(inputs: Mapping[str, BandSpec], expression: str, output: str, **options) -> RunReport:

@@ -18,10 +18,11 @@ can keep numexpr busy or exhaust Python's recursion.
 from __future__ import annotations
 
 import ast
+import copy
 import math
 import operator
 import sys
-from typing import Iterable, Optional, Set, Union
+from typing import Iterable, Mapping, Optional, Set, Union
 
 from ..errors import ExpressionError
 
@@ -247,3 +248,26 @@ def _check_call(node: ast.Call, functions) -> None:
 
 def _op_name(op) -> str:
     return type(op).__name__
+
+
+def substitute(expression: str, replacements: Mapping[str, str]) -> str:
+    """The (checked) ``expression`` rewritten as Python writes it, each input name in
+    ``replacements`` replaced by its sub-expression (a function's name is never replaced).
+    numexpr reads the text back into the same tree: only the spelling changes (no comments,
+    canonical spacing and parentheses).
+
+    >>> substitute("(B - A) / (B + A)  # NDVI", {"A": "A * s + o"})
+    '(B - (A * s + o)) / (B + (A * s + o))'
+    """
+    parts = {name: ast.parse(text, mode="eval").body for name, text in replacements.items()}
+
+    class _Replace(ast.NodeTransformer):
+        def visit_Call(self, node: ast.Call) -> ast.AST:
+            node.args = [self.visit(a) for a in node.args]
+            return node
+
+        def visit_Name(self, node: ast.Name) -> ast.AST:
+            return copy.deepcopy(parts[node.id]) if node.id in parts else node
+
+    tree = _Replace().visit(ast.parse(expression.strip(), mode="eval"))
+    return ast.unparse(ast.fix_missing_locations(tree))

@@ -460,3 +460,190 @@ def test_calc_takes_the_first_given_input_grid(red_utm_nir_mercator, tmp_path):
     inside = case["unambiguous"]
     np.testing.assert_allclose(got[inside], case["expected"][inside], rtol=0, atol=1e-6)
     assert (got[case["outside"]] == ND_OUT).all()
+
+
+# -- one numexpr pass: the same bytes as converting to floats first (issue 21) -----------------------------------
+#
+# The reference is the former pipeline, step by step with numpy: read into the work type (NaN for
+# nodata, outside and masked pixels: sources._to_float), scale and offset in the work type, numexpr
+# on the floats, the result as float64, NaN where an input was NaN or the result is not finite, clip,
+# then to_output (rint, the type's range, nodata). The engine instead reads integer bands as stored and
+# does all of it in one numexpr pass; the output must be the same, bit for bit.
+
+from tilewise.core.io.cog import to_output                                      # noqa: E402
+from tilewise.core.io.sources import _to_float, read_window                      # noqa: E402
+from tilewise.core.grid import Grid, Tile                                         # noqa: E402
+from tilewise.core.operations.bandmath import _RAW_TYPES, TileValues, evaluate_tile   # noqa: E402
+from tilewise.core.options import OutputSpec                                     # noqa: E402
+from tilewise.core.vocabulary import OUTPUT_TYPES                                # noqa: E402
+
+import numexpr                                                                    # noqa: E402
+
+IN_TYPES = ("uint8", "int8", "uint16", "int16", "int32", "uint32", "float32", "float64")
+IN_NODATA = {"uint8": 0, "int8": -128, "uint16": 65535, "int16": -9999, "int32": -2147483648,
+             "uint32": 4294967295, "float32": -9999.0, "float64": float("nan")}
+EXPRESSIONS = (
+    "(B - A) / (B + A)",                              # NDVI
+    INDICES["evi"].expression().replace("NIR", "B").replace("RED", "A").replace("BLUE", "(A - B)"),
+    INDICES["savi"].expression(L=0.428).replace("NIR", "B").replace("RED", "A"),
+    "A > B",                                          # a boolean result
+    "where(A > B, 100000007, -3)",                    # an int32 result, not exact in float32
+    "where(A > B, A, B) / 2",                         # halves: ties for the rounding to integers
+    "(A + B) / 2 - 0.5",
+    "-A * 0 + B * 0",                                 # -0.0 and +0.0 around clip bounds
+    "A * 1e30 - B",                                   # beyond float32 (and int) ranges
+    "sqrt(A - B) + log(B)",                           # NaN and -inf: nodata
+    "A / B",                                          # x / 0
+    "A * B * A * B",                                  # float32 overflow
+    "A ** 2 - B ** 0.5",
+)
+CLIPS = (None, (-1.0, 1.0), (0.0, 50.0), (-0.0, 0.0), (5.0, 1.0), (float("nan"), 1.0), (-1e39, 1e39))
+SCALES = ((1.0, 0.0), (0.0001, -0.1), (2.5, 0.0), (1.0, 3.0), (0.0, 1.0))   # 0 x inf is NaN
+
+
+def values_of(dtype, rng, shape=(24, 40)):
+    """Values over the whole range of ``dtype``, small ones (ties, zeros), its nodata, and for floats
+    NaN, +-inf, -0.0 and subnormals."""
+    if dtype.startswith("float"):
+        a = rng.choice([rng.uniform(-5, 5), rng.uniform(-1e6, 1e6), 0.0, -0.0, 1.0, np.inf, -np.inf, np.nan,
+                        1e-42, 3e38], shape).astype(dtype)
+        a[rng.random(shape) < 0.6] = rng.uniform(-2, 60, shape).astype(dtype)[rng.random(shape) < 0.6][0]
+        a.flat[::7] = rng.uniform(-2, 60, a.flat[::7].shape)
+    else:
+        info = np.iinfo(dtype)
+        a = rng.integers(info.min, info.max, shape, endpoint=True, dtype=np.int64)
+        small = rng.integers(max(info.min, -60), 60, shape)
+        a = np.where(rng.random(shape) < 0.7, small, a).astype(dtype)
+        a.flat[::11] = [info.min, info.max][rng.integers(0, 2)]
+    a.flat[::13] = IN_NODATA[dtype]
+    return a
+
+
+def former_pipeline(expression, raws, fill, scale, offset, work, clip, spec, missing):
+    """Tilewise's band math before issue 21, on in-memory tiles (see above)."""
+    values = {}
+    for name, raw in raws.items():
+        buf = np.empty(raw.shape, work)
+        _to_float(raw, buf, fill)
+        if missing is not None:
+            buf[missing] = np.nan
+        if scale != 1.0 or offset != 0.0:
+            buf = buf * buf.dtype.type(scale) + buf.dtype.type(offset)
+        values[name] = buf
+    invalid = np.zeros(missing.shape if missing is not None else next(iter(raws.values())).shape, bool)
+    for v in values.values():
+        invalid |= np.isnan(v)
+    with np.errstate(all="ignore"):
+        result = numexpr.evaluate(expression, local_dict=values).astype(np.float64, copy=False)
+        result[invalid | ~np.isfinite(result)] = np.nan
+        if clip:
+            np.clip(result, clip[0], clip[1], out=result)
+        return to_output(result, spec)
+
+
+def one_pass(expression, raws, fill, scale, offset, work, clip, spec, missing):
+    """The engine's tile computation, on the tiles as the engine reads them (_read_scene)."""
+    inputs = []
+    for name, raw in raws.items():
+        if raw.dtype.name in _RAW_TYPES:
+            inputs.append(TileValues(name, raw, fill, scale, offset))
+        else:                                          # read as floats, NaN for no value
+            buf = np.empty(raw.shape, work)
+            _to_float(raw, buf, fill)
+            if missing is not None:
+                buf[missing] = np.nan
+            inputs.append(TileValues(name, buf, None, scale, offset))
+    gap = missing if any(raw.dtype.name in _RAW_TYPES for raw in raws.values()) else None
+    out = np.empty(next(iter(raws.values())).shape, spec.dtype)
+    evaluate_tile(expression, inputs, out, spec, work, clip, gap)
+    return out
+
+
+@pytest.mark.parametrize("expression", EXPRESSIONS)
+@pytest.mark.parametrize("dtype", IN_TYPES)
+def test_one_pass_equals_the_former_pipeline_bit_for_bit(dtype, expression):
+    rng = np.random.default_rng(IN_TYPES.index(dtype) * 100 + EXPRESSIONS.index(expression))
+    work = "float64" if dtype in ("int32", "uint32", "float64") else "float32"
+    raws = {"A": values_of(dtype, rng), "B": values_of(dtype, rng)}
+    missing = rng.random(raws["A"].shape) < 0.05
+    # every output type with no clip and the index clip; every clip into float32, int16 and uint8; the
+    # scalings and the mask in turn (each combination compiles its own program: a full product is slow)
+    combos = [(o, c) for o in OUTPUT_TYPES for c in CLIPS if o in ("float32", "int16", "uint8") or c in CLIPS[:2]]
+    checked = 0
+    for k, (out_type, clip) in enumerate(combos):
+        scale, offset = SCALES[k % len(SCALES)]
+        for gap in ((None, missing) if k % 3 == 0 else (missing if k % 2 else None,)):
+            spec = OutputSpec("x.tif", out_type).resolved()
+            args = (expression, raws, IN_NODATA[dtype], scale, offset, work, clip, spec, gap)
+            want, got = former_pipeline(*args), one_pass(*args)
+            assert got.dtype == want.dtype
+            bits = f"u{got.itemsize}"
+            differ = np.flatnonzero(got.view(bits) != want.view(bits))
+            assert not differ.size, (
+                f"{dtype} -> {out_type}, clip {clip}, scale {scale} offset {offset}, mask {gap is not None}: "
+                f"{differ.size} pixels differ, e.g. A {raws['A'].flat[differ[:3]]} B {raws['B'].flat[differ[:3]]}: "
+                f"{got.flat[differ[:3]]} instead of {want.flat[differ[:3]]}")
+            checked += 1
+    assert checked == len(combos) + len(combos[::3])
+
+
+def test_one_pass_keeps_the_nodata_of_every_kind_apart():
+    # what must be nodata is, and nothing else: a value equal to the nodata of another input, the
+    # output nodata value itself computed, a masked pixel, and NaN from a float input
+    a = np.array([[0, 7, 9, 3, 9]], np.uint8)
+    b = np.array([[5, 0, 9, 3, 255]], np.uint8)
+    c = np.array([[1.0, 2.0, np.nan, 1.0, 1.0]], np.float32)
+    missing = np.array([[False, False, False, True, False]])
+    out = np.empty((1, 5), np.float32)
+    evaluate_tile("A - B + C - 10000", [TileValues("A", a, 0), TileValues("B", b, 255), TileValues("C", c)],
+                  out, OutputSpec("x", "float32", -9999.0), missing=missing)
+    np.testing.assert_array_equal(out, [[-9999.0, -9991.0, -9999.0, -9999.0, -9999.0]])
+    out = np.empty((1, 5), np.float32)
+    evaluate_tile("A - B + C - 10000", [TileValues("A", a, 0), TileValues("B", b, None), TileValues("C", c)],
+                  out, OutputSpec("x", "float32", -9999.0))
+    np.testing.assert_array_equal(out, [[-9999.0, -9991.0, -9999.0, -9999.0, -10245.0]])
+
+
+def test_rounding_to_integers_is_half_to_even_like_numpy():
+    halves = np.arange(-8, 9, dtype=np.int16)           # x / 2: every tie between -4 and 4
+    for out_type in ("int16", "uint8", "int8", "uint32", "int32", "uint16"):
+        out = np.empty(halves.shape, out_type)
+        spec = OutputSpec("x.tif", out_type).resolved()
+        evaluate_tile("A / 2", [TileValues("A", halves)], out, spec)
+        info = np.iinfo(out_type)
+        np.testing.assert_array_equal(out, np.clip(np.rint(halves / 2), info.min, info.max).astype(out_type))
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "int16", "float32"])
+def test_reading_as_stored_equals_reading_as_floats(raster, tmp_path, dtype):
+    # partly outside the input, an internal mask, another grid (warped, with and without nodata): the
+    # tiles the engine computes from the values as stored equal those from the former float read
+    rng = np.random.default_rng(3)
+    data = values_of(dtype, rng, (2, 30, 37))
+    data[~np.isfinite(data)] = 1 if dtype.startswith("float") else data[~np.isfinite(data)]
+    with_nodata = raster("nd.tif", data, nodata=IN_NODATA[dtype])
+    masked = raster("masked.tif", data)
+    with rasterio.open(masked, "r+") as dst:
+        mask = np.full(data.shape[1:], 255, np.uint8)
+        mask[5:9, 3:20] = 0
+        dst.write_mask(mask)
+    bigger = Grid(UTM_CRS, tuple(UTM_TRANSFORM @ Affine.translation(-6, -4))[:6], 49, 41)
+    shifted = Grid(UTM_CRS, tuple(UTM_TRANSFORM @ Affine.translation(-5.5, 3.25) @ Affine.scale(0.75))[:6], 50, 40)
+    spec = OutputSpec("x.tif", "float32").resolved()
+    work = "float32" if dtype != "float64" else "float64"
+    for path in (with_nodata, masked):
+        for grid in (bigger, shifted):
+            for tile in (Tile(0, 0, 0, 20, 17), Tile(1, 20, 17, grid.height - 20, grid.width - 17)):
+                floats = np.empty((2, tile.height, tile.width), work)
+                read_window(path, [1, 2], grid, tile, floats)
+                want = former_pipeline("(B - A) / (B + A)", {"A": floats[0], "B": floats[1]}, None, 1.0, 0.0,
+                                       work, (-1.0, 1.0), spec, None)
+                stored = np.empty((2, tile.height, tile.width), dtype if dtype in _RAW_TYPES else work)
+                missing = read_window(path, [1, 2], grid, tile, stored)
+                with rasterio.open(path) as src:
+                    fill = src.nodata
+                got = np.empty(want.shape, np.float32)
+                evaluate_tile("(B - A) / (B + A)", [TileValues("A", stored[0], fill), TileValues("B", stored[1], fill)],
+                              got, spec, work, (-1.0, 1.0), missing)
+                assert got.tobytes() == want.tobytes(), (path, grid, tile)
+                assert (want == spec.nodata).mean() > 0.05
