@@ -23,6 +23,7 @@ import json
 import os
 import sys
 import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
 CPUS = os.cpu_count() or 1
@@ -64,11 +65,18 @@ def write(array, prof, out, output, level=None, predictor="YES"):
 
 
 def read_strips(read, height, compute):
-    """Threads read each strip (``read(row, rows)``); the caller's ``compute(row, rows, data)`` takes them in order."""
+    """Threads read each strip (``read(row, rows)``), at most two per core ahead of the caller's
+    ``compute(row, rows, data)``, which takes them in order."""
+    ahead = deque()
     with ThreadPoolExecutor(CPUS) as pool:
-        parts = strips(height)
-        for (row, rows), data in zip(parts, pool.map(lambda s: read(*s), parts)):
-            compute(row, rows, data)
+        for row, rows in strips(height):
+            ahead.append((row, rows, pool.submit(read, row, rows)))
+            if len(ahead) > 2 * CPUS:
+                row0, rows0, future = ahead.popleft()
+                compute(row0, rows0, future.result())
+        while ahead:
+            row0, rows0, future = ahead.popleft()
+            compute(row0, rows0, future.result())
 
 
 def median(spec):
