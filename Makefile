@@ -124,9 +124,10 @@ test-qgis-matrix:
 demo: deps
 	PYTHONPATH=$(PLUGINS) $(QGIS_PYTHON) $(ROOT)/scripts/demo.py --engine-python $(ENGINE_PYTHON) --out $(ROOT)/demo-output
 
-# Side by side with QGIS, GDAL and numpy (under 10 minutes on 2 cores); bench-quick is CI's smoke run.
+# Side by side with QGIS, GDAL, numpy and floors, on noise and on imagery (well over 10 minutes on 2 cores;
+# --only picks cases: BENCH_ARGS="--only ndvi,session"); bench-quick is CI's smoke run.
 bench: deps $(STAMPS)/bench
-	PYTHONPATH=$(PLUGINS) $(QGIS_PYTHON) $(ROOT)/scripts/bench.py --engine-python $(ENGINE_PYTHON)
+	PYTHONPATH=$(PLUGINS) $(QGIS_PYTHON) $(ROOT)/scripts/bench.py --engine-python $(ENGINE_PYTHON) $(BENCH_ARGS)
 
 bench-quick: deps $(STAMPS)/bench
 	PYTHONPATH=$(PLUGINS) $(QGIS_PYTHON) $(ROOT)/scripts/bench.py --engine-python $(ENGINE_PYTHON) --quick \

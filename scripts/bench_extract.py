@@ -28,7 +28,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench import MAKE_STACK, PAGE, Bench  # noqa: E402
+from bench import KINDS, PAGE, Bench  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -112,7 +112,8 @@ def has_exactextract(b: Bench) -> bool:
 
 
 def tilewise(b: Bench, case, tool, zones, mode, out, rasters):
-    b.run(case, tool, tilewise_cmd(b, zones, mode, out, rasters), out)
+    b.run(case, tool, tilewise_cmd(b, zones, mode, out, rasters), out,
+          output="parquet" if out.endswith(".parquet") and mode == "points" else None)
 
 
 def qgis_loop(b: Bench, case, algorithm, zones, out, rasters):
@@ -120,8 +121,8 @@ def qgis_loop(b: Bench, case, algorithm, zones, out, rasters):
           qgis=True)
 
 
-def polygon_case(b: Bench, rasters, zones, n_polygons):
-    case = f"{n_polygons:,} polygons x {len(rasters)} rasters"
+def polygon_case(b: Bench, rasters, zones, n_polygons, kind="noise"):
+    case = f"{n_polygons:,} polygons x {len(rasters)} rasters, {KINDS[kind]}"
     print(f"\n{case}", flush=True)
     polygons = os.path.join(zones, "polygons.gpkg")
     out = os.path.join(b.work, "out")
@@ -141,14 +142,17 @@ def polygon_case(b: Bench, rasters, zones, n_polygons):
         print("  exactextract is not installed in the engine's environment: skipped")
 
 
-def point_case(b: Bench, rasters, zones, n_points):
-    case = f"{n_points:,} points x {len(rasters)} rasters"
+def point_case(b: Bench, rasters, zones, n_points, kind="noise"):
+    """Points: tilewise nearest (Parquet, GeoPackage) against QGIS's rastersampling looped, and the floor of the
+    Parquet table (scripts/bench_floor.py: each raster decoded, sampled, one table)."""
+    case = f"{n_points:,} points x {len(rasters)} rasters, {KINDS[kind]}"
     print(f"\n{case}", flush=True)
     points = os.path.join(zones, "points.gpkg")
     out = os.path.join(b.work, "out")
     tilewise(b, case, TW_NEAREST, points, "points", out + ".parquet", rasters)
     tilewise(b, case, TW_NEAREST_GPKG, points, "points", out + ".gpkg", rasters)
     qgis_loop(b, case, "native:rastersampling", points, out + ".txt", rasters)
+    b.floor(case, "points", rasters, None, "parquet", zones=points)
 
 
 RATIOS = [(TW_CENTRE, "native:zonalstatisticsfb, looped", GOAL_VS_QGIS),
@@ -172,10 +176,15 @@ def ratios(rows):
 
 
 def report(rows):
-    lines = ["| case | tool | median s | min | max | peak MB |", "| --- | --- | ---: | ---: | ---: | ---: |"]
+    from bench import floor_of
+    lines = ["| case | tool | median s | min | max | peak MB | x floor |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:
+        floor = floor_of(rows, r)
         lines.append(f"| {r['case']} | {r['tool']} | {r['median']:.2f} | {r['min']:.2f} | {r['max']:.2f} | "
-                     f"{r['peak_mb']:.0f} |")
+                     f"{r['peak_mb']:.0f} | {r['median'] / floor['median']:.2f} |" if floor else
+                     f"| {r['case']} | {r['tool']} | {r['median']:.2f} | {r['min']:.2f} | {r['max']:.2f} | "
+                     f"{r['peak_mb']:.0f} | |")
     return "\n".join(lines + ["", ratios(rows)])
 
 
@@ -186,25 +195,27 @@ def sizes(quick, rasters=None, size=None, polygons=None, points=None):
     return rasters or 50, size or 4000, polygons or 10000, points or 100000
 
 
-def extract_cases(b: Bench, quick: bool, rasters=None, size=None, polygons=None, points=None):
-    """Both cases on ``b`` (its rows get them), one run per tool (the QGIS loop and exactextract take minutes
-    each at the goal's sizes); returns the title of the inputs."""
+def extract_cases(b: Bench, quick: bool, rasters=None, size=None, polygons=None, points=None,
+                  kinds=("noise", "smooth")):
+    """Both cases on ``b`` (its rows get them) for each kind of rasters (bench.py's MAKE_STACK: noise, smooth
+    fields), one run per tool (the QGIS loop and exactextract take minutes each at the goal's sizes); returns
+    the title of the inputs."""
     n, size, n_polygons, n_points = sizes(quick, rasters, size, polygons, points)
     runs, b.args.runs = b.args.runs, 1
     try:
-        _cases(b, n, size, n_polygons, n_points)
+        for kind in kinds:
+            _cases(b, n, size, n_polygons, n_points, kind)
     finally:
         b.args.runs = runs
-    return f"{n} rasters of {size} x {size} uint16"
+    return f"{n} rasters of {size} x {size} uint16, {' and '.join(KINDS[k] for k in kinds)}"
 
 
-def _cases(b: Bench, n, size, n_polygons, n_points):
-    folder = b.data(f"stack_{n}_{size}_1_uint16", MAKE_STACK, "{folder}", str(n), str(size), "1", "uint16")
-    files = [os.path.join(folder, f"r{i:03d}.tif") for i in range(n)]
+def _cases(b: Bench, n, size, n_polygons, n_points, kind):
+    files = b.stack(n, size, 1, "uint16", kind)
     zones = b.data(f"zones_{n_polygons}_{n_points}_{size}", MAKE_ZONES, "{folder}", str(n_polygons),
                    str(n_points), str(size))
-    polygon_case(b, files, zones, n_polygons)
-    point_case(b, files, zones, n_points)
+    polygon_case(b, files, zones, n_polygons, kind)
+    point_case(b, files, zones, n_points, kind)
 
 
 def main():
@@ -218,10 +229,12 @@ def main():
     p.add_argument("--points", type=int, default=None)
     p.add_argument("--quick", action="store_true", help="3 rasters of 1000 x 1000, 1000 polygons, 10,000 points")
     p.add_argument("--peer-memory-gb", type=float, help="address-space limit of the exactextract run")
+    p.add_argument("--kinds", default="noise,smooth", help="kinds of rasters: noise, smooth (default both)")
     args = p.parse_args()
     b = Bench(args)
     start = time.perf_counter()
-    title = extract_cases(b, args.quick, args.rasters, args.size, args.polygons, args.points)
+    title = extract_cases(b, args.quick, args.rasters, args.size, args.polygons, args.points,
+                          tuple(filter(None, args.kinds.split(","))))
     total = time.perf_counter() - start
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, " \
               f"{os.sysconf('SC_PHYS_PAGES') * PAGE / 2**30:.0f} GiB, load average {os.getloadavg()[0]:.1f}"
