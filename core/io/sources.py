@@ -11,7 +11,9 @@ GDAL virtual paths (``/vsicurl/``, ``/vsis3/``, ``/vsigs/``, ``/vsiaz/``...).
 A window read fetches only the blocks it needs, by HTTP range requests
 (a Cloud-Optimized GeoTIFF's overviews are not touched at full resolution).
 Transient HTTP errors are retried; a missing or forbidden URL is an
-:class:`InputError` naming the URL and the HTTP status.
+:class:`InputError` naming the URL and the HTTP status. A silent or trickling server is given up
+after the HTTP timeout (:mod:`.network`), and a remote open or read never keeps a run from
+stopping (it runs :func:`~.network.abandonable`).
 """
 
 from __future__ import annotations
@@ -37,15 +39,14 @@ from ..errors import InputError, ParameterError
 from ..grid import Grid, Tile
 from ..runtime.phases import timed
 from ..vocabulary import RESAMPLING_METHODS
+from .network import HTTP_DEFAULTS, abandonable, apply_http_defaults, is_timeout, timeout_message  # noqa: F401
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..masks import MaskSpec
 
 MAX_OPEN_DATASETS = 128
 
-#: GDAL's network options for remote inputs, unless the user set them: retry transient HTTP errors
-#: (429, 500, 502, 503, 504; the delay doubles at each try). Only HTTP is concerned, so process-wide.
-HTTP_DEFAULTS = {"GDAL_HTTP_MAX_RETRY": "5", "GDAL_HTTP_RETRY_DELAY": "1"}
+# HTTP_DEFAULTS (GDAL's retries) lives in .network with the timeouts; still importable from here.
 #: While a remote input is opened: do not list its "directory" nor probe for side-car files
 #: (.aux.xml, .ovr, .msk: a request each). Only around the open, so local inputs keep their side-cars.
 REMOTE_OPEN_DEFAULTS = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"}
@@ -91,16 +92,18 @@ def gdal_path(path: str) -> str:
 
 
 def open_raster(path: str):
-    """``rasterio.open`` for reading, with the network defaults for a remote ``path``."""
-    with _open_env(path):
-        return rasterio.open(gdal_path(path))
+    """``rasterio.open`` for reading, with the network defaults for a remote ``path`` (whose open can be
+    abandoned: see :func:`~.network.abandonable`)."""
+    def opener():
+        with _open_env(path):
+            return rasterio.open(gdal_path(path))
+    return abandonable(opener) if is_remote(path) else opener()
 
 
 def _open_env(path: str):
     if not is_remote(path):
         return contextlib.nullcontext()
-    for key, value in HTTP_DEFAULTS.items():
-        os.environ.setdefault(key, value)
+    apply_http_defaults()
     active = rasterio.env.getenv() if rasterio.env.hasenv() else {}
     options = {k: v for k, v in REMOTE_OPEN_DEFAULTS.items() if k not in os.environ and k not in active}
     return rasterio.Env(**options) if options else contextlib.nullcontext()
@@ -110,6 +113,8 @@ def open_error(path: str, exc: Exception, what: str = "Not a raster GDAL can rea
     """A message for a failed open: for a URL, the HTTP status or the network error."""
     text = str(exc)
     if is_remote(path):
+        if is_timeout(text):
+            return InputError(timeout_message(path, "Opening"))
         code = re.search(r"HTTP response code: (\d+)", text)
         if code:
             status = int(code.group(1))
@@ -240,7 +245,12 @@ def _open_on_grid(path: str, grid: Grid, resampling: str, nodata: Optional[float
             view = WarpedVRT(src, add_alpha=True, **kwargs)
         return (src, view, None)
 
-    return _CACHE.get((path, _signature(path), grid, resampling, nodata), opener)
+    return _CACHE.get((path, _signature(path), grid, resampling, nodata), _stoppable(path, opener))
+
+
+def _stoppable(path: str, fn):
+    """``fn`` as it is for a local ``path``; for a remote one, a call that can be abandoned."""
+    return (lambda: abandonable(fn)) if is_remote(path) else fn
 
 
 def open_dataset(path: str):
@@ -284,9 +294,9 @@ def read_window(path: str, bands: Sequence[int], grid: Grid, tile: Tile, out: np
     try:
         with timed("read"):
             if view is None:
-                _read_lattice(src, bands, tile, offset, out, fill)
+                _stoppable(path, lambda: _read_lattice(src, bands, tile, offset, out, fill))()
             else:
-                _read_warped(view, src.count, bands, tile, out, fill)
+                _stoppable(path, lambda: _read_warped(view, src.count, bands, tile, out, fill))()
     except RasterioIOError as exc:
         raise read_error(path, exc, _where(tile, offset, src.height, src.width)) from None
 
@@ -302,6 +312,8 @@ def read_error(path: str, exc: BaseException, where: str) -> InputError:
             said.append(text)
         seen = seen.__cause__ or seen.__context__
     details = "; ".join(said) or str(exc)
+    if is_remote(path) and is_timeout(details):
+        return InputError(timeout_message(path, f"Reading {where} of"))
     if is_remote(path):
         return InputError(f"Reading {path} at {where} failed: {details}")
     return InputError(f"{path} is damaged (truncated or corrupt): its pixels at {where} cannot be read "
