@@ -109,11 +109,28 @@ def is_timeout(text: str) -> bool:
     return bool(re.search(r"timed out|too slow|Timeout was reached", text, re.IGNORECASE))
 
 
-def timeout_message(url: str, doing: str = "Reading") -> str:
-    """One message for a server that took too long: the URL, the timeout, what to do."""
-    return (f"{doing} {url} timed out: the server sent nothing, or less than 1 byte/s, for "
-            f"{http_config()['GDAL_HTTP_LOW_SPEED_TIME']} s (or one request took more than "
-            f"{http_config()['GDAL_HTTP_TIMEOUT']} s). Check that the server is up, or {TIMEOUT_HINT}.")
+def limits_in_effect() -> Dict[str, str]:
+    """GDAL's HTTP options as GDAL sees them now: the environment's (the user's, or those of
+    :func:`apply_http_defaults`), else those of the timeout setting."""
+    return {key: os.environ.get(key) or value for key, value in http_config().items()}
+
+
+def waited_out(seconds: float) -> bool:
+    """True when a failed request lasted about as long as GDAL may wait for a silent server (GDAL does
+    not always pass curl's "too slow" on: a failed pixel read only says it got 0 bytes)."""
+    try:
+        limit = float(limits_in_effect()["GDAL_HTTP_LOW_SPEED_TIME"])
+    except ValueError:
+        return False
+    return seconds >= 0.9 * limit
+
+
+def timeout_message(url: str, doing: str = "Reading", where: str = "") -> str:
+    """One message for a server that took too long: the URL (and ``where`` in it), the timeout, what to do."""
+    limits = limits_in_effect()
+    return (f"{doing} {url}{' at ' + where if where else ''} timed out: the server sent nothing, or less than 1 byte/s, for "
+            f"{limits['GDAL_HTTP_LOW_SPEED_TIME']} s (or one request took more than "
+            f"{limits['GDAL_HTTP_TIMEOUT']} s). Check that the server is up, or {TIMEOUT_HINT}.")
 
 
 class Abandoned(Exception):

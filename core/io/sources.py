@@ -22,6 +22,7 @@ import contextlib
 import math
 import os
 import re
+import time
 from collections import OrderedDict
 from http import HTTPStatus
 from dataclasses import dataclass
@@ -39,7 +40,8 @@ from ..errors import InputError, ParameterError
 from ..grid import Grid, Tile
 from ..runtime.phases import timed
 from ..vocabulary import RESAMPLING_METHODS
-from .network import HTTP_DEFAULTS, abandonable, apply_http_defaults, is_timeout, timeout_message  # noqa: F401
+from .network import (HTTP_DEFAULTS, abandonable, apply_http_defaults, is_timeout, timeout_message,  # noqa: F401
+                      waited_out)
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..masks import MaskSpec
@@ -291,6 +293,7 @@ def read_window(path: str, bands: Sequence[int], grid: Grid, tile: Tile, out: np
         if b < 1 or b > src.count:
             raise InputError(f"Input {path} has {src.count} band(s); band {b} does not exist.")
     fill = nodata if nodata is not None else src.nodata
+    started = time.monotonic()
     try:
         with timed("read"):
             if view is None:
@@ -298,12 +301,14 @@ def read_window(path: str, bands: Sequence[int], grid: Grid, tile: Tile, out: np
             else:
                 _stoppable(path, lambda: _read_warped(view, src.count, bands, tile, out, fill))()
     except RasterioIOError as exc:
-        raise read_error(path, exc, _where(tile, offset, src.height, src.width)) from None
+        raise read_error(path, exc, _where(tile, offset, src.height, src.width),
+                         time.monotonic() - started) from None
 
 
-def read_error(path: str, exc: BaseException, where: str) -> InputError:
+def read_error(path: str, exc: BaseException, where: str, seconds: float = 0.0) -> InputError:
     """A failed pixel read: which file, where, and what GDAL said (rasterio's own message is
-    only "Read failed. See previous exception for details")."""
+    only "Read failed. See previous exception for details"); for a remote file that failed after
+    ``seconds`` as long as the HTTP timeout, that its server took too long."""
     said = []
     seen: Optional[BaseException] = exc
     while seen is not None:
@@ -312,8 +317,8 @@ def read_error(path: str, exc: BaseException, where: str) -> InputError:
             said.append(text)
         seen = seen.__cause__ or seen.__context__
     details = "; ".join(said) or str(exc)
-    if is_remote(path) and is_timeout(details):
-        return InputError(timeout_message(path, f"Reading {where} of"))
+    if is_remote(path) and (is_timeout(details) or (waited_out(seconds) and "HTTP" not in details)):
+        return InputError(timeout_message(path, "Reading", where))
     if is_remote(path):
         return InputError(f"Reading {path} at {where} failed: {details}")
     return InputError(f"{path} is damaged (truncated or corrupt): its pixels at {where} cannot be read "

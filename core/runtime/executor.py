@@ -140,6 +140,11 @@ class LocalExecutor(Executor):
     def kill_workers(self) -> None:
         """Kill the worker processes at once (SIGKILL: one blocked inside GDAL would not run a signal
         handler); the pool is broken afterwards (a kept pool is replaced by its next lease)."""
+        # CPython 3.11's broken pool sets an exception on every task it still holds, and dies with a
+        # traceback on one that was cancelled: give those a future of their own that nobody waits for
+        for item in list((getattr(self._pool, "_pending_work_items", None) or {}).values()):
+            if item.future.cancelled():
+                item.future = Future()
         for process in self._processes():
             with contextlib.suppress(OSError, ValueError, AttributeError):
                 process.kill()
