@@ -93,19 +93,29 @@ def gdal_path(path: str) -> str:
     return path
 
 
+def may_use_network(path: str) -> bool:
+    """True when GDAL may wait for a server to open or read ``path``: a remote path, or a VRT (whose
+    sources may be remote, as those of a STAC search are).
+
+    >>> may_use_network("items/it1.vrt"), may_use_network("/data/a.tif")
+    (True, False)
+    """
+    return is_remote(path) or path.lower().endswith(".vrt") or path.lstrip().startswith("<VRTDataset")
+
+
 def open_raster(path: str):
-    """``rasterio.open`` for reading, with the network defaults for a remote ``path`` (whose open can be
-    abandoned: see :func:`~.network.abandonable`)."""
+    """``rasterio.open`` for reading, with the network defaults (see :mod:`.network`); the open of a
+    ``path`` that may wait for a server can be abandoned (:func:`~.network.abandonable`)."""
     def opener():
         with _open_env(path):
             return rasterio.open(gdal_path(path))
-    return abandonable(opener) if is_remote(path) else opener()
+    return _stoppable(path, opener)()
 
 
 def _open_env(path: str):
+    apply_http_defaults()       # for a VRT's remote sources too
     if not is_remote(path):
         return contextlib.nullcontext()
-    apply_http_defaults()
     active = rasterio.env.getenv() if rasterio.env.hasenv() else {}
     options = {k: v for k, v in REMOTE_OPEN_DEFAULTS.items() if k not in os.environ and k not in active}
     return rasterio.Env(**options) if options else contextlib.nullcontext()
@@ -114,9 +124,9 @@ def _open_env(path: str):
 def open_error(path: str, exc: Exception, what: str = "Not a raster GDAL can read") -> InputError:
     """A message for a failed open: for a URL, the HTTP status or the network error."""
     text = str(exc)
+    if is_timeout(text):
+        return InputError(timeout_message(path, "Opening" if is_remote(path) else "Opening a remote source of"))
     if is_remote(path):
-        if is_timeout(text):
-            return InputError(timeout_message(path, "Opening"))
         code = re.search(r"HTTP response code: (\d+)", text)
         if code:
             status = int(code.group(1))
@@ -251,8 +261,8 @@ def _open_on_grid(path: str, grid: Grid, resampling: str, nodata: Optional[float
 
 
 def _stoppable(path: str, fn):
-    """``fn`` as it is for a local ``path``; for a remote one, a call that can be abandoned."""
-    return (lambda: abandonable(fn)) if is_remote(path) else fn
+    """``fn`` as it is for a local ``path``; for one that may wait for a server, a call that can be abandoned."""
+    return (lambda: abandonable(fn)) if may_use_network(path) else fn
 
 
 def open_dataset(path: str):
@@ -317,8 +327,8 @@ def read_error(path: str, exc: BaseException, where: str, seconds: float = 0.0) 
             said.append(text)
         seen = seen.__cause__ or seen.__context__
     details = "; ".join(said) or str(exc)
-    if is_remote(path) and (is_timeout(details) or (waited_out(seconds) and "HTTP" not in details)):
-        return InputError(timeout_message(path, "Reading", where))
+    if may_use_network(path) and (is_timeout(details) or (waited_out(seconds) and "HTTP" not in details)):
+        return InputError(timeout_message(path, "Reading" if is_remote(path) else "Reading a remote source of", where))
     if is_remote(path):
         return InputError(f"Reading {path} at {where} failed: {details}")
     return InputError(f"{path} is damaged (truncated or corrupt): its pixels at {where} cannot be read "

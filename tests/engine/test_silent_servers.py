@@ -211,6 +211,53 @@ def test_pixels_that_never_come_are_given_up_after_the_timeout(tmp_path, stallin
     assert os.listdir(tmp_path) == []
 
 
+VRT = """<VRTDataset rasterXSize="512" rasterYSize="512">
+  <SRS>EPSG:32633</SRS>
+  <GeoTransform>500000, 10, 0, 5000000, 0, -10</GeoTransform>
+  <VRTRasterBand dataType="UInt16" band="1">
+    <NoDataValue>0</NoDataValue>
+    <SimpleSource>
+      <SourceFilename relativeToVRT="0">/vsicurl/{url}</SourceFilename>
+      <SourceBand>1</SourceBand>
+      <SourceProperties RasterXSize="512" RasterYSize="512" DataType="UInt16" BlockXSize="256" BlockYSize="256"/>
+      <SrcRect xOff="0" yOff="0" xSize="512" ySize="512"/>
+      <DstRect xOff="0" yOff="0" xSize="512" ySize="512"/>
+    </SimpleSource>
+  </VRTRasterBand>
+</VRTDataset>
+"""
+
+
+def input_folder(tmp_path):
+    """A folder beside the run's (which must be left empty)."""
+    folder = tmp_path.parent / f"{tmp_path.name}-in"
+    folder.mkdir()
+    return folder
+
+
+def remote_vrt(folder, url):
+    """A local VRT whose one source is ``url``, described in full (as a STAC search writes them): opening it
+    asks the server nothing, reading its pixels does."""
+    path = folder / "remote.vrt"
+    path.write_text(VRT.format(url=url))
+    return path
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_local_vrt_of_a_silent_server_is_given_up_after_the_timeout(tmp_path, silent, workers):
+    vrt = remote_vrt(input_folder(tmp_path), f"{silent.url}/b.tif")
+    proc = start_cli(["composite", "-q", "-j", workers, "--tile-size", "256", "--http-timeout", "3", "-o",
+                      "out.tif", vrt], tmp_path)
+    code, stderr, seconds = finish(proc, 90)
+    assert code == 2, stderr
+    assert "Traceback" not in stderr
+    last = stderr.strip().splitlines()[-1]
+    assert f"Reading a remote source of {vrt} at rows 0-" in last and " timed out: the server sent nothing" in last \
+        and "--http-timeout SECONDS" in last, stderr
+    assert seconds < 3 * 3 + 30
+    assert os.listdir(tmp_path) == []
+
+
 # -- stopping a run that waits for a server ----------------------------------------------------------------------
 
 SIGNALS = {"SIGTERM": (signal.SIGTERM, "SIGTERM"), "SIGINT": (signal.SIGINT, "Ctrl+C")}
@@ -243,6 +290,18 @@ def test_a_run_reading_pixels_that_never_come_stops_at_once(tmp_path, stalling, 
     proc = start_cli(["composite", "-q", "-j", workers, "--tile-size", "256", "--http-timeout", "600", "-o",
                       "out.tif", f"{stalling.url}/scene.tif"], tmp_path)
     assert wait_until(lambda: stalling.stalled >= workers or proc.poll() is not None, 90), "no read was stalled"
+    time.sleep(0.5)
+    assert proc.poll() is None, proc.communicate()
+    stop_and_check(proc, tmp_path, sig_name)
+
+
+@pytest.mark.parametrize("sig_name", sorted(SIGNALS))
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_run_reading_a_local_vrt_of_a_silent_server_stops_at_once(tmp_path, silent, workers, sig_name):
+    vrt = remote_vrt(input_folder(tmp_path), f"{silent.url}/b.tif")
+    proc = start_cli(["composite", "-q", "-j", workers, "--tile-size", "256", "--http-timeout", "600", "-o",
+                      "out.tif", vrt], tmp_path)
+    assert wait_until(lambda: silent.accepted >= workers or proc.poll() is not None, 90), "no read was made"
     time.sleep(0.5)
     assert proc.poll() is None, proc.communicate()
     stop_and_check(proc, tmp_path, sig_name)
