@@ -278,7 +278,8 @@ def _open_input(path: str):
     try:
         return open_raster(path)
     except RasterioIOError as exc:
-        raise open_error(path, exc, "Cannot open input") from None
+        failure = open_error(path, exc, "Cannot open input")
+    raise failure   # outside the handler: no chain of GDAL's errors to carry (a Dask worker pickles it)
 
 
 def _signature(path: str) -> tuple:
@@ -311,8 +312,10 @@ def read_window(path: str, bands: Sequence[int], grid: Grid, tile: Tile, out: np
             else:
                 _stoppable(path, lambda: _read_warped(view, src.count, bands, tile, out, fill))()
     except RasterioIOError as exc:
-        raise read_error(path, exc, _where(tile, offset, src.height, src.width),
-                         time.monotonic() - started) from None
+        failure = read_error(path, exc, _where(tile, offset, src.height, src.width), time.monotonic() - started)
+    else:
+        return
+    raise failure   # outside the handler: no chain of GDAL's errors to carry (a Dask worker pickles it)
 
 
 def read_error(path: str, exc: BaseException, where: str, seconds: float = 0.0) -> InputError:

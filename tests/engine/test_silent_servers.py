@@ -293,3 +293,19 @@ def test_stac_search_reading_an_asset_on_a_silent_host_stops_at_once(tmp_path, s
     assert "Traceback" not in stderr
     assert stderr.strip().splitlines()[-1].startswith(f"tilewise: stopped ({said}); no output was written"), stderr
     assert seconds < STOP_MARGIN, f"took {seconds:.1f} s to stop"
+
+
+# -- Dask: the workers take the submitting process's timeouts ----------------------------------------------------
+
+def test_dask_workers_give_up_a_silent_server_after_the_timeout(dask_cluster, stalling, tmp_path):
+    url = f"{stalling.url}/scene.tif"
+    proc = start_cli(["composite", "-q", "--scheduler", dask_cluster.address, "--tile-size", "256", "--http-timeout",
+                      "3", "-o", "out.tif", url], tmp_path)
+    code, stderr, seconds = finish(proc, 120)
+    assert code == 2, stderr
+    assert "Traceback" not in stderr
+    last = stderr.strip().splitlines()[-1]
+    assert f"Reading {url} at rows " in last and " timed out: the server sent nothing, or less than 1 byte/s, for " \
+        "3 s " in last, stderr
+    assert stalling.stalled >= 1
+    assert seconds < 3 * 3 + 60
