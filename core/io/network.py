@@ -50,19 +50,16 @@ _OURS_LOCK = threading.Lock()
 
 
 def http_timeout() -> int:
-    """The HTTP timeout in seconds: ``TILEWISE_HTTP_TIMEOUT``, else 30.
-
-    >>> os.environ.pop(HTTP_TIMEOUT_ENV, None) and None; http_timeout()
-    30
-    """
+    """The HTTP timeout in seconds: ``TILEWISE_HTTP_TIMEOUT``, else 30 (see :func:`parse_timeout`)."""
     text = os.environ.get(HTTP_TIMEOUT_ENV, "").strip()
     if not text:
         return DEFAULT_HTTP_TIMEOUT
-    return parse_timeout(text, f"The {HTTP_TIMEOUT_ENV} environment variable")
+    return parse_timeout(text, HTTP_TIMEOUT_ENV)
 
 
-def parse_timeout(text: str, what: str = "The HTTP timeout") -> int:
-    """Whole seconds, at least 1 (a fraction is rounded up), from ``text``; else a :class:`ParameterError`.
+def parse_timeout(text: str, what: str = "--http-timeout") -> int:
+    """Whole seconds, at least 1 (a fraction is rounded up: GDAL counts whole seconds), from ``text``;
+    else a :class:`ParameterError` naming ``what`` (worded as the STAC client's, which reads the same setting).
 
     >>> parse_timeout("2.5"), parse_timeout("60")
     (3, 60)
@@ -72,7 +69,7 @@ def parse_timeout(text: str, what: str = "The HTTP timeout") -> int:
     except ValueError:
         value = float("nan")
     if not math.isfinite(value) or value <= 0:
-        raise ParameterError(f"{what} must be a number of seconds above 0, got {text!r}.")
+        raise ParameterError(f"{what}={text!r} is not a number of seconds above 0 (default {DEFAULT_HTTP_TIMEOUT}).")
     return max(1, math.ceil(value))
 
 

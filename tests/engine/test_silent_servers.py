@@ -113,8 +113,8 @@ def test_a_bad_timeout_setting_is_one_clear_message(tmp_path, silent, value):
     proc = start_cli(COMMANDS["composite"](f"{silent.url}/b.tif"), tmp_path, TILEWISE_HTTP_TIMEOUT=value)
     code, stderr, _ = finish(proc, 60)
     assert code == 2, stderr
-    assert stderr.strip().splitlines()[-1] == (f"tilewise: error: The {network.HTTP_TIMEOUT_ENV} environment variable "
-                                               f"must be a number of seconds above 0, got {value!r}.")
+    assert stderr.strip().splitlines()[-1] == (f"tilewise: error: {network.HTTP_TIMEOUT_ENV}={value!r} is not a number "
+                                               "of seconds above 0 (default 30).")
 
 
 @pytest.mark.parametrize("how", ["option", "environment", "GDAL's own setting"])
