@@ -179,8 +179,8 @@ def _seconds(text: str) -> int:
     from ..io.network import parse_timeout
     try:
         return parse_timeout(text)
-    except ParameterError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+    except ParameterError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds above 0") from None
 
 
 def apply_http_timeout(args: argparse.Namespace) -> None:
