@@ -1,7 +1,7 @@
 """Tilewise's Processing settings (Settings ▸ Options ▸ Processing ▸ Providers ▸ Tilewise): the engine's
 interpreter, a Dask scheduler, how long the warm engine waits for the next run and how long a server of remote
-inputs may stay silent (HTTP timeout: handed to the engine as ``TILEWISE_HTTP_TIMEOUT``). Read when an algorithm runs, so a
-changed setting applies at once."""
+inputs may stay silent (HTTP timeout: handed to the engine as ``TILEWISE_HTTP_TIMEOUT``). Read when an
+algorithm runs, so a changed setting applies at once."""
 
 PYTHON_SETTING = "TILEWISE_PYTHON"
 SCHEDULER_SETTING = "TILEWISE_DASK_SCHEDULER"

@@ -125,7 +125,8 @@ def waited_out(seconds: float) -> bool:
 def timeout_message(url: str, doing: str = "Reading", where: str = "") -> str:
     """One message for a server that took too long: the URL (and ``where`` in it), the timeout, what to do."""
     limits = limits_in_effect()
-    return (f"{doing} {url}{' at ' + where if where else ''} timed out: the server sent nothing, or less than 1 byte/s, for "
+    at = f" at {where}" if where else ""
+    return (f"{doing} {url}{at} timed out: the server sent nothing, or less than 1 byte/s, for "
             f"{limits['GDAL_HTTP_LOW_SPEED_TIME']} s (or one request took more than "
             f"{limits['GDAL_HTTP_TIMEOUT']} s). Check that the server is up, or {TIMEOUT_HINT}.")
 

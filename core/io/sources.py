@@ -331,7 +331,8 @@ def read_error(path: str, exc: BaseException, where: str, seconds: float = 0.0) 
         seen = seen.__cause__ or seen.__context__
     details = "; ".join(said) or str(exc)
     if may_use_network(path) and (is_timeout(details) or (waited_out(seconds) and "HTTP" not in details)):
-        return InputError(timeout_message(path, "Reading" if is_remote(path) else "Reading a remote source of", where))
+        doing = "Reading" if is_remote(path) else "Reading a remote source of"
+        return InputError(timeout_message(path, doing, where))
     if is_remote(path):
         return InputError(f"Reading {path} at {where} failed: {details}")
     return InputError(f"{path} is damaged (truncated or corrupt): its pixels at {where} cannot be read "

@@ -151,7 +151,8 @@ class LocalExecutor(Executor):
         for process in self._processes():
             with contextlib.suppress(OSError, ValueError, AttributeError):
                 process.join(5)
-        # the pool's own thread marks it broken when it sees them die; do not wait for it to look
+        # the pool's own thread marks it broken once it sees them dead: wait (briefly) for it, so that
+        # whoever looks next (a kept pool's next lease) finds it broken
         deadline = time.monotonic() + 5
         while not getattr(self._pool, "_broken", False) and time.monotonic() < deadline:
             time.sleep(0.05)
