@@ -116,6 +116,8 @@ def engine_env() -> Dict[str, str]:
     # do not belong to the other interpreter.
     for key in ("PYTHONHOME", "PYTHONSTARTUP"):
         env.pop(key, None)
+    from .settings import engine_settings_env
+    env.update(engine_settings_env())     # the HTTP timeout
     return env
 
 

@@ -1,6 +1,7 @@
 """Tilewise's Processing settings (Settings ▸ Options ▸ Processing ▸ Providers ▸ Tilewise): the engine's
-interpreter, a Dask scheduler and how long the warm engine waits for the next run. Read when an algorithm runs, so a
-changed setting applies at once."""
+interpreter, a Dask scheduler, how long the warm engine waits for the next run and how long a server of remote
+inputs may stay silent (HTTP timeout: handed to the engine as ``TILEWISE_HTTP_TIMEOUT``). Read when an
+algorithm runs, so a changed setting applies at once."""
 
 PYTHON_SETTING = "TILEWISE_PYTHON"
 SCHEDULER_SETTING = "TILEWISE_DASK_SCHEDULER"
@@ -58,6 +59,9 @@ def add_settings(group, icon) -> None:
     config.addSetting(setting(group, WARM_SETTING, "Keep the Tilewise engine running between runs for this many "
                               "idle minutes (0: start a new engine for every run)", DEFAULT_IDLE_MINUTES,
                               valuetype=setting.FLOAT))
+    config.addSetting(setting(group, HTTP_TIMEOUT_SETTING, "HTTP timeout: give up a remote input (http, s3, STAC "
+                              "assets...) whose server sends nothing for this many seconds", DEFAULT_HTTP_TIMEOUT,
+                              valuetype=setting.INT))
     config.readSettings()
 
 
@@ -67,3 +71,26 @@ def remove_settings() -> None:
         config.removeSetting(PYTHON_SETTING)
         config.removeSetting(SCHEDULER_SETTING)
         config.removeSetting(WARM_SETTING)
+        config.removeSetting(HTTP_TIMEOUT_SETTING)
+
+
+HTTP_TIMEOUT_SETTING = "TILEWISE_HTTP_TIMEOUT"
+#: The environment variable the engine reads (see ``core/io/network.py``); set, it wins over the setting.
+HTTP_TIMEOUT_ENV = "TILEWISE_HTTP_TIMEOUT"
+DEFAULT_HTTP_TIMEOUT = 30
+
+
+def engine_settings_env() -> dict:
+    """What the engine's environment takes from the settings: the HTTP timeout (seconds), unless the
+    environment variable is set already or the setting is empty or the default."""
+    import os
+    if os.environ.get(HTTP_TIMEOUT_ENV, "").strip():
+        return {}
+    value = _setting(HTTP_TIMEOUT_SETTING)
+    try:
+        seconds = float(value)
+    except ValueError:
+        return {}
+    if seconds <= 0 or seconds == DEFAULT_HTTP_TIMEOUT:
+        return {}
+    return {HTTP_TIMEOUT_ENV: str(int(seconds) if seconds.is_integer() else seconds)}

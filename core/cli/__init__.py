@@ -132,6 +132,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     aliases = NameAliases()
     args.shown = aliases.shown
+    from .options import apply_http_timeout
+    apply_http_timeout(args)
     with stop_on_signals() as seen:     # SIGTERM and SIGHUP stop a run as Ctrl+C does
         try:
             try:

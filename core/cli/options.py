@@ -117,6 +117,7 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     r.add_argument("--wait-if-busy", action="store_true",
                    help="if another Tilewise run is writing the same output, wait for it to finish "
                         "(default: stop with a message naming that run)")
+    add_http_timeout_option(g)
 
 
 def run_kwargs(args: argparse.Namespace) -> dict:
@@ -161,3 +162,29 @@ def add_raster_options(p: argparse.ArgumentParser, grid_default: str = "the firs
 
 def raster_kwargs(args: argparse.Namespace) -> dict:
     return {**grid_kwargs(args), **output_kwargs(args), **run_kwargs(args)}
+
+
+def add_http_timeout_option(p) -> None:
+    """``--http-timeout SECONDS``: how long a server of remote inputs may stay silent (see
+    :mod:`tilewise.core.io.network`); :func:`apply_http_timeout` makes it the process's setting."""
+    from ..io.network import DEFAULT_HTTP_TIMEOUT, HTTP_TIMEOUT_ENV
+    p.add_argument("--http-timeout", type=_seconds, metavar="SECONDS",
+                   help=f"give up a remote input (http, s3...) whose server sends nothing for this long (default "
+                        f"{DEFAULT_HTTP_TIMEOUT}, or the {HTTP_TIMEOUT_ENV} environment variable; one request lasts "
+                        "at most four times this)")
+
+
+def _seconds(text: str) -> int:
+    from ..errors import ParameterError
+    from ..io.network import parse_timeout
+    try:
+        return parse_timeout(text)
+    except ParameterError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds above 0") from None
+
+
+def apply_http_timeout(args: argparse.Namespace) -> None:
+    """The ``--http-timeout`` given becomes ``TILEWISE_HTTP_TIMEOUT`` for this process and its workers."""
+    from ..io.network import HTTP_TIMEOUT_ENV
+    if getattr(args, "http_timeout", None) is not None:
+        os.environ[HTTP_TIMEOUT_ENV] = str(args.http_timeout)

@@ -59,6 +59,8 @@ def add_commands(sub: Any) -> None:
     s.add_argument("--overwrite", action="store_true",
                    help="replace files in the output folder that Tilewise did not write (default: refuse)")
     add_search_options(s, assets_required=True)
+    from .options import add_http_timeout_option
+    add_http_timeout_option(s)     # the assets' headers are read by GDAL
     stac.set_defaults(run=run_stac)
 
 

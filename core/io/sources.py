@@ -11,7 +11,9 @@ GDAL virtual paths (``/vsicurl/``, ``/vsis3/``, ``/vsigs/``, ``/vsiaz/``...).
 A window read fetches only the blocks it needs, by HTTP range requests
 (a Cloud-Optimized GeoTIFF's overviews are not touched at full resolution).
 Transient HTTP errors are retried; a missing or forbidden URL is an
-:class:`InputError` naming the URL and the HTTP status.
+:class:`InputError` naming the URL and the HTTP status. A silent or trickling server is given up
+after the HTTP timeout (:mod:`.network`), and a remote open or read never keeps a run from
+stopping (it runs :func:`~.network.abandonable`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import contextlib
 import math
 import os
 import re
+import time
 from collections import OrderedDict
 from http import HTTPStatus
 from dataclasses import dataclass
@@ -37,15 +40,15 @@ from ..errors import InputError, ParameterError
 from ..grid import Grid, Tile
 from ..runtime.phases import timed
 from ..vocabulary import RESAMPLING_METHODS
+from .network import (HTTP_DEFAULTS, abandonable, apply_http_defaults, is_timeout, timeout_message,  # noqa: F401
+                      waited_out)
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..masks import MaskSpec
 
 MAX_OPEN_DATASETS = 128
 
-#: GDAL's network options for remote inputs, unless the user set them: retry transient HTTP errors
-#: (429, 500, 502, 503, 504; the delay doubles at each try). Only HTTP is concerned, so process-wide.
-HTTP_DEFAULTS = {"GDAL_HTTP_MAX_RETRY": "5", "GDAL_HTTP_RETRY_DELAY": "1"}
+# HTTP_DEFAULTS (GDAL's retries) lives in .network with the timeouts; still importable from here.
 #: While a remote input is opened: do not list its "directory" nor probe for side-car files
 #: (.aux.xml, .ovr, .msk: a request each). Only around the open, so local inputs keep their side-cars.
 REMOTE_OPEN_DEFAULTS = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"}
@@ -90,17 +93,29 @@ def gdal_path(path: str) -> str:
     return path
 
 
+def may_use_network(path: str) -> bool:
+    """True when GDAL may wait for a server to open or read ``path``: a remote path, or a VRT (whose
+    sources may be remote, as those of a STAC search are).
+
+    >>> may_use_network("items/it1.vrt"), may_use_network("/data/a.tif")
+    (True, False)
+    """
+    return is_remote(path) or path.lower().endswith(".vrt") or path.lstrip().startswith("<VRTDataset")
+
+
 def open_raster(path: str):
-    """``rasterio.open`` for reading, with the network defaults for a remote ``path``."""
-    with _open_env(path):
-        return rasterio.open(gdal_path(path))
+    """``rasterio.open`` for reading, with the network defaults (see :mod:`.network`); the open of a
+    ``path`` that may wait for a server can be abandoned (:func:`~.network.abandonable`)."""
+    def opener():
+        with _open_env(path):
+            return rasterio.open(gdal_path(path))
+    return _stoppable(path, opener)()
 
 
 def _open_env(path: str):
+    apply_http_defaults()       # for a VRT's remote sources too
     if not is_remote(path):
         return contextlib.nullcontext()
-    for key, value in HTTP_DEFAULTS.items():
-        os.environ.setdefault(key, value)
     active = rasterio.env.getenv() if rasterio.env.hasenv() else {}
     options = {k: v for k, v in REMOTE_OPEN_DEFAULTS.items() if k not in os.environ and k not in active}
     return rasterio.Env(**options) if options else contextlib.nullcontext()
@@ -109,6 +124,8 @@ def _open_env(path: str):
 def open_error(path: str, exc: Exception, what: str = "Not a raster GDAL can read") -> InputError:
     """A message for a failed open: for a URL, the HTTP status or the network error."""
     text = str(exc)
+    if is_timeout(text):
+        return InputError(timeout_message(path, "Opening" if is_remote(path) else "Opening a remote source of"))
     if is_remote(path):
         code = re.search(r"HTTP response code: (\d+)", text)
         if code:
@@ -240,7 +257,12 @@ def _open_on_grid(path: str, grid: Grid, resampling: str, nodata: Optional[float
             view = WarpedVRT(src, add_alpha=True, **kwargs)
         return (src, view, None)
 
-    return _CACHE.get((path, _signature(path), grid, resampling, nodata), opener)
+    return _CACHE.get((path, _signature(path), grid, resampling, nodata), _stoppable(path, opener))
+
+
+def _stoppable(path: str, fn):
+    """``fn`` as it is for a local ``path``; for one that may wait for a server, a call that can be abandoned."""
+    return (lambda: abandonable(fn)) if may_use_network(path) else fn
 
 
 def open_dataset(path: str):
@@ -256,7 +278,8 @@ def _open_input(path: str):
     try:
         return open_raster(path)
     except RasterioIOError as exc:
-        raise open_error(path, exc, "Cannot open input") from None
+        failure = open_error(path, exc, "Cannot open input")
+    raise failure   # outside the handler: no chain of GDAL's errors to carry (a Dask worker pickles it)
 
 
 def _signature(path: str) -> tuple:
@@ -284,18 +307,21 @@ def read_window(path: str, bands: Sequence[int], grid: Grid, tile: Tile, out: np
         if b < 1 or b > src.count:
             raise InputError(f"Input {path} has {src.count} band(s); band {b} does not exist.")
     fill = nodata if nodata is not None else src.nodata
+    started = time.monotonic()
     try:
         with timed("read"):
             if view is None:
-                return _read_lattice(src, bands, tile, offset, out, fill)
-            return _read_warped(view, src.count, bands, tile, out, fill)
+                return _stoppable(path, lambda: _read_lattice(src, bands, tile, offset, out, fill))()
+            return _stoppable(path, lambda: _read_warped(view, src.count, bands, tile, out, fill))()
     except RasterioIOError as exc:
-        raise read_error(path, exc, _where(tile, offset, src.height, src.width)) from None
+        failure = read_error(path, exc, _where(tile, offset, src.height, src.width), time.monotonic() - started)
+    raise failure   # outside the handler: no chain of GDAL's errors to carry (a Dask worker pickles it)
 
 
-def read_error(path: str, exc: BaseException, where: str) -> InputError:
+def read_error(path: str, exc: BaseException, where: str, seconds: float = 0.0) -> InputError:
     """A failed pixel read: which file, where, and what GDAL said (rasterio's own message is
-    only "Read failed. See previous exception for details")."""
+    only "Read failed. See previous exception for details"); for a remote file that failed after
+    ``seconds`` as long as the HTTP timeout, that its server took too long."""
     said = []
     seen: Optional[BaseException] = exc
     while seen is not None:
@@ -304,6 +330,9 @@ def read_error(path: str, exc: BaseException, where: str) -> InputError:
             said.append(text)
         seen = seen.__cause__ or seen.__context__
     details = "; ".join(said) or str(exc)
+    if may_use_network(path) and (is_timeout(details) or (waited_out(seconds) and "HTTP" not in details)):
+        doing = "Reading" if is_remote(path) else "Reading a remote source of"
+        return InputError(timeout_message(path, doing, where))
     if is_remote(path):
         return InputError(f"Reading {path} at {where} failed: {details}")
     return InputError(f"{path} is damaged (truncated or corrupt): its pixels at {where} cannot be read "

@@ -15,6 +15,7 @@ import multiprocessing
 import os
 import sys
 import threading
+import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence
@@ -80,6 +81,8 @@ class LocalExecutor(Executor):
     """
 
     in_flight = 2       # tasks submitted per worker at a time
+    #: seconds a stopped or failed run waits for its running tasks before it kills the workers
+    settle_seconds = 3.0
 
     def __init__(self, workers: int, preload: bool = False) -> None:
         self.workers = max(1, workers)
@@ -114,17 +117,45 @@ class LocalExecutor(Executor):
             self._settle([fut for fut in pending if not fut.cancel()])
 
     def _settle(self, running: Sequence[Future]) -> None:
-        """Let the tasks already running end (they cannot be stopped) before the caller removes
-        the work folder they write into. If the pool breaks meanwhile (its workers killed by the
-        signal that stops the run, as `timeout` sends to the whole group), the futures may never
-        complete: CPython 3.11's pool dies marking a cancelled one failed. Then wait for the
-        workers themselves instead."""
+        """Let the tasks already running end (they cannot be stopped otherwise) before the caller
+        removes the work folder they write into; those still running after :attr:`settle_seconds`
+        (blocked on a server that does not answer, say) are stopped by killing the workers. If the
+        pool breaks meanwhile (its workers killed by the signal that stops the run, as `timeout`
+        sends to the whole group), the futures may never complete: CPython 3.11's pool dies marking
+        a cancelled one failed. Then wait for the workers themselves instead."""
+        deadline = time.monotonic() + self.settle_seconds
         while running:
             _, running = wait(running, timeout=0.2)
+            if running and time.monotonic() > deadline:
+                self.kill_workers()
+                return
             if running and getattr(self._pool, "_broken", False):
-                for process in list((getattr(self._pool, "_processes", None) or {}).values()):
+                for process in self._processes():
                     process.join(5)
                 return
+
+    def _processes(self) -> list:
+        return list((getattr(self._pool, "_processes", None) or {}).values())
+
+    def kill_workers(self) -> None:
+        """Kill the worker processes at once (SIGKILL: one blocked inside GDAL would not run a signal
+        handler); the pool is broken afterwards (a kept pool is replaced by its next lease)."""
+        # CPython 3.11's broken pool sets an exception on every task it still holds, and dies with a
+        # traceback on one that was cancelled: give those a future of their own that nobody waits for
+        for item in list((getattr(self._pool, "_pending_work_items", None) or {}).values()):
+            if item.future.cancelled():
+                item.future = Future()
+        for process in self._processes():
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                process.kill()
+        for process in self._processes():
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                process.join(5)
+        # the pool's own thread marks it broken once it sees them dead: wait (briefly) for it, so that
+        # whoever looks next (a kept pool's next lease) finds it broken
+        deadline = time.monotonic() + 5
+        while not getattr(self._pool, "_broken", False) and time.monotonic() < deadline:
+            time.sleep(0.05)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)

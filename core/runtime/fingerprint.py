@@ -39,7 +39,7 @@ from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
 
 __all__ = ["Fingerprint", "fingerprint", "job_strings"]
 
-#: Seconds one HEAD request may take (GDAL_HTTP_TIMEOUT, if shorter, wins).
+#: Seconds one HEAD request may take (GDAL_HTTP_TIMEOUT or GDAL_HTTP_LOW_SPEED_TIME, if shorter, wins).
 HTTP_TIMEOUT = 10.0
 #: HEAD requests at once, for a job of many remote inputs.
 HTTP_THREADS = 8
@@ -283,7 +283,8 @@ def remote_signature(url: str, config: Optional[Dict[str, str]] = None) -> Tuple
     ``ETag`` nor ``Last-Modified``, or cannot be asked."""
     config = http_config() if config is None else config
     headers = _headers(config)
-    timeout = min(HTTP_TIMEOUT, _float(config.get("GDAL_HTTP_TIMEOUT"), HTTP_TIMEOUT))
+    timeout = min(HTTP_TIMEOUT, _float(config.get("GDAL_HTTP_TIMEOUT"), HTTP_TIMEOUT),
+                  _float(config.get("GDAL_HTTP_LOW_SPEED_TIME"), HTTP_TIMEOUT))   # the silence the reads allow
     context = ssl._create_unverified_context() if config.get("GDAL_HTTP_UNSAFESSL", "").upper() in (
         "YES", "ON", "TRUE", "1") else None
     opener = urllib.request.build_opener(_SameOrigin(), urllib.request.HTTPSHandler(context=context))

@@ -8,7 +8,8 @@ parent to close our stdin.
 A command-line run or the engine process asked to stop (SIGTERM, SIGHUP: ``kill``,
 ``timeout``, a closed terminal, a dying parent) stops as on Ctrl+C
 (:func:`stop_on_signals`): the run cleans up after itself, or keeps its finished
-tiles when resuming, instead of dying on the spot.
+tiles when resuming, instead of dying on the spot. Whatever the run is waiting for, even a server that
+never answers (see :func:`tilewise.core.io.network.abandonable`), it stops within moments.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import signal
 import sys
 import threading
 from typing import Iterator, Optional, Sequence
+
+from ..io.network import allow_blocked_calls, stop_blocked_calls
 
 _PR_SET_PDEATHSIG = 1
 
@@ -60,6 +63,10 @@ def stop_on_signals(signals: Sequence[int] = STOP_SIGNALS) -> Iterator[dict]:
     only SIGKILL cuts the cleanup short. Worker processes forked meanwhile inherit the handler
     and die of these signals as they would without it (a process pool stops its workers so).
     Yields a dict whose ``"signal"`` is the number of the signal received, if any.
+
+    These signals and Ctrl+C (SIGINT, which still raises :class:`KeyboardInterrupt` each time) also make
+    every thread waiting for a blocked call give up (:func:`~tilewise.core.io.network.stop_blocked_calls`),
+    so no thread of the run waits for a silent server.
     """
     owner = os.getpid()
     seen: dict = {"signal": None}
@@ -72,13 +79,22 @@ def stop_on_signals(signals: Sequence[int] = STOP_SIGNALS) -> Iterator[dict]:
         if seen["signal"] is not None:
             return
         seen["signal"] = signum
+        stop_blocked_calls()
         raise Stopped(signum)
+
+    def interrupt(signum: int, frame: object) -> None:
+        if os.getpid() == owner:
+            stop_blocked_calls()
+        raise KeyboardInterrupt
 
     if threading.current_thread() is not threading.main_thread():
         yield seen
         return
+    allow_blocked_calls()
     # a signal ignored on purpose (nohup ignores SIGHUP) stays ignored
     previous = {s: signal.signal(s, handler) for s in signals if signal.getsignal(s) is not signal.SIG_IGN}
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:   # not one the caller installed
+        previous[signal.SIGINT] = signal.signal(signal.SIGINT, interrupt)
     try:
         yield seen
     finally:
