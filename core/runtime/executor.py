@@ -90,10 +90,13 @@ class LocalExecutor(Executor):
         threads = max(1, cpu_count() // self.workers)
         self._pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_init_worker,
                                          initargs=(threads, preload))
-        if ctx.get_start_method() == "fork":
-            # Fork the workers now, while it is safe: the pool would fork them at the first
-            # submit, and by then this process may run numba's OpenMP threads (children die).
-            self._pool.submit(int).result()
+        # Start every worker now, and wait until each has run its initializer: with fork, while it is
+        # safe (later this process may run numba's OpenMP threads, and forked children die); with
+        # forkserver or spawn, so that a kept pool's workers have loaded their kernels before the first
+        # run (the pool starts a worker only when no idle one is left, so a later run with more tasks
+        # would wait for a new worker's loading). One task per worker, all submitted before any ends.
+        for started in [self._pool.submit(os.getpid) for _ in range(self.workers)]:
+            started.result()
 
     def run(self, fn: Callable[..., Any], tasks: Iterable[tuple], limit: Optional[int] = None) -> Iterator[Any]:
         pending: set = set()

@@ -152,3 +152,29 @@ def test_pool_made_before_numba_threads_start_still_works(tmp_path, raster):
     assert proc.stdout.strip() == "ok"
     data, _ = read_raster(tmp_path / "out.tif")
     np.testing.assert_array_equal(data[0], np.arange(SHAPE[0] * SHAPE[1]).reshape(SHAPE))
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="forkserver")
+def test_a_kept_pool_started_from_a_threaded_process_has_every_worker_loaded_before_its_first_run(tmp_path, raster):
+    """The warm engine's process runs threads, so its kept pool uses forkserver, whose pool starts a worker
+    only when no idle one is left: a later run with more tasks than the first waited for a new worker to
+    start and load its kernels (issue 21: a second session run slower than the first). Every worker is
+    started, its kernels loaded, when the pool is."""
+    path = raster("scene.tif", np.arange(SHAPE[0] * SHAPE[1], dtype="int16").reshape(SHAPE))
+    script = textwrap.dedent(f"""
+        import threading, time
+        from tilewise.core.runtime.executor import warm_workers, _start_method
+        from tilewise.core.operations.composite import composite
+
+        if __name__ == "__main__":
+            threading.Thread(target=time.sleep, args=(600,), daemon=True).start()
+            with warm_workers(2) as kept:
+                composite([{path!r}], {str(tmp_path / 'one.tif')!r}, "max")            # one tile
+                first = kept.pids()
+                composite([{path!r}], {str(tmp_path / 'many.tif')!r}, "max", tile_size=16)
+                print(_start_method(), len(first), first == kept.pids())
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], env=subprocess_env(), capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["forkserver", "2", "True"]
