@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Dict, Optional, Sequence
 from xml.sax.saxutils import escape
 
 import numpy as np
@@ -154,11 +154,7 @@ def write_cog(vrt_path: str, spec: OutputSpec, threads: str = "ALL_CPUS", overvi
     ``FORCE_USE_EXISTING`` (the VRT declares them: :func:`.overviews.prepare_overviews`); a spec
     without overviews (``spec.overviews`` False) writes none (``NONE``)."""
     tmp = partial_path(spec.path)
-    options = dict(COMPRESS=spec.compression, BLOCKSIZE=BLOCK_SIZE, OVERVIEWS=overviews if spec.overviews else "NONE",
-                   OVERVIEW_RESAMPLING=spec.overview_resampling.upper(), NUM_THREADS=threads,
-                   BIGTIFF="IF_SAFER")
-    if spec.compression in ("DEFLATE", "ZSTD", "LZW"):
-        options["PREDICTOR"] = "YES"
+    options = cog_options(spec, threads, overviews)
     try:
         gdal_copy(vrt_path, tmp, driver="COG", **options)
         _replace_output(tmp, spec.path)
@@ -171,6 +167,22 @@ def write_cog(vrt_path: str, spec: OutputSpec, threads: str = "ALL_CPUS", overvi
         if isinstance(exc, (OSError, RasterioError)) or type(exc).__name__.startswith("CPLE_"):
             raise OutputError(f"Writing {spec.path} failed: {exc}") from None
         raise
+
+
+def cog_options(spec: OutputSpec, threads: str = "ALL_CPUS", overviews: str = "IGNORE_EXISTING") -> Dict[str, str]:
+    """The COG driver's creation options for an output of ``spec`` (see :func:`write_cog`); the layout planned
+    for writing in place (:mod:`.inplace`) takes the same."""
+    options = dict(COMPRESS=spec.compression, BLOCKSIZE=str(BLOCK_SIZE),
+                   OVERVIEWS=overviews if spec.overviews else "NONE",
+                   OVERVIEW_RESAMPLING=spec.overview_resampling.upper(), NUM_THREADS=threads, BIGTIFF="IF_SAFER")
+    if spec.compression in ("DEFLATE", "ZSTD", "LZW"):
+        options["PREDICTOR"] = "YES"
+    return options
+
+
+def replace_output(tmp: str, path: str) -> None:
+    """Put the finished output ``tmp`` in place at ``path`` (see :func:`_replace_output`)."""
+    _replace_output(tmp, path)
 
 
 def _replace_output(tmp: str, path: str) -> None:

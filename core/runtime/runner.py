@@ -38,7 +38,8 @@ from ..errors import DiskFullError, ParameterError, TilewiseWarning
 from ..grid import Grid, Tile, auto_tile_size, balance_tile_size, plan_tiles
 from ..options import LogFn, ProgressFn, RunOptions
 from .diskspace import SpaceNeed, disk_full, is_disk_full, space_warning
-from .executor import Executor, connect, local_executor, resolve_workers
+from .executor import Executor, LocalExecutor, PoolLease, connect, local_executor, resolve_workers
+from .executor_base import SerialExecutor
 from .lock import output_locks
 from .paths import has_finished_tiles
 from .phases import Phases, TimedTile
@@ -46,6 +47,9 @@ from .sinks import Sink
 from .workdir import Journal, WorkState, job_fingerprint, prepare_workdir, resumable_size
 
 __all__ = ["TiledJob", "TileBudget", "RunReport", "run_tiles", "warnings_to", "LogFn", "ProgressFn"]
+
+#: Executors whose workers are processes of this machine (they see its files: outputs can be written in place).
+_LOCAL_EXECUTORS = (SerialExecutor, LocalExecutor, PoolLease)
 
 #: ``fn(job, tile, target) -> tile.index``: computes one tile and writes it to its sink's target.
 TileFn = Callable[[Any, Tile, Any], int]
@@ -155,7 +159,7 @@ def _run_locked(job: TiledJob, tile_fn: TileFn, run: RunOptions, sink: Sink) -> 
         with phases.step("engine start"):
             executor = connect(run) if sink.tiled else None
         with phases.step("planning"):
-            state = _prepare(job, sink, workdir, run, executor)
+            state, sink = _prepare(job, sink, workdir, run, executor)
             todo = [t for t in state.tiles if t.index not in state.finished]
             need = sink.space_needed(todo)
         warning = space_warning(need)
@@ -167,6 +171,8 @@ def _run_locked(job: TiledJob, tile_fn: TileFn, run: RunOptions, sink: Sink) -> 
         if state.tiles:
             run.say(f"{len(state.tiles)} tiles of up to {state.tile_size} x {state.tile_size} pixels "
                     f"on {executor.describe()}")
+        with phases.step("tile writes"):  # e.g. the outputs laid out for the tiles to write into
+            sink = sink.begin(workdir, bool(state.finished))
         tiles_start = time.perf_counter()
         _compute(executor, job, tile_fn, sink, state, todo, workdir, run, phases)
         if state.tiles:
@@ -202,17 +208,19 @@ def default_tile_size(job: TiledJob, workers: int) -> int:
     return size
 
 
-def _prepare(job: TiledJob, sink: Sink, workdir: str, run: RunOptions, executor: Optional[Executor]) -> WorkState:
+def _prepare(job: TiledJob, sink: Sink, workdir: str, run: RunOptions,
+             executor: Optional[Executor]) -> Tuple[WorkState, Sink]:
     """The tile size (asked, fixed by the job, the interrupted run's, or from the budget), the tile plan
-    (planned once) and the work folder."""
+    (planned once), the work folder, and the sink planned for them (:meth:`.Sink.planned`)."""
     fingerprint = job_fingerprint(job)
     asked = job.tile_size or run.tile_size
     if not sink.tiled:
-        return prepare_workdir(job, sink, workdir, fingerprint, 0, [], resumed=False)
+        return prepare_workdir(job, sink, workdir, fingerprint, 0, [], resumed=False), sink
     reused = resumable_size(workdir, fingerprint, asked, run.say) if run.resume else None
     size = reused or asked or default_tile_size(job, executor.workers if executor else resolve_workers(run.workers))
+    sink = sink.planned(size, local=executor is None or isinstance(executor, _LOCAL_EXECUTORS))
     return prepare_workdir(job, sink, workdir, fingerprint, size, job.tiles(size), resumed=reused is not None,
-                           say=run.say)
+                           say=run.say), sink
 
 
 def _compute(ex: Executor, job: TiledJob, tile_fn: TileFn, sink: Sink, state: WorkState, todo: List[Tile],
@@ -235,7 +243,7 @@ def _compute(ex: Executor, job: TiledJob, tile_fn: TileFn, sink: Sink, state: Wo
             phases.add_tile(spent)
             tile = by_index.get(index)
             if tile is not None:
-                journal.record(sink.files(workdir, tile))
+                journal.record(sink.journal_entries(workdir, tile))
             if run.progress:
                 run.progress(count, total)
 

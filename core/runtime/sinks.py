@@ -3,17 +3,21 @@
 The runner (:mod:`.runner`) asks a job for its sink and drives it:
 
 1. the work folder is named after :attr:`Sink.home` (``.NAME.tilewise-work`` beside it);
-2. for each tile, :meth:`Sink.target` is what the tile function writes to (in a worker),
-   and :meth:`Sink.files` the files it leaves, made durable and listed in the journal
+2. :meth:`Sink.planned` is the sink for the run's tile size and workers (e.g. one that writes in
+   place), and :meth:`Sink.begin` prepares what the tiles write into, once the work folder is ready;
+3. for each tile, :meth:`Sink.target` is what the tile function writes to (in a worker),
+   and :meth:`Sink.journal_entries` what it leaves, made durable and listed in the journal
    (so a resumed run reuses them);
-3. :meth:`Sink.finish` assembles the output(s) from every tile's files and returns
+4. :meth:`Sink.finish` assembles the output(s) from every tile's files and returns
    what the report says of them; :meth:`Sink.abort` removes partial outputs after a failure.
 
 Sinks:
 
 - :class:`CogSink`: raster tiles -> VRT -> Cloud-Optimized GeoTIFF, for one or several
   outputs from one run (band groups split into one COG each, e.g. one per scene or
-  date; or a second tile file of another type, e.g. flags beside values);
+  date; or a second tile file of another type, e.g. flags beside values); uncompressed
+  outputs without overviews, with local workers, are written in place instead: the workers
+  write straight into the blocks of the final file (:mod:`tilewise.core.io.inplace`);
 - :class:`GdalSink`: no tiles; the inputs laid out in a VRT that GDAL's COG driver
   writes (the mosaic of inputs already on the output grid);
 - :class:`TableSink`: each tile writes its rows (arrays) to a part file; finishing
@@ -27,7 +31,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
@@ -75,6 +79,21 @@ class Sink:
         target = self.target(workdir, tile)
         return list(target) if isinstance(target, tuple) else [target]
 
+    def journal_entries(self, workdir: str, tile: Tile) -> List[Tuple[str, str]]:
+        """What the journal lists for a finished ``tile``: ``(name, file)``, the file made durable first and
+        listed with its size under ``name`` (by default each of :meth:`files` under its own name)."""
+        return [(os.path.basename(path), path) for path in self.files(workdir, tile)]
+
+    def planned(self, tile_size: int, local: bool) -> "Sink":
+        """The sink for a run in tiles of ``tile_size`` on ``local`` workers (processes of this machine,
+        which see the files of this one) or not; by default itself."""
+        return self
+
+    def begin(self, workdir: str, finished: bool) -> "Sink":
+        """Prepare what the tiles write into, in the ready work folder (``finished``: a resumed run's
+        finished tiles are in it); return the sink that hands out the targets. By default itself."""
+        return self
+
     def space_needed(self, tiles: Sequence[Tile]) -> SpaceNeed:
         """Bytes the run needs beside its output: ``tiles`` still to compute, then the output(s)."""
         return SpaceNeed(os.path.dirname(self.outputs[0]), 0, 0)
@@ -119,14 +138,26 @@ class TileTarget:
 
 
 @dataclass(frozen=True)
+class InPlaceTarget:
+    """A tile written in place: for each COG, its file's layout and which bands of which tile layer go in it."""
+
+    cogs: Tuple[Tuple[Any, int, Tuple[int, ...]], ...]   # (Layout, layer, 1-based bands)
+
+
+@dataclass(frozen=True)
 class CogSink(Sink):
     """Raster tiles -> VRT -> COG, for each of ``outputs``. The tiles of one layer are one file per tile
     whose type and nodata are those of its outputs (which must agree). ``folder``: the folder the
-    outputs are written to as a set (the work folder is named after it), if any."""
+    outputs are written to as a set (the work folder is named after it), if any.
+
+    ``in_place`` (:meth:`planned`): no tile files; the workers write into each output's final file, made in
+    the work folder by :meth:`begin` (``layouts``) and renamed to the output by :meth:`finish`."""
 
     grid: Grid
     cogs: Tuple[CogOutput, ...]
     folder: str = ""
+    in_place: bool = False
+    layouts: Tuple[Any, ...] = ()
 
     def __post_init__(self) -> None:
         for layer in self.layers:
@@ -187,8 +218,57 @@ class CogSink(Sink):
         return worker_levels(self.grid.width, self.grid.height, size, spec.overview_resampling, spec.dtype,
                              has_nodata=spec.nodata is not None)
 
+    def planned(self, tile_size: int, local: bool) -> "CogSink":
+        """Written in place when the workers are local and every output is uncompressed, without overviews
+        (:func:`~tilewise.core.io.inplace.fits`); else through tile files (e.g. Dask workers on other
+        machines, which may not see the same files)."""
+        from ..io.inplace import fits
+        if local and all(fits(c.spec, tile_size) for c in self.cogs):
+            return replace(self, in_place=True)
+        return self
+
+    def in_place_path(self, workdir: str, k: int) -> str:
+        """The file written in place for output ``k``, until :meth:`finish` renames it."""
+        return os.path.join(workdir, f"output_{k}.tif")
+
+    def begin(self, workdir: str, finished: bool) -> "CogSink":
+        """Written in place: each output's file laid out in the work folder (GDAL's COG layout, every block
+        allocated), or, for a resumed run with finished tiles, the file it left reopened."""
+        if not self.in_place:
+            return self
+        from ..io.cog import cog_options, write_vrt
+        from ..io.inplace import open_layout, plan_layout
+        layouts = []
+        for k, cog in enumerate(self.cogs):
+            path = self.in_place_path(workdir, k)
+            if finished:
+                try:
+                    layouts.append(open_layout(path, cog.spec))
+                except (OSError, OutputError) as exc:
+                    raise OutputError(f"The partial output {path} of the interrupted run is damaged ({exc}): "
+                                      "run again without resume.") from None
+                continue
+            vrt = write_vrt(os.path.join(workdir, f"layout_{k}.vrt"), self.grid, cog.spec, cog.band_names, [])
+            layouts.append(plan_layout(vrt, path, cog.spec, cog_options(cog.spec, overviews="NONE")))
+        return replace(self, layouts=tuple(layouts))
+
+    def files(self, workdir: str, tile: Tile) -> List[str]:
+        return [] if self.in_place else super().files(workdir, tile)
+
+    def journal_entries(self, workdir: str, tile: Tile) -> List[Tuple[str, str]]:
+        """Written in place: the tile, under its own name, with the file(s) it wrote into."""
+        if not self.in_place:
+            return super().journal_entries(workdir, tile)
+        return [(f"inplace{k}_{tile.row_off:07d}_{tile.col_off:07d}", self.in_place_path(workdir, k))
+                for k in range(len(self.cogs))]
+
     def task_target(self, workdir: str, tile: Tile, tile_size: int) -> Any:
-        """:meth:`target`, or a :class:`TileTarget` when the workers build overview levels."""
+        """:meth:`target`, a :class:`TileTarget` when the workers build overview levels, or an
+        :class:`InPlaceTarget`."""
+        if self.in_place:
+            if len(self.layouts) != len(self.cogs):
+                raise RuntimeError("CogSink.begin() must lay out the outputs before the tiles run")
+            return InPlaceTarget(tuple((layout, c.layer, c.source_bands) for layout, c in zip(self.layouts, self.cogs)))
         levels = tuple(self.overview_levels(layer, tile_size) for layer in self.layers)
         target = self.target(workdir, tile)
         if not any(levels):
@@ -199,6 +279,9 @@ class CogSink(Sink):
         """Write ``tile``'s arrays (bands, rows, cols), one per layer and in the layers' types, to ``target``
         (in a worker), after the overview levels a :class:`TileTarget` asks for (so a finished tile,
         which a resumed run reuses, always has them)."""
+        if isinstance(target, InPlaceTarget):
+            self._write_in_place(target, tile, arrays)
+            return
         from ..io.cog import write_tile
         from ..io.overviews import write_tile_overviews
         overviews = target if isinstance(target, TileTarget) else None
@@ -213,6 +296,17 @@ class CogSink(Sink):
             with timed("tile writes"):
                 write_tile(path, data, self.grid, tile, self.layer_spec(layer))
 
+    def _write_in_place(self, target: InPlaceTarget, tile: Tile, arrays: Sequence[np.ndarray]) -> None:
+        from ..io.inplace import write_tile_in_place
+        if len(arrays) != len(self.layers):
+            raise ValueError(f"{len(arrays)} arrays for {len(self.layers)} tile layers")
+        with timed("tile writes"):
+            for layout, layer, bands in target.cogs:
+                data = arrays[self.layers.index(layer)]
+                if bands != tuple(range(1, data.shape[0] + 1)):
+                    data = data[[b - 1 for b in bands]]
+                write_tile_in_place(layout, tile, data)
+
     def space_needed(self, tiles: Sequence[Tile]) -> SpaceNeed:
         pixels = sum(t.width * t.height for t in tiles)
         tile_bytes = sum(pixels * self.layer_bands(layer) * np.dtype(self.layer_spec(layer).dtype).itemsize
@@ -221,11 +315,15 @@ class CogSink(Sink):
                          * (_OVERVIEWS if c.spec.overviews else 1)) for c in self.cogs)
         if any(c.spec.overviews for c in self.cogs):
             tile_bytes = int(tile_bytes * _OVERVIEWS)  # the workers' overview levels beside the tiles
+        if self.in_place:
+            tile_bytes = 0                             # the tiles go straight into the outputs
         return SpaceNeed(os.path.dirname(self.outputs[0]), tile_bytes, output)
 
     def finish(self, workdir: str, tiles: Sequence[Tile], say: LogFn) -> Dict[str, Any]:
         """Each COG from its tile VRT; the workers' overview levels (and GDAL's above them) declared as its
         overviews. The report's ``phases`` count laying out those levels as ``overviews``."""
+        if self.in_place:
+            return self._finish_in_place(workdir, say)
         from ..io.cog import build_vrt, write_cog
         from ..io.overviews import prepare_overviews
         say("Assembling the Cloud-Optimized GeoTIFF" if len(self.cogs) == 1 else
@@ -245,6 +343,15 @@ class CogSink(Sink):
         if any(self.overview_levels(layer, tile_size) for layer in self.layers):
             summary["phases"] = {"overviews": seconds}  # else GDAL builds every level, within the assembly
         return summary
+
+    def _finish_in_place(self, workdir: str, say: LogFn) -> Dict[str, Any]:
+        """Every tile is in the outputs' files: rename each to its output."""
+        from ..io.cog import replace_output
+        say("Putting the Cloud-Optimized GeoTIFF in place" if len(self.cogs) == 1 else
+            f"Putting {len(self.cogs)} Cloud-Optimized GeoTIFFs in place")
+        for k, cog in enumerate(self.cogs):
+            replace_output(self.in_place_path(workdir, k), cog.spec.path)
+        return dict(width=self.grid.width, height=self.grid.height, bands=sum(len(c.band_names) for c in self.cogs))
 
 
 @dataclass(frozen=True)

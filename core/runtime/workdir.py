@@ -7,7 +7,10 @@ reboot). What makes it resumable:
   (:func:`~tilewise.core.io.cog.write_tile`), so a half-written tile never has a
   tile's name;
 - once a tile is complete, its file is flushed to disk (``fsync``) and only then
-  listed in the journal with its size, so a listed tile survives a power cut;
+  listed in the journal with its size, so a listed tile survives a power cut; a tile
+  written in place (into the output's file, in the work folder until the end: see
+  :mod:`tilewise.core.io.inplace`) is listed under its own name with that file's size,
+  after the file is flushed;
 - the manifest holds a fingerprint of the job (its parameters, output grid, and
   the state of every input: see :mod:`.fingerprint`) and the tile size, so the
   tiles of another job, or of changed inputs, are never taken; a job whose
@@ -24,7 +27,7 @@ import os
 import shutil
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Dict, FrozenSet, List, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Dict, FrozenSet, List, Optional, Sequence, Tuple, Union
 
 from ..grid import Tile
 from ..options import LogFn
@@ -86,8 +89,13 @@ def prepare_workdir(job: Any, sink: "Sink", workdir: str, fingerprint: Fingerpri
     if resumed:
         manifest = read_manifest(workdir) or {}
         if manifest.get("tiles") == len(tiles):
-            return WorkState(list(tiles), tile_size, finished_tiles(workdir, tiles, sink))
-        say(f"The work folder {workdir} was planned differently: starting afresh")
+            finished = finished_tiles(workdir, tiles, sink)
+            if finished:
+                return WorkState(list(tiles), tile_size, finished)
+            # nothing to reuse: a fresh folder, so that no line of the old journal outlives its files
+            # (a file written in place is made anew with the same size)
+        else:
+            say(f"The work folder {workdir} was planned differently: starting afresh")
     shutil.rmtree(workdir, ignore_errors=True)
     os.makedirs(workdir)
     _write_json(os.path.join(workdir, MANIFEST), {
@@ -114,8 +122,8 @@ def read_manifest(workdir: str) -> Optional[dict]:
 
 
 def finished_tiles(workdir: str, tiles: Sequence[Tile], sink: "Sink") -> FrozenSet[int]:
-    """Indices of the tiles whose every file (:meth:`Sink.files`) the journal lists and is there with the
-    listed size."""
+    """Indices of the tiles whose every entry (:meth:`Sink.journal_entries`) the journal lists, with its file
+    there and of the listed size."""
     listed: Dict[str, int] = {}
     try:
         with open(os.path.join(workdir, JOURNAL), encoding="utf-8", errors="replace") as f:
@@ -128,13 +136,14 @@ def finished_tiles(workdir: str, tiles: Sequence[Tile], sink: "Sink") -> FrozenS
             listed[parts[0]] = int(parts[1])
     finished = set()
     for tile in tiles:
-        if all(_intact(path, listed) for path in sink.files(workdir, tile)):
+        entries = sink.journal_entries(workdir, tile)
+        if entries and all(_intact(name, path, listed) for name, path in entries):
             finished.add(tile.index)
     return frozenset(finished)
 
 
-def _intact(path: str, listed: Dict[str, int]) -> bool:
-    size = listed.get(os.path.basename(path))
+def _intact(name: str, path: str, listed: Dict[str, int]) -> bool:
+    size = listed.get(name)
     try:
         return size is not None and os.path.getsize(path) == size
     except OSError:
@@ -149,11 +158,14 @@ class Journal:
         self._file = open(os.path.join(workdir, JOURNAL), "a", encoding="utf-8")
         self._synced = time.monotonic()
 
-    def record(self, files: Sequence[str]) -> None:
-        """List the files of a finished tile, each made durable first."""
-        for path in files:
+    def record(self, entries: Sequence[Union[str, Tuple[str, str]]]) -> None:
+        """List a finished tile: its files, or ``(name, file)`` entries (:meth:`Sink.journal_entries`), each
+        file made durable first."""
+        pairs = [(os.path.basename(e), e) if isinstance(e, str) else e for e in entries]
+        for path in dict.fromkeys(path for _, path in pairs):
             _fsync_path(path)
-            self._file.write(f"{os.path.basename(path)} {os.path.getsize(path)}\n")
+        for name, path in pairs:
+            self._file.write(f"{name} {os.path.getsize(path)}\n")
         self._file.flush()                             # in the kernel's hands: survives a kill -9
         if time.monotonic() - self._synced > SYNC_SECONDS:
             self.sync()

@@ -1,0 +1,306 @@
+"""Uncompressed COGs written in place: workers write their pixels straight into the final file's blocks.
+
+An uncompressed COG without overviews has a layout known before any pixel is computed: GDAL's
+COG driver writes the header (the IFD, its tag arrays and the "ghost area" that describes the
+layout) and then every 512 x 512 block, in row-major order, each as a 4-byte leader (the block's
+size), the block's bytes (pixel-interleaved, partial edge blocks padded with zeros) and a 4-byte
+trailer (the block's last 4 bytes repeated). Every block has the same size, so block ``i`` starts
+at ``header + 4 + i * (size + 8)``.
+
+:func:`plan_layout` (in the parent, before the tiles run) lets GDAL's COG driver write that
+header, with the options :func:`~.cog.write_cog` uses, from an empty VRT of the output (same grid,
+bands, descriptions, nodata) with ``SPARSE_OK``, so no block is written; it then fills in the block
+offsets and sizes GDAL gives a complete file and extends the file to its full size (the unwritten
+blocks are holes, read as zeros). :func:`write_tile_in_place` (in a worker) writes a tile's part of
+each block it covers with ``os.pwrite``. The result is byte for byte the file the tile-files route
+(tiles -> VRT -> COG driver) writes; the tests compare both.
+
+The file is made in the run's work folder and renamed to the output when every tile is in it, so a
+reader never sees a half-written output and a resumed run reopens it.
+
+Tiles need not be aligned with the blocks: a tile covering a block's whole width writes its rows
+in one piece, others write row by row. Neighbouring tiles write disjoint bytes of a shared block;
+the leader is written by the tile holding the block's top-left pixel and the trailer by the tile
+holding its bottom-right pixel, which holds the block's last 4 bytes when tile edges fall on
+multiples of 4 pixels (:func:`fits`).
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from dataclasses import dataclass
+from typing import Dict, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ..errors import DiskFullError, OutputError
+from ..grid import Grid, Tile
+from ..options import OutputSpec
+from ..runtime.diskspace import is_disk_full
+
+#: TIFF tags read from GDAL's header.
+_WIDTH, _LENGTH, _BITS, _COMPRESSION, _SAMPLES, _PLANAR = 256, 257, 258, 259, 277, 284
+_TILE_WIDTH, _TILE_LENGTH, _TILE_OFFSETS, _TILE_BYTE_COUNTS = 322, 323, 324, 325
+_TYPE_SIZES = {3: 2, 4: 4, 16: 8}           # SHORT, LONG, LONG8
+_TYPE_CODES = {3: "H", 4: "I", 16: "Q"}
+_GHOST = b"GDAL_STRUCTURAL_METADATA_SIZE="
+_GHOST_NEEDS = (b"LAYOUT=IFDS_BEFORE_DATA", b"BLOCK_ORDER=ROW_MAJOR", b"BLOCK_LEADER=SIZE_AS_UINT4",
+                b"BLOCK_TRAILER=LAST_4_BYTES_REPEATED")
+
+
+def fits(spec: OutputSpec, tile_size: int) -> bool:
+    """True if an output of ``spec`` cut in tiles of ``tile_size`` can be written in place: uncompressed,
+    without overviews, and tile edges on multiples of 4 pixels (so one tile holds each block's last
+    4 bytes, which the trailer repeats).
+
+    >>> from tilewise.core.options import OutputSpec
+    >>> fits(OutputSpec("a.tif", compression="NONE", overviews=False), 512), fits(OutputSpec("a.tif"), 512)
+    (True, False)
+    """
+    return spec.compression == "NONE" and not spec.overviews and tile_size > 0 and tile_size % 4 == 0
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where the blocks of an uncompressed single-IFD COG are: block ``(row, col)`` of ``block`` x ``block``
+    pixels starts at ``first + (row * blocks_across + col) * (block_bytes + 8)`` in ``path``."""
+
+    path: str
+    width: int
+    height: int
+    bands: int
+    dtype: str              # with its byte order, e.g. "<f4"
+    block: int
+    first: int
+    order: str = "<"        # the file's byte order
+
+    @property
+    def pixel_bytes(self) -> int:
+        return self.bands * np.dtype(self.dtype).itemsize
+
+    @property
+    def block_bytes(self) -> int:
+        return self.block * self.block * self.pixel_bytes
+
+    @property
+    def blocks_across(self) -> int:
+        return -(-self.width // self.block)
+
+    @property
+    def blocks_down(self) -> int:
+        return -(-self.height // self.block)
+
+    @property
+    def size(self) -> int:
+        """The file's size: the header, then every block with its leader and trailer."""
+        return self.first - 4 + self.blocks_across * self.blocks_down * (self.block_bytes + 8)
+
+    def offset(self, row: int, col: int) -> int:
+        """Where the bytes of block ``(row, col)`` start (its leader is the 4 bytes before)."""
+        return self.first + (row * self.blocks_across + col) * (self.block_bytes + 8)
+
+
+def plan_layout(vrt_path: str, path: str, spec: OutputSpec, options: Dict[str, str]) -> Layout:
+    """Make ``path`` the COG GDAL's COG driver writes from ``vrt_path`` (an empty VRT of the output) with
+    ``options`` (:func:`~.cog.cog_options`), every block allocated but none written; return its layout.
+
+    Raises :class:`OutputError` if GDAL's header is not the layout this module writes (then the caller
+    keeps to tile files)."""
+    from rasterio.shutil import copy as gdal_copy
+    _remove(path)
+    try:
+        gdal_copy(vrt_path, path, driver="COG", **dict(options, SPARSE_OK="TRUE"))
+    except Exception as exc:
+        full = is_disk_full(exc, os.path.dirname(path))
+        _remove(path)
+        if full:
+            raise DiskFullError(f"The disk is full: preparing {spec.path} in {os.path.dirname(path)} failed.") \
+                from None
+        raise
+    header = os.path.getsize(path)
+    with open(path, "r+b") as f:
+        layout, arrays = _read_header(f, path, spec, header)
+        blocks = layout.blocks_across * layout.blocks_down
+        offsets = [layout.first + i * (layout.block_bytes + 8) for i in range(blocks)]
+        _write_array(f, arrays[_TILE_OFFSETS], offsets, layout)
+        _write_array(f, arrays[_TILE_BYTE_COUNTS], [layout.block_bytes] * blocks, layout)
+        f.truncate(layout.size)
+    return layout
+
+
+def open_layout(path: str, spec: OutputSpec) -> Layout:
+    """The layout of ``path`` made by :func:`plan_layout` (in a resumed run); :class:`OutputError` if the file
+    is not that (damaged, or of another output)."""
+    with open(path, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        size = f.tell()
+        first = _first_offset(f, path)
+        layout, _ = _read_header(f, path, spec, first - 4, planned=True)
+    if size != layout.size:
+        raise OutputError(f"The partial output {path} has {size} bytes, {layout.size} expected.")
+    return layout
+
+
+def write_tile_in_place(layout: Layout, tile: Tile, data: np.ndarray) -> None:
+    """Write ``tile``'s pixels ``data`` (bands, rows, cols) into the blocks of the file at ``layout.path``."""
+    data = data.astype(layout.dtype, copy=False)
+    if data.shape != (layout.bands, tile.height, tile.width):
+        raise ValueError(f"{tile.name}: {data.shape} values for {layout.bands} bands of {tile.height} x {tile.width}")
+    b = layout.block
+    fd = os.open(layout.path, os.O_WRONLY)
+    try:
+        for row in range(tile.row_off // b, (tile.row_off + tile.height - 1) // b + 1):
+            for col in range(tile.col_off // b, (tile.col_off + tile.width - 1) // b + 1):
+                _write_block_part(fd, layout, tile, data, row, col)
+    except OSError as exc:
+        if is_disk_full(exc, os.path.dirname(layout.path), data.nbytes):
+            raise DiskFullError(f"The disk is full: writing {tile.name} into {layout.path} failed.") from None
+        raise
+    finally:
+        os.close(fd)
+
+
+def _write_block_part(fd: int, layout: Layout, tile: Tile, data: np.ndarray, row: int, col: int) -> None:
+    b, pb = layout.block, layout.pixel_bytes
+    r0, c0 = row * b, col * b                                       # the block, cut to the grid
+    r1, c1 = min(r0 + b, layout.height), min(c0 + b, layout.width)
+    a0, a1 = max(r0, tile.row_off), min(r1, tile.row_off + tile.height)     # its part in the tile
+    b0, b1 = max(c0, tile.col_off), min(c1, tile.col_off + tile.width)
+    pixels = np.moveaxis(data[:, a0 - tile.row_off:a1 - tile.row_off, b0 - tile.col_off:b1 - tile.col_off], 0, -1)
+    start = layout.offset(row, col)
+    leader = a0 == r0 and b0 == c0
+    trailer = a1 == r1 == r0 + b and b1 == c1 == c0 + b   # else the block's last 4 bytes are zero padding
+    if b0 == c0 and b1 == c1:                       # whole rows of the block (with their padding): one write
+        rows = a1 - a0
+        buf = np.zeros(4 * leader + rows * b * pb + 4 * trailer, np.uint8)
+        body = buf[4 * leader:4 * leader + rows * b * pb].view(layout.dtype).reshape(rows, b, layout.bands)
+        body[:, :b1 - b0, :] = pixels
+        if leader:
+            buf[:4] = np.frombuffer(_leader(layout), np.uint8)
+        if trailer:
+            buf[-4:] = buf[-8:-4]
+        os.pwrite(fd, buf, start - 4 * leader + (a0 - r0) * b * pb)
+        return
+    rows_bytes = np.ascontiguousarray(pixels).view(np.uint8).reshape(a1 - a0, (b1 - b0) * pb)
+    for y in range(a1 - a0):
+        os.pwrite(fd, rows_bytes[y], start + ((a0 - r0 + y) * b + (b0 - c0)) * pb)
+    if leader:
+        os.pwrite(fd, _leader(layout), start - 4)
+    if trailer:
+        os.pwrite(fd, rows_bytes[-1, -4:].tobytes(), start + layout.block_bytes)
+
+
+def _leader(layout: Layout) -> bytes:
+    return struct.pack(layout.order + "I", layout.block_bytes)
+
+
+# -- GDAL's header -----------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Array:
+    """A tag's array of values in the file: ``count`` values of TIFF type ``kind`` at ``at``."""
+
+    at: int
+    count: int
+    kind: int
+
+
+def _read_header(f, path: str, spec: OutputSpec, header: int, planned: bool = False) -> Tuple[Layout, Dict[int, _Array]]:
+    """Check that the file GDAL made is an uncompressed, pixel-interleaved, tiled COG of one IFD whose blocks
+    have leaders and trailers, with no block written (``planned``: with the offsets :func:`plan_layout`
+    filled in); return its layout (blocks right after ``header`` bytes) and where its offset and size arrays are."""
+    f.seek(0)
+    head = f.read(16)
+    order = {b"II": "<", b"MM": ">"}.get(head[:2])
+    if order is None:
+        raise OutputError(f"{path} is not a TIFF file.")
+    big = struct.unpack(order + "H", head[2:4])[0] == 43
+    ifd = struct.unpack(order + "Q", head[8:16])[0] if big else struct.unpack(order + "I", head[4:8])[0]
+    f.seek(16 if big else 8)
+    ghost = f.read(1024)
+    if not ghost.startswith(_GHOST) or not all(need in ghost for need in _GHOST_NEEDS):
+        raise OutputError(f"{path} does not have the layout of a COG with block leaders and trailers.")
+    entries, next_ifd = _read_ifd(f, order, big, ifd)
+    if next_ifd:
+        raise OutputError(f"{path} has more than one image (overviews or a mask).")
+
+    def value(tag: int) -> int:
+        kind, count, at = entries[tag]
+        f.seek(at)
+        return struct.unpack(order + _TYPE_CODES[kind], f.read(_TYPE_SIZES[kind]))[0]
+
+    need = (_WIDTH, _LENGTH, _BITS, _COMPRESSION, _SAMPLES, _TILE_WIDTH, _TILE_LENGTH, _TILE_OFFSETS,
+            _TILE_BYTE_COUNTS)
+    if any(tag not in entries or entries[tag][0] not in _TYPE_SIZES for tag in need):
+        raise OutputError(f"{path} is not a tiled TIFF of the expected kind.")
+    width, height, bands, block = value(_WIDTH), value(_LENGTH), value(_SAMPLES), value(_TILE_WIDTH)
+    dtype = np.dtype(spec.dtype).newbyteorder(order)
+    if (value(_COMPRESSION) != 1 or (_PLANAR in entries and value(_PLANAR) != 1) or value(_TILE_LENGTH) != block
+            or value(_BITS) != dtype.itemsize * 8):
+        raise OutputError(f"{path} is not an uncompressed, pixel-interleaved COG of {spec.dtype} values.")
+    layout = Layout(path, width, height, bands, dtype.str, block, header + 4, order)
+    arrays = {}
+    for tag in (_TILE_OFFSETS, _TILE_BYTE_COUNTS):
+        kind, count, at = entries[tag]
+        arrays[tag] = _Array(at, count, kind)
+        if count != layout.blocks_across * layout.blocks_down:
+            raise OutputError(f"{path} lists {count} blocks, {layout.blocks_across * layout.blocks_down} expected.")
+        f.seek(at)
+        values = struct.unpack(f"{order}{count}{_TYPE_CODES[kind]}", f.read(count * _TYPE_SIZES[kind]))
+        expected = ([layout.offset(i // layout.blocks_across, i % layout.blocks_across) for i in range(count)]
+                    if tag == _TILE_OFFSETS else [layout.block_bytes] * count) if planned else [0] * count
+        if list(values) != expected:
+            raise OutputError(f"{path}: its blocks are not where this layout puts them.")
+    return layout, arrays
+
+
+def _read_ifd(f, order: str, big: bool, at: int) -> Tuple[Dict[int, Tuple[int, int, int]], int]:
+    """``{tag: (type, count, where its values are)}`` of the IFD at ``at``, and the next IFD's offset."""
+    f.seek(at)
+    count_fmt, entry_size, inline = ("Q", 20, 8) if big else ("H", 12, 4)
+    count = struct.unpack(order + count_fmt, f.read(8 if big else 2))[0]
+    raw = f.read(count * entry_size + (8 if big else 4))
+    entries = {}
+    for k in range(count):
+        e = raw[k * entry_size:(k + 1) * entry_size]
+        tag, kind = struct.unpack(order + "HH", e[:4])
+        n = struct.unpack(order + ("Q" if big else "I"), e[4:12 if big else 8])[0]
+        here = at + (8 if big else 2) + k * entry_size + (12 if big else 8)
+        if kind in _TYPE_SIZES and n * _TYPE_SIZES[kind] > inline:
+            here = struct.unpack(order + ("Q" if big else "I"), e[12:20] if big else e[8:12])[0]
+        entries[tag] = (kind, n, here)
+    next_ifd = struct.unpack(order + ("Q" if big else "I"), raw[count * entry_size:])[0]
+    return entries, next_ifd
+
+
+def _first_offset(f, path: str) -> int:
+    f.seek(0)
+    head = f.read(16)
+    order = {b"II": "<", b"MM": ">"}.get(head[:2])
+    if order is None:
+        raise OutputError(f"{path} is not a TIFF file.")
+    big = struct.unpack(order + "H", head[2:4])[0] == 43
+    ifd = struct.unpack(order + "Q", head[8:16])[0] if big else struct.unpack(order + "I", head[4:8])[0]
+    entries, _ = _read_ifd(f, order, big, ifd)
+    if _TILE_OFFSETS not in entries:
+        raise OutputError(f"{path} is not a tiled TIFF.")
+    kind, _, at = entries[_TILE_OFFSETS]
+    f.seek(at)
+    return struct.unpack(order + _TYPE_CODES.get(kind, "I"), f.read(_TYPE_SIZES.get(kind, 4)))[0]
+
+
+def _write_array(f, array: _Array, values: Sequence[int], layout: Layout) -> None:
+    f.seek(array.at)
+    f.write(struct.pack(f"{layout.order}{array.count}{_TYPE_CODES[array.kind]}", *values))
+
+
+def _remove(path: str) -> None:
+    for p in (path, path + ".aux.xml"):
+        try:
+            os.remove(p)
+        except FileNotFoundError:
+            pass
+
+
+__all__ = ["Layout", "fits", "plan_layout", "open_layout", "write_tile_in_place"]
