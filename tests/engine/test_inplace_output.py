@@ -1,0 +1,257 @@
+"""Uncompressed outputs without overviews are written in place (the workers write into the final file's
+blocks): the file is byte for byte the one the tile-files route writes (tiles -> VRT -> GDAL's COG driver),
+a failed run leaves no output, a resumed run continues in the same file, a full disk is one message.
+
+The tile-files route is what a run takes on an executor the runner does not know to be local (e.g. Dask
+workers on other machines): :class:`ElsewhereExecutor` is such an executor, so both routes run the same
+tile plan.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+
+from tilewise.core import composite
+from tilewise.core.errors import OutputError, TileError
+from tilewise.core.io.inplace import open_layout
+from tilewise.core.operations.bandmath import index
+from tilewise.core.operations.composite import CompositeOptions, composite_tile, plan_composite
+from tilewise.core.options import OutputSpec, RunOptions, split_options
+from tilewise.core.runtime.executor import SerialExecutor
+from tilewise.core.runtime.executor_base import Executor
+from tilewise.core.runtime.paths import workdir_for
+from tilewise.core.runtime.runner import run_tiles
+from tilewise.core.runtime.workdir import JOURNAL
+
+from support import leftovers, subprocess_env, write_raster
+
+
+class ElsewhereExecutor(Executor):
+    """Runs the tiles one after the other here, but is not one of the executors the runner knows to be
+    local: the run writes tile files and assembles them, as on a Dask cluster."""
+
+    def run(self, fn, tasks):
+        for args in tasks:
+            yield fn(*args)
+
+
+def scenes(folder: Path, shape, bands: int, dtype: str, nodata, n: int = 2, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    paths = []
+    for i in range(n):
+        data = rng.integers(1, 120, (bands,) + shape).astype(dtype)
+        data[:, rng.random(shape) < 0.1] = nodata if nodata is not None and not np.isnan(nodata) else 0
+        if nodata is not None and np.isnan(nodata):
+            data[:, rng.random(shape) < 0.1] = np.nan
+        paths.append(write_raster(folder / f"s{i}.tif", data, nodata=nodata))
+    return paths
+
+
+def run_both(paths, folder: Path, tile_size: int, **options):
+    """The same composite in place (2 workers) and through tile files; ``(in place, tile files)`` outputs."""
+    folder.mkdir(exist_ok=True)
+    logs = {}
+    outs = []
+    for name, executor in (("inplace", None), ("tiles", ElsewhereExecutor())):
+        out = folder / f"{name}.tif"
+        log = logs.setdefault(name, [])
+        composite(paths, str(out), "max", tile_size=tile_size, compression="NONE", overviews=False,
+                  executor=executor, workers=2 if executor is None else None, log=log.append, **options)
+        assert leftovers(out) == [str(out)]
+        outs.append(out)
+    assert "Putting the Cloud-Optimized GeoTIFF in place" in logs["inplace"]
+    assert "Assembling the Cloud-Optimized GeoTIFF" in logs["tiles"]
+    return outs
+
+
+@pytest.mark.parametrize("shape,bands,dtype,nodata,output_type,tile_size", [
+    ((1100, 1300), 2, "int16", -1, "float32", 384),    # edge blocks both ways, tiles across blocks
+    ((1100, 1300), 1, "uint8", 0, "uint8", 512),       # tiles = blocks, one byte per pixel
+    ((512, 1024), 3, "int16", -9999, "int16", 256),    # whole blocks only, three bands
+    ((200, 300), 1, "float32", float("nan"), "float32", 64),   # smaller than one block
+    ((700, 530), 2, "uint8", None, "uint8", 100),      # no input nodata; tile edges inside the blocks
+    ((600, 515), 1, "uint16", 65535, "int16", 516),    # a tile wider than a block, a 3-pixel edge block
+])
+def test_in_place_is_the_tile_files_output_byte_for_byte(tmp_path, shape, bands, dtype, nodata, output_type,
+                                                         tile_size):
+    paths = scenes(tmp_path, shape, bands, dtype, nodata)
+    inplace, tiles = run_both(paths, tmp_path / "out", tile_size, output_type=output_type)
+    assert inplace.read_bytes() == tiles.read_bytes()
+    with rasterio.open(inplace) as src:
+        assert (src.count, src.dtypes[0], src.block_shapes[0], src.overviews(1)) == (bands, output_type,
+                                                                                     (512, 512), [])
+        assert src.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG"
+        data = src.read()
+        valid = data != src.nodata if not np.isnan(src.nodata) else ~np.isnan(data)
+    stack = []
+    for p in paths:
+        with rasterio.open(p) as s:
+            a = s.read().astype("float64")
+            if s.nodata is not None:
+                a[a == s.nodata] = np.nan
+            stack.append(a)
+    expected = np.max(np.stack(stack), axis=0)            # NaN where any scene is nodata: those are not checked
+    checked = valid & ~np.isnan(expected)
+    assert checked.sum() > 0.5 * data.size
+    np.testing.assert_array_equal(data[checked], expected[checked].astype(output_type))
+
+
+def test_a_tile_size_off_the_4_pixel_grid_keeps_tile_files(tmp_path):
+    """The block trailer repeats a block's last 4 bytes, which one tile must hold: tiles of 130 pixels
+    go through tile files, and the output is the same."""
+    paths = scenes(tmp_path, (300, 400), 1, "uint8", 0)
+    outs, logs = [], []
+    for size in (130, 128):
+        out = tmp_path / f"out{size}.tif"
+        composite(paths, str(out), "max", tile_size=size, workers=1, compression="NONE", overviews=False,
+                  output_type="uint8", log=logs.append)
+        outs.append(out)
+    assert logs.count("Assembling the Cloud-Optimized GeoTIFF") == 1
+    assert logs.count("Putting the Cloud-Optimized GeoTIFF in place") == 1
+    assert outs[0].read_bytes() == outs[1].read_bytes()
+
+
+def test_compressed_outputs_and_overviews_keep_tile_files(tmp_path):
+    paths = scenes(tmp_path, (300, 400), 1, "uint8", 0)
+    logs = []
+    composite(paths, str(tmp_path / "a.tif"), "max", tile_size=128, workers=1, log=logs.append)
+    composite(paths, str(tmp_path / "b.tif"), "max", tile_size=128, workers=1, compression="NONE", log=logs.append)
+    assert logs.count("Assembling the Cloud-Optimized GeoTIFF") == 2 and not any("in place" in m for m in logs)
+
+
+def test_one_file_per_scene_in_place(tmp_path):
+    """Several outputs of one run (one COG per scene), each taking its band of every tile."""
+    rng = np.random.default_rng(4)
+    shape = (600, 700)
+    files = [write_raster(tmp_path / f"scene{i}.tif", rng.integers(1, 3000, (4,) + shape).astype("uint16"), nodata=0)
+             for i in range(3)]
+    roles = [{"RED": (f, 3), "NIR": (f, 4)} for f in files]
+    outs = {}
+    for name, executor in (("inplace", None), ("tiles", ElsewhereExecutor())):
+        logs = []
+        index(roles, "ndvi", str(tmp_path / name), per_scene=True, tile_size=256, compression="NONE",
+              overviews=False, executor=executor, workers=2 if executor is None else None, log=logs.append)
+        assert any("in place" in m for m in logs) == (executor is None), logs
+        outs[name] = sorted((tmp_path / name).glob("*.tif"))
+    assert [p.name for p in outs["inplace"]] == [p.name for p in outs["tiles"]] and len(outs["inplace"]) == 3
+    for a, b in zip(outs["inplace"], outs["tiles"]):
+        assert a.read_bytes() == b.read_bytes()
+    with rasterio.open(outs["inplace"][1]) as src:
+        red, nir = rasterio.open(files[1]).read([3, 4]).astype("float64")
+        np.testing.assert_allclose(src.read(1), ((nir - red) / (nir + red)).astype("float32"), rtol=1e-6)
+
+
+# -- a failed run, resumed -----------------------------------------------------------------------------------
+
+def fail_on_tile_five(job, tile, target):
+    if tile.index == 5:
+        raise TileError(f"{tile.name}: reading {job.inputs[0]} failed: connection reset")
+    return composite_tile(job, tile, target)
+
+
+def journal(out) -> list:
+    path = Path(workdir_for(str(out))) / JOURNAL
+    return [line.split()[0] for line in path.read_text().splitlines()] if path.exists() else []
+
+
+@pytest.fixture
+def failed(tmp_path):
+    """A median run in place, with resume, that failed at tile 5 of 20 (tiles 0-4 finished, serially)."""
+    paths = scenes(tmp_path, (100, 130), 1, "int16", -9999, n=3)
+    own, shared = split_options(dict(compression="NONE", overviews=False), CompositeOptions, statistic="median")
+    job = plan_composite(paths, str(tmp_path / "out.tif"), own, shared)
+    with pytest.raises(TileError, match="tile 5"):
+        run_tiles(job, fail_on_tile_five, RunOptions(tile_size=32, executor=SerialExecutor(), resume=True))
+    return job, paths
+
+
+def test_a_failed_run_leaves_no_output_and_its_finished_tiles_in_the_partial_file(failed):
+    job, _ = failed
+    out = job.output.path
+    assert not os.path.exists(out) and leftovers(out) == [workdir_for(out)]
+    assert journal(out) == [f"inplace0_{r:07d}_{c:07d}" for r, c in [(0, 0), (0, 32), (0, 64), (0, 96), (0, 128)]]
+    partial = os.path.join(workdir_for(out), "output_0.tif")
+    layout = open_layout(partial, OutputSpec(out, "float32", -9999.0, "NONE", overviews=False))
+    assert (layout.width, layout.height, os.path.getsize(partial)) == (130, 100, layout.size)
+    assert not [n for n in os.listdir(workdir_for(out)) if n.startswith("tile_")]    # no tile files
+
+
+def test_resume_continues_in_the_partial_file(failed, tmp_path):
+    job, paths = failed
+    out = job.output.path
+    partial = os.path.join(workdir_for(out), "output_0.tif")
+    inode = os.stat(partial).st_ino
+    logs = []
+    report = run_tiles(job, composite_tile, RunOptions(executor=SerialExecutor(), resume=True, keep_workdir=True,
+                                                       log=logs.append))
+    assert (report.tiles, report.reused) == (20, 5)
+    assert "Resuming: 5 of 20 tiles were already finished and are reused; 15 to compute" in logs
+    assert os.stat(out).st_ino == inode                                  # the same file, renamed
+    fresh = tmp_path / "fresh.tif"
+    composite(paths, str(fresh), "median", tile_size=32, workers=2, compression="NONE", overviews=False)
+    assert Path(out).read_bytes() == fresh.read_bytes()
+
+
+def test_resume_without_the_partial_file_recomputes_every_tile(failed, tmp_path):
+    job, paths = failed
+    out = job.output.path
+    os.remove(os.path.join(workdir_for(out), "output_0.tif"))
+    report = run_tiles(job, composite_tile, RunOptions(executor=SerialExecutor(), resume=True))
+    assert report.reused == 0
+    assert leftovers(out) == [out]
+    fresh = tmp_path / "fresh.tif"
+    composite(paths, str(fresh), "median", tile_size=32, workers=1, compression="NONE", overviews=False)
+    assert Path(out).read_bytes() == fresh.read_bytes()
+
+
+def test_resume_with_a_damaged_partial_file_is_one_message(failed):
+    job, _ = failed
+    out = job.output.path
+    partial = os.path.join(workdir_for(out), "output_0.tif")
+    size = os.path.getsize(partial)
+    with open(partial, "r+b") as f:                 # the header overwritten, the size kept
+        f.write(b"\0" * 64)
+    assert os.path.getsize(partial) == size
+    with pytest.raises(OutputError, match=r"The partial output .*output_0.tif of the interrupted run is damaged "
+                                          r".*run again without resume"):
+        run_tiles(job, composite_tile, RunOptions(executor=SerialExecutor(), resume=True))
+    assert not os.path.exists(out)
+
+
+# -- a full disk ---------------------------------------------------------------------------------------------
+
+def in_small_disk(command, folder, size="1m"):
+    """Run a shell ``command`` where ``folder`` is a fresh tmpfs of ``size`` (a private mount namespace)."""
+    script = (f"mount -t tmpfs -o size={size} tmpfs {shlex.quote(str(folder))} && cd {shlex.quote(str(folder))} "
+              f"&& {{ {command}; echo \"rc=$?\"; }}; echo LEFT:; ls -A {shlex.quote(str(folder))}")
+    return subprocess.run(["unshare", "--mount", "--map-root-user", "sh", "-c", script], env=subprocess_env(),
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("resume", [False, True], ids=["plain", "resume"])
+def test_cli_full_disk_in_place_is_one_clear_message(tmp_path, resume):
+    src = write_raster(tmp_path / "noise.tif", np.random.default_rng(1).random((700, 700)).astype("float32"))
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    cli = " ".join(shlex.quote(a) for a in [sys.executable, "-m", "tilewise", "composite", "-o", "out.tif",
+                                             "--tile-size", "128", "-j", "2", "--compression", "NONE",
+                                             "--no-overviews", src] + (["--resume"] if resume else []))
+    proc = in_small_disk(cli, disk)
+    text = proc.stdout + proc.stderr
+    assert "rc=2" in proc.stdout, text
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("tilewise: error:")]
+    assert len(errors) == 1, text
+    assert re.search(rf"The disk is full: {re.escape(str(disk))} has [\d.]+ (B|KiB) free, and this run needs up to "
+                     r"[\d.]+ MiB", errors[0]), errors[0]
+    assert "Traceback" not in text
+    left = proc.stdout.split("LEFT:")[1].split()
+    assert left == ([".out.tif.tilewise-work"] if resume else []), text
