@@ -1,19 +1,23 @@
 """Uncompressed COGs written in place: workers write their pixels straight into the final file's blocks.
 
-An uncompressed COG without overviews has a layout known before any pixel is computed: GDAL's
-COG driver writes the header (the IFD, its tag arrays and the "ghost area" that describes the
-layout) and then every 512 x 512 block, in row-major order, each as a 4-byte leader (the block's
-size), the block's bytes (pixel-interleaved, partial edge blocks padded with zeros) and a 4-byte
-trailer (the block's last 4 bytes repeated). Every block has the same size, so block ``i`` starts
-at ``header + 4 + i * (size + 8)``.
+An uncompressed COG has a layout known before any pixel is computed: GDAL's COG driver writes the
+header (the IFDs of the full resolution and of each overview level, their tag arrays and the "ghost
+area" that describes the layout), then the blocks of the smallest overview level, of the next one...
+and of the full resolution last; each image's 512 x 512 blocks in row-major order, each as a 4-byte
+leader (the block's size), the block's bytes (pixel-interleaved, partial edge blocks padded with
+zeros) and a 4-byte trailer (the block's last 4 bytes repeated). Every block has the same size, so
+where each one starts follows from the header's size.
 
 :func:`plan_layout` (in the parent, before the tiles run) lets GDAL's COG driver write that
 header, with the options :func:`~.cog.write_cog` uses, from an empty VRT of the output (same grid,
-bands, descriptions, nodata) with ``SPARSE_OK``, so no block is written; it then fills in the block
-offsets and sizes GDAL gives a complete file and extends the file to its full size (the unwritten
-blocks are holes, read as zeros). :func:`write_tile_in_place` (in a worker) writes a tile's part of
-each block it covers with ``os.pwrite``. The result is byte for byte the file the tile-files route
-(tiles -> VRT -> COG driver) writes; the tests compare both.
+bands, descriptions, nodata; empty overview levels declared as the tile route declares the workers')
+with ``SPARSE_OK``, so no block is written; it then fills in the block offsets and sizes GDAL gives a
+complete file and extends the file to its full size (the unwritten blocks are holes, read as zeros).
+:func:`write_tile_in_place` (in a worker) writes a tile's part of each block it covers with
+``os.pwrite``, at full resolution and at the overview levels the worker builds
+(:mod:`.overviews`); the levels above those are GDAL's, computed at the end from the last of them
+and written in the same way. The result is byte for byte the file the tile-files route (tiles -> VRT
+-> COG driver) writes; the tests compare both.
 
 The file is made in the run's work folder and renamed to the output when every tile is in it, so a
 reader never sees a half-written output and a resumed run reopens it.
@@ -29,8 +33,8 @@ from __future__ import annotations
 
 import os
 import struct
-from dataclasses import dataclass
-from typing import Dict, Optional, Sequence, Tuple
+from dataclasses import dataclass, replace
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -42,6 +46,7 @@ from ..runtime.diskspace import is_disk_full
 #: TIFF tags read from GDAL's header.
 _WIDTH, _LENGTH, _BITS, _COMPRESSION, _SAMPLES, _PLANAR = 256, 257, 258, 259, 277, 284
 _TILE_WIDTH, _TILE_LENGTH, _TILE_OFFSETS, _TILE_BYTE_COUNTS = 322, 323, 324, 325
+_SUBFILE_TYPE = 254
 _TYPE_SIZES = {3: 2, 4: 4, 16: 8}           # SHORT, LONG, LONG8
 _TYPE_CODES = {3: "H", 4: "I", 16: "Q"}
 _GHOST = b"GDAL_STRUCTURAL_METADATA_SIZE="
@@ -49,16 +54,25 @@ _GHOST_NEEDS = (b"LAYOUT=IFDS_BEFORE_DATA", b"BLOCK_ORDER=ROW_MAJOR", b"BLOCK_LE
                 b"BLOCK_TRAILER=LAST_4_BYTES_REPEATED")
 
 
-def fits(spec: OutputSpec, tile_size: int) -> bool:
-    """True if an output of ``spec`` cut in tiles of ``tile_size`` can be written in place: uncompressed,
-    without overviews, and tile edges on multiples of 4 pixels (so one tile holds each block's last
-    4 bytes, which the trailer repeats).
+def fits(spec: OutputSpec, tile_size: int, worker_levels: int = 0, overview_levels: int = 0) -> bool:
+    """True if an output of ``spec`` cut in tiles of ``tile_size`` can be written in place: uncompressed;
+    without overviews (``overview_levels``: how many the output's size gives it), or with at least one of
+    them built by the workers (``worker_levels``: GDAL computes those above from the last of them, as the
+    tile route does); and tile edges on multiples of 4 pixels at every level the workers write (so one tile
+    holds each block's last 4 bytes, which the trailer repeats).
 
     >>> from tilewise.core.options import OutputSpec
     >>> fits(OutputSpec("a.tif", compression="NONE", overviews=False), 512), fits(OutputSpec("a.tif"), 512)
     (True, False)
+    >>> fits(OutputSpec("a.tif", compression="NONE"), 1024, 0, 2), fits(OutputSpec("a.tif", compression="NONE"), 1024, 1, 2)
+    (False, True)
     """
-    return spec.compression == "NONE" and not spec.overviews and tile_size > 0 and tile_size % 4 == 0
+    if spec.compression != "NONE" or tile_size <= 0:
+        return False
+    levels = overview_levels if spec.overviews else 0
+    if levels and worker_levels < 1:
+        return False                       # GDAL would compute every level from the full resolution
+    return all((tile_size >> level) % 4 == 0 for level in range(min(worker_levels, levels) + 1))
 
 
 @dataclass(frozen=True)
@@ -92,8 +106,8 @@ class Layout:
         return -(-self.height // self.block)
 
     @property
-    def size(self) -> int:
-        """The file's size: the header, then every block with its leader and trailer."""
+    def end(self) -> int:
+        """Where its last block's trailer ends (for the full-resolution image, the last in the file: the file's size)."""
         return self.first - 4 + self.blocks_across * self.blocks_down * (self.block_bytes + 8)
 
     def offset(self, row: int, col: int) -> int:
@@ -101,12 +115,12 @@ class Layout:
         return self.first + (row * self.blocks_across + col) * (self.block_bytes + 8)
 
 
-def plan_layout(vrt_path: str, path: str, spec: OutputSpec, options: Dict[str, str]) -> Layout:
-    """Make ``path`` the COG GDAL's COG driver writes from ``vrt_path`` (an empty VRT of the output) with
-    ``options`` (:func:`~.cog.cog_options`), every block allocated but none written; return its layout.
+def plan_layout(vrt_path: str, path: str, spec: OutputSpec, options: Dict[str, str]) -> Tuple[Layout, ...]:
+    """Make ``path`` the COG GDAL's COG driver writes from ``vrt_path`` (an empty VRT of the output, with its
+    overviews declared if it has any) with ``options`` (:func:`~.cog.cog_options`), every block allocated but
+    none written; return the layout of each of its images, full resolution first, then the overview levels.
 
-    Raises :class:`OutputError` if GDAL's header is not the layout this module writes (then the caller
-    keeps to tile files)."""
+    Raises :class:`OutputError` if GDAL's header is not the layout this module writes."""
     from rasterio.shutil import copy as gdal_copy
     _remove(path)
     try:
@@ -120,26 +134,26 @@ def plan_layout(vrt_path: str, path: str, spec: OutputSpec, options: Dict[str, s
         raise
     header = os.path.getsize(path)
     with open(path, "r+b") as f:
-        layout, arrays = _read_header(f, path, spec, header)
-        blocks = layout.blocks_across * layout.blocks_down
-        offsets = [layout.first + i * (layout.block_bytes + 8) for i in range(blocks)]
-        _write_array(f, arrays[_TILE_OFFSETS], offsets, layout)
-        _write_array(f, arrays[_TILE_BYTE_COUNTS], [layout.block_bytes] * blocks, layout)
-        f.truncate(layout.size)
-    return layout
+        images = _read_header(f, path, spec, header)
+        for layout, offsets, sizes in images:
+            blocks = layout.blocks_across * layout.blocks_down
+            _write_array(f, offsets, [layout.first + i * (layout.block_bytes + 8) for i in range(blocks)], layout)
+            _write_array(f, sizes, [layout.block_bytes] * blocks, layout)
+        f.truncate(images[0][0].end)
+    return tuple(layout for layout, _, _ in images)
 
 
-def open_layout(path: str, spec: OutputSpec) -> Layout:
-    """The layout of ``path`` made by :func:`plan_layout` (in a resumed run); :class:`OutputError` if the file
+def open_layout(path: str, spec: OutputSpec) -> Tuple[Layout, ...]:
+    """The layouts of ``path`` made by :func:`plan_layout` (in a resumed run); :class:`OutputError` if the file
     is not that (damaged, or of another output)."""
     with open(path, "rb") as f:
         f.seek(0, os.SEEK_END)
         size = f.tell()
-        first = _first_offset(f, path)
-        layout, _ = _read_header(f, path, spec, first - 4, planned=True)
-    if size != layout.size:
-        raise OutputError(f"The partial output {path} has {size} bytes, {layout.size} expected.")
-    return layout
+        images = _read_header(f, path, spec, None)
+    layouts = tuple(layout for layout, _, _ in images)
+    if size != layouts[0].end:
+        raise OutputError(f"The partial output {path} has {size} bytes, {layouts[0].end} expected.")
+    return layouts
 
 
 def write_tile_in_place(layout: Layout, tile: Tile, data: np.ndarray) -> None:
@@ -206,25 +220,56 @@ class _Array:
     kind: int
 
 
-def _read_header(f, path: str, spec: OutputSpec, header: int, planned: bool = False) -> Tuple[Layout, Dict[int, _Array]]:
-    """Check that the file GDAL made is an uncompressed, pixel-interleaved, tiled COG of one IFD whose blocks
-    have leaders and trailers, with no block written (``planned``: with the offsets :func:`plan_layout`
-    filled in); return its layout (blocks right after ``header`` bytes) and where its offset and size arrays are."""
+def _read_header(f, path: str, spec: OutputSpec,
+                 header: Optional[int]) -> List[Tuple[Layout, _Array, _Array]]:
+    """Check that the file GDAL made is an uncompressed, pixel-interleaved, tiled COG whose blocks have leaders
+    and trailers (no mask); return, for each of its images (full resolution first), its layout and where its
+    block offsets and sizes are listed. ``header``: the header's size in a file GDAL just made (no block
+    written: every offset and size is 0); None: a file :func:`plan_layout` made (its offsets are checked)."""
     f.seek(0)
     head = f.read(16)
     order = {b"II": "<", b"MM": ">"}.get(head[:2])
     if order is None:
         raise OutputError(f"{path} is not a TIFF file.")
     big = struct.unpack(order + "H", head[2:4])[0] == 43
-    ifd = struct.unpack(order + "Q", head[8:16])[0] if big else struct.unpack(order + "I", head[4:8])[0]
+    at = struct.unpack(order + "Q", head[8:16])[0] if big else struct.unpack(order + "I", head[4:8])[0]
     f.seek(16 if big else 8)
     ghost = f.read(1024)
     if not ghost.startswith(_GHOST) or not all(need in ghost for need in _GHOST_NEEDS):
         raise OutputError(f"{path} does not have the layout of a COG with block leaders and trailers.")
-    entries, next_ifd = _read_ifd(f, order, big, ifd)
-    if next_ifd:
-        raise OutputError(f"{path} has more than one image (overviews or a mask).")
+    images = []
+    while at and len(images) < 64:
+        entries, at = _read_ifd(f, order, big, at)
+        images.append(_image(f, path, spec, order, entries))
+    if not images:
+        raise OutputError(f"{path} has no image.")
+    if header is None:                   # the smallest overview's blocks come first, right after the header
+        smallest = images[-1]
+        f.seek(smallest[1].at)
+        header = struct.unpack(order + _TYPE_CODES[smallest[1].kind], f.read(_TYPE_SIZES[smallest[1].kind]))[0] - 4
+        planned = True
+    else:
+        planned = False
+    out = []
+    first = header + 4
+    for layout, offsets, sizes in reversed(images):          # the data: smallest overview first
+        layout = replace(layout, first=first)
+        first = layout.end + 4
+        for array, expected in ((offsets, [layout.offset(i // layout.blocks_across, i % layout.blocks_across)
+                                           for i in range(offsets.count)]),
+                                (sizes, [layout.block_bytes] * sizes.count)):
+            f.seek(array.at)
+            values = struct.unpack(f"{order}{array.count}{_TYPE_CODES[array.kind]}",
+                                   f.read(array.count * _TYPE_SIZES[array.kind]))
+            if list(values) != (expected if planned else [0] * array.count):
+                raise OutputError(f"{path}: its blocks are not where this layout puts them.")
+        out.append((layout, offsets, sizes))
+    return out[::-1]
 
+
+def _image(f, path: str, spec: OutputSpec, order: str, entries: Dict[int, Tuple[int, int, int]]
+           ) -> Tuple[Layout, _Array, _Array]:
+    """One image (IFD) of the file: its layout (``first`` still unknown) and its offset and size arrays."""
     def value(tag: int) -> int:
         kind, count, at = entries[tag]
         f.seek(at)
@@ -237,22 +282,17 @@ def _read_header(f, path: str, spec: OutputSpec, header: int, planned: bool = Fa
     width, height, bands, block = value(_WIDTH), value(_LENGTH), value(_SAMPLES), value(_TILE_WIDTH)
     dtype = np.dtype(spec.dtype).newbyteorder(order)
     if (value(_COMPRESSION) != 1 or (_PLANAR in entries and value(_PLANAR) != 1) or value(_TILE_LENGTH) != block
-            or value(_BITS) != dtype.itemsize * 8):
-        raise OutputError(f"{path} is not an uncompressed, pixel-interleaved COG of {spec.dtype} values.")
-    layout = Layout(path, width, height, bands, dtype.str, block, header + 4, order)
-    arrays = {}
+            or value(_BITS) != dtype.itemsize * 8 or (_SUBFILE_TYPE in entries and value(_SUBFILE_TYPE) & 4)):
+        raise OutputError(f"{path} is not an uncompressed, pixel-interleaved COG of {spec.dtype} values "
+                          "without a mask.")
+    layout = Layout(path, width, height, bands, dtype.str, block, 0, order)
+    arrays = []
     for tag in (_TILE_OFFSETS, _TILE_BYTE_COUNTS):
         kind, count, at = entries[tag]
-        arrays[tag] = _Array(at, count, kind)
         if count != layout.blocks_across * layout.blocks_down:
             raise OutputError(f"{path} lists {count} blocks, {layout.blocks_across * layout.blocks_down} expected.")
-        f.seek(at)
-        values = struct.unpack(f"{order}{count}{_TYPE_CODES[kind]}", f.read(count * _TYPE_SIZES[kind]))
-        expected = ([layout.offset(i // layout.blocks_across, i % layout.blocks_across) for i in range(count)]
-                    if tag == _TILE_OFFSETS else [layout.block_bytes] * count) if planned else [0] * count
-        if list(values) != expected:
-            raise OutputError(f"{path}: its blocks are not where this layout puts them.")
-    return layout, arrays
+        arrays.append(_Array(at, count, kind))
+    return layout, arrays[0], arrays[1]
 
 
 def _read_ifd(f, order: str, big: bool, at: int) -> Tuple[Dict[int, Tuple[int, int, int]], int]:
@@ -272,22 +312,6 @@ def _read_ifd(f, order: str, big: bool, at: int) -> Tuple[Dict[int, Tuple[int, i
         entries[tag] = (kind, n, here)
     next_ifd = struct.unpack(order + ("Q" if big else "I"), raw[count * entry_size:])[0]
     return entries, next_ifd
-
-
-def _first_offset(f, path: str) -> int:
-    f.seek(0)
-    head = f.read(16)
-    order = {b"II": "<", b"MM": ">"}.get(head[:2])
-    if order is None:
-        raise OutputError(f"{path} is not a TIFF file.")
-    big = struct.unpack(order + "H", head[2:4])[0] == 43
-    ifd = struct.unpack(order + "Q", head[8:16])[0] if big else struct.unpack(order + "I", head[4:8])[0]
-    entries, _ = _read_ifd(f, order, big, ifd)
-    if _TILE_OFFSETS not in entries:
-        raise OutputError(f"{path} is not a tiled TIFF.")
-    kind, _, at = entries[_TILE_OFFSETS]
-    f.seek(at)
-    return struct.unpack(order + _TYPE_CODES.get(kind, "I"), f.read(_TYPE_SIZES.get(kind, 4)))[0]
 
 
 def _write_array(f, array: _Array, values: Sequence[int], layout: Layout) -> None:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
@@ -139,9 +140,12 @@ class TileTarget:
 
 @dataclass(frozen=True)
 class InPlaceTarget:
-    """A tile written in place: for each COG, its file's layout and which bands of which tile layer go in it."""
+    """A tile written in place: for each COG, the layouts of its file's images (full resolution, then the
+    overview levels) and which bands of which tile layer go in it; for each tile layer, how many overview
+    levels the worker builds and writes."""
 
-    cogs: Tuple[Tuple[Any, int, Tuple[int, ...]], ...]   # (Layout, layer, 1-based bands)
+    cogs: Tuple[Tuple[Tuple[Any, ...], int, Tuple[int, ...]], ...]   # (layouts, layer, 1-based bands)
+    levels: Tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -219,11 +223,13 @@ class CogSink(Sink):
                              has_nodata=spec.nodata is not None)
 
     def planned(self, tile_size: int, local: bool) -> "CogSink":
-        """Written in place when the workers are local and every output is uncompressed, without overviews
-        (:func:`~tilewise.core.io.inplace.fits`); else through tile files (e.g. Dask workers on other
-        machines, which may not see the same files)."""
+        """Written in place when the workers are local and every output is uncompressed, without overviews or
+        with overview levels the workers build (:func:`~tilewise.core.io.inplace.fits`); else through tile
+        files (e.g. Dask workers on other machines, which may not see the same files)."""
         from ..io.inplace import fits
-        if local and all(fits(c.spec, tile_size) for c in self.cogs):
+        from ..io.overviews import overview_sizes
+        sizes = len(overview_sizes(self.grid.width, self.grid.height))
+        if local and all(fits(c.spec, tile_size, self.overview_levels(c.layer, tile_size), sizes) for c in self.cogs):
             return replace(self, in_place=True)
         return self
 
@@ -236,7 +242,7 @@ class CogSink(Sink):
         allocated), or, for a resumed run with finished tiles, the file it left reopened."""
         if not self.in_place:
             return self
-        from ..io.cog import cog_options, write_vrt
+        from ..io.cog import cog_options
         from ..io.inplace import open_layout, plan_layout
         layouts = []
         for k, cog in enumerate(self.cogs):
@@ -248,9 +254,25 @@ class CogSink(Sink):
                     raise OutputError(f"The partial output {path} of the interrupted run is damaged ({exc}): "
                                       "run again without resume.") from None
                 continue
-            vrt = write_vrt(os.path.join(workdir, f"layout_{k}.vrt"), self.grid, cog.spec, cog.band_names, [])
-            layouts.append(plan_layout(vrt, path, cog.spec, cog_options(cog.spec, overviews="NONE")))
+            vrt, mode = self._empty_vrt(workdir, k)
+            layouts.append(plan_layout(vrt, path, cog.spec, cog_options(cog.spec, overviews=mode)))
         return replace(self, layouts=tuple(layouts))
+
+    def _empty_vrt(self, workdir: str, k: int) -> Tuple[str, str]:
+        """An empty VRT of output ``k`` (no pixel), with empty overview levels declared as the tile route
+        declares the workers' (and the COG driver's ``OVERVIEWS`` that route gives: see :meth:`finish`)."""
+        from ..io.cog import write_vrt
+        from ..io.overviews import declare_overviews, level_grid, overview_sizes
+        cog = self.cogs[k]
+        vrt = write_vrt(os.path.join(workdir, f"layout_{k}.vrt"), self.grid, cog.spec, cog.band_names, [])
+        levels = len(overview_sizes(self.grid.width, self.grid.height)) if cog.spec.overviews else 0
+        if not levels:
+            return vrt, "IGNORE_EXISTING"         # cog_options() gives NONE for a spec without overviews
+        names = [os.path.basename(write_vrt(os.path.join(workdir, f"layout_{k}_ovr{level}.vrt"),
+                                            level_grid(self.grid, level), cog.spec, cog.band_names, []))
+                 for level in range(1, levels + 1)]
+        declare_overviews(vrt, names)
+        return vrt, "FORCE_USE_EXISTING"
 
     def files(self, workdir: str, tile: Tile) -> List[str]:
         return [] if self.in_place else super().files(workdir, tile)
@@ -268,7 +290,8 @@ class CogSink(Sink):
         if self.in_place:
             if len(self.layouts) != len(self.cogs):
                 raise RuntimeError("CogSink.begin() must lay out the outputs before the tiles run")
-            return InPlaceTarget(tuple((layout, c.layer, c.source_bands) for layout, c in zip(self.layouts, self.cogs)))
+            return InPlaceTarget(tuple((layouts, c.layer, c.source_bands) for layouts, c in zip(self.layouts, self.cogs)),
+                                 tuple(self.overview_levels(layer, tile_size) for layer in self.layers))
         levels = tuple(self.overview_levels(layer, tile_size) for layer in self.layers)
         target = self.target(workdir, tile)
         if not any(levels):
@@ -297,15 +320,25 @@ class CogSink(Sink):
                 write_tile(path, data, self.grid, tile, self.layer_spec(layer))
 
     def _write_in_place(self, target: InPlaceTarget, tile: Tile, arrays: Sequence[np.ndarray]) -> None:
+        """Each layer's pixels, and the overview levels its worker builds, into the blocks of its outputs."""
         from ..io.inplace import write_tile_in_place
+        from ..io.overviews import level_tile, tile_overviews
         if len(arrays) != len(self.layers):
             raise ValueError(f"{len(arrays)} arrays for {len(self.layers)} tile layers")
-        with timed("tile writes"):
-            for layout, layer, bands in target.cogs:
-                data = arrays[self.layers.index(layer)]
-                if bands != tuple(range(1, data.shape[0] + 1)):
-                    data = data[[b - 1 for b in bands]]
-                write_tile_in_place(layout, tile, data)
+        for i, (layer, data) in enumerate(zip(self.layers, arrays)):
+            pyramid = [data]
+            if target.levels[i]:
+                spec = self.layer_spec(layer)
+                with timed("overviews"):
+                    pyramid += tile_overviews(data, spec.nodata, spec.overview_resampling, target.levels[i])
+            with timed("tile writes"):
+                for layouts, cog_layer, bands in target.cogs:
+                    if cog_layer != layer:
+                        continue
+                    for level, pixels in enumerate(pyramid):
+                        if bands != tuple(range(1, pixels.shape[0] + 1)):
+                            pixels = pixels[[b - 1 for b in bands]]
+                        write_tile_in_place(layouts[level], level_tile(tile, level), pixels)
 
     def space_needed(self, tiles: Sequence[Tile]) -> SpaceNeed:
         pixels = sum(t.width * t.height for t in tiles)
@@ -323,7 +356,7 @@ class CogSink(Sink):
         """Each COG from its tile VRT; the workers' overview levels (and GDAL's above them) declared as its
         overviews. The report's ``phases`` count laying out those levels as ``overviews``."""
         if self.in_place:
-            return self._finish_in_place(workdir, say)
+            return self._finish_in_place(workdir, tiles, say)
         from ..io.cog import build_vrt, write_cog
         from ..io.overviews import prepare_overviews
         say("Assembling the Cloud-Optimized GeoTIFF" if len(self.cogs) == 1 else
@@ -344,14 +377,54 @@ class CogSink(Sink):
             summary["phases"] = {"overviews": seconds}  # else GDAL builds every level, within the assembly
         return summary
 
-    def _finish_in_place(self, workdir: str, say: LogFn) -> Dict[str, Any]:
-        """Every tile is in the outputs' files: rename each to its output."""
+    def _finish_in_place(self, workdir: str, tiles: Sequence[Tile], say: LogFn) -> Dict[str, Any]:
+        """Every tile is in the outputs' files: the overview levels above the workers' computed by GDAL from
+        the last of theirs (as the tile route does) and written in; then each file renamed to its output.
+        The report's ``phases`` count those levels as ``overviews``."""
         from ..io.cog import replace_output
         say("Putting the Cloud-Optimized GeoTIFF in place" if len(self.cogs) == 1 else
             f"Putting {len(self.cogs)} Cloud-Optimized GeoTIFFs in place")
+        tile_size = max((max(t.width, t.height) for t in tiles), default=0)
+        seconds = 0.0
         for k, cog in enumerate(self.cogs):
+            levels = self.overview_levels(cog.layer, tile_size)
+            if len(self.layouts[k]) > levels + 1:
+                start = time.perf_counter()
+                self._write_upper_levels(workdir, k, levels)
+                seconds += time.perf_counter() - start
             replace_output(self.in_place_path(workdir, k), cog.spec.path)
-        return dict(width=self.grid.width, height=self.grid.height, bands=sum(len(c.band_names) for c in self.cogs))
+        summary = dict(width=self.grid.width, height=self.grid.height, bands=sum(len(c.band_names) for c in self.cogs))
+        if seconds:
+            summary["phases"] = {"overviews": seconds}
+        return summary
+
+    def _write_upper_levels(self, workdir: str, k: int, levels: int) -> None:
+        """Output ``k``'s overview levels above ``levels`` (the workers'), by GDAL from level ``levels`` of the
+        file (a VRT of it with the output's nodata, like the tile route's VRT of that level)."""
+        import rasterio
+        from rasterio.errors import NotGeoreferencedWarning
+        from rasterio.windows import Window
+        from ..io.cog import BLOCK_SIZE, Placement, write_vrt
+        from ..io.inplace import write_tile_in_place
+        from ..io.overviews import build_upper_levels, level_grid
+        cog, path = self.cogs[k], self.in_place_path(workdir, k)
+        below = self.layouts[k][levels]
+        source = Placement(f"GTIFF_DIR:{levels + 1}:{path}", 0, 0, below.height, below.width)
+        vrt = write_vrt(os.path.join(workdir, f"c{k}_level{levels}.vrt"), level_grid(self.grid, levels), cog.spec,
+                        cog.band_names, [source], tuple(range(1, len(cog.band_names) + 1)))
+        for layout, name in zip(self.layouts[k][levels + 1:], build_upper_levels(vrt, workdir, cog.spec,
+                                                                                 name=f"c{k}_")):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", NotGeoreferencedWarning)   # an overview image has no georeferencing
+                src = rasterio.open(name)
+            with src:
+                if (src.width, src.height) != (layout.width, layout.height):
+                    raise OutputError(f"Overviews of {cog.spec.path}: GDAL made a level of {src.width} x "
+                                      f"{src.height} pixels, {layout.width} x {layout.height} expected.")
+                for row in range(0, src.height, BLOCK_SIZE):      # a row of blocks at a time: bounded memory
+                    height = min(BLOCK_SIZE, src.height - row)
+                    data = src.read(window=Window(0, row, src.width, height))
+                    write_tile_in_place(layout, Tile(0, row, 0, height, src.width), data)
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
-"""Uncompressed outputs without overviews are written in place (the workers write into the final file's
-blocks): the file is byte for byte the one the tile-files route writes (tiles -> VRT -> GDAL's COG driver),
-a failed run leaves no output, a resumed run continues in the same file, a full disk is one message.
+"""Uncompressed outputs are written in place (the workers write into the final file's blocks, and the
+overview levels they build): the file is byte for byte the one the tile-files route writes (tiles -> VRT ->
+GDAL's COG driver), a failed run leaves no output, a resumed run continues in the same file, a full disk is
+one message.
 
 The tile-files route is what a run takes on an executor the runner does not know to be local (e.g. Dask
 workers on other machines): :class:`ElsewhereExecutor` is such an executor, so both routes run the same
@@ -23,6 +24,7 @@ import rasterio
 from tilewise.core import composite
 from tilewise.core.errors import OutputError, TileError
 from tilewise.core.io.inplace import open_layout
+from tilewise.core.io.overviews import overview_sizes
 from tilewise.core.operations.bandmath import index
 from tilewise.core.operations.composite import CompositeOptions, composite_tile, plan_composite
 from tilewise.core.options import OutputSpec, RunOptions, split_options
@@ -120,12 +122,47 @@ def test_a_tile_size_off_the_4_pixel_grid_keeps_tile_files(tmp_path):
     assert outs[0].read_bytes() == outs[1].read_bytes()
 
 
-def test_compressed_outputs_and_overviews_keep_tile_files(tmp_path):
+def test_compressed_outputs_keep_tile_files(tmp_path):
     paths = scenes(tmp_path, (300, 400), 1, "uint8", 0)
     logs = []
     composite(paths, str(tmp_path / "a.tif"), "max", tile_size=128, workers=1, log=logs.append)
-    composite(paths, str(tmp_path / "b.tif"), "max", tile_size=128, workers=1, compression="NONE", log=logs.append)
+    composite(paths, str(tmp_path / "b.tif"), "max", tile_size=128, workers=1, compression="ZSTD", overviews=False,
+              log=logs.append)
     assert logs.count("Assembling the Cloud-Optimized GeoTIFF") == 2 and not any("in place" in m for m in logs)
+
+
+@pytest.mark.parametrize("shape,output_type,resampling,tile_size,in_place", [
+    ((1536, 2048), "float32", "average", 1024, True),    # the workers build level 1, GDAL level 2 from it
+    ((1024, 1024), "float32", "average", 1024, True),    # the workers build the only level
+    ((2048, 4096), "float32", "nearest", 2048, True),    # levels 1 and 2 by the workers, 3 by GDAL
+    ((1536, 2048), "uint8", "nearest", 1024, True),
+    ((1030, 1500), "float32", "average", 512, False),    # no level for the workers: tile files, GDAL's levels
+    ((300, 400), "int16", "average", 128, True),         # one block: no overview level at all
+])
+def test_in_place_with_overviews_is_the_tile_files_output(tmp_path, shape, output_type, resampling, tile_size,
+                                                          in_place):
+    rng = np.random.default_rng(5)
+    data = (rng.random((2,) + shape) * 200).astype("float32")
+    data[:, rng.random(shape) < 0.2] = -9999
+    path = write_raster(tmp_path / "in.tif", data, nodata=-9999)
+    outs = []
+    for name, executor in (("inplace", None), ("tiles", ElsewhereExecutor())):
+        logs = []
+        out = tmp_path / f"{name}.tif"
+        report = composite([path], str(out), "max", tile_size=tile_size, compression="NONE", output_type=output_type,
+                           overview_resampling=resampling, executor=executor,
+                           workers=2 if executor is None else None, log=logs.append)
+        assert ("Putting the Cloud-Optimized GeoTIFF in place" in logs) == (in_place and executor is None), logs
+        assert leftovers(out) == [str(out)]
+        outs.append(out)
+    assert outs[0].read_bytes() == outs[1].read_bytes()
+    with rasterio.open(outs[0]) as src:
+        expected = len(overview_sizes(shape[1], shape[0]))
+        assert len(src.overviews(1)) == expected
+        if expected and in_place:   # the tile route's report (the last) counts the workers' levels apart too
+            assert report.phases.get("overviews", 0) > 0
+            level = src.read(out_shape=(2, shape[0] // 2, shape[1] // 2))
+            assert (level != src.nodata).mean() > 0.5              # the levels hold pixels, not holes
 
 
 def test_one_file_per_scene_in_place(tmp_path):
@@ -180,8 +217,8 @@ def test_a_failed_run_leaves_no_output_and_its_finished_tiles_in_the_partial_fil
     assert not os.path.exists(out) and leftovers(out) == [workdir_for(out)]
     assert journal(out) == [f"inplace0_{r:07d}_{c:07d}" for r, c in [(0, 0), (0, 32), (0, 64), (0, 96), (0, 128)]]
     partial = os.path.join(workdir_for(out), "output_0.tif")
-    layout = open_layout(partial, OutputSpec(out, "float32", -9999.0, "NONE", overviews=False))
-    assert (layout.width, layout.height, os.path.getsize(partial)) == (130, 100, layout.size)
+    layouts = open_layout(partial, OutputSpec(out, "float32", -9999.0, "NONE", overviews=False))
+    assert [(l.width, l.height) for l in layouts] == [(130, 100)] and os.path.getsize(partial) == layouts[0].end
     assert not [n for n in os.listdir(workdir_for(out)) if n.startswith("tile_")]    # no tile files
 
 
