@@ -31,8 +31,10 @@ multiples of 4 pixels (:func:`fits`).
 
 from __future__ import annotations
 
+import errno
 import os
 import struct
+import sys
 from dataclasses import dataclass, replace
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -67,7 +69,7 @@ def fits(spec: OutputSpec, tile_size: int, worker_levels: int = 0, overview_leve
     >>> fits(OutputSpec("a.tif", compression="NONE"), 1024, 0, 2), fits(OutputSpec("a.tif", compression="NONE"), 1024, 1, 2)
     (False, True)
     """
-    if spec.compression != "NONE" or tile_size <= 0:
+    if spec.compression != "NONE" or tile_size <= 0 or not hasattr(os, "pwrite"):   # Windows has no pwrite
         return False
     levels = overview_levels if spec.overviews else 0
     if levels and worker_levels < 1:
@@ -140,7 +142,34 @@ def plan_layout(vrt_path: str, path: str, spec: OutputSpec, options: Dict[str, s
             _write_array(f, offsets, [layout.first + i * (layout.block_bytes + 8) for i in range(blocks)], layout)
             _write_array(f, sizes, [layout.block_bytes] * blocks, layout)
         f.truncate(images[0][0].end)
+        try:
+            _allocate(f.fileno(), images[0][0].end)
+        except OSError as exc:
+            if is_disk_full(exc, os.path.dirname(path), images[0][0].end):
+                raise DiskFullError(f"The disk is full: preparing {spec.path} in {os.path.dirname(path)} failed.") \
+                    from None
+            raise
     return tuple(layout for layout, _, _ in images)
+
+
+def _allocate(fd: int, size: int) -> None:
+    """Reserve the file's blocks on disk (Linux ``fallocate``; elsewhere, or where the file system cannot,
+    the blocks stay holes until written): a full disk shows here, before any work, and flushing the file
+    while workers write into it never has to allocate blocks (which holds them up)."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import ctypes.util
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        fallocate = libc.fallocate64 if hasattr(libc, "fallocate64") else libc.fallocate
+    except (OSError, AttributeError):
+        return
+    fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+    if fallocate(fd, 0, 0, size) != 0:
+        err = ctypes.get_errno()
+        if err not in (errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+            raise OSError(err, os.strerror(err))
 
 
 def open_layout(path: str, spec: OutputSpec) -> Tuple[Layout, ...]:
