@@ -292,3 +292,33 @@ def test_cli_full_disk_in_place_is_one_clear_message(tmp_path, resume):
     assert "Traceback" not in text
     left = proc.stdout.split("LEFT:")[1].split()
     assert left == ([".out.tif.tilewise-work"] if resume else []), text
+
+
+# -- the layout itself ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("bigtiff", ["NO", "YES"])
+def test_layout_written_tile_by_tile_is_gdals_cog(tmp_path, bigtiff):
+    """The layout module alone, on a classic TIFF and a BigTIFF (what outputs above 4 GB get): a file laid
+    out and written tile by tile is the COG GDAL's COG driver writes from the same pixels."""
+    from rasterio.shutil import copy as gdal_copy
+    from tilewise.core.grid import Grid, plan_tiles
+    from tilewise.core.io.cog import Placement, cog_options, write_vrt
+    from tilewise.core.io.inplace import plan_layout, write_tile_in_place
+    grid = Grid("EPSG:32633", (10.0, 0.0, 500000.0, 0.0, -10.0, 5000000.0), 1100, 700)
+    spec = OutputSpec(str(tmp_path / "out.tif"), "int16", -9999.0, "NONE", overviews=False)
+    data = np.random.default_rng(2).integers(-500, 500, (2, 700, 1100)).astype("int16")
+    source = write_raster(tmp_path / "source.tif", data, nodata=-9999)
+    options = dict(cog_options(spec), BIGTIFF=bigtiff)
+    reference = tmp_path / "reference.tif"               # as the tile route makes it: a VRT of the pixels
+    full = write_vrt(str(tmp_path / "full.vrt"), grid, spec, ["a", "b"], [Placement(source, 0, 0, 700, 1100)])
+    gdal_copy(full, str(reference), driver="COG", **options)
+    vrt = write_vrt(str(tmp_path / "empty.vrt"), grid, spec, ["a", "b"], [])
+    (layout,) = plan_layout(vrt, str(tmp_path / "inplace.tif"), spec, options)
+    for tile in plan_tiles(grid, 200):
+        write_tile_in_place(layout, tile, data[:, tile.row_off:tile.row_off + tile.height,
+                                               tile.col_off:tile.col_off + tile.width])
+    written = (tmp_path / "inplace.tif").read_bytes()
+    assert written[2:4] == (b"+\0" if bigtiff == "YES" else b"*\0")
+    with rasterio.open(reference) as ref, rasterio.open(tmp_path / "inplace.tif") as got:
+        np.testing.assert_array_equal(got.read(), ref.read())
+    assert written == reference.read_bytes()
