@@ -92,3 +92,33 @@ def test_overviews_off_gives_a_valid_cog_without_overviews_and_the_phases_end_th
         assert f" {phase} " in last, last
     assert "overviews" not in last.split("[")[0]
     assert quiet.lines[-1][0] == "debug" and quiet.lines[-1][1].startswith("Phases (s): ")
+
+
+def test_uncompressed_outputs_written_in_place_are_valid_cogs(tmp_path, out_dir):
+    """Uncompressed outputs are written in place by the workers (no tile files, no assembly), with and without
+    overviews (the workers' level, then GDAL's): GDAL's validator, with its full check of every block's
+    leader and trailer, finds nothing wrong, and the pixels are the tile route's (the DEFLATE output's)."""
+    from tilewise.core.vocabulary import COMPRESSIONS
+    rng = np.random.default_rng(7)
+    arrays = [rng.integers(1, 5000, (1024, 2048)).astype(np.uint16) for _ in range(3)]
+    inputs = [write_raster(tmp_path / f"in{i}.tif", a, nodata=0) for i, a in enumerate(arrays)]
+    none = COMPRESSIONS.index("NONE")
+    deflate = str(out_dir / "deflate.tif")
+    run("tilewise:temporalmedian", {"INPUT": inputs, "TILE_SIZE": 1024, "WORKERS": 2, "OUTPUT": deflate})
+    for name, overviews in (("flat.tif", False), ("pyramid.tif", True)):
+        output = str(out_dir / name)
+        log = _Log()
+        run("tilewise:temporalmedian", {"INPUT": inputs, "TILE_SIZE": 1024, "WORKERS": 2, "COMPRESSION": none,
+                                        "OVERVIEWS": overviews, "OUTPUT": output}, feedback=log)
+        assert any("Cloud-Optimized GeoTIFF in place" in line for _, line in log.lines), log.lines
+        warnings, errors, details = validate(output, full_check=True)
+        assert errors == []
+        assert warnings == ([] if overviews else ["The file is greater than 512xH or Wx512, it is recommended to "
+                                                  "include internal overviews"])
+        assert ("overview_0" in details["ifd_offsets"]) == overviews
+        ds = gdal.Open(output)
+        assert ds.GetMetadataItem("COMPRESSION", "IMAGE_STRUCTURE") is None
+        assert ds.GetRasterBand(1).GetOverviewCount() == (2 if overviews else 0)
+        ds = None
+        np.testing.assert_array_equal(read_raster(output).array, read_raster(deflate).array)
+    assert sorted(p.name for p in out_dir.iterdir()) == ["deflate.tif", "flat.tif", "pyramid.tif"]
