@@ -41,7 +41,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..errors import DiskFullError, OutputError
-from ..grid import Grid, Tile
+from ..grid import Tile
 from ..options import OutputSpec
 from ..runtime.diskspace import is_disk_full
 
@@ -66,7 +66,8 @@ def fits(spec: OutputSpec, tile_size: int, worker_levels: int = 0, overview_leve
     >>> from tilewise.core.options import OutputSpec
     >>> fits(OutputSpec("a.tif", compression="NONE", overviews=False), 512), fits(OutputSpec("a.tif"), 512)
     (True, False)
-    >>> fits(OutputSpec("a.tif", compression="NONE"), 1024, 0, 2), fits(OutputSpec("a.tif", compression="NONE"), 1024, 1, 2)
+    >>> raw = OutputSpec("a.tif", compression="NONE")
+    >>> fits(raw, 1024, worker_levels=0, overview_levels=2), fits(raw, 1024, worker_levels=1, overview_levels=2)
     (False, True)
     """
     if spec.compression != "NONE" or tile_size <= 0 or not hasattr(os, "pwrite"):   # Windows has no pwrite
@@ -109,7 +110,8 @@ class Layout:
 
     @property
     def end(self) -> int:
-        """Where its last block's trailer ends (for the full-resolution image, the last in the file: the file's size)."""
+        """Where its last block's trailer ends (for the full resolution, the last image in the file: the file's
+        size)."""
         return self.first - 4 + self.blocks_across * self.blocks_down * (self.block_bytes + 8)
 
     def offset(self, row: int, col: int) -> int:

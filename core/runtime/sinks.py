@@ -290,8 +290,8 @@ class CogSink(Sink):
         if self.in_place:
             if len(self.layouts) != len(self.cogs):
                 raise RuntimeError("CogSink.begin() must lay out the outputs before the tiles run")
-            return InPlaceTarget(tuple((layouts, c.layer, c.source_bands) for layouts, c in zip(self.layouts, self.cogs)),
-                                 tuple(self.overview_levels(layer, tile_size) for layer in self.layers))
+            cogs = tuple((layouts, c.layer, c.source_bands) for layouts, c in zip(self.layouts, self.cogs))
+            return InPlaceTarget(cogs, tuple(self.overview_levels(layer, tile_size) for layer in self.layers))
         levels = tuple(self.overview_levels(layer, tile_size) for layer in self.layers)
         target = self.target(workdir, tile)
         if not any(levels):
