@@ -225,15 +225,25 @@ def _write_block_part(fd: int, layout: Layout, tile: Tile, data: np.ndarray, row
             buf[:4] = np.frombuffer(_leader(layout), np.uint8)
         if trailer:
             buf[-4:] = buf[-8:-4]
-        os.pwrite(fd, buf, start - 4 * leader + (a0 - r0) * b * pb)
+        _pwrite(fd, buf, start - 4 * leader + (a0 - r0) * b * pb)
         return
     rows_bytes = np.ascontiguousarray(pixels).view(np.uint8).reshape(a1 - a0, (b1 - b0) * pb)
     for y in range(a1 - a0):
-        os.pwrite(fd, rows_bytes[y], start + ((a0 - r0 + y) * b + (b0 - c0)) * pb)
+        _pwrite(fd, rows_bytes[y], start + ((a0 - r0 + y) * b + (b0 - c0)) * pb)
     if leader:
-        os.pwrite(fd, _leader(layout), start - 4)
+        _pwrite(fd, _leader(layout), start - 4)
     if trailer:
-        os.pwrite(fd, rows_bytes[-1, -4:].tobytes(), start + layout.block_bytes)
+        _pwrite(fd, rows_bytes[-1, -4:].tobytes(), start + layout.block_bytes)
+
+
+def _pwrite(fd: int, data, offset: int) -> None:
+    """All of ``data`` at ``offset`` (a write may be cut short, e.g. by a full disk: then it fails)."""
+    view = memoryview(data).cast("B")
+    while len(view):
+        written = os.pwrite(fd, view, offset)
+        if written <= 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        view, offset = view[written:], offset + written
 
 
 def _leader(layout: Layout) -> bytes:

@@ -255,7 +255,10 @@ class CogSink(Sink):
                                       "run again without resume.") from None
                 continue
             vrt, mode = self._empty_vrt(workdir, k)
-            layouts.append(plan_layout(vrt, path, cog.spec, cog_options(cog.spec, overviews=mode)))
+            try:
+                layouts.append(plan_layout(vrt, path, cog.spec, cog_options(cog.spec, overviews=mode)))
+            except OutputError:     # GDAL laid it out otherwise (another version?): the tile route, as before
+                return replace(self, in_place=False)
         return replace(self, layouts=tuple(layouts))
 
     def _empty_vrt(self, workdir: str, k: int) -> Tuple[str, str]:
