@@ -55,7 +55,6 @@ def add_settings(group, icon) -> None:
                               valuetype=setting.FILE))
     config.addSetting(setting(group, SCHEDULER_SETTING, "Dask scheduler address for Tilewise, e.g. tcp://host:8786 "
                               "(empty: run on this machine)", ""))
-    from .warm_engine import DEFAULT_IDLE_MINUTES
     config.addSetting(setting(group, WARM_SETTING, "Keep the Tilewise engine running between runs for this many "
                               "idle minutes (0: start a new engine for every run)", DEFAULT_IDLE_MINUTES,
                               valuetype=setting.FLOAT))
@@ -73,6 +72,9 @@ def remove_settings() -> None:
         config.removeSetting(WARM_SETTING)
         config.removeSetting(HTTP_TIMEOUT_SETTING)
 
+
+#: Minutes the warm engine waits for the next run, when neither the setting nor the variable says.
+DEFAULT_IDLE_MINUTES = 10.0
 
 HTTP_TIMEOUT_SETTING = "TILEWISE_HTTP_TIMEOUT"
 #: The environment variable the engine reads (see ``core/io/network.py``); set, it wins over the setting.

@@ -37,9 +37,7 @@ from typing import Callable, Dict, Optional
 from ..core.vocabulary import EVENT_ACCEPTED, EVENT_LOG
 from .engine_process import _follow, _outcome, _read_events, _read_lines, kill_tree, remove_leftovers, start_engine
 from .interpreter import EngineCancelled, engine_env
-
-#: The warm engine's idle timeout by default, in minutes (a Processing setting; 0: no warm engine).
-DEFAULT_IDLE_MINUTES = 10.0
+from .settings import DEFAULT_IDLE_MINUTES  # noqa: F401 (the idle timeout by default; 0: no warm engine)
 
 
 class _Gone(Exception):
