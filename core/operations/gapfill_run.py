@@ -192,26 +192,45 @@ def _check_output(path: str, read, flags: Optional[OutputSpec]) -> None:
 
 
 def gapfill_tile(job: GapfillJob, tile: Tile, target) -> int:
-    """Read ``tile`` of every date, mask it, fill its gaps; write the values (and flags) tile files."""
+    """Read ``tile`` of every date into one (dates, rows, cols) stack, mask it in place, fill its gaps;
+    write the values (and flags) tile files."""
     from ..kernels.gapfill import gapfill_stack  # compiled kernels load only where tiles are filled
-    stack = np.empty((len(job.inputs), 1, tile.height, tile.width), job.work_dtype)
+    stack = np.empty((len(job.inputs), tile.height, tile.width), job.work_dtype)
     for i, src in enumerate(job.inputs):
+        layer = stack[i:i + 1]  # a (1, rows, cols) view: each date is read straight into its place
         try:
-            read_window(src, [job.band], job.grid, tile, stack[i], job.input_nodata, job.resampling)
+            read_window(src, [job.band], job.grid, tile, layer, job.input_nodata, job.resampling)
             if job.mask is not None:
-                stack[i, 0][read_qa_mask(job.mask, i, job.inputs, job.grid, tile)] = np.nan
+                np.copyto(layer[0], np.nan, where=read_qa_mask(job.mask, i, job.inputs, job.grid, tile))
         except TilewiseError as exc:
             raise TileError(f"{tile.name}: {exc}") from None
         except Exception as exc:
             raise TileError(f"{tile.name}: reading {src} failed: {exc}") from None
-    values, flags = gapfill_stack(stack[:, 0], np.asarray(job.days), job.fill)
+    values, flags = gapfill_stack(stack, np.asarray(job.days), job.fill)
     del stack
-    out = to_output(values, job.outputs[0])     # every output of a job has its type and nodata
+    out = as_output(values, job.outputs[0])     # every output of a job has its type and nodata
     if job.flags is None:
         job.sink.write(target, tile, out)
     else:
         job.sink.write(target, tile, out, flags)
     return tile.index
+
+
+def as_output(values: np.ndarray, spec: OutputSpec) -> np.ndarray:
+    """:func:`~tilewise.core.io.cog.to_output`'s values, without its copy where ``values`` already have the
+    output type (the kernel's float32 or float64): NaN nodata needs nothing, another nodata replaces
+    NaN in place.
+
+    >>> v = np.array([1.5, np.nan], np.float32)
+    >>> as_output(v, OutputSpec("o.tif", "float32", -9999.0)).tolist(), v.tolist()
+    ([1.5, -9999.0], [1.5, -9999.0])
+    """
+    dtype = np.dtype(spec.dtype)
+    if dtype != values.dtype or spec.nodata is None:
+        return to_output(values, spec)
+    if not np.isnan(spec.nodata):
+        np.copyto(values, dtype.type(spec.nodata), where=np.isnan(values))
+    return values
 
 
 def gapfill(inputs: Sequence[str], output: str, method: Union[int, str] = "linear", **options) -> RunReport:
