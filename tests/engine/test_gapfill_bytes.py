@@ -60,6 +60,7 @@ CASES = {
     "int16 in, float64 out": ("int16", dict(method="linear", band=1, output_type="float64", edges=1)),
     "int16 out": ("float32", dict(method="linear", band=1, output_type="int16", flags="flags.tif")),
     "float64 work": ("float64", dict(method="seasonal", years_window=1, band=1, max_gap=200)),
+    "uncompressed": ("float32", dict(method="linear", band=1, compression="NONE", overviews=False, flags="flags.tif")),
 }
 
 
