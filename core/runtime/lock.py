@@ -287,8 +287,8 @@ def lock_if_free(output: str) -> Iterator[bool]:
     lock = OutputLock(output, "cleaning up after a stopped run")
     try:
         free = lock.try_acquire()
-    except OutputError:
-        free = True     # no lock file can be made there: nothing of a run can be there either
+    except (OutputError, OSError):
+        free = True     # no lock file can be made there (no such folder): nothing of a run can be there either
     try:
         yield free
     finally:

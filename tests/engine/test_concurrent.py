@@ -366,3 +366,12 @@ def test_a_failed_stac_search_leaves_none_of_the_folders_it_made_for_its_lock(tm
             stac_search(catalogue.url + "/stac", str(tmp_path / "new" / "deeper" / "layers"), "red")
         assert catalogue.seen
     assert os.listdir(tmp_path) == []
+
+
+def test_cleaning_up_after_a_run_whose_output_folder_does_not_exist_finds_it_free(tmp_path):
+    """QGIS cleans up after a refused run (e.g. an output folder that does not exist) under the lock: no
+    lock file can be made there, and nothing of a run can be there either."""
+    from tilewise.core.runtime.lock import lock_if_free
+    with lock_if_free(str(tmp_path / "no such folder" / "out.tif")) as free:
+        assert free
+    assert os.listdir(tmp_path) == []
