@@ -73,10 +73,8 @@ class _Acceptor:
         self.close()
 
 
-class SilentServer(_Acceptor):
-    """Accepts every connection, reads what is sent and never answers a byte."""
-
-    def serve(self, conn: socket.socket) -> None:
+    def drain(self, conn: socket.socket) -> None:
+        """Read what ``conn`` sends, answer nothing, until it closes or the server does."""
         conn.settimeout(0.2)
         while not self.stopped(0):
             try:
@@ -84,6 +82,13 @@ class SilentServer(_Acceptor):
                     return
             except socket.timeout:
                 continue
+
+
+class SilentServer(_Acceptor):
+    """Accepts every connection, reads what is sent and never answers a byte."""
+
+    def serve(self, conn: socket.socket) -> None:
+        self.drain(conn)
 
 
 class TrickleServer(_Acceptor):

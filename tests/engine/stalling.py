@@ -32,7 +32,7 @@ class StallingServer(_Acceptor):
                 head, buffer = buffer.split(b"\r\n\r\n", 1)
                 if not self._answer(conn, head.decode("latin-1")):
                     self.stalled += 1
-                    self._say_nothing(conn)
+                    self.drain(conn)
                     return
 
     def _answer(self, conn: socket.socket, head: str) -> bool:
@@ -52,11 +52,3 @@ class StallingServer(_Acceptor):
         conn.sendall(f"HTTP/1.1 206 Partial Content\r\nContent-Length: {len(body)}\r\n"
                      f"Content-Range: bytes {start}-{end}/{size}\r\n\r\n".encode() + body)
         return True
-
-    def _say_nothing(self, conn: socket.socket) -> None:
-        while not self.stopped(0):
-            try:
-                if conn.recv(65536) == b"":
-                    return
-            except socket.timeout:
-                continue
