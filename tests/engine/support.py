@@ -7,6 +7,8 @@ are computed in float64 on the input stack with nodata turned into NaN.
 from __future__ import annotations
 
 import os
+import shlex
+import subprocess
 import warnings
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
@@ -161,3 +163,13 @@ def subprocess_env() -> Dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (PLUGINS_DIR, env.get("PYTHONPATH", "")) if p)
     return env
+
+
+def in_small_disk(command, folder, size="1m"):
+    """Run a shell ``command`` where ``folder`` is a fresh tmpfs of ``size`` (a private mount namespace, so
+    nothing shows outside and nothing needs unmounting; works for root and, where user namespaces are
+    allowed, for any user). Its output ends with a listing of the tmpfs after the command."""
+    script = (f"mount -t tmpfs -o size={size} tmpfs {shlex.quote(str(folder))} && cd {shlex.quote(str(folder))} "
+              f"&& {{ {command}; echo \"rc=$?\"; }}; echo LEFT:; ls -A {shlex.quote(str(folder))}")
+    return subprocess.run(["unshare", "--mount", "--map-root-user", "sh", "-c", script], env=subprocess_env(),
+                          capture_output=True, text=True, timeout=120)

@@ -31,7 +31,7 @@ from tilewise.core.runtime.paths import workdir_for
 from tilewise.core.runtime.runner import warnings_to
 from tilewise.core.runtime.workdir import JOURNAL
 
-from support import leftovers, read_raster, subprocess_env, write_raster
+from support import in_small_disk, leftovers, read_raster, subprocess_env, write_raster
 from test_cli import tilewise_cli
 
 SHAPE = (40, 60)
@@ -311,16 +311,6 @@ def test_a_stopped_run_whose_workers_die_too_does_not_hang(tmp_path):
 
 
 # -- 5. a full disk ----------------------------------------------------------------------------------------
-
-def in_small_disk(command, folder, size="1m"):
-    """Run a shell ``command`` where ``folder`` is a fresh tmpfs of ``size`` (a private mount namespace, so
-    nothing shows outside and nothing needs unmounting; works for root and, where user namespaces are
-    allowed, for any user). Its output ends with a listing of the tmpfs after the command."""
-    script = (f"mount -t tmpfs -o size={size} tmpfs {shlex.quote(str(folder))} && cd {shlex.quote(str(folder))} "
-              f"&& {{ {command}; echo \"rc=$?\"; }}; echo LEFT:; ls -A {shlex.quote(str(folder))}")
-    return subprocess.run(["unshare", "--mount", "--map-root-user", "sh", "-c", script], env=subprocess_env(),
-                          capture_output=True, text=True, timeout=120)
-
 
 @pytest.mark.parametrize("resume", [False, True], ids=["plain", "resume"])
 def test_cli_full_disk_is_one_clear_message(tmp_path, resume):

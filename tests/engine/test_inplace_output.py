@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import subprocess
 import sys
 from pathlib import Path
 
@@ -34,7 +33,7 @@ from tilewise.core.runtime.paths import workdir_for
 from tilewise.core.runtime.runner import run_tiles
 from tilewise.core.runtime.workdir import JOURNAL
 
-from support import leftovers, subprocess_env, write_raster
+from support import in_small_disk, leftovers, write_raster
 
 
 class ElsewhereExecutor(Executor):
@@ -265,14 +264,6 @@ def test_resume_with_a_damaged_partial_file_is_one_message(failed):
 
 
 # -- a full disk ---------------------------------------------------------------------------------------------
-
-def in_small_disk(command, folder, size="1m"):
-    """Run a shell ``command`` where ``folder`` is a fresh tmpfs of ``size`` (a private mount namespace)."""
-    script = (f"mount -t tmpfs -o size={size} tmpfs {shlex.quote(str(folder))} && cd {shlex.quote(str(folder))} "
-              f"&& {{ {command}; echo \"rc=$?\"; }}; echo LEFT:; ls -A {shlex.quote(str(folder))}")
-    return subprocess.run(["unshare", "--mount", "--map-root-user", "sh", "-c", script], env=subprocess_env(),
-                          capture_output=True, text=True, timeout=120)
-
 
 @pytest.mark.parametrize("resume", [False, True], ids=["plain", "resume"])
 def test_cli_full_disk_in_place_is_one_clear_message(tmp_path, resume):
