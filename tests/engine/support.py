@@ -18,7 +18,7 @@ import rasterio
 from affine import Affine
 
 import tilewise
-from tilewise.core.runtime.paths import lock_path, partial_path, workdir_for
+from tilewise.core.runtime.paths import JOURNAL_NAME, lock_path, partial_path, workdir_for
 
 #: The folder that holds the ``tilewise`` package, for PYTHONPATH of subprocesses.
 PLUGINS_DIR = os.path.dirname(os.path.dirname(os.path.abspath(tilewise.__file__)))
@@ -173,3 +173,9 @@ def in_small_disk(command, folder, size="1m"):
               f"&& {{ {command}; echo \"rc=$?\"; }}; echo LEFT:; ls -A {shlex.quote(str(folder))}")
     return subprocess.run(["unshare", "--mount", "--map-root-user", "sh", "-c", script], env=subprocess_env(),
                           capture_output=True, text=True, timeout=120)
+
+
+def journal(output) -> List[str]:
+    """The tile files the work folder's journal of ``output`` lists, in order (none without a journal)."""
+    path = Path(workdir_for(str(output))) / JOURNAL_NAME
+    return [line.split()[0] for line in path.read_text().splitlines()] if path.exists() else []

@@ -31,9 +31,8 @@ from tilewise.core.runtime.executor import SerialExecutor
 from tilewise.core.runtime.executor_base import Executor
 from tilewise.core.runtime.paths import workdir_for
 from tilewise.core.runtime.runner import run_tiles
-from tilewise.core.runtime.workdir import JOURNAL
 
-from support import in_small_disk, leftovers, write_raster
+from support import in_small_disk, journal, leftovers, write_raster
 
 
 class ElsewhereExecutor(Executor):
@@ -192,11 +191,6 @@ def fail_on_tile_five(job, tile, target):
     if tile.index == 5:
         raise TileError(f"{tile.name}: reading {job.inputs[0]} failed: connection reset")
     return composite_tile(job, tile, target)
-
-
-def journal(out) -> list:
-    path = Path(workdir_for(str(out))) / JOURNAL
-    return [line.split()[0] for line in path.read_text().splitlines()] if path.exists() else []
 
 
 @pytest.fixture

@@ -23,9 +23,9 @@ from tilewise.core.runtime.paths import partial_path, workdir_for
 from tilewise.core.options import RunOptions
 from tilewise.core.runtime.runner import run_tiles
 from tilewise.core.operations.composite import CompositeOptions, composite_tile, plan_composite
-from tilewise.core.runtime.workdir import JOURNAL, MANIFEST
+from tilewise.core.runtime.workdir import MANIFEST
 
-from support import build_stack, leftovers, read_raster, subprocess_env
+from support import build_stack, journal, leftovers, read_raster, subprocess_env
 
 SHAPE = (40, 60)       # 16-pixel tiles: 3 x 4 = 12 tiles
 
@@ -34,11 +34,6 @@ def raise_on_tile_five(job, tile, path):
     if tile.index == 5:
         raise TileError(f"{tile.name}: reading {job.inputs[1]} failed: connection reset")
     return composite_tile(job, tile, path)
-
-
-def journal(output) -> list:
-    path = Path(workdir_for(str(output))) / JOURNAL
-    return [line.split()[0] for line in path.read_text().splitlines()] if path.exists() else []
 
 
 def stamps(output, names) -> dict:
