@@ -57,20 +57,26 @@ def http_timeout() -> int:
     return parse_timeout(text, HTTP_TIMEOUT_ENV)
 
 
-def parse_timeout(text: str, what: str = "--http-timeout") -> int:
-    """Whole seconds, at least 1 (a fraction is rounded up: GDAL counts whole seconds), from ``text``;
-    else a :class:`ParameterError` naming ``what`` (worded as the STAC client's, which reads the same setting).
-
-    >>> parse_timeout("2.5"), parse_timeout("60")
-    (3, 60)
-    """
+def timeout_seconds(text: str, what: str = "--http-timeout") -> float:
+    """The seconds ``text`` says (a number above 0); else a :class:`ParameterError` naming ``what``. The STAC
+    client reads the setting this way; GDAL's reads through :func:`parse_timeout`."""
     try:
         value = float(text)
     except ValueError:
         value = float("nan")
     if not math.isfinite(value) or value <= 0:
         raise ParameterError(f"{what}={text!r} is not a number of seconds above 0 (default {DEFAULT_HTTP_TIMEOUT}).")
-    return max(1, math.ceil(value))
+    return value
+
+
+def parse_timeout(text: str, what: str = "--http-timeout") -> int:
+    """Whole seconds, at least 1 (a fraction is rounded up: GDAL counts whole seconds), from ``text``;
+    else a :class:`ParameterError` naming ``what``.
+
+    >>> parse_timeout("2.5"), parse_timeout("60")
+    (3, 60)
+    """
+    return max(1, math.ceil(timeout_seconds(text, what)))
 
 
 def http_config(timeout: Optional[int] = None) -> Dict[str, str]:

@@ -29,12 +29,12 @@ from http import HTTPStatus
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from ...errors import CatalogError, ParameterError
+from ...io.network import DEFAULT_HTTP_TIMEOUT, HTTP_TIMEOUT_ENV, timeout_seconds
 
 LogFn = Callable[[str], None]
 
 USER_AGENT = "tilewise (STAC search; +https://github.com/tilewise)"
-TIMEOUT_SETTING = "TILEWISE_HTTP_TIMEOUT"
-DEFAULT_TIMEOUT = 30.0                    # as GDAL's remote reads (tilewise.core.io.network)
+TIMEOUT_SETTING = HTTP_TIMEOUT_ENV        # one setting with GDAL's remote reads (tilewise.core.io.network)
 DEADLINE_FACTOR = 2.0                     # a whole request, retries included: twice the silence allowed
 TRANSIENT = {429, 500, 502, 503, 504}
 MAX_DOCUMENT = 512 * 1024 * 1024          # bytes of one JSON document
@@ -45,19 +45,10 @@ Origin = Tuple[str, str, int]
 
 
 def http_timeout() -> float:
-    """How long a server may stay silent: ``TILEWISE_HTTP_TIMEOUT`` seconds (default 30); a bad value is
-    a :class:`ParameterError` naming the setting."""
+    """How long a server may stay silent: ``TILEWISE_HTTP_TIMEOUT`` seconds (default 30, fractions kept); a bad
+    value is a :class:`ParameterError` naming the setting."""
     text = os.environ.get(TIMEOUT_SETTING, "").strip()
-    if not text:
-        return DEFAULT_TIMEOUT
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value > 0 or value != value or value == float("inf"):
-        raise ParameterError(f"{TIMEOUT_SETTING}={text!r} is not a number of seconds above 0 (default "
-                             f"{DEFAULT_TIMEOUT:g}).")
-    return value
+    return timeout_seconds(text, TIMEOUT_SETTING) if text else float(DEFAULT_HTTP_TIMEOUT)
 
 
 def retry_settings() -> Tuple[int, float]:
