@@ -1,0 +1,600 @@
+"""The ``chips`` operation: the pixels around each feature, every date and band, one netCDF cube per feature.
+
+Planning (:func:`plan_chips_job`, in this process): the output grid's lattice (the first input's, or
+CRS and cell size given), one window per feature on it (:mod:`.plan`), and a *working grid* that just
+holds every window. Windows are assigned to the tiles of the working grid as the extraction assigns its
+features (:func:`~tilewise.core.kernels.footprints.assign_tiles`); only tiles that hold a window are
+tasks, and each task reads only the rectangle of its tile that its windows cover.
+
+A task (:func:`chips_tile`, in a worker) reads that rectangle once per raster (every band at once,
+resampled onto the grid when the raster is on another grid; the QA mask applied), so however many
+chips touch it, it is read once, and holds ``dates x bands x rectangle`` values at a time: memory is
+bounded by the tile size times the dates and bands, not by the number of features. A chip wholly in
+the task's tile is written there as its netCDF file (in the work folder); the pieces of chips that
+span tiles go into the task's part file.
+
+Finishing (:class:`ChipSink`, in this process) assembles the chips that span tiles (one at a time),
+moves every file into OUTPUT_FOLDER under its feature's name (each atomically), lists them in the
+folder's marker and removes the files of an earlier run there that this one did not write again.
+
+A feature whose window meets none of the rasters is skipped (no file), with one warning naming it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import warnings
+from dataclasses import dataclass, field, replace
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import shapely
+
+from ...dates import overridden_warnings, read_dates
+from ...errors import InputError, OutputError, ParameterError, TileError, TilewiseError, TilewiseWarning
+from ...grid import Grid, Tile, auto_tile_size, plan_tiles
+from ...io.netcdf import Variable, cf_attribute_value, cf_grid_mapping, geotransform_text, nc_name, write_netcdf
+from ...io.sources import describe_raster, read_qa_mask, read_window
+from ...io.vector import Zones, check_zone_coordinates, read_zones, reproject, same_crs
+from ...kernels.footprints import assign_tiles, footprints_from_pixels
+from ...masks import MaskSpec, parse_codes, preset_by_name
+from ...options import GridOptions, LogFn, OutputOptions, Options, plan_grid, split_options
+from ...runtime.diskspace import SpaceNeed
+from ...runtime.runner import RunReport, TileBudget, TiledJob, run_tiles, warnings_to
+from ...runtime.sinks import Sink, read_part, write_part
+from ...vocabulary import CHIPS_BUFFER_UNITS, CHIPS_MODES
+from ..composite import choose_bands, plan_input_mask
+from ..extract.layout import date_order
+from ..extract.run import _checked_crs, zones_digest
+from ..extract.spec import choose
+from .plan import MARKER, buffer_in_grid_units, check_folder, chip_bytes, chip_names, chip_windows, describe_ids, \
+    parse_size, write_marker
+
+#: Most bytes one chip (every date and band of its window) may hold: it is assembled whole in memory.
+CHIP_BUDGET = 512 * 2**20
+#: Most bytes a task's window holds at once (every date and band), which sizes the tiles.
+TILE_BUDGET = 256 * 2**20
+_WIDE_TYPES = {"int32", "uint32", "int64", "uint64", "float64"}
+_RESERVED = ("time", "y", "x", "crs")
+
+
+@dataclass(frozen=True)
+class ChipsOptions:
+    """The chips' own options (the grid and run options are shared: :mod:`tilewise.core.options`).
+
+    What: ``mode`` (0 ``box``: the feature's bounding box grown by ``buffer``, in ``buffer_units``
+    0 ``grid`` (the output CRS's units) or 1 ``metres``; 1 ``patch``: ``size_x`` x ``size_y`` pixels
+    centred on the feature). What to read: ``bands`` (default all but the mask band), ``input_nodata``,
+    a QA mask (``mask_band`` or ``mask_layers``, with ``mask_values``, ``mask_bits``, ``mask_preset``),
+    ``dates`` (one per raster, for rasters whose name and metadata give none). The zones: ``id_field``
+    (names the files), ``layer``, ``zones_crs``.
+    """
+
+    mode: Union[int, str] = "box"
+    buffer: float = 0.0
+    buffer_units: Union[int, str] = "grid"
+    size_x: int = 32
+    size_y: int = 32
+    bands: Optional[Sequence[int]] = None
+    input_nodata: Optional[float] = None
+    mask_band: Optional[int] = None
+    mask_layers: Optional[Sequence[str]] = None
+    mask_values: Any = ()
+    mask_bits: Any = ()
+    mask_preset: Any = None
+    dates: Any = None
+    id_field: Optional[str] = None
+    layer: Optional[str] = None
+    zones_crs: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        """Checked and in one form, so the same job in other words is the same job for resume."""
+        try:
+            buffer = float(self.buffer or 0.0)
+        except (TypeError, ValueError):
+            raise ParameterError(f"BUFFER is a distance, got {self.buffer!r}.") from None
+        if not np.isfinite(buffer) or buffer < 0:
+            raise ParameterError(f"BUFFER must be 0 or more, got {self.buffer!r}.")
+        values = dict(mode=choose(self.mode, CHIPS_MODES, "chip mode"), buffer=buffer,
+                      buffer_units=choose(self.buffer_units, CHIPS_BUFFER_UNITS, "buffer unit"),
+                      size_x=parse_size(self.size_x, "SIZE_X"), size_y=parse_size(self.size_y, "SIZE_Y"),
+                      bands=tuple(int(b) for b in self.bands) if self.bands else None,
+                      mask_layers=tuple(self.mask_layers) if self.mask_layers else None,
+                      mask_values=parse_codes(self.mask_values, "MASK_VALUES"),
+                      mask_bits=parse_codes(self.mask_bits, "MASK_BITS"),
+                      mask_preset=preset_by_name(self.mask_preset).name,
+                      dates=tuple(self.dates) if self.dates is not None and not isinstance(self.dates, str)
+                      else (self.dates or None))
+        for name, value in values.items():
+            object.__setattr__(self, name, value)
+
+
+@dataclass(frozen=True)
+class ChipPlan:
+    """What the tasks need (numpy arrays and plain values; no geometries).
+
+    ``windows``: ``(n, 4)`` row, col, height, width of each chip on the working grid (height 0: no
+    chip). Task ``k`` reads ``reads[k]`` (row, col, height, width) and holds the chips
+    ``members[offsets[k]:offsets[k + 1]]``; ``parts[z]``: how many tasks chip ``z`` spans. ``names``,
+    ``ids`` and ``attrs`` (object arrays): each chip's file name, id and global attributes.
+    """
+
+    windows: np.ndarray
+    reads: np.ndarray
+    offsets: np.ndarray
+    members: np.ndarray
+    parts: np.ndarray
+    names: np.ndarray
+    ids: np.ndarray
+    attrs: np.ndarray
+
+    def of_task(self, k: int) -> np.ndarray:
+        return self.members[self.offsets[k]:self.offsets[k + 1]]
+
+    def tasks_of(self) -> Dict[int, List[int]]:
+        """For every chip that spans tasks: the tasks holding its pieces."""
+        out: Dict[int, List[int]] = {}
+        for k in range(len(self.offsets) - 1):
+            for z in self.of_task(k):
+                if self.parts[z] > 1:
+                    out.setdefault(int(z), []).append(k)
+        return out
+
+
+@dataclass(frozen=True)
+class ChipsJob(TiledJob):
+    """Chips for the runner. The plain fields identify the job (resume); ``plan`` is what tasks need."""
+
+    inputs: Tuple[str, ...]
+    zones: str
+    zones_digest: str
+    options: ChipsOptions
+    folder: str
+    outputs: Tuple[str, ...]
+    grid: Grid
+    resampling: str
+    bands: Tuple[int, ...]
+    variables: Tuple[str, ...]
+    order: Tuple[int, ...]
+    times: Tuple[float, ...]
+    dated: bool
+    input_nodata: Optional[float]
+    mask: Optional[MaskSpec]
+    work_dtype: str
+    planned_tile_size: int
+    cf: Tuple[Any, ...]
+    stale: Tuple[str, ...] = ()
+    plan: Optional[ChipPlan] = field(default=None, repr=False, compare=False)
+
+    @property
+    def output(self) -> str:
+        return self.outputs[0]
+
+    @property
+    def sink(self) -> "ChipSink":
+        return ChipSink(self.folder, self.outputs, self.stale, self)
+
+    @property
+    def budget(self) -> TileBudget:
+        return TileBudget(len(self.inputs) * len(self.bands) + 1, np.dtype(self.work_dtype).itemsize)
+
+    @property
+    def tile_size(self) -> Optional[int]:
+        return self.planned_tile_size
+
+    def tiles(self, tile_size: int) -> List[Tile]:
+        """One runner tile per task: the rectangle it reads."""
+        return [Tile(k, int(r[0]), int(r[1]), int(r[2]), int(r[3])) for k, r in enumerate(self.plan.reads)]
+
+
+# -- one task ---------------------------------------------------------------------------------------------------
+
+def chips_tile(job: ChipsJob, tile: Tile, target: str) -> int:
+    """Read ``tile`` (a task's rectangle) of every date once, cut its chips: whole ones to their netCDF
+    file beside ``target``, pieces of the others into ``target``'s part."""
+    stack = read_stack(job, tile)
+    plan = job.plan
+    pieces: Dict[str, np.ndarray] = {"chips": plan.of_task(tile.index)}
+    folder = os.path.dirname(target)
+    for z in plan.of_task(tile.index):
+        r, c, h, w = (int(v) for v in plan.windows[z])
+        r0, c0 = max(r, tile.row_off), max(c, tile.col_off)
+        r1, c1 = min(r + h, tile.row_off + tile.height), min(c + w, tile.col_off + tile.width)
+        piece = stack[:, :, r0 - tile.row_off:r1 - tile.row_off, c0 - tile.col_off:c1 - tile.col_off]
+        if plan.parts[z] == 1:
+            write_chip(job, int(z), piece, staged_path(folder, int(z)))
+        else:
+            pieces[f"p{z}"] = piece
+            pieces[f"o{z}"] = np.array([r0 - r, c0 - c], np.int64)
+    write_part(target, pieces)
+    return tile.index
+
+
+def read_stack(job: ChipsJob, tile: Tile) -> np.ndarray:
+    """``(dates, bands, rows, cols)`` of ``tile`` in date order: NaN where there is no data or the QA
+    mask drops the pixel."""
+    stack = np.empty((len(job.order), len(job.bands), tile.height, tile.width), job.work_dtype)
+    for d, i in enumerate(job.order):
+        src = job.inputs[i]
+        try:
+            read_window(src, list(job.bands), job.grid, tile, stack[d], job.input_nodata, job.resampling)
+            if job.mask is not None:
+                np.copyto(stack[d], np.nan, where=read_qa_mask(job.mask, i, job.inputs, job.grid, tile)[None])
+        except TilewiseError as exc:
+            raise TileError(f"{tile.name}: {exc}") from None
+        except Exception as exc:                                 # noqa: BLE001 - say which tile and input
+            raise TileError(f"{tile.name}: reading {src} failed: {exc}") from None
+    return stack
+
+
+def staged_path(folder: str, z: int) -> str:
+    return os.path.join(folder, f"chip_{z:07d}.nc")
+
+
+def write_chip(job: ChipsJob, z: int, values: np.ndarray, path: str) -> str:
+    """Write chip ``z`` (``(dates, bands, rows, cols)``) as a CF-1.8 netCDF file at ``path``."""
+    plan = job.plan
+    r, c, h, w = (int(v) for v in plan.windows[z])
+    a, b, x0, d, e, y0 = job.grid.transform
+    transform = (a, 0.0, x0 + a * c, 0.0, e, y0 + e * r)
+    mapping, x_attrs, y_attrs = job.cf
+    xs = transform[2] + a * (np.arange(w) + 0.5)
+    ys = transform[5] + e * (np.arange(h) + 0.5)
+    if job.dated:
+        time_attrs = {"standard_name": "time", "long_name": "time", "axis": "T",
+                      "units": "days since 1970-01-01", "calendar": "standard"}
+    else:
+        time_attrs = {"long_name": "step (the inputs have no dates)"}
+    variables = [Variable("time", ("time",), np.asarray(job.times, np.float64), time_attrs),
+                 Variable("y", ("y",), ys, {**dict(y_attrs), "axis": "Y"}),
+                 Variable("x", ("x",), xs, {**dict(x_attrs), "axis": "X"}),
+                 Variable("crs", (), np.array(0, np.int32), {**dict(mapping), "GeoTransform": geotransform_text(transform)})]
+    fill = np.asarray(np.nan, job.work_dtype)
+    for k, (name, band) in enumerate(zip(job.variables, job.bands)):
+        variables.append(Variable(name, ("time", "y", "x"), values[:, k],
+                                  {"_FillValue": fill, "long_name": f"band {band}", "grid_mapping": "crs",
+                                   "coordinates": "time y x"}))
+    dims = {"time": len(job.times), "y": h, "x": w}
+    return write_netcdf(path, dims, variables, dict(plan.attrs[z]))
+
+
+# -- finishing --------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ChipSink(Sink):
+    """Tasks' files -> one netCDF file per chip in ``folder`` (see the module's description)."""
+
+    folder: str
+    chip_files: Tuple[str, ...]
+    stale: Tuple[str, ...]
+    job: ChipsJob = field(repr=False, compare=False)
+
+    @property
+    def home(self) -> str:
+        return self.folder
+
+    @property
+    def outputs(self) -> Tuple[str, ...]:
+        return self.chip_files
+
+    def target(self, workdir: str, tile: Tile) -> str:
+        return os.path.join(workdir, f"part_{tile.index:07d}.npz")
+
+    def journal_entries(self, workdir: str, tile: Tile) -> List[Tuple[str, str]]:
+        plan = self.job.plan
+        whole = [int(z) for z in plan.of_task(tile.index) if plan.parts[z] == 1]
+        paths = [self.target(workdir, tile)] + [staged_path(workdir, z) for z in whole]
+        return [(os.path.basename(p), p) for p in paths]
+
+    def space_needed(self, tiles: Sequence[Tile]) -> SpaceNeed:
+        plan = self.job.plan
+        kept = plan.windows[:, 2] > 0
+        layers = len(self.job.times) * len(self.job.bands)
+        total = int(chip_bytes(plan.windows[kept], layers, np.dtype(self.job.work_dtype).itemsize).sum())
+        return SpaceNeed(os.path.dirname(os.path.abspath(self.folder)), total, total)
+
+    def finish(self, workdir: str, tiles: Sequence[Tile], say: LogFn) -> Dict[str, Any]:
+        job, plan = self.job, self.job.plan
+        os.makedirs(self.folder, exist_ok=True)
+        spanning = plan.tasks_of()
+        say(f"Writing {len(self.chip_files)} chips into {self.folder}")
+        written = []
+        for z in np.flatnonzero(plan.windows[:, 2] > 0):
+            final = os.path.join(self.folder, str(plan.names[z]))
+            if z in spanning:
+                write_chip(job, int(z), assemble(job, int(z), spanning[int(z)], workdir), final)
+            else:
+                _move(staged_path(workdir, int(z)), final)
+            written.append(os.path.basename(final))
+        write_marker(self.folder, written)
+        for name in self.stale:
+            _remove(os.path.join(self.folder, name))
+        r = plan.windows[plan.windows[:, 2] > 0]
+        return dict(rows=len(written), width=int(r[:, 3].max()), height=int(r[:, 2].max()),
+                    bands=len(job.bands))
+
+    def abort(self) -> None:
+        pass    # every chip file is renamed into place whole; nothing partial is left under a chip's name
+
+
+def assemble(job: ChipsJob, z: int, tasks: Sequence[int], workdir: str) -> np.ndarray:
+    """Chip ``z`` from its pieces in the parts of ``tasks`` (NaN where no piece lies: past the rasters)."""
+    _, _, h, w = (int(v) for v in job.plan.windows[z])
+    out = np.full((len(job.times), len(job.bands), h, w), np.nan, job.work_dtype)
+    for k in tasks:
+        with np.load(os.path.join(workdir, f"part_{k:07d}.npz"), allow_pickle=False) as part:
+            piece, (r, c) = part[f"p{z}"], part[f"o{z}"]
+        out[:, :, r:r + piece.shape[2], c:c + piece.shape[3]] = piece
+    return out
+
+
+def _move(src: str, dst: str) -> None:
+    """``src`` to ``dst`` atomically, leaving ``src`` for a resumed run (a hard link, else a copy)."""
+    folder, name = os.path.split(dst)
+    tmp = os.path.join(folder, f".{name}.tilewise-partial")
+    _remove(tmp)
+    try:
+        os.link(src, tmp)
+    except OSError:
+        shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+
+
+def _remove(path: str) -> None:
+    try:
+        os.remove(path)
+    except OSError:
+        pass
+
+
+# -- planning ---------------------------------------------------------------------------------------------------
+
+def plan_chips_job(inputs: Sequence[str], zones: Union[str, Zones], folder: str, own: ChipsOptions,
+                   options: Options) -> ChipsJob:
+    """Check every parameter and input and plan the job; nothing is written here."""
+    if not inputs:
+        raise InputError("No input rasters were given; chips need at least one.")
+    if options.grid.extent is not None:
+        raise ParameterError("Chips take their extent from the features: give no EXTENT.")
+    infos = [describe_raster(p) for p in inputs]
+    mask_infos = [describe_raster(m) for m in own.mask_layers or ()]
+    bands = choose_bands(infos, own.bands, own.mask_band)
+    mask = plan_input_mask(infos, mask_infos, own)
+    ref = describe_raster(options.grid.reference) if options.grid.reference else infos[0]
+    base = plan_grid(ref, options.grid)
+    order, times, dated = _series(inputs, own.dates)
+    work = "float64" if any(info.dtypes[b - 1] in _WIDE_TYPES for info in infos for b in bands) else "float32"
+    source = zones if isinstance(zones, str) else zones.source
+    if isinstance(zones, str):
+        zones = read_zones(zones, layer=own.layer, id_field=own.id_field)
+    if own.zones_crs:
+        zones = replace(zones, crs=_checked_crs(own.zones_crs, source))
+    if not same_crs(zones.crs, base.crs):
+        check_zone_coordinates(zones)
+    windows = _feature_windows(zones, base, own)
+    windows = _drop_outside(zones, windows, base, infos)
+    layers = len(order) * len(bands)
+    _check_chip_sizes(zones, windows, layers, np.dtype(work).itemsize)
+    grid, windows = _working_grid(base, windows)
+    size = options.run.tile_size or auto_tile_size(layers + 1, np.dtype(work).itemsize, TILE_BUDGET)
+    plan = _assign(grid, windows, size, zones)
+    names = tuple(str(n) for n in plan.names[plan.windows[:, 2] > 0])
+    stale = check_folder(folder, names)
+    _check_not_inputs(folder, infos + mask_infos)
+    variables = _variable_names(inputs[0], bands)
+    return ChipsJob(tuple(inputs), source, zones_digest(zones), own, os.path.abspath(folder),
+                    tuple(os.path.join(os.path.abspath(folder), n) for n in names), grid,
+                    options.grid.resampling, bands, variables, order, times, dated, own.input_nodata, mask, work,
+                    int(size), cf_grid_mapping(grid.crs), stale, plan)
+
+
+def _series(inputs: Sequence[str], dates: Any) -> Tuple[Tuple[int, ...], Tuple[float, ...], bool]:
+    """Input order by date, and each output step's day number (or step number for an undated series)."""
+    series = read_dates(inputs, dates)
+    for message in overridden_warnings(series):
+        warnings.warn(TilewiseWarning(message), stacklevel=3)
+    if series.dated:
+        days = series.days
+        order = date_order(days.astype("datetime64[D]"))
+        return tuple(int(i) for i in order), tuple(float(days[i]) for i in order), True
+    if len(inputs) > 1:
+        warnings.warn(TilewiseWarning("The inputs have no dates (none in their file names or metadata, and no "
+                                      "DATES): the chips' time axis is their order, 0, 1, 2..."), stacklevel=3)
+    return tuple(range(len(inputs))), tuple(float(i) for i in range(len(inputs))), False
+
+
+def _feature_windows(zones: Zones, base: Grid, own: ChipsOptions) -> np.ndarray:
+    moved = reproject(zones.geometry, zones.crs, base.crs or zones.crs, zones.source)
+    latitudes = np.zeros(len(moved))
+    if own.mode == "box" and own.buffer_units == "metres" and own.buffer > 0:
+        with np.errstate(invalid="ignore"):
+            latitudes = np.nan_to_num(shapely.get_y(shapely.centroid(moved)))
+    buffer = buffer_in_grid_units(own.buffer, own.buffer_units, base.crs, latitudes)
+    windows = chip_windows(moved, base.transform, own.mode, buffer, (own.size_x, own.size_y))
+    empty = np.flatnonzero(windows[:, 2] == 0)
+    if len(empty):
+        warnings.warn(TilewiseWarning(f"{len(empty)} features of {zones.source} have no geometry and get no chip "
+                                      f"({zones.id_name} {describe_ids(zones.ids, empty)})."), stacklevel=3)
+    return windows
+
+
+def _drop_outside(zones: Zones, windows: np.ndarray, base: Grid, infos) -> np.ndarray:
+    """Windows meeting no raster are dropped (height 0), with one warning naming their features."""
+    from rasterio.crs import CRS
+    from ...io.coverage import footprint
+    target = CRS.from_user_input(base.crs) if base.crs else None
+    a, _, c, _, e, f = base.transform
+    boxes = [footprint(info, target) for info in infos]
+    x0, x1 = c + a * windows[:, 1], c + a * (windows[:, 1] + windows[:, 3])
+    y0, y1 = f + e * (windows[:, 0] + windows[:, 2]), f + e * windows[:, 0]
+    meets = np.zeros(len(windows), bool)
+    for bx0, by0, bx1, by1 in boxes:
+        meets |= (x0 < bx1) & (bx0 < x1) & (y0 < by1) & (by0 < y1)
+    out = np.flatnonzero(~meets & (windows[:, 2] > 0))
+    if len(out):
+        kept = int(np.count_nonzero(meets & (windows[:, 2] > 0)))
+        if kept == 0:
+            raise InputError(f"None of the features of {zones.source} lies on any of the {len(infos)} rasters: no "
+                             "chip to write. Check that the zones and rasters cover the same area and that the zones "
+                             "layer has the right CRS.")
+        warnings.warn(TilewiseWarning(
+            f"{len(out)} features of {zones.source} lie outside every raster and are skipped (no chip file): "
+            f"{zones.id_name} {describe_ids(zones.ids, out)}."), stacklevel=3)
+        windows = windows.copy()
+        windows[out] = 0
+    return windows
+
+
+def _check_chip_sizes(zones: Zones, windows: np.ndarray, layers: int, itemsize: int) -> None:
+    sizes = chip_bytes(windows, layers, itemsize)
+    big = np.flatnonzero(sizes > CHIP_BUDGET)
+    if len(big):
+        z = big[int(np.argmax(sizes[big]))]
+        raise ParameterError(
+            f"The chip of {zones.id_name} {zones.ids[z]} would be {windows[z, 3]} x {windows[z, 2]} pixels x "
+            f"{layers} dates and bands ({sizes[z] / 2**20:.0f} MiB), more than the {CHIP_BUDGET // 2**20} MiB one "
+            f"chip may hold ({len(big)} chips are too large). Use a smaller BUFFER or SIZE, a coarser CELL_SIZE, "
+            "or fewer bands or dates.")
+
+
+def _working_grid(base: Grid, windows: np.ndarray) -> Tuple[Grid, np.ndarray]:
+    """The grid on ``base``'s lattice that just holds every window, and the windows on it."""
+    kept = windows[:, 2] > 0
+    r0, c0 = windows[kept, 0].min(), windows[kept, 1].min()
+    r1 = (windows[kept, 0] + windows[kept, 2]).max()
+    c1 = (windows[kept, 1] + windows[kept, 3]).max()
+    a, b, c, d, e, f = base.transform
+    grid = Grid(base.crs, (a, b, c + a * c0, d, e, f + e * r0), int(c1 - c0), int(r1 - r0))
+    moved = windows.copy()
+    moved[kept, 0] -= r0
+    moved[kept, 1] -= c0
+    return grid, moved
+
+
+def _assign(grid: Grid, windows: np.ndarray, tile_size: int, zones: Zones) -> ChipPlan:
+    """Windows to tiles as the extraction assigns its features; tasks: the tiles holding a window,
+    each reading the rectangle of its tile that its windows cover."""
+    kept = windows[:, 2] > 0
+    boxes = np.array([shapely.box(c, r, c + w, r + h) if k else None
+                      for (r, c, h, w), k in zip(windows.tolist(), kept)], dtype=object)
+    assignment = assign_tiles(footprints_from_pixels(boxes, grid.height, grid.width), tile_size)
+    reads, offsets, members = [], [0], []
+    parts = np.zeros(len(windows), np.int64)
+    for t, tile in enumerate(plan_tiles(grid, tile_size)):
+        chosen, rects = [], []
+        for z in assignment.of_tile(t):
+            r, c, h, w = windows[z]
+            r0, c0 = max(r, tile.row_off), max(c, tile.col_off)
+            r1, c1 = min(r + h, tile.row_off + tile.height), min(c + w, tile.col_off + tile.width)
+            if r1 > r0 and c1 > c0:        # a window touching the tile's edge only has no pixel in it
+                chosen.append(int(z))
+                rects.append((r0, c0, r1, c1))
+        if not chosen:
+            continue
+        rects_a = np.array(rects)
+        top, left = rects_a[:, 0].min(), rects_a[:, 1].min()
+        reads.append((top, left, rects_a[:, 2].max() - top, rects_a[:, 3].max() - left))
+        members.extend(chosen)
+        offsets.append(len(members))
+        parts[chosen] += 1
+    names = np.array([n + ".nc" for n in chip_names(zones.ids)], dtype=object)
+    return ChipPlan(windows, np.array(reads, np.int64).reshape(-1, 4), np.array(offsets, np.int64),
+                    np.array(members, np.int64), parts, names, np.asarray(zones.ids, dtype=object),
+                    _global_attributes(zones))
+
+
+def _global_attributes(zones: Zones) -> np.ndarray:
+    """Each feature's global attributes: the conventions, its id, and its fields (netCDF names)."""
+    out = np.empty(len(zones), dtype=object)
+    fields = list(zones.fields.items())
+    for i in range(len(zones)):
+        attrs: Dict[str, Any] = {"Conventions": "CF-1.8", "title": f"Tilewise chip of {zones.id_name} {zones.ids[i]}",
+                                 "source": f"tilewise chips; zones {os.path.basename(zones.source)}",
+                                 "feature_id": cf_attribute_value(zones.ids[i]), "id_field": zones.id_name}
+        taken = list(attrs)
+        for name, values in fields:
+            value = values[i]
+            if isinstance(values, np.ma.MaskedArray) and values.mask is not np.ma.nomask and values.mask[i]:
+                value = None
+            key = nc_name(name, taken)
+            taken.append(key)
+            attrs[key] = cf_attribute_value(value)
+        out[i] = tuple((k, v) for k, v in attrs.items() if v is not None)
+    return out
+
+
+def _variable_names(first: str, bands: Sequence[int]) -> Tuple[str, ...]:
+    """One netCDF variable per band: the band's description in the first input, else ``band_<n>``."""
+    from ...io.sources import open_raster
+    try:
+        with open_raster(first) as src:
+            descriptions = src.descriptions
+    except Exception:  # noqa: BLE001 - the names are a nicety; the input was read before
+        descriptions = ()
+    taken: List[str] = list(_RESERVED)
+    out = []
+    for b in bands:
+        text = descriptions[b - 1] if b - 1 < len(descriptions) and descriptions[b - 1] else f"band_{b}"
+        name = nc_name(text, taken)
+        taken.append(name)
+        out.append(name)
+    return tuple(out)
+
+
+def _check_not_inputs(folder: str, infos) -> None:
+    from ...io.outputs import local_file
+    real = os.path.realpath(folder)
+    for info in infos:
+        for path in (info.path, *info.files):
+            local = local_file(path)
+            if local and os.path.realpath(local) == real:
+                raise OutputError(f"The output folder {folder} is an input; choose another folder.")
+
+
+def chips(inputs: Sequence[str], zones: Union[str, Zones], output_folder: str, mode: Union[int, str] = "box",
+          **options) -> RunReport:
+    """The pixels around each feature of ``zones``, every date and band, as one netCDF file per feature.
+
+    Parameters
+    ----------
+    inputs : list of str
+        The series: one raster per date (paths, GDAL paths, URLs; the VRTs of ``stac_search``), any order.
+    zones : str or Zones
+        Points, lines or polygons, in any CRS.
+    output_folder : str
+        Receives ``<id>.nc`` per feature (CF-1.8; dims time, y, x; one variable per band; the feature's
+        id and fields as global attributes). A file already there is replaced only if an earlier chips
+        run wrote it.
+    mode : {"box", "patch"} or 0, 1
+        ``box``: the feature's bounding box grown by ``buffer`` (in ``buffer_units``: ``grid`` or
+        ``metres``); ``patch``: ``size_x`` x ``size_y`` pixels centred on the pixel that holds the
+        feature's centre, the same size for every feature (padded with nodata past the rasters).
+    **options
+        The chips' own (:class:`ChipsOptions`), the grid options ``crs``, ``cell_size``,
+        ``resampling``, ``reference``, and the run options (``tile_size``, ``workers``, ``executor``,
+        ``scheduler``, ``resume``...).
+
+    Returns
+    -------
+    RunReport
+        ``outputs``: the chip files, in feature order; ``rows``: how many.
+
+    Examples
+    --------
+    >>> from tilewise.core import chips                                                  # doctest: +SKIP
+    >>> chips(sorted(glob("s2_*.tif")), "points.gpkg", "chips/", "patch", size_x=10, size_y=10,
+    ...       id_field="pid", mask_band=4, mask_preset="s2-scl", crs="EPSG:3035")          # doctest: +SKIP
+    """
+    own, shared = split_options(options, ChipsOptions, where="chips()", mode=mode)
+    if shared.output != OutputOptions():
+        raise ParameterError("chips() writes float netCDF files with NaN as nodata: it takes no output raster "
+                             "options (output_type, output_nodata, compression...).")
+    with warnings_to(shared.run.log):
+        job = plan_chips_job(inputs, zones, output_folder, own, shared)
+    return run_tiles(job, chips_tile, shared.run)
+
+
+__all__ = ["ChipsOptions", "ChipsJob", "ChipPlan", "ChipSink", "chips", "chips_tile", "plan_chips_job", "MARKER",
+           "CHIP_BUDGET", "GridOptions"]
