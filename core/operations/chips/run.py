@@ -553,7 +553,7 @@ def _check_not_inputs(folder: str, infos) -> None:
                 raise OutputError(f"The output folder {folder} is an input; choose another folder.")
 
 
-def chips(inputs: Sequence[str], zones: Union[str, Zones], output_folder: str, mode: Union[int, str] = "box",
+def chips(inputs: Sequence[str], zones: Union[str, Zones], output: str, mode: Union[int, str] = "box",
           **options) -> RunReport:
     """The pixels around each feature of ``zones``, every date and band, as one netCDF file per feature.
 
@@ -563,8 +563,8 @@ def chips(inputs: Sequence[str], zones: Union[str, Zones], output_folder: str, m
         The series: one raster per date (paths, GDAL paths, URLs; the VRTs of ``stac_search``), any order.
     zones : str or Zones
         Points, lines or polygons, in any CRS.
-    output_folder : str
-        Receives ``<id>.nc`` per feature (CF-1.8; dims time, y, x; one variable per band; the feature's
+    output : str
+        The output folder: receives ``<id>.nc`` per feature (CF-1.8; dims time, y, x; one variable per band; the feature's
         id and fields as global attributes). A file already there is replaced only if an earlier chips
         run wrote it.
     mode : {"box", "patch"} or 0, 1
@@ -592,7 +592,7 @@ def chips(inputs: Sequence[str], zones: Union[str, Zones], output_folder: str, m
         raise ParameterError("chips() writes float netCDF files with NaN as nodata: it takes no output raster "
                              "options (output_type, output_nodata, compression...).")
     with warnings_to(shared.run.log):
-        job = plan_chips_job(inputs, zones, output_folder, own, shared)
+        job = plan_chips_job(inputs, zones, output, own, shared)
     return run_tiles(job, chips_tile, shared.run)
 
 

@@ -1,0 +1,93 @@
+"""``tilewise:chips`` in real QGIS: processing.run with a memory layer of points, qgis_process, and QGIS
+loading a chip as a raster layer with its CRS, extent and one band per date."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+from osgeo import gdal
+
+from qgis.core import QgsProcessingContext, QgsProcessingFeedback, QgsRasterLayer
+
+from test_extract import point_layer
+from test_qgis_process import qgis_process  # noqa: F401 (the fixture)
+from twtest import UTM33_10M, run, write_raster
+
+SHAPE = (40, 50)
+ALG = "tilewise:chips"
+
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory):
+    """Two dates of two bands (float32, nodata -9999), dated in their names (given out of date order)."""
+    folder = tmp_path_factory.mktemp("chips-scenes")
+    rng = np.random.default_rng(24)
+    paths, arrays = [], []
+    for name in ("s2_2021-06-11", "s2_2021-05-02"):
+        a = rng.normal(500, 120, (2,) + SHAPE).astype(np.float32)
+        a[rng.random(a.shape) < 0.1] = -9999.0
+        arrays.append(a)
+        paths.append(write_raster(folder / f"{name}.tif", a, nodata=-9999.0))
+    return paths, arrays
+
+
+def expected(arrays, row, col, size):
+    """Dates in date order (the second scene first), NaN for nodata and past the raster."""
+    out = np.full((2, 2, size, size), np.nan, np.float32)
+    r0, c0, r1, c1 = max(row, 0), max(col, 0), min(row + size, SHAPE[0]), min(col + size, SHAPE[1])
+    for t, a in enumerate((arrays[1], arrays[0])):
+        out[t, :, r0 - row:r1 - row, c0 - col:c1 - col] = a[:, r0:r1, c0:c1]
+    out[out == -9999.0] = np.nan
+    return out
+
+
+def read_chip(path, variable):
+    ds = gdal.Open(f'NETCDF:"{path}":{variable}')
+    assert ds is not None, gdal.GetLastErrorMsg()
+    return np.stack([ds.GetRasterBand(b + 1).ReadAsArray() for b in range(ds.RasterCount)]), ds.GetGeoTransform()
+
+
+def test_processing_run_writes_a_chip_per_point_that_qgis_loads(scenes, tmp_path):
+    paths, arrays = scenes
+    x0, y1 = UTM33_10M[0], UTM33_10M[3]
+    cells = [(3, 4), (20, 25), (38, 49)]          # (row, col); the last one at the corner: padded
+    layer = point_layer([(x0 + (c + 0.5) * 10, y1 - (r + 0.5) * 10) for r, c in cells])
+    out = tmp_path / "chips"
+    context, feedback = QgsProcessingContext(), QgsProcessingFeedback()
+    result = run(ALG, {"INPUT": paths, "ZONES": layer, "ID_FIELD": "plot", "MODE": 1, "SIZE_X": 5, "SIZE_Y": 5,
+                       "WORKERS": 1, "OUTPUT_FOLDER": str(out)}, feedback=feedback, context=context)
+    assert result["OUTPUT_LAYERS"] == [str(out / f"p{i}.nc") for i in range(3)]
+    for i, (r, c) in enumerate(cells):
+        want = expected(arrays, r - 2, c - 2, 5)
+        for b, variable in enumerate(("band_1", "band_2")):
+            got, transform = read_chip(out / f"p{i}.nc", variable)
+            np.testing.assert_array_equal(got, want[:, b])
+            assert transform == (x0 + (c - 2) * 10, 10.0, 0.0, y1 - (r - 2) * 10, 0.0, -10.0)
+    uri = f'NETCDF:"{out / "p1.nc"}":band_2'
+    chip = QgsRasterLayer(uri, "p1", "gdal")
+    assert chip.isValid(), chip.error().message()
+    assert chip.bandCount() == 2 and chip.crs().authid() == "EPSG:32633"
+    assert (chip.width(), chip.height()) == (5, 5)
+    extent = chip.extent()
+    assert extent.xMinimum() == pytest.approx(x0 + 230) and extent.yMaximum() == pytest.approx(y1 - 180)
+
+
+def test_qgis_process_runs_box_mode(qgis_process, scenes, tmp_path):  # noqa: F811 (the fixture)
+    paths, arrays = scenes
+    x0, y1 = UTM33_10M[0], UTM33_10M[3]
+    zones = tmp_path / "fields.geojson"
+    zones.write_text(json.dumps({"type": "FeatureCollection", "crs": {"type": "name", "properties": {
+        "name": "urn:ogc:def:crs:EPSG::32633"}}, "features": [{"type": "Feature", "properties": {"name": "a/b"},
+        "geometry": {"type": "Polygon", "coordinates": [[[x0 + 52, y1 - 101], [x0 + 118, y1 - 101],
+                                                         [x0 + 118, y1 - 197], [x0 + 52, y1 - 101]]]}}]}))
+    out = tmp_path / "boxes"
+    proc = qgis_process("run", ALG, "--json", "--", *[f"INPUT={p}" for p in paths], f"ZONES={zones}",
+                        "ID_FIELD=name", "MODE=0", "BUFFER=10", f"OUTPUT_FOLDER={out}", timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    results = json.loads(proc.stdout[proc.stdout.index("{"):])["results"]
+    assert results["OUTPUT_LAYERS"] == [str(out / "a_b.nc")]
+    got, _ = read_chip(out / "a_b.nc", "band_1")
+    # bounds 52..118 x 101..197 grown by 10: columns 4-12, rows 9-20
+    np.testing.assert_array_equal(got, expected(arrays, 9, 4, 12)[:, 0, :12, :9])
+    assert sorted(os.listdir(out)) == [".tilewise-chips.json", "a_b.nc"]
