@@ -78,24 +78,25 @@ class Chips(MaskParameters, TilewiseAlgorithm):
         return tr(HELP.format(mask_help=MASK_HELP))
 
     def initAlgorithm(self, config=None):
-        # The order: the series, bands, masks, dates; the zones; the mode; the grid; the output.
+        # What must be given first (the series, the zones), then bands, masks, dates, id, mode, grid, output.
         self.addParameter(QgsProcessingParameterMultipleLayers(
             self.INPUT, tr("Input rasters (the time series; VRTs of STAC search too)"), TYPE_RASTER))
+        self.addParameter(QgsProcessingParameterFeatureSource(
+            self.ZONES, tr("Zones: points, lines or polygons"), [QgsProcessing.TypeVectorAnyGeometry]))
         self.addParameter(QgsProcessingParameterString(
             self.BANDS, tr("Bands (e.g. 1,2,3; empty: all but the mask band)"), optional=True))
         self.add_mask_parameters()
         self.addParameter(QgsProcessingParameterString(
             self.DATES, tr("Dates, one per raster (empty: from the file names or metadata)"), optional=True))
         self.addParameter(nodata_parameter(self.INPUT_NODATA, "Input nodata (empty: each file's own)"))
-        self.addParameter(QgsProcessingParameterFeatureSource(
-            self.ZONES, tr("Zones: points, lines or polygons"), [QgsProcessing.TypeVectorAnyGeometry]))
         self.addParameter(QgsProcessingParameterField(
             self.ID_FIELD, tr("ID field, names the files (empty: the feature id)"), parentLayerParameterName=self.ZONES,
             optional=True))
         self.addParameter(QgsProcessingParameterEnum(self.MODE, tr("Mode"), MODE_LABELS, defaultValue=0))
+        # no default shown: QGIS would show it with the 6 decimals a buffer in degrees needs
         self.addParameter(with_decimals(QgsProcessingParameterNumber(
-            self.BUFFER, tr("Box: buffer around the bounding box"), NUMBER_DOUBLE, defaultValue=0.0, minValue=0.0),
-            CELL_SIZE_DECIMALS))
+            self.BUFFER, tr("Box: buffer around the bounding box (empty: none)"), NUMBER_DOUBLE, optional=True,
+            minValue=0.0), CELL_SIZE_DECIMALS))
         self.addParameter(QgsProcessingParameterEnum(
             self.BUFFER_UNITS, tr("Box: buffer units"), BUFFER_UNIT_LABELS, defaultValue=0))
         self.addParameter(QgsProcessingParameterNumber(
@@ -132,7 +133,7 @@ class Chips(MaskParameters, TilewiseAlgorithm):
             "layer": layer,
             "zones_crs": zones_crs(crs) if crs is not None and crs.isValid() else None,
             "id_field": self.parameterAsString(parameters, self.ID_FIELD, context) or None,
-            "buffer": self.parameterAsDouble(parameters, self.BUFFER, context),
+            "buffer": optional_number(self, parameters, self.BUFFER, context) or 0.0,
             "buffer_units": CHIPS_BUFFER_UNITS[self.parameterAsEnum(parameters, self.BUFFER_UNITS, context)],
             "size_x": self.parameterAsInt(parameters, self.SIZE_X, context),
             "size_y": self.parameterAsInt(parameters, self.SIZE_Y, context),
