@@ -5,9 +5,10 @@ import os
 from qgis.core import (QgsProcessing, QgsProcessingOutputMultipleLayers, QgsProcessingParameterCrs,
                        QgsProcessingParameterEnum, QgsProcessingParameterFeatureSource, QgsProcessingParameterField,
                        QgsProcessingParameterFolderDestination, QgsProcessingParameterMultipleLayers,
-                       QgsProcessingParameterNumber, QgsProcessingParameterString)
+                       QgsProcessingParameterNumber, QgsProcessingParameterString,
+                       QgsProcessingParameterVectorDestination)
 
-from ..core.vocabulary import CHIPS_BUFFER_UNITS, CHIPS_MODES
+from ..core.vocabulary import CHIPS_BUFFER_UNITS, CHIPS_MODES, GAPFILL_EDGE_MODES, GAPFILL_METHODS
 from .base import TilewiseAlgorithm, tr
 from .compat import NUMBER_DOUBLE, NUMBER_INTEGER, TYPE_RASTER
 from .extract import Extract, zones_crs
@@ -18,6 +19,10 @@ from .parameters import CELL_SIZE_DECIMALS, MASK_HELP, RESAMPLING, MaskParameter
 MODE_LABELS = ["Box: the feature's bounding box grown by the buffer",
                "Patch: size x by size y pixels centred on the feature (the same for every feature)"]
 BUFFER_UNIT_LABELS = ["Units of the output CRS", "Metres"]
+GAPFILL_LABELS = ["None", "Linear in time (weighted by days)", "Nearest in time", "Previous valid value",
+                  "Next valid value", "Seasonal: median of the same season in other years, then linear"]
+ENGINE_GAPFILL = ("none",) + tuple(GAPFILL_METHODS)
+EDGE_LABELS = ["Leave leading and trailing gaps empty", "Nearest valid value"]
 
 HELP = (
     "<p>Cuts the pixels around each feature of a vector layer out of a time series of rasters, every date and "
@@ -34,6 +39,13 @@ HELP = (
     "<p><b>Dates</b> come from the file names, else the metadata, else <i>Dates</i> (one per input); the time "
     "axis is in date order.</p>"
     "{mask_help}"
+    "<p><b>Gap filling</b>: none, or a method of <i>Gap filling in time</i> (linear, nearest, previous, next, "
+    "seasonal) applied along time inside each chip, with <i>Maximum gap</i> (days, 0: no limit) and "
+    "<i>Edges</i>; the values equal that algorithm's on the same box, and its flags (0 observed, 1 "
+    "interpolated, 2 seasonal, 3 edge-filled, 255 still missing) become a <code>&lt;band&gt;_flags</code> "
+    "variable.</p>"
+    "<p><b>Footprints</b> (optional): a layer of the chips' extents with the id, the file, the size and, per "
+    "date, the fraction of pixels with a value in every band (<code>valid_d20240512</code>...).</p>"
     "<p><b>Output folder</b>: one file per feature, named by the <i>ID field</i> (characters other than "
     "letters, digits, <code>._-</code> become <code>_</code>; a repeated or empty id gets a number), listed in "
     "<i>Chips</i>. A file already in the folder is replaced only if an earlier chips run wrote it: the user's "
@@ -59,8 +71,12 @@ class Chips(MaskParameters, TilewiseAlgorithm):
     BUFFER_UNITS = "BUFFER_UNITS"
     SIZE_X = "SIZE_X"
     SIZE_Y = "SIZE_Y"
+    GAPFILL = "GAPFILL"
+    MAX_GAP = "MAX_GAP"
+    EDGES = "EDGES"
     OUTPUT_FOLDER = "OUTPUT_FOLDER"
     OUTPUT_LAYERS = "OUTPUT_LAYERS"
+    OUTPUT_FOOTPRINTS = "OUTPUT_FOOTPRINTS"
 
     def name(self):
         return "chips"
@@ -110,11 +126,21 @@ class Chips(MaskParameters, TilewiseAlgorithm):
             optional=True, minValue=0.0), CELL_SIZE_DECIMALS))
         self.addParameter(QgsProcessingParameterEnum(
             self.RESAMPLING, tr("Resampling of inputs on another grid"), RESAMPLING, defaultValue=0))
+        self.addParameter(QgsProcessingParameterEnum(self.GAPFILL, tr("Gap filling along time"), GAPFILL_LABELS,
+                                                     defaultValue=0))
+        self.addParameter(QgsProcessingParameterNumber(
+            self.MAX_GAP, tr("Gap filling: maximum gap, in days (0: no limit)"), NUMBER_INTEGER, defaultValue=0,
+            minValue=0))
+        self.addParameter(QgsProcessingParameterEnum(self.EDGES, tr("Gap filling: edges"), EDGE_LABELS,
+                                                     defaultValue=0))
         self.add_tiling_parameters()
         self.add_run_parameters()
         self.addParameter(QgsProcessingParameterFolderDestination(
             self.OUTPUT_FOLDER, tr("Output folder (one netCDF file per feature)")))
         self.addOutput(QgsProcessingOutputMultipleLayers(self.OUTPUT_LAYERS, tr("Chips, one file per feature")))
+        self.addParameter(QgsProcessingParameterVectorDestination(
+            self.OUTPUT_FOOTPRINTS, tr("Footprints of the chips"), QgsProcessing.TypeVectorPolygon, optional=True,
+            createByDefault=False))
 
     def engine_params(self, parameters, context, feedback):
         folder = self.parameterAsString(parameters, self.OUTPUT_FOLDER, context)
@@ -143,13 +169,24 @@ class Chips(MaskParameters, TilewiseAlgorithm):
             "crs": grid["crs"],
             "cell_size": grid["cell_size"],
             "resampling": grid["resampling"],
+            "gapfill": ENGINE_GAPFILL[self.parameterAsEnum(parameters, self.GAPFILL, context)],
+            "max_gap": self.parameterAsDouble(parameters, self.MAX_GAP, context),
+            "edges": GAPFILL_EDGE_MODES[self.parameterAsEnum(parameters, self.EDGES, context)],
+            "footprints": None,
             **self.mask_params(parameters, context),
             **self.run_params(parameters, context),
         }
+        if parameters.get(self.OUTPUT_FOOTPRINTS):
+            footprints = self.parameterAsOutputLayer(parameters, self.OUTPUT_FOOTPRINTS, context)
+            params["footprints"] = os.path.abspath(footprints) if footprints else None
         feedback.pushInfo(tr(f"Chips ({mode}) of the zones in {len(params['inputs'])} rasters into {folder}"))
         return params
 
     def results(self, report, params, parameters, context, feedback):
         files = list(report.get("outputs", []))
+        result = {self.OUTPUT_FOLDER: params["output"]}
+        if params["footprints"]:
+            result[self.OUTPUT_FOOTPRINTS] = files.pop()
+        result[self.OUTPUT_LAYERS] = files
         feedback.pushInfo(tr(f"{len(files)} chips written to {params['output']}"))
-        return {self.OUTPUT_FOLDER: params["output"], self.OUTPUT_LAYERS: files}
+        return result

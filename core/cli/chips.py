@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..vocabulary import CHIPS_BUFFER_UNITS, CHIPS_MODES, RESAMPLING_METHODS
+from ..vocabulary import CHIPS_BUFFER_UNITS, CHIPS_MODES, GAPFILL_EDGE_MODES, GAPFILL_METHODS, RESAMPLING_METHODS
 from . import run_with_progress
 from .options import add_input_nodata_option, add_mask_options, add_run_options, expand_inputs, integers, \
     mask_kwargs, run_kwargs
@@ -48,7 +48,18 @@ def add_commands(sub) -> None:
     g.add_argument("--cell-size", type=float, help="output pixel size, in output CRS units")
     g.add_argument("--resampling", default=RESAMPLING_METHODS[0], choices=RESAMPLING_METHODS, metavar="METHOD",
                    help=f"for inputs on another grid (default {RESAMPLING_METHODS[0]})")
+    f = c.add_argument_group("gap filling along time, inside each chip (as tilewise gapfill)")
+    f.add_argument("--gapfill", default="none", choices=("none",) + tuple(GAPFILL_METHODS),
+                   help="fill masked and nodata dates: none (default), linear, nearest, previous, next, seasonal; "
+                        "the flags become a <band>_flags variable")
+    f.add_argument("--max-gap", type=float, default=0, metavar="DAYS",
+                   help="longest gap to fill, in days (default 0: no limit)")
+    f.add_argument("--edges", default=GAPFILL_EDGE_MODES[0], choices=GAPFILL_EDGE_MODES,
+                   help="leading and trailing gaps: leave them empty (default) or take the nearest valid value")
     c.add_argument("-o", "--output", required=True, metavar="FOLDER", help="output folder of the chips")
+    c.add_argument("--footprints", metavar="LAYER",
+                   help="also write a layer of the chips (.gpkg, .csv, .parquet): id, file, extent, size, and the "
+                        "valid fraction on each date")
     add_run_options(c)
     c.set_defaults(run=run)
 
@@ -60,8 +71,11 @@ def run(args: argparse.Namespace) -> int:
         buffer_units=args.buffer_units, size_x=args.size[0], size_y=args.size[1], bands=args.bands,
         input_nodata=args.input_nodata, **mask_kwargs(args), dates=args.dates, id_field=args.id_field,
         layer=args.layer, zones_crs=args.zones_crs, reference=args.reference, crs=args.crs,
-        cell_size=args.cell_size, resampling=args.resampling, **run_kwargs(args))
+        cell_size=args.cell_size, resampling=args.resampling, gapfill=args.gapfill, max_gap=args.max_gap,
+        edges=args.edges, footprints=args.footprints, **run_kwargs(args))
     reused = f" ({report.reused} reused)" if report.reused else ""
     print(f"{args.output}: {report.rows} chips, {report.tiles} tiles{reused} on {report.workers} workers "
           f"in {report.seconds:.2f} s")
+    if args.footprints:
+        print(f"{report.outputs[-1]}: footprints")
     return 0

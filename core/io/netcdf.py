@@ -189,9 +189,9 @@ def cf_grid_mapping(crs_wkt: str) -> Tuple[Tuple[Tuple[str, Any], ...], Tuple[Tu
     path = os.path.join(folder, "crs.nc")
     try:
         with MemoryFile() as mem:
-            with mem.open(driver="GTiff", width=1, height=1, count=1, dtype="uint8", crs=crs_wkt,
+            with mem.open(driver="GTiff", width=2, height=2, count=1, dtype="uint8", crs=crs_wkt,
                           transform=Affine(1.0, 0.0, 0.0, 0.0, -1.0, 1.0)) as dst:
-                dst.write(np.zeros((1, 1, 1), np.uint8))
+                dst.write(np.zeros((1, 2, 2), np.uint8))
             with mem.open() as src:
                 rasterio.shutil.copy(src, path, driver="netCDF")
         with rasterio.open(path) as src:

@@ -235,3 +235,47 @@ def test_bad_parameters_get_one_clear_message(series, tmp_path, bad, match):
     with pytest.raises(ParameterError, match=match):
         chips(paths, zones, str(tmp_path / "out"), mode, **bad)
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("method,edges", [("linear", "leave"), ("nearest", "nearest"), ("previous", "leave")])
+def test_gap_filled_chips_equal_tilewise_gapfill_on_the_same_box(series, tmp_path, method, edges):
+    from tilewise.core import gapfill
+    paths, _, _, _ = series
+    box = shapely.box(X0 + 100, Y0 - 300, X0 + 250, Y0 - 170)             # rows 17-30, cols 10-25
+    zones = zones_from_geometries([box], UTM_CRS, ids=["field"])
+    chips(paths, zones, str(tmp_path / "out"), "box", bands=[1, 3], mask_band=4, mask_values="0,1,3,8,9,10",
+          gapfill=method, edges=edges, max_gap=40, tile_size=8)
+    with xr.open_dataset(tmp_path / "out" / "field.nc") as ds:
+        chip = {n: (ds[n].values, ds[f"{n}_flags"].values) for n in ("B03", "B08")}
+    for band, name in ((1, "B03"), (3, "B08")):
+        out, flags = tmp_path / f"filled_{band}.tif", tmp_path / f"flags_{band}.tif"
+        gapfill(paths, str(out), method, band=band, mask_band=4, mask_values="0,1,3,8,9,10", edges=edges,
+                max_gap=40, extent=box.bounds, flags=str(flags), output_nodata=float("nan"))
+        with rasterio.open(out) as src:
+            want = src.read()
+        with rasterio.open(flags) as src:
+            want_flags = src.read()
+        assert want.shape == chip[name][0].shape == (3, 13, 15)
+        np.testing.assert_array_equal(chip[name][0], want)
+        np.testing.assert_array_equal(chip[name][1], want_flags.astype(np.int16))
+        assert np.count_nonzero(want_flags == 1) > 0                       # some gaps were filled
+
+
+def test_footprints_layer_lists_each_chip_with_its_extent_and_valid_fraction(series, tmp_path):
+    import pyogrio
+    paths, data, _, order = series
+    zones = zones_from_geometries([utm_point(10.5, 20.5), utm_point(0.5, 0.5)], UTM_CRS, ids=["a", "b"],
+                                  id_name="pid")
+    report = chips(paths, zones, str(tmp_path / "out"), "patch", size_x=4, size_y=4, bands=[1, 2, 3],
+                   footprints=str(tmp_path / "chips.gpkg"), tile_size=8)
+    assert report.outputs[-1] == str(tmp_path / "chips.gpkg")
+    meta, _, geoms, fields = pyogrio.raw.read(str(tmp_path / "chips.gpkg"))
+    cols = dict(zip(meta["fields"], fields))
+    assert list(cols["pid"]) == ["a", "b"] and list(cols["file"]) == ["a.nc", "b.nc"]
+    assert [f"valid_d{d.replace('-', '')}" for d in sorted(DATES)] == [c for c in cols if c.startswith("valid_")]
+    assert shapely.from_wkb(geoms[1]).bounds == (X0 - 20, Y0 - 20, X0 + 20, Y0 + 20)
+    for z, (r, c) in enumerate([(18, 8), (-2, -2)]):
+        want = reference(data, order, r, c, 4, 4)
+        fractions = np.all(np.isfinite(want), axis=1).mean(axis=(1, 2))
+        got = [cols[f"valid_d{d.replace('-', '')}"][z] for d in sorted(DATES)]
+        np.testing.assert_allclose(got, fractions)

@@ -91,3 +91,27 @@ def test_qgis_process_runs_box_mode(qgis_process, scenes, tmp_path):  # noqa: F8
     # bounds 52..118 x 101..197 grown by 10: columns 4-12, rows 9-20
     np.testing.assert_array_equal(got, expected(arrays, 9, 4, 12)[:, 0, :12, :9])
     assert sorted(os.listdir(out)) == [".tilewise-chips.json", "a_b.nc"]
+
+
+def test_gap_filling_and_the_footprints_layer(scenes, tmp_path):
+    from qgis.core import QgsVectorLayer
+    paths, arrays = scenes
+    x0, y1 = UTM33_10M[0], UTM33_10M[3]
+    layer = point_layer([(x0 + 105, y1 - 205), (x0 + 305, y1 - 105)])
+    footprints = tmp_path / "footprints.gpkg"
+    result = run(ALG, {"INPUT": paths, "ZONES": layer, "ID_FIELD": "plot", "MODE": 1, "SIZE_X": 4, "SIZE_Y": 4,
+                       "GAPFILL": 1, "EDGES": 1, "WORKERS": 1, "OUTPUT_FOLDER": str(tmp_path / "chips"),
+                       "OUTPUT_FOOTPRINTS": str(footprints)})
+    assert result["OUTPUT_FOOTPRINTS"] == str(footprints)
+    assert result["OUTPUT_LAYERS"] == [str(tmp_path / "chips" / f"p{i}.nc") for i in range(2)]
+    values, _ = read_chip(tmp_path / "chips" / "p0.nc", "band_1")
+    flags, _ = read_chip(tmp_path / "chips" / "p0.nc", "band_1_flags")
+    raw = expected(arrays, 18, 8, 4)[:, 0]
+    assert np.isnan(raw).any() and not np.isnan(values).any()      # edges nearest: two dates fill each other
+    np.testing.assert_array_equal(values[~np.isnan(raw)], raw[~np.isnan(raw)])
+    np.testing.assert_array_equal(flags, np.where(np.isnan(raw), 3, 0))
+    fp = QgsVectorLayer(str(footprints), "footprints", "ogr")
+    assert fp.isValid() and fp.featureCount() == 2 and fp.crs().authid() == "EPSG:32633"
+    names = [f.name() for f in fp.fields()]
+    assert names[1:5] == ["plot", "file", "width", "height"]
+    assert names[5:] == ["valid_d20210502", "valid_d20210611"]

@@ -22,9 +22,7 @@ A feature whose window meets none of the rasters is skipped (no file), with one 
 
 from __future__ import annotations
 
-import hashlib
 import os
-import shutil
 import warnings
 from dataclasses import dataclass, field, replace
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
@@ -35,22 +33,23 @@ import shapely
 from ...dates import overridden_warnings, read_dates
 from ...errors import InputError, OutputError, ParameterError, TileError, TilewiseError, TilewiseWarning
 from ...grid import Grid, Tile, auto_tile_size, plan_tiles
-from ...io.netcdf import Variable, cf_attribute_value, cf_grid_mapping, geotransform_text, nc_name, write_netcdf
+from ...io.netcdf import cf_attribute_value, cf_grid_mapping, nc_name
 from ...io.sources import describe_raster, read_qa_mask, read_window
 from ...io.vector import Zones, check_zone_coordinates, read_zones, reproject, same_crs
 from ...kernels.footprints import assign_tiles, footprints_from_pixels
 from ...masks import MaskSpec, parse_codes, preset_by_name
 from ...options import GridOptions, LogFn, OutputOptions, Options, plan_grid, split_options
-from ...runtime.diskspace import SpaceNeed
 from ...runtime.runner import RunReport, TileBudget, TiledJob, run_tiles, warnings_to
-from ...runtime.sinks import Sink, read_part, write_part
-from ...vocabulary import CHIPS_BUFFER_UNITS, CHIPS_MODES
+from ...runtime.sinks import write_part
+from ...vocabulary import CHIPS_BUFFER_UNITS, CHIPS_MODES, GAPFILL_METHODS
 from ..composite import choose_bands, plan_input_mask
 from ..extract.layout import date_order
 from ..extract.run import _checked_crs, zones_digest
 from ..extract.spec import choose
+from ..gapfill import GapfillOptions, plan_gapfill
+from .output import Chip, ChipSink, cut_chips
 from .plan import MARKER, buffer_in_grid_units, check_folder, chip_bytes, chip_names, chip_windows, describe_ids, \
-    parse_size, write_marker
+    parse_size
 
 #: Most bytes one chip (every date and band of its window) may hold: it is assembled whole in memory.
 CHIP_BUDGET = 512 * 2**20
@@ -58,6 +57,8 @@ CHIP_BUDGET = 512 * 2**20
 TILE_BUDGET = 256 * 2**20
 _WIDE_TYPES = {"int32", "uint32", "int64", "uint64", "float64"}
 _RESERVED = ("time", "y", "x", "crs")
+#: GAPFILL: 0 none, then the methods of ``tilewise:gapfill`` in their order.
+CHIPS_GAPFILL = ("none",) + tuple(GAPFILL_METHODS)
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,11 @@ class ChipsOptions:
     centred on the feature). What to read: ``bands`` (default all but the mask band), ``input_nodata``,
     a QA mask (``mask_band`` or ``mask_layers``, with ``mask_values``, ``mask_bits``, ``mask_preset``),
     ``dates`` (one per raster, for rasters whose name and metadata give none). The zones: ``id_field``
-    (names the files), ``layer``, ``zones_crs``.
+    (names the files), ``layer``, ``zones_crs``. ``gapfill``: none, or a method of ``tilewise:gapfill``
+    (linear, nearest, previous, next, seasonal) applied along time inside each chip, with ``max_gap``
+    (days, 0: no limit) and ``edges`` (leave, nearest); the flags become a ``<band>_flags`` variable.
+    ``footprints``: a layer (.gpkg, .csv, .parquet) of the chips: id, file, extent, size and the valid
+    fraction per date.
     """
 
     mode: Union[int, str] = "box"
@@ -88,6 +93,10 @@ class ChipsOptions:
     id_field: Optional[str] = None
     layer: Optional[str] = None
     zones_crs: Optional[str] = None
+    gapfill: Union[None, int, str] = None
+    max_gap: float = 0.0
+    edges: Union[int, str] = "leave"
+    footprints: Optional[str] = None
 
     def __post_init__(self) -> None:
         """Checked and in one form, so the same job in other words is the same job for resume."""
@@ -106,9 +115,18 @@ class ChipsOptions:
                       mask_bits=parse_codes(self.mask_bits, "MASK_BITS"),
                       mask_preset=preset_by_name(self.mask_preset).name,
                       dates=tuple(self.dates) if self.dates is not None and not isinstance(self.dates, str)
-                      else (self.dates or None))
+                      else (self.dates or None),
+                      gapfill=None if self.gapfill in (None, "") else choose(self.gapfill, CHIPS_GAPFILL, "GAPFILL"),
+                      footprints=os.path.abspath(self.footprints) if self.footprints else None)
+        if values["gapfill"] == CHIPS_GAPFILL[0]:
+            values["gapfill"] = None
         for name, value in values.items():
             object.__setattr__(self, name, value)
+
+    @property
+    def fill(self) -> Optional[GapfillOptions]:
+        """The gap filling along time inside each chip (:func:`~tilewise.core.operations.gapfill.plan_gapfill`)."""
+        return None if self.gapfill is None else plan_gapfill(self.gapfill, self.max_gap, self.edges)
 
 
 @dataclass(frozen=True)
@@ -165,6 +183,9 @@ class ChipsJob(TiledJob):
     work_dtype: str
     planned_tile_size: int
     cf: Tuple[Any, ...]
+    id_name: str = "feature_id"
+    fill: Optional[GapfillOptions] = None
+    footprints: Optional[str] = None
     stale: Tuple[str, ...] = ()
     plan: Optional[ChipPlan] = field(default=None, repr=False, compare=False)
 
@@ -174,11 +195,14 @@ class ChipsJob(TiledJob):
 
     @property
     def sink(self) -> "ChipSink":
-        return ChipSink(self.folder, self.outputs, self.stale, self)
+        files = self.outputs[:-1] if self.footprints else self.outputs
+        return ChipSink(self.folder, files, self.stale, self.footprints, self)
 
     @property
     def budget(self) -> TileBudget:
-        return TileBudget(len(self.inputs) * len(self.bands) + 1, np.dtype(self.work_dtype).itemsize)
+        # the stack; with gap filling its filled copy and the flags too
+        layers = len(self.inputs) * len(self.bands)
+        return TileBudget(layers * (3 if self.fill is not None else 1) + 1, np.dtype(self.work_dtype).itemsize)
 
     @property
     def tile_size(self) -> Optional[int]:
@@ -192,23 +216,14 @@ class ChipsJob(TiledJob):
 # -- one task ---------------------------------------------------------------------------------------------------
 
 def chips_tile(job: ChipsJob, tile: Tile, target: str) -> int:
-    """Read ``tile`` (a task's rectangle) of every date once, cut its chips: whole ones to their netCDF
-    file beside ``target``, pieces of the others into ``target``'s part."""
-    stack = read_stack(job, tile)
-    plan = job.plan
-    pieces: Dict[str, np.ndarray] = {"chips": plan.of_task(tile.index)}
-    folder = os.path.dirname(target)
-    for z in plan.of_task(tile.index):
-        r, c, h, w = (int(v) for v in plan.windows[z])
-        r0, c0 = max(r, tile.row_off), max(c, tile.col_off)
-        r1, c1 = min(r + h, tile.row_off + tile.height), min(c + w, tile.col_off + tile.width)
-        piece = stack[:, :, r0 - tile.row_off:r1 - tile.row_off, c0 - tile.col_off:c1 - tile.col_off]
-        if plan.parts[z] == 1:
-            write_chip(job, int(z), piece, staged_path(folder, int(z)))
-        else:
-            pieces[f"p{z}"] = piece
-            pieces[f"o{z}"] = np.array([r0 - r, c0 - c], np.int64)
-    write_part(target, pieces)
+    """Read ``tile`` (a task's rectangle) of every date once, gap-fill it if asked, cut its chips: whole
+    ones to their files beside ``target``, pieces of the others into ``target``'s part."""
+    values = read_stack(job, tile)
+    flags = None
+    if job.fill is not None:
+        from ...kernels.gapfill import gapfill_stack   # compiled kernels load only where tiles are filled
+        values, flags = gapfill_stack(values, np.asarray(job.times), job.fill)
+    write_part(target, cut_chips(job, tile, Chip(values, flags), os.path.dirname(target)))
     return tile.index
 
 
@@ -229,126 +244,6 @@ def read_stack(job: ChipsJob, tile: Tile) -> np.ndarray:
     return stack
 
 
-def staged_path(folder: str, z: int) -> str:
-    return os.path.join(folder, f"chip_{z:07d}.nc")
-
-
-def write_chip(job: ChipsJob, z: int, values: np.ndarray, path: str) -> str:
-    """Write chip ``z`` (``(dates, bands, rows, cols)``) as a CF-1.8 netCDF file at ``path``."""
-    plan = job.plan
-    r, c, h, w = (int(v) for v in plan.windows[z])
-    a, b, x0, d, e, y0 = job.grid.transform
-    transform = (a, 0.0, x0 + a * c, 0.0, e, y0 + e * r)
-    mapping, x_attrs, y_attrs = job.cf
-    xs = transform[2] + a * (np.arange(w) + 0.5)
-    ys = transform[5] + e * (np.arange(h) + 0.5)
-    if job.dated:
-        time_attrs = {"standard_name": "time", "long_name": "time", "axis": "T",
-                      "units": "days since 1970-01-01", "calendar": "standard"}
-    else:
-        time_attrs = {"long_name": "step (the inputs have no dates)"}
-    variables = [Variable("time", ("time",), np.asarray(job.times, np.float64), time_attrs),
-                 Variable("y", ("y",), ys, {**dict(y_attrs), "axis": "Y"}),
-                 Variable("x", ("x",), xs, {**dict(x_attrs), "axis": "X"}),
-                 Variable("crs", (), np.array(0, np.int32), {**dict(mapping), "GeoTransform": geotransform_text(transform)})]
-    fill = np.asarray(np.nan, job.work_dtype)
-    for k, (name, band) in enumerate(zip(job.variables, job.bands)):
-        variables.append(Variable(name, ("time", "y", "x"), values[:, k],
-                                  {"_FillValue": fill, "long_name": f"band {band}", "grid_mapping": "crs",
-                                   "coordinates": "time y x"}))
-    dims = {"time": len(job.times), "y": h, "x": w}
-    return write_netcdf(path, dims, variables, dict(plan.attrs[z]))
-
-
-# -- finishing --------------------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class ChipSink(Sink):
-    """Tasks' files -> one netCDF file per chip in ``folder`` (see the module's description)."""
-
-    folder: str
-    chip_files: Tuple[str, ...]
-    stale: Tuple[str, ...]
-    job: ChipsJob = field(repr=False, compare=False)
-
-    @property
-    def home(self) -> str:
-        return self.folder
-
-    @property
-    def outputs(self) -> Tuple[str, ...]:
-        return self.chip_files
-
-    def target(self, workdir: str, tile: Tile) -> str:
-        return os.path.join(workdir, f"part_{tile.index:07d}.npz")
-
-    def journal_entries(self, workdir: str, tile: Tile) -> List[Tuple[str, str]]:
-        plan = self.job.plan
-        whole = [int(z) for z in plan.of_task(tile.index) if plan.parts[z] == 1]
-        paths = [self.target(workdir, tile)] + [staged_path(workdir, z) for z in whole]
-        return [(os.path.basename(p), p) for p in paths]
-
-    def space_needed(self, tiles: Sequence[Tile]) -> SpaceNeed:
-        plan = self.job.plan
-        kept = plan.windows[:, 2] > 0
-        layers = len(self.job.times) * len(self.job.bands)
-        total = int(chip_bytes(plan.windows[kept], layers, np.dtype(self.job.work_dtype).itemsize).sum())
-        return SpaceNeed(os.path.dirname(os.path.abspath(self.folder)), total, total)
-
-    def finish(self, workdir: str, tiles: Sequence[Tile], say: LogFn) -> Dict[str, Any]:
-        job, plan = self.job, self.job.plan
-        os.makedirs(self.folder, exist_ok=True)
-        spanning = plan.tasks_of()
-        say(f"Writing {len(self.chip_files)} chips into {self.folder}")
-        written = []
-        for z in np.flatnonzero(plan.windows[:, 2] > 0):
-            final = os.path.join(self.folder, str(plan.names[z]))
-            if z in spanning:
-                write_chip(job, int(z), assemble(job, int(z), spanning[int(z)], workdir), final)
-            else:
-                _move(staged_path(workdir, int(z)), final)
-            written.append(os.path.basename(final))
-        write_marker(self.folder, written)
-        for name in self.stale:
-            _remove(os.path.join(self.folder, name))
-        r = plan.windows[plan.windows[:, 2] > 0]
-        return dict(rows=len(written), width=int(r[:, 3].max()), height=int(r[:, 2].max()),
-                    bands=len(job.bands))
-
-    def abort(self) -> None:
-        pass    # every chip file is renamed into place whole; nothing partial is left under a chip's name
-
-
-def assemble(job: ChipsJob, z: int, tasks: Sequence[int], workdir: str) -> np.ndarray:
-    """Chip ``z`` from its pieces in the parts of ``tasks`` (NaN where no piece lies: past the rasters)."""
-    _, _, h, w = (int(v) for v in job.plan.windows[z])
-    out = np.full((len(job.times), len(job.bands), h, w), np.nan, job.work_dtype)
-    for k in tasks:
-        with np.load(os.path.join(workdir, f"part_{k:07d}.npz"), allow_pickle=False) as part:
-            piece, (r, c) = part[f"p{z}"], part[f"o{z}"]
-        out[:, :, r:r + piece.shape[2], c:c + piece.shape[3]] = piece
-    return out
-
-
-def _move(src: str, dst: str) -> None:
-    """``src`` to ``dst`` atomically, leaving ``src`` for a resumed run (a hard link, else a copy)."""
-    folder, name = os.path.split(dst)
-    tmp = os.path.join(folder, f".{name}.tilewise-partial")
-    _remove(tmp)
-    try:
-        os.link(src, tmp)
-    except OSError:
-        shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
-
-
-def _remove(path: str) -> None:
-    try:
-        os.remove(path)
-    except OSError:
-        pass
-
-
 # -- planning ---------------------------------------------------------------------------------------------------
 
 def plan_chips_job(inputs: Sequence[str], zones: Union[str, Zones], folder: str, own: ChipsOptions,
@@ -364,7 +259,8 @@ def plan_chips_job(inputs: Sequence[str], zones: Union[str, Zones], folder: str,
     mask = plan_input_mask(infos, mask_infos, own)
     ref = describe_raster(options.grid.reference) if options.grid.reference else infos[0]
     base = plan_grid(ref, options.grid)
-    order, times, dated = _series(inputs, own.dates)
+    fill = own.fill
+    order, times, dated = _series(inputs, own.dates, fill is not None)
     work = "float64" if any(info.dtypes[b - 1] in _WIDE_TYPES for info in infos for b in bands) else "float32"
     source = zones if isinstance(zones, str) else zones.source
     if isinstance(zones, str):
@@ -378,23 +274,30 @@ def plan_chips_job(inputs: Sequence[str], zones: Union[str, Zones], folder: str,
     layers = len(order) * len(bands)
     _check_chip_sizes(zones, windows, layers, np.dtype(work).itemsize)
     grid, windows = _working_grid(base, windows)
-    size = options.run.tile_size or auto_tile_size(layers + 1, np.dtype(work).itemsize, TILE_BUDGET)
+    size = options.run.tile_size or auto_tile_size(layers * (3 if fill is not None else 1) + 1,
+                                                   np.dtype(work).itemsize, TILE_BUDGET)
     plan = _assign(grid, windows, size, zones)
     names = tuple(str(n) for n in plan.names[plan.windows[:, 2] > 0])
     stale = check_folder(folder, names)
     _check_not_inputs(folder, infos + mask_infos)
+    footprints = _check_footprints(own.footprints, folder, infos + mask_infos)
     variables = _variable_names(inputs[0], bands)
-    return ChipsJob(tuple(inputs), source, zones_digest(zones), own, os.path.abspath(folder),
-                    tuple(os.path.join(os.path.abspath(folder), n) for n in names), grid,
+    files = tuple(os.path.join(os.path.abspath(folder), n) for n in names) + ((footprints,) if footprints else ())
+    return ChipsJob(tuple(inputs), source, zones_digest(zones), own, os.path.abspath(folder), files, grid,
                     options.grid.resampling, bands, variables, order, times, dated, own.input_nodata, mask, work,
-                    int(size), cf_grid_mapping(grid.crs), stale, plan)
+                    int(size), cf_grid_mapping(grid.crs), zones.id_name, fill, footprints, stale, plan)
 
 
-def _series(inputs: Sequence[str], dates: Any) -> Tuple[Tuple[int, ...], Tuple[float, ...], bool]:
+def _series(inputs: Sequence[str], dates: Any, filled: bool = False) -> Tuple[Tuple[int, ...], Tuple[float, ...], bool]:
     """Input order by date, and each output step's day number (or step number for an undated series)."""
     series = read_dates(inputs, dates)
     for message in overridden_warnings(series):
         warnings.warn(TilewiseWarning(message), stacklevel=3)
+    if filled and not series.dated:
+        raise InputError("GAPFILL fills gaps between dates, and the inputs have no dates (none in their file names "
+                         "or metadata, and no DATES). Name the files with their dates or give DATES.")
+    if filled:
+        series.require_distinct()
     if series.dated:
         days = series.days
         order = date_order(days.astype("datetime64[D]"))
@@ -541,6 +444,22 @@ def _variable_names(first: str, bands: Sequence[int]) -> Tuple[str, ...]:
         taken.append(name)
         out.append(name)
     return tuple(out)
+
+
+def _check_footprints(path: Optional[str], folder: str, infos) -> Optional[str]:
+    """The footprints layer's path, checked: a table format, its folder there, not an input, not in the chips'
+    folder (where it would be taken for a chip of an earlier run)."""
+    if not path:
+        return None
+    from ...io.outputs import check_not_an_input, describe_inputs
+    from ...io.vector import output_format
+    output_format(path)
+    if not os.path.isdir(os.path.dirname(path)):
+        raise OutputError(f"The folder of the footprints layer {path} does not exist.")
+    if os.path.dirname(path) == os.path.abspath(folder):
+        raise OutputError(f"Write the footprints layer {path} beside the chips' folder, not into it.")
+    check_not_an_input(path, describe_inputs(infos))
+    return path
 
 
 def _check_not_inputs(folder: str, infos) -> None:

@@ -1,0 +1,250 @@
+"""The chips' files: one CF-1.8 netCDF cube per feature, its pieces across tiles, the footprints layer.
+
+A task writes the chips wholly inside its tile as finished files in the work folder (:func:`write_chip`)
+and, in its part (:func:`~tilewise.core.runtime.sinks.write_part`), the pieces of chips that span tiles
+and every chip's count of valid pixels per date. :class:`ChipSink` then assembles the spanning chips
+one at a time, moves every file into the output folder under its feature's name (each atomically:
+a hard link to a temporary name, then a rename), writes the footprints layer if asked, lists the
+files in the folder's marker and removes the files of an earlier run there that this run did not
+write again.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ...grid import Tile
+from ...io.netcdf import Variable, geotransform_text, write_netcdf
+from ...options import LogFn
+from ...runtime.diskspace import SpaceNeed
+from ...runtime.sinks import Sink
+from ..gapfill import FLAG_MEANINGS, FLAG_MISSING
+from .plan import chip_bytes, write_marker
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .run import ChipsJob
+
+#: The flags of gap-filled chips are int16 (netCDF classic has no unsigned bytes); 255 is still missing.
+FLAGS_TYPE = "int16"
+
+
+@dataclass
+class Chip:
+    """A chip's values ``(dates, bands, rows, cols)`` (NaN: no data) and, when gap-filled, its flags."""
+
+    values: np.ndarray
+    flags: Optional[np.ndarray] = None
+
+    def valid_per_date(self) -> np.ndarray:
+        """Pixels with a value in every band, per date."""
+        return np.count_nonzero(np.all(~np.isnan(self.values), axis=1), axis=(1, 2)).astype(np.int64)
+
+
+def staged_path(folder: str, z: int) -> str:
+    """Where a task leaves the finished file of chip ``z`` (in the work folder)."""
+    return os.path.join(folder, f"chip_{z:07d}.nc")
+
+
+def part_path(workdir: str, task: int) -> str:
+    return os.path.join(workdir, f"part_{task:07d}.npz")
+
+
+def chip_transform(job: "ChipsJob", z: int) -> Tuple[float, ...]:
+    r, c = (int(v) for v in job.plan.windows[z][:2])
+    a, _, x0, _, e, y0 = job.grid.transform
+    return (a, 0.0, x0 + a * c, 0.0, e, y0 + e * r)
+
+
+def write_chip(job: "ChipsJob", z: int, chip: Chip, path: str) -> str:
+    """Write chip ``z`` as a CF-1.8 netCDF file at ``path`` (atomically)."""
+    _, _, h, w = (int(v) for v in job.plan.windows[z])
+    transform = chip_transform(job, z)
+    mapping, x_attrs, y_attrs = job.cf
+    a, e = transform[0], transform[4]
+    xs = transform[2] + a * (np.arange(w) + 0.5)
+    ys = transform[5] + e * (np.arange(h) + 0.5)
+    if job.dated:
+        time_attrs = {"standard_name": "time", "long_name": "time", "axis": "T",
+                      "units": "days since 1970-01-01", "calendar": "standard"}
+    else:
+        time_attrs = {"long_name": "step (the inputs have no dates)"}
+    variables = [Variable("time", ("time",), np.asarray(job.times, np.float64), time_attrs),
+                 Variable("y", ("y",), ys, {**dict(y_attrs), "axis": "Y"}),
+                 Variable("x", ("x",), xs, {**dict(x_attrs), "axis": "X"}),
+                 Variable("crs", (), np.array(0, np.int32),
+                          {**dict(mapping), "GeoTransform": geotransform_text(transform)})]
+    fill = np.asarray(np.nan, job.work_dtype)
+    for k, (name, band) in enumerate(zip(job.variables, job.bands)):
+        variables.append(Variable(name, ("time", "y", "x"), chip.values[:, k],
+                                  {"_FillValue": fill, "long_name": f"band {band}", "grid_mapping": "crs"}))
+    if chip.flags is not None:
+        codes = sorted(FLAG_MEANINGS)
+        for k, name in enumerate(job.variables):
+            variables.append(Variable(
+                f"{name}_flags", ("time", "y", "x"), chip.flags[:, k].astype(FLAGS_TYPE),
+                {"long_name": f"gap filling of {name}", "flag_values": np.array(codes, FLAGS_TYPE),
+                 "flag_meanings": " ".join(FLAG_MEANINGS[c].replace(" ", "_").replace("-", "_") for c in codes),
+                 "grid_mapping": "crs"}))
+    dims = {"time": len(job.times), "y": h, "x": w}
+    return write_netcdf(path, dims, variables, dict(job.plan.attrs[z]))
+
+
+def cut_chips(job: "ChipsJob", tile: Tile, tile_chip: Chip, folder: str) -> Dict[str, np.ndarray]:
+    """The task's chips cut from ``tile_chip`` (the task's rectangle): the whole ones written to their
+    files in ``folder``; returns the part: the pieces of the others, every chip's valid pixels per date."""
+    plan = job.plan
+    part: Dict[str, np.ndarray] = {"chips": plan.of_task(tile.index)}
+    for z in plan.of_task(tile.index):
+        r, c, h, w = (int(v) for v in plan.windows[z])
+        r0, c0 = max(r, tile.row_off), max(c, tile.col_off)
+        r1, c1 = min(r + h, tile.row_off + tile.height), min(c + w, tile.col_off + tile.width)
+        cut = (slice(None), slice(None), slice(r0 - tile.row_off, r1 - tile.row_off),
+               slice(c0 - tile.col_off, c1 - tile.col_off))
+        piece = Chip(tile_chip.values[cut], None if tile_chip.flags is None else tile_chip.flags[cut])
+        part[f"n{z}"] = piece.valid_per_date()
+        if plan.parts[z] == 1:
+            write_chip(job, int(z), piece, staged_path(folder, int(z)))
+            continue
+        part[f"p{z}"] = piece.values
+        part[f"o{z}"] = np.array([r0 - r, c0 - c], np.int64)
+        if piece.flags is not None:
+            part[f"f{z}"] = piece.flags
+    return part
+
+
+def assemble(job: "ChipsJob", z: int, tasks: Sequence[int], workdir: str) -> Chip:
+    """Chip ``z`` from its pieces in the parts of ``tasks`` (NaN, flag missing, where no piece lies)."""
+    _, _, h, w = (int(v) for v in job.plan.windows[z])
+    shape = (len(job.times), len(job.bands), h, w)
+    chip = Chip(np.full(shape, np.nan, job.work_dtype),
+                np.full(shape, FLAG_MISSING, np.uint8) if job.fill is not None else None)
+    for k in tasks:
+        with np.load(part_path(workdir, k), allow_pickle=False) as part:
+            (r, c) = part[f"o{z}"]
+            values = part[f"p{z}"]
+            where = (slice(None), slice(None), slice(r, r + values.shape[2]), slice(c, c + values.shape[3]))
+            chip.values[where] = values
+            if chip.flags is not None:
+                chip.flags[where] = part[f"f{z}"]
+    return chip
+
+
+@dataclass(frozen=True)
+class ChipSink(Sink):
+    """Tasks' files -> one netCDF file per chip in ``folder`` (see the module's description), and the
+    footprints layer at ``footprints``."""
+
+    folder: str
+    chip_files: Tuple[str, ...]
+    stale: Tuple[str, ...]
+    footprints: Optional[str]
+    job: "ChipsJob" = field(repr=False, compare=False)
+
+    @property
+    def home(self) -> str:
+        return self.folder
+
+    @property
+    def outputs(self) -> Tuple[str, ...]:
+        return self.chip_files + ((self.footprints,) if self.footprints else ())
+
+    def target(self, workdir: str, tile: Tile) -> str:
+        return part_path(workdir, tile.index)
+
+    def journal_entries(self, workdir: str, tile: Tile) -> List[Tuple[str, str]]:
+        plan = self.job.plan
+        whole = [int(z) for z in plan.of_task(tile.index) if plan.parts[z] == 1]
+        paths = [self.target(workdir, tile)] + [staged_path(workdir, z) for z in whole]
+        return [(os.path.basename(p), p) for p in paths]
+
+    def space_needed(self, tiles: Sequence[Tile]) -> SpaceNeed:
+        plan = self.job.plan
+        kept = plan.windows[:, 2] > 0
+        layers = len(self.job.times) * len(self.job.bands) * (2 if self.job.fill is not None else 1)
+        total = int(chip_bytes(plan.windows[kept], layers, np.dtype(self.job.work_dtype).itemsize).sum())
+        return SpaceNeed(os.path.dirname(os.path.abspath(self.folder)), total, total)
+
+    def finish(self, workdir: str, tiles: Sequence[Tile], say: LogFn) -> Dict[str, Any]:
+        job, plan = self.job, self.job.plan
+        os.makedirs(self.folder, exist_ok=True)
+        spanning = plan.tasks_of()
+        say(f"Writing {len(self.chip_files)} chips into {self.folder}")
+        written = []
+        for z in np.flatnonzero(plan.windows[:, 2] > 0):
+            final = os.path.join(self.folder, str(plan.names[z]))
+            if z in spanning:
+                write_chip(job, int(z), assemble(job, int(z), spanning[int(z)], workdir), final)
+            else:
+                _move(staged_path(workdir, int(z)), final)
+            written.append(os.path.basename(final))
+        if self.footprints:
+            write_footprints(job, self.footprints, valid_counts(job, tiles, workdir))
+        write_marker(self.folder, written)
+        for name in self.stale:
+            _remove(os.path.join(self.folder, name))
+        r = plan.windows[plan.windows[:, 2] > 0]
+        return dict(rows=len(written), width=int(r[:, 3].max()), height=int(r[:, 2].max()),
+                    bands=len(job.bands))
+
+    def abort(self) -> None:
+        pass    # every file is renamed into place whole; nothing partial is left under an output's name
+
+
+def valid_counts(job: "ChipsJob", tiles: Sequence[Tile], workdir: str) -> np.ndarray:
+    """``(chips, dates)``: each chip's pixels with a value in every band, summed over its pieces."""
+    counts = np.zeros((len(job.plan.windows), len(job.times)), np.int64)
+    for tile in tiles:
+        with np.load(part_path(workdir, tile.index), allow_pickle=False) as part:
+            for z in part["chips"]:
+                counts[z] += part[f"n{z}"]
+    return counts
+
+
+def write_footprints(job: "ChipsJob", path: str, counts: np.ndarray) -> None:
+    """The footprints layer: per chip its id, file, extent (the geometry, in the output CRS), size, and
+    the fraction of its pixels with a value in every band on each date (``valid_d20240512``...)."""
+    import shapely
+
+    from ...io.vector import Table, write_table
+    from ..extract.layout import raster_keys
+    plan = job.plan
+    kept = np.flatnonzero(plan.windows[:, 2] > 0)
+    boxes = []
+    for z in kept:
+        a, _, x0, _, e, y0 = chip_transform(job, int(z))
+        h, w = (int(v) for v in plan.windows[z][2:])
+        boxes.append(shapely.box(x0, y0 + e * h, x0 + a * w, y0))
+    cols: Dict[str, np.ndarray] = {job.id_name: plan.ids[kept], "file": plan.names[kept].astype(object),
+                                   "width": plan.windows[kept, 3].astype(np.int32),
+                                   "height": plan.windows[kept, 2].astype(np.int32)}
+    dates = np.asarray(job.times, np.int64).astype("datetime64[D]") if job.dated else \
+        np.full(len(job.times), np.datetime64("NaT", "D"))
+    keys = raster_keys([f"step{t}" for t in range(len(job.times))], dates)
+    area = (plan.windows[kept, 2] * plan.windows[kept, 3]).astype(np.float64)
+    for t, key in enumerate(keys):
+        cols[f"valid_{key}"] = counts[kept, t] / area
+    write_table(Table(cols, np.asarray(boxes, dtype=object), job.grid.crs or None), path)
+
+
+def _move(src: str, dst: str) -> None:
+    """``src`` to ``dst`` atomically, leaving ``src`` for a resumed run (a hard link, else a copy)."""
+    folder, name = os.path.split(dst)
+    tmp = os.path.join(folder, f".{name}.tilewise-partial")
+    _remove(tmp)
+    try:
+        os.link(src, tmp)
+    except OSError:
+        shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+
+
+def _remove(path: str) -> None:
+    try:
+        os.remove(path)
+    except OSError:
+        pass
