@@ -12,6 +12,7 @@ from ..vocabulary import CHIPS_BUFFER_UNITS, CHIPS_MODES, GAPFILL_EDGE_MODES, GA
 from . import run_with_progress
 from .options import add_input_nodata_option, add_mask_options, add_run_options, expand_inputs, integers, \
     mask_kwargs, run_kwargs
+from .stac import add_composite_options, composite_inputs
 
 
 def add_commands(sub) -> None:
@@ -23,8 +24,8 @@ def add_commands(sub) -> None:
                     "patch mode: --size X Y pixels centred on the pixel holding the feature's centre, the same "
                     "size for every feature (nodata past the rasters). A feature outside every raster is skipped "
                     "with a warning. A file already in the folder is replaced only if an earlier chips run wrote it.")
-    c.add_argument("inputs", nargs="+", help="input rasters (one per date, any order; VRTs of tilewise stac "
-                                             "search too) or quoted glob patterns")
+    c.add_argument("inputs", nargs="*", help="input rasters (one per date, any order; VRTs of tilewise stac "
+                                             "search too) or quoted glob patterns (or use --stac)")
     c.add_argument("-z", "--zones", required=True, help="vector file of points, lines or polygons (any CRS)")
     c.add_argument("--layer", help="layer of the zones file (default its first)")
     c.add_argument("--zones-crs", metavar="CRS", help="the zones' CRS instead of the file's")
@@ -61,15 +62,17 @@ def add_commands(sub) -> None:
                    help="also write a layer of the chips (.gpkg, .csv, .parquet): id, file, extent, size, and the "
                         "valid fraction on each date")
     add_run_options(c)
+    add_composite_options(c)    # --stac URL and the search options: the layers found are the inputs
     c.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..operations.chips.run import chips
+    inputs, mask_band = composite_inputs(args, expand_inputs)
     report = run_with_progress(
-        chips, args, expand_inputs(args.inputs), args.zones, args.output, args.mode, buffer=args.buffer,
+        chips, args, inputs, args.zones, args.output, args.mode, buffer=args.buffer,
         buffer_units=args.buffer_units, size_x=args.size[0], size_y=args.size[1], bands=args.bands,
-        input_nodata=args.input_nodata, **mask_kwargs(args), dates=args.dates, id_field=args.id_field,
+        input_nodata=args.input_nodata, **mask_kwargs(args, mask_band), dates=args.dates, id_field=args.id_field,
         layer=args.layer, zones_crs=args.zones_crs, reference=args.reference, crs=args.crs,
         cell_size=args.cell_size, resampling=args.resampling, gapfill=args.gapfill, max_gap=args.max_gap,
         edges=args.edges, footprints=args.footprints, **run_kwargs(args))
