@@ -12,6 +12,7 @@ from qgis.core import QgsProcessingContext, QgsProcessingFeedback, QgsRasterLaye
 
 from test_extract import point_layer
 from test_qgis_process import qgis_process  # noqa: F401 (the fixture)
+from test_stac import EXTENT_4326, SEASON, catalogue  # noqa: F401 (the fixture)
 from twtest import UTM33_10M, run, write_raster
 
 SHAPE = (40, 50)
@@ -115,3 +116,47 @@ def test_gap_filling_and_the_footprints_layer(scenes, tmp_path):
     names = [f.name() for f in fp.fields()]
     assert names[1:5] == ["plot", "file", "width", "height"]
     assert names[5:] == ["valid_d20210502", "valid_d20210611"]
+
+
+def test_a_model_stacsearch_then_chips(catalogue, tmp_path):  # noqa: F811 (the fixture)
+    """A Graphical Modeler chain: the layers of tilewise:stacsearch (rustac + nginx) feed tilewise:chips,
+    masked by the SCL band; the patches equal the scenes' pixels."""
+    from qgis.core import (QgsProcessingModelAlgorithm, QgsProcessingModelChildAlgorithm,
+                           QgsProcessingModelChildParameterSource, QgsProcessingModelOutput)
+    from stacdata import INSIDE_A, SCL_MASKED, search_ids
+
+    def static(child, values):
+        for name, value in values.items():
+            child.addParameterSources(name, [QgsProcessingModelChildParameterSource.fromStaticValue(value)])
+
+    points = point_layer([(500_000 + 20 * 10 + 5, 5_000_000 - 30 * 10 - 5)])
+    model = QgsProcessingModelAlgorithm("stac_then_chips", "Tilewise tests")
+    search = QgsProcessingModelChildAlgorithm("tilewise:stacsearch")
+    search.setChildId("search")
+    static(search, {"STAC_API": catalogue.api.url, "COLLECTIONS": "s2-test", "EXTENT": EXTENT_4326,
+                    "DATETIME": SEASON, "MAX_CLOUD": 40, "ASSETS": "red,nir,scl",
+                    "OUTPUT_FOLDER": str(tmp_path / "items")})
+    model.addChildAlgorithm(search)
+    chips = QgsProcessingModelChildAlgorithm(ALG)
+    chips.setChildId("chips")
+    chips.addParameterSources("INPUT", [QgsProcessingModelChildParameterSource.fromChildOutput(
+        "search", "OUTPUT_LAYERS")])
+    static(chips, {"ZONES": points, "ID_FIELD": "plot", "MODE": 1, "SIZE_X": 4, "SIZE_Y": 4, "BANDS": "1,2",
+                   "MASK_BAND": 3, "MASK_VALUES": ",".join(map(str, SCL_MASKED)), "WORKERS": 1})
+    output = QgsProcessingModelOutput("chips", "Chips")
+    output.setChildId("chips")
+    output.setChildOutputName("OUTPUT_FOLDER")
+    chips.setModelOutputs({"chips": output})
+    model.addChildAlgorithm(chips)
+    model.updateDestinationParameters()
+    folder = tmp_path / "chips"
+    result = run(model, {"chips:chips": str(folder)})
+    assert result["chips:chips"] == str(folder)
+    ids = search_ids(bbox=INSIDE_A, start="2024-05-01", end="2024-09-30", max_cloud=40)
+    for band in ("red", "nir"):
+        got, _ = read_chip(folder / "p0.nc", band)
+        want = np.stack([getattr(catalogue.scenes[i], band)[28:32, 18:22].astype(np.float32) for i in ids])
+        scl = np.stack([catalogue.scenes[i].scl_10m()[28:32, 18:22] for i in ids])
+        want[np.isin(scl, SCL_MASKED) | (want == 0)] = np.nan          # masked classes, the assets' nodata
+        assert np.isnan(want).any() and np.isfinite(want).any()
+        np.testing.assert_array_equal(got, want)
