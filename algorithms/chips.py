@@ -8,7 +8,7 @@ from qgis.core import (QgsProcessing, QgsProcessingOutputMultipleLayers, QgsProc
                        QgsProcessingParameterNumber, QgsProcessingParameterString,
                        QgsProcessingParameterVectorDestination)
 
-from ..core.vocabulary import CHIPS_BUFFER_UNITS, CHIPS_MODES, GAPFILL_EDGE_MODES, GAPFILL_METHODS
+from ..core.vocabulary import CHIPS_BUFFER_UNITS, CHIPS_FORMATS, CHIPS_MODES, GAPFILL_EDGE_MODES, GAPFILL_METHODS
 from .base import TilewiseAlgorithm, tr
 from .compat import NUMBER_DOUBLE, NUMBER_INTEGER, TYPE_RASTER
 from .extract import Extract, zones_crs
@@ -23,6 +23,7 @@ GAPFILL_LABELS = ["None", "Linear in time (weighted by days)", "Nearest in time"
                   "Next valid value", "Seasonal: median of the same season in other years, then linear"]
 ENGINE_GAPFILL = ("none",) + tuple(GAPFILL_METHODS)
 EDGE_LABELS = ["Leave leading and trailing gaps empty", "Nearest valid value"]
+FORMAT_LABELS = ["netCDF: one file per feature (time, y, x)", "GeoTIFF: one file per feature and date"]
 
 HELP = (
     "<p>Cuts the pixels around each feature of a vector layer out of a time series of rasters, every date and "
@@ -46,6 +47,8 @@ HELP = (
     "variable.</p>"
     "<p><b>Footprints</b> (optional): a layer of the chips' extents with the id, the file, the size and, per "
     "date, the fraction of pixels with a value in every band (<code>valid_d20240512</code>...).</p>"
+    "<p><b>Format</b>: netCDF, or GeoTIFF: one file per feature and date (<code>&lt;id&gt;_YYYY-MM-DD.tif</code>, "
+    "the bands; the gap-filling flags are in netCDF only), for QGIS users who want layers.</p>"
     "<p><b>Output folder</b>: one file per feature, named by the <i>ID field</i> (characters other than "
     "letters, digits, <code>._-</code> become <code>_</code>; a repeated or empty id gets a number), listed in "
     "<i>Chips</i>. A file already in the folder is replaced only if an earlier chips run wrote it: the user's "
@@ -74,6 +77,7 @@ class Chips(MaskParameters, TilewiseAlgorithm):
     GAPFILL = "GAPFILL"
     MAX_GAP = "MAX_GAP"
     EDGES = "EDGES"
+    FORMAT = "FORMAT"
     OUTPUT_FOLDER = "OUTPUT_FOLDER"
     OUTPUT_LAYERS = "OUTPUT_LAYERS"
     OUTPUT_FOOTPRINTS = "OUTPUT_FOOTPRINTS"
@@ -135,8 +139,9 @@ class Chips(MaskParameters, TilewiseAlgorithm):
                                                      defaultValue=0))
         self.add_tiling_parameters()
         self.add_run_parameters()
+        self.addParameter(QgsProcessingParameterEnum(self.FORMAT, tr("Format"), FORMAT_LABELS, defaultValue=0))
         self.addParameter(QgsProcessingParameterFolderDestination(
-            self.OUTPUT_FOLDER, tr("Output folder (one netCDF file per feature)")))
+            self.OUTPUT_FOLDER, tr("Output folder (a file per feature, or per feature and date)")))
         self.addOutput(QgsProcessingOutputMultipleLayers(self.OUTPUT_LAYERS, tr("Chips, one file per feature")))
         self.addParameter(QgsProcessingParameterVectorDestination(
             self.OUTPUT_FOOTPRINTS, tr("Footprints of the chips"), QgsProcessing.TypeVectorPolygon, optional=True,
@@ -173,6 +178,7 @@ class Chips(MaskParameters, TilewiseAlgorithm):
             "max_gap": self.parameterAsDouble(parameters, self.MAX_GAP, context),
             "edges": GAPFILL_EDGE_MODES[self.parameterAsEnum(parameters, self.EDGES, context)],
             "footprints": None,
+            "format": CHIPS_FORMATS[self.parameterAsEnum(parameters, self.FORMAT, context)],
             **self.mask_params(parameters, context),
             **self.run_params(parameters, context),
         }

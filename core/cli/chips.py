@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..vocabulary import CHIPS_BUFFER_UNITS, CHIPS_MODES, GAPFILL_EDGE_MODES, GAPFILL_METHODS, RESAMPLING_METHODS
+from ..vocabulary import CHIPS_BUFFER_UNITS, CHIPS_FORMATS, CHIPS_MODES, GAPFILL_EDGE_MODES, GAPFILL_METHODS, RESAMPLING_METHODS
 from . import run_with_progress
 from .options import add_input_nodata_option, add_mask_options, add_run_options, expand_inputs, integers, \
     mask_kwargs, run_kwargs
@@ -57,6 +57,9 @@ def add_commands(sub) -> None:
                    help="longest gap to fill, in days (default 0: no limit)")
     f.add_argument("--edges", default=GAPFILL_EDGE_MODES[0], choices=GAPFILL_EDGE_MODES,
                    help="leading and trailing gaps: leave them empty (default) or take the nearest valid value")
+    c.add_argument("--format", default=CHIPS_FORMATS[0], choices=CHIPS_FORMATS,
+                   help="netcdf: a file per feature (default); geotiff: a file per feature and date, "
+                        "NAME_YYYY-MM-DD.tif")
     c.add_argument("-o", "--output", required=True, metavar="FOLDER", help="output folder of the chips")
     c.add_argument("--footprints", metavar="LAYER",
                    help="also write a layer of the chips (.gpkg, .csv, .parquet): id, file, extent, size, and the "
@@ -75,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         input_nodata=args.input_nodata, **mask_kwargs(args, mask_band), dates=args.dates, id_field=args.id_field,
         layer=args.layer, zones_crs=args.zones_crs, reference=args.reference, crs=args.crs,
         cell_size=args.cell_size, resampling=args.resampling, gapfill=args.gapfill, max_gap=args.max_gap,
-        edges=args.edges, footprints=args.footprints, **run_kwargs(args))
+        edges=args.edges, footprints=args.footprints, format=args.format, **run_kwargs(args))
     reused = f" ({report.reused} reused)" if report.reused else ""
     print(f"{args.output}: {report.rows} chips, {report.tiles} tiles{reused} on {report.workers} workers "
           f"in {report.seconds:.2f} s")

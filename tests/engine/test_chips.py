@@ -279,3 +279,21 @@ def test_footprints_layer_lists_each_chip_with_its_extent_and_valid_fraction(ser
         fractions = np.all(np.isfinite(want), axis=1).mean(axis=(1, 2))
         got = [cols[f"valid_d{d.replace('-', '')}"][z] for d in sorted(DATES)]
         np.testing.assert_allclose(got, fractions)
+
+
+@pytest.mark.parametrize("tile_size", [8, 1024])
+def test_geotiff_per_feature_and_date(series, tmp_path, tile_size):
+    paths, data, _, order = series
+    zones = zones_from_geometries([utm_point(12.5, 9.5), utm_point(60.5, 44.5)], UTM_CRS, ids=["a", "b"])
+    report = chips(paths, zones, str(tmp_path / "out"), "patch", size_x=5, size_y=6, bands=[3, 1], format="geotiff",
+                   tile_size=tile_size)
+    days = sorted(DATES)
+    assert [os.path.basename(p) for p in report.outputs] == [f"{n}_{d}.tif" for n in "ab" for d in days]
+    for n, (r, c) in zip("ab", [(9, 12), (44, 60)]):
+        want = reference(data, order, r - 3, c - 2, 6, 5)
+        for t, d in enumerate(days):
+            with rasterio.open(tmp_path / "out" / f"{n}_{d}.tif") as src:
+                assert src.crs.to_epsg() == 32633 and src.descriptions == ("B08", "B03")
+                assert (src.transform.c, src.transform.f) == (X0 + (c - 2) * RES, Y0 - (r - 3) * RES)
+                assert src.tags()["TIFFTAG_DATETIME"] == d.replace("-", ":") + " 00:00:00"
+                np.testing.assert_array_equal(src.read(), want[t][[2, 0]])

@@ -160,3 +160,15 @@ def test_a_model_stacsearch_then_chips(catalogue, tmp_path):  # noqa: F811 (the 
         want[np.isin(scl, SCL_MASKED) | (want == 0)] = np.nan          # masked classes, the assets' nodata
         assert np.isnan(want).any() and np.isfinite(want).any()
         np.testing.assert_array_equal(got, want)
+
+
+def test_geotiff_chips_load_as_layers(scenes, tmp_path):
+    paths, arrays = scenes
+    x0, y1 = UTM33_10M[0], UTM33_10M[3]
+    result = run(ALG, {"INPUT": paths, "ZONES": point_layer([(x0 + 105, y1 - 205)]), "ID_FIELD": "plot", "MODE": 1,
+                       "SIZE_X": 3, "SIZE_Y": 3, "FORMAT": 1, "WORKERS": 1, "OUTPUT_FOLDER": str(tmp_path / "tifs")})
+    assert result["OUTPUT_LAYERS"] == [str(tmp_path / "tifs" / f"p0_{d}.tif") for d in ("2021-05-02", "2021-06-11")]
+    layer = QgsRasterLayer(result["OUTPUT_LAYERS"][1], "p0", "gdal")
+    assert layer.isValid() and layer.bandCount() == 2 and layer.crs().authid() == "EPSG:32633"
+    ds = gdal.Open(result["OUTPUT_LAYERS"][1])
+    np.testing.assert_array_equal(ds.ReadAsArray(), expected(arrays, 19, 9, 3)[1])

@@ -24,7 +24,7 @@ from ...options import LogFn
 from ...runtime.diskspace import SpaceNeed
 from ...runtime.sinks import Sink
 from ..gapfill import FLAG_MEANINGS, FLAG_MISSING
-from .plan import chip_bytes, write_marker
+from .plan import chip_bytes, chip_file_names, write_marker
 
 if TYPE_CHECKING:  # pragma: no cover
     from .run import ChipsJob
@@ -45,9 +45,49 @@ class Chip:
         return np.count_nonzero(np.all(~np.isnan(self.values), axis=1), axis=(1, 2)).astype(np.int64)
 
 
-def staged_path(folder: str, z: int) -> str:
-    """Where a task leaves the finished file of chip ``z`` (in the work folder)."""
-    return os.path.join(folder, f"chip_{z:07d}.nc")
+def chip_files(job: "ChipsJob", z: int) -> List[str]:
+    """The file names of chip ``z``: ``<name>.nc``, or for GeoTIFF ``<name>_<date>.tif`` per date."""
+    return chip_file_names(str(job.plan.names[z]), job.format, job.time_keys)
+
+
+def staged_paths(job: "ChipsJob", folder: str, z: int) -> List[str]:
+    """Where a task leaves the finished files of chip ``z`` (in the work folder)."""
+    return [os.path.join(folder, f"chip_{z:07d}_{k}{os.path.splitext(name)[1]}")
+            for k, name in enumerate(chip_files(job, z))]
+
+
+def write_chip_files(job: "ChipsJob", z: int, chip: Chip, paths: Sequence[str]) -> None:
+    """Chip ``z`` in the job's format: one netCDF file, or one GeoTIFF per date."""
+    if job.format == "geotiff":
+        write_geotiffs(job, z, chip, paths)
+    else:
+        write_chip(job, z, chip, paths[0])
+
+
+def write_geotiffs(job: "ChipsJob", z: int, chip: Chip, paths: Sequence[str]) -> None:
+    """One GeoTIFF per date of chip ``z``: its bands (described by the variables' names), NaN nodata, the
+    date as ``TIFFTAG_DATETIME``; each written under a temporary name and renamed."""
+    import rasterio
+    from affine import Affine
+    _, _, h, w = (int(v) for v in job.plan.windows[z])
+    profile = dict(driver="GTiff", width=w, height=h, count=len(job.bands), dtype=job.work_dtype,
+                   crs=job.grid.crs or None, transform=Affine(*chip_transform(job, z)), nodata=float("nan"),
+                   compress="deflate", interleave="band")
+    for t, path in enumerate(paths):
+        folder, name = os.path.split(path)
+        tmp = os.path.join(folder, f".{name}.tilewise-partial.tif")
+        try:
+            with rasterio.open(tmp, "w", **profile) as dst:
+                dst.write(chip.values[t])
+                for k, variable in enumerate(job.variables, start=1):
+                    dst.set_band_description(k, variable)
+                if job.dated:
+                    dst.update_tags(TIFFTAG_DATETIME=job.time_keys[t].replace("-", ":")[:10] + " 00:00:00")
+                dst.update_tags(**{k: str(v) for k, v in job.plan.attrs[z]})
+            os.replace(tmp, path)
+        except BaseException:
+            _remove(tmp)
+            raise
 
 
 def part_path(workdir: str, task: int) -> str:
@@ -108,7 +148,7 @@ def cut_chips(job: "ChipsJob", tile: Tile, tile_chip: Chip, folder: str) -> Dict
         piece = Chip(tile_chip.values[cut], None if tile_chip.flags is None else tile_chip.flags[cut])
         part[f"n{z}"] = piece.valid_per_date()
         if plan.parts[z] == 1:
-            write_chip(job, int(z), piece, staged_path(folder, int(z)))
+            write_chip_files(job, int(z), piece, staged_paths(job, folder, int(z)))
             continue
         part[f"p{z}"] = piece.values
         part[f"o{z}"] = np.array([r0 - r, c0 - c], np.int64)
@@ -159,7 +199,7 @@ class ChipSink(Sink):
     def journal_entries(self, workdir: str, tile: Tile) -> List[Tuple[str, str]]:
         plan = self.job.plan
         whole = [int(z) for z in plan.of_task(tile.index) if plan.parts[z] == 1]
-        paths = [self.target(workdir, tile)] + [staged_path(workdir, z) for z in whole]
+        paths = [self.target(workdir, tile)] + [p for z in whole for p in staged_paths(self.job, workdir, z)]
         return [(os.path.basename(p), p) for p in paths]
 
     def space_needed(self, tiles: Sequence[Tile]) -> SpaceNeed:
@@ -176,12 +216,14 @@ class ChipSink(Sink):
         say(f"Writing {len(self.chip_files)} chips into {self.folder}")
         written = []
         for z in np.flatnonzero(plan.windows[:, 2] > 0):
-            final = os.path.join(self.folder, str(plan.names[z]))
+            names = chip_files(job, int(z))
+            finals = [os.path.join(self.folder, n) for n in names]
             if z in spanning:
-                write_chip(job, int(z), assemble(job, int(z), spanning[int(z)], workdir), final)
+                write_chip_files(job, int(z), assemble(job, int(z), spanning[int(z)], workdir), finals)
             else:
-                _move(staged_path(workdir, int(z)), final)
-            written.append(os.path.basename(final))
+                for staged, final in zip(staged_paths(job, workdir, int(z)), finals):
+                    _move(staged, final)
+            written.extend(names)
         if self.footprints:
             write_footprints(job, self.footprints, valid_counts(job, tiles, workdir))
         write_marker(self.folder, written)
@@ -219,7 +261,9 @@ def write_footprints(job: "ChipsJob", path: str, counts: np.ndarray) -> None:
         a, _, x0, _, e, y0 = chip_transform(job, int(z))
         h, w = (int(v) for v in plan.windows[z][2:])
         boxes.append(shapely.box(x0, y0 + e * h, x0 + a * w, y0))
-    cols: Dict[str, np.ndarray] = {job.id_name: plan.ids[kept], "file": plan.names[kept].astype(object),
+    files = np.array([", ".join(chip_files(job, int(z))) if job.format != "geotiff" else
+                      f"{plan.names[z]}_<date>.tif" for z in kept], dtype=object)
+    cols: Dict[str, np.ndarray] = {job.id_name: plan.ids[kept], "file": files,
                                    "width": plan.windows[kept, 3].astype(np.int32),
                                    "height": plan.windows[kept, 2].astype(np.int32)}
     dates = np.asarray(job.times, np.int64).astype("datetime64[D]") if job.dated else \

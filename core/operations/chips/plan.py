@@ -142,6 +142,15 @@ def chip_names(ids: Sequence, fallback: str = "feature") -> List[str]:
     return out
 
 
+def chip_file_names(base: str, fmt: str, time_keys: Sequence[str]) -> List[str]:
+    """The files of one chip: ``<base>.nc``, or for GeoTIFF ``<base>_<date>.tif`` per date.
+
+    >>> chip_file_names("a", "netcdf", ["2024-05-12"]), chip_file_names("a", "geotiff", ["2024-05-12", "2024-05-22"])
+    (['a.nc'], ['a_2024-05-12.tif', 'a_2024-05-22.tif'])
+    """
+    return [f"{base}_{key}.tif" for key in time_keys] if fmt == "geotiff" else [base + ".nc"]
+
+
 def check_folder(folder: str, files: Sequence[str]) -> Tuple[str, ...]:
     """Check that the chips can go into ``folder``: made if missing; a file that exists under a chip's
     name is replaced only if an earlier chips run wrote it (listed in the folder's :data:`MARKER`).

@@ -41,15 +41,15 @@ from ...masks import MaskSpec, parse_codes, preset_by_name
 from ...options import GridOptions, LogFn, OutputOptions, Options, plan_grid, split_options
 from ...runtime.runner import RunReport, TileBudget, TiledJob, run_tiles, warnings_to
 from ...runtime.sinks import write_part
-from ...vocabulary import CHIPS_BUFFER_UNITS, CHIPS_MODES, GAPFILL_METHODS
+from ...vocabulary import CHIPS_BUFFER_UNITS, CHIPS_FORMATS, CHIPS_MODES, GAPFILL_METHODS
 from ..composite import choose_bands, plan_input_mask
 from ..extract.layout import date_order
 from ..extract.run import _checked_crs, zones_digest
 from ..extract.spec import choose
 from ..gapfill import GapfillOptions, plan_gapfill
 from .output import Chip, ChipSink, cut_chips
-from .plan import MARKER, buffer_in_grid_units, check_folder, chip_bytes, chip_names, chip_windows, describe_ids, \
-    parse_size
+from .plan import MARKER, buffer_in_grid_units, check_folder, chip_bytes, chip_file_names, chip_names, chip_windows, \
+    describe_ids, parse_size
 
 #: Most bytes one chip (every date and band of its window) may hold: it is assembled whole in memory.
 CHIP_BUDGET = 512 * 2**20
@@ -74,7 +74,8 @@ class ChipsOptions:
     (linear, nearest, previous, next, seasonal) applied along time inside each chip, with ``max_gap``
     (days, 0: no limit) and ``edges`` (leave, nearest); the flags become a ``<band>_flags`` variable.
     ``footprints``: a layer (.gpkg, .csv, .parquet) of the chips: id, file, extent, size and the valid
-    fraction per date.
+    fraction per date. ``format``: 0 ``netcdf`` (a file per feature), 1 ``geotiff`` (a file per feature
+    and date, ``<name>_<YYYY-MM-DD>.tif``: its bands; gap-filling flags are in netCDF only).
     """
 
     mode: Union[int, str] = "box"
@@ -97,6 +98,7 @@ class ChipsOptions:
     max_gap: float = 0.0
     edges: Union[int, str] = "leave"
     footprints: Optional[str] = None
+    format: Union[int, str] = "netcdf"
 
     def __post_init__(self) -> None:
         """Checked and in one form, so the same job in other words is the same job for resume."""
@@ -117,7 +119,8 @@ class ChipsOptions:
                       dates=tuple(self.dates) if self.dates is not None and not isinstance(self.dates, str)
                       else (self.dates or None),
                       gapfill=None if self.gapfill in (None, "") else choose(self.gapfill, CHIPS_GAPFILL, "GAPFILL"),
-                      footprints=os.path.abspath(self.footprints) if self.footprints else None)
+                      footprints=os.path.abspath(self.footprints) if self.footprints else None,
+                      format=choose(self.format, CHIPS_FORMATS, "chip format"))
         if values["gapfill"] == CHIPS_GAPFILL[0]:
             values["gapfill"] = None
         for name, value in values.items():
@@ -186,6 +189,8 @@ class ChipsJob(TiledJob):
     id_name: str = "feature_id"
     fill: Optional[GapfillOptions] = None
     footprints: Optional[str] = None
+    format: str = "netcdf"
+    time_keys: Tuple[str, ...] = ()
     stale: Tuple[str, ...] = ()
     plan: Optional[ChipPlan] = field(default=None, repr=False, compare=False)
 
@@ -277,7 +282,11 @@ def plan_chips_job(inputs: Sequence[str], zones: Union[str, Zones], folder: str,
     size = options.run.tile_size or auto_tile_size(layers * (3 if fill is not None else 1) + 1,
                                                    np.dtype(work).itemsize, TILE_BUDGET)
     plan = _assign(grid, windows, size, zones)
-    names = tuple(str(n) for n in plan.names[plan.windows[:, 2] > 0])
+    time_keys = _time_keys(times, dated)
+    if fill is not None and own.format == "geotiff":
+        warnings.warn(TilewiseWarning("The gap-filling flags are written in netCDF chips only; the GeoTIFF chips "
+                                      "hold the filled values."), stacklevel=2)
+    names = tuple(file_names(plan, own.format, time_keys))
     stale = check_folder(folder, names)
     _check_not_inputs(folder, infos + mask_infos)
     footprints = _check_footprints(own.footprints, folder, infos + mask_infos)
@@ -285,7 +294,8 @@ def plan_chips_job(inputs: Sequence[str], zones: Union[str, Zones], folder: str,
     files = tuple(os.path.join(os.path.abspath(folder), n) for n in names) + ((footprints,) if footprints else ())
     return ChipsJob(tuple(inputs), source, zones_digest(zones), own, os.path.abspath(folder), files, grid,
                     options.grid.resampling, bands, variables, order, times, dated, own.input_nodata, mask, work,
-                    int(size), cf_grid_mapping(grid.crs), zones.id_name, fill, footprints, stale, plan)
+                    int(size), cf_grid_mapping(grid.crs), zones.id_name, fill, footprints, own.format, time_keys, stale,
+                    plan)
 
 
 def _series(inputs: Sequence[str], dates: Any, filled: bool = False) -> Tuple[Tuple[int, ...], Tuple[float, ...], bool]:
@@ -402,7 +412,7 @@ def _assign(grid: Grid, windows: np.ndarray, tile_size: int, zones: Zones) -> Ch
         members.extend(chosen)
         offsets.append(len(members))
         parts[chosen] += 1
-    names = np.array([n + ".nc" for n in chip_names(zones.ids)], dtype=object)
+    names = np.array(chip_names(zones.ids), dtype=object)
     return ChipPlan(windows, np.array(reads, np.int64).reshape(-1, 4), np.array(offsets, np.int64),
                     np.array(members, np.int64), parts, names, np.asarray(zones.ids, dtype=object),
                     _global_attributes(zones))
@@ -444,6 +454,27 @@ def _variable_names(first: str, bands: Sequence[int]) -> Tuple[str, ...]:
         taken.append(name)
         out.append(name)
     return tuple(out)
+
+
+def _time_keys(times: Sequence[float], dated: bool) -> Tuple[str, ...]:
+    """The dates in file names: ``2024-05-12`` (``_2``... for a date given twice), or ``step0``, ``step1``..."""
+    from ...dates import dates_from_days
+    if not dated:
+        return tuple(f"step{t}" for t in range(len(times)))
+    out: List[str] = []
+    for d in dates_from_days(times):
+        key, k = d.isoformat(), 2
+        while key in out:
+            key = f"{d.isoformat()}_{k}"
+            k += 1
+        out.append(key)
+    return tuple(out)
+
+
+def file_names(plan: ChipPlan, fmt: str, time_keys: Sequence[str]) -> List[str]:
+    """Every file the chips of ``plan`` are written to, in feature order."""
+    return [name for z in np.flatnonzero(plan.windows[:, 2] > 0)
+            for name in chip_file_names(str(plan.names[z]), fmt, time_keys)]
 
 
 def _check_footprints(path: Optional[str], folder: str, infos) -> Optional[str]:
