@@ -23,7 +23,8 @@ GAPFILL_LABELS = ["None", "Linear in time (weighted by days)", "Nearest in time"
                   "Next valid value", "Seasonal: median of the same season in other years, then linear"]
 ENGINE_GAPFILL = ("none",) + tuple(GAPFILL_METHODS)
 EDGE_LABELS = ["Leave leading and trailing gaps empty", "Nearest valid value"]
-FORMAT_LABELS = ["netCDF: one file per feature (time, y, x)", "GeoTIFF: one file per feature and date"]
+FORMAT_LABELS = ["netCDF: one file per feature (time, y, x)", "GeoTIFF: one file per feature and date",
+                 "Training set (patch mode): one netCDF of every patch (feature, time, y, x)"]
 
 HELP = (
     "<p>Cuts the pixels around each feature of a vector layer out of a time series of rasters, every date and "
@@ -48,7 +49,9 @@ HELP = (
     "<p><b>Footprints</b> (optional): a layer of the chips' extents with the id, the file, the size and, per "
     "date, the fraction of pixels with a value in every band (<code>valid_d20240512</code>...).</p>"
     "<p><b>Format</b>: netCDF, or GeoTIFF: one file per feature and date (<code>&lt;id&gt;_YYYY-MM-DD.tif</code>, "
-    "the bands; the gap-filling flags are in netCDF only), for QGIS users who want layers.</p>"
+    "the bands; the gap-filling flags are in netCDF only), for QGIS users who want layers; or, in patch mode, a "
+    "training set: one <code>chips.nc</code> holding every patch, dimensions feature, time, y, x, with "
+    "<code>feature_id</code> and each patch's x/y coordinates.</p>"
     "<p><b>Output folder</b>: one file per feature, named by the <i>ID field</i> (characters other than "
     "letters, digits, <code>._-</code> become <code>_</code>; a repeated or empty id gets a number), listed in "
     "<i>Chips</i>. A file already in the folder is replaced only if an earlier chips run wrote it: the user's "

@@ -113,6 +113,7 @@ CHIPS_MODES = ("box", "patch")
 #: on a geographic grid).
 CHIPS_BUFFER_UNITS = ("grid", "metres")
 __all__ += ["CHIPS_MODES", "CHIPS_BUFFER_UNITS"]
-#: FORMAT of ``tilewise:chips``: 0 netCDF (a file per feature), 1 GeoTIFF (a file per feature and date).
-CHIPS_FORMATS = ("netcdf", "geotiff")
+#: FORMAT of ``tilewise:chips``: 0 netCDF (a file per feature), 1 GeoTIFF (a file per feature and date),
+#: 2 training (patch mode: one netCDF file of every patch, with a leading ``feature`` dimension).
+CHIPS_FORMATS = ("netcdf", "geotiff", "training")
 __all__ += ["CHIPS_FORMATS"]

@@ -59,7 +59,8 @@ def add_commands(sub) -> None:
                    help="leading and trailing gaps: leave them empty (default) or take the nearest valid value")
     c.add_argument("--format", default=CHIPS_FORMATS[0], choices=CHIPS_FORMATS,
                    help="netcdf: a file per feature (default); geotiff: a file per feature and date, "
-                        "NAME_YYYY-MM-DD.tif")
+                        "NAME_YYYY-MM-DD.tif; training (patch mode): one chips.nc of every patch, dims feature, "
+                        "time, y, x")
     c.add_argument("-o", "--output", required=True, metavar="FOLDER", help="output folder of the chips")
     c.add_argument("--footprints", metavar="LAYER",
                    help="also write a layer of the chips (.gpkg, .csv, .parquet): id, file, extent, size, and the "

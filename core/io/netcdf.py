@@ -19,7 +19,7 @@ import re
 import struct
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -68,23 +68,65 @@ def write_netcdf(path: str, dims: Mapping[str, int], variables: Sequence[Variabl
     >>> write_netcdf(p, {"y": 2, "x": 3}, [v], {"Conventions": "CF-1.8"}) == p
     True
     """
+    return write_netcdf_records(path, dims, variables, attrs)
+
+
+@dataclass(frozen=True)
+class RecordVariable:
+    """A variable along the record (first, unlimited) dimension: its dimensions after that one, its type."""
+
+    name: str
+    dims: Tuple[str, ...]
+    dtype: str
+    attrs: Mapping[str, Any]
+
+
+def write_netcdf_records(path: str, dims: Mapping[str, int], variables: Sequence[Variable],
+                         attrs: Mapping[str, Any], record_dim: Optional[str] = None,
+                         record_variables: Sequence[RecordVariable] = (),
+                         records: Iterable[Mapping[str, np.ndarray]] = (), n_records: int = 0) -> str:
+    """Write a netCDF classic (CDF-2) file at ``path``, atomically: ``variables`` whole, then ``n_records``
+    records of ``record_variables`` along ``record_dim``, taken one at a time from ``records`` (each a
+    mapping of name to the record's values): a file larger than memory is written record by record."""
+    all_dims = dict(dims)
+    if record_dim:
+        all_dims = {record_dim: 0, **all_dims}        # length 0 marks the record (unlimited) dimension
     for v in variables:
         if tuple(dims[d] for d in v.dims) != v.values.shape:
             raise ValueError(f"variable {v.name}: shape {v.values.shape} is not that of its dimensions {v.dims}")
-    header = _header(dims, variables, attrs, [0] * len(variables))
-    begins, offset = [], len(header)
-    for v in variables:
+    fixed = [(v.name, v.dims, v.values.dtype, v.attrs, _padded(v.values.nbytes)) for v in variables]
+    shapes = [tuple(dims[d] for d in r.dims) for r in record_variables]
+    sizes = [_padded(int(np.prod(shape, dtype=np.int64)) * np.dtype(r.dtype).itemsize)
+             for r, shape in zip(record_variables, shapes)]
+    recs = [(r.name, (record_dim,) + tuple(r.dims), np.dtype(r.dtype), r.attrs, size)
+            for r, size in zip(record_variables, sizes)]
+    entries = fixed + recs
+    header_size = len(_header(all_dims, entries, attrs, [0] * len(entries), n_records))
+    begins, offset = [], header_size
+    for entry in fixed:
         begins.append(offset)
-        offset += _padded(v.values.astype(v.values.dtype.newbyteorder(">")).nbytes)
-    header = _header(dims, variables, attrs, begins)
+        offset += entry[4]
+    for size in sizes:
+        begins.append(offset)
+        offset += size
+    header = _header(all_dims, entries, attrs, begins, n_records)
     folder, name = os.path.split(os.path.abspath(path))
     tmp = os.path.join(folder, f".{name}.tilewise-partial")
     try:
         with open(tmp, "wb") as f:
             f.write(header)
             for v in variables:
-                data = np.ascontiguousarray(v.values, dtype=v.values.dtype.newbyteorder(">")).tobytes()
-                f.write(data + b"\0" * (_padded(len(data)) - len(data)))
+                f.write(_data(v.values, v.values.dtype))
+            written = 0
+            for record in records:
+                for r, shape in zip(record_variables, shapes):
+                    values = np.asarray(record[r.name])
+                    if values.shape != shape:
+                        raise ValueError(f"record {written} of {r.name}: shape {values.shape}, not {shape}")
+                    f.write(_data(values, np.dtype(r.dtype)))
+                written += 1
+            if written != n_records:
+                raise ValueError(f"{written} records given for the {n_records} announced")
         os.replace(tmp, path)
     except OSError as exc:
         _remove(tmp)
@@ -95,22 +137,25 @@ def write_netcdf(path: str, dims: Mapping[str, int], variables: Sequence[Variabl
     return path
 
 
-def _header(dims: Mapping[str, int], variables: Sequence[Variable], attrs: Mapping[str, Any],
-            begins: Sequence[int]) -> bytes:
+def _data(values: np.ndarray, dtype: np.dtype) -> bytes:
+    data = np.ascontiguousarray(values, dtype=np.dtype(dtype).newbyteorder(">")).tobytes()
+    return data + b"\0" * (_padded(len(data)) - len(data))
+
+
+def _header(dims: Mapping[str, int], entries: Sequence[Tuple[str, Tuple[str, ...], np.dtype, Mapping[str, Any], int]],
+            attrs: Mapping[str, Any], begins: Sequence[int], n_records: int = 0) -> bytes:
     names = list(dims)
-    out: List[bytes] = [b"CDF\x02", struct.pack(">i", 0)]
+    out: List[bytes] = [b"CDF\x02", struct.pack(">i", int(n_records))]
     out.append(struct.pack(">ii", _NC_DIMENSION, len(names)) if names else b"\0" * 8)
     for d in names:
         out.append(_name(d) + struct.pack(">i", int(dims[d])))
     out.append(_attributes(attrs))
-    out.append(struct.pack(">ii", _NC_VARIABLE, len(variables)) if variables else b"\0" * 8)
-    for v, begin in zip(variables, begins):
-        code = _type_code(v.values.dtype, v.name)
-        out.append(_name(v.name) + struct.pack(">i", len(v.dims)))
-        out.append(b"".join(struct.pack(">i", names.index(d)) for d in v.dims))
-        out.append(_attributes(v.attrs))
-        size = min(_padded(v.values.nbytes), 2**32 - 1)
-        out.append(struct.pack(">iIq", code, size, begin))
+    out.append(struct.pack(">ii", _NC_VARIABLE, len(entries)) if entries else b"\0" * 8)
+    for (name, var_dims, dtype, var_attrs, size), begin in zip(entries, begins):
+        out.append(_name(name) + struct.pack(">i", len(var_dims)))
+        out.append(b"".join(struct.pack(">i", names.index(d)) for d in var_dims))
+        out.append(_attributes(var_attrs))
+        out.append(struct.pack(">iIq", _type_code(dtype, name), min(size, 2**32 - 1), begin))
     return b"".join(out)
 
 

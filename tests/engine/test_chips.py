@@ -297,3 +297,26 @@ def test_geotiff_per_feature_and_date(series, tmp_path, tile_size):
                 assert (src.transform.c, src.transform.f) == (X0 + (c - 2) * RES, Y0 - (r - 3) * RES)
                 assert src.tags()["TIFFTAG_DATETIME"] == d.replace("-", ":") + " 00:00:00"
                 np.testing.assert_array_equal(src.read(), want[t][[2, 0]])
+
+
+def test_training_format_is_one_file_with_a_leading_feature_dimension(series, tmp_path):
+    paths, data, _, order = series
+    cells = [(9, 12), (44, 60), (20, 30), (0, 0)]
+    zones = zones_from_geometries([utm_point(c + 0.5, r + 0.5) for r, c in cells] + [utm_point(5000, 5)], UTM_CRS,
+                                  ids=["a", "bé", "c", "d", "far"])
+    with pytest.warns(TilewiseWarning, match="far"):
+        report = chips(paths, zones, str(tmp_path / "out"), "patch", size_x=5, size_y=4, bands=[1, 2, 3],
+                       format="training", tile_size=8, workers=2)
+    assert report.outputs == (str(tmp_path / "out" / "chips.nc"),) and report.rows == 4
+    with xr.open_dataset(report.outputs[0]) as ds:
+        assert dict(ds.sizes) == {"feature": 4, "time": 3, "y": 4, "x": 5}
+        assert list(ds.feature_id.values) == ["a", "bé", "c", "d"]
+        assert [str(t)[:10] for t in ds.time.values] == sorted(DATES)
+        assert CRS.from_wkt(ds.crs.attrs["crs_wkt"]).to_epsg() == 32633
+        for f, (r, c) in enumerate(cells):
+            got = np.stack([ds[n].values[f] for n in ("B03", "B04", "B08")], axis=1)
+            np.testing.assert_array_equal(got, reference(data, order, r - 2, c - 2, 4, 5))
+            np.testing.assert_allclose(ds.x.values[f], X0 + RES * (np.arange(c - 2, c + 3) + 0.5))
+            np.testing.assert_allclose(ds.y.values[f], Y0 - RES * (np.arange(r - 2, r + 2) + 0.5))
+    with pytest.raises(ParameterError, match="MODE patch"):
+        chips(paths, zones, str(tmp_path / "box"), "box", format="training")

@@ -172,3 +172,23 @@ def test_geotiff_chips_load_as_layers(scenes, tmp_path):
     assert layer.isValid() and layer.bandCount() == 2 and layer.crs().authid() == "EPSG:32633"
     ds = gdal.Open(result["OUTPUT_LAYERS"][1])
     np.testing.assert_array_equal(ds.ReadAsArray(), expected(arrays, 19, 9, 3)[1])
+
+
+def test_training_set_through_qgis_process(qgis_process, scenes, tmp_path):  # noqa: F811 (the fixture)
+    paths, arrays = scenes
+    x0, y1 = UTM33_10M[0], UTM33_10M[3]
+    zones = tmp_path / "pts.geojson"
+    zones.write_text(json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {"pid": f"p{i}"}, "geometry": {"type": "Point", "coordinates": [x, y]}}
+        for i, (x, y) in enumerate([(x0 + 105, y1 - 205), (x0 + 255, y1 - 155)])]}).replace(
+        '"features"', '"crs": {"type": "name", "properties": {"name": "urn:ogc:def:crs:EPSG::32633"}}, "features"'))
+    out = tmp_path / "train"
+    proc = qgis_process("run", ALG, "--json", "--", *[f"INPUT={p}" for p in paths], f"ZONES={zones}",
+                        "ID_FIELD=pid", "MODE=1", "SIZE_X=3", "SIZE_Y=3", "FORMAT=2", f"OUTPUT_FOLDER={out}",
+                        timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert json.loads(proc.stdout[proc.stdout.index("{"):])["results"]["OUTPUT_LAYERS"] == [str(out / "chips.nc")]
+    ds = gdal.Open(f'NETCDF:"{out / "chips.nc"}":band_1')
+    assert ds.RasterCount == 2 * 2                                 # GDAL: the feature x time slices as bands
+    # no 1-D y coordinate (each patch has its own): GDAL takes netCDF's default, rows from the south up
+    np.testing.assert_array_equal(np.flipud(ds.GetRasterBand(1).ReadAsArray()), expected(arrays, 19, 9, 3)[0, 0])

@@ -24,7 +24,7 @@ from ...options import LogFn
 from ...runtime.diskspace import SpaceNeed
 from ...runtime.sinks import Sink
 from ..gapfill import FLAG_MEANINGS, FLAG_MISSING
-from .plan import chip_bytes, chip_file_names, write_marker
+from .plan import TRAINING_FILE, chip_bytes, chip_file_names, write_marker
 
 if TYPE_CHECKING:  # pragma: no cover
     from .run import ChipsJob
@@ -108,12 +108,7 @@ def write_chip(job: "ChipsJob", z: int, chip: Chip, path: str) -> str:
     a, e = transform[0], transform[4]
     xs = transform[2] + a * (np.arange(w) + 0.5)
     ys = transform[5] + e * (np.arange(h) + 0.5)
-    if job.dated:
-        time_attrs = {"standard_name": "time", "long_name": "time", "axis": "T",
-                      "units": "days since 1970-01-01", "calendar": "standard"}
-    else:
-        time_attrs = {"long_name": "step (the inputs have no dates)"}
-    variables = [Variable("time", ("time",), np.asarray(job.times, np.float64), time_attrs),
+    variables = [Variable("time", ("time",), np.asarray(job.times, np.float64), _time_attrs(job)),
                  Variable("y", ("y",), ys, {**dict(y_attrs), "axis": "Y"}),
                  Variable("x", ("x",), xs, {**dict(x_attrs), "axis": "X"}),
                  Variable("crs", (), np.array(0, np.int32),
@@ -123,13 +118,9 @@ def write_chip(job: "ChipsJob", z: int, chip: Chip, path: str) -> str:
         variables.append(Variable(name, ("time", "y", "x"), chip.values[:, k],
                                   {"_FillValue": fill, "long_name": f"band {band}", "grid_mapping": "crs"}))
     if chip.flags is not None:
-        codes = sorted(FLAG_MEANINGS)
         for k, name in enumerate(job.variables):
-            variables.append(Variable(
-                f"{name}_flags", ("time", "y", "x"), chip.flags[:, k].astype(FLAGS_TYPE),
-                {"long_name": f"gap filling of {name}", "flag_values": np.array(codes, FLAGS_TYPE),
-                 "flag_meanings": " ".join(FLAG_MEANINGS[c].replace(" ", "_").replace("-", "_") for c in codes),
-                 "grid_mapping": "crs"}))
+            variables.append(Variable(f"{name}_flags", ("time", "y", "x"), chip.flags[:, k].astype(FLAGS_TYPE),
+                                      _flag_attrs(name)))
     dims = {"time": len(job.times), "y": h, "x": w}
     return write_netcdf(path, dims, variables, dict(job.plan.attrs[z]))
 
@@ -147,7 +138,7 @@ def cut_chips(job: "ChipsJob", tile: Tile, tile_chip: Chip, folder: str) -> Dict
                slice(c0 - tile.col_off, c1 - tile.col_off))
         piece = Chip(tile_chip.values[cut], None if tile_chip.flags is None else tile_chip.flags[cut])
         part[f"n{z}"] = piece.valid_per_date()
-        if plan.parts[z] == 1:
+        if plan.parts[z] == 1 and job.format != "training":
             write_chip_files(job, int(z), piece, staged_paths(job, folder, int(z)))
             continue
         part[f"p{z}"] = piece.values
@@ -198,7 +189,7 @@ class ChipSink(Sink):
 
     def journal_entries(self, workdir: str, tile: Tile) -> List[Tuple[str, str]]:
         plan = self.job.plan
-        whole = [int(z) for z in plan.of_task(tile.index) if plan.parts[z] == 1]
+        whole = [int(z) for z in plan.of_task(tile.index) if plan.parts[z] == 1 and self.job.format != "training"]
         paths = [self.target(workdir, tile)] + [p for z in whole for p in staged_paths(self.job, workdir, z)]
         return [(os.path.basename(p), p) for p in paths]
 
@@ -212,6 +203,10 @@ class ChipSink(Sink):
     def finish(self, workdir: str, tiles: Sequence[Tile], say: LogFn) -> Dict[str, Any]:
         job, plan = self.job, self.job.plan
         os.makedirs(self.folder, exist_ok=True)
+        if job.format == "training":
+            say(f"Writing {int(np.count_nonzero(plan.windows[:, 2] > 0))} patches into {self.chip_files[0]}")
+            write_training(job, self.chip_files[0], workdir)
+            return self._done(workdir, tiles, [os.path.basename(self.chip_files[0])])
         spanning = plan.tasks_of()
         say(f"Writing {len(self.chip_files)} chips into {self.folder}")
         written = []
@@ -224,17 +219,78 @@ class ChipSink(Sink):
                 for staged, final in zip(staged_paths(job, workdir, int(z)), finals):
                     _move(staged, final)
             written.extend(names)
+        return self._done(workdir, tiles, written)
+
+    def _done(self, workdir: str, tiles: Sequence[Tile], written: List[str]) -> Dict[str, Any]:
+        """The footprints, the folder's marker, the earlier run's files removed; the report's fields."""
+        job, plan = self.job, self.job.plan
         if self.footprints:
             write_footprints(job, self.footprints, valid_counts(job, tiles, workdir))
         write_marker(self.folder, written)
         for name in self.stale:
             _remove(os.path.join(self.folder, name))
         r = plan.windows[plan.windows[:, 2] > 0]
-        return dict(rows=len(written), width=int(r[:, 3].max()), height=int(r[:, 2].max()),
-                    bands=len(job.bands))
+        return dict(rows=len(r), width=int(r[:, 3].max()), height=int(r[:, 2].max()), bands=len(job.bands))
 
     def abort(self) -> None:
         pass    # every file is renamed into place whole; nothing partial is left under an output's name
+
+
+def write_training(job: "ChipsJob", path: str, workdir: str) -> None:
+    """FORMAT training: every patch in one netCDF file, ``feature`` its first (record) dimension, written
+    patch by patch (memory: one patch). ``feature_id`` (text), ``x(feature, x)`` and ``y(feature, y)``
+    (each patch's pixel centres), one ``(feature, time, y, x)`` variable per band (and its flags)."""
+    from ...io.netcdf import RecordVariable, Variable, write_netcdf_records
+    plan = job.plan
+    kept = np.flatnonzero(plan.windows[:, 2] > 0)
+    h, w = (int(v) for v in plan.windows[kept[0]][2:])
+    ids = [str(plan.ids[z]).encode("utf-8") for z in kept]
+    width = max(1, max(len(i) for i in ids))
+    mapping, x_attrs, y_attrs = job.cf
+    fixed = [Variable("time", ("time",), np.asarray(job.times, np.float64), _time_attrs(job)),
+             Variable("crs", (), np.array(0, np.int32), dict(mapping))]
+    records = [RecordVariable("feature_id", ("id_length",), "S1", {"long_name": job.id_name, "_Encoding": "utf-8"}),
+               RecordVariable("y", ("y",), "float64", dict(y_attrs)),
+               RecordVariable("x", ("x",), "float64", dict(x_attrs))]
+    fill = np.asarray(np.nan, job.work_dtype)
+    for name, band in zip(job.variables, job.bands):
+        records.append(RecordVariable(name, ("time", "y", "x"), job.work_dtype,
+                                      {"_FillValue": fill, "long_name": f"band {band}", "grid_mapping": "crs",
+                                       "coordinates": "feature_id"}))
+    if job.fill is not None:
+        records.extend(RecordVariable(f"{name}_flags", ("time", "y", "x"), FLAGS_TYPE, _flag_attrs(name))
+                       for name in job.variables)
+    tasks = plan.tasks_of(every=True)
+
+    def patches():
+        for z, text in zip(kept, ids):
+            chip = assemble(job, int(z), tasks[int(z)], workdir)
+            a, _, x0, _, e, y0 = chip_transform(job, int(z))
+            record = {"feature_id": np.frombuffer(text.ljust(width, b"\0"), dtype="S1"),
+                      "x": x0 + a * (np.arange(w) + 0.5), "y": y0 + e * (np.arange(h) + 0.5)}
+            for k, name in enumerate(job.variables):
+                record[name] = chip.values[:, k]
+                if chip.flags is not None:
+                    record[f"{name}_flags"] = chip.flags[:, k]
+            yield record
+    attrs = {"Conventions": "CF-1.8", "title": f"Tilewise training set: {len(kept)} patches of {w} x {h} pixels",
+             "source": "tilewise chips", "id_field": job.id_name}
+    write_netcdf_records(path, {"time": len(job.times), "y": h, "x": w, "id_length": width}, fixed, attrs,
+                         "feature", records, patches(), len(kept))
+
+
+def _time_attrs(job: "ChipsJob") -> Dict[str, Any]:
+    if job.dated:
+        return {"standard_name": "time", "long_name": "time", "axis": "T", "units": "days since 1970-01-01",
+                "calendar": "standard"}
+    return {"long_name": "step (the inputs have no dates)"}
+
+
+def _flag_attrs(name: str) -> Dict[str, Any]:
+    codes = sorted(FLAG_MEANINGS)
+    return {"long_name": f"gap filling of {name}", "flag_values": np.array(codes, FLAGS_TYPE),
+            "flag_meanings": " ".join(FLAG_MEANINGS[c].replace(" ", "_").replace("-", "_") for c in codes),
+            "grid_mapping": "crs"}
 
 
 def valid_counts(job: "ChipsJob", tiles: Sequence[Tile], workdir: str) -> np.ndarray:
@@ -261,8 +317,9 @@ def write_footprints(job: "ChipsJob", path: str, counts: np.ndarray) -> None:
         a, _, x0, _, e, y0 = chip_transform(job, int(z))
         h, w = (int(v) for v in plan.windows[z][2:])
         boxes.append(shapely.box(x0, y0 + e * h, x0 + a * w, y0))
-    files = np.array([", ".join(chip_files(job, int(z))) if job.format != "geotiff" else
-                      f"{plan.names[z]}_<date>.tif" for z in kept], dtype=object)
+    files = np.array([f"{plan.names[z]}_<date>.tif" if job.format == "geotiff" else
+                      TRAINING_FILE if job.format == "training" else chip_files(job, int(z))[0] for z in kept],
+                     dtype=object)
     cols: Dict[str, np.ndarray] = {job.id_name: plan.ids[kept], "file": files,
                                    "width": plan.windows[kept, 3].astype(np.int32),
                                    "height": plan.windows[kept, 2].astype(np.int32)}

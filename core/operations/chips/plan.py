@@ -27,6 +27,8 @@ from ...kernels.footprints import KIND_EMPTY, KIND_POINT
 
 #: The file in OUTPUT_FOLDER listing the chips a run wrote (the next run may replace those, and only those).
 MARKER = ".tilewise-chips.json"
+#: The one file of FORMAT training.
+TRAINING_FILE = "chips.nc"
 #: Longest chip file name, without ``.nc``.
 MAX_NAME = 120
 

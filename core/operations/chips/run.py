@@ -48,7 +48,7 @@ from ..extract.run import _checked_crs, zones_digest
 from ..extract.spec import choose
 from ..gapfill import GapfillOptions, plan_gapfill
 from .output import Chip, ChipSink, cut_chips
-from .plan import MARKER, buffer_in_grid_units, check_folder, chip_bytes, chip_file_names, chip_names, chip_windows, \
+from .plan import MARKER, TRAINING_FILE, buffer_in_grid_units, check_folder, chip_bytes, chip_file_names, chip_names, chip_windows, \
     describe_ids, parse_size
 
 #: Most bytes one chip (every date and band of its window) may hold: it is assembled whole in memory.
@@ -75,7 +75,8 @@ class ChipsOptions:
     (days, 0: no limit) and ``edges`` (leave, nearest); the flags become a ``<band>_flags`` variable.
     ``footprints``: a layer (.gpkg, .csv, .parquet) of the chips: id, file, extent, size and the valid
     fraction per date. ``format``: 0 ``netcdf`` (a file per feature), 1 ``geotiff`` (a file per feature
-    and date, ``<name>_<YYYY-MM-DD>.tif``: its bands; gap-filling flags are in netCDF only).
+    and date, ``<name>_<YYYY-MM-DD>.tif``: its bands; gap-filling flags are in netCDF only), 2 ``training``
+    (patch mode: one ``chips.nc`` of every patch, dims feature, time, y, x).
     """
 
     mode: Union[int, str] = "box"
@@ -123,6 +124,9 @@ class ChipsOptions:
                       format=choose(self.format, CHIPS_FORMATS, "chip format"))
         if values["gapfill"] == CHIPS_GAPFILL[0]:
             values["gapfill"] = None
+        if values["format"] == "training" and values["mode"] != "patch":
+            raise ParameterError("FORMAT training writes every chip into one array, so they must have one size: "
+                                 "use MODE patch (SIZE_X x SIZE_Y pixels).")
         for name, value in values.items():
             object.__setattr__(self, name, value)
 
@@ -154,12 +158,12 @@ class ChipPlan:
     def of_task(self, k: int) -> np.ndarray:
         return self.members[self.offsets[k]:self.offsets[k + 1]]
 
-    def tasks_of(self) -> Dict[int, List[int]]:
-        """For every chip that spans tasks: the tasks holding its pieces."""
+    def tasks_of(self, every: bool = False) -> Dict[int, List[int]]:
+        """For every chip that spans tasks (``every``: every chip): the tasks holding its pieces."""
         out: Dict[int, List[int]] = {}
         for k in range(len(self.offsets) - 1):
             for z in self.of_task(k):
-                if self.parts[z] > 1:
+                if every or self.parts[z] > 1:
                     out.setdefault(int(z), []).append(k)
         return out
 
@@ -473,6 +477,8 @@ def _time_keys(times: Sequence[float], dated: bool) -> Tuple[str, ...]:
 
 def file_names(plan: ChipPlan, fmt: str, time_keys: Sequence[str]) -> List[str]:
     """Every file the chips of ``plan`` are written to, in feature order."""
+    if fmt == "training":
+        return [TRAINING_FILE]
     return [name for z in np.flatnonzero(plan.windows[:, 2] > 0)
             for name in chip_file_names(str(plan.names[z]), fmt, time_keys)]
 
