@@ -32,7 +32,7 @@ import shapely
 
 from ...dates import overridden_warnings, read_dates
 from ...errors import InputError, OutputError, ParameterError, TileError, TilewiseError, TilewiseWarning
-from ...grid import Grid, Tile, auto_tile_size, plan_tiles
+from ...grid import Grid, Tile, auto_tile_size
 from ...io.netcdf import cf_attribute_value, cf_grid_mapping, nc_name
 from ...io.sources import describe_raster, read_qa_mask, read_window
 from ...io.vector import Zones, check_zone_coordinates, read_zones, reproject, same_crs
@@ -399,7 +399,11 @@ def _assign(grid: Grid, windows: np.ndarray, tile_size: int, zones: Zones) -> Ch
     assignment = assign_tiles(footprints_from_pixels(boxes, grid.height, grid.width), tile_size)
     reads, offsets, members = [], [0], []
     parts = np.zeros(len(windows), np.int64)
-    for t, tile in enumerate(plan_tiles(grid, tile_size)):
+    n_cols = -(-grid.width // tile_size)
+    for t in np.flatnonzero(np.diff(assignment.offsets)):     # only the tiles holding a window
+        row_off, col_off = int(t // n_cols) * tile_size, int(t % n_cols) * tile_size
+        tile = Tile(int(t), row_off, col_off, min(tile_size, grid.height - row_off),
+                    min(tile_size, grid.width - col_off))
         chosen, rects = [], []
         for z in assignment.of_tile(t):
             r, c, h, w = windows[z]
