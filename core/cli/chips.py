@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..vocabulary import CHIPS_BUFFER_UNITS, CHIPS_FORMATS, CHIPS_MODES, GAPFILL_EDGE_MODES, GAPFILL_METHODS, RESAMPLING_METHODS
+from ..vocabulary import CHIPS_BUFFER_UNITS, CHIPS_FORMATS, CHIPS_MODES, GAPFILL_EDGE_MODES, GAPFILL_METHODS, \
+    RESAMPLING_METHODS
 from . import run_with_progress
 from .options import add_input_nodata_option, add_mask_options, add_run_options, expand_inputs, integers, \
     mask_kwargs, run_kwargs

@@ -44,7 +44,8 @@ def zones():
     rng = np.random.default_rng(11)
     xs, ys = X0 + rng.uniform(-30, W * 10 + 30, 60), Y0 - rng.uniform(-30, H * 10 + 30, 60)
     geoms = [shapely.Point(x, y) for x, y in zip(xs, ys)]
-    geoms += [shapely.box(X0 + 100, Y0 - 900, X0 + 700, Y0 - 300), shapely.LineString([(X0, Y0), (X0 + 1400, Y0 - 1100)])]
+    geoms += [shapely.box(X0 + 100, Y0 - 900, X0 + 700, Y0 - 300),
+              shapely.LineString([(X0, Y0), (X0 + 1400, Y0 - 1100)])]
     return zones_from_geometries(geoms, UTM_CRS, ids=[f"f{i:02d}" for i in range(len(geoms))])
 
 

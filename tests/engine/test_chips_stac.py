@@ -3,10 +3,8 @@ the chips of the search's VRTs given as files."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import shapely

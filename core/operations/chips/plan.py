@@ -70,7 +70,7 @@ def chip_windows(geoms: np.ndarray, transform: Sequence[float], mode: str, buffe
     >>> chip_windows(np.array([shapely.Point(15, 85)]), t, "patch", np.zeros((1, 2)), (3, 3)).tolist()
     [[0, 0, 3, 3]]
     >>> chip_windows(np.array([shapely.box(12, 52, 38, 78)]), t, "box", np.full((1, 2), 10.0), (0, 0)).tolist()
-    [[1, 0, 6, 5]]
+    [[1, 0, 5, 5]]
     """
     a, _, c, _, e, f = transform[:6]
     out = np.zeros((len(geoms), 4), np.int64)

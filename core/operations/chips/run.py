@@ -1,4 +1,5 @@
-"""The ``chips`` operation: the pixels around each feature, every date and band, one netCDF cube per feature.
+"""The ``chips`` operation: the pixels around each feature, every date and band, one netCDF cube per feature
+(or a GeoTIFF per feature and date, or one training-set file of every patch: :mod:`.output`).
 
 Planning (:func:`plan_chips_job`, in this process): the output grid's lattice (the first input's, or
 CRS and cell size given), one window per feature on it (:mod:`.plan`), and a *working grid* that just
@@ -9,7 +10,8 @@ tasks, and each task reads only the rectangle of its tile that its windows cover
 A task (:func:`chips_tile`, in a worker) reads that rectangle once per raster (every band at once,
 resampled onto the grid when the raster is on another grid; the QA mask applied), so however many
 chips touch it, it is read once, and holds ``dates x bands x rectangle`` values at a time: memory is
-bounded by the tile size times the dates and bands, not by the number of features. A chip wholly in
+bounded by the tile size times the dates and bands, not by the number of features. With GAPFILL the
+rectangle is filled along time there (each pixel's series is whole in it). A chip wholly in
 the task's tile is written there as its netCDF file (in the work folder); the pieces of chips that
 span tiles go into the task's part file.
 
@@ -38,7 +40,7 @@ from ...io.sources import describe_raster, read_qa_mask, read_window
 from ...io.vector import Zones, check_zone_coordinates, read_zones, reproject, same_crs
 from ...kernels.footprints import assign_tiles, footprints_from_pixels
 from ...masks import MaskSpec, parse_codes, preset_by_name
-from ...options import GridOptions, LogFn, OutputOptions, Options, plan_grid, split_options
+from ...options import OutputOptions, Options, plan_grid, split_options
 from ...runtime.runner import RunReport, TileBudget, TiledJob, run_tiles, warnings_to
 from ...runtime.sinks import write_part
 from ...vocabulary import CHIPS_BUFFER_UNITS, CHIPS_FORMATS, CHIPS_MODES, GAPFILL_METHODS
@@ -48,8 +50,8 @@ from ..extract.run import _checked_crs, zones_digest
 from ..extract.spec import choose
 from ..gapfill import GapfillOptions, plan_gapfill
 from .output import Chip, ChipSink, cut_chips
-from .plan import MARKER, TRAINING_FILE, buffer_in_grid_units, check_folder, chip_bytes, chip_file_names, chip_names, chip_windows, \
-    describe_ids, parse_size
+from .plan import MARKER, TRAINING_FILE, buffer_in_grid_units, check_folder, chip_bytes, chip_file_names, \
+    chip_names, chip_windows, describe_ids, parse_size
 
 #: Most bytes one chip (every date and band of its window) may hold: it is assembled whole in memory.
 CHIP_BUDGET = 512 * 2**20
@@ -524,8 +526,8 @@ def chips(inputs: Sequence[str], zones: Union[str, Zones], output: str, mode: Un
     zones : str or Zones
         Points, lines or polygons, in any CRS.
     output : str
-        The output folder: receives ``<id>.nc`` per feature (CF-1.8; dims time, y, x; one variable per band; the feature's
-        id and fields as global attributes). A file already there is replaced only if an earlier chips
+        The output folder: receives ``<id>.nc`` per feature (CF-1.8; dims time, y, x; one variable per
+        band; the feature's id and fields as global attributes), or see ``format``. A file already there is replaced only if an earlier chips
         run wrote it.
     mode : {"box", "patch"} or 0, 1
         ``box``: the feature's bounding box grown by ``buffer`` (in ``buffer_units``: ``grid`` or
@@ -557,4 +559,4 @@ def chips(inputs: Sequence[str], zones: Union[str, Zones], output: str, mode: Un
 
 
 __all__ = ["ChipsOptions", "ChipsJob", "ChipPlan", "ChipSink", "chips", "chips_tile", "plan_chips_job", "MARKER",
-           "CHIP_BUDGET", "GridOptions"]
+           "CHIP_BUDGET"]
