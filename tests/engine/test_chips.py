@@ -320,3 +320,18 @@ def test_training_format_is_one_file_with_a_leading_feature_dimension(series, tm
             np.testing.assert_allclose(ds.y.values[f], Y0 - RES * (np.arange(r - 2, r + 2) + 0.5))
     with pytest.raises(ParameterError, match="MODE patch"):
         chips(paths, zones, str(tmp_path / "box"), "box", format="training")
+
+
+def test_patches_of_lines_and_polygons_are_centred_on_a_point_on_them(series, tmp_path):
+    paths, data, _, order = series
+    shapes = [shapely.Polygon([(X0 + 100, Y0 - 100), (X0 + 400, Y0 - 100), (X0 + 400, Y0 - 130), (X0 + 130, Y0 - 130),
+                               (X0 + 130, Y0 - 400), (X0 + 100, Y0 - 400)]),       # an L: its centroid is outside it
+              shapely.LineString([(X0 + 200, Y0 - 50), (X0 + 300, Y0 - 250), (X0 + 600, Y0 - 260)])]
+    zones = zones_from_geometries(shapes, UTM_CRS)
+    chips(paths, zones, str(tmp_path / "out"), "patch", size_x=3, size_y=3, bands=[1, 2, 3], tile_size=8)
+    for i, g in enumerate(shapes):
+        p = g.point_on_surface()
+        assert g.intersects(p)
+        col, row = math.floor((p.x - X0) / RES), math.floor((Y0 - p.y) / RES)
+        np.testing.assert_array_equal(chip_array(tmp_path / "out" / f"{i}.nc"),
+                                      reference(data, order, row - 1, col - 1, 3, 3))
