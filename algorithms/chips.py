@@ -51,7 +51,7 @@ HELP = (
     "<p><b>Format</b>: netCDF, or GeoTIFF: one file per feature and date (<code>&lt;id&gt;_YYYY-MM-DD.tif</code>, "
     "the bands; the gap-filling flags are in netCDF only), for QGIS users who want layers; or, in patch mode, a "
     "training set: one <code>chips.nc</code> holding every patch, dimensions feature, time, y, x, with "
-    "<code>feature_id</code> and each patch's x/y coordinates.</p>"
+    "<code>feature_id</code>, each patch's x/y coordinates and the features' fields (the labels).</p>"
     "<p><b>Output folder</b>: one file per feature, named by the <i>ID field</i> (characters other than "
     "letters, digits, <code>._-</code> become <code>_</code>; a repeated or empty id gets a number), listed in "
     "<i>Chips</i>. A file already in the folder is replaced only if an earlier chips run wrote it: the user's "

@@ -303,7 +303,9 @@ def test_training_format_is_one_file_with_a_leading_feature_dimension(series, tm
     paths, data, _, order = series
     cells = [(9, 12), (44, 60), (20, 30), (0, 0)]
     zones = zones_from_geometries([utm_point(c + 0.5, r + 0.5) for r, c in cells] + [utm_point(5000, 5)], UTM_CRS,
-                                  ids=["a", "bé", "c", "d", "far"])
+                                  ids=["a", "bé", "c", "d", "far"], id_name="name",
+                                  fields={"name": ["a", "bé", "c", "d", "far"],
+                                          "crop": ["wheat", "maize", "", "rye", "x"], "label": [1, 2, 3, 4, 5], "area": [0.5, 1.5, np.nan, 2.0, 9.0]})
     with pytest.warns(TilewiseWarning, match="far"):
         report = chips(paths, zones, str(tmp_path / "out"), "patch", size_x=5, size_y=4, bands=[1, 2, 3],
                        format="training", tile_size=8, workers=2)
@@ -311,6 +313,8 @@ def test_training_format_is_one_file_with_a_leading_feature_dimension(series, tm
     with xr.open_dataset(report.outputs[0]) as ds:
         assert dict(ds.sizes) == {"feature": 4, "time": 3, "y": 4, "x": 5}
         assert list(ds.feature_id.values) == ["a", "bé", "c", "d"]
+        assert list(ds.crop.values) == ["wheat", "maize", "", "rye"] and list(ds.label.values) == [1, 2, 3, 4]
+        np.testing.assert_array_equal(ds.area.values, [0.5, 1.5, np.nan, 2.0])       # the labels of a training set
         assert [str(t)[:10] for t in ds.time.values] == sorted(DATES)
         assert CRS.from_wkt(ds.crs.attrs["crs_wkt"]).to_epsg() == 32633
         for f, (r, c) in enumerate(cells):

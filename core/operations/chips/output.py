@@ -239,7 +239,8 @@ class ChipSink(Sink):
 def write_training(job: "ChipsJob", path: str, workdir: str) -> None:
     """FORMAT training: every patch in one netCDF file, ``feature`` its first (record) dimension, written
     patch by patch (memory: one patch). ``feature_id`` (text), ``x(feature, x)`` and ``y(feature, y)``
-    (each patch's pixel centres), one ``(feature, time, y, x)`` variable per band (and its flags)."""
+    (each patch's pixel centres), one ``(feature, time, y, x)`` variable per band (and its flags), and
+    the features' fields as ``(feature)`` variables."""
     from ...io.netcdf import RecordVariable, Variable, write_netcdf_records
     plan = job.plan
     kept = np.flatnonzero(plan.windows[:, 2] > 0)
@@ -260,10 +261,13 @@ def write_training(job: "ChipsJob", path: str, workdir: str) -> None:
     if job.fill is not None:
         records.extend(RecordVariable(f"{name}_flags", ("time", "y", "x"), FLAGS_TYPE, _flag_attrs(name))
                        for name in job.variables)
+    dims = {"time": len(job.times), "y": h, "x": w, "id_length": width}
+    fields = _field_records(job, kept, [r.name for r in records] + ["time", "crs"], dims)
+    records.extend(f[0] for f in fields)
     tasks = plan.tasks_of(every=True)
 
     def patches():
-        for z, text in zip(kept, ids):
+        for j, (z, text) in enumerate(zip(kept, ids)):
             chip = assemble(job, int(z), tasks[int(z)], workdir)
             a, _, x0, _, e, y0 = chip_transform(job, int(z))
             record = {"feature_id": np.frombuffer(text.ljust(width, b"\0"), dtype="S1"),
@@ -272,11 +276,44 @@ def write_training(job: "ChipsJob", path: str, workdir: str) -> None:
                 record[name] = chip.values[:, k]
                 if chip.flags is not None:
                     record[f"{name}_flags"] = chip.flags[:, k]
+            for variable, values in fields:
+                record[variable.name] = values[j]
             yield record
     attrs = {"Conventions": "CF-1.8", "title": f"Tilewise training set: {len(kept)} patches of {w} x {h} pixels",
              "source": "tilewise chips", "id_field": job.id_name}
-    write_netcdf_records(path, {"time": len(job.times), "y": h, "x": w, "id_length": width}, fixed, attrs,
-                         "feature", records, patches(), len(kept))
+    write_netcdf_records(path, dims, fixed, attrs, "feature", records, patches(), len(kept))
+
+
+_FIXED_ATTRIBUTES = ("Conventions", "title", "source", "feature_id", "id_field")
+
+
+def _field_records(job: "ChipsJob", kept: np.ndarray, taken: List[str], dims: Dict[str, int]) -> List[Tuple[Any, list]]:
+    """The features' fields as variables along ``feature`` (labels for training): numbers as double (NaN
+    where missing; int32 when all are whole and present), other values as text; ``dims`` gets each text
+    field's length dimension."""
+    from ...io.netcdf import RecordVariable, nc_name
+    plan = job.plan
+    rows = [dict(plan.attrs[z]) for z in kept]
+    keys = list(dict.fromkeys(k for row in rows for k in row if k not in _FIXED_ATTRIBUTES))
+    out = []
+    for key in keys:
+        values = [row.get(key) for row in rows]
+        name = nc_name(key, taken)
+        taken.append(name)
+        present = [v for v in values if v is not None]
+        if all(isinstance(v, (int, float)) for v in present):
+            whole = len(present) == len(values) and all(isinstance(v, int) and -2**31 <= v < 2**31 for v in values)
+            dtype = "int32" if whole else "float64"
+            data = [np.asarray(np.nan if v is None else v, dtype) for v in values]
+            attrs = {"long_name": key} if whole else {"long_name": key, "_FillValue": np.nan}
+            out.append((RecordVariable(name, (), dtype, attrs), data))
+            continue
+        texts = [("" if v is None else str(v)).encode("utf-8") for v in values]
+        length = nc_name(f"{name}_length", taken + list(dims))
+        dims[length] = max(1, max(len(t) for t in texts))
+        data = [np.frombuffer(t.ljust(dims[length], b"\0"), dtype="S1") for t in texts]
+        out.append((RecordVariable(name, (length,), "S1", {"long_name": key, "_Encoding": "utf-8"}), data))
+    return out
 
 
 def _time_attrs(job: "ChipsJob") -> Dict[str, Any]:

@@ -527,8 +527,8 @@ def chips(inputs: Sequence[str], zones: Union[str, Zones], output: str, mode: Un
         Points, lines or polygons, in any CRS.
     output : str
         The output folder: receives ``<id>.nc`` per feature (CF-1.8; dims time, y, x; one variable per
-        band; the feature's id and fields as global attributes), or see ``format``. A file already there is replaced only if an earlier chips
-        run wrote it.
+        band; the feature's id and fields as global attributes), or see ``format``. A file already
+        there is replaced only if an earlier chips run wrote it.
     mode : {"box", "patch"} or 0, 1
         ``box``: the feature's bounding box grown by ``buffer`` (in ``buffer_units``: ``grid`` or
         ``metres``); ``patch``: ``size_x`` x ``size_y`` pixels centred on the pixel that holds the
