@@ -339,3 +339,15 @@ def test_patches_of_lines_and_polygons_are_centred_on_a_point_on_them(series, tm
         col, row = math.floor((p.x - X0) / RES), math.floor((Y0 - p.y) / RES)
         np.testing.assert_array_equal(chip_array(tmp_path / "out" / f"{i}.nc"),
                                       reference(data, order, row - 1, col - 1, 3, 3))
+
+
+def test_renamed_chips_are_named_in_one_warning(series, tmp_path):
+    paths, _, _, _ = series
+    zones = zones_from_geometries([utm_point(5, 5), utm_point(9, 9), utm_point(12, 12)], UTM_CRS,
+                                  ids=np.array(["a", "a", "../b"], dtype=object), id_name="pid")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        chips(paths, zones, str(tmp_path / "out"), "patch", size_x=2, size_y=2)
+    said = [str(w.message) for w in caught if "not safe as file names" in str(w.message)]
+    assert said == ["2 pid values are repeated, empty or not safe as file names; those chips are named "
+                    "'a' -> a_2, '../b' -> b (each file's feature_id attribute holds the id as it is)."]

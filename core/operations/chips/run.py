@@ -423,9 +423,21 @@ def _assign(grid: Grid, windows: np.ndarray, tile_size: int, zones: Zones) -> Ch
         offsets.append(len(members))
         parts[chosen] += 1
     names = np.array(chip_names(zones.ids), dtype=object)
+    _warn_renamed(zones, names, parts > 0)
     return ChipPlan(windows, np.array(reads, np.int64).reshape(-1, 4), np.array(offsets, np.int64),
                     np.array(members, np.int64), parts, names, np.asarray(zones.ids, dtype=object),
                     _global_attributes(zones))
+
+
+def _warn_renamed(zones: Zones, names: np.ndarray, kept: np.ndarray) -> None:
+    """One warning for the chips whose file is not named by their id as it is (repeated, empty, unsafe)."""
+    changed = [i for i in np.flatnonzero(kept) if str(names[i]) != str(zones.ids[i])]
+    if not changed:
+        return
+    shown = ", ".join(f"{zones.ids[i]!r} -> {names[i]}" for i in changed[:5]) + ("..." if len(changed) > 5 else "")
+    warnings.warn(TilewiseWarning(
+        f"{len(changed)} {zones.id_name} values are repeated, empty or not safe as file names; those chips are "
+        f"named {shown} (each file's feature_id attribute holds the id as it is)."), stacklevel=4)
 
 
 def _global_attributes(zones: Zones) -> np.ndarray:
