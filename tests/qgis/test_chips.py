@@ -192,3 +192,18 @@ def test_training_set_through_qgis_process(qgis_process, scenes, tmp_path):  # n
     assert ds.RasterCount == 2 * 2                                 # GDAL: the feature x time slices as bands
     # no 1-D y coordinate (each patch has its own): GDAL takes netCDF's default, rows from the south up
     np.testing.assert_array_equal(np.flipud(ds.GetRasterBand(1).ReadAsArray()), expected(arrays, 19, 9, 3)[0, 0])
+
+
+def test_a_folder_with_the_users_file_is_one_clear_error(scenes, tmp_path):
+    from qgis.core import QgsProcessingException
+    paths, _ = scenes
+    x0, y1 = UTM33_10M[0], UTM33_10M[3]
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    (folder / "p0.nc").write_text("my own notes")
+    with pytest.raises(QgsProcessingException) as caught:
+        run(ALG, {"INPUT": paths, "ZONES": point_layer([(x0 + 105, y1 - 205)]), "ID_FIELD": "plot", "MODE": 1,
+                  "WORKERS": 1, "OUTPUT_FOLDER": str(folder)})
+    message = str(caught.value)
+    assert "already holds p0.nc, which Tilewise did not write: it is not replaced" in message
+    assert "Traceback" not in message and (folder / "p0.nc").read_text() == "my own notes"
