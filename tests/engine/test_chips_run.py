@@ -136,3 +136,29 @@ def test_the_command_line(series, tmp_path):
     assert sorted(os.listdir(tmp_path / "out")) == [".tilewise-chips.json", "p_1.nc", "p_2.nc"]
     bad = cli("-z", points, "--id-field", "plot", "-o", "out2", *series)
     assert bad.returncode == 2 and "has no field 'plot'" in bad.stderr and "Traceback" not in bad.stderr
+
+
+@pytest.mark.parametrize("tile_size", [8, 256])
+def test_an_input_on_another_grid_is_resampled_onto_the_chips_grid(series, zones, tmp_path, tile_size):
+    """The second input at 25 m off the first's lattice (same CRS: an affine warp, so exactly
+    rasterio.warp.reproject's nearest neighbour onto each chip's own grid)."""
+    import rasterio
+    from rasterio.warp import Resampling, reproject
+    rng = np.random.default_rng(9)
+    coarse = rng.integers(1, 10000, (2, 50, 62)).astype(np.uint16)
+    transform = rasterio.Affine(25.0, 0.0, X0 - 7.0, 0.0, -25.0, Y0 + 3.0)
+    other = write_raster(tmp_path / "c_2023-04-05.tif", coarse, transform=transform, nodata=0)
+    report = chips([series[0], other], zones, str(tmp_path / "out"), "patch", size_x=7, size_y=5, bands=[2],
+                   tile_size=tile_size, workers=1)
+    import xarray as xr
+    checked = 0
+    for path in report.outputs:
+        with xr.open_dataset(path) as ds:
+            got = ds["band_2"].values[1]
+            chip_transform = rasterio.Affine(10.0, 0.0, float(ds.x[0]) - 5, 0.0, -10.0, float(ds.y[0]) + 5)
+        want = np.zeros((5, 7), np.uint16)
+        reproject(coarse[1], want, src_transform=transform, src_crs=UTM_CRS, dst_transform=chip_transform,
+                  dst_crs=UTM_CRS, resampling=Resampling.nearest, src_nodata=0, dst_nodata=0)
+        np.testing.assert_array_equal(got, np.where(want == 0, np.nan, want.astype(np.float32)), err_msg=path)
+        checked += np.count_nonzero(want)
+    assert checked > 1000
