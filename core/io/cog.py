@@ -19,11 +19,11 @@ import rasterio
 from rasterio.errors import RasterioError
 from rasterio.shutil import copy as gdal_copy
 
-from ..runtime.diskspace import is_disk_full
+from .diskspace import is_disk_full
 from ..errors import DiskFullError, OutputError
 from ..grid import Grid, Tile
 from ..options import OutputSpec
-from ..runtime.paths import partial_path
+from ..paths import partial_path
 
 BLOCK_SIZE = 512
 

@@ -43,7 +43,7 @@ import numpy as np
 from ..errors import DiskFullError, OutputError
 from ..grid import Tile
 from ..options import OutputSpec
-from ..runtime.diskspace import is_disk_full
+from .diskspace import is_disk_full
 
 #: TIFF tags read from GDAL's header.
 _WIDTH, _LENGTH, _BITS, _COMPRESSION, _SAMPLES, _PLANAR = 256, 257, 258, 259, 277, 284

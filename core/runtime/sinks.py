@@ -40,9 +40,9 @@ import numpy as np
 from ..errors import OutputError
 from ..grid import Grid, Tile
 from ..options import LogFn, OutputSpec
-from .diskspace import SpaceNeed
-from .paths import partial_path, workdir_for
-from .phases import timed
+from ..io.diskspace import SpaceNeed
+from ..paths import partial_path, workdir_for
+from ..phases import timed
 
 #: Overviews add up to a third to a COG's pixels.
 _OVERVIEWS = 4 / 3

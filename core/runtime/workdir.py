@@ -32,7 +32,8 @@ from typing import TYPE_CHECKING, Any, Dict, FrozenSet, List, Optional, Sequence
 from ..grid import Tile
 from ..options import LogFn
 from .fingerprint import Fingerprint, fingerprint
-from .paths import JOURNAL_NAME as JOURNAL, MANIFEST_NAME as MANIFEST
+from ..io.stac_record import searches_for
+from ..paths import JOURNAL_NAME as JOURNAL, MANIFEST_NAME as MANIFEST
 
 if TYPE_CHECKING:  # pragma: no cover
     from .sinks import Sink
@@ -107,7 +108,6 @@ def prepare_workdir(job: Any, sink: "Sink", workdir: str, fingerprint: Fingerpri
 
 def _stac_searches(job: Any) -> dict:
     """The STAC searches whose layers the job reads (their search.json), for the record."""
-    from ..operations.stac.record import searches_for
     found = searches_for(job)
     return {"stac_searches": found} if found else {}
 

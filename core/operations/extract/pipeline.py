@@ -406,7 +406,7 @@ def read_bands(plan: ExtractPlan, group: GridGroup, r: int, tile: Tile) -> List[
     (as float64).
     """
     from rasterio.windows import Window
-    from ...io.sources import _has_dataset_mask, _representable
+    from ...io.sources import has_dataset_mask, representable
 
     src = _dataset(plan.rasters[r].path)
     window = Window(tile.col_off, tile.row_off, tile.width, tile.height)
@@ -414,9 +414,9 @@ def read_bands(plan: ExtractPlan, group: GridGroup, r: int, tile: Tile) -> List[
         raw = src.read(list(plan.bands), window=window)
         nodata = plan.input_nodata if plan.input_nodata is not None else src.nodata
         if nodata is not None and not np.isnan(nodata):
-            valid = raw != np.asarray(nodata).astype(raw.dtype) if _representable(nodata, raw.dtype) else \
+            valid = raw != np.asarray(nodata).astype(raw.dtype) if representable(nodata, raw.dtype) else \
                 np.ones(raw.shape, bool)
-        elif nodata is None and _has_dataset_mask(src):
+        elif nodata is None and has_dataset_mask(src):
             valid = np.broadcast_to(src.read_masks(plan.bands[0], window=window) > 0, raw.shape)
         else:
             valid = np.ones(raw.shape, bool)

@@ -30,7 +30,7 @@ from .assets import (AssetBand, Signer, asset_bands, describe_assets, gdal_sourc
 from .client import (MAX_PAGES, Found, Search, SearchResult, check_bbox, cloud_cover, collection_ids, item_time,
                      normalize_datetime, search)
 from .hrefs import refusal
-from .record import (FOOTPRINTS, FORMAT, ITEMS, MARKER, RECORD, SIDE_FILES, Staged, footprint, json_text,
+from ...io.stac_record import (FOOTPRINTS, FORMAT, ITEMS, MARKER, RECORD, SIDE_FILES, Staged, footprint, json_text,
                      own_files, read_record, recorded_layers)
 from .transport import HeaderPolicy, Http, origin, parse_header_hosts, retry_settings
 
