@@ -39,7 +39,7 @@ export TILEWISE_PYTHON := $(ENGINE_PYTHON)
 export TILEWISE_LOCK = $(if $(LOCK_ARGS),$(LOCK),)
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: all demo test lint test-engine test-qgis test-qgis-matrix test-latest bench bench-quick bench-extract bench-kernels install uninstall \
+.PHONY: all demo test lint test-fast test-engine test-qgis test-qgis-matrix test-latest bench bench-quick bench-extract bench-kernels install uninstall \
         deps system-deps venv plugin-link warm wheelhouse package lock clean
 
 all: test
@@ -114,6 +114,10 @@ test-latest:
 # module name, and a cache written under another name (<checkout>.core.*) breaks later imports.
 test-engine:
 	cd $(PLUGINS) && PYTHONPATH=$(PLUGINS) $(ENGINE_PYTHON) -m pytest -p no:cacheprovider -q --durations=15 $(ROOT)/tests/engine --doctest-modules $(PLUGINS)/tilewise/core
+
+# The inner loop: lint and the fast engine tests (tests/engine/conftest.py, FAST_MODULES), under a minute.
+test-fast: $(VENV_STAMP) plugin-link lint
+	cd $(PLUGINS) && PYTHONPATH=$(PLUGINS) $(ENGINE_PYTHON) -m pytest -p no:cacheprovider -q -m fast $(ROOT)/tests/engine
 
 test-qgis: $(WHEELHOUSE)/.complete
 	cd $(PLUGINS) && PYTHONPATH=$(PLUGINS) $(QGIS_PYTHON) -m pytest -p no:cacheprovider -q --durations=15 $(ROOT)/tests/qgis
