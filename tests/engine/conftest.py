@@ -17,7 +17,7 @@ from support import Stack, build_stack, write_raster
 
 #: The inner loop, ``make test-fast`` (``pytest -m fast``, under a minute on 2 cores): the modules that test
 #: pure parts against numpy and the layers' contracts, with no server, engine process, Dask or QGIS.
-FAST_MODULES = {"test_dates", "test_expression", "test_gapfill", "test_grid_alignment", "test_kernels", "test_layers",
+FAST_MODULES = {"test_dates", "test_expression", "test_gapfill", "test_grid_alignment", "test_kernels", "test_layout",
                 "test_masks", "test_tiling_geometry"}
 
 
