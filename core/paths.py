@@ -10,10 +10,24 @@ import warnings
 from .errors import OutputError, TilewiseWarning
 
 
+#: The mark of a file being written, before it is renamed to its name (:func:`partial_name`).
+PARTIAL_MARK = ".tilewise-partial"
+
+
+def partial_name(path: str) -> str:
+    """The hidden name beside ``path`` that it is written under, then renamed from.
+
+    >>> os.path.basename(partial_name("/data/tile_0_0.tif"))
+    '.tile_0_0.tif.tilewise-partial.tif'
+    """
+    folder, name = os.path.split(os.path.abspath(path))
+    return os.path.join(folder, f".{name}{PARTIAL_MARK}{os.path.splitext(name)[1]}")
+
+
 def partial_path(output: str) -> str:
     """The temporary name the final COG is written to before it is renamed."""
     folder, name = os.path.split(os.path.abspath(output))
-    return os.path.join(folder, f".{name}.tilewise-partial.tif")
+    return os.path.join(folder, f".{name}{PARTIAL_MARK}.tif")
 
 
 def workdir_for(output: str) -> str:

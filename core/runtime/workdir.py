@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Dict, FrozenSet, List, Optional, Sequence
 from ..grid import Tile
 from ..options import LogFn
 from .fingerprint import Fingerprint, fingerprint
+from ..io.atomic import atomic_write
 from ..io.stac_record import searches_for
 from ..paths import JOURNAL_NAME as JOURNAL, MANIFEST_NAME as MANIFEST
 
@@ -197,9 +198,5 @@ def _fsync_path(path: str) -> None:
 
 
 def _write_json(path: str, value: dict) -> None:
-    tmp = path + ".part"
-    with open(tmp, "w", encoding="utf-8") as f:
+    with atomic_write(path, fsync=True) as f:
         json.dump(value, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
