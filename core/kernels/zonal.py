@@ -1,6 +1,6 @@
 """Statistics of each feature over one band of a tile, and their exact merge across tiles.
 
-:func:`reduce_tile` turns a tile's :class:`~.coverage.Cover` and the tile's
+:func:`reduce_tile` turns a tile's :class:`~.cover.Cover` and the tile's
 bands into a :class:`TilePart`: per feature and layer, mergeable aggregates
 (weight, count, mean, sum of squared deviations, min, max, sum). For a feature
 complete in the tile it also holds the medians and percentiles; for a feature

@@ -123,7 +123,7 @@ def read_manifest(workdir: str) -> Optional[dict]:
 
 
 def finished_tiles(workdir: str, tiles: Sequence[Tile], sink: "Sink") -> FrozenSet[int]:
-    """Indices of the tiles whose every entry (:meth:`Sink.journal_entries`) the journal lists, with its file
+    """Indices of the tiles whose every entry (:meth:`~tilewise.core.runtime.sinks.Sink.journal_entries`) the journal lists, with its file
     there and of the listed size."""
     listed: Dict[str, int] = {}
     try:
@@ -160,7 +160,7 @@ class Journal:
         self._synced = time.monotonic()
 
     def record(self, entries: Sequence[Union[str, Tuple[str, str]]]) -> None:
-        """List a finished tile: its files, or ``(name, file)`` entries (:meth:`Sink.journal_entries`), each
+        """List a finished tile: its files, or ``(name, file)`` entries (:meth:`~tilewise.core.runtime.sinks.Sink.journal_entries`), each
         file made durable first."""
         pairs = [(os.path.basename(e), e) if isinstance(e, str) else e for e in entries]
         for path in dict.fromkeys(path for _, path in pairs):

@@ -12,7 +12,10 @@
 from __future__ import annotations
 
 import ast
+import builtins
+import importlib
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -197,3 +200,75 @@ def test_scripts_have_no_import_circle():
     graph = {name: imports(name, path, set(scripts)) for name, path in scripts.items()}
     assert sum(map(len, graph.values())) > 0            # the scripts do import each other
     assert cycles(graph) == []
+
+
+REFERENCE = re.compile(r":(?:mod|func|class|meth|data|attr|exc|obj):`~?([A-Za-z_.][\w.]*)`")
+EXTERNAL = {"numpy", "np", "rasterio", "numba", "numexpr", "dask", "distributed", "pyogrio", "shapely", "pyarrow",
+            "pystac", "pystac_client", "os", "json", "concurrent", "subprocess", "typing", "datetime", "urllib",
+            "threading", "multiprocessing", "signal", "warnings", "contextlib", "tempfile", "pathlib", "queue"}
+
+
+def _resolves(name: str) -> bool:
+    """``name`` (a dotted path) is a module, or an attribute path in one."""
+    parts = name.split(".")
+    for i in range(len(parts), 0, -1):
+        if parts[:2] == ["tilewise", "algorithms"] and i >= 3:      # QGIS's side: its file is enough here
+            return (ROOT / "algorithms" / f"{parts[2]}.py").exists()
+        try:
+            obj = importlib.import_module(".".join(parts[:i]))
+        except ImportError:
+            continue
+        for attr in parts[i:]:
+            if not hasattr(obj, attr):
+                return False
+            obj = getattr(obj, attr)
+        return True
+    return False
+
+
+def _members(module) -> Set[str]:
+    """Names a bare reference in ``module`` can mean: its own, and those of its classes (fields too)."""
+    names = set(vars(module))
+    for value in vars(module).values():
+        if isinstance(value, type) and value.__module__ == module.__name__:
+            names |= set(dir(value)) | set(getattr(value, "__annotations__", {}))
+    return names
+
+
+def unresolved_references(names: Dict[str, Path]) -> List[str]:
+    """The Sphinx references (``:func:`...``` and the like) in ``names``' modules that name nothing:
+    ``tilewise.…`` paths, ``.suffix`` paths (any module ending so), and bare names of the module itself."""
+    found = []
+    for name, path in names.items():
+        module = importlib.import_module(name)
+        text = path.read_text(encoding="utf-8")
+        for match in REFERENCE.finditer(text):
+            ref = match.group(1)
+            if ref.startswith("tilewise."):
+                ok = _resolves(ref)
+            elif ref.startswith("."):
+                ok = any(_resolves(f"{other}.{ref.lstrip('.')}") for other in names) or \
+                    any(other.endswith(ref) for other in names)
+            elif ref.split(".")[0] in EXTERNAL or ref in dir(builtins):
+                ok = True
+            else:
+                ok = ref.split(".")[0] in _members(module) or _resolves(f"{name}.{ref}")
+            if not ok:
+                found.append(f"{path}:{text.count(chr(10), 0, match.start()) + 1}: {match.group(0)}")
+    return found
+
+
+def test_docstring_references_resolve():
+    """A docstring that points at a module, class or function points at one that exists (renames leave
+    none behind)."""
+    core = {name: path for name, path in modules().items() if name.startswith("tilewise.core")}
+    found = unresolved_references(core)
+    assert not found, "\n".join(found)
+
+
+def test_an_unresolved_reference_is_found(tmp_path, monkeypatch):
+    (tmp_path / "tw_probe_refs.py").write_text('"""See :func:`.no_such_module.f`, :func:`here` and :mod:`json`."""\n'
+                                               "def here():\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    found = unresolved_references({"tw_probe_refs": tmp_path / "tw_probe_refs.py"})
+    assert [line.split(": ", 1)[1] for line in found] == [":func:`.no_such_module.f`"]

@@ -7,14 +7,14 @@ The three stages are separate so a tile runner can take over the middle one:
    space (reprojecting once per CRS), and assigns them to the tiles of that
    grid (:func:`.footprints.assign_tiles`). Only tiles holding a sample are
    tasks.
-2. :func:`extract_tile` (a worker): covers the tile once (:func:`.coverage.cover_tile`),
+2. :func:`extract_tile` (a worker): covers the tile once (:func:`.cover.cover_tile`),
    reads the tile window of each raster of the group once, band by band, and
    reduces every sample's pixels (:func:`.zonal.reduce_tile`). It returns a
    picklable :class:`.zonal.TilePart`.
 3. :class:`.zonal.ZoneMerger` (parent): merges the parts exactly as they come;
    :func:`assemble_stats` puts the groups' results side by side.
 
-:func:`extract` runs the three in one process, tile after tile.
+:func:`extract_stats` runs the three in one process, tile after tile.
 """
 
 from __future__ import annotations
