@@ -12,9 +12,9 @@ over the file when the writing ends; an error (or Ctrl+C) removes it instead, an
 ['a.json']
 >>> with atomic_write(os.path.join(folder, "a.json")) as f:  # doctest: +IGNORE_EXCEPTION_DETAIL
 ...     _ = f.write("{half")
-...     raise KeyboardInterrupt
+...     raise ValueError("stopped half way")
 Traceback (most recent call last):
-KeyboardInterrupt
+ValueError: stopped half way
 >>> sorted(os.listdir(folder)), open(os.path.join(folder, "a.json")).read()
 (['a.json'], '{}')
 """
