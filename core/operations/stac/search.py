@@ -6,9 +6,9 @@
     ...                     datetime="2024-05-01/2024-09-30", max_cloud=20)   # doctest: +SKIP
     >>> composite(found.layers, "median.tif", mask_band=3, mask_values=[0, 1, 3, 8, 9, 10])  # doctest: +SKIP
 
-The search runs in the engine (:mod:`.stac_client`: urllib and json, no STAC package);
-asset lookup, offsets and grouping are in :mod:`.stac_assets`, the VRTs in :mod:`.stac_vrt`,
-the files recorded beside them in :mod:`.stac_record`.
+The search runs in the engine (:mod:`.client`: a STAC API through pystac-client, static catalogues
+crawled there, over :mod:`.transport`); asset lookup, offsets and grouping are in :mod:`.assets`, the
+VRTs in :mod:`.vrt`, the files recorded beside them in :mod:`.record`.
 """
 
 from __future__ import annotations
