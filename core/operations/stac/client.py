@@ -34,9 +34,8 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Seque
 
 from ...errors import CatalogError
 from .hrefs import refusal
-from .query import (Bbox, Search, check_bbox, cloud_cover, cloud_ok, extent_meets, item_bbox, item_matches,  # noqa: F401
-                    item_time, normalize_datetime, parse_datetime)
-from .transport import Http, is_url, retry_settings  # noqa: F401  (retry_settings: for callers of this module)
+from .query import Search, cloud_ok, extent_meets, item_matches, item_time
+from .transport import Http, is_url
 
 LogFn = Callable[[str], None]
 
@@ -199,7 +198,11 @@ def _search_link(root: Mapping[str, Any], base: str) -> Tuple[str, str]:
 
 def _api_search(root: Mapping[str, Any], base: str, query: Search, http: Http, page_size: int, trail: Trail,
                 say: LogFn) -> SearchResult:
-    from . import api     # pystac-client: imported for API searches only
+    try:
+        from . import api     # pystac-client: imported for API searches only
+    except ImportError as exc:
+        raise CatalogError(f"Searching the STAC API at {base} needs pystac-client, which the engine's Python lacks "
+                           f"({exc}): run tilewise:setupengine again (QGIS), or pip install pystac-client.") from None
     endpoint, method = _search_link(root, base)
     io = api.TransportIO(http, follow, trail.refuse, trail.cap, MAX_PAGES)
     classes = api.conformance_classes(root, links(root, "conformance"), lambda href: http.get(follow(href, base)))

@@ -27,8 +27,8 @@ from ...errors import CatalogError, OutputError, ParameterError, TilewiseWarning
 from ...vocabulary import STAC_GROUPINGS
 from .assets import (AssetBand, Signer, asset_bands, describe_assets, gdal_source, group_key,
                      harmonized_offset, layer_name, load_signer, needs_harmonizing, parse_assets, signed)
-from .client import (MAX_PAGES, Found, Search, SearchResult, check_bbox, cloud_cover, collection_ids, item_time,
-                     normalize_datetime, search)
+from .client import MAX_PAGES, Found, SearchResult, collection_ids, search
+from .query import Search, check_bbox, cloud_cover, item_time, normalize_datetime
 from .hrefs import refusal
 from .record import (FOOTPRINTS, FORMAT, ITEMS, MARKER, RECORD, SIDE_FILES, Staged, footprint, json_text,
                      own_files, read_record, recorded_layers)
