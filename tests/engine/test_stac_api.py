@@ -152,3 +152,21 @@ def test_a_silent_search_endpoint_ends_at_the_deadline(api, tmp_path, monkeypatc
         with pytest.raises(CatalogError, match=r"The STAC catalogue at .*/search gave no complete answer within 2 s"):
             stac_search(f"{home.url}/", tmp_path / "out", "red")
         assert time.monotonic() - start < 30       # two seconds, with a wide margin for a loaded machine
+
+
+def test_an_older_landing_page_without_type_or_description_is_searched(api, tmp_path):
+    home, _ = api
+    root = json.loads(home.answers["/"][2])
+    del root["type"], root["description"], root["conformsTo"]           # conformance at its own link instead
+    root["links"].append({"rel": "conformance", "href": f"{home.url}/conformance"})
+    home.answers["/"] = (200, {"Content-Type": "application/json"}, json.dumps(root).encode())
+    home.answers["/conformance"] = (200, {"Content-Type": "application/json"}, json.dumps({"conformsTo": [
+        "https://api.stacspec.org/v1.0.0/item-search", "https://api.stacspec.org/v1.0.0/item-search#query"]}).encode())
+    clear, cloudy = item("it1", f"{home.url}/a.tif"), item("it2", f"{home.url}/a.tif")
+    clear["properties"]["eo:cloud_cover"], cloudy["properties"]["eo:cloud_cover"] = 10, 90
+    home.answers["/search"] = page(clear, cloudy)
+    report = stac_search(f"{home.url}/", tmp_path / "out", "red", max_cloud=50)
+    assert report.items == ["it1"] and report.cloud_filter == "query"      # sent to the API, applied here too
+    (request,) = searches(home)
+    assert json.loads(dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(request.path).query))["query"]) == {
+        "eo:cloud_cover": {"lte": 50.0}}

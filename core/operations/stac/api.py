@@ -102,11 +102,10 @@ def with_params(url: str, params: Mapping[str, Any]) -> str:
 
 
 def open_client(root: Mapping[str, Any], base: str, io: TransportIO, conformance: Sequence[str]) -> Client:
-    """pystac-client's Client of a landing page already read (its conformance classes as found)."""
-    try:
-        client = Client.from_dict(dict(root), href=base)
-    except (pystac.STACError, APIError, KeyError, TypeError, ValueError) as exc:
-        raise CatalogError(f"The STAC API at {base} has a landing page pystac-client cannot read: {exc}") from None
+    """pystac-client's Client of a landing page already read, with its conformance classes as found.
+    Only what the search needs is taken from the page, so a landing page PySTAC would not parse
+    (no ``type`` or ``description``, as some older APIs) is searched all the same."""
+    client = Client(str(root.get("id") or "api"), str(root.get("description") or ""), href=base)
     client._stac_io = io
     client.set_conforms_to(list(conformance))
     return client
