@@ -39,12 +39,14 @@ EXTRAS = ("test", "dask", "bench")
 ENGINE_PYTHON = "3.9"        # the oldest Python the engine supports (pyproject's requires-python)
 DEVELOPMENT_PYTHON = "3.11"  # the oldest the development tools have wheels for
 #: Where the newest releases have no wheel for a platform: the resolution forks there (uv reads the markers).
-#: llvmlite (numba's LLVM) publishes no macOS x86_64 wheel after 0.45 (0.46 only as a beta), so Intel Macs
-#: get the numba of llvmlite 0.45 (Python 3.10-3.13; none has a wheel for Python 3.14 on Intel Macs), and
-#: not older: a resolution may otherwise merge them into the Python 3.9 fork.
+#: llvmlite (numba's LLVM) publishes no macOS x86_64 wheel after 0.45 (0.46 only as a beta), nor rasterio after
+#: 1.4.3, so Intel Macs get the numba of llvmlite 0.45 (Python 3.10-3.13; none has a wheel for Python 3.14 on
+#: Intel Macs) and rasterio 1.4.3. The other platforms are held to the releases after those, or a universal
+#: resolution would give every platform the Intel Macs' versions (one version for all forks where it can).
 INTEL_MAC = "sys_platform == 'darwin' and platform_machine == 'x86_64'"
+OTHERS = "python_version >= '3.10' and (sys_platform != 'darwin' or platform_machine != 'x86_64')"
 PLATFORM_LIMITS = [f"llvmlite<0.46 ; {INTEL_MAC}", f"llvmlite>=0.45 ; {INTEL_MAC} and python_version >= '3.10'",
-                   f"rasterio<1.4.4 ; {INTEL_MAC}"]   # the same for rasterio after 1.4.3
+                   f"llvmlite>=0.46 ; {OTHERS}", f"rasterio<1.4.4 ; {INTEL_MAC}", f"rasterio>=1.4.4 ; {OTHERS}"]
 
 
 def entries(text: str) -> list:
