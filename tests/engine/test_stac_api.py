@@ -170,3 +170,14 @@ def test_an_older_landing_page_without_type_or_description_is_searched(api, tmp_
     (request,) = searches(home)
     assert json.loads(dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(request.path).query))["query"]) == {
         "eo:cloud_cover": {"lte": 50.0}}
+
+
+def test_a_local_landing_page_whose_search_is_a_local_file_is_one_message(tmp_path):
+    secret = tmp_path / "search"
+    secret.write_text(json.dumps({"type": "FeatureCollection", "features": [], "links": []}))
+    landing = tmp_path / "api.json"
+    landing.write_text(json.dumps({"type": "Catalog", "id": "api", "description": "",
+                                   "conformsTo": ["https://api.stacspec.org/v1.0.0/item-search"],
+                                   "links": [{"rel": "search", "href": "search", "method": "GET"}]}))
+    with pytest.raises(CatalogError, match=r"The search address of the STAC API, .*search, is not an http\(s\) "):
+        stac_search(str(landing), tmp_path / "out", "red")

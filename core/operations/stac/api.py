@@ -25,7 +25,7 @@ from pystac_client.warnings import PystacClientWarning
 
 from ...errors import CatalogError
 from .query import Search
-from .transport import Http, decode
+from .transport import Http, decode, is_url
 
 _CQL2_JSON, _CQL2_TEXT = "/conf/cql2-json", "/conf/cql2-text"
 
@@ -79,6 +79,9 @@ class TransportIO(StacApiIO):
                 raise _EndOfPages()
             self.seen.add(key)
             source = Link.from_dict(link)
+        elif not is_url(str(source)):            # pystac-client would open it as a local file
+            raise CatalogError(f"The search address of the STAC API, {str(source)[:300]}, is not an http(s) "
+                               "address: a STAC API is searched over HTTP.")
         return super().read_json(source, *args, **kwargs)
 
     def get_pages(self, url: str, method: Optional[str] = None,
