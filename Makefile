@@ -43,7 +43,7 @@ export TILEWISE_PYTHON := $(ENGINE_PYTHON)
 export TILEWISE_LOCK = $(if $(LOCK_ARGS),$(LOCK),)
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: all demo test test-engine test-qgis test-qgis-matrix test-latest bench bench-quick bench-extract bench-kernels install uninstall \
+.PHONY: all demo test lint test-fast test-engine test-qgis test-qgis-matrix test-latest bench bench-quick bench-extract bench-kernels install uninstall \
         deps system-deps venv plugin-link warm wheelhouse package lock clean
 
 all: test
@@ -104,7 +104,12 @@ plugin-link:
 	@ln -sfn $(ROOT) $(PLUGINS)/tilewise
 
 test: deps
-	$(MAKE) --no-print-directory test-engine test-qgis
+	$(MAKE) --no-print-directory lint test-engine test-qgis
+
+# ruff (pyproject's [tool.ruff]) and the layers of core/ (pyproject's [tool.importlinter], also a test).
+lint: $(VENV_STAMP) plugin-link
+	$(ENGINE_PYTHON) -m ruff check $(ROOT)
+	cd $(PLUGINS) && PYTHONPATH=$(PLUGINS) $(VENV)/bin/lint-imports --no-cache $(ROOT)/pyproject.toml
 
 # The newest release of every package, in a venv of its own: a release that breaks Tilewise shows here first.
 test-latest:
@@ -114,6 +119,10 @@ test-latest:
 # module name, and a cache written under another name (<checkout>.core.*) breaks later imports.
 test-engine:
 	cd $(PLUGINS) && PYTHONPATH=$(PLUGINS) $(ENGINE_PYTHON) -m pytest -p no:cacheprovider -q --durations=15 $(ROOT)/tests/engine --doctest-modules $(PLUGINS)/tilewise/core
+
+# The inner loop: lint and the fast engine tests (tests/engine/conftest.py, FAST_MODULES), under a minute.
+test-fast: $(VENV_STAMP) plugin-link lint
+	cd $(PLUGINS) && PYTHONPATH=$(PLUGINS) $(ENGINE_PYTHON) -m pytest -p no:cacheprovider -q -m fast $(ROOT)/tests/engine
 
 test-qgis: $(WHEELHOUSE)/.complete
 	cd $(PLUGINS) && PYTHONPATH=$(PLUGINS) $(QGIS_PYTHON) -m pytest -p no:cacheprovider -q --durations=15 $(ROOT)/tests/qgis

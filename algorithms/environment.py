@@ -35,9 +35,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
-from ..core.runtime.jitconfig import user_cache_root
+from ..core.jitconfig import user_cache_root
 from .engine_process import kill_tree, run_engine
-from .interpreter import (SETTING_HINT, SETUP_ALGORITHM, EngineCancelled, EngineError, _describe_python, _popen_flags,
+from .interpreter import (SETTING_HINT, SETUP_ALGORITHM, EngineCancelled, EngineError, describe_python, popen_flags,
                           default_venv_python, package_root, system_pythons)
 
 LOCK_NAME = "constraints.txt"
@@ -211,7 +211,7 @@ def run_streaming(cmd: Sequence[str], feedback: SetupFeedback, what: str, keep: 
     """
     try:
         proc = subprocess.Popen(list(cmd), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, env=tool_env(), **_popen_flags())
+                                stdin=subprocess.DEVNULL, env=tool_env(), **popen_flags())
     except OSError as exc:
         raise EngineError(f"Cannot run {cmd[0]} ({what}): {exc}") from None
     lines: "queue.Queue[Optional[str]]" = queue.Queue()
@@ -248,7 +248,7 @@ def ask(python: str, code: str, timeout: float = 60) -> Optional[str]:
     """What ``python -c code`` prints, or None if it does not run."""
     try:
         proc = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=timeout,
-                              stdin=subprocess.DEVNULL, env=tool_env(), **_popen_flags())
+                              stdin=subprocess.DEVNULL, env=tool_env(), **popen_flags())
     except (OSError, subprocess.SubprocessError):
         return None
     return proc.stdout.strip() if proc.returncode == 0 else None
@@ -334,7 +334,7 @@ def check_configured(python: str, feedback: SetupFeedback, report: SetupReport) 
         raise EngineError(f"The Python interpreter set for Tilewise ({python}) does not exist or does not run. "
                           f"Fix it in {SETTING_HINT}, or clear it so that {SETUP_ALGORITHM} creates an environment "
                           "of its own.")
-    _, _, managed = _describe_python(python)
+    _, _, managed = describe_python(python)
     if managed:
         raise EngineError(f"The Python interpreter set for Tilewise ({python}) is managed by the system, which "
                           f"does not let pip install packages into it. Clear it in {SETTING_HINT} so that "
@@ -376,7 +376,7 @@ def broken_packages(python: str) -> List[str]:
     env["PYTHONPATH"] = package_root()
     try:
         proc = subprocess.run([python, "-m", "tilewise.core.runtime.driver", "--check"], capture_output=True, text=True,
-                              timeout=300, stdin=subprocess.DEVNULL, env=env, **_popen_flags())
+                              timeout=300, stdin=subprocess.DEVNULL, env=env, **popen_flags())
     except (OSError, subprocess.SubprocessError) as exc:
         raise EngineError(f"The engine cannot start in {python}: {exc}") from None
     for line in reversed(proc.stdout.splitlines()):

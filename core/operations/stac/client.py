@@ -30,14 +30,14 @@ import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from ...errors import CatalogError
 from .hrefs import refusal
 from .query import Search, cloud_ok, extent_meets, item_matches, item_time
 from .transport import Http, is_url
+from ...options import LogFn
 
-LogFn = Callable[[str], None]
 
 MAX_PAGES = 10_000
 FETCH_THREADS = 8

@@ -26,12 +26,12 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from ...errors import CatalogError, ParameterError
 from ...io.network import DEFAULT_HTTP_TIMEOUT, HTTP_TIMEOUT_ENV, timeout_seconds
+from ...options import LogFn
 
-LogFn = Callable[[str], None]
 
 USER_AGENT = "tilewise (STAC search; +https://github.com/tilewise)"
 TIMEOUT_SETTING = HTTP_TIMEOUT_ENV        # one setting with GDAL's remote reads (tilewise.core.io.network)
