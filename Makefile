@@ -4,7 +4,8 @@
 #   make package  dist/tilewise-<version>.zip, for QGIS's "Install from ZIP" and the plugin repository
 #   make install  link the plugin into your QGIS profile, enable it, set up the engine environment
 #   make test-latest  the tests on the newest releases of every package (not the locked ones)
-#   make lock     constraints.txt again, from the newest releases (then make test-latest, and commit)
+#   make lock     constraints.txt again, from the newest releases, for Linux, Windows and macOS and Python 3.9-3.14
+#                 (then make test-latest, and commit)
 
 SHELL := /bin/bash
 ROOT := $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
@@ -26,7 +27,10 @@ QGIS_PROFILE ?= $(HOME)/.local/share/QGIS/QGIS3/profiles/default
 INSTALL_VENV ?= $(HOME)/.local/share/tilewise/venv
 # The exact versions the engine environment gets (make lock writes it); make test-latest clears LOCK_ARGS.
 LOCK := $(ROOT)/constraints.txt
-LOCK_ARGS ?= -c $(LOCK)
+# The lock without its hashes, as pip's constraints of the editable install (pip cannot hash an editable
+# project); the locked packages themselves are installed first from the lock, hashes checked.
+LOCK_PINS := $(BUILD)/constraints-pins.txt
+LOCK_ARGS ?= -c $(LOCK_PINS)
 UPGRADE_ARGS ?=
 VENV_STAMP = $(VENV)/.tilewise-installed
 # The locked engine packages as wheels: tilewise:setupengine installs from them offline in the tests.
@@ -39,7 +43,7 @@ export TILEWISE_PYTHON := $(ENGINE_PYTHON)
 export TILEWISE_LOCK = $(if $(LOCK_ARGS),$(LOCK),)
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: all demo test test-engine test-qgis test-qgis-matrix test-latest bench bench-quick bench-extract bench-kernels install uninstall \
+.PHONY: all demo test lint test-fast test-engine test-qgis test-qgis-matrix test-latest bench bench-quick bench-extract bench-kernels install uninstall \
         deps system-deps venv plugin-link warm wheelhouse package lock clean
 
 all: test
@@ -77,9 +81,10 @@ $(STAMPS)/nginx: Makefile
 # hypothesis and the reference libraries pandas, xarray, scipy, exactextract, rustac for its tests;
 # dask[distributed] for the scaling-out tests), at the locked versions.
 venv: $(VENV_STAMP)
-$(VENV_STAMP): $(STAMPS)/system pyproject.toml $(LOCK)
+$(VENV_STAMP): $(STAMPS)/system pyproject.toml $(LOCK) $(LOCK_PINS)
 	@test -x $(ENGINE_PYTHON) || $(QGIS_PYTHON) -m venv $(VENV)
 	$(ENGINE_PYTHON) -m pip install -q $(LOCK_ARGS) --upgrade pip
+	$(if $(LOCK_ARGS),$(ENGINE_PYTHON) -m pip install -q -r $(LOCK))
 	$(ENGINE_PYTHON) -m pip install -q $(LOCK_ARGS) $(UPGRADE_ARGS) -e "$(ROOT)[test,dask]"
 	@touch $@
 
@@ -99,7 +104,12 @@ plugin-link:
 	@ln -sfn $(ROOT) $(PLUGINS)/tilewise
 
 test: deps
-	$(MAKE) --no-print-directory test-engine test-qgis
+	$(MAKE) --no-print-directory lint test-engine test-qgis
+
+# ruff (pyproject's [tool.ruff]) and the layers of core/ (pyproject's [tool.importlinter], also a test).
+lint: $(VENV_STAMP) plugin-link
+	$(ENGINE_PYTHON) -m ruff check $(ROOT)
+	cd $(PLUGINS) && PYTHONPATH=$(PLUGINS) $(VENV)/bin/lint-imports --no-cache $(ROOT)/pyproject.toml
 
 # The newest release of every package, in a venv of its own: a release that breaks Tilewise shows here first.
 test-latest:
@@ -109,6 +119,10 @@ test-latest:
 # module name, and a cache written under another name (<checkout>.core.*) breaks later imports.
 test-engine:
 	cd $(PLUGINS) && PYTHONPATH=$(PLUGINS) $(ENGINE_PYTHON) -m pytest -p no:cacheprovider -q --durations=15 $(ROOT)/tests/engine --doctest-modules $(PLUGINS)/tilewise/core
+
+# The inner loop: lint and the fast engine tests (tests/engine/conftest.py, FAST_MODULES), under a minute.
+test-fast: $(VENV_STAMP) plugin-link lint
+	cd $(PLUGINS) && PYTHONPATH=$(PLUGINS) $(ENGINE_PYTHON) -m pytest -p no:cacheprovider -q -m fast $(ROOT)/tests/engine
 
 test-qgis: $(WHEELHOUSE)/.complete
 	cd $(PLUGINS) && PYTHONPATH=$(PLUGINS) $(QGIS_PYTHON) -m pytest -p no:cacheprovider -q --durations=15 $(ROOT)/tests/qgis
@@ -155,8 +169,15 @@ $(WHEELHOUSE)/.complete: $(LOCK) | $(VENV_STAMP) plugin-link
 package:
 	$(QGIS_PYTHON) $(ROOT)/scripts/package.py --out $(ROOT)/dist
 
-lock: $(VENV_STAMP)
-	$(ENGINE_PYTHON) $(ROOT)/scripts/lock.py --python $(ENGINE_PYTHON)
+$(LOCK_PINS): $(LOCK)
+	@mkdir -p $(BUILD)
+	sed -e '/^ *--hash=/d' -e 's/ *\\$$//' $(LOCK) > $@
+
+# uv resolves the lock for every platform (scripts/lock.py); it lives in build/uv, not in the engine's venv.
+UV_VENV := $(BUILD)/uv
+lock:
+	@test -x $(UV_VENV)/bin/uv || { $(QGIS_PYTHON) -m venv $(UV_VENV) && $(UV_VENV)/bin/pip install -q uv==0.13.9; }
+	$(QGIS_PYTHON) $(ROOT)/scripts/lock.py --uv $(UV_VENV)/bin/uv
 
 # Link into the QGIS profile, enable it (QGIS and qgis_process), set up the engine as tilewise:setupengine does.
 install: system-deps plugin-link

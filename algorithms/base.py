@@ -14,7 +14,7 @@ import time
 from qgis.core import (QgsMapLayer, QgsProcessingAlgorithm, QgsProcessingContext, QgsProcessingException,
                        QgsProcessingParameterMultipleLayers, QgsProcessingUtils)
 
-from ..core.runtime.phases import format_phases
+from ..core.phases import format_phases
 from .compat import LAYER_RASTER
 from .engine_process import run_engine
 from .icon import icon

@@ -22,9 +22,9 @@ from collections import deque
 from typing import Callable, Optional
 
 from ..core.runtime.lock import lock_if_free
-from ..core.runtime.paths import has_finished_tiles, partial_path, workdir_for
+from ..core.paths import has_finished_tiles, partial_path, workdir_for
 from ..core.vocabulary import EVENT_DONE, EVENT_ERROR, EVENT_LOG, EVENT_MISSING, EVENT_PROGRESS, USER_ERRORS
-from .interpreter import SETTING_HINT, EngineCancelled, EngineError, _popen_flags, engine_env, missing_message
+from .interpreter import SETTING_HINT, EngineCancelled, EngineError, popen_flags, engine_env, missing_message
 
 def _last_event(text: str) -> Optional[dict]:
     for line in reversed(text.splitlines()):
@@ -76,7 +76,7 @@ def start_engine(python: str, args: list, env: dict, cwd: str) -> subprocess.Pop
     stderr piped to this process."""
     try:
         return subprocess.Popen([python, "-m", "tilewise.core.runtime.driver", *args], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=cwd, **_popen_flags())
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=cwd, **popen_flags())
     except OSError as exc:
         raise EngineError(f"Cannot start the Python interpreter {python}: {exc}. "
                           f"Set another one in {SETTING_HINT}.") from None
@@ -100,12 +100,12 @@ def run_engine(job: dict, python: str, on_progress: Callable[[int, int], None] =
         proc = start_engine(python, [job_file], engine_env(), tmp)
         events: "queue.Queue[Optional[dict]]" = queue.Queue()
         stderr: deque = deque(maxlen=40)
-        threads = [threading.Thread(target=_read_events, args=(proc.stdout, events), daemon=True),
-                   threading.Thread(target=_read_lines, args=(proc.stderr, stderr), daemon=True)]
+        threads = [threading.Thread(target=read_events, args=(proc.stdout, events), daemon=True),
+                   threading.Thread(target=read_lines, args=(proc.stderr, stderr), daemon=True)]
         for t in threads:
             t.start()
         try:
-            result = _follow(proc, events, on_progress, on_log, is_cancelled, poll_seconds, keep)
+            result = follow_events(proc, events, on_progress, on_log, is_cancelled, poll_seconds, keep)
         except BaseException:
             kill_tree(proc)
             remove_leftovers(output, keep)
@@ -119,10 +119,10 @@ def run_engine(job: dict, python: str, on_progress: Callable[[int, int], None] =
             stream.close()
         rc = proc.wait()
         kill_tree(proc)  # workers of a crashed engine must not outlive it
-    return _outcome(result, rc, "\n".join(stderr), output, python, keep)
+    return run_outcome(result, rc, "\n".join(stderr), output, python, keep)
 
 
-def _follow(proc, events, on_progress, on_log, is_cancelled, poll_seconds, keep=False, until_final=False) -> dict:
+def follow_events(proc, events, on_progress, on_log, is_cancelled, poll_seconds, keep=False, until_final=False) -> dict:
     """Pass the engine's events on until its stdout closes (or, ``until_final``, until the job's last event:
     a warm engine goes on to the next job); ``{"progress": (done, total), "final": event}``."""
     last: dict = {}
@@ -156,7 +156,7 @@ def _where(last: dict) -> str:
     return ""
 
 
-def _outcome(result: dict, rc: int, stderr: str, output: Optional[str], python: str, keep: bool = False) -> dict:
+def run_outcome(result: dict, rc: int, stderr: str, output: Optional[str], python: str, keep: bool = False) -> dict:
     final = result.get("final")
     if final and final["event"] == EVENT_DONE and rc == 0:
         return final["report"]
@@ -189,7 +189,7 @@ def _with_tail(stderr: str) -> str:
 
 
 
-def _read_events(stream, events: "queue.Queue") -> None:
+def read_events(stream, events: "queue.Queue") -> None:
     for raw in stream:
         line = raw.decode("utf-8", "replace").strip()
         if not line:
@@ -201,6 +201,6 @@ def _read_events(stream, events: "queue.Queue") -> None:
     events.put(None)
 
 
-def _read_lines(stream, sink: deque) -> None:
+def read_lines(stream, sink: deque) -> None:
     for raw in stream:
         sink.append(raw.decode("utf-8", "replace").rstrip())

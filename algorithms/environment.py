@@ -35,9 +35,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
-from ..core.runtime.jitconfig import user_cache_root
+from ..core.jitconfig import user_cache_root
 from .engine_process import kill_tree, run_engine
-from .interpreter import (SETTING_HINT, SETUP_ALGORITHM, EngineCancelled, EngineError, _describe_python, _popen_flags,
+from .interpreter import (SETTING_HINT, SETUP_ALGORITHM, EngineCancelled, EngineError, describe_python, popen_flags,
                           default_venv_python, package_root, system_pythons)
 
 LOCK_NAME = "constraints.txt"
@@ -58,25 +58,85 @@ def canonical(name: str) -> str:
 
 @dataclass
 class Lock:
-    """The pinned versions of ``constraints.txt``: ``engine`` (canonical name -> (name, version))
-    is what the engine needs, ``development`` the rest of what ``make deps`` installs."""
+    """The pins of ``constraints.txt`` that hold for one interpreter (``where``): ``engine`` (canonical
+    name -> (name, version)) is what the engine needs, ``development`` the rest of what ``make deps``
+    installs; ``hashes`` the engine pins' allowed archive hashes (pip checks them)."""
 
     path: str
     engine: Dict[str, Tuple[str, str]]
     development: Dict[str, Tuple[str, str]]
+    hashes: Dict[str, List[str]] = field(default_factory=dict)
+    where: str = ""
 
-    def requirements(self) -> List[str]:
-        return [f"{name}=={version}" for name, version in self.engine.values()]
+    def requirements(self, hashes: bool = False) -> List[str]:
+        return [f"{name}=={version}" + "".join(f" --hash={h}" for h in (self.hashes.get(key, []) if hashes else []))
+                for key, (name, version) in self.engine.items()]
 
 
-def read_lock(path: Optional[str] = None) -> Lock:
-    """Parse the lock file (``name==version`` lines under ``# [engine]`` and ``# [development]``)."""
+#: The PEP 508 marker values of an interpreter, as ``values`` (what a lock line's ``; marker`` is evaluated against).
+_MARKER_VALUES = (
+    "import json, os, platform, sys; v = sys.implementation.version; "
+    "values = {'implementation_name': sys.implementation.name, "
+    "'implementation_version': '%d.%d.%d' % (v.major, v.minor, v.micro), 'os_name': os.name, "
+    "'platform_machine': platform.machine(), 'platform_release': platform.release(), "
+    "'platform_system': platform.system(), 'platform_version': platform.version(), "
+    "'python_full_version': platform.python_version(), "
+    "'platform_python_implementation': platform.python_implementation(), "
+    "'python_version': '.'.join(platform.python_version_tuple()[:2]), 'sys_platform': sys.platform}")
+
+
+def marker_environment(python: Optional[str] = None) -> Dict[str, str]:
+    """The marker values of ``python`` (default: this interpreter)."""
+    if python is None:
+        scope: Dict[str, object] = {}
+        exec(_MARKER_VALUES, scope)
+        return dict(scope["values"])  # type: ignore[arg-type]
+    out = ask(python, _MARKER_VALUES + "; print(json.dumps(values))")
+    try:
+        return json.loads(out or "")
+    except ValueError:
+        raise EngineError(f"Cannot read the platform of {python}: it does not run.") from None
+
+
+def _holds(marker: str, values: Dict[str, str], path: str) -> bool:
+    """Whether a lock line's environment marker holds for ``values``."""
+    if not marker:
+        return True
+    try:
+        from packaging.markers import Marker
+    except ImportError:
+        try:
+            from pip._vendor.packaging.markers import Marker
+        except ImportError:
+            raise EngineError(f"Reading {path} needs the 'packaging' module or pip in {sys.executable}: "
+                              f"install pip there ({sys.executable} -m ensurepip).") from None
+    return Marker(marker).evaluate(values)
+
+
+#: Marker values of the platforms ``requirements --platform`` names (for a folder of wheels for another machine).
+PLATFORMS = {"linux": {"sys_platform": "linux", "platform_system": "Linux", "platform_machine": "x86_64",
+                       "os_name": "posix"},
+             "win_amd64": {"sys_platform": "win32", "platform_system": "Windows", "platform_machine": "AMD64",
+                           "os_name": "nt"},
+             "macos_arm64": {"sys_platform": "darwin", "platform_system": "Darwin", "platform_machine": "arm64",
+                             "os_name": "posix"},
+             "macos_x86_64": {"sys_platform": "darwin", "platform_system": "Darwin", "platform_machine": "x86_64",
+                              "os_name": "posix"}}
+
+
+def read_lock(path: Optional[str] = None, python: Optional[str] = None,
+              values: Optional[Dict[str, str]] = None) -> Lock:
+    """Parse the lock file (``name==version [; marker] [--hash=...]`` lines, continued by ``\\``, under
+    ``# [engine]`` and ``# [development]``): the pins that hold for ``python`` (default: this one),
+    or for the marker ``values`` given (another machine's)."""
     path = path or os.path.join(plugin_dir(), LOCK_NAME)
     sections: Dict[str, Dict[str, Tuple[str, str]]] = {}
+    hashes: Dict[str, List[str]] = {}
     current = None
+    values = dict(marker_environment(python), **values) if values else None
     try:
         with open(path, encoding="utf-8") as f:
-            lines = f.read().splitlines()
+            lines = re.sub(r"\\\n", " ", f.read()).splitlines()
     except OSError as exc:
         raise EngineError(f"The list of the engine's packages is missing ({path}: {exc.strerror}); "
                           "reinstall the Tilewise plugin.") from None
@@ -85,12 +145,22 @@ def read_lock(path: Optional[str] = None) -> Lock:
         if header:
             current = sections.setdefault(header.group(1), {})
             continue
-        pin = re.match(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;#]+)", line)
+        pin = re.match(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;#]+)\s*(?:;([^#]*?))?\s*((?:--hash=\S+\s*)*)$", line)
         if pin and current is not None:
-            current[canonical(pin.group(1))] = (pin.group(1), pin.group(2))
+            name, version, marker, hashed = pin.groups()
+            marker = (marker or "").strip()
+            if marker and values is None:
+                values = marker_environment(python)
+            if _holds(marker, values or {}, path) and canonical(name) not in current:
+                current[canonical(name)] = (name, version)
+                if current is sections.get(ENGINE_SECTION):
+                    hashes[canonical(name)] = re.findall(r"--hash=(\S+)", hashed)
     if not sections.get(ENGINE_SECTION):
         raise EngineError(f"{path} has no {ENGINE_SECTION} section: reinstall the Tilewise plugin.")
-    return Lock(path, sections[ENGINE_SECTION], sections.get("[development]", {}))
+    values = values or marker_environment(python)
+    where = (f"{python or sys.executable}: Python {values['python_full_version']}, {values['sys_platform']} "
+             f"{values['platform_machine']}")
+    return Lock(path, sections[ENGINE_SECTION], sections.get("[development]", {}), hashes, where)
 
 
 class SetupFeedback:
@@ -141,7 +211,7 @@ def run_streaming(cmd: Sequence[str], feedback: SetupFeedback, what: str, keep: 
     """
     try:
         proc = subprocess.Popen(list(cmd), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, env=tool_env(), **_popen_flags())
+                                stdin=subprocess.DEVNULL, env=tool_env(), **popen_flags())
     except OSError as exc:
         raise EngineError(f"Cannot run {cmd[0]} ({what}): {exc}") from None
     lines: "queue.Queue[Optional[str]]" = queue.Queue()
@@ -178,7 +248,7 @@ def ask(python: str, code: str, timeout: float = 60) -> Optional[str]:
     """What ``python -c code`` prints, or None if it does not run."""
     try:
         proc = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=timeout,
-                              stdin=subprocess.DEVNULL, env=tool_env(), **_popen_flags())
+                              stdin=subprocess.DEVNULL, env=tool_env(), **popen_flags())
     except (OSError, subprocess.SubprocessError):
         return None
     return proc.stdout.strip() if proc.returncode == 0 else None
@@ -264,7 +334,7 @@ def check_configured(python: str, feedback: SetupFeedback, report: SetupReport) 
         raise EngineError(f"The Python interpreter set for Tilewise ({python}) does not exist or does not run. "
                           f"Fix it in {SETTING_HINT}, or clear it so that {SETUP_ALGORITHM} creates an environment "
                           "of its own.")
-    _, _, managed = _describe_python(python)
+    _, _, managed = describe_python(python)
     if managed:
         raise EngineError(f"The Python interpreter set for Tilewise ({python}) is managed by the system, which "
                           f"does not let pip install packages into it. Clear it in {SETTING_HINT} so that "
@@ -306,7 +376,7 @@ def broken_packages(python: str) -> List[str]:
     env["PYTHONPATH"] = package_root()
     try:
         proc = subprocess.run([python, "-m", "tilewise.core.runtime.driver", "--check"], capture_output=True, text=True,
-                              timeout=300, stdin=subprocess.DEVNULL, env=env, **_popen_flags())
+                              timeout=300, stdin=subprocess.DEVNULL, env=env, **popen_flags())
     except (OSError, subprocess.SubprocessError) as exc:
         raise EngineError(f"The engine cannot start in {python}: {exc}") from None
     for line in reversed(proc.stdout.splitlines()):
@@ -370,23 +440,32 @@ def pip_log() -> str:
 
 
 def pip_install(python: str, lock: Lock, wheelhouse: str, feedback: SetupFeedback, only: Sequence[str] = (),
-                pinned: bool = True) -> Tuple[int, List[str]]:
+                relaxed: Sequence[str] = ()) -> Tuple[int, List[str]]:
     """Install the engine's packages into ``python`` (``only`` those, reinstalled without their
-    dependencies: a repair); ``(exit code, last lines of pip's output)``."""
+    dependencies: a repair); ``(exit code, last lines of pip's output)``.
+
+    Every pin is installed at its locked version with its hashes checked, except the ``relaxed`` ones
+    (canonical names: their locked version cannot be had here), which take the newest release pip
+    finds; then no hash is checked (pip checks all or none) and the other pins stay exact. The
+    requirements pin every engine package (the lock's closure), so no constraints file is needed."""
     os.makedirs(user_cache_root(), exist_ok=True)
     try:
         os.remove(pip_log())  # pip appends: keep the log of this set-up only
     except OSError:
         pass
-    wanted = [(n, v) for k, (n, v) in lock.engine.items() if not only or k in {canonical(o) for o in only}]
+    keep = {canonical(o) for o in only}
+    wanted = [(k, n, v) for k, (n, v) in lock.engine.items() if not only or k in keep]
     with tempfile.TemporaryDirectory(prefix="tilewise-setup-") as tmp:
         requirements = os.path.join(tmp, "engine-requirements.txt")
         with open(requirements, "w", encoding="utf-8") as f:
-            f.write("\n".join(f"{n}=={v}" if pinned else n for n, v in wanted) + "\n")
+            if relaxed:
+                f.write("".join(f"{n}\n" if k in relaxed else f"{n}=={v}\n" for k, n, v in wanted))
+            else:
+                hashes = lock.hashes
+                f.write("".join(f"{n}=={v}" + "".join(f" --hash={h}" for h in hashes.get(k, [])) + "\n"
+                                for k, n, v in wanted))
         cmd = [python, "-m", "pip", "install", "--no-input", "--disable-pip-version-check", "--progress-bar", "off",
                "--only-binary", ":all:", "--log", pip_log(), "-r", requirements]
-        if pinned:
-            cmd += ["-c", lock.path]
         if wheelhouse:
             cmd += ["--no-index", "--find-links", wheelhouse]
         if only:
@@ -396,14 +475,52 @@ def pip_install(python: str, lock: Lock, wheelhouse: str, feedback: SetupFeedbac
         return run_streaming(cmd, _LineFeedback(feedback, progress), "installing the engine's packages")
 
 
-def _unavailable(tail: Sequence[str]) -> bool:
-    text = "\n".join(tail)
-    return "No matching distribution found" in text or "Could not find a version that satisfies" in text
+def unavailable(tail: Sequence[str]) -> List[str]:
+    """The canonical names of the pins pip's output says it could not find (no wheel for this
+    Python or platform, or not in the folder of wheels)."""
+    found = re.findall(r"(?:No matching distribution found for|Could not find a version that satisfies the "
+                       r"requirement) ([A-Za-z0-9][A-Za-z0-9._-]*)", "\n".join(tail))
+    return list(dict.fromkeys(canonical(n) for n in found))
+
+
+def install_locked(python: str, lock: Lock, wheelhouse: str, feedback: SetupFeedback,
+                   only: Sequence[str] = ()) -> List[str]:
+    """pip installs the lock's engine pins (``only`` those: a repair); the canonical names of the pins
+    that could not be had for this Python and platform, each said in the set-up's log and replaced
+    by the newest release that can."""
+    rc, tail = pip_install(python, lock, wheelhouse, feedback, only=only)
+    relaxed: List[str] = []
+    while rc != 0:
+        missing = [k for k in unavailable(tail) if k in lock.engine]
+        if missing and all(k in relaxed for k in missing):
+            names = ", ".join(lock.engine[k][0] for k in missing)
+            raise EngineError(f"No release of {names} can be installed for {lock.where}"
+                              f"{' from ' + wheelhouse if wheelhouse else ''}: no wheel for this Python version "
+                              f"and platform. Set the interpreter of another Python version (3.9 to 3.13 are "
+                              f"the safest) in {SETTING_HINT} and run {SETUP_ALGORITHM} again; pip's full log is "
+                              f"{pip_log()}:\n" + "\n".join(tail[-6:]))
+        missing = [k for k in missing if k not in relaxed]
+        if not missing:
+            break
+        relaxed += missing
+        feedback.step("No locked version for this Python and platform of "
+                      + ", ".join(" ".join(lock.engine[k]) for k in missing)
+                      + f" ({lock.where}); installing the newest release that has one instead "
+                        "(not the tested version)")
+        rc, tail = pip_install(python, lock, wheelhouse, feedback, only=only, relaxed=relaxed)
+    if rc != 0:
+        raise EngineError(f"pip could not install the engine's packages into {python} (exit code {rc}); "
+                          f"its full log is {pip_log()}:\n"
+                          + "\n".join(tail[-15:]))
+    return relaxed
 
 
 def ensure_packages(python: str, lock: Lock, wheelhouse: str, feedback: SetupFeedback,
                     report: SetupReport) -> None:
-    """Install what is missing, at another version or broken; nothing when all is as locked."""
+    """Install what is missing, at another version or broken; nothing when all is as locked.
+
+    A pin that cannot be had for this Python or platform is named, in the set-up's log and report,
+    with the version installed instead (the newest release pip finds, not the tested one)."""
     have = installed_versions(python)
     broken = broken_packages(python) if all(have.get(k) == v for k, (_, v) in lock.engine.items()) else []
     todo = packages_to_install(lock, have, broken)
@@ -415,25 +532,20 @@ def ensure_packages(python: str, lock: Lock, wheelhouse: str, feedback: SetupFee
     feedback.step(f"Installing {len(todo)} package(s) into {python}{where}: "
                   + ", ".join(f"{n} {v}" for n, _, v in todo))
     repair = [n for n, _, _ in todo] if broken else []
-    rc, tail = pip_install(python, lock, wheelhouse, feedback, only=repair)
-    pinned = True
-    if rc != 0 and _unavailable(tail):
-        feedback.step("The locked versions are not available for this Python; installing the newest releases "
-                      "that are")
-        rc, tail = pip_install(python, lock, wheelhouse, feedback, only=repair, pinned=False)
-        pinned = False
-    if rc != 0:
-        raise EngineError(f"pip could not install the engine's packages into {python} (exit code {rc}); "
-                          f"its full log is {pip_log()}:\n"
-                          + "\n".join(tail[-15:]))
+    relaxed = install_locked(python, lock, wheelhouse, feedback, only=repair)
     now = installed_versions(python)
     failed = {canonical(b) for b in broken}
     changes = [f"{n} {now.get(canonical(n), '?')}" + (" (did not load)" if canonical(n) in failed else
                                                        f" (was {old})" if old else "") for n, old, _ in todo]
     verb = "Repaired" if any(old for _, old, _ in todo) or broken else "Installed"
-    report.actions.append(f"{verb} {len(todo)} package(s)" + (" at their locked versions" if pinned else
-                          " at the newest versions available for this Python (not the tested ones)")
+    report.actions.append(f"{verb} {len(todo)} package(s)" + (" at their locked versions" if not relaxed else "")
                           + f"{where}: {', '.join(changes)} (pip's log: {pip_log()}).")
+    if relaxed:
+        instead = "; ".join(f"{lock.engine[k][0]} {lock.engine[k][1]} could not be had, installed "
+                            f"{lock.engine[k][0]} {now.get(k, '(none)')} instead" for k in relaxed)
+        report.actions[-1] += (f" Not at the locked versions for this Python and platform ({lock.where}): "
+                               f"{instead}. These are not the versions Tilewise is tested with.")
+        feedback.step(f"Not the locked versions: {instead}")
     still = broken_packages(python)
     if still:
         raise EngineError(f"After installing, {python} still cannot load {', '.join(still)}; see {pip_log()}.")
@@ -477,7 +589,7 @@ def setup_engine(python: str = "", venv: str = "", wheelhouse: str = "",
         A folder of wheels to install from, without the network.
     """
     feedback = feedback or SetupFeedback()
-    lock = lock or read_lock()
+    given, lock = lock, lock or read_lock()   # read here too: a broken lock stops before anything is done
     if wheelhouse and not os.path.isdir(wheelhouse):
         raise EngineError(f"The folder of wheels does not exist: {wheelhouse}")
     report = SetupReport(python=python)
@@ -488,6 +600,8 @@ def setup_engine(python: str = "", venv: str = "", wheelhouse: str = "",
         report.python = ensure_venv(venv or default_venv_dir(), feedback, report)
     feedback.step(report.actions[-1])
     ensure_pip(report.python, feedback, report)
+    if given is None:   # the pins that hold for that interpreter's Python and platform
+        lock = read_lock(lock.path, report.python)
     feedback.progress(STEPS["packages"])
     ensure_packages(report.python, lock, wheelhouse, feedback, report)
     feedback.step(report.actions[-1])
@@ -506,7 +620,7 @@ def download_wheelhouse(folder: str, python: str = sys.executable, lock: Optiona
     with tempfile.TemporaryDirectory(prefix="tilewise-wheels-") as tmp:
         requirements = os.path.join(tmp, "engine-requirements.txt")
         with open(requirements, "w", encoding="utf-8") as f:
-            f.write("\n".join(lock.requirements()) + "\n")
+            f.write("\n".join(lock.requirements(hashes=True)) + "\n")
         return subprocess.run([python, "-m", "pip", "download", "-q", "--disable-pip-version-check", "--no-deps",
                                "--only-binary", ":all:", "-d", folder, "-r", requirements],
                               env=tool_env()).returncode
@@ -533,13 +647,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     s.add_argument("--venv", default="", help="the virtual environment (default: Tilewise's own)")
     s.add_argument("--wheelhouse", default="", help="a folder of wheels: install offline from it")
     s.add_argument("-v", "--verbose", action="store_true", help="show pip's output")
-    sub.add_parser("requirements", help="print the locked engine packages")
+    r = sub.add_parser("requirements", help="print the locked engine packages (for this Python and platform)")
+    r.add_argument("--python-version", default="", help="for another Python, e.g. 3.12")
+    r.add_argument("--platform", default="", choices=sorted(PLATFORMS), help="for another platform")
+    r.add_argument("--hashes", action="store_true", help="with their hashes (pip download checks them)")
     w = sub.add_parser("wheelhouse", help="download the locked engine packages as wheels into a folder")
     w.add_argument("folder")
     args = p.parse_args(argv)
     try:
         if args.command == "requirements":
-            print("\n".join(read_lock().requirements()))
+            values = dict(PLATFORMS.get(args.platform, {}))
+            if args.python_version:
+                values.update(python_version=args.python_version, python_full_version=f"{args.python_version}.0")
+            print("\n".join(read_lock(values=values or None).requirements(hashes=args.hashes)))
             return 0
         if args.command == "wheelhouse":
             return download_wheelhouse(args.folder)

@@ -32,7 +32,7 @@ class EngineCancelled(EngineError):
     """The user cancelled; the engine was stopped and nothing was written."""
 
 
-def _popen_flags() -> dict:
+def popen_flags() -> dict:
     if sys.platform == "win32":
         return {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP | 0x08000000}  # CREATE_NO_WINDOW
     return {"start_new_session": True}
@@ -139,7 +139,7 @@ def install_command(python: str, packages: List[str]) -> str:
         return ""
     quoted, pins = _quote(python), f"-c {_quote(lock)}"
     pkgs = " ".join(packages)
-    in_venv, has_pip, managed = _describe_python(python)
+    in_venv, has_pip, managed = describe_python(python)
     if in_venv:  # pip refuses --user in a virtual environment, and PEP 668 does not apply there
         ensure = "" if has_pip else f"{quoted} -m ensurepip && "
         return f"{ensure}{quoted} -m pip install {pins} {pkgs}"
@@ -156,13 +156,13 @@ _DESCRIBE = ("import importlib.util, sys, sysconfig; print(sys.prefix != sys.bas
              "print(importlib.util.find_spec('pip') is not None); print(sysconfig.get_paths()['stdlib'])")
 
 
-def _describe_python(python: str):
+def describe_python(python: str):
     """``(in a virtual environment, has pip, externally managed)``, asked of ``python`` itself:
     a venv's interpreter is a symlink to the system one, but its prefix, packages and
     PEP 668 status are its own."""
     try:
         out = subprocess.run([python, "-c", _DESCRIBE], capture_output=True, text=True, env=engine_env(),
-                             timeout=30, stdin=subprocess.DEVNULL, **_popen_flags()).stdout.splitlines()
+                             timeout=30, stdin=subprocess.DEVNULL, **popen_flags()).stdout.splitlines()
     except (OSError, subprocess.SubprocessError):
         return False, True, False
     if len(out) < 3:

@@ -35,7 +35,7 @@ from collections import deque
 from typing import Callable, Dict, Optional
 
 from ..core.vocabulary import EVENT_ACCEPTED, EVENT_LOG
-from .engine_process import _follow, _outcome, _read_events, _read_lines, kill_tree, remove_leftovers, start_engine
+from .engine_process import follow_events, run_outcome, read_events, read_lines, kill_tree, remove_leftovers, start_engine
 from .interpreter import EngineCancelled, engine_env
 from .settings import DEFAULT_IDLE_MINUTES  # noqa: F401 (the idle timeout by default; 0: no warm engine)
 
@@ -92,8 +92,8 @@ class WarmEngine:
             raise
         self.events: "queue.Queue[Optional[dict]]" = queue.Queue()
         self.stderr: deque = deque(maxlen=40)
-        for target, args in ((_read_events, (self.proc.stdout, self.events)),
-                             (_read_lines, (self.proc.stderr, self.stderr))):
+        for target, args in ((read_events, (self.proc.stdout, self.events)),
+                             (read_lines, (self.proc.stderr, self.stderr))):
             threading.Thread(target=target, args=args, name="tilewise-warm-engine", daemon=True).start()
         threading.Thread(target=self._reap, name="tilewise-warm-engine-reaper", daemon=True).start()
 
@@ -129,7 +129,7 @@ class WarmEngine:
             if first is None:
                 raise _Gone()
             accepted = first.get("event") == EVENT_ACCEPTED
-            result = _follow(self.proc, self.events, on_progress, on_log, is_cancelled, poll_seconds, keep,
+            result = follow_events(self.proc, self.events, on_progress, on_log, is_cancelled, poll_seconds, keep,
                              until_final=True) if accepted else {"final": first}  # it could not serve: why
         except _Gone:
             self.close()
@@ -139,10 +139,10 @@ class WarmEngine:
             remove_leftovers(output, keep)
             raise
         if accepted and "final" in result:
-            return _outcome(result, 0, "\n".join(self.stderr), output, self.python, keep)
+            return run_outcome(result, 0, "\n".join(self.stderr), output, self.python, keep)
         rc = self.proc.wait()  # it died during the run, or could not serve: that run's error, as when cold
         self.close()
-        return _outcome(result, rc, "\n".join(self.stderr), output, self.python, keep)
+        return run_outcome(result, rc, "\n".join(self.stderr), output, self.python, keep)
 
     def close(self) -> None:
         """End the engine and its workers at once (nothing of theirs is worth waiting for)."""
@@ -200,7 +200,7 @@ def run_warm(job: dict, python: str, idle_seconds: float, on_progress: Callable[
                 return engine.run(job, on_progress, on_log, is_cancelled, poll_seconds)
             except _Gone:
                 if attempt == 2:  # a new engine that ended at once: say why, as a cold run would
-                    return _outcome({}, engine.proc.wait(), "\n".join(engine.stderr), job["params"].get("output"),
+                    return run_outcome({}, engine.proc.wait(), "\n".join(engine.stderr), job["params"].get("output"),
                                     python)
             finally:
                 if not engine.alive():  # ended (killed, idle, a worker died): the next run starts another

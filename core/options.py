@@ -29,7 +29,7 @@ import numpy as np
 
 from .errors import GridError, OutputError, ParameterError
 from .grid import Grid, check_tile_size, grid_from_extent, parse_cell_size, snap_extent
-from .io.outputs import geotiff_path
+from .paths import geotiff_path
 from .vocabulary import COMPRESSIONS, OUTPUT_TYPES, OVERVIEW_RESAMPLINGS, RESAMPLING_METHODS
 
 if TYPE_CHECKING:  # pragma: no cover

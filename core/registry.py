@@ -50,7 +50,7 @@ OPERATIONS: Tuple[Operation, ...] = (
               (_QGIS + "ndvi:Ndvi", _QGIS + "spectral_index:SpectralIndex")),
     Operation("bandmath", _CORE + "operations.bandmath:bandmath", _CORE + "cli.bandmath:add_bandmath_command",
               (_QGIS + "band_math:BandMath",)),
-    Operation("gapfill", _CORE + "operations.gapfill_run:gapfill", _CORE + "cli.gapfill:add_commands",
+    Operation("gapfill", _CORE + "operations.gapfill:gapfill", _CORE + "cli.gapfill:add_commands",
               (_QGIS + "gapfill:Gapfill",)),
     Operation("mosaic", _CORE + "operations.mosaic:mosaic", _CORE + "cli.mosaic:add_commands",
               (_QGIS + "mosaic:Mosaic",)),

@@ -57,7 +57,7 @@ STAC_GROUPINGS = ("none", "solar_day")
 STAC_RESAMPLINGS = ("nearest", "bilinear", "cubic", "cubic_spline", "lanczos", "average", "mode")
 #: QA mask presets: 0 none, 1 Sentinel-2 SCL, 2 Landsat Collection 2 QA_PIXEL (see :mod:`tilewise.core.masks`).
 MASK_PRESETS = ("none", "s2-scl", "landsat-c2-qa")
-#: Gap filling (see :mod:`tilewise.core.operations.gapfill`): methods and the edge rule.
+#: Gap filling (see :mod:`tilewise.core.kernels.gapfill_plan`): methods and the edge rule.
 GAPFILL_METHODS = ("linear", "nearest", "previous", "next", "seasonal")
 GAPFILL_EDGE_MODES = ("leave", "nearest")
 #: Extraction (see :mod:`tilewise.core.operations.extract.spec`): statistics, coverage rules, point

@@ -33,7 +33,7 @@ import numpy as np
 
 from tilewise.core.grid import Grid, plan_tiles
 from tilewise.core.io.cog import to_output
-from tilewise.core.io.sources import _to_float
+from tilewise.core.io.sources import to_float
 from tilewise.core.operations.indices import INDICES
 from tilewise.core.options import Options, OutputOptions, OutputSpec, RunOptions
 
@@ -65,7 +65,7 @@ def before(expression, red, nir, fill, work, clip, spec, scale, offset):
     values = {}
     for name, raw in (("RED", red), ("NIR", nir)):
         buf = np.empty(raw.shape, work)
-        _to_float(raw, buf, fill)
+        to_float(raw, buf, fill)
         values[name] = buf
     t1 = time.process_time()
     for name, v in values.items():
@@ -84,15 +84,15 @@ def before(expression, red, nir, fill, work, clip, spec, scale, offset):
 
 def after(expression, red, nir, fill, work, clip, spec, scale, offset):
     """The one pass over one tile (float bands converted as the read does): same triple."""
-    from tilewise.core.operations.bandmath import _RAW_TYPES, TileValues, evaluate_tile
+    from tilewise.core.operations.bandmath import RAW_TYPES, TileValues, evaluate_tile
     t0 = time.process_time()
     inputs = []
     for name, raw in (("RED", red), ("NIR", nir)):
-        if raw.dtype.name in _RAW_TYPES:
+        if raw.dtype.name in RAW_TYPES:
             inputs.append(TileValues(name, raw, fill, scale, offset))
         else:
             buf = np.empty(raw.shape, work)
-            _to_float(raw, buf, fill)
+            to_float(raw, buf, fill)
             inputs.append(TileValues(name, buf, None, scale, offset))
     t1 = time.process_time()
     out = np.empty(red.shape, spec.dtype)
@@ -111,7 +111,7 @@ CASES = {  # name: (expression, clip, scale, offset, output type)
 def engine(path: str, red: int, nir: int, tile_size: int, repeat: int) -> None:
     """The tile function of ``tilewise ndvi`` (read, compute, write) over every tile, in this process."""
     from tilewise.core.operations.bandmath import BandMathOptions, bandmath_tile, plan_bandmath
-    from tilewise.core.runtime.phases import TimedTile
+    from tilewise.core.phases import TimedTile
     with tempfile.TemporaryDirectory() as work:
         output = OutputOptions(compression="NONE", overviews=False)
         job = plan_bandmath([{"RED": (path, red), "NIR": (path, nir)}], INDICES["ndvi"].expression(),

@@ -62,7 +62,7 @@ def _xarray(stack, days, call: str, chunk: int):
 
 
 def _tilewise(stack, days, method):
-    from tilewise.core.operations.gapfill import plan_gapfill
+    from tilewise.core.kernels.gapfill_plan import plan_gapfill
     from tilewise.core.kernels.gapfill import gapfill_stack
     name, edges = method
     return gapfill_stack(stack, days, plan_gapfill(name, edges=edges))
@@ -162,7 +162,7 @@ def floor_gapfill(spec: Dict) -> None:
     from rasterio.windows import Window
     from bench_floor import profile_of, read_strips, write
     from tilewise.core.kernels.gapfill import gapfill_stack
-    from tilewise.core.operations.gapfill import plan_gapfill
+    from tilewise.core.kernels.gapfill_plan import plan_gapfill
     files, prof = spec["inputs"], profile_of(spec["like"])
     epoch = dt.date(1970, 1, 1)
     days = np.asarray([(dt.date.fromisoformat(os.path.basename(f)[5:15]) - epoch).days for f in files], np.float64)

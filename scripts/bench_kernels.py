@@ -49,7 +49,7 @@ def old_order_kernel(stack, median, qs, out):
                 for j in range(out.shape[0]):
                     out[j, p] = np.nan
             elif median:
-                out[0, p] = kernels._median(buf, k)
+                out[0, p] = kernels.median_inplace(buf, k)
             else:
                 kernels._sort(buf, k)
                 for j in range(qs.shape[0]):

@@ -20,7 +20,7 @@ from typing import Any, Callable, Optional, Sequence
 from ..errors import ParameterError, TilewiseError
 from ..io.names import NameAliases, shown, undecodable
 from ..runtime.lifeline import Stopped, stop_on_signals, stopped_by
-from ..runtime.phases import format_phases, merge
+from ..phases import format_phases, merge
 
 _LOADED = time.perf_counter()  # the command's start, as far as it can tell (after Python's own start)
 
@@ -184,7 +184,7 @@ def alias_arguments(args: argparse.Namespace, aliases: NameAliases) -> None:
 
 
 def _stopped(args: argparse.Namespace, how: str, signum: Optional[int]) -> int:
-    from ..runtime.paths import has_finished_tiles, workdir_for
+    from ..paths import has_finished_tiles, workdir_for
     kept = "nothing is left behind"
     for output in (args.output, args.output + ".tif"):     # the engine adds .tif to a name without extension
         if getattr(args, "resume", False) and has_finished_tiles(output):

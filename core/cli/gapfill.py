@@ -51,7 +51,7 @@ def add_commands(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..operations.gapfill_run import gapfill
+    from ..operations.gapfill import gapfill
     report = run_with_progress(
         gapfill, args, expand_inputs(args.inputs), args.output, args.method, max_gap=args.max_gap, edges=args.edges,
         season_days=args.season_days, years_window=args.years_window, target_dates=args.target_dates,

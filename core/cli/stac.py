@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from typing import Any, List, Optional, Tuple
 
 from ..errors import ParameterError

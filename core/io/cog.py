@@ -19,11 +19,12 @@ import rasterio
 from rasterio.errors import RasterioError
 from rasterio.shutil import copy as gdal_copy
 
-from ..runtime.diskspace import is_disk_full
+from .atomic import remove_if_there, staged_path
+from .diskspace import is_disk_full
 from ..errors import DiskFullError, OutputError
 from ..grid import Grid, Tile
 from ..options import OutputSpec
-from ..runtime.paths import partial_path
+from ..paths import partial_path
 
 BLOCK_SIZE = 512
 
@@ -72,7 +73,6 @@ def tile_path(workdir: str, tile: Tile, layer: int = 0) -> str:
 
 def write_tile(path: str, data: np.ndarray, grid: Grid, tile: Tile, spec: OutputSpec) -> None:
     """Write one tile as a GeoTIFF, atomically (temporary name, then rename)."""
-    tmp = path + ".part"
     # Several bands: band-interleaved blocks, since the assembly reads the tiles band by band (a row strip
     # of interleaved pixels is decoded whole for each band: a 48-date gap fill's assembly took 3x longer).
     layout = dict(tiled=True, blockxsize=min(512, -(-tile.width // 16) * 16),
@@ -84,13 +84,10 @@ def write_tile(path: str, data: np.ndarray, grid: Grid, tile: Tile, spec: Output
                    # uncompressed when the output is: the tiles are then only a copy away from it
                    **({} if spec.compression == "NONE" else dict(compress="ZSTD", zstd_level=1)))
     try:
-        with rasterio.open(tmp, "w", **profile) as dst:
+        with staged_path(path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
             dst.write(data)
-        os.replace(tmp, path)
     except Exception as exc:
-        full = is_disk_full(exc, os.path.dirname(path), data.nbytes)
-        _remove(tmp)
-        if full:
+        if is_disk_full(exc, os.path.dirname(path), data.nbytes):
             raise DiskFullError(f"The disk is full: writing {tile.name} into {os.path.dirname(path)} failed.") \
                 from None
         raise
@@ -165,8 +162,8 @@ def write_cog(vrt_path: str, spec: OutputSpec, threads: str = "ALL_CPUS", overvi
         _replace_output(tmp, spec.path)
     except Exception as exc:
         full = is_disk_full(exc, os.path.dirname(spec.path), _raw_bytes(vrt_path))
-        _remove(tmp)
-        _remove(tmp + ".aux.xml")
+        remove_if_there(tmp)
+        remove_if_there(tmp + ".aux.xml")
         if full:
             raise DiskFullError(f"The disk is full: writing {spec.path} failed.") from None
         if isinstance(exc, (OSError, RasterioError)) or type(exc).__name__.startswith("CPLE_"):
@@ -197,7 +194,7 @@ def _replace_output(tmp: str, path: str) -> None:
     if os.path.exists(side):
         os.replace(side, path + ".aux.xml")
     else:
-        _remove(path + ".aux.xml")
+        remove_if_there(path + ".aux.xml")
     os.replace(tmp, path)
 
 
@@ -207,10 +204,3 @@ def _raw_bytes(vrt_path: str) -> int:
             return src.width * src.height * src.count * np.dtype(src.dtypes[0]).itemsize
     except Exception:
         return 0
-
-
-def _remove(path: str) -> None:
-    try:
-        os.remove(path)
-    except FileNotFoundError:
-        pass

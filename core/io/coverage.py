@@ -17,7 +17,7 @@ import numpy as np
 from rasterio.crs import CRS
 from rasterio.warp import transform_bounds
 
-from ..runtime.diskspace import human_size
+from .diskspace import human_size
 from ..errors import GridError, InputError, TilewiseWarning
 from ..grid import Grid
 from .sources import RasterInfo

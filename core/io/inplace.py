@@ -43,7 +43,8 @@ import numpy as np
 from ..errors import DiskFullError, OutputError
 from ..grid import Tile
 from ..options import OutputSpec
-from ..runtime.diskspace import is_disk_full
+from .atomic import remove_if_there
+from .diskspace import is_disk_full
 
 #: TIFF tags read from GDAL's header.
 _WIDTH, _LENGTH, _BITS, _COMPRESSION, _SAMPLES, _PLANAR = 256, 257, 258, 259, 277, 284
@@ -126,12 +127,12 @@ def plan_layout(vrt_path: str, path: str, spec: OutputSpec, options: Dict[str, s
 
     Raises :class:`OutputError` if GDAL's header is not the layout this module writes."""
     from rasterio.shutil import copy as gdal_copy
-    _remove(path)
+    _remove_with_sidecar(path)
     try:
         gdal_copy(vrt_path, path, driver="COG", **dict(options, SPARSE_OK="TRUE"))
     except Exception as exc:
         full = is_disk_full(exc, os.path.dirname(path))
-        _remove(path)
+        _remove_with_sidecar(path)
         if full:
             raise DiskFullError(f"The disk is full: preparing {spec.path} in {os.path.dirname(path)} failed.") \
                 from None
@@ -360,12 +361,9 @@ def _write_array(f, array: _Array, values: Sequence[int], layout: Layout) -> Non
     f.write(struct.pack(f"{layout.order}{array.count}{_TYPE_CODES[array.kind]}", *values))
 
 
-def _remove(path: str) -> None:
+def _remove_with_sidecar(path: str) -> None:
     for p in (path, path + ".aux.xml"):
-        try:
-            os.remove(p)
-        except FileNotFoundError:
-            pass
+        remove_if_there(p)
 
 
 __all__ = ["Layout", "fits", "plan_layout", "open_layout", "write_tile_in_place"]

@@ -18,6 +18,8 @@ import stat
 import tempfile
 from typing import Any, Dict, List, Optional
 
+from .atomic import remove_if_there
+
 #: What a byte that is not UTF-8 looks like in messages, tables and alias names.
 REPLACEMENT = "\ufffd"
 
@@ -95,7 +97,7 @@ class NameAliases:
         links[shown(os.fsdecode(name))] = real             # the file itself, whatever a side file shows as
         for entry in os.listdir(folder):                          # side files gone since the last run
             if entry not in links:
-                _remove(os.path.join(folder, entry))
+                remove_if_there(os.path.join(folder, entry))
         for link_name, target in links.items():
             _link(target, os.path.join(folder, link_name))
         alias = os.path.join(folder, shown(os.fsdecode(name)))
@@ -146,13 +148,6 @@ def _link(target: bytes, link: str) -> None:
     except OSError:
         pass
     spare = f"{link}.{os.getpid()}.new"
-    _remove(spare)
+    remove_if_there(spare)
     os.symlink(target, os.fsencode(spare))
     os.replace(spare, link)
-
-
-def _remove(path: str) -> None:
-    try:
-        os.remove(path)
-    except FileNotFoundError:
-        pass

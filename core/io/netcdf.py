@@ -4,8 +4,8 @@
 every netCDF reader opens: xarray, GDAL and QGIS, netCDF4-python, ncdump). It is a header of
 dimensions, attributes and variables, then each variable's values, big-endian, one after the
 other (the format's specification: https://docs.unidata.ucar.edu/netcdf-c/current/file_format_specifications.html).
-The file is written under a temporary name beside its path and renamed when complete, so a
-reader never sees half a file under its name.
+The file is written under a temporary name beside its path and renamed when complete
+(:func:`~tilewise.core.io.atomic.atomic_write`), so a reader never sees half a file under its name.
 
 :func:`cf_grid_mapping` gives a CRS's CF grid-mapping attributes (``grid_mapping_name`` and its
 parameters, ``crs_wkt``, ``spatial_ref``) and the attributes of its x/y coordinates, as GDAL's
@@ -24,6 +24,7 @@ from typing import Any, Iterable, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from ..errors import OutputError
+from .atomic import atomic_write, remove_if_there
 
 _NC_DIMENSION, _NC_VARIABLE, _NC_ATTRIBUTE = 0x0A, 0x0B, 0x0C
 #: numpy type -> netCDF classic type code (big-endian storage)
@@ -110,10 +111,8 @@ def write_netcdf_records(path: str, dims: Mapping[str, int], variables: Sequence
         begins.append(offset)
         offset += size
     header = _header(all_dims, entries, attrs, begins, n_records)
-    folder, name = os.path.split(os.path.abspath(path))
-    tmp = os.path.join(folder, f".{name}.tilewise-partial")
     try:
-        with open(tmp, "wb") as f:
+        with atomic_write(path, "wb") as f:
             f.write(header)
             for v in variables:
                 f.write(_data(v.values, v.values.dtype))
@@ -127,13 +126,8 @@ def write_netcdf_records(path: str, dims: Mapping[str, int], variables: Sequence
                 written += 1
             if written != n_records:
                 raise ValueError(f"{written} records given for the {n_records} announced")
-        os.replace(tmp, path)
     except OSError as exc:
-        _remove(tmp)
         raise OutputError(f"Cannot write {path}: {exc.strerror or exc}") from None
-    except BaseException:
-        _remove(tmp)
-        raise
     return path
 
 
@@ -207,13 +201,6 @@ def _padded(n: int) -> int:
     return (n + 3) // 4 * 4
 
 
-def _remove(path: str) -> None:
-    try:
-        os.remove(path)
-    except OSError:
-        pass
-
-
 # -- CF coordinates and grid mapping ------------------------------------------------------------------------
 
 @lru_cache(maxsize=16)
@@ -242,7 +229,7 @@ def cf_grid_mapping(crs_wkt: str) -> Tuple[Tuple[Tuple[str, Any], ...], Tuple[Tu
         with rasterio.open(path) as src:
             tags = src.tags()
     finally:
-        _remove(path)
+        remove_if_there(path)
         os.rmdir(folder)
     prefix = next((k.split("#")[0] for k in tags if k.endswith("#grid_mapping_name")), None)
     mapping = [(k.split("#", 1)[1], _number(v)) for k, v in tags.items()

@@ -13,36 +13,11 @@ import contextlib
 import os
 import re
 import shutil
-import warnings
 from typing import Iterable, Iterator, List, Optional, Sequence, Tuple
 
-from ..errors import OutputError, TilewiseWarning
+from ..errors import OutputError
 
-GEOTIFF_EXTENSIONS = (".tif", ".tiff")
 _VSI_PREFIX = re.compile(r"^/vsi[a-z0-9_?]+/(?:\d+_\d+,)?", re.IGNORECASE)   # /vsisubfile/OFFSET_SIZE,path
-
-
-def geotiff_path(path: str) -> str:
-    """``path`` if it names a GeoTIFF; with ``.tif`` added (and a :class:`TilewiseWarning` saying so)
-    if it has no extension; an :class:`OutputError` for any other extension.
-
-    >>> geotiff_path("median.tif"), geotiff_path("/data/B04.TIFF")
-    ('median.tif', '/data/B04.TIFF')
-    >>> geotiff_path("out.png")  # doctest: +IGNORE_EXCEPTION_DETAIL
-    Traceback (most recent call last):
-    ...
-    tilewise.core.errors.OutputError: The output out.png would be a GeoTIFF named .png ...
-    """
-    folder, name = os.path.split(path)
-    stem, ext = os.path.splitext(name)
-    if ext.lower() in GEOTIFF_EXTENSIONS:
-        return path
-    if not ext and stem and not stem.startswith("."):
-        fixed = path + ".tif"
-        warnings.warn(TilewiseWarning(f"The output name {path} has no extension: writing {fixed}"), stacklevel=2)
-        return fixed
-    raise OutputError(f"The output {path} would be a GeoTIFF named {ext or name}: Tilewise writes "
-                      f"Cloud-Optimized GeoTIFFs only. Name it {os.path.join(folder, stem or name)}.tif.")
 
 
 def check_not_an_input(output: str, inputs: Iterable[Tuple[str, Sequence[str]]]) -> None:

@@ -38,7 +38,7 @@ from rasterio.windows import Window
 
 from ..errors import InputError, ParameterError
 from ..grid import Grid, Tile
-from ..runtime.phases import timed
+from ..phases import timed
 from ..vocabulary import RESAMPLING_METHODS
 from .network import (HTTP_DEFAULTS, abandonable, apply_http_defaults, is_timeout, timeout_message,  # noqa: F401
                       waited_out)
@@ -362,8 +362,8 @@ def _read_lattice(src, bands, tile, offset, out, fill) -> Optional[np.ndarray]:
         return
     raw = src.read(list(bands), window=Window(c0, r0, c1 - c0, r1 - r0))
     dst = out[:, r0 - row0:r1 - row0, c0 - col0:c1 - col0]
-    _to_float(raw, dst, fill)
-    if fill is None and _has_dataset_mask(src):
+    to_float(raw, dst, fill)
+    if fill is None and has_dataset_mask(src):
         valid = src.read_masks(bands[0], window=Window(c0, r0, c1 - c0, r1 - r0))
         dst[:, valid == 0] = np.nan
     return None
@@ -387,7 +387,7 @@ def _read_lattice_raw(src, bands, origin, box, out, fill) -> Optional[np.ndarray
         out[(slice(None),) + inside] = src.read(list(bands), window=window)
         missing = np.ones((height, width), bool)
         missing[inside] = False
-    if fill is None and _has_dataset_mask(src):
+    if fill is None and has_dataset_mask(src):
         if missing is None:
             missing = np.zeros((height, width), bool)
         missing[inside] |= src.read_masks(bands[0], window=window) == 0
@@ -402,28 +402,28 @@ def _read_warped(view, count, bands, tile, out, fill) -> Optional[np.ndarray]:
         if raw_values:
             out[...] = raw[:-1]
             return raw[-1] == 0
-        _to_float(raw[:-1], out, None)
+        to_float(raw[:-1], out, None)
         out[:, raw[-1] == 0] = np.nan
     elif raw_values:
         view.read(list(bands), window=window, out=out)
     else:
-        _to_float(view.read(list(bands), window=window), out, fill)
+        to_float(view.read(list(bands), window=window), out, fill)
     return None
 
 
-def _has_dataset_mask(src) -> bool:
+def has_dataset_mask(src) -> bool:
     flags = src.mask_flag_enums[0] if src.count else ()
     return any(f.name in ("per_dataset", "alpha") for f in flags)
 
 
-def _to_float(raw: np.ndarray, dst: np.ndarray, fill: Optional[float]) -> None:
+def to_float(raw: np.ndarray, dst: np.ndarray, fill: Optional[float]) -> None:
     dst[...] = raw
-    if fill is None or math.isnan(fill) or not _representable(fill, raw.dtype):
+    if fill is None or math.isnan(fill) or not representable(fill, raw.dtype):
         return
     dst[raw == raw.dtype.type(fill)] = np.nan
 
 
-def _representable(value: float, dtype: np.dtype) -> bool:
+def representable(value: float, dtype: np.dtype) -> bool:
     if np.issubdtype(dtype, np.integer):
         info = np.iinfo(dtype)
         return float(value).is_integer() and info.min <= value <= info.max

@@ -28,6 +28,7 @@ import numpy as np
 import shapely
 
 from ..errors import InputError, OutputError, ParameterError, TilewiseWarning
+from ..paths import partial_name
 from ..kernels.footprints import KIND_EMPTY, KIND_LINE, KIND_POINT, KIND_POLYGON, kind_of
 
 #: Name of the id column when no ID_FIELD is given (the feature id, as QGIS shows it).
@@ -423,8 +424,7 @@ class TableWriter:
         folder = os.path.dirname(self.path)
         if not os.path.isdir(folder):
             raise OutputError(f"The output folder does not exist: {folder}")
-        ext = os.path.splitext(self.path)[1] or ".gpkg"
-        self.partial = os.path.join(folder, f".{os.path.basename(self.path)}.tilewise-partial{ext}")
+        self.partial = partial_name(self.path)
         self._remove_partial()
         self._columns: Optional[List[str]] = None
         self._spatial = False

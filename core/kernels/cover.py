@@ -78,7 +78,7 @@ def cover_tile(fp: Footprints, zones: np.ndarray, row_off: int, col_off: int, he
     ([0, 1, 4, 5], [0.25, 0.5, 0.25, 0.5])
     """
     zones = np.ascontiguousarray(zones, dtype=np.int64)
-    offsets, pixels, weights, footprint, fallback, anchor = _cover_kernel(
+    offsets, pixels, weights, footprint, fallback, anchor = cover_kernel(
         zones, fp.kind, fp.xs, fp.ys, fp.part_start, fp.part_factor, fp.zone_part,
         int(row_off), int(col_off), int(height), int(width), fp.height, fp.width,
         int(coverage), int(point_method), int(window))
@@ -97,7 +97,7 @@ def _grow(a, n):
 
 
 @jit
-def _cover_kernel(zones, kind, xs, ys, part_start, part_factor, zone_part, r0, c0, h, w, grid_h, grid_w,
+def cover_kernel(zones, kind, xs, ys, part_start, part_factor, zone_part, r0, c0, h, w, grid_h, grid_w,
                   mode, method, window):
     n = zones.shape[0]
     offsets = np.zeros(n + 1, np.int64)
@@ -457,7 +457,7 @@ def footprint_total(fp: Footprints, zones: np.ndarray, coverage: int, point_meth
 
 def _cover_unbounded(fp: Footprints, zones: np.ndarray, r0: int, c0: int, size: int, coverage: int) -> Cover:
     """A cover on the grid's lattice extended past the raster edges (for :func:`footprint_total`)."""
-    offsets, pixels, weights, footprint, fallback, anchor = _cover_kernel(
+    offsets, pixels, weights, footprint, fallback, anchor = cover_kernel(
         zones, fp.kind, fp.xs, fp.ys, fp.part_start, fp.part_factor, fp.zone_part,
         int(r0), int(c0), int(size), int(size), 2**62, 2**62, int(coverage), METHOD_NEAREST, 1)
     return Cover(zones, offsets, pixels, weights, footprint, fallback.astype(bool), anchor, size, size)

@@ -1,7 +1,7 @@
 """Gap-filling kernels over a (dates, pixels) stack, compiled with numba.
 
 The rules (methods, gap length, ``MAX_GAP``, edges, flags) are those of
-:mod:`tilewise.core.operations.gapfill`; this module only computes them. A private
+:mod:`tilewise.core.kernels.gapfill_plan`; this module only computes them. A private
 ``@njit`` kernel runs ``prange`` over chunks of pixels and sweeps each chunk
 along time, row by row, so its inner loops run over contiguous pixels; a chunk's
 scratch is one (targets x 256) int32 array, so memory is the input stack plus
@@ -18,10 +18,10 @@ import numpy as np
 
 from ..errors import ParameterError
 from ..dates import dates_from_days
-from ..operations.gapfill import FLAG_EDGE, FLAG_INTERPOLATED, FLAG_MISSING, FLAG_OBSERVED, FLAG_SEASONAL, GapfillOptions, \
-    season_table, target_days
+from .gapfill_plan import FLAG_EDGE, FLAG_INTERPOLATED, FLAG_MISSING, FLAG_OBSERVED, FLAG_SEASONAL, GapfillOptions, \
+    plan_gapfill, season_table, target_days
 from .jit import compiled_and_loaded, inline_jit, jit, pjit  # the engine's numba options
-from .reducers import _median  # numpy's median by quickselect
+from .reducers import median_inplace  # numpy's median by quickselect
 
 _CHUNK = 256  # pixels per chunk: its (targets x pixels) index array stays in cache
 _LINEAR, _NEAREST, _PREVIOUS, _NEXT, _SEASONAL = range(5)
@@ -65,7 +65,7 @@ def _fill(stack, p, a, b, t, j, days, method, max_gap, edges, start, end, sptr, 
                 buf[m] = x
                 m += 1
         if m > 0:
-            return _median(buf, m), FLAG_SEASONAL, -1
+            return median_inplace(buf, m), FLAG_SEASONAL, -1
     if not interior:
         return np.nan, FLAG_EDGE, b if a < 0 else a
     if method == _LINEAR or method == _SEASONAL:
@@ -163,19 +163,19 @@ def gapfill_stack(stack: np.ndarray, days: np.ndarray, options: GapfillOptions,
     days : array of float
         The day number of each layer (:func:`tilewise.core.dates.day_numbers`), all different.
     options : GapfillOptions
-        From :func:`tilewise.core.operations.gapfill.plan_gapfill`.
+        From :func:`tilewise.core.kernels.gapfill_plan.plan_gapfill`.
     out, flags_out : ndarray, optional
         Preallocated outputs of shape ``(targets, ...)``, the stack's dtype and uint8.
 
     Returns
     -------
     values : ndarray, the stack's dtype, ``(targets, ...)``
-        One layer per target date (:func:`tilewise.core.operations.gapfill.target_days`, increasing);
+        One layer per target date (:func:`tilewise.core.kernels.gapfill_plan.target_days`, increasing);
         observed values passed through bit for bit, NaN where still missing.
     flags : ndarray, uint8, ``(targets, ...)``
         0 observed, 1 interpolated, 2 seasonal, 3 edge-filled, 255 still missing.
 
-    >>> from tilewise.core.operations.gapfill import plan_gapfill
+    >>> from tilewise.core.kernels.gapfill_plan import plan_gapfill
     >>> s = np.array([[1.0], [np.nan], [np.nan], [7.0]], np.float32)
     >>> v, f = gapfill_stack(s, [0, 10, 20, 30], plan_gapfill("linear"))
     >>> v[:, 0].tolist(), f[:, 0].tolist()
@@ -217,8 +217,6 @@ def _output(given: Optional[np.ndarray], shape, dtype: np.dtype, what: str) -> n
 def warm_up(group: str = "gap filling") -> Tuple[int, int]:
     """Compile the gap-filling kernel for float32 and float64 stacks into numba's cache, or load it;
     return ``(compiled, loaded from the cache)``, counted in specializations."""
-    from ..operations.gapfill import plan_gapfill
-
     def calls() -> None:
         for dtype in (np.float32, np.float64):
             stack = np.array([[1.0, np.nan], [np.nan, 2.0], [3.0, np.nan]], dtype)

@@ -1,6 +1,6 @@
 """numba's options for every kernel of the engine, and the count of what a call compiled.
 
-The on-disk cache folder is settled (:func:`~tilewise.core.runtime.jitconfig.configure_cache`) before numba
+The on-disk cache folder is settled (:func:`~tilewise.core.jitconfig.configure_cache`) before numba
 is imported, and every kernel module takes its decorators from here, so that all of them honour it: no
 cache when no folder is writable, instead of numba failing at the first compile.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Callable, Iterable, Tuple
 
-from ..runtime.jitconfig import configure_cache
+from ..jitconfig import configure_cache
 
 #: numba's on-disk cache of the compiled kernels: settled before numba is imported (None: no cache).
 CACHE_DIR = configure_cache()

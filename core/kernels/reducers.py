@@ -24,7 +24,7 @@ _CHUNK = 1024
 
 
 @jit
-def _select(a, n, k):
+def select_kth(a, n, k):
     """Hoare quickselect: move the k-th smallest of ``a[:n]`` to ``a[k]``.
 
     On return every ``a[i]`` with ``i < k`` is <= ``a[k]``.
@@ -61,9 +61,9 @@ def _select(a, n, k):
 
 
 @jit
-def _median(a, n):
+def median_inplace(a, n):
     h = n // 2
-    upper = _select(a, n, h)
+    upper = select_kth(a, n, h)
     if n % 2 == 1:
         return np.float64(upper)
     lower = a[0]

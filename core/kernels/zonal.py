@@ -1,6 +1,6 @@
 """Statistics of each feature over one band of a tile, and their exact merge across tiles.
 
-:func:`reduce_tile` turns a tile's :class:`~.coverage.Cover` and the tile's
+:func:`reduce_tile` turns a tile's :class:`~.cover.Cover` and the tile's
 bands into a :class:`TilePart`: per feature and layer, mergeable aggregates
 (weight, count, mean, sum of squared deviations, min, max, sum). For a feature
 complete in the tile it also holds the medians and percentiles; for a feature
@@ -32,7 +32,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 import numpy as np
 
 from .jit import compiled_and_loaded, jit
-from .reducers import _select
+from .reducers import select_kth
 from .statistics import integer_range
 from .cover import Cover
 
@@ -253,7 +253,7 @@ def _quantiles(v, n, qs, out, int_lo, int_bits, hist):
             x0 = _count_rank(v, n, lo, int_lo, int_bits, hist)
             x1 = x0 if lo == n - 1 else _count_rank(v, n, lo + 1, int_lo, int_bits, hist)
         else:
-            x0 = np.float64(_select(v, n, lo))
+            x0 = np.float64(select_kth(v, n, lo))
             x1 = x0
             if lo < n - 1:                     # after the selection, v[lo + 1:] holds the larger values
                 x1 = np.float64(v[lo + 1])
@@ -619,7 +619,7 @@ def warm_up(group: str = "extraction") -> Tuple[int, int]:
     the cache)``, counted in specializations."""
     import shapely
 
-    from .cover import MODE_FRACTIONAL, _cover_kernel, cover_tile, footprint_total
+    from .cover import MODE_FRACTIONAL, cover_kernel, cover_tile, footprint_total
     from .footprints import footprints_from_pixels
 
     def calls() -> None:
@@ -638,4 +638,4 @@ def warm_up(group: str = "extraction") -> Tuple[int, int]:
         for weighted in (False, True):
             quantiles_of(np.array([3.0, 1.0, 2.0]), np.array([0.5, 1.0, 1.0]), [0.5], weighted)
     # the kernels called from Python (the kernels they call compile into them)
-    return compiled_and_loaded((_cover_kernel, _reduce_kernel, _quantiles, _weighted_quantiles), calls)
+    return compiled_and_loaded((cover_kernel, _reduce_kernel, _quantiles, _weighted_quantiles), calls)

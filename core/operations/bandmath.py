@@ -194,7 +194,7 @@ def _read_scene(job: BandMathJob, refs: Sequence[BandRef],
     values: List[TileValues] = []
     missing: Optional[np.ndarray] = None
     for slot, (path, group) in enumerate(by_path.items()):
-        raw = group[0].dtype if all(r.dtype == group[0].dtype for r in group) and group[0].dtype in _RAW_TYPES \
+        raw = group[0].dtype if all(r.dtype == group[0].dtype for r in group) and group[0].dtype in RAW_TYPES \
             else None
         buf = _buffer(slot, (len(group), tile.height, tile.width), raw or job.work_dtype)
         try:
@@ -234,7 +234,7 @@ def _buffer(slot: object, shape: Tuple[int, ...], dtype: str) -> np.ndarray:
 
 #: Integer types read as stored: every value is exact in the work type (float32 up to 16 bits;
 #: 32-bit inputs make the work type float64). Other types are read as floats, NaN for no value.
-_RAW_TYPES = ("uint8", "int8", "uint16", "int16", "int32", "uint32")
+RAW_TYPES = ("uint8", "int8", "uint16", "int16", "int32", "uint32")
 #: numexpr's defaults, spelled out (truediv: no effect in Python 3, but 'auto' inspects the caller's frame)
 _CONTEXT = {"optimization": "aggressive", "truediv": False}
 _FLOAT32_MAX = float(np.finfo(np.float32).max)

@@ -1,290 +1,272 @@
-"""Temporal gap filling: the options, their checks and the rules. Plain Python and numpy, no numba.
+"""The gap-filling operation: a time series of rasters -> its gaps filled in time, on the tile runner.
 
-A pixel's series is its observations in date order; a missing one (masked,
-nodata, cloud) is NaN. For each *target date* (the input dates, or a regular
-series that resamples the series in time) the output value is:
-
-- **observed** (flag 0): the target date is an input date and the pixel has an
-  observation there: it is passed through bit for bit;
-- else it lies in a *gap*, between the nearest valid observations before and
-  after it, and is filled by ``METHOD`` (flag 1, or 2 for a seasonal value):
-
-  - 0 ``linear``: linear in time between them, weighted by the days to each
-    (``numpy.interp``'s formula, so its exact values);
-  - 1 ``nearest``: the one closer in time; at equal distance the earlier one
-    (as ``scipy``'s, ``pandas``' and ``xarray``'s ``nearest``);
-  - 2 ``previous``: the one before (a forward fill);
-  - 3 ``next``: the one after (a backward fill);
-  - 4 ``seasonal``: the median of the same season in other years (see
-    :func:`season_table`), where there is one; else as ``linear``.
-
-Rules that hold for every method:
-
-- **Gap length** is the number of days between the valid observations on
-  either side of the target. For a leading (trailing) gap, which has a valid
-  observation on one side only, it is the days between the start (end) of the
-  series and the first (last) valid observation; the series runs from the
-  earlier of the first input and first target date to the later of the last
-  ones. (These are ``xarray``'s ``max_gap`` rules.)
-- ``MAX_GAP`` (days, 0 for no limit): a target in a gap longer than this stays
-  missing, whatever the method.
-- ``EDGES`` 0 ``leave``: targets in a leading or trailing gap stay missing;
-  1 ``nearest``: they take the first (last) valid value (flag 3), or with
-  ``seasonal`` the seasonal median where there is one (flag 2).
-- A pixel with no valid observation stays missing everywhere (flag 255), and so
-  does any value the arithmetic leaves NaN (infinite inputs).
-
-Missing outputs are NaN with flag 255. Enum orders are fixed (QGIS models store
-the index): :data:`METHODS`, :data:`EDGE_MODES`.
+The rules (methods, ``MAX_GAP``, edges, flags, target dates) are those of
+:mod:`tilewise.core.kernels.gapfill_plan`; the per-pixel kernels are in
+:mod:`tilewise.core.kernels.gapfill`. This module plans a run (dates, masks, grid,
+outputs), computes one tile (read every date's window, mask it, fill it) and
+names the outputs: one COG with one band per output date (band descriptions
+are the ISO dates), or one COG per date in a folder, and optionally a flags COG
+(uint8, the same bands: 0 observed, 1 interpolated, 2 seasonal, 3 edge-filled,
+255 still missing). A tile holds every date of its pixels at once, so memory is
+bounded by the tile size times the number of dates (the runner sizes the tiles
+from :attr:`GapfillJob.budget`).
 """
 
 from __future__ import annotations
 
-import datetime as _dt
-import math
-import re
-from dataclasses import dataclass
+import os
+import warnings
+from dataclasses import dataclass, replace
 from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ..dates import DateLike, dates_from_days, day_numbers, parse_date
-from ..errors import ParameterError
-from ..vocabulary import GAPFILL_EDGE_MODES, GAPFILL_METHODS
+from ..dates import DateLike, overridden_warnings, read_dates
+from ..errors import InputError, OutputError, TileError, TilewiseError, TilewiseWarning
+from ..grid import Grid, Tile
+from ..io.cog import check_writable, to_output
+from ..io.coverage import check_inputs_meet, check_output_size
+from ..io.outputs import check_not_an_input, describe_inputs, output_folder
+from ..io.sources import describe_raster, read_qa_mask, read_window
+from ..masks import MaskSpec
+from ..options import Options, OutputSpec, plan_grid, split_options
+from ..runtime.runner import RunReport, TileBudget, TiledJob, run_tiles, warnings_to
+from ..runtime.sinks import CogOutput, CogSink
+from .composite import choose_bands, plan_input_mask
+from ..kernels.gapfill_plan import GapfillOptions, RegularDates, output_dates, plan_gapfill
 
-METHODS = GAPFILL_METHODS
-EDGE_MODES = GAPFILL_EDGE_MODES
-
-FLAG_OBSERVED = 0
-FLAG_INTERPOLATED = 1
-FLAG_SEASONAL = 2
-FLAG_EDGE = 3
-FLAG_MISSING = 255
-FLAG_MEANINGS = {FLAG_OBSERVED: "observed", FLAG_INTERPOLATED: "interpolated", FLAG_SEASONAL: "seasonal",
-                 FLAG_EDGE: "edge-filled", FLAG_MISSING: "still missing"}
-
-#: Widest season window: half of it (180 days) is closer to one year's date than to the next year's,
-#: so every observation belongs to one season of each target.
-MAX_SEASON_DAYS = 360
-
-#: Most output dates a run may ask for (a GeoTIFF holds at most 65535 bands).
-MAX_TARGETS = 65535
+_WIDE_TYPES = {"int32", "uint32", "int64", "uint64", "float64"}
+FLAGS_TYPE = "uint8"
+#: Output files in a folder (``per_date``): ``<prefix>_<YYYY-MM-DD>.tif``.
+DEFAULT_PREFIX = "filled"
 
 
 @dataclass(frozen=True)
-class RegularDates:
-    """A regular series of target dates: ``start``, ``start + step``, ... up to ``end`` (included if on a step)."""
+class GapfillSettings:
+    """Gap filling's own options (the grid, output and run options are shared: :mod:`tilewise.core.options`).
 
-    start: _dt.date
-    step: int
-    end: _dt.date
-
-    def dates(self) -> Tuple[_dt.date, ...]:
-        n = (self.end - self.start).days // self.step + 1
-        return tuple(self.start + _dt.timedelta(days=k * self.step) for k in range(n))
-
-
-Targets = Union[None, RegularDates, Tuple[_dt.date, ...]]
-
-
-@dataclass(frozen=True)
-class GapfillOptions:
-    """Checked gap-filling options (make them with :func:`plan_gapfill`).
-
-    ``target`` None means the input dates; else a :class:`RegularDates` or a
-    tuple of dates in increasing order.
+    The fill: ``method``, ``max_gap``, ``edges``, ``season_days``, ``years_window`` and
+    ``target_dates`` (see :func:`~tilewise.core.kernels.gapfill_plan.plan_gapfill`). The inputs:
+    ``dates`` (for inputs whose name and metadata have none; see :mod:`tilewise.core.dates`),
+    ``band`` to fill (default the only band that is not the mask band), ``input_nodata``, and a
+    QA mask as in the composite (``mask_band`` or ``mask_layers``; ``mask_values``, ``mask_bits``,
+    ``mask_preset``). The outputs: ``per_date`` (``output`` is a folder that receives one COG per
+    date, ``<prefix>_<date>.tif``), ``flags`` (the path of a flags COG, or empty for none).
     """
 
-    method: str = "linear"
-    max_gap: float = 0.0
-    edges: str = "leave"
-    season_days: float = 30.0
+    method: Union[int, str] = "linear"
+    max_gap: float = 0
+    edges: Union[int, str] = "leave"
+    season_days: float = 30
     years_window: int = 0
-    target: Targets = None
+    target_dates: Union[None, str, RegularDates, Sequence[DateLike]] = None
+    dates: Union[None, str, Sequence[DateLike]] = None
+    band: Optional[int] = None
+    input_nodata: Optional[float] = None
+    mask_band: Optional[int] = None
+    mask_layers: Optional[Sequence[str]] = None
+    mask_values: Union[str, Sequence[int]] = ()
+    mask_bits: Union[str, Sequence[int]] = ()
+    mask_preset: Optional[Union[int, str]] = None
+    per_date: bool = False
+    prefix: str = DEFAULT_PREFIX
+    flags: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class GapfillJob(TiledJob):
+    """Everything a worker needs to fill one tile; plain values only. ``days``: the day number of each
+    input (input order); ``outputs``: one COG of every target date, or one per date (in ``folder``);
+    ``flags``: the flags COG, if any."""
+
+    inputs: Tuple[str, ...]
+    days: Tuple[float, ...]
+    fill: GapfillOptions
+    band: int
+    input_nodata: Optional[float]
+    mask: Optional[MaskSpec]
+    grid: Grid
+    resampling: str
+    work_dtype: str
+    outputs: Tuple[OutputSpec, ...]
+    band_names: Tuple[str, ...]
+    flags: Optional[OutputSpec] = None
+    folder: str = ""
 
     @property
-    def method_code(self) -> int:
-        return METHODS.index(self.method)
+    def sink(self) -> CogSink:
+        flags = (CogOutput(self.flags, self.band_names, layer=1),) if self.flags is not None else ()
+        return CogSink.per_band(self.grid, self.outputs, self.band_names, self.folder, flags)
 
     @property
-    def edges_code(self) -> int:
-        return EDGE_MODES.index(self.edges)
+    def budget(self) -> TileBudget:
+        # the stack, the filled values and their cast to the output type, the flags (a quarter), the mask
+        n_t = len(self.band_names)
+        return TileBudget(len(self.inputs) + 2 * n_t + (n_t + 3) // 4 + 1, 8 if self.work_dtype == "float64" else 4)
 
 
-def _choice(value, names: Tuple[str, ...], what: str) -> str:
-    listed = ", ".join(f"{i} {n}" for i, n in enumerate(names))
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        if 0 <= int(value) < len(names):
-            return names[int(value)]
-        raise ParameterError(f"{what} {value} does not exist; use {listed}.")
-    key = str(value).strip().lower()
-    if key.isdigit():
-        return _choice(int(key), names, what)
-    if key in names:
-        return key
-    raise ParameterError(f"Unknown {what} {value!r}; use {listed}.")
+def plan_run(inputs: Sequence[str], output: str, own: GapfillSettings = GapfillSettings(),
+             options: Options = Options()) -> GapfillJob:
+    """Check every parameter and input, read the dates, plan the grid and the outputs; raise a
+    :class:`TilewiseError` on the first problem. Nothing is written here, except the output folder
+    (``per_date``), which is removed again if planning fails and it was made here."""
+    if not inputs:
+        raise InputError("No input rasters were given; gap filling needs a time series.")
+    fill = plan_gapfill(own.method, own.max_gap, own.edges, own.season_days, own.years_window, own.target_dates)
+    days, undated = _series_days(inputs, own.dates, fill)
+    infos = [describe_raster(p) for p in inputs]
+    mask_infos = [describe_raster(m) for m in own.mask_layers or ()]
+    band = _choose_band(infos, own.band, own.mask_band)
+    mask = plan_input_mask(infos, mask_infos, own)
+    grid_options = options.grid
+    ref = describe_raster(grid_options.reference) if grid_options.reference else infos[0]
+    grid = plan_grid(ref, grid_options)
+    check_inputs_meet(infos, grid)
+    work = "float64" if any(info.dtypes[band - 1] in _WIDE_TYPES for info in infos) else "float32"
+    targets = output_dates(fill, np.asarray(days))
+    names = tuple(f"step {int(d) + 1}" for d in np.sort(days)) if undated else tuple(d.isoformat() for d in targets)
+    read = describe_inputs(infos + mask_infos + [ref])
+    flags = _flags_spec(own, options, read)
+    dtype = options.output.output_type or work
+    check_output_size(grid, len(names), dtype, options.output.allow_large)
+    job = GapfillJob(tuple(inputs), tuple(float(d) for d in days), fill, band, own.input_nodata, mask, grid,
+                     grid_options.resampling, work, (), names, flags)
+    if not own.per_date:
+        spec = options.output.spec(output, work)
+        _check_output(spec.path, read, flags)
+        return replace(job, outputs=(spec,))
+    with output_folder(output) as made:
+        prefix = own.prefix or DEFAULT_PREFIX
+        specs = tuple(options.output.spec(os.path.join(made, f"{prefix}_{name.replace(' ', '_')}.tif"), work)
+                      for name in names)
+        for spec in specs:
+            _check_output(spec.path, read, flags)
+    return replace(job, outputs=specs, folder=os.path.abspath(output))
 
 
-def _number(value, what: str, lo: float, hi: float, meaning: str) -> float:
-    try:
-        f = float(value)
-    except (TypeError, ValueError):
-        raise ParameterError(f"{what} must be a number ({meaning}), got {value!r}.") from None
-    if math.isnan(f) or not lo <= f <= hi:
-        raise ParameterError(f"{what} must be between {lo:g} and {hi:g} ({meaning}), got {value!r}.")
-    return f
+def _series_days(inputs: Sequence[str], dates, fill: GapfillOptions) -> Tuple[np.ndarray, bool]:
+    """The inputs' day numbers (input order) and whether the series is undated (then 0, 1, 2...)."""
+    series = read_dates(inputs, dates)
+    for message in overridden_warnings(series):
+        warnings.warn(TilewiseWarning(message), stacklevel=3)
+    if series.dated:
+        series.require_distinct()
+        return series.days, False
+    if fill.target is not None or fill.method == "seasonal":
+        what = "TARGET_DATES" if fill.target is not None else "the seasonal method"
+        raise InputError(f"The inputs have no dates (none in their file names or metadata, and no DATES), and "
+                         f"{what} needs them. Name the files with their dates (e.g. ndvi_2024-05-12.tif) or give "
+                         "DATES, one per input in input order.")
+    warnings.warn(TilewiseWarning("The inputs have no dates (none in their file names or metadata, and no DATES): "
+                                  "they are taken as equally spaced, in input order, and MAX_GAP counts steps "
+                                  "between inputs instead of days."), stacklevel=3)
+    return np.arange(len(inputs), dtype=np.float64), True
 
 
-def plan_gapfill(method: Union[int, str] = 0, max_gap: float = 0, edges: Union[int, str] = 0,
-                 season_days: float = 30, years_window: int = 0,
-                 target_dates: Union[None, str, RegularDates, Sequence[DateLike]] = None) -> GapfillOptions:
-    """Check the gap-filling options; raise :class:`ParameterError` on the first problem.
+def _choose_band(infos, band: Optional[int], mask_band: Optional[int]) -> int:
+    if band is not None:
+        return choose_bands(infos, [band], mask_band)[0]
+    chosen = choose_bands(infos, None, mask_band)
+    if len(chosen) > 1:
+        raise InputError(f"The inputs have {len(chosen)} bands besides the mask band ({infos[0].path}): pick the "
+                         "band to fill (BAND in QGIS, --band on the command line). Gap filling fills one band; "
+                         "run it once per band for more.")
+    return chosen[0]
+
+
+def _flags_spec(own: GapfillSettings, options: Options, read) -> Optional[OutputSpec]:
+    if not own.flags:
+        return None
+    spec = OutputSpec(own.flags, FLAGS_TYPE, None, options.output.compression, "nearest").resolved()
+    check_writable(spec.path)
+    check_not_an_input(spec.path, read)
+    return spec
+
+
+def _check_output(path: str, read, flags: Optional[OutputSpec]) -> None:
+    check_writable(path)
+    check_not_an_input(path, read)
+    if flags is not None and os.path.abspath(flags.path) == os.path.abspath(path):
+        raise OutputError(f"The flags output and the filled output are the same file ({path}); "
+                          "give the flags another name.")
+
+
+def gapfill_tile(job: GapfillJob, tile: Tile, target) -> int:
+    """Read ``tile`` of every date into one (dates, rows, cols) stack, mask it in place, fill its gaps;
+    write the values (and flags) tile files."""
+    from ..kernels.gapfill import gapfill_stack  # compiled kernels load only where tiles are filled
+    stack = np.empty((len(job.inputs), tile.height, tile.width), job.work_dtype)
+    for i, src in enumerate(job.inputs):
+        layer = stack[i:i + 1]  # a (1, rows, cols) view: each date is read straight into its place
+        try:
+            read_window(src, [job.band], job.grid, tile, layer, job.input_nodata, job.resampling)
+            if job.mask is not None:
+                np.copyto(layer[0], np.nan, where=read_qa_mask(job.mask, i, job.inputs, job.grid, tile))
+        except TilewiseError as exc:
+            raise TileError(f"{tile.name}: {exc}") from None
+        except Exception as exc:
+            raise TileError(f"{tile.name}: reading {src} failed: {exc}") from None
+    values, flags = gapfill_stack(stack, np.asarray(job.days), job.fill)
+    del stack
+    out = as_output(values, job.outputs[0])     # every output of a job has its type and nodata
+    if job.flags is None:
+        job.sink.write(target, tile, out)
+    else:
+        job.sink.write(target, tile, out, flags)
+    return tile.index
+
+
+def as_output(values: np.ndarray, spec: OutputSpec) -> np.ndarray:
+    """:func:`~tilewise.core.io.cog.to_output`'s values, without its copy where ``values`` already have the
+    output type (the kernel's float32 or float64): NaN nodata needs nothing, another nodata replaces
+    NaN in place.
+
+    >>> v = np.array([1.5, np.nan], np.float32)
+    >>> as_output(v, OutputSpec("o.tif", "float32", -9999.0)).tolist(), v.tolist()
+    ([1.5, -9999.0], [1.5, -9999.0])
+    """
+    dtype = np.dtype(spec.dtype)
+    if dtype != values.dtype or spec.nodata is None:
+        return to_output(values, spec)
+    if not np.isnan(spec.nodata):
+        np.copyto(values, dtype.type(spec.nodata), where=np.isnan(values))
+    return values
+
+
+def gapfill(inputs: Sequence[str], output: str, method: Union[int, str] = "linear", **options) -> RunReport:
+    """Fill the gaps of a time series in time, per pixel, and write the filled series as a COG.
 
     Parameters
     ----------
-    method : int or str
-        0 linear, 1 nearest, 2 previous, 3 next, 4 seasonal (index or name).
-    max_gap : float
-        Longest gap to fill, in days; 0 for no limit.
-    edges : int or str
-        0 leave (leading and trailing gaps stay missing), 1 nearest (the nearest valid value).
-    season_days : float
-        With ``seasonal``: the width of the season around a date, in days (1..360; half on each side).
-    years_window : int
-        With ``seasonal``: how many years before and after to look in; 0 for all.
-    target_dates : None, str, RegularDates or list of dates
-        None or "" for the input dates; a regular series ``"2024-01-01,10,2024-12-31"``
-        (start, step in days, end) or ``RegularDates``; or a list of dates.
+    inputs : list of str
+        The series: one raster per date, in any order. Dates come from the file names
+        (YYYY-MM-DD, YYYYMMDD, YYYY_MM_DD, YYYY-MM, YYYY_MM), else the metadata, else
+        ``dates``; the output is in date order.
+    output : str
+        The COG to write, one band per output date (band descriptions: the ISO dates); with
+        ``per_date`` a folder that receives one COG per date.
+    method : {"linear", "nearest", "previous", "next", "seasonal"} or 0..4
+    **options
+        Gap filling's own (:class:`GapfillSettings`: ``max_gap``, ``edges``, ``season_days``,
+        ``years_window``, ``target_dates``, ``dates``, ``band``, ``input_nodata``, the mask
+        ``mask_band`` / ``mask_layers`` / ``mask_values`` / ``mask_bits`` / ``mask_preset``,
+        ``per_date``, ``prefix``, ``flags``), and the grid, output and run options every
+        operation takes (:mod:`tilewise.core.options`).
 
-    >>> o = plan_gapfill("seasonal", max_gap=60, edges=1, target_dates="2024-01-01,10,2024-12-31")
-    >>> o.method, o.edges, o.target.step, len(o.target.dates())
-    ('seasonal', 'nearest', 10, 37)
+    Returns
+    -------
+    RunReport
+        ``outputs`` lists every COG written (the flags last).
+
+    Examples
+    --------
+    >>> from tilewise.core import gapfill                                       # doctest: +SKIP
+    >>> gapfill(sorted(glob("ndvi_*.tif")), "filled.tif", "linear", max_gap=60,
+    ...         mask_band=2, mask_preset="s2-scl", flags="flags.tif")           # doctest: +SKIP
     """
-    name = _choice(method, METHODS, "gap-filling METHOD")
-    gap = _number(max_gap, "MAX_GAP", 0, 1e6, "days; 0 for no limit")
-    edge = _choice(edges, EDGE_MODES, "EDGES mode")
-    season = _number(season_days, "SEASON_DAYS", 1, MAX_SEASON_DAYS, "the width of the season window in days, "
-                     "centred on the date")
-    years = _number(years_window, "YEARS_WINDOW", 0, 1000, "years before and after; 0 for all")
-    if not years.is_integer():
-        raise ParameterError(f"YEARS_WINDOW must be a whole number of years, got {years_window!r}.")
-    return GapfillOptions(name, gap, edge, season, int(years), parse_target_dates(target_dates))
+    own, shared = split_options(options, GapfillSettings, where="gapfill()", defaults={"output_type": None},
+                                method=method)
+    with warnings_to(shared.run.log):
+        job = plan_run(inputs, output, own, shared)
+    return run_tiles(job, gapfill_tile, shared.run)
 
-
-def parse_target_dates(value: Union[None, str, RegularDates, Sequence[DateLike]]) -> Targets:
-    """``TARGET_DATES``: None (the input dates), a :class:`RegularDates`, or a sorted tuple of dates.
-
-    Text with three items whose middle one is a whole number is a regular
-    series (start, step in days, end); other text is a list of dates.
-
-    >>> parse_target_dates("2024-01-01, 16, 2024-03-01")
-    RegularDates(start=datetime.date(2024, 1, 1), step=16, end=datetime.date(2024, 3, 1))
-    >>> parse_target_dates(["2024-03-01", "2024-01-01"])
-    (datetime.date(2024, 1, 1), datetime.date(2024, 3, 1))
-    >>> parse_target_dates("") is None
-    True
-    """
-    if value is None:
-        return None
-    if isinstance(value, RegularDates):
-        _check_regular(value)
-        return value
-    items = [t for t in re.split(r"[,;\s]+", value.strip()) if t] if isinstance(value, str) else list(value)
-    if not items:
-        return None
-    if len(items) == 3 and re.fullmatch(r"\+?\d+(\.0*)?", str(items[1]).strip()):
-        start, end = parse_date(items[0], "TARGET_DATES start"), parse_date(items[2], "TARGET_DATES end")
-        series = RegularDates(start, int(float(items[1])), end)
-        _check_regular(series)
-        return series
-    dates = tuple(sorted(parse_date(v, f"entry {i + 1} of TARGET_DATES") for i, v in enumerate(items)))
-    twice = sorted({d for a, d in zip(dates, dates[1:]) if a == d})
-    if twice:
-        raise ParameterError(f"TARGET_DATES lists {', '.join(d.isoformat() for d in twice)} more than once.")
-    if len(dates) > MAX_TARGETS:
-        raise ParameterError(f"TARGET_DATES lists {len(dates)} dates; at most {MAX_TARGETS} can be written.")
-    return dates
-
-
-def _check_regular(series: RegularDates) -> None:
-    if series.step < 1:
-        raise ParameterError(f"The TARGET_DATES step must be at least 1 day, got {series.step}.")
-    if series.end < series.start:
-        raise ParameterError(f"The TARGET_DATES series ends ({series.end}) before it starts ({series.start}).")
-    n = (series.end - series.start).days // series.step + 1
-    if n > MAX_TARGETS:
-        raise ParameterError(f"The TARGET_DATES series has {n} dates; at most {MAX_TARGETS} can be written: "
-                             "use a longer step or a shorter period.")
-    return True
-
-
-def target_days(options: GapfillOptions, days: np.ndarray) -> np.ndarray:
-    """The output dates as day numbers, increasing: the input ``days`` sorted, or ``options.target``'s."""
-    if options.target is None:
-        return np.sort(np.asarray(days, np.float64))
-    dates = options.target.dates() if isinstance(options.target, RegularDates) else options.target
-    return day_numbers(dates)
-
-
-def output_dates(options: GapfillOptions, days: np.ndarray) -> Tuple[_dt.date, ...]:
-    """The output dates (one band each), e.g. for band descriptions: ``[d.isoformat() for d in ...]``."""
-    return dates_from_days(target_days(options, days))
-
-
-def _same_day_in_year(d: _dt.date, year: int) -> _dt.date:
-    if d.month == 2 and d.day == 29:
-        try:
-            return _dt.date(year, 2, 29)
-        except ValueError:
-            return _dt.date(year, 2, 28)
-    return d.replace(year=year)
-
-
-def season_offset(target: _dt.date, obs: _dt.date) -> Tuple[int, int]:
-    """``(years, days)``: how far ``obs`` is from the same season as ``target``.
-
-    ``obs`` is moved to the calendar year (the target's, the one before or the
-    one after) where it falls closest to ``target`` (29 February becomes 28 February
-    in other years); ``days`` is then its distance to ``target`` and ``years``
-    the number of years it was moved. So the day-of-year distance wraps at the
-    turn of the year: 2020-12-28 is 1 year and 8 days from 2022-01-05.
-
-    >>> season_offset(_dt.date(2022, 1, 5), _dt.date(2020, 12, 28))
-    (1, 8)
-    >>> season_offset(_dt.date(2022, 6, 1), _dt.date(2024, 6, 16))
-    (-2, 15)
-    """
-    best = None
-    for year in (target.year - 1, target.year, target.year + 1):
-        moved = _same_day_in_year(obs, year)
-        d = abs((moved - target).days)
-        if best is None or d < best[1]:
-            best = (year, d)
-    year, d = best  # type: ignore[misc]
-    return year - obs.year, d
-
-
-def season_table(days: np.ndarray, targets: np.ndarray, season_days: float,
-                 years_window: int) -> Tuple[np.ndarray, np.ndarray]:
-    """For each target, the inputs in its season in other years, as ``(pointers, indices)`` (CSR).
-
-    Input ``i`` (day number ``days[i]``) is in the season of target ``t`` when,
-    by :func:`season_offset`, it is at most ``season_days / 2`` days from it,
-    moved by a non-zero number of years, at most ``years_window`` (0: any).
-    The inputs of target ``j`` are ``indices[pointers[j]:pointers[j + 1]]``.
-
-    >>> d = day_numbers([_dt.date(y, 6, 1) for y in (2020, 2021, 2022)])
-    >>> season_table(d, d[1:2], 30, 0)
-    (array([0, 2]), array([0, 2]))
-    """
-    in_dates = dates_from_days(np.floor(days))
-    half = season_days / 2.0
-    ptr = [0]
-    idx = []
-    for t in dates_from_days(np.floor(targets)):
-        for i, o in enumerate(in_dates):
-            years, dist = season_offset(t, o)
-            if years != 0 and (years_window == 0 or abs(years) <= years_window) and dist <= half:
-                idx.append(i)
-        ptr.append(len(idx))
-    return np.asarray(ptr, np.int64), np.asarray(idx, np.int64)

@@ -16,7 +16,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 from ..kernels.statistics import WARM_GROUPS
 from ..runtime.executor import as_executor, make_executor, resolve_workers
-from ..runtime.jitconfig import configure_cache, warm_stamp
+from ..jitconfig import configure_cache, warm_stamp
 
 
 @dataclass
@@ -35,7 +35,7 @@ class WarmReport:
 
 def warm_group(group: str) -> Tuple[str, Optional[str], int, int]:
     """One task: ``(group, cache folder, compiled, loaded)`` for the kernels of ``group``."""
-    from ..kernels.preload import load_group  # numba loads in the worker, as for a run
+    from ..runtime.preload import load_group  # numba loads in the worker, as for a run
     from ..kernels.reducers import CACHE_DIR
     compiled, loaded = load_group(group)
     return group, CACHE_DIR, compiled, loaded

@@ -30,7 +30,7 @@ from .. import missing_packages
 from ..vocabulary import (EVENT_DONE, EVENT_ERROR, EVENT_LOG, EVENT_MISSING, EVENT_OK, EVENT_PROGRESS, REQUIRED_PACKAGES,
                           STOPPED)
 from .lifeline import die_with_parent, stop_on_signals, watch_stdin
-from .phases import merge
+from ..phases import merge
 
 _STARTED = time.perf_counter()  # as this module loads: the interpreter's own start is the caller's to time
 
@@ -139,7 +139,7 @@ def main(argv=None) -> int:
         return 2
     use_wheel_data()
     from .executor import limit_gdal_cache
-    from .jitconfig import configure_cache
+    from ..jitconfig import configure_cache
     limit_gdal_cache()
     configure_cache()  # before any worker starts: they all inherit the same folder
     if serving:

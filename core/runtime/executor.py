@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterable, Iterator, List, Optional, Sequence
 from ..errors import WorkerError
 from ..options import RunOptions, check_workers
 from .executor_base import Executor, SerialExecutor, cpu_count
-from .jitconfig import limit_threads, threads_started
+from ..jitconfig import limit_threads, threads_started
 from .lifeline import die_with_parent
 
 
@@ -66,7 +66,7 @@ def _init_worker(numba_threads: int, preload: bool = False) -> None:
     limit_threads(numba_threads)
     if preload:  # a kept worker: its kernels loaded now, not in the first tile that needs each
         try:
-            from ..kernels.preload import preload
+            from .preload import preload
             preload()
         except Exception:  # a run compiles or loads what it needs anyway
             pass

@@ -31,7 +31,7 @@ import time
 from typing import Callable, Dict, Iterable, Iterator, List, Optional
 
 from ..errors import OutputBusyError, OutputError
-from .paths import lock_path
+from ..paths import lock_path
 
 __all__ = ["OutputLock", "output_locks", "lock_if_free", "read_holder", "describe_holder"]
 

@@ -37,12 +37,12 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 from ..errors import DiskFullError, ParameterError, TilewiseWarning
 from ..grid import Grid, Tile, auto_tile_size, balance_tile_size, plan_tiles
 from ..options import LogFn, ProgressFn, RunOptions
-from .diskspace import SpaceNeed, disk_full, is_disk_full, space_warning
+from ..io.diskspace import SpaceNeed, disk_full, is_disk_full, space_warning
 from .executor import Executor, LocalExecutor, PoolLease, connect, local_executor, resolve_workers
 from .executor_base import SerialExecutor
 from .lock import output_locks
-from .paths import has_finished_tiles
-from .phases import Phases, TimedTile
+from ..paths import has_finished_tiles
+from ..phases import Phases, TimedTile
 from .sinks import Sink
 from .workdir import Journal, WorkState, job_fingerprint, prepare_workdir, resumable_size
 
@@ -109,7 +109,7 @@ class RunReport:
     reused: int = 0
     outputs: Tuple[str, ...] = field(default=())
     rows: Optional[int] = None
-    #: wall-clock seconds per phase (:mod:`.phases`), adding up to ``seconds``
+    #: wall-clock seconds per phase (:mod:`tilewise.core.phases`), adding up to ``seconds``
     phases: Dict[str, float] = field(default_factory=dict)
     #: the workers' seconds per tile phase, summed over the tiles
     tile_seconds: Dict[str, float] = field(default_factory=dict)

@@ -40,9 +40,10 @@ import numpy as np
 from ..errors import OutputError
 from ..grid import Grid, Tile
 from ..options import LogFn, OutputSpec
-from .diskspace import SpaceNeed
-from .paths import partial_path, workdir_for
-from .phases import timed
+from ..io.atomic import atomic_write, remove_if_there
+from ..io.diskspace import SpaceNeed
+from ..paths import partial_path, workdir_for
+from ..phases import timed
 
 #: Overviews add up to a third to a COG's pixels.
 _OVERVIEWS = 4 / 3
@@ -107,7 +108,7 @@ class Sink:
     def abort(self) -> None:
         """Remove what a failed run left of the outputs (never an output that was there before)."""
         for path in self.outputs:
-            _remove(partial_path(path))
+            remove_if_there(partial_path(path))
 
 
 # -- rasters -----------------------------------------------------------------------------------------------------
@@ -472,10 +473,8 @@ MergeFn = Callable[[Iterator[Tuple[Tile, Part]]], Any]
 
 def write_part(path: str, part: Mapping[str, np.ndarray]) -> None:
     """Write one tile's part (named arrays, no Python objects) to ``path``, atomically."""
-    tmp = path + ".part"
-    with open(tmp, "wb") as f:
+    with atomic_write(path, "wb") as f:
         np.savez(f, **{k: np.asarray(v) for k, v in part.items()})
-    os.replace(tmp, path)
 
 
 def read_part(path: str) -> Part:
@@ -524,10 +523,3 @@ class TableSink(Sink):
 
     def abort(self) -> None:
         pass    # the table writer removes its partial file itself when a write fails
-
-
-def _remove(path: str) -> None:
-    try:
-        os.remove(path)
-    except FileNotFoundError:
-        pass

@@ -32,7 +32,9 @@ from typing import TYPE_CHECKING, Any, Dict, FrozenSet, List, Optional, Sequence
 from ..grid import Tile
 from ..options import LogFn
 from .fingerprint import Fingerprint, fingerprint
-from .paths import JOURNAL_NAME as JOURNAL, MANIFEST_NAME as MANIFEST
+from ..io.atomic import atomic_write
+from ..io.stac_record import searches_for
+from ..paths import JOURNAL_NAME as JOURNAL, MANIFEST_NAME as MANIFEST
 
 if TYPE_CHECKING:  # pragma: no cover
     from .sinks import Sink
@@ -107,7 +109,6 @@ def prepare_workdir(job: Any, sink: "Sink", workdir: str, fingerprint: Fingerpri
 
 def _stac_searches(job: Any) -> dict:
     """The STAC searches whose layers the job reads (their search.json), for the record."""
-    from ..operations.stac.record import searches_for
     found = searches_for(job)
     return {"stac_searches": found} if found else {}
 
@@ -122,7 +123,7 @@ def read_manifest(workdir: str) -> Optional[dict]:
 
 
 def finished_tiles(workdir: str, tiles: Sequence[Tile], sink: "Sink") -> FrozenSet[int]:
-    """Indices of the tiles whose every entry (:meth:`Sink.journal_entries`) the journal lists, with its file
+    """Indices of the tiles whose every entry (:meth:`~tilewise.core.runtime.sinks.Sink.journal_entries`) the journal lists, with its file
     there and of the listed size."""
     listed: Dict[str, int] = {}
     try:
@@ -159,7 +160,7 @@ class Journal:
         self._synced = time.monotonic()
 
     def record(self, entries: Sequence[Union[str, Tuple[str, str]]]) -> None:
-        """List a finished tile: its files, or ``(name, file)`` entries (:meth:`Sink.journal_entries`), each
+        """List a finished tile: its files, or ``(name, file)`` entries (:meth:`~tilewise.core.runtime.sinks.Sink.journal_entries`), each
         file made durable first."""
         pairs = [(os.path.basename(e), e) if isinstance(e, str) else e for e in entries]
         for path in dict.fromkeys(path for _, path in pairs):
@@ -197,9 +198,5 @@ def _fsync_path(path: str) -> None:
 
 
 def _write_json(path: str, value: dict) -> None:
-    tmp = path + ".part"
-    with open(tmp, "w", encoding="utf-8") as f:
+    with atomic_write(path, fsync=True) as f:
         json.dump(value, f, indent=1)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)

@@ -15,6 +15,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/readonly.p
 from support import Stack, build_stack, write_raster
 
 
+#: The inner loop, ``make test-fast`` (``pytest -m fast``, under a minute on 2 cores): the modules that test
+#: pure parts against numpy and the layers' contracts, with no server, engine process, Dask or QGIS.
+FAST_MODULES = {"test_dates", "test_expression", "test_gapfill", "test_grid_alignment", "test_kernels", "test_layout",
+                "test_masks", "test_tiling_geometry"}
+
+
+def pytest_configure(config) -> None:
+    config.addinivalue_line("markers", "fast: in the inner loop, make test-fast (see FAST_MODULES)")
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    for item in items:
+        module = getattr(item, "module", None)
+        if module is not None and module.__name__.rpartition(".")[2] in FAST_MODULES:
+            item.add_marker(pytest.mark.fast)
+
+
 @pytest.fixture
 def raster(tmp_path) -> Callable[..., str]:
     """``raster(name, data, **profile)`` writes ``tmp_path/name`` and returns its path."""

@@ -18,7 +18,7 @@ import rasterio
 from affine import Affine
 
 import tilewise
-from tilewise.core.runtime.paths import JOURNAL_NAME, lock_path, partial_path, workdir_for
+from tilewise.core.paths import JOURNAL_NAME, lock_path, partial_path, workdir_for
 
 #: The folder that holds the ``tilewise`` package, for PYTHONPATH of subprocesses.
 PLUGINS_DIR = os.path.dirname(os.path.dirname(os.path.abspath(tilewise.__file__)))

@@ -465,15 +465,15 @@ def test_calc_takes_the_first_given_input_grid(red_utm_nir_mercator, tmp_path):
 # -- one numexpr pass: the same bytes as converting to floats first (issue 21) -----------------------------------
 #
 # The reference is the former pipeline, step by step with numpy: read into the work type (NaN for
-# nodata, outside and masked pixels: sources._to_float), scale and offset in the work type, numexpr
+# nodata, outside and masked pixels: sources.to_float), scale and offset in the work type, numexpr
 # on the floats, the result as float64, NaN where an input was NaN or the result is not finite, clip,
 # then to_output (rint, the type's range, nodata). The engine instead reads integer bands as stored and
 # does all of it in one numexpr pass; the output must be the same, bit for bit.
 
 from tilewise.core.io.cog import to_output                                      # noqa: E402
-from tilewise.core.io.sources import _to_float, read_window                      # noqa: E402
+from tilewise.core.io.sources import to_float, read_window                      # noqa: E402
 from tilewise.core.grid import Grid, Tile                                         # noqa: E402
-from tilewise.core.operations.bandmath import _RAW_TYPES, TileValues, evaluate_tile   # noqa: E402
+from tilewise.core.operations.bandmath import RAW_TYPES, TileValues, evaluate_tile   # noqa: E402
 from tilewise.core.options import OutputSpec                                     # noqa: E402
 from tilewise.core.vocabulary import OUTPUT_TYPES                                # noqa: E402
 
@@ -524,7 +524,7 @@ def former_pipeline(expression, raws, fill, scale, offset, work, clip, spec, mis
     values = {}
     for name, raw in raws.items():
         buf = np.empty(raw.shape, work)
-        _to_float(raw, buf, fill)
+        to_float(raw, buf, fill)
         if missing is not None:
             buf[missing] = np.nan
         if scale != 1.0 or offset != 0.0:
@@ -545,15 +545,15 @@ def one_pass(expression, raws, fill, scale, offset, work, clip, spec, missing):
     """The engine's tile computation, on the tiles as the engine reads them (_read_scene)."""
     inputs = []
     for name, raw in raws.items():
-        if raw.dtype.name in _RAW_TYPES:
+        if raw.dtype.name in RAW_TYPES:
             inputs.append(TileValues(name, raw, fill, scale, offset))
         else:                                          # read as floats, NaN for no value
             buf = np.empty(raw.shape, work)
-            _to_float(raw, buf, fill)
+            to_float(raw, buf, fill)
             if missing is not None:
                 buf[missing] = np.nan
             inputs.append(TileValues(name, buf, None, scale, offset))
-    gap = missing if any(raw.dtype.name in _RAW_TYPES for raw in raws.values()) else None
+    gap = missing if any(raw.dtype.name in RAW_TYPES for raw in raws.values()) else None
     out = np.empty(next(iter(raws.values())).shape, spec.dtype)
     evaluate_tile(expression, inputs, out, spec, work, clip, gap)
     return out
@@ -638,7 +638,7 @@ def test_reading_as_stored_equals_reading_as_floats(raster, tmp_path, dtype):
                 read_window(path, [1, 2], grid, tile, floats)
                 want = former_pipeline("(B - A) / (B + A)", {"A": floats[0], "B": floats[1]}, None, 1.0, 0.0,
                                        work, (-1.0, 1.0), spec, None)
-                stored = np.empty((2, tile.height, tile.width), dtype if dtype in _RAW_TYPES else work)
+                stored = np.empty((2, tile.height, tile.width), dtype if dtype in RAW_TYPES else work)
                 missing = read_window(path, [1, 2], grid, tile, stored)
                 with rasterio.open(path) as src:
                     fill = src.nodata

@@ -305,7 +305,8 @@ def test_training_format_is_one_file_with_a_leading_feature_dimension(series, tm
     zones = zones_from_geometries([utm_point(c + 0.5, r + 0.5) for r, c in cells] + [utm_point(5000, 5)], UTM_CRS,
                                   ids=["a", "bé", "c", "d", "far"], id_name="name",
                                   fields={"name": ["a", "bé", "c", "d", "far"],
-                                          "crop": ["wheat", "maize", "", "rye", "x"], "label": [1, 2, 3, 4, 5], "area": [0.5, 1.5, np.nan, 2.0, 9.0]})
+                                          "crop": ["wheat", "maize", "", "rye", "x"], "label": [1, 2, 3, 4, 5],
+                                          "area": [0.5, 1.5, np.nan, 2.0, 9.0]})
     with pytest.warns(TilewiseWarning, match="far"):
         report = chips(paths, zones, str(tmp_path / "out"), "patch", size_x=5, size_y=4, bands=[1, 2, 3],
                        format="training", tile_size=8, workers=2)

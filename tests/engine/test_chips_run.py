@@ -19,7 +19,7 @@ from tilewise.core.io.vector import zones_from_geometries
 from tilewise.core.operations.chips.run import ChipsOptions, chips_tile, plan_chips_job
 from tilewise.core.options import Options, RunOptions
 from tilewise.core.runtime.executor import SerialExecutor
-from tilewise.core.runtime.paths import workdir_for
+from tilewise.core.paths import workdir_for
 from tilewise.core.runtime.runner import run_tiles
 
 from support import UTM_CRS, subprocess_env, write_raster
@@ -33,7 +33,7 @@ def series(tmp_path_factory):
     folder = tmp_path_factory.mktemp("chips_run")
     rng = np.random.default_rng(5)
     paths = []
-    for i, day in enumerate(["2023-04-01", "2023-04-11", "2023-04-21", "2023-05-01"]):
+    for day in ["2023-04-01", "2023-04-11", "2023-04-21", "2023-05-01"]:
         data = rng.integers(0, 10000, (2, H, W)).astype(np.uint16)
         paths.append(write_raster(folder / f"b_{day}.tif", data, nodata=0))
     return paths

@@ -27,7 +27,7 @@ import pytest
 from tilewise.core import composite
 from tilewise.core.errors import OutputBusyError
 from tilewise.core.runtime.lock import OutputLock, output_locks, read_holder
-from tilewise.core.runtime.paths import lock_path, workdir_for
+from tilewise.core.paths import lock_path, workdir_for
 
 from support import build_stack, leftovers, read_raster, subprocess_env
 

@@ -28,7 +28,7 @@ from tilewise.core.operations.extract import ExtractSpec, extract_stats, zones_f
 from tilewise.core.operations.extract.run import ExtractOptions, extract_job_tile, plan_extract_job
 from tilewise.core.options import RunOptions
 from tilewise.core.runtime.executor import SerialExecutor
-from tilewise.core.runtime.paths import workdir_for
+from tilewise.core.paths import workdir_for
 from tilewise.core.runtime.runner import run_tiles
 
 from extract_reference import apply, random_polygons

@@ -27,7 +27,7 @@ from tilewise.core.errors import ExpressionError, GridError, OutputError, Tilewi
 from tilewise.core.runtime.executor import cpu_count
 from tilewise.core.operations.expression import MAX_DEPTH, validate_expression
 from tilewise.core.operations.mosaic import mosaic
-from tilewise.core.runtime.paths import workdir_for
+from tilewise.core.paths import workdir_for
 from tilewise.core.runtime.runner import warnings_to
 from tilewise.core.runtime.workdir import JOURNAL
 

@@ -58,7 +58,7 @@ def events_of(proc) -> list:
 
 CONFIGURE = """
     import os, sys
-    from tilewise.core.runtime.jitconfig import configure_cache
+    from tilewise.core.jitconfig import configure_cache
     print(configure_cache())
     print(os.environ.get("NUMBA_CACHE_DIR"))
     print("numba" in sys.modules)
@@ -134,7 +134,7 @@ def test_a_thread_limit_keeps_numba_config_and_environment_in_agreement(tmp_path
         import os
         import numba
         from numba.core import config
-        from tilewise.core.runtime.jitconfig import limit_threads
+        from tilewise.core.jitconfig import limit_threads
 
         @numba.njit(parallel=True, cache=True)
         def total(a):
@@ -167,7 +167,7 @@ RUN_EVERY_PATH = """
     from tilewise.core.operations.bandmath import bandmath
     from tilewise.core.operations.composite import composite
     from tilewise.core.operations.extract.run import extract
-    from tilewise.core.operations.gapfill_run import gapfill
+    from tilewise.core.operations.gapfill import gapfill
     from tilewise.core.operations.mosaic import mosaic
     from support import UTM_CRS, write_raster
     folder = sys.argv[1]
@@ -239,8 +239,8 @@ def test_the_warm_up_compiles_every_kernel_a_run_uses(tmp_path):
 
 
 def preload(env) -> int:
-    """Specializations a new process loads with :func:`tilewise.core.kernels.preload.preload`."""
-    proc = subprocess.run([sys.executable, "-c", "from tilewise.core.kernels.preload import preload; print(preload())"],
+    """Specializations a new process loads with :func:`tilewise.core.runtime.preload.preload`."""
+    proc = subprocess.run([sys.executable, "-c", "from tilewise.core.runtime.preload import preload; print(preload())"],
                           env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return int(proc.stdout.split()[-1])

@@ -1,4 +1,4 @@
-"""Gap-filling kernels against numpy.interp, pandas and xarray, and the rules of tilewise.core.operations.gapfill."""
+"""Gap-filling kernels against numpy.interp, pandas and xarray, and the rules of tilewise.core.kernels.gapfill_plan."""
 
 import datetime as dt
 import warnings
@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from tilewise.core.dates import dates_from_days, day_numbers
 from tilewise.core.errors import ParameterError
-from tilewise.core.operations.gapfill import (EDGE_MODES, FLAG_EDGE, FLAG_INTERPOLATED, FLAG_MISSING, FLAG_OBSERVED,
+from tilewise.core.kernels.gapfill_plan import (EDGE_MODES, FLAG_EDGE, FLAG_INTERPOLATED, FLAG_MISSING, FLAG_OBSERVED,
                                    FLAG_SEASONAL, MAX_TARGETS, METHODS, GapfillOptions, RegularDates, output_dates,
                                    parse_target_dates, plan_gapfill, season_offset, season_table, target_days)
 from tilewise.core.kernels.gapfill import gapfill_stack

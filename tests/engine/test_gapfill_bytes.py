@@ -21,7 +21,7 @@ from support import write_raster
 from tilewise.core.grid import Tile
 from tilewise.core.io.cog import to_output
 from tilewise.core.kernels.gapfill import gapfill_stack
-from tilewise.core.operations.gapfill_run import GapfillSettings, gapfill, plan_run
+from tilewise.core.operations.gapfill import GapfillSettings, gapfill, plan_run
 from tilewise.core.options import Options, split_options
 
 SHAPE = (37, 45)          # not a multiple of the tile sizes below: edge tiles are narrower

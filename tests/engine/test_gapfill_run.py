@@ -19,9 +19,9 @@ from support import PLUGINS_DIR, leftovers, read_raster, subprocess_env, write_r
 from test_gapfill import _interp_reference
 from tilewise.core.dates import day_numbers
 from tilewise.core.errors import InputError, MaskError
-from tilewise.core.operations.gapfill import (FLAG_EDGE, FLAG_INTERPOLATED, FLAG_MISSING, FLAG_OBSERVED,
+from tilewise.core.kernels.gapfill_plan import (FLAG_EDGE, FLAG_INTERPOLATED, FLAG_MISSING, FLAG_OBSERVED,
                                               FLAG_SEASONAL)
-from tilewise.core.operations.gapfill_run import gapfill, plan_run, gapfill_tile, GapfillSettings
+from tilewise.core.operations.gapfill import gapfill, plan_run, gapfill_tile, GapfillSettings
 from tilewise.core.options import RunOptions
 from tilewise.core.runtime.executor import SerialExecutor
 from tilewise.core.runtime.runner import run_tiles

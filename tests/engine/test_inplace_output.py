@@ -29,7 +29,7 @@ from tilewise.core.operations.composite import CompositeOptions, composite_tile,
 from tilewise.core.options import OutputSpec, RunOptions, split_options
 from tilewise.core.runtime.executor import SerialExecutor
 from tilewise.core.runtime.executor_base import Executor
-from tilewise.core.runtime.paths import workdir_for
+from tilewise.core.paths import workdir_for
 from tilewise.core.runtime.runner import run_tiles
 
 from support import in_small_disk, journal, leftovers, write_raster

@@ -155,7 +155,7 @@ def test_uint64_high_bit():
 
 
 def test_vocabulary_modules_load_no_numba_or_rasterio():
-    code = ("import sys; import tilewise.core.masks, tilewise.core.operations.gapfill, tilewise.core.dates; "
+    code = ("import sys; import tilewise.core.masks, tilewise.core.kernels.gapfill_plan, tilewise.core.dates; "
             "print(sorted(m for m in ('numba', 'rasterio') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -136,3 +136,60 @@ def test_progress_follows_pip_s_log(lock):
         follow(text)
     assert feedback.lines[0] == "Looking in links: /wheels" and len(feedback.lines) == 6
     assert feedback.values == pytest.approx([10 + 65 * 0.4, 10 + 65 * 0.8, 10 + 65 * 0.8, 10 + 65 * 0.85, 75.0])
+
+
+# -- a lock for every platform (universal: markers and hashes) -------------------------------------------------
+
+UNIVERSAL = """# [engine] what the engine needs
+numpy==2.0.2 ; python_full_version < '3.10' \\
+    --hash=sha256:aaaa \\
+    --hash=sha256:bbbb
+numpy==2.4.6 ; python_full_version >= '3.10' \\
+    --hash=sha256:cccc
+colorama==0.4.6 ; sys_platform == 'win32' \\
+    --hash=sha256:dddd
+tqdm==4.70.1 \\
+    --hash=sha256:eeee
+# [development] the rest
+pytest==9.2.0 ; python_full_version >= '3.11' \\
+    --hash=sha256:ffff
+"""
+
+
+def test_a_universal_lock_gives_the_pins_that_hold_for_the_interpreter(tmp_path):
+    import sys
+    path = tmp_path / "constraints.txt"
+    path.write_text(UNIVERSAL)
+    lock = environment.read_lock(str(path))
+    here = sys.version_info >= (3, 10)
+    assert lock.engine["numpy"] == ("numpy", "2.4.6" if here else "2.0.2")
+    assert lock.hashes["numpy"] == (["sha256:cccc"] if here else ["sha256:aaaa", "sha256:bbbb"])
+    assert ("colorama" in lock.engine) == (sys.platform == "win32")
+    assert lock.requirements(hashes=True)[-1] == "tqdm==4.70.1 --hash=sha256:eeee"
+    assert ("pytest" in lock.development) == (sys.version_info >= (3, 11))
+    # another interpreter's markers: read from it, not from this one
+    assert environment.read_lock(str(path), sys.executable).engine == lock.engine
+    assert "Python %d.%d.%d, %s" % (*sys.version_info[:3], sys.platform) in lock.where
+
+
+def test_the_repository_lock_covers_python_3_9_to_3_14_on_three_platforms():
+    """Every engine package has one pin for each Python and platform QGIS users run (none missing,
+    none twice), with hashes."""
+    text = open(os.path.join(ROOT, "constraints.txt"), encoding="utf-8").read()
+    markers = pytest.importorskip("packaging.markers")
+    engine = text.replace("\\\n", " ").split("# [engine]", 1)[1].split("# [development]", 1)[0]
+    pins = [re.fullmatch(r"([A-Za-z0-9._-]+)==(\S+)\s*(?:;\s*(.*?))?\s*((?:--hash=sha256:\w+\s*)+)", line).groups()
+            for line in engine.splitlines()[1:] if line.strip()]
+    names = {environment.canonical(n) for n, _, _, _ in pins}
+    assert {"numpy", "numba", "rasterio", "pystac-client", "pystac"} <= names
+    for system, platform, machine in [("linux", "Linux", "x86_64"), ("win32", "Windows", "AMD64"),
+                                      ("darwin", "Darwin", "arm64"), ("darwin", "Darwin", "x86_64")]:
+        for minor in range(9, 15):
+            values = dict(markers.default_environment(), sys_platform=system, platform_system=platform,
+                          platform_machine=machine, python_version=f"3.{minor}", python_full_version=f"3.{minor}.1")
+            held = [environment.canonical(n) for n, _, m, _ in pins if not m or markers.Marker(m).evaluate(values)]
+            assert len(held) == len(set(held)), (system, minor)
+            for name in ("numpy", "numba", "llvmlite", "rasterio", "pyogrio", "shapely", "pyarrow", "numexpr",
+                         "pystac-client", "pystac"):
+                assert name in held, (name, system, machine, minor)
+    assert all(hashes for _, _, _, hashes in pins)

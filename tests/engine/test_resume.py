@@ -19,7 +19,7 @@ import pytest
 from tilewise.core import composite
 from tilewise.core.errors import TileError
 from tilewise.core.runtime.executor import SerialExecutor
-from tilewise.core.runtime.paths import partial_path, workdir_for
+from tilewise.core.paths import partial_path, workdir_for
 from tilewise.core.options import RunOptions
 from tilewise.core.runtime.runner import run_tiles
 from tilewise.core.operations.composite import CompositeOptions, composite_tile, plan_composite

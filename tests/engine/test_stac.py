@@ -23,7 +23,7 @@ from rasterio.shutil import copy as gdal_copy
 
 from tilewise.core import composite, stac_search
 from tilewise.core.errors import CatalogError, ParameterError
-from tilewise.core.runtime.paths import workdir_for
+from tilewise.core.paths import workdir_for
 
 import stacdata
 from servers import Nginx, Rustac, free_port

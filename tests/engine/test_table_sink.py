@@ -21,7 +21,7 @@ from tilewise.core.errors import TileError
 from tilewise.core.grid import Grid, Tile
 from tilewise.core.options import RunOptions
 from tilewise.core.runtime.executor import SerialExecutor
-from tilewise.core.runtime.paths import workdir_for
+from tilewise.core.paths import workdir_for
 from tilewise.core.runtime.runner import TileBudget, TiledJob, run_tiles
 from tilewise.core.runtime.sinks import TableSink
 from tilewise.core.io.vector import Table

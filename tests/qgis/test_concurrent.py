@@ -21,7 +21,7 @@ SHAPE = (40, 60)
 HOLDER = textwrap.dedent("""
     import os, sys
     from tilewise.core.runtime.lock import output_locks
-    from tilewise.core.runtime.paths import partial_path, workdir_for
+    from tilewise.core.paths import partial_path, workdir_for
     out = sys.argv[1]
     with output_locks([out], "composite mean"):
         os.makedirs(workdir_for(out))

@@ -253,12 +253,15 @@ def assert_band_medians(path, arrays, nodata, bands: Sequence[int], rounded: boo
 def locked_engine_packages(lock_path) -> List[str]:
     """``name==version`` of the ``# [engine]`` section of the repository's lock file, read here
     independently of the plugin's own parser."""
+    from packaging.markers import Marker   # the lock holds every platform's pins: those of this Python
     pins, inside = [], False
-    for line in open(lock_path, encoding="utf-8").read().splitlines():
+    for line in open(lock_path, encoding="utf-8").read().replace("\\\n", " ").splitlines():
         if line.startswith("# ["):
             inside = line.startswith("# [engine]")
         elif inside and "==" in line and not line.startswith("#"):
-            pins.append(line.split(";")[0].strip())
+            pin, _, marker = line.split(" --hash")[0].partition(";")
+            if not marker.strip() or Marker(marker.strip()).evaluate():
+                pins.append(pin.strip())
     return pins
 
 

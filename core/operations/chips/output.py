@@ -21,9 +21,10 @@ import numpy as np
 from ...grid import Tile
 from ...io.netcdf import Variable, geotransform_text, write_netcdf
 from ...options import LogFn
-from ...runtime.diskspace import SpaceNeed
+from ...io.atomic import remove_if_there, staged_path
+from ...io.diskspace import SpaceNeed
 from ...runtime.sinks import Sink
-from ..gapfill import FLAG_MEANINGS, FLAG_MISSING
+from ...kernels.gapfill_plan import FLAG_MEANINGS, FLAG_MISSING
 from .plan import TRAINING_FILE, chip_bytes, chip_file_names, write_marker
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -74,20 +75,13 @@ def write_geotiffs(job: "ChipsJob", z: int, chip: Chip, paths: Sequence[str]) ->
                    crs=job.grid.crs or None, transform=Affine(*chip_transform(job, z)), nodata=float("nan"),
                    compress="deflate", interleave="band")
     for t, path in enumerate(paths):
-        folder, name = os.path.split(path)
-        tmp = os.path.join(folder, f".{name}.tilewise-partial.tif")
-        try:
-            with rasterio.open(tmp, "w", **profile) as dst:
-                dst.write(chip.values[t])
-                for k, variable in enumerate(job.variables, start=1):
-                    dst.set_band_description(k, variable)
-                if job.dated:
-                    dst.update_tags(TIFFTAG_DATETIME=job.time_keys[t].replace("-", ":")[:10] + " 00:00:00")
-                dst.update_tags(**{k: str(v) for k, v in job.plan.attrs[z]})
-            os.replace(tmp, path)
-        except BaseException:
-            _remove(tmp)
-            raise
+        with staged_path(path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
+            dst.write(chip.values[t])
+            for k, variable in enumerate(job.variables, start=1):
+                dst.set_band_description(k, variable)
+            if job.dated:
+                dst.update_tags(TIFFTAG_DATETIME=job.time_keys[t].replace("-", ":")[:10] + " 00:00:00")
+            dst.update_tags(**{k: str(v) for k, v in job.plan.attrs[z]})
 
 
 def part_path(workdir: str, task: int) -> str:
@@ -228,7 +222,7 @@ class ChipSink(Sink):
             write_footprints(job, self.footprints, valid_counts(job, tiles, workdir))
         write_marker(self.folder, written)
         for name in self.stale:
-            _remove(os.path.join(self.folder, name))
+            remove_if_there(os.path.join(self.folder, name))
         r = plan.windows[plan.windows[:, 2] > 0]
         return dict(rows=len(r), width=int(r[:, 3].max()), height=int(r[:, 2].max()), bands=len(job.bands))
 
@@ -371,18 +365,9 @@ def write_footprints(job: "ChipsJob", path: str, counts: np.ndarray) -> None:
 
 def _move(src: str, dst: str) -> None:
     """``src`` to ``dst`` atomically, leaving ``src`` for a resumed run (a hard link, else a copy)."""
-    folder, name = os.path.split(dst)
-    tmp = os.path.join(folder, f".{name}.tilewise-partial")
-    _remove(tmp)
-    try:
-        os.link(src, tmp)
-    except OSError:
-        shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
-
-
-def _remove(path: str) -> None:
-    try:
-        os.remove(path)
-    except OSError:
-        pass
+    with staged_path(dst) as tmp:
+        remove_if_there(tmp)          # left by a run that was killed here
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copyfile(src, tmp)

@@ -190,11 +190,9 @@ def read_marker(folder: str) -> Tuple[str, ...]:
 
 def write_marker(folder: str, files: Sequence[str]) -> None:
     """List the chip files of this run in ``folder`` (written atomically)."""
-    path = os.path.join(folder, MARKER)
-    tmp = path + ".part"
-    with open(tmp, "w", encoding="utf-8") as f:
+    from ...io.atomic import atomic_write
+    with atomic_write(os.path.join(folder, MARKER)) as f:
         json.dump({"tilewise_chips": 1, "files": list(files)}, f)
-    os.replace(tmp, path)
 
 
 def chip_bytes(windows: np.ndarray, layers: int, itemsize: int) -> np.ndarray:

@@ -46,9 +46,9 @@ from ...runtime.sinks import write_part
 from ...vocabulary import CHIPS_BUFFER_UNITS, CHIPS_FORMATS, CHIPS_MODES, GAPFILL_METHODS
 from ..composite import choose_bands, plan_input_mask
 from ..extract.layout import date_order
-from ..extract.run import _checked_crs, zones_digest
+from ..extract.run import zones_digest
 from ..extract.spec import choose
-from ..gapfill import GapfillOptions, plan_gapfill
+from ...kernels.gapfill_plan import GapfillOptions, plan_gapfill
 from .output import Chip, ChipSink, cut_chips
 from .plan import MARKER, TRAINING_FILE, buffer_in_grid_units, check_folder, chip_bytes, chip_file_names, \
     chip_names, chip_windows, describe_ids, parse_size
@@ -277,7 +277,7 @@ def plan_chips_job(inputs: Sequence[str], zones: Union[str, Zones], folder: str,
     if isinstance(zones, str):
         zones = read_zones(zones, layer=own.layer, id_field=own.id_field)
     if own.zones_crs:
-        zones = replace(zones, crs=_checked_crs(own.zones_crs, source))
+        zones = replace(zones, crs=_zones_crs(own.zones_crs, source))
     if not same_crs(zones.crs, base.crs):
         check_zone_coordinates(zones)
     windows = _feature_windows(zones, base, own)
@@ -302,6 +302,16 @@ def plan_chips_job(inputs: Sequence[str], zones: Union[str, Zones], folder: str,
                     options.grid.resampling, bands, variables, order, times, dated, own.input_nodata, mask, work,
                     int(size), cf_grid_mapping(grid.crs), zones.id_name, fill, footprints, own.format, time_keys, stale,
                     plan)
+
+
+def _zones_crs(crs: str, source: str) -> str:
+    """ZONES_CRS as WKT, or one message naming the zones layer."""
+    from rasterio.crs import CRS
+    from rasterio.errors import CRSError
+    try:
+        return CRS.from_user_input(crs).to_wkt()
+    except CRSError as exc:
+        raise ParameterError(f"The CRS given for the zones {source} is not one GDAL knows: {crs!r} ({exc}).") from None
 
 
 def _series(inputs: Sequence[str], dates: Any, filled: bool = False) -> Tuple[Tuple[int, ...], Tuple[float, ...], bool]:

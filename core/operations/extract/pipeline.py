@@ -7,14 +7,14 @@ The three stages are separate so a tile runner can take over the middle one:
    space (reprojecting once per CRS), and assigns them to the tiles of that
    grid (:func:`.footprints.assign_tiles`). Only tiles holding a sample are
    tasks.
-2. :func:`extract_tile` (a worker): covers the tile once (:func:`.coverage.cover_tile`),
+2. :func:`extract_tile` (a worker): covers the tile once (:func:`.cover.cover_tile`),
    reads the tile window of each raster of the group once, band by band, and
    reduces every sample's pixels (:func:`.zonal.reduce_tile`). It returns a
    picklable :class:`.zonal.TilePart`.
 3. :class:`.zonal.ZoneMerger` (parent): merges the parts exactly as they come;
    :func:`assemble_stats` puts the groups' results side by side.
 
-:func:`extract` runs the three in one process, tile after tile.
+:func:`extract_stats` runs the three in one process, tile after tile.
 """
 
 from __future__ import annotations
@@ -406,7 +406,7 @@ def read_bands(plan: ExtractPlan, group: GridGroup, r: int, tile: Tile) -> List[
     (as float64).
     """
     from rasterio.windows import Window
-    from ...io.sources import _has_dataset_mask, _representable
+    from ...io.sources import has_dataset_mask, representable
 
     src = _dataset(plan.rasters[r].path)
     window = Window(tile.col_off, tile.row_off, tile.width, tile.height)
@@ -414,9 +414,9 @@ def read_bands(plan: ExtractPlan, group: GridGroup, r: int, tile: Tile) -> List[
         raw = src.read(list(plan.bands), window=window)
         nodata = plan.input_nodata if plan.input_nodata is not None else src.nodata
         if nodata is not None and not np.isnan(nodata):
-            valid = raw != np.asarray(nodata).astype(raw.dtype) if _representable(nodata, raw.dtype) else \
+            valid = raw != np.asarray(nodata).astype(raw.dtype) if representable(nodata, raw.dtype) else \
                 np.ones(raw.shape, bool)
-        elif nodata is None and _has_dataset_mask(src):
+        elif nodata is None and has_dataset_mask(src):
             valid = np.broadcast_to(src.read_masks(plan.bands[0], window=window) > 0, raw.shape)
         else:
             valid = np.ones(raw.shape, bool)

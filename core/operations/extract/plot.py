@@ -24,6 +24,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ...errors import OutputError
+from ...io.atomic import atomic_write
 from .layout import date_order
 
 DEFAULT_MAX_FEATURES = 10000
@@ -199,10 +200,8 @@ def write_plot(result: Any, path: str, max_features: int = DEFAULT_MAX_FEATURES)
     data = plot_data(result, max_features)
     page = _PAGE.replace("__TITLE__", html.escape(data["title"])).replace(
         "__DATA__", json.dumps(data, separators=(",", ":")).replace("</", "<\\/"))
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.tilewise-partial.html")
-    with open(tmp, "w", encoding="utf-8") as f:
+    with atomic_write(path) as f:
         f.write(page)
-    os.replace(tmp, path)
     return os.path.abspath(path)
 
 

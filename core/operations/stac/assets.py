@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from ...errors import CatalogError, ParameterError
-from .client import item_bbox, item_time, resolve
+from .client import resolve
+from .query import item_bbox, item_time
 
 #: Added to Sentinel-2 L2A reflectances from processing baseline 04.00 on (25 January 2022).
 HARMONIZE_OFFSET = 1000

@@ -6,9 +6,9 @@
     ...                     datetime="2024-05-01/2024-09-30", max_cloud=20)   # doctest: +SKIP
     >>> composite(found.layers, "median.tif", mask_band=3, mask_values=[0, 1, 3, 8, 9, 10])  # doctest: +SKIP
 
-The search runs in the engine (:mod:`.stac_client`: urllib and json, no STAC package);
-asset lookup, offsets and grouping are in :mod:`.stac_assets`, the VRTs in :mod:`.stac_vrt`,
-the files recorded beside them in :mod:`.stac_record`.
+The search runs in the engine (:mod:`.stac.client`: a STAC API through pystac-client, static catalogues
+crawled there, over :mod:`.stac.transport`); asset lookup, offsets and grouping are in :mod:`.stac.assets`,
+the VRTs in :mod:`.stac.vrt`, the files recorded beside them in :mod:`tilewise.core.io.stac_record`.
 """
 
 from __future__ import annotations
@@ -20,23 +20,22 @@ import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 from ...runtime.lock import output_locks
 from ...errors import CatalogError, OutputError, ParameterError, TilewiseWarning
 from ...vocabulary import STAC_GROUPINGS
 from .assets import (AssetBand, Signer, asset_bands, describe_assets, gdal_source, group_key,
                      harmonized_offset, layer_name, load_signer, needs_harmonizing, parse_assets, signed)
-from .client import (MAX_PAGES, Found, Search, SearchResult, check_bbox, cloud_cover, collection_ids, item_time,
-                     normalize_datetime, search)
+from .client import MAX_PAGES, Found, SearchResult, collection_ids, search
+from .query import Search, check_bbox, cloud_cover, item_time, normalize_datetime
 from .hrefs import refusal
-from .record import (FOOTPRINTS, FORMAT, ITEMS, MARKER, RECORD, SIDE_FILES, Staged, footprint, json_text,
+from ...io.stac_record import (FOOTPRINTS, FORMAT, ITEMS, MARKER, RECORD, SIDE_FILES, Staged, footprint, json_text,
                      own_files, read_record, recorded_layers)
 from .transport import HeaderPolicy, Http, origin, parse_header_hosts, retry_settings
+from ...options import LogFn, ProgressFn
 
 GROUPINGS = STAC_GROUPINGS
-ProgressFn = Callable[[int, int], None]
-LogFn = Callable[[str], None]
 
 
 @dataclass(frozen=True)

@@ -26,12 +26,12 @@ import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from ...errors import CatalogError, ParameterError
 from ...io.network import DEFAULT_HTTP_TIMEOUT, HTTP_TIMEOUT_ENV, timeout_seconds
+from ...options import LogFn
 
-LogFn = Callable[[str], None]
 
 USER_AGENT = "tilewise (STAC search; +https://github.com/tilewise)"
 TIMEOUT_SETTING = HTTP_TIMEOUT_ENV        # one setting with GDAL's remote reads (tilewise.core.io.network)
@@ -275,7 +275,13 @@ class Http:
         return decode(location, self._request(location, None, {})[0])
 
     def post(self, url: str, body: Mapping[str, Any], headers: Optional[Mapping[str, str]] = None) -> Dict[str, Any]:
-        return decode(url, self._request(url, json.dumps(body).encode("utf-8"), dict(headers or {}))[0])
+        return decode(url, self.fetch(url, body, headers))
+
+    def fetch(self, url: str, body: Optional[Mapping[str, Any]] = None,
+              headers: Optional[Mapping[str, str]] = None) -> bytes:
+        """The raw answer of a GET to an http(s) URL, or with ``body`` of a JSON POST."""
+        data = None if body is None else json.dumps(body).encode("utf-8")
+        return self._request(url, data, dict(headers or {}))[0]
 
     def final_url(self, url: str) -> Tuple[str, bool]:
         """Where GDAL should open ``url`` and whether with the headers: ``(url, True)`` unless a redirect
@@ -413,10 +419,10 @@ def read_local(location: str) -> Dict[str, Any]:
     return decode(path, raw)
 
 
-def decode(where: str, raw: bytes, kind: str = "") -> Dict[str, Any]:
+def decode(where: str, raw: Union[bytes, str], kind: str = "") -> Dict[str, Any]:
     """A JSON object, or one clear message (not JSON, not an object, nested too deeply)."""
     try:
-        value = json.loads(raw.decode("utf-8-sig"))
+        value = json.loads(raw.decode("utf-8-sig") if isinstance(raw, bytes) else raw)
     except RecursionError:
         raise CatalogError(f"{_short(where)} is JSON nested too deeply to be a STAC document.") from None
     except (ValueError, UnicodeDecodeError):

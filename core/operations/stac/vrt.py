@@ -24,6 +24,7 @@ from rasterio.crs import CRS
 from rasterio.errors import RasterioIOError
 
 from ...errors import CatalogError
+from ...io.atomic import atomic_write
 from .assets import HARMONIZE_OFFSET
 
 Transform = Tuple[float, float, float, float, float, float]
@@ -270,10 +271,8 @@ def write_if_changed(path: str, text: str) -> bool:
                 return False
     except OSError:
         pass
-    tmp = path + ".part"
-    with open(tmp, "w", encoding="utf-8") as f:
+    with atomic_write(path) as f:
         f.write(text)
-    os.replace(tmp, path)
     return True
 
 

@@ -19,12 +19,14 @@ The files of one search are written beside their final names and renamed at the 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import re
-import tempfile
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Set, Tuple
+
+from .atomic import atomic_write, new_partial
 
 RECORD = "search.json"
 ITEMS = "items.json"
@@ -41,12 +43,8 @@ def json_text(value: Any) -> str:
 
 def write_json(path: str, value: Any) -> None:
     """Write JSON atomically (a reader never sees half a file)."""
-    staged = Staged(os.path.dirname(os.path.abspath(path)))
-    try:
-        staged.add(os.path.basename(path), json_text(value))
-        staged.commit()
-    finally:
-        staged.discard()
+    with atomic_write(path, unique=True) as f:
+        f.write(json_text(value))
 
 
 class Staged:
@@ -58,9 +56,10 @@ class Staged:
         self.pending: List[Tuple[str, str]] = []
 
     def add(self, name: str, text: str) -> None:
-        fd, tmp = tempfile.mkstemp(prefix=f".{name[:40]}.", suffix=".part", dir=self.folder)
-        self.pending.append((tmp, os.path.join(self.folder, name)))
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+        final = os.path.join(self.folder, name)
+        tmp = new_partial(final)
+        self.pending.append((tmp, final))
+        with open(tmp, "w", encoding="utf-8") as f:
             f.write(text)
 
     def commit(self) -> None:
@@ -71,10 +70,8 @@ class Staged:
 
     def discard(self) -> None:
         for tmp, _ in self.pending:
-            try:
+            with contextlib.suppress(OSError):
                 os.remove(tmp)
-            except OSError:
-                pass
         self.pending = []
 
 

@@ -8,19 +8,19 @@ from __future__ import annotations
 import os
 from typing import Tuple
 
-from ..runtime.jitconfig import configure_cache, warm_stamp
-from .statistics import WARM_GROUPS
+from ..jitconfig import configure_cache, warm_stamp
+from ..kernels.statistics import WARM_GROUPS
 
 
 def load_group(group: str) -> Tuple[int, int]:
-    """Compile the kernels of ``group`` (one of :data:`.statistics.WARM_GROUPS`) into numba's cache, or
+    """Compile the kernels of ``group`` (one of :data:`tilewise.core.kernels.statistics.WARM_GROUPS`) into numba's cache, or
     load them from it: ``(compiled, loaded)``, counted in specializations."""
     if group == WARM_GROUPS[2]:
-        from .gapfill import warm_up
+        from ..kernels.gapfill import warm_up
     elif group == WARM_GROUPS[3]:
-        from .zonal import warm_up
+        from ..kernels.zonal import warm_up
     else:
-        from .reducers import warm_up
+        from ..kernels.reducers import warm_up
     return warm_up(group)
 
 

@@ -26,7 +26,7 @@ import sys
 import tempfile
 from typing import Iterator, Optional, Tuple
 
-from .. import __version__
+from . import __version__
 
 CACHE_ENV = "NUMBA_CACHE_DIR"
 THREADS_ENV = "NUMBA_NUM_THREADS"
