@@ -3,7 +3,7 @@
 This package never imports QGIS. Heavy dependencies (numba, rasterio) load only
 when an operation is called, so ``import tilewise.core`` is cheap and safe. The
 operations (:data:`tilewise.core.registry.OPERATIONS`) are its API functions:
-``composite``, ``index``, ``bandmath``, ``mosaic``, ``extract``, ``stac_search``, ``warmup``.
+``composite``, ``index``, ``bandmath``, ``mosaic``, ``extract``, ``stac_search``, ``warmup``, ``chips``.
 
 >>> from tilewise.core import composite                          # doctest: +SKIP
 >>> report = composite(sorted(glob("ndvi_*.tif")), "median.tif", workers=4)  # doctest: +SKIP
@@ -70,5 +70,5 @@ def missing_packages(load: bool = False) -> list:
     return missing
 
 
-__all__ = ["composite", "index", "bandmath", "gapfill", "mosaic", "extract", "stac_search", "warmup", "missing_packages", "TilewiseError",
+__all__ = ["composite", "index", "bandmath", "gapfill", "mosaic", "extract", "stac_search", "warmup", "chips", "missing_packages", "TilewiseError",
            "REQUIRED_PACKAGES", "__version__", *_LAZY]

@@ -59,6 +59,8 @@ OPERATIONS: Tuple[Operation, ...] = (
     Operation("stacsearch", _CORE + "operations.stac.search:stac_search", _CORE + "cli.stac:add_commands",
               (_QGIS + "stac_search:StacSearch",)),
     Operation("warmup", _CORE + "operations.warmup:warmup"),
+    Operation("chips", _CORE + "operations.chips.run:chips", _CORE + "cli.chips:add_commands",
+              (_QGIS + "chips:Chips",)),
     Operation("setupengine", qgis=(_QGIS + "setup_engine:SetupEngine",)),
 )
 

@@ -105,3 +105,15 @@ __all__ = ["OUTPUT_TYPES", "COMPRESSIONS", "OVERVIEW_RESAMPLINGS", "RESAMPLING_M
            "GridError", "OutputError", "DiskFullError", "ParameterError", "ExpressionError", "TileError",
            "WorkerError", "ClusterError", "CatalogError", "CancelledError", "TilewiseWarning",
            "DEFAULT_PERCENTILES"]
+
+# -- image chips (appended; see :mod:`tilewise.core.operations.chips`) ------------------------------------------
+#: MODE of ``tilewise:chips``: 0 the feature's bounding box grown by BUFFER, 1 a SIZE_X x SIZE_Y pixel patch.
+CHIPS_MODES = ("box", "patch")
+#: BUFFER_UNITS: 0 the units of the output grid's CRS, 1 metres (converted at each feature's latitude
+#: on a geographic grid).
+CHIPS_BUFFER_UNITS = ("grid", "metres")
+__all__ += ["CHIPS_MODES", "CHIPS_BUFFER_UNITS"]
+#: FORMAT of ``tilewise:chips``: 0 netCDF (a file per feature), 1 GeoTIFF (a file per feature and date),
+#: 2 training (patch mode: one netCDF file of every patch, with a leading ``feature`` dimension).
+CHIPS_FORMATS = ("netcdf", "geotiff", "training")
+__all__ += ["CHIPS_FORMATS"]

@@ -50,7 +50,8 @@ def test_provider_registers_the_algorithm():
     assert alg.displayName() == "Temporal composite (median, percentiles, mean...)"
     # the ids users have in models, every one loaded from the operations registry
     assert sorted(a.id() for a in provider.algorithms()) == [f"tilewise:{n}" for n in (
-        "bandmath", "extract", "gapfill", "index", "mosaic", "ndvi", "setupengine", "stacsearch", "temporalmedian")]
+        "bandmath", "chips", "extract", "gapfill", "index", "mosaic", "ndvi", "setupengine", "stacsearch",
+        "temporalmedian")]
     assert "Cloud-Optimized GeoTIFF" in alg.shortHelpString()
 
 
