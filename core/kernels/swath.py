@@ -4,7 +4,8 @@ A swath's pixels are points on the sphere. On unit vectors, the chord between tw
 with their great-circle distance (``d = 2 R asin(c / 2)``), so the nearest pixel by chord is the
 nearest by distance, with no special case at the antimeridian or the poles. :func:`build_index`
 sorts the valid pixels by the cube (of side ``cell``) their unit vector falls in; :func:`nearest`
-searches, for each query, the cubes within its search radius: the nearest pixel within the radius
+searches, for each query, the cubes around it shell by shell (stopping once no cube further out can
+hold a nearer pixel), up to its search radius: the nearest pixel within the radius
 is found exactly (ties go to the lowest pixel index, as ``numpy.argmin`` over the pixels), and a
 query with no pixel within the radius gets -1. Pure numpy and numba; no I/O.
 
@@ -133,20 +134,26 @@ def _nearest(keys, starts, order, xyz, cell, q, r2, reach, out, dist):
         cz = int(math.floor(q[i, 2] / cell)) + half
         best = np.inf
         found = -1
-        for dx in range(-reach, reach + 1):
-            for dy in range(-reach, reach + 1):
-                for dz in range(-reach, reach + 1):
-                    k = _find(keys, ((cx + dx) << 42) | ((cy + dy) << 21) | (cz + dz))
-                    if k < 0:
-                        continue
-                    for j in range(starts[k], starts[k + 1]):
-                        ex = xyz[j, 0] - q[i, 0]
-                        ey = xyz[j, 1] - q[i, 1]
-                        ez = xyz[j, 2] - q[i, 2]
-                        d2 = ex * ex + ey * ey + ez * ez
-                        if d2 <= r2 and (d2 < best or (d2 == best and order[j] < found)):
-                            best = d2
-                            found = order[j]
+        for k in range(reach + 1):
+            # shell k: the cubes k steps away; every cube beyond it is at least k cube sides away
+            for dx in range(-k, k + 1):
+                for dy in range(-k, k + 1):
+                    for dz in range(-k, k + 1):
+                        if max(abs(dx), abs(dy), abs(dz)) != k:
+                            continue
+                        c = _find(keys, ((cx + dx) << 42) | ((cy + dy) << 21) | (cz + dz))
+                        if c < 0:
+                            continue
+                        for j in range(starts[c], starts[c + 1]):
+                            ex = xyz[j, 0] - q[i, 0]
+                            ey = xyz[j, 1] - q[i, 1]
+                            ez = xyz[j, 2] - q[i, 2]
+                            d2 = ex * ex + ey * ey + ez * ez
+                            if d2 <= r2 and (d2 < best or (d2 == best and order[j] < found)):
+                                best = d2
+                                found = order[j]
+            if found >= 0 and best < (k * cell) * (k * cell):
+                break
         if found >= 0:
             out[i] = found
             dist[i] = math.sqrt(best)
