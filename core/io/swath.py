@@ -28,7 +28,7 @@ import os
 import re
 import warnings
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -56,7 +56,7 @@ class SwathVariable:
     dtype: str
     scale: float = 1.0
     offset: float = 0.0
-    fill: Optional[float] = None
+    fill: Optional[Union[int, float]] = None
     flag_masks: Tuple[int, ...] = ()
     flag_values: Tuple[int, ...] = ()
     flag_meanings: Tuple[str, ...] = ()
@@ -223,8 +223,8 @@ def _file_variables(path: str, driver: Optional[str] = None) -> List[SwathVariab
                     tags = v.tags(1)
                     name = tags.get("NETCDF_VARNAME") or (sub.split(":")[-1] if sub else
                                                           os.path.splitext(os.path.basename(path))[0])
-                    out.append(_variable(name, path, v.dtypes[0], v.scales[0], v.offsets[0], v.nodata, tags, drv,
-                                         (v.height, v.width)))
+                    out.append(_variable(name, path, v.dtypes[0], v.scales[0], v.offsets[0], _fill(v, tags), tags,
+                                         drv, (v.height, v.width)))
     except RasterioIOError as exc:
         raise InputError(f"Not a netCDF/HDF5 file GDAL can read: {path} ({exc})") from None
     return out
@@ -234,8 +234,22 @@ def _variable(name: str, path: str, dtype: str, scale, offset, nodata, tags: Dic
               driver: str, shape: Tuple[int, int]) -> SwathVariable:
     meanings = tuple(tags.get("flag_meanings", "").split())
     return SwathVariable(name, path, dtype, float(scale if scale is not None else 1.0),
-                         float(offset if offset is not None else 0.0), None if nodata is None else float(nodata),
+                         float(offset if offset is not None else 0.0), nodata,
                          _integers(tags.get("flag_masks")), _integers(tags.get("flag_values")), meanings, driver, shape)
+
+
+def _fill(src, tags: Dict[str, str]):
+    """The variable's fill value, exact: a whole number for integer variables (uint64 fills are above
+    2**53, which GDAL's double nodata only approximates), from the ``_FillValue`` attribute."""
+    text = tags.get("_FillValue")
+    if text is not None:
+        try:
+            return int(text) if np.dtype(src.dtypes[0]).kind in "iu" else float(text)
+        except ValueError:
+            pass
+    if np.dtype(src.dtypes[0]).itemsize == 8 and np.dtype(src.dtypes[0]).kind in "iu":
+        return None
+    return src.nodata
 
 
 def _integers(text: Optional[str]) -> Tuple[int, ...]:
@@ -377,7 +391,12 @@ def unpack(raw: np.ndarray, v: SwathVariable) -> np.ndarray:
     """``raw * scale_factor + add_offset`` as float64, NaN at ``_FillValue`` (and NaN)."""
     out = raw.astype(np.float64)
     if v.fill is not None and np.isfinite(v.fill):
-        out[raw == np.asarray(v.fill).astype(raw.dtype)] = np.nan
+        if raw.dtype.kind in "iu":
+            info = np.iinfo(raw.dtype)
+            if info.min <= int(v.fill) <= info.max:
+                out[raw == raw.dtype.type(int(v.fill))] = np.nan
+        else:
+            out[raw == raw.dtype.type(v.fill)] = np.nan
     if v.scale != 1.0:
         out *= v.scale
     if v.offset != 0.0:

@@ -14,7 +14,7 @@ import pytest
 import shapely
 
 import swathdata as sd
-from tilewise.core.errors import InputError, ParameterError, TilewiseError
+from tilewise.core.errors import InputError, ParameterError, TilewiseError, TilewiseWarning
 from tilewise.core.io.swath import looks_like_swath, open_swath, read_geolocation, read_pixels, read_variable
 from tilewise.core.io.vector import zones_from_geometries
 from tilewise.core.kernels.swath import EARTH_RADIUS, build_index, chord_of, metres_of, nearest
@@ -180,7 +180,8 @@ def test_max_distance_and_the_swath_edge(product, tmp_path):
         assert np.isnan(t.loc[pid, "value"]) and t.loc[pid, "reason"] == "outside the swath"
         assert np.isnan(t.loc[pid, "row"]) and np.isnan(t.loc[pid, "distance_m"])
     assert any("2 of 3 features" in str(w.message) for w in caught)
-    extract([product], zones, out, "mean", variables="CHL_NN", max_distance=1000, workers=1)
+    with pytest.warns(TilewiseWarning, match="1 of 3 features"):
+        extract([product], zones, out, "mean", variables="CHL_NN", max_distance=1000, workers=1)
     t = table(out).set_index("pid")
     assert t.loc[12, "col"] == 56 and 400 < t.loc[12, "distance_m"] < 1000 and np.isnan(t.loc[11, "value"])
 
