@@ -45,10 +45,26 @@ HELP = (
     "<code>source</code>, <code>date</code>, <code>band</code>, <code>value</code> (points) or one column per "
     "statistic and <code>n_valid</code>. No data is NULL, never a number. GeoPackage or CSV (Parquet is "
     "written too, but QGIS 3.22 cannot open it). <i>Plot</i>: an HTML chart of each feature's series.</p>"
+    "<p><b>Swath scenes</b> (Sentinel-3 OLCI/SLSTR SAFE folders, netCDF on 2-D latitude/longitude grids): add "
+    "each scene's <code>xfdumanifest.xml</code>, its .SEN3 folder or its netCDF files as the input series. A "
+    "point takes the nearest pixel by great-circle distance, within <i>Maximum distance</i> (default the "
+    "pixel diagonal; farther, it is outside the swath and its values are NULL); polygons the pixels whose "
+    "centres are inside. Rows add the swath <code>row</code>, <code>col</code>, <code>distance_m</code>, "
+    "<code>pixel_lat</code>, <code>pixel_lon</code> and a <code>reason</code> for NULLs. <i>Variables</i> "
+    "(e.g. <code>Oa08_reflectance,CHL_NN</code>; default all but flags and *_err); flags by name in <i>Mask "
+    "flags</i> (e.g. <code>LAND,CLOUD,INVALID</code>), <i>Mask bits</i> or the olci-wfr preset, on the "
+    "<i>Flag variable</i> (default WQSF). Dates from the product name.</p>"
     "<p>Zones in any CRS are reprojected to each raster's; rasters may be on different grids. The work runs "
     "in separate Python processes, tile by tile (each tile read once per raster, features spanning tiles "
     "merged exactly), so QGIS stays responsive; cancel stops them.</p>"
 )
+
+
+def _swath_path(value):
+    """True for a path QGIS cannot load as a raster layer but the engine reads as a swath scene."""
+    path = value.split("|")[0]
+    return os.path.isdir(path) or os.path.basename(path).lower() == "xfdumanifest.xml" or \
+        (path.lower().endswith((".nc", ".nc4", ".h5", ".hdf5")) and os.path.isfile(path))
 
 
 def zones_crs(crs):
@@ -76,6 +92,10 @@ class Extract(MaskParameters, ScalingParameters, TilewiseAlgorithm):
     LAYOUT = "LAYOUT"
     OUTPUT = "OUTPUT"
     OUTPUT_PLOT = "OUTPUT_PLOT"
+    VARIABLES = "VARIABLES"
+    MAX_DISTANCE = "MAX_DISTANCE"
+    FLAG_VARIABLE = "FLAG_VARIABLE"
+    MASK_FLAGS = "MASK_FLAGS"
 
     def name(self):
         return "extract"
@@ -127,6 +147,7 @@ class Extract(MaskParameters, ScalingParameters, TilewiseAlgorithm):
             self.DATES, tr("Dates, one per raster (empty: from the file names or metadata)"), optional=True))
         self.addParameter(QgsProcessingParameterEnum(
             self.LAYOUT, tr("Layout"), LAYOUTS, defaultValue=0))
+        self.add_swath_parameters()
         self.add_scaling_parameters()
         self.add_mask_parameters()
         self.add_tiling_parameters()
@@ -137,6 +158,54 @@ class Extract(MaskParameters, ScalingParameters, TilewiseAlgorithm):
             self.OUTPUT_PLOT, tr("Plot of each feature's series"), tr("HTML files (*.html)"), optional=True,
             createByDefault=False))
 
+    def add_swath_parameters(self):
+        """Swath scenes only (SAFE folders, netCDF on latitude/longitude grids)."""
+        self.addParameter(QgsProcessingParameterString(
+            self.VARIABLES, tr("Swath: variables (e.g. Oa08_reflectance,CHL_NN; empty: all but flags and *_err)"),
+            optional=True))
+        self.addParameter(with_decimals(QgsProcessingParameterNumber(
+            self.MAX_DISTANCE, tr("Swath: maximum distance from a point to its pixel, metres (0: the pixel "
+                                  "diagonal)"), NUMBER_DOUBLE, defaultValue=0.0, minValue=0.0, optional=True), 1))
+        self.addParameter(QgsProcessingParameterString(
+            self.FLAG_VARIABLE, tr("Swath: flag variable (empty: the product's own, e.g. WQSF)"), optional=True))
+        self.addParameter(QgsProcessingParameterString(
+            self.MASK_FLAGS, tr("Swath: flags to mask by name (e.g. LAND,CLOUD,INVALID)"), optional=True))
+
+    def swath_params(self, parameters, context):
+        """The swath options that were set (a raster run refuses them)."""
+        given = {
+            "variables": self.parameterAsString(parameters, self.VARIABLES, context) or None,
+            "max_distance": self.parameterAsDouble(parameters, self.MAX_DISTANCE, context) or None
+            if parameters.get(self.MAX_DISTANCE) not in (None, "") else None,
+            "flag_variable": self.parameterAsString(parameters, self.FLAG_VARIABLE, context) or None,
+            "mask_flags": self.parameterAsString(parameters, self.MASK_FLAGS, context) or None,
+        }
+        return {k: v for k, v in given.items() if v is not None}
+
+    def checkParameterValues(self, parameters, context):  # noqa: N802 (QGIS's name)
+        """QGIS refuses an INPUT entry it cannot load as a layer: a SAFE folder, its manifest, a netCDF of
+        several variables. Those are swath scenes the engine reads; every other parameter is checked as usual."""
+        if not self.swath_series(parameters):
+            return super().checkParameterValues(parameters, context)
+        for definition in self.parameterDefinitions():
+            if definition.name() != self.INPUT and \
+                    not definition.checkValueIsAcceptable(parameters.get(definition.name()), context):
+                return False, tr(f"Incorrect parameter value for {definition.description()}")
+        return True, ""
+
+    def swath_series(self, parameters):
+        raw = parameters.get(self.INPUT) or []
+        raw = raw if isinstance(raw, (list, tuple)) else [raw]
+        return bool(raw) and all(isinstance(v, str) and _swath_path(v) for v in raw)
+
+    def series_sources(self, parameters, context):
+        """The input series: swath scenes given as paths (a .SEN3 folder, its xfdumanifest.xml, netCDF/HDF5
+        files, which QGIS cannot load as one raster layer) are kept as they are; the rest are raster layers."""
+        if self.swath_series(parameters):
+            raw = parameters[self.INPUT]
+            return [os.path.abspath(v) for v in (raw if isinstance(raw, (list, tuple)) else [raw])]
+        return self.layer_sources(parameters, self.INPUT, context)
+
     def hasHtmlOutputs(self):  # noqa: N802 (QGIS's name)
         """QGIS's dialog asks this after every run and then logs "HTML output has been generated by this
         algorithm" (QgsProcessingAlgorithm's answer: an HTML output is declared, whether or not the run wrote
@@ -145,7 +214,7 @@ class Extract(MaskParameters, ScalingParameters, TilewiseAlgorithm):
         return False
 
     def engine_params(self, parameters, context, feedback):
-        inputs = self.layer_sources(parameters, self.INPUT, context)
+        inputs = self.series_sources(parameters, context)
         output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         if not output:
             raise QgsProcessingException(tr("No output table was given."))
@@ -180,6 +249,7 @@ class Extract(MaskParameters, ScalingParameters, TilewiseAlgorithm):
             "output_plot": os.path.abspath(plot) if plot else None,
             **scaling,
             **self.mask_params(parameters, context),
+            **self.swath_params(parameters, context),
             **self.run_params(parameters, context),
         }
         feedback.pushInfo(tr(f"{', '.join(stats)} of the zones in {len(inputs)} rasters"))
