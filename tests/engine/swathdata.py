@@ -112,7 +112,8 @@ def write_olci_product(folder: str, rows: int = 80, cols: int = 60, lat0: float 
     coordinates = "time_stamp altitude latitude longitude"
     with grid_file("Oa08_reflectance.nc") as f:
         v = var(f, "Oa08_reflectance", "u2", np.uint16(65535), scale_factor=OA_SCALE, add_offset=OA_OFFSET,
-                coordinates=coordinates, units="dl", long_name="Water leaving reflectance for OLCI acquisition band Oa08")
+                coordinates=coordinates, units="dl",
+                long_name="Water leaving reflectance for OLCI acquisition band Oa08")
         v[:] = np.where(edge, 65535, oa_raw(rows, cols)).astype(np.uint16)
     with grid_file("chl_nn.nc") as f:
         v = var(f, "CHL_NN", "f4", CHL_FILL, coordinates=coordinates, units="lg(re mg.m-3)")
@@ -122,7 +123,8 @@ def write_olci_product(folder: str, rows: int = 80, cols: int = 60, lat0: float 
     with grid_file("wqsf.nc") as f:
         v = var(f, "WQSF", "u8", None, coordinates=coordinates,
                 flag_masks=np.array([m for _, m in WQSF_FLAGS], np.uint64),
-                flag_meanings=" ".join(n for n, _ in WQSF_FLAGS), long_name="Level 2 WATER Product, Classification Flags")
+                flag_meanings=" ".join(n for n, _ in WQSF_FLAGS),
+                long_name="Level 2 WATER Product, Classification Flags")
         v[:] = wqsf(rows, cols, seed)
     with netCDF4.Dataset(os.path.join(path, "tie_geometries.nc"), "w") as f:
         f.createDimension("tie_rows", rows // 8 + 1)

@@ -264,8 +264,8 @@ def test_many_scenes_in_date_order_on_workers_and_resume(tmp_path):
     scenes = [sd.write_olci_product(str(tmp_path), stamp=s, platform=p, seed=k) for k, (s, p) in
               enumerate([("20240601T100000", "S3B"), ("20240514T134512", "S3A"), ("20240520T090000", "S3A")])]
     tlat, tlon = sd.geolocation_truth(scenes[0])
-    zones = zones_from_geometries([shapely.Point(tlon[7, 9], tlat[7, 9]), shapely.Point(tlon[60, 20], tlat[60, 20]).buffer(0.01)],
-                                  "EPSG:4326")
+    zones = zones_from_geometries([shapely.Point(tlon[7, 9], tlat[7, 9]),
+                                   shapely.Point(tlon[60, 20], tlat[60, 20]).buffer(0.01)], "EPSG:4326")
     one, two = str(tmp_path / "one.parquet"), str(tmp_path / "two.parquet")
     extract(scenes, zones, one, "mean", variables="CHL_NN", workers=1)
     report = extract(scenes, zones, two, "mean", variables="CHL_NN", workers=2, resume=True)

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
@@ -40,7 +39,7 @@ from ...kernels.footprints import KIND_EMPTY, KIND_LINE, KIND_POINT, KIND_POLYGO
 from ...kernels.swath import build_index, chord_of, metres_of, nearest, pixel_spacing
 from ...options import GridOptions, OutputOptions, split_options
 from ...runtime.runner import RunReport, TileBudget, TiledJob, run_tiles, warnings_to
-from ...runtime.sinks import TableSink, read_part, write_part
+from ...runtime.sinks import TableSink, write_part
 from ..extract.layout import date_order, raster_keys
 from ..extract.spec import ExtractSpec, choose
 from .flags import FlagRequest, flag_request, resolve_flags
