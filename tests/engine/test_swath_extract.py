@@ -330,7 +330,10 @@ def test_unknown_variable_and_mixed_inputs(product, tmp_path):
         extract([str(tmp_path / "a.tif")], _points(product), str(out), max_distance=300)
     with pytest.raises(ParameterError, match="MAX_DISTANCE is a distance in metres"):
         extract([product], _points(product), str(out), max_distance=-3)
-    assert not out.exists()
+    from tilewise.core.errors import OutputError
+    with pytest.raises(OutputError, match="is an input, or inside one"):
+        extract([product], _points(product), os.path.join(product, "ts.csv"))
+    assert not out.exists() and not os.path.exists(os.path.join(product, "ts.csv"))
 
 
 def test_scene_covering_no_feature_is_a_null_row(product, tmp_path):

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
@@ -476,13 +477,12 @@ def extract_swath(inputs: Sequence[str], zones: Union[str, Zones], output: str,
     >>> extract(["S3A_OL_2_WFR____20240514T134512_..._003.SEN3"], "lakes.gpkg", "ts.parquet", "mean,count",
     ...         variables="CHL_NN,Oa08_reflectance", mask_preset="olci-wfr")               # doctest: +SKIP
     """
-    from ..extract.run import check_outputs
     own, shared = split_options(options, SwathOptions, where="extract()", statistics=statistics)
     if shared.grid != GridOptions() or shared.output != OutputOptions():
         raise ParameterError("extract() reads every scene on its own swath and writes a table: it takes no "
                              "target grid or output raster options.")
     with warnings_to(shared.run.log):
-        outputs = check_outputs(output, None, [str(p) for p in inputs], zones if isinstance(zones, str) else None)
+        outputs = check_output(output, [str(p) for p in inputs], zones if isinstance(zones, str) else None)
         plan, zone_set, samples = plan_swath(inputs, zones, own)
     grid = Grid("", (1.0, 0.0, 0.0, 0.0, -1.0, 0.0), len(plan.scenes), 1)
     files = tuple(dict.fromkeys(f for s in plan.scenes for f in s.files))
@@ -491,6 +491,26 @@ def extract_swath(inputs: Sequence[str], zones: Union[str, Zones], output: str,
                    zone_set, samples)
     with warnings_to(shared.run.log):
         return run_tiles(job, swath_scene_tile, shared.run)
+
+
+def check_output(output: str, inputs: Sequence[str], zones: Optional[str]) -> Tuple[str]:
+    """The output table's absolute path; errors for an unknown format, an output that is an input or
+    inside a SAFE product, a folder that does not exist or cannot be written."""
+    from ...errors import OutputError
+    from ...io.vector import output_format
+    if not output:
+        raise OutputError("No output table was given (.gpkg, .csv or .parquet).")
+    output_format(output)
+    path = os.path.abspath(output)
+    taken = [os.path.abspath(p) for p in list(inputs) + ([zones] if zones else []) if "://" not in p]
+    if any(path == p or path.startswith(p.rstrip("/") + "/") and os.path.isdir(p) for p in taken):
+        raise OutputError(f"The output {path} is an input, or inside one; write it elsewhere.")
+    folder = os.path.dirname(path)
+    if not os.path.isdir(folder):
+        raise OutputError(f"The output folder {folder} does not exist.")
+    if not os.access(folder, os.W_OK):
+        raise OutputError(f"Cannot write into {folder}: permission denied.")
+    return (path,)
 
 
 # -- the table ----------------------------------------------------------------------------------------------
