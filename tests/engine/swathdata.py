@@ -76,7 +76,7 @@ def wqsf(rows: int, cols: int, seed: int = 0) -> np.ndarray:
 def write_olci_product(folder: str, rows: int = 80, cols: int = 60, lat0: float = -3.2, lon0: float = -60.0,
                        stamp: str = "20240514T134512", platform: str = "S3A", fill_cols: int = 3,
                        rotation: float = 20.0, chunks: Optional[tuple] = (16, 16), seed: int = 0,
-                       manifest: bool = True, pixel: float = 300.0) -> str:
+                       manifest: bool = True, pixel: float = 300.0, oa_bands=(8,)) -> str:
     """Write a SAFE folder under ``folder``; return its path."""
     import netCDF4
     path = os.path.join(folder, product_name(stamp, platform))
@@ -110,11 +110,13 @@ def write_olci_product(folder: str, rows: int = 80, cols: int = 60, lat0: float 
         v = var(f, "altitude", "i2", np.int16(-32768), units="m", standard_name="height_above_reference_ellipsoid")
         v[:] = np.zeros((rows, cols), np.int16)
     coordinates = "time_stamp altitude latitude longitude"
-    with grid_file("Oa08_reflectance.nc") as f:
-        v = var(f, "Oa08_reflectance", "u2", np.uint16(65535), scale_factor=OA_SCALE, add_offset=OA_OFFSET,
-                coordinates=coordinates, units="dl",
-                long_name="Water leaving reflectance for OLCI acquisition band Oa08")
-        v[:] = np.where(edge, 65535, oa_raw(rows, cols)).astype(np.uint16)
+    for band in oa_bands:
+        name = f"Oa{band:02d}_reflectance"
+        with grid_file(f"{name}.nc") as f:
+            v = var(f, name, "u2", np.uint16(65535), scale_factor=OA_SCALE, add_offset=OA_OFFSET,
+                    coordinates=coordinates, units="dl",
+                    long_name=f"Water leaving reflectance for OLCI acquisition band Oa{band:02d}")
+            v[:] = np.where(edge, 65535, oa_raw(rows, cols).astype(np.int64) + (band - 8)).astype(np.uint16)
     with grid_file("chl_nn.nc") as f:
         v = var(f, "CHL_NN", "f4", CHL_FILL, coordinates=coordinates, units="lg(re mg.m-3)")
         v[:] = np.where(edge, CHL_FILL, chl(rows, cols))

@@ -121,6 +121,14 @@ def test_nearest_equals_brute_force_haversine(tmp_path, lat0, lon0, rotation):
     fine, fine_chord = nearest(build_index(lat, lon, chord_of(400.0)), qlat, qlon, chord_of(limit))
     np.testing.assert_array_equal(fine, got)                      # the cube size changes nothing but time
     np.testing.assert_array_equal(fine_chord, chord)
+    # an index of only the cubes the queries search (as the extraction builds it) gives the same answers
+    small = build_index(lat, lon, chord_of(limit / 4), near=(qlat, qlon), radius=chord_of(limit))
+    assert small.size <= index.size
+    np.testing.assert_array_equal(nearest(small, qlat, qlon, chord_of(limit))[0], got)
+    tight = build_index(lat, lon, chord_of(400.0), near=(qlat[:20], qlon[:20]), radius=chord_of(1000.0))
+    assert tight.size < index.size / 2
+    np.testing.assert_array_equal(nearest(tight, qlat[:20], qlon[:20], chord_of(1000.0))[0],
+                                  np.where(wdist[:20] <= 1000.0, want[:20], -1))
     inside = wdist <= limit
     assert inside.sum() > 250
     np.testing.assert_array_equal(got[inside], want[inside])

@@ -1,7 +1,6 @@
 """Swath extraction on the runner: scenes as tasks on a Dask cluster, and a resumed run, give the table of a
 local run."""
 
-import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import shapely

@@ -288,7 +288,8 @@ def extract_scene(plan: SwathPlan, i: int) -> Dict[str, np.ndarray]:
     limit = plan.max_distance or _diagonal(lat, lon)
     if len(points) and math.isfinite(limit):
         radius = chord_of(limit)
-        index = build_index(lat, lon, max(radius / 4.0, chord_of(_diagonal(lat, lon) or limit)))
+        cell = max(radius / 4.0, chord_of(_diagonal(lat, lon) or limit))
+        index = build_index(lat, lon, cell, near=(plan.lat[points], plan.lon[points]), radius=radius)
         found, chord = nearest(index, plan.lat[points], plan.lon[points], radius)
         pixel_of[points] = found
         distance[points] = np.where(found >= 0, metres_of(chord), np.nan)
@@ -356,7 +357,13 @@ def _reduce(plan: SwathPlan, members: Dict[int, np.ndarray], wanted: np.ndarray,
     reason[plan.kind == KIND_LINE] = LINE
     reason[plan.kind == KIND_EMPTY] = EMPTY
     names = plan.spec.columns
+    single = np.array([s for s, m in members.items() if len(m) == 1 and plan.kind[s] == KIND_POINT], np.int64)
+    if len(single):
+        _reduce_points(plan, single, np.array([members[s][0] for s in single], np.int64), wanted, values, flagged,
+                       stats, n_valid, reason)
     for s, pixels in members.items():
+        if plan.kind[s] == KIND_POINT and len(pixels) == 1:
+            continue
         pos = np.searchsorted(wanted, pixels)
         vals = values[pos]
         bad = flagged[pos]
@@ -378,6 +385,22 @@ def _reduce(plan: SwathPlan, members: Dict[int, np.ndarray], wanted: np.ndarray,
             reason[s, v] = OK
             stats[s, v] = _statistics(x[good], names, plan.spec)
     return dict(stats=stats, n_valid=n_valid, reason=reason)
+
+
+def _reduce_points(plan: SwathPlan, samples: np.ndarray, pixels: np.ndarray, wanted: np.ndarray,
+                   values: np.ndarray, flagged: np.ndarray, stats: np.ndarray, n_valid: np.ndarray,
+                   reason: np.ndarray) -> None:
+    """Points of one pixel each, all at once: every statistic of one value is that value (std 0, count 1)."""
+    pos = np.searchsorted(wanted, pixels)
+    x = values[pos]                                        # (points, variables)
+    bad = flagged[pos][:, None]
+    finite = np.isfinite(x)
+    good = finite & ~bad
+    n_valid[samples] = good.astype(np.int64)
+    reason[samples] = np.where(good, OK, np.where(finite, FLAGGED, FILLED)).astype(np.int8)
+    for c, name in enumerate(plan.spec.columns):
+        fill = np.zeros_like(x) if name == "std" else (np.ones_like(x) if name == "count" else x)
+        stats[samples, :, c] = np.where(good, fill, np.nan)
 
 
 def _statistics(x: np.ndarray, names: Sequence[str], spec: ExtractSpec) -> np.ndarray:
