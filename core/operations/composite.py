@@ -211,7 +211,7 @@ def composite(inputs: Sequence[str], output: str, statistic: str = STATISTICS[0]
     >>> composite(["2020.tif", "2021.tif"], "median.tif")         # doctest: +SKIP
     """
     from .swath.grid import composite_swaths, swath_series
-    if swath_series(inputs):   # SAFE folders, netCDF on latitude/longitude grids: gridded first
+    if swath_series(inputs, options):   # SAFE folders, netCDF on latitude/longitude grids: gridded first
         return composite_swaths(composite, inputs, output, statistic, percentiles, **options)
     own, shared = split_options(options, CompositeOptions, where="composite()", statistic=statistic,
                                 percentiles=percentiles)

@@ -108,3 +108,21 @@ def test_median_of_swath_scenes(tmp_path):
     with pytest.raises(ParameterError, match="give the target EXTENT"):
         composite(paths, str(tmp_path / "x.tif"), "median", variables="CHL_NN")
 
+
+
+def test_cli_composite_of_swath_scenes(tmp_path):
+    import sys
+    from support import subprocess_env
+    paths = [sd.write_olci_product(str(tmp_path), stamp=f"202405{d}T100000", seed=d) for d in (10, 11)]
+    xmin, ymin, xmax, ymax = snapped_bounds(paths[0])
+    proc = subprocess.run([sys.executable, "-m", "tilewise", "composite", "-s", "max", "--variables", "CHL_NN",
+                           "--mask-flags", "CLOUD", "--extent", *map(str, (xmin, ymin, xmax, ymax)), "--cell-size",
+                           str(CELL), "--crs", "EPSG:4326", "-o", "max.tif", "-q", *paths], cwd=tmp_path,
+                          env=subprocess_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    with rasterio.open(tmp_path / "max.tif") as src:
+        assert src.count == 1 and np.isfinite(src.read(1, masked=True).compressed()).sum() > 5000
+    proc = subprocess.run([sys.executable, "-m", "tilewise", "composite", "--variables", "CHL_NN", "-o", "y.tif",
+                           "-q", str(tmp_path / "max.tif")], cwd=tmp_path, env=subprocess_env(), capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 2 and "variables applies to swath scenes" in proc.stderr

@@ -161,7 +161,14 @@ def composite_swaths(run, inputs: Sequence[str], output: str, *args: Any, **opti
         shutil.rmtree(work, ignore_errors=True)
 
 
-def swath_series(inputs: Sequence[str]) -> bool:
-    """True when every input is a swath scene (a raster operation then grids them first)."""
+def swath_series(inputs: Sequence[str], options: Optional[dict] = None) -> bool:
+    """True when every input is a swath scene (a raster operation then grids them first). For rasters, the
+    swath-only ``options`` are taken out if unset and refused if set."""
     from ...io.swath import looks_like_swath
-    return bool(inputs) and all(looks_like_swath(str(p)) for p in inputs)
+    if bool(inputs) and all(looks_like_swath(str(p)) for p in inputs):
+        return True
+    for key in GRID_ONLY:
+        if (options or {}).pop(key, None) not in (None, "", (), []):
+            raise ParameterError(f"{key} applies to swath scenes (SAFE folders, netCDF on latitude/longitude "
+                                 "grids); the inputs are rasters.")
+    return False
