@@ -360,3 +360,34 @@ def test_errors_are_tilewise_errors(product, tmp_path):
     """Every refusal above is a TilewiseError: the CLI and QGIS show its message, never a traceback."""
     with pytest.raises(TilewiseError):
         extract([str(tmp_path / "missing.SEN3" / "xfdumanifest.xml")], _points(product), str(tmp_path / "x.csv"))
+
+
+@pytest.mark.parametrize("coordinates", ["lat lon", None])
+def test_one_netcdf_with_its_own_latitude_longitude(tmp_path, coordinates):
+    """A swath file of another mission (VIIRS, MODIS-like): lat/lon in the same file, found through the
+    coordinates attribute or GDAL's GEOLOCATION metadata, else by their names; the date from start_time."""
+    import netCDF4
+    lat, lon = sd.swath_geolocation(50, 40, 45.0, 7.0, rotation=-10.0)
+    path = str(tmp_path / "VNP_L2_swath.nc")
+    with netCDF4.Dataset(path, "w") as f:
+        f.createDimension("y", 50)
+        f.createDimension("x", 40)
+        f.time_coverage_start = "2023-07-01T10:20:30Z"
+        for name, values in (("lat", lat), ("lon", lon)):
+            v = f.createVariable(name, "f8", ("y", "x"))
+            v.units = "degrees_north" if name == "lat" else "degrees_east"
+            v[:] = values
+        v = f.createVariable("sst", "i2", ("y", "x"), fill_value=np.int16(-32767))
+        v.set_auto_maskandscale(False)
+        v.scale_factor, v.add_offset = 0.01, 20.0
+        if coordinates:
+            v.coordinates = coordinates
+        v[:] = (np.arange(2000).reshape(50, 40) % 1000).astype(np.int16)
+    scene = open_swath(path)
+    assert scene.date.isoformat() == "2023-07-01" and [v.name for v in scene.measured()] == ["sst"]
+    zones = zones_from_geometries([shapely.Point(lon[33, 17], lat[33, 17])], "EPSG:4326")
+    out = str(tmp_path / "ts.parquet")
+    extract([path], zones, out, "mean", workers=1)
+    t = table(out)
+    assert (t.row[0], t.col[0]) == (33, 17)
+    assert t.value[0] == pytest.approx(((33 * 40 + 17) % 1000) * 0.01 + 20.0)
