@@ -80,14 +80,7 @@ def build_index(lat: np.ndarray, lon: np.ndarray, cell: float, near: Optional[Tu
     flat_lat = np.ascontiguousarray(lat, np.float64).ravel()
     flat_lon = np.ascontiguousarray(lon, np.float64).ravel()
     if near is not None:
-        q = unit_vectors(*near)
-        q = q[np.all(np.isfinite(q), axis=1)]
-        reach = int(math.ceil(radius / cell))
-        steps = np.arange(-reach, reach + 1)
-        offsets = np.stack(np.meshgrid(steps, steps, steps, indexing="ij"), -1).reshape(-1, 3)
-        cubes = (np.floor(q / cell).astype(np.int64)[:, None, :] + offsets[None, :, :]).reshape(-1, 3) + _HALF
-        needed = np.unique((cubes[:, 0] << (2 * _BITS)) | (cubes[:, 1] << _BITS) | cubes[:, 2])
-        valid = np.flatnonzero(_in_cubes(flat_lat, flat_lon, cell, needed))
+        valid = np.flatnonzero(near_mask(flat_lat, flat_lon, cell, near[0], near[1], radius))
     else:
         valid = np.flatnonzero(np.isfinite(flat_lat) & np.isfinite(flat_lon))
     xyz = unit_vectors(flat_lat[valid], flat_lon[valid])
@@ -98,6 +91,22 @@ def build_index(lat: np.ndarray, lon: np.ndarray, cell: float, near: Optional[Tu
     starts = np.concatenate([[0], bounds, [len(keys)]]).astype(np.int64)
     return PixelIndex(keys[starts[:-1]] if len(keys) else keys, starts, valid[order].astype(np.int64),
                       np.ascontiguousarray(xyz[order]), cell, shape)  # type: ignore[arg-type]
+
+
+def near_mask(lat: np.ndarray, lon: np.ndarray, cell: float, qlat: np.ndarray, qlon: np.ndarray,
+              radius: float) -> np.ndarray:
+    """True for the valid pixels (flat ``lat``/``lon``) of the cubes of side ``cell`` that a search of chord
+    ``radius`` around the points ``qlat``/``qlon`` visits: every pixel within ``radius`` of a point is among them."""
+    cell = max(float(cell), MIN_CELL)
+    q = unit_vectors(qlat, qlon)
+    q = q[np.all(np.isfinite(q), axis=1)]
+    reach = int(math.ceil(radius / cell))
+    steps = np.arange(-reach, reach + 1)
+    offsets = np.stack(np.meshgrid(steps, steps, steps, indexing="ij"), -1).reshape(-1, 3)
+    cubes = (np.floor(q / cell).astype(np.int64)[:, None, :] + offsets[None, :, :]).reshape(-1, 3) + _HALF
+    needed = np.unique((cubes[:, 0] << (2 * _BITS)) | (cubes[:, 1] << _BITS) | cubes[:, 2])
+    return _in_cubes(np.ascontiguousarray(lat, np.float64).ravel(), np.ascontiguousarray(lon, np.float64).ravel(),
+                     cell, needed)
 
 
 @jit

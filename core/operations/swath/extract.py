@@ -37,7 +37,7 @@ from ...io.swath import SwathScene, looks_like_swath, open_swath, read_geolocati
 from ...io.vector import VERTEX_INDEX, Table, Zones, check_zone_coordinates, make_samples, read_zones, \
     reproject, to_date64
 from ...kernels.footprints import KIND_EMPTY, KIND_LINE, KIND_POINT, KIND_POLYGON, kind_of
-from ...kernels.swath import build_index, chord_of, metres_of, nearest, pixel_spacing
+from ...kernels.swath import build_index, chord_of, metres_of, near_mask, nearest, pixel_spacing, unit_vectors
 from ...options import GridOptions, OutputOptions, split_options
 from ...runtime.runner import RunReport, TileBudget, TiledJob, run_tiles, warnings_to
 from ...runtime.sinks import TableSink, write_part
@@ -328,7 +328,16 @@ def _polygon_pixels(plan: SwathPlan, polygons: np.ndarray, lat: np.ndarray, lon:
     """The flat indexes of the pixels whose centres fall inside each polygon (longitudes taken around the
     polygon's own, so a polygon across the antimeridian finds the pixels on both sides)."""
     flat_lat, flat_lon = lat.ravel(), lon.ravel()
-    valid = np.flatnonzero(np.isfinite(flat_lat))
+    # only the pixels near a polygon are sorted: those of the cubes around each polygon's centre that hold
+    # every point within its farthest vertex (a point inside is within the hull, so no farther)
+    shapes = plan.shapes[polygons]
+    centre = shapely.get_coordinates(shapely.centroid(shapes))
+    radius = 0.0
+    for g, (x, y) in zip(shapes, centre):
+        xy = shapely.get_coordinates(g)
+        chord = np.linalg.norm(unit_vectors(xy[:, 1], xy[:, 0]) - unit_vectors([y], [x]), axis=1)
+        radius = max(radius, float(chord.max()) * 1.01 + 1e-9)
+    valid = np.flatnonzero(near_mask(flat_lat, flat_lon, radius, centre[:, 1], centre[:, 0], radius))
     by_lat = valid[np.argsort(flat_lat[valid], kind="stable")]
     sorted_lat = flat_lat[by_lat]
     out = {}
