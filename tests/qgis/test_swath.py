@@ -94,6 +94,29 @@ def test_folder_that_is_not_safe_is_one_message(products, tmp_path):
     assert not (tmp_path / "x.csv").exists()
 
 
+def test_temporal_median_of_safe_folders(products, tmp_path):
+    """The composite grids the scenes first (EXTENT, CELL_SIZE): its pixels are the engine CLI's."""
+    xs, ys = zip(*products["points"])
+    extent = (min(xs) - 0.05, max(xs) + 0.05, min(ys) - 0.05, max(ys) + 0.05)
+    out = str(tmp_path / "median.tif")
+    run("tilewise:temporalmedian", {"INPUT": products["paths"], "VARIABLES": "CHL_NN", "MASK_FLAGS": "CLOUD",
+                                    "EXTENT": f"{extent[0]},{extent[1]},{extent[2]},{extent[3]} [EPSG:4326]",
+                                    "TARGET_CRS": "EPSG:4326", "CELL_SIZE": 0.002, "OUTPUT": out})
+    cli = str(tmp_path / "cli.tif")
+    env = dict(os.environ)
+    proc = subprocess.run([os.environ["TILEWISE_PYTHON"], "-m", "tilewise", "composite", "--variables", "CHL_NN",
+                           "--mask-flags", "CLOUD", "--extent", str(extent[0]), str(extent[2]), str(extent[1]),
+                           str(extent[3]), "--crs", "EPSG:4326", "--cell-size", "0.002", "-o", cli, "-q",
+                           *products["paths"]], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    from osgeo import gdal
+    a, b = gdal.Open(out), gdal.Open(cli)
+    assert a.GetGeoTransform() == b.GetGeoTransform() and a.RasterCount == 1
+    mine, theirs = a.ReadAsArray(), b.ReadAsArray()
+    assert (mine == theirs).all() and (mine != a.GetRasterBand(1).GetNoDataValue()).sum() > 1000
+    assert not [f for f in os.listdir(tmp_path) if f.startswith(".tilewise-swath-")]
+
+
 def test_qgis_process_with_safe_folders(products, qgis_process, tmp_path):  # noqa: F811 (the fixture)
     zones = tmp_path / "stations.geojson"
     zones.write_text(json.dumps({"type": "FeatureCollection", "features": [
