@@ -2,7 +2,7 @@
 
 import os
 
-from qgis.core import (QgsProcessing, QgsProcessingException, QgsProcessingParameterEnum,
+from qgis.core import (QgsProcessing, QgsProcessingException, QgsProcessingParameterBoolean, QgsProcessingParameterEnum,
                        QgsProcessingParameterFeatureSource, QgsProcessingParameterField,
                        QgsProcessingParameterFileDestination, QgsProcessingParameterMultipleLayers,
                        QgsProcessingParameterNumber, QgsProcessingParameterString,
@@ -90,6 +90,7 @@ class Extract(SwathSeries, MaskParameters, ScalingParameters, TilewiseAlgorithm)
     MAX_DISTANCE = "MAX_DISTANCE"
     FLAG_VARIABLE = "FLAG_VARIABLE"
     MASK_FLAGS = "MASK_FLAGS"
+    ANGLES = "ANGLES"
 
     def name(self):
         return "extract"
@@ -164,6 +165,9 @@ class Extract(SwathSeries, MaskParameters, ScalingParameters, TilewiseAlgorithm)
             self.FLAG_VARIABLE, tr("Swath: flag variable (empty: the product's own, e.g. WQSF)"), optional=True))
         self.addParameter(QgsProcessingParameterString(
             self.MASK_FLAGS, tr("Swath: flags to mask by name (e.g. LAND,CLOUD,INVALID)"), optional=True))
+        self.addParameter(QgsProcessingParameterBoolean(
+            self.ANGLES, tr("Swath: add the sun and view angles at each point (from the tie points)"),
+            defaultValue=False, optional=True))
 
     def swath_params(self, parameters, context):
         """The swath options that were set (a raster run refuses them)."""
@@ -173,6 +177,7 @@ class Extract(SwathSeries, MaskParameters, ScalingParameters, TilewiseAlgorithm)
             if parameters.get(self.MAX_DISTANCE) not in (None, "") else None,
             "flag_variable": self.parameterAsString(parameters, self.FLAG_VARIABLE, context) or None,
             "mask_flags": self.parameterAsString(parameters, self.MASK_FLAGS, context) or None,
+            "angles": True if self.parameterAsBool(parameters, self.ANGLES, context) else None,
         }
         return {k: v for k, v in given.items() if v is not None}
 

@@ -61,6 +61,8 @@ def add_commands(sub) -> None:
                    "e.g. WQSF)")
     g.add_argument("--mask-flags", metavar="LIST", help="flags to mask by name, e.g. LAND,CLOUD,INVALID (with "
                    "--mask-bits, --mask-values and --mask-preset olci-wfr; default none)")
+    g.add_argument("--angles", action="store_true", help="add the sun and view angles (sza, oza, saa, oaa) at "
+                   "each point's pixel, interpolated from the tie points")
     c.add_argument("-o", "--output", required=True, help="output table: .gpkg, .csv or .parquet")
     c.add_argument("--plot", help="also write an HTML chart of each feature's series")
     add_run_options(c)
@@ -70,7 +72,7 @@ def add_commands(sub) -> None:
 def swath_kwargs(args: argparse.Namespace) -> dict:
     """The swath options that were given (a raster run refuses them)."""
     given = dict(variables=args.variables, max_distance=args.max_distance, flag_variable=args.flag_variable,
-                 mask_flags=args.mask_flags)
+                 mask_flags=args.mask_flags, angles=args.angles or None)
     return {k: v for k, v in given.items() if v is not None}
 
 

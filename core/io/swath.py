@@ -455,3 +455,58 @@ def _read_block(bh: int, bw: int, height: int, width: int) -> Tuple[int, int]:
     if bh == 1 and bw >= width:
         return min(256, height), width
     return max(bh, 1), max(bw, 1)
+
+
+# -- angles -----------------------------------------------------------------------------------------------
+
+#: The sun and view angles of the tie-point grid (Sentinel-3 ``tie_geometries.nc``), in the table's order.
+ANGLES = ("SZA", "OZA", "SAA", "OAA")
+TIE_FILE = "tie_geometries.nc"
+
+
+def read_angles(scene: SwathScene, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """``(pixels, 4)`` SZA, OZA, SAA, OAA in degrees at the pixels ``(rows, cols)``, bilinear from the
+    scene's tie-point grid (``ac_subsampling_factor`` columns and ``al_subsampling_factor`` rows apart);
+    azimuths through their sine and cosine, so 359 and 1 give 0, not 180."""
+    import rasterio
+    from rasterio.errors import NotGeoreferencedWarning
+    path = os.path.join(os.path.dirname(scene.lat.path), TIE_FILE)
+    if not os.path.isfile(path):
+        raise InputError(f"{scene.source} has no {TIE_FILE} beside its geolocation: the angles cannot be "
+                         "interpolated (leave ANGLES off).")
+    found = {v.name.upper(): v for v in _file_variables(path)}
+    with rasterio.Env(**_ENV), warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with rasterio.open(next(iter(found.values())).gdal_path) as src:
+            tags = src.tags()
+    try:
+        ac = float(tags.get("NC_GLOBAL#ac_subsampling_factor", 64))
+        al = float(tags.get("NC_GLOBAL#al_subsampling_factor", 1))
+    except ValueError:
+        raise InputError(f"{path} has no readable ac/al_subsampling_factor.") from None
+    out = np.full((len(rows), len(ANGLES)), np.nan)
+    if len(rows) == 0:
+        return out
+    for k, name in enumerate(ANGLES):
+        if name not in found:
+            continue
+        grid = read_variable(found[name])
+        tr = np.clip(np.asarray(rows, np.float64) / al, 0, grid.shape[0] - 1)
+        tc = np.clip(np.asarray(cols, np.float64) / ac, 0, grid.shape[1] - 1)
+        if name.endswith("AA"):
+            s = _bilinear(np.sin(np.radians(grid)), tr, tc)
+            c = _bilinear(np.cos(np.radians(grid)), tr, tc)
+            out[:, k] = np.degrees(np.arctan2(s, c)) % 360.0
+        else:
+            out[:, k] = _bilinear(grid, tr, tc)
+    return out
+
+
+def _bilinear(grid: np.ndarray, r: np.ndarray, c: np.ndarray) -> np.ndarray:
+    r0 = np.clip(np.floor(r).astype(np.int64), 0, max(grid.shape[0] - 2, 0))
+    c0 = np.clip(np.floor(c).astype(np.int64), 0, max(grid.shape[1] - 2, 0))
+    r1 = np.minimum(r0 + 1, grid.shape[0] - 1)
+    c1 = np.minimum(c0 + 1, grid.shape[1] - 1)
+    fr, fc = r - r0, c - c0
+    return (grid[r0, c0] * (1 - fr) * (1 - fc) + grid[r0, c1] * (1 - fr) * fc + grid[r1, c0] * fr * (1 - fc)
+            + grid[r1, c1] * fr * fc)

@@ -128,11 +128,7 @@ def write_olci_product(folder: str, rows: int = 80, cols: int = 60, lat0: float 
                 flag_meanings=" ".join(n for n, _ in WQSF_FLAGS),
                 long_name="Level 2 WATER Product, Classification Flags")
         v[:] = wqsf(rows, cols, seed)
-    with netCDF4.Dataset(os.path.join(path, "tie_geometries.nc"), "w") as f:
-        f.createDimension("tie_rows", rows // 8 + 1)
-        f.createDimension("tie_columns", cols // 16 + 1)
-        v = f.createVariable("SZA", "u4", ("tie_rows", "tie_columns"))
-        v[:] = np.ones((rows // 8 + 1, cols // 16 + 1), np.uint32)
+    write_tie_geometries(os.path.join(path, "tie_geometries.nc"), rows, cols)
     if manifest:
         with open(os.path.join(path, "xfdumanifest.xml"), "w") as f:
             f.write('<?xml version="1.0" encoding="UTF-8"?>\n<xfdu:XFDU xmlns:xfdu="urn:ccsds:schema:xfdu:1" '
@@ -140,6 +136,35 @@ def write_olci_product(folder: str, rows: int = 80, cols: int = 60, lat0: float 
                     f'<sentinel-safe:startTime>{stamp[:4]}-{stamp[4:6]}-{stamp[6:8]}T{stamp[9:11]}:{stamp[11:13]}:'
                     f'{stamp[13:15]}.000000Z</sentinel-safe:startTime></metadataSection></xfdu:XFDU>\n')
     return path
+
+
+TIE_AC = 16          # (real FR products: 64 columns between tie points, every row a tie row)
+
+
+def angles_truth(rows, cols):
+    """The sun and view angles at every pixel: linear in row and column (SAA crossing 360)."""
+    i, j = np.meshgrid(np.arange(rows, dtype=np.float64), np.arange(cols, dtype=np.float64), indexing="ij")
+    return {"SZA": 30 + 0.01 * i + 0.02 * j, "OZA": 5 + 0.3 * j, "SAA": (350 + 0.5 * j + 0.01 * i) % 360,
+            "OAA": 100 - 0.2 * j}
+
+
+def write_tie_geometries(path, rows, cols):
+    import netCDF4
+    n_tc = (cols - 1) // TIE_AC + 2
+    tie_cols = np.arange(n_tc) * TIE_AC
+    with netCDF4.Dataset(path, "w") as f:
+        f.createDimension("tie_rows", rows)
+        f.createDimension("tie_columns", n_tc)
+        f.ac_subsampling_factor = np.int32(TIE_AC)
+        f.al_subsampling_factor = np.int32(1)
+        full = angles_truth(rows, int(tie_cols[-1]) + 1)
+        for name, values in full.items():
+            signed = name in ("SAA", "OAA")
+            v = f.createVariable(name, "i4" if signed else "u4", ("tie_rows", "tie_columns"))
+            v.set_auto_maskandscale(False)
+            v.scale_factor = 1e-6
+            v.units = "degrees"
+            v[:] = np.round(values[:, tie_cols] * 1e6).astype("i4" if signed else "u4")
 
 
 def read_truth(path: str, name: str, variable: str):

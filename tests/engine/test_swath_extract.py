@@ -391,3 +391,21 @@ def test_one_netcdf_with_its_own_latitude_longitude(tmp_path, coordinates):
     t = table(out)
     assert (t.row[0], t.col[0]) == (33, 17)
     assert t.value[0] == pytest.approx(((33 * 40 + 17) % 1000) * 0.01 + 20.0)
+
+
+def test_angles_from_the_tie_points(product, tmp_path):
+    tlat, tlon = sd.geolocation_truth(product)
+    pix = [(0, 0), (13, 17), (40, 33), (79, 56), (22, 48)]      # on tie columns, between them, at the edges
+    zones = zones_from_geometries([shapely.Point(tlon[r, c], tlat[r, c]) for r, c in pix] + [shapely.Point(5, 5)],
+                                  "EPSG:4326")
+    out = str(tmp_path / "ts.parquet")
+    extract([product], zones, out, "mean", variables="CHL_NN", angles=True, workers=1)
+    t = table(out)
+    truth = sd.angles_truth(80, 60)
+    for name in ("sza", "oza"):                 # linear across the tie points: bilinear is exact
+        np.testing.assert_allclose(t[name][:5], [truth[name.upper()][r, c] for r, c in pix], atol=1e-5)
+    for name in ("saa", "oaa"):                 # azimuths by their sine and cosine: across 360, not through 180
+        got = t[name][:5].to_numpy()
+        want = np.array([truth[name.upper()][r, c] for r, c in pix])
+        assert np.all(np.abs((got - want + 180) % 360 - 180) < 0.01), (got, want)
+    assert t[["sza", "oza", "saa", "oaa"]].iloc[5].isna().all()       # outside the swath

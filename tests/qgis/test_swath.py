@@ -55,7 +55,7 @@ def stations(points):
 def test_processing_run_with_safe_folders(products, tmp_path):
     out = str(tmp_path / "ts.csv")
     result = run(ALG, {"INPUT": products["paths"], "ZONES": stations(products["points"]), "ID_FIELD": "station",
-                       "VARIABLES": "CHL_NN", "LAYOUT": 1, "OUTPUT": out})
+                       "VARIABLES": "CHL_NN", "LAYOUT": 1, "ANGLES": True, "OUTPUT": out})
     assert result["OUTPUT"] == out
     with open(out, newline="") as f:
         rows = list(csv.DictReader(f))
@@ -64,6 +64,7 @@ def test_processing_run_with_safe_folders(products, tmp_path):
     assert (rows[1]["row"], rows[1]["col"]) == ("10", "12") and (rows[3]["row"], rows[3]["col"]) == ("27", "30")
     assert float(rows[1]["value"]) == pytest.approx(products["chl"][0], rel=1e-6)
     assert rows[4]["value"] == "" and rows[4]["reason"] == "outside the swath"
+    assert float(rows[1]["sza"]) == pytest.approx(30 + 0.01 * 10 + 0.02 * 12, abs=1e-5) and rows[4]["sza"] == ""
 
 
 def test_processing_run_with_manifests_and_netcdf_files_and_flags(products, tmp_path):

@@ -33,7 +33,8 @@ import shapely
 from ...dates import parse_date
 from ...errors import InputError, ParameterError, TilewiseWarning
 from ...grid import Grid, Tile
-from ...io.swath import SwathScene, looks_like_swath, open_swath, read_geolocation, read_pixels
+from ...io.swath import ANGLES, SwathScene, looks_like_swath, open_swath, read_angles, read_geolocation, \
+    read_pixels
 from ...io.vector import VERTEX_INDEX, Table, Zones, check_zone_coordinates, make_samples, read_zones, \
     reproject, to_date64
 from ...kernels.footprints import KIND_EMPTY, KIND_LINE, KIND_POINT, KIND_POLYGON, kind_of
@@ -53,7 +54,7 @@ REASONS = ("", "outside the swath", "fill value", "flagged", "no pixel centre in
            "no geometry")
 OK, OUTSIDE, FILLED, FLAGGED, NO_PIXEL, ALL_INVALID, LINE, EMPTY = range(8)
 #: Options only swath runs take (a raster run refuses them when set).
-SWATH_ONLY = ("variables", "max_distance", "flag_variable", "mask_flags")
+SWATH_ONLY = ("variables", "max_distance", "flag_variable", "mask_flags", "angles")
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,8 @@ class SwathOptions:
     to the flag variable. Swath-only: ``variables`` (names; default every measured variable: not flags,
     not ``*_err``), ``max_distance`` (metres; default the scene's pixel diagonal), ``flag_variable``
     (default the product's only flag variable), ``mask_flags`` (names of ``flag_meanings``:
-    ``"LAND,CLOUD,INVALID"``). The raster options that have no meaning on a swath must stay unset.
+    ``"LAND,CLOUD,INVALID"``), ``angles`` (the sun and view angles at each point's pixel, from the tie
+    points). The raster options that have no meaning on a swath must stay unset.
     """
 
     statistics: Union[str, Sequence[Any]] = ("mean",)
@@ -77,6 +79,7 @@ class SwathOptions:
     max_distance: Optional[float] = None
     flag_variable: Optional[str] = None
     mask_flags: Any = ()
+    angles: bool = False
     mask_values: Any = ()
     mask_bits: Any = ()
     mask_preset: Any = None
@@ -113,7 +116,8 @@ class SwathOptions:
                       min_valid_fraction=spec.min_valid_fraction, coverage=spec.coverage,
                       point_method=spec.point_method, window=spec.window,
                       variables=tuple(str(v).strip() for v in variables) if variables else None,
-                      max_distance=distance or None, flag_variable=flags.variable or None, mask_flags=flags.names,
+                      max_distance=distance or None, angles=bool(self.angles),
+                      flag_variable=flags.variable or None, mask_flags=flags.names,
                       mask_bits=flags.bits, mask_values=flags.values, mask_preset=flags.preset,
                       layout=choose(self.layout, LAYOUTS, "layout"),
                       dates=tuple(self.dates) if self.dates is not None and not isinstance(self.dates, str)
@@ -167,6 +171,7 @@ class SwathPlan:
     lon: np.ndarray
     lat: np.ndarray
     shapes: np.ndarray
+    angles: bool = False
 
     @property
     def n_columns(self) -> int:
@@ -186,7 +191,7 @@ def is_swath_run(inputs: Sequence[str], options: Dict[str, Any]) -> bool:
         return True
     for key in SWATH_ONLY:
         value = options.pop(key, None)
-        if value not in (None, "", (), []):
+        if value not in (None, "", (), [], False):
             raise ParameterError(f"{key} applies to swath inputs (SAFE folders, netCDF on latitude/longitude "
                                  "grids); the inputs are rasters.")
     return False
@@ -226,7 +231,7 @@ def plan_swath(inputs: Sequence[str], zones: Union[str, Zones], own: SwathOption
         xy = shapely.get_coordinates(moved[points])
         lon[points], lat[points] = xy[:, 0], xy[:, 1]
     shapes = np.asarray([_unwrapped(g) if k == KIND_POLYGON else None for g, k in zip(moved, kind)], dtype=object)
-    plan = SwathPlan(scenes, variables, own.spec, own.max_distance, flags, kind, lon, lat, shapes)
+    plan = SwathPlan(scenes, variables, own.spec, own.max_distance, flags, kind, lon, lat, shapes, own.angles)
     return plan, zones, samples
 
 
@@ -315,6 +320,9 @@ def extract_scene(plan: SwathPlan, i: int) -> Dict[str, np.ndarray]:
     flat_lat, flat_lon = lat.ravel(), lon.ravel()
     part["plat"] = np.where(ok, flat_lat[np.maximum(pixel_of, 0)], np.nan)
     part["plon"] = np.where(ok, flat_lon[np.maximum(pixel_of, 0)], np.nan)
+    if plan.angles:
+        part["angles"] = np.full((n_s, len(ANGLES)), np.nan)
+        part["angles"][ok] = read_angles(scene, part["row"][ok], part["col"][ok])
     return part
 
 
@@ -603,6 +611,9 @@ def _long(plan: SwathPlan, zones: Zones, samples: Any, st: Dict[str, np.ndarray]
     cols["distance_m"] = st["distance"][scene, sample]
     cols["pixel_lat"] = st["plat"][scene, sample]
     cols["pixel_lon"] = st["plon"][scene, sample]
+    if plan.angles:
+        for k, name in enumerate(ANGLES):
+            cols[name.lower()] = st["angles"][scene, sample, k]
     reasons = np.asarray([None] + list(REASONS[1:]), dtype=object)
     cols["reason"] = reasons[st["reason"][scene, sample, var]]
     return Table(cols)
@@ -648,6 +659,9 @@ def _wide(plan: SwathPlan, zones: Zones, samples: Any, st: Dict[str, np.ndarray]
             cols[f"{keys[r]}_row"] = _nullable_int(st["row"][r])
             cols[f"{keys[r]}_col"] = _nullable_int(st["col"][r])
             cols[f"{keys[r]}_distance_m"] = st["distance"][r]
+            if plan.angles:
+                for k, name in enumerate(ANGLES):
+                    cols[f"{keys[r]}_{name.lower()}"] = st["angles"][r][:, k]
     geometry = samples.geometry if samples.vertex is not None else zones.geometry
     return Table(cols, np.asarray(geometry, dtype=object), zones.crs)
 
