@@ -133,7 +133,7 @@ def main(argv=None) -> int:
         ok &= bool(np.allclose(got[same], values[same], equal_nan=True))
     t = time.perf_counter()
     jobs = []
-    for i, p in enumerate(paths):
+    for p in paths:
         mine = table[(table.source == os.path.basename(p)) & (table.variable == variables[0])]
         rows, cols = mine.row.to_numpy(), mine.col.to_numpy()
         good = ~(np.isnan(rows.astype(float)))

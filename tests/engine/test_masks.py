@@ -111,7 +111,8 @@ def test_presets_in_fixed_enum_order():
         assert p.doc and p.label
 
 
-@pytest.mark.parametrize("preset, match", [(4, "0..3"), (-1, "0..3"), ("fmask", "none, s2-scl, landsat-c2-qa, olci-wfr")])
+@pytest.mark.parametrize("preset, match", [(4, "0..3"), (-1, "0..3"),
+                                           ("fmask", "none, s2-scl, landsat-c2-qa, olci-wfr")])
 def test_unknown_preset(preset, match):
     with pytest.raises(MaskError, match=match):
         preset_by_name(preset)
