@@ -2,7 +2,7 @@
 
 import os
 
-from qgis.core import (QgsProcessing, QgsProcessingException, QgsProcessingParameterEnum,
+from qgis.core import (QgsProcessing, QgsProcessingException, QgsProcessingParameterBoolean, QgsProcessingParameterEnum,
                        QgsProcessingParameterFeatureSource, QgsProcessingParameterField,
                        QgsProcessingParameterFileDestination, QgsProcessingParameterMultipleLayers,
                        QgsProcessingParameterNumber, QgsProcessingParameterString,
@@ -10,6 +10,7 @@ from qgis.core import (QgsProcessing, QgsProcessingException, QgsProcessingParam
 
 from ..core.vocabulary import EXTRACT_COVERAGES, EXTRACT_GEOMETRY_MODES, EXTRACT_POINT_METHODS, EXTRACT_STATISTICS
 from .base import TilewiseAlgorithm, tr
+from .swath import SwathSeries
 from .compat import NUMBER_DOUBLE, NUMBER_INTEGER, TYPE_RASTER
 from .parameters import FRACTION_DECIMALS, PERCENTILES_DEFAULT, MaskParameters, ScalingParameters, numbers, \
     with_decimals
@@ -45,6 +46,15 @@ HELP = (
     "<code>source</code>, <code>date</code>, <code>band</code>, <code>value</code> (points) or one column per "
     "statistic and <code>n_valid</code>. No data is NULL, never a number. GeoPackage or CSV (Parquet is "
     "written too, but QGIS 3.22 cannot open it). <i>Plot</i>: an HTML chart of each feature's series.</p>"
+    "<p><b>Swath scenes</b> (Sentinel-3 OLCI/SLSTR SAFE folders, netCDF on 2-D latitude/longitude grids): add "
+    "each scene's <code>xfdumanifest.xml</code>, its .SEN3 folder or its netCDF files as the input series. A "
+    "point takes the nearest pixel by great-circle distance, within <i>Maximum distance</i> (default the "
+    "pixel diagonal; farther, it is outside the swath and its values are NULL); polygons the pixels whose "
+    "centres are inside. Rows add the swath <code>row</code>, <code>col</code>, <code>distance_m</code>, "
+    "<code>pixel_lat</code>, <code>pixel_lon</code> and a <code>reason</code> for NULLs. <i>Variables</i> "
+    "(e.g. <code>Oa08_reflectance,CHL_NN</code>; default all but flags and *_err); flags by name in <i>Mask "
+    "flags</i> (e.g. <code>LAND,CLOUD,INVALID</code>), <i>Mask bits</i> or the olci-wfr preset, on the "
+    "<i>Flag variable</i> (default WQSF). Dates from the product name.</p>"
     "<p>Zones in any CRS are reprojected to each raster's; rasters may be on different grids. The work runs "
     "in separate Python processes, tile by tile (each tile read once per raster, features spanning tiles "
     "merged exactly), so QGIS stays responsive; cancel stops them.</p>"
@@ -58,7 +68,7 @@ def zones_crs(crs):
     return authid if authid.upper().startswith(("EPSG:", "ESRI:", "IGNF:")) else crs.toWkt()
 
 
-class Extract(MaskParameters, ScalingParameters, TilewiseAlgorithm):
+class Extract(SwathSeries, MaskParameters, ScalingParameters, TilewiseAlgorithm):
     OPERATION = "extract"
     UNIT = "tiles"
     INPUT = "INPUT"
@@ -76,6 +86,11 @@ class Extract(MaskParameters, ScalingParameters, TilewiseAlgorithm):
     LAYOUT = "LAYOUT"
     OUTPUT = "OUTPUT"
     OUTPUT_PLOT = "OUTPUT_PLOT"
+    VARIABLES = "VARIABLES"
+    MAX_DISTANCE = "MAX_DISTANCE"
+    FLAG_VARIABLE = "FLAG_VARIABLE"
+    MASK_FLAGS = "MASK_FLAGS"
+    ANGLES = "ANGLES"
 
     def name(self):
         return "extract"
@@ -127,6 +142,7 @@ class Extract(MaskParameters, ScalingParameters, TilewiseAlgorithm):
             self.DATES, tr("Dates, one per raster (empty: from the file names or metadata)"), optional=True))
         self.addParameter(QgsProcessingParameterEnum(
             self.LAYOUT, tr("Layout"), LAYOUTS, defaultValue=0))
+        self.add_swath_parameters()
         self.add_scaling_parameters()
         self.add_mask_parameters()
         self.add_tiling_parameters()
@@ -137,6 +153,34 @@ class Extract(MaskParameters, ScalingParameters, TilewiseAlgorithm):
             self.OUTPUT_PLOT, tr("Plot of each feature's series"), tr("HTML files (*.html)"), optional=True,
             createByDefault=False))
 
+    def add_swath_parameters(self):
+        """Swath scenes only (SAFE folders, netCDF on latitude/longitude grids)."""
+        self.addParameter(QgsProcessingParameterString(
+            self.VARIABLES, tr("Swath: variables (e.g. Oa08_reflectance,CHL_NN; empty: all but flags and *_err)"),
+            optional=True))
+        self.addParameter(with_decimals(QgsProcessingParameterNumber(
+            self.MAX_DISTANCE, tr("Swath: maximum distance from a point to its pixel, metres (0: the pixel "
+                                  "diagonal)"), NUMBER_DOUBLE, defaultValue=0.0, minValue=0.0, optional=True), 1))
+        self.addParameter(QgsProcessingParameterString(
+            self.FLAG_VARIABLE, tr("Swath: flag variable (empty: the product's own, e.g. WQSF)"), optional=True))
+        self.addParameter(QgsProcessingParameterString(
+            self.MASK_FLAGS, tr("Swath: flags to mask by name (e.g. LAND,CLOUD,INVALID)"), optional=True))
+        self.addParameter(QgsProcessingParameterBoolean(
+            self.ANGLES, tr("Swath: add the sun and view angles at each point (from the tie points)"),
+            defaultValue=False, optional=True))
+
+    def swath_params(self, parameters, context):
+        """The swath options that were set (a raster run refuses them)."""
+        given = {
+            "variables": self.parameterAsString(parameters, self.VARIABLES, context) or None,
+            "max_distance": self.parameterAsDouble(parameters, self.MAX_DISTANCE, context) or None
+            if parameters.get(self.MAX_DISTANCE) not in (None, "") else None,
+            "flag_variable": self.parameterAsString(parameters, self.FLAG_VARIABLE, context) or None,
+            "mask_flags": self.parameterAsString(parameters, self.MASK_FLAGS, context) or None,
+            "angles": True if self.parameterAsBool(parameters, self.ANGLES, context) else None,
+        }
+        return {k: v for k, v in given.items() if v is not None}
+
     def hasHtmlOutputs(self):  # noqa: N802 (QGIS's name)
         """QGIS's dialog asks this after every run and then logs "HTML output has been generated by this
         algorithm" (QgsProcessingAlgorithm's answer: an HTML output is declared, whether or not the run wrote
@@ -145,7 +189,7 @@ class Extract(MaskParameters, ScalingParameters, TilewiseAlgorithm):
         return False
 
     def engine_params(self, parameters, context, feedback):
-        inputs = self.layer_sources(parameters, self.INPUT, context)
+        inputs = self.series_sources(parameters, context)
         output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         if not output:
             raise QgsProcessingException(tr("No output table was given."))
@@ -180,6 +224,7 @@ class Extract(MaskParameters, ScalingParameters, TilewiseAlgorithm):
             "output_plot": os.path.abspath(plot) if plot else None,
             **scaling,
             **self.mask_params(parameters, context),
+            **self.swath_params(parameters, context),
             **self.run_params(parameters, context),
         }
         feedback.pushInfo(tr(f"{', '.join(stats)} of the zones in {len(inputs)} rasters"))

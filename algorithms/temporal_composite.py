@@ -5,6 +5,7 @@ from qgis.core import (QgsProcessingParameterEnum, QgsProcessingParameterMultipl
 
 from ..core.vocabulary import STATISTICS as ENGINE_STATISTICS
 from .base import TilewiseAlgorithm, tr
+from .swath import SwathSeries
 from .compat import TYPE_RASTER
 from .parameters import MASK_HELP, MaskParameters, PERCENTILES_DEFAULT, nodata_parameter, numbers, \
     optional_number
@@ -23,18 +24,24 @@ HELP = (
     "{mask_help}"
     "<p><b>Output grid</b>: the reference layer's (default: the first input), optionally changed by extent, CRS "
     "and cell size. Inputs on other grids or CRSs are warped on the fly.</p>"
+    "<p><b>Swath scenes</b> (Sentinel-3 SAFE folders or their xfdumanifest.xml, netCDF on latitude/longitude "
+    "grids) are gridded first onto <i>Extent</i> and <i>Cell size</i> (in <i>Target CRS</i>, default EPSG:4326) "
+    "through their geolocation (as <code>gdalwarp -geoloc</code>), with <i>Variables</i> and flags masked by name "
+    "(<i>Mask flags</i>), bits or the olci-wfr preset.</p>"
     "<p>The work runs in separate Python processes (numpy, numba, rasterio), so QGIS stays responsive; cancel "
     "stops them at once and writes nothing.</p>"
 )
 
 
-class TemporalComposite(MaskParameters, TilewiseAlgorithm):
+class TemporalComposite(SwathSeries, MaskParameters, TilewiseAlgorithm):
     OPERATION = "composite"
     INPUT = "INPUT"
     BANDS = "BANDS"
     STATISTIC = "STATISTIC"
     PERCENTILES = "PERCENTILES"
     INPUT_NODATA = "INPUT_NODATA"
+    VARIABLES = "VARIABLES"
+    MASK_FLAGS = "MASK_FLAGS"
 
     def name(self):
         return "temporalmedian"
@@ -56,6 +63,10 @@ class TemporalComposite(MaskParameters, TilewiseAlgorithm):
             self.PERCENTILES, tr("Percentiles (with the percentile statistic)"), defaultValue=PERCENTILES_DEFAULT,
             optional=True))
         self.addParameter(nodata_parameter(self.INPUT_NODATA, "Input nodata (empty: each file's own)"))
+        self.addParameter(QgsProcessingParameterString(
+            self.VARIABLES, tr("Swath scenes: variables (e.g. CHL_NN; empty: all but flags and *_err)"), optional=True))
+        self.addParameter(QgsProcessingParameterString(
+            self.MASK_FLAGS, tr("Swath scenes: flags to mask by name (e.g. LAND,CLOUD,INVALID)"), optional=True))
         self.add_mask_parameters()
         self.add_grid_parameters("default: the first input")
         self.add_output_parameters("Composite")
@@ -63,7 +74,7 @@ class TemporalComposite(MaskParameters, TilewiseAlgorithm):
     def engine_params(self, parameters, context, feedback):
         statistic = STATISTICS[self.parameterAsEnum(parameters, self.STATISTIC, context)]
         params = {
-            "inputs": self.layer_sources(parameters, self.INPUT, context),
+            "inputs": self.series_sources(parameters, context),
             "statistic": statistic,
             "percentiles": numbers(self.parameterAsString(parameters, self.PERCENTILES, context), float,
                                    self.PERCENTILES) if statistic == "percentile" else [],
@@ -72,6 +83,8 @@ class TemporalComposite(MaskParameters, TilewiseAlgorithm):
             **self.mask_params(parameters, context),
             **self.grid_params(parameters, context),
             **self.output_params(parameters, context),
+            **{k: v for k, v in (("variables", self.parameterAsString(parameters, self.VARIABLES, context)),
+                                 ("mask_flags", self.parameterAsString(parameters, self.MASK_FLAGS, context))) if v},
         }
         feedback.pushInfo(tr(f"{statistic} of {len(params['inputs'])} rasters"))
         return params

@@ -37,6 +37,8 @@ class MaskPreset:
     values: Tuple[int, ...] = ()
     bits: Tuple[int, ...] = ()
     doc: str = ""
+    #: flag names of a swath product's flag variable (``flag_meanings``), e.g. Sentinel-3 WQSF
+    flags: Tuple[str, ...] = ()
 
 
 #: Sentinel-2 L2A Scene Classification (SCL) classes: 0 no data, 1 saturated or defective,
@@ -57,11 +59,21 @@ LANDSAT_C2_QA = MaskPreset(
         "2 cirrus, 3 cloud or 4 cloud shadow set. Fill (bit 0) is the bands' nodata already; add bit 5 "
         "to drop snow too.")
 
+#: Sentinel-3 OLCI Level-2 WFR: the WQSF flags EUMETSAT recommends for the water reflectances.
+OLCI_WFR = MaskPreset(
+    "olci-wfr", "Sentinel-3 OLCI WFR WQSF (recommended reflectance flags)",
+    flags=("INVALID", "LAND", "CLOUD", "CLOUD_AMBIGUOUS", "CLOUD_MARGIN", "SNOW_ICE", "SUSPECT", "HISOLZEN",
+           "SATURATED", "HIGHGLINT", "WHITECAPS", "AC_FAIL", "ANNOT_TAU06", "RWNEG_O2", "RWNEG_O3", "RWNEG_O4",
+           "RWNEG_O5", "RWNEG_O6", "RWNEG_O7", "RWNEG_O8"),
+    doc="Sentinel-3 OLCI Level-2 WFR swath products, by flag name on WQSF (uint64): drops INVALID, LAND, CLOUD, "
+        "CLOUD_AMBIGUOUS, CLOUD_MARGIN, SNOW_ICE, SUSPECT, HISOLZEN, SATURATED, HIGHGLINT, WHITECAPS, AC_FAIL, "
+        "ANNOT_TAU06 and RWNEG_O2..O8 (EUMETSAT's recommended flags for the reflectances). Swath inputs only.")
+
 NO_MASK = MaskPreset("none", "None", doc="No preset: only MASK_VALUES and MASK_BITS, if given.")
 
-#: Presets in their fixed enum order (QGIS models store the index): 0 none, 1 s2-scl, 2 landsat-c2-qa.
+#: Presets in their fixed enum order (QGIS models store the index): 0 none, 1 s2-scl, 2 landsat-c2-qa, 3 olci-wfr.
 PRESET_NAMES = MASK_PRESETS
-PRESETS = {p.name: p for p in (NO_MASK, S2_SCL, LANDSAT_C2_QA)}
+PRESETS = {p.name: p for p in (NO_MASK, S2_SCL, LANDSAT_C2_QA, OLCI_WFR)}
 
 
 @dataclass(frozen=True)
@@ -160,6 +172,9 @@ def plan_qa_mask(values: Union[str, Sequence[int], None] = (), bits: Union[str, 
     26
     """
     p = preset_by_name(preset)
+    if p.flags:
+        raise MaskError(f"The mask preset {p.name} names the flags of a swath product's flag variable "
+                        "(Sentinel-3 WQSF); it applies to swath inputs (SAFE folders, netCDF), not to raster QA bands.")
     vals = tuple(sorted(set(p.values) | set(parse_codes(values, "MASK_VALUES"))))
     bs = tuple(sorted(set(p.bits) | set(parse_codes(bits, "MASK_BITS"))))
     bad = [b for b in bs if not 0 <= b <= MAX_BIT]

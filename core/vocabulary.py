@@ -55,8 +55,9 @@ STAC_GROUPINGS = ("none", "solar_day")
 #: Resampling of STAC assets at another resolution than the first asset (GDAL VRT's names in
 #: :data:`tilewise.core.operations.stac.vrt.VRT_RESAMPLING`).
 STAC_RESAMPLINGS = ("nearest", "bilinear", "cubic", "cubic_spline", "lanczos", "average", "mode")
-#: QA mask presets: 0 none, 1 Sentinel-2 SCL, 2 Landsat Collection 2 QA_PIXEL (see :mod:`tilewise.core.masks`).
-MASK_PRESETS = ("none", "s2-scl", "landsat-c2-qa")
+#: QA mask presets: 0 none, 1 Sentinel-2 SCL, 2 Landsat Collection 2 QA_PIXEL, 3 Sentinel-3 OLCI WFR WQSF flags
+#: (see :mod:`tilewise.core.masks`).
+MASK_PRESETS = ("none", "s2-scl", "landsat-c2-qa", "olci-wfr")
 #: Gap filling (see :mod:`tilewise.core.kernels.gapfill_plan`): methods and the edge rule.
 GAPFILL_METHODS = ("linear", "nearest", "previous", "next", "seasonal")
 GAPFILL_EDGE_MODES = ("leave", "nearest")

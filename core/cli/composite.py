@@ -21,6 +21,11 @@ def add_commands(sub) -> None:
     c.add_argument("--bands", type=integers, help="input bands to composite, e.g. 1,2,3 (default all)")
     add_input_nodata_option(c)
     add_mask_options(c)
+    g = c.add_argument_group("swath scenes (SAFE folders, netCDF on latitude/longitude grids; gridded onto "
+                             "--extent and --cell-size first)")
+    g.add_argument("--variables", metavar="LIST", help="variables to composite, e.g. CHL_NN (default all "
+                   "measured ones)")
+    g.add_argument("--mask-flags", metavar="LIST", help="flags to mask by name, e.g. LAND,CLOUD,INVALID")
     add_raster_options(c)
     add_composite_options(c)
     c.set_defaults(run=run)
@@ -31,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
     inputs, mask_band = composite_inputs(args, expand_inputs)
     report = run_with_progress(
         composite, args, inputs, args.output, args.statistic, args.percentiles, bands=args.bands,
-        input_nodata=args.input_nodata, **mask_kwargs(args, mask_band), **raster_kwargs(args))
+        input_nodata=args.input_nodata, **mask_kwargs(args, mask_band), **raster_kwargs(args),
+        **{k: v for k, v in (("variables", args.variables), ("mask_flags", args.mask_flags)) if v})
     print_report(report)
     return 0

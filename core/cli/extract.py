@@ -21,7 +21,8 @@ def add_commands(sub) -> None:
                        description="Every feature, every raster, every band in one run: the values at points (nearest "
                                    "pixel or bilinear) and statistics of lines and polygons (pixel centres, all "
                                    "touched, or covered fractions), in a GeoPackage, CSV or Parquet table.")
-    c.add_argument("inputs", nargs="+", help="input rasters or quoted glob patterns")
+    c.add_argument("inputs", nargs="+", help="input rasters or quoted glob patterns; or swath scenes: Sentinel-3 "
+                   "SAFE folders (.SEN3, or their xfdumanifest.xml) or netCDF files on latitude/longitude grids")
     c.add_argument("-z", "--zones", required=True, help="vector file of points, lines or polygons (any CRS)")
     c.add_argument("--layer", help="layer of the zones file (default its first)")
     c.add_argument("--zones-crs", metavar="CRS",
@@ -50,10 +51,29 @@ def add_commands(sub) -> None:
     c.add_argument("--layout", default="long", choices=LAYOUTS,
                    help="long: one row per feature x raster x band (default); wide: the features with one field "
                         "per date x band x statistic")
+    g = c.add_argument_group("swath scenes (SAFE folders, netCDF on latitude/longitude grids)")
+    g.add_argument("--variables", metavar="LIST", help="variables to extract, e.g. Oa08_reflectance,CHL_NN "
+                   "(default every measured one: not flags, not *_err)")
+    g.add_argument("--max-distance", type=float, metavar="METRES",
+                   help="a point farther than this from every valid pixel is outside the swath (null); default "
+                        "the scene's pixel diagonal")
+    g.add_argument("--flag-variable", metavar="NAME", help="the flag variable (default the product's only one, "
+                   "e.g. WQSF)")
+    g.add_argument("--mask-flags", metavar="LIST", help="flags to mask by name, e.g. LAND,CLOUD,INVALID (with "
+                   "--mask-bits, --mask-values and --mask-preset olci-wfr; default none)")
+    g.add_argument("--angles", action="store_true", help="add the sun and view angles (sza, oza, saa, oaa) at "
+                   "each point's pixel, interpolated from the tie points")
     c.add_argument("-o", "--output", required=True, help="output table: .gpkg, .csv or .parquet")
     c.add_argument("--plot", help="also write an HTML chart of each feature's series")
     add_run_options(c)
     c.set_defaults(run=run)
+
+
+def swath_kwargs(args: argparse.Namespace) -> dict:
+    """The swath options that were given (a raster run refuses them)."""
+    given = dict(variables=args.variables, max_distance=args.max_distance, flag_variable=args.flag_variable,
+                 mask_flags=args.mask_flags, angles=args.angles or None)
+    return {k: v for k, v in given.items() if v is not None}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -64,7 +84,8 @@ def run(args: argparse.Namespace) -> int:
         geometry_mode=args.geometry_mode, window=args.window, min_valid_fraction=args.min_valid_fraction,
         bands=args.bands, input_nodata=args.input_nodata, scale=args.scale, offset=args.offset,
         **mask_kwargs(args), dates=args.dates, id_field=args.id_field,
-        layer=args.layer, zones_crs=args.zones_crs, layout=args.layout, output_plot=args.plot, **run_kwargs(args))
+        layer=args.layer, zones_crs=args.zones_crs, layout=args.layout, output_plot=args.plot, **swath_kwargs(args),
+        **run_kwargs(args))
     reused = f" ({report.reused} reused)" if report.reused else ""
     print(f"{report.output}: {report.rows} rows, {report.tiles} tiles{reused} on {report.workers} workers "
           f"in {report.seconds:.2f} s")

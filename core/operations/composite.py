@@ -210,6 +210,9 @@ def composite(inputs: Sequence[str], output: str, statistic: str = STATISTICS[0]
     >>> from tilewise.core import composite                      # doctest: +SKIP
     >>> composite(["2020.tif", "2021.tif"], "median.tif")         # doctest: +SKIP
     """
+    from .swath.grid import composite_swaths, swath_series
+    if swath_series(inputs, options):   # SAFE folders, netCDF on latitude/longitude grids: gridded first
+        return composite_swaths(composite, inputs, output, statistic, percentiles, **options)
     own, shared = split_options(options, CompositeOptions, where="composite()", statistic=statistic,
                                 percentiles=percentiles)
     with warnings_to(shared.run.log):

@@ -103,15 +103,16 @@ def test_preset_adds_to_given_values_and_bits():
 
 
 def test_presets_in_fixed_enum_order():
-    assert PRESET_NAMES == ("none", "s2-scl", "landsat-c2-qa")
-    assert [preset_by_name(i).name for i in range(3)] == list(PRESET_NAMES)
+    assert PRESET_NAMES == ("none", "s2-scl", "landsat-c2-qa", "olci-wfr")
+    assert [preset_by_name(i).name for i in range(4)] == list(PRESET_NAMES)
     assert preset_by_name("Landsat_C2_QA") is LANDSAT_C2_QA and preset_by_name("s2-scl") is S2_SCL
     assert S2_SCL.values == (0, 1, 3, 8, 9, 10) and LANDSAT_C2_QA.bits == (1, 2, 3, 4)
     for p in PRESETS.values():
         assert p.doc and p.label
 
 
-@pytest.mark.parametrize("preset, match", [(3, "0..2"), (-1, "0..2"), ("fmask", "none, s2-scl, landsat-c2-qa")])
+@pytest.mark.parametrize("preset, match", [(4, "0..3"), (-1, "0..3"),
+                                           ("fmask", "none, s2-scl, landsat-c2-qa, olci-wfr")])
 def test_unknown_preset(preset, match):
     with pytest.raises(MaskError, match=match):
         preset_by_name(preset)

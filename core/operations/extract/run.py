@@ -301,6 +301,9 @@ def extract(inputs: Sequence[str], zones: Union[str, Zones], output: str,
     >>> extract(sorted(glob("scenes/*.tif")), "fields.gpkg", "ts.parquet", "mean,count",
     ...         id_field="pid", coverage="centre", layout="long", workers=2)       # doctest: +SKIP
     """
+    from ..swath.extract import extract_swath, is_swath_run
+    if is_swath_run(inputs, options):    # SAFE folders, netCDF on latitude/longitude grids
+        return extract_swath(inputs, zones, output, statistics, **options)
     own, shared = split_options(options, ExtractOptions, where="extract()", statistics=statistics)
     if shared.grid != GridOptions() or shared.output != OutputOptions():
         raise ParameterError("extract() reads every raster on its own grid and writes a table: it takes no "

@@ -1,0 +1,42 @@
+"""Swath scenes as an algorithm's input series: SAFE folders, their manifests and netCDF files, which QGIS cannot
+load as one raster layer each, are handed to the engine as paths (it reads them as swaths)."""
+
+import os
+
+from .base import tr
+
+SWATH_EXTENSIONS = (".nc", ".nc4", ".h5", ".hdf5")
+
+
+def swath_path(value):
+    """True for a path QGIS cannot load as a raster layer but the engine reads as a swath scene."""
+    path = value.split("|")[0]
+    return os.path.isdir(path) or os.path.basename(path).lower() == "xfdumanifest.xml" or \
+        (path.lower().endswith(SWATH_EXTENSIONS) and os.path.isfile(path))
+
+
+class SwathSeries:
+    """For an algorithm whose ``INPUT`` is a series of rasters: every entry may instead be a swath scene path."""
+
+    def swath_series(self, parameters):
+        raw = parameters.get(self.INPUT) or []
+        raw = raw if isinstance(raw, (list, tuple)) else [raw]
+        return bool(raw) and all(isinstance(v, str) and swath_path(v) for v in raw)
+
+    def checkParameterValues(self, parameters, context):  # noqa: N802 (QGIS's name)
+        """QGIS refuses an INPUT entry it cannot load as a layer: a SAFE folder, its manifest, a netCDF of
+        several variables. Those are swath scenes the engine reads; every other parameter is checked as usual."""
+        if not self.swath_series(parameters):
+            return super().checkParameterValues(parameters, context)
+        for definition in self.parameterDefinitions():
+            if definition.name() != self.INPUT and \
+                    not definition.checkValueIsAcceptable(parameters.get(definition.name()), context):
+                return False, tr(f"Incorrect parameter value for {definition.description()}")
+        return True, ""
+
+    def series_sources(self, parameters, context):
+        """The input series: swath scene paths as they are, else the raster layers (checked)."""
+        if self.swath_series(parameters):
+            raw = parameters[self.INPUT]
+            return [os.path.abspath(v) for v in (raw if isinstance(raw, (list, tuple)) else [raw])]
+        return self.layer_sources(parameters, self.INPUT, context)

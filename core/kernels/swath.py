@@ -1,0 +1,247 @@
+"""Nearest swath pixel by great-circle distance: a voxel index of the pixels' 3-D unit vectors.
+
+A swath's pixels are points on the sphere. On unit vectors, the chord between two points grows
+with their great-circle distance (``d = 2 R asin(c / 2)``), so the nearest pixel by chord is the
+nearest by distance, with no special case at the antimeridian or the poles. :func:`build_index`
+sorts the valid pixels by the cube (of side ``cell``) their unit vector falls in; :func:`nearest`
+searches, for each query, the cubes around it shell by shell (stopping once no cube further out can
+hold a nearer pixel), up to its search radius: the nearest pixel within the radius
+is found exactly (ties go to the lowest pixel index, as ``numpy.argmin`` over the pixels), and a
+query with no pixel within the radius gets -1. Pure numpy and numba; no I/O.
+
+>>> lat = np.array([[0.0, 0.0], [0.01, 0.01]]); lon = np.array([[0.0, 0.01], [0.0, 0.01]])
+>>> index = build_index(lat, lon, cell=0.001)
+>>> nearest(index, np.array([0.009]), np.array([0.0]), 0.001)[0].tolist()
+[2]
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+import numpy as np
+
+from .jit import jit
+
+#: The mean Earth radius (IUGG), in metres: distances are great-circle distances on this sphere.
+EARTH_RADIUS = 6371008.8
+_BITS = 21
+_HALF = 1 << (_BITS - 1)
+#: The smallest cube side (on the unit sphere, ~6.4 m): 21 bits per axis hold every cube of the sphere.
+MIN_CELL = 2.0 / _HALF
+
+
+@dataclass(frozen=True)
+class PixelIndex:
+    """Valid pixels sorted by cube: ``keys`` (unique cube keys), ``starts`` (their runs in ``order``),
+    ``order`` (flat pixel indexes), ``xyz`` (unit vectors of ``order``), ``cell`` (cube side)."""
+
+    keys: np.ndarray
+    starts: np.ndarray
+    order: np.ndarray
+    xyz: np.ndarray
+    cell: float
+    shape: Tuple[int, int]
+
+    @property
+    def size(self) -> int:
+        return len(self.order)
+
+
+def unit_vectors(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+    """``(n, 3)`` unit vectors of latitudes and longitudes in degrees."""
+    la = np.radians(np.asarray(lat, np.float64)).ravel()
+    lo = np.radians(np.asarray(lon, np.float64)).ravel()
+    c = np.cos(la)
+    return np.stack([c * np.cos(lo), c * np.sin(lo), np.sin(la)], axis=1)
+
+
+def chord_of(metres: float) -> float:
+    """The chord on the unit sphere of a great-circle distance in metres."""
+    return 2.0 * math.sin(min(metres / EARTH_RADIUS, math.pi) / 2.0)
+
+
+def metres_of(chord: np.ndarray) -> np.ndarray:
+    """Great-circle distances in metres of chords on the unit sphere."""
+    return 2.0 * EARTH_RADIUS * np.arcsin(np.clip(np.asarray(chord, np.float64) / 2.0, 0.0, 1.0))
+
+
+def build_index(lat: np.ndarray, lon: np.ndarray, cell: float, near: Optional[Tuple[np.ndarray, np.ndarray]] = None,
+                radius: float = 0.0) -> PixelIndex:
+    """Index the pixels of 2-D ``lat``/``lon`` (degrees; NaN: no pixel) in cubes of side ``cell`` (chord).
+
+    ``near`` (latitudes and longitudes of the queries to come) with their search ``radius`` (chord) keeps
+    only the pixels of the cubes those queries search: the same answers, from a far smaller index when the
+    queries are few against a scene of millions of pixels."""
+    shape = tuple(np.shape(lat))
+    cell = max(float(cell), MIN_CELL)
+    flat_lat = np.ascontiguousarray(lat, np.float64).ravel()
+    flat_lon = np.ascontiguousarray(lon, np.float64).ravel()
+    if near is not None:
+        valid = np.flatnonzero(near_mask(flat_lat, flat_lon, cell, near[0], near[1], radius))
+    else:
+        valid = np.flatnonzero(np.isfinite(flat_lat) & np.isfinite(flat_lon))
+    xyz = unit_vectors(flat_lat[valid], flat_lon[valid])
+    keys = _keys(xyz, cell)
+    order = np.argsort(keys, kind="stable")
+    keys = keys[order]
+    bounds = np.flatnonzero(np.diff(keys)) + 1
+    starts = np.concatenate([[0], bounds, [len(keys)]]).astype(np.int64)
+    return PixelIndex(keys[starts[:-1]] if len(keys) else keys, starts, valid[order].astype(np.int64),
+                      np.ascontiguousarray(xyz[order]), cell, shape)  # type: ignore[arg-type]
+
+
+def near_mask(lat: np.ndarray, lon: np.ndarray, cell: float, qlat: np.ndarray, qlon: np.ndarray,
+              radius: float) -> np.ndarray:
+    """True for the valid pixels (flat ``lat``/``lon``) of the cubes of side ``cell`` that a search of chord
+    ``radius`` around the points ``qlat``/``qlon`` visits: every pixel within ``radius`` of a point is among them."""
+    cell = max(float(cell), MIN_CELL)
+    q = unit_vectors(qlat, qlon)
+    q = q[np.all(np.isfinite(q), axis=1)]
+    reach = int(math.ceil(radius / cell))
+    steps = np.arange(-reach, reach + 1)
+    offsets = np.stack(np.meshgrid(steps, steps, steps, indexing="ij"), -1).reshape(-1, 3)
+    cubes = (np.floor(q / cell).astype(np.int64)[:, None, :] + offsets[None, :, :]).reshape(-1, 3) + _HALF
+    needed = np.unique((cubes[:, 0] << (2 * _BITS)) | (cubes[:, 1] << _BITS) | cubes[:, 2])
+    return _in_cubes(np.ascontiguousarray(lat, np.float64).ravel(), np.ascontiguousarray(lon, np.float64).ravel(),
+                     cell, needed)
+
+
+@jit
+def _in_cubes(lat, lon, cell, needed):
+    """True for the valid pixels whose cube is one of ``needed`` (sorted keys)."""
+    out = np.zeros(lat.shape[0], np.bool_)
+    if needed.shape[0] == 0:
+        return out
+    half = 1 << 20
+    for i in range(lat.shape[0]):
+        if not (math.isfinite(lat[i]) and math.isfinite(lon[i])):
+            continue
+        la = math.radians(lat[i])
+        lo = math.radians(lon[i])
+        c = math.cos(la)
+        x = int(math.floor(c * math.cos(lo) / cell)) + half
+        y = int(math.floor(c * math.sin(lo) / cell)) + half
+        z = int(math.floor(math.sin(la) / cell)) + half
+        out[i] = _find(needed, (x << 42) | (y << 21) | z) >= 0
+    return out
+
+
+def _keys(xyz: np.ndarray, cell: float) -> np.ndarray:
+    cube = np.floor(xyz / cell).astype(np.int64) + _HALF
+    return (cube[:, 0] << (2 * _BITS)) | (cube[:, 1] << _BITS) | cube[:, 2]
+
+
+def nearest(index: PixelIndex, lat: np.ndarray, lon: np.ndarray, radius: float) -> Tuple[np.ndarray, np.ndarray]:
+    """For each query point (degrees), the flat index of the nearest pixel within chord ``radius``
+    (-1: none) and its chord distance (NaN: none)."""
+    q = unit_vectors(lat, lon)
+    out = np.full(len(q), -1, np.int64)
+    dist = np.full(len(q), np.nan)
+    if index.size and len(q):
+        reach = int(math.ceil(radius / index.cell))
+        _nearest(index.keys, index.starts, index.order, index.xyz, index.cell, q, radius * radius, reach, out, dist)
+    return out, dist
+
+
+def within(index: PixelIndex, lat: float, lon: float, radius: float) -> np.ndarray:
+    """Flat indexes of every pixel within chord ``radius`` of one point (degrees), ascending."""
+    if not index.size:
+        return np.zeros(0, np.int64)
+    q = unit_vectors(np.array([lat]), np.array([lon]))[0]
+    reach = int(math.ceil(radius / index.cell))
+    return np.sort(_within(index.keys, index.starts, index.order, index.xyz, index.cell, q, radius * radius, reach))
+
+
+@jit
+def _find(keys, key):
+    lo, hi = 0, len(keys)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if keys[mid] < key:
+            lo = mid + 1
+        else:
+            hi = mid
+    if lo < len(keys) and keys[lo] == key:
+        return lo
+    return -1
+
+
+@jit
+def _nearest(keys, starts, order, xyz, cell, q, r2, reach, out, dist):
+    half = 1 << 20
+    for i in range(q.shape[0]):
+        cx = int(math.floor(q[i, 0] / cell)) + half
+        cy = int(math.floor(q[i, 1] / cell)) + half
+        cz = int(math.floor(q[i, 2] / cell)) + half
+        best = np.inf
+        found = -1
+        for k in range(reach + 1):
+            # shell k: the cubes k steps away; every cube beyond it is at least k cube sides away
+            for dx in range(-k, k + 1):
+                for dy in range(-k, k + 1):
+                    for dz in range(-k, k + 1):
+                        if max(abs(dx), abs(dy), abs(dz)) != k:
+                            continue
+                        c = _find(keys, ((cx + dx) << 42) | ((cy + dy) << 21) | (cz + dz))
+                        if c < 0:
+                            continue
+                        for j in range(starts[c], starts[c + 1]):
+                            ex = xyz[j, 0] - q[i, 0]
+                            ey = xyz[j, 1] - q[i, 1]
+                            ez = xyz[j, 2] - q[i, 2]
+                            d2 = ex * ex + ey * ey + ez * ez
+                            if d2 <= r2 and (d2 < best or (d2 == best and order[j] < found)):
+                                best = d2
+                                found = order[j]
+            if found >= 0 and best < (k * cell) * (k * cell):
+                break
+        if found >= 0:
+            out[i] = found
+            dist[i] = math.sqrt(best)
+
+
+@jit
+def _within(keys, starts, order, xyz, cell, q, r2, reach):
+    half = 1 << 20
+    cx = int(math.floor(q[0] / cell)) + half
+    cy = int(math.floor(q[1] / cell)) + half
+    cz = int(math.floor(q[2] / cell)) + half
+    hits = []
+    for dx in range(-reach, reach + 1):
+        for dy in range(-reach, reach + 1):
+            for dz in range(-reach, reach + 1):
+                k = _find(keys, ((cx + dx) << 42) | ((cy + dy) << 21) | (cz + dz))
+                if k < 0:
+                    continue
+                for j in range(starts[k], starts[k + 1]):
+                    ex = xyz[j, 0] - q[0]
+                    ey = xyz[j, 1] - q[1]
+                    ez = xyz[j, 2] - q[2]
+                    if ex * ex + ey * ey + ez * ez <= r2:
+                        hits.append(order[j])
+    out = np.empty(len(hits), np.int64)
+    for i in range(len(hits)):
+        out[i] = hits[i]
+    return out
+
+
+def pixel_spacing(lat: np.ndarray, lon: np.ndarray, samples: int = 64) -> Tuple[float, float]:
+    """The median great-circle distances in metres between a pixel and its next one along rows and along
+    columns, over about ``samples`` x ``samples`` pixels of the scene (NaN pairs skipped)."""
+    h, w = np.shape(lat)
+    rs = np.unique(np.linspace(0, max(h - 2, 0), min(samples, max(h - 1, 1))).astype(int))
+    cs = np.unique(np.linspace(0, max(w - 2, 0), min(samples, max(w - 1, 1))).astype(int))
+    out = []
+    for dr, dc in ((1, 0), (0, 1)):
+        if h <= dr or w <= dc:
+            out.append(np.nan)
+            continue
+        a = unit_vectors(lat[np.ix_(rs, cs)], lon[np.ix_(rs, cs)])
+        b = unit_vectors(lat[np.ix_(rs + dr, cs + dc)], lon[np.ix_(rs + dr, cs + dc)])
+        d = metres_of(np.linalg.norm(a - b, axis=1))
+        d = d[np.isfinite(d)]
+        out.append(float(np.median(d)) if len(d) else np.nan)
+    return out[0], out[1]

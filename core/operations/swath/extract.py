@@ -1,0 +1,672 @@
+"""``extract`` on swath scenes: time series at points and polygons from 2-D latitude/longitude grids.
+
+The sen3r job (Sentinel-3 OLCI WFR water quality) in one run: every feature, every scene, every
+variable. :func:`extract_swath` plans a :class:`SwathJob` whose tasks are the scenes; the tile
+runner runs them on local workers, a Dask cluster or this process, with resume. One task
+(:func:`extract_scene`) reads its scene's geolocation once, for every feature:
+
+* points (and, with ``geometry_mode`` vertices, the vertices of lines and polygons, as sen3r): the
+  nearest pixel by great-circle distance (:mod:`~tilewise.core.kernels.swath`), within
+  ``max_distance`` metres (default: the scene's pixel diagonal); beyond it the point is outside
+  the swath, and its row is kept with null values;
+* polygons: the pixels whose centres fall inside (in longitude/latitude, across the antimeridian),
+  reduced with the extraction's statistics (numpy's definitions: population std, linear percentiles);
+
+then reads, for each variable, only the file blocks that hold those pixels, unpacked
+(``scale_factor``, ``add_offset``; ``_FillValue`` is no data), and masks flagged pixels
+(:mod:`.flags`; none by default). Rows carry the swath ``row`` and ``col`` (the netCDF file's own
+indexes), ``distance_m``, the pixel's ``pixel_lat``/``pixel_lon``, and a ``reason`` when a value is null.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import shapely
+
+from ...dates import parse_date
+from ...errors import InputError, ParameterError, TilewiseWarning
+from ...grid import Grid, Tile
+from ...io.swath import ANGLES, SwathScene, looks_like_swath, open_swath, read_angles, read_geolocation, \
+    read_pixels
+from ...io.vector import VERTEX_INDEX, Table, Zones, check_zone_coordinates, make_samples, read_zones, \
+    reproject, to_date64
+from ...kernels.footprints import KIND_EMPTY, KIND_LINE, KIND_POINT, KIND_POLYGON, kind_of
+from ...kernels.swath import build_index, chord_of, metres_of, near_mask, nearest, pixel_spacing, unit_vectors
+from ...options import GridOptions, OutputOptions, split_options
+from ...runtime.runner import RunReport, TileBudget, TiledJob, run_tiles, warnings_to
+from ...runtime.sinks import TableSink, write_part
+from ..extract.layout import date_order, raster_keys
+from ..extract.spec import ExtractSpec, choose
+from .flags import FlagRequest, flag_request, resolve_flags
+
+WGS84 = "EPSG:4326"
+LAYOUTS = ("wide", "long")
+#: Why a value is null (the ``reason`` column); 0: it is not.
+REASONS = ("", "outside the swath", "fill value", "flagged", "no pixel centre inside",
+           "every pixel filled or flagged", "lines are measured by their vertices (GEOMETRY_MODE vertices)",
+           "no geometry")
+OK, OUTSIDE, FILLED, FLAGGED, NO_PIXEL, ALL_INVALID, LINE, EMPTY = range(8)
+#: Options only swath runs take (a raster run refuses them when set).
+SWATH_ONLY = ("variables", "max_distance", "flag_variable", "mask_flags", "angles")
+
+
+@dataclass(frozen=True)
+class SwathOptions:
+    """The options of an extraction from swath scenes.
+
+    As :class:`~tilewise.core.operations.extract.run.ExtractOptions` for ``statistics``,
+    ``percentiles``, ``geometry_mode``, ``min_valid_fraction``, ``dates``, ``id_field``, ``layer``,
+    ``zones_crs``, ``layout``; ``mask_values``, ``mask_bits`` and ``mask_preset`` (``olci-wfr``) apply
+    to the flag variable. Swath-only: ``variables`` (names; default every measured variable: not flags,
+    not ``*_err``), ``max_distance`` (metres; default the scene's pixel diagonal), ``flag_variable``
+    (default the product's only flag variable), ``mask_flags`` (names of ``flag_meanings``:
+    ``"LAND,CLOUD,INVALID"``), ``angles`` (the sun and view angles at each point's pixel, from the tie
+    points). The raster options that have no meaning on a swath must stay unset.
+    """
+
+    statistics: Union[str, Sequence[Any]] = ("mean",)
+    percentiles: Sequence[float] = ()
+    geometry_mode: Union[int, str] = "zonal"
+    min_valid_fraction: float = 0.0
+    variables: Any = None
+    max_distance: Optional[float] = None
+    flag_variable: Optional[str] = None
+    mask_flags: Any = ()
+    angles: bool = False
+    mask_values: Any = ()
+    mask_bits: Any = ()
+    mask_preset: Any = None
+    dates: Optional[Any] = None
+    id_field: Optional[str] = None
+    layer: Optional[str] = None
+    zones_crs: Optional[str] = None
+    layout: Union[int, str] = "long"
+    coverage: Union[int, str] = "centre"
+    point_method: Union[int, str] = "nearest"
+    window: int = 1
+    bands: Optional[Sequence[int]] = None
+    input_nodata: Optional[float] = None
+    scale: Optional[float] = None
+    offset: Optional[float] = None
+    mask_band: Optional[int] = None
+    mask_layers: Optional[Sequence[str]] = None
+    output_plot: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        spec = ExtractSpec(self.statistics, tuple(self.percentiles), self.coverage, self.point_method, self.window,
+                           self.geometry_mode, self.min_valid_fraction)
+        _refuse_raster_options(self, spec)
+        variables = self.variables
+        if isinstance(variables, str):
+            variables = [v for v in variables.replace(";", ",").replace(" ", ",").split(",") if v.strip()]
+        distance = self.max_distance
+        if distance is not None and distance != 0:
+            distance = float(distance)
+            if not (math.isfinite(distance) and distance > 0):
+                raise ParameterError(f"MAX_DISTANCE is a distance in metres above 0; got {self.max_distance}.")
+        flags = flag_request(self.mask_flags, self.mask_bits, self.mask_values, self.mask_preset, self.flag_variable)
+        values = dict(statistics=spec.statistics, percentiles=spec.percentiles, geometry_mode=spec.geometry_mode,
+                      min_valid_fraction=spec.min_valid_fraction, coverage=spec.coverage,
+                      point_method=spec.point_method, window=spec.window,
+                      variables=tuple(str(v).strip() for v in variables) if variables else None,
+                      max_distance=distance or None, angles=bool(self.angles),
+                      flag_variable=flags.variable or None, mask_flags=flags.names,
+                      mask_bits=flags.bits, mask_values=flags.values, mask_preset=flags.preset,
+                      layout=choose(self.layout, LAYOUTS, "layout"),
+                      dates=tuple(self.dates) if self.dates is not None and not isinstance(self.dates, str)
+                      else (self.dates or None))
+        for name, value in values.items():
+            object.__setattr__(self, name, value)
+
+    @property
+    def spec(self) -> ExtractSpec:
+        return ExtractSpec(self.statistics, tuple(self.percentiles), "centre", "nearest", 1, self.geometry_mode,
+                           self.min_valid_fraction)
+
+    @property
+    def flags(self) -> FlagRequest:
+        return flag_request(self.mask_flags, self.mask_bits, self.mask_values, self.mask_preset, self.flag_variable)
+
+
+def _refuse_raster_options(o: SwathOptions, spec: ExtractSpec) -> None:
+    """One clear message for each raster option that has no meaning on a swath."""
+    if spec.coverage != "centre":
+        raise ParameterError("On swath inputs, polygons take the pixels whose centres fall inside (COVERAGE centre): "
+                             "a swath pixel has no square footprint to touch or cover in part.")
+    if spec.point_method != "nearest" or spec.window != 1:
+        raise ParameterError("On swath inputs, a point takes its nearest pixel (POINT_METHOD nearest, WINDOW 1); "
+                             "draw a polygon around it to reduce the pixels near it.")
+    if o.bands:
+        raise ParameterError("Swath inputs have variables, not bands: name them in VARIABLES (--variables), "
+                             "e.g. Oa08_reflectance,CHL_NN.")
+    if o.input_nodata is not None or o.scale is not None or o.offset is not None:
+        raise ParameterError("Swath variables are unpacked with their own scale_factor, add_offset and _FillValue: "
+                             "INPUT_NODATA, SCALE and OFFSET do not apply to them.")
+    if o.mask_band is not None or o.mask_layers:
+        raise ParameterError("Swath flags come from the product's flag variable (FLAG_VARIABLE, e.g. WQSF), not "
+                             "from a mask band or mask layers.")
+    if o.output_plot:
+        raise ParameterError("The HTML plot is not made for swath inputs yet; leave OUTPUT_PLOT empty.")
+
+
+# -- the plan -----------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SwathPlan:
+    """What a scene task needs: the scenes, the variables, the samples in longitude/latitude."""
+
+    scenes: Tuple[SwathScene, ...]
+    variables: Tuple[str, ...]
+    spec: ExtractSpec
+    max_distance: Optional[float]
+    flags: FlagRequest
+    kind: np.ndarray
+    lon: np.ndarray
+    lat: np.ndarray
+    shapes: np.ndarray
+    angles: bool = False
+
+    @property
+    def n_columns(self) -> int:
+        return len(self.spec.columns)
+
+
+def is_swath_run(inputs: Sequence[str], options: Dict[str, Any]) -> bool:
+    """True when ``inputs`` are swath scenes (SAFE folders, manifests, netCDF/HDF5 without a geotransform).
+    For a raster run, the swath-only options are taken out of ``options`` if unset, refused if set; a
+    series that mixes swaths and rasters is refused."""
+    swath = [looks_like_swath(str(p)) for p in inputs]
+    if any(swath) and not all(swath):
+        first = next(p for p, s in zip(inputs, swath) if not s)
+        raise InputError(f"The inputs mix swath scenes (SAFE folders, netCDF on latitude/longitude grids) and "
+                         f"rasters with a geotransform ({first}); extract them in two runs.")
+    if any(swath):
+        return True
+    for key in SWATH_ONLY:
+        value = options.pop(key, None)
+        if value not in (None, "", (), [], False):
+            raise ParameterError(f"{key} applies to swath inputs (SAFE folders, netCDF on latitude/longitude "
+                                 "grids); the inputs are rasters.")
+    return False
+
+
+def plan_swath(inputs: Sequence[str], zones: Union[str, Zones], own: SwathOptions) -> Tuple[SwathPlan, Zones, Any]:
+    """Open the scenes' headers, check variables and flags, move the samples to longitude/latitude."""
+    if not inputs:
+        raise InputError("Give at least one swath scene to extract from.")
+    scenes = tuple(open_swath(str(p)) for p in inputs)
+    variables = _variables(scenes, own.variables)
+    flags = own.flags
+    if not flags.empty:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", TilewiseWarning)    # said once below, for the first scene
+            for s in scenes[1:]:
+                resolve_flags(flags, s)
+        resolve_flags(flags, scenes[0])
+    dates = _dates(scenes, own.dates)
+    scenes = tuple(_with_date(s, d) for s, d in zip(scenes, dates))
+    if isinstance(zones, str):
+        zones = read_zones(zones, layer=own.layer, id_field=own.id_field)
+    if own.zones_crs:
+        from dataclasses import replace
+        zones = replace(zones, crs=own.zones_crs)
+    if not zones.crs:
+        warnings.warn(TilewiseWarning(f"The zones layer {zones.source} has no CRS; its coordinates are taken to be "
+                                      "longitudes and latitudes (WGS 84)."), stacklevel=2)
+    check_zone_coordinates(zones, zones.crs or WGS84)
+    samples = make_samples(zones, own.spec.geometry_mode, 1)
+    moved = reproject(samples.geometry, zones.crs or WGS84, WGS84, zones.source)
+    kind = kind_of(moved)
+    lon = np.full(len(moved), np.nan)
+    lat = np.full(len(moved), np.nan)
+    points = np.flatnonzero(kind == KIND_POINT)
+    if len(points):
+        xy = shapely.get_coordinates(moved[points])
+        lon[points], lat[points] = xy[:, 0], xy[:, 1]
+    shapes = np.asarray([_unwrapped(g) if k == KIND_POLYGON else None for g, k in zip(moved, kind)], dtype=object)
+    plan = SwathPlan(scenes, variables, own.spec, own.max_distance, flags, kind, lon, lat, shapes, own.angles)
+    return plan, zones, samples
+
+
+def _variables(scenes: Sequence[SwathScene], asked: Optional[Tuple[str, ...]]) -> Tuple[str, ...]:
+    if asked:
+        return tuple(scenes[0].variable(v).name for v in asked if all(s.variable(v) for s in scenes))
+    names = [v.name for v in scenes[0].measured()]
+    for s in scenes[1:]:
+        other = [v.name for v in s.measured()]
+        if other != names:
+            raise InputError(f"The scenes hold different variables ({scenes[0].source}: {', '.join(names)}; "
+                             f"{s.source}: {', '.join(other)}); choose VARIABLES all of them have.")
+    if not names:
+        raise InputError(f"{scenes[0].source} holds only flags and uncertainties; name the VARIABLES to extract.")
+    return tuple(names)
+
+
+def _dates(scenes: Sequence[SwathScene], dates: Any) -> List[Any]:
+    if isinstance(dates, str):
+        dates = [t for t in dates.replace(";", ",").replace(" ", ",").split(",") if t.strip()]
+    if not dates:
+        return [s.date for s in scenes]
+    if len(dates) != len(scenes):
+        raise ParameterError(f"{len(dates)} dates for {len(scenes)} scenes: give one date per scene (or none).")
+    try:
+        return [parse_date(d, f"entry {i + 1} of DATES") if isinstance(d, str) else d for i, d in enumerate(dates)]
+    except ValueError as exc:
+        raise ParameterError(f"Cannot read a date: {exc}") from None
+
+
+def _with_date(scene: SwathScene, date: Any) -> SwathScene:
+    from dataclasses import replace
+    return replace(scene, date=date)
+
+
+def _unwrapped(g):
+    """A polygon in longitude/latitude that crosses the antimeridian, moved to run past 180 (its vertices
+    at -179 become 181) so it is one shape."""
+    xy = shapely.get_coordinates(g)
+    if len(xy) and np.nanmax(xy[:, 0]) - np.nanmin(xy[:, 0]) > 180.0:
+        return shapely.transform(g, lambda c: np.column_stack([np.where(c[:, 0] < 0, c[:, 0] + 360.0, c[:, 0]),
+                                                               c[:, 1]]))
+    return g
+
+
+# -- one scene ----------------------------------------------------------------------------------------------
+
+def extract_scene(plan: SwathPlan, i: int) -> Dict[str, np.ndarray]:
+    """Every sample's values in scene ``i``: statistics ``(samples, variables, columns)``, ``n_valid``,
+    ``reason`` ``(samples, variables)``, and the point's pixel: ``row``, ``col``, ``distance``, ``plat``, ``plon``."""
+    scene = plan.scenes[i]
+    lat, lon = read_geolocation(scene)           # once per scene, for every feature
+    n_s, n_v = len(plan.kind), len(plan.variables)
+    width = scene.shape[1]
+    pixel_of = np.full(n_s, -1, np.int64)
+    distance = np.full(n_s, np.nan)
+    members: Dict[int, np.ndarray] = {}
+    points = np.flatnonzero((plan.kind == KIND_POINT) & np.isfinite(plan.lat) & np.isfinite(plan.lon))
+    limit = plan.max_distance or _diagonal(lat, lon)
+    if len(points) and math.isfinite(limit):
+        radius = chord_of(limit)
+        cell = max(radius / 4.0, chord_of(_diagonal(lat, lon) or limit))
+        index = build_index(lat, lon, cell, near=(plan.lat[points], plan.lon[points]), radius=radius)
+        found, chord = nearest(index, plan.lat[points], plan.lon[points], radius)
+        pixel_of[points] = found
+        distance[points] = np.where(found >= 0, metres_of(chord), np.nan)
+        for s, f in zip(points, found):
+            if f >= 0:
+                members[int(s)] = np.array([f], np.int64)
+    polygons = np.flatnonzero(plan.kind == KIND_POLYGON)
+    if len(polygons):
+        members.update(_polygon_pixels(plan, polygons, lat, lon))
+    wanted = np.unique(np.concatenate([m for m in members.values()] or [np.zeros(0, np.int64)]))
+    rows, cols = wanted // width, wanted % width
+    values = np.column_stack([read_pixels(scene.variable(v), rows, cols) for v in plan.variables]) if n_v else \
+        np.zeros((len(wanted), 0))
+    flagged = np.zeros(len(wanted), bool)
+    if not plan.flags.empty:
+        sf = resolve_flags(plan.flags, scene)
+        flagged = sf.masked(read_pixels(sf.variable, rows, cols, raw=True))
+    part = _reduce(plan, members, wanted, values, flagged)
+    ok = pixel_of >= 0
+    part["row"] = np.where(ok, pixel_of // width, -1)
+    part["col"] = np.where(ok, pixel_of % width, -1)
+    part["distance"] = distance
+    flat_lat, flat_lon = lat.ravel(), lon.ravel()
+    part["plat"] = np.where(ok, flat_lat[np.maximum(pixel_of, 0)], np.nan)
+    part["plon"] = np.where(ok, flat_lon[np.maximum(pixel_of, 0)], np.nan)
+    if plan.angles:
+        part["angles"] = np.full((n_s, len(ANGLES)), np.nan)
+        part["angles"][ok] = read_angles(scene, part["row"][ok], part["col"][ok])
+    return part
+
+
+def _diagonal(lat: np.ndarray, lon: np.ndarray) -> float:
+    dr, dc = pixel_spacing(lat, lon)
+    return float(math.hypot(dr, dc)) if math.isfinite(dr) and math.isfinite(dc) else float("nan")
+
+
+def _polygon_pixels(plan: SwathPlan, polygons: np.ndarray, lat: np.ndarray, lon: np.ndarray
+                    ) -> Dict[int, np.ndarray]:
+    """The flat indexes of the pixels whose centres fall inside each polygon (longitudes taken around the
+    polygon's own, so a polygon across the antimeridian finds the pixels on both sides)."""
+    flat_lat, flat_lon = lat.ravel(), lon.ravel()
+    # only the pixels near a polygon are sorted: those of the cubes around each polygon's centre that hold
+    # every point within its farthest vertex (a point inside is within the hull, so no farther)
+    shapes = plan.shapes[polygons]
+    centre = shapely.get_coordinates(shapely.centroid(shapes))
+    radius = 0.0
+    for g, (x, y) in zip(shapes, centre):
+        xy = shapely.get_coordinates(g)
+        chord = np.linalg.norm(unit_vectors(xy[:, 1], xy[:, 0]) - unit_vectors([y], [x]), axis=1)
+        radius = max(radius, float(chord.max()) * 1.01 + 1e-9)
+    valid = np.flatnonzero(near_mask(flat_lat, flat_lon, radius, centre[:, 1], centre[:, 0], radius))
+    by_lat = valid[np.argsort(flat_lat[valid], kind="stable")]
+    sorted_lat = flat_lat[by_lat]
+    out = {}
+    for s in polygons:
+        g = plan.shapes[s]
+        x0, y0, x1, y1 = shapely.bounds(g)
+        a, b = np.searchsorted(sorted_lat, y0, "left"), np.searchsorted(sorted_lat, y1, "right")
+        cand = by_lat[a:b]
+        centre = (x0 + x1) / 2.0
+        cx = (flat_lon[cand] - centre + 180.0) % 360.0 - 180.0 + centre
+        near = (cx >= x0) & (cx <= x1)
+        cand, cx = cand[near], cx[near]
+        inside = shapely.contains_xy(g, cx, flat_lat[cand])
+        out[int(s)] = np.sort(cand[inside])
+    return out
+
+
+def _reduce(plan: SwathPlan, members: Dict[int, np.ndarray], wanted: np.ndarray, values: np.ndarray,
+            flagged: np.ndarray) -> Dict[str, np.ndarray]:
+    n_s, n_v, n_c = len(plan.kind), len(plan.variables), plan.n_columns
+    stats = np.full((n_s, n_v, n_c), np.nan)
+    n_valid = np.zeros((n_s, n_v), np.int64)
+    reason = np.zeros((n_s, n_v), np.int8)
+    reason[plan.kind == KIND_POINT] = OUTSIDE
+    reason[plan.kind == KIND_POLYGON] = NO_PIXEL
+    reason[plan.kind == KIND_LINE] = LINE
+    reason[plan.kind == KIND_EMPTY] = EMPTY
+    names = plan.spec.columns
+    single = np.array([s for s, m in members.items() if len(m) == 1 and plan.kind[s] == KIND_POINT], np.int64)
+    if len(single):
+        _reduce_points(plan, single, np.array([members[s][0] for s in single], np.int64), wanted, values, flagged,
+                       stats, n_valid, reason)
+    for s, pixels in members.items():
+        if plan.kind[s] == KIND_POINT and len(pixels) == 1:
+            continue
+        pos = np.searchsorted(wanted, pixels)
+        vals = values[pos]
+        bad = flagged[pos]
+        for v in range(n_v):
+            x = vals[:, v]
+            good = np.isfinite(x) & ~bad
+            n_valid[s, v] = int(good.sum())
+            if not good.any():
+                if len(x) == 0:
+                    continue
+                if plan.kind[s] == KIND_POINT:
+                    reason[s, v] = FLAGGED if bad.all() and np.isfinite(x).all() else FILLED
+                else:
+                    reason[s, v] = ALL_INVALID
+                continue
+            if len(x) and good.sum() / len(x) < plan.spec.min_valid_fraction:
+                reason[s, v] = ALL_INVALID
+                continue
+            reason[s, v] = OK
+            stats[s, v] = _statistics(x[good], names, plan.spec)
+    return dict(stats=stats, n_valid=n_valid, reason=reason)
+
+
+def _reduce_points(plan: SwathPlan, samples: np.ndarray, pixels: np.ndarray, wanted: np.ndarray,
+                   values: np.ndarray, flagged: np.ndarray, stats: np.ndarray, n_valid: np.ndarray,
+                   reason: np.ndarray) -> None:
+    """Points of one pixel each, all at once: every statistic of one value is that value (std 0, count 1)."""
+    pos = np.searchsorted(wanted, pixels)
+    x = values[pos]                                        # (points, variables)
+    bad = flagged[pos][:, None]
+    finite = np.isfinite(x)
+    good = finite & ~bad
+    n_valid[samples] = good.astype(np.int64)
+    reason[samples] = np.where(good, OK, np.where(finite, FLAGGED, FILLED)).astype(np.int8)
+    for c, name in enumerate(plan.spec.columns):
+        fill = np.zeros_like(x) if name == "std" else (np.ones_like(x) if name == "count" else x)
+        stats[samples, :, c] = np.where(good, fill, np.nan)
+
+
+def _statistics(x: np.ndarray, names: Sequence[str], spec: ExtractSpec) -> np.ndarray:
+    """The statistic columns of the valid values ``x`` (numpy's definitions)."""
+    out = np.empty(len(names))
+    percentiles = dict(zip([c for c in names if c.startswith("p") and c[1:2].isdigit()], spec.percentiles))
+    for i, name in enumerate(names):
+        if name == "mean":
+            out[i] = x.mean()
+        elif name == "median":
+            out[i] = np.median(x)
+        elif name == "min":
+            out[i] = x.min()
+        elif name == "max":
+            out[i] = x.max()
+        elif name == "std":
+            out[i] = x.std()
+        elif name == "count":
+            out[i] = float(len(x))
+        elif name == "sum":
+            out[i] = x.sum()
+        else:
+            out[i] = np.percentile(x, percentiles[name])
+    return out
+
+
+# -- the job ------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SwathJob(TiledJob):
+    """An extraction from swath scenes for the runner: one task per scene. The plain fields identify it
+    (with the state of every file the scenes read, for resume); ``plan`` goes to the workers; ``zones``
+    and ``samples`` stay in this process for the table."""
+
+    inputs: Tuple[str, ...]
+    files: Tuple[str, ...]
+    zones_source: str
+    zones_digest: str
+    options: SwathOptions
+    outputs: Tuple[str, ...]
+    grid: Grid
+    plan: SwathPlan = field(repr=False, compare=False)
+    zones: Optional[Zones] = field(default=None, repr=False, compare=False)
+    samples: Any = field(default=None, repr=False, compare=False)
+
+    def __getstate__(self) -> Dict[str, Any]:
+        state = dict(self.__dict__)
+        state["zones"] = None
+        state["samples"] = None
+        return state
+
+    @property
+    def output(self) -> str:
+        return self.outputs[0]
+
+    @property
+    def sink(self) -> TableSink:
+        from functools import partial
+        return TableSink(self.output, partial(swath_table, self.plan, self.zones, self.samples, self.options.layout))
+
+    @property
+    def budget(self) -> TileBudget:
+        return TileBudget(len(self.plan.variables) + 3, 8)
+
+    @property
+    def tile_size(self) -> Optional[int]:
+        return 1
+
+    def tiles(self, tile_size: int) -> List[Tile]:
+        return [Tile(i, 0, i, 1, 1) for i in range(len(self.plan.scenes))]
+
+
+def swath_scene_tile(job: SwathJob, tile: Tile, target: str) -> int:
+    """Runner task ``tile``: scene ``tile.index``, written as a part of named arrays."""
+    part = extract_scene(job.plan, tile.index)
+    part["scene"] = np.int64(tile.index)
+    write_part(target, part)
+    return tile.index
+
+
+def _digest(zones: Zones) -> str:
+    h = hashlib.sha256()
+    h.update(repr((zones.crs, zones.id_name, len(zones))).encode())
+    h.update(b"".join(w or b"" for w in shapely.to_wkb(zones.geometry, hex=False)))
+    h.update(repr(np.asarray(zones.ids).tolist()).encode())
+    return h.hexdigest()
+
+
+def extract_swath(inputs: Sequence[str], zones: Union[str, Zones], output: str,
+                  statistics: Union[str, Sequence[Any]] = ("mean",), **options) -> RunReport:
+    """Statistics of every feature of ``zones`` in every swath scene of ``inputs``, written to a table.
+
+    ``inputs`` are SAFE folders (or their ``xfdumanifest.xml``), netCDF/HDF5 files or variables on
+    2-D latitude/longitude; the options are :class:`SwathOptions`' and the run options. Called by
+    :func:`tilewise.core.extract` when its inputs are swaths.
+
+    >>> extract(["S3A_OL_2_WFR____20240514T134512_..._003.SEN3"], "lakes.gpkg", "ts.parquet", "mean,count",
+    ...         variables="CHL_NN,Oa08_reflectance", mask_preset="olci-wfr")               # doctest: +SKIP
+    """
+    own, shared = split_options(options, SwathOptions, where="extract()", statistics=statistics)
+    if shared.grid != GridOptions() or shared.output != OutputOptions():
+        raise ParameterError("extract() reads every scene on its own swath and writes a table: it takes no "
+                             "target grid or output raster options.")
+    with warnings_to(shared.run.log):
+        outputs = check_output(output, [str(p) for p in inputs], zones if isinstance(zones, str) else None)
+        plan, zone_set, samples = plan_swath(inputs, zones, own)
+    grid = Grid("", (1.0, 0.0, 0.0, 0.0, -1.0, 0.0), len(plan.scenes), 1)
+    files = tuple(dict.fromkeys(f for s in plan.scenes for f in s.files))
+    source = zones if isinstance(zones, str) else zone_set.source
+    job = SwathJob(tuple(str(p) for p in inputs), files, source, _digest(zone_set), own, outputs, grid, plan,
+                   zone_set, samples)
+    with warnings_to(shared.run.log):
+        return run_tiles(job, swath_scene_tile, shared.run)
+
+
+def check_output(output: str, inputs: Sequence[str], zones: Optional[str]) -> Tuple[str]:
+    """The output table's absolute path; errors for an unknown format, an output that is an input or
+    inside a SAFE product, a folder that does not exist or cannot be written."""
+    from ...errors import OutputError
+    from ...io.vector import output_format
+    if not output:
+        raise OutputError("No output table was given (.gpkg, .csv or .parquet).")
+    output_format(output)
+    path = os.path.abspath(output)
+    taken = [os.path.abspath(p) for p in list(inputs) + ([zones] if zones else []) if "://" not in p]
+    if any(path == p or path.startswith(p.rstrip("/") + "/") and os.path.isdir(p) for p in taken):
+        raise OutputError(f"The output {path} is an input, or inside one; write it elsewhere.")
+    folder = os.path.dirname(path)
+    if not os.path.isdir(folder):
+        raise OutputError(f"The output folder {folder} does not exist.")
+    if not os.access(folder, os.W_OK):
+        raise OutputError(f"Cannot write into {folder}: permission denied.")
+    return (path,)
+
+
+# -- the table ----------------------------------------------------------------------------------------------
+
+def swath_table(plan: SwathPlan, zones: Zones, samples: Any, layout: str,
+                parts: Iterator[Tuple[Tile, Dict[str, np.ndarray]]]) -> Table:
+    """The parts of every scene as the long or wide table; warns of features no scene covers."""
+    n_scenes = len(plan.scenes)
+    by_scene: List[Optional[Dict[str, np.ndarray]]] = [None] * n_scenes
+    for _tile, part in parts:
+        by_scene[int(part["scene"])] = part
+    stacked = {k: np.stack([p[k] for p in by_scene]) for k in by_scene[0] if k != "scene"}  # type: ignore[index]
+    _warn_uncovered(zones, samples, stacked, n_scenes)
+    dates = to_date64([s.date for s in plan.scenes])
+    builder = _wide if layout == "wide" else _long
+    return builder(plan, zones, samples, stacked, dates)
+
+
+def _warn_uncovered(zones: Zones, samples: Any, stacked: Dict[str, np.ndarray], n_scenes: int) -> None:
+    covered = np.zeros(len(zones), bool)
+    hit = (stacked["reason"] == OK).any(axis=(0, 2)) | (stacked["n_valid"] > 0).any(axis=(0, 2)) | \
+        (stacked["row"] >= 0).any(axis=0)
+    covered[samples.feature[hit]] = True
+    shaped = zones.kinds != KIND_EMPTY
+    outside = np.flatnonzero(~covered & shaped)
+    if len(outside) == 0:
+        return
+    scenes = "the scene" if n_scenes == 1 else f"any of the {n_scenes} scenes"
+    shown = ", ".join(str(v) for v in zones.ids[outside[:5]])
+    warnings.warn(TilewiseWarning(
+        f"{len(outside)} of {int(shaped.sum())} features of the zones layer {zones.source} have no value in "
+        f"{scenes}: their rows are null, with the reason ({zones.id_name} {shown}"
+        f"{'...' if len(outside) > 5 else ''})."), stacklevel=2)
+
+
+def _value_columns(plan: SwathPlan, samples: Any) -> List[str]:
+    return ["value"] if samples.as_values else list(plan.spec.columns) + ["n_valid"]
+
+
+def _long(plan: SwathPlan, zones: Zones, samples: Any, st: Dict[str, np.ndarray], dates: np.ndarray) -> Table:
+    n_s, n_v = len(plan.kind), len(plan.variables)
+    order = date_order(dates)
+    scene = np.repeat(order, n_v)                      # per sample: scenes in date order, variables in order
+    var = np.tile(np.arange(n_v), len(order))
+    sample = np.repeat(np.arange(n_s), len(scene))
+    scene = np.tile(scene, n_s)
+    var = np.tile(var, n_s)
+    cols: Dict[str, np.ndarray] = {zones.id_name: zones.ids[samples.feature][sample]}
+    if samples.vertex is not None:
+        cols[VERTEX_INDEX] = samples.vertex[sample].astype(np.int32)
+    cols["source"] = np.asarray([s.name for s in plan.scenes], dtype=object)[scene]
+    cols["date"] = dates[scene]
+    cols["time"] = np.asarray([s.start_time for s in plan.scenes], dtype=object)[scene]
+    cols["variable"] = np.asarray(plan.variables, dtype=object)[var]
+    _stat_columns(cols, plan, samples, st, (scene, sample, var))
+    cols["row"] = _nullable_int(st["row"][scene, sample])
+    cols["col"] = _nullable_int(st["col"][scene, sample])
+    cols["distance_m"] = st["distance"][scene, sample]
+    cols["pixel_lat"] = st["plat"][scene, sample]
+    cols["pixel_lon"] = st["plon"][scene, sample]
+    if plan.angles:
+        for k, name in enumerate(ANGLES):
+            cols[name.lower()] = st["angles"][scene, sample, k]
+    reasons = np.asarray([None] + list(REASONS[1:]), dtype=object)
+    cols["reason"] = reasons[st["reason"][scene, sample, var]]
+    return Table(cols)
+
+
+def _stat_columns(cols: Dict[str, np.ndarray], plan: SwathPlan, samples: Any, st: Dict[str, np.ndarray],
+                  at: Tuple[np.ndarray, ...]) -> None:
+    scene, sample, var = at
+    stats = st["stats"][scene, sample, var]
+    if samples.as_values:
+        cols["value"] = stats[:, 0]          # a point's one pixel: every statistic is its value
+        return
+    for c, name in enumerate(plan.spec.columns):
+        cols[name] = stats[:, c]
+    cols["n_valid"] = st["n_valid"][scene, sample, var].astype(np.int32)
+
+
+def _nullable_int(values: np.ndarray) -> np.ndarray:
+    """Row and column indexes with null (a masked array) where there is no pixel."""
+    return np.ma.masked_array(values.astype(np.int32), mask=values < 0)
+
+
+def _wide(plan: SwathPlan, zones: Zones, samples: Any, st: Dict[str, np.ndarray], dates: np.ndarray) -> Table:
+    rows = samples.feature
+    cols: Dict[str, np.ndarray] = {}
+    if zones.id_name not in zones.fields:
+        cols[zones.id_name] = zones.ids[rows]
+    for name, values in zones.fields.items():
+        cols[name] = np.asarray(values)[rows] if not isinstance(values, np.ma.MaskedArray) else values[rows]
+    if samples.vertex is not None:
+        cols[VERTEX_INDEX] = samples.vertex.astype(np.int32)
+    keys = raster_keys([s.name for s in plan.scenes], dates)
+    n_s = len(rows)
+    names = _value_columns(plan, samples)
+    everyone = np.arange(n_s)
+    for r in date_order(dates):
+        for v, variable in enumerate(plan.variables):
+            sub: Dict[str, np.ndarray] = {}
+            _stat_columns(sub, plan, samples, st, (np.full(n_s, r), everyone, np.full(n_s, v)))
+            for stat in names:
+                cols[f"{keys[r]}_{_identifier(variable)}_{stat}"] = sub[stat]
+        if np.any(plan.kind == KIND_POINT):
+            cols[f"{keys[r]}_row"] = _nullable_int(st["row"][r])
+            cols[f"{keys[r]}_col"] = _nullable_int(st["col"][r])
+            cols[f"{keys[r]}_distance_m"] = st["distance"][r]
+            if plan.angles:
+                for k, name in enumerate(ANGLES):
+                    cols[f"{keys[r]}_{name.lower()}"] = st["angles"][r][:, k]
+    geometry = samples.geometry if samples.vertex is not None else zones.geometry
+    return Table(cols, np.asarray(geometry, dtype=object), zones.crs)
+
+
+def _identifier(text: str) -> str:
+    import re
+    return re.sub(r"[^0-9A-Za-z_]", "_", text)
+
