@@ -251,7 +251,7 @@ def _plan_score(own: SpectralOptions, chosen: Tuple[int, ...], fewest, dates) ->
         try:
             used = validate_expression(own.quality_expression, names)
         except ParameterError as exc:
-            raise type(exc)(f"QUALITY_EXPRESSION: {exc} (bands are named B1 to B{fewest.count})") from None
+            raise type(exc)(f"QUALITY_EXPRESSION: {exc}") from None
         pairs = tuple((n, slot(int(n[1:]), "Band")) for n in sorted(used))
         return tuple(read[len(chosen):]), Score(expression=own.quality_expression.strip(), names=pairs)
     doy: Tuple[float, ...] = ()
