@@ -75,6 +75,7 @@ def _weiszfeld(x, k, tol, max_iter, y, t):
             t[b] = 0.0
         wsum = 0.0
         eta = 0
+        at_i = 0
         for i in range(k):
             d2 = 0.0
             for b in range(n_bands):
@@ -83,6 +84,7 @@ def _weiszfeld(x, k, tol, max_iter, y, t):
             d = np.sqrt(d2)
             if d <= at:
                 eta += 1
+                at_i = i
                 continue
             w = 1.0 / d
             wsum += w
@@ -97,7 +99,9 @@ def _weiszfeld(x, k, tol, max_iter, y, t):
                 rb = t[b] - wsum * y[b]
                 r2 += rb * rb
             r = np.sqrt(r2)
-            if r <= eta:  # the observation(s) at the estimate are the median
+            if r <= eta:  # the observation(s) at the estimate are the median: exactly that value
+                for b in range(n_bands):
+                    y[b] = x[at_i, b]
                 break
             beta = eta / r
         step2 = 0.0
