@@ -14,8 +14,9 @@ A per-band median takes each band from another date; these keep a pixel's bands 
   earliest date.
 
 An observation masked or nodata in any composited band is left out of the pixel; a pixel
-without any is nodata. Values are taken with each band's scale and offset (from the first
-input) for distances and scores; the outputs are in the inputs' units. Optional outputs:
+without any is nodata. Distances and scores take each input's values with its bands' scale and
+offset (so items of different processing baselines compare); the outputs are in the units of the
+first input (its scale and offset undone). Optional outputs:
 ``output_mads`` (EMAD, SMAD, BCMAD of the observations around the composite), ``output_count``
 (complete observations) and ``output_source`` (for medoid and quality: the day number, days since
 1970-01-01, of the chosen observation; the 1-based input number for an undated series).
@@ -109,7 +110,7 @@ class SpectralJob(TiledJob):
     tolerance: float
     max_iterations: int
     score: Optional[Score]
-    scales: Tuple[Tuple[float, float], ...]   # (scale, offset) of each band read
+    scales: Tuple[Tuple[Tuple[float, float], ...], ...]   # per input (input order): (scale, offset) per band read
     sources: Tuple[float, ...]           # date order: the value OUTPUT_SOURCE writes
     input_nodata: Optional[float]
     mask: Optional[MaskSpec]
@@ -168,7 +169,7 @@ def plan_spectral(inputs: Sequence[str], output: str, own: SpectralOptions, opti
     work = "float64" if any(dt in _WIDE_TYPES for info in infos for dt in info.dtypes) else "float32"
     names = tuple(f"{own.statistic} of band {b}" for b in chosen)
     check_output_size(grid, len(names), spec.dtype, options.output.allow_large)
-    scales = _scalings(inputs[0], chosen + extra)
+    scales = tuple(_scalings(p, chosen + extra) for p in inputs)
     return SpectralJob(tuple(inputs), order, chosen, extra, own.statistic, float(own.tolerance),
                        int(own.max_iterations), score, scales, sources, own.input_nodata, mask, grid,
                        grid_options.resampling, work, spec, names, *extras)
@@ -355,11 +356,12 @@ def _read(job: SpectralJob, tile: Tile) -> np.ndarray:
             raise TileError(f"{tile.name}: {exc}") from None
         except Exception as exc:
             raise TileError(f"{tile.name}: reading {src} failed: {exc}") from None
-    for b, (scale, offset) in enumerate(job.scales):
-        if scale != 1.0 or offset != 0.0:
-            view = stack[:, b]
-            view *= stack.dtype.type(scale)
-            view += stack.dtype.type(offset)
+    for k, i in enumerate(job.order):
+        for b, (scale, offset) in enumerate(job.scales[i]):
+            if scale != 1.0 or offset != 0.0:
+                view = stack[k, b]
+                view *= stack.dtype.type(scale)
+                view += stack.dtype.type(offset)
     return stack
 
 
@@ -429,8 +431,8 @@ def spectral_tile(job: SpectralJob, tile: Tile, target: Any) -> int:
 
 
 def _unscaled(job: SpectralJob, values: np.ndarray) -> np.ndarray:
-    """Composited values back in the inputs' units (each band's scale and offset undone)."""
-    for b, (scale, offset) in enumerate(job.scales[:len(job.bands)]):
+    """Composited values back in the first input's units (its bands' scale and offset undone)."""
+    for b, (scale, offset) in enumerate(job.scales[0][:len(job.bands)]):
         if scale != 1.0 or offset != 0.0:
             values[b] = (values[b] - offset) / scale
     return values

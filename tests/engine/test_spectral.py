@@ -416,19 +416,21 @@ def test_quality_weights_day_of_year_and_cloud_distance_do_not_depend_on_tiles(s
 
 
 def test_scale_and_offset_are_applied_for_distances(tmp_path):
-    """Bands with different scales: the geometric median is that of the scaled values, written in raw units."""
+    """Bands with different scales, inputs with different offsets (processing baselines): the geometric median
+    is that of the scaled values, written in the first input's units."""
     rng = np.random.default_rng(13)
     raw = rng.integers(100, 5000, (6, 3, 10, 12)).astype(np.uint16)
-    scales, offsets = (0.0001, 0.001, 0.0001), (-0.1, 0.0, 0.2)
+    scales = np.array([0.0001, 0.001, 0.0001])
+    offsets = np.array([[-0.1, 0.0, 0.2] if i % 2 else [0.0, 0.0, 0.0] for i in range(6)])
     paths = []
     for i in range(6):
         p = write_raster(tmp_path / f"r_2024-01-0{i + 1}.tif", raw[i], nodata=0)
         with rasterio.open(p, "r+") as ds:
-            ds.scales, ds.offsets = scales, offsets
+            ds.scales, ds.offsets = tuple(scales), tuple(offsets[i])
         paths.append(p)
     composite(paths, str(tmp_path / "g.tif"), "geomedian", tolerance=1e-10, workers=1)
-    scaled = raw.reshape(6, 3, -1) * np.array(scales)[:, None] + np.array(offsets)[:, None]
-    ref = (weiszfeld(scaled, 1e-10) - np.array(offsets)[:, None]) / np.array(scales)[:, None]
+    scaled = raw.reshape(6, 3, -1) * scales[:, None] + offsets[:, :, None]
+    ref = (weiszfeld(scaled, 1e-10) - offsets[0][:, None]) / scales[:, None]
     np.testing.assert_allclose(read_raster(str(tmp_path / "g.tif"))[0].reshape(3, -1), ref, rtol=1e-5)
     unscaled = weiszfeld(raw.reshape(6, 3, -1).astype(np.float64), 1e-10)
     assert np.abs(unscaled - ref).max() > 1.0       # the scales change the answer: the test can fail
