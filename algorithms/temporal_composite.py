@@ -99,13 +99,14 @@ class TemporalComposite(MaskParameters, TilewiseAlgorithm):
         self.add_spectral_parameters()
 
     def add_spectral_parameters(self):
-        """geomedian, medoid and quality: after the older parameters, so that models and scripts keep working."""
+        """geomedian, medoid and quality: after the older parameters and all optional, so that models and scripts
+        saved before them keep their meaning and still validate."""
         self.addParameter(advanced(QgsProcessingParameterNumber(
             self.TOLERANCE, tr("Tolerance (geomedian: relative step to stop at)"), NUMBER_DOUBLE, defaultValue=1e-7,
-            minValue=1e-15, maxValue=0.1)))
+            optional=True, minValue=1e-15, maxValue=0.1)))
         self.addParameter(advanced(QgsProcessingParameterNumber(
             self.MAX_ITERATIONS, tr("Maximum iterations (geomedian)"), NUMBER_INTEGER, defaultValue=500,
-            minValue=1)))
+            optional=True, minValue=1)))
         self.addParameter(QgsProcessingParameterNumber(
             self.QUALITY_BAND, tr("Quality band (quality: highest value wins)"), NUMBER_INTEGER, optional=True,
             minValue=1))
@@ -118,15 +119,16 @@ class TemporalComposite(MaskParameters, TilewiseAlgorithm):
         for key, label in ((self.DOY_WEIGHT, "Day-of-year weight (quality)"),
                            (self.CLOUD_WEIGHT, "Cloud distance weight (quality)")):
             self.addParameter(QgsProcessingParameterNumber(key, tr(label), NUMBER_DOUBLE, defaultValue=0.0,
-                                                           minValue=0.0))
+                                                           optional=True, minValue=0.0))
         self.addParameter(advanced(QgsProcessingParameterNumber(
             self.CLOUD_DISTANCE, tr("Cloud distance scoring full, in pixels (quality)"), NUMBER_INTEGER,
-            defaultValue=50, minValue=1, maxValue=1000)))
+            defaultValue=50, optional=True, minValue=1, maxValue=1000)))
         self.addParameter(advanced(QgsProcessingParameterNumber(
             self.OPACITY_BAND, tr("Opacity band (quality: 0 clear to 1 opaque)"), NUMBER_INTEGER, optional=True,
             minValue=1)))
         self.addParameter(advanced(QgsProcessingParameterNumber(
-            self.OPACITY_WEIGHT, tr("Opacity weight (quality)"), NUMBER_DOUBLE, defaultValue=0.0, minValue=0.0)))
+            self.OPACITY_WEIGHT, tr("Opacity weight (quality)"), NUMBER_DOUBLE, defaultValue=0.0, optional=True,
+            minValue=0.0)))
         self.addParameter(advanced(QgsProcessingParameterString(
             self.DATES, tr("Dates of inputs without a date in their name or metadata (one per input, in order)"),
             optional=True)))

@@ -60,7 +60,8 @@ def _weiszfeld(x, k, tol, max_iter, y, t):
     """The geometric median of ``x[:k]`` into ``y``: Weiszfeld's iteration from the mean, with Vardi and
     Zhang's (2000) step where the estimate sits on observations (so it converges to a median that is an
     observation, as in one band). Stops when a step is at most ``tol`` times the estimate's norm, or after
-    ``max_iter`` steps; returns the steps taken."""
+    ``max_iter`` steps, then takes the nearest observation if it is the median (:func:`_snap`); returns the
+    steps taken."""
     n_bands = x.shape[1]
     for b in range(n_bands):
         s = 0.0
@@ -113,7 +114,43 @@ def _weiszfeld(x, k, tol, max_iter, y, t):
         steps += 1
         if np.sqrt(step2) <= tol * _norm(y):
             break
+    _snap(x, k, y, t)
     return steps
+
+
+@jit
+def _snap(x, k, y, r):
+    """Where the median is an observation, Weiszfeld's steps near it can shrink long before they reach it:
+    if the observation nearest to ``y`` passes Vardi and Zhang's test (the unit vectors to the others sum
+    to less than its multiplicity), it is the median: ``y`` becomes it."""
+    n_bands = x.shape[1]
+    near = 0
+    best = np.inf
+    for i in range(k):
+        d2 = 0.0
+        for b in range(n_bands):
+            diff = x[i, b] - y[b]
+            d2 += diff * diff
+        if d2 < best:
+            best = d2
+            near = i
+    for b in range(n_bands):
+        r[b] = 0.0
+    same = 0
+    for i in range(k):
+        d2 = 0.0
+        for b in range(n_bands):
+            diff = x[i, b] - x[near, b]
+            d2 += diff * diff
+        if d2 == 0.0:
+            same += 1
+            continue
+        d = np.sqrt(d2)
+        for b in range(n_bands):
+            r[b] += (x[i, b] - x[near, b]) / d
+    if _norm(r) < same - 1e-9:  # strictly: two observations (or an even count on a line) have many medians
+        for b in range(n_bands):
+            y[b] = x[near, b]
 
 
 @pjit

@@ -32,6 +32,15 @@ def complete(stack):
     return np.all(np.isfinite(stack), axis=1)
 
 
+
+def snap(pts, y):
+    """The kernel's last step: the observation nearest to ``y``, if Vardi and Zhang's test says it is the median."""
+    j = int(np.argmin(((pts - y) ** 2).sum(axis=1)))
+    d = np.sqrt(((pts - pts[j]) ** 2).sum(axis=1))
+    other = d > 0
+    r = ((pts[other] - pts[j]) / d[other][:, None]).sum(axis=0)
+    return pts[j] if np.sqrt((r * r).sum()) < np.count_nonzero(~other) - 1e-9 else y
+
 def weiszfeld(stack, tol=1e-7, max_iter=500):
     """float64 numpy Weiszfeld over ``(obs, bands, pixels)``, with the kernel's start (the mean), Vardi and
     Zhang's step at observations and stopping rule; NaN where no observation is complete."""
@@ -67,7 +76,7 @@ def weiszfeld(stack, tol=1e-7, max_iter=500):
             y = new
             if step <= tol * np.sqrt(np.sum(y * y)):
                 break
-        out[:, p] = y
+        out[:, p] = snap(pts, y)
     return out
 
 
