@@ -506,3 +506,54 @@ def test_cli_wrong_option_is_one_line(scenes, tmp_path):
     proc = cli("composite", "-s", "median", "--tolerance", "1e-3", *paths, "-o", tmp_path / "o.tif")
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert "--tolerance: only with -s geomedian|medoid|quality" in proc.stderr
+
+
+# -- the tile runner: Dask, resume -------------------------------------------------------------------------------
+
+def test_dask_gives_the_local_pool_outputs(scenes, tmp_path):
+    from distributed import Client, LocalCluster
+    paths, _, _ = scenes
+    kw = dict(output_mads="mads.tif", output_count="n.tif", tile_size=16, **MASK)
+    runs = {}
+    for name in ("local", "dask"):
+        folder = tmp_path / name
+        folder.mkdir()
+        files = {k: str(folder / v) if k.startswith("output_") else v for k, v in kw.items()}
+        if name == "local":
+            composite(paths, str(folder / "g.tif"), "geomedian", workers=2, **files)
+        else:
+            with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None) as cluster, \
+                    Client(cluster) as client:
+                report = composite(paths, str(folder / "g.tif"), "geomedian", scheduler=client, **files)
+            assert report.tiles == 9
+        runs[name] = [read_raster(folder / f)[0] for f in ("g.tif", "mads.tif", "n.tif")]
+    for a, b in zip(runs["local"], runs["dask"]):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_an_interrupted_quality_run_resumes(scenes, tmp_path):
+    from tilewise.core.errors import TileError
+    from tilewise.core.operations.spectral import SpectralOptions, plan_spectral, spectral_tile
+    from tilewise.core.options import Options, OutputOptions, RunOptions
+    from tilewise.core.runtime.executor import SerialExecutor
+    from tilewise.core.runtime.runner import run_tiles
+    paths, _, _ = scenes
+    kw = dict(cloud_weight=1.0, cloud_distance=4, **MASK)
+    out, src = str(tmp_path / "q.tif"), str(tmp_path / "src.tif")
+
+    def fail_on_tile_five(job, tile, target):
+        if tile.index == 5:
+            raise TileError(f"{tile.name}: reading {job.inputs[1]} failed: connection reset")
+        return spectral_tile(job, tile, target)
+    job = plan_spectral(paths, out, SpectralOptions("quality", output_source=src, **kw),
+                        Options(output=OutputOptions(output_type=None)))     # composite()'s default: the inputs' type
+    with pytest.raises(TileError, match="tile 5"):
+        run_tiles(job, fail_on_tile_five, RunOptions(tile_size=16, executor=SerialExecutor(), resume=True))
+    report = composite(paths, out, "quality", output_source=src, tile_size=16, workers=1, resume=True, **kw)
+    assert report.reused == 5
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    composite(paths, str(fresh / "q.tif"), "quality", output_source=str(fresh / "src.tif"), tile_size=16,
+              workers=1, **kw)
+    for name in ("q.tif", "src.tif"):
+        np.testing.assert_array_equal(read_raster(tmp_path / name)[0], read_raster(fresh / name)[0])
