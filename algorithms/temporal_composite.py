@@ -7,7 +7,7 @@ from ..core.vocabulary import COMPOSITE_STATISTICS, SPECTRAL_STATISTICS
 from .base import TilewiseAlgorithm, tr
 from .compat import NUMBER_DOUBLE, NUMBER_INTEGER, TYPE_RASTER, advanced
 from .parameters import MASK_HELP, OUTPUT_TYPES, GeoTiffDestination, MaskParameters, PERCENTILES_DEFAULT, \
-    nodata_parameter, numbers, optional_number
+    nodata_parameter, numbers, optional_number, with_decimals
 
 #: The enum's statistics: the per-band ones, then (appended: models keep their indices) those that keep bands together.
 STATISTICS = list(COMPOSITE_STATISTICS)
@@ -70,8 +70,9 @@ class TemporalComposite(MaskParameters, TilewiseAlgorithm):
     OUTPUT_MADS = "OUTPUT_MADS"
     OUTPUT_COUNT = "OUTPUT_COUNT"
     OUTPUT_SOURCE = "OUTPUT_SOURCE"
-    #: Index 0 keeps its meaning for the per-band statistics (float32); explicit float32 is appended.
-    OUTPUT_TYPE_OPTIONS = ["float32 (medoid, quality: the inputs' type)"] + OUTPUT_TYPES[1:] + ["float32"]
+    #: The engine's types keep their indices; appended, and the default: each statistic's own type (float32;
+    #: the inputs' type for medoid and quality).
+    OUTPUT_TYPE_OPTIONS = OUTPUT_TYPES + ["default (float32; the inputs' type for medoid and quality)"]
 
     def name(self):
         return "temporalmedian"
@@ -96,13 +97,15 @@ class TemporalComposite(MaskParameters, TilewiseAlgorithm):
         self.add_mask_parameters()
         self.add_grid_parameters("default: the first input")
         self.add_output_parameters("Composite")
+        self.parameterDefinition(self.OUTPUT_TYPE).setDefaultValue(len(OUTPUT_TYPES))
         self.add_spectral_parameters()
 
     def add_spectral_parameters(self):
         """geomedian, medoid and quality: after the older parameters and all optional, so that models and scripts
         saved before them keep their meaning and still validate."""
+        # no default shown: QGIS's boxes would show 1e-7 as 0.000000 (empty means 1e-7, as for the engine)
         self.addParameter(advanced(QgsProcessingParameterNumber(
-            self.TOLERANCE, tr("Tolerance (geomedian: relative step to stop at)"), NUMBER_DOUBLE, defaultValue=1e-7,
+            self.TOLERANCE, tr("Tolerance (geomedian: relative step to stop at; empty: 1e-7)"), NUMBER_DOUBLE,
             optional=True, minValue=1e-15, maxValue=0.1)))
         self.addParameter(advanced(QgsProcessingParameterNumber(
             self.MAX_ITERATIONS, tr("Maximum iterations (geomedian)"), NUMBER_INTEGER, defaultValue=500,
@@ -118,17 +121,17 @@ class TemporalComposite(MaskParameters, TilewiseAlgorithm):
             optional=True))
         for key, label in ((self.DOY_WEIGHT, "Day-of-year weight (quality)"),
                            (self.CLOUD_WEIGHT, "Cloud distance weight (quality)")):
-            self.addParameter(QgsProcessingParameterNumber(key, tr(label), NUMBER_DOUBLE, defaultValue=0.0,
-                                                           optional=True, minValue=0.0))
+            self.addParameter(with_decimals(QgsProcessingParameterNumber(
+                key, tr(label), NUMBER_DOUBLE, defaultValue=0.0, optional=True, minValue=0.0), 2))
         self.addParameter(advanced(QgsProcessingParameterNumber(
             self.CLOUD_DISTANCE, tr("Cloud distance scoring full, in pixels (quality)"), NUMBER_INTEGER,
             defaultValue=50, optional=True, minValue=1, maxValue=1000)))
         self.addParameter(advanced(QgsProcessingParameterNumber(
             self.OPACITY_BAND, tr("Opacity band (quality: 0 clear to 1 opaque)"), NUMBER_INTEGER, optional=True,
             minValue=1)))
-        self.addParameter(advanced(QgsProcessingParameterNumber(
+        self.addParameter(advanced(with_decimals(QgsProcessingParameterNumber(
             self.OPACITY_WEIGHT, tr("Opacity weight (quality)"), NUMBER_DOUBLE, defaultValue=0.0, optional=True,
-            minValue=0.0)))
+            minValue=0.0), 2)))
         self.addParameter(advanced(QgsProcessingParameterString(
             self.DATES, tr("Dates of inputs without a date in their name or metadata (one per input, in order)"),
             optional=True)))
