@@ -95,8 +95,12 @@ with rasterio.open(out, "w", **prof) as dst:
         dst.write(y.reshape(nb, win.height, w).astype(np.float32), window=win)
 """
 
+# The peers stop when a step is below an absolute eps, in DN: 5e-4, about Tilewise's 1e-7 of a spectrum's norm
+# (several thousand DN here).
+PEER_EPS = "5e-4"
+
 # hdstats.nangeomedian_pcm over blocks of rows ((rows, cols, bands, dates), NaN missing), in its own Python.
-HDSTATS = r"""
+HDSTATS = "EPS = " + PEER_EPS + r"""
 import sys
 import numpy as np, rasterio, hdstats
 out, files = sys.argv[1], sys.argv[2:]
@@ -108,13 +112,13 @@ with rasterio.open(out, "w", **prof) as dst:
         win = rasterio.windows.Window(0, r0, w, min(128, h - r0))
         x = np.stack([s.read(window=win) for s in srcs]).astype(np.float32)
         x[x == 0] = np.nan
-        g = hdstats.nangeomedian_pcm(np.ascontiguousarray(x.transpose(2, 3, 1, 0)), eps=1e-7, maxiters=500)
+        g = hdstats.nangeomedian_pcm(np.ascontiguousarray(x.transpose(2, 3, 1, 0)), eps=float(EPS), maxiters=500)
         g = np.nan_to_num(g.transpose(2, 0, 1), nan=-9999)
         dst.write(g.astype(np.float32), window=win)
 """
 
-# odc-algo's xarray geomedian (Dask, local threads), in its own Python.
-ODC_ALGO = r"""
+# odc-algo's xarray geomedian (geomad's kernel, on Dask's local threads), in its own Python.
+ODC_ALGO = "EPS = " + PEER_EPS + r"""
 import sys
 import numpy as np, rasterio, xarray as xr, dask.array as da
 from odc.algo import xr_geomedian
@@ -127,7 +131,7 @@ ds = xr.Dataset({f"b{b}": (("time", "y", "x"), da.from_array(arr[:, b], chunks=(
 ds = ds.assign_coords(time=np.arange(len(files)))
 for v in ds.data_vars:
     ds[v].attrs["nodata"] = 0
-g = xr_geomedian(ds, num_threads=1, eps=1e-7, maxiters=500).compute()
+g = xr_geomedian(ds, num_threads=1, eps=float(EPS), maxiters=500).compute()
 prof = dict(srcs[0].profile, dtype="float32", nodata=-9999, compress="DEFLATE", predictor=1)
 with rasterio.open(out, "w", **prof) as dst:
     dst.write(np.stack([g[f"b{b}"].values.astype(np.float32) for b in range(nb)]))
