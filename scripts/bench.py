@@ -937,7 +937,8 @@ def main():
     p.add_argument("--quick", action="store_true", help="small inputs, one run: a CI smoke test")
     p.add_argument("--peer-memory-gb", type=float, help="address-space limit of the exactextract run (extraction)")
     p.add_argument("--only", default="", help="comma-separated cases to run (median84, median24, bands6, ndvi, "
-                                              "mosaic, gapfill, scaling, tiny, session, first, kernel, extract, spectral); default "
+                                              "mosaic, gapfill, scaling, tiny, session, first, kernel, extract, "
+                                              "spectral); default "
                                               "all (ndvi also measures the DEFLATE level x predictor trade)")
     args = p.parse_args()
     if args.quick:

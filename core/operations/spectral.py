@@ -27,7 +27,7 @@ from __future__ import annotations
 import datetime as _dt
 import os
 from dataclasses import dataclass, fields
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -143,7 +143,8 @@ class SpectralJob(TiledJob):
 def plan_spectral(inputs: Sequence[str], output: str, own: SpectralOptions, options: Options) -> SpectralJob:
     """Check every parameter and input, plan the grid; raise a :class:`TilewiseError` on the first problem."""
     if own.statistic not in SPECTRAL_STATISTICS:
-        raise ParameterError(f"Unknown spectral statistic {own.statistic!r}; use one of {', '.join(SPECTRAL_STATISTICS)}.")
+        raise ParameterError(f"Unknown spectral statistic {own.statistic!r}; use one of "
+                             f"{', '.join(SPECTRAL_STATISTICS)}.")
     if not inputs:
         raise InputError("No input rasters were given; a composite needs at least one.")
     _check_numbers(own)
@@ -221,7 +222,8 @@ def _plan_dates(inputs: Sequence[str], own: SpectralOptions):
     return order, tuple(float(days[i]) for i in order), tuple(series.dates[i] for i in order)
 
 
-def _plan_score(own: SpectralOptions, chosen: Tuple[int, ...], fewest, dates) -> Tuple[Tuple[int, ...], Optional[Score]]:
+def _plan_score(own: SpectralOptions, chosen: Tuple[int, ...], fewest,
+                dates) -> Tuple[Tuple[int, ...], Optional[Score]]:
     """The bands read for the score only, and the score of ``quality`` (None for the other statistics)."""
     if own.statistic != "quality":
         return (), None

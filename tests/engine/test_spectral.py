@@ -305,7 +305,7 @@ def scenes(tmp_path):
     h, w = 37, 45
     base = rng.integers(300, 3000, (4, h, w))
     raw, qa, paths = [], [], []
-    for i, day in enumerate(DATES):
+    for day in DATES:
         a = np.clip(base + rng.normal(0, 150, (4, h, w)), 1, 9000).astype(np.uint16)
         a[rng.random(a.shape) < 0.04] = 0
         a[:, rng.random((h, w)) < 0.15] = 0
@@ -336,6 +336,12 @@ def days(indices):
 MASK = dict(mask_band=5, mask_values=[3])
 
 
+def whole(raw, chosen):
+    """(bands, pixels): each pixel's chosen observation of ``raw`` (dates, bands, rows, cols); 0 where none."""
+    flat = raw.reshape(raw.shape[0], raw.shape[1], -1)
+    return np.where(chosen < 0, 0, flat[np.maximum(chosen, 0), :, np.arange(chosen.size)].T)
+
+
 @pytest.mark.parametrize("tile_size,workers", [(16, 2), (512, 1)])
 def test_medoid_file_is_a_whole_unmasked_observation(scenes, tmp_path, tile_size, workers):
     paths, raw, qa = scenes
@@ -347,7 +353,7 @@ def test_medoid_file_is_a_whole_unmasked_observation(scenes, tmp_path, tile_size
     stack = nan_stack(raw, qa)
     expected = brute_medoid(stack)
     np.testing.assert_array_equal(read_raster(src)[0][0].ravel(), days(expected))
-    picked = np.where(expected < 0, 0, raw.reshape(7, 4, -1)[np.maximum(expected, 0), :, np.arange(expected.size)].T)
+    picked = whole(raw, expected)
     np.testing.assert_array_equal(data.reshape(4, -1), picked)
     assert (data[:, 30:, 40:] == 0).all() and (data[:, :4, :6] == 0).all()         # all masked: nodata
     np.testing.assert_array_equal(read_raster(n)[0][0].ravel(), complete(stack).sum(axis=0))
@@ -397,7 +403,7 @@ def test_quality_band_and_expression_pick_numpy_argmax(scenes, tmp_path):
         expected = argmax_pick(stack, scores)
         np.testing.assert_array_equal(read_raster(src)[0][0].ravel(), days(expected))
         data = read_raster(out)[0].reshape(4, -1)
-        picked = np.where(expected < 0, 0, raw.reshape(7, 4, -1)[np.maximum(expected, 0), :, np.arange(expected.size)].T)
+        picked = whole(raw, expected)
         np.testing.assert_array_equal(data, picked)
 
 

@@ -3,7 +3,6 @@ the enum and parameters models depend on, processing.run against numpy, qgis_pro
 Graphical Modeler model stacsearch -> geomedian against rustac and nginx on 127.0.0.1."""
 
 import datetime as dt
-import json
 import os
 import sys
 from pathlib import Path
@@ -14,7 +13,7 @@ from osgeo import gdal
 from qgis.core import QgsApplication, QgsProcessingException, QgsProcessingModelAlgorithm
 
 from conftest import ENGINE_PYTHON, PLUGINS_DIR, REPO
-from twtest import read_raster, run, write_raster
+from twtest import run, write_raster
 
 ALG = "tilewise:temporalmedian"
 OLD = ["median", "mean", "min", "max", "std", "count", "percentile"]
@@ -190,7 +189,8 @@ def catalogue(tmp_path_factory):
     www = tmp_path_factory.mktemp("www")
     with Nginx(www, tmp_path_factory.mktemp("nginx")) as nginx:
         cat = build_catalogue(www, nginx.url, write_cog)
-        with Rustac(cat.api_files, tmp_path_factory.mktemp("rustac"), rustac_binary(os.environ.get("TILEWISE_PYTHON", str(ENGINE_PYTHON)))) as api:
+        binary = rustac_binary(os.environ.get("TILEWISE_PYTHON", str(ENGINE_PYTHON)))   # a worktree has no .venv
+        with Rustac(cat.api_files, tmp_path_factory.mktemp("rustac"), binary) as api:
             cat.api = api
             yield cat
 
