@@ -42,8 +42,8 @@ def snap(pts, y):
     return pts[j] if np.sqrt((r * r).sum()) < np.count_nonzero(~other) - 1e-9 else y
 
 def weiszfeld(stack, tol=1e-7, max_iter=500):
-    """float64 numpy Weiszfeld over ``(obs, bands, pixels)``, with the kernel's start (the mean), Vardi and
-    Zhang's step at observations and stopping rule; NaN where no observation is complete."""
+    """float64 numpy Weiszfeld over ``(obs, bands, pixels)``, with the kernel's start (the mean), over-relaxed
+    step (Ostresh, 1.5), Vardi and Zhang's step at observations and stopping rule; NaN where no observation is complete."""
     x = stack.astype(np.float64)
     ok = complete(x)
     n_obs, n_bands, n_pix = x.shape
@@ -72,6 +72,7 @@ def weiszfeld(stack, tol=1e-7, max_iter=500):
                     break
                 beta = eta / r
             new = (1 - beta) * (t / wsum) + beta * y
+            new = y + (1.5 if eta == 0 else 1.0) * (new - y)          # the kernel's over-relaxed step
             step = np.sqrt(np.sum((new - y) ** 2))
             y = new
             if step <= tol * np.sqrt(np.sum(y * y)):

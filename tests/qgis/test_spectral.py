@@ -48,6 +48,7 @@ def weiszfeld(points, tol=1e-10, max_iter=5000):
                 return points[np.flatnonzero(~far)[-1]]
             beta = eta / r
         new = (1 - beta) * t / wsum + beta * y
+        new = y + (1.5 if eta == 0 else 1.0) * (new - y)      # Ostresh's over-relaxed step, as the kernel
         step, y = np.sqrt(((new - y) ** 2).sum()), new
         if step <= tol * np.sqrt((y * y).sum()):
             break
