@@ -61,10 +61,10 @@ def _norm(y):
 @jit
 def _weiszfeld(x, k, tol, max_iter, y, t):
     """The geometric median of ``x[:k]`` into ``y``: Weiszfeld's iteration from the mean, over-relaxed
-    (:data:`_RELAX`), with Vardi and Zhang's (2000) step where the estimate sits on observations (so it converges to a median that is an
-    observation, as in one band). Stops when a step is at most ``tol`` times the estimate's norm, or after
-    ``max_iter`` steps, then takes the nearest observation if it is the median (:func:`_snap`); returns the
-    steps taken."""
+    (:data:`_RELAX`), with Vardi and Zhang's (2000) step where the estimate sits on observations (so it
+    converges to a median that is an observation, as in one band). Stops when a step is at most ``tol``
+    times the estimate's norm, or after ``max_iter`` steps, then takes the nearest observation if it is
+    the median (:func:`_snap`); returns the steps taken."""
     n_bands = x.shape[1]
     for b in range(n_bands):
         s = 0.0

@@ -43,7 +43,8 @@ def snap(pts, y):
 
 def weiszfeld(stack, tol=1e-7, max_iter=500):
     """float64 numpy Weiszfeld over ``(obs, bands, pixels)``, with the kernel's start (the mean), over-relaxed
-    step (Ostresh, 1.5), Vardi and Zhang's step at observations and stopping rule; NaN where no observation is complete."""
+    step (Ostresh, 1.5), Vardi and Zhang's step at observations and stopping rule; NaN where no observation
+    is complete."""
     x = stack.astype(np.float64)
     ok = complete(x)
     n_obs, n_bands, n_pix = x.shape
