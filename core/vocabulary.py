@@ -47,6 +47,11 @@ REDUCERS = {
 }
 #: The temporal composite's statistics, in their enum order.
 STATISTICS = tuple(REDUCERS)
+#: Composites that keep each pixel's bands together (:mod:`tilewise.core.operations.spectral`): appended
+#: to the composite's statistics (:data:`COMPOSITE_STATISTICS`), so existing models keep their indices.
+SPECTRAL_STATISTICS = ("geomedian", "medoid", "quality")
+#: Every statistic of the temporal composite, in its enum order.
+COMPOSITE_STATISTICS = STATISTICS + SPECTRAL_STATISTICS
 #: A mosaic's rules for pixels covered by several inputs: the first two keep one input's value,
 #: the others are statistics of :data:`REDUCERS`.
 OVERLAP_RULES = ("first", "last", "min", "max", "mean", "median")
@@ -105,7 +110,7 @@ __all__ = ["OUTPUT_TYPES", "COMPRESSIONS", "OVERVIEW_RESAMPLINGS", "RESAMPLING_M
            "EVENT_MISSING", "EVENT_OK", "EVENT_ACCEPTED", "STOPPED", "USER_ERRORS", "TilewiseError", "InputError", "MaskError",
            "GridError", "OutputError", "DiskFullError", "ParameterError", "ExpressionError", "TileError",
            "WorkerError", "ClusterError", "CatalogError", "CancelledError", "TilewiseWarning",
-           "DEFAULT_PERCENTILES"]
+           "DEFAULT_PERCENTILES", "SPECTRAL_STATISTICS", "COMPOSITE_STATISTICS"]
 
 # -- image chips (appended; see :mod:`tilewise.core.operations.chips`) ------------------------------------------
 #: MODE of ``tilewise:chips``: 0 the feature's bounding box grown by BUFFER, 1 a SIZE_X x SIZE_Y pixel patch.

@@ -937,7 +937,8 @@ def main():
     p.add_argument("--quick", action="store_true", help="small inputs, one run: a CI smoke test")
     p.add_argument("--peer-memory-gb", type=float, help="address-space limit of the exactextract run (extraction)")
     p.add_argument("--only", default="", help="comma-separated cases to run (median84, median24, bands6, ndvi, "
-                                              "mosaic, gapfill, scaling, tiny, session, first, kernel, extract); default "
+                                              "mosaic, gapfill, scaling, tiny, session, first, kernel, extract, "
+                                              "spectral); default "
                                               "all (ndvi also measures the DEFLATE level x predictor trade)")
     args = p.parse_args()
     if args.quick:
@@ -991,6 +992,9 @@ def main():
     session = b.session((12, 300) if q else (84, 1000), images) if wanted("session") else None
     firsts = [b.first_run(kind) for kind in (both[1:] if q else both)] if wanted("first") else []
     kernel = b.kernel() if wanted("kernel") else None
+    if wanted("spectral"):  # issue 25 (scripts/bench_spectral.py); hdstats/odc-algo from their own venv, if given
+        from bench_spectral import spectral_case
+        spectral_case(b, 12 if q else 36, 400 if q else 2000, 6, 0.3, os.environ.get("TILEWISE_BENCH_PEER_PYTHON"))
     extract_title = None
     if wanted("extract"):
         from bench_extract import extract_cases, ratios

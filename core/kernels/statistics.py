@@ -16,7 +16,7 @@ from ..vocabulary import STATISTICS
 #: Kernels compiled together when warming numba's cache (:mod:`tilewise.core.operations.warmup`): the kernels
 #: of a group share their helpers and no two groups do, so groups compile in parallel processes without two
 #: of them writing one cache index.
-WARM_GROUPS = ("order statistics", "other statistics", "gap filling", "extraction")
+WARM_GROUPS = ("order statistics", "other statistics", "gap filling", "extraction", "spectral composites")
 
 
 def integer_range(dtypes: Sequence[str]) -> Optional[Tuple[int, int]]:

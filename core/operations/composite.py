@@ -7,7 +7,7 @@ from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..errors import InputError, MaskError, TileError, TilewiseError
+from ..errors import InputError, MaskError, ParameterError, TileError, TilewiseError
 from ..grid import Grid, Tile
 from ..io.cog import check_writable, to_output
 from ..io.coverage import check_inputs_meet, check_output_size
@@ -18,7 +18,7 @@ from ..kernels.statistics import check_statistic, integer_range, output_count
 from ..options import Options, OutputSpec, plan_grid, split_options
 from ..runtime.runner import RunReport, TileBudget, TiledJob, run_tiles, warnings_to
 from ..runtime.sinks import CogSink
-from ..vocabulary import STATISTICS
+from ..vocabulary import SPECTRAL_STATISTICS, STATISTICS
 
 _WIDE_TYPES = {"int32", "uint32", "int64", "uint64", "float64", "complex64", "complex128"}
 
@@ -189,7 +189,9 @@ def composite(inputs: Sequence[str], output: str, statistic: str = STATISTICS[0]
         Paths (or GDAL paths) of the time series, all bands composited band by band.
     output : str
         The COG to write (replaced atomically if it exists).
-    statistic : {"median", "mean", "min", "max", "std", "count", "percentile"}
+    statistic : {"median", "mean", "min", "max", "std", "count", "percentile", "geomedian", "medoid", "quality"}
+        The last three keep each pixel's bands together (:mod:`tilewise.core.operations.spectral`, whose
+        options they take too).
     percentiles : list of float
         With ``"percentile"``: one output band per percentile and input band.
     **options
@@ -213,6 +215,11 @@ def composite(inputs: Sequence[str], output: str, statistic: str = STATISTICS[0]
     from .swath.grid import composite_swaths, swath_series
     if swath_series(inputs, options):   # SAFE folders, netCDF on latitude/longitude grids: gridded first
         return composite_swaths(composite, inputs, output, statistic, percentiles, **options)
+    if statistic in SPECTRAL_STATISTICS:  # bands kept together: tilewise.core.operations.spectral
+        if len(percentiles):
+            raise ParameterError(f"Percentiles are for the percentile statistic, not {statistic}.")
+        from .spectral import spectral_composite
+        return spectral_composite(inputs, output, statistic, **options)
     own, shared = split_options(options, CompositeOptions, where="composite()", statistic=statistic,
                                 percentiles=percentiles)
     with warnings_to(shared.run.log):

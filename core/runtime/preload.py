@@ -19,6 +19,8 @@ def load_group(group: str) -> Tuple[int, int]:
         from ..kernels.gapfill import warm_up
     elif group == WARM_GROUPS[3]:
         from ..kernels.zonal import warm_up
+    elif group == WARM_GROUPS[4]:
+        from ..kernels.spectral import warm_up
     else:
         from ..kernels.reducers import warm_up
     return warm_up(group)

@@ -190,6 +190,11 @@ RUN_EVERY_PATH = """
         for method in ("linear", "seasonal"):
             gapfill(paths, f"{folder}/{dtype}_gapfill_{method}.tif", method, edges=1, workers=1)
         bandmath({"A": (paths[0], 1), "B": (paths[1], 1)}, "(A - B) / (A + B)", f"{folder}/{dtype}_calc.tif", workers=1)
+        # the spectral composites: geomedian and MADs, medoid, quality with the cloud distance
+        composite(paths, f"{folder}/{dtype}_geomedian.tif", "geomedian", output_mads=f"{folder}/{dtype}_mads.tif",
+                  workers=1)
+        composite(paths, f"{folder}/{dtype}_medoid.tif", "medoid", workers=1)
+        composite(paths, f"{folder}/{dtype}_quality.tif", "quality", cloud_weight=1.0, workers=1)
         # the kernels specialize on the values' type; the coverage and point method are arguments
         extract(paths, f"{folder}/points.gpkg", f"{folder}/{dtype}_points.csv", "mean,percentiles",
                 percentiles=[10, 90], point_method="bilinear", tile_size=16, workers=1)
@@ -207,7 +212,7 @@ def warm(env) -> dict:
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     events = events_of(proc)
     assert events[-1]["event"] == "done", events
-    assert [(e["done"], e["total"]) for e in events if e["event"] == "progress"] == [(i, 4) for i in range(5)]
+    assert [(e["done"], e["total"]) for e in events if e["event"] == "progress"] == [(i, 5) for i in range(6)]
     return events[-1]["report"]
 
 
@@ -223,8 +228,9 @@ def test_the_warm_up_compiles_every_kernel_a_run_uses(tmp_path):
     # percentile take float32 through the order-statistic kernels): 2 + 5 * 2 + 2 specializations; the
     # gap-filling kernel (float32 and float64): 2; the extraction's: the cover, the reduction of each of
     # 9 value types, the two quantile kernels called from Python (12), and those two once more as the
-    # reduction calls them (2: compiled into the reduction's code, so never loaded on their own)
-    assert (report["cache"], report["compiled"], report["loaded"]) == (str(cache), 16 + 14, 0)
+    # reduction calls them (2: compiled into the reduction's code, so never loaded on their own); the spectral
+    # composites': geomedian, medoid, best pick and MADs (float32 and float64) and the cloud distance: 9
+    assert (report["cache"], report["compiled"], report["loaded"]) == (str(cache), 16 + 14 + 9, 0)
     before = cache_files(cache)
     assert before
     (tmp_path / "runs").mkdir()
@@ -233,9 +239,9 @@ def test_the_warm_up_compiles_every_kernel_a_run_uses(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     assert cache_files(cache) == before, "a run compiled a kernel the warm-up had not"
     again = warm(env)
-    assert (again["compiled"], again["loaded"]) == (0, 16 + 12)
+    assert (again["compiled"], again["loaded"]) == (0, 16 + 12 + 9)
     warmed = cache_files(cache)
-    assert preload(env) == 16 + 12 and cache_files(cache) == warmed
+    assert preload(env) == 16 + 12 + 9 and cache_files(cache) == warmed
 
 
 def preload(env) -> int:

@@ -65,7 +65,8 @@ def test_parameters():
     assert not params["INPUT"].flags() & optional
     assert isinstance(params["STATISTIC"], QgsProcessingParameterEnum)
     # models and scripts store the index: the order is part of the algorithm's interface
-    assert params["STATISTIC"].options() == ["median", "mean", "min", "max", "std", "count", "percentile"]
+    assert params["STATISTIC"].options() == ["median", "mean", "min", "max", "std", "count", "percentile",
+                                             "geomedian", "medoid", "quality"]     # issue 25: appended
     assert params["STATISTIC"].defaultValue() == 0
     assert isinstance(params["OUTPUT"], QgsProcessingParameterRasterDestination)
     for name in ("WORKERS", "TILE_SIZE"):
@@ -73,7 +74,7 @@ def test_parameters():
         assert params[name].flags() & advanced, name
     for name in ("INPUT", "STATISTIC", "OUTPUT"):
         assert not params[name].flags() & advanced, name
-    assert [o.name() for o in alg.outputDefinitions()] == ["OUTPUT"]
+    assert [o.name() for o in alg.outputDefinitions()] == ["OUTPUT", "OUTPUT_MADS", "OUTPUT_COUNT", "OUTPUT_SOURCE"]
 
 
 def test_unload_and_load_again():
