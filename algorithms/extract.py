@@ -8,7 +8,8 @@ from qgis.core import (QgsProcessing, QgsProcessingException, QgsProcessingParam
                        QgsProcessingParameterNumber, QgsProcessingParameterString,
                        QgsProcessingParameterVectorDestination)
 
-from ..core.vocabulary import EXTRACT_COVERAGES, EXTRACT_GEOMETRY_MODES, EXTRACT_POINT_METHODS, EXTRACT_STATISTICS
+from ..core.vocabulary import EXTRACT_COVERAGES, EXTRACT_GEOMETRY_MODES, EXTRACT_LAYOUTS, EXTRACT_POINT_METHODS, \
+    EXTRACT_STATISTICS
 from .base import TilewiseAlgorithm, tr
 from .swath import SwathSeries
 from .compat import NUMBER_DOUBLE, NUMBER_INTEGER, TYPE_RASTER
@@ -16,14 +17,12 @@ from .parameters import FRACTION_DECIMALS, PERCENTILES_DEFAULT, MaskParameters, 
     with_decimals
 
 #: Enum orders are fixed (models store indices): new entries only ever go at the end.
-STATISTICS = list(EXTRACT_STATISTICS)
 COVERAGES = ["centre: pixels whose centre is inside (as QGIS's zonal statistics)", "all touched",
              "fractional: weighted by the covered fraction (as exactextract)"]
 POINT_METHODS = ["nearest: the pixel that contains the point", "bilinear (as GDAL)"]
 GEOMETRY_MODES = ["zonal statistics", "each vertex as a point"]
-LAYOUTS = ["wide: the features with one field per date x band x statistic",
+LAYOUT_LABELS = ["wide: the features with one field per date x band x statistic",
            "long: one row per feature x raster x band"]
-ENGINE_LAYOUTS = ("wide", "long")
 
 #: Formats the engine writes that the zones layer can be read from directly (else a temporary GeoPackage).
 ZONE_FORMATS = ["gpkg", "shp", "geojson", "json", "fgb", "sqlite", "gml", "kml", "tab", "csv"]
@@ -116,8 +115,8 @@ class Extract(SwathSeries, MaskParameters, ScalingParameters, TilewiseAlgorithm)
         self.addParameter(QgsProcessingParameterField(
             self.ID_FIELD, tr("ID field (empty: the feature id)"), parentLayerParameterName=self.ZONES,
             optional=True))
-        statistics = QgsProcessingParameterEnum(self.STATISTICS, tr("Statistics"), STATISTICS, allowMultiple=True,
-                                                defaultValue=[0])
+        statistics = QgsProcessingParameterEnum(self.STATISTICS, tr("Statistics"), list(EXTRACT_STATISTICS),
+                                                allowMultiple=True, defaultValue=[0])
         # every statistic as a check box, the chosen ones ticked (not "1 options selected")
         statistics.setMetadata({"widget_wrapper": {"useCheckBoxes": True, "columns": 4}})
         self.addParameter(statistics)
@@ -141,7 +140,7 @@ class Extract(SwathSeries, MaskParameters, ScalingParameters, TilewiseAlgorithm)
         self.addParameter(QgsProcessingParameterString(
             self.DATES, tr("Dates, one per raster (empty: from the file names or metadata)"), optional=True))
         self.addParameter(QgsProcessingParameterEnum(
-            self.LAYOUT, tr("Layout"), LAYOUTS, defaultValue=0))
+            self.LAYOUT, tr("Layout"), LAYOUT_LABELS, defaultValue=0))
         self.add_swath_parameters()
         self.add_scaling_parameters()
         self.add_mask_parameters()
@@ -194,7 +193,7 @@ class Extract(SwathSeries, MaskParameters, ScalingParameters, TilewiseAlgorithm)
         if not output:
             raise QgsProcessingException(tr("No output table was given."))
         plot = self.parameterAsFileOutput(parameters, self.OUTPUT_PLOT, context) or None
-        stats = [STATISTICS[i] for i in self.parameterAsEnums(parameters, self.STATISTICS, context)]
+        stats = [EXTRACT_STATISTICS[i] for i in self.parameterAsEnums(parameters, self.STATISTICS, context)]
         if not stats:
             raise QgsProcessingException(tr("Choose at least one statistic."))
         scaling = self.scaling_params(parameters, context)
@@ -220,7 +219,7 @@ class Extract(SwathSeries, MaskParameters, ScalingParameters, TilewiseAlgorithm)
             "bands": numbers(self.parameterAsString(parameters, self.BANDS, context), int, self.BANDS) or None,
             "dates": self.parameterAsString(parameters, self.DATES, context) or None,
             "id_field": self.parameterAsString(parameters, self.ID_FIELD, context) or None,
-            "layout": ENGINE_LAYOUTS[self.parameterAsEnum(parameters, self.LAYOUT, context)],
+            "layout": EXTRACT_LAYOUTS[self.parameterAsEnum(parameters, self.LAYOUT, context)],
             "output_plot": os.path.abspath(plot) if plot else None,
             **scaling,
             **self.mask_params(parameters, context),

@@ -11,7 +11,6 @@ from .parameters import MASK_HELP, OUTPUT_TYPES, GeoTiffDestination, MaskParamet
     nodata_parameter, numbers, optional_number, with_decimals
 
 #: The enum's statistics: the per-band ones, then (appended: models keep their indices) those that keep bands together.
-STATISTICS = list(COMPOSITE_STATISTICS)
 
 HELP = (
     "<p>Per-pixel statistic across a time series of rasters (e.g. Landsat/Sentinel scenes or monthly grids), "
@@ -96,7 +95,7 @@ class TemporalComposite(SwathSeries, MaskParameters, TilewiseAlgorithm):
         self.addParameter(QgsProcessingParameterString(
             self.BANDS, tr("Bands to composite (e.g. 1,2,3; empty: all)"), optional=True))
         self.addParameter(QgsProcessingParameterEnum(
-            self.STATISTIC, tr("Statistic"), STATISTICS, defaultValue=0))
+            self.STATISTIC, tr("Statistic"), list(COMPOSITE_STATISTICS), defaultValue=0))
         self.addParameter(QgsProcessingParameterString(
             self.PERCENTILES, tr("Percentiles (with the percentile statistic)"), defaultValue=PERCENTILES_DEFAULT,
             optional=True))
@@ -152,7 +151,7 @@ class TemporalComposite(SwathSeries, MaskParameters, TilewiseAlgorithm):
             self.addParameter(GeoTiffDestination(key, tr(label), optional=True, createByDefault=False))
 
     def engine_params(self, parameters, context, feedback):
-        statistic = STATISTICS[self.parameterAsEnum(parameters, self.STATISTIC, context)]
+        statistic = COMPOSITE_STATISTICS[self.parameterAsEnum(parameters, self.STATISTIC, context)]
         params = {
             "inputs": self.series_sources(parameters, context),
             "statistic": statistic,

@@ -46,12 +46,12 @@ REDUCERS = {
     "percentile": "percentile_kernel",
 }
 #: The temporal composite's statistics, in their enum order.
-STATISTICS = tuple(REDUCERS)
+PER_BAND_STATISTICS = tuple(REDUCERS)
 #: Composites that keep each pixel's bands together (:mod:`tilewise.core.operations.spectral`): appended
 #: to the composite's statistics (:data:`COMPOSITE_STATISTICS`), so existing models keep their indices.
 SPECTRAL_STATISTICS = ("geomedian", "medoid", "quality")
 #: Every statistic of the temporal composite, in its enum order.
-COMPOSITE_STATISTICS = STATISTICS + SPECTRAL_STATISTICS
+COMPOSITE_STATISTICS = PER_BAND_STATISTICS + SPECTRAL_STATISTICS
 #: A mosaic's rules for pixels covered by several inputs: the first two keep one input's value,
 #: the others are statistics of :data:`REDUCERS`.
 OVERLAP_RULES = ("first", "last", "min", "max", "mean", "median")
@@ -103,7 +103,7 @@ def _subclasses(cls: type) -> FrozenSet[str]:
 #: Error kinds whose message is all a user needs (no traceback or engine output added).
 USER_ERRORS = _subclasses(TilewiseError) | {"MemoryError", STOPPED}
 
-__all__ = ["OUTPUT_TYPES", "COMPRESSIONS", "OVERVIEW_RESAMPLINGS", "RESAMPLING_METHODS", "REDUCERS", "STATISTICS",
+__all__ = ["OUTPUT_TYPES", "COMPRESSIONS", "OVERVIEW_RESAMPLINGS", "RESAMPLING_METHODS", "REDUCERS", "PER_BAND_STATISTICS",
            "OVERLAP_RULES", "STAC_GROUPINGS", "STAC_RESAMPLINGS", "MASK_PRESETS", "GAPFILL_METHODS",
            "GAPFILL_EDGE_MODES", "EXTRACT_STATISTICS", "EXTRACT_COVERAGES", "EXTRACT_POINT_METHODS",
            "EXTRACT_GEOMETRY_MODES", "REQUIRED_PACKAGES", "EVENT_PROGRESS", "EVENT_LOG", "EVENT_DONE", "EVENT_ERROR",
@@ -123,3 +123,7 @@ __all__ += ["CHIPS_MODES", "CHIPS_BUFFER_UNITS"]
 #: 2 training (patch mode: one netCDF file of every patch, with a leading ``feature`` dimension).
 CHIPS_FORMATS = ("netcdf", "geotiff", "training")
 __all__ += ["CHIPS_FORMATS"]
+
+#: LAYOUT of an extraction's table: 0 wide (a row per feature), 1 long (a row per feature x raster x band).
+EXTRACT_LAYOUTS = ("wide", "long")
+__all__ += ["EXTRACT_LAYOUTS"]

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import argparse
 
-from ..vocabulary import EXTRACT_COVERAGES, EXTRACT_GEOMETRY_MODES, EXTRACT_POINT_METHODS, EXTRACT_STATISTICS
+from ..vocabulary import EXTRACT_COVERAGES, EXTRACT_GEOMETRY_MODES, EXTRACT_LAYOUTS, EXTRACT_POINT_METHODS, \
+    EXTRACT_STATISTICS
 from . import run_with_progress
 from .options import add_input_nodata_option, add_mask_options, add_run_options, expand_inputs, integers, \
     mask_kwargs, numbers, run_kwargs
 
-LAYOUTS = ("wide", "long")
 
 
 def add_commands(sub) -> None:
@@ -48,7 +48,7 @@ def add_commands(sub) -> None:
     c.add_argument("--offset", type=float, help="and this is added")
     add_mask_options(c)
     c.add_argument("--dates", help="one date per input, in order (default: from the file names, else the metadata)")
-    c.add_argument("--layout", default="long", choices=LAYOUTS,
+    c.add_argument("--layout", default="long", choices=EXTRACT_LAYOUTS,
                    help="long: one row per feature x raster x band (default); wide: the features with one field "
                         "per date x band x statistic")
     g = c.add_argument_group("swath scenes (SAFE folders, netCDF on latitude/longitude grids)")

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import ParameterError
 from ..vocabulary import REDUCERS
-from .statistics import STATISTICS, WARM_GROUPS, check_statistic, integer_range, output_count  # noqa: F401
+from .statistics import PER_BAND_STATISTICS, WARM_GROUPS, check_statistic, integer_range, output_count  # noqa: F401
 
 _CHUNK = 1024
 
@@ -542,7 +542,7 @@ def _warm_calls(group: str):
             yield f32, statistic, qs, None
             yield f64, statistic, qs, None
     elif group == WARM_GROUPS[1]:  # the per-pixel kernels
-        for statistic in STATISTICS:
+        for statistic in PER_BAND_STATISTICS:
             if statistic not in dict(order):
                 yield f32, statistic, (), None
                 yield f64, statistic, (), None

@@ -11,7 +11,7 @@ from typing import Optional, Sequence, Tuple
 import numpy as np
 
 from ..errors import ParameterError
-from ..vocabulary import STATISTICS
+from ..vocabulary import PER_BAND_STATISTICS
 
 #: Kernels compiled together when warming numba's cache (:mod:`tilewise.core.operations.warmup`): the kernels
 #: of a group share their helpers and no two groups do, so groups compile in parallel processes without two
@@ -46,8 +46,8 @@ def output_count(statistic: str, percentiles: Sequence[float] = ()) -> int:
 
 
 def check_statistic(statistic: str, percentiles: Sequence[float] = ()) -> None:
-    if statistic not in STATISTICS:
-        raise ParameterError(f"Unknown statistic {statistic!r}; use one of {', '.join(STATISTICS)}.")
+    if statistic not in PER_BAND_STATISTICS:
+        raise ParameterError(f"Unknown statistic {statistic!r}; use one of {', '.join(PER_BAND_STATISTICS)}.")
     if statistic == "percentile":
         if len(percentiles) == 0:
             raise ParameterError("The percentile statistic needs at least one percentile, e.g. 25,50,75.")

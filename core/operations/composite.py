@@ -18,7 +18,7 @@ from ..kernels.statistics import check_statistic, integer_range, output_count
 from ..options import Options, OutputSpec, plan_grid, split_options
 from ..runtime.runner import RunReport, TileBudget, TiledJob, run_tiles, warnings_to
 from ..runtime.sinks import CogSink
-from ..vocabulary import SPECTRAL_STATISTICS, STATISTICS
+from ..vocabulary import SPECTRAL_STATISTICS, PER_BAND_STATISTICS
 
 _WIDE_TYPES = {"int32", "uint32", "int64", "uint64", "float64", "complex64", "complex128"}
 
@@ -34,7 +34,7 @@ class CompositeOptions:
     ``mask_preset`` (:data:`~tilewise.core.vocabulary.MASK_PRESETS`; see :mod:`tilewise.core.masks`).
     """
 
-    statistic: str = STATISTICS[0]
+    statistic: str = PER_BAND_STATISTICS[0]
     percentiles: Sequence[float] = ()
     bands: Optional[Sequence[int]] = None
     input_nodata: Optional[float] = None
@@ -179,7 +179,7 @@ def _apply_mask(job: CompositeJob, i: int, tile: Tile, values: np.ndarray) -> No
         values[:, read_qa_mask(job.mask, i, job.inputs, job.grid, tile)] = np.nan
 
 
-def composite(inputs: Sequence[str], output: str, statistic: str = STATISTICS[0], percentiles: Sequence[float] = (),
+def composite(inputs: Sequence[str], output: str, statistic: str = PER_BAND_STATISTICS[0], percentiles: Sequence[float] = (),
               **options) -> RunReport:
     """Per-pixel ``statistic`` across ``inputs``, written to ``output`` as a COG.
 

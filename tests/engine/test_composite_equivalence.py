@@ -18,7 +18,7 @@ from hypothesis.extra import numpy as hnp
 
 from tilewise.core import composite
 from tilewise.core.errors import ParameterError
-from tilewise.core.kernels.reducers import STATISTICS, reduce_stack
+from tilewise.core.kernels.reducers import PER_BAND_STATISTICS, reduce_stack
 
 from support import DTYPE_NODATA, as_output, numpy_reference, read_raster
 
@@ -43,7 +43,7 @@ def assert_matches_numpy(output: str, stack: np.ndarray, statistic: str,
         np.testing.assert_allclose(data, expected, rtol=1e-6, atol=0)
 
 
-@pytest.mark.parametrize("statistic", STATISTICS)
+@pytest.mark.parametrize("statistic", PER_BAND_STATISTICS)
 @pytest.mark.parametrize("n_layers", [5, 6], ids=["odd", "even"])
 @pytest.mark.parametrize("dtype,nodata", DTYPE_NODATA, ids=lambda v: str(v))
 def test_composite_equals_numpy(stacks, tmp_path, dtype, nodata, n_layers, statistic):
@@ -57,7 +57,7 @@ def test_composite_equals_numpy(stacks, tmp_path, dtype, nodata, n_layers, stati
     assert_matches_numpy(out, stack.stack, statistic)
 
 
-@pytest.mark.parametrize("statistic", STATISTICS)
+@pytest.mark.parametrize("statistic", PER_BAND_STATISTICS)
 @pytest.mark.parametrize("workers", [1, 2])
 @pytest.mark.parametrize("tile_size", [64, 100, 333, 512])
 def test_tiled_and_parallel_equal_numpy(stacks, tmp_path, pool, tile_size, workers, statistic):
@@ -112,7 +112,7 @@ values = st.one_of(st.integers(-50, 50).map(float),           # ties
 
 @settings(max_examples=200, deadline=None)
 @given(data=st.data(), n=layer_counts, p=pixel_counts,
-       statistic=st.sampled_from(STATISTICS),
+       statistic=st.sampled_from(PER_BAND_STATISTICS),
        qs=st.lists(st.floats(0, 100), min_size=1, max_size=4))
 def test_reduce_stack_equals_numpy(data, n, p, statistic, qs):
     stack = data.draw(hnp.arrays(np.float32, (n, p), elements=values))

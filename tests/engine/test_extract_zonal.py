@@ -14,7 +14,8 @@ from tilewise.core.operations.extract import ExtractSpec, extract_stats, plan_ex
 from tilewise.core.kernels.cover import cover_tile
 from tilewise.core.kernels.footprints import footprints_from_pixels
 from tilewise.core.operations.extract.pipeline import extract_tile
-from tilewise.core.operations.extract.spec import COVERAGES, percentile_column
+from tilewise.core.operations.extract.spec import percentile_column
+from tilewise.core.vocabulary import EXTRACT_COVERAGES
 from tilewise.core.kernels.zonal import reduce_tile
 
 from extract_reference import (apply, pixel_boxes, random_polygons, read_masked, reference_stats, reference_weights)
@@ -81,7 +82,7 @@ def check_against_reference(result, scenes, polygons, coverage, percentiles=PERC
 
 # -- coverage kernels ---------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("coverage", COVERAGES)
+@pytest.mark.parametrize("coverage", EXTRACT_COVERAGES)
 @pytest.mark.parametrize("window", [(0, 0, 83, 117), (13, 29, 31, 17), (70, 100, 13, 17)])
 def test_cover_equals_shapely(coverage, window):
     """Each kernel's weights on a tile window equal the shapely reference, pixel by pixel."""
@@ -89,7 +90,7 @@ def test_cover_equals_shapely(coverage, window):
     geoms_px = random_polygons(rng, 40, (-5, -5, 122, 88), size=(0.2, 15), res=1.0)
     fp = footprints_from_pixels(geoms_px, *SHAPE)
     r0, c0, h, w = window
-    cover = cover_tile(fp, np.arange(len(geoms_px)), r0, c0, h, w, COVERAGES.index(coverage))
+    cover = cover_tile(fp, np.arange(len(geoms_px)), r0, c0, h, w, EXTRACT_COVERAGES.index(coverage))
     identity = Affine.identity()
     for k, g in enumerate(geoms_px):
         want = reference_weights(g, identity, SHAPE, coverage, fallback=False)[r0:r0 + h, c0:c0 + w].ravel()
@@ -115,7 +116,7 @@ def test_fractions_sum_to_area():
 
 # -- whole runs ---------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("coverage", COVERAGES)
+@pytest.mark.parametrize("coverage", EXTRACT_COVERAGES)
 @pytest.mark.parametrize("tile_size", [8, 29, 1024])
 def test_tiled_equals_whole_raster_reference(scenes, polygons, coverage, tile_size):
     """Every statistic of every feature, for every tile size (features across tile borders, outside,

@@ -17,11 +17,11 @@ single-process run).
 >>> result.write("ts.parquet", layout="long")                       # doctest: +SKIP
 """
 
-from .spec import COVERAGES, GEOMETRY_MODES, POINT_METHODS, STATISTICS, ExtractSpec
+from .spec import ExtractSpec
 from .pipeline import ExtractPlan, ExtractResult, extract_stats, extract_tile, plan_extraction, run_plan
 from ...io.vector import Table, TableWriter, Zones, read_zones, write_table, zones_from_geometries
 from ...kernels.zonal import TilePart, ZoneMerger, ZoneStats
 
-__all__ = ["COVERAGES", "GEOMETRY_MODES", "POINT_METHODS", "STATISTICS", "ExtractSpec", "ExtractPlan",
+__all__ = ["ExtractSpec", "ExtractPlan",
            "ExtractResult", "extract_stats", "extract_tile", "plan_extraction", "run_plan", "Table", "TableWriter",
            "Zones", "read_zones", "write_table", "zones_from_geometries", "TilePart", "ZoneMerger", "ZoneStats"]

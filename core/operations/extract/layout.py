@@ -36,8 +36,8 @@ import numpy as np
 from .spec import ExtractSpec, percentile_column
 from ...io.vector import VERTEX_INDEX, Samples, Table, Zones
 from ...kernels.zonal import ZoneStats
+from ...vocabulary import EXTRACT_LAYOUTS
 
-LAYOUTS = ("wide", "long")
 _MAX_SOURCE = 40
 
 
@@ -165,6 +165,6 @@ def build_table(layout: str, zones: Zones, samples: Samples, stats: ZoneStats, s
                 sources: Sequence[str], dates: np.ndarray, bands: Sequence[int]) -> Table:
     """:func:`wide_table` or :func:`long_table` by ``layout`` (``"wide"``/0 or ``"long"``/1)."""
     from .spec import choose
-    name = choose(layout, LAYOUTS, "layout")
+    name = choose(layout, EXTRACT_LAYOUTS, "layout")
     builder = wide_table if name == "wide" else long_table
     return builder(zones, samples, stats, spec, sources, dates, bands)

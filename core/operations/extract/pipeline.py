@@ -34,7 +34,8 @@ from ...kernels.cover import MODE_FRACTIONAL, footprint_total, cover_tile
 from ...kernels.footprints import KIND_EMPTY, KIND_LINE, KIND_POINT, KIND_POLYGON, Footprints, TileAssignment, assign_tiles, \
     footprints_from_pixels, to_pixel_space
 from .layout import build_table
-from .spec import COVERAGES, POINT_METHODS, ExtractSpec
+from ...vocabulary import EXTRACT_COVERAGES, EXTRACT_POINT_METHODS
+from .spec import ExtractSpec
 from ...io.vector import Samples, Table, Zones, check_zone_coordinates, make_samples, read_zones, reproject, same_crs, \
     to_date64, write_table
 from ...kernels.zonal import TilePart, ZoneMerger, ZoneStats, reduce_tile
@@ -319,8 +320,8 @@ def _plan_group(sources: Sequence[RasterSource], members: Tuple[int, ...], sampl
     pixels = np.where(near, pixels, None)
     fp = footprints_from_pixels(pixels, first.height, first.width)
     assignment = assign_tiles(fp, tile_size, spec.point_method, spec.window)
-    coverage = COVERAGES.index(spec.coverage)
-    method = POINT_METHODS.index(spec.point_method)
+    coverage = EXTRACT_COVERAGES.index(spec.coverage)
+    method = EXTRACT_POINT_METHODS.index(spec.point_method)
     whole = _whole_footprints(fp, assignment, coverage, method, spec.window)
     shaped = (fp.kind == KIND_POLYGON) | (fp.kind == KIND_LINE)
     weighted = shaped & (coverage == MODE_FRACTIONAL)
@@ -366,7 +367,8 @@ def extract_tile(plan: ExtractPlan, g: int, t: int, reader: Optional[Reader] = N
     zones = group.assignment.of_tile(t)
     spec = plan.spec
     cover = cover_tile(group.footprints, zones, tile.row_off, tile.col_off, tile.height, tile.width,
-                       COVERAGES.index(spec.coverage), POINT_METHODS.index(spec.point_method), spec.window)
+                       EXTRACT_COVERAGES.index(spec.coverage), EXTRACT_POINT_METHODS.index(spec.point_method),
+                       spec.window)
     read = reader or read_bands
 
     def layers() -> Iterator[np.ndarray]:

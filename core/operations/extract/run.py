@@ -47,7 +47,7 @@ class ExtractOptions:
     """The extraction's own options (the run options are shared: :class:`~tilewise.core.options.RunOptions`).
 
     What to compute: ``statistics`` (names or indices of
-    :data:`~.spec.STATISTICS`), ``percentiles`` (0-100, with ``percentiles``),
+    :data:`~tilewise.core.vocabulary.EXTRACT_STATISTICS`), ``percentiles`` (0-100, with ``percentiles``),
     ``coverage`` (centre, all_touched, fractional), ``point_method`` (nearest,
     bilinear), ``window`` (n x n pixels around points), ``geometry_mode`` of lines
     and polygons (zonal, vertices), ``min_valid_fraction``. What to read:

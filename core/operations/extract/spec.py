@@ -1,7 +1,7 @@
 """What an extraction computes: statistics, coverage rule, point method (plain Python).
 
-The orders of :data:`STATISTICS`, :data:`COVERAGES`, :data:`POINT_METHODS` and
-:data:`GEOMETRY_MODES` are fixed: QGIS models store the indices of enum
+The orders of the value lists (:data:`~tilewise.core.vocabulary.EXTRACT_STATISTICS`, ``EXTRACT_COVERAGES``,
+``EXTRACT_POINT_METHODS``, ``EXTRACT_GEOMETRY_MODES``) are fixed: QGIS models store the indices of enum
 parameters, so a new entry only ever goes at the end.
 """
 
@@ -15,14 +15,6 @@ from ...errors import ParameterError
 from ...vocabulary import DEFAULT_PERCENTILES, EXTRACT_COVERAGES, EXTRACT_GEOMETRY_MODES, EXTRACT_POINT_METHODS, \
     EXTRACT_STATISTICS
 
-#: STATISTICS, in the order of the algorithm's enum (0 mean ... 7 percentiles).
-STATISTICS = EXTRACT_STATISTICS
-#: COVERAGE: 0 pixel centre inside (QGIS zonal statistics), 1 all touched, 2 covered fraction (exactextract).
-COVERAGES = EXTRACT_COVERAGES
-#: POINT_METHOD: 0 the pixel that contains the point, 1 bilinear (GDAL's).
-POINT_METHODS = EXTRACT_POINT_METHODS
-#: GEOMETRY_MODE of lines and polygons: 0 zonal, 1 each vertex as a point.
-GEOMETRY_MODES = EXTRACT_GEOMETRY_MODES
 
 _ALIASES = {"percentile": "percentiles", "stdev": "std", "stddev": "std", "average": "mean",
             "minimum": "min", "maximum": "max", "center": "centre", "all-touched": "all_touched",
@@ -35,7 +27,7 @@ Choice = Union[int, str]
 def choose(value: Choice, names: Sequence[str], what: str) -> str:
     """The name of an enum entry given by index or name.
 
-    >>> choose(2, COVERAGES, "coverage"), choose("center", COVERAGES, "coverage")
+    >>> choose(2, EXTRACT_COVERAGES, "coverage"), choose("center", EXTRACT_COVERAGES, "coverage")
     ('fractional', 'centre')
     """
     if isinstance(value, bool):
@@ -68,7 +60,7 @@ def percentile_column(q: float) -> str:
 class ExtractSpec:
     """The statistics and the sampling rules of one extraction.
 
-    ``statistics`` are names or indices of :data:`STATISTICS`, kept in that fixed
+    ``statistics`` are names or indices of :data:`EXTRACT_STATISTICS`, kept in that fixed
     order; ``percentiles`` (0-100) go with ``percentiles`` (default 25, 50, 75). ``coverage`` and
     ``point_method`` take names or indices. ``window`` is the side of the n x n
     block of pixels around each point (1: the point's own pixel). Below
@@ -97,23 +89,23 @@ class ExtractSpec:
         if "percentiles" in stats and not percentiles:
             percentiles = DEFAULT_PERCENTILES
         if percentiles and "percentiles" not in stats:
-            stats = tuple(s for s in STATISTICS if s in stats or s == "percentiles")
+            stats = tuple(s for s in EXTRACT_STATISTICS if s in stats or s == "percentiles")
         window = int(self.window)
         if window != self.window or window < 1:
             raise ParameterError(f"WINDOW is the side of an n x n block of pixels, at least 1; got {self.window}.")
         fraction = float(self.min_valid_fraction)
         if not 0.0 <= fraction <= 1.0:
             raise ParameterError(f"MIN_VALID_FRACTION must be between 0 and 1, got {self.min_valid_fraction}.")
-        method = choose(self.point_method, POINT_METHODS, "point method")
+        method = choose(self.point_method, EXTRACT_POINT_METHODS, "point method")
         if method == "bilinear" and window > 1:
-            raise ParameterError("WINDOW reduces the n x n pixels around each point with STATISTICS; bilinear "
+            raise ParameterError("WINDOW reduces the n x n pixels around each point with EXTRACT_STATISTICS; bilinear "
                                  "interpolation does not apply to it. Use POINT_METHOD nearest with WINDOW > 1.")
         object.__setattr__(self, "statistics", stats)
         object.__setattr__(self, "percentiles", percentiles)
-        object.__setattr__(self, "coverage", choose(self.coverage, COVERAGES, "coverage"))
+        object.__setattr__(self, "coverage", choose(self.coverage, EXTRACT_COVERAGES, "coverage"))
         object.__setattr__(self, "point_method", method)
         object.__setattr__(self, "window", window)
-        object.__setattr__(self, "geometry_mode", choose(self.geometry_mode, GEOMETRY_MODES, "geometry mode"))
+        object.__setattr__(self, "geometry_mode", choose(self.geometry_mode, EXTRACT_GEOMETRY_MODES, "geometry mode"))
         object.__setattr__(self, "min_valid_fraction", fraction)
 
     @property
@@ -150,7 +142,7 @@ def _statistics(values: Union[Choice, Iterable[Choice]]) -> Tuple[str, ...]:
         values = [v for v in values.split(",") if v.strip()]
     elif isinstance(values, int):
         values = [values]
-    chosen = {choose(v, STATISTICS, "statistic") for v in values}
+    chosen = {choose(v, EXTRACT_STATISTICS, "statistic") for v in values}
     if not chosen:
-        raise ParameterError(f"Choose at least one statistic: {', '.join(STATISTICS)}.")
-    return tuple(s for s in STATISTICS if s in chosen)
+        raise ParameterError(f"Choose at least one statistic: {', '.join(EXTRACT_STATISTICS)}.")
+    return tuple(s for s in EXTRACT_STATISTICS if s in chosen)
