@@ -32,7 +32,7 @@ from ..masks import MaskSpec
 from ..options import Options, OutputSpec, plan_grid, split_options
 from ..runtime.runner import RunReport, TileBudget, TiledJob, run_tiles, warnings_to
 from ..runtime.sinks import CogOutput, CogSink
-from .composite import choose_bands, plan_input_mask
+from .series import choose_bands, plan_input_mask
 from ..kernels.gapfill_plan import GapfillOptions, RegularDates, output_dates, plan_gapfill
 
 _WIDE_TYPES = {"int32", "uint32", "int64", "uint64", "float64"}

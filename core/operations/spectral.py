@@ -43,7 +43,7 @@ from ..options import Options, OutputSpec, plan_grid, split_options
 from ..runtime.runner import RunReport, TileBudget, TiledJob, run_tiles, warnings_to
 from ..runtime.sinks import CogOutput, CogSink
 from ..vocabulary import OUTPUT_TYPES, SPECTRAL_STATISTICS
-from .composite import CompositeOptions, choose_bands, plan_input_mask
+from .series import CompositeOptions, choose_bands, plan_input_mask
 
 _WIDE_TYPES = {"int32", "uint32", "int64", "uint64", "float64"}
 #: Names of the MADs output's bands.
@@ -53,7 +53,7 @@ SOURCE_NODATA = float(np.iinfo(np.int32).min)
 
 @dataclass(frozen=True)
 class SpectralOptions(CompositeOptions):
-    """The composite's options (:class:`~.composite.CompositeOptions`) and those of the spectral statistics
+    """The composite's options (:class:`~.series.CompositeOptions`) and those of the spectral statistics
     (see the module's description)."""
 
     tolerance: float = 1e-7

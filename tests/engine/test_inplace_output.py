@@ -25,7 +25,8 @@ from tilewise.core.errors import OutputError, TileError
 from tilewise.core.io.inplace import open_layout
 from tilewise.core.io.overviews import overview_sizes
 from tilewise.core.operations.bandmath import index
-from tilewise.core.operations.composite import CompositeOptions, composite_tile, plan_composite
+from tilewise.core.operations.composite import composite_tile, plan_composite
+from tilewise.core.operations.series import CompositeOptions
 from tilewise.core.options import OutputSpec, RunOptions, split_options
 from tilewise.core.runtime.executor import SerialExecutor
 from tilewise.core.runtime.executor_base import Executor

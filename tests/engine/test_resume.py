@@ -22,7 +22,8 @@ from tilewise.core.runtime.executor import SerialExecutor
 from tilewise.core.paths import partial_path, workdir_for
 from tilewise.core.options import RunOptions
 from tilewise.core.runtime.runner import run_tiles
-from tilewise.core.operations.composite import CompositeOptions, composite_tile, plan_composite
+from tilewise.core.operations.composite import composite_tile, plan_composite
+from tilewise.core.operations.series import CompositeOptions
 from tilewise.core.runtime.workdir import MANIFEST
 
 from support import build_stack, journal, leftovers, read_raster, subprocess_env
@@ -212,7 +213,8 @@ from tilewise.core.errors import TileError
 from tilewise.core.options import RunOptions
 from tilewise.core.runtime.executor import SerialExecutor
 from tilewise.core.runtime.runner import run_tiles
-from tilewise.core.operations.composite import CompositeOptions, composite_tile, plan_composite
+from tilewise.core.operations.composite import composite_tile, plan_composite
+from tilewise.core.operations.series import CompositeOptions
 
 def fail(job, tile, path):
     if tile.index == 5:

@@ -16,7 +16,8 @@ from tilewise.core.errors import CancelledError, TileError, WorkerError
 from tilewise.core.runtime.executor import LocalExecutor, SerialExecutor
 from tilewise.core.options import RunOptions
 from tilewise.core.runtime.runner import run_tiles
-from tilewise.core.operations.composite import CompositeOptions, composite_tile, plan_composite
+from tilewise.core.operations.composite import composite_tile, plan_composite
+from tilewise.core.operations.series import CompositeOptions
 
 from support import leftovers, read_raster, subprocess_env
 

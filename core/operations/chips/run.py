@@ -44,7 +44,7 @@ from ...options import OutputOptions, Options, plan_grid, split_options
 from ...runtime.runner import RunReport, TileBudget, TiledJob, run_tiles, warnings_to
 from ...runtime.sinks import write_part
 from ...vocabulary import CHIPS_BUFFER_UNITS, CHIPS_FORMATS, CHIPS_MODES, GAPFILL_METHODS
-from ..composite import choose_bands, plan_input_mask
+from ..series import choose_bands, plan_input_mask
 from ..extract.layout import date_order
 from ..extract.run import zones_digest
 from ..extract.spec import choose

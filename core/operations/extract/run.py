@@ -36,7 +36,7 @@ from ...masks import parse_codes, preset_by_name
 from ...options import GridOptions, LogFn, OutputOptions, split_options
 from ...runtime.runner import RunReport, TileBudget, TiledJob, run_tiles, warnings_to
 from ...runtime.sinks import TableSink, read_part, write_part
-from .layout import LAYOUTS
+from ...vocabulary import EXTRACT_LAYOUTS
 from .pipeline import DEFAULT_TILE_SIZE, ExtractPlan, ExtractResult, assemble_stats, \
     extract_tile, plan_extraction, warm_kernels
 from .spec import ExtractSpec, choose
@@ -89,7 +89,7 @@ class ExtractOptions:
                            self.window, self.geometry_mode, self.min_valid_fraction)
         values = dict(statistics=spec.statistics, percentiles=spec.percentiles, coverage=spec.coverage,
                       point_method=spec.point_method, window=spec.window, geometry_mode=spec.geometry_mode,
-                      min_valid_fraction=spec.min_valid_fraction, layout=choose(self.layout, LAYOUTS, "layout"),
+                      min_valid_fraction=spec.min_valid_fraction, layout=choose(self.layout, EXTRACT_LAYOUTS, "layout"),
                       bands=tuple(int(b) for b in self.bands) if self.bands else None,
                       mask_layers=tuple(self.mask_layers) if self.mask_layers else None,
                       mask_values=parse_codes(self.mask_values, "MASK_VALUES"),
