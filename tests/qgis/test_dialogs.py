@@ -32,8 +32,9 @@ SENTENCE_END = ".:;!?"
 
 #: Every algorithm of the provider (the plugin loads after collection, so they are listed here; the first
 #: test checks the list against the provider).
-ALGORITHMS = ["tilewise:bandmath", "tilewise:chips", "tilewise:extract", "tilewise:gapfill", "tilewise:index", "tilewise:mosaic",
-              "tilewise:ndvi", "tilewise:setupengine", "tilewise:stacsearch", "tilewise:temporalmedian"]
+ALGORITHMS = ["tilewise:bandmath", "tilewise:chips", "tilewise:extract", "tilewise:gapfill", "tilewise:index",
+              "tilewise:mosaic", "tilewise:ndvi", "tilewise:setupengine", "tilewise:stacsearch",
+              "tilewise:temporalmedian"]
 
 
 def test_every_algorithm_is_checked():
