@@ -4,8 +4,7 @@ import glob
 import os
 
 from qgis.core import (QgsProcessingException, QgsProcessingParameterEnum, QgsProcessingParameterFile,
-                       QgsProcessingParameterMultipleLayers, QgsProcessingParameterNumber,
-                       QgsProcessingParameterString)
+                       QgsProcessingParameterMultipleLayers, QgsProcessingParameterString)
 
 from ..core.vocabulary import OVERLAP_RULES, OVERVIEW_RESAMPLINGS as ENGINE_OVERVIEW_RESAMPLINGS
 from .base import TilewiseAlgorithm, tr

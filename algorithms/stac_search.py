@@ -126,7 +126,8 @@ class StacSearch(TilewiseAlgorithm):
             self.HEADERS, tr("Extra HTTP headers (one 'Name: value' a line), for the catalogue's host"),
             multiLine=True, optional=True)))
         self.addParameter(advanced(QgsProcessingParameterString(
-            self.HEADER_HOSTS, tr("More hosts for the headers (comma-separated host or host:port, e.g. the asset host)"),
+            self.HEADER_HOSTS,
+            tr("More hosts for the headers (comma-separated host or host:port, e.g. the asset host)"),
             optional=True)))
         self.addParameter(advanced(QgsProcessingParameterString(
             self.SIGN, tr("URL signing hook, module:function (e.g. planetary_computer:sign)"), optional=True)))

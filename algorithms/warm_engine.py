@@ -35,7 +35,8 @@ from collections import deque
 from typing import Callable, Dict, Optional
 
 from ..core.vocabulary import EVENT_ACCEPTED, EVENT_LOG
-from .engine_process import follow_events, run_outcome, read_events, read_lines, kill_tree, remove_leftovers, start_engine
+from .engine_process import (follow_events, run_outcome, read_events, read_lines, kill_tree, remove_leftovers,
+                             start_engine)
 from .interpreter import EngineCancelled, engine_env
 from .settings import DEFAULT_IDLE_MINUTES  # noqa: F401 (the idle timeout by default; 0: no warm engine)
 

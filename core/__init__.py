@@ -70,5 +70,5 @@ def missing_packages(load: bool = False) -> list:
     return missing
 
 
-__all__ = ["composite", "index", "bandmath", "gapfill", "mosaic", "extract", "stac_search", "warmup", "chips", "missing_packages", "TilewiseError",
-           "REQUIRED_PACKAGES", "__version__", *_LAZY]
+__all__ = ["composite", "index", "bandmath", "gapfill", "mosaic", "extract", "stac_search", "warmup", "chips",
+           "missing_packages", "TilewiseError", "REQUIRED_PACKAGES", "__version__"] + list(_LAZY)

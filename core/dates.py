@@ -194,7 +194,8 @@ def date_from_tags(tags: Mapping[str, str]) -> Optional[Tuple[_dt.date, str]]:
 
     >>> date_from_tags({"TIFFTAG_DATETIME": "2024:05:12 10:10:31", "AREA_OR_POINT": "Area"})
     (datetime.date(2024, 5, 12), 'TIFFTAG_DATETIME')
-    >>> date_from_tags({"ACQUISITIONDATETIME": "1970-01-01 00:00:00", "NC_GLOBAL#time_coverage_start": "2024-05-12T10:10:31Z"})
+    >>> date_from_tags({"ACQUISITIONDATETIME": "1970-01-01 00:00:00",
+    ...                 "NC_GLOBAL#time_coverage_start": "2024-05-12T10:10:31Z"})
     (datetime.date(2024, 5, 12), 'NC_GLOBAL#time_coverage_start')
     """
     by_name: Dict[str, List[str]] = {}

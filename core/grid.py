@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Tuple
 
 from .errors import GridError, ParameterError
 
@@ -62,7 +62,8 @@ class Tile:
 
     @property
     def name(self) -> str:
-        return f"tile {self.index} (rows {self.row_off}-{self.row_off + self.height - 1}, cols {self.col_off}-{self.col_off + self.width - 1})"
+        return (f"tile {self.index} (rows {self.row_off}-{self.row_off + self.height - 1}, "
+                f"cols {self.col_off}-{self.col_off + self.width - 1})")
 
     def slices(self) -> Tuple[slice, slice]:
         return (slice(self.row_off, self.row_off + self.height), slice(self.col_off, self.col_off + self.width))

@@ -105,8 +105,9 @@ def main():
                 label = statistic if statistic == "median" else f"p{','.join(f'{q:g}' for q in qs)}"
                 for n in threads:
                     numba.set_num_threads(n)
-                    t_old = best(lambda: old(stack, statistic, qs), args.runs)
-                    t_new = best(lambda: reduce_stack(stack, statistic, qs), args.runs)
+                    t_old = best(lambda stack=stack, statistic=statistic, qs=qs: old(stack, statistic, qs), args.runs)
+                    t_new = best(lambda stack=stack, statistic=statistic, qs=qs: reduce_stack(stack, statistic, qs),
+                                 args.runs)
                     print(f"{layers:>6} {name:<34} {label:<22} {n:>7} {t_old:8.3f} {t_new:8.3f} "
                           f"{t_old / t_new:5.1f}x", flush=True)
 

@@ -102,7 +102,8 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
                    help="tile side in pixels, at least 8 (default or 0: from the memory budget)")
     g.add_argument("-j", "--workers", type=int,
                    help="worker processes (default or 0: all cores; never more than the cores or the tiles)")
-    g.add_argument("-q", "--quiet", action="store_true", help="no progress bar or progress messages (warnings still print)")
+    g.add_argument("-q", "--quiet", action="store_true",
+                   help="no progress bar or progress messages (warnings still print)")
     g.add_argument("--debug", action="store_true",
                    help="print where the time went (engine start, planning, read, compute, tile writes, "
                         "overviews, assembly) as the last line")

@@ -11,7 +11,6 @@ folder has less room left than the write needed.
 from __future__ import annotations
 
 import errno
-import os
 import shutil
 from dataclasses import dataclass
 from typing import Optional

@@ -332,7 +332,8 @@ def check_zone_coordinates(zones: Zones, crs: Optional[str] = None) -> None:
         return
     if bad.sum() == finite.sum():
         raise InputError(f"The coordinates of the zones layer {zones.source} are outside the range of its CRS "
-                         f"({crs_label(parsed)}: {GEOGRAPHIC_RANGE}): {coordinate_range(xy[finite])} They look like metres or feet: the layer's CRS (e.g. its "
+                         f"({crs_label(parsed)}: {GEOGRAPHIC_RANGE}): {coordinate_range(xy[finite])} "
+                         "They look like metres or feet: the layer's CRS (e.g. its "
                          ".prj file) is probably wrong. Check it and assign the right CRS (in QGIS: Layer "
                          "Properties > Source > Assigned Coordinate Reference System; on the command line: "
                          "--zones-crs EPSG:...).")
@@ -602,7 +603,8 @@ def _unique_name(name: str, taken: Sequence[str]) -> str:
 
 _TYPE_NAMES = {0: "Point", 1: "LineString", 2: "LineString", 3: "Polygon", 4: "MultiPoint",
                5: "MultiLineString", 6: "MultiPolygon", 7: "GeometryCollection"}
-_MULTI = {"Polygon": ("MultiPolygon", shapely.multipolygons), "LineString": ("MultiLineString", shapely.multilinestrings),
+_MULTI = {"Polygon": ("MultiPolygon", shapely.multipolygons),
+          "LineString": ("MultiLineString", shapely.multilinestrings),
           "Point": ("MultiPoint", shapely.multipoints)}
 
 

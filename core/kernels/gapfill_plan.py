@@ -44,7 +44,7 @@ import datetime as _dt
 import math
 import re
 from dataclasses import dataclass
-from typing import Optional, Sequence, Tuple, Union
+from typing import Sequence, Tuple, Union
 
 import numpy as np
 

@@ -623,7 +623,8 @@ def warm_up(group: str = "extraction") -> Tuple[int, int]:
     from .footprints import footprints_from_pixels
 
     def calls() -> None:
-        shapes = [shapely.box(0.2, 0.3, 2.7, 2.6), shapely.LineString([(0.1, 0.2), (3.6, 2.9)]), shapely.Point(1.6, 1.4)]
+        shapes = [shapely.box(0.2, 0.3, 2.7, 2.6), shapely.LineString([(0.1, 0.2), (3.6, 2.9)]),
+                  shapely.Point(1.6, 1.4)]
         fp = footprints_from_pixels(shapes, 4, 4)
         zones = np.arange(len(shapes), dtype=np.int64)
         covers = [cover_tile(fp, zones, 0, 0, 4, 4, mode, method, window)

@@ -88,7 +88,7 @@ class BandMathJob(TiledJob):
 
 
 def plan_bandmath(scenes: Sequence[Mapping[str, BandSpec]], expression: str, output: str,
-                  own: BandMathOptions = BandMathOptions(), options: Options = Options(),
+                  own: BandMathOptions = BandMathOptions(), options: Optional[Options] = None,
                   other_inputs: Sequence[str] = ()) -> BandMathJob:
     """Check the expression and every input before any work; plan the grid.
 
@@ -99,6 +99,7 @@ def plan_bandmath(scenes: Sequence[Mapping[str, BandSpec]], expression: str, out
     error. ``other_inputs``: more files the output must not overwrite (other scenes of a
     per-scene run).
     """
+    options = options if options is not None else Options()
     if not scenes:
         raise InputError("No input was given.")
     names = set(scenes[0])
@@ -311,7 +312,7 @@ def _no_value(inputs: Sequence[TileValues], missing: Optional[np.ndarray], resul
             add(lambda o, v=v: np.isnan(v.values, out=o))
         if not _keeps_nan(v):   # a scaling that can make NaN: test the scaled values, as they were
             work = np.dtype(work_dtype).type
-            add(lambda o, v=v: np.isnan(v.values.astype(work) * work(v.scale) + work(v.offset), out=o))
+            add(lambda o, v=v, work=work: np.isnan(v.values.astype(work) * work(v.scale) + work(v.offset), out=o))
     if result is not None:
         add(lambda o: np.logical_not(np.isfinite(result, out=o), out=o))
     return bad

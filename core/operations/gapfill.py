@@ -106,10 +106,11 @@ class GapfillJob(TiledJob):
 
 
 def plan_run(inputs: Sequence[str], output: str, own: GapfillSettings = GapfillSettings(),
-             options: Options = Options()) -> GapfillJob:
+             options: Optional[Options] = None) -> GapfillJob:
     """Check every parameter and input, read the dates, plan the grid and the outputs; raise a
     :class:`TilewiseError` on the first problem. Nothing is written here, except the output folder
     (``per_date``), which is removed again if planning fails and it was made here."""
+    options = options if options is not None else Options()
     if not inputs:
         raise InputError("No input rasters were given; gap filling needs a time series.")
     fill = plan_gapfill(own.method, own.max_gap, own.edges, own.season_days, own.years_window, own.target_dates)

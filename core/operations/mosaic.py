@@ -95,7 +95,7 @@ def find_inputs(patterns: Sequence[str]) -> List[str]:
 
 
 def plan_mosaic(inputs: Sequence[str], output: str, own: MosaicOptions = MosaicOptions(),
-                options: Options = Options()) -> MosaicJob:
+                options: Optional[Options] = None) -> MosaicJob:
     """Read every input's header (one at a time), check them and plan the target grid.
 
     The grid is the reference raster's if given, else the union of the inputs'
@@ -104,6 +104,7 @@ def plan_mosaic(inputs: Sequence[str], output: str, own: MosaicOptions = MosaicO
     :data:`~tilewise.core.io.coverage.LARGE_OUTPUT_BYTES` needs ``allow_large``, and the
     error names the inputs that stretch it. The output's type and nodata default to the inputs'.
     """
+    options = options if options is not None else Options()
     paths = find_inputs(inputs)
     if not paths:
         raise InputError("No input rasters were given; a mosaic needs at least one.")

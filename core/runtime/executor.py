@@ -328,8 +328,8 @@ def as_executor(value: Any) -> Executor:
 
 
 __all__ = ["Executor", "SerialExecutor", "LocalExecutor", "cpu_count", "resolve_workers", "workers_note", "connect",
-           "local_executor", "forks_pool", "make_executor", "as_executor", "limit_gdal_cache", "warm_workers", "WarmWorkers",
-           "PoolLease"]
+           "local_executor", "forks_pool", "make_executor", "as_executor", "limit_gdal_cache", "warm_workers",
+           "WarmWorkers", "PoolLease"]
 
 
 def __getattr__(name: str) -> Any:

@@ -73,7 +73,8 @@ else:
 
 
 #: errno of a file system without locks (some network and FUSE file systems)
-_NO_LOCKS = tuple(getattr(errno, name) for name in ("ENOLCK", "EOPNOTSUPP", "ENOTSUP", "ENOSYS") if hasattr(errno, name))
+_NO_LOCKS = tuple(getattr(errno, name) for name in ("ENOLCK", "EOPNOTSUPP", "ENOTSUP", "ENOSYS")
+                  if hasattr(errno, name))
 
 #: The locks this process holds, by file descriptor (closed in forked children: see _forget_in_child).
 _HELD: Dict[int, "OutputLock"] = {}

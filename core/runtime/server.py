@@ -1,4 +1,5 @@
-"""The warm engine: one engine process that serves job after job, ``python -m tilewise.core.runtime.driver --serve IDLE``.
+"""The warm engine: one engine process that serves job after job,
+``python -m tilewise.core.runtime.driver --serve IDLE``.
 
 The QGIS plugin keeps it between runs (see ``algorithms/warm_engine.py``), so a run skips the
 interpreter's start, the imports and the worker processes' start and kernel loading, which a

@@ -84,8 +84,8 @@ def resumable_size(workdir: str, fingerprint: Fingerprint, tile_size: Optional[i
     return size
 
 
-def prepare_workdir(job: Any, sink: "Sink", workdir: str, fingerprint: Fingerprint, tile_size: int, tiles: Sequence[Tile],
-                    resumed: bool, say: LogFn = lambda m: None) -> WorkState:
+def prepare_workdir(job: Any, sink: "Sink", workdir: str, fingerprint: Fingerprint, tile_size: int,
+                    tiles: Sequence[Tile], resumed: bool, say: LogFn = lambda m: None) -> WorkState:
     """Reuse the work folder of an interrupted run of the same job (``resumed``: :func:`resumable_size`
     said so) with its finished tiles, or start a new one for ``tiles``."""
     if resumed:
@@ -123,8 +123,8 @@ def read_manifest(workdir: str) -> Optional[dict]:
 
 
 def finished_tiles(workdir: str, tiles: Sequence[Tile], sink: "Sink") -> FrozenSet[int]:
-    """Indices of the tiles whose every entry (:meth:`~tilewise.core.runtime.sinks.Sink.journal_entries`) the journal lists, with its file
-    there and of the listed size."""
+    """Indices of the tiles whose every entry (:meth:`~tilewise.core.runtime.sinks.Sink.journal_entries`) the
+    journal lists, with its file there and of the listed size."""
     listed: Dict[str, int] = {}
     try:
         with open(os.path.join(workdir, JOURNAL), encoding="utf-8", errors="replace") as f:
@@ -160,8 +160,8 @@ class Journal:
         self._synced = time.monotonic()
 
     def record(self, entries: Sequence[Union[str, Tuple[str, str]]]) -> None:
-        """List a finished tile: its files, or ``(name, file)`` entries (:meth:`~tilewise.core.runtime.sinks.Sink.journal_entries`), each
-        file made durable first."""
+        """List a finished tile: its files, or ``(name, file)`` entries
+        (:meth:`~tilewise.core.runtime.sinks.Sink.journal_entries`), each file made durable first."""
         pairs = [(os.path.basename(e), e) if isinstance(e, str) else e for e in entries]
         for path in dict.fromkeys(path for _, path in pairs):
             _fsync_path(path)

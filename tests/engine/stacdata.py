@@ -173,7 +173,7 @@ def build_catalogue(root: Path, base_url: str, write_cog: WriteCog, seed: int = 
     files["red"] = cat.asset_url("no_such_file_red.tif")
     by_collection["s2-broken"].append(_item(BROKEN, "s2-broken", "2024-06-03T10:00:00Z", "A", 1.0, "05.10", 22,
                                             "sentinel-2a", _assets("es", files, True)))
-    for cid, items in by_collection.items():
+    for cid in by_collection:
         cat.api_files.append(_write_json(cat.root / "api" / f"{cid}.collection.json", _collection(cid)))
     for cid, items in by_collection.items():
         cat.api_files.append(_write_json(cat.root / "api" / f"{cid}.items.json",

@@ -29,7 +29,7 @@ from tilewise.core.errors import OutputBusyError
 from tilewise.core.runtime.lock import OutputLock, output_locks, read_holder
 from tilewise.core.paths import lock_path, workdir_for
 
-from support import build_stack, leftovers, read_raster, subprocess_env
+from support import build_stack, leftovers, subprocess_env
 
 #: A median composite through the Python API that stops after two tiles (holding the lock, its work folder
 #: half full) until a line comes on its stdin; it prints its pid when paused.

@@ -154,7 +154,8 @@ def test_without_dask_a_scheduler_is_one_message_naming_the_package(series, tmp_
 def test_importing_the_engine_does_not_import_dask(tmp_path):
     script = textwrap.dedent("""
         import sys
-        import tilewise.core.cli, tilewise.core.runtime.runner, tilewise.core.operations.composite, tilewise.core.runtime.executor
+        import tilewise.core.cli, tilewise.core.runtime.runner
+        import tilewise.core.operations.composite, tilewise.core.runtime.executor
         print(sorted(m for m in sys.modules if m.split(".")[0] in ("dask", "distributed")))
     """)
     proc = subprocess.run([sys.executable, "-c", script], env=subprocess_env(), capture_output=True, text=True,

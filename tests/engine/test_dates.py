@@ -158,7 +158,7 @@ def test_undated_series_keeps_the_given_order():
     assert s.sources == ("order",) * 3
     assert s.iso == ("", "", "")
     with pytest.raises(InputError, match="no dates"):
-        s.days
+        _ = s.days
 
 
 def test_some_dated_some_not_names_the_undated():

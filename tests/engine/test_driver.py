@@ -25,7 +25,7 @@ def job(tmp_path, raster):
     """A job file for a median of three float32 scenes (NaN nodata); returns (path, params, stack)."""
     rng = np.random.default_rng(21)
     layers = []
-    for i in range(3):
+    for _ in range(3):
         a = rng.random((50, 70)).astype("float32")
         a[rng.random(a.shape) < 0.2] = np.nan
         layers.append(a)

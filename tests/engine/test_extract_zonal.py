@@ -241,7 +241,8 @@ def test_min_valid_fraction_counts_pixels_outside_the_raster_as_missing(tmp_path
         assert r.stats.valid[:, 0].tolist() == expected
         assert r.stats.count[:, 0].tolist() == [100.0, 100.0]    # count stays, the statistics go null
     cloud_field = shapely.box(x0 + 100, y1 - 100, x0 + 200, y1)  # 10 x 10, half under the cloud
-    r = extract_stats([path], zones_from_geometries([cloud_field], UTM_CRS), ExtractSpec(["mean"], min_valid_fraction=0.6))
+    r = extract_stats([path], zones_from_geometries([cloud_field], UTM_CRS),
+                      ExtractSpec(["mean"], min_valid_fraction=0.6))
     assert r.stats.valid_fraction[0, 0] == pytest.approx(0.5) and np.isnan(r.stats.mean[0, 0])
 
 

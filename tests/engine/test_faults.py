@@ -70,8 +70,8 @@ def test_planning_warnings_go_to_the_log_and_others_are_shown():
         with warnings.catch_warnings(record=True) as outer:
             warnings.simplefilter("always")
             with warnings_to(lines.append):
-                warnings.warn(TilewiseWarning("inputs outside"))
-                warnings.warn(UserWarning("not georeferenced"))
+                warnings.warn(TilewiseWarning("inputs outside"), stacklevel=1)
+                warnings.warn(UserWarning("not georeferenced"), stacklevel=1)
         shown.extend(str(w.message) for w in outer)
 
     worker = threading.Thread(target=plan, daemon=True)
@@ -453,7 +453,7 @@ def test_cli_band_count_mismatch_names_the_files(tmp_path, scenes):
 def test_cli_truncated_geotiff_names_the_file_and_where(tmp_path, scenes):
     cut = write_raster(tmp_path / "cut.tif", np.random.default_rng(2).integers(0, 255, (200, 200)).astype("uint8"),
                        tiled=True, blockxsize=64, blockysize=64)
-    good = write_raster(tmp_path / "good.tif", np.ones((200, 200), "uint8"))
+    write_raster(tmp_path / "good.tif", np.ones((200, 200), "uint8"))
     with open(cut, "r+b") as f:
         f.truncate(os.path.getsize(cut) // 3)
     proc = tilewise_cli("composite", "-q", "-o", "out.tif", "--tile-size", "64", "-j", "1", "good.tif", "cut.tif",

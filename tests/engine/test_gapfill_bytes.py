@@ -22,7 +22,7 @@ from tilewise.core.grid import Tile
 from tilewise.core.io.cog import to_output
 from tilewise.core.kernels.gapfill import gapfill_stack
 from tilewise.core.operations.gapfill import GapfillSettings, gapfill, plan_run
-from tilewise.core.options import Options, split_options
+from tilewise.core.options import split_options
 
 SHAPE = (37, 45)          # not a multiple of the tile sizes below: edge tiles are narrower
 NODATA = -9999.0

@@ -158,7 +158,7 @@ def test_max_gap_and_edges_on_one_pixel(tmp_path):
 
 def test_seasonal_with_a_known_answer(tmp_path):
     """Three years on the same days; a missing date takes the median of the other years' same season."""
-    paths, want = [], {}
+    paths = []
     for year, level in ((2021, 1.0), (2022, 3.0), (2023, 2.0)):
         for month in (3, 6, 9):
             date = dt.date(year, month, 15)

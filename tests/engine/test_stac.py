@@ -346,7 +346,8 @@ def test_signing_hook(api, catalogue, nginx, tmp_path):
 
     report = stac_search(api.url, tmp_path / "a", "red,scl", collections="s2-test", datetime="2024-07-12",
                          bbox=INSIDE_A, sign=sign)
-    assert sorted(signed) == [catalogue.asset_url("s2-20240712-A_red.tif"), catalogue.asset_url("s2-20240712-A_scl.tif")]
+    assert sorted(signed) == [catalogue.asset_url("s2-20240712-A_red.tif"),
+                              catalogue.asset_url("s2-20240712-A_scl.tif")]
     assert "s2-20240712-A_red.tif%3Fsig%3Dabc%26se%3D2030" in Path(report.layers[0]).read_text()
     np.testing.assert_array_equal(read(report.layers[0])[0], catalogue.scenes["s2-20240712-A"].red)
     by_name = stac_search(api.url, tmp_path / "b", "red", collections="s2-test", datetime="2024-07-12",

@@ -41,7 +41,8 @@ def tiff_bytes(value: int = 7) -> bytes:
 
 def item(item_id: str, red: str, when: str = "2024-05-03T10:00:00Z") -> dict:
     return {"type": "Feature", "stac_version": "1.0.0", "id": item_id, "collection": "c",
-            "geometry": {"type": "Polygon", "coordinates": [[[15, 45], [15.1, 45], [15.1, 45.1], [15, 45.1], [15, 45]]]},
+            "geometry": {"type": "Polygon",
+                         "coordinates": [[[15, 45], [15.1, 45], [15.1, 45.1], [15, 45.1], [15, 45]]]},
             "bbox": [15, 45, 15.1, 45.1], "properties": {"datetime": when}, "links": [],
             "assets": {"red": {"href": red, "type": "image/tiff; application=geotiff", "roles": ["data"]}}}
 
@@ -172,12 +173,14 @@ def test_headers_stay_with_the_catalogue_origin(tmp_path, two_hosts):
     assert sent(home, "/a.tif") and all(s == {"authorization", "x-api-key"} for s in sent(home, "/a.tif"))
     assert sent(other, "/b.tif") and all(s == set() for s in sent(other, "/b.tif"))
 
-    proc = cli("stac", "search", f"{home.url}/catalog.json", "--assets", "red", *HEADERS, "-q", "-o", "static", cwd=tmp_path)
+    proc = cli("stac", "search", f"{home.url}/catalog.json", "--assets", "red", *HEADERS, "-q", "-o", "static",
+               cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert sent(home, "/catalog.json") == [{"authorization", "x-api-key"}]
     assert sent(other, "/items/it2.json") == [set()]
 
-    proc = cli("stac", "search", f"{home.url}/moved.json", "--assets", "red", *HEADERS, "-q", "-o", "moved", cwd=tmp_path)
+    proc = cli("stac", "search", f"{home.url}/moved.json", "--assets", "red", *HEADERS, "-q", "-o", "moved",
+               cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert sent(home, "/moved.json") == [{"authorization", "x-api-key"}]
     assert sent(other, "/ic2.json") == [set()]

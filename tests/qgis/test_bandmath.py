@@ -256,7 +256,7 @@ def test_processing_run_does_not_run_an_injected_command(landsat, tmp_path, out_
 def scenes(tmp_path_factory):
     folder = tmp_path_factory.mktemp("ndvi-scenes")
     stacks = [scene_bands(10 + i) for i in range(4)]
-    for i, bands in enumerate(stacks):
+    for bands in stacks:
         bands[2:, 40:50, 60:80] = ND                   # no observation in any scene there
     names = [f"2022-0{i + 5}-15" for i in range(4)]
     return [write_raster(folder / f"{n}.tif", b, nodata=ND) for n, b in zip(names, stacks)], stacks, names

@@ -11,7 +11,7 @@ def test_output_is_a_valid_cog_with_overviews(tmp_path, out_dir):
     rng = np.random.default_rng(5)
     shape = (700, 1300)  # several 512-px blocks, so GDAL must build overviews
     arrays = []
-    for i in range(3):
+    for _ in range(3):
         a = rng.integers(1, 5000, shape).astype(np.uint16)
         a[rng.random(shape) < 0.1] = 0
         arrays.append(a)

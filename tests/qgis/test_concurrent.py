@@ -4,7 +4,6 @@ leaves the output and that run's files (work folder, partial file) as they are."
 
 import os
 import subprocess
-import sys
 import textwrap
 
 import numpy as np

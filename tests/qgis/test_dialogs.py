@@ -32,8 +32,9 @@ SENTENCE_END = ".:;!?"
 
 #: Every algorithm of the provider (the plugin loads after collection, so they are listed here; the first
 #: test checks the list against the provider).
-ALGORITHMS = ["tilewise:bandmath", "tilewise:chips", "tilewise:extract", "tilewise:gapfill", "tilewise:index", "tilewise:mosaic",
-              "tilewise:ndvi", "tilewise:setupengine", "tilewise:stacsearch", "tilewise:temporalmedian"]
+ALGORITHMS = ["tilewise:bandmath", "tilewise:chips", "tilewise:extract", "tilewise:gapfill", "tilewise:index",
+              "tilewise:mosaic", "tilewise:ndvi", "tilewise:setupengine", "tilewise:stacsearch",
+              "tilewise:temporalmedian"]
 
 
 def test_every_algorithm_is_checked():
@@ -265,7 +266,7 @@ def fields_and_clouds(rng, shape, dates):
     parcels = (rows // 48) * 11 + (cols // 64) * 7 + (cols > rows * 0.6 + 90)
     green = np.round(0.15 + 0.7 * ((parcels * 0.618) % 1.0), 2)
     scenes = []
-    for d in range(dates):
+    for _ in range(dates):
         scene = green + np.round(rng.normal(0, 0.01, shape), 2)
         cy, cx = rng.uniform(0, shape[0]), rng.uniform(0, shape[1])
         cloud = (rows - cy) ** 2 / 900 + (cols - cx) ** 2 / 2500 < rng.uniform(1, 4)

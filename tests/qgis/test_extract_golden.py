@@ -124,7 +124,8 @@ def test_centre_coverage_equals_zonalstatisticsfb(data, engine_rows):
             qgis_count = feature["_count"]
             for name, field in QGIS_FIELDS.items():
                 theirs = feature[field]
-                theirs = math.nan if theirs is None or (hasattr(theirs, "isNull") and theirs.isNull()) else float(theirs)
+                theirs = (math.nan if theirs is None or (hasattr(theirs, "isNull") and theirs.isNull())
+                          else float(theirs))
                 got = value(mine[name])
                 if qgis_count == 0 and name == "sum":
                     theirs = math.nan                  # QGIS writes 0 for a field with no valid pixel: null here

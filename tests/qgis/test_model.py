@@ -18,7 +18,7 @@ def scenes(tmp_path_factory):
     folder = tmp_path_factory.mktemp("model-inputs")
     rng = np.random.default_rng(8)
     arrays = []
-    for i in range(4):
+    for _ in range(4):
         a = rng.integers(10, 900, (120, 170)).astype(np.uint16)
         a[rng.random(a.shape) < 0.3] = 0
         a[50:70, 20:60] = 0  # no observation at all: filled by the second step

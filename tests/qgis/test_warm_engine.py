@@ -205,7 +205,8 @@ def test_dialog_runs_reuse_the_engine_after_their_thread_ends(series, out_dir, n
         starts.append(engine_start_seconds(feedback.text))
         # the algorithm ran on a pool thread, which ends after the run, as between two runs in QGIS
         assert feedback.threads and threading.get_native_id() not in feedback.threads
-        ended = wait_for(lambda: all(not os.path.exists(f"/proc/self/task/{t}") for t in feedback.threads), 60)
+        ended = wait_for(lambda feedback=feedback: all(not os.path.exists(f"/proc/self/task/{t}")
+                                                       for t in feedback.threads), 60)
         assert ended, f"the task's thread {feedback.threads} did not end"
     # the engine of the first run served the second and the third; it is up, and nothing is left <defunct>
     assert pids[1:] == pids[:1] * 2, f"engine processes of the three runs: {pids}"

@@ -74,8 +74,9 @@ def date_ticks(first: Any, last: Any, max_ticks: int = X_TICKS) -> List[Tuple[st
     apart, from January) or of years (1, 2, 5, 10... apart); the finest that fits. Each is
     ``(ISO date, label)``: ``2021-03-11``, ``Mar 2021`` or ``2021``.
 
-    >>> date_ticks("2021-01-05", "2021-12-20")
-    [('2021-03-01', 'Mar 2021'), ('2021-05-01', 'May 2021'), ('2021-07-01', 'Jul 2021'), ('2021-09-01', 'Sep 2021'), ('2021-11-01', 'Nov 2021')]
+    >>> date_ticks("2021-01-05", "2021-12-20")  # doctest: +NORMALIZE_WHITESPACE
+    [('2021-03-01', 'Mar 2021'), ('2021-05-01', 'May 2021'), ('2021-07-01', 'Jul 2021'),
+     ('2021-09-01', 'Sep 2021'), ('2021-11-01', 'Nov 2021')]
     """
     lo, hi = sorted((np.datetime64(first, "D"), np.datetime64(last, "D")))
     for ticks, fmt in _date_candidates(lo, hi):
@@ -227,7 +228,8 @@ h1{font-size:18px;margin:0 0 4px}#note{color:#666;margin-bottom:10px}
 #grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(180px,1fr));gap:6px;margin-top:10px}
 .cell{border:1px solid #ddd;cursor:pointer;padding:2px}.cell.on{border-color:#1f77b4;box-shadow:0 0 0 1px #1f77b4}
 .cell div{font-size:11px;white-space:nowrap;overflow:hidden;text-overflow:ellipsis}
-#tip{position:fixed;pointer-events:none;background:#fff;border:1px solid #999;padding:4px 6px;font-size:12px;display:none}
+#tip{position:fixed;pointer-events:none;background:#fff;border:1px solid #999;padding:4px 6px;font-size:12px;
+display:none}
 </style></head><body>
 <h1 id="title"></h1><div id="note"></div>
 <div id="bar"><input id="filter" placeholder="filter ids" size="14">
@@ -242,11 +244,13 @@ let shown = D.features.map((f, i) => i), cur = 0, band = 0, page = 0;
 const $ = id => document.getElementById(id);
 $("title").textContent = D.title;
 const STAT = D.statistic.charAt(0).toUpperCase() + D.statistic.slice(1);
-function note(f) { return (f ? D.id_name + " = " + f.id + " \u00b7 " : "") + D.total + " features, " + D.x.length + " rasters" +
+function note(f) { return (f ? D.id_name + " = " + f.id + " \u00b7 " : "") + D.total + " features, " +
+  D.x.length + " rasters" +
   (D.dated ? " from " + D.x[0] + " to " + D.x[D.x.length - 1] : "") +
   (D.features.length < D.total ? " - the first " + D.features.length + " features are shown" : ""); }
 $("note").textContent = note(null);
-D.bands.forEach((b, i) => { const o = document.createElement("option"); o.value = i; o.textContent = b.name; $("band").appendChild(o); });
+D.bands.forEach((b, i) => { const o = document.createElement("option"); o.value = i; o.textContent = b.name;
+  $("band").appendChild(o); });
 if (D.bands.length < 2) $("bandbox").style.display = "none";
 const xs = D.dated ? D.x.map(d => Date.parse(d)) : D.x;
 function el(tag, attrs, parent) { const e = document.createElementNS(NS, tag);
@@ -270,7 +274,8 @@ function draw(svg, f, small) {
   if (small) return;
   s.m.forEach((m, i) => { if (m === null) return;
     const c = el("circle", {cx: X(xs[i]), cy: Y(m), r: 3.5, fill: "#1f77b4"}, svg);
-    c.addEventListener("mousemove", ev => tip(ev, i, s)); c.addEventListener("mouseleave", () => $("tip").style.display = "none"); });
+    c.addEventListener("mousemove", ev => tip(ev, i, s));
+    c.addEventListener("mouseleave", () => $("tip").style.display = "none"); });
 }
 function axes(svg, X, Y, ticks, W, H, L, B) {
   ticks.forEach(v => { el("line", {x1: L, y1: Y(v), x2: W - 20, y2: Y(v), stroke: "#eee"}, svg);
@@ -283,28 +288,35 @@ function axes(svg, X, Y, ticks, W, H, L, B) {
   else { const step = Math.max(1, Math.ceil(xs.length / 8));
     for (let i = 0; i < xs.length; i += step) {
       const anchor = xs.length > 1 && i === 0 ? "start" : (i + step >= xs.length && xs.length > 1 ? "end" : "middle");
-      el("text", {x: X(xs[i]), y: H - B + 16, "text-anchor": anchor, "font-size": 11}, svg).textContent = D.sources[i]; } }
+      el("text", {x: X(xs[i]), y: H - B + 16, "text-anchor": anchor, "font-size": 11}, svg).textContent =
+        D.sources[i]; } }
   const b = D.bands[band], lab = el("text", {x: 14, y: (H - B + 14) / 2, "font-size": 12,
     transform: "rotate(-90 14 " + (H - B + 14) / 2 + ")", "text-anchor": "middle"}, svg);
   lab.textContent = D.statistic + " of " + b.name + (b.unit ? ", in " + b.unit : "");
 }
-function tip(ev, i, s) { const t = $("tip"); t.style.display = "block"; t.style.left = ev.clientX + 12 + "px"; t.style.top = ev.clientY + 12 + "px";
-  t.textContent = (D.dated ? D.x[i] + " " : "") + D.sources[i] + ": " + s.m[i] + (s.e ? " \u00b1 " + s.e[i] + " (" + s.v[i] + " valid pixels)" : ""); }
-function fillList() { const l = $("list"); l.innerHTML = ""; shown.forEach(i => { const o = document.createElement("option");
-  o.value = i; o.textContent = D.features[i].id; l.appendChild(o); }); }
+function tip(ev, i, s) { const t = $("tip"); t.style.display = "block";
+  t.style.left = ev.clientX + 12 + "px"; t.style.top = ev.clientY + 12 + "px";
+  t.textContent = (D.dated ? D.x[i] + " " : "") + D.sources[i] + ": " + s.m[i] +
+    (s.e ? " \u00b1 " + s.e[i] + " (" + s.v[i] + " valid pixels)" : ""); }
+function fillList() { const l = $("list"); l.innerHTML = "";
+  shown.forEach(i => { const o = document.createElement("option");
+    o.value = i; o.textContent = D.features[i].id; l.appendChild(o); }); }
 function select(i) { cur = i; $("list").value = i; draw($("main"), D.features[i], false);
   $("title").textContent = STAT + " of " + D.bands[band].name + " \u2014 " + D.features[i].id;
   $("note").textContent = note(D.features[i]);
   document.querySelectorAll(".cell").forEach(c => c.classList.toggle("on", +c.dataset.i === i)); }
 function grid() { const g = $("grid"); g.innerHTML = ""; const pages = Math.max(1, Math.ceil(shown.length / PAGE));
   page = Math.min(page, pages - 1); $("pageinfo").textContent = "page " + (page + 1) + " / " + pages;
-  shown.slice(page * PAGE, page * PAGE + PAGE).forEach(i => { const c = document.createElement("div"); c.className = "cell"; c.dataset.i = i;
+  shown.slice(page * PAGE, page * PAGE + PAGE).forEach(i => { const c = document.createElement("div");
+    c.className = "cell"; c.dataset.i = i;
     const cap = document.createElement("div"); cap.textContent = D.features[i].id; c.appendChild(cap);
     const svg = el("svg", {width: 176, height: 60}, c); draw(svg, D.features[i], true);
     c.onclick = () => select(i); g.appendChild(c); }); }
-function step(d) { const k = shown.indexOf(cur); if (shown.length) select(shown[(k + d + shown.length) % shown.length]); }
+function step(d) { const k = shown.indexOf(cur);
+  if (shown.length) select(shown[(k + d + shown.length) % shown.length]); }
 $("filter").oninput = () => { const q = $("filter").value.toLowerCase();
-  shown = D.features.map((f, i) => i).filter(i => D.features[i].id.toLowerCase().includes(q)); page = 0; fillList(); grid();
+  shown = D.features.map((f, i) => i).filter(i => D.features[i].id.toLowerCase().includes(q));
+  page = 0; fillList(); grid();
   if (shown.length) select(shown[0]); };
 $("list").onchange = () => select(+$("list").value);
 $("prev").onclick = () => step(-1); $("next").onclick = () => step(1);

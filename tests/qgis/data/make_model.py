@@ -135,14 +135,16 @@ def build_ndvi_median():
     _model_output(ndvi, "OUTPUT_FOLDER", "ndvi_scenes", "NDVI of each scene (folder)", 360, 250)
     model.addChildAlgorithm(_with_defaults(ndvi))
 
-    model.addChildAlgorithm(_median_of_layers("ndvi", "Median NDVI", (120, 320), ("median_ndvi", "Median NDVI", 360, 400)))
+    model.addChildAlgorithm(_median_of_layers("ndvi", "Median NDVI", (120, 320),
+                                              ("median_ndvi", "Median NDVI", 360, 400)))
     model.updateDestinationParameters()
     return model
 
 
 def _add_model_parameters(model, parameters, spacing):
     for i, parameter in enumerate(parameters):
-        model.addModelParameter(parameter, _placed(QgsProcessingModelParameter(parameter.name()), 120 + spacing * i, 60))
+        model.addModelParameter(parameter,
+                                _placed(QgsProcessingModelParameter(parameter.name()), 120 + spacing * i, 60))
 
 
 def _step(algorithm_id, child_id, description, position, from_model):
