@@ -103,14 +103,14 @@ def _subclasses(cls: type) -> FrozenSet[str]:
 #: Error kinds whose message is all a user needs (no traceback or engine output added).
 USER_ERRORS = _subclasses(TilewiseError) | {"MemoryError", STOPPED}
 
-__all__ = ["OUTPUT_TYPES", "COMPRESSIONS", "OVERVIEW_RESAMPLINGS", "RESAMPLING_METHODS", "REDUCERS", "PER_BAND_STATISTICS",
-           "OVERLAP_RULES", "STAC_GROUPINGS", "STAC_RESAMPLINGS", "MASK_PRESETS", "GAPFILL_METHODS",
-           "GAPFILL_EDGE_MODES", "EXTRACT_STATISTICS", "EXTRACT_COVERAGES", "EXTRACT_POINT_METHODS",
-           "EXTRACT_GEOMETRY_MODES", "REQUIRED_PACKAGES", "EVENT_PROGRESS", "EVENT_LOG", "EVENT_DONE", "EVENT_ERROR",
-           "EVENT_MISSING", "EVENT_OK", "EVENT_ACCEPTED", "STOPPED", "USER_ERRORS", "TilewiseError", "InputError", "MaskError",
-           "GridError", "OutputError", "DiskFullError", "ParameterError", "ExpressionError", "TileError",
-           "WorkerError", "ClusterError", "CatalogError", "CancelledError", "TilewiseWarning",
-           "DEFAULT_PERCENTILES", "SPECTRAL_STATISTICS", "COMPOSITE_STATISTICS"]
+__all__ = ["OUTPUT_TYPES", "COMPRESSIONS", "OVERVIEW_RESAMPLINGS", "RESAMPLING_METHODS", "REDUCERS",
+           "PER_BAND_STATISTICS", "OVERLAP_RULES", "STAC_GROUPINGS", "STAC_RESAMPLINGS", "MASK_PRESETS",
+           "GAPFILL_METHODS", "GAPFILL_EDGE_MODES", "EXTRACT_STATISTICS", "EXTRACT_COVERAGES",
+           "EXTRACT_POINT_METHODS", "EXTRACT_GEOMETRY_MODES", "REQUIRED_PACKAGES", "EVENT_PROGRESS", "EVENT_LOG",
+           "EVENT_DONE", "EVENT_ERROR", "EVENT_MISSING", "EVENT_OK", "EVENT_ACCEPTED", "STOPPED", "USER_ERRORS",
+           "TilewiseError", "InputError", "MaskError", "GridError", "OutputError", "DiskFullError", "ParameterError",
+           "ExpressionError", "TileError", "WorkerError", "ClusterError", "CatalogError", "CancelledError",
+           "TilewiseWarning", "DEFAULT_PERCENTILES", "SPECTRAL_STATISTICS", "COMPOSITE_STATISTICS"]
 
 # -- image chips (appended; see :mod:`tilewise.core.operations.chips`) ------------------------------------------
 #: MODE of ``tilewise:chips``: 0 the feature's bounding box grown by BUFFER, 1 a SIZE_X x SIZE_Y pixel patch.

@@ -50,14 +50,16 @@ class CompositeJob(TiledJob):
         return TileBudget(len(self.inputs) * len(self.bands), 8 if self.work_dtype == "float64" else 4)
 
 
-def plan_composite(inputs: Sequence[str], output: str, own: CompositeOptions = CompositeOptions(),
-                   options: Options = Options()) -> CompositeJob:
+def plan_composite(inputs: Sequence[str], output: str, own: Optional[CompositeOptions] = None,
+                   options: Optional[Options] = None) -> CompositeJob:
     """Check every parameter and input, plan the grid; raise a :class:`TilewiseError` on the first problem.
 
     Nothing is written here (the output folder is only probed for write access). Inputs that
     do not overlap the grid are named in a :class:`~tilewise.core.errors.TilewiseWarning`; an
     output above :data:`~tilewise.core.io.coverage.LARGE_OUTPUT_BYTES` needs ``allow_large``.
     """
+    own = own if own is not None else CompositeOptions()
+    options = options if options is not None else Options()
     if not inputs:
         raise InputError("No input rasters were given; a composite needs at least one.")
     check_statistic(own.statistic, own.percentiles)
@@ -115,8 +117,8 @@ def _apply_mask(job: CompositeJob, i: int, tile: Tile, values: np.ndarray) -> No
         values[:, read_qa_mask(job.mask, i, job.inputs, job.grid, tile)] = np.nan
 
 
-def composite(inputs: Sequence[str], output: str, statistic: str = PER_BAND_STATISTICS[0], percentiles: Sequence[float] = (),
-              **options) -> RunReport:
+def composite(inputs: Sequence[str], output: str, statistic: str = PER_BAND_STATISTICS[0],
+              percentiles: Sequence[float] = (), **options) -> RunReport:
     """Per-pixel ``statistic`` across ``inputs``, written to ``output`` as a COG.
 
     Parameters
@@ -131,8 +133,8 @@ def composite(inputs: Sequence[str], output: str, statistic: str = PER_BAND_STAT
     percentiles : list of float
         With ``"percentile"``: one output band per percentile and input band.
     **options
-        The composite's own (:class:`CompositeOptions`: ``bands``, ``input_nodata``,
-        ``mask_band``, ``mask_layers``, ``mask_values``, ``mask_bits``, ``mask_preset``), and the options every operation
+        The composite's own (:class:`CompositeOptions`: ``bands``, ``input_nodata``, ``mask_band``,
+        ``mask_layers``, ``mask_values``, ``mask_bits``, ``mask_preset``), and the options every operation
         takes (:mod:`tilewise.core.options`): the grid (``reference``, ``extent``, ``crs``,
         ``cell_size``, ``resampling``), the output (``output_type``, ``output_nodata``,
         ``compression``, ``overview_resampling``, ``allow_large``) and the run (``tile_size``,

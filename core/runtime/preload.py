@@ -13,8 +13,8 @@ from ..kernels.statistics import WARM_GROUPS
 
 
 def load_group(group: str) -> Tuple[int, int]:
-    """Compile the kernels of ``group`` (one of :data:`tilewise.core.kernels.statistics.WARM_GROUPS`) into numba's cache, or
-    load them from it: ``(compiled, loaded)``, counted in specializations."""
+    """Compile the kernels of ``group`` (one of :data:`tilewise.core.kernels.statistics.WARM_GROUPS`) into
+    numba's cache, or load them from it: ``(compiled, loaded)``, counted in specializations."""
     if group == WARM_GROUPS[2]:
         from ..kernels.gapfill import warm_up
     elif group == WARM_GROUPS[3]:

@@ -207,8 +207,8 @@ RUN_EVERY_PATH = """
 
 
 def warm(env) -> dict:
-    proc = subprocess.run([sys.executable, "-m", "tilewise.core.runtime.driver", "--warm"], env=env, capture_output=True,
-                          text=True, stdin=subprocess.PIPE, timeout=600)
+    proc = subprocess.run([sys.executable, "-m", "tilewise.core.runtime.driver", "--warm"], env=env,
+                          capture_output=True, text=True, stdin=subprocess.PIPE, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     events = events_of(proc)
     assert events[-1]["event"] == "done", events
