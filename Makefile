@@ -43,7 +43,8 @@ export TILEWISE_PYTHON := $(ENGINE_PYTHON)
 export TILEWISE_LOCK = $(if $(LOCK_ARGS),$(LOCK),)
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: all demo test lint test-fast test-engine test-qgis test-qgis-matrix test-latest bench bench-quick bench-extract bench-kernels install uninstall \
+.PHONY: all demo test lint test-fast test-engine test-qgis test-qgis-matrix test-latest bench bench-quick bench-extract \
+        bench-chips bench-swath bench-kernels install uninstall \
         deps system-deps venv plugin-link warm wheelhouse package lock clean
 
 all: test
@@ -142,6 +143,18 @@ demo: deps
 # --only picks cases: BENCH_ARGS="--only ndvi,session"); bench-quick is CI's smoke run.
 bench: deps $(STAMPS)/bench
 	PYTHONPATH=$(PLUGINS) $(QGIS_PYTHON) $(ROOT)/scripts/bench.py --engine-python $(ENGINE_PYTHON) $(BENCH_ARGS)
+	$(MAKE) --no-print-directory bench-chips bench-swath
+
+# Image chips against a SITS-style script, and swath extraction against a sen3r-style one (reduced sizes by
+# default; the issues' sizes with e.g. BENCH_CHIPS_ARGS="--dates 36 --side 5000").
+bench-chips: deps $(STAMPS)/bench
+	cd $(PLUGINS) && PYTHONPATH=$(PLUGINS) $(ENGINE_PYTHON) $(ROOT)/scripts/bench_chips.py --folder $(BUILD)/bench_chips \
+	    $(BENCH_CHIPS_ARGS)
+
+bench-swath: deps $(STAMPS)/bench
+	@mkdir -p $(ROOT)/bench-output
+	cd $(PLUGINS) && PYTHONPATH=$(PLUGINS) $(ENGINE_PYTHON) $(ROOT)/scripts/bench_swath.py --folder $(BUILD)/bench_swath \
+	    --json $(ROOT)/bench-output/bench_swath.json $(BENCH_SWATH_ARGS)
 
 bench-quick: deps $(STAMPS)/bench
 	PYTHONPATH=$(PLUGINS) $(QGIS_PYTHON) $(ROOT)/scripts/bench.py --engine-python $(ENGINE_PYTHON) --quick \
