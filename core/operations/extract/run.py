@@ -34,6 +34,7 @@ from ...io.vector import Zones, output_format, read_zones, write_table
 from ...kernels.zonal import TilePart
 from ...masks import parse_codes, preset_by_name
 from ...options import GridOptions, LogFn, OutputOptions, split_options
+from ...runtime.phases import timed
 from ...runtime.runner import RunReport, TileBudget, TiledJob, run_tiles, warnings_to
 from ...runtime.sinks import TableSink, read_part, write_part
 from ...vocabulary import EXTRACT_LAYOUTS
@@ -188,7 +189,8 @@ def extract_job_tile(job: ExtractJob, tile: Tile, target: str) -> int:
     arrays = {f.name: getattr(part, f.name) for f in fields(TilePart)}
     arrays["tile"] = np.int64(t)
     arrays["group"] = np.int64(g)
-    write_part(target, arrays)
+    with timed("tile writes"):
+        write_part(target, arrays)
     return tile.index
 
 
