@@ -43,8 +43,15 @@ def profile_of(like):
                     crs=src.crs, transform=src.transform)
 
 
-def write(array, prof, out, output, level=None, predictor="YES"):
-    """One write of ``array`` (``(bands, rows, cols)``) as ``output`` (``raw`` or ``cog``)."""
+def deflate_options(dtype):
+    """Tilewise's DEFLATE ``(level, predictor)`` for an output type (``cog_options`` of core/io/cog.py, which
+    tests/engine/test_bench_floor.py checks against), without importing Tilewise into a floor's process."""
+    return ("1", None) if dtype in ("float32", "float64") else (None, "YES")
+
+
+def write(array, prof, out, output, level=None, predictor=None):
+    """One write of ``array`` (``(bands, rows, cols)``) as ``output`` (``raw`` or ``cog``); a COG with
+    Tilewise's DEFLATE level and predictor for the array's type unless ``level`` and ``predictor`` are given."""
     import rasterio
     from rasterio.shutil import copy
     if output == "raw":
@@ -54,8 +61,12 @@ def write(array, prof, out, output, level=None, predictor="YES"):
             dst.write(array)
         return
     from rasterio._io import MemoryDataset  # the array as a GDAL MEM dataset, without a copy
-    options = dict(COMPRESS="DEFLATE", PREDICTOR=predictor, BLOCKSIZE=512, OVERVIEW_RESAMPLING="AVERAGE",
-                   NUM_THREADS="ALL_CPUS", BIGTIFF="IF_SAFER")
+    if level is None and predictor is None:
+        level, predictor = deflate_options(str(array.dtype))
+    options = dict(COMPRESS="DEFLATE", BLOCKSIZE=512, OVERVIEW_RESAMPLING="AVERAGE", NUM_THREADS="ALL_CPUS",
+                   BIGTIFF="IF_SAFER")
+    if predictor:
+        options["PREDICTOR"] = predictor
     if level:
         options["LEVEL"] = level
     with MemoryDataset(array, transform=prof["transform"], crs=prof["crs"], copy=False) as mem:
