@@ -122,7 +122,17 @@ def print_report(report) -> None:
               f"{r.tiles} tiles{reused} on {r.workers} workers in {r.seconds:.2f} s")
 
 
+def skip_blas_probe() -> None:
+    """numba's first kernel (compiled or loaded from the cache) imports ``scipy.linalg`` where SciPy is
+    installed, to find BLAS for ``np.dot`` and ``np.linalg`` in compiled code (``numba.np.arraymath``); no
+    Tilewise kernel uses them. That import (with ``numpy.f2py``, ``numpy.testing``, ``unittest``...) is 0.2 s
+    of CPU of every command. The command's own process never imports SciPy: numba finds no BLAS, at once."""
+    if "scipy.linalg" not in sys.modules:
+        sys.modules.setdefault("scipy.linalg.cython_blas", None)  # type: ignore[assignment]
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    skip_blas_probe()
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     # argparse hands an optional positional list (index scenes) nothing once options come first
