@@ -19,6 +19,7 @@ from typing import Any, Callable, Optional, Sequence
 
 from ..errors import ParameterError, TilewiseError
 from ..io.names import NameAliases, shown, undecodable
+from ..jitconfig import skip_blas_probe
 from ..runtime.lifeline import Stopped, stop_on_signals, stopped_by
 from ..phases import format_phases, merge
 
@@ -120,15 +121,6 @@ def print_report(report) -> None:
         reused = f" ({r.reused} reused)" if r.reused else ""
         print(f"{r.output}: {r.width} x {r.height} x {r.bands} bands, "
               f"{r.tiles} tiles{reused} on {r.workers} workers in {r.seconds:.2f} s")
-
-
-def skip_blas_probe() -> None:
-    """numba's first kernel (compiled or loaded from the cache) imports ``scipy.linalg`` where SciPy is
-    installed, to find BLAS for ``np.dot`` and ``np.linalg`` in compiled code (``numba.np.arraymath``); no
-    Tilewise kernel uses them. That import (with ``numpy.f2py``, ``numpy.testing``, ``unittest``...) is 0.2 s
-    of CPU of every command. The command's own process never imports SciPy: numba finds no BLAS, at once."""
-    if "scipy.linalg" not in sys.modules:
-        sys.modules.setdefault("scipy.linalg.cython_blas", None)  # type: ignore[assignment]
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
