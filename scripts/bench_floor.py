@@ -206,7 +206,8 @@ def deflate_trade(spec):
     """The NDVI of ``inputs[0]`` written as a COG with each DEFLATE level x predictor: encode seconds (the best
     of ``runs``, the combinations interleaved so that a load that comes and goes hits all alike), bytes."""
     array, prof = ndvi_array(spec), profile_of(spec["like"])
-    combos = [(level, predictor) for level in spec.get("levels", (1, 6)) for predictor in spec.get("predictors", (1, 2, 3))]
+    levels, predictors = spec.get("levels", (1, 6)), spec.get("predictors", (1, 2, 3))
+    combos = [(level, predictor) for level in levels for predictor in predictors]
     times = {c: [] for c in combos}
     sizes = {}
     for _ in range(spec.get("runs", 1)):

@@ -46,8 +46,8 @@ def inputs_folder(folder):
     return sorted(p.name for p in folder.iterdir() if not p.name.endswith(".aux.xml"))
 
 
-CASES = ["zero layers", "missing file", "not a raster", "text named .tif", "mask list of the wrong length", "output folder missing",
-         "percentiles not numbers"]
+CASES = ["zero layers", "missing file", "not a raster", "text named .tif", "mask list of the wrong length",
+         "output folder missing", "percentiles not numbers"]
 
 
 @pytest.mark.parametrize("name", CASES)

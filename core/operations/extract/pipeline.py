@@ -40,7 +40,7 @@ from ...io.vector import Samples, Table, Zones, check_zone_coordinates, make_sam
     to_date64, write_table
 from ...kernels.zonal import TilePart, ZoneMerger, ZoneStats, reduce_tile
 from ...masks import QaMask, plan_qa_mask, qa_mask
-from ...runtime.phases import timed
+from ...phases import timed
 
 DEFAULT_TILE_SIZE = 1024
 

@@ -34,7 +34,7 @@ from ...io.vector import Zones, output_format, read_zones, write_table
 from ...kernels.zonal import TilePart
 from ...masks import parse_codes, preset_by_name
 from ...options import GridOptions, LogFn, OutputOptions, split_options
-from ...runtime.phases import timed
+from ...phases import timed
 from ...runtime.runner import RunReport, TileBudget, TiledJob, run_tiles, warnings_to
 from ...runtime.sinks import TableSink, read_part, write_part
 from ...vocabulary import EXTRACT_LAYOUTS
