@@ -12,7 +12,7 @@ import os
 import time
 
 from qgis.core import (QgsMapLayer, QgsProcessingAlgorithm, QgsProcessingContext, QgsProcessingException,
-                       QgsProcessingParameterMultipleLayers, QgsProcessingUtils)
+                       QgsProcessingParameterMultipleLayers, QgsProcessingUtils, QgsRasterLayer)
 
 from ..core.phases import format_phases
 from .compat import LAYER_RASTER
@@ -32,6 +32,29 @@ def _absolute(source):
     if source and not os.path.isabs(source) and os.path.exists(source):
         return os.path.abspath(source)
     return source
+
+
+#: Files that QGIS opens as one raster layer of the gdal provider (never a container of subdatasets).
+_PLAIN_RASTERS = (".tif", ".tiff", ".vrt", ".img", ".jp2")
+
+
+def _plain_raster_file(value):
+    """``value`` as the engine gets it when it names a local raster file of a kind in :data:`_PLAIN_RASTERS`
+    that GDAL opens (QGIS's check of its gdal provider, about 0.1 ms); else None. Loading it as a QGIS
+    layer to learn the same takes 1-4 ms a file: 0.2 s of a median of 84 files, before the engine runs."""
+    if not isinstance(value, str) or "|" in value or not value.lower().endswith(_PLAIN_RASTERS):
+        return None
+    if not os.path.isfile(value) or not QgsRasterLayer.isValidRasterFileName(value):
+        return None
+    return _absolute(value)
+
+
+def _plain_raster_files(value):
+    """The engine's paths of a list of :func:`_plain_raster_file` values; None unless every value is one."""
+    if not isinstance(value, (list, tuple)) or not value:
+        return None
+    paths = [_plain_raster_file(v) for v in value]
+    return paths if all(paths) else None
 
 
 def _debug(context):
@@ -146,6 +169,8 @@ class TilewiseAlgorithm(GridParameters, OutputParameters, QgsProcessingAlgorithm
     # -- layers ---------------------------------------------------------------------------------------------
 
     def checkParameterValues(self, parameters, context):  # noqa: N802 (QGIS's name)
+        if self._values_acceptable(parameters, context):
+            return True, ""
         ok, message = super().checkParameterValues(parameters, context)
         if ok:
             return ok, message
@@ -160,12 +185,26 @@ class TilewiseAlgorithm(GridParameters, OutputParameters, QgsProcessingAlgorithm
                     pass
         return ok, message
 
+    def _values_acceptable(self, parameters, context):
+        """QGIS's check of each parameter value (``QgsProcessingAlgorithm::checkParameterValues``), without
+        loading a QGIS layer for each raster file of a multiple-layer parameter (see :func:`_plain_raster_file`:
+        such a list gets the checks that need no layer, its count). False: let QGIS check, for its message."""
+        for definition in self.parameterDefinitions():
+            value = parameters.get(definition.name())
+            plain = isinstance(definition, QgsProcessingParameterMultipleLayers) and _plain_raster_files(value)
+            if not definition.checkValueIsAcceptable(value, None if plain else context):
+                return False
+        return True
+
     def layer_sources(self, parameters, name, context, required=True):
         """File sources of a multiple-layer parameter, each checked: a missing file or a
         non-raster entry is an error naming it (QGIS would otherwise drop it silently)."""
         raw = parameters.get(name) or []
         if not isinstance(raw, (list, tuple)):
             raw = [raw]
+        plain = _plain_raster_files(raw)
+        if plain:
+            return plain
         layers = self.parameterAsLayerList(parameters, name, context)
         if required and not raw and not layers:
             raise QgsProcessingException(tr("No input rasters were given; select at least one layer."))

@@ -156,3 +156,13 @@ def limit_threads(threads: int) -> None:
     else:
         os.environ[THREADS_ENV] = str(config.NUMBA_NUM_THREADS)
     numba.set_num_threads(min(threads, config.NUMBA_NUM_THREADS))
+
+
+def skip_blas_probe() -> None:
+    """numba's first kernel (compiled or loaded from the cache) imports ``scipy.linalg`` where SciPy is
+    installed, to find BLAS for ``np.dot`` and ``np.linalg`` in compiled code (``numba.np.arraymath``); no
+    Tilewise kernel uses them. That import (with ``numpy.f2py``, ``numpy.testing``, ``unittest``...) is 0.2 s
+    of CPU of every command. The engine's own processes (a command, the driver, their workers) never import
+    SciPy: there numba finds no BLAS, at once."""
+    if "scipy.linalg" not in sys.modules:
+        sys.modules.setdefault("scipy.linalg.cython_blas", None)  # type: ignore[assignment]

@@ -19,6 +19,7 @@ from typing import Any, Callable, Optional, Sequence
 
 from ..errors import ParameterError, TilewiseError
 from ..io.names import NameAliases, shown, undecodable
+from ..jitconfig import skip_blas_probe
 from ..runtime.lifeline import Stopped, stop_on_signals, stopped_by
 from ..phases import format_phases, merge
 
@@ -123,6 +124,7 @@ def print_report(report) -> None:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    skip_blas_probe()
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     # argparse hands an optional positional list (index scenes) nothing once options come first

@@ -139,7 +139,8 @@ def main(argv=None) -> int:
         return 2
     use_wheel_data()
     from .executor import limit_gdal_cache
-    from ..jitconfig import configure_cache
+    from ..jitconfig import configure_cache, skip_blas_probe
+    skip_blas_probe()
     limit_gdal_cache()
     configure_cache()  # before any worker starts: they all inherit the same folder
     if serving:

@@ -174,9 +174,10 @@ def _run_locked(job: TiledJob, tile_fn: TileFn, run: RunOptions, sink: Sink) -> 
         with phases.step("tile writes"):  # e.g. the outputs laid out for the tiles to write into
             sink = sink.begin(workdir, bool(state.finished))
         tiles_start = time.perf_counter()
-        _compute(executor, job, tile_fn, sink, state, todo, workdir, run, phases)
+        taken = _compute(executor, job, tile_fn, sink, state, todo, workdir, run, phases)
         if state.tiles:
-            phases.spread_tiles(time.perf_counter() - tiles_start)
+            phases.spread_tiles(time.perf_counter() - tiles_start - taken)
+            phases.add("assembly", taken)
         with phases.step("assembly"):
             summary = _finish(sink, workdir, state, run)
         for phase, seconds in summary.pop("phases", {}).items():  # what the sink timed apart (its overviews)
@@ -224,17 +225,20 @@ def _prepare(job: TiledJob, sink: Sink, workdir: str, run: RunOptions,
 
 
 def _compute(ex: Executor, job: TiledJob, tile_fn: TileFn, sink: Sink, state: WorkState, todo: List[Tile],
-             workdir: str, run: RunOptions, phases: Phases) -> None:
+             workdir: str, run: RunOptions, phases: Phases) -> float:
+    """Run the ``todo`` tiles, journal each, let the sink take it (:meth:`.Sink.tile_finished`); return the
+    seconds the sink took meanwhile."""
     total = len(state.tiles)
+    taken = 0.0
     if state.finished:
         run.say(f"Resuming: {len(state.finished)} of {total} tiles were already finished and are reused; "
                 f"{len(todo)} to compute")
     if not total:
-        return
+        return taken
     if run.progress:
         run.progress(len(state.finished), total)
     if not todo:
-        return
+        return taken
     ex.check_workdir(workdir)
     with Journal(workdir) as journal:
         tasks = [(job, t, sink.task_target(workdir, t, state.tile_size)) for t in todo]
@@ -244,8 +248,12 @@ def _compute(ex: Executor, job: TiledJob, tile_fn: TileFn, sink: Sink, state: Wo
             tile = by_index.get(index)
             if tile is not None:
                 journal.record(sink.journal_entries(workdir, tile))
+                started = time.perf_counter()
+                sink.tile_finished(workdir, tile)
+                taken += time.perf_counter() - started
             if run.progress:
                 run.progress(count, total)
+    return taken
 
 
 def _finish(sink: Sink, workdir: str, state: WorkState, run: RunOptions) -> Dict[str, Any]:

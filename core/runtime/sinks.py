@@ -96,6 +96,10 @@ class Sink:
         finished tiles are in it); return the sink that hands out the targets. By default itself."""
         return self
 
+    def tile_finished(self, workdir: str, tile: Tile) -> None:
+        """``tile`` of this run is finished and journaled: a sink may take its files in now, while the
+        workers compute the next tiles (the runner counts that time as assembly). By default nothing."""
+
     def space_needed(self, tiles: Sequence[Tile]) -> SpaceNeed:
         """Bytes the run needs beside its output: ``tiles`` still to compute, then the output(s)."""
         return SpaceNeed(os.path.dirname(self.outputs[0]), 0, 0)

@@ -93,3 +93,16 @@ def test_serve_answers_each_spec_with_its_seconds(tmp_path, stack):
     assert lines[0] == {"ready": True}
     assert [sorted(x) for x in lines[1:]] == [["result", "seconds"]] * 2
     assert all(x["seconds"] > 0 for x in lines[1:])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "uint8", "int16", "uint16"])
+def test_floor_encodes_as_tilewise_does(dtype):
+    sys.path.insert(0, os.path.dirname(SCRIPT))
+    try:
+        from bench_floor import deflate_options
+    finally:
+        sys.path.pop(0)
+    from tilewise.core.io.cog import cog_options
+    from tilewise.core.options import OutputSpec
+    options = cog_options(OutputSpec("x.tif", dtype, compression="DEFLATE"))
+    assert deflate_options(dtype) == (options.get("LEVEL"), options.get("PREDICTOR"))

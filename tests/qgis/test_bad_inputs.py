@@ -15,6 +15,7 @@ def folder(tmp_path_factory):
     for i in range(3):
         write_raster(folder / f"ok{i}.tif", np.full((20, 30), i + 1, np.uint16), nodata=0)
     (folder / "notes.txt").write_text("these are not pixels\n", encoding="utf-8")
+    (folder / "notes.tif").write_text("named like a raster, but not pixels\n", encoding="utf-8")
     return folder
 
 
@@ -28,6 +29,8 @@ def case(name, folder, out_dir):
                          [f"Input not found: {folder / 'gone.tif'}"]),
         "not a raster": ({"INPUT": ok[:2] + [str(folder / "notes.txt")], "OUTPUT": output},
                          [str(folder / "notes.txt"), "not a raster"]),
+        "text named .tif": ({"INPUT": ok[:2] + [str(folder / "notes.tif")], "OUTPUT": output},
+                            [str(folder / "notes.tif"), "not a raster"]),
         "mask list of the wrong length": ({"INPUT": ok, "MASK_LAYERS": ok[:1], "MASK_VALUES": "1", "OUTPUT": output},
                                           ["1 mask layers were given for 3 inputs", "one mask layer per input"]),
         "output folder missing": ({"INPUT": ok, "OUTPUT": str(out_dir / "no such folder" / "out.tif")},
@@ -43,8 +46,8 @@ def inputs_folder(folder):
     return sorted(p.name for p in folder.iterdir() if not p.name.endswith(".aux.xml"))
 
 
-CASES = ["zero layers", "missing file", "not a raster", "mask list of the wrong length", "output folder missing",
-         "percentiles not numbers"]
+CASES = ["zero layers", "missing file", "not a raster", "text named .tif", "mask list of the wrong length",
+         "output folder missing", "percentiles not numbers"]
 
 
 @pytest.mark.parametrize("name", CASES)

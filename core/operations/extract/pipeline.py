@@ -40,6 +40,7 @@ from ...io.vector import Samples, Table, Zones, check_zone_coordinates, make_sam
     to_date64, write_table
 from ...kernels.zonal import TilePart, ZoneMerger, ZoneStats, reduce_tile
 from ...masks import QaMask, plan_qa_mask, qa_mask
+from ...phases import timed
 
 DEFAULT_TILE_SIZE = 1024
 
@@ -410,10 +411,12 @@ def read_bands(plan: ExtractPlan, group: GridGroup, r: int, tile: Tile) -> List[
     from rasterio.windows import Window
     from ...io.sources import has_dataset_mask, representable
 
-    src = _dataset(plan.rasters[r].path)
+    with timed("read"):  # opening (kept open per process) and decoding the window
+        src = _dataset(plan.rasters[r].path)
     window = Window(tile.col_off, tile.row_off, tile.width, tile.height)
     try:
-        raw = src.read(list(plan.bands), window=window)
+        with timed("read"):
+            raw = src.read(list(plan.bands), window=window)
         nodata = plan.input_nodata if plan.input_nodata is not None else src.nodata
         if nodata is not None and not np.isnan(nodata):
             valid = raw != np.asarray(nodata).astype(raw.dtype) if representable(nodata, raw.dtype) else \

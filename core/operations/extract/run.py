@@ -34,6 +34,7 @@ from ...io.vector import Zones, output_format, read_zones, write_table
 from ...kernels.zonal import TilePart
 from ...masks import parse_codes, preset_by_name
 from ...options import GridOptions, LogFn, OutputOptions, split_options
+from ...phases import timed
 from ...runtime.runner import RunReport, TileBudget, TiledJob, run_tiles, warnings_to
 from ...runtime.sinks import TableSink, read_part, write_part
 from ...vocabulary import EXTRACT_LAYOUTS
@@ -113,14 +114,40 @@ class ExtractSink(TableSink):
 
     layout: str = "long"
     plot: Optional[str] = None
+    #: the plan whose parts :meth:`tile_finished` merges while the next tiles run (None: all at the end)
+    plan: Optional[ExtractPlan] = field(default=None, compare=False, repr=False)
+    #: that merge so far: ``merger`` (a :class:`PartsMerger`), ``merged`` (tile indices in order), ``done``
+    progress: Dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def outputs(self) -> Tuple[str, ...]:
         return (self.path,) + ((self.plot,) if self.plot else ())
 
+    def tile_finished(self, workdir: str, tile: Tile) -> None:
+        """Merge the parts of the finished tiles that come next in tile order (the order of :meth:`finish`,
+        so the statistics are the same bit for bit), while the workers compute the other tiles."""
+        if self.plan is None:
+            return
+        state = self.progress
+        if "merger" not in state:
+            state.update(merger=PartsMerger(self.plan), merged=[], done=set())
+        state["done"].add(tile.index)
+        merged = state["merged"]
+        while len(merged) in state["done"]:          # tiles are numbered 0, 1, ... in the plan's order
+            index = len(merged)
+            state["merger"].add(read_part(self.target(workdir, replace(tile, index=index))))
+            merged.append(index)
+
     def finish(self, workdir: str, tiles: Sequence[Tile], say: LogFn) -> Dict[str, Any]:
         say(f"Merging the statistics of {len(tiles)} tiles into {self.path}")
-        result = self.merge((t, read_part(self.target(workdir, t))) for t in tiles)
+        merger, merged = self.progress.get("merger"), self.progress.get("merged", [])
+        if merger is not None and [t.index for t in tiles[:len(merged)]] == merged:
+            for t in tiles[len(merged):]:
+                merger.add(read_part(self.target(workdir, t)))
+            result = merger.result()
+        else:       # nothing merged yet (all tiles reused), or another order: every part, in tile order
+            result = self.merge((t, read_part(self.target(workdir, t))) for t in tiles)
+        self.progress.clear()
         table = result.table(self.layout)
         write_table(table, self.path, self.layer)
         if self.plot:
@@ -158,7 +185,8 @@ class ExtractJob(TiledJob):
     @property
     def sink(self) -> ExtractSink:
         plot = self.outputs[1] if len(self.outputs) > 1 else None
-        return ExtractSink(self.output, partial(merge_parts, self.full), None, str(self.options.layout), plot)
+        return ExtractSink(self.output, partial(merge_parts, self.full), None, str(self.options.layout), plot,
+                           self.full)
 
     @property
     def budget(self) -> TileBudget:
@@ -188,19 +216,35 @@ def extract_job_tile(job: ExtractJob, tile: Tile, target: str) -> int:
     arrays = {f.name: getattr(part, f.name) for f in fields(TilePart)}
     arrays["tile"] = np.int64(t)
     arrays["group"] = np.int64(g)
-    write_part(target, arrays)
+    with timed("tile writes"):
+        write_part(target, arrays)
     return tile.index
+
+
+class PartsMerger:
+    """Tile parts merged exactly, per grid, as they are added (in tile order), into the statistics of
+    every sample and layer."""
+
+    def __init__(self, plan: ExtractPlan) -> None:
+        self.plan = plan
+        self.mergers = [plan.merger(g) for g in range(len(plan.groups))]
+        self.names = [f.name for f in fields(TilePart)]
+
+    def add(self, arrays: Dict[str, np.ndarray]) -> None:
+        values = {n: arrays[n] for n in self.names}
+        values["tile"] = int(arrays["tile"])
+        self.mergers[int(arrays["group"])].add(TilePart(**values))
+
+    def result(self) -> ExtractResult:
+        return ExtractResult(self.plan, assemble_stats(self.plan, [m.result() for m in self.mergers]))
 
 
 def merge_parts(plan: ExtractPlan, parts: Iterator[Tuple[Tile, Dict[str, np.ndarray]]]) -> ExtractResult:
     """Every tile's part merged exactly, per grid, into the statistics of every sample and layer."""
-    mergers = [plan.merger(g) for g in range(len(plan.groups))]
-    names = [f.name for f in fields(TilePart)]
+    merger = PartsMerger(plan)
     for _tile, arrays in parts:
-        values = {n: arrays[n] for n in names}
-        values["tile"] = int(arrays["tile"])
-        mergers[int(arrays["group"])].add(TilePart(**values))
-    return ExtractResult(plan, assemble_stats(plan, [m.result() for m in mergers]))
+        merger.add(arrays)
+    return merger.result()
 
 
 def zones_digest(zones: Zones) -> str:

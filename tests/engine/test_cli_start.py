@@ -1,0 +1,41 @@
+"""What a command's own process loads before its work: not SciPy, which numba looks for BLAS in (no Tilewise
+kernel uses BLAS), and which would cost 0.2 s of CPU on every command where SciPy is installed."""
+
+import subprocess
+import sys
+
+import numpy as np
+import rasterio
+from rasterio.transform import from_origin
+
+PROBE = """
+import sys
+from tilewise.core.cli import main
+code = main(sys.argv[1:])
+assert code == 0, code
+print("scipy.linalg" in sys.modules, "numba" in sys.modules)
+"""
+
+
+def test_a_command_runs_its_kernels_without_importing_scipy(tmp_path):
+    files = []
+    for i in range(3):
+        files.append(str(tmp_path / f"d{i}.tif"))
+        with rasterio.open(files[-1], "w", driver="GTiff", width=7, height=5, count=1, dtype="float32",
+                           crs="EPSG:32633", transform=from_origin(500000, 5200000, 30, 30), nodata=-1) as dst:
+            dst.write(np.full((1, 5, 7), i + 1, np.float32))
+    out = str(tmp_path / "median.tif")
+    done = subprocess.run([sys.executable, "-c", PROBE, "composite", "-q", "-o", out, *files], capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split()[-2:] == ["False", "True"]     # numba ran the kernels, SciPy stayed out
+    with rasterio.open(out) as src:
+        assert np.all(src.read(1) == 2)
+
+
+def test_scipy_imported_already_stays_usable():
+    code = ("import sys, scipy.linalg; from tilewise.core.cli import skip_blas_probe; skip_blas_probe(); "
+            "import scipy.linalg.cython_blas; print(sys.modules['scipy.linalg.cython_blas'] is not None)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "True"
