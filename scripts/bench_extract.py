@@ -28,26 +28,9 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench import KINDS, PAGE, Bench  # noqa: E402
+from benchlib import KINDS, MAKE_ZONES, PAGE, Bench  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-MAKE_ZONES = r"""
-import sys, numpy as np, shapely, pyogrio
-folder, n_polygons, n_points, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
-rng = np.random.default_rng(12)
-x0, top, res = 500000.0, 5200000.0, 30.0                  # the grid of bench.py's MAKE_STACK
-span = size * res
-cx, cy = rng.uniform(x0, x0 + span, n_polygons), rng.uniform(top - span, top, n_polygons)
-radius = rng.uniform(5, 25, n_polygons) * res              # fields of 10 to 50 pixels across
-polygons = shapely.buffer(shapely.points(cx, cy), radius, quad_segs=8)
-opts = {"VERSION": "1.2"}
-pyogrio.raw.write(f"{folder}/polygons.gpkg", shapely.to_wkb(polygons), [np.arange(n_polygons)], ["pid"],
-                  crs="EPSG:32633", geometry_type="Polygon", driver="GPKG", dataset_options=opts)
-points = shapely.points(rng.uniform(x0, x0 + span, n_points), rng.uniform(top - span, top, n_points))
-pyogrio.raw.write(f"{folder}/points.gpkg", shapely.to_wkb(points), [np.arange(n_points)], ["pid"],
-                  crs="EPSG:32633", geometry_type="Point", driver="GPKG", dataset_options=opts)
-"""
 
 #: The goal of issue 11: at least this many times faster than the QGIS loop, and no slower than exactextract.
 GOAL_VS_QGIS = 10.0
@@ -176,7 +159,7 @@ def ratios(rows):
 
 
 def report(rows):
-    from bench import floor_of
+    from benchlib import floor_of
     lines = ["| case | tool | median s | min | max | peak MB | x floor |",
              "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
     for r in rows:

@@ -137,9 +137,9 @@ def ndvi_array(spec):
             return src.read((red_band, nir_band), window=Window(0, row, width, rows), out_dtype="float32")
 
     def compute(row, rows, rn):
-        r, n = rn[0], rn[1]
         undefined = "(n + r == 0)" if nodata is None else f"(n + r == 0) | (r == {nodata!r}) | (n == {nodata!r})"
-        ne.evaluate(f"where({undefined}, -9999, (n - r) / (n + r))", out=out[0, row:row + rows], casting="unsafe")
+        ne.evaluate(f"where({undefined}, -9999, (n - r) / (n + r))", local_dict={"r": rn[0], "n": rn[1]},
+                    out=out[0, row:row + rows], casting="unsafe")
 
     read_strips(read, height, compute)
     return out
@@ -222,9 +222,38 @@ def deflate_trade(spec):
 
 
 def gapfill(spec):
-    sys.path.insert(0, SCRIPTS)
-    from bench_gapfill import floor_gapfill
-    floor_gapfill(spec)
+    """The floor of ``make bench``'s gap-filling case (op ``gapfill``): threads read row
+    strips of every date, Tilewise's kernel fills each strip as it arrives (linear, edges left empty), one
+    DEFLATE COG with overviews of the filled stack, by GDAL's COG driver on all cores. ``spec``: ``inputs``
+    (``ndvi_YYYY-MM-DD.tif`` files), ``like`` (the output whose grid, type and nodata to write), ``out``."""
+    import datetime as dt
+    import numpy as np
+    import rasterio
+    from rasterio.windows import Window
+    from tilewise.core.kernels.gapfill import gapfill_stack
+    from tilewise.core.kernels.gapfill_plan import plan_gapfill
+    files, prof = spec["inputs"], profile_of(spec["like"])
+    epoch = dt.date(1970, 1, 1)
+    days = np.asarray([(dt.date.fromisoformat(os.path.basename(f)[5:15]) - epoch).days for f in files], np.float64)
+    options = plan_gapfill("linear", edges=0)
+    with rasterio.open(files[0]) as src:
+        width, height = src.width, src.height
+    out = np.empty((len(files), height, width), np.float32)
+
+    def read(row, rows):
+        stack = np.empty((len(files), rows, width), np.float32)
+        for i, f in enumerate(files):
+            with rasterio.open(f) as src:
+                src.read(1, window=Window(0, row, width, rows), out=stack[i])
+        return stack
+
+    def compute(row, rows, stack):
+        out[:, row:row + rows] = gapfill_stack(stack, days, options)[0]
+
+    read_strips(read, height, compute)
+    if prof["nodata"] is not None and not np.isnan(prof["nodata"]):
+        out[np.isnan(out)] = prof["nodata"]
+    write(out, prof, spec["out"], "cog")
 
 
 OPS = {"median": median, "ndvi": ndvi, "mosaic": mosaic, "points": points, "gapfill": gapfill,

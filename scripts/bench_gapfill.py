@@ -151,42 +151,6 @@ def bench_gapfill(args) -> List[Dict]:
     return rows
 
 
-def floor_gapfill(spec: Dict) -> None:
-    """The floor of ``make bench``'s gap-filling case (scripts/bench_floor.py, op ``gapfill``): threads read row
-    strips of every date, Tilewise's kernel fills each strip as it arrives (linear, edges left empty), one
-    DEFLATE COG with overviews of the filled stack, by GDAL's COG driver on all cores. ``spec``: ``inputs``
-    (``ndvi_YYYY-MM-DD.tif`` files), ``like`` (the output whose grid, type and nodata to write), ``out``."""
-    import datetime as dt
-    import numpy as np
-    import rasterio
-    from rasterio.windows import Window
-    from bench_floor import profile_of, read_strips, write
-    from tilewise.core.kernels.gapfill import gapfill_stack
-    from tilewise.core.kernels.gapfill_plan import plan_gapfill
-    files, prof = spec["inputs"], profile_of(spec["like"])
-    epoch = dt.date(1970, 1, 1)
-    days = np.asarray([(dt.date.fromisoformat(os.path.basename(f)[5:15]) - epoch).days for f in files], np.float64)
-    options = plan_gapfill("linear", edges=0)
-    with rasterio.open(files[0]) as src:
-        width, height = src.width, src.height
-    out = np.empty((len(files), height, width), np.float32)
-
-    def read(row, rows):
-        stack = np.empty((len(files), rows, width), np.float32)
-        for i, f in enumerate(files):
-            with rasterio.open(f) as src:
-                src.read(1, window=Window(0, row, width, rows), out=stack[i])
-        return stack
-
-    def compute(row, rows, stack):
-        out[:, row:row + rows] = gapfill_stack(stack, days, options)[0]
-
-    read_strips(read, height, compute)
-    if prof["nodata"] is not None and not np.isnan(prof["nodata"]):
-        out[np.isnan(out)] = prof["nodata"]
-    write(out, prof, spec["out"], "cog")
-
-
 def run_pipeline(folder: str, output: str, *extra: str) -> Dict:
     """Tilewise end to end on the files of ``folder`` (``tilewise gapfill --debug``): wall time, the CPU
     time of the engine and its workers (steadier than wall time on a busy machine) and the phase line,

@@ -172,7 +172,7 @@ def spectral_case(b, dates=36, size=2000, bands=6, masked=0.3, peer_python=None)
 
 
 def main():
-    from bench import Bench
+    from benchlib import Bench
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--engine-python", default=sys.executable)
     p.add_argument("--out", default=os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),

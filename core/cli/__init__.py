@@ -181,8 +181,8 @@ def alias_arguments(args: argparse.Namespace, aliases: NameAliases) -> None:
             continue
         setattr(args, name, aliases.alias_values(value, expand=name in EXPANDED_ARGUMENTS))
     if aliases.aliases and getattr(args, "scheduler", None):
-        raise ParameterError(f"{not_utf8(shown(next(iter(aliases.aliases.values()))), 'input name')} The workers of a Dask "
-                             "cluster cannot open it under another name.")
+        name = not_utf8(shown(next(iter(aliases.aliases.values()))), "input name")
+        raise ParameterError(f"{name} The workers of a Dask cluster cannot open it under another name.")
 
 
 def _stopped(args: argparse.Namespace, how: str, signum: Optional[int]) -> int:

@@ -2,8 +2,8 @@
 
 Workers write each tile as a small GeoTIFF (to a temporary name, renamed when
 complete), with their first overview levels (:mod:`.overviews`). The tiles are then
-listed in a VRT and GDAL's COG driver writes the final file, with overviews, using every core. The final file too is written to
-a temporary name in the output folder and renamed, so a reader never sees a
+listed in a VRT and GDAL's COG driver writes the final file, with overviews, using every core. The final
+file too is written to a temporary name in the output folder and renamed, so a reader never sees a
 half-written output.
 """
 

@@ -11,9 +11,9 @@ and ``resume``), runs it and reports on stdout, one JSON object per line:
 Exit codes: 0 done, 2 a user-facing error, 3 missing packages, 128 + N stopped by
 signal N (SIGTERM, SIGHUP: also sent when the process that started the engine
 dies), 1 anything else. ``--serve IDLE_SECONDS`` serves jobs from stdin, one per line, until stdin
-closes or it has been idle that long: the warm engine (:mod:`.server`). ``--check`` only reports which required packages are missing (importing each, so a
-broken install counts as missing). ``--warm`` runs the ``warmup`` operation: every
-kernel compiled into numba's cache (see :mod:`tilewise.core.warmup`).
+closes or it has been idle that long: the warm engine (:mod:`.server`). ``--check`` only reports which
+required packages are missing (importing each, so a broken install counts as missing). ``--warm`` runs the
+``warmup`` operation: every kernel compiled into numba's cache (see :mod:`tilewise.core.operations.warmup`).
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ import traceback
 from typing import Any, Dict
 
 from .. import missing_packages
-from ..vocabulary import (EVENT_DONE, EVENT_ERROR, EVENT_LOG, EVENT_MISSING, EVENT_OK, EVENT_PROGRESS, REQUIRED_PACKAGES,
-                          STOPPED)
+from ..vocabulary import (EVENT_DONE, EVENT_ERROR, EVENT_LOG, EVENT_MISSING, EVENT_OK, EVENT_PROGRESS,
+                          REQUIRED_PACKAGES, STOPPED)
 from .lifeline import die_with_parent, stop_on_signals, watch_stdin
 from ..phases import merge
 
@@ -109,7 +109,8 @@ def run_job(job: Dict[str, Any], started: float = _STARTED) -> int:
         emit(EVENT_ERROR, kind=type(exc).__name__, message=str(exc))
         return 2
     except MemoryError:
-        emit(EVENT_ERROR, kind="MemoryError", message="The engine ran out of memory; use a smaller tile size or fewer workers.")
+        emit(EVENT_ERROR, kind="MemoryError",
+             message="The engine ran out of memory; use a smaller tile size or fewer workers.")
         return 2
     except KeyboardInterrupt as exc:  # SIGTERM, SIGHUP (see stop_on_signals) or SIGINT: cleaned up like a cancel
         how = stopped_by(exc) or "a signal"

@@ -31,8 +31,8 @@ from ...dates import found_date, merge_given, overridden_message, parse_date, ta
 from ...errors import CancelledError, InputError, MaskError, ParameterError, TilewiseWarning
 from ...grid import Grid, Tile, plan_tiles
 from ...kernels.cover import MODE_FRACTIONAL, footprint_total, cover_tile
-from ...kernels.footprints import KIND_EMPTY, KIND_LINE, KIND_POINT, KIND_POLYGON, Footprints, TileAssignment, assign_tiles, \
-    footprints_from_pixels, to_pixel_space
+from ...kernels.footprints import KIND_EMPTY, KIND_LINE, KIND_POINT, KIND_POLYGON, Footprints, TileAssignment, \
+    assign_tiles, footprints_from_pixels, to_pixel_space
 from .layout import build_table
 from ...vocabulary import EXTRACT_COVERAGES, EXTRACT_POINT_METHODS
 from .spec import ExtractSpec
@@ -446,7 +446,8 @@ def _masked(plan: ExtractPlan, r: int, window) -> np.ndarray:
 
 
 def _dataset(path: str):
-    """The open dataset of ``path``, kept open across the run's tiles (:func:`~tilewise.core.io.sources.open_dataset`)."""
+    """The open dataset of ``path``, kept open across the run's tiles
+    (:func:`~tilewise.core.io.sources.open_dataset`)."""
     from ...io.sources import open_dataset
     return open_dataset(path)
 

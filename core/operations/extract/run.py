@@ -330,7 +330,8 @@ def extract(inputs: Sequence[str], zones: Union[str, Zones], output: str,
         The extraction's own (:class:`ExtractOptions`: ``percentiles``, ``coverage``,
         ``point_method``, ``window``, ``geometry_mode``, ``min_valid_fraction``, ``bands``,
         ``input_nodata``, ``scale``, ``offset``, ``mask_band``, ``mask_layers``, ``mask_values``,
-        ``mask_bits``, ``mask_preset``, ``dates``, ``id_field``, ``layer``, ``zones_crs``, ``layout``, ``output_plot``) and the
+        ``mask_bits``, ``mask_preset``, ``dates``, ``id_field``, ``layer``, ``zones_crs``, ``layout``,
+        ``output_plot``) and the
         run options (``tile_size``, ``workers``, ``executor``, ``scheduler``, ``resume``,
         ``keep_workdir``, ``progress``, ``log``).
 
