@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Tuple
 
 from .jit import compiled_and_loaded, jit, pjit
+from .reducers import median_inplace
 
 import numba
 import numpy as np
@@ -240,22 +241,6 @@ def best_kernel(stack, scores, chosen, count):
             count[p] = k
 
 
-@jit
-def _median_of(a, n):
-    """numpy's median of ``a[:n]`` (sorted in place; n is small)."""
-    for i in range(1, n):
-        v = a[i]
-        j = i - 1
-        while j >= 0 and a[j] > v:
-            a[j + 1] = a[j]
-            j -= 1
-        a[j + 1] = v
-    h = n // 2
-    if n % 2 == 1:
-        return a[h]
-    return (a[h - 1] + a[h]) / 2.0
-
-
 @pjit
 def mads_kernel(stack, centre, out):
     """``out`` (3, pixels): the median, over each pixel's complete observations ``x``, of the Euclidean
@@ -299,9 +284,9 @@ def mads_kernel(stack, centre, out):
                     if den > 0.0:
                         bc[nb] = num / den
                         nb += 1
-            out[0, p] = _median_of(e, ne) if ne else np.nan
-            out[1, p] = _median_of(s, ns) if ns else np.nan
-            out[2, p] = _median_of(bc, nb) if nb else np.nan
+            out[0, p] = median_inplace(e, ne) if ne else np.nan
+            out[1, p] = median_inplace(s, ns) if ns else np.nan
+            out[2, p] = median_inplace(bc, nb) if nb else np.nan
 
 
 @jit
