@@ -103,10 +103,9 @@ def long_table(zones: Zones, samples: Samples, stats: ZoneStats, spec: ExtractSp
     return Table(cols)
 
 
-def wide_table(zones: Zones, samples: Samples, stats: ZoneStats, spec: ExtractSpec, sources: Sequence[str],
-               dates: np.ndarray, bands: Sequence[int]) -> Table:
-    """The wide layout (see the module's docstring): one row per feature (per vertex in vertices mode)."""
-    n_b = len(bands)
+def feature_columns(zones: Zones, samples: Samples) -> Dict[str, np.ndarray]:
+    """The first columns of a wide table, one row per sample: the feature's id (unless a field holds it),
+    its fields, and the vertex index in vertices mode."""
     rows = samples.feature
     cols: Dict[str, np.ndarray] = {}
     if zones.id_name not in zones.fields:
@@ -115,6 +114,14 @@ def wide_table(zones: Zones, samples: Samples, stats: ZoneStats, spec: ExtractSp
         cols[name] = np.asarray(values)[rows] if not isinstance(values, np.ma.MaskedArray) else values[rows]
     if samples.vertex is not None:
         cols[_unique(VERTEX_INDEX, cols)] = samples.vertex.astype(np.int32)
+    return cols
+
+
+def wide_table(zones: Zones, samples: Samples, stats: ZoneStats, spec: ExtractSpec, sources: Sequence[str],
+               dates: np.ndarray, bands: Sequence[int]) -> Table:
+    """The wide layout (see the module's docstring): one row per feature (per vertex in vertices mode)."""
+    n_b = len(bands)
+    cols = feature_columns(zones, samples)
     keys = raster_keys(sources, dates)
     arrays = statistic_arrays(stats, spec, samples.as_values)
     for r in date_order(dates):

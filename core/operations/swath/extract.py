@@ -42,7 +42,7 @@ from ...kernels.swath import build_index, chord_of, metres_of, near_mask, neares
 from ...options import GridOptions, OutputOptions, split_options
 from ...runtime.runner import RunReport, TileBudget, TiledJob, run_tiles, warnings_to
 from ...runtime.sinks import TableSink, write_part
-from ..extract.layout import date_order, raster_keys
+from ..extract.layout import date_order, feature_columns, raster_keys
 from ..extract.spec import ExtractSpec, choose
 from .flags import FlagRequest, flag_request, resolve_flags
 
@@ -638,13 +638,7 @@ def _nullable_int(values: np.ndarray) -> np.ndarray:
 
 def _wide(plan: SwathPlan, zones: Zones, samples: Any, st: Dict[str, np.ndarray], dates: np.ndarray) -> Table:
     rows = samples.feature
-    cols: Dict[str, np.ndarray] = {}
-    if zones.id_name not in zones.fields:
-        cols[zones.id_name] = zones.ids[rows]
-    for name, values in zones.fields.items():
-        cols[name] = np.asarray(values)[rows] if not isinstance(values, np.ma.MaskedArray) else values[rows]
-    if samples.vertex is not None:
-        cols[VERTEX_INDEX] = samples.vertex.astype(np.int32)
+    cols = feature_columns(zones, samples)
     keys = raster_keys([s.name for s in plan.scenes], dates)
     n_s = len(rows)
     names = _value_columns(plan, samples)
