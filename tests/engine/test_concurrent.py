@@ -249,7 +249,7 @@ def every_operation(scenes, zones, folder: Path):
     a, b = scenes[0], scenes[1]
     out = str(folder / "out.tif")
     per_scene = str(folder / "ndvi")
-    from tilewise.core import bandmath, extract, gapfill, index, mosaic
+    from tilewise.core import bandmath, chips, extract, gapfill, index, mosaic
     return [
         ("composite", lambda: composite(scenes, out, "median", workers=1), out),
         ("bandmath", lambda: bandmath({"A": (a, 1), "B": (b, 1)}, "A - B", out, workers=1), out),
@@ -262,10 +262,12 @@ def every_operation(scenes, zones, folder: Path):
          str(folder / "ts.csv")),
         ("extract's plot", lambda: extract(scenes, zones, str(folder / "ts.csv"), "mean", workers=1,
                                            output_plot=str(folder / "ts.html")), str(folder / "ts.html")),
+        ("geomedian", lambda: composite(scenes, out, "geomedian", workers=1), out),
+        ("chips", lambda: chips(scenes, zones, str(folder / "chips"), "box", workers=1), str(folder / "chips")),
     ]
 
 
-@pytest.mark.parametrize("which", range(8))
+@pytest.mark.parametrize("which", range(10))
 def test_every_operation_takes_the_lock_of_its_outputs(scenes, zones, tmp_path, which):
     name, call, locked = every_operation(scenes, zones, tmp_path)[which]
     with output_locks([locked], "another run"):
