@@ -409,24 +409,22 @@ def read_bands(plan: ExtractPlan, group: GridGroup, r: int, tile: Tile) -> List[
     (as float64).
     """
     from rasterio.windows import Window
-    from ...io.sources import has_dataset_mask, representable
+    from ...io.sources import read_masked
 
     with timed("read"):  # opening (kept open per process) and decoding the window
         src = _dataset(plan.rasters[r].path)
     window = Window(tile.col_off, tile.row_off, tile.width, tile.height)
     try:
         with timed("read"):
-            raw = src.read(list(plan.bands), window=window)
-        nodata = plan.input_nodata if plan.input_nodata is not None else src.nodata
-        if nodata is not None and not np.isnan(nodata):
-            valid = raw != np.asarray(nodata).astype(raw.dtype) if representable(nodata, raw.dtype) else \
-                np.ones(raw.shape, bool)
-        elif nodata is None and has_dataset_mask(src):
-            valid = np.broadcast_to(src.read_masks(plan.bands[0], window=window) > 0, raw.shape)
-        else:
-            valid = np.ones(raw.shape, bool)
+            raw, missing = read_masked(src, plan.bands, window, plan.input_nodata)
     except Exception as exc:                                   # noqa: BLE001 - say which raster and tile
         raise InputError(f"Cannot read {tile.name} of {src.name}: {exc}") from None
+    if missing is None:
+        valid = np.ones(raw.shape, bool)
+    elif missing.ndim == 2:                                    # the dataset's mask: the same for every band
+        valid = np.broadcast_to(~missing, raw.shape)
+    else:
+        valid = ~missing
     if not plan.mask.empty:
         valid = valid & ~_masked(plan, r, window)[None, :, :]
     if plan.scale is not None or plan.offset is not None:
