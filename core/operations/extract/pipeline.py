@@ -14,11 +14,13 @@ The three stages are separate so a tile runner can take over the middle one:
 3. :class:`.zonal.ZoneMerger` (parent): merges the parts exactly as they come;
    :func:`assemble_stats` puts the groups' results side by side.
 
-:func:`extract_stats` runs the three in one process, tile after tile.
+:func:`extract_stats` runs the three in this process, tile after tile: the runner's task loop
+(:func:`~tilewise.core.runtime.runner.run_tasks`) on its serial executor.
 """
 
 from __future__ import annotations
 
+import inspect
 import os
 import warnings
 from dataclasses import dataclass, replace
@@ -504,32 +506,82 @@ class ExtractResult:
 
 
 def extract_stats(rasters: Sequence[str], zones: Union[str, Zones], spec: Optional[ExtractSpec] = None, *,
-            progress: Optional[Callable[[float], Any]] = None, reader: Optional[Reader] = None,
-            **options) -> ExtractResult:
+                  progress: Optional[Callable[..., Any]] = None, reader: Optional[Reader] = None,
+                  **options) -> ExtractResult:
     """Extract ``spec``'s statistics of ``zones`` from every raster, in this process.
 
-    ``options`` are those of :func:`plan_extraction`. ``progress(fraction)`` is
-    called after every tile; if it returns False the run stops with
-    :class:`CancelledError`.
+    ``options`` are those of :func:`plan_extraction`; ``progress`` and ``reader`` those of :func:`run_plan`.
 
     >>> r = extract_stats(sorted(glob("scenes/*.tif")), "fields.gpkg", ExtractSpec(["mean", "count"]),
-    ...             id_field="pid")                                        # doctest: +SKIP
+    ...                   id_field="pid")                                        # doctest: +SKIP
     >>> r.write("ts.parquet", layout="long")                              # doctest: +SKIP
     """
+    report = _progress_of(progress, stacklevel=3)       # the caller's form, checked before the planning
     plan = plan_extraction(rasters, zones, spec, **options)
-    return run_plan(plan, progress=progress, reader=reader)
+    return run_plan(plan, progress=report, reader=reader)
 
 
-def run_plan(plan: ExtractPlan, progress: Optional[Callable[[float], Any]] = None,
+def run_plan(plan: ExtractPlan, progress: Optional[Callable[..., Any]] = None,
              reader: Optional[Reader] = None) -> ExtractResult:
-    """Every task of ``plan`` in this process, merged."""
-    tasks = plan.tasks()
+    """Every task of ``plan`` in this process, merged: the runner's task loop
+    (:func:`~tilewise.core.runtime.runner.run_tasks`) on its serial executor.
+
+    ``progress(done, total)`` is called before the first tile and after every tile, as in every
+    operation; if it returns False the run stops with :class:`CancelledError`. (The older
+    ``progress(fraction)`` of one argument still works, with a :class:`DeprecationWarning`.)
+    ``reader``: see :func:`extract_tile`.
+    """
+    from ...runtime.executor_base import SerialExecutor
+    from ...runtime.runner import run_tasks
+
+    report = _progress_of(progress, stacklevel=3)
+    tasks = [(plan, g, t, reader) for g, t in plan.tasks()]
     mergers = [plan.merger(g) for g in range(len(plan.groups))]
     try:
-        for i, (g, t) in enumerate(tasks):
-            mergers[g].add(extract_tile(plan, g, t, reader))
-            if progress is not None and progress((i + 1) / len(tasks)) is False:
-                raise CancelledError("The extraction was cancelled; nothing was written.")
+        if tasks:
+            report(0, len(tasks))
+        for g, part in run_tasks(SerialExecutor(), _group_part, tasks, report):
+            mergers[g].add(part)
     finally:
         close_datasets()
     return ExtractResult(plan, assemble_stats(plan, [m.result() for m in mergers]))
+
+
+def _group_part(plan: ExtractPlan, g: int, t: int, reader: Optional[Reader]) -> Tuple[int, TilePart]:
+    return g, extract_tile(plan, g, t, reader)
+
+
+def _progress_of(progress: Optional[Callable[..., Any]], stacklevel: int = 2) -> Callable[[int, int], None]:
+    """``progress(done, total)`` that stops the run when the caller's returns False; a caller's
+    ``progress(fraction)`` (the older form) is adapted, with a :class:`DeprecationWarning`."""
+    if progress is None:
+        return lambda done, total: None
+    fraction = _takes_one_argument(progress)
+    if fraction:
+        warnings.warn("extract_stats() and run_plan() call progress(done, total) now, like every operation; "
+                      "progress(fraction) of one argument is deprecated.", DeprecationWarning, stacklevel=stacklevel)
+
+    def report(done: int, total: int) -> None:
+        if (progress(done / total) if fraction else progress(done, total)) is False:
+            raise CancelledError("The extraction was cancelled; nothing was written.")
+    return report
+
+
+def _takes_one_argument(fn: Callable[..., Any]) -> bool:
+    """True when ``fn`` can be called with one positional argument but not with two.
+
+    >>> _takes_one_argument(lambda f: None), _takes_one_argument(lambda d, t: None), _takes_one_argument(print)
+    (True, False, False)
+    """
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):      # a builtin without a signature: taken as progress(done, total)
+        return False
+
+    def binds(n: int) -> bool:
+        try:
+            signature.bind(*range(n))
+        except TypeError:
+            return False
+        return True
+    return binds(1) and not binds(2)
