@@ -7,7 +7,7 @@ The three stages are separate so a tile runner can take over the middle one:
    space (reprojecting once per CRS), and assigns them to the tiles of that
    grid (:func:`.footprints.assign_tiles`). Only tiles holding a sample are
    tasks.
-2. :func:`extract_tile` (a worker): covers the tile once (:func:`.cover.cover_tile`),
+2. :func:`extract_tile` (a worker): covers the tile once (:func:`.pixel_cover.cover_tile`),
    reads the tile window of each raster of the group once, band by band, and
    reduces every sample's pixels (:func:`.zonal.reduce_tile`). It returns a
    picklable :class:`.zonal.TilePart`.
@@ -32,7 +32,7 @@ import shapely
 from ...dates import found_date, merge_given, overridden_message, parse_date, tags_unless_named
 from ...errors import CancelledError, InputError, MaskError, ParameterError, TilewiseWarning
 from ...grid import Grid, Tile, plan_tiles
-from ...kernels.cover import MODE_FRACTIONAL, footprint_total, cover_tile
+from ...kernels.pixel_cover import MODE_FRACTIONAL, footprint_total, cover_tile
 from ...kernels.footprints import KIND_EMPTY, KIND_LINE, KIND_POINT, KIND_POLYGON, Footprints, TileAssignment, \
     assign_tiles, footprints_from_pixels, to_pixel_space
 from .layout import build_table
