@@ -32,7 +32,7 @@ import shutil
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from ..errors import DiskFullError, ParameterError, TilewiseWarning
 from ..grid import Grid, Tile, auto_tile_size, balance_tile_size, plan_tiles
@@ -46,7 +46,7 @@ from ..phases import Phases, TimedTile
 from .sinks import Sink
 from .workdir import Journal, WorkState, job_fingerprint, prepare_workdir, resumable_size
 
-__all__ = ["TiledJob", "TileBudget", "RunReport", "run_tiles", "warnings_to", "LogFn", "ProgressFn"]
+__all__ = ["TiledJob", "TileBudget", "RunReport", "run_tiles", "run_tasks", "warnings_to", "LogFn", "ProgressFn"]
 
 #: Executors whose workers are processes of this machine (they see its files: outputs can be written in place).
 _LOCAL_EXECUTORS = (SerialExecutor, LocalExecutor, PoolLease)
@@ -243,7 +243,7 @@ def _compute(ex: Executor, job: TiledJob, tile_fn: TileFn, sink: Sink, state: Wo
     with Journal(workdir) as journal:
         tasks = [(job, t, sink.task_target(workdir, t, state.tile_size)) for t in todo]
         by_index = {t.index: t for t in todo}
-        for count, (index, spent) in enumerate(ex.run(TimedTile(tile_fn), tasks), start=len(state.finished) + 1):
+        for index, spent in run_tasks(ex, TimedTile(tile_fn), tasks, run.progress, len(state.finished), total):
             phases.add_tile(spent)
             tile = by_index.get(index)
             if tile is not None:
@@ -251,9 +251,26 @@ def _compute(ex: Executor, job: TiledJob, tile_fn: TileFn, sink: Sink, state: Wo
                 started = time.perf_counter()
                 sink.tile_finished(workdir, tile)
                 taken += time.perf_counter() - started
-            if run.progress:
-                run.progress(count, total)
     return taken
+
+
+def run_tasks(ex: Executor, fn: Callable[..., Any], tasks: Sequence[tuple], progress: Optional[ProgressFn] = None,
+              done: int = 0, total: Optional[int] = None) -> Iterator[Any]:
+    """``fn(*args)`` of every ``args`` in ``tasks`` on ``ex``: each result as it comes, and once the caller
+    has taken it, ``progress(done, total)`` (``done`` tasks were finished before these; ``total`` is by
+    default those and these). The tile loop of :func:`run_tiles`; an operation that keeps its results in
+    memory runs its tasks through it too (e.g. on a :class:`~.executor_base.SerialExecutor`).
+
+    >>> list(run_tasks(SerialExecutor(), pow, [(2, 3), (3, 2)], lambda d, t: print(f"{d}/{t}")))
+    1/2
+    2/2
+    [8, 9]
+    """
+    total = done + len(tasks) if total is None else total
+    for count, result in enumerate(ex.run(fn, tasks), start=done + 1):
+        yield result
+        if progress:
+            progress(count, total)
 
 
 def _finish(sink: Sink, workdir: str, state: WorkState, run: RunOptions) -> Dict[str, Any]:
