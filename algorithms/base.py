@@ -10,10 +10,12 @@ operation in the engine process, with progress, cancel and errors mapped to QGIS
 
 import os
 import time
+from functools import partial
 
 from qgis.core import (QgsMapLayer, QgsProcessingAlgorithm, QgsProcessingContext, QgsProcessingException,
                        QgsProcessingParameterMultipleLayers, QgsProcessingUtils, QgsRasterLayer)
 
+from ..core.logs import WARNING, lines_to
 from ..core.phases import format_phases
 from .compat import LAYER_RASTER
 from .engine_process import run_engine
@@ -74,8 +76,9 @@ def phases_line(report, total, engine_wall):
 
 
 def _log(feedback, message):
-    """An engine log line; its warnings (inputs outside the grid, little disk space...) as warnings."""
-    if message.startswith("Warning: ") and hasattr(feedback, "pushWarning"):
+    """An engine log line (:func:`tilewise.core.logs.line`); its warnings (inputs outside the grid, little
+    disk space...) as warnings."""
+    if message.startswith(WARNING) and hasattr(feedback, "pushWarning"):
         feedback.pushWarning(message)
     else:
         feedback.pushInfo(message)
@@ -147,13 +150,18 @@ class TilewiseAlgorithm(GridParameters, OutputParameters, QgsProcessingAlgorithm
             feedback.pushInfo(tr(f"Engine interpreter: {python}"))
             started = time.perf_counter()
             job = {"operation": operation, "params": params}
+            on_log = partial(_log, feedback)
             callbacks = dict(on_progress=lambda done, total: self._progress(feedback, done, total),
-                             on_log=lambda message: _log(feedback, message), is_cancelled=feedback.isCanceled)
+                             on_log=on_log, is_cancelled=feedback.isCanceled)
             idle = warm_idle_seconds()
-            report = run_warm(job, python, idle, **callbacks) if idle else None
-            if report is None:  # the cold path: qgis_process, the warm engine off or busy with another run
-                report = run_engine(job, python, **callbacks)
-            else:
+            # the engine process's log arrives as events (on_log); this process's own records (an output's
+            # lock, say) go to the same feedback through the engine's one handler
+            with lines_to(on_log, this_thread=True):
+                report = run_warm(job, python, idle, **callbacks) if idle else None
+                cold = report is None   # qgis_process, the warm engine off or busy with another run
+                if cold:
+                    report = run_engine(job, python, **callbacks)
+            if not cold:
                 feedback.pushInfo(tr(f"Ran on the warm engine (process {current_engine_pid()}; it waits "
                                      f"{idle / 60:g} idle minutes for the next run)"))
             if isinstance(report, dict):

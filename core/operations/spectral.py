@@ -40,7 +40,8 @@ from ..io.outputs import check_not_an_input, describe_inputs
 from ..io.sources import describe_raster, open_raster, read_qa_mask, read_window
 from ..masks import MaskSpec
 from ..options import Options, OutputSpec, plan_grid, split_options
-from ..runtime.runner import RunReport, TileBudget, TiledJob, run_tiles, warnings_to
+from ..logs import logging_to
+from ..runtime.runner import RunReport, TileBudget, TiledJob, run_tiles
 from ..runtime.sinks import CogOutput, CogSink
 from ..vocabulary import OUTPUT_TYPES, SPECTRAL_STATISTICS
 from .series import CompositeOptions, choose_bands, plan_input_mask
@@ -464,7 +465,7 @@ def spectral_composite(inputs: Sequence[str], output: str, statistic: str = "geo
     """
     own, shared = split_options(options, SpectralOptions, where="composite()", statistic=statistic,
                                 defaults={"output_type": None})
-    with warnings_to(shared.run.log):
+    with logging_to(shared.run.log):
         job = plan_spectral(inputs, output, own, shared)
     return run_tiles(job, spectral_tile, shared.run)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import logging
 import multiprocessing
 import os
 import sys
@@ -25,6 +26,8 @@ from ..options import RunOptions, check_workers
 from .executor_base import Executor, SerialExecutor, cpu_count
 from ..jitconfig import limit_threads, threads_started
 from .lifeline import die_with_parent
+
+log = logging.getLogger(__name__)
 
 
 def resolve_workers(workers: Optional[int]) -> int:
@@ -288,7 +291,7 @@ def local_executor(run: RunOptions, tiles: int, warm: Optional[Callable[[], None
     n_workers = min(resolve_workers(run.workers), max(1, tiles))
     note = workers_note(run.workers, n_workers, tiles)
     if note:
-        run.say(note)
+        log.info(note)
     if warm is not None and forks_pool(n_workers):
         warm()
     return make_executor(n_workers)

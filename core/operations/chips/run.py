@@ -41,7 +41,8 @@ from ...io.vector import Zones, check_zone_coordinates, read_zones, reproject, s
 from ...kernels.footprints import assign_tiles, footprints_from_pixels
 from ...masks import MaskSpec, parse_codes, preset_by_name
 from ...options import OutputOptions, Options, plan_grid, split_options
-from ...runtime.runner import RunReport, TileBudget, TiledJob, run_tiles, warnings_to
+from ...logs import logging_to
+from ...runtime.runner import RunReport, TileBudget, TiledJob, run_tiles
 from ...runtime.sinks import write_part
 from ...vocabulary import CHIPS_BUFFER_UNITS, CHIPS_FORMATS, CHIPS_MODES, GAPFILL_METHODS
 from ..series import choose_bands, plan_input_mask
@@ -575,7 +576,7 @@ def chips(inputs: Sequence[str], zones: Union[str, Zones], output: str, mode: Un
     if shared.output != OutputOptions():
         raise ParameterError("chips() writes float netCDF files with NaN as nodata: it takes no output raster "
                              "options (output_type, output_nodata, compression...).")
-    with warnings_to(shared.run.log):
+    with logging_to(shared.run.log):
         job = plan_chips_job(inputs, zones, output, own, shared)
     return run_tiles(job, chips_tile, shared.run)
 
