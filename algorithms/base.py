@@ -8,6 +8,7 @@ operation in the engine process, with progress, cancel and errors mapped to QGIS
 :meth:`TilewiseAlgorithm.results` turns the engine's report into the algorithm's outputs.
 """
 
+import logging
 import os
 import time
 from functools import partial
@@ -24,6 +25,8 @@ from .interpreter import EngineError, find_python
 from .parameters import GridParameters, OutputParameters, tr
 from .settings import configured_python, configured_warm_minutes
 from .warm_engine import current, idle_seconds, run_warm
+
+log = logging.getLogger(__name__)
 
 __all__ = ["TilewiseAlgorithm", "tr"]
 
@@ -189,8 +192,8 @@ class TilewiseAlgorithm(GridParameters, OutputParameters, QgsProcessingAlgorithm
                     self.layer_sources(parameters, definition.name(), context, required=False)
                 except QgsProcessingException as exc:
                     return False, str(exc)
-                except Exception:  # a value this check does not understand: keep QGIS's message
-                    pass
+                except Exception:  # noqa: BLE001 - a value this check does not understand: keep QGIS's message
+                    log.debug("%s: no better message than QGIS's", definition.name(), exc_info=True)
         return ok, message
 
     def _values_acceptable(self, parameters, context):

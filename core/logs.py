@@ -40,14 +40,26 @@ LogFn = Callable[[str], None]
 F = TypeVar("F", bound=Callable[..., Any])
 
 log = logging.getLogger(__name__)
+_FORMATTER = logging.Formatter()
 
 
 def line(record: logging.LogRecord) -> str:
-    """A record as a log line: its message, ``"Warning: "`` first for a warning or an error."""
+    """A record as a log line: its message, ``"Warning: "`` first for a warning or an error, and the
+    traceback of its exception, if it has one (the debug records of a failure's cause)."""
     message = record.getMessage()
     if record.levelno >= logging.WARNING and not message.startswith(WARNING):
-        return WARNING + message
+        message = WARNING + message
+    if record.exc_info and record.exc_info[1] is not None:
+        message += "\n" + _FORMATTER.formatException(record.exc_info)
     return message
+
+
+def log_cause(error: BaseException) -> None:
+    """The cause of ``error``, whose message was shown without it: a debug record with the cause's
+    traceback (the command line's ``--debug``, ``TILEWISE_DEBUG`` for QGIS's engine)."""
+    cause = error.__cause__
+    if cause is not None:
+        log.debug("%s was caused by:", type(error).__name__, exc_info=(type(cause), cause, cause.__traceback__))
 
 
 class LineHandler(logging.Handler):

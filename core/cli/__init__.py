@@ -21,7 +21,7 @@ from typing import Any, Callable, Optional, Sequence
 from ..errors import ParameterError, TilewiseError
 from ..io.names import NameAliases, shown, undecodable
 from ..jitconfig import skip_blas_probe
-from ..logs import WARNING, lines_to
+from ..logs import WARNING, lines_to, log_cause
 from ..runtime.lifeline import Stopped, stop_on_signals, stopped_by
 from ..phases import format_phases, merge
 
@@ -153,18 +153,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args.lines = Lines(getattr(args, "quiet", False), aliases.shown)
     from .options import apply_http_timeout
     apply_http_timeout(args)
-    with stop_on_signals() as seen:     # SIGTERM and SIGHUP stop a run as Ctrl+C does
+    level = args.lines.level(getattr(args, "debug", False))
+    with stop_on_signals() as seen, lines_to(args.lines, level):   # SIGTERM and SIGHUP stop a run as Ctrl+C does
         try:
             try:
                 alias_arguments(args, aliases)
-                with lines_to(args.lines, args.lines.level(getattr(args, "debug", False))):
-                    code = args.run(args)
+                code = args.run(args)
                 if getattr(args, "debug_line", None):
                     print(args.debug_line, file=sys.stderr, flush=True)
                 return code
             except TilewiseError as exc:
                 if seen["signal"] is None:
                     print(f"tilewise: error: {aliases.shown(str(exc))}", file=sys.stderr)
+                    log_cause(exc)
                     return 2
                 raise Stopped(seen["signal"]) from None   # e.g. workers stopped by the same signal
             except UnicodeEncodeError as exc:    # a name not in UTF-8 that no alias stands for

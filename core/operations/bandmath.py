@@ -174,7 +174,7 @@ def _check_expression_compiles(expression: str, names: List[str]) -> None:
         # not numexpr.validate: since numexpr 2.8.5 it returns the exception instead of raising it
         numexpr.evaluate(expression, local_dict=probe)
     except Exception as exc:  # numexpr reports its own grammar limits here
-        raise ExpressionError(f"numexpr cannot evaluate the expression: {exc}") from None
+        raise ExpressionError(f"numexpr cannot evaluate the expression: {exc}") from exc
 
 
 def bandmath_tile(job: BandMathJob, tile: Tile, target: str) -> int:
@@ -207,7 +207,7 @@ def _read_scene(job: BandMathJob, refs: Sequence[BandRef],
         except TilewiseError as exc:
             raise TileError(f"{tile.name}: {exc}") from None
         except Exception as exc:
-            raise TileError(f"{tile.name}: reading {path} failed: {exc}") from None
+            raise TileError(f"{tile.name}: reading {path} failed: {exc}") from exc
         if gap is not None:
             missing = gap if missing is None else missing | gap
         fill = job.input_nodata if job.input_nodata is not None else group[0].nodata

@@ -102,7 +102,7 @@ def composite_tile(job: CompositeJob, tile: Tile, target: str) -> int:
         except TilewiseError as exc:
             raise TileError(f"{tile.name}: {exc}") from None
         except Exception as exc:
-            raise TileError(f"{tile.name}: reading {src} failed: {exc}") from None
+            raise TileError(f"{tile.name}: reading {src} failed: {exc}") from exc
     from ..kernels.reducers import reduce_stack  # compiled kernels load only where tiles are reduced
     k = output_count(job.statistic, job.percentiles)
     out = np.empty((n_bands * k, tile.height, tile.width), job.output.dtype)

@@ -207,7 +207,7 @@ def gapfill_tile(job: GapfillJob, tile: Tile, target) -> int:
         except TilewiseError as exc:
             raise TileError(f"{tile.name}: {exc}") from None
         except Exception as exc:
-            raise TileError(f"{tile.name}: reading {src} failed: {exc}") from None
+            raise TileError(f"{tile.name}: reading {src} failed: {exc}") from exc
     values, flags = gapfill_stack(stack, np.asarray(job.days), job.fill)
     del stack
     out = as_output(values, job.outputs[0])     # every output of a job has its type and nodata

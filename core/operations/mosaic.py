@@ -247,7 +247,7 @@ def _read(job: MosaicJob, i: int, tile: Tile, bands, out) -> None:
     except TilewiseError as exc:
         raise TileError(f"{tile.name}: {exc}") from None
     except Exception as exc:
-        raise TileError(f"{tile.name}: reading {job.inputs[i]} failed: {exc}") from None
+        raise TileError(f"{tile.name}: reading {job.inputs[i]} failed: {exc}") from exc
 
 
 def gdal_can_do(job: MosaicJob) -> Optional[List[Placement]]:

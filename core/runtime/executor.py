@@ -71,8 +71,8 @@ def _init_worker(numba_threads: int, preload: bool = False) -> None:
         try:
             from .preload import preload
             preload()
-        except Exception:  # a run compiles or loads what it needs anyway
-            pass
+        except Exception:  # noqa: BLE001 - a run compiles or loads what it needs anyway
+            log.debug("Preloading the kernels in a worker failed", exc_info=True)
 
 
 class LocalExecutor(Executor):
@@ -116,9 +116,9 @@ class LocalExecutor(Executor):
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in done:
                     yield _result(fut)
-        except BrokenProcessPool:
+        except BrokenProcessPool as exc:
             raise WorkerError("A Tilewise worker process died (crashed, ran out of memory or was killed). "
-                              "Nothing was written. Try a smaller tile size or fewer workers.") from None
+                              "Nothing was written. Try a smaller tile size or fewer workers.") from exc
         finally:
             self._settle([fut for fut in pending if not fut.cancel()])
 

@@ -24,6 +24,7 @@ A feature whose window meets none of the rasters is skipped (no file), with one 
 
 from __future__ import annotations
 
+import logging
 import os
 import warnings
 from dataclasses import dataclass, field, replace
@@ -53,6 +54,8 @@ from ...kernels.gapfill_plan import GapfillOptions, plan_gapfill
 from .output import Chip, ChipSink, cut_chips
 from .plan import MARKER, TRAINING_FILE, buffer_in_grid_units, check_folder, chip_bytes, chip_file_names, \
     chip_names, chip_windows, describe_ids, parse_size
+
+log = logging.getLogger(__name__)
 
 #: Most bytes one chip (every date and band of its window) may hold: it is assembled whole in memory.
 CHIP_BUDGET = 512 * 2**20
@@ -252,7 +255,7 @@ def read_stack(job: ChipsJob, tile: Tile) -> np.ndarray:
         except TilewiseError as exc:
             raise TileError(f"{tile.name}: {exc}") from None
         except Exception as exc:                                 # noqa: BLE001 - say which tile and input
-            raise TileError(f"{tile.name}: reading {src} failed: {exc}") from None
+            raise TileError(f"{tile.name}: reading {src} failed: {exc}") from exc
     return stack
 
 
@@ -478,6 +481,7 @@ def _variable_names(first: str, bands: Sequence[int]) -> Tuple[str, ...]:
         with open_raster(first) as src:
             descriptions = src.descriptions
     except Exception:  # noqa: BLE001 - the names are a nicety; the input was read before
+        log.debug("No band descriptions read from %s", first, exc_info=True)
         descriptions = ()
     taken: List[str] = list(_RESERVED)
     out = []

@@ -469,7 +469,8 @@ def _crs_key(crs: str) -> str:
         from rasterio.crs import CRS
         epsg = CRS.from_wkt(crs).to_epsg()
         return f"EPSG{epsg}" if epsg else ""
-    except Exception:
+    except Exception:  # noqa: BLE001 - unknown: the layers are not grouped by it
+        log.debug("No EPSG code for a CRS of the assets", exc_info=True)
         return ""
 
 

@@ -470,7 +470,8 @@ def http_error(url: str, exc: urllib.error.HTTPError) -> CatalogError:
 def _server_message(exc: urllib.error.HTTPError) -> str:
     try:
         text = exc.read(4096).decode("utf-8", "replace").strip()
-    except Exception:
+    except Exception:  # noqa: BLE001 - the status says enough without the body
+        log.debug("The body of the HTTP %s answer cannot be read", exc.code, exc_info=True)
         return ""
     try:
         value = json.loads(text)
