@@ -163,7 +163,7 @@ class OutputLock:
         if said:
             log.info(f"{_name(self.output)} is free: starting")
         if self.unsupported:
-            log.warning(f"The file system of {self.output} has no file locks: another Tilewise run writing "
+            log.warning(f"the file system of {self.output} has no file locks: another Tilewise run writing "
                      "it at the same time would not be stopped")
 
     def release(self) -> None:
