@@ -85,6 +85,14 @@ def forwarding() -> bool:
     return any(isinstance(h, LineHandler) for h in logging.getLogger(ROOT).handlers)
 
 
+def detach() -> None:
+    """Remove the :class:`LineHandler` s a worker process inherited from the process that forked it: a
+    worker's records stay in it (a worker writing on the engine's event stream could garble a line)."""
+    logger = logging.getLogger(ROOT)
+    for handler in [h for h in logger.handlers if isinstance(h, LineHandler)]:
+        logger.removeHandler(handler)
+
+
 @contextlib.contextmanager
 def lines_to(send: Optional[LogFn], level: int = logging.INFO, this_thread: bool = False) -> Iterator[None]:
     """Within the block, the ``tilewise`` records of ``level`` and above go to ``send`` too (nothing when

@@ -25,6 +25,7 @@ from ..errors import WorkerError
 from ..options import RunOptions, check_workers
 from .executor_base import Executor, SerialExecutor, cpu_count
 from ..jitconfig import limit_threads, threads_started
+from ..logs import detach
 from .lifeline import die_with_parent
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,7 @@ def workers_note(asked: Optional[int], used: int, tiles: Optional[int] = None) -
 
 def _init_worker(numba_threads: int, preload: bool = False) -> None:
     die_with_parent()
+    detach()
     limit_gdal_cache()
     # One numba thread per process: the processes already fill the cores, and
     # more threads only oversubscribe them.

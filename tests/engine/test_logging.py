@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 import sys
 
@@ -189,3 +190,31 @@ def test_records_in_another_thread_reach_only_their_own_handler():
         worker.join(30)
         logging.getLogger("tilewise.core.example").info("mine")
     assert mine == ["mine"]
+
+
+def say_in_a_worker(text: str) -> int:
+    logging.getLogger("tilewise.core.example").warning(text)
+    return os.getpid()
+
+
+def test_worker_processes_do_not_write_on_the_handler_they_inherit(tmp_path):
+    """A worker forked while a handler was attached (the engine's: its event stream on stdout) drops it: its
+    records would otherwise interleave with the engine's own lines. Nothing of a worker's log arrived before
+    logging either."""
+    from tilewise.core.logs import lines_to
+    from tilewise.core.runtime.executor import LocalExecutor
+    heard = tmp_path / "heard.txt"
+
+    def send(message: str) -> None:
+        with open(heard, "a", encoding="utf-8") as f:
+            f.write(f"{os.getpid()} {message}\n")
+
+    with lines_to(send):
+        executor = LocalExecutor(2)
+        try:
+            pids = set(executor.run(say_in_a_worker, [("from a worker",)] * 4))
+        finally:
+            executor.close()
+        logging.getLogger("tilewise.core.example").warning("from the engine")
+    assert os.getpid() not in pids
+    assert heard.read_text().splitlines() == [f"{os.getpid()} Warning: from the engine"]
