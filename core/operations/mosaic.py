@@ -10,6 +10,7 @@ inputs whose footprint meets it, through the bounded dataset cache.
 from __future__ import annotations
 
 import glob
+import logging
 import os
 import warnings
 from dataclasses import dataclass, replace
@@ -25,9 +26,12 @@ from ..io.coverage import check_inputs_meet, check_output_size, footprint, meets
 from ..io.outputs import check_not_an_input, describe_inputs
 from ..io.sources import RasterInfo, describe_raster, gdal_path, is_remote, read_window, same_grid_offset
 from ..options import GridOptions, Options, OutputSpec, nodata_fits, parse_crs, plan_grid, split_options
-from ..runtime.runner import RunReport, TileBudget, TiledJob, run_tiles, warnings_to
+from ..logs import log_option, logging_to
+from ..runtime.runner import RunReport, TileBudget, TiledJob, run_tiles
 from ..runtime.sinks import CogSink, GdalSink, Sink
 from ..vocabulary import OUTPUT_TYPES, OVERLAP_RULES
+
+log = logging.getLogger(__name__)
 
 RASTER_EXTENSIONS = (".tif", ".tiff", ".vrt", ".img", ".jp2", ".nc")
 Bounds = Tuple[float, float, float, float]
@@ -244,7 +248,7 @@ def _read(job: MosaicJob, i: int, tile: Tile, bands, out) -> None:
     except TilewiseError as exc:
         raise TileError(f"{tile.name}: {exc}") from None
     except Exception as exc:
-        raise TileError(f"{tile.name}: reading {job.inputs[i]} failed: {exc}") from None
+        raise TileError(f"{tile.name}: reading {job.inputs[i]} failed: {exc}") from exc
 
 
 def gdal_can_do(job: MosaicJob) -> Optional[List[Placement]]:
@@ -273,6 +277,7 @@ def gdal_can_do(job: MosaicJob) -> Optional[List[Placement]]:
     return placements[::-1] if job.overlap == "first" else placements
 
 
+@log_option
 def mosaic(inputs: Sequence[str], output: str, overlap: str = OVERLAP_RULES[0], *, tiled: Optional[bool] = None,
            **options) -> RunReport:
     """Mosaic ``inputs`` (paths, folders or glob patterns) into one COG.
@@ -298,12 +303,12 @@ def mosaic(inputs: Sequence[str], output: str, overlap: str = OVERLAP_RULES[0], 
     own, shared = split_options(options, MosaicOptions, where="mosaic()", defaults={"output_type": None},
                                 overlap=overlap)
     run = shared.run
-    with warnings_to(run.log):
+    with logging_to(run.log):
         job = plan_mosaic(inputs, output, own, shared)
-    run.say(f"{len(job.inputs)} inputs -> {job.grid.width} x {job.grid.height} x {job.count} bands")
+    log.info(f"{len(job.inputs)} inputs -> {job.grid.width} x {job.grid.height} x {job.count} bands")
     placements = gdal_can_do(job) if tiled is not True else None
     if placements is not None:
-        run.say("All inputs are on the output grid: GDAL VRT -> COG, no resampling")
+        log.info("All inputs are on the output grid: GDAL VRT -> COG, no resampling")
         job = replace(job, placements=tuple(placements))
     elif tiled is False:
         raise ParameterError("These inputs need the engine's tiles (tiled=False forbids them): warping, an overlap "

@@ -26,16 +26,16 @@ output is left as it was, and the work folder is removed unless ``resume`` or
 
 from __future__ import annotations
 
-import contextlib
+import logging
 import os
 import shutil
 import time
-import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
-from ..errors import DiskFullError, ParameterError, TilewiseWarning
+from ..errors import DiskFullError, ParameterError
 from ..grid import Grid, Tile, auto_tile_size, balance_tile_size, plan_tiles
+from ..logs import lines_to
 from ..options import LogFn, ProgressFn, RunOptions
 from ..io.diskspace import SpaceNeed, disk_full, is_disk_full, space_warning
 from .executor import Executor, LocalExecutor, PoolLease, connect, local_executor, resolve_workers
@@ -46,13 +46,15 @@ from ..phases import Phases, TimedTile
 from .sinks import Sink
 from .workdir import Journal, WorkState, job_fingerprint, prepare_workdir, resumable_size
 
-__all__ = ["TiledJob", "TileBudget", "RunReport", "run_tiles", "run_tasks", "warnings_to", "LogFn", "ProgressFn"]
+__all__ = ["TiledJob", "TileBudget", "RunReport", "run_tiles", "run_tasks", "LogFn", "ProgressFn"]
 
 #: Executors whose workers are processes of this machine (they see its files: outputs can be written in place).
 _LOCAL_EXECUTORS = (SerialExecutor, LocalExecutor, PoolLease)
 
 #: ``fn(job, tile, target) -> tile.index``: computes one tile and writes it to its sink's target.
 TileFn = Callable[[Any, Tile, Any], int]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -126,9 +128,9 @@ class RunReport:
 
 def run_tiles(job: TiledJob, tile_fn: TileFn, run: RunOptions) -> RunReport:
     """Compute every tile of ``job`` with ``tile_fn`` and let its sink write the output(s), holding the
-    lock of each output meanwhile."""
+    lock of each output meanwhile; the run's log goes to ``run.log`` too, when given."""
     sink = job.sink
-    with output_locks(locked_paths(sink), describe_job(job), wait=run.wait_if_busy, say=run.say):
+    with lines_to(run.log), output_locks(locked_paths(sink), describe_job(job), wait=run.wait_if_busy):
         return _run_locked(job, tile_fn, run, sink)
 
 
@@ -164,13 +166,13 @@ def _run_locked(job: TiledJob, tile_fn: TileFn, run: RunOptions, sink: Sink) -> 
             need = sink.space_needed(todo)
         warning = space_warning(need)
         if warning:
-            run.say(warning)
+            log.warning(warning)
         if executor is None:
             with phases.step("engine start"):
                 executor = local_executor(run, len(todo), warm=job.warm)
         if state.tiles:
-            run.say(f"{len(state.tiles)} tiles of up to {state.tile_size} x {state.tile_size} pixels "
-                    f"on {executor.describe()}")
+            log.info(f"{len(state.tiles)} tiles of up to {state.tile_size} x {state.tile_size} pixels "
+                     f"on {executor.describe()}")
         with phases.step("tile writes"):  # e.g. the outputs laid out for the tiles to write into
             sink = sink.begin(workdir, bool(state.finished))
         tiles_start = time.perf_counter()
@@ -187,7 +189,7 @@ def _run_locked(job: TiledJob, tile_fn: TileFn, run: RunOptions, sink: Sink) -> 
     except BaseException as exc:
         sink.abort()
         if run.resume and has_finished_tiles(sink.home):
-            run.say(f"The finished tiles are kept in {workdir}: run again with resume to continue")
+            log.info(f"The finished tiles are kept in {workdir}: run again with resume to continue")
         if isinstance(exc, DiskFullError) or (isinstance(exc, OSError) and
                                               is_disk_full(exc, os.path.dirname(workdir))):
             raise disk_full(need or sink.space_needed(state.tiles if state else [])) from None
@@ -217,11 +219,10 @@ def _prepare(job: TiledJob, sink: Sink, workdir: str, run: RunOptions,
     asked = job.tile_size or run.tile_size
     if not sink.tiled:
         return prepare_workdir(job, sink, workdir, fingerprint, 0, [], resumed=False), sink
-    reused = resumable_size(workdir, fingerprint, asked, run.say) if run.resume else None
+    reused = resumable_size(workdir, fingerprint, asked) if run.resume else None
     size = reused or asked or default_tile_size(job, executor.workers if executor else resolve_workers(run.workers))
     sink = sink.planned(size, local=executor is None or isinstance(executor, _LOCAL_EXECUTORS))
-    return prepare_workdir(job, sink, workdir, fingerprint, size, job.tiles(size), resumed=reused is not None,
-                           say=run.say), sink
+    return prepare_workdir(job, sink, workdir, fingerprint, size, job.tiles(size), resumed=reused is not None), sink
 
 
 def _compute(ex: Executor, job: TiledJob, tile_fn: TileFn, sink: Sink, state: WorkState, todo: List[Tile],
@@ -231,8 +232,8 @@ def _compute(ex: Executor, job: TiledJob, tile_fn: TileFn, sink: Sink, state: Wo
     total = len(state.tiles)
     taken = 0.0
     if state.finished:
-        run.say(f"Resuming: {len(state.finished)} of {total} tiles were already finished and are reused; "
-                f"{len(todo)} to compute")
+        log.info(f"Resuming: {len(state.finished)} of {total} tiles were already finished and are reused; "
+                 f"{len(todo)} to compute")
     if not total:
         return taken
     if run.progress:
@@ -277,7 +278,7 @@ def _finish(sink: Sink, workdir: str, state: WorkState, run: RunOptions) -> Dict
     """The sink's assembly; a sink without tiles counts it as the run's one step of progress."""
     if not state.tiles and run.progress:
         run.progress(0, 1)
-    summary = sink.finish(workdir, state.tiles, run.say)
+    summary = sink.finish(workdir, state.tiles)
     if not state.tiles and run.progress:
         run.progress(1, 1)
     return summary
@@ -296,25 +297,3 @@ def _release(ex: Optional[Executor], run: RunOptions, workdir: str, keep: bool) 
     close_all()
     if not keep:
         shutil.rmtree(workdir, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def warnings_to(log: Optional[LogFn]) -> Iterator[None]:
-    """Within the block, :class:`TilewiseWarning` s (planning's: an output name changed, inputs
-    outside the grid...) go to ``log`` as ``"Warning: ..."`` lines, when one is given; other
-    warnings are shown as usual."""
-    if log is None:
-        yield
-        return
-    caught: List[warnings.WarningMessage] = []
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", TilewiseWarning)
-            yield
-    finally:  # outside the block: showing a warning inside it would record it again
-        for w in caught:
-            if issubclass(w.category, TilewiseWarning):
-                log(f"Warning: {w.message}")
-            else:
-                warnings.showwarning(w.message, w.category, w.filename, w.lineno)
-

@@ -420,7 +420,7 @@ def read_bands(plan: ExtractPlan, group: GridGroup, r: int, tile: Tile) -> List[
         with timed("read"):
             raw, missing = read_masked(src, plan.bands, window, plan.input_nodata)
     except Exception as exc:                                   # noqa: BLE001 - say which raster and tile
-        raise InputError(f"Cannot read {tile.name} of {src.name}: {exc}") from None
+        raise InputError(f"Cannot read {tile.name} of {src.name}: {exc}") from exc
     if missing is None:
         valid = np.ones(raw.shape, bool)
     elif missing.ndim == 2:                                    # the dataset's mask: the same for every band
@@ -441,7 +441,7 @@ def _masked(plan: ExtractPlan, r: int, window) -> np.ndarray:
     try:
         qa = src.read(band, window=window)
     except Exception as exc:                                   # noqa: BLE001 - say which mask and tile
-        raise InputError(f"Cannot read the QA band {band} of {path}: {exc}") from None
+        raise InputError(f"Cannot read the QA band {band} of {path}: {exc}") from exc
     return qa_mask(qa, plan.mask, np.dtype(src.dtypes[band - 1]).itemsize * 8)
 
 
