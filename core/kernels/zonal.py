@@ -34,7 +34,7 @@ import numpy as np
 from .jit import compiled_and_loaded, jit
 from .reducers import select_kth
 from .statistics import integer_range
-from .pixel_cover import Cover
+from .pixel_cover import MODE_FRACTIONAL, Cover, cover_kernel, cover_tile, footprint_total
 
 #: GDAL's bilinear interpolation gives no value below this total weight of valid pixels.
 BILINEAR_MIN_WEIGHT = 1e-5
@@ -619,7 +619,6 @@ def warm_up(group: str = "extraction") -> Tuple[int, int]:
     the cache)``, counted in specializations."""
     import shapely
 
-    from .pixel_cover import MODE_FRACTIONAL, cover_kernel, cover_tile, footprint_total
     from .footprints import footprints_from_pixels
 
     def calls() -> None:
