@@ -424,7 +424,9 @@ def read_bands(plan: ExtractPlan, group: GridGroup, r: int, tile: Tile) -> List[
     if missing is None:
         valid = np.ones(raw.shape, bool)
     elif missing.ndim == 2:                                    # the dataset's mask: the same for every band
-        valid = np.broadcast_to(~missing, raw.shape)
+        # a writable copy per band: a read-only broadcast view is another numba type (a specialization the
+        # warm-up does not compile)
+        valid = np.repeat(~missing[None, :, :], raw.shape[0], axis=0)
     else:
         valid = ~missing
     if not plan.mask.empty:
