@@ -44,7 +44,7 @@ from .lock import output_locks
 from ..paths import has_finished_tiles
 from ..phases import Phases, TimedTile
 from .sinks import Sink
-from .workdir import Journal, WorkState, job_fingerprint, prepare_workdir, resumable_size
+from .workdir import Journal, WorkState, is_durable, job_fingerprint, prepare_workdir, resumable_size
 
 __all__ = ["TiledJob", "TileBudget", "RunReport", "run_tiles", "warnings_to", "LogFn", "ProgressFn"]
 
@@ -220,8 +220,9 @@ def _prepare(job: TiledJob, sink: Sink, workdir: str, run: RunOptions,
     reused = resumable_size(workdir, fingerprint, asked, run.say) if run.resume else None
     size = reused or asked or default_tile_size(job, executor.workers if executor else resolve_workers(run.workers))
     sink = sink.planned(size, local=executor is None or isinstance(executor, _LOCAL_EXECUTORS))
-    return prepare_workdir(job, sink, workdir, fingerprint, size, job.tiles(size), resumed=reused is not None,
-                           say=run.say), sink
+    tiles = job.tiles(size)
+    return prepare_workdir(job, sink, workdir, fingerprint, size, tiles, resumed=reused is not None, say=run.say,
+                           durable=is_durable(len(tiles), run.resume, run.keep_workdir)), sink
 
 
 def _compute(ex: Executor, job: TiledJob, tile_fn: TileFn, sink: Sink, state: WorkState, todo: List[Tile],
@@ -240,14 +241,16 @@ def _compute(ex: Executor, job: TiledJob, tile_fn: TileFn, sink: Sink, state: Wo
     if not todo:
         return taken
     ex.check_workdir(workdir)
-    with Journal(workdir) as journal:
+    durable = is_durable(total, run.resume, run.keep_workdir)
+    with (Journal(workdir) if durable else contextlib.nullcontext()) as journal:
         tasks = [(job, t, sink.task_target(workdir, t, state.tile_size)) for t in todo]
         by_index = {t.index: t for t in todo}
         for count, (index, spent) in enumerate(ex.run(TimedTile(tile_fn), tasks), start=len(state.finished) + 1):
             phases.add_tile(spent)
             tile = by_index.get(index)
             if tile is not None:
-                journal.record(sink.journal_entries(workdir, tile))
+                if journal is not None:     # a one-tile run that will not be resumed journals nothing
+                    journal.record(sink.journal_entries(workdir, tile))
                 started = time.perf_counter()
                 sink.tile_finished(workdir, tile)
                 taken += time.perf_counter() - started
