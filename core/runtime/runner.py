@@ -219,10 +219,14 @@ def _prepare(job: TiledJob, sink: Sink, workdir: str, run: RunOptions,
         return prepare_workdir(job, sink, workdir, fingerprint, 0, [], resumed=False), sink
     reused = resumable_size(workdir, fingerprint, asked, run.say) if run.resume else None
     size = reused or asked or default_tile_size(job, executor.workers if executor else resolve_workers(run.workers))
-    sink = sink.planned(size, local=executor is None or isinstance(executor, _LOCAL_EXECUTORS))
+    local = executor is None or isinstance(executor, _LOCAL_EXECUTORS)
+    sink = sink.planned(size, local=local)
     tiles = job.tiles(size)
+    durable = is_durable(len(tiles), run.resume, run.keep_workdir)
+    if not durable and len(tiles) == 1 and local:   # its worker sees the output's folder
+        sink = sink.alone(tiles[0])
     return prepare_workdir(job, sink, workdir, fingerprint, size, tiles, resumed=reused is not None, say=run.say,
-                           durable=is_durable(len(tiles), run.resume, run.keep_workdir)), sink
+                           durable=durable), sink
 
 
 def _compute(ex: Executor, job: TiledJob, tile_fn: TileFn, sink: Sink, state: WorkState, todo: List[Tile],
