@@ -44,7 +44,8 @@ from .lock import output_locks
 from ..paths import has_finished_tiles
 from ..phases import Phases, TimedTile
 from .sinks import Sink
-from .workdir import Journal, WorkState, is_durable, job_fingerprint, prepare_workdir, resumable_size
+from .fingerprint import Fingerprint
+from .workdir import NOT_JOURNALED, Journal, WorkState, is_durable, job_fingerprint, prepare_workdir, resumable_size
 
 __all__ = ["TiledJob", "TileBudget", "RunReport", "run_tiles", "warnings_to", "LogFn", "ProgressFn"]
 
@@ -213,11 +214,11 @@ def _prepare(job: TiledJob, sink: Sink, workdir: str, run: RunOptions,
              executor: Optional[Executor]) -> Tuple[WorkState, Sink]:
     """The tile size (asked, fixed by the job, the interrupted run's, or from the budget), the tile plan
     (planned once), the work folder, and the sink planned for them (:meth:`.Sink.planned`)."""
-    fingerprint = job_fingerprint(job)
     asked = job.tile_size or run.tile_size
     if not sink.tiled:
-        return prepare_workdir(job, sink, workdir, fingerprint, 0, [], resumed=False), sink
-    reused = resumable_size(workdir, fingerprint, asked, run.say) if run.resume else None
+        return prepare_workdir(job, sink, workdir, job_fingerprint(job), 0, [], resumed=False), sink
+    fingerprint = job_fingerprint(job) if run.resume else None
+    reused = resumable_size(workdir, fingerprint, asked, run.say) if fingerprint is not None else None
     size = reused or asked or default_tile_size(job, executor.workers if executor else resolve_workers(run.workers))
     local = executor is None or isinstance(executor, _LOCAL_EXECUTORS)
     sink = sink.planned(size, local=local)
@@ -225,6 +226,8 @@ def _prepare(job: TiledJob, sink: Sink, workdir: str, run: RunOptions,
     durable = is_durable(len(tiles), run.resume, run.keep_workdir)
     if not durable and len(tiles) == 1 and local:   # its worker sees the output's folder
         sink = sink.alone(tiles[0])
+    if fingerprint is None:  # nothing to resume from a run that journals nothing: its inputs are not looked up
+        fingerprint = job_fingerprint(job) if durable else Fingerprint(None, NOT_JOURNALED)
     return prepare_workdir(job, sink, workdir, fingerprint, size, tiles, resumed=reused is not None, say=run.say,
                            durable=durable), sink
 

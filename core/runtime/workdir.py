@@ -41,6 +41,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 FORMAT = 1
 SYNC_SECONDS = 1.0
+#: Why a run's manifest has no job fingerprint when it journals nothing (:func:`is_durable`).
+NOT_JOURNALED = "a run of one tile that journals nothing to resume"
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,9 @@ def resumable_size(workdir: str, fingerprint: Fingerprint, tile_size: Optional[i
     if fingerprint.digest is None:
         say(f"Not resuming: {fingerprint.reason}, so its tiles in {workdir} may be stale; starting afresh")
         return None
+    if manifest.get("job") is None:
+        say(f"The work folder {workdir} holds no tiles to resume: starting afresh")
+        return None
     size = manifest.get("tile_size")
     if manifest.get("job") != fingerprint.digest or not isinstance(size, int) or tile_size not in (None, size):
         say(f"The work folder {workdir} belongs to another job (parameters, inputs or tile size changed): "
@@ -105,7 +110,7 @@ def prepare_workdir(job: Any, sink: "Sink", workdir: str, fingerprint: Fingerpri
     _write_json(os.path.join(workdir, MANIFEST), {
         "tilewise_workdir": FORMAT, "job": fingerprint.digest, "tile_size": tile_size, "tiles": len(tiles),
         "output": sink.outputs[0], "outputs": list(sink.outputs), "grid": [job.grid.width, job.grid.height],
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **_stac_searches(job)}, fsync=durable)
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **(_stac_searches(job) if durable else {})}, fsync=durable)
     return WorkState(list(tiles), tile_size, frozenset())
 
 
