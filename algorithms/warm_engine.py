@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import atexit
 import json
+import os
 import queue
 import shutil
 import tempfile
@@ -99,7 +100,14 @@ class WarmEngine:
         threading.Thread(target=self._reap, name="tilewise-warm-engine-reaper", daemon=True).start()
 
     def _reap(self) -> None:
-        """Wait for the engine's end, whenever and however it comes, so that it leaves no zombie."""
+        """Wait for the engine's end, whenever and however it comes, so that it leaves no zombie. Where the
+        system can, first wait without reaping (``WNOWAIT``): ``Popen.wait`` holds the lock that
+        :meth:`alive`'s ``poll`` needs, which then said an ended engine was alive until this thread ran."""
+        if hasattr(os, "waitid"):
+            try:
+                os.waitid(os.P_PID, self.proc.pid, os.WEXITED | os.WNOWAIT)
+            except OSError:   # reaped already (by a poll), or not waitable this way: wait() below says so
+                pass
         self.proc.wait()
         shutil.rmtree(self.home, ignore_errors=True)
 
