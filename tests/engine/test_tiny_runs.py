@@ -127,3 +127,27 @@ def test_files_changed_just_now_are_not_kept(tmp_path):
     first = describe_raster(stack.paths[0])
     assert describe_raster(stack.paths[0]) is not first     # written just now: read anew each time
     assert np.isclose(first.nodata, 0)
+
+
+def test_one_tile_of_several_outputs_and_layers(tmp_path):
+    """Gap filling to one COG per date in a folder, with a flags COG of another tile layer: every file written
+    straight is the tile route's."""
+    from tilewise.core.operations.gapfill import gapfill
+    from support import write_raster
+    rng = np.random.default_rng(3)
+    dates = ["2024-01-01", "2024-01-11", "2024-01-21", "2024-02-01"]
+    paths = []
+    for i, day in enumerate(dates):
+        data = rng.random((20, 30)).astype(np.float32)
+        data[rng.random((20, 30)) < 0.3] = -9999.0
+        paths.append(write_raster(tmp_path / f"ndvi_{day}.tif", data, nodata=-9999.0))
+    files = {}
+    for keep in (False, True):
+        folder, flags = tmp_path / f"dates{keep}", tmp_path / f"flags{keep}.tif"
+        seen, progress = _workdir_files(folder)
+        report = gapfill(paths, str(folder), "linear", edges=1, per_date=True, flags=str(flags), workers=1,
+                         tile_size=64, keep_workdir=keep, progress=progress)
+        assert report.tiles == 1 and (JOURNAL_NAME in seen[0]) == keep
+        files[keep] = [open(p, "rb").read() for p in report.outputs]
+        assert len(files[keep]) == len(dates) + 1
+    assert files[False] == files[True]
