@@ -137,7 +137,7 @@ def test_one_tile_of_several_outputs_and_layers(tmp_path):
     rng = np.random.default_rng(3)
     dates = ["2024-01-01", "2024-01-11", "2024-01-21", "2024-02-01"]
     paths = []
-    for i, day in enumerate(dates):
+    for day in dates:
         data = rng.random((20, 30)).astype(np.float32)
         data[rng.random((20, 30)) < 0.3] = -9999.0
         paths.append(write_raster(tmp_path / f"ndvi_{day}.tif", data, nodata=-9999.0))
