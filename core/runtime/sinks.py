@@ -67,6 +67,11 @@ class Sink:
     def workdir(self) -> str:
         return workdir_for(self.home)
 
+    @property
+    def uses_workdir(self) -> bool:
+        """Whether the sink puts files in the work folder (False: a run that journals nothing needs none)."""
+        return True
+
     def target(self, workdir: str, tile: Tile) -> Any:
         """What the tile function writes ``tile`` to (a path, or a tuple of paths)."""
         raise NotImplementedError
@@ -265,6 +270,10 @@ class CogSink(Sink):
                 or any(c.spec.nodata is None for c in self.cogs):
             return self
         return replace(self, direct=True)
+
+    @property
+    def uses_workdir(self) -> bool:
+        return not self.direct
 
     def in_place_path(self, workdir: str, k: int) -> str:
         """The file written in place for output ``k``, until :meth:`finish` renames it."""

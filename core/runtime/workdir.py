@@ -94,7 +94,8 @@ def prepare_workdir(job: Any, sink: "Sink", workdir: str, fingerprint: Fingerpri
                     durable: bool = True) -> WorkState:
     """Reuse the work folder of an interrupted run of the same job (``resumed``: :func:`resumable_size`
     said so) with its finished tiles, or start a new one for ``tiles`` (``durable``: its manifest flushed
-    to disk, for a run that journals its tiles; see :func:`is_durable`)."""
+    to disk, for a run that journals its tiles; see :func:`is_durable`). A run that journals nothing and
+    whose sink puts nothing in the folder (:attr:`.Sink.uses_workdir`) gets none: an old one is removed."""
     if resumed:
         manifest = read_manifest(workdir) or {}
         if manifest.get("tiles") == len(tiles):
@@ -106,6 +107,8 @@ def prepare_workdir(job: Any, sink: "Sink", workdir: str, fingerprint: Fingerpri
         else:
             say(f"The work folder {workdir} was planned differently: starting afresh")
     shutil.rmtree(workdir, ignore_errors=True)
+    if not durable and not sink.uses_workdir:
+        return WorkState(list(tiles), tile_size, frozenset())
     os.makedirs(workdir)
     _write_json(os.path.join(workdir, MANIFEST), {
         "tilewise_workdir": FORMAT, "job": fingerprint.digest, "tile_size": tile_size, "tiles": len(tiles),
