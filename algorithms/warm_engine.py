@@ -100,14 +100,7 @@ class WarmEngine:
         threading.Thread(target=self._reap, name="tilewise-warm-engine-reaper", daemon=True).start()
 
     def _reap(self) -> None:
-        """Wait for the engine's end, whenever and however it comes, so that it leaves no zombie. Where the
-        system can, first wait without reaping (``WNOWAIT``): ``Popen.wait`` holds the lock that
-        :meth:`alive`'s ``poll`` needs, which then said an ended engine was alive until this thread ran."""
-        if hasattr(os, "waitid"):
-            try:
-                os.waitid(os.P_PID, self.proc.pid, os.WEXITED | os.WNOWAIT)
-            except OSError:   # reaped already (by a poll), or not waitable this way: wait() below says so
-                pass
+        """Wait for the engine's end, whenever and however it comes, so that it leaves no zombie."""
         self.proc.wait()
         shutil.rmtree(self.home, ignore_errors=True)
 
@@ -116,6 +109,17 @@ class WarmEngine:
         return self.proc.pid
 
     def alive(self) -> bool:
+        """Not ended. Asked without reaping where the system can (``waitid`` with ``WNOWAIT``): ``poll`` needs
+        the lock that :meth:`_reap`'s ``wait`` holds, and said an ended engine was alive until that thread ran."""
+        if self.proc.returncode is not None:
+            return False
+        if hasattr(os, "waitid"):
+            try:
+                return os.waitid(os.P_PID, self.proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None
+            except ChildProcessError:   # reaped by now
+                return False
+            except OSError:
+                pass
         return self.proc.poll() is None
 
     def fits(self, python: str, env: Dict[str, str], idle_seconds: float) -> bool:
