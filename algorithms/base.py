@@ -8,12 +8,15 @@ operation in the engine process, with progress, cancel and errors mapped to QGIS
 :meth:`TilewiseAlgorithm.results` turns the engine's report into the algorithm's outputs.
 """
 
+import logging
 import os
 import time
+from functools import partial
 
 from qgis.core import (QgsMapLayer, QgsProcessingAlgorithm, QgsProcessingContext, QgsProcessingException,
                        QgsProcessingParameterMultipleLayers, QgsProcessingUtils, QgsRasterLayer)
 
+from ..core.logs import WARNING, lines_to
 from ..core.phases import format_phases
 from .compat import LAYER_RASTER
 from .engine_process import run_engine
@@ -22,6 +25,8 @@ from .interpreter import EngineError, find_python
 from .parameters import GridParameters, OutputParameters, tr
 from .settings import configured_python, configured_warm_minutes
 from .warm_engine import current, idle_seconds, run_warm
+
+log = logging.getLogger(__name__)
 
 __all__ = ["TilewiseAlgorithm", "tr"]
 
@@ -74,8 +79,9 @@ def phases_line(report, total, engine_wall):
 
 
 def _log(feedback, message):
-    """An engine log line; its warnings (inputs outside the grid, little disk space...) as warnings."""
-    if message.startswith("Warning: ") and hasattr(feedback, "pushWarning"):
+    """An engine log line (:func:`tilewise.core.logs.line`); its warnings (inputs outside the grid, little
+    disk space...) as warnings."""
+    if message.startswith(WARNING) and hasattr(feedback, "pushWarning"):
         feedback.pushWarning(message)
     else:
         feedback.pushInfo(message)
@@ -147,13 +153,18 @@ class TilewiseAlgorithm(GridParameters, OutputParameters, QgsProcessingAlgorithm
             feedback.pushInfo(tr(f"Engine interpreter: {python}"))
             started = time.perf_counter()
             job = {"operation": operation, "params": params}
+            on_log = partial(_log, feedback)
             callbacks = dict(on_progress=lambda done, total: self._progress(feedback, done, total),
-                             on_log=lambda message: _log(feedback, message), is_cancelled=feedback.isCanceled)
+                             on_log=on_log, is_cancelled=feedback.isCanceled)
             idle = warm_idle_seconds()
-            report = run_warm(job, python, idle, **callbacks) if idle else None
-            if report is None:  # the cold path: qgis_process, the warm engine off or busy with another run
-                report = run_engine(job, python, **callbacks)
-            else:
+            # the engine process's log arrives as events (on_log); this process's own records (an output's
+            # lock, say) go to the same feedback through the engine's one handler
+            with lines_to(on_log, this_thread=True):
+                report = run_warm(job, python, idle, **callbacks) if idle else None
+                cold = report is None   # qgis_process, the warm engine off or busy with another run
+                if cold:
+                    report = run_engine(job, python, **callbacks)
+            if not cold:
                 feedback.pushInfo(tr(f"Ran on the warm engine (process {current_engine_pid()}; it waits "
                                      f"{idle / 60:g} idle minutes for the next run)"))
             if isinstance(report, dict):
@@ -181,8 +192,8 @@ class TilewiseAlgorithm(GridParameters, OutputParameters, QgsProcessingAlgorithm
                     self.layer_sources(parameters, definition.name(), context, required=False)
                 except QgsProcessingException as exc:
                     return False, str(exc)
-                except Exception:  # a value this check does not understand: keep QGIS's message
-                    pass
+                except Exception:  # noqa: BLE001 - a value this check does not understand: keep QGIS's message
+                    log.debug("%s: no better message than QGIS's", definition.name(), exc_info=True)
         return ok, message
 
     def _values_acceptable(self, parameters, context):

@@ -1,6 +1,6 @@
 """Creating, checking and repairing the engine's Python environment: what ``tilewise:setupengine`` does.
 
-QGIS-free, like :mod:`.engine`, so ``make install`` and scripts run it too::
+QGIS-free, like :mod:`.interpreter`, so ``make install`` and scripts run it too::
 
     python3 -m tilewise.algorithms.environment setup [--python P | --venv DIR] [--wheelhouse DIR]
     python3 -m tilewise.algorithms.environment requirements        # the locked engine packages
@@ -9,7 +9,7 @@ QGIS-free, like :mod:`.engine`, so ``make install`` and scripts run it too::
 Steps, each done only when needed, so that running it again repairs or does nothing:
 
 1. the interpreter: the one set for Tilewise (never created or deleted), else
-   Tilewise's own virtual environment (:func:`~.engine.default_venv_python`),
+   Tilewise's own virtual environment (:func:`~.interpreter.default_venv_python`),
    created from a real Python (inside QGIS ``sys.executable`` may be QGIS itself),
    and created again if its interpreter no longer runs;
 2. the packages: the ``[engine]`` section of ``constraints.txt`` (the lock), installed

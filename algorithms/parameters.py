@@ -103,7 +103,8 @@ class GeoTiffDestination(QgsProcessingParameterRasterDestination):
 
 
 class GridParameters:
-    """The output grid: reference layer, extent, CRS, cell size, resampling (:class:`GridOptions`)."""
+    """The output grid: reference layer, extent, CRS, cell size, resampling
+    (:class:`~tilewise.core.options.GridOptions`)."""
 
     REFERENCE_LAYER = "REFERENCE_LAYER"
     EXTENT = "EXTENT"
@@ -143,7 +144,8 @@ class GridParameters:
 
 
 class RunParameters:
-    """Where and how the tiles run: tile size, workers, a Dask cluster, resume (:class:`RunOptions`)."""
+    """Where and how the tiles run: tile size, workers, a Dask cluster, resume
+    (:class:`~tilewise.core.options.RunOptions`)."""
 
     TILE_SIZE = "TILE_SIZE"
     WORKERS = "WORKERS"
@@ -182,7 +184,8 @@ class RunParameters:
 
 
 class OutputParameters(RunParameters):
-    """The output COG (type, nodata, compression, its size check) and the run (:class:`OutputOptions`)."""
+    """The output COG (type, nodata, compression, its size check) and the run
+    (:class:`~tilewise.core.options.OutputOptions`)."""
 
     OUTPUT_NODATA = "OUTPUT_NODATA"
     OUTPUT_TYPE = "OUTPUT_TYPE"

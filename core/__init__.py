@@ -59,11 +59,13 @@ def missing_packages(load: bool = False) -> list:
     """
     import importlib
     import importlib.util
+    import logging
     missing = []
     for name in REQUIRED_PACKAGES:
         try:
             found = importlib.import_module(name) if load else importlib.util.find_spec(name)
-        except Exception:  # not installed, or installed but broken
+        except Exception:  # noqa: BLE001 - not installed, or installed but broken: missing either way
+            logging.getLogger(__name__).debug("%s cannot be imported", name, exc_info=True)
             found = None
         if found is None:
             missing.append(name)

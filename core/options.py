@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, Optional, Sequen
 import numpy as np
 
 from .errors import GridError, OutputError, ParameterError
+from .logs import LogFn
 from .grid import Grid, check_tile_size, grid_from_extent, parse_cell_size, snap_extent
 from .paths import geotiff_path
 from .vocabulary import COMPRESSIONS, OUTPUT_TYPES, OVERVIEW_RESAMPLINGS, RESAMPLING_METHODS
@@ -39,7 +40,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 Extent = Tuple[float, float, float, float]
 ProgressFn = Callable[[int, int], None]
-LogFn = Callable[[str], None]
 T = TypeVar("T")
 
 
@@ -213,8 +213,9 @@ class RunOptions:
     cores or the tiles). ``resume``: reuse the finished tiles of an interrupted run of the same
     job, and keep them if this run stops too. ``keep_workdir``: keep the work folder after
     success. ``wait_if_busy``: when another run is writing the same output, wait for it to finish
-    (else :class:`~tilewise.core.errors.OutputBusyError`). ``progress(done, total)`` and
-    ``log(message)``: callbacks.
+    (else :class:`~tilewise.core.errors.OutputBusyError`). ``progress(done, total)``: a callback.
+    ``log(message)``: a callback that hears the run's log lines too (the ``tilewise`` logger's records of
+    level INFO and above, a warning as ``"Warning: ..."``: :mod:`tilewise.core.logs`).
     """
 
     tile_size: Optional[int] = None
@@ -232,10 +233,6 @@ class RunOptions:
         object.__setattr__(self, "workers", check_workers(self.workers))
         if self.scheduler == "":
             object.__setattr__(self, "scheduler", None)
-
-    def say(self, message: str) -> None:
-        if self.log is not None:
-            self.log(message)
 
 
 # -- sorting keywords ------------------------------------------------------------------------------------------

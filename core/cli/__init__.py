@@ -13,6 +13,7 @@ the options they share are defined once in :mod:`.options`.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import time
 from typing import Any, Callable, Optional, Sequence
@@ -20,6 +21,7 @@ from typing import Any, Callable, Optional, Sequence
 from ..errors import ParameterError, TilewiseError
 from ..io.names import NameAliases, shown, undecodable
 from ..jitconfig import skip_blas_probe
+from ..logs import WARNING, lines_to, log_cause
 from ..runtime.lifeline import Stopped, stop_on_signals, stopped_by
 from ..phases import format_phases, merge
 
@@ -36,21 +38,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-WARNING = "Warning: "
-
-
 def is_warning(message: str) -> bool:
     """A log line that says something the user must hear (an input dropped, little disk space...):
     it is printed even with ``-q``, which hides progress, not what happened to the data."""
     return message.startswith(WARNING)
 
 
-def quiet_log(quiet: bool) -> Callable[[str], None]:
-    """A log callback printing to stderr: with ``quiet``, only the warnings."""
-    def log(message: str) -> None:
-        if not quiet or is_warning(message):
-            print(message, file=sys.stderr, flush=True)
-    return log
+class Lines:
+    """The engine's log on stderr, the one handler's callback for a command (:func:`~..logs.lines_to`):
+    between the updates of the progress bar while one runs (:func:`run_with_progress`); with ``quiet``,
+    only the warnings."""
+
+    def __init__(self, quiet: bool, show: Callable[[str], str] = shown) -> None:
+        self.quiet = quiet
+        self.show = show
+        self.progress: Optional[Progress] = None
+
+    def __call__(self, message: str) -> None:
+        if self.progress is not None:
+            self.progress.log(message)
+        elif not self.quiet or is_warning(message):
+            print(self.show(message), file=sys.stderr, flush=True)
+
+    def level(self, debug: bool = False) -> int:
+        """The records to show: warnings only when quiet, the debug records too with ``--debug``."""
+        return logging.WARNING if self.quiet else logging.DEBUG if debug else logging.INFO
 
 
 class Progress:
@@ -93,12 +105,16 @@ class Progress:
 
 
 def run_with_progress(fn: Callable[..., Any], args: argparse.Namespace, *positional: Any, **kwargs: Any) -> Any:
-    """``fn(*positional, **kwargs)`` with the progress bar and log of :class:`Progress`."""
+    """``fn(*positional, **kwargs)`` with the progress bar of :class:`Progress`, the log between its updates."""
     progress = Progress(args.quiet, getattr(args, "shown", shown))
+    lines = getattr(args, "lines", None) or Lines(args.quiet, progress.show)   # main()'s, or this call's own
     called = time.perf_counter()
+    lines.progress = progress
     try:
-        report = fn(*positional, progress=progress, log=progress.log, **kwargs)
+        with lines_to(lines, lines.level(getattr(args, "debug", False))):
+            report = fn(*positional, progress=progress, **kwargs)
     finally:
+        lines.progress = None
         progress.close()
     if getattr(args, "debug", False):  # printed by main() once the command has reported
         args.debug_line = debug_line(report, called, time.perf_counter())
@@ -134,9 +150,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     aliases = NameAliases()
     args.shown = aliases.shown
+    args.lines = Lines(getattr(args, "quiet", False), aliases.shown)
     from .options import apply_http_timeout
     apply_http_timeout(args)
-    with stop_on_signals() as seen:     # SIGTERM and SIGHUP stop a run as Ctrl+C does
+    level = args.lines.level(getattr(args, "debug", False))
+    with stop_on_signals() as seen, lines_to(args.lines, level):   # SIGTERM and SIGHUP stop a run as Ctrl+C does
         try:
             try:
                 alias_arguments(args, aliases)
@@ -147,6 +165,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             except TilewiseError as exc:
                 if seen["signal"] is None:
                     print(f"tilewise: error: {aliases.shown(str(exc))}", file=sys.stderr)
+                    log_cause(exc)
                     return 2
                 raise Stopped(seen["signal"]) from None   # e.g. workers stopped by the same signal
             except UnicodeEncodeError as exc:    # a name not in UTF-8 that no alias stands for

@@ -82,15 +82,9 @@ def search_kwargs(args: argparse.Namespace) -> dict:
                 page_size=args.page_size)
 
 
-def _log(quiet: bool):
-    """Log lines on stderr; when quiet, the warnings only (items or pages left out are not progress)."""
-    from . import quiet_log
-    return quiet_log(quiet)
-
-
 def run_stac(args: argparse.Namespace) -> int:
     from ..operations.stac.search import stac_search
-    report = stac_search(args.url, args.output, args.assets, log=_log(args.quiet), overwrite=args.overwrite,
+    report = stac_search(args.url, args.output, args.assets, overwrite=args.overwrite,
                          **search_kwargs(args))
     for path in report.layers:
         print(path)
@@ -120,6 +114,6 @@ def composite_inputs(args: argparse.Namespace, expand) -> Tuple[List[str], Optio
             raise ParameterError(f"--mask-asset {args.mask_asset} is not one of --assets {', '.join(names)}.")
         mask_band = names.index(args.mask_asset) + 1
     folder = args.stac_output or os.path.splitext(os.path.abspath(args.output))[0] + "_stac"
-    report = stac_search(args.stac, folder, names, log=_log(args.quiet), overwrite=args.stac_overwrite,
+    report = stac_search(args.stac, folder, names, overwrite=args.stac_overwrite,
                          **search_kwargs(args))
     return report.layers, mask_band

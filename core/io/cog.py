@@ -9,6 +9,7 @@ half-written output.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from typing import Dict, Optional, Sequence
@@ -25,6 +26,8 @@ from ..errors import DiskFullError, OutputError
 from ..grid import Grid, Tile
 from ..options import OutputSpec
 from ..paths import partial_path
+
+log = logging.getLogger(__name__)
 
 BLOCK_SIZE = 512
 
@@ -167,7 +170,7 @@ def write_cog(vrt_path: str, spec: OutputSpec, threads: str = "ALL_CPUS", overvi
         if full:
             raise DiskFullError(f"The disk is full: writing {spec.path} failed.") from None
         if isinstance(exc, (OSError, RasterioError)) or type(exc).__name__.startswith("CPLE_"):
-            raise OutputError(f"Writing {spec.path} failed: {exc}") from None
+            raise OutputError(f"Writing {spec.path} failed: {exc}") from exc
         raise
 
 
@@ -236,5 +239,6 @@ def _raw_bytes(vrt_path: str) -> int:
     try:
         with rasterio.open(vrt_path) as src:
             return src.width * src.height * src.count * np.dtype(src.dtypes[0]).itemsize
-    except Exception:
+    except Exception:  # noqa: BLE001 - only to tell a full disk: unknown, it is not counted
+        log.debug("The size of %s is unknown", vrt_path, exc_info=True)
         return 0

@@ -9,6 +9,7 @@ stretch the grid (e.g. one scene far away from the others in a mosaic).
 
 from __future__ import annotations
 
+import logging
 import math
 import warnings
 from typing import List, Optional, Sequence, Tuple
@@ -22,6 +23,8 @@ from ..errors import GridError, InputError, TilewiseWarning
 from ..grid import Grid
 from .sources import RasterInfo
 from .vector import GEOGRAPHIC_RANGE, MAX_LATITUDE, MAX_LONGITUDE, coordinate_range, crs_label
+
+log = logging.getLogger(__name__)
 
 Bounds = Tuple[float, float, float, float]
 
@@ -111,15 +114,15 @@ def overlaps_grid(info: RasterInfo, grid: Grid) -> bool:
         if all(map(math.isfinite, box)):
             return meets(box, grid.bounds)
     except Exception:  # noqa: BLE001 - PROJ cannot take the input's bounds there
-        pass
+        log.debug("The footprint of %s cannot be moved to the grid's CRS", info.path, exc_info=True)
     try:  # compare in longitude and latitude
         src_crs = CRS.from_user_input(info.crs)
         mine = transform_bounds(src_crs, _WGS84, *raster_bounds(info), densify_pts=21)
         theirs = transform_bounds(target, _WGS84, *grid.bounds, densify_pts=21)
         if all(map(math.isfinite, mine + theirs)):
             return meets(mine, theirs)
-    except Exception:  # noqa: BLE001
-        pass
+    except Exception:  # noqa: BLE001 - unknown: the run decides as before
+        log.debug("Whether %s covers the grid cannot be told", info.path, exc_info=True)
     return True
 
 

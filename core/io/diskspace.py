@@ -66,7 +66,7 @@ def space_warning(need: SpaceNeed) -> Optional[str]:
     free = free_bytes(need.folder)
     if free is None or free >= need.total:
         return None
-    return (f"Warning: only {human_size(free)} free in {need.folder}; this run needs {need.describe()}. "
+    return (f"only {human_size(free)} free in {need.folder}; this run needs {need.describe()}. "
             "It may run out of space: free some, or write the output to another disk.")
 
 

@@ -20,6 +20,7 @@ the process, or when GDAL's own timeout ends its call).
 
 from __future__ import annotations
 
+import logging
 import math
 import multiprocessing
 import os
@@ -28,6 +29,8 @@ import threading
 from typing import Callable, Dict, Optional, TypeVar
 
 from ..errors import ParameterError
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -216,5 +219,5 @@ def _close(value: object) -> None:
     if callable(close):
         try:
             close()
-        except Exception:
-            pass
+        except Exception:  # noqa: BLE001 - closing what is abandoned anyway
+            log.debug("Closing %r failed", value, exc_info=True)

@@ -358,6 +358,46 @@ def _where(tile: Tile, offset: Optional[Tuple[int, int]], height: int, width: in
     return f"rows {r0}-{r1}, cols {c0}-{c1} of the file"
 
 
+def read_masked(src, bands: Sequence[int], window: Window,
+                nodata: Optional[float] = None) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    """Read ``bands`` of the open dataset ``src`` over ``window`` (in its own pixels), as stored, with
+    the mask of the pixels that have no data.
+
+    No data: the values equal to ``nodata`` (the file's nodata value when None); when there is no
+    nodata value at all, the pixels the dataset's mask (per-dataset or alpha) hides. A NaN nodata
+    value, or one the bands' type cannot hold, marks nothing (NaN values are left to the caller).
+
+    Returns ``(values, missing)``: ``values`` (bands, rows, cols); ``missing`` is True where a pixel
+    has no data, of ``values``' shape (nodata values) or (rows, cols) (the dataset's mask, the same
+    for every band), or None when no pixel is missing.
+    """
+    values = src.read(list(bands), window=window)
+    fill = nodata if nodata is not None else src.nodata
+    if fill is None:
+        return values, dataset_mask(src, bands[0], window)
+    return values, nodata_mask(values, fill)
+
+
+def nodata_mask(values: np.ndarray, nodata: Optional[float]) -> Optional[np.ndarray]:
+    """True where ``values`` equal ``nodata``; None when ``nodata`` is None, NaN or a value their type
+    cannot hold (then none does).
+
+    >>> nodata_mask(np.array([0, 3], np.uint8), 0), nodata_mask(np.array([0, 3], np.uint8), -1)
+    (array([ True, False]), None)
+    """
+    if nodata is None or math.isnan(nodata) or not representable(nodata, values.dtype):
+        return None
+    return values == values.dtype.type(nodata)
+
+
+def dataset_mask(src, band: int, window: Window) -> Optional[np.ndarray]:
+    """True over ``window`` where the dataset's mask (per-dataset or alpha) of ``src`` hides a pixel;
+    None when it has no such mask."""
+    if not has_dataset_mask(src):
+        return None
+    return src.read_masks(band, window=window) == 0
+
+
 def _read_lattice(src, bands, tile, offset, out, fill) -> Optional[np.ndarray]:
     row0 = tile.row_off + offset[0]
     col0 = tile.col_off + offset[1]
@@ -368,12 +408,13 @@ def _read_lattice(src, bands, tile, offset, out, fill) -> Optional[np.ndarray]:
     out.fill(np.nan)
     if r1 <= r0 or c1 <= c0:
         return
-    raw = src.read(list(bands), window=Window(c0, r0, c1 - c0, r1 - r0))
+    raw, missing = read_masked(src, bands, Window(c0, r0, c1 - c0, r1 - r0), fill)
     dst = out[:, r0 - row0:r1 - row0, c0 - col0:c1 - col0]
-    to_float(raw, dst, fill)
-    if fill is None and has_dataset_mask(src):
-        valid = src.read_masks(bands[0], window=Window(c0, r0, c1 - c0, r1 - r0))
-        dst[:, valid == 0] = np.nan
+    dst[...] = raw
+    if missing is not None and missing.ndim == 2:
+        dst[:, missing] = np.nan
+    elif missing is not None:
+        dst[missing] = np.nan
     return None
 
 
@@ -395,10 +436,11 @@ def _read_lattice_raw(src, bands, origin, box, out, fill) -> Optional[np.ndarray
         out[(slice(None),) + inside] = src.read(list(bands), window=window)
         missing = np.ones((height, width), bool)
         missing[inside] = False
-    if fill is None and has_dataset_mask(src):
+    masked = dataset_mask(src, bands[0], window) if fill is None else None
+    if masked is not None:
         if missing is None:
             missing = np.zeros((height, width), bool)
-        missing[inside] |= src.read_masks(bands[0], window=window) == 0
+        missing[inside] |= masked
     return missing
 
 
@@ -426,9 +468,9 @@ def has_dataset_mask(src) -> bool:
 
 def to_float(raw: np.ndarray, dst: np.ndarray, fill: Optional[float]) -> None:
     dst[...] = raw
-    if fill is None or math.isnan(fill) or not representable(fill, raw.dtype):
-        return
-    dst[raw == raw.dtype.type(fill)] = np.nan
+    missing = nodata_mask(raw, fill)
+    if missing is not None:
+        dst[missing] = np.nan
 
 
 def representable(value: float, dtype: np.dtype) -> bool:

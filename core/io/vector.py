@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import logging
 import math
 import os
 import warnings
@@ -30,6 +31,8 @@ import shapely
 from ..errors import InputError, OutputError, ParameterError, TilewiseWarning
 from ..paths import partial_name
 from ..kernels.footprints import KIND_EMPTY, KIND_LINE, KIND_POINT, KIND_POLYGON, kind_of
+
+log = logging.getLogger(__name__)
 
 #: Name of the id column when no ID_FIELD is given (the feature id, as QGIS shows it).
 FEATURE_ID = "feature_id"
@@ -246,6 +249,7 @@ def same_crs(a: Optional[str], b: Optional[str]) -> bool:
     try:
         return CRS.from_user_input(a) == CRS.from_user_input(b)
     except Exception:                                   # noqa: BLE001 - an unparsable CRS is not the same
+        log.debug("The CRS %r and %r cannot be compared", a, b, exc_info=True)
         return False
 
 
@@ -322,6 +326,7 @@ def check_zone_coordinates(zones: Zones, crs: Optional[str] = None) -> None:
     try:
         parsed = CRS.from_user_input(crs)
     except Exception:                                   # noqa: BLE001 - an unknown CRS is reported on reprojection
+        log.debug("The zones' CRS %r cannot be parsed", crs, exc_info=True)
         return
     if not parsed.is_geographic:
         return
@@ -352,6 +357,7 @@ def crs_label(crs) -> str:
         epsg = crs.to_epsg()
         found = re.match(r'\s*\w+\[\s*"([^"]+)"', crs.to_wkt())
     except Exception:                                   # noqa: BLE001 - a name is only for the message
+        log.debug("No name for a CRS", exc_info=True)
         return "an unnamed CRS"
     parts = ([f"EPSG:{epsg}"] if epsg else []) + ([found.group(1)] if found else [])
     return ", ".join(parts) or "an unnamed CRS"
@@ -631,6 +637,7 @@ def _geo_metadata(table: Table) -> dict:
         try:
             column["crs"] = CRS.from_user_input(table.crs).to_dict(projjson=True)
         except Exception:                               # noqa: BLE001 - unknown CRS: say so rather than guess
+            log.debug("The CRS %r has no PROJJSON for GeoParquet", table.crs, exc_info=True)
             column["crs"] = None
     else:
         column["crs"] = None

@@ -1,6 +1,6 @@
 """Statistics of each feature over one band of a tile, and their exact merge across tiles.
 
-:func:`reduce_tile` turns a tile's :class:`~.cover.Cover` and the tile's
+:func:`reduce_tile` turns a tile's :class:`~.pixel_cover.Cover` and the tile's
 bands into a :class:`TilePart`: per feature and layer, mergeable aggregates
 (weight, count, mean, sum of squared deviations, min, max, sum). For a feature
 complete in the tile it also holds the medians and percentiles; for a feature
@@ -34,7 +34,7 @@ import numpy as np
 from .jit import compiled_and_loaded, jit
 from .reducers import select_kth
 from .statistics import integer_range
-from .cover import Cover
+from .pixel_cover import MODE_FRACTIONAL, Cover, cover_kernel, cover_tile, footprint_total
 
 #: GDAL's bilinear interpolation gives no value below this total weight of valid pixels.
 BILINEAR_MIN_WEIGHT = 1e-5
@@ -123,7 +123,7 @@ def reduce_tile(cover: Cover, layers: Iterable, *, complete: np.ndarray, weighte
 
     >>> import shapely
     >>> from tilewise.core.kernels.footprints import footprints_from_pixels
-    >>> from tilewise.core.kernels.cover import cover_tile
+    >>> from tilewise.core.kernels.pixel_cover import cover_tile
     >>> fp = footprints_from_pixels([shapely.box(0, 0, 2, 2)], 2, 2)
     >>> cover = cover_tile(fp, np.array([0]), 0, 0, 2, 2)
     >>> band = np.array([[1.0, 2.0], [np.nan, 6.0]])
@@ -619,7 +619,6 @@ def warm_up(group: str = "extraction") -> Tuple[int, int]:
     the cache)``, counted in specializations."""
     import shapely
 
-    from .cover import MODE_FRACTIONAL, cover_kernel, cover_tile, footprint_total
     from .footprints import footprints_from_pixels
 
     def calls() -> None:

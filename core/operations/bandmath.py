@@ -8,6 +8,7 @@ run; with different grids or value types they get one run each).
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import threading
@@ -26,10 +27,13 @@ from ..io.coverage import check_output_size, outside_grid
 from ..io.outputs import check_not_an_input, describe_inputs, output_folder, unique_names
 from ..io.sources import describe_raster, read_window
 from ..options import Options, OutputSpec, plan_grid, split_options
-from ..runtime.runner import RunReport, TileBudget, TiledJob, run_tiles, warnings_to
+from ..logs import log_option, logging_to
+from ..runtime.runner import RunReport, TileBudget, TiledJob, run_tiles
 from ..runtime.sinks import CogSink
 from .expression import substitute, validate_expression
 from .indices import get_index
+
+log = logging.getLogger(__name__)
 
 _WIDE_TYPES = {"int32", "uint32", "int64", "uint64", "float64"}
 BandSpec = Tuple[str, int]
@@ -170,7 +174,7 @@ def _check_expression_compiles(expression: str, names: List[str]) -> None:
         # not numexpr.validate: since numexpr 2.8.5 it returns the exception instead of raising it
         numexpr.evaluate(expression, local_dict=probe)
     except Exception as exc:  # numexpr reports its own grammar limits here
-        raise ExpressionError(f"numexpr cannot evaluate the expression: {exc}") from None
+        raise ExpressionError(f"numexpr cannot evaluate the expression: {exc}") from exc
 
 
 def bandmath_tile(job: BandMathJob, tile: Tile, target: str) -> int:
@@ -203,7 +207,7 @@ def _read_scene(job: BandMathJob, refs: Sequence[BandRef],
         except TilewiseError as exc:
             raise TileError(f"{tile.name}: {exc}") from None
         except Exception as exc:
-            raise TileError(f"{tile.name}: reading {path} failed: {exc}") from None
+            raise TileError(f"{tile.name}: reading {path} failed: {exc}") from exc
         if gap is not None:
             missing = gap if missing is None else missing | gap
         fill = job.input_nodata if job.input_nodata is not None else group[0].nodata
@@ -404,11 +408,12 @@ def bandmath(inputs: Mapping[str, BandSpec], expression: str, output: str, **opt
     >>> bandmath({"A": ("s.tif", 3), "B": ("s.tif", 4)}, "(B - A) / (B + A)", "ndvi.tif")  # doctest: +SKIP
     """
     own, shared = split_options(options, BandMathOptions, where="bandmath()")
-    with warnings_to(shared.run.log):
+    with logging_to(shared.run.log):
         job = plan_bandmath([dict(inputs)], expression, output, own, shared)
     return run_tiles(job, bandmath_tile, shared.run)
 
 
+@log_option
 def index(scenes: Sequence[Mapping[str, BandSpec]], index: str, output: str, *, per_scene: bool = False,
           constants: Optional[Mapping[str, float]] = None, **options) -> RunReport:
     """A catalogue index over one or many scenes.
@@ -424,7 +429,7 @@ def index(scenes: Sequence[Mapping[str, BandSpec]], index: str, output: str, *, 
     expression = spec.expression(**dict(constants or {}))
     own, shared = split_options(options, BandMathOptions, where="index()", defaults={"clip": spec.clip})
     scenes = [_roles(spec, s, i) for i, s in enumerate(scenes)]
-    with warnings_to(shared.run.log):
+    with logging_to(shared.run.log):
         jobs = plan_per_scene(scenes, expression, output, spec.key, own, shared) if per_scene else \
             [plan_bandmath(scenes, expression, output, own, shared)]
     return _run_all(jobs, shared)
@@ -471,7 +476,7 @@ def _run_all(jobs: Sequence[BandMathJob], options: Options) -> RunReport:
         return run_tiles(jobs[0], bandmath_tile, run)
     reports = []
     for i, job in enumerate(jobs):
-        run.say(f"Scenes on grid {i + 1} of {len(jobs)}: {len(job.outputs)} COGs")
+        log.info(f"Scenes on grid {i + 1} of {len(jobs)}: {len(job.outputs)} COGs")
         step = (lambda d, t, i=i: run.progress(i * t + d, len(jobs) * t)) if run.progress else None
         reports.append(run_tiles(job, bandmath_tile, replace(run, progress=step)))
     first = reports[0]

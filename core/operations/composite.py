@@ -16,7 +16,8 @@ from ..io.sources import describe_raster, read_qa_mask, read_window
 from ..masks import MaskSpec
 from ..kernels.statistics import check_statistic, integer_range, output_count
 from ..options import Options, OutputSpec, plan_grid, split_options
-from ..runtime.runner import RunReport, TileBudget, TiledJob, run_tiles, warnings_to
+from ..logs import logging_to
+from ..runtime.runner import RunReport, TileBudget, TiledJob, run_tiles
 from ..runtime.sinks import CogSink
 from ..vocabulary import SPECTRAL_STATISTICS, PER_BAND_STATISTICS
 from .series import CompositeOptions, choose_bands, plan_input_mask
@@ -101,7 +102,7 @@ def composite_tile(job: CompositeJob, tile: Tile, target: str) -> int:
         except TilewiseError as exc:
             raise TileError(f"{tile.name}: {exc}") from None
         except Exception as exc:
-            raise TileError(f"{tile.name}: reading {src} failed: {exc}") from None
+            raise TileError(f"{tile.name}: reading {src} failed: {exc}") from exc
     from ..kernels.reducers import reduce_stack  # compiled kernels load only where tiles are reduced
     k = output_count(job.statistic, job.percentiles)
     out = np.empty((n_bands * k, tile.height, tile.width), job.output.dtype)
@@ -160,6 +161,6 @@ def composite(inputs: Sequence[str], output: str, statistic: str = PER_BAND_STAT
         return spectral_composite(inputs, output, statistic, **options)
     own, shared = split_options(options, CompositeOptions, where="composite()", statistic=statistic,
                                 percentiles=percentiles)
-    with warnings_to(shared.run.log):
+    with logging_to(shared.run.log):
         job = plan_composite(inputs, output, own, shared)
     return run_tiles(job, composite_tile, shared.run)

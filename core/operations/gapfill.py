@@ -30,7 +30,8 @@ from ..io.outputs import check_not_an_input, describe_inputs, output_folder
 from ..io.sources import describe_raster, read_qa_mask, read_window
 from ..masks import MaskSpec
 from ..options import Options, OutputSpec, plan_grid, split_options
-from ..runtime.runner import RunReport, TileBudget, TiledJob, run_tiles, warnings_to
+from ..logs import logging_to
+from ..runtime.runner import RunReport, TileBudget, TiledJob, run_tiles
 from ..runtime.sinks import CogOutput, CogSink
 from .series import choose_bands, plan_input_mask
 from ..kernels.gapfill_plan import GapfillOptions, RegularDates, output_dates, plan_gapfill
@@ -206,7 +207,7 @@ def gapfill_tile(job: GapfillJob, tile: Tile, target) -> int:
         except TilewiseError as exc:
             raise TileError(f"{tile.name}: {exc}") from None
         except Exception as exc:
-            raise TileError(f"{tile.name}: reading {src} failed: {exc}") from None
+            raise TileError(f"{tile.name}: reading {src} failed: {exc}") from exc
     values, flags = gapfill_stack(stack, np.asarray(job.days), job.fill)
     del stack
     out = as_output(values, job.outputs[0])     # every output of a job has its type and nodata
@@ -267,7 +268,7 @@ def gapfill(inputs: Sequence[str], output: str, method: Union[int, str] = "linea
     """
     own, shared = split_options(options, GapfillSettings, where="gapfill()", defaults={"output_type": None},
                                 method=method)
-    with warnings_to(shared.run.log):
+    with logging_to(shared.run.log):
         job = plan_run(inputs, output, own, shared)
     return run_tiles(job, gapfill_tile, shared.run)
 

@@ -10,7 +10,9 @@ inputs whose footprint meets it, through the bounded dataset cache.
 from __future__ import annotations
 
 import glob
+import logging
 import os
+import warnings
 from dataclasses import dataclass, replace
 from typing import List, Optional, Sequence, Tuple
 
@@ -24,9 +26,12 @@ from ..io.coverage import check_inputs_meet, check_output_size, footprint, meets
 from ..io.outputs import check_not_an_input, describe_inputs
 from ..io.sources import RasterInfo, describe_raster, gdal_path, is_remote, read_window, same_grid_offset
 from ..options import GridOptions, Options, OutputSpec, nodata_fits, parse_crs, plan_grid, split_options
-from ..runtime.runner import RunReport, TileBudget, TiledJob, run_tiles, warnings_to
+from ..logs import log_option, logging_to
+from ..runtime.runner import RunReport, TileBudget, TiledJob, run_tiles
 from ..runtime.sinks import CogSink, GdalSink, Sink
 from ..vocabulary import OUTPUT_TYPES, OVERLAP_RULES
+
+log = logging.getLogger(__name__)
 
 RASTER_EXTENSIONS = (".tif", ".tiff", ".vrt", ".img", ".jp2", ".nc")
 Bounds = Tuple[float, float, float, float]
@@ -243,7 +248,7 @@ def _read(job: MosaicJob, i: int, tile: Tile, bands, out) -> None:
     except TilewiseError as exc:
         raise TileError(f"{tile.name}: {exc}") from None
     except Exception as exc:
-        raise TileError(f"{tile.name}: reading {job.inputs[i]} failed: {exc}") from None
+        raise TileError(f"{tile.name}: reading {job.inputs[i]} failed: {exc}") from exc
 
 
 def gdal_can_do(job: MosaicJob) -> Optional[List[Placement]]:
@@ -272,7 +277,8 @@ def gdal_can_do(job: MosaicJob) -> Optional[List[Placement]]:
     return placements[::-1] if job.overlap == "first" else placements
 
 
-def mosaic(inputs: Sequence[str], output: str, overlap: str = OVERLAP_RULES[0], *, engine: Optional[bool] = None,
+@log_option
+def mosaic(inputs: Sequence[str], output: str, overlap: str = OVERLAP_RULES[0], *, tiled: Optional[bool] = None,
            **options) -> RunReport:
     """Mosaic ``inputs`` (paths, folders or glob patterns) into one COG.
 
@@ -281,10 +287,11 @@ def mosaic(inputs: Sequence[str], output: str, overlap: str = OVERLAP_RULES[0], 
     overlap : {"first", "last", "min", "max", "mean", "median"}
         How pixels covered by several inputs combine (nodata ignored). ``first``
         keeps the earliest input in the list.
-    engine : bool, optional
+    tiled : bool, optional
         Force (True) or forbid (False) the engine's tiles; by default GDAL's
         VRT + COG path is used where it gives the same result (no tiles: the run
-        options concern the engine's tiles).
+        options concern the engine's tiles). Its older name ``engine`` still works,
+        with a :class:`DeprecationWarning`.
     **options
         ``input_nodata`` (:class:`MosaicOptions`), and the grid, output and run options every
         operation takes (:mod:`tilewise.core.options`); ``output_type`` and ``output_nodata``
@@ -292,17 +299,30 @@ def mosaic(inputs: Sequence[str], output: str, overlap: str = OVERLAP_RULES[0], 
 
     >>> mosaic(["tiles/*.tif"], "mosaic.tif", overlap="mean")  # doctest: +SKIP
     """
+    tiled = _renamed_engine(tiled, options)
     own, shared = split_options(options, MosaicOptions, where="mosaic()", defaults={"output_type": None},
                                 overlap=overlap)
     run = shared.run
-    with warnings_to(run.log):
+    with logging_to(run.log):
         job = plan_mosaic(inputs, output, own, shared)
-    run.say(f"{len(job.inputs)} inputs -> {job.grid.width} x {job.grid.height} x {job.count} bands")
-    placements = gdal_can_do(job) if engine is not True else None
+    log.info(f"{len(job.inputs)} inputs -> {job.grid.width} x {job.grid.height} x {job.count} bands")
+    placements = gdal_can_do(job) if tiled is not True else None
     if placements is not None:
-        run.say("All inputs are on the output grid: GDAL VRT -> COG, no resampling")
+        log.info("All inputs are on the output grid: GDAL VRT -> COG, no resampling")
         job = replace(job, placements=tuple(placements))
-    elif engine is False:
-        raise ParameterError("These inputs need the engine: warping, an overlap rule other than first/last, "
-                             "a nodata override, or float inputs written as integers.")
+    elif tiled is False:
+        raise ParameterError("These inputs need the engine's tiles (tiled=False forbids them): warping, an overlap "
+                             "rule other than first/last, a nodata override, or float inputs written as integers.")
     return run_tiles(job, mosaic_tile, run)
+
+
+def _renamed_engine(tiled: Optional[bool], options: dict) -> Optional[bool]:
+    """``tiled``, or the value of its older name ``engine`` (taken out of ``options``), with a warning."""
+    if "engine" not in options:
+        return tiled
+    engine = options.pop("engine")
+    warnings.warn("mosaic(engine=...) is now mosaic(tiled=...): it forces (True) or forbids (False) the engine's "
+                  "tiles.", DeprecationWarning, stacklevel=3)
+    if tiled is not None and tiled != engine:
+        raise ParameterError(f"mosaic() was given tiled={tiled} and engine={engine}, its older name; give tiled only.")
+    return engine

@@ -25,6 +25,7 @@ first input (its scale and offset undone). Optional outputs:
 from __future__ import annotations
 
 import datetime as _dt
+import logging
 import os
 from dataclasses import dataclass, fields
 from typing import Any, Optional, Sequence, Tuple
@@ -40,10 +41,13 @@ from ..io.outputs import check_not_an_input, describe_inputs
 from ..io.sources import describe_raster, open_raster, read_qa_mask, read_window
 from ..masks import MaskSpec
 from ..options import Options, OutputSpec, plan_grid, split_options
-from ..runtime.runner import RunReport, TileBudget, TiledJob, run_tiles, warnings_to
+from ..logs import logging_to
+from ..runtime.runner import RunReport, TileBudget, TiledJob, run_tiles
 from ..runtime.sinks import CogOutput, CogSink
 from ..vocabulary import OUTPUT_TYPES, SPECTRAL_STATISTICS
 from .series import CompositeOptions, choose_bands, plan_input_mask
+
+log = logging.getLogger(__name__)
 
 _WIDE_TYPES = {"int32", "uint32", "int64", "uint64", "float64"}
 #: Names of the MADs output's bands.
@@ -326,7 +330,8 @@ def _scalings(path: str, bands: Sequence[int]) -> Tuple[Tuple[float, float], ...
     try:
         with open_raster(path) as src:
             scales, offsets = src.scales, src.offsets
-    except Exception:
+    except Exception:  # noqa: BLE001 - unreadable here: the tiles say so; no scaling meanwhile
+        log.debug("No scale and offset read from %s", path, exc_info=True)
         return tuple((1.0, 0.0) for _ in bands)
     return tuple((float(scales[b - 1] or 1.0), float(offsets[b - 1] or 0.0)) for b in bands)
 
@@ -357,7 +362,7 @@ def _read(job: SpectralJob, tile: Tile) -> np.ndarray:
         except TilewiseError as exc:
             raise TileError(f"{tile.name}: {exc}") from None
         except Exception as exc:
-            raise TileError(f"{tile.name}: reading {src} failed: {exc}") from None
+            raise TileError(f"{tile.name}: reading {src} failed: {exc}") from exc
     for k, i in enumerate(job.order):
         for b, (scale, offset) in enumerate(job.scales[i]):
             if scale != 1.0 or offset != 0.0:
@@ -464,7 +469,7 @@ def spectral_composite(inputs: Sequence[str], output: str, statistic: str = "geo
     """
     own, shared = split_options(options, SpectralOptions, where="composite()", statistic=statistic,
                                 defaults={"output_type": None})
-    with warnings_to(shared.run.log):
+    with logging_to(shared.run.log):
         job = plan_spectral(inputs, output, own, shared)
     return run_tiles(job, spectral_tile, shared.run)
 

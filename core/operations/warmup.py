@@ -10,6 +10,7 @@ the way runs use them; this process does not import numba.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Dict, Optional, Tuple
@@ -17,6 +18,9 @@ from typing import Any, Callable, Dict, Optional, Tuple
 from ..kernels.statistics import WARM_GROUPS
 from ..runtime.executor import as_executor, make_executor, resolve_workers
 from ..jitconfig import configure_cache, warm_stamp
+from ..logs import log_option
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -49,6 +53,7 @@ def _mark_warm(cache: str) -> None:
         pass
 
 
+@log_option
 def warmup(workers: Optional[int] = None, executor=None,
                progress: Optional[Callable[[int, int], None]] = None,
                log: Optional[Callable[[str], None]] = None) -> WarmReport:
@@ -61,12 +66,16 @@ def warmup(workers: Optional[int] = None, executor=None,
     executor : optional
         Compile there instead (an executor or a ``dask.distributed.Client``).
     progress, log : callables, optional
-        ``progress(done, total)`` per kernel group; ``log(message)``.
+        ``progress(done, total)`` per kernel group; ``log(message)``: the log lines (see
+        :mod:`tilewise.core.logs`).
     """
+    return _warm(workers, executor, progress)
+
+
+def _warm(workers: Optional[int], executor, progress: Optional[Callable[[int, int], None]]) -> WarmReport:
     t0 = time.perf_counter()
     cache = configure_cache()
-    if log:
-        log(f"numba cache: {cache}" if cache else "numba cache: none writable (kernels compile on every run)")
+    log.info(f"numba cache: {cache}" if cache else "numba cache: none writable (kernels compile on every run)")
     own = executor is None
     ex = make_executor(min(len(WARM_GROUPS), resolve_workers(workers))) if own else as_executor(executor)
     compiled = loaded = 0
@@ -78,8 +87,7 @@ def warmup(workers: Optional[int] = None, executor=None,
             compiled += n_compiled
             loaded += n_loaded
             cache = cache or where
-            if log:
-                log(f"{group}: {n_compiled} compiled, {n_loaded} loaded from the cache")
+            log.info(f"{group}: {n_compiled} compiled, {n_loaded} loaded from the cache")
             if progress:
                 progress(done, len(WARM_GROUPS))
         if cache and own:

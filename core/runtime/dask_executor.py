@@ -19,6 +19,7 @@ dask-kubernetes' ``KubeCluster``.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import sys
@@ -29,6 +30,8 @@ from typing import Any, Callable, Dict, Iterator, Optional, Sequence
 
 from ..errors import ClusterError, WorkerError
 from .executor_base import Executor, cpu_count
+
+log = logging.getLogger(__name__)
 
 #: Environment variables that configure GDAL and its network file systems.
 CONFIG_PREFIXES = ("GDAL_", "CPL_", "VSI_", "AWS_", "GS_", "GOOGLE_", "AZURE_", "OSS_", "SWIFT_",
@@ -102,7 +105,8 @@ def _share_cores() -> None:
     try:
         from distributed import get_worker
         threads = get_worker().state.nthreads
-    except Exception:  # not on a worker (e.g. called directly)
+    except Exception:  # noqa: BLE001 - not on a worker (e.g. called directly)
+        log.debug("Not on a Dask worker: numba's threads left as they are", exc_info=True)
         return
     numba.set_num_threads(max(1, min(numba.config.NUMBA_NUM_THREADS, cpu_count() // max(1, threads))))
 
@@ -162,7 +166,7 @@ class DaskExecutor(Executor):
         try:
             return sum(self.client.nthreads().values())
         except Exception as exc:
-            raise ClusterError(f"Lost the connection to the Dask scheduler {self.address}: {exc}") from None
+            raise ClusterError(f"Lost the connection to the Dask scheduler {self.address}: {exc}") from exc
 
     def _limit(self) -> int:
         # workers may join (adaptive clusters, a queue that starts jobs late): look again now and then
@@ -176,7 +180,7 @@ class DaskExecutor(Executor):
         try:
             seen = self.client.run(os.path.isdir, workdir)
         except Exception as exc:
-            raise ClusterError(f"The Dask workers at {self.address} did not answer: {exc}") from None
+            raise ClusterError(f"The Dask workers at {self.address} did not answer: {exc}") from exc
         blind = sorted(w for w, ok in seen.items() if not ok)
         if blind:
             raise ClusterError(
@@ -213,15 +217,15 @@ class DaskExecutor(Executor):
             if in_flight:
                 try:
                     self.client.cancel(list(in_flight))
-                except Exception:  # the connection is gone: the scheduler forgets them by itself
-                    pass
+                except Exception:  # noqa: BLE001 - the connection is gone: the scheduler forgets them by itself
+                    log.debug("The unfinished tiles were not cancelled on %s", self.address, exc_info=True)
 
     def release(self) -> None:
         """Close the datasets the workers keep open (inputs may be rewritten or locked)."""
         try:
             self.client.run(close_worker_datasets)
-        except Exception:
-            pass
+        except Exception:  # noqa: BLE001 - a worker gone keeps no dataset open
+            log.debug("The Dask workers at %s did not close their datasets", self.address, exc_info=True)
 
     def close(self) -> None:
         if self._own and self.client is not None:

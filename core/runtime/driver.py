@@ -19,6 +19,7 @@ required packages are missing (importing each, so a broken install counts as mis
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import sys
@@ -27,6 +28,7 @@ import traceback
 from typing import Any, Dict
 
 from .. import missing_packages
+from ..logs import lines_to, log_cause
 from ..vocabulary import (EVENT_DONE, EVENT_ERROR, EVENT_LOG, EVENT_MISSING, EVENT_OK, EVENT_PROGRESS,
                           REQUIRED_PACKAGES, STOPPED)
 from .lifeline import die_with_parent, stop_on_signals, watch_stdin
@@ -41,6 +43,11 @@ def emit(event: str, **fields: Any) -> None:
         sys.stdout.flush()
     except BrokenPipeError:  # the caller is gone (it died, hence this run stopping): nobody to tell
         pass
+
+
+def emit_log(line: str) -> None:
+    """A line of the engine's log (:mod:`tilewise.core.logs`) for the caller: a ``log`` event."""
+    emit(EVENT_LOG, message=line)
 
 
 def use_wheel_data() -> None:
@@ -103,19 +110,21 @@ def run_job(job: Dict[str, Any], started: float = _STARTED) -> int:
             emit(EVENT_PROGRESS, done=done, total=total)
 
     called = time.perf_counter()
-    try:
-        report = function(progress=progress, log=lambda m: emit(EVENT_LOG, message=m), **params)
-    except TilewiseError as exc:
-        emit(EVENT_ERROR, kind=type(exc).__name__, message=str(exc))
-        return 2
-    except MemoryError:
-        emit(EVENT_ERROR, kind="MemoryError",
-             message="The engine ran out of memory; use a smaller tile size or fewer workers.")
-        return 2
-    except KeyboardInterrupt as exc:  # SIGTERM, SIGHUP (see stop_on_signals) or SIGINT: cleaned up like a cancel
-        how = stopped_by(exc) or "a signal"
-        emit(EVENT_ERROR, kind=STOPPED, message=f"The Tilewise engine was stopped ({how}); no output was written.")
-        return 128 + getattr(exc, "signum", signal.SIGINT)
+    with lines_to(emit_log, logging.DEBUG if os.environ.get("TILEWISE_DEBUG") else logging.INFO):
+        try:
+            report = function(progress=progress, **params)
+        except TilewiseError as exc:
+            log_cause(exc)
+            emit(EVENT_ERROR, kind=type(exc).__name__, message=str(exc))
+            return 2
+        except MemoryError:
+            emit(EVENT_ERROR, kind="MemoryError",
+                 message="The engine ran out of memory; use a smaller tile size or fewer workers.")
+            return 2
+        except KeyboardInterrupt as exc:  # SIGTERM, SIGHUP (see stop_on_signals) or SIGINT: cleaned up like a cancel
+            how = stopped_by(exc) or "a signal"
+            emit(EVENT_ERROR, kind=STOPPED, message=f"The Tilewise engine was stopped ({how}); no output was written.")
+            return 128 + getattr(exc, "signum", signal.SIGINT)
     emit(EVENT_DONE, report=timed_report(report, called, started))
     return 0
 

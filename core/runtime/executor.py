@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import logging
 import multiprocessing
 import os
 import sys
@@ -24,7 +25,10 @@ from ..errors import WorkerError
 from ..options import RunOptions, check_workers
 from .executor_base import Executor, SerialExecutor, cpu_count
 from ..jitconfig import limit_threads, threads_started
+from ..logs import detach
 from .lifeline import die_with_parent
+
+log = logging.getLogger(__name__)
 
 
 def resolve_workers(workers: Optional[int]) -> int:
@@ -60,6 +64,7 @@ def workers_note(asked: Optional[int], used: int, tiles: Optional[int] = None) -
 
 def _init_worker(numba_threads: int, preload: bool = False) -> None:
     die_with_parent()
+    detach()
     limit_gdal_cache()
     # One numba thread per process: the processes already fill the cores, and
     # more threads only oversubscribe them.
@@ -68,8 +73,8 @@ def _init_worker(numba_threads: int, preload: bool = False) -> None:
         try:
             from .preload import preload
             preload()
-        except Exception:  # a run compiles or loads what it needs anyway
-            pass
+        except Exception:  # noqa: BLE001 - a run compiles or loads what it needs anyway
+            log.debug("Preloading the kernels in a worker failed", exc_info=True)
 
 
 class LocalExecutor(Executor):
@@ -113,9 +118,9 @@ class LocalExecutor(Executor):
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in done:
                     yield _result(fut)
-        except BrokenProcessPool:
+        except BrokenProcessPool as exc:
             raise WorkerError("A Tilewise worker process died (crashed, ran out of memory or was killed). "
-                              "Nothing was written. Try a smaller tile size or fewer workers.") from None
+                              "Nothing was written. Try a smaller tile size or fewer workers.") from exc
         finally:
             self._settle([fut for fut in pending if not fut.cancel()])
 
@@ -288,7 +293,7 @@ def local_executor(run: RunOptions, tiles: int, warm: Optional[Callable[[], None
     n_workers = min(resolve_workers(run.workers), max(1, tiles))
     note = workers_note(run.workers, n_workers, tiles)
     if note:
-        run.say(note)
+        log.info(note)
     if warm is not None and forks_pool(n_workers):
         warm()
     return make_executor(n_workers)

@@ -25,13 +25,16 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import logging
 import os
 import socket
 import time
-from typing import Callable, Dict, Iterable, Iterator, List, Optional
+from typing import Dict, Iterable, Iterator, List, Optional
 
 from ..errors import OutputBusyError, OutputError
 from ..paths import lock_path
+
+log = logging.getLogger(__name__)
 
 __all__ = ["OutputLock", "output_locks", "lock_if_free", "read_holder", "describe_holder"]
 
@@ -141,10 +144,9 @@ class OutputLock:
             self._write_note()
             return True
 
-    def acquire(self, wait: bool = False, say: Callable[[str], None] = lambda m: None,
-                poll: float = POLL_SECONDS) -> None:
+    def acquire(self, wait: bool = False, poll: float = POLL_SECONDS) -> None:
         """Take the lock; if another run holds it, :class:`OutputBusyError` naming that run, or (``wait``)
-        wait for it (``say`` says so once)."""
+        wait for it (the log says so once)."""
         said = False
         while not self.try_acquire():
             holder = read_holder(self.output)
@@ -154,15 +156,15 @@ class OutputLock:
             if not wait:
                 raise OutputBusyError(busy_message(self.output, holder))
             if not said:
-                say(f"{_name(self.output)} is being written by another Tilewise run ({describe_holder(holder)}): "
-                    "waiting for it to finish")
+                log.info(f"{_name(self.output)} is being written by another Tilewise run ({describe_holder(holder)}): "
+                         "waiting for it to finish")
                 said = True
             time.sleep(poll)
         if said:
-            say(f"{_name(self.output)} is free: starting")
+            log.info(f"{_name(self.output)} is free: starting")
         if self.unsupported:
-            say(f"Warning: the file system of {self.output} has no file locks: another Tilewise run writing "
-                "it at the same time would not be stopped")
+            log.warning(f"the file system of {self.output} has no file locks: another Tilewise run writing "
+                     "it at the same time would not be stopped")
 
     def release(self) -> None:
         """Remove the lock file and release the lock (in that order: a run waiting for it then locks a
@@ -256,8 +258,7 @@ def _name(output: str) -> str:
 
 
 @contextlib.contextmanager
-def output_locks(outputs: Iterable[str], operation: str = "", wait: bool = False,
-                 say: Callable[[str], None] = lambda m: None) -> Iterator[List[OutputLock]]:
+def output_locks(outputs: Iterable[str], operation: str = "", wait: bool = False) -> Iterator[List[OutputLock]]:
     """Within the block, this process holds the lock of every one of ``outputs`` (taken in sorted order,
     so two runs that share several outputs cannot each wait for the other); see :meth:`OutputLock.acquire`.
 
@@ -273,7 +274,7 @@ def output_locks(outputs: Iterable[str], operation: str = "", wait: bool = False
     try:
         for output in sorted({os.path.abspath(o) for o in outputs}):
             lock = OutputLock(output, operation)
-            lock.acquire(wait, say)
+            lock.acquire(wait)
             held.append(lock)
         yield held
     finally:

@@ -27,15 +27,16 @@ output is left as it was, and the work folder is removed unless ``resume`` or
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import time
-import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
-from ..errors import DiskFullError, ParameterError, TilewiseWarning
+from ..errors import DiskFullError, ParameterError
 from ..grid import Grid, Tile, auto_tile_size, balance_tile_size, plan_tiles
+from ..logs import lines_to
 from ..options import LogFn, ProgressFn, RunOptions
 from ..io.diskspace import SpaceNeed, disk_full, is_disk_full, space_warning
 from .executor import Executor, LocalExecutor, PoolLease, connect, local_executor, resolve_workers
@@ -47,13 +48,15 @@ from .sinks import Sink
 from .fingerprint import Fingerprint
 from .workdir import NOT_JOURNALED, Journal, WorkState, is_durable, job_fingerprint, prepare_workdir, resumable_size
 
-__all__ = ["TiledJob", "TileBudget", "RunReport", "run_tiles", "warnings_to", "LogFn", "ProgressFn"]
+__all__ = ["TiledJob", "TileBudget", "RunReport", "run_tiles", "run_tasks", "LogFn", "ProgressFn"]
 
 #: Executors whose workers are processes of this machine (they see its files: outputs can be written in place).
 _LOCAL_EXECUTORS = (SerialExecutor, LocalExecutor, PoolLease)
 
 #: ``fn(job, tile, target) -> tile.index``: computes one tile and writes it to its sink's target.
 TileFn = Callable[[Any, Tile, Any], int]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -127,9 +130,9 @@ class RunReport:
 
 def run_tiles(job: TiledJob, tile_fn: TileFn, run: RunOptions) -> RunReport:
     """Compute every tile of ``job`` with ``tile_fn`` and let its sink write the output(s), holding the
-    lock of each output meanwhile."""
+    lock of each output meanwhile; the run's log goes to ``run.log`` too, when given."""
     sink = job.sink
-    with output_locks(locked_paths(sink), describe_job(job), wait=run.wait_if_busy, say=run.say):
+    with lines_to(run.log), output_locks(locked_paths(sink), describe_job(job), wait=run.wait_if_busy):
         return _run_locked(job, tile_fn, run, sink)
 
 
@@ -165,13 +168,13 @@ def _run_locked(job: TiledJob, tile_fn: TileFn, run: RunOptions, sink: Sink) -> 
             need = sink.space_needed(todo)
         warning = space_warning(need)
         if warning:
-            run.say(warning)
+            log.warning(warning)
         if executor is None:
             with phases.step("engine start"):
                 executor = local_executor(run, len(todo), warm=job.warm)
         if state.tiles:
-            run.say(f"{len(state.tiles)} tiles of up to {state.tile_size} x {state.tile_size} pixels "
-                    f"on {executor.describe()}")
+            log.info(f"{len(state.tiles)} tiles of up to {state.tile_size} x {state.tile_size} pixels "
+                     f"on {executor.describe()}")
         with phases.step("tile writes"):  # e.g. the outputs laid out for the tiles to write into
             sink = sink.begin(workdir, bool(state.finished))
         tiles_start = time.perf_counter()
@@ -188,7 +191,7 @@ def _run_locked(job: TiledJob, tile_fn: TileFn, run: RunOptions, sink: Sink) -> 
     except BaseException as exc:
         sink.abort()
         if run.resume and has_finished_tiles(sink.home):
-            run.say(f"The finished tiles are kept in {workdir}: run again with resume to continue")
+            log.info(f"The finished tiles are kept in {workdir}: run again with resume to continue")
         if isinstance(exc, DiskFullError) or (isinstance(exc, OSError) and
                                               is_disk_full(exc, os.path.dirname(workdir))):
             raise disk_full(need or sink.space_needed(state.tiles if state else [])) from None
@@ -218,7 +221,7 @@ def _prepare(job: TiledJob, sink: Sink, workdir: str, run: RunOptions,
     if not sink.tiled:
         return prepare_workdir(job, sink, workdir, job_fingerprint(job), 0, [], resumed=False), sink
     fingerprint = job_fingerprint(job) if run.resume else None
-    reused = resumable_size(workdir, fingerprint, asked, run.say) if fingerprint is not None else None
+    reused = resumable_size(workdir, fingerprint, asked) if fingerprint is not None else None
     size = reused or asked or default_tile_size(job, executor.workers if executor else resolve_workers(run.workers))
     local = executor is None or isinstance(executor, _LOCAL_EXECUTORS)
     sink = sink.planned(size, local=local)
@@ -228,7 +231,7 @@ def _prepare(job: TiledJob, sink: Sink, workdir: str, run: RunOptions,
         sink = sink.alone(tiles[0])
     if fingerprint is None:  # nothing to resume from a run that journals nothing: its inputs are not looked up
         fingerprint = job_fingerprint(job) if durable else Fingerprint(None, NOT_JOURNALED)
-    return prepare_workdir(job, sink, workdir, fingerprint, size, tiles, resumed=reused is not None, say=run.say,
+    return prepare_workdir(job, sink, workdir, fingerprint, size, tiles, resumed=reused is not None,
                            durable=durable), sink
 
 
@@ -239,8 +242,8 @@ def _compute(ex: Executor, job: TiledJob, tile_fn: TileFn, sink: Sink, state: Wo
     total = len(state.tiles)
     taken = 0.0
     if state.finished:
-        run.say(f"Resuming: {len(state.finished)} of {total} tiles were already finished and are reused; "
-                f"{len(todo)} to compute")
+        log.info(f"Resuming: {len(state.finished)} of {total} tiles were already finished and are reused; "
+                 f"{len(todo)} to compute")
     if not total:
         return taken
     if run.progress:
@@ -252,7 +255,7 @@ def _compute(ex: Executor, job: TiledJob, tile_fn: TileFn, sink: Sink, state: Wo
     with (Journal(workdir) if durable else contextlib.nullcontext()) as journal:
         tasks = [(job, t, sink.task_target(workdir, t, state.tile_size)) for t in todo]
         by_index = {t.index: t for t in todo}
-        for count, (index, spent) in enumerate(ex.run(TimedTile(tile_fn), tasks), start=len(state.finished) + 1):
+        for index, spent in run_tasks(ex, TimedTile(tile_fn), tasks, run.progress, len(state.finished), total):
             phases.add_tile(spent)
             tile = by_index.get(index)
             if tile is not None:
@@ -261,16 +264,33 @@ def _compute(ex: Executor, job: TiledJob, tile_fn: TileFn, sink: Sink, state: Wo
                 started = time.perf_counter()
                 sink.tile_finished(workdir, tile)
                 taken += time.perf_counter() - started
-            if run.progress:
-                run.progress(count, total)
     return taken
+
+
+def run_tasks(ex: Executor, fn: Callable[..., Any], tasks: Sequence[tuple], progress: Optional[ProgressFn] = None,
+              done: int = 0, total: Optional[int] = None) -> Iterator[Any]:
+    """``fn(*args)`` of every ``args`` in ``tasks`` on ``ex``: each result as it comes, and once the caller
+    has taken it, ``progress(done, total)`` (``done`` tasks were finished before these; ``total`` is by
+    default those and these). The tile loop of :func:`run_tiles`; an operation that keeps its results in
+    memory runs its tasks through it too (e.g. on a :class:`~.executor_base.SerialExecutor`).
+
+    >>> list(run_tasks(SerialExecutor(), pow, [(2, 3), (3, 2)], lambda d, t: print(f"{d}/{t}")))
+    1/2
+    2/2
+    [8, 9]
+    """
+    total = done + len(tasks) if total is None else total
+    for count, result in enumerate(ex.run(fn, tasks), start=done + 1):
+        yield result
+        if progress:
+            progress(count, total)
 
 
 def _finish(sink: Sink, workdir: str, state: WorkState, run: RunOptions) -> Dict[str, Any]:
     """The sink's assembly; a sink without tiles counts it as the run's one step of progress."""
     if not state.tiles and run.progress:
         run.progress(0, 1)
-    summary = sink.finish(workdir, state.tiles, run.say)
+    summary = sink.finish(workdir, state.tiles)
     if not state.tiles and run.progress:
         run.progress(1, 1)
     return summary
@@ -289,25 +309,3 @@ def _release(ex: Optional[Executor], run: RunOptions, workdir: str, keep: bool) 
     close_all()
     if not keep:
         shutil.rmtree(workdir, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def warnings_to(log: Optional[LogFn]) -> Iterator[None]:
-    """Within the block, :class:`TilewiseWarning` s (planning's: an output name changed, inputs
-    outside the grid...) go to ``log`` as ``"Warning: ..."`` lines, when one is given; other
-    warnings are shown as usual."""
-    if log is None:
-        yield
-        return
-    caught: List[warnings.WarningMessage] = []
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", TilewiseWarning)
-            yield
-    finally:  # outside the block: showing a warning inside it would record it again
-        for w in caught:
-            if issubclass(w.category, TilewiseWarning):
-                log(f"Warning: {w.message}")
-            else:
-                warnings.showwarning(w.message, w.category, w.filename, w.lineno)
-

@@ -29,6 +29,7 @@ A new kind of output is a new sink here; the runner does not change.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 import warnings
@@ -39,11 +40,13 @@ import numpy as np
 
 from ..errors import OutputError
 from ..grid import Grid, Tile
-from ..options import LogFn, OutputSpec
+from ..options import OutputSpec
 from ..io.atomic import atomic_write, remove_if_there
 from ..io.diskspace import SpaceNeed
 from ..paths import partial_path, workdir_for
 from ..phases import timed
+
+log = logging.getLogger(__name__)
 
 #: Overviews add up to a third to a COG's pixels.
 _OVERVIEWS = 4 / 3
@@ -114,7 +117,7 @@ class Sink:
         """Bytes the run needs beside its output: ``tiles`` still to compute, then the output(s)."""
         return SpaceNeed(os.path.dirname(self.outputs[0]), 0, 0)
 
-    def finish(self, workdir: str, tiles: Sequence[Tile], say: LogFn) -> Dict[str, Any]:
+    def finish(self, workdir: str, tiles: Sequence[Tile]) -> Dict[str, Any]:
         """Make the output(s) from the files of ``tiles``; return the report's fields (width, height,
         bands for rasters; rows for tables)."""
         raise NotImplementedError
@@ -416,22 +419,22 @@ class CogSink(Sink):
             tile_bytes = 0                             # the tiles go straight into the outputs
         return SpaceNeed(os.path.dirname(self.outputs[0]), tile_bytes, output)
 
-    def finish(self, workdir: str, tiles: Sequence[Tile], say: LogFn) -> Dict[str, Any]:
+    def finish(self, workdir: str, tiles: Sequence[Tile]) -> Dict[str, Any]:
         """Each COG from its tile VRT; the workers' overview levels (and GDAL's above them) declared as its
         overviews. The report's ``phases`` count laying out those levels as ``overviews``."""
         if self.in_place:
-            return self._finish_in_place(workdir, tiles, say)
+            return self._finish_in_place(workdir, tiles)
         if self.direct:  # the worker wrote the COGs: the tile route's message, as its bytes are
             from ..io.cog import replace_output
-            say("Assembling the Cloud-Optimized GeoTIFF" if len(self.cogs) == 1 else
-                f"Assembling {len(self.cogs)} Cloud-Optimized GeoTIFFs")
+            log.info("Assembling the Cloud-Optimized GeoTIFF" if len(self.cogs) == 1 else
+                     f"Assembling {len(self.cogs)} Cloud-Optimized GeoTIFFs")
             for cog in self.cogs:
                 replace_output(partial_path(cog.spec.path), cog.spec.path)
             return dict(width=self.grid.width, height=self.grid.height, bands=sum(len(c.band_names) for c in self.cogs))
         from ..io.cog import build_vrt, write_cog
         from ..io.overviews import prepare_overviews
-        say("Assembling the Cloud-Optimized GeoTIFF" if len(self.cogs) == 1 else
-            f"Assembling {len(self.cogs)} Cloud-Optimized GeoTIFFs")
+        log.info("Assembling the Cloud-Optimized GeoTIFF" if len(self.cogs) == 1 else
+                 f"Assembling {len(self.cogs)} Cloud-Optimized GeoTIFFs")
         tile_size = max((max(t.width, t.height) for t in tiles), default=0)
         seconds = 0.0
         for k, cog in enumerate(self.cogs):
@@ -448,13 +451,13 @@ class CogSink(Sink):
             summary["phases"] = {"overviews": seconds}  # else GDAL builds every level, within the assembly
         return summary
 
-    def _finish_in_place(self, workdir: str, tiles: Sequence[Tile], say: LogFn) -> Dict[str, Any]:
+    def _finish_in_place(self, workdir: str, tiles: Sequence[Tile]) -> Dict[str, Any]:
         """Every tile is in the outputs' files: the overview levels above the workers' computed by GDAL from
         the last of theirs (as the tile route does) and written in; then each file renamed to its output.
         The report's ``phases`` count those levels as ``overviews``."""
         from ..io.cog import replace_output
-        say("Putting the Cloud-Optimized GeoTIFF in place" if len(self.cogs) == 1 else
-            f"Putting {len(self.cogs)} Cloud-Optimized GeoTIFFs in place")
+        log.info("Putting the Cloud-Optimized GeoTIFF in place" if len(self.cogs) == 1 else
+                 f"Putting {len(self.cogs)} Cloud-Optimized GeoTIFFs in place")
         tile_size = max((max(t.width, t.height) for t in tiles), default=0)
         seconds = 0.0
         for k, cog in enumerate(self.cogs):
@@ -524,7 +527,7 @@ class GdalSink(Sink):
         output = self.grid.width * self.grid.height * len(self.band_names) * np.dtype(self.spec.dtype).itemsize
         return SpaceNeed(os.path.dirname(self.spec.path), 0, int(output * _OVERVIEWS))
 
-    def finish(self, workdir: str, tiles: Sequence[Tile], say: LogFn) -> Dict[str, Any]:
+    def finish(self, workdir: str, tiles: Sequence[Tile]) -> Dict[str, Any]:
         from ..io.cog import write_cog, write_vrt
         vrt = write_vrt(os.path.join(workdir, "mosaic.vrt"), self.grid, self.spec, self.band_names, self.placements)
         write_cog(vrt, self.spec)
@@ -580,9 +583,9 @@ class TableSink(Sink):
         with timed("tile writes"):
             write_part(target, part)
 
-    def finish(self, workdir: str, tiles: Sequence[Tile], say: LogFn) -> Dict[str, Any]:
+    def finish(self, workdir: str, tiles: Sequence[Tile]) -> Dict[str, Any]:
         from ..io.vector import write_table
-        say(f"Merging the rows of {len(tiles)} tiles into {self.path}")
+        log.info(f"Merging the rows of {len(tiles)} tiles into {self.path}")
         parts = ((t, read_part(self.target(workdir, t))) for t in tiles)
         table = self.merge(parts)
         write_table(table, self.path, self.layer)

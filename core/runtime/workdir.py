@@ -23,6 +23,7 @@ listed size, and recomputes the others.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import time
@@ -30,11 +31,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Dict, FrozenSet, List, Optional, Sequence, Tuple, Union
 
 from ..grid import Tile
-from ..options import LogFn
 from .fingerprint import Fingerprint, fingerprint
 from ..io.atomic import atomic_write
 from ..io.stac_record import searches_for
 from ..paths import JOURNAL_NAME as JOURNAL, MANIFEST_NAME as MANIFEST
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # pragma: no cover
     from .sinks import Sink
@@ -65,33 +67,32 @@ def job_fingerprint(job: Any) -> Fingerprint:
     return fingerprint(job)
 
 
-def resumable_size(workdir: str, fingerprint: Fingerprint, tile_size: Optional[int], say: LogFn) -> Optional[int]:
+def resumable_size(workdir: str, fingerprint: Fingerprint, tile_size: Optional[int]) -> Optional[int]:
     """The tile size of an interrupted run of the same job (``fingerprint``) in ``workdir``, if it can be
-    resumed with ``tile_size`` (None: any); otherwise None, and ``say`` why."""
+    resumed with ``tile_size`` (None: any); otherwise None, and the log says why."""
     manifest = read_manifest(workdir)
     if manifest is None:
         if os.path.isdir(workdir):
-            say(f"The work folder {workdir} has no readable manifest: starting afresh")
+            log.info(f"The work folder {workdir} has no readable manifest: starting afresh")
         else:
-            say("No interrupted run to resume: computing every tile")
+            log.info("No interrupted run to resume: computing every tile")
         return None
     if fingerprint.digest is None:
-        say(f"Not resuming: {fingerprint.reason}, so its tiles in {workdir} may be stale; starting afresh")
+        log.info(f"Not resuming: {fingerprint.reason}, so its tiles in {workdir} may be stale; starting afresh")
         return None
     if manifest.get("job") is None:
-        say(f"The work folder {workdir} holds no tiles to resume: starting afresh")
+        log.info(f"The work folder {workdir} holds no tiles to resume: starting afresh")
         return None
     size = manifest.get("tile_size")
     if manifest.get("job") != fingerprint.digest or not isinstance(size, int) or tile_size not in (None, size):
-        say(f"The work folder {workdir} belongs to another job (parameters, inputs or tile size changed): "
-            "starting afresh")
+        log.info(f"The work folder {workdir} belongs to another job (parameters, inputs or tile size changed): "
+                 "starting afresh")
         return None
     return size
 
 
 def prepare_workdir(job: Any, sink: "Sink", workdir: str, fingerprint: Fingerprint, tile_size: int,
-                    tiles: Sequence[Tile], resumed: bool, say: LogFn = lambda m: None,
-                    durable: bool = True) -> WorkState:
+                    tiles: Sequence[Tile], resumed: bool, durable: bool = True) -> WorkState:
     """Reuse the work folder of an interrupted run of the same job (``resumed``: :func:`resumable_size`
     said so) with its finished tiles, or start a new one for ``tiles`` (``durable``: its manifest flushed
     to disk, for a run that journals its tiles; see :func:`is_durable`). A run that journals nothing and
@@ -105,7 +106,7 @@ def prepare_workdir(job: Any, sink: "Sink", workdir: str, fingerprint: Fingerpri
             # nothing to reuse: a fresh folder, so that no line of the old journal outlives its files
             # (a file written in place is made anew with the same size)
         else:
-            say(f"The work folder {workdir} was planned differently: starting afresh")
+            log.info(f"The work folder {workdir} was planned differently: starting afresh")
     shutil.rmtree(workdir, ignore_errors=True)
     if not durable and not sink.uses_workdir:
         return WorkState(list(tiles), tile_size, frozenset())

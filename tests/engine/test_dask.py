@@ -106,13 +106,13 @@ def test_killing_a_dask_worker_mid_run_gives_the_same_output(dask_cluster, serie
 def test_python_api_with_a_local_cluster_client(series, local_median, tmp_path):
     a, b = series.paths[:2]
     bandmath({"A": (a, 1), "B": (b, 1)}, "B - A", str(tmp_path / "diff_local.tif"), workers=2, tile_size=100)
-    mosaic([a, b], str(tmp_path / "mosaic_local.tif"), "median", engine=True, workers=2, tile_size=100)
+    mosaic([a, b], str(tmp_path / "mosaic_local.tif"), "median", tiled=True, workers=2, tile_size=100)
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
                       dashboard_address="127.0.0.1:0", worker_dashboard_address="127.0.0.1:0") as cluster, \
             Client(cluster, set_as_default=False) as client:
         report = composite(series.paths, str(tmp_path / "median.tif"), tile_size=100, executor=DaskExecutor(client))
         bandmath({"A": (a, 1), "B": (b, 1)}, "B - A", str(tmp_path / "diff.tif"), scheduler=client, tile_size=100)
-        mosaic([a, b], str(tmp_path / "mosaic.tif"), "median", engine=True, scheduler=cluster, tile_size=100)
+        mosaic([a, b], str(tmp_path / "mosaic.tif"), "median", tiled=True, scheduler=cluster, tile_size=100)
         assert client.status == "running"                       # the caller's client is left open
     assert (report.workers, report.tiles) == (2, 20)
     same_file(tmp_path / "median.tif", local_median)

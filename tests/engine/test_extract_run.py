@@ -390,3 +390,26 @@ def test_kernels_are_loaded_before_the_workers_fork_except_in_kept_workers(scene
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip() == "[1, 1]"
     same_table(read_table(tmp_path / "own.parquet"), read_table(tmp_path / "kept.parquet"))
+
+
+def test_the_in_process_extraction_reports_progress_as_every_operation(scenes, fields):
+    """extract_stats runs its tiles through the runner's task loop: progress(done, total) before the first tile
+    and after each; a progress that returns False stops it; the older progress(fraction) still works, with a
+    DeprecationWarning, and gives the same statistics."""
+    from tilewise.core.errors import CancelledError
+    spec = ExtractSpec(["mean"])
+    calls = []
+    result = extract_stats(scenes, fields, spec, id_field="pid", bands=[1], tile_size=16,
+                           progress=lambda done, total: calls.append((done, total)))
+    total = len(result.plan.tasks())
+    assert total > 4 and calls == [(i, total) for i in range(total + 1)]
+    seen = []
+    with pytest.raises(CancelledError, match="cancelled"):
+        extract_stats(scenes, fields, spec, id_field="pid", bands=[1], tile_size=16,
+                      progress=lambda done, total: seen.append(done) or done < 2)
+    assert seen == [0, 1, 2]
+    fractions = []
+    with pytest.warns(DeprecationWarning, match=r"progress\(done, total\)"):
+        old = extract_stats(scenes, fields, spec, id_field="pid", bands=[1], tile_size=16, progress=fractions.append)
+    assert fractions == [i / total for i in range(total + 1)]
+    np.testing.assert_array_equal(old.stats.mean, result.stats.mean)

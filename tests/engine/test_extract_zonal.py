@@ -11,7 +11,7 @@ import shapely
 from affine import Affine
 
 from tilewise.core.operations.extract import ExtractSpec, extract_stats, plan_extraction, zones_from_geometries
-from tilewise.core.kernels.cover import cover_tile
+from tilewise.core.kernels.pixel_cover import cover_tile
 from tilewise.core.kernels.footprints import footprints_from_pixels
 from tilewise.core.operations.extract.pipeline import extract_tile
 from tilewise.core.operations.extract.spec import percentile_column

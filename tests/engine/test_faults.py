@@ -28,7 +28,7 @@ from tilewise.core.runtime.executor import cpu_count
 from tilewise.core.operations.expression import MAX_DEPTH, validate_expression
 from tilewise.core.operations.mosaic import mosaic
 from tilewise.core.paths import workdir_for
-from tilewise.core.runtime.runner import warnings_to
+from tilewise.core.logs import logging_to
 from tilewise.core.runtime.workdir import JOURNAL
 
 from support import in_small_disk, leftovers, read_raster, subprocess_env, write_raster
@@ -69,7 +69,7 @@ def test_planning_warnings_go_to_the_log_and_others_are_shown():
     def plan():
         with warnings.catch_warnings(record=True) as outer:
             warnings.simplefilter("always")
-            with warnings_to(lines.append):
+            with logging_to(lines.append):
                 warnings.warn(TilewiseWarning("inputs outside"), stacklevel=1)
                 warnings.warn(UserWarning("not georeferenced"), stacklevel=1)
         shown.extend(str(w.message) for w in outer)
@@ -77,7 +77,7 @@ def test_planning_warnings_go_to_the_log_and_others_are_shown():
     worker = threading.Thread(target=plan, daemon=True)
     worker.start()
     worker.join(10)
-    assert not worker.is_alive(), "warnings_to did not return"
+    assert not worker.is_alive(), "logging_to did not return"
     assert lines == ["Warning: inputs outside"] and shown == ["not georeferenced"]
 
 

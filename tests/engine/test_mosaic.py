@@ -1,8 +1,8 @@
 """Mosaic: pieces put back together exactly, every overlap rule against numpy, inputs in two CRSs
 on the asked grid, 2,000 files under a low open-file limit, and the command line against the API.
 
-``engine=None`` lets :func:`mosaic` pick GDAL's VRT -> COG path where it can (a report with 0 tiles
-says it did); ``engine=True`` forces the engine's parallel tiles.
+``tiled=None`` lets :func:`mosaic` pick GDAL's VRT -> COG path where it can (a report with 0 tiles
+says it did); ``tiled=True`` forces the engine's parallel tiles.
 """
 
 from __future__ import annotations
@@ -72,24 +72,24 @@ def rule_reference(stack: np.ndarray, rule: str) -> np.ndarray:
     return numpy_reference(stack, rule)[0]
 
 
-def mosaic_run(inputs, output, overlap="first", engine=None, workers=1, pool=None, **options):
+def mosaic_run(inputs, output, overlap="first", tiled=None, workers=1, pool=None, **options):
     """``mosaic`` with one worker in this process, or on the session's pool of two."""
     executor = pool if workers == 2 else None
-    return mosaic(inputs, str(output), overlap, engine=engine, workers=1, executor=executor, **options)
+    return mosaic(inputs, str(output), overlap, tiled=tiled, workers=1, executor=executor, **options)
 
 
 # -- pieces back into the original ----------------------------------------------------------------------------
 
 MODES = [pytest.param(None, 1, None, id="gdal"),
-         pytest.param(True, 1, 16, id="engine-1-worker-16px"),
-         pytest.param(True, 2, 48, id="engine-2-workers-48px"),
-         pytest.param(True, 2, None, id="engine-2-workers-auto")]
+         pytest.param(True, 1, 16, id="tiles-1-worker-16px"),
+         pytest.param(True, 2, 48, id="tiles-2-workers-48px"),
+         pytest.param(True, 2, None, id="tiles-2-workers-auto")]
 
 
-@pytest.mark.parametrize("engine,workers,tile_size", MODES)
+@pytest.mark.parametrize("tiled,workers,tile_size", MODES)
 @pytest.mark.parametrize("size", [25, 37, 64])
 @pytest.mark.parametrize("dtype,nodata", [("int16", -9999), ("uint8", 0), ("float32", None)])
-def test_pieces_mosaic_back_to_the_original(tmp_path, pool, dtype, nodata, size, engine, workers, tile_size):
+def test_pieces_mosaic_back_to_the_original(tmp_path, pool, dtype, nodata, size, tiled, workers, tile_size):
     rng = np.random.default_rng(size)
     original = random_layer(rng, dtype, (3, 100, 130), nodata, hole_fraction=0.1)
     source = write_raster(tmp_path / "original.tif", original, nodata=nodata)
@@ -98,10 +98,10 @@ def test_pieces_mosaic_back_to_the_original(tmp_path, pool, dtype, nodata, size,
         assert (corner.height, corner.width) == (100 % size or size, 130 % size or size)
     out = tmp_path / "mosaic.tif"
 
-    report = mosaic_run([str(tmp_path / "pieces")], out, engine=engine, workers=workers, pool=pool,
+    report = mosaic_run([str(tmp_path / "pieces")], out, tiled=tiled, workers=workers, pool=pool,
                         tile_size=tile_size)
 
-    assert (report.tiles == 0) == (engine is None)          # GDAL's path, or the engine's tiles
+    assert (report.tiles == 0) == (tiled is None)          # GDAL's path, or the engine's tiles
     data, profile = read_raster(out)
     _, expected = read_raster(source)
     np.testing.assert_array_equal(data, original)
@@ -141,15 +141,15 @@ def overlapping(request, tmp_path_factory):
 def test_overlap_rule_equals_numpy(overlapping, tmp_path, pool, rule):
     paths, stack, nodata = overlapping
     expected = as_output(rule_reference(stack, rule), nodata, "float32")
-    engines = [None, True] if rule in ("first", "last") else [None]
+    routes = [None, True] if rule in ("first", "last") else [None]
     depth = np.sum(~np.isnan(stack[:, 0]), axis=0)
     assert depth.max() >= 3 and (depth == 0).any()           # real overlaps, and uncovered pixels
     outputs = []
-    for engine in engines:
-        out = tmp_path / f"{rule}-{engine}.tif"
-        report = mosaic_run(paths, out, rule, engine=engine, workers=2, pool=pool, tile_size=24,
+    for tiled in routes:
+        out = tmp_path / f"{rule}-{tiled}.tif"
+        report = mosaic_run(paths, out, rule, tiled=tiled, workers=2, pool=pool, tile_size=24,
                             output_type="float32")
-        assert (report.tiles == 0) == (engine is None and rule in ("first", "last"))
+        assert (report.tiles == 0) == (tiled is None and rule in ("first", "last"))
         data, profile = read_raster(out)
         assert (profile["width"], profile["height"]) == UNION[::-1]
         assert profile["transform"] == UTM_TRANSFORM
@@ -160,13 +160,13 @@ def test_overlap_rule_equals_numpy(overlapping, tmp_path, pool, rule):
         np.testing.assert_array_equal(other, outputs[0])
 
 
-@pytest.mark.parametrize("engine", [None, True])
-def test_first_and_last_follow_the_input_order(overlapping, tmp_path, pool, engine):
+@pytest.mark.parametrize("tiled", [None, True])
+def test_first_and_last_follow_the_input_order(overlapping, tmp_path, pool, tiled):
     paths, _, _ = overlapping
     results = {}
     for name, order, rule in [("first", paths, "first"), ("last", paths, "last"),
                               ("reversed first", paths[::-1], "first")]:
-        mosaic_run(order, tmp_path / "out.tif", rule, engine=engine, workers=2, pool=pool, tile_size=32)
+        mosaic_run(order, tmp_path / "out.tif", rule, tiled=tiled, workers=2, pool=pool, tile_size=32)
         results[name] = read_raster(tmp_path / "out.tif")[0]
     np.testing.assert_array_equal(results["reversed first"], results["last"])
     assert (results["first"] != results["last"]).sum() > 100   # the order decides the overlaps
@@ -176,8 +176,22 @@ def test_first_and_last_follow_the_input_order(overlapping, tmp_path, pool, engi
 def test_rules_gdal_has_not_cannot_be_forced_onto_gdal(overlapping, tmp_path, rule):
     paths, _, _ = overlapping
     with pytest.raises(ParameterError, match="need the engine"):
-        mosaic(paths, str(tmp_path / "out.tif"), rule, engine=False)
+        mosaic(paths, str(tmp_path / "out.tif"), rule, tiled=False)
     assert leftovers(tmp_path / "out.tif") == []
+
+
+def test_the_older_engine_keyword_still_works_with_a_deprecation_warning(overlapping, tmp_path):
+    """``engine=`` was the name of ``tiled=`` (it never meant the engine process): it still forces or forbids
+    the tiles, with a DeprecationWarning; given with a different ``tiled`` it is a clear error."""
+    paths, _, _ = overlapping
+    with pytest.warns(DeprecationWarning, match=r"mosaic\(tiled=\.\.\.\)"):
+        report = mosaic(paths, str(tmp_path / "out.tif"), "first", engine=True, workers=1, tile_size=32)
+    assert report.tiles > 0
+    with pytest.warns(DeprecationWarning), pytest.raises(ParameterError, match="need the engine"):
+        mosaic(paths, str(tmp_path / "other.tif"), "mean", engine=False)
+    with pytest.warns(DeprecationWarning), pytest.raises(ParameterError, match="give tiled only"):
+        mosaic(paths, str(tmp_path / "other.tif"), tiled=True, engine=False)
+    assert leftovers(tmp_path / "other.tif") == []
 
 
 def test_different_band_counts_are_an_input_error(overlapping, tmp_path, raster):
@@ -194,8 +208,8 @@ def test_float_inputs_written_as_integers_round_alike_on_both_paths(tmp_path, ra
     values = np.array([[0.5, 1.5, 2.5, -2.5, 3.49, -7.51, 40000.0, -9999.0]], "float32")
     path = raster("halves.tif", values, nodata=-9999)
     outputs = []
-    for engine in (None, True):
-        mosaic([path], str(tmp_path / "out.tif"), engine=engine, output_type="int16", workers=1)
+    for tiled in (None, True):
+        mosaic([path], str(tmp_path / "out.tif"), tiled=tiled, output_type="int16", workers=1)
         outputs.append(read_raster(tmp_path / "out.tif")[0][0, 0])
     np.testing.assert_array_equal(outputs[0], outputs[1])
     assert (np.abs(outputs[0][:6] - values[0, :6]) <= 0.5).all()

@@ -30,6 +30,11 @@ from tilewise.core.io import network
 #: Seconds a stopped run may take to end: it should take about one (three when a worker is killed);
 #: the margin is for a loaded machine.
 STOP_MARGIN = 10.0
+#: The HTTP timeout (whole seconds) the runs that must give up are given: a server that sends nothing sends
+#: nothing however long the wait, so the smallest setting shows the same as the default 30 s; the stalling
+#: server must get its header through first, which 2 s leaves room for on a loaded machine.
+SILENT_TIMEOUT = 1
+STALL_TIMEOUT = 2
 
 
 def cli_env(**extra):
@@ -124,11 +129,11 @@ def test_a_silent_server_is_given_up_after_the_timeout(tmp_path, silent, command
     args = COMMANDS[command](url)
     env = {}
     if how == "option":
-        args += ["--http-timeout", "3"]
+        args += ["--http-timeout", str(SILENT_TIMEOUT)]
     elif how == "environment":
-        env[network.HTTP_TIMEOUT_ENV] = "3"
+        env[network.HTTP_TIMEOUT_ENV] = str(SILENT_TIMEOUT)
     else:   # the user's GDAL_HTTP_* win over Tilewise's setting
-        env.update({network.HTTP_TIMEOUT_ENV: "600", "GDAL_HTTP_LOW_SPEED_TIME": "3"})
+        env.update({network.HTTP_TIMEOUT_ENV: "600", "GDAL_HTTP_LOW_SPEED_TIME": str(SILENT_TIMEOUT)})
     proc = start_cli(args, tmp_path, **env)
     code, stderr, seconds = finish(proc, 60)
     assert code == 2, stderr
@@ -137,14 +142,14 @@ def test_a_silent_server_is_given_up_after_the_timeout(tmp_path, silent, command
     assert last.startswith(f"tilewise: error: Opening {url} timed out: the server sent nothing"), stderr
     assert "--http-timeout SECONDS" in last and network.HTTP_TIMEOUT_ENV in last
     assert silent.accepted >= 1
-    assert seconds < 3 + 25, "gave up far later than the timeout"
+    assert seconds < SILENT_TIMEOUT + 25, "gave up far later than the timeout"
     assert os.listdir(tmp_path) == []
 
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_pixels_that_never_come_are_given_up_after_the_timeout(tmp_path, stalling, workers):
     url = f"{stalling.url}/scene.tif"
-    proc = start_cli(["composite", "-q", "-j", workers, "--tile-size", "256", "--http-timeout", "3", "-o",
+    proc = start_cli(["composite", "-q", "-j", workers, "--tile-size", "256", "--http-timeout", STALL_TIMEOUT, "-o",
                       "out.tif", url], tmp_path)
     code, stderr, seconds = finish(proc, 90)
     assert code == 2, stderr
@@ -154,7 +159,7 @@ def test_pixels_that_never_come_are_given_up_after_the_timeout(tmp_path, stallin
     assert " timed out: the server sent nothing" in last, stderr
     assert "--http-timeout SECONDS" in last
     assert stalling.stalled >= 1
-    assert seconds < 3 + 3 + 30
+    assert seconds < STALL_TIMEOUT * 2 + 30
     assert os.listdir(tmp_path) == []
 
 
@@ -193,7 +198,7 @@ def remote_vrt(folder, url):
 @pytest.mark.parametrize("workers", [1, 2])
 def test_a_local_vrt_of_a_silent_server_is_given_up_after_the_timeout(tmp_path, silent, workers):
     vrt = remote_vrt(input_folder(tmp_path), f"{silent.url}/b.tif")
-    proc = start_cli(["composite", "-q", "-j", workers, "--tile-size", "256", "--http-timeout", "3", "-o",
+    proc = start_cli(["composite", "-q", "-j", workers, "--tile-size", "256", "--http-timeout", SILENT_TIMEOUT, "-o",
                       "out.tif", vrt], tmp_path)
     code, stderr, seconds = finish(proc, 90)
     assert code == 2, stderr
@@ -201,7 +206,7 @@ def test_a_local_vrt_of_a_silent_server_is_given_up_after_the_timeout(tmp_path, 
     last = stderr.strip().splitlines()[-1]
     assert f"Reading a remote source of {vrt} at rows 0-" in last and " timed out: the server sent nothing" in last \
         and "--http-timeout SECONDS" in last, stderr
-    assert seconds < 3 * 3 + 30
+    assert seconds < SILENT_TIMEOUT * 3 + 30
     assert os.listdir(tmp_path) == []
 
 
@@ -269,7 +274,8 @@ def silent_item_collection(folder, url):
 
 def test_stac_search_gives_up_an_asset_on_a_silent_host(tmp_path, silent):
     catalogue = silent_item_collection(tmp_path, silent.url)
-    proc = start_cli(["stac", "search", catalogue, "--assets", "red,nir", "--http-timeout", "3", "-o", "found"],
+    proc = start_cli(["stac", "search", catalogue, "--assets", "red,nir", "--http-timeout", SILENT_TIMEOUT, "-o",
+                      "found"],
                      tmp_path)
     code, stderr, seconds = finish(proc, 60)
     assert code == 2, stderr
@@ -277,7 +283,7 @@ def test_stac_search_gives_up_an_asset_on_a_silent_host(tmp_path, silent):
     last = stderr.strip().splitlines()[-1]
     assert last.startswith("tilewise: error: The asset ") and " of item s2-silent cannot be read. Opening " \
         f"{silent.url}/" in last and " timed out: " in last and "--http-timeout SECONDS" in last, stderr
-    assert seconds < 3 + 25
+    assert seconds < SILENT_TIMEOUT + 25
 
 
 @pytest.mark.parametrize("sig_name", sorted(SIGNALS))
@@ -302,12 +308,12 @@ def test_stac_search_reading_an_asset_on_a_silent_host_stops_at_once(tmp_path, s
 def test_dask_workers_give_up_a_silent_server_after_the_timeout(dask_cluster, stalling, tmp_path):
     url = f"{stalling.url}/scene.tif"
     proc = start_cli(["composite", "-q", "--scheduler", dask_cluster.address, "--tile-size", "256", "--http-timeout",
-                      "3", "-o", "out.tif", url], tmp_path)
+                      STALL_TIMEOUT, "-o", "out.tif", url], tmp_path)
     code, stderr, seconds = finish(proc, 120)
     assert code == 2, stderr
     assert "Traceback" not in stderr
     last = stderr.strip().splitlines()[-1]
     assert f"Reading {url} at rows " in last and " timed out: the server sent nothing, or less than 1 byte/s, for " \
-        "3 s " in last, stderr
+        f"{STALL_TIMEOUT} s " in last, stderr
     assert stalling.stalled >= 1
-    assert seconds < 3 * 3 + 60
+    assert seconds < STALL_TIMEOUT * 3 + 60

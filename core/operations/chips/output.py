@@ -11,6 +11,7 @@ write again.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -20,12 +21,13 @@ import numpy as np
 
 from ...grid import Tile
 from ...io.netcdf import Variable, geotransform_text, write_netcdf
-from ...options import LogFn
 from ...io.atomic import remove_if_there, staged_path
 from ...io.diskspace import SpaceNeed
 from ...runtime.sinks import Sink
 from ...kernels.gapfill_plan import FLAG_MEANINGS, FLAG_MISSING
 from .plan import TRAINING_FILE, chip_bytes, chip_file_names, write_marker
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # pragma: no cover
     from .run import ChipsJob
@@ -194,15 +196,15 @@ class ChipSink(Sink):
         total = int(chip_bytes(plan.windows[kept], layers, np.dtype(self.job.work_dtype).itemsize).sum())
         return SpaceNeed(os.path.dirname(os.path.abspath(self.folder)), total, total)
 
-    def finish(self, workdir: str, tiles: Sequence[Tile], say: LogFn) -> Dict[str, Any]:
+    def finish(self, workdir: str, tiles: Sequence[Tile]) -> Dict[str, Any]:
         job, plan = self.job, self.job.plan
         os.makedirs(self.folder, exist_ok=True)
         if job.format == "training":
-            say(f"Writing {int(np.count_nonzero(plan.windows[:, 2] > 0))} patches into {self.chip_files[0]}")
+            log.info(f"Writing {int(np.count_nonzero(plan.windows[:, 2] > 0))} patches into {self.chip_files[0]}")
             write_training(job, self.chip_files[0], workdir)
             return self._done(workdir, tiles, [os.path.basename(self.chip_files[0])])
         spanning = plan.tasks_of()
-        say(f"Writing {len(self.chip_files)} chips into {self.folder}")
+        log.info(f"Writing {len(self.chip_files)} chips into {self.folder}")
         written = []
         for z in np.flatnonzero(plan.windows[:, 2] > 0):
             names = chip_files(job, int(z))

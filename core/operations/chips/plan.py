@@ -15,6 +15,7 @@ Pure functions of plain values (numpy, shapely), no raster I/O:
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -24,6 +25,8 @@ import shapely
 
 from ...errors import OutputError, ParameterError
 from ...kernels.footprints import KIND_EMPTY, KIND_POINT
+
+log = logging.getLogger(__name__)
 
 #: The file in OUTPUT_FOLDER listing the chips a run wrote (the next run may replace those, and only those).
 MARKER = ".tilewise-chips.json"
@@ -57,6 +60,7 @@ def buffer_in_grid_units(buffer: float, units: str, crs_wkt: str, latitudes: np.
         try:
             factor = float(crs.linear_units_factor[1]) or 1.0
         except Exception:  # noqa: BLE001 - a CRS without linear units: taken as metres
+            log.debug("The CRS %s has no linear units: the buffer is taken in metres", crs, exc_info=True)
             factor = 1.0
     return np.full((n, 2), buffer / factor)
 

@@ -24,6 +24,7 @@ A feature whose window meets none of the rasters is skipped (no file), with one 
 
 from __future__ import annotations
 
+import logging
 import os
 import warnings
 from dataclasses import dataclass, field, replace
@@ -41,7 +42,8 @@ from ...io.vector import Zones, check_zone_coordinates, read_zones, reproject, s
 from ...kernels.footprints import assign_tiles, footprints_from_pixels
 from ...masks import MaskSpec, parse_codes, preset_by_name
 from ...options import OutputOptions, Options, plan_grid, split_options
-from ...runtime.runner import RunReport, TileBudget, TiledJob, run_tiles, warnings_to
+from ...logs import logging_to
+from ...runtime.runner import RunReport, TileBudget, TiledJob, run_tiles
 from ...runtime.sinks import write_part
 from ...vocabulary import CHIPS_BUFFER_UNITS, CHIPS_FORMATS, CHIPS_MODES, GAPFILL_METHODS
 from ..series import choose_bands, plan_input_mask
@@ -52,6 +54,8 @@ from ...kernels.gapfill_plan import GapfillOptions, plan_gapfill
 from .output import Chip, ChipSink, cut_chips
 from .plan import MARKER, TRAINING_FILE, buffer_in_grid_units, check_folder, chip_bytes, chip_file_names, \
     chip_names, chip_windows, describe_ids, parse_size
+
+log = logging.getLogger(__name__)
 
 #: Most bytes one chip (every date and band of its window) may hold: it is assembled whole in memory.
 CHIP_BUDGET = 512 * 2**20
@@ -251,7 +255,7 @@ def read_stack(job: ChipsJob, tile: Tile) -> np.ndarray:
         except TilewiseError as exc:
             raise TileError(f"{tile.name}: {exc}") from None
         except Exception as exc:                                 # noqa: BLE001 - say which tile and input
-            raise TileError(f"{tile.name}: reading {src} failed: {exc}") from None
+            raise TileError(f"{tile.name}: reading {src} failed: {exc}") from exc
     return stack
 
 
@@ -477,6 +481,7 @@ def _variable_names(first: str, bands: Sequence[int]) -> Tuple[str, ...]:
         with open_raster(first) as src:
             descriptions = src.descriptions
     except Exception:  # noqa: BLE001 - the names are a nicety; the input was read before
+        log.debug("No band descriptions read from %s", first, exc_info=True)
         descriptions = ()
     taken: List[str] = list(_RESERVED)
     out = []
@@ -575,7 +580,7 @@ def chips(inputs: Sequence[str], zones: Union[str, Zones], output: str, mode: Un
     if shared.output != OutputOptions():
         raise ParameterError("chips() writes float netCDF files with NaN as nodata: it takes no output raster "
                              "options (output_type, output_nodata, compression...).")
-    with warnings_to(shared.run.log):
+    with logging_to(shared.run.log):
         job = plan_chips_job(inputs, zones, output, own, shared)
     return run_tiles(job, chips_tile, shared.run)
 

@@ -6,11 +6,11 @@ grid: features are assigned to tiles by a spatial index, covered once per tile
 is read once per raster however many features it holds. Statistics of features
 that span tiles are merged exactly (medians and percentiles from their values).
 
-Modules, by stage: :mod:`.spec` (what to compute), :mod:`.vector` (zones in,
-tables out), :mod:`.footprints` (pixel space, spatial index), :mod:`.coverage`
-and :mod:`.zonal` (the numba kernels and the merge), :mod:`.layout` (long and
-wide tables), :mod:`.plot` (HTML chart), :mod:`.pipeline` (plan, one tile, a
-single-process run).
+Modules, by stage: :mod:`.spec` (what to compute), :mod:`.io.vector` (zones in,
+tables out), :mod:`.kernels.footprints` (pixel space, spatial index),
+:mod:`.kernels.pixel_cover` (the pixels under each feature) and :mod:`.kernels.zonal`
+(the numba kernels and the merge), :mod:`.layout` (long and wide tables),
+:mod:`.plot` (HTML chart), :mod:`.pipeline` (plan, one tile, a single-process run).
 
 >>> from tilewise.core.operations.extract import ExtractSpec, extract_stats          # doctest: +SKIP
 >>> result = extract_stats(scenes, "fields.gpkg", ExtractSpec(["mean", "count"]), id_field="pid")  # doctest: +SKIP

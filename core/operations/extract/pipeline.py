@@ -7,18 +7,20 @@ The three stages are separate so a tile runner can take over the middle one:
    space (reprojecting once per CRS), and assigns them to the tiles of that
    grid (:func:`.footprints.assign_tiles`). Only tiles holding a sample are
    tasks.
-2. :func:`extract_tile` (a worker): covers the tile once (:func:`.cover.cover_tile`),
+2. :func:`extract_tile` (a worker): covers the tile once (:func:`.pixel_cover.cover_tile`),
    reads the tile window of each raster of the group once, band by band, and
    reduces every sample's pixels (:func:`.zonal.reduce_tile`). It returns a
    picklable :class:`.zonal.TilePart`.
 3. :class:`.zonal.ZoneMerger` (parent): merges the parts exactly as they come;
    :func:`assemble_stats` puts the groups' results side by side.
 
-:func:`extract_stats` runs the three in one process, tile after tile.
+:func:`extract_stats` runs the three in this process, tile after tile: the runner's task loop
+(:func:`~tilewise.core.runtime.runner.run_tasks`) on its serial executor.
 """
 
 from __future__ import annotations
 
+import inspect
 import os
 import warnings
 from dataclasses import dataclass, replace
@@ -30,7 +32,7 @@ import shapely
 from ...dates import found_date, merge_given, overridden_message, parse_date, tags_unless_named
 from ...errors import CancelledError, InputError, MaskError, ParameterError, TilewiseWarning
 from ...grid import Grid, Tile, plan_tiles
-from ...kernels.cover import MODE_FRACTIONAL, footprint_total, cover_tile
+from ...kernels.pixel_cover import MODE_FRACTIONAL, footprint_total, cover_tile
 from ...kernels.footprints import KIND_EMPTY, KIND_LINE, KIND_POINT, KIND_POLYGON, Footprints, TileAssignment, \
     assign_tiles, footprints_from_pixels, to_pixel_space
 from .layout import build_table
@@ -409,24 +411,22 @@ def read_bands(plan: ExtractPlan, group: GridGroup, r: int, tile: Tile) -> List[
     (as float64).
     """
     from rasterio.windows import Window
-    from ...io.sources import has_dataset_mask, representable
+    from ...io.sources import read_masked
 
     with timed("read"):  # opening (kept open per process) and decoding the window
         src = _dataset(plan.rasters[r].path)
     window = Window(tile.col_off, tile.row_off, tile.width, tile.height)
     try:
         with timed("read"):
-            raw = src.read(list(plan.bands), window=window)
-        nodata = plan.input_nodata if plan.input_nodata is not None else src.nodata
-        if nodata is not None and not np.isnan(nodata):
-            valid = raw != np.asarray(nodata).astype(raw.dtype) if representable(nodata, raw.dtype) else \
-                np.ones(raw.shape, bool)
-        elif nodata is None and has_dataset_mask(src):
-            valid = np.broadcast_to(src.read_masks(plan.bands[0], window=window) > 0, raw.shape)
-        else:
-            valid = np.ones(raw.shape, bool)
+            raw, missing = read_masked(src, plan.bands, window, plan.input_nodata)
     except Exception as exc:                                   # noqa: BLE001 - say which raster and tile
-        raise InputError(f"Cannot read {tile.name} of {src.name}: {exc}") from None
+        raise InputError(f"Cannot read {tile.name} of {src.name}: {exc}") from exc
+    if missing is None:
+        valid = np.ones(raw.shape, bool)
+    elif missing.ndim == 2:                                    # the dataset's mask: the same for every band
+        valid = np.broadcast_to(~missing, raw.shape)
+    else:
+        valid = ~missing
     if not plan.mask.empty:
         valid = valid & ~_masked(plan, r, window)[None, :, :]
     if plan.scale is not None or plan.offset is not None:
@@ -441,7 +441,7 @@ def _masked(plan: ExtractPlan, r: int, window) -> np.ndarray:
     try:
         qa = src.read(band, window=window)
     except Exception as exc:                                   # noqa: BLE001 - say which mask and tile
-        raise InputError(f"Cannot read the QA band {band} of {path}: {exc}") from None
+        raise InputError(f"Cannot read the QA band {band} of {path}: {exc}") from exc
     return qa_mask(qa, plan.mask, np.dtype(src.dtypes[band - 1]).itemsize * 8)
 
 
@@ -506,32 +506,82 @@ class ExtractResult:
 
 
 def extract_stats(rasters: Sequence[str], zones: Union[str, Zones], spec: Optional[ExtractSpec] = None, *,
-            progress: Optional[Callable[[float], Any]] = None, reader: Optional[Reader] = None,
-            **options) -> ExtractResult:
+                  progress: Optional[Callable[..., Any]] = None, reader: Optional[Reader] = None,
+                  **options) -> ExtractResult:
     """Extract ``spec``'s statistics of ``zones`` from every raster, in this process.
 
-    ``options`` are those of :func:`plan_extraction`. ``progress(fraction)`` is
-    called after every tile; if it returns False the run stops with
-    :class:`CancelledError`.
+    ``options`` are those of :func:`plan_extraction`; ``progress`` and ``reader`` those of :func:`run_plan`.
 
     >>> r = extract_stats(sorted(glob("scenes/*.tif")), "fields.gpkg", ExtractSpec(["mean", "count"]),
-    ...             id_field="pid")                                        # doctest: +SKIP
+    ...                   id_field="pid")                                        # doctest: +SKIP
     >>> r.write("ts.parquet", layout="long")                              # doctest: +SKIP
     """
+    report = _progress_of(progress, stacklevel=3)       # the caller's form, checked before the planning
     plan = plan_extraction(rasters, zones, spec, **options)
-    return run_plan(plan, progress=progress, reader=reader)
+    return run_plan(plan, progress=report, reader=reader)
 
 
-def run_plan(plan: ExtractPlan, progress: Optional[Callable[[float], Any]] = None,
+def run_plan(plan: ExtractPlan, progress: Optional[Callable[..., Any]] = None,
              reader: Optional[Reader] = None) -> ExtractResult:
-    """Every task of ``plan`` in this process, merged."""
-    tasks = plan.tasks()
+    """Every task of ``plan`` in this process, merged: the runner's task loop
+    (:func:`~tilewise.core.runtime.runner.run_tasks`) on its serial executor.
+
+    ``progress(done, total)`` is called before the first tile and after every tile, as in every
+    operation; if it returns False the run stops with :class:`CancelledError`. (The older
+    ``progress(fraction)`` of one argument still works, with a :class:`DeprecationWarning`.)
+    ``reader``: see :func:`extract_tile`.
+    """
+    from ...runtime.executor_base import SerialExecutor
+    from ...runtime.runner import run_tasks
+
+    report = _progress_of(progress, stacklevel=3)
+    tasks = [(plan, g, t, reader) for g, t in plan.tasks()]
     mergers = [plan.merger(g) for g in range(len(plan.groups))]
     try:
-        for i, (g, t) in enumerate(tasks):
-            mergers[g].add(extract_tile(plan, g, t, reader))
-            if progress is not None and progress((i + 1) / len(tasks)) is False:
-                raise CancelledError("The extraction was cancelled; nothing was written.")
+        if tasks:
+            report(0, len(tasks))
+        for g, part in run_tasks(SerialExecutor(), _group_part, tasks, report):
+            mergers[g].add(part)
     finally:
         close_datasets()
     return ExtractResult(plan, assemble_stats(plan, [m.result() for m in mergers]))
+
+
+def _group_part(plan: ExtractPlan, g: int, t: int, reader: Optional[Reader]) -> Tuple[int, TilePart]:
+    return g, extract_tile(plan, g, t, reader)
+
+
+def _progress_of(progress: Optional[Callable[..., Any]], stacklevel: int = 2) -> Callable[[int, int], None]:
+    """``progress(done, total)`` that stops the run when the caller's returns False; a caller's
+    ``progress(fraction)`` (the older form) is adapted, with a :class:`DeprecationWarning`."""
+    if progress is None:
+        return lambda done, total: None
+    fraction = _takes_one_argument(progress)
+    if fraction:
+        warnings.warn("extract_stats() and run_plan() call progress(done, total) now, like every operation; "
+                      "progress(fraction) of one argument is deprecated.", DeprecationWarning, stacklevel=stacklevel)
+
+    def report(done: int, total: int) -> None:
+        if (progress(done / total) if fraction else progress(done, total)) is False:
+            raise CancelledError("The extraction was cancelled; nothing was written.")
+    return report
+
+
+def _takes_one_argument(fn: Callable[..., Any]) -> bool:
+    """True when ``fn`` can be called with one positional argument but not with two.
+
+    >>> _takes_one_argument(lambda f: None), _takes_one_argument(lambda d, t: None), _takes_one_argument(print)
+    (True, False, False)
+    """
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):      # a builtin without a signature: taken as progress(done, total)
+        return False
+
+    def binds(n: int) -> bool:
+        try:
+            signature.bind(*range(n))
+        except TypeError:
+            return False
+        return True
+    return binds(1) and not binds(2)

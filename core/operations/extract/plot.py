@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import html
 import json
+import logging
 import math
 import os
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -26,6 +27,8 @@ import numpy as np
 from ...errors import OutputError
 from ...io.atomic import atomic_write
 from .layout import date_order
+
+log = logging.getLogger(__name__)
 
 DEFAULT_MAX_FEATURES = 10000
 #: The most ticks on the main chart's y axis, and on its x axis of dates (900 pixels wide).
@@ -130,7 +133,7 @@ def band_info(path: str, bands: Sequence[int]) -> List[Dict[str, Any]]:
         with open_raster(path) as src:
             descriptions, units = src.descriptions, src.units
     except Exception:  # noqa: BLE001 (labels only: the page is still written with band numbers)
-        pass
+        log.debug("No band names read from %s for the plot", path, exc_info=True)
     out = []
     for b in bands:
         text = (descriptions[b - 1] or "").strip() if b - 1 < len(descriptions) else ""

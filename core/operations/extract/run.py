@@ -20,6 +20,7 @@ tile is merged (only when medians or percentiles are asked).
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from dataclasses import dataclass, field, fields, replace
 from functools import partial
@@ -33,14 +34,17 @@ from ...grid import Grid, Tile
 from ...io.vector import Zones, output_format, read_zones, write_table
 from ...kernels.zonal import TilePart
 from ...masks import parse_codes, preset_by_name
-from ...options import GridOptions, LogFn, OutputOptions, split_options
+from ...options import GridOptions, OutputOptions, split_options
 from ...phases import timed
-from ...runtime.runner import RunReport, TileBudget, TiledJob, run_tiles, warnings_to
+from ...logs import logging_to
+from ...runtime.runner import RunReport, TileBudget, TiledJob, run_tiles
 from ...runtime.sinks import TableSink, read_part, write_part
 from ...vocabulary import EXTRACT_LAYOUTS
 from .pipeline import DEFAULT_TILE_SIZE, ExtractPlan, ExtractResult, assemble_stats, \
     extract_tile, plan_extraction, warm_kernels
 from .spec import ExtractSpec, choose
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -138,8 +142,8 @@ class ExtractSink(TableSink):
             state["merger"].add(read_part(self.target(workdir, replace(tile, index=index))))
             merged.append(index)
 
-    def finish(self, workdir: str, tiles: Sequence[Tile], say: LogFn) -> Dict[str, Any]:
-        say(f"Merging the statistics of {len(tiles)} tiles into {self.path}")
+    def finish(self, workdir: str, tiles: Sequence[Tile]) -> Dict[str, Any]:
+        log.info(f"Merging the statistics of {len(tiles)} tiles into {self.path}")
         merger, merged = self.progress.get("merger"), self.progress.get("merged", [])
         if merger is not None and [t.index for t in tiles[:len(merged)]] == merged:
             for t in tiles[len(merged):]:
@@ -353,6 +357,6 @@ def extract(inputs: Sequence[str], zones: Union[str, Zones], output: str,
     if shared.grid != GridOptions() or shared.output != OutputOptions():
         raise ParameterError("extract() reads every raster on its own grid and writes a table: it takes no "
                              "target grid or output raster options.")
-    with warnings_to(shared.run.log):
+    with logging_to(shared.run.log):
         job = plan_extract_job(inputs, zones, output, own, shared.run.tile_size)
     return run_tiles(job, extract_job_tile, shared.run)

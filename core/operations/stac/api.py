@@ -142,7 +142,7 @@ def item_search(client: Client, endpoint: str, method: str, query: Search, cloud
                               collections=list(query.collections) or None, bbox=query.bbox,
                               datetime=query.datetime, **options)
     except (APIError, pystac.STACError, ValueError) as exc:
-        raise CatalogError(f"The search of the STAC API at {endpoint} cannot be made: {exc}") from None
+        raise CatalogError(f"The search of the STAC API at {endpoint} cannot be made: {exc}") from exc
 
 
 def pages(search: ItemSearch) -> Iterator[Dict[str, Any]]:

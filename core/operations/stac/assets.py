@@ -259,7 +259,7 @@ def signed(href: str, signer: Optional[Signer], cache: Dict[str, str]) -> str:
         try:
             value = signer(href)
         except Exception as exc:
-            raise CatalogError(f"The URL signing hook failed on {href}: {type(exc).__name__}: {exc}") from None
+            raise CatalogError(f"The URL signing hook failed on {href}: {type(exc).__name__}: {exc}") from exc
         if not isinstance(value, str) or not value:
             raise CatalogError(f"The URL signing hook returned {type(value).__name__}, not a URL, for {href}.")
         cache[href] = value

@@ -24,6 +24,7 @@ with a warning. Paging stops after ``MAX_PAGES`` pages, and says so.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 import re
 import urllib.parse
@@ -36,7 +37,8 @@ from ...errors import CatalogError
 from .hrefs import refusal
 from .query import Search, cloud_ok, extent_meets, item_matches, item_time
 from .transport import Http, is_url
-from ...options import LogFn
+
+log = logging.getLogger(__name__)
 
 
 MAX_PAGES = 10_000
@@ -166,25 +168,23 @@ class Trail:
         self.page_cap = True
 
 
-def search(location: str, query: Search, http: Http, page_size: int = 100,
-           log: Optional[LogFn] = None) -> SearchResult:
+def search(location: str, query: Search, http: Http, page_size: int = 100) -> SearchResult:
     """Find the items of ``location`` (a STAC API, a static catalogue, an ItemCollection) that match ``query``."""
-    say = log or (lambda m: None)
     trail = Trail()
     root = http.get(location)
     kind = root.get("type")
     if kind == "FeatureCollection":
         found = _item_collection(root, location, http, trail)
-        return _filtered(found, query, "item-collection", location, trail, say)
+        return _filtered(found, query, "item-collection", location, trail)
     if kind == "Feature":
-        return _filtered([Found(root, location)], query, "item-collection", location, trail, say)
+        return _filtered([Found(root, location)], query, "item-collection", location, trail)
     if kind not in ("Catalog", "Collection") and not is_api(root):
         raise CatalogError(f"{_short(location)} is not a STAC API, catalogue, collection or ItemCollection "
                            f"(its type is {str(kind)[:40]!r}).")
     if is_api(root):
-        return _api_search(root, location, query, http, page_size, trail, say)
-    say(f"{location} is a static catalogue: crawling its links")
-    return _filtered(_crawl(root, location, query, http, trail), query, "static", location, trail, say)
+        return _api_search(root, location, query, http, page_size, trail)
+    log.info(f"{location} is a static catalogue: crawling its links")
+    return _filtered(_crawl(root, location, query, http, trail), query, "static", location, trail)
 
 
 def _search_link(root: Mapping[str, Any], base: str) -> Tuple[str, str]:
@@ -196,8 +196,8 @@ def _search_link(root: Mapping[str, Any], base: str) -> Tuple[str, str]:
     return follow("search", base.rstrip("/") + "/"), "GET"
 
 
-def _api_search(root: Mapping[str, Any], base: str, query: Search, http: Http, page_size: int, trail: Trail,
-                say: LogFn) -> SearchResult:
+def _api_search(root: Mapping[str, Any], base: str, query: Search, http: Http, page_size: int,
+                trail: Trail) -> SearchResult:
     try:
         from . import api     # pystac-client: imported for API searches only
     except ImportError as exc:
@@ -215,8 +215,8 @@ def _api_search(root: Mapping[str, Any], base: str, query: Search, http: Http, p
     result = SearchResult([], "api", base, endpoint, method, api.request_record(search),
                           cloud or ("client" if query.max_cloud is not None else None))
     if query.max_cloud is not None and cloud is None:
-        say(f"The API does not declare the query or filter extension: eo:cloud_cover <= {query.max_cloud:g} is "
-            "applied to the results here")
+        log.info(f"The API does not declare the query or filter extension: eo:cloud_cover <= {query.max_cloud:g} is "
+                 "applied to the results here")
     seen = set()
     for page in api.pages(search):
         result.pages += 1
@@ -233,19 +233,19 @@ def _api_search(root: Mapping[str, Any], base: str, query: Search, http: Http, p
             result.items.append(Found(item, self_href(item, endpoint)))
             if limit and len(result.items) >= limit:
                 result.truncated = n + 1 < len(features) or bool(links(page, "next"))
-                return _said(result, trail, say)
-    return _said(result, trail, say)
+                return _said(result, trail)
+    return _said(result, trail)
 
 
-def _said(result: SearchResult, trail: Trail, say: LogFn) -> SearchResult:
+def _said(result: SearchResult, trail: Trail) -> SearchResult:
     result.refused, result.page_cap = list(trail.refused), trail.page_cap
     result.truncated = result.truncated or trail.page_cap
     matched = f" ({result.matched} match on the server)" if result.matched is not None else ""
-    say(f"{len(result.items)} items found in {result.pages} page(s){matched}")
+    log.info(f"{len(result.items)} items found in {result.pages} page(s){matched}")
     if result.excluded_by_cloud:
-        say(f"{result.excluded_by_cloud} items left out for their cloud cover (or for having none)")
+        log.info(f"{result.excluded_by_cloud} items left out for their cloud cover (or for having none)")
     if result.truncated and not trail.page_cap:
-        say(f"More items match than the limit ({len(result.items)}); raise the limit to get them all")
+        log.info(f"More items match than the limit ({len(result.items)}); raise the limit to get them all")
     return result
 
 
@@ -334,8 +334,7 @@ def _with_collection(found: Found, collection: Optional[str]) -> Found:
     return found
 
 
-def _filtered(found: List[Found], query: Search, kind: str, location: str, trail: Trail,
-              say: LogFn) -> SearchResult:
+def _filtered(found: List[Found], query: Search, kind: str, location: str, trail: Trail) -> SearchResult:
     """Filter items read from a file or a static catalogue: every criterion is applied here."""
     result = SearchResult([], kind, location, request=query.to_dict(),
                           cloud_filter="client" if query.max_cloud is not None else None, pages=1)
@@ -353,4 +352,4 @@ def _filtered(found: List[Found], query: Search, kind: str, location: str, trail
         result.truncated = True
         kept = kept[:query.limit]
     result.items = kept
-    return _said(result, trail, say)
+    return _said(result, trail)

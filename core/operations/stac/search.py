@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import logging
 import os
 import time
 import warnings
@@ -33,7 +34,10 @@ from .hrefs import refusal
 from ...io.stac_record import (FOOTPRINTS, FORMAT, ITEMS, MARKER, RECORD, SIDE_FILES, Staged, footprint, json_text,
                      own_files, read_record, recorded_layers)
 from .transport import HeaderPolicy, Http, origin, parse_header_hosts, retry_settings
+from ...logs import forwarding, log_option
 from ...options import LogFn, ProgressFn
+
+log = logging.getLogger(__name__)
 
 GROUPINGS = STAC_GROUPINGS
 
@@ -158,6 +162,7 @@ def _check_replacements(folder: str, names: Sequence[str], overwrite: bool) -> N
                           "in QGIS; overwrite=True in Python).")
 
 
+@log_option
 def stac_search(url: str, output: str, assets: Union[str, Sequence[str]], *,
                 collections: Union[None, str, Sequence[str]] = None, bbox: Optional[Sequence[float]] = None,
                 datetime: Optional[str] = None, max_cloud: Optional[float] = None, limit: Optional[int] = 100,
@@ -210,7 +215,8 @@ def stac_search(url: str, output: str, assets: Union[str, Sequence[str]], *,
     page_size : int
         Items asked for per page of an API search.
     progress, log
-        Callbacks: ``progress(done, total)`` over the asset headers read, ``log(message)``.
+        Callbacks: ``progress(done, total)`` over the asset headers read, ``log(message)``: the search's
+        log lines (see :mod:`tilewise.core.logs`).
     workers
         Accepted for the engine's job format; the headers are read by a few threads.
 
@@ -219,7 +225,6 @@ def stac_search(url: str, output: str, assets: Union[str, Sequence[str]], *,
     StacReport
     """
     start = time.perf_counter()
-    say = log or (lambda m: None)
     names = parse_assets(assets)
     grouping = _grouping(group_by)
     _check_request(url, output, max_cloud, limit, resampling)
@@ -229,13 +234,13 @@ def stac_search(url: str, output: str, assets: Union[str, Sequence[str]], *,
     policy = HeaderPolicy(parse_headers(headers), location, parse_header_hosts(header_hosts))
     signer = load_signer(sign)
     folder = _check_folder(output)
-    with _folder_lock(folder, say):
+    with _folder_lock(folder):
         return _search_into(folder, location, query, names, grouping, harmonize, resampling, policy, signer, sign,
-                            url, page_size, overwrite, progress, log, say, start)
+                            url, page_size, overwrite, progress, start)
 
 
 @contextlib.contextmanager
-def _folder_lock(folder: str, say: LogFn) -> Iterator[None]:
+def _folder_lock(folder: str) -> Iterator[None]:
     """One search writes ``folder`` at a time (the lock file is beside it: its parent folders are made
     first, and removed again if still empty when the search fails)."""
     parent = os.path.dirname(folder)
@@ -248,7 +253,7 @@ def _folder_lock(folder: str, say: LogFn) -> Iterator[None]:
         raise OutputError(f"Cannot create the folder {parent}: {exc.strerror or exc}") from None
     ok = False
     try:
-        with output_locks([folder], "stac search", say=say):
+        with output_locks([folder], "stac search"):
             yield
         ok = True
     finally:
@@ -262,48 +267,48 @@ def _folder_lock(folder: str, say: LogFn) -> Iterator[None]:
 
 
 def _search_into(folder, location, query, names, grouping, harmonize, resampling, policy, signer, sign, url,
-                 page_size, overwrite, progress, log, say, start) -> "StacReport":
+                 page_size, overwrite, progress, start) -> "StacReport":
     _check_replacements(folder, SIDE_FILES, overwrite)
-    http = Http(policy, log=say)
+    http = Http(policy)
     try:
-        result = search(location, query, http, max(1, int(page_size)), say)
-        _warn_trail(result, log)
+        result = search(location, query, http, max(1, int(page_size)))
+        _warn_trail(result)
         if not result.items:
             raise _nothing_found(result, query, http)
-        entries, skipped = _entries(result, names, signer, log)
-        headers_by_source = _read_headers(entries, policy, http, progress, say)
-        layers = _plan_layers(entries, headers_by_source, names, grouping, harmonize, say)
+        entries, skipped = _entries(result, names, signer)
+        headers_by_source = _read_headers(entries, policy, http, progress)
+        layers = _plan_layers(entries, headers_by_source, names, grouping, harmonize)
         _check_replacements(folder, [layer.name + ".vrt" for layer in layers], overwrite)
         record = _record(url, query, names, grouping, harmonize, resampling, policy, sign, result, layers,
                          skipped)
-        paths = _write_folder(folder, entries, layers, record, resampling, say)
+        paths = _write_folder(folder, entries, layers, record, resampling)
     except RecursionError:
         raise CatalogError(f"The STAC catalogue {location} gave JSON nested too deeply to be read (a document "
                            "of items, links or geometries hundreds of levels deep).") from None
     ids = record["items"]
-    say(f"{len(ids)} items in {len(paths)} layers written to {folder}")
+    log.info(f"{len(ids)} items in {len(paths)} layers written to {folder}")
     return StacReport(folder, paths, ids, os.path.join(folder, FOOTPRINTS), os.path.join(folder, RECORD),
                       time.perf_counter() - start, result.pages, result.cloud_filter, result.truncated,
                       [s["id"] for s in skipped])
 
 
-def _warn(log: Optional[LogFn], message: str) -> None:
-    """A warning: a ``Warning:`` log line (the CLI shows it even when quiet, QGIS as a warning), or a
-    Python warning without a log."""
-    if log is not None:
-        log(f"Warning: {message}")
+def _warn(message: str) -> None:
+    """A warning: a warning record when the log is heard (:func:`~tilewise.core.logs.forwarding`: the CLI
+    shows it even when quiet, QGIS as a warning), else a Python warning."""
+    if forwarding():
+        log.warning(message)
     else:
         warnings.warn(TilewiseWarning(message), stacklevel=3)
 
 
-def _warn_trail(result: SearchResult, log: Optional[LogFn]) -> None:
+def _warn_trail(result: SearchResult) -> None:
     if result.page_cap:
-        _warn(log, f"The search stopped after {MAX_PAGES} pages of {result.url} while the catalogue links more: "
-                   f"the {len(result.items)} items found are not all there are. Narrow the search (collections, "
-                   "bbox, dates) or ask for bigger pages (--page-size; page_size in Python).")
+        _warn(f"The search stopped after {MAX_PAGES} pages of {result.url} while the catalogue links more: "
+              f"the {len(result.items)} items found are not all there are. Narrow the search (collections, "
+              "bbox, dates) or ask for bigger pages (--page-size; page_size in Python).")
     if result.refused:
         more = f" (and {len(result.refused) - 1} more)" if len(result.refused) > 1 else ""
-        _warn(log, f"{len(result.refused)} links of the catalogue were not followed: {result.refused[0]}{more}.")
+        _warn(f"{len(result.refused)} links of the catalogue were not followed: {result.refused[0]}{more}.")
 
 
 # -- items and their assets -------------------------------------------------------------------------------
@@ -329,8 +334,8 @@ def _nothing_found(result: SearchResult, query: Search, http: Http) -> CatalogEr
                         "Check the collection ids, widen the area or the dates, or raise the cloud limit.")
 
 
-def _entries(result: SearchResult, names: Sequence[str], signer: Optional[Signer],
-             log: Optional[LogFn]) -> Tuple[List[_Entry], List[Dict[str, Any]]]:
+def _entries(result: SearchResult, names: Sequence[str],
+             signer: Optional[Signer]) -> Tuple[List[_Entry], List[Dict[str, Any]]]:
     retries, delay = retry_settings()
     cache: Dict[str, str] = {}
     entries, skipped, refused = [], [], []
@@ -354,8 +359,8 @@ def _entries(result: SearchResult, names: Sequence[str], signer: Optional[Signer
         if not entries and not skipped:
             raise CatalogError(f"No item of {result.url} can be used: their assets point at addresses the catalogue "
                                f"may not make Tilewise read ({what}).")
-        _warn(log, f"{len(refused)} items were left out: their assets point at addresses the catalogue may not "
-                   f"make Tilewise read ({what}).")
+        _warn(f"{len(refused)} items were left out: their assets point at addresses the catalogue may not "
+              f"make Tilewise read ({what}).")
         skipped.extend(refused)
     if not entries:
         first = next(s for s in skipped if "missing" in s)
@@ -366,14 +371,14 @@ def _entries(result: SearchResult, names: Sequence[str], signer: Optional[Signer
 
 
 def _read_headers(entries: Sequence[_Entry], policy: HeaderPolicy, http: Http,
-                  progress: Optional[ProgressFn], say: LogFn) -> Dict[str, Any]:
+                  progress: Optional[ProgressFn]) -> Dict[str, Any]:
     from .vrt import HeaderRequest, read_headers
     requests = {}
     for e in entries:
         for band, source in zip(e.bands, e.sources):
             requests.setdefault(source, (band, e))
-    say(f"Reading the headers of {len(requests)} assets")
-    _say_header_scope(policy, [band.href for band, _ in requests.values()], say)
+    log.info(f"Reading the headers of {len(requests)} assets")
+    _log_header_scope(policy, [band.href for band, _ in requests.values()])
     plans = _header_plans(list(requests), policy, http)
     out = [HeaderRequest(source, band.href, f"asset {band.name} ({band.key}) of item {e.item.get('id')}",
                          headers=plans[source][1], open_as=plans[source][0])
@@ -381,15 +386,15 @@ def _read_headers(entries: Sequence[_Entry], policy: HeaderPolicy, http: Http,
     return read_headers(out, {}, progress)
 
 
-def _say_header_scope(policy: HeaderPolicy, hrefs: Sequence[str], say: LogFn) -> None:
+def _log_header_scope(policy: HeaderPolicy, hrefs: Sequence[str]) -> None:
     if not policy.headers:
         return
     elsewhere = sorted({"{}://{}:{}".format(*o) for o in (origin(h) for h in hrefs if not policy.allows(h)) if o})
     if elsewhere:
         home = "{}://{}:{}".format(*policy.home) if policy.home else "no host (the catalogue is a local file)"
-        say(f"The extra HTTP headers go to {home} only, not to the assets on {', '.join(elsewhere[:3])}"
-            f"{' ...' if len(elsewhere) > 3 else ''}: name those hosts with --header-hosts (HEADER_HOSTS in QGIS) "
-            "if they need them")
+        log.info(f"The extra HTTP headers go to {home} only, not to the assets on {', '.join(elsewhere[:3])}"
+                 f"{' ...' if len(elsewhere) > 3 else ''}: name those hosts with --header-hosts (HEADER_HOSTS in QGIS) "
+                 "if they need them")
 
 
 def _header_plans(sources: Sequence[str], policy: HeaderPolicy,
@@ -440,7 +445,7 @@ class _Layer:
 
 
 def _plan_layers(entries: Sequence[_Entry], headers: Mapping[str, Any], names: Sequence[str], grouping: str,
-                 harmonize: bool, say: LogFn) -> List["_Layer"]:
+                 harmonize: bool) -> List["_Layer"]:
     from .vrt import same_crs
     groups: Dict[tuple, List[_Entry]] = {}
     for e in entries:
@@ -455,7 +460,7 @@ def _plan_layers(entries: Sequence[_Entry], headers: Mapping[str, Any], names: S
     layers.sort(key=lambda layer: (layer.when, layer.name))
     _unique_names(layers)
     if grouping == "solar_day":
-        say(f"{len(entries)} items grouped into {len(layers)} passes (solar day, platform and orbit)")
+        log.info(f"{len(entries)} items grouped into {len(layers)} passes (solar day, platform and orbit)")
     return layers
 
 
@@ -464,7 +469,8 @@ def _crs_key(crs: str) -> str:
         from rasterio.crs import CRS
         epsg = CRS.from_wkt(crs).to_epsg()
         return f"EPSG{epsg}" if epsg else ""
-    except Exception:
+    except Exception:  # noqa: BLE001 - unknown: the layers are not grouped by it
+        log.debug("No EPSG code for a CRS of the assets", exc_info=True)
         return ""
 
 
@@ -517,7 +523,7 @@ def _layer_metadata(layer: "_Layer") -> List[Tuple[str, str]]:
 
 
 def _write_folder(folder: str, entries: Sequence[_Entry], layers: Sequence["_Layer"], record: Dict[str, Any],
-                  resampling: str, say: LogFn) -> List[str]:
+                  resampling: str) -> List[str]:
     """Write the layers and side files into ``folder`` all at once: an error leaves no new file (and no
     folder this run created); then remove the layers of an earlier search there that are gone now."""
     from .vrt import vrt_xml
@@ -552,7 +558,7 @@ def _write_folder(folder: str, entries: Sequence[_Entry], layers: Sequence["_Lay
             if name not in keep and os.path.isfile(stale) and os.path.dirname(os.path.abspath(stale)) == folder:
                 os.remove(stale)
     if kept:
-        say(f"{kept} layers were already there unchanged and were kept as they are")
+        log.info(f"{kept} layers were already there unchanged and were kept as they are")
     return paths
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import logging
 import os
 import socket
 import threading
@@ -30,7 +31,8 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from ...errors import CatalogError, ParameterError
 from ...io.network import DEFAULT_HTTP_TIMEOUT, HTTP_TIMEOUT_ENV, timeout_seconds
-from ...options import LogFn
+
+log = logging.getLogger(__name__)
 
 
 USER_AGENT = "tilewise (STAC search; +https://github.com/tilewise)"
@@ -247,10 +249,9 @@ class Http:
     request (retries of transient errors included)."""
 
     def __init__(self, headers: Union[None, Mapping[str, str], HeaderPolicy] = None,
-                 timeout: Optional[float] = None, log: Optional[LogFn] = None) -> None:
+                 timeout: Optional[float] = None) -> None:
         self.policy = headers if isinstance(headers, HeaderPolicy) else HeaderPolicy(headers)
         self.timeout = http_timeout() if timeout is None else float(timeout)
-        self.log = log or (lambda m: None)
         self.retries, self.delay = retry_settings()
         self._aborted = threading.Event()
         self._live: List[_Attempt] = []
@@ -326,7 +327,7 @@ class Http:
                                    "the network and any proxy setting (HTTPS_PROXY).") from None
             if time.monotonic() + pause >= deadline:
                 raise self._late(url, last) from None
-            self.log(f"{_short(url)}: busy or failing, trying again in {pause:g} s")
+            log.info(f"{_short(url)}: busy or failing, trying again in {pause:g} s")
             if self._aborted.wait(pause):
                 raise CatalogError("The search was stopped.")
             wait *= 2
@@ -469,7 +470,8 @@ def http_error(url: str, exc: urllib.error.HTTPError) -> CatalogError:
 def _server_message(exc: urllib.error.HTTPError) -> str:
     try:
         text = exc.read(4096).decode("utf-8", "replace").strip()
-    except Exception:
+    except Exception:  # noqa: BLE001 - the status says enough without the body
+        log.debug("The body of the HTTP %s answer cannot be read", exc.code, exc_info=True)
         return ""
     try:
         value = json.loads(text)

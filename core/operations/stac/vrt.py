@@ -10,6 +10,7 @@ opens no asset: only reading does, through the bounded cache of GDAL.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import urllib.parse
@@ -26,6 +27,8 @@ from rasterio.errors import RasterioIOError
 from ...errors import CatalogError
 from ...io.atomic import atomic_write
 from .assets import HARMONIZE_OFFSET
+
+log = logging.getLogger(__name__)
 
 Transform = Tuple[float, float, float, float, float, float]
 
@@ -120,7 +123,8 @@ def same_crs(a: str, b: str) -> bool:
         return True
     try:
         return CRS.from_wkt(a) == CRS.from_wkt(b)
-    except Exception:
+    except Exception:  # noqa: BLE001 - a CRS that cannot be parsed is not the same
+        log.debug("Two CRS cannot be compared", exc_info=True)
         return False
 
 

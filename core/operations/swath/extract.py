@@ -40,7 +40,8 @@ from ...io.vector import VERTEX_INDEX, Table, Zones, check_zone_coordinates, mak
 from ...kernels.footprints import KIND_EMPTY, KIND_LINE, KIND_POINT, KIND_POLYGON, kind_of
 from ...kernels.swath import build_index, chord_of, metres_of, near_mask, nearest, pixel_spacing, unit_vectors
 from ...options import GridOptions, OutputOptions, split_options
-from ...runtime.runner import RunReport, TileBudget, TiledJob, run_tiles, warnings_to
+from ...logs import logging_to
+from ...runtime.runner import RunReport, TileBudget, TiledJob, run_tiles
 from ...runtime.sinks import TableSink, write_part
 from ..extract.layout import date_order, feature_columns, raster_keys
 from ..extract.spec import ExtractSpec, choose
@@ -521,7 +522,7 @@ def extract_swath(inputs: Sequence[str], zones: Union[str, Zones], output: str,
     if shared.grid != GridOptions() or shared.output != OutputOptions():
         raise ParameterError("extract() reads every scene on its own swath and writes a table: it takes no "
                              "target grid or output raster options.")
-    with warnings_to(shared.run.log):
+    with logging_to(shared.run.log):
         outputs = check_output(output, [str(p) for p in inputs], zones if isinstance(zones, str) else None)
         plan, zone_set, samples = plan_swath(inputs, zones, own)
     grid = Grid("", (1.0, 0.0, 0.0, 0.0, -1.0, 0.0), len(plan.scenes), 1)
@@ -529,7 +530,7 @@ def extract_swath(inputs: Sequence[str], zones: Union[str, Zones], output: str,
     source = zones if isinstance(zones, str) else zone_set.source
     job = SwathJob(tuple(str(p) for p in inputs), files, source, _digest(zone_set), own, outputs, grid, plan,
                    zone_set, samples)
-    with warnings_to(shared.run.log):
+    with logging_to(shared.run.log):
         return run_tiles(job, swath_scene_tile, shared.run)
 
 

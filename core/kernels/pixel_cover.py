@@ -3,7 +3,8 @@
 Geometries come in pixel coordinates of the raster grid (column, row; see
 :mod:`.footprints`). For one tile window the kernels return a sparse cover, one
 run of ``(pixel, weight)`` per feature (:class:`Cover`), computed once per tile
-and reused for every raster and band on that grid.
+and reused for every raster and band on that grid. (Whether the inputs cover the
+output grid is another matter: :mod:`tilewise.core.io.coverage`.)
 
 Polygons
     * centre: pixels whose centre is inside (non-zero winding, half-open at the
