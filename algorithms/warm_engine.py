@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import atexit
 import json
+import os
 import queue
 import shutil
 import tempfile
@@ -108,6 +109,17 @@ class WarmEngine:
         return self.proc.pid
 
     def alive(self) -> bool:
+        """Not ended. Asked without reaping where the system can (``waitid`` with ``WNOWAIT``): ``poll`` needs
+        the lock that :meth:`_reap`'s ``wait`` holds, and said an ended engine was alive until that thread ran."""
+        if self.proc.returncode is not None:
+            return False
+        if hasattr(os, "waitid"):
+            try:
+                return os.waitid(os.P_PID, self.proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None
+            except ChildProcessError:   # reaped by now
+                return False
+            except OSError:
+                pass
         return self.proc.poll() is None
 
     def fits(self, python: str, env: Dict[str, str], idle_seconds: float) -> bool:

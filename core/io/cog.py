@@ -174,6 +174,29 @@ def write_cog(vrt_path: str, spec: OutputSpec, threads: str = "ALL_CPUS", overvi
         raise
 
 
+def write_array_cog(data: np.ndarray, grid: Grid, spec: OutputSpec, descriptions: Sequence[str], path: str) -> None:
+    """Write ``data`` (bands, rows, cols: the whole ``grid``) as the COG of ``spec`` at ``path`` (the caller
+    renames it into place), byte for byte what :func:`write_cog` makes from a VRT of one tile holding
+    ``data`` with GDAL building every overview level: the run of one tile skips its tile file and VRT."""
+    profile = dict(driver="COG", width=grid.width, height=grid.height, count=data.shape[0], dtype=spec.dtype,
+                   crs=grid.crs or None, transform=rasterio.Affine(*grid.transform), nodata=spec.nodata,
+                   **cog_options(spec))
+    try:
+        with rasterio.open(path, "w", **profile) as dst:   # a MEM dataset, copied by the COG driver on close
+            dst.write(data)
+            for band, description in enumerate(descriptions, start=1):
+                dst.set_band_description(band, description)
+    except Exception as exc:
+        full = is_disk_full(exc, os.path.dirname(path), data.nbytes)
+        remove_if_there(path)
+        remove_if_there(path + ".aux.xml")
+        if full:
+            raise DiskFullError(f"The disk is full: writing {spec.path} failed.") from None
+        if isinstance(exc, (OSError, RasterioError)) or type(exc).__name__.startswith("CPLE_"):
+            raise OutputError(f"Writing {spec.path} failed: {exc}") from None
+        raise
+
+
 def cog_options(spec: OutputSpec, threads: str = "ALL_CPUS", overviews: str = "IGNORE_EXISTING") -> Dict[str, str]:
     """The COG driver's creation options for an output of ``spec`` (see :func:`write_cog`); the layout planned
     for writing in place (:mod:`.inplace`) takes the same."""

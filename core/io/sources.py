@@ -146,7 +146,15 @@ def open_error(path: str, exc: Exception, what: str = "Not a raster GDAL can rea
 
 
 def describe_raster(path: str) -> RasterInfo:
-    """Open ``path`` and return its header, or raise :class:`InputError` saying what is wrong."""
+    """Open ``path`` and return its header, or raise :class:`InputError` saying what is wrong. A local
+    file's header is read once while it is unchanged (:mod:`.headers`: the warm engine's next runs)."""
+    if path and not may_use_network(path) and not path.startswith("/vsi"):
+        from .headers import remembered
+        return remembered(path, _describe_raster, lambda info: info.files)
+    return _describe_raster(path)
+
+
+def _describe_raster(path: str) -> RasterInfo:
     if not path:
         raise InputError("An input has an empty path.")
     if not is_remote(path) and not path.startswith("/vsi") and not os.path.exists(path):

@@ -26,6 +26,7 @@ output is left as it was, and the work folder is removed unless ``resume`` or
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -44,7 +45,8 @@ from .lock import output_locks
 from ..paths import has_finished_tiles
 from ..phases import Phases, TimedTile
 from .sinks import Sink
-from .workdir import Journal, WorkState, job_fingerprint, prepare_workdir, resumable_size
+from .fingerprint import Fingerprint
+from .workdir import NOT_JOURNALED, Journal, WorkState, is_durable, job_fingerprint, prepare_workdir, resumable_size
 
 __all__ = ["TiledJob", "TileBudget", "RunReport", "run_tiles", "run_tasks", "LogFn", "ProgressFn"]
 
@@ -215,14 +217,22 @@ def _prepare(job: TiledJob, sink: Sink, workdir: str, run: RunOptions,
              executor: Optional[Executor]) -> Tuple[WorkState, Sink]:
     """The tile size (asked, fixed by the job, the interrupted run's, or from the budget), the tile plan
     (planned once), the work folder, and the sink planned for them (:meth:`.Sink.planned`)."""
-    fingerprint = job_fingerprint(job)
     asked = job.tile_size or run.tile_size
     if not sink.tiled:
-        return prepare_workdir(job, sink, workdir, fingerprint, 0, [], resumed=False), sink
-    reused = resumable_size(workdir, fingerprint, asked) if run.resume else None
+        return prepare_workdir(job, sink, workdir, job_fingerprint(job), 0, [], resumed=False), sink
+    fingerprint = job_fingerprint(job) if run.resume else None
+    reused = resumable_size(workdir, fingerprint, asked) if fingerprint is not None else None
     size = reused or asked or default_tile_size(job, executor.workers if executor else resolve_workers(run.workers))
-    sink = sink.planned(size, local=executor is None or isinstance(executor, _LOCAL_EXECUTORS))
-    return prepare_workdir(job, sink, workdir, fingerprint, size, job.tiles(size), resumed=reused is not None), sink
+    local = executor is None or isinstance(executor, _LOCAL_EXECUTORS)
+    sink = sink.planned(size, local=local)
+    tiles = job.tiles(size)
+    durable = is_durable(len(tiles), run.resume, run.keep_workdir)
+    if not durable and len(tiles) == 1 and local:   # its worker sees the output's folder
+        sink = sink.alone(tiles[0])
+    if fingerprint is None:  # nothing to resume from a run that journals nothing: its inputs are not looked up
+        fingerprint = job_fingerprint(job) if durable else Fingerprint(None, NOT_JOURNALED)
+    return prepare_workdir(job, sink, workdir, fingerprint, size, tiles, resumed=reused is not None,
+                           durable=durable), sink
 
 
 def _compute(ex: Executor, job: TiledJob, tile_fn: TileFn, sink: Sink, state: WorkState, todo: List[Tile],
@@ -241,14 +251,16 @@ def _compute(ex: Executor, job: TiledJob, tile_fn: TileFn, sink: Sink, state: Wo
     if not todo:
         return taken
     ex.check_workdir(workdir)
-    with Journal(workdir) as journal:
+    durable = is_durable(total, run.resume, run.keep_workdir)
+    with (Journal(workdir) if durable else contextlib.nullcontext()) as journal:
         tasks = [(job, t, sink.task_target(workdir, t, state.tile_size)) for t in todo]
         by_index = {t.index: t for t in todo}
         for index, spent in run_tasks(ex, TimedTile(tile_fn), tasks, run.progress, len(state.finished), total):
             phases.add_tile(spent)
             tile = by_index.get(index)
             if tile is not None:
-                journal.record(sink.journal_entries(workdir, tile))
+                if journal is not None:     # a one-tile run that will not be resumed journals nothing
+                    journal.record(sink.journal_entries(workdir, tile))
                 started = time.perf_counter()
                 sink.tile_finished(workdir, tile)
                 taken += time.perf_counter() - started

@@ -70,6 +70,11 @@ class Sink:
     def workdir(self) -> str:
         return workdir_for(self.home)
 
+    @property
+    def uses_workdir(self) -> bool:
+        """Whether the sink puts files in the work folder (False: a run that journals nothing needs none)."""
+        return True
+
     def target(self, workdir: str, tile: Tile) -> Any:
         """What the tile function writes ``tile`` to (a path, or a tuple of paths)."""
         raise NotImplementedError
@@ -92,6 +97,11 @@ class Sink:
     def planned(self, tile_size: int, local: bool) -> "Sink":
         """The sink for a run in tiles of ``tile_size`` on ``local`` workers (processes of this machine,
         which see the files of this one) or not; by default itself."""
+        return self
+
+    def alone(self, tile: Tile) -> "Sink":
+        """The sink for a run whose one tile is ``tile`` and whose work folder is not kept (nothing to resume:
+        see :func:`.workdir.is_durable`); by default itself."""
         return self
 
     def begin(self, workdir: str, finished: bool) -> "Sink":
@@ -157,19 +167,31 @@ class InPlaceTarget:
 
 
 @dataclass(frozen=True)
+class DirectTarget:
+    """The one tile of a run that keeps no work folder (:meth:`CogSink.alone`): its worker writes each of ``cogs``
+    straight as its COG, at the output's partial name (renamed by :meth:`CogSink.finish`): no tile file, no VRT."""
+
+    cogs: Tuple[CogOutput, ...]
+
+
+@dataclass(frozen=True)
 class CogSink(Sink):
     """Raster tiles -> VRT -> COG, for each of ``outputs``. The tiles of one layer are one file per tile
     whose type and nodata are those of its outputs (which must agree). ``folder``: the folder the
     outputs are written to as a set (the work folder is named after it), if any.
 
     ``in_place`` (:meth:`planned`): no tile files; the workers write into each output's final file, made in
-    the work folder by :meth:`begin` (``layouts``) and renamed to the output by :meth:`finish`."""
+    the work folder by :meth:`begin` (``layouts``) and renamed to the output by :meth:`finish`.
+
+    ``direct`` (:meth:`alone`): one tile, the whole grid, no work folder kept; its worker writes the COGs
+    (:class:`DirectTarget`)."""
 
     grid: Grid
     cogs: Tuple[CogOutput, ...]
     folder: str = ""
     in_place: bool = False
     layouts: Tuple[Any, ...] = ()
+    direct: bool = False
 
     def __post_init__(self) -> None:
         for layer in self.layers:
@@ -241,6 +263,21 @@ class CogSink(Sink):
             return replace(self, in_place=True)
         return self
 
+    def alone(self, tile: Tile) -> "CogSink":
+        """Direct (the worker writes each COG from its array, the bytes the tile file and VRT route makes)
+        when ``tile`` is the whole grid, GDAL builds every overview level (none by the worker) and each
+        output has a nodata (the route's VRT declares one); else as planned (e.g. written in place)."""
+        whole = (tile.row_off, tile.col_off, tile.height, tile.width) == (0, 0, self.grid.height, self.grid.width)
+        size = max(self.grid.width, self.grid.height)
+        if self.in_place or not whole or any(self.overview_levels(layer, size) for layer in self.layers) \
+                or any(c.spec.nodata is None for c in self.cogs):
+            return self
+        return replace(self, direct=True)
+
+    @property
+    def uses_workdir(self) -> bool:
+        return not self.direct
+
     def in_place_path(self, workdir: str, k: int) -> str:
         """The file written in place for output ``k``, until :meth:`finish` renames it."""
         return os.path.join(workdir, f"output_{k}.tif")
@@ -286,10 +323,12 @@ class CogSink(Sink):
         return vrt, "FORCE_USE_EXISTING"
 
     def files(self, workdir: str, tile: Tile) -> List[str]:
-        return [] if self.in_place else super().files(workdir, tile)
+        return [] if self.in_place or self.direct else super().files(workdir, tile)
 
     def journal_entries(self, workdir: str, tile: Tile) -> List[Tuple[str, str]]:
         """Written in place: the tile, under its own name, with the file(s) it wrote into."""
+        if self.direct:
+            return []
         if not self.in_place:
             return super().journal_entries(workdir, tile)
         return [(f"inplace{k}_{tile.row_off:07d}_{tile.col_off:07d}", self.in_place_path(workdir, k))
@@ -297,7 +336,9 @@ class CogSink(Sink):
 
     def task_target(self, workdir: str, tile: Tile, tile_size: int) -> Any:
         """:meth:`target`, a :class:`TileTarget` when the workers build overview levels, or an
-        :class:`InPlaceTarget`."""
+        :class:`InPlaceTarget`, or a :class:`DirectTarget`."""
+        if self.direct:
+            return DirectTarget(self.cogs)
         if self.in_place:
             if len(self.layouts) != len(self.cogs):
                 raise RuntimeError("CogSink.begin() must lay out the outputs before the tiles run")
@@ -316,6 +357,9 @@ class CogSink(Sink):
         if isinstance(target, InPlaceTarget):
             self._write_in_place(target, tile, arrays)
             return
+        if isinstance(target, DirectTarget):
+            self._write_direct(target, arrays)
+            return
         from ..io.cog import write_tile
         from ..io.overviews import write_tile_overviews
         overviews = target if isinstance(target, TileTarget) else None
@@ -329,6 +373,18 @@ class CogSink(Sink):
                                          overviews.levels[i], layer)
             with timed("tile writes"):
                 write_tile(path, data, self.grid, tile, self.layer_spec(layer))
+
+    def _write_direct(self, target: DirectTarget, arrays: Sequence[np.ndarray]) -> None:
+        """Each output's COG from its layer's array (the grid's one tile), at the output's partial name."""
+        from ..io.cog import write_array_cog
+        if len(arrays) != len(self.layers):
+            raise ValueError(f"{len(arrays)} arrays for {len(self.layers)} tile layers")
+        with timed("tile writes"):
+            for cog in target.cogs:
+                data = arrays[self.layers.index(cog.layer)]
+                if cog.source_bands != tuple(range(1, data.shape[0] + 1)):
+                    data = data[[b - 1 for b in cog.source_bands]]
+                write_array_cog(data, self.grid, cog.spec, cog.band_names, partial_path(cog.spec.path))
 
     def _write_in_place(self, target: InPlaceTarget, tile: Tile, arrays: Sequence[np.ndarray]) -> None:
         """Each layer's pixels, and the overview levels its worker builds, into the blocks of its outputs."""
@@ -359,7 +415,7 @@ class CogSink(Sink):
                          * (_OVERVIEWS if c.spec.overviews else 1)) for c in self.cogs)
         if any(c.spec.overviews for c in self.cogs):
             tile_bytes = int(tile_bytes * _OVERVIEWS)  # the workers' overview levels beside the tiles
-        if self.in_place:
+        if self.in_place or self.direct:
             tile_bytes = 0                             # the tiles go straight into the outputs
         return SpaceNeed(os.path.dirname(self.outputs[0]), tile_bytes, output)
 
@@ -368,6 +424,13 @@ class CogSink(Sink):
         overviews. The report's ``phases`` count laying out those levels as ``overviews``."""
         if self.in_place:
             return self._finish_in_place(workdir, tiles)
+        if self.direct:  # the worker wrote the COGs: the tile route's message, as its bytes are
+            from ..io.cog import replace_output
+            log.info("Assembling the Cloud-Optimized GeoTIFF" if len(self.cogs) == 1 else
+                     f"Assembling {len(self.cogs)} Cloud-Optimized GeoTIFFs")
+            for cog in self.cogs:
+                replace_output(partial_path(cog.spec.path), cog.spec.path)
+            return dict(width=self.grid.width, height=self.grid.height, bands=sum(len(c.band_names) for c in self.cogs))
         from ..io.cog import build_vrt, write_cog
         from ..io.overviews import prepare_overviews
         log.info("Assembling the Cloud-Optimized GeoTIFF" if len(self.cogs) == 1 else

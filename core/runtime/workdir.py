@@ -43,6 +43,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 FORMAT = 1
 SYNC_SECONDS = 1.0
+#: Why a run's manifest has no job fingerprint when it journals nothing (:func:`is_durable`).
+NOT_JOURNALED = "a run of one tile that journals nothing to resume"
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,9 @@ def resumable_size(workdir: str, fingerprint: Fingerprint, tile_size: Optional[i
     if fingerprint.digest is None:
         log.info(f"Not resuming: {fingerprint.reason}, so its tiles in {workdir} may be stale; starting afresh")
         return None
+    if manifest.get("job") is None:
+        log.info(f"The work folder {workdir} holds no tiles to resume: starting afresh")
+        return None
     size = manifest.get("tile_size")
     if manifest.get("job") != fingerprint.digest or not isinstance(size, int) or tile_size not in (None, size):
         log.info(f"The work folder {workdir} belongs to another job (parameters, inputs or tile size changed): "
@@ -87,9 +92,11 @@ def resumable_size(workdir: str, fingerprint: Fingerprint, tile_size: Optional[i
 
 
 def prepare_workdir(job: Any, sink: "Sink", workdir: str, fingerprint: Fingerprint, tile_size: int,
-                    tiles: Sequence[Tile], resumed: bool) -> WorkState:
+                    tiles: Sequence[Tile], resumed: bool, durable: bool = True) -> WorkState:
     """Reuse the work folder of an interrupted run of the same job (``resumed``: :func:`resumable_size`
-    said so) with its finished tiles, or start a new one for ``tiles``."""
+    said so) with its finished tiles, or start a new one for ``tiles`` (``durable``: its manifest flushed
+    to disk, for a run that journals its tiles; see :func:`is_durable`). A run that journals nothing and
+    whose sink puts nothing in the folder (:attr:`.Sink.uses_workdir`) gets none: an old one is removed."""
     if resumed:
         manifest = read_manifest(workdir) or {}
         if manifest.get("tiles") == len(tiles):
@@ -101,11 +108,13 @@ def prepare_workdir(job: Any, sink: "Sink", workdir: str, fingerprint: Fingerpri
         else:
             log.info(f"The work folder {workdir} was planned differently: starting afresh")
     shutil.rmtree(workdir, ignore_errors=True)
+    if not durable and not sink.uses_workdir:
+        return WorkState(list(tiles), tile_size, frozenset())
     os.makedirs(workdir)
     _write_json(os.path.join(workdir, MANIFEST), {
         "tilewise_workdir": FORMAT, "job": fingerprint.digest, "tile_size": tile_size, "tiles": len(tiles),
         "output": sink.outputs[0], "outputs": list(sink.outputs), "grid": [job.grid.width, job.grid.height],
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **_stac_searches(job)})
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **(_stac_searches(job) if durable else {})}, fsync=durable)
     return WorkState(list(tiles), tile_size, frozenset())
 
 
@@ -199,6 +208,19 @@ def _fsync_path(path: str) -> None:
         os.close(fd)
 
 
-def _write_json(path: str, value: dict) -> None:
-    with atomic_write(path, fsync=True) as f:
+def is_durable(tiles: int, resume: bool, keep_workdir: bool) -> bool:
+    """Whether a run's work folder journals its finished tiles, each flushed to disk (what a later ``resume``
+    reuses): always, but for a run of one tile that neither resumes nor keeps its folder. Such a run leaves
+    nothing to reuse when it stops (its folder is removed), and after a ``kill -9`` or a power cut a later
+    resumed run finds no journal and computes the one tile anew; it skips the flushes (an ``fsync`` of the
+    tile, the journal and the manifest each: most of a tiny run's time on a busy disk).
+
+    >>> is_durable(1, resume=False, keep_workdir=False), is_durable(2, False, False), is_durable(1, True, False)
+    (False, True, True)
+    """
+    return tiles > 1 or resume or keep_workdir
+
+
+def _write_json(path: str, value: dict, fsync: bool = True) -> None:
+    with atomic_write(path, fsync=fsync) as f:
         json.dump(value, f, indent=1)
