@@ -27,6 +27,7 @@ import hashlib
 import os
 import queue
 import re
+import socket
 import ssl
 import threading
 import time
@@ -314,7 +315,9 @@ def _ask(opener, url: str, method: str, headers: Dict[str, str], timeout: float)
             if exc.code not in _RETRY_STATUSES or attempt == 2:
                 return exc.code, exc.headers
         except (OSError, ValueError) as exc:   # URLError, timeouts, resets; a malformed URL
-            if attempt == 2 or isinstance(exc, ValueError):
+            # a server silent for the whole timeout has used up what the user's HTTP timeout allows it: once
+            timed_out = isinstance(exc, socket.timeout) or isinstance(getattr(exc, "reason", None), socket.timeout)
+            if attempt == 2 or timed_out or isinstance(exc, ValueError):
                 reason = getattr(exc, "reason", exc)
                 raise _Unknown(f"the input {url} cannot be checked for changes ({reason})") from None
         time.sleep(0.5 * (attempt + 1))
