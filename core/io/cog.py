@@ -177,12 +177,17 @@ def write_cog(vrt_path: str, spec: OutputSpec, threads: str = "ALL_CPUS", overvi
 def write_array_cog(data: np.ndarray, grid: Grid, spec: OutputSpec, descriptions: Sequence[str], path: str) -> None:
     """Write ``data`` (bands, rows, cols: the whole ``grid``) as the COG of ``spec`` at ``path`` (the caller
     renames it into place), byte for byte what :func:`write_cog` makes from a VRT of one tile holding
-    ``data`` with GDAL building every overview level: the run of one tile skips its tile file and VRT."""
+    ``data`` with GDAL building every overview level: the run of one tile skips its tile file and VRT.
+
+    It runs in a worker process, so GDAL uses no threads of its own here: a worker forked from a process
+    whose GDAL had started its thread pool (the engine after an assembly, a test process) inherits a pool
+    without threads, and the COG driver would wait for them forever."""
     profile = dict(driver="COG", width=grid.width, height=grid.height, count=data.shape[0], dtype=spec.dtype,
                    crs=grid.crs or None, transform=rasterio.Affine(*grid.transform), nodata=spec.nodata,
-                   **cog_options(spec))
+                   **cog_options(spec, threads="1"))
     try:
-        with rasterio.open(path, "w", **profile) as dst:   # a MEM dataset, copied by the COG driver on close
+        # a MEM dataset, copied by the COG driver on close
+        with rasterio.Env(GDAL_NUM_THREADS="1"), rasterio.open(path, "w", **profile) as dst:
             dst.write(data)
             for band, description in enumerate(descriptions, start=1):
                 dst.set_band_description(band, description)

@@ -9,6 +9,9 @@ journals its tile as before. Input headers are read once while their files, side
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -151,3 +154,42 @@ def test_one_tile_of_several_outputs_and_layers(tmp_path):
         files[keep] = [open(p, "rb").read() for p in report.outputs]
         assert len(files[keep]) == len(dates) + 1
     assert files[False] == files[True]
+
+
+FORKED_AFTER_GDAL_THREADS = """
+import sys
+from pathlib import Path
+from support import build_stack
+from tilewise.core import composite, mosaic
+from tilewise.core.runtime.executor import LocalExecutor
+folder = sys.argv[1]
+stack = build_stack(Path(folder), "uint16", 0, 4, height=1100, width=1300)
+# GDAL's COG driver on all cores in this process (a mosaic of same-grid inputs: VRT -> COG, no kernels, as the
+# engine's own assemblies): it starts GDAL's thread pool here
+mosaic(stack.paths, folder + "/first.tif", overlap="first")
+# workers forked now inherit that pool without its threads; a one-tile run writes its COG in one of them
+with LocalExecutor(2) as pool:
+    composite(stack.paths, folder + "/one.tif", "median", tile_size=2048, overviews=False, executor=pool,
+              workers=2)
+    composite(stack.paths, folder + "/many.tif", "median", tile_size=256, overviews=False, executor=pool,
+              workers=2)
+print("ok")
+"""
+
+
+def test_a_one_tile_run_on_workers_forked_after_gdal_started_its_threads(tmp_path):
+    # The warm engine forks a new worker after its own assemblies; a COG written with GDAL's threads in such a
+    # worker waited forever for threads that do not exist (the engine suite hung here)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.environ.get("PYTHONPATH", ""),
+                                                        os.path.dirname(os.path.abspath(__file__))]))
+    proc = subprocess.Popen([sys.executable, "-c", FORKED_AFTER_GDAL_THREADS, str(tmp_path)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)       # its hung workers too
+        proc.communicate()
+        pytest.fail("the one-tile run on a pool forked after GDAL had started its threads never ended")
+    assert proc.returncode == 0 and stdout.strip() == "ok", stderr[-3000:]
+    with rasterio.open(tmp_path / "one.tif") as one, rasterio.open(tmp_path / "many.tif") as many:
+        assert (one.read() == many.read()).all()
