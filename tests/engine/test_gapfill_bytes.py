@@ -87,7 +87,7 @@ def _reference(paths, out, kwargs, tmp_path):
     sink = job.sink
     arrays = (to_output(values, job.outputs[0]),) + ((flags,) if job.flags is not None else ())
     sink.write(sink.target(str(work), tile), tile, *arrays)
-    sink.finish(str(work), [tile], lambda message: None)
+    sink.finish(str(work), [tile])
     return job
 
 
