@@ -164,13 +164,7 @@ def write_cog(vrt_path: str, spec: OutputSpec, threads: str = "ALL_CPUS", overvi
         gdal_copy(vrt_path, tmp, driver="COG", **options)
         _replace_output(tmp, spec.path)
     except Exception as exc:
-        full = is_disk_full(exc, os.path.dirname(spec.path), _raw_bytes(vrt_path))
-        remove_if_there(tmp)
-        remove_if_there(tmp + ".aux.xml")
-        if full:
-            raise DiskFullError(f"The disk is full: writing {spec.path} failed.") from None
-        if isinstance(exc, (OSError, RasterioError)) or type(exc).__name__.startswith("CPLE_"):
-            raise OutputError(f"Writing {spec.path} failed: {exc}") from exc
+        _write_failed(exc, spec, tmp, _raw_bytes(vrt_path))
         raise
 
 
@@ -192,14 +186,21 @@ def write_array_cog(data: np.ndarray, grid: Grid, spec: OutputSpec, descriptions
             for band, description in enumerate(descriptions, start=1):
                 dst.set_band_description(band, description)
     except Exception as exc:
-        full = is_disk_full(exc, os.path.dirname(path), data.nbytes)
-        remove_if_there(path)
-        remove_if_there(path + ".aux.xml")
-        if full:
-            raise DiskFullError(f"The disk is full: writing {spec.path} failed.") from None
-        if isinstance(exc, (OSError, RasterioError)) or type(exc).__name__.startswith("CPLE_"):
-            raise OutputError(f"Writing {spec.path} failed: {exc}") from None
+        _write_failed(exc, spec, path, data.nbytes)
         raise
+
+
+def _write_failed(exc: Exception, spec: OutputSpec, partial: str, nbytes: int) -> None:
+    """After writing the COG of ``spec`` at ``partial`` failed with ``exc``: remove what was written, then
+    raise :class:`DiskFullError` if the disk is full (``nbytes``: what the write needed), or
+    :class:`OutputError` for a file-system or GDAL error; otherwise return (the caller re-raises ``exc``)."""
+    full = is_disk_full(exc, os.path.dirname(partial), nbytes)
+    remove_if_there(partial)
+    remove_if_there(partial + ".aux.xml")
+    if full:
+        raise DiskFullError(f"The disk is full: writing {spec.path} failed.") from None
+    if isinstance(exc, (OSError, RasterioError)) or type(exc).__name__.startswith("CPLE_"):
+        raise OutputError(f"Writing {spec.path} failed: {exc}") from exc
 
 
 def cog_options(spec: OutputSpec, threads: str = "ALL_CPUS", overviews: str = "IGNORE_EXISTING") -> Dict[str, str]:

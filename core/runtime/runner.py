@@ -251,8 +251,7 @@ def _compute(ex: Executor, job: TiledJob, tile_fn: TileFn, sink: Sink, state: Wo
     if not todo:
         return taken
     ex.check_workdir(workdir)
-    durable = is_durable(total, run.resume, run.keep_workdir)
-    with (Journal(workdir) if durable else contextlib.nullcontext()) as journal:
+    with (Journal(workdir) if state.durable else contextlib.nullcontext()) as journal:
         tasks = [(job, t, sink.task_target(workdir, t, state.tile_size)) for t in todo]
         by_index = {t.index: t for t in todo}
         for index, spent in run_tasks(ex, TimedTile(tile_fn), tasks, run.progress, len(state.finished), total):

@@ -166,6 +166,11 @@ class InPlaceTarget:
     levels: Tuple[int, ...]
 
 
+def _bands(data: np.ndarray, bands: Tuple[int, ...]) -> np.ndarray:
+    """The ``bands`` (1-based) of ``data`` (bands, rows, cols) that an output takes, in that order."""
+    return data if bands == tuple(range(1, data.shape[0] + 1)) else data[[b - 1 for b in bands]]
+
+
 @dataclass(frozen=True)
 class DirectTarget:
     """The one tile of a run that keeps no work folder (:meth:`CogSink.alone`): its worker writes each of ``cogs``
@@ -381,9 +386,7 @@ class CogSink(Sink):
             raise ValueError(f"{len(arrays)} arrays for {len(self.layers)} tile layers")
         with timed("tile writes"):
             for cog in target.cogs:
-                data = arrays[self.layers.index(cog.layer)]
-                if cog.source_bands != tuple(range(1, data.shape[0] + 1)):
-                    data = data[[b - 1 for b in cog.source_bands]]
+                data = _bands(arrays[self.layers.index(cog.layer)], cog.source_bands)
                 write_array_cog(data, self.grid, cog.spec, cog.band_names, partial_path(cog.spec.path))
 
     def _write_in_place(self, target: InPlaceTarget, tile: Tile, arrays: Sequence[np.ndarray]) -> None:
@@ -403,9 +406,7 @@ class CogSink(Sink):
                     if cog_layer != layer:
                         continue
                     for level, pixels in enumerate(pyramid):
-                        if bands != tuple(range(1, pixels.shape[0] + 1)):
-                            pixels = pixels[[b - 1 for b in bands]]
-                        write_tile_in_place(layouts[level], level_tile(tile, level), pixels)
+                        write_tile_in_place(layouts[level], level_tile(tile, level), _bands(pixels, bands))
 
     def space_needed(self, tiles: Sequence[Tile]) -> SpaceNeed:
         pixels = sum(t.width * t.height for t in tiles)
@@ -424,17 +425,15 @@ class CogSink(Sink):
         overviews. The report's ``phases`` count laying out those levels as ``overviews``."""
         if self.in_place:
             return self._finish_in_place(workdir, tiles)
-        if self.direct:  # the worker wrote the COGs: the tile route's message, as its bytes are
+        log.info("Assembling the Cloud-Optimized GeoTIFF" if len(self.cogs) == 1 else
+                 f"Assembling {len(self.cogs)} Cloud-Optimized GeoTIFFs")
+        if self.direct:  # the worker wrote the COGs (the tile route's message, as its bytes)
             from ..io.cog import replace_output
-            log.info("Assembling the Cloud-Optimized GeoTIFF" if len(self.cogs) == 1 else
-                     f"Assembling {len(self.cogs)} Cloud-Optimized GeoTIFFs")
             for cog in self.cogs:
                 replace_output(partial_path(cog.spec.path), cog.spec.path)
             return dict(width=self.grid.width, height=self.grid.height, bands=sum(len(c.band_names) for c in self.cogs))
         from ..io.cog import build_vrt, write_cog
         from ..io.overviews import prepare_overviews
-        log.info("Assembling the Cloud-Optimized GeoTIFF" if len(self.cogs) == 1 else
-                 f"Assembling {len(self.cogs)} Cloud-Optimized GeoTIFFs")
         tile_size = max((max(t.width, t.height) for t in tiles), default=0)
         seconds = 0.0
         for k, cog in enumerate(self.cogs):

@@ -49,11 +49,13 @@ NOT_JOURNALED = "a run of one tile that journals nothing to resume"
 
 @dataclass(frozen=True)
 class WorkState:
-    """The tiling of a run and the tiles already finished (indices)."""
+    """The tiling of a run, the tiles already finished (indices), and whether the run journals its tiles
+    (:func:`is_durable`)."""
 
     tiles: List[Tile]
     tile_size: int
     finished: FrozenSet[int]
+    durable: bool = True
 
 
 def job_fingerprint(job: Any) -> Fingerprint:
@@ -109,13 +111,13 @@ def prepare_workdir(job: Any, sink: "Sink", workdir: str, fingerprint: Fingerpri
             log.info(f"The work folder {workdir} was planned differently: starting afresh")
     shutil.rmtree(workdir, ignore_errors=True)
     if not durable and not sink.uses_workdir:
-        return WorkState(list(tiles), tile_size, frozenset())
+        return WorkState(list(tiles), tile_size, frozenset(), durable)
     os.makedirs(workdir)
     _write_json(os.path.join(workdir, MANIFEST), {
         "tilewise_workdir": FORMAT, "job": fingerprint.digest, "tile_size": tile_size, "tiles": len(tiles),
         "output": sink.outputs[0], "outputs": list(sink.outputs), "grid": [job.grid.width, job.grid.height],
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **(_stac_searches(job) if durable else {})}, fsync=durable)
-    return WorkState(list(tiles), tile_size, frozenset())
+    return WorkState(list(tiles), tile_size, frozenset(), durable)
 
 
 def _stac_searches(job: Any) -> dict:
