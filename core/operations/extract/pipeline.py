@@ -520,7 +520,7 @@ def extract_stats(rasters: Sequence[str], zones: Union[str, Zones], spec: Option
     """
     report = _progress_of(progress, stacklevel=3)       # the caller's form, checked before the planning
     plan = plan_extraction(rasters, zones, spec, **options)
-    return run_plan(plan, progress=report, reader=reader)
+    return _run(plan, report, reader)
 
 
 def run_plan(plan: ExtractPlan, progress: Optional[Callable[..., Any]] = None,
@@ -533,10 +533,14 @@ def run_plan(plan: ExtractPlan, progress: Optional[Callable[..., Any]] = None,
     ``progress(fraction)`` of one argument still works, with a :class:`DeprecationWarning`.)
     ``reader``: see :func:`extract_tile`.
     """
+    return _run(plan, _progress_of(progress, stacklevel=3), reader)
+
+
+def _run(plan: ExtractPlan, report: Callable[[int, int], None], reader: Optional[Reader]) -> ExtractResult:
+    """:func:`run_plan` with the caller's progress already in the ``report(done, total)`` form."""
     from ...runtime.executor_base import SerialExecutor
     from ...runtime.runner import run_tasks
 
-    report = _progress_of(progress, stacklevel=3)
     tasks = [(plan, g, t, reader) for g, t in plan.tasks()]
     mergers = [plan.merger(g) for g in range(len(plan.groups))]
     try:
