@@ -39,3 +39,28 @@ def test_scipy_imported_already_stays_usable():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "True"
+
+
+POOL_PROBE = """
+import sys
+from tilewise.core.operations.composite import composite
+composite(sys.argv[2:], sys.argv[1], "median", tile_size=32, workers=2)   # 6 tiles on a pool
+print("numba" in sys.modules)
+"""
+
+
+def test_the_parent_of_a_pool_loads_no_kernels(tmp_path):
+    # the parent of a pool only plans and assembles: numba (0.2-0.3 s to import) loads where tiles are reduced.
+    # The swath route's package, asked whether the inputs are swaths, imported it on every composite once.
+    files = []
+    for i in range(2):
+        files.append(str(tmp_path / f"d{i}.tif"))
+        with rasterio.open(files[-1], "w", driver="GTiff", width=70, height=50, count=1, dtype="float32",
+                           crs="EPSG:32633", transform=from_origin(500000, 5200000, 30, 30), nodata=-1) as dst:
+            dst.write(np.full((1, 50, 70), i + 1, np.float32))
+    done = subprocess.run([sys.executable, "-c", POOL_PROBE, str(tmp_path / "median.tif"), *files],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split()[-1] == "False"
+    with rasterio.open(tmp_path / "median.tif") as src:
+        assert np.all(src.read(1) == 1.5)
