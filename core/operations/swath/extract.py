@@ -24,7 +24,7 @@ import hashlib
 import math
 import os
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -216,7 +216,6 @@ def plan_swath(inputs: Sequence[str], zones: Union[str, Zones], own: SwathOption
     if isinstance(zones, str):
         zones = read_zones(zones, layer=own.layer, id_field=own.id_field)
     if own.zones_crs:
-        from dataclasses import replace
         zones = replace(zones, crs=own.zones_crs)
     if not zones.crs:
         warnings.warn(TilewiseWarning(f"The zones layer {zones.source} has no CRS; its coordinates are taken to be "
@@ -264,7 +263,6 @@ def _dates(scenes: Sequence[SwathScene], dates: Any) -> List[Any]:
 
 
 def _with_date(scene: SwathScene, date: Any) -> SwathScene:
-    from dataclasses import replace
     return replace(scene, date=date)
 
 
@@ -280,40 +278,44 @@ def _unwrapped(g):
 
 # -- one scene ----------------------------------------------------------------------------------------------
 
-def extract_scene(plan: SwathPlan, i: int) -> Dict[str, np.ndarray]:
-    """Every sample's values in scene ``i``: statistics ``(samples, variables, columns)``, ``n_valid``,
-    ``reason`` ``(samples, variables)``, and the point's pixel: ``row``, ``col``, ``distance``, ``plat``, ``plon``."""
+def extract_scene(plan: SwathPlan, i: int, samples: Optional[np.ndarray] = None) -> Dict[str, np.ndarray]:
+    """The values of the samples ``samples`` (ascending indexes; default every sample) in scene ``i``:
+    statistics ``(samples, variables, columns)``, ``n_valid``, ``reason`` ``(samples, variables)``, the
+    point's pixel: ``row``, ``col``, ``distance``, ``plat``, ``plon``, and ``samples`` itself."""
     scene = plan.scenes[i]
-    lat, lon = read_geolocation(scene)           # once per scene, for every feature
-    n_s, n_v = len(plan.kind), len(plan.variables)
+    geo = scene_geolocation(scene)            # once per scene and process, for every feature chunk
+    lat, lon = geo.lat, geo.lon
+    chosen = np.arange(len(plan.kind)) if samples is None else np.asarray(samples, np.int64)
+    sub = plan if samples is None else replace(plan, kind=plan.kind[chosen], lon=plan.lon[chosen],
+                                               lat=plan.lat[chosen], shapes=plan.shapes[chosen])
+    n_s, n_v = len(sub.kind), len(sub.variables)
     width = scene.shape[1]
     pixel_of = np.full(n_s, -1, np.int64)
     distance = np.full(n_s, np.nan)
     members: Dict[int, np.ndarray] = {}
-    points = np.flatnonzero((plan.kind == KIND_POINT) & np.isfinite(plan.lat) & np.isfinite(plan.lon))
-    limit = plan.max_distance or _diagonal(lat, lon)
+    points = np.flatnonzero((sub.kind == KIND_POINT) & np.isfinite(sub.lat) & np.isfinite(sub.lon))
+    limit = plan.max_distance or geo.diagonal
     if len(points) and math.isfinite(limit):
         radius = chord_of(limit)
-        cell = max(radius / 4.0, chord_of(_diagonal(lat, lon) or limit))
-        index = build_index(lat, lon, cell, near=(plan.lat[points], plan.lon[points]), radius=radius)
-        found, chord = nearest(index, plan.lat[points], plan.lon[points], radius)
+        index = geo.point_index(plan, limit, radius)
+        found, chord = nearest(index, sub.lat[points], sub.lon[points], radius)
         pixel_of[points] = found
         distance[points] = np.where(found >= 0, metres_of(chord), np.nan)
         for s, f in zip(points, found):
             if f >= 0:
                 members[int(s)] = np.array([f], np.int64)
-    polygons = np.flatnonzero(plan.kind == KIND_POLYGON)
+    polygons = np.flatnonzero(sub.kind == KIND_POLYGON)
     if len(polygons):
-        members.update(_polygon_pixels(plan, polygons, lat, lon))
+        members.update(_polygon_pixels(sub, polygons, lat, lon))
     wanted = np.unique(np.concatenate([m for m in members.values()] or [np.zeros(0, np.int64)]))
     rows, cols = wanted // width, wanted % width
-    values = np.column_stack([read_pixels(scene.variable(v), rows, cols) for v in plan.variables]) if n_v else \
+    values = np.column_stack([read_pixels(scene.variable(v), rows, cols) for v in sub.variables]) if n_v else \
         np.zeros((len(wanted), 0))
     flagged = np.zeros(len(wanted), bool)
-    if not plan.flags.empty:
-        sf = resolve_flags(plan.flags, scene)
+    if not sub.flags.empty:
+        sf = resolve_flags(sub.flags, scene)
         flagged = sf.masked(read_pixels(sf.variable, rows, cols, raw=True))
-    part = _reduce(plan, members, wanted, values, flagged)
+    part = _reduce(sub, members, wanted, values, flagged)
     ok = pixel_of >= 0
     part["row"] = np.where(ok, pixel_of // width, -1)
     part["col"] = np.where(ok, pixel_of % width, -1)
@@ -321,10 +323,71 @@ def extract_scene(plan: SwathPlan, i: int) -> Dict[str, np.ndarray]:
     flat_lat, flat_lon = lat.ravel(), lon.ravel()
     part["plat"] = np.where(ok, flat_lat[np.maximum(pixel_of, 0)], np.nan)
     part["plon"] = np.where(ok, flat_lon[np.maximum(pixel_of, 0)], np.nan)
-    if plan.angles:
+    if sub.angles:
         part["angles"] = np.full((n_s, len(ANGLES)), np.nan)
         part["angles"][ok] = read_angles(scene, part["row"][ok], part["col"][ok])
+    part["samples"] = chosen
     return part
+
+
+# -- a scene's geolocation, once per process --------------------------------------------------------------
+
+#: The bytes of geolocation (and point indexes) a process keeps for the next feature chunk of the same
+#: scene; the last scene read is always kept, older ones while they fit.
+GEO_CACHE_BYTES = 512 * 2 ** 20
+_GEO_CACHE: "Dict[Tuple, SceneGeolocation]" = {}
+
+
+@dataclass
+class SceneGeolocation:
+    """A scene's latitude and longitude (:func:`~tilewise.core.io.swath.read_geolocation`), its pixel
+    diagonal, and the voxel indexes of the points of the plans that searched it (one per plan and
+    search radius: built for every point of the plan, so each chunk of its features reuses it)."""
+
+    lat: np.ndarray
+    lon: np.ndarray
+    diagonal: float
+    indexes: Dict[Tuple, Any] = field(default_factory=dict)
+
+    @property
+    def nbytes(self) -> int:
+        return self.lat.nbytes + self.lon.nbytes + sum(i.order.nbytes + i.xyz.nbytes + i.keys.nbytes +
+                                                       i.starts.nbytes for i in self.indexes.values())
+
+    def point_index(self, plan: SwathPlan, limit: float, radius: float):
+        points = np.flatnonzero((plan.kind == KIND_POINT) & np.isfinite(plan.lat) & np.isfinite(plan.lon))
+        qlat, qlon = plan.lat[points], plan.lon[points]
+        key = (hashlib.sha1(qlat.tobytes() + qlon.tobytes()).hexdigest(), limit)
+        index = self.indexes.get(key)
+        if index is None:
+            cell = max(radius / 4.0, chord_of(self.diagonal or limit))
+            index = build_index(self.lat, self.lon, cell, near=(qlat, qlon), radius=radius)
+            self.indexes.clear()           # one plan at a time: an older run's index is not kept
+            self.indexes[key] = index
+        return index
+
+
+def scene_geolocation(scene: SwathScene) -> SceneGeolocation:
+    """The scene's geolocation, read once per process while its files are unchanged (keyed by their path,
+    size, modification time and inode): the feature chunks of one scene that a worker runs read it once."""
+    key = _geo_key(scene)
+    geo = _GEO_CACHE.pop(key, None) if key is not None else None
+    if geo is None:
+        lat, lon = read_geolocation(scene)
+        geo = SceneGeolocation(lat, lon, _diagonal(lat, lon))
+    if key is not None:
+        _GEO_CACHE[key] = geo                       # the newest last
+        while len(_GEO_CACHE) > 1 and sum(g.nbytes for g in _GEO_CACHE.values()) > GEO_CACHE_BYTES:
+            _GEO_CACHE.pop(next(iter(_GEO_CACHE)))
+    return geo
+
+
+def _geo_key(scene: SwathScene) -> Optional[Tuple]:
+    try:
+        state = tuple((s.st_size, s.st_mtime_ns, s.st_ino) for s in map(os.stat, (scene.lat.path, scene.lon.path)))
+    except OSError:
+        return None                                 # not a local file: not kept
+    return (scene.lat.path, scene.lat.name, scene.lon.path, scene.lon.name, state)
 
 
 def _diagonal(lat: np.ndarray, lon: np.ndarray) -> float:
@@ -449,9 +512,10 @@ def _statistics(x: np.ndarray, names: Sequence[str], spec: ExtractSpec) -> np.nd
 
 @dataclass(frozen=True)
 class SwathJob(TiledJob):
-    """An extraction from swath scenes for the runner: one task per scene. The plain fields identify it
-    (with the state of every file the scenes read, for resume); ``plan`` goes to the workers; ``zones``
-    and ``samples`` stay in this process for the table."""
+    """An extraction from swath scenes for the runner: one task per scene and chunk of features
+    (``chunks`` per scene: enough for one scene to keep every worker busy, one when the scenes are as
+    many as the workers). The plain fields identify it (with the state of every file the scenes read,
+    for resume); ``plan`` goes to the workers; ``zones`` and ``samples`` stay in this process for the table."""
 
     inputs: Tuple[str, ...]
     files: Tuple[str, ...]
@@ -463,6 +527,7 @@ class SwathJob(TiledJob):
     plan: SwathPlan = field(repr=False, compare=False)
     zones: Optional[Zones] = field(default=None, repr=False, compare=False)
     samples: Any = field(default=None, repr=False, compare=False)
+    chunks: int = 1
 
     def __getstate__(self) -> Dict[str, Any]:
         state = dict(self.__dict__)
@@ -488,13 +553,41 @@ class SwathJob(TiledJob):
         return 1
 
     def tiles(self, tile_size: int) -> List[Tile]:
-        return [Tile(i, 0, i, 1, 1) for i in range(len(self.plan.scenes))]
+        n = len(self.plan.scenes) * self.chunks
+        return [Tile(i, 0, i, 1, 1) for i in range(n)]
+
+
+def feature_chunks(plan: SwathPlan, chunks: int) -> List[np.ndarray]:
+    """The samples in ``chunks`` groups (ascending indexes each) of neighbours: ordered by latitude (a
+    swath's rows run about north-south), so each chunk reads its own band of the variables' blocks."""
+    n = len(plan.kind)
+    if chunks <= 1:
+        return [np.arange(n)]
+    lat, lon = plan.lat.copy(), plan.lon.copy()
+    polygons = np.flatnonzero(plan.kind == KIND_POLYGON)
+    if len(polygons):
+        centre = shapely.get_coordinates(shapely.centroid(plan.shapes[polygons]))
+        lon[polygons], lat[polygons] = centre[:, 0], centre[:, 1]
+    order = np.lexsort((lon, lat))               # lines and empty geometries (NaN) last
+    return [np.sort(part) for part in np.array_split(order, chunks)]
+
+
+def chunks_for(n_scenes: int, n_samples: int, run: Any) -> int:
+    """Feature chunks per scene: the scenes times the chunks cover the workers (the local ones, an
+    executor's, or for a Dask scheduler the local cores: its size is known only once connected)."""
+    from ...runtime.executor import resolve_workers
+    workers = getattr(run.executor, "workers", None)
+    if not isinstance(workers, int) or workers < 1:
+        workers = resolve_workers(run.workers)
+    return max(1, min(-(-workers // max(n_scenes, 1)), n_samples))
 
 
 def swath_scene_tile(job: SwathJob, tile: Tile, target: str) -> int:
-    """Runner task ``tile``: scene ``tile.index``, written as a part of named arrays."""
-    part = extract_scene(job.plan, tile.index)
-    part["scene"] = np.int64(tile.index)
+    """Runner task ``tile``: one chunk of the features in one scene, written as a part of named arrays."""
+    scene, chunk = divmod(tile.index, job.chunks)
+    samples = None if job.chunks == 1 else feature_chunks(job.plan, job.chunks)[chunk]
+    part = extract_scene(job.plan, scene, samples)
+    part["scene"] = np.int64(scene)
     write_part(target, part)
     return tile.index
 
@@ -525,11 +618,12 @@ def extract_swath(inputs: Sequence[str], zones: Union[str, Zones], output: str,
     with logging_to(shared.run.log):
         outputs = check_output(output, [str(p) for p in inputs], zones if isinstance(zones, str) else None)
         plan, zone_set, samples = plan_swath(inputs, zones, own)
-    grid = Grid("", (1.0, 0.0, 0.0, 0.0, -1.0, 0.0), len(plan.scenes), 1)
+    chunks = chunks_for(len(plan.scenes), len(plan.kind), shared.run)
+    grid = Grid("", (1.0, 0.0, 0.0, 0.0, -1.0, 0.0), len(plan.scenes) * chunks, 1)
     files = tuple(dict.fromkeys(f for s in plan.scenes for f in s.files))
     source = zones if isinstance(zones, str) else zone_set.source
     job = SwathJob(tuple(str(p) for p in inputs), files, source, _digest(zone_set), own, outputs, grid, plan,
-                   zone_set, samples)
+                   zone_set, samples, chunks)
     with logging_to(shared.run.log):
         return run_tiles(job, swath_scene_tile, shared.run)
 
@@ -560,10 +654,15 @@ def swath_table(plan: SwathPlan, zones: Zones, samples: Any, layout: str,
                 parts: Iterator[Tuple[Tile, Dict[str, np.ndarray]]]) -> Table:
     """The parts of every scene as the long or wide table; warns of features no scene covers."""
     n_scenes = len(plan.scenes)
-    by_scene: List[Optional[Dict[str, np.ndarray]]] = [None] * n_scenes
-    for _tile, part in parts:
-        by_scene[int(part["scene"])] = part
-    stacked = {k: np.stack([p[k] for p in by_scene]) for k in by_scene[0] if k != "scene"}  # type: ignore[index]
+    n_samples = len(plan.kind)
+    stacked: Dict[str, np.ndarray] = {}
+    for _tile, part in parts:                 # each scene's samples come in one or more chunks
+        at = (int(part["scene"]), part["samples"])
+        for k, v in part.items():
+            if k not in ("scene", "samples"):
+                if k not in stacked:
+                    stacked[k] = np.empty((n_scenes, n_samples) + v.shape[1:], v.dtype)
+                stacked[k][at] = v
     _warn_uncovered(zones, samples, stacked, n_scenes)
     dates = to_date64([s.date for s in plan.scenes])
     builder = _wide if layout == "wide" else _long
