@@ -372,13 +372,10 @@ def _global_start(v: SwathVariable) -> Optional[str]:
 def read_geolocation(scene: SwathScene) -> Tuple[np.ndarray, np.ndarray]:
     """Latitude and longitude of every pixel (float64 degrees, NaN where filled or out of range;
     longitudes wrapped to -180..180)."""
-    lat = read_variable(scene.lat)
-    lon = read_variable(scene.lon)
-    bad = ~np.isfinite(lat) | ~np.isfinite(lon) | (np.abs(lat) > 90.0) | (np.abs(lon) > 360.0)
-    lat[bad] = np.nan
-    lon[bad] = np.nan
-    lon = (lon + 180.0) % 360.0 - 180.0
-    return lat, lon
+    from ..kernels.swath import unpack_geolocation
+    lat, lon = scene.lat, scene.lon
+    return unpack_geolocation(read_raw(lat), read_raw(lon), (lat.fill, lat.scale, lat.offset),
+                              (lon.fill, lon.scale, lon.offset))
 
 
 def read_variable(v: SwathVariable, window=None) -> np.ndarray:
