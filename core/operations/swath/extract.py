@@ -701,10 +701,10 @@ def _long(plan: SwathPlan, zones: Zones, samples: Any, st: Dict[str, np.ndarray]
     cols: Dict[str, np.ndarray] = {zones.id_name: zones.ids[samples.feature][sample]}
     if samples.vertex is not None:
         cols[VERTEX_INDEX] = samples.vertex[sample].astype(np.int32)
-    cols["source"] = np.asarray([s.name for s in plan.scenes], dtype=object)[scene]
+    cols["source"] = _strings([s.name for s in plan.scenes], scene)
     cols["date"] = dates[scene]
-    cols["time"] = np.asarray([s.start_time for s in plan.scenes], dtype=object)[scene]
-    cols["variable"] = np.asarray(plan.variables, dtype=object)[var]
+    cols["time"] = _strings([s.start_time for s in plan.scenes], scene)
+    cols["variable"] = _strings(plan.variables, var)
     _stat_columns(cols, plan, samples, st, (scene, sample, var))
     cols["row"] = _nullable_int(st["row"][scene, sample])
     cols["col"] = _nullable_int(st["col"][scene, sample])
@@ -714,9 +714,36 @@ def _long(plan: SwathPlan, zones: Zones, samples: Any, st: Dict[str, np.ndarray]
     if plan.angles:
         for k, name in enumerate(ANGLES):
             cols[name.lower()] = st["angles"][scene, sample, k]
-    reasons = np.asarray([None] + list(REASONS[1:]), dtype=object)
-    cols["reason"] = reasons[st["reason"][scene, sample, var]]
+    cols["reason"] = _strings([None] + list(REASONS[1:]), st["reason"][scene, sample, var])
     return Table(cols)
+
+
+def _strings(names: Sequence[Optional[str]], codes: np.ndarray):
+    """The column ``names[codes]`` (None: null) as an Arrow string array, built from the bytes of the few
+    names: a long table repeats each of them millions of times, which Python strings would make one by one
+    (10 s for 13 million rows). Chunks of under 2 GiB each (Arrow's 32-bit offsets)."""
+    import pyarrow as pa
+    from ...kernels.swath import gather_strings
+    encoded = [None if n is None else str(n).encode("utf-8") for n in names]
+    codes = np.asarray(codes, np.int64).ravel()
+    codes = np.where([e is None for e in encoded], -1, np.arange(len(encoded)))[codes] if len(encoded) else codes
+    lengths = np.array([len(e or b"") for e in encoded], np.int64)
+    starts = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    data = np.frombuffer(b"".join(e or b"" for e in encoded), np.uint8)
+    step = max(1, (2 ** 31 - 1) // max(int(lengths.max(initial=0)), 1))
+    chunks = []
+    for a in range(0, max(len(codes), 1), step):
+        part = codes[a:a + step]
+        total = int(np.where(part >= 0, lengths[np.maximum(part, 0)], 0).sum()) if len(part) else 0
+        offsets = np.empty(len(part) + 1, np.int32)
+        out = np.empty(total, np.uint8)
+        gather_strings(part, starts, data, offsets, out)
+        valid = part >= 0
+        nulls = int(len(part) - valid.sum())
+        bitmap = pa.py_buffer(np.packbits(valid, bitorder="little")) if nulls else None
+        chunks.append(pa.StringArray.from_buffers(len(part), pa.py_buffer(offsets), pa.py_buffer(out), bitmap,
+                                                  nulls))
+    return chunks[0] if len(chunks) == 1 else pa.chunked_array(chunks, pa.string())
 
 
 def _stat_columns(cols: Dict[str, np.ndarray], plan: SwathPlan, samples: Any, st: Dict[str, np.ndarray],
