@@ -691,30 +691,41 @@ def _value_columns(plan: SwathPlan, samples: Any) -> List[str]:
 
 
 def _long(plan: SwathPlan, zones: Zones, samples: Any, st: Dict[str, np.ndarray], dates: np.ndarray) -> Table:
+    """Rows per sample, then scene (in date order), then variable: the arrays of ``st`` (scene, sample[,
+    variable]) moved into that order by transposes and repeats, not by a gather over every row."""
     n_s, n_v = len(plan.kind), len(plan.variables)
     order = date_order(dates)
-    scene = np.repeat(order, n_v)                      # per sample: scenes in date order, variables in order
-    var = np.tile(np.arange(n_v), len(order))
-    sample = np.repeat(np.arange(n_s), len(scene))
-    scene = np.tile(scene, n_s)
-    var = np.tile(var, n_s)
-    cols: Dict[str, np.ndarray] = {zones.id_name: zones.ids[samples.feature][sample]}
+    n_r = len(order)
+
+    def per_sample(x):                                  # (samples,) -> rows
+        return np.repeat(np.asarray(x), n_r * n_v)
+
+    def per_pixel(x):                                   # (scenes, samples[, k]) -> rows[, k]
+        moved = np.swapaxes(x[order], 0, 1)
+        return np.repeat(moved.reshape((n_s * n_r,) + x.shape[2:]), n_v, axis=0)
+
+    def per_value(x):                                   # (scenes, samples, variables[, k]) -> rows[, k]
+        return np.swapaxes(x[order], 0, 1).reshape((n_s * n_r * n_v,) + x.shape[3:])
+
+    scene = np.tile(np.repeat(order, n_v), n_s)
+    cols: Dict[str, np.ndarray] = {zones.id_name: per_sample(zones.ids[samples.feature])}
     if samples.vertex is not None:
-        cols[VERTEX_INDEX] = samples.vertex[sample].astype(np.int32)
+        cols[VERTEX_INDEX] = per_sample(samples.vertex.astype(np.int32))
     cols["source"] = _strings([s.name for s in plan.scenes], scene)
     cols["date"] = dates[scene]
     cols["time"] = _strings([s.start_time for s in plan.scenes], scene)
-    cols["variable"] = _strings(plan.variables, var)
-    _stat_columns(cols, plan, samples, st, (scene, sample, var))
-    cols["row"] = _nullable_int(st["row"][scene, sample])
-    cols["col"] = _nullable_int(st["col"][scene, sample])
-    cols["distance_m"] = st["distance"][scene, sample]
-    cols["pixel_lat"] = st["plat"][scene, sample]
-    cols["pixel_lon"] = st["plon"][scene, sample]
+    cols["variable"] = _strings(plan.variables, np.tile(np.arange(n_v), n_s * n_r))
+    _stat_columns(cols, plan, samples, per_value(st["stats"]), per_value(st["n_valid"]))
+    cols["row"] = _nullable_int(per_pixel(st["row"]))
+    cols["col"] = _nullable_int(per_pixel(st["col"]))
+    cols["distance_m"] = per_pixel(st["distance"])
+    cols["pixel_lat"] = per_pixel(st["plat"])
+    cols["pixel_lon"] = per_pixel(st["plon"])
     if plan.angles:
+        angles = per_pixel(st["angles"])
         for k, name in enumerate(ANGLES):
-            cols[name.lower()] = st["angles"][scene, sample, k]
-    cols["reason"] = _strings([None] + list(REASONS[1:]), st["reason"][scene, sample, var])
+            cols[name.lower()] = angles[:, k]
+    cols["reason"] = _strings([None] + list(REASONS[1:]), per_value(st["reason"]))
     return Table(cols)
 
 
@@ -746,16 +757,15 @@ def _strings(names: Sequence[Optional[str]], codes: np.ndarray):
     return chunks[0] if len(chunks) == 1 else pa.chunked_array(chunks, pa.string())
 
 
-def _stat_columns(cols: Dict[str, np.ndarray], plan: SwathPlan, samples: Any, st: Dict[str, np.ndarray],
-                  at: Tuple[np.ndarray, ...]) -> None:
-    scene, sample, var = at
-    stats = st["stats"][scene, sample, var]
+def _stat_columns(cols: Dict[str, np.ndarray], plan: SwathPlan, samples: Any, stats: np.ndarray,
+                  n_valid: np.ndarray) -> None:
+    """The statistic columns of ``stats`` (rows, statistics) and ``n_valid`` (rows)."""
     if samples.as_values:
         cols["value"] = stats[:, 0]          # a point's one pixel: every statistic is its value
         return
     for c, name in enumerate(plan.spec.columns):
         cols[name] = stats[:, c]
-    cols["n_valid"] = st["n_valid"][scene, sample, var].astype(np.int32)
+    cols["n_valid"] = n_valid.astype(np.int32)
 
 
 def _nullable_int(values: np.ndarray) -> np.ndarray:
@@ -773,7 +783,7 @@ def _wide(plan: SwathPlan, zones: Zones, samples: Any, st: Dict[str, np.ndarray]
     for r in date_order(dates):
         for v, variable in enumerate(plan.variables):
             sub: Dict[str, np.ndarray] = {}
-            _stat_columns(sub, plan, samples, st, (np.full(n_s, r), everyone, np.full(n_s, v)))
+            _stat_columns(sub, plan, samples, st["stats"][r, everyone, v], st["n_valid"][r, everyone, v])
             for stat in names:
                 cols[f"{keys[r]}_{_identifier(variable)}_{stat}"] = sub[stat]
         if np.any(plan.kind == KIND_POINT):
