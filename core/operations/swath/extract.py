@@ -301,13 +301,11 @@ def extract_scene(plan: SwathPlan, i: int, samples: Optional[np.ndarray] = None)
         found, chord = nearest(index, sub.lat[points], sub.lon[points], radius)
         pixel_of[points] = found
         distance[points] = np.where(found >= 0, metres_of(chord), np.nan)
-        for s, f in zip(points, found):
-            if f >= 0:
-                members[int(s)] = np.array([f], np.int64)
+    hit = np.flatnonzero(pixel_of >= 0)                  # the points' one pixel each
     polygons = np.flatnonzero(sub.kind == KIND_POLYGON)
     if len(polygons):
         members.update(_polygon_pixels(sub, polygons, lat, lon))
-    wanted = np.unique(np.concatenate([m for m in members.values()] or [np.zeros(0, np.int64)]))
+    wanted = np.unique(np.concatenate([pixel_of[hit]] + [m for m in members.values()]))
     rows, cols = wanted // width, wanted % width
     values = np.column_stack([read_pixels(scene.variable(v), rows, cols) for v in sub.variables]) if n_v else \
         np.zeros((len(wanted), 0))
@@ -315,7 +313,7 @@ def extract_scene(plan: SwathPlan, i: int, samples: Optional[np.ndarray] = None)
     if not sub.flags.empty:
         sf = resolve_flags(sub.flags, scene)
         flagged = sf.masked(read_pixels(sf.variable, rows, cols, raw=True))
-    part = _reduce(sub, members, wanted, values, flagged)
+    part = _reduce(sub, members, (hit, pixel_of[hit]), wanted, values, flagged)
     ok = pixel_of >= 0
     part["row"] = np.where(ok, pixel_of // width, -1)
     part["col"] = np.where(ok, pixel_of % width, -1)
@@ -427,8 +425,10 @@ def _polygon_pixels(plan: SwathPlan, polygons: np.ndarray, lat: np.ndarray, lon:
     return out
 
 
-def _reduce(plan: SwathPlan, members: Dict[int, np.ndarray], wanted: np.ndarray, values: np.ndarray,
-            flagged: np.ndarray) -> Dict[str, np.ndarray]:
+def _reduce(plan: SwathPlan, members: Dict[int, np.ndarray], points: Tuple[np.ndarray, np.ndarray],
+            wanted: np.ndarray, values: np.ndarray, flagged: np.ndarray) -> Dict[str, np.ndarray]:
+    """Statistics of the samples: ``points`` (samples, their pixel) all at once, the polygons' ``members``
+    (sample: pixels) one by one."""
     n_s, n_v, n_c = len(plan.kind), len(plan.variables), plan.n_columns
     stats = np.full((n_s, n_v, n_c), np.nan)
     n_valid = np.zeros((n_s, n_v), np.int64)
@@ -438,13 +438,10 @@ def _reduce(plan: SwathPlan, members: Dict[int, np.ndarray], wanted: np.ndarray,
     reason[plan.kind == KIND_LINE] = LINE
     reason[plan.kind == KIND_EMPTY] = EMPTY
     names = plan.spec.columns
-    single = np.array([s for s, m in members.items() if len(m) == 1 and plan.kind[s] == KIND_POINT], np.int64)
+    single, pixels_of = points
     if len(single):
-        _reduce_points(plan, single, np.array([members[s][0] for s in single], np.int64), wanted, values, flagged,
-                       stats, n_valid, reason)
+        _reduce_points(plan, single, pixels_of, wanted, values, flagged, stats, n_valid, reason)
     for s, pixels in members.items():
-        if plan.kind[s] == KIND_POINT and len(pixels) == 1:
-            continue
         pos = np.searchsorted(wanted, pixels)
         vals = values[pos]
         bad = flagged[pos]
