@@ -84,6 +84,8 @@ class SwathScene:
     variables: Tuple[SwathVariable, ...]
     date: Optional[_dt.date] = None
     start_time: Optional[str] = None
+    #: False for a scene described from another SAFE folder of the same files (its headers unread yet)
+    opened: bool = True
 
     @property
     def files(self) -> Tuple[str, ...]:

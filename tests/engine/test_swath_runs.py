@@ -131,3 +131,31 @@ def test_a_scene_geolocation_is_read_once_per_process_until_its_file_changes(one
     os.utime(scene.lat.path, ns=(stamp + 10 ** 9, stamp + 10 ** 9))
     again = scene_geolocation(scene)
     assert again is not first and np.array_equal(again.lat, first.lat, equal_nan=True)
+
+
+def test_later_scenes_opened_by_their_task_use_their_own_headers(tmp_path):
+    """Scenes after the first with the same files are described from it in planning and opened by their
+    task: a scene whose packing differs reads with its own; one that lacks a variable is refused by name."""
+    import netCDF4
+    from tilewise.core.errors import InputError
+    paths = [sd.write_olci_product(str(tmp_path), stamp=f"202405{d:02d}T100000", seed=d) for d in (10, 11)]
+    with netCDF4.Dataset(f"{paths[1]}/Oa08_reflectance.nc", "a") as f:
+        f["Oa08_reflectance"].scale_factor = sd.OA_SCALE * 2
+    tlat, tlon = sd.geolocation_truth(paths[0])
+    zones = zones_from_geometries([shapely.Point(tlon[7, 9], tlat[7, 9]),
+                                   shapely.Point(tlon[50, 20], tlat[50, 20]).buffer(0.02)], "EPSG:4326")
+    both, alone = str(tmp_path / "both.parquet"), str(tmp_path / "alone.parquet")
+    extract(paths, zones, both, "mean,count", variables="Oa08_reflectance,CHL_NN", workers=2)
+    extract(paths[1:], zones, alone, "mean,count", variables="Oa08_reflectance,CHL_NN", workers=1)
+    second = pq.read_table(both).to_pandas()
+    second = second[second.source == paths[1].rsplit("/", 1)[-1]].reset_index(drop=True)
+    assert second.equals(pq.read_table(alone).to_pandas())
+    first = pq.read_table(both).to_pandas()
+    first = first[(first.source != paths[1].rsplit("/", 1)[-1]) & (first.variable == "Oa08_reflectance")]
+    raw = (first["mean"].to_numpy() - sd.OA_OFFSET) / sd.OA_SCALE
+    doubled = second[second.variable == "Oa08_reflectance"]["mean"].to_numpy()
+    np.testing.assert_allclose(doubled, raw * sd.OA_SCALE * 2 + sd.OA_OFFSET)
+    with netCDF4.Dataset(f"{paths[1]}/chl_nn.nc", "a") as f:
+        f.renameVariable("CHL_NN", "CHL_XX")
+    with pytest.raises(InputError, match=r"S3A_OL_2_WFR____20240511.*no variable 'CHL_NN'"):
+        extract(paths, zones, str(tmp_path / "bad.parquet"), "mean", variables="CHL_NN", workers=1)
