@@ -25,8 +25,17 @@ class SwathSeries:
 
     def checkParameterValues(self, parameters, context):  # noqa: N802 (QGIS's name)
         """QGIS refuses an INPUT entry it cannot load as a layer: a SAFE folder, its manifest, a netCDF of
-        several variables. Those are swath scenes the engine reads; every other parameter is checked as usual."""
+        several variables. Those are swath scenes the engine reads; every other parameter is checked as usual.
+        A series that mixes them with raster layers is refused with one message."""
         if not self.swath_series(parameters):
+            raw = parameters.get(self.INPUT) or []
+            raw = raw if isinstance(raw, (list, tuple)) else [raw]
+            # SAFE folders and manifests only: a netCDF on a regular grid is a raster layer too
+            scenes = [v for v in raw if isinstance(v, str) and swath_path(v) and not v.split("|")[0].lower().endswith(
+                SWATH_EXTENSIONS)]
+            if scenes and raw:
+                return False, tr(f"The inputs mix swath scenes ({scenes[0]}) and raster layers: give one kind per "
+                                 "run (swath scenes are gridded onto the Extent and Cell size first).")
             return super().checkParameterValues(parameters, context)
         for definition in self.parameterDefinitions():
             if definition.name() != self.INPUT and \
