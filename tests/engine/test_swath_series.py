@@ -145,3 +145,38 @@ def test_cli_gapfill_and_mosaic_of_swath_scenes(scenes, tmp_path):
     proc = cli("gapfill", *grid, "-o", "x.tif", "-q", *paths)
     assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0, proc.stderr
     assert "takes one variable: name it in VARIABLES" in proc.stderr
+
+
+def test_resume_reuses_the_gridded_scenes_and_the_finished_tiles(scenes, tmp_path):
+    from tilewise.core.errors import CancelledError
+    folder, paths = scenes
+    options = dict(variables="CHL_NN", extent=snapped_bounds(paths[0]), cell_size=CELL, tile_size=16, workers=1)
+    gapfill(paths, str(tmp_path / "straight.tif"), **options)
+
+    def stop_after_three(done, total):
+        if done >= 3:
+            raise CancelledError("stopped")
+
+    out = tmp_path / "filled.tif"
+    with pytest.raises(CancelledError):
+        gapfill(paths, str(out), resume=True, progress=stop_after_three, **options)
+    grids = tmp_path / ".tilewise-swath-filled.tif"
+    kept = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in grids.glob("*.tif")}
+    assert len(kept) == len(paths) and not out.exists()
+    log = []
+    report = gapfill(paths, str(out), resume=True, log=log.append, **options)
+    assert report.reused >= 3 and report.tiles > report.reused
+    assert not grids.exists()
+    assert any("already finished and are reused" in line for line in log), log
+    with rasterio.open(out) as a, rasterio.open(tmp_path / "straight.tif") as b:
+        np.testing.assert_array_equal(a.read(), b.read())
+    # the scenes were not gridded again: the resumed run read the kept files (same inode and time)
+    again = tmp_path / "again.tif"
+    with pytest.raises(CancelledError):
+        gapfill(paths, str(again), resume=True, progress=stop_after_three, **options)
+    first = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns)
+             for p in (tmp_path / ".tilewise-swath-again.tif").glob("*.tif")}
+    with pytest.raises(CancelledError):
+        gapfill(paths, str(again), resume=True, progress=stop_after_three, **options)
+    assert {p.name: (p.stat().st_ino, p.stat().st_mtime_ns)
+            for p in (tmp_path / ".tilewise-swath-again.tif").glob("*.tif")} == first

@@ -94,10 +94,11 @@ def _extrapolated(a: np.ndarray, bad: np.ndarray) -> np.ndarray:
 def swath_to_grid(inputs: Sequence[str], folder: str, variables: Any = None, crs: str = "EPSG:4326",
                   bounds: Optional[Tuple[float, float, float, float]] = None, cell_size: Optional[float] = None,
                   resampling: str = "nearest", mask_flags: Any = (), mask_bits: Any = (),
-                  mask_preset: Any = None, flag_variable: Optional[str] = None) -> List[str]:
+                  mask_preset: Any = None, flag_variable: Optional[str] = None, reuse: bool = False) -> List[str]:
     """Write each swath scene of ``inputs`` as a float32 GeoTIFF (one band per variable, NaN no data) on the
-    grid of ``crs``, ``bounds`` (xmin, ymin, xmax, ymax) and ``cell_size``, into ``folder``; return the paths."""
-    import rasterio
+    grid of ``crs``, ``bounds`` (xmin, ymin, xmax, ymax) and ``cell_size``, into ``folder``; return the paths
+    (named after the scenes; ``_2``, ``_3``... for scenes of the same name). With ``reuse``, a scene gridded
+    there before with the same files, variables, grid and flags is not gridded again (a resumed run)."""
     if bounds is None or cell_size is None or cell_size <= 0:
         raise ParameterError("Gridding swath scenes needs the target extent (xmin, ymin, xmax, ymax) and a cell size "
                              "above 0, in the target CRS.")
@@ -111,24 +112,54 @@ def swath_to_grid(inputs: Sequence[str], folder: str, variables: Any = None, crs
     flags = flag_request(mask_flags, mask_bits, (), mask_preset, flag_variable)
     if isinstance(variables, str):
         variables = [v for v in variables.split(",") if v.strip()]
-    paths = []
+    paths: List[str] = []
     for p in inputs:
         scene = open_swath(str(p))
         names = [scene.variable(v).name for v in variables] if variables else [v.name for v in scene.measured()]
-        data = warp_swath(scene, names, crs, transform, width, height, resampling, flags)
-        out = os.path.join(folder, os.path.splitext(scene.name)[0] + ".tif")
-        profile = dict(driver="GTiff", width=width, height=height, count=len(names), dtype="float32", crs=crs,
-                       transform=rasterio.Affine(*transform), nodata=np.nan, compress="deflate", tiled=True)
-        tmp = out + ".part.tif"
-        with rasterio.open(tmp, "w", **profile) as dst:
-            dst.write(data.astype(np.float32))
-            for i, name in enumerate(names, start=1):
-                dst.set_band_description(i, name)
-            if scene.start_time:
-                dst.update_tags(ACQUISITIONDATETIME=scene.start_time)
-        os.replace(tmp, out)
+        stem = os.path.splitext(scene.name)[0]
+        out = os.path.join(folder, stem + ".tif")
+        k = 1
+        while out in paths:
+            k += 1
+            out = os.path.join(folder, f"{stem}_{k}.tif")
+        stamp = _stamp(scene, names, crs, transform, width, height, resampling, flags)
+        if not (reuse and _stamped(out, stamp)):
+            data = warp_swath(scene, names, crs, transform, width, height, resampling, flags)
+            _write_grid(out, data, names, crs, transform, scene.start_time)
+            with open(out + ".json", "w", encoding="utf-8") as f:
+                f.write(stamp)
         paths.append(out)
     return paths
+
+
+def _write_grid(out: str, data: np.ndarray, names: Sequence[str], crs: str, transform: Tuple[float, ...],
+                start_time: Optional[str]) -> None:
+    import rasterio
+    profile = dict(driver="GTiff", width=data.shape[2], height=data.shape[1], count=len(names), dtype="float32",
+                   crs=crs, transform=rasterio.Affine(*transform), nodata=np.nan, compress="deflate", tiled=True)
+    tmp = out + ".part.tif"
+    with rasterio.open(tmp, "w", **profile) as dst:
+        dst.write(data.astype(np.float32))
+        for i, name in enumerate(names, start=1):
+            dst.set_band_description(i, name)
+        if start_time:
+            dst.update_tags(ACQUISITIONDATETIME=start_time)
+    os.replace(tmp, out)
+
+
+def _stamp(scene: SwathScene, names: Sequence[str], *grid: Any) -> str:
+    """What a gridded scene was made of: the scene's files (size and time), its variables, the grid and flags."""
+    import json
+    files = [[f, os.stat(f).st_size, os.stat(f).st_mtime_ns] for f in scene.files if os.path.exists(f)]
+    return json.dumps({"scene": scene.source, "files": files, "variables": list(names), "grid": repr(grid)})
+
+
+def _stamped(out: str, stamp: str) -> bool:
+    try:
+        with open(out + ".json", encoding="utf-8") as f:
+            return f.read() == stamp and os.path.isfile(out)
+    except OSError:
+        return False
 
 
 #: Options of a raster operation that only swath scenes take (popped before the operation sees them).
@@ -167,9 +198,10 @@ def grid_swaths(run: Callable[..., Any], what: str, inputs: Sequence[str], outpu
                 **options: Any) -> Any:
     """``run(gridded, output, *args, **options)`` (a raster operation) on the swath scenes of ``inputs``
     gridded first (:func:`swath_to_grid`) onto the grid of ``extent`` and ``cell_size`` (in ``crs``, default
-    WGS 84), in a hidden folder beside the output that is removed afterwards. The flags (``mask_flags``,
-    ``mask_bits``, ``mask_preset``, ``flag_variable``) mask the scenes as they are gridded. Messages and
-    warnings of the run name the scenes, not the gridded files."""
+    WGS 84), in a hidden folder beside the output that is removed afterwards (with ``resume``, only once the
+    run succeeds: a resumed run grids only the scenes not gridded yet, and its tiles are reused). The flags
+    (``mask_flags``, ``mask_bits``, ``mask_preset``, ``flag_variable``) mask the scenes as they are gridded.
+    Messages and warnings of the run name the scenes, not the gridded files."""
     import shutil
     import tempfile
     extent, cell = options.get("extent"), options.get("cell_size")
@@ -186,15 +218,25 @@ def grid_swaths(run: Callable[..., Any], what: str, inputs: Sequence[str], outpu
     folder = os.path.dirname(os.path.abspath(output))
     if not os.path.isdir(folder):
         raise OutputError(f"The output folder {folder} does not exist.")
-    work = tempfile.mkdtemp(prefix=".tilewise-swath-", dir=folder)
+    resume = bool(options.get("resume"))
+    if resume:   # one folder per output, kept until the run succeeds: a resumed run reuses its scenes
+        work = os.path.join(folder, f".tilewise-swath-{os.path.basename(os.path.abspath(output))}")
+        os.makedirs(work, exist_ok=True)
+    else:
+        work = tempfile.mkdtemp(prefix=".tilewise-swath-", dir=folder)
+    done = False
     try:
         xmin, ymin, xmax, ymax = extent
-        gridded = swath_to_grid(inputs, work, variables, crs, (xmin, ymin, xmax, ymax), float(cell), **flags)
+        gridded = swath_to_grid(inputs, work, variables, crs, (xmin, ymin, xmax, ymax), float(cell), reuse=resume,
+                                **flags)
         names = dict(zip(gridded, (str(p) for p in inputs)))
         with _naming_scenes(names):
-            return run(gridded, output, *args, **options)
+            result = run(gridded, output, *args, **options)
+        done = True
+        return result
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if done or not resume:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 @contextlib.contextmanager
