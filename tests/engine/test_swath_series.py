@@ -15,7 +15,7 @@ import swathdata as sd
 from support import subprocess_env
 from test_swath_grid import CELL, gdalwarp_geoloc, needs_gdalwarp, snapped_bounds
 from tilewise.core import bandmath, composite, gapfill, index, mosaic
-from tilewise.core.errors import InputError, ParameterError
+from tilewise.core.errors import InputError, ParameterError, TilewiseWarning
 from tilewise.core.operations.swath.grid import swath_to_grid
 
 pytest.importorskip("netCDF4")
@@ -61,6 +61,17 @@ def test_errors_name_the_scene_not_the_gridded_file(scenes, tmp_path):
                 cell_size=CELL)
     assert paths[0] in str(e.value) and ".tilewise-swath-" not in str(e.value), str(e.value)
     assert not list(tmp_path.glob(".tilewise-swath-*"))
+    # a date given for a scene whose name has its own: the warning (or the log line) names the scene
+    dates = ",".join(f"2023-01-{d:02d}" for d in DAYS)
+    options = dict(variables="CHL_NN", dates=dates, extent=snapped_bounds(paths[0]), cell_size=CELL, workers=1)
+    with pytest.warns(TilewiseWarning) as caught:
+        gapfill(paths, str(tmp_path / "a.tif"), **options)
+    said = " ".join(str(w.message) for w in caught)
+    assert paths[0] in said and ".tilewise-swath-" not in said, said
+    lines = []
+    gapfill(paths, str(tmp_path / "b.tif"), log=lines.append, **options)
+    said = " ".join(line for line in lines if line.startswith("Warning"))
+    assert paths[0] in said and ".tilewise-swath-" not in " ".join(lines), lines
 
 
 @needs_gdalwarp

@@ -230,7 +230,7 @@ def grid_swaths(run: Callable[..., Any], what: str, inputs: Sequence[str], outpu
         gridded = swath_to_grid(inputs, work, variables, crs, (xmin, ymin, xmax, ymax), float(cell), reuse=resume,
                                 **flags)
         names = dict(zip(gridded, (str(p) for p in inputs)))
-        with _naming_scenes(names):
+        with _naming_scenes(names, options):
             result = run(gridded, output, *args, **options)
         done = True
         return result
@@ -240,27 +240,48 @@ def grid_swaths(run: Callable[..., Any], what: str, inputs: Sequence[str], outpu
 
 
 @contextlib.contextmanager
-def _naming_scenes(names: Dict[str, str]) -> Iterator[None]:
-    """Errors and warnings that name a gridded file name its scene instead (the gridded file is gone after
-    the run: the scene is what the user gave)."""
+def _naming_scenes(names: Dict[str, str], options: Dict[str, Any]) -> Iterator[None]:
+    """Errors, warnings and log lines (the ``log`` callback of ``options``, the ``tilewise`` logger's handlers)
+    that name a gridded file name its scene instead (the gridded file is gone after the run: the scene is what
+    the user gave)."""
+    import logging
+
     def renamed(text: str) -> str:
-        for gridded, scene in names.items():
-            text = text.replace(gridded, scene)
+        for gridded, scene in names.items():     # the path, then the file name alone
+            text = text.replace(gridded, scene).replace(os.path.basename(gridded), scene)
         return text
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            yield
-        except TilewiseError as exc:
-            message = renamed(str(exc))
-            if message == str(exc):
-                raise
-            raise type(exc)(message) from None
-        finally:
-            for w in caught:
-                warnings.warn_explicit(type(w.message)(renamed(str(w.message))) if isinstance(w.message, Warning)
-                                       else renamed(str(w.message)), w.category, w.filename, w.lineno)
+    class Renaming(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            message = record.getMessage()
+            if renamed(message) != message:
+                record.msg, record.args = renamed(message), ()
+            return True
+
+    send = options.get("log")
+    if callable(send):
+        options["log"] = lambda line: send(renamed(line))
+    handlers, renaming = list(logging.getLogger("tilewise").handlers), Renaming()
+    for handler in handlers:
+        handler.addFilter(renaming)
+    caught: List[warnings.WarningMessage] = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                yield
+            except TilewiseError as exc:
+                message = renamed(str(exc))
+                if message == str(exc):
+                    raise
+                raise type(exc)(message) from None
+    finally:   # outside the block: a warning shown inside it would be recorded again
+        for handler in handlers:
+            handler.removeFilter(renaming)
+        if callable(send):
+            options["log"] = send
+        for w in caught:
+            warnings.warn_explicit(type(w.message)(renamed(str(w.message))), w.category, w.filename, w.lineno)
 
 
 def swath_series(inputs: Sequence[str], options: Optional[dict] = None, folders: bool = True) -> bool:
