@@ -153,8 +153,6 @@ def _refuse_raster_options(o: SwathOptions, spec: ExtractSpec) -> None:
     if o.mask_band is not None or o.mask_layers:
         raise ParameterError("Swath flags come from the product's flag variable (FLAG_VARIABLE, e.g. WQSF), not "
                              "from a mask band or mask layers.")
-    if o.output_plot:
-        raise ParameterError("The HTML plot is not made for swath inputs yet; leave OUTPUT_PLOT empty.")
 
 
 # -- the plan -----------------------------------------------------------------------------------------------
@@ -477,7 +475,11 @@ class SwathJob(TiledJob):
     @property
     def sink(self) -> TableSink:
         from functools import partial
-        return TableSink(self.output, partial(swath_table, self.plan, self.zones, self.samples, self.options.layout))
+        from .plot import SwathPlotSink     # the plot (OUTPUT_PLOT) is drawn from the long table
+        plot = os.path.abspath(self.options.output_plot) if self.options.output_plot else None
+        table = partial(swath_table, self.plan, self.zones, self.samples)
+        return SwathPlotSink(self.output, partial(table, self.options.layout), plot=plot, long=partial(table, "long"),
+                             id_name=self.zones.id_name if self.zones is not None else "id")
 
     @property
     def budget(self) -> TileBudget:
