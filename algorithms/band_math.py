@@ -7,6 +7,7 @@ from qgis.core import QgsProcessingException, QgsProcessingParameterMultipleLaye
 from ..core.errors import ExpressionError
 from ..core.operations.expression import ELEMENTWISE, validate_expression
 from .base import TilewiseAlgorithm, tr
+from .swath import RefusesSwaths
 from .compat import TYPE_RASTER
 from .parameters import ScalingParameters
 
@@ -29,7 +30,8 @@ BANDMATH_HELP = (
 )
 
 
-class BandMath(ScalingParameters, TilewiseAlgorithm):
+class BandMath(RefusesSwaths, ScalingParameters, TilewiseAlgorithm):
+    SWATH_REFUSED = ("LAYERS",)
     OPERATION = "bandmath"
     LAYERS = "LAYERS"
     BANDS = "BANDS"

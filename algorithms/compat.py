@@ -18,6 +18,7 @@ def _pick(new_owner, new_name, old_owner, old_name):
 
 LAYER_RASTER = _pick("LayerType", "Raster", QgsMapLayer, "RasterLayer")
 TYPE_RASTER = _pick("ProcessingSourceType", "Raster", QgsProcessing, "TypeRaster")
+TYPE_FILE = _pick("ProcessingSourceType", "File", QgsProcessing, "TypeFile")
 FLAG_OPTIONAL = _pick("ProcessingParameterFlag", "Optional", QgsProcessingParameterDefinition, "FlagOptional")
 TYPE_VECTOR_POLYGON = _pick("ProcessingSourceType", "VectorPolygon", QgsProcessing, "TypeVectorPolygon")
 WKB_MULTIPOLYGON = _pick("WkbType", "MultiPolygon", QgsWkbTypes, "MultiPolygon")

@@ -8,6 +8,7 @@ from qgis.core import (QgsProcessingOutputMultipleLayers, QgsProcessingParameter
 
 from ..core.vocabulary import GAPFILL_EDGE_MODES, GAPFILL_METHODS
 from .base import TilewiseAlgorithm, tr
+from .swath import SwathSeries
 from .compat import NUMBER_INTEGER, TYPE_RASTER
 from .parameters import MASK_HELP, OUTPUT_TYPES, GeoTiffDestination, MaskParameters, nodata_parameter, optional_number
 
@@ -37,12 +38,17 @@ HELP = (
     "edge-filled, 255 still missing.</p>"
     "<p><b>Band</b>: the band to fill (default: the only band that is not the mask band).</p>"
     "{mask_help}"
+    "<p><b>Swath scenes</b> (Sentinel-3 SAFE folders or their xfdumanifest.xml, netCDF on latitude/longitude "
+    "grids) are gridded first onto <i>Extent</i> and <i>Cell size</i> (in <i>Target CRS</i>, default EPSG:4326) "
+    "through their geolocation (as <code>gdalwarp -geoloc</code>): name the variable to fill in <i>Variables</i>; "
+    "flags are masked by name (<i>Mask flags</i>), bits or the olci-wfr preset. Dates come from the product "
+    "names.</p>"
     "<p>Memory is bounded by the tile size times the number of dates; the work runs in separate Python "
     "processes, so QGIS stays responsive, and cancel writes nothing.</p>"
 )
 
 
-class Gapfill(MaskParameters, TilewiseAlgorithm):
+class Gapfill(SwathSeries, MaskParameters, TilewiseAlgorithm):
     OPERATION = "gapfill"
     INPUT = "INPUT"
     BAND = "BAND"
@@ -54,6 +60,8 @@ class Gapfill(MaskParameters, TilewiseAlgorithm):
     TARGET_DATES = "TARGET_DATES"
     DATES = "DATES"
     INPUT_NODATA = "INPUT_NODATA"
+    VARIABLES = "VARIABLES"
+    MASK_FLAGS = "MASK_FLAGS"
     OUTPUT_MODE = "OUTPUT_MODE"
     OUTPUT_FOLDER = "OUTPUT_FOLDER"
     OUTPUT_LAYERS = "OUTPUT_LAYERS"
@@ -93,6 +101,10 @@ class Gapfill(MaskParameters, TilewiseAlgorithm):
             self.DATES, tr("Dates of inputs without a date in their name or metadata (one per input, in order)"),
             optional=True))
         self.addParameter(nodata_parameter(self.INPUT_NODATA, "Input nodata (empty: each file's own)"))
+        self.addParameter(QgsProcessingParameterString(
+            self.VARIABLES, tr("Swath scenes: the variable to fill (e.g. CHL_NN)"), optional=True))
+        self.addParameter(QgsProcessingParameterString(
+            self.MASK_FLAGS, tr("Swath scenes: flags to mask by name (e.g. LAND,CLOUD,INVALID)"), optional=True))
         self.add_mask_parameters()
         self.add_grid_parameters("default: the first input")
         # last before the outputs, which the dialog shows at its end: the choice sits next to what it chooses
@@ -112,7 +124,7 @@ class Gapfill(MaskParameters, TilewiseAlgorithm):
         flags = self.parameterAsOutputLayer(parameters, self.OUTPUT_FLAGS, context) \
             if parameters.get(self.OUTPUT_FLAGS) else None
         params = {
-            "inputs": self.layer_sources(parameters, self.INPUT, context),
+            "inputs": self.series_sources(parameters, context),
             "method": method,
             # whole days in the dialog, a float for the engine as ever (a model's 10.5 still passes)
             "max_gap": self.parameterAsDouble(parameters, self.MAX_GAP, context),
@@ -128,6 +140,8 @@ class Gapfill(MaskParameters, TilewiseAlgorithm):
             "flags": os.path.abspath(flags) if flags else None,
             **self.mask_params(parameters, context),
             **self.grid_params(parameters, context),
+            **{k: v for k, v in (("variables", self.parameterAsString(parameters, self.VARIABLES, context)),
+                                 ("mask_flags", self.parameterAsString(parameters, self.MASK_FLAGS, context))) if v},
         }
         params.update(self.output_params(parameters, context, require_output=not per_date))
         if per_date:

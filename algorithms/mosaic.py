@@ -8,6 +8,7 @@ from qgis.core import (QgsProcessingException, QgsProcessingParameterEnum, QgsPr
 
 from ..core.vocabulary import OVERLAP_RULES, OVERVIEW_RESAMPLINGS as ENGINE_OVERVIEW_RESAMPLINGS
 from .base import TilewiseAlgorithm, tr
+from .swath import SwathSeries
 from .compat import FILE_FOLDER, TYPE_RASTER, advanced
 from .parameters import OUTPUT_TYPES, nodata_parameter, optional_number
 
@@ -26,16 +27,21 @@ HELP = (
     "last, min, max, mean or median of the valid values (nodata ignored).</p>"
     "<p>When every input already lies on the output grid and the rule is first/last, GDAL builds the mosaic "
     "directly (VRT + COG driver); otherwise Tilewise computes it tile by tile on every core.</p>"
+    "<p><b>Swath scenes</b> (Sentinel-3 SAFE folders or their xfdumanifest.xml, netCDF on latitude/longitude "
+    "grids) as <i>Input layers</i> are gridded first onto <i>Extent</i> and <i>Cell size</i> (in <i>Target "
+    "CRS</i>, default EPSG:4326) through their geolocation, with <i>Variables</i> and flags masked by name.</p>"
 )
 
 
-class Mosaic(TilewiseAlgorithm):
+class Mosaic(SwathSeries, TilewiseAlgorithm):
     OPERATION = "mosaic"
     INPUT = "INPUT"
     INPUT_FOLDER = "INPUT_FOLDER"
     PATTERN = "PATTERN"
     OVERLAP = "OVERLAP"
     INPUT_NODATA = "INPUT_NODATA"
+    VARIABLES = "VARIABLES"
+    MASK_FLAGS = "MASK_FLAGS"
     OVERVIEW_RESAMPLING = "OVERVIEW_RESAMPLING"
     OUTPUT_TYPE_OPTIONS = ["same as inputs"] + OUTPUT_TYPES
     OUTPUT_NODATA_HELP = "Output nodata (empty: the inputs')"
@@ -59,13 +65,18 @@ class Mosaic(TilewiseAlgorithm):
         self.addParameter(QgsProcessingParameterEnum(
             self.OVERLAP, tr("Where inputs overlap"), OVERLAPS, defaultValue=0))
         self.addParameter(nodata_parameter(self.INPUT_NODATA, "Input nodata (empty: each file's own)"))
+        self.addParameter(QgsProcessingParameterString(
+            self.VARIABLES, tr("Swath scenes: variables (e.g. CHL_NN; empty: all but flags and *_err)"), optional=True))
+        self.addParameter(QgsProcessingParameterString(
+            self.MASK_FLAGS, tr("Swath scenes: flags to mask by name (e.g. LAND,CLOUD,INVALID)"), optional=True))
         self.add_grid_parameters("default: the union of the inputs")
         self.addParameter(advanced(QgsProcessingParameterEnum(
             self.OVERVIEW_RESAMPLING, tr("Overview resampling"), OVERVIEW_RESAMPLINGS, defaultValue=0)))
         self.add_output_parameters("Mosaic")
 
     def engine_params(self, parameters, context, feedback):
-        sources = self.layer_sources(parameters, self.INPUT, context, required=False)
+        sources = self.series_sources(parameters, context) if self.swath_series(parameters) else \
+            self.layer_sources(parameters, self.INPUT, context, required=False)
         folder = self.parameterAsFile(parameters, self.INPUT_FOLDER, context)
         if folder:
             sources += folder_files(folder, self.parameterAsString(parameters, self.PATTERN, context))
@@ -80,6 +91,9 @@ class Mosaic(TilewiseAlgorithm):
         }
         params.update(self.grid_params(parameters, context))
         params.update(self.output_params(parameters, context))
+        params.update({k: v for k, v in (("variables", self.parameterAsString(parameters, self.VARIABLES, context)),
+                                         ("mask_flags", self.parameterAsString(parameters, self.MASK_FLAGS, context)))
+                       if v})
         feedback.pushInfo(tr(f"Mosaic of {len(sources)} rasters, overlap rule {params['overlap']}"))
         return params
 

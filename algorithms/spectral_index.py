@@ -8,6 +8,7 @@ from qgis.core import (QgsProcessingException, QgsProcessingOutputMultipleLayers
 
 from ..core.operations.indices import INDICES, ROLES
 from .base import TilewiseAlgorithm, tr
+from .swath import RefusesSwaths
 from .compat import NUMBER_DOUBLE, NUMBER_INTEGER, TYPE_RASTER
 from .parameters import ScalingParameters, with_decimals
 
@@ -28,7 +29,7 @@ INDEX_HELP = (
 )
 
 
-class SpectralIndex(ScalingParameters, TilewiseAlgorithm):
+class SpectralIndex(RefusesSwaths, ScalingParameters, TilewiseAlgorithm):
     OPERATION = "index"
     INDEX = "INDEX"
     INPUT = "INPUT"

@@ -6,8 +6,8 @@ import argparse
 
 from ..vocabulary import COMPOSITE_STATISTICS, SPECTRAL_STATISTICS
 from . import print_report, run_with_progress
-from .options import (add_input_nodata_option, add_mask_options, add_raster_options, expand_inputs, integers,
-                      mask_kwargs, numbers, raster_kwargs)
+from .options import (add_input_nodata_option, add_mask_options, add_raster_options, add_swath_grid_options,
+                      expand_inputs, integers, mask_kwargs, numbers, raster_kwargs, swath_grid_kwargs)
 from .stac import add_composite_options, composite_inputs
 
 
@@ -23,11 +23,7 @@ def add_commands(sub) -> None:
     c.add_argument("--bands", type=integers, help="input bands to composite, e.g. 1,2,3 (default all)")
     add_input_nodata_option(c)
     add_mask_options(c)
-    g = c.add_argument_group("swath scenes (SAFE folders, netCDF on latitude/longitude grids; gridded onto "
-                             "--extent and --cell-size first)")
-    g.add_argument("--variables", metavar="LIST", help="variables to composite, e.g. CHL_NN (default all "
-                   "measured ones)")
-    g.add_argument("--mask-flags", metavar="LIST", help="flags to mask by name, e.g. LAND,CLOUD,INVALID")
+    add_swath_grid_options(c)
     add_spectral_options(c)
     add_raster_options(c, type_default=None)
     for action in c._actions:  # None: the statistic's own default
@@ -80,6 +76,6 @@ def run(args: argparse.Namespace) -> int:
     report = run_with_progress(
         composite, args, inputs, args.output, args.statistic, args.percentiles, bands=args.bands,
         input_nodata=args.input_nodata, **mask_kwargs(args, mask_band), **raster_kwargs(args), **spectral,
-        **{k: v for k, v in (("variables", args.variables), ("mask_flags", args.mask_flags)) if v})
+        **swath_grid_kwargs(args))
     print_report(report)
     return 0

@@ -9,8 +9,8 @@ import argparse
 
 from ..vocabulary import GAPFILL_EDGE_MODES, GAPFILL_METHODS
 from . import print_report, run_with_progress
-from .options import add_input_nodata_option, add_mask_options, add_raster_options, expand_inputs, mask_kwargs, \
-    raster_kwargs
+from .options import add_input_nodata_option, add_mask_options, add_raster_options, add_swath_grid_options, \
+    expand_inputs, mask_kwargs, raster_kwargs, swath_grid_kwargs
 
 
 def add_commands(sub) -> None:
@@ -21,7 +21,8 @@ def add_commands(sub) -> None:
                     "years. The output has one band per date (band descriptions: the ISO dates), in date order. "
                     "Dates come from the file names (YYYY-MM-DD, YYYYMMDD, YYYY_MM_DD, YYYY-MM, YYYY_MM), else "
                     "the metadata, else --dates. Observed values pass through unchanged.")
-    c.add_argument("inputs", nargs="+", help="input rasters (one per date, any order) or quoted glob patterns")
+    c.add_argument("inputs", nargs="+", help="input rasters (one per date, any order) or quoted glob patterns; or "
+                                              "swath scenes (SAFE folders, netCDF on latitude/longitude grids)")
     c.add_argument("-m", "--method", default=GAPFILL_METHODS[0], choices=GAPFILL_METHODS,
                    help="linear (default), nearest, previous, next or seasonal (then linear for what remains)")
     c.add_argument("--max-gap", type=float, default=0, metavar="DAYS",
@@ -46,6 +47,7 @@ def add_commands(sub) -> None:
                         "3 edge-filled, 255 still missing")
     add_input_nodata_option(c)
     add_mask_options(c)
+    add_swath_grid_options(c)
     add_raster_options(c, type_default=None)  # float32, or float64 for 32-bit and float64 inputs
     c.set_defaults(run=run)
 
@@ -56,6 +58,6 @@ def run(args: argparse.Namespace) -> int:
         gapfill, args, expand_inputs(args.inputs), args.output, args.method, max_gap=args.max_gap, edges=args.edges,
         season_days=args.season_days, years_window=args.years_window, target_dates=args.target_dates,
         dates=args.dates, band=args.band, per_date=args.per_date, prefix=args.prefix, flags=args.flags,
-        input_nodata=args.input_nodata, **mask_kwargs(args), **raster_kwargs(args))
+        input_nodata=args.input_nodata, **mask_kwargs(args), **raster_kwargs(args), **swath_grid_kwargs(args))
     print_report(report)
     return 0

@@ -189,3 +189,17 @@ def apply_http_timeout(args: argparse.Namespace) -> None:
     from ..io.network import HTTP_TIMEOUT_ENV
     if getattr(args, "http_timeout", None) is not None:
         os.environ[HTTP_TIMEOUT_ENV] = str(args.http_timeout)
+
+
+def add_swath_grid_options(p) -> None:
+    """Options of swath scenes given to a raster operation (gridded onto --extent and --cell-size first)."""
+    g = p.add_argument_group("swath scenes (SAFE folders, netCDF on latitude/longitude grids; gridded onto "
+                             "--extent and --cell-size first, in --crs, default EPSG:4326)")
+    g.add_argument("--variables", metavar="LIST", help="variables to grid, e.g. CHL_NN (default all measured ones)")
+    g.add_argument("--mask-flags", metavar="LIST", help="flags to mask by name, e.g. LAND,CLOUD,INVALID")
+    g.add_argument("--flag-variable", metavar="NAME", help="the flag variable (default: the scene's, e.g. WQSF)")
+
+
+def swath_grid_kwargs(args: argparse.Namespace) -> dict:
+    """The swath options that were given (a raster run refuses them)."""
+    return {k: getattr(args, k) for k in ("variables", "mask_flags", "flag_variable") if getattr(args, k, None)}

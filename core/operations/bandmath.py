@@ -32,6 +32,7 @@ from ..runtime.runner import RunReport, TileBudget, TiledJob, run_tiles
 from ..runtime.sinks import CogSink
 from .expression import substitute, validate_expression
 from .indices import get_index
+from .swath.grid import refuse_swaths
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +111,7 @@ def plan_bandmath(scenes: Sequence[Mapping[str, BandSpec]], expression: str, out
     for i, scene in enumerate(scenes):
         if set(scene) != names:
             raise InputError(f"Scene {i + 1} names the bands {sorted(scene)}, the first scene {sorted(names)}.")
+    refuse_swaths([path for scene in scenes for path, _ in scene.values()], "band math (and an index)")
     used = validate_expression(expression, names)
     spec = options.output.spec(output)
     infos: Dict[str, object] = {}

@@ -21,6 +21,7 @@ from ..runtime.runner import RunReport, TileBudget, TiledJob, run_tiles
 from ..runtime.sinks import CogSink
 from ..vocabulary import SPECTRAL_STATISTICS, PER_BAND_STATISTICS
 from .series import CompositeOptions, choose_bands, plan_input_mask
+from .swath.grid import accepts_swaths
 
 _WIDE_TYPES = {"int32", "uint32", "int64", "uint64", "float64", "complex64", "complex128"}
 
@@ -118,6 +119,7 @@ def _apply_mask(job: CompositeJob, i: int, tile: Tile, values: np.ndarray) -> No
         values[:, read_qa_mask(job.mask, i, job.inputs, job.grid, tile)] = np.nan
 
 
+@accepts_swaths("a composite")     # SAFE folders, netCDF on latitude/longitude grids: gridded first
 def composite(inputs: Sequence[str], output: str, statistic: str = PER_BAND_STATISTICS[0],
               percentiles: Sequence[float] = (), **options) -> RunReport:
     """Per-pixel ``statistic`` across ``inputs``, written to ``output`` as a COG.
@@ -151,9 +153,6 @@ def composite(inputs: Sequence[str], output: str, statistic: str = PER_BAND_STAT
     >>> from tilewise.core import composite                      # doctest: +SKIP
     >>> composite(["2020.tif", "2021.tif"], "median.tif")         # doctest: +SKIP
     """
-    from .swath.grid import composite_swaths, swath_series
-    if swath_series(inputs, options):   # SAFE folders, netCDF on latitude/longitude grids: gridded first
-        return composite_swaths(composite, inputs, output, statistic, percentiles, **options)
     if statistic in SPECTRAL_STATISTICS:  # bands kept together: tilewise.core.operations.spectral
         if len(percentiles):
             raise ParameterError(f"Percentiles are for the percentile statistic, not {statistic}.")

@@ -34,6 +34,7 @@ from ..logs import logging_to
 from ..runtime.runner import RunReport, TileBudget, TiledJob, run_tiles
 from ..runtime.sinks import CogOutput, CogSink
 from .series import choose_bands, plan_input_mask
+from .swath.grid import accepts_swaths
 from ..kernels.gapfill_plan import GapfillOptions, RegularDates, output_dates, plan_gapfill
 
 _WIDE_TYPES = {"int32", "uint32", "int64", "uint64", "float64"}
@@ -235,6 +236,7 @@ def as_output(values: np.ndarray, spec: OutputSpec) -> np.ndarray:
     return values
 
 
+@accepts_swaths("gap filling", one_variable=True)   # swath scenes: gridded first
 def gapfill(inputs: Sequence[str], output: str, method: Union[int, str] = "linear", **options) -> RunReport:
     """Fill the gaps of a time series in time, per pixel, and write the filled series as a COG.
 
@@ -253,7 +255,10 @@ def gapfill(inputs: Sequence[str], output: str, method: Union[int, str] = "linea
         ``years_window``, ``target_dates``, ``dates``, ``band``, ``input_nodata``, the mask
         ``mask_band`` / ``mask_layers`` / ``mask_values`` / ``mask_bits`` / ``mask_preset``,
         ``per_date``, ``prefix``, ``flags``), and the grid, output and run options every
-        operation takes (:mod:`tilewise.core.options`).
+        operation takes (:mod:`tilewise.core.options`). Swath scenes (SAFE folders, netCDF on latitude/longitude
+        grids) are gridded first onto ``extent`` and ``cell_size`` (in ``crs``, default WGS 84): name the one
+        variable to fill in ``variables``; ``mask_flags`` (by name), ``mask_bits``, ``mask_preset`` and
+        ``flag_variable`` mask their flags.
 
     Returns
     -------

@@ -30,6 +30,7 @@ from ..logs import log_option, logging_to
 from ..runtime.runner import RunReport, TileBudget, TiledJob, run_tiles
 from ..runtime.sinks import CogSink, GdalSink, Sink
 from ..vocabulary import OUTPUT_TYPES, OVERLAP_RULES
+from .swath.grid import accepts_swaths
 
 log = logging.getLogger(__name__)
 
@@ -277,6 +278,7 @@ def gdal_can_do(job: MosaicJob) -> Optional[List[Placement]]:
     return placements[::-1] if job.overlap == "first" else placements
 
 
+@accepts_swaths("a mosaic", folders=False)    # SAFE folders, netCDF on latitude/longitude grids: gridded first
 @log_option
 def mosaic(inputs: Sequence[str], output: str, overlap: str = OVERLAP_RULES[0], *, tiled: Optional[bool] = None,
            **options) -> RunReport:
@@ -295,7 +297,9 @@ def mosaic(inputs: Sequence[str], output: str, overlap: str = OVERLAP_RULES[0], 
     **options
         ``input_nodata`` (:class:`MosaicOptions`), and the grid, output and run options every
         operation takes (:mod:`tilewise.core.options`); ``output_type`` and ``output_nodata``
-        default to the inputs'.
+        default to the inputs'. Swath scenes (SAFE folders, netCDF on latitude/longitude grids) are gridded
+        first onto ``extent`` and ``cell_size`` (in ``crs``, default WGS 84), with ``variables`` and flags
+        (``mask_flags``, ``mask_bits``, ``mask_preset``, ``flag_variable``).
 
     >>> mosaic(["tiles/*.tif"], "mosaic.tif", overlap="mean")  # doctest: +SKIP
     """

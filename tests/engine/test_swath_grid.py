@@ -31,30 +31,39 @@ def band_vrt(path, variable, scale, rows, cols):
             f'<SourceBand>1</SourceBand><ScaleRatio>{scale}</ScaleRatio></ComplexSource></VRTRasterBand></VRTDataset>')
 
 
-@pytest.mark.skipif(shutil.which("gdalwarp") is None, reason="gdalwarp (GDAL's utilities) is not installed")
-def test_gridding_equals_gdalwarp_geoloc(tmp_path):
-    rows, cols = 80, 60
-    product = sd.write_olci_product(str(tmp_path), rows=rows, cols=cols, fill_cols=0)
+def gdalwarp_geoloc(product, folder, bounds, out, rows=80, cols=60, variable="CHL_NN", netcdf="chl_nn.nc"):
+    """``variable`` of ``product`` gridded onto ``bounds`` by ``gdalwarp -geoloc`` (through VRTs carrying the
+    scaled geolocation arrays) into ``out``: the reference of the gridding."""
     geo = os.path.join(product, "geo_coordinates.nc")
     for axis, name in (("lon", "longitude"), ("lat", "latitude")):
-        (tmp_path / f"{axis}.vrt").write_text(band_vrt(geo, name, 1e-6, rows, cols))
-    chl = os.path.join(product, "chl_nn.nc")
-    (tmp_path / "chl.vrt").write_text(
+        (folder / f"{axis}.vrt").write_text(band_vrt(geo, name, 1e-6, rows, cols))
+    source = os.path.join(product, netcdf)
+    (folder / "var.vrt").write_text(
         f'<VRTDataset rasterXSize="{cols}" rasterYSize="{rows}"><Metadata domain="GEOLOCATION">'
-        f'<MDI key="X_DATASET">{tmp_path}/lon.vrt</MDI><MDI key="X_BAND">1</MDI>'
-        f'<MDI key="Y_DATASET">{tmp_path}/lat.vrt</MDI><MDI key="Y_BAND">1</MDI>'
+        f'<MDI key="X_DATASET">{folder}/lon.vrt</MDI><MDI key="X_BAND">1</MDI>'
+        f'<MDI key="Y_DATASET">{folder}/lat.vrt</MDI><MDI key="Y_BAND">1</MDI>'
         '<MDI key="PIXEL_OFFSET">0</MDI><MDI key="LINE_OFFSET">0</MDI><MDI key="PIXEL_STEP">1</MDI>'
         '<MDI key="LINE_STEP">1</MDI><MDI key="SRS">EPSG:4326</MDI></Metadata>'
         '<VRTRasterBand dataType="Float32" band="1"><NoDataValue>-999</NoDataValue><SimpleSource>'
-        f'<SourceFilename relativeToVRT="0">NETCDF:"{chl}":CHL_NN</SourceFilename><SourceBand>1</SourceBand>'
+        f'<SourceFilename relativeToVRT="0">NETCDF:"{source}":{variable}</SourceFilename><SourceBand>1</SourceBand>'
         '</SimpleSource></VRTRasterBand></VRTDataset>')
-    bounds = snapped_bounds(product)
-    ref = tmp_path / "ref.tif"
     proc = subprocess.run(["gdalwarp", "-q", "-overwrite", "--config", "GDAL_NETCDF_BOTTOMUP", "NO", "-geoloc",
                            "-t_srs", "EPSG:4326", "-te", *map(str, bounds), "-tr", str(CELL), str(CELL), "-r", "near",
-                           "-dstnodata", "nan", "-ot", "Float32", str(tmp_path / "chl.vrt"), str(ref)],
+                           "-dstnodata", "nan", "-ot", "Float32", str(folder / "var.vrt"), str(out)],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
+    return str(out)
+
+
+needs_gdalwarp = pytest.mark.skipif(shutil.which("gdalwarp") is None,
+                                    reason="gdalwarp (GDAL's utilities) is not installed")
+
+
+@needs_gdalwarp
+def test_gridding_equals_gdalwarp_geoloc(tmp_path):
+    product = sd.write_olci_product(str(tmp_path), rows=80, cols=60, fill_cols=0)
+    bounds = snapped_bounds(product)
+    ref = gdalwarp_geoloc(product, tmp_path, bounds, tmp_path / "ref.tif")
     out = tmp_path / "grids"
     out.mkdir()
     path, = swath_to_grid([product], str(out), variables="CHL_NN", bounds=bounds, cell_size=CELL)

@@ -201,7 +201,11 @@ def write_plot(result: Any, path: str, max_features: int = DEFAULT_MAX_FEATURES)
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise OutputError(f"The folder of OUTPUT_PLOT does not exist: {folder}")
-    data = plot_data(result, max_features)
+    return write_page(plot_data(result, max_features), path)
+
+
+def write_page(data: Dict[str, Any], path: str) -> str:
+    """Write the page of ``data`` (:func:`plot_data`'s, or a swath extraction's) to ``path``; return it."""
     page = _PAGE.replace("__TITLE__", html.escape(data["title"])).replace(
         "__DATA__", json.dumps(data, separators=(",", ":")).replace("</", "<\\/"))
     with atomic_write(path) as f:

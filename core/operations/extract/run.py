@@ -352,6 +352,9 @@ def extract(inputs: Sequence[str], zones: Union[str, Zones], output: str,
     """
     from ..swath.extract import extract_swath, is_swath_run
     if is_swath_run(inputs, options):    # SAFE folders, netCDF on latitude/longitude grids
+        if options.get("output_plot"):   # checked before any work: the plot is written after the table
+            check_outputs(output, options["output_plot"], [str(p) for p in inputs],
+                          zones if isinstance(zones, str) else None)
         return extract_swath(inputs, zones, output, statistics, **options)
     own, shared = split_options(options, ExtractOptions, where="extract()", statistics=statistics)
     if shared.grid != GridOptions() or shared.output != OutputOptions():

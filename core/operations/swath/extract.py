@@ -153,8 +153,6 @@ def _refuse_raster_options(o: SwathOptions, spec: ExtractSpec) -> None:
     if o.mask_band is not None or o.mask_layers:
         raise ParameterError("Swath flags come from the product's flag variable (FLAG_VARIABLE, e.g. WQSF), not "
                              "from a mask band or mask layers.")
-    if o.output_plot:
-        raise ParameterError("The HTML plot is not made for swath inputs yet; leave OUTPUT_PLOT empty.")
 
 
 # -- the plan -----------------------------------------------------------------------------------------------
@@ -583,7 +581,12 @@ class SwathJob(TiledJob):
     @property
     def sink(self) -> TableSink:
         from functools import partial
-        return TableSink(self.output, partial(swath_table, self.plan, self.zones, self.samples, self.options.layout))
+        from .plot import SwathPlotSink     # the plot (OUTPUT_PLOT) is drawn from the long table
+        plot = os.path.abspath(self.options.output_plot) if self.options.output_plot else None
+        table = partial(swath_table, self.plan, self.zones, self.samples)
+        return SwathPlotSink(self.output, partial(table, self.options.layout), plot=plot,
+                             long=partial(table, "long", arrow=False),
+                             id_name=self.zones.id_name if self.zones is not None else "id")
 
     @property
     def budget(self) -> TileBudget:
@@ -692,8 +695,9 @@ def check_output(output: str, inputs: Sequence[str], zones: Optional[str]) -> Tu
 # -- the table ----------------------------------------------------------------------------------------------
 
 def swath_table(plan: SwathPlan, zones: Zones, samples: Any, layout: str,
-                parts: Iterator[Tuple[Tile, Dict[str, np.ndarray]]]) -> Table:
-    """The parts of every scene as the long or wide table; warns of features no scene covers."""
+                parts: Iterator[Tuple[Tile, Dict[str, np.ndarray]]], arrow: bool = True) -> Table:
+    """The parts of every scene as the long or wide table; warns of features no scene covers. The long
+    table's string columns are Arrow arrays (for the writer), or with ``arrow`` False numpy object arrays."""
     n_scenes = len(plan.scenes)
     n_samples = len(plan.kind)
     stacked: Dict[str, np.ndarray] = {}
@@ -707,6 +711,8 @@ def swath_table(plan: SwathPlan, zones: Zones, samples: Any, layout: str,
     _warn_uncovered(zones, samples, stacked, n_scenes)
     dates = to_date64([s.date for s in plan.scenes])
     builder = _wide if layout == "wide" else _long
+    if builder is _long:
+        return _long(plan, zones, samples, stacked, dates, arrow)
     return builder(plan, zones, samples, stacked, dates)
 
 
@@ -731,7 +737,8 @@ def _value_columns(plan: SwathPlan, samples: Any) -> List[str]:
     return ["value"] if samples.as_values else list(plan.spec.columns) + ["n_valid"]
 
 
-def _long(plan: SwathPlan, zones: Zones, samples: Any, st: Dict[str, np.ndarray], dates: np.ndarray) -> Table:
+def _long(plan: SwathPlan, zones: Zones, samples: Any, st: Dict[str, np.ndarray], dates: np.ndarray,
+          arrow: bool = True) -> Table:
     """Rows per sample, then scene (in date order), then variable: the arrays of ``st`` (scene, sample[,
     variable]) moved into that order by transposes and repeats, not by a gather over every row."""
     n_s, n_v = len(plan.kind), len(plan.variables)
@@ -749,13 +756,14 @@ def _long(plan: SwathPlan, zones: Zones, samples: Any, st: Dict[str, np.ndarray]
         return np.swapaxes(x[order], 0, 1).reshape((n_s * n_r * n_v,) + x.shape[3:])
 
     scene = np.tile(np.repeat(order, n_v), n_s)
+    strings = _strings if arrow else _objects
     cols: Dict[str, np.ndarray] = {zones.id_name: per_sample(zones.ids[samples.feature])}
     if samples.vertex is not None:
         cols[VERTEX_INDEX] = per_sample(samples.vertex.astype(np.int32))
-    cols["source"] = _strings([s.name for s in plan.scenes], scene)
+    cols["source"] = strings([s.name for s in plan.scenes], scene)
     cols["date"] = dates[scene]
-    cols["time"] = _strings([s.start_time for s in plan.scenes], scene)
-    cols["variable"] = _strings(plan.variables, np.tile(np.arange(n_v), n_s * n_r))
+    cols["time"] = strings([s.start_time for s in plan.scenes], scene)
+    cols["variable"] = strings(plan.variables, np.tile(np.arange(n_v), n_s * n_r))
     _stat_columns(cols, plan, samples, per_value(st["stats"]), per_value(st["n_valid"]))
     cols["row"] = _nullable_int(per_pixel(st["row"]))
     cols["col"] = _nullable_int(per_pixel(st["col"]))
@@ -766,8 +774,13 @@ def _long(plan: SwathPlan, zones: Zones, samples: Any, st: Dict[str, np.ndarray]
         angles = per_pixel(st["angles"])
         for k, name in enumerate(ANGLES):
             cols[name.lower()] = angles[:, k]
-    cols["reason"] = _strings([None] + list(REASONS[1:]), per_value(st["reason"]))
+    cols["reason"] = strings([None] + list(REASONS[1:]), per_value(st["reason"]))
     return Table(cols)
+
+
+def _objects(names: Sequence[Optional[str]], codes: np.ndarray) -> np.ndarray:
+    """The column ``names[codes]`` as a numpy array of Python strings (None: null)."""
+    return np.asarray(list(names), dtype=object)[np.asarray(codes, np.int64)]
 
 
 def _strings(names: Sequence[Optional[str]], codes: np.ndarray):

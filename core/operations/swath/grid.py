@@ -4,7 +4,8 @@
 geolocation-array transformer (``rasterio.warp.reproject`` with ``src_geoloc_array``: what
 ``gdalwarp -geoloc`` does), after unpacking and flag masking; pixels the swath does not cover, fill
 values and flagged pixels are NaN. :func:`swath_to_grid` writes each scene as a float32 GeoTIFF on the
-grid, which every raster operation then takes (the composites, gap filling).
+grid, which every raster operation then takes: :func:`accepts_swaths` decorates the operations on a series
+(the composites, gap filling, the mosaic) so that they grid swath scenes first.
 
 >>> swath_to_grid(["S3A_OL_2_WFR____20240514T134512_..._003.SEN3"], "grids", variables="CHL_NN",
 ...               crs="EPSG:4326", bounds=(-60.2, -3.4, -59.8, -3.0), cell_size=0.003)   # doctest: +SKIP
@@ -13,16 +14,20 @@ grid, which every raster operation then takes (the composites, gap filling).
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
-from typing import Any, List, Optional, Sequence, Tuple
+import warnings
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, TypeVar, cast
 
 import numpy as np
 
-from ...errors import OutputError, ParameterError
+from ...errors import InputError, OutputError, ParameterError, TilewiseError
 from ...io.swath import SwathScene, open_swath, read_geolocation, read_raw, unpack
 from .flags import FlagRequest, flag_request, resolve_flags
 
 RESAMPLINGS = ("nearest", "bilinear")
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def warp_swath(scene: SwathScene, variables: Sequence[str], crs: str, transform: Tuple[float, ...], width: int,
@@ -89,10 +94,11 @@ def _extrapolated(a: np.ndarray, bad: np.ndarray) -> np.ndarray:
 def swath_to_grid(inputs: Sequence[str], folder: str, variables: Any = None, crs: str = "EPSG:4326",
                   bounds: Optional[Tuple[float, float, float, float]] = None, cell_size: Optional[float] = None,
                   resampling: str = "nearest", mask_flags: Any = (), mask_bits: Any = (),
-                  mask_preset: Any = None, flag_variable: Optional[str] = None) -> List[str]:
+                  mask_preset: Any = None, flag_variable: Optional[str] = None, reuse: bool = False) -> List[str]:
     """Write each swath scene of ``inputs`` as a float32 GeoTIFF (one band per variable, NaN no data) on the
-    grid of ``crs``, ``bounds`` (xmin, ymin, xmax, ymax) and ``cell_size``, into ``folder``; return the paths."""
-    import rasterio
+    grid of ``crs``, ``bounds`` (xmin, ymin, xmax, ymax) and ``cell_size``, into ``folder``; return the paths
+    (named after the scenes; ``_2``, ``_3``... for scenes of the same name). With ``reuse``, a scene gridded
+    there before with the same files, variables, grid and flags is not gridded again (a resumed run)."""
     if bounds is None or cell_size is None or cell_size <= 0:
         raise ParameterError("Gridding swath scenes needs the target extent (xmin, ymin, xmax, ymax) and a cell size "
                              "above 0, in the target CRS.")
@@ -106,69 +112,212 @@ def swath_to_grid(inputs: Sequence[str], folder: str, variables: Any = None, crs
     flags = flag_request(mask_flags, mask_bits, (), mask_preset, flag_variable)
     if isinstance(variables, str):
         variables = [v for v in variables.split(",") if v.strip()]
-    paths = []
+    paths: List[str] = []
     for p in inputs:
         scene = open_swath(str(p))
         names = [scene.variable(v).name for v in variables] if variables else [v.name for v in scene.measured()]
-        data = warp_swath(scene, names, crs, transform, width, height, resampling, flags)
-        out = os.path.join(folder, os.path.splitext(scene.name)[0] + ".tif")
-        profile = dict(driver="GTiff", width=width, height=height, count=len(names), dtype="float32", crs=crs,
-                       transform=rasterio.Affine(*transform), nodata=np.nan, compress="deflate", tiled=True)
-        tmp = out + ".part.tif"
-        with rasterio.open(tmp, "w", **profile) as dst:
-            dst.write(data.astype(np.float32))
-            for i, name in enumerate(names, start=1):
-                dst.set_band_description(i, name)
-            if scene.start_time:
-                dst.update_tags(ACQUISITIONDATETIME=scene.start_time)
-        os.replace(tmp, out)
+        stem = os.path.splitext(scene.name)[0]
+        out = os.path.join(folder, stem + ".tif")
+        k = 1
+        while out in paths:
+            k += 1
+            out = os.path.join(folder, f"{stem}_{k}.tif")
+        stamp = _stamp(scene, names, crs, transform, width, height, resampling, flags)
+        if not (reuse and _stamped(out, stamp)):
+            data = warp_swath(scene, names, crs, transform, width, height, resampling, flags)
+            _write_grid(out, data, names, crs, transform, scene.start_time)
+            with open(out + ".json", "w", encoding="utf-8") as f:
+                f.write(stamp)
         paths.append(out)
     return paths
 
 
-#: Options of a composite that only swath scenes take (popped before the raster composite sees them).
+def _write_grid(out: str, data: np.ndarray, names: Sequence[str], crs: str, transform: Tuple[float, ...],
+                start_time: Optional[str]) -> None:
+    import rasterio
+    profile = dict(driver="GTiff", width=data.shape[2], height=data.shape[1], count=len(names), dtype="float32",
+                   crs=crs, transform=rasterio.Affine(*transform), nodata=np.nan, compress="deflate", tiled=True)
+    tmp = out + ".part.tif"
+    with rasterio.open(tmp, "w", **profile) as dst:
+        dst.write(data.astype(np.float32))
+        for i, name in enumerate(names, start=1):
+            dst.set_band_description(i, name)
+        if start_time:
+            dst.update_tags(ACQUISITIONDATETIME=start_time)
+    os.replace(tmp, out)
+
+
+def _stamp(scene: SwathScene, names: Sequence[str], *grid: Any) -> str:
+    """What a gridded scene was made of: the scene's files (size and time), its variables, the grid and flags."""
+    import json
+    files = [[f, os.stat(f).st_size, os.stat(f).st_mtime_ns] for f in scene.files if os.path.exists(f)]
+    return json.dumps({"scene": scene.source, "files": files, "variables": list(names), "grid": repr(grid)})
+
+
+def _stamped(out: str, stamp: str) -> bool:
+    try:
+        with open(out + ".json", encoding="utf-8") as f:
+            return f.read() == stamp and os.path.isfile(out)
+    except OSError:
+        return False
+
+
+#: Options of a raster operation that only swath scenes take (popped before the operation sees them).
 GRID_ONLY = ("variables", "mask_flags", "flag_variable")
 
 
-def composite_swaths(run, inputs: Sequence[str], output: str, *args: Any, **options: Any):
-    """``run(gridded, output, *args, **options)`` (a raster operation: the composite) on the swath scenes
-    of ``inputs`` gridded first (:func:`swath_to_grid`) onto the grid of ``extent`` and ``cell_size``
-    (in ``crs``, default WGS 84), in a hidden folder beside the output that is removed afterwards. The
-    flags (``mask_flags``, ``mask_bits``, ``mask_preset``, ``flag_variable``) mask the scenes as they are
-    gridded."""
+def accepts_swaths(what: str, one_variable: bool = False, folders: bool = True) -> Callable[[F], F]:
+    """Decorator: the raster operation ``op(inputs, output, *args, **options)`` also takes swath scenes (SAFE
+    folders, their manifests, netCDF on latitude/longitude grids). They are gridded first
+    (:func:`grid_swaths`), then ``op`` runs on the gridded series; a series that mixes swaths and rasters,
+    and swath-only options on rasters, are refused. ``what`` names the operation in messages;
+    ``one_variable``: it takes one band, so one variable must be named; ``folders``: whether any folder is
+    a swath input (``False`` for operations that take folders of rasters: only SAFE folders are then)."""
+    def decorate(operation: F) -> F:
+        @functools.wraps(operation)
+        def run(inputs: Sequence[str], output: str, *args: Any, **options: Any):
+            if not swath_series(inputs, options, folders):
+                return operation(inputs, output, *args, **options)
+            if one_variable and len(_variable_list(options.get("variables"))) != 1:
+                raise ParameterError(f"{what[:1].upper()}{what[1:]} of swath scenes takes one variable: name it "
+                                     "in VARIABLES (--variables), e.g. CHL_NN.")
+            return grid_swaths(operation, what, inputs, output, *args, **options)
+        return cast(F, run)
+    return decorate
+
+
+def _variable_list(variables: Any) -> List[str]:
+    if not variables:
+        return []
+    if isinstance(variables, str):
+        variables = variables.replace(";", ",").split(",")
+    return [str(v).strip() for v in variables if str(v).strip()]
+
+
+def grid_swaths(run: Callable[..., Any], what: str, inputs: Sequence[str], output: str, *args: Any,
+                **options: Any) -> Any:
+    """``run(gridded, output, *args, **options)`` (a raster operation) on the swath scenes of ``inputs``
+    gridded first (:func:`swath_to_grid`) onto the grid of ``extent`` and ``cell_size`` (in ``crs``, default
+    WGS 84), in a hidden folder beside the output that is removed afterwards (with ``resume``, only once the
+    run succeeds: a resumed run grids only the scenes not gridded yet, and its tiles are reused). The flags
+    (``mask_flags``, ``mask_bits``, ``mask_preset``, ``flag_variable``) mask the scenes as they are gridded.
+    Messages and warnings of the run name the scenes, not the gridded files."""
     import shutil
     import tempfile
     extent, cell = options.get("extent"), options.get("cell_size")
     if extent is None or cell is None:
-        raise ParameterError("Swath scenes are gridded before they are composited: give the target EXTENT "
+        raise ParameterError(f"Swath scenes are gridded before {what}: give the target EXTENT "
                              "(xmin, ymin, xmax, ymax) and CELL_SIZE (and TARGET_CRS, default EPSG:4326).")
     if isinstance(cell, (tuple, list)):
         cell = cell[0]
     crs = options.get("crs") or "EPSG:4326"
     options["crs"] = crs
-    variables = options.pop("variables", None)
+    variables = _variable_list(options.pop("variables", None)) or None
     flags = dict(mask_flags=options.pop("mask_flags", ()), flag_variable=options.pop("flag_variable", None),
                  mask_bits=options.pop("mask_bits", ()), mask_preset=options.pop("mask_preset", None))
     folder = os.path.dirname(os.path.abspath(output))
     if not os.path.isdir(folder):
         raise OutputError(f"The output folder {folder} does not exist.")
-    work = tempfile.mkdtemp(prefix=".tilewise-swath-", dir=folder)
+    resume = bool(options.get("resume"))
+    if resume:   # one folder per output, kept until the run succeeds: a resumed run reuses its scenes
+        work = os.path.join(folder, f".tilewise-swath-{os.path.basename(os.path.abspath(output))}")
+        os.makedirs(work, exist_ok=True)
+    else:
+        work = tempfile.mkdtemp(prefix=".tilewise-swath-", dir=folder)
+    done = False
     try:
         xmin, ymin, xmax, ymax = extent
-        gridded = swath_to_grid(inputs, work, variables, crs, (xmin, ymin, xmax, ymax), float(cell), **flags)
-        return run(gridded, output, *args, **options)
+        gridded = swath_to_grid(inputs, work, variables, crs, (xmin, ymin, xmax, ymax), float(cell), reuse=resume,
+                                **flags)
+        names = dict(zip(gridded, (str(p) for p in inputs)))
+        with _naming_scenes(names, options):
+            result = run(gridded, output, *args, **options)
+        done = True
+        return result
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        if done or not resume:
+            shutil.rmtree(work, ignore_errors=True)
 
 
-def swath_series(inputs: Sequence[str], options: Optional[dict] = None) -> bool:
-    """True when every input is a swath scene (a raster operation then grids them first). For rasters, the
-    swath-only ``options`` are taken out if unset and refused if set."""
-    from ...io.swath import looks_like_swath
-    if bool(inputs) and all(looks_like_swath(str(p)) for p in inputs):
+@contextlib.contextmanager
+def _naming_scenes(names: Dict[str, str], options: Dict[str, Any]) -> Iterator[None]:
+    """Errors, warnings and log lines (the ``log`` callback of ``options``, the ``tilewise`` logger's handlers)
+    that name a gridded file name its scene instead (the gridded file is gone after the run: the scene is what
+    the user gave)."""
+    import logging
+
+    def renamed(text: str) -> str:
+        for gridded, scene in names.items():     # the path, then the file name alone
+            text = text.replace(gridded, scene).replace(os.path.basename(gridded), scene)
+        return text
+
+    class Renaming(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            message = record.getMessage()
+            if renamed(message) != message:
+                record.msg, record.args = renamed(message), ()
+            return True
+
+    send = options.get("log")
+    if callable(send):
+        options["log"] = lambda line: send(renamed(line))
+    handlers, renaming = list(logging.getLogger("tilewise").handlers), Renaming()
+    for handler in handlers:
+        handler.addFilter(renaming)
+    caught: List[warnings.WarningMessage] = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                yield
+            except TilewiseError as exc:
+                message = renamed(str(exc))
+                if message == str(exc):
+                    raise
+                raise type(exc)(message) from None
+    finally:   # outside the block: a warning shown inside it would be recorded again
+        for handler in handlers:
+            handler.removeFilter(renaming)
+        if callable(send):
+            options["log"] = send
+        for w in caught:
+            warnings.warn_explicit(type(w.message)(renamed(str(w.message))), w.category, w.filename, w.lineno)
+
+
+def swath_series(inputs: Sequence[str], options: Optional[dict] = None, folders: bool = True) -> bool:
+    """True when every input is a swath scene (a raster operation then grids them first); a series that
+    mixes swaths and rasters is refused. For rasters, the swath-only ``options`` are taken out if unset and
+    refused if set. ``folders``: any folder counts as a (possibly broken) swath input, else only SAFE ones."""
+    from ...io.swath import MANIFEST, looks_like_swath, safe_folder
+
+    def swath(p: str) -> bool:
+        if folders or not os.path.isdir(p):
+            return looks_like_swath(p)
+        return safe_folder(p) is not None or os.path.basename(p.rstrip("/\\")).lower() == MANIFEST
+
+    kinds = [swath(str(p)) for p in inputs or ()]
+    if any(kinds) and not all(kinds):
+        scene = next(p for p, k in zip(inputs, kinds) if k)
+        raster = next(p for p, k in zip(inputs, kinds) if not k)
+        raise InputError(f"The inputs mix swath scenes ({scene}) and rasters with a geotransform ({raster}): "
+                         "give one kind per run (swath scenes are gridded onto EXTENT and CELL_SIZE first).")
+    if kinds and all(kinds):
         return True
     for key in GRID_ONLY:
         if (options or {}).pop(key, None) not in (None, "", (), []):
             raise ParameterError(f"{key} applies to swath scenes (SAFE folders, netCDF on latitude/longitude "
                                  "grids); the inputs are rasters.")
     return False
+
+
+def refuse_swaths(paths: Sequence[str], what: str) -> None:
+    """One clear message for a swath scene given to an operation that reads bands of rasters by number
+    (band math, the indices): it names the scene and how to grid it first."""
+    from ...io.swath import looks_like_swath, safe_folder
+    for p in dict.fromkeys(str(p) for p in paths):
+        if safe_folder(p) is not None or (not os.path.isdir(p) and looks_like_swath(p)):
+            raise InputError(f"{p} is a swath scene (on a latitude/longitude grid, without a geotransform); {what} "
+                             "reads bands of rasters. Grid it first: a composite of that one scene with "
+                             "VARIABLES (e.g. Oa08_reflectance,Oa17_reflectance), EXTENT and CELL_SIZE writes them "
+                             "as the bands of a raster on the grid (tilewise composite --variables ... --extent "
+                             "... --cell-size ...), which it then takes.")

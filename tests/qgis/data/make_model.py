@@ -14,6 +14,10 @@ at the model's points (long layout: one row per point and band, i.e. date).
 
 bandmath_expression: layers, band numbers and an expression -> tilewise:bandmath -> the result.
 
+swath_extract_then_plot: swath scenes (Sentinel-3 SAFE folders, their manifests or netCDF files: a list of
+files, which QGIS cannot load as layers) and stations -> tilewise:extract (long layout, the variables a model
+parameter) -> the table and the HTML plot of each station's series (OUTPUT_PLOT), both model outputs.
+
 stac_search_then_median: a STAC catalogue, an area, dates and a cloud limit -> tilewise:stacsearch
 (red, nir, scl as the bands of one VRT per item; the footprints a model output) -> its OUTPUT_LAYERS into
 tilewise:temporalmedian, masked by band 3 (SCL) classes 0,1,3,8,9,10 -> the median of red and nir.
@@ -245,9 +249,32 @@ def build_ndvi_gapfill_sampling():
     return model
 
 
+def build_swath_extract_plot():
+    """Swath scenes and stations -> their time series (a table) -> the plot of each station's series."""
+    compat = _compat()
+    from qgis.core import QgsProcessingParameterField, QgsProcessingParameterVectorLayer
+    model = QgsProcessingModelAlgorithm("swath_extract_then_plot", "Tilewise tests")
+    _add_model_parameters(model, [
+        QgsProcessingParameterMultipleLayers("scenes", "Swath scenes (SAFE folders, manifests or netCDF files)",
+                                             compat.TYPE_FILE),
+        QgsProcessingParameterVectorLayer("stations", "Stations or lakes"),
+        QgsProcessingParameterField("id_field", "Their name field", parentLayerParameterName="stations",
+                                    optional=True),
+        QgsProcessingParameterString("variables", "Variables", "CHL_NN")], 220)
+    extract = _step("tilewise:extract", "extract", "Time series of the stations in the scenes", (120, 180),
+                    {"INPUT": "scenes", "ZONES": "stations", "ID_FIELD": "id_field", "VARIABLES": "variables"})
+    extract.addParameterSources("LAYOUT", [QgsProcessingModelChildParameterSource.fromStaticValue(1)])   # long
+    _model_output(extract, "OUTPUT", "series", "Time series (one row per station, date and variable)", 360, 250)
+    _model_output(extract, "OUTPUT_PLOT", "plot", "Plot of each station's series (HTML)", 360, 300)
+    model.addChildAlgorithm(_with_defaults(extract))
+    model.updateDestinationParameters()
+    return model
+
+
 MODELS = {NAME: build, "ndvi_scenes_then_median": build_ndvi_median, "bandmath_expression": build_bandmath,
           "stac_search_then_median": build_stac_median,
-          "ndvi_scenes_then_gapfill_then_sampling": build_ndvi_gapfill_sampling}
+          "ndvi_scenes_then_gapfill_then_sampling": build_ndvi_gapfill_sampling,
+          "swath_extract_then_plot": build_swath_extract_plot}
 
 
 if __name__ == "__main__":
