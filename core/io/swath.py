@@ -84,6 +84,8 @@ class SwathScene:
     variables: Tuple[SwathVariable, ...]
     date: Optional[_dt.date] = None
     start_time: Optional[str] = None
+    #: False for a scene described from another SAFE folder of the same files (its headers unread yet)
+    opened: bool = True
 
     @property
     def files(self) -> Tuple[str, ...]:
@@ -175,20 +177,22 @@ def open_swath(path: str) -> SwathScene:
         if not files:
             raise InputError(f"The SAFE product {folder} holds no netCDF files.")
         measured = [f for f in files if not os.path.basename(f).lower().startswith(_NOT_MEASURED)]
-        variables = [v for f in measured for v in _file_variables(f)]
-        lat, lon = _geolocation(variables, folder, p)
+        headers: Dict = {}
+        variables = [v for f in measured for v in _file_variables(f, headers=headers)]
+        lat, lon = _geolocation(variables, folder, p, headers)
         name = os.path.basename(folder)
     else:
         m = _GDAL_PATH.match(p)
         file, only = (m.group(2), m.group(3)) if m else (p, None)
         if not os.path.isfile(file):
             raise InputError(f"Input file not found: {file}")
-        variables = _file_variables(file, m.group(1).upper() if m else None)
+        headers = {}
+        variables = _file_variables(file, m.group(1).upper() if m else None, headers)
         if only is not None:
             variables = [v for v in variables if v.name == only]
             if not variables:
                 raise InputError(f"{file} has no variable {only!r}.")
-        lat, lon = _geolocation(variables, os.path.dirname(os.path.abspath(file)), p)
+        lat, lon = _geolocation(variables, os.path.dirname(os.path.abspath(file)), p, headers)
         parent = os.path.dirname(os.path.abspath(file))
         name = os.path.basename(parent) if safe_folder(parent) else os.path.splitext(os.path.basename(file))[0]
         folder = parent if safe_folder(parent) else None
@@ -204,27 +208,37 @@ def _shape(v: SwathVariable) -> Tuple[int, int]:
     return v.shape
 
 
-def _file_variables(path: str, driver: Optional[str] = None) -> List[SwathVariable]:
-    """The 2-D variables of a netCDF/HDF5 file, with their packing and flags."""
+def _file_variables(path: str, driver: Optional[str] = None, headers: Optional[Dict] = None) -> List[SwathVariable]:
+    """The 2-D variables of a netCDF/HDF5 file, with their packing and flags. ``headers`` (a dict) receives,
+    for each variable (``(path, name)``), what :func:`_geolocation` looks at: its ``coordinates`` names and
+    its GEOLOCATION metadata, so a scene's files are opened once each."""
     import rasterio
     from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
-    out = []
+    out: List[SwathVariable] = []
+
+    def take(v, sub, drv):
+        if v.count != 1:
+            return
+        tags = v.tags(1)
+        name = tags.get("NETCDF_VARNAME") or (sub.split(":")[-1] if sub else
+                                              os.path.splitext(os.path.basename(path))[0])
+        out.append(_variable(name, path, v.dtypes[0], v.scales[0], v.offsets[0], _fill(v, tags), tags,
+                             drv, (v.height, v.width)))
+        if headers is not None:
+            headers[(path, name)] = (tags.get("coordinates", "").split(), v.tags(ns="GEOLOCATION"))
+
     try:
         with rasterio.Env(**_ENV), warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             with rasterio.open(path) as src:
-                subs = list(src.subdatasets) or [None]
+                subs = list(src.subdatasets)
                 drv = src.driver.upper() if driver is None else driver
-            drv = "HDF5" if drv.startswith("HDF5") else "NETCDF"
+                drv = "HDF5" if drv.startswith("HDF5") else "NETCDF"
+                if not subs:                   # the file is its one variable: read from this opening
+                    take(src, None, drv)
             for sub in subs:
-                with rasterio.open(sub or path) as v:
-                    if v.count != 1:
-                        continue
-                    tags = v.tags(1)
-                    name = tags.get("NETCDF_VARNAME") or (sub.split(":")[-1] if sub else
-                                                          os.path.splitext(os.path.basename(path))[0])
-                    out.append(_variable(name, path, v.dtypes[0], v.scales[0], v.offsets[0], _fill(v, tags), tags,
-                                         drv, (v.height, v.width)))
+                with rasterio.open(sub) as v:
+                    take(v, sub, drv)
     except RasterioIOError as exc:
         raise InputError(f"Not a netCDF/HDF5 file GDAL can read: {path} ({exc})") from None
     return out
@@ -266,9 +280,11 @@ def _integers(text: Optional[str]) -> Tuple[int, ...]:
     return tuple(out)
 
 
-def _geolocation(variables: Sequence[SwathVariable], folder: str, source: str) -> Tuple[SwathVariable, SwathVariable]:
+def _geolocation(variables: Sequence[SwathVariable], folder: str, source: str, headers: Optional[Dict] = None
+                 ) -> Tuple[SwathVariable, SwathVariable]:
     """Latitude and longitude of ``variables``: the ``coordinates`` attribute (in the file, then in the
-    sibling files), GDAL's GEOLOCATION metadata, then ``geo_coordinates.nc`` in ``folder``."""
+    sibling files), GDAL's GEOLOCATION metadata, then ``geo_coordinates.nc`` in ``folder``; ``headers`` are
+    the variables' attributes as :func:`_file_variables` read them (else each variable is opened again)."""
     import rasterio
     from rasterio.errors import NotGeoreferencedWarning
     candidates: List[SwathVariable] = list(variables)
@@ -280,9 +296,12 @@ def _geolocation(variables: Sequence[SwathVariable], folder: str, source: str) -
     with rasterio.Env(**_ENV), warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
         for v in variables:
-            with rasterio.open(v.gdal_path) as src:
-                named.extend(src.tags(1).get("coordinates", "").split())
-                geo = src.tags(ns="GEOLOCATION")
+            known = (headers or {}).get((v.path, v.name))
+            if known is None:
+                with rasterio.open(v.gdal_path) as src:
+                    known = (src.tags(1).get("coordinates", "").split(), src.tags(ns="GEOLOCATION"))
+            named.extend(known[0])
+            geo = known[1]
             if geo.get("X_DATASET") and geo.get("Y_DATASET"):
                 return _from_geolocation_metadata(geo, v, source)
     order = [n for n in named if n in LAT_NAMES + LON_NAMES] + list(LAT_NAMES + LON_NAMES)
@@ -372,13 +391,10 @@ def _global_start(v: SwathVariable) -> Optional[str]:
 def read_geolocation(scene: SwathScene) -> Tuple[np.ndarray, np.ndarray]:
     """Latitude and longitude of every pixel (float64 degrees, NaN where filled or out of range;
     longitudes wrapped to -180..180)."""
-    lat = read_variable(scene.lat)
-    lon = read_variable(scene.lon)
-    bad = ~np.isfinite(lat) | ~np.isfinite(lon) | (np.abs(lat) > 90.0) | (np.abs(lon) > 360.0)
-    lat[bad] = np.nan
-    lon[bad] = np.nan
-    lon = (lon + 180.0) % 360.0 - 180.0
-    return lat, lon
+    from ..kernels.swath import unpack_geolocation
+    lat, lon = scene.lat, scene.lon
+    return unpack_geolocation(read_raw(lat), read_raw(lon), (lat.fill, lat.scale, lat.offset),
+                              (lon.fill, lon.scale, lon.offset))
 
 
 def read_variable(v: SwathVariable, window=None) -> np.ndarray:

@@ -584,6 +584,8 @@ def _arrow_table(table: Table, geometry: str):
 def _arrow_column(values: np.ndarray):
     """One column as an Arrow array: NaN, NaT, None and masked entries become nulls."""
     import pyarrow as pa
+    if isinstance(values, (pa.Array, pa.ChunkedArray)):     # built as Arrow by its operation (swath's long table)
+        return values
     data = np.ma.getdata(values)
     mask = np.ma.getmaskarray(values) if isinstance(values, np.ma.MaskedArray) else None
     if data.dtype.kind == "f":

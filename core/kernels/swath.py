@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import Any, Optional, Tuple
 
 import numpy as np
 
@@ -93,20 +93,72 @@ def build_index(lat: np.ndarray, lon: np.ndarray, cell: float, near: Optional[Tu
                       np.ascontiguousarray(xyz[order]), cell, shape)  # type: ignore[arg-type]
 
 
+#: The most cells of the latitude/longitude bitmap :func:`near_mask` marks (coarser cells beyond it).
+_BITMAP_CELLS = 1 << 24
+
+
 def near_mask(lat: np.ndarray, lon: np.ndarray, cell: float, qlat: np.ndarray, qlon: np.ndarray,
               radius: float) -> np.ndarray:
-    """True for the valid pixels (flat ``lat``/``lon``) of the cubes of side ``cell`` that a search of chord
-    ``radius`` around the points ``qlat``/``qlon`` visits: every pixel within ``radius`` of a point is among them."""
-    cell = max(float(cell), MIN_CELL)
+    """True for the valid pixels (flat ``lat``/``lon``, longitudes in -180..180) near the points
+    ``qlat``/``qlon``: every pixel within chord ``radius`` of a point is among them (with, at most, the
+    others of the cells around it).
+
+    A pixel within the radius of a point is within its angle of it in latitude, and in longitude within
+    that angle over the cosine of the highest latitude there. So, away from the poles and the
+    antimeridian, the pixels are tested against a bitmap of latitude/longitude cells that size (the 3 x 3
+    cells around each point marked): no trigonometry per pixel. Near a pole or across the antimeridian,
+    against the cubes of side ``max(cell, radius)`` around each point's unit vector (27 per point)."""
     q = unit_vectors(qlat, qlon)
-    q = q[np.all(np.isfinite(q), axis=1)]
-    reach = int(math.ceil(radius / cell))
-    steps = np.arange(-reach, reach + 1)
+    finite = np.all(np.isfinite(q), axis=1)
+    flat_lat = np.ascontiguousarray(lat, np.float64).ravel()
+    flat_lon = np.ascontiguousarray(lon, np.float64).ravel()
+    if not finite.any():
+        return np.zeros(len(flat_lat), bool)
+    angle = math.degrees(2.0 * math.asin(min(radius / 2.0, 1.0))) * 1.01 + 1e-9
+    la = np.asarray(qlat, np.float64).ravel()[finite]
+    lo = (np.asarray(qlon, np.float64).ravel()[finite] + 180.0) % 360.0 - 180.0
+    top = max(abs(float(la.min())), abs(float(la.max()))) + angle
+    if top < 80.0:
+        wide = angle / math.cos(math.radians(top))
+        if lo.min() - 2 * wide > -180.0 and lo.max() + 2 * wide < 180.0:
+            return _bitmap_mask(flat_lat, flat_lon, la, lo, angle, wide)
+    cell = max(float(cell), float(radius), MIN_CELL)
+    steps = np.arange(-1, 2)
     offsets = np.stack(np.meshgrid(steps, steps, steps, indexing="ij"), -1).reshape(-1, 3)
-    cubes = (np.floor(q / cell).astype(np.int64)[:, None, :] + offsets[None, :, :]).reshape(-1, 3) + _HALF
+    own = np.unique(np.floor(q[finite] / cell).astype(np.int64), axis=0)
+    cubes = (own[:, None, :] + offsets[None, :, :]).reshape(-1, 3) + _HALF
     needed = np.unique((cubes[:, 0] << (2 * _BITS)) | (cubes[:, 1] << _BITS) | cubes[:, 2])
-    return _in_cubes(np.ascontiguousarray(lat, np.float64).ravel(), np.ascontiguousarray(lon, np.float64).ravel(),
-                     cell, needed)
+    return _in_cubes(flat_lat, flat_lon, cell, needed)
+
+
+def _bitmap_mask(lat: np.ndarray, lon: np.ndarray, qlat: np.ndarray, qlon: np.ndarray, dlat: float,
+                 dlon: float) -> np.ndarray:
+    """The pixels in the cells (at least ``dlat`` x ``dlon`` degrees) next to a point's cell, or in it."""
+    lat0, lon0 = float(qlat.min()) - 2 * dlat, float(qlon.min()) - 2 * dlon
+    rows = (float(qlat.max()) + 2 * dlat - lat0) / dlat
+    cols = (float(qlon.max()) + 2 * dlon - lon0) / dlon
+    grow = max(1.0, math.sqrt(rows * cols / _BITMAP_CELLS))
+    dlat, dlon = dlat * grow, dlon * grow
+    h, w = int(rows / grow) + 2, int(cols / grow) + 2
+    bitmap = np.zeros((h, w), np.bool_)
+    r = np.floor((qlat - lat0) / dlat).astype(np.int64)
+    c = np.floor((qlon - lon0) / dlon).astype(np.int64)
+    for dr in (-1, 0, 1):
+        for dc in (-1, 0, 1):
+            bitmap[np.clip(r + dr, 0, h - 1), np.clip(c + dc, 0, w - 1)] = True
+    return _in_bitmap(lat, lon, bitmap, lat0, lon0, dlat, dlon)
+
+
+@jit
+def _in_bitmap(lat, lon, bitmap, lat0, lon0, dlat, dlon):
+    out = np.zeros(lat.shape[0], np.bool_)
+    h, w = bitmap.shape
+    for i in range(lat.shape[0]):
+        r = (lat[i] - lat0) / dlat
+        c = (lon[i] - lon0) / dlon
+        if r >= 0.0 and r < h and c >= 0.0 and c < w:       # also: not NaN
+            out[i] = bitmap[int(r), int(c)]
+    return out
 
 
 @jit
@@ -226,6 +278,82 @@ def _within(keys, starts, order, xyz, cell, q, r2, reach):
     for i in range(len(hits)):
         out[i] = hits[i]
     return out
+
+
+def unpack_geolocation(raw_lat: np.ndarray, raw_lon: np.ndarray, lat_packing: Tuple, lon_packing: Tuple
+                       ) -> Tuple[np.ndarray, np.ndarray]:
+    """Latitude and longitude (float64 degrees) of stored values in one pass: ``raw * scale + offset``,
+    NaN at either's fill value (``packing``: ``(fill or None, scale, offset)``), where not finite, or out of
+    range (|lat| > 90, |lon| > 360); longitudes outside -180..180 wrapped into it."""
+    out_lat = np.empty(raw_lat.shape, np.float64)
+    out_lon = np.empty(raw_lon.shape, np.float64)
+    args = []
+    for raw, (fill, scale, offset) in ((raw_lat, lat_packing), (raw_lon, lon_packing)):
+        use, value = _fill_of(raw.dtype, fill)
+        args += [use, value, float(scale), float(offset)]
+    _unpack_geolocation(raw_lat.ravel(), raw_lon.ravel(), out_lat.ravel(), out_lon.ravel(), *args)
+    return out_lat, out_lon
+
+
+def _fill_of(dtype: np.dtype, fill) -> Tuple[bool, Any]:
+    """Whether a fill value applies, and it in the stored type (a whole number outside the type's range,
+    a NaN fill, none: it does not)."""
+    if fill is None:
+        return False, np.zeros(1, dtype)[0]
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        if float(fill) != float(fill) or not info.min <= int(fill) <= info.max:
+            return False, np.zeros(1, dtype)[0]
+        return True, np.array(int(fill), dtype)[()]
+    value = np.array(fill, dtype)[()]
+    return bool(np.isfinite(value)), value
+
+
+@jit
+def _unpack_geolocation(raw_lat, raw_lon, out_lat, out_lon, use_lat, fill_lat, scale_lat, offset_lat, use_lon,
+                        fill_lon, scale_lon, offset_lon):
+    for i in range(raw_lat.shape[0]):
+        a = raw_lat[i]
+        b = raw_lon[i]
+        if (use_lat and a == fill_lat) or (use_lon and b == fill_lon):
+            out_lat[i] = np.nan
+            out_lon[i] = np.nan
+            continue
+        la = np.float64(a)
+        lo = np.float64(b)
+        if scale_lat != 1.0:
+            la = la * scale_lat
+        if offset_lat != 0.0:
+            la = la + offset_lat
+        if scale_lon != 1.0:
+            lo = lo * scale_lon
+        if offset_lon != 0.0:
+            lo = lo + offset_lon
+        if not (math.isfinite(la) and math.isfinite(lo) and abs(la) <= 90.0 and abs(lo) <= 360.0):
+            out_lat[i] = np.nan
+            out_lon[i] = np.nan
+            continue
+        if lo < -180.0 or lo >= 180.0:
+            lo = (lo + 180.0) % 360.0 - 180.0
+        out_lat[i] = la
+        out_lon[i] = lo
+
+
+@jit
+def gather_strings(codes, starts, data, offsets, out):
+    """The UTF-8 bytes of the strings ``codes`` (indexes of a dictionary of ``starts``/``data``; -1: null,
+    empty) into ``out``, their ``offsets`` (an Arrow string array's buffers); returns the bytes written."""
+    pos = 0
+    for i in range(codes.shape[0]):
+        offsets[i] = pos
+        c = codes[i]
+        if c < 0:
+            continue
+        for j in range(starts[c], starts[c + 1]):
+            out[pos] = data[j]
+            pos += 1
+    offsets[codes.shape[0]] = pos
+    return pos
 
 
 def pixel_spacing(lat: np.ndarray, lon: np.ndarray, samples: int = 64) -> Tuple[float, float]:

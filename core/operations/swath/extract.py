@@ -24,7 +24,7 @@ import hashlib
 import math
 import os
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -34,7 +34,7 @@ from ...dates import parse_date
 from ...errors import InputError, ParameterError, TilewiseWarning
 from ...grid import Grid, Tile
 from ...io.swath import ANGLES, SwathScene, looks_like_swath, open_swath, read_angles, read_geolocation, \
-    read_pixels
+    read_pixels, safe_folder, scene_date
 from ...io.vector import VERTEX_INDEX, Table, Zones, check_zone_coordinates, make_samples, read_zones, \
     reproject, to_date64
 from ...kernels.footprints import KIND_EMPTY, KIND_LINE, KIND_POINT, KIND_POLYGON, kind_of
@@ -200,7 +200,8 @@ def plan_swath(inputs: Sequence[str], zones: Union[str, Zones], own: SwathOption
     """Open the scenes' headers, check variables and flags, move the samples to longitude/latitude."""
     if not inputs:
         raise InputError("Give at least one swath scene to extract from.")
-    scenes = tuple(open_swath(str(p)) for p in inputs)
+    first = open_swath(str(inputs[0]))
+    scenes = (first,) + tuple(_described(first, str(p)) for p in inputs[1:])
     variables = _variables(scenes, own.variables)
     flags = own.flags
     if not flags.empty:
@@ -214,7 +215,6 @@ def plan_swath(inputs: Sequence[str], zones: Union[str, Zones], own: SwathOption
     if isinstance(zones, str):
         zones = read_zones(zones, layer=own.layer, id_field=own.id_field)
     if own.zones_crs:
-        from dataclasses import replace
         zones = replace(zones, crs=own.zones_crs)
     if not zones.crs:
         warnings.warn(TilewiseWarning(f"The zones layer {zones.source} has no CRS; its coordinates are taken to be "
@@ -232,6 +232,49 @@ def plan_swath(inputs: Sequence[str], zones: Union[str, Zones], own: SwathOption
     shapes = np.asarray([_unwrapped(g) if k == KIND_POLYGON else None for g, k in zip(moved, kind)], dtype=object)
     plan = SwathPlan(scenes, variables, own.spec, own.max_distance, flags, kind, lon, lat, shapes, own.angles)
     return plan, zones, samples
+
+
+def _described(template: SwathScene, path: str) -> SwathScene:
+    """The scene of ``path``: when it is a SAFE folder holding the same files as ``template``'s, described from
+    it (the same variables in its own files; its name and date its own) without opening its files, which
+    takes ~0.3 s a scene (17 netCDF files); its task opens it, in a worker, and checks it
+    (:func:`_opened`). Any other input is opened here."""
+    folder, model = safe_folder(path), safe_folder(template.source)
+    if folder is None or model is None:
+        return open_swath(path)
+    try:
+        mine = sorted(f for f in os.listdir(folder) if f.lower().endswith(_NETCDF))
+        theirs = sorted(f for f in os.listdir(model) if f.lower().endswith(_NETCDF))
+    except OSError:
+        return open_swath(path)
+    moved = [v for v in (template.lat, template.lon) + template.variables]
+    if mine != theirs or any(os.path.dirname(v.path) != model for v in moved):
+        return open_swath(path)
+
+    def move(v):
+        return replace(v, path=os.path.join(folder, os.path.basename(v.path)))
+
+    variables = tuple(move(v) for v in template.variables)
+    name = os.path.basename(folder)
+    date, start = scene_date(name, folder, variables[0])
+    return SwathScene(path, name, template.shape, move(template.lat), move(template.lon), variables, date, start,
+                      opened=False)
+
+
+_NETCDF = (".nc", ".nc4", ".h5", ".hdf5", ".he5", ".hdf")
+
+
+def _opened(scene: SwathScene, plan: SwathPlan) -> SwathScene:
+    """A described scene opened (in its task): its own headers (variables, packing, size), checked to hold
+    the plan's variables and flags; the plan's date kept."""
+    real = open_swath(scene.source)
+    for v in plan.variables:
+        real.variable(v)                          # an InputError naming the scene when it lacks one
+    if not plan.flags.empty:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", TilewiseWarning)    # said in planning, for the first scene
+            resolve_flags(plan.flags, real)
+    return replace(real, date=scene.date, start_time=scene.start_time)
 
 
 def _variables(scenes: Sequence[SwathScene], asked: Optional[Tuple[str, ...]]) -> Tuple[str, ...]:
@@ -262,7 +305,6 @@ def _dates(scenes: Sequence[SwathScene], dates: Any) -> List[Any]:
 
 
 def _with_date(scene: SwathScene, date: Any) -> SwathScene:
-    from dataclasses import replace
     return replace(scene, date=date)
 
 
@@ -278,40 +320,42 @@ def _unwrapped(g):
 
 # -- one scene ----------------------------------------------------------------------------------------------
 
-def extract_scene(plan: SwathPlan, i: int) -> Dict[str, np.ndarray]:
-    """Every sample's values in scene ``i``: statistics ``(samples, variables, columns)``, ``n_valid``,
-    ``reason`` ``(samples, variables)``, and the point's pixel: ``row``, ``col``, ``distance``, ``plat``, ``plon``."""
-    scene = plan.scenes[i]
-    lat, lon = read_geolocation(scene)           # once per scene, for every feature
-    n_s, n_v = len(plan.kind), len(plan.variables)
+def extract_scene(plan: SwathPlan, i: int, samples: Optional[np.ndarray] = None) -> Dict[str, np.ndarray]:
+    """The values of the samples ``samples`` (ascending indexes; default every sample) in scene ``i``:
+    statistics ``(samples, variables, columns)``, ``n_valid``, ``reason`` ``(samples, variables)``, the
+    point's pixel: ``row``, ``col``, ``distance``, ``plat``, ``plon``, and ``samples`` itself."""
+    scene = plan.scenes[i] if plan.scenes[i].opened else _opened(plan.scenes[i], plan)
+    geo = scene_geolocation(scene)            # once per scene and process, for every feature chunk
+    lat, lon = geo.lat, geo.lon
+    chosen = np.arange(len(plan.kind)) if samples is None else np.asarray(samples, np.int64)
+    sub = plan if samples is None else replace(plan, kind=plan.kind[chosen], lon=plan.lon[chosen],
+                                               lat=plan.lat[chosen], shapes=plan.shapes[chosen])
+    n_s, n_v = len(sub.kind), len(sub.variables)
     width = scene.shape[1]
     pixel_of = np.full(n_s, -1, np.int64)
     distance = np.full(n_s, np.nan)
     members: Dict[int, np.ndarray] = {}
-    points = np.flatnonzero((plan.kind == KIND_POINT) & np.isfinite(plan.lat) & np.isfinite(plan.lon))
-    limit = plan.max_distance or _diagonal(lat, lon)
+    points = np.flatnonzero((sub.kind == KIND_POINT) & np.isfinite(sub.lat) & np.isfinite(sub.lon))
+    limit = plan.max_distance or geo.diagonal
     if len(points) and math.isfinite(limit):
         radius = chord_of(limit)
-        cell = max(radius / 4.0, chord_of(_diagonal(lat, lon) or limit))
-        index = build_index(lat, lon, cell, near=(plan.lat[points], plan.lon[points]), radius=radius)
-        found, chord = nearest(index, plan.lat[points], plan.lon[points], radius)
+        index = geo.point_index(plan, limit, radius)
+        found, chord = nearest(index, sub.lat[points], sub.lon[points], radius)
         pixel_of[points] = found
         distance[points] = np.where(found >= 0, metres_of(chord), np.nan)
-        for s, f in zip(points, found):
-            if f >= 0:
-                members[int(s)] = np.array([f], np.int64)
-    polygons = np.flatnonzero(plan.kind == KIND_POLYGON)
+    hit = np.flatnonzero(pixel_of >= 0)                  # the points' one pixel each
+    polygons = np.flatnonzero(sub.kind == KIND_POLYGON)
     if len(polygons):
-        members.update(_polygon_pixels(plan, polygons, lat, lon))
-    wanted = np.unique(np.concatenate([m for m in members.values()] or [np.zeros(0, np.int64)]))
+        members.update(_polygon_pixels(sub, polygons, lat, lon))
+    wanted = np.unique(np.concatenate([pixel_of[hit]] + [m for m in members.values()]))
     rows, cols = wanted // width, wanted % width
-    values = np.column_stack([read_pixels(scene.variable(v), rows, cols) for v in plan.variables]) if n_v else \
+    values = np.column_stack([read_pixels(scene.variable(v), rows, cols) for v in sub.variables]) if n_v else \
         np.zeros((len(wanted), 0))
     flagged = np.zeros(len(wanted), bool)
-    if not plan.flags.empty:
-        sf = resolve_flags(plan.flags, scene)
+    if not sub.flags.empty:
+        sf = resolve_flags(sub.flags, scene)
         flagged = sf.masked(read_pixels(sf.variable, rows, cols, raw=True))
-    part = _reduce(plan, members, wanted, values, flagged)
+    part = _reduce(sub, members, (hit, pixel_of[hit]), wanted, values, flagged)
     ok = pixel_of >= 0
     part["row"] = np.where(ok, pixel_of // width, -1)
     part["col"] = np.where(ok, pixel_of % width, -1)
@@ -319,10 +363,71 @@ def extract_scene(plan: SwathPlan, i: int) -> Dict[str, np.ndarray]:
     flat_lat, flat_lon = lat.ravel(), lon.ravel()
     part["plat"] = np.where(ok, flat_lat[np.maximum(pixel_of, 0)], np.nan)
     part["plon"] = np.where(ok, flat_lon[np.maximum(pixel_of, 0)], np.nan)
-    if plan.angles:
+    if sub.angles:
         part["angles"] = np.full((n_s, len(ANGLES)), np.nan)
         part["angles"][ok] = read_angles(scene, part["row"][ok], part["col"][ok])
+    part["samples"] = chosen
     return part
+
+
+# -- a scene's geolocation, once per process --------------------------------------------------------------
+
+#: The bytes of geolocation (and point indexes) a process keeps for the next feature chunk of the same
+#: scene; the last scene read is always kept, older ones while they fit.
+GEO_CACHE_BYTES = 512 * 2 ** 20
+_GEO_CACHE: "Dict[Tuple, SceneGeolocation]" = {}
+
+
+@dataclass
+class SceneGeolocation:
+    """A scene's latitude and longitude (:func:`~tilewise.core.io.swath.read_geolocation`), its pixel
+    diagonal, and the voxel indexes of the points of the plans that searched it (one per plan and
+    search radius: built for every point of the plan, so each chunk of its features reuses it)."""
+
+    lat: np.ndarray
+    lon: np.ndarray
+    diagonal: float
+    indexes: Dict[Tuple, Any] = field(default_factory=dict)
+
+    @property
+    def nbytes(self) -> int:
+        return self.lat.nbytes + self.lon.nbytes + sum(i.order.nbytes + i.xyz.nbytes + i.keys.nbytes +
+                                                       i.starts.nbytes for i in self.indexes.values())
+
+    def point_index(self, plan: SwathPlan, limit: float, radius: float):
+        points = np.flatnonzero((plan.kind == KIND_POINT) & np.isfinite(plan.lat) & np.isfinite(plan.lon))
+        qlat, qlon = plan.lat[points], plan.lon[points]
+        key = (hashlib.sha1(qlat.tobytes() + qlon.tobytes()).hexdigest(), limit)
+        index = self.indexes.get(key)
+        if index is None:
+            cell = max(radius / 4.0, chord_of(self.diagonal or limit))
+            index = build_index(self.lat, self.lon, cell, near=(qlat, qlon), radius=radius)
+            self.indexes.clear()           # one plan at a time: an older run's index is not kept
+            self.indexes[key] = index
+        return index
+
+
+def scene_geolocation(scene: SwathScene) -> SceneGeolocation:
+    """The scene's geolocation, read once per process while its files are unchanged (keyed by their path,
+    size, modification time and inode): the feature chunks of one scene that a worker runs read it once."""
+    key = _geo_key(scene)
+    geo = _GEO_CACHE.pop(key, None) if key is not None else None
+    if geo is None:
+        lat, lon = read_geolocation(scene)
+        geo = SceneGeolocation(lat, lon, _diagonal(lat, lon))
+    if key is not None:
+        _GEO_CACHE[key] = geo                       # the newest last
+        while len(_GEO_CACHE) > 1 and sum(g.nbytes for g in _GEO_CACHE.values()) > GEO_CACHE_BYTES:
+            _GEO_CACHE.pop(next(iter(_GEO_CACHE)))
+    return geo
+
+
+def _geo_key(scene: SwathScene) -> Optional[Tuple]:
+    try:
+        state = tuple((s.st_size, s.st_mtime_ns, s.st_ino) for s in map(os.stat, (scene.lat.path, scene.lon.path)))
+    except OSError:
+        return None                                 # not a local file: not kept
+    return (scene.lat.path, scene.lat.name, scene.lon.path, scene.lon.name, state)
 
 
 def _diagonal(lat: np.ndarray, lon: np.ndarray) -> float:
@@ -362,8 +467,10 @@ def _polygon_pixels(plan: SwathPlan, polygons: np.ndarray, lat: np.ndarray, lon:
     return out
 
 
-def _reduce(plan: SwathPlan, members: Dict[int, np.ndarray], wanted: np.ndarray, values: np.ndarray,
-            flagged: np.ndarray) -> Dict[str, np.ndarray]:
+def _reduce(plan: SwathPlan, members: Dict[int, np.ndarray], points: Tuple[np.ndarray, np.ndarray],
+            wanted: np.ndarray, values: np.ndarray, flagged: np.ndarray) -> Dict[str, np.ndarray]:
+    """Statistics of the samples: ``points`` (samples, their pixel) all at once, the polygons' ``members``
+    (sample: pixels) one by one."""
     n_s, n_v, n_c = len(plan.kind), len(plan.variables), plan.n_columns
     stats = np.full((n_s, n_v, n_c), np.nan)
     n_valid = np.zeros((n_s, n_v), np.int64)
@@ -373,13 +480,10 @@ def _reduce(plan: SwathPlan, members: Dict[int, np.ndarray], wanted: np.ndarray,
     reason[plan.kind == KIND_LINE] = LINE
     reason[plan.kind == KIND_EMPTY] = EMPTY
     names = plan.spec.columns
-    single = np.array([s for s, m in members.items() if len(m) == 1 and plan.kind[s] == KIND_POINT], np.int64)
+    single, pixels_of = points
     if len(single):
-        _reduce_points(plan, single, np.array([members[s][0] for s in single], np.int64), wanted, values, flagged,
-                       stats, n_valid, reason)
+        _reduce_points(plan, single, pixels_of, wanted, values, flagged, stats, n_valid, reason)
     for s, pixels in members.items():
-        if plan.kind[s] == KIND_POINT and len(pixels) == 1:
-            continue
         pos = np.searchsorted(wanted, pixels)
         vals = values[pos]
         bad = flagged[pos]
@@ -447,9 +551,10 @@ def _statistics(x: np.ndarray, names: Sequence[str], spec: ExtractSpec) -> np.nd
 
 @dataclass(frozen=True)
 class SwathJob(TiledJob):
-    """An extraction from swath scenes for the runner: one task per scene. The plain fields identify it
-    (with the state of every file the scenes read, for resume); ``plan`` goes to the workers; ``zones``
-    and ``samples`` stay in this process for the table."""
+    """An extraction from swath scenes for the runner: one task per scene and chunk of features
+    (``chunks`` per scene: enough for one scene to keep every worker busy, one when the scenes are as
+    many as the workers). The plain fields identify it (with the state of every file the scenes read,
+    for resume); ``plan`` goes to the workers; ``zones`` and ``samples`` stay in this process for the table."""
 
     inputs: Tuple[str, ...]
     files: Tuple[str, ...]
@@ -461,6 +566,7 @@ class SwathJob(TiledJob):
     plan: SwathPlan = field(repr=False, compare=False)
     zones: Optional[Zones] = field(default=None, repr=False, compare=False)
     samples: Any = field(default=None, repr=False, compare=False)
+    chunks: int = 1
 
     def __getstate__(self) -> Dict[str, Any]:
         state = dict(self.__dict__)
@@ -478,7 +584,8 @@ class SwathJob(TiledJob):
         from .plot import SwathPlotSink     # the plot (OUTPUT_PLOT) is drawn from the long table
         plot = os.path.abspath(self.options.output_plot) if self.options.output_plot else None
         table = partial(swath_table, self.plan, self.zones, self.samples)
-        return SwathPlotSink(self.output, partial(table, self.options.layout), plot=plot, long=partial(table, "long"),
+        return SwathPlotSink(self.output, partial(table, self.options.layout), plot=plot,
+                             long=partial(table, "long", arrow=False),
                              id_name=self.zones.id_name if self.zones is not None else "id")
 
     @property
@@ -490,13 +597,41 @@ class SwathJob(TiledJob):
         return 1
 
     def tiles(self, tile_size: int) -> List[Tile]:
-        return [Tile(i, 0, i, 1, 1) for i in range(len(self.plan.scenes))]
+        n = len(self.plan.scenes) * self.chunks
+        return [Tile(i, 0, i, 1, 1) for i in range(n)]
+
+
+def feature_chunks(plan: SwathPlan, chunks: int) -> List[np.ndarray]:
+    """The samples in ``chunks`` groups (ascending indexes each) of neighbours: ordered by latitude (a
+    swath's rows run about north-south), so each chunk reads its own band of the variables' blocks."""
+    n = len(plan.kind)
+    if chunks <= 1:
+        return [np.arange(n)]
+    lat, lon = plan.lat.copy(), plan.lon.copy()
+    polygons = np.flatnonzero(plan.kind == KIND_POLYGON)
+    if len(polygons):
+        centre = shapely.get_coordinates(shapely.centroid(plan.shapes[polygons]))
+        lon[polygons], lat[polygons] = centre[:, 0], centre[:, 1]
+    order = np.lexsort((lon, lat))               # lines and empty geometries (NaN) last
+    return [np.sort(part) for part in np.array_split(order, chunks)]
+
+
+def chunks_for(n_scenes: int, n_samples: int, run: Any) -> int:
+    """Feature chunks per scene: the scenes times the chunks cover the workers (the local ones, an
+    executor's, or for a Dask scheduler the local cores: its size is known only once connected)."""
+    from ...runtime.executor import resolve_workers
+    workers = getattr(run.executor, "workers", None)
+    if not isinstance(workers, int) or workers < 1:
+        workers = resolve_workers(run.workers)
+    return max(1, min(-(-workers // max(n_scenes, 1)), n_samples))
 
 
 def swath_scene_tile(job: SwathJob, tile: Tile, target: str) -> int:
-    """Runner task ``tile``: scene ``tile.index``, written as a part of named arrays."""
-    part = extract_scene(job.plan, tile.index)
-    part["scene"] = np.int64(tile.index)
+    """Runner task ``tile``: one chunk of the features in one scene, written as a part of named arrays."""
+    scene, chunk = divmod(tile.index, job.chunks)
+    samples = None if job.chunks == 1 else feature_chunks(job.plan, job.chunks)[chunk]
+    part = extract_scene(job.plan, scene, samples)
+    part["scene"] = np.int64(scene)
     write_part(target, part)
     return tile.index
 
@@ -527,11 +662,12 @@ def extract_swath(inputs: Sequence[str], zones: Union[str, Zones], output: str,
     with logging_to(shared.run.log):
         outputs = check_output(output, [str(p) for p in inputs], zones if isinstance(zones, str) else None)
         plan, zone_set, samples = plan_swath(inputs, zones, own)
-    grid = Grid("", (1.0, 0.0, 0.0, 0.0, -1.0, 0.0), len(plan.scenes), 1)
+    chunks = chunks_for(len(plan.scenes), len(plan.kind), shared.run)
+    grid = Grid("", (1.0, 0.0, 0.0, 0.0, -1.0, 0.0), len(plan.scenes) * chunks, 1)
     files = tuple(dict.fromkeys(f for s in plan.scenes for f in s.files))
     source = zones if isinstance(zones, str) else zone_set.source
     job = SwathJob(tuple(str(p) for p in inputs), files, source, _digest(zone_set), own, outputs, grid, plan,
-                   zone_set, samples)
+                   zone_set, samples, chunks)
     with logging_to(shared.run.log):
         return run_tiles(job, swath_scene_tile, shared.run)
 
@@ -559,16 +695,24 @@ def check_output(output: str, inputs: Sequence[str], zones: Optional[str]) -> Tu
 # -- the table ----------------------------------------------------------------------------------------------
 
 def swath_table(plan: SwathPlan, zones: Zones, samples: Any, layout: str,
-                parts: Iterator[Tuple[Tile, Dict[str, np.ndarray]]]) -> Table:
-    """The parts of every scene as the long or wide table; warns of features no scene covers."""
+                parts: Iterator[Tuple[Tile, Dict[str, np.ndarray]]], arrow: bool = True) -> Table:
+    """The parts of every scene as the long or wide table; warns of features no scene covers. The long
+    table's string columns are Arrow arrays (for the writer), or with ``arrow`` False numpy object arrays."""
     n_scenes = len(plan.scenes)
-    by_scene: List[Optional[Dict[str, np.ndarray]]] = [None] * n_scenes
-    for _tile, part in parts:
-        by_scene[int(part["scene"])] = part
-    stacked = {k: np.stack([p[k] for p in by_scene]) for k in by_scene[0] if k != "scene"}  # type: ignore[index]
+    n_samples = len(plan.kind)
+    stacked: Dict[str, np.ndarray] = {}
+    for _tile, part in parts:                 # each scene's samples come in one or more chunks
+        at = (int(part["scene"]), part["samples"])
+        for k, v in part.items():
+            if k not in ("scene", "samples"):
+                if k not in stacked:
+                    stacked[k] = np.empty((n_scenes, n_samples) + v.shape[1:], v.dtype)
+                stacked[k][at] = v
     _warn_uncovered(zones, samples, stacked, n_scenes)
     dates = to_date64([s.date for s in plan.scenes])
     builder = _wide if layout == "wide" else _long
+    if builder is _long:
+        return _long(plan, zones, samples, stacked, dates, arrow)
     return builder(plan, zones, samples, stacked, dates)
 
 
@@ -593,45 +737,89 @@ def _value_columns(plan: SwathPlan, samples: Any) -> List[str]:
     return ["value"] if samples.as_values else list(plan.spec.columns) + ["n_valid"]
 
 
-def _long(plan: SwathPlan, zones: Zones, samples: Any, st: Dict[str, np.ndarray], dates: np.ndarray) -> Table:
+def _long(plan: SwathPlan, zones: Zones, samples: Any, st: Dict[str, np.ndarray], dates: np.ndarray,
+          arrow: bool = True) -> Table:
+    """Rows per sample, then scene (in date order), then variable: the arrays of ``st`` (scene, sample[,
+    variable]) moved into that order by transposes and repeats, not by a gather over every row."""
     n_s, n_v = len(plan.kind), len(plan.variables)
     order = date_order(dates)
-    scene = np.repeat(order, n_v)                      # per sample: scenes in date order, variables in order
-    var = np.tile(np.arange(n_v), len(order))
-    sample = np.repeat(np.arange(n_s), len(scene))
-    scene = np.tile(scene, n_s)
-    var = np.tile(var, n_s)
-    cols: Dict[str, np.ndarray] = {zones.id_name: zones.ids[samples.feature][sample]}
+    n_r = len(order)
+
+    def per_sample(x):                                  # (samples,) -> rows
+        return np.repeat(np.asarray(x), n_r * n_v)
+
+    def per_pixel(x):                                   # (scenes, samples[, k]) -> rows[, k]
+        moved = np.swapaxes(x[order], 0, 1)
+        return np.repeat(moved.reshape((n_s * n_r,) + x.shape[2:]), n_v, axis=0)
+
+    def per_value(x):                                   # (scenes, samples, variables[, k]) -> rows[, k]
+        return np.swapaxes(x[order], 0, 1).reshape((n_s * n_r * n_v,) + x.shape[3:])
+
+    scene = np.tile(np.repeat(order, n_v), n_s)
+    strings = _strings if arrow else _objects
+    cols: Dict[str, np.ndarray] = {zones.id_name: per_sample(zones.ids[samples.feature])}
     if samples.vertex is not None:
-        cols[VERTEX_INDEX] = samples.vertex[sample].astype(np.int32)
-    cols["source"] = np.asarray([s.name for s in plan.scenes], dtype=object)[scene]
+        cols[VERTEX_INDEX] = per_sample(samples.vertex.astype(np.int32))
+    cols["source"] = strings([s.name for s in plan.scenes], scene)
     cols["date"] = dates[scene]
-    cols["time"] = np.asarray([s.start_time for s in plan.scenes], dtype=object)[scene]
-    cols["variable"] = np.asarray(plan.variables, dtype=object)[var]
-    _stat_columns(cols, plan, samples, st, (scene, sample, var))
-    cols["row"] = _nullable_int(st["row"][scene, sample])
-    cols["col"] = _nullable_int(st["col"][scene, sample])
-    cols["distance_m"] = st["distance"][scene, sample]
-    cols["pixel_lat"] = st["plat"][scene, sample]
-    cols["pixel_lon"] = st["plon"][scene, sample]
+    cols["time"] = strings([s.start_time for s in plan.scenes], scene)
+    cols["variable"] = strings(plan.variables, np.tile(np.arange(n_v), n_s * n_r))
+    _stat_columns(cols, plan, samples, per_value(st["stats"]), per_value(st["n_valid"]))
+    cols["row"] = _nullable_int(per_pixel(st["row"]))
+    cols["col"] = _nullable_int(per_pixel(st["col"]))
+    cols["distance_m"] = per_pixel(st["distance"])
+    cols["pixel_lat"] = per_pixel(st["plat"])
+    cols["pixel_lon"] = per_pixel(st["plon"])
     if plan.angles:
+        angles = per_pixel(st["angles"])
         for k, name in enumerate(ANGLES):
-            cols[name.lower()] = st["angles"][scene, sample, k]
-    reasons = np.asarray([None] + list(REASONS[1:]), dtype=object)
-    cols["reason"] = reasons[st["reason"][scene, sample, var]]
+            cols[name.lower()] = angles[:, k]
+    cols["reason"] = strings([None] + list(REASONS[1:]), per_value(st["reason"]))
     return Table(cols)
 
 
-def _stat_columns(cols: Dict[str, np.ndarray], plan: SwathPlan, samples: Any, st: Dict[str, np.ndarray],
-                  at: Tuple[np.ndarray, ...]) -> None:
-    scene, sample, var = at
-    stats = st["stats"][scene, sample, var]
+def _objects(names: Sequence[Optional[str]], codes: np.ndarray) -> np.ndarray:
+    """The column ``names[codes]`` as a numpy array of Python strings (None: null)."""
+    return np.asarray(list(names), dtype=object)[np.asarray(codes, np.int64)]
+
+
+def _strings(names: Sequence[Optional[str]], codes: np.ndarray):
+    """The column ``names[codes]`` (None: null) as an Arrow string array, built from the bytes of the few
+    names: a long table repeats each of them millions of times, which Python strings would make one by one
+    (10 s for 13 million rows). Chunks of under 2 GiB each (Arrow's 32-bit offsets)."""
+    import pyarrow as pa
+    from ...kernels.swath import gather_strings
+    encoded = [None if n is None else str(n).encode("utf-8") for n in names]
+    codes = np.asarray(codes, np.int64).ravel()
+    codes = np.where([e is None for e in encoded], -1, np.arange(len(encoded)))[codes] if len(encoded) else codes
+    lengths = np.array([len(e or b"") for e in encoded], np.int64)
+    starts = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    data = np.frombuffer(b"".join(e or b"" for e in encoded), np.uint8)
+    step = max(1, (2 ** 31 - 1) // max(int(lengths.max(initial=0)), 1))
+    chunks = []
+    for a in range(0, max(len(codes), 1), step):
+        part = codes[a:a + step]
+        total = int(np.where(part >= 0, lengths[np.maximum(part, 0)], 0).sum()) if len(part) else 0
+        offsets = np.empty(len(part) + 1, np.int32)
+        out = np.empty(total, np.uint8)
+        gather_strings(part, starts, data, offsets, out)
+        valid = part >= 0
+        nulls = int(len(part) - valid.sum())
+        bitmap = pa.py_buffer(np.packbits(valid, bitorder="little")) if nulls else None
+        chunks.append(pa.StringArray.from_buffers(len(part), pa.py_buffer(offsets), pa.py_buffer(out), bitmap,
+                                                  nulls))
+    return chunks[0] if len(chunks) == 1 else pa.chunked_array(chunks, pa.string())
+
+
+def _stat_columns(cols: Dict[str, np.ndarray], plan: SwathPlan, samples: Any, stats: np.ndarray,
+                  n_valid: np.ndarray) -> None:
+    """The statistic columns of ``stats`` (rows, statistics) and ``n_valid`` (rows)."""
     if samples.as_values:
         cols["value"] = stats[:, 0]          # a point's one pixel: every statistic is its value
         return
     for c, name in enumerate(plan.spec.columns):
         cols[name] = stats[:, c]
-    cols["n_valid"] = st["n_valid"][scene, sample, var].astype(np.int32)
+    cols["n_valid"] = n_valid.astype(np.int32)
 
 
 def _nullable_int(values: np.ndarray) -> np.ndarray:
@@ -649,7 +837,7 @@ def _wide(plan: SwathPlan, zones: Zones, samples: Any, st: Dict[str, np.ndarray]
     for r in date_order(dates):
         for v, variable in enumerate(plan.variables):
             sub: Dict[str, np.ndarray] = {}
-            _stat_columns(sub, plan, samples, st, (np.full(n_s, r), everyone, np.full(n_s, v)))
+            _stat_columns(sub, plan, samples, st["stats"][r, everyone, v], st["n_valid"][r, everyone, v])
             for stat in names:
                 cols[f"{keys[r]}_{_identifier(variable)}_{stat}"] = sub[stat]
         if np.any(plan.kind == KIND_POINT):
