@@ -16,6 +16,7 @@ from functools import partial
 from qgis.core import (QgsMapLayer, QgsProcessingAlgorithm, QgsProcessingContext, QgsProcessingException,
                        QgsProcessingParameterMultipleLayers, QgsProcessingUtils, QgsRasterLayer)
 
+from ..core.io.headers import file_key
 from ..core.logs import WARNING, lines_to
 from ..core.phases import format_phases
 from .compat import LAYER_RASTER
@@ -49,9 +50,30 @@ def _plain_raster_file(value):
     layer to learn the same takes 1-4 ms a file: 0.2 s of a median of 84 files, before the engine runs."""
     if not isinstance(value, str) or "|" in value or not value.lower().endswith(_PLAIN_RASTERS):
         return None
-    if not os.path.isfile(value) or not QgsRasterLayer.isValidRasterFileName(value):
+    if not os.path.isfile(value) or not _gdal_opens(value):
         return None
     return _absolute(value)
+
+
+#: ``{path: (file_key, GDAL opens it)}`` of the files :func:`_gdal_opens` asked about (at most :data:`_KEPT_MAX`).
+_OPENS = {}
+_KEPT_MAX = 4096
+
+
+def _gdal_opens(path):
+    """``QgsRasterLayer.isValidRasterFileName(path)``, kept while the file is unchanged (the key of
+    :func:`tilewise.core.io.headers.file_key`): a run asks about each input up to four times (QGIS's parameter
+    check, then the algorithm's, on two instances), and a session asks again at every run, 0.5 ms a file."""
+    key = file_key(path)
+    kept = _OPENS.get(path)
+    if key is not None and kept is not None and kept[0] == key:
+        return kept[1]
+    opens = QgsRasterLayer.isValidRasterFileName(path)
+    if key is not None:
+        if len(_OPENS) >= _KEPT_MAX:
+            _OPENS.clear()
+        _OPENS[path] = (key, opens)
+    return opens
 
 
 def _plain_raster_files(value):

@@ -200,10 +200,12 @@ class OutputLock:
         # no command line: it may carry credentials (a signed URL, a header), and the note is world-readable
         note = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time(), "operation": self.operation}
         data = json.dumps(note).encode("utf-8")
+        # written over whatever a crashed run left, then cut to its length: a file cut to nothing and written
+        # again is flushed to the disk when it is closed (ext4's auto_da_alloc), 2 ms of every run
         with contextlib.suppress(OSError):   # the note is for messages only: the lock is what counts
-            os.ftruncate(self.fd, 0)
             os.lseek(self.fd, 0, os.SEEK_SET)
             os.write(self.fd, data)
+            os.ftruncate(self.fd, len(data))
 
     def __enter__(self) -> "OutputLock":
         self.acquire()

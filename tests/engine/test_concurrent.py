@@ -11,6 +11,7 @@ written some tiles) until the test lets it go, and a waiting run is seen waiting
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -302,6 +303,19 @@ def test_a_forked_worker_does_not_hold_the_lock(tmp_path):
     finally:
         os.kill(child, signal.SIGKILL)
         os.waitpid(child, 0)
+
+
+def test_a_new_holder_writes_its_note_over_a_longer_one_left_behind(tmp_path):
+    """The note is written over the old one and cut to its length (not cut to nothing first: ext4 flushes
+    such a file to the disk when it is closed, 2 ms of every run)."""
+    out = str(tmp_path / "out.tif")
+    with open(lock_path(out), "w") as f:
+        json.dump({"pid": 1, "host": "elsewhere", "operation": "x" * 500}, f)
+    with OutputLock(out, "composite median"):
+        holder = read_holder(out)
+        assert (holder["pid"], holder["operation"]) == (os.getpid(), "composite median")
+        assert os.path.getsize(lock_path(out)) < 200
+    assert not os.path.exists(lock_path(out))
 
 
 def test_a_lock_file_removed_while_being_locked_is_not_taken(tmp_path, monkeypatch):

@@ -46,3 +46,37 @@ def test_the_median_of_plain_files(tmp_path):
     out = tmp_path / "median.tif"
     run(ALG_ID, {"INPUT": paths, "OUTPUT": str(out)})
     assert np.all(read_raster(out).array == 3)
+
+
+def test_a_file_is_asked_about_once_while_it_is_unchanged(tmp_path, monkeypatch):
+    """GDAL's answer for each file (0.5 ms each) is kept while the file is unchanged: a run asked up to four
+    times per file (QGIS's check and the algorithm's, on two instances), and every run of a session again."""
+    from tilewise.algorithms import base
+    from tilewise.core.io import headers
+    monkeypatch.setattr(headers, "SETTLE_SECONDS", 0.0)  # the files just written count as settled
+    asked = []
+
+    real = base.QgsRasterLayer
+
+    class Spy:  # QGIS's own check, counted
+        @staticmethod
+        def isValidRasterFileName(path):  # noqa: N802 (QGIS's name)
+            asked.append(path)
+            return real.isValidRasterFileName(path)
+
+    paths = stack(tmp_path)
+    monkeypatch.setattr(base, "_OPENS", {})
+    monkeypatch.setattr(base, "QgsRasterLayer", Spy)
+    for _ in range(2):
+        out = tmp_path / "median.tif"
+        run(ALG_ID, {"INPUT": paths, "OUTPUT": str(out)})
+        assert np.all(read_raster(out).array == 3)
+    assert sorted(asked) == sorted(paths)
+    # a file changed is asked about again: a raster no more is an error naming it
+    with open(paths[2], "w") as f:
+        f.write("not a raster")
+    alg = QgsApplication.processingRegistry().createAlgorithmById(ALG_ID)
+    ok, message = alg.checkParameterValues({"INPUT": paths, "OUTPUT": str(tmp_path / "out.tif")},
+                                           QgsProcessingContext())
+    assert not ok and "d2.tif" in message, message
+    assert asked[len(paths):] == [paths[2]]
