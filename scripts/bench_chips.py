@@ -9,6 +9,7 @@ Cases, per kind, side by side, each with its ratios:
 
 - ``tilewise chips`` in patch mode (32 x 32) and box mode (buffer 155 m: boxes of 31-32 pixels a side),
   on ``--workers`` processes, with the engine's phases (planning, read/compute, tile writes, assembly);
+  ``--repeat N`` runs it and the floor N times, alternated, and keeps the best of each;
 - the floor (:func:`run_floor`): the shortest honest program for the same files on all cores: a process
   pool over scenes decodes each 512 block that a chip touches once (every band at once) and cuts the chips
   out of it; a process pool over features then writes each chip as a netCDF classic file (the same
@@ -334,8 +335,12 @@ def bench_kind(kind: str, args) -> None:
     everything = range(args.points)
     for mode in ("patch", "box"):
         tw_dir, floor_dir = os.path.join(work, f"tilewise_{mode}"), os.path.join(work, f"floor_{mode}")
-        seconds, report = run_tilewise(scenes, xy, tw_dir, mode, args.workers)
-        floor = run_floor(scenes, xy, floor_dir, mode, args.workers)
+        runs = []
+        for _ in range(args.repeat):                # alternated, the best of each: the machine may be shared
+            runs.append((run_tilewise(scenes, xy, tw_dir, mode, args.workers),
+                         run_floor(scenes, xy, floor_dir, mode, args.workers)))
+        seconds, report = min((r[0] for r in runs), key=lambda r: r[0])
+        floor = min(r[1] for r in runs)
         equal = same_chips(tw_dir, floor_dir, everything)
         shutil.rmtree(floor_dir)
         label = f"patch {PATCH}x{PATCH}" if mode == "patch" else f"box {BUFFER:g} m"
@@ -367,6 +372,8 @@ def main() -> None:
     parser.add_argument("--peer-sample", type=int, default=100,
                         help="features the peer runs on (its time is scaled to all points); 0: no peer")
     parser.add_argument("--no-peer", action="store_true", help="same as --peer-sample 0")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="run Tilewise and the floor this many times, alternated, and keep the best of each")
     parser.add_argument("--quick", action="store_true", help="200 points x 6 dates on 2000^2 scenes, peer on 20")
     args = parser.parse_args()
     if args.quick:
