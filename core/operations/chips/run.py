@@ -4,9 +4,10 @@
 Planning (:func:`plan_chips_job`, in this process): the output grid's lattice (the first input's, or
 CRS and cell size given), one window per feature on it (:mod:`.plan`), and a *working grid* that just
 holds every window, its corner on a block corner of the first input when they share a lattice (tiles of
-a multiple of the block then hold whole blocks: each block is decoded by one task). Windows are assigned to
-the tiles of the working grid as the extraction assigns its features (:func:`~tilewise.core.kernels.footprints.assign_tiles`); only tiles that hold a window are
-tasks, and each task reads only the rectangle of its tile that its windows cover.
+a multiple of the block then hold whole blocks: each block is decoded by one task). Windows are assigned
+to the tiles of the working grid as the extraction assigns its features
+(:func:`~tilewise.core.kernels.footprints.assign_tiles`); only tiles that hold a window are tasks, and
+each task reads only the rectangle of its tile that its windows cover.
 
 A task (:func:`chips_tile`, in a worker) reads that rectangle once per raster (every band at once,
 resampled onto the grid when the raster is on another grid; the QA mask applied), so however many
