@@ -150,9 +150,10 @@ bench: deps $(STAMPS)/bench
 	PYTHONPATH=$(PLUGINS) $(QGIS_PYTHON) $(ROOT)/scripts/bench.py --engine-python $(ENGINE_PYTHON) $(BENCH_ARGS)
 	$(MAKE) --no-print-directory bench-chips bench-swath
 
-# Image chips against a SITS-style script (reduced size by default; issue 24's with e.g.
-# BENCH_CHIPS_ARGS="--dates 36 --side 5000"), and swath extraction against a sen3r-style one (issue 23's
-# size by default: 1.3 GB of inputs written once into build/bench_swath, a few minutes;
+# Image chips against their floor and a SITS-style script, at issue 24's size (1,000 points x 36 dates x 4 bands
+# on 5000² scenes, noise and imagery: about 6 GB of inputs made once in build/bench_chips, and 10-15 minutes on
+# 2 cores; BENCH_CHIPS_ARGS=--quick for a short run); swath extraction against a sen3r-style one and its floor
+# (issue 23's size by default: 1.3 GB of inputs written once into build/bench_swath, a few minutes;
 # BENCH_SWATH_ARGS=--reduced for 4 small scenes).
 bench-chips: deps $(STAMPS)/bench
 	cd $(PLUGINS) && PYTHONPATH=$(PLUGINS) $(ENGINE_PYTHON) $(ROOT)/scripts/bench_chips.py --folder $(BUILD)/bench_chips \

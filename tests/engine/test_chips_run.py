@@ -162,3 +162,29 @@ def test_an_input_on_another_grid_is_resampled_onto_the_chips_grid(series, zones
         np.testing.assert_array_equal(got, np.where(want == 0, np.nan, want.astype(np.float32)), err_msg=path)
         checked += np.count_nonzero(want)
     assert checked > 1000
+
+
+def test_tasks_on_a_tiled_input_decode_each_block_once(tmp_path):
+    """With the tile size left to the engine, the tasks' tiles lie on the input's blocks (the working grid's
+    corner on a block's corner, the tile a multiple of the block): no block is read by two tasks; the files
+    are those of tiles that cut across the blocks."""
+    rng = np.random.default_rng(8)
+    paths = [write_raster(tmp_path / f"t_{day}.tif", rng.integers(1, 10000, (2, 300, 340)).astype(np.uint16),
+                          nodata=0, tiled=True, blockxsize=64, blockysize=64) for day in ("2023-04-01", "2023-04-11")]
+    xs, ys = X0 + 10 * rng.uniform(-10, 350, 150), Y0 - 10 * rng.uniform(-10, 310, 150)
+    points = zones_from_geometries([shapely.Point(x, y) for x, y in zip(xs, ys)], UTM_CRS,
+                                   ids=[f"p{i}" for i in range(150)])
+    job = plan_chips_job(paths, points, str(tmp_path / "out"), ChipsOptions("patch", size_x=9, size_y=9), Options())
+    assert job.planned_tile_size % 64 == 0
+    a, _, c, _, e, f = job.grid.transform
+    row0, col0 = round((f - Y0) / e), round((c - X0) / a)             # the working grid's corner in the input
+    assert row0 % 64 == 0 and col0 % 64 == 0
+    owner: dict = {}
+    for k, (r, cc, h, w) in enumerate(job.plan.reads):
+        for br in range((row0 + r) // 64, (row0 + r + h - 1) // 64 + 1):
+            for bc in range((col0 + cc) // 64, (col0 + cc + w - 1) // 64 + 1):
+                assert owner.setdefault((br, bc), k) == k                # each block read by one task
+    assert len(set(owner.values())) > 1
+    chips(paths, points, str(tmp_path / "aligned"), "patch", size_x=9, size_y=9, workers=1)
+    chips(paths, points, str(tmp_path / "across"), "patch", size_x=9, size_y=9, tile_size=40, workers=1)
+    assert contents(tmp_path / "aligned") == contents(tmp_path / "across")

@@ -3,9 +3,11 @@
 
 Planning (:func:`plan_chips_job`, in this process): the output grid's lattice (the first input's, or
 CRS and cell size given), one window per feature on it (:mod:`.plan`), and a *working grid* that just
-holds every window. Windows are assigned to the tiles of the working grid as the extraction assigns its
-features (:func:`~tilewise.core.kernels.footprints.assign_tiles`); only tiles that hold a window are
-tasks, and each task reads only the rectangle of its tile that its windows cover.
+holds every window, its corner on a block corner of the first input when they share a lattice (tiles of
+a multiple of the block then hold whole blocks: each block is decoded by one task). Windows are assigned
+to the tiles of the working grid as the extraction assigns its features
+(:func:`~tilewise.core.kernels.footprints.assign_tiles`); only tiles that hold a window are tasks, and
+each task reads only the rectangle of its tile that its windows cover.
 
 A task (:func:`chips_tile`, in a worker) reads that rectangle once per raster (every band at once,
 resampled onto the grid when the raster is on another grid; the QA mask applied), so however many
@@ -288,9 +290,10 @@ def plan_chips_job(inputs: Sequence[str], zones: Union[str, Zones], folder: str,
     windows = _drop_outside(zones, windows, base, infos)
     layers = len(order) * len(bands)
     _check_chip_sizes(zones, windows, layers, np.dtype(work).itemsize)
-    grid, windows = _working_grid(base, windows)
-    size = options.run.tile_size or auto_tile_size(layers * (3 if fill is not None else 1) + 1,
-                                                   np.dtype(work).itemsize, TILE_BUDGET)
+    blocks = _block_lattice(base, infos[0])
+    size = _tile_size(options.run.tile_size, layers * (3 if fill is not None else 1) + 1, np.dtype(work).itemsize,
+                      blocks[0] if blocks else 0)
+    grid, windows = _working_grid(base, windows, blocks if blocks and size % blocks[0] == 0 else None)
     plan = _assign(grid, windows, size, zones)
     time_keys = _time_keys(times, dated)
     if fill is not None and own.format == "geotiff":
@@ -392,12 +395,54 @@ def _check_chip_sizes(zones: Zones, windows: np.ndarray, layers: int, itemsize: 
             "or fewer bands or dates.")
 
 
-def _working_grid(base: Grid, windows: np.ndarray) -> Tuple[Grid, np.ndarray]:
-    """The grid on ``base``'s lattice that just holds every window, and the windows on it."""
+def _block_lattice(base: Grid, info) -> Optional[Tuple[int, int, int]]:
+    """``(block, row, col)``: the first input's square blocks of ``block`` pixels start at rows ``row + k *
+    block`` and columns ``col + k * block`` of ``base``'s lattice. None when its blocks are not square (strips)
+    or its pixels are not ``base``'s (it is resampled: no block lines up with the tiles)."""
+    from ...io.sources import open_raster
+    a, _, c, _, e, f = base.transform
+    ia, _, ic, _, ie, i_f = info.transform
+    if not same_crs(info.crs, base.crs) or not (np.isclose(ia, a, rtol=1e-9) and np.isclose(ie, e, rtol=1e-9)):
+        return None
+    col, row = (ic - c) / a, (i_f - f) / e
+    if abs(col - round(col)) > 1e-6 or abs(row - round(row)) > 1e-6:
+        return None
+    try:
+        with open_raster(info.path) as src:
+            height, width = src.block_shapes[0]
+    except Exception:  # noqa: BLE001 - alignment is an optimisation; the input was read before
+        log.debug("No block shape read from %s", info.path, exc_info=True)
+        return None
+    if height != width or height < 64:
+        return None
+    return int(height), int(round(row)), int(round(col))
+
+
+def _tile_size(asked: Optional[int], layers: int, itemsize: int, block: int) -> int:
+    """The tasks' tile size: as asked; else the largest multiple of the inputs' ``block`` (at most 4) whose
+    stack (every date and band: a task holds nothing else as large) fits ``TILE_BUDGET``, so that with the
+    tiles on the blocks each block is decoded by one task only; else a power of two that fits."""
+    if asked:
+        return int(asked)
+    if block:
+        side = int(np.sqrt(TILE_BUDGET / (layers * itemsize)))
+        if side >= block:
+            return min(4 * block, side // block * block)
+    return auto_tile_size(layers, itemsize, TILE_BUDGET)
+
+
+def _working_grid(base: Grid, windows: np.ndarray,
+                  blocks: Optional[Tuple[int, int, int]] = None) -> Tuple[Grid, np.ndarray]:
+    """The grid on ``base``'s lattice that just holds every window, and the windows on it. With ``blocks``
+    (:func:`_block_lattice`) its corner is moved up and left onto a block's corner, so tiles of a multiple of
+    the block hold whole blocks: each block is read by one task only."""
     kept = windows[:, 2] > 0
     r0, c0 = windows[kept, 0].min(), windows[kept, 1].min()
     r1 = (windows[kept, 0] + windows[kept, 2]).max()
     c1 = (windows[kept, 1] + windows[kept, 3]).max()
+    if blocks is not None:
+        block, row, col = blocks
+        r0, c0 = row + (r0 - row) // block * block, col + (c0 - col) // block * block
     a, b, c, d, e, f = base.transform
     grid = Grid(base.crs, (a, b, c + a * c0, d, e, f + e * r0), int(c1 - c0), int(r1 - r0))
     moved = windows.copy()
