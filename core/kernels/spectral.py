@@ -353,13 +353,14 @@ def geomedian_kernel(stack, tol, max_iter, out, count):
                     out[b, p] = np.nan
                 continue
             steps, newton, dmin, step2 = _newton(x, k, tol, max_iter, y, yp, t, d, r, h, w3, q)
-            for i in range(k):
-                for b in range(n_bands):
-                    xo[i, b] = x[b, i]
-            if steps < 0:
-                _weiszfeld(xo, k, tol, max_iter, y, t)
-            elif not (newton and step2 * 1e6 < dmin):
-                _snap(xo, k, y, t)
+            if steps < 0 or not (newton and step2 * 1e6 < dmin):
+                for i in range(k):
+                    for b in range(n_bands):
+                        xo[i, b] = x[b, i]
+                if steps < 0:
+                    _weiszfeld(xo, k, tol, max_iter, y, t)
+                else:
+                    _snap(xo, k, y, t)
             for b in range(n_bands):
                 out[b, p] = y[b]
 
