@@ -10,6 +10,7 @@ and within 3x of Tilewise's own per-band median.
 
     .venv/bin/python scripts/bench_spectral.py --engine-python .venv/bin/python --dates 12 --size 500 \
         [--peer-python /tmp/hd/bin/python] [--runs 1]
+    PYTHONPATH=build/plugins .venv/bin/python scripts/bench_spectral.py --kernel [--peer-python ...]  # kernels alone
 """
 
 import argparse
@@ -143,6 +144,140 @@ with rasterio.open(out, "w", **prof) as dst:
 """
 
 
+# The kernels alone, one thread, on a block of the case (``--kernel``): a (dates, bands, rows, cols) float32 .npy with
+# NaN for missing. Each peer's float32 kernel at each eps, its time per pixel, the steps it takes per pixel (from the
+# time of a fixed number of steps at eps 0) and its points, saved beside the block for their accuracy.
+PEER_KERNELS = r"""
+import sys, time, numpy as np
+block, epss = sys.argv[1], sys.argv[2:]
+x = np.ascontiguousarray(np.load(block).transpose(2, 3, 1, 0))           # (rows, cols, bands, dates)
+npx = x.shape[0] * x.shape[1]
+mods = {}
+for name in ("geomad", "hdstats"):
+    try:
+        mods[name] = __import__(name)
+    except ImportError:
+        print(f"  {name}: not installed", flush=True)
+for name, mod in mods.items():
+    run = lambda eps, it: mod.nangeomedian_pcm(x, eps=eps, maxiters=it, num_threads=1, nocheck=True)
+    t0 = time.process_time(); run(0.0, 2); a = time.process_time() - t0
+    t0 = time.process_time(); run(0.0, 22); per = (time.process_time() - t0 - a) / 20
+    for eps in epss:
+        t0 = time.process_time(); g = run(float(eps), 500); s = time.process_time() - t0
+        np.save(f"{block}.{name}_{eps}.npy", g.transpose(2, 0, 1))
+        print(f"{name} {eps} {s / npx} {2 + (s - a) / per}", flush=True)
+"""
+
+
+def kernel_case(block, tols, peer_python=None, peer_eps=("1e-2", "1e-3", "1e-4")):
+    """One thread, the kernels alone on ``block``: Tilewise's geomedian at each tolerance and the peers' at each eps,
+    time and steps per pixel and the relative error of the points against a converged float64 median."""
+    import subprocess
+    import time
+    import numba
+    import numpy as np
+    from tilewise.core.kernels import spectral as K
+    numba.set_num_threads(1)
+    x = np.load(block)
+    b, npx = x.shape[1], x.shape[2] * x.shape[3]
+    flat = np.ascontiguousarray(x.reshape(x.shape[0], b, -1))
+    ref = _weiszfeld_reference(K)(flat.astype(np.float64), 1e-14, 100000)
+    ok = ~np.isnan(ref[0])
+
+    def error(g):
+        g = g.reshape(b, -1)
+        rel = np.linalg.norm(g[:, ok] - ref[:, ok], axis=0) / np.linalg.norm(ref[:, ok], axis=0)
+        return (f"error median {np.median(rel):.1e}, p99 {np.quantile(rel, 0.99):.1e}, "
+                f"p99.9 {np.quantile(rel, 0.999):.1e}, max {rel.max():.1e}")
+    print(f"Kernels alone, one thread, {x.shape[0]} dates x {b} bands x {npx} pixels ({block}); error: relative to "
+          f"float64 Weiszfeld steps alone (no Newton's) to 1e-14 of the norm", flush=True)
+    steps = _steps_counter(K)
+    for tol in tols:
+        K.geomedian(x[:, :, :4, :4], tol, 500)
+        seconds = min(_cpu(lambda: K.geomedian(x, tol, 500)) for _ in range(3))
+        g = K.geomedian(x, tol, 500)[0]
+        print(f"  tilewise tol {tol:g}: {seconds / npx * 1e9:7.0f} ns/pixel, {steps(flat, tol, 500) / ok.sum():5.1f} "
+              f"steps/pixel; {error(g)}", flush=True)
+    if peer_python:
+        proc = subprocess.run([peer_python, "-c", PEER_KERNELS, block, *peer_eps], capture_output=True, text=True)
+        for line in proc.stdout.splitlines():
+            name, eps, per_pixel, n = line.split() if not line.startswith(" ") else (None,) * 4
+            if name is None:
+                print(line)
+                continue
+            g = np.load(f"{block}.{name}_{eps}.npy")
+            print(f"  {name} eps {eps}: {float(per_pixel) * 1e9:7.0f} ns/pixel, ~{float(n):5.1f} steps/pixel; "
+                  f"{error(g)}", flush=True)
+        if proc.returncode:
+            print(proc.stderr[-2000:])
+
+
+def _cpu(f):
+    import time
+    t0 = time.process_time()
+    f()
+    return time.process_time() - t0
+
+
+def _weiszfeld_reference(K):
+    import numba
+    import numpy as np
+
+    @numba.njit
+    def reference(stack, tol, max_iter):
+        n_obs, n_bands, n_pix = stack.shape
+        x, idx = np.empty((n_obs, n_bands)), np.empty(n_obs, np.int64)
+        y, t = np.empty(n_bands), np.empty(n_bands)
+        out = np.full((n_bands, n_pix), np.nan)
+        for p in range(n_pix):
+            k = K._gather(stack, p, x, idx)
+            if k:
+                K._weiszfeld(x, k, tol, max_iter, y, t)
+                out[:, p] = y
+        return out
+    return reference
+
+
+def _steps_counter(K):
+    import numba
+    import numpy as np
+
+    @numba.njit
+    def steps(stack, tol, max_iter):
+        n_obs, n_bands, n_pix = stack.shape
+        x = np.empty((n_obs, n_bands))
+        xt = np.empty((n_bands, n_obs))
+        idx = np.empty(n_obs, np.int64)
+        y, yp, t = np.empty(n_bands), np.empty(n_bands), np.empty(n_bands)
+        d, w3, q = np.empty(n_obs), np.empty(n_obs), np.empty(n_obs)
+        r, h = np.empty((n_bands, n_obs)), np.empty((n_bands, n_bands))
+        total = 0
+        for p in range(n_pix):
+            k = K._gather(stack, p, x, idx)
+            if k:
+                for i in range(k):
+                    for b in range(n_bands):
+                        xt[b, i] = x[i, b]
+                s = K._newton(xt, k, tol, max_iter, y, yp, t, d, r, h, w3, q)[0]
+                total += s if s >= 0 else K._weiszfeld(x, k, tol, max_iter, y, t)
+        return total
+    return steps
+
+
+def cut_block(folder, out, size=256):
+    """A ``size``^2 block from the middle of the case's files, as (dates, bands, rows, cols) float32, NaN missing."""
+    import numpy as np
+    import rasterio
+    from rasterio.windows import Window
+    files = sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.endswith(".tif"))
+    with rasterio.open(files[0]) as src:
+        win = Window((src.width - size) // 2, (src.height - size) // 2, size, size)
+    x = np.stack([rasterio.open(f).read(window=win) for f in files]).astype(np.float32)
+    x[x == 0] = np.nan
+    np.save(out, x)
+    return out
+
+
 def spectral_case(b, dates=36, size=2000, bands=6, masked=0.3, peer_python=None):
     """The case's rows, run by ``b`` (a :class:`bench.Bench`); returns ``{tool: median seconds}``."""
     case = f"Spectral composites {dates} x {bands} bands x {size}^2 uint16, {masked:.0%} masked"
@@ -187,7 +322,17 @@ def main():
     p.add_argument("--bands", type=int, default=6)
     p.add_argument("--masked", type=float, default=0.3)
     p.add_argument("--peer-python", help="a Python with hdstats and/or odc-algo (not the engine's)")
+    p.add_argument("--kernel", action="store_true", help="the kernels alone, one thread, on a 256^2 block of the case "
+                   "(in this Python, with tilewise importable)")
+    p.add_argument("--tolerances", default="1e-6,1e-7,1e-9", help="Tilewise's, for --kernel")
     args = p.parse_args()
+    if args.kernel:
+        b = Bench(args)
+        folder = b.data(f"spectral_{args.dates}_{args.size}_{args.bands}_{args.masked}", MAKE_SPECTRAL, "{folder}",
+                        str(args.dates), str(args.size), str(args.bands), str(args.masked))
+        block = cut_block(folder, os.path.join(b.work, "spectral_block.npy"))
+        kernel_case(block, [float(t) for t in args.tolerances.split(",")], args.peer_python)
+        return
     spectral_case(Bench(args), args.dates, args.size, args.bands, args.masked, args.peer_python)
 
 
