@@ -166,6 +166,8 @@ _NEWTON_NEAR = 3e-3
 _NEWTON_CAP = 1e4
 #: Halvings of a Newton step that made the gradient grow, before Weiszfeld's steps take over.
 _HALVINGS = 8
+#: The factored Hessian serves the next steps while each is at most this fraction of the one before (chord steps).
+_CHORD = 0.1
 _fast = numba.njit(nogil=True, cache=_CACHE, fastmath={"contract", "reassoc", "nsz", "arcp"})
 
 
@@ -209,6 +211,8 @@ def _newton(x, k, tol, max_iter, y, yp, t, d, r, h, w3, q):
     near = False
     gprev = np.inf
     halved = 0
+    factored = False
+    last2 = before2 = np.inf
     dmin = np.inf
     step2 = 0.0
     took = False
@@ -251,12 +255,14 @@ def _newton(x, k, tol, max_iter, y, yp, t, d, r, h, w3, q):
                 took = False
             continue
         took = False
-        halved = 0
         if near and newton:
-            took = _newton_step(d, r, k, nb, wsum, t, h, w3, q, g2)
+            fresh = halved > 0 or not factored or last2 > _CHORD * _CHORD * before2
+            took = _newton_step(d, r, k, nb, wsum, t, h, w3, q, g2, fresh)
             newton = took
+            factored = took
             for b in range(nb):
                 yp[b] = y[b]
+        halved = 0
         gprev = g2
         step2 = 0.0
         ny2 = 0.0
@@ -268,6 +274,8 @@ def _newton(x, k, tol, max_iter, y, yp, t, d, r, h, w3, q):
             ny2 += nv * nv
             y[b] = nv
         steps += 1
+        before2 = last2
+        last2 = step2
         if step2 <= tol * tol * ny2:
             break
         if step2 <= _NEWTON_NEAR * _NEWTON_NEAR * ny2:
@@ -276,9 +284,31 @@ def _newton(x, k, tol, max_iter, y, yp, t, d, r, h, w3, q):
 
 
 @_fast
-def _newton_step(w, r, k, nb, wsum, t, h, w3, q, g2):
-    """Replace the gradient ``t`` (``sum(w r)``) by Newton's step ``H^-1 t``; False (``t`` then unusable)
-    where the Hessian is (nearly) singular or the step over :data:`_NEWTON_CAP` times Weiszfeld's."""
+def _newton_step(w, r, k, nb, wsum, t, h, w3, q, g2, fresh):
+    """Replace the gradient ``t`` (``sum(w r)``) by Newton's step ``H^-1 t`` (``fresh``: the Hessian built and
+    factored into ``h``; else the factor already in ``h``); False (``t`` then unusable) where the Hessian is
+    (nearly) singular or the step over :data:`_NEWTON_CAP` times Weiszfeld's."""
+    if fresh and not _factor(w, r, k, nb, wsum, h, w3, q):
+        return False
+    for a in range(nb):
+        s = t[a]
+        for m in range(a):
+            s -= h[a, m] * t[m]
+        t[a] = s / h[a, a]
+    n2 = 0.0
+    for a in range(nb - 1, -1, -1):
+        s = t[a]
+        for m in range(a + 1, nb):
+            s -= h[m, a] * t[m]
+        t[a] = s / h[a, a]
+        n2 += t[a] * t[a]
+    return n2 <= _NEWTON_CAP * _NEWTON_CAP * g2 / (wsum * wsum)
+
+
+@_fast
+def _factor(w, r, k, nb, wsum, h, w3, q):
+    """The Hessian ``sum(w) I - sum(w^3 r r')`` Cholesky-factored into ``h``'s lower triangle; False where it is
+    (nearly) singular."""
     for i in range(k):
         w3[i] = w[i] * w[i] * w[i]
     for a in range(nb):
@@ -300,19 +330,7 @@ def _newton_step(w, r, k, nb, wsum, t, h, w3, q, g2):
                 h[a, a] = np.sqrt(s)
             else:
                 h[a, c] = s / h[c, c]
-    for a in range(nb):
-        s = t[a]
-        for m in range(a):
-            s -= h[a, m] * t[m]
-        t[a] = s / h[a, a]
-    n2 = 0.0
-    for a in range(nb - 1, -1, -1):
-        s = t[a]
-        for m in range(a + 1, nb):
-            s -= h[m, a] * t[m]
-        t[a] = s / h[a, a]
-        n2 += t[a] * t[a]
-    return n2 <= _NEWTON_CAP * _NEWTON_CAP * g2 / (wsum * wsum)
+    return True
 
 
 @pjit
