@@ -188,6 +188,20 @@ def _transpose(stack, p0, p1, buf, bad):
                     bad[p - p0, i] = True
 
 
+@jit
+def _gather_buf(buf, bad, q, x, idx):
+    """:func:`_gather` from a :func:`_transpose` buffer: pixel ``q``'s complete observations to the rows of ``x``."""
+    n_bands, n_obs = buf.shape[1], buf.shape[2]
+    k = 0
+    for i in range(n_obs):
+        if not bad[q, i]:
+            for b in range(n_bands):
+                x[k, b] = buf[q, b, i]
+            idx[k] = i
+            k += 1
+    return k
+
+
 @_fast
 def _newton(x, k, tol, max_iter, y, yp, t, d, r, h, w3, q):
     """The geometric median of the columns ``x[:, :k]`` (bands, observations) into ``y``: over-relaxed
@@ -390,11 +404,16 @@ def medoid_kernel(stack, chosen, count):
     observations; ``count``: the complete observations. Sums run over the others in index order."""
     n_obs, n_bands, n_pix = stack.shape
     for c in numba.prange((n_pix + _CHUNK - 1) // _CHUNK):
+        p0 = c * _CHUNK
+        p1 = min(p0 + _CHUNK, n_pix)
+        buf = np.empty((p1 - p0, n_bands, n_obs), np.float64)
+        bad = np.empty((p1 - p0, n_obs), np.bool_)
+        _transpose(stack, p0, p1, buf, bad)
         x = np.empty((n_obs, n_bands), np.float64)
         idx = np.empty(n_obs, np.int64)
         sums = np.empty(n_obs, np.float64)
-        for p in range(c * _CHUNK, min((c + 1) * _CHUNK, n_pix)):
-            k = _gather(stack, p, x, idx)
+        for p in range(p0, p1):
+            k = _gather_buf(buf, bad, p - p0, x, idx)
             count[p] = k
             if k == 0:
                 chosen[p] = -1
@@ -452,13 +471,18 @@ def mads_kernel(stack, centre, out):
     distance is undefined (zero norm or sum) is left out of that one. NaN without any."""
     n_obs, n_bands, n_pix = stack.shape
     for ch in numba.prange((n_pix + _CHUNK - 1) // _CHUNK):
+        p0 = ch * _CHUNK
+        p1 = min(p0 + _CHUNK, n_pix)
+        buf = np.empty((p1 - p0, n_bands, n_obs), np.float64)
+        bad = np.empty((p1 - p0, n_obs), np.bool_)
+        _transpose(stack, p0, p1, buf, bad)
         x = np.empty((n_obs, n_bands), np.float64)
         idx = np.empty(n_obs, np.int64)
         e = np.empty(n_obs, np.float64)
         s = np.empty(n_obs, np.float64)
         bc = np.empty(n_obs, np.float64)
-        for p in range(ch * _CHUNK, min((ch + 1) * _CHUNK, n_pix)):
-            k = _gather(stack, p, x, idx)
+        for p in range(p0, p1):
+            k = _gather_buf(buf, bad, p - p0, x, idx)
             cn = 0.0
             for b in range(n_bands):
                 cn += centre[b, p] * centre[b, p]
