@@ -229,8 +229,10 @@ def _weiszfeld_reference(K):
         x, idx = np.empty((n_obs, n_bands)), np.empty(n_obs, np.int64)
         y, t = np.empty(n_bands), np.empty(n_bands)
         out = np.full((n_bands, n_pix), np.nan)
+        buf, bad = np.empty((n_pix, n_bands, n_obs)), np.empty((n_pix, n_obs), np.bool_)
+        K._transpose(stack, 0, n_pix, buf, bad)
         for p in range(n_pix):
-            k = K._gather(stack, p, x, idx)
+            k = K._gather_buf(buf, bad, p, x, idx)
             if k:
                 K._weiszfeld(x, k, tol, max_iter, y, t)
                 out[:, p] = y
@@ -252,8 +254,10 @@ def _steps_counter(K):
         d, w3, q = np.empty(n_obs), np.empty(n_obs), np.empty(n_obs)
         r, h = np.empty((n_bands, n_obs)), np.empty((n_bands, n_bands))
         total = 0
+        buf, bad = np.empty((n_pix, n_bands, n_obs)), np.empty((n_pix, n_obs), np.bool_)
+        K._transpose(stack, 0, n_pix, buf, bad)
         for p in range(n_pix):
-            k = K._gather(stack, p, x, idx)
+            k = K._gather_buf(buf, bad, p, x, idx)
             if k:
                 for i in range(k):
                     for b in range(n_bands):

@@ -4,7 +4,9 @@ Pure functions over arrays, compiled with numba: no I/O, no globals. A tile's st
 ``(observations, bands, pixels)`` with NaN for a missing value; an observation missing
 (or infinite) in any band is left out of the pixel. Observations are in date order,
 so "the first" of equal candidates is the earliest. Each kernel runs ``prange`` over
-chunks of pixels, with scratch buffers per chunk, and accumulates in float64.
+chunks of pixels, with scratch buffers per chunk, and accumulates in float64; the geomedian,
+medoid and MADs first read a chunk along pixels into a (pixel, band, observation) buffer
+(:func:`_transpose`): a pixel's observations lie a page apart in the stack.
 
 These kernels are their own warm-up group (:data:`.statistics.WARM_GROUPS`): they share
 no helper with the other groups.
@@ -28,27 +30,6 @@ _CHUNK = 256
 _RELAX = 1.5
 #: An observation this close to the estimate (relative to its norm) is "at" it (Vardi and Zhang's rule).
 _AT = 1e-12
-
-
-@jit
-def _gather(stack, p, x, idx):
-    """Copy pixel ``p``'s complete observations (every band finite) to ``x`` (float64) and their
-    indices to ``idx``; return how many."""
-    n_obs, n_bands = stack.shape[0], stack.shape[1]
-    k = 0
-    for i in range(n_obs):
-        ok = True
-        for b in range(n_bands):
-            v = stack[i, b, p]
-            if not np.isfinite(v):
-                ok = False
-                break
-        if ok:
-            for b in range(n_bands):
-                x[k, b] = stack[i, b, p]
-            idx[k] = i
-            k += 1
-    return k
 
 
 @jit
@@ -190,7 +171,8 @@ def _transpose(stack, p0, p1, buf, bad):
 
 @jit
 def _gather_buf(buf, bad, q, x, idx):
-    """:func:`_gather` from a :func:`_transpose` buffer: pixel ``q``'s complete observations to the rows of ``x``."""
+    """Pixel ``q``'s complete observations (every band finite) from a :func:`_transpose` buffer to the rows of
+    ``x`` (float64), their indices to ``idx``; return how many."""
     n_bands, n_obs = buf.shape[1], buf.shape[2]
     k = 0
     for i in range(n_obs):
