@@ -282,7 +282,7 @@ def cut_block(folder, out, size=256):
     return out
 
 
-def spectral_case(b, dates=36, size=2000, bands=6, masked=0.3, peer_python=None):
+def spectral_case(b, dates=36, size=2000, bands=6, masked=0.3, peer_python=None, peers=True):
     """The case's rows, run by ``b`` (a :class:`bench.Bench`); returns ``{tool: median seconds}``."""
     case = f"Spectral composites {dates} x {bands} bands x {size}^2 uint16, {masked:.0%} masked"
     print(f"\n{case}", flush=True)
@@ -296,6 +296,11 @@ def spectral_case(b, dates=36, size=2000, bands=6, masked=0.3, peer_python=None)
         cmd = b.engine("-m", "tilewise", "composite", "-q", "--debug", "-s", name, *extra, "-o", out, *files)
         tool = f"tilewise composite -s {name} (CLI)" + (" per band" if name == "median" else "")
         times[name] = b.run(case, tool, cmd, out, output="cog")["median"]
+    if not peers:
+        print(f"  geomedian {times['geomedian'] / times['median']:.2f}x Tilewise's per-band median (goal <= 3x); "
+              f"medoid {times['medoid'] / times['median']:.2f}x, quality {times['quality'] / times['median']:.2f}x",
+              flush=True)
+        return times
     times["numpy"] = b.run(case, "numpy Weiszfeld script (float32, row blocks)",
                            b.engine("-c", NUMPY_WEISZFELD, out, *files), out)["median"]
     if peer_python:
@@ -329,6 +334,7 @@ def main():
     p.add_argument("--kernel", action="store_true", help="the kernels alone, one thread, on a 256^2 block of the case "
                    "(in this Python, with tilewise importable)")
     p.add_argument("--tolerances", default="1e-6,1e-7,1e-9", help="Tilewise's, for --kernel")
+    p.add_argument("--tilewise-only", action="store_true", help="Tilewise's rows only (no numpy, hdstats, odc-algo)")
     args = p.parse_args()
     if args.kernel:
         b = Bench(args)
@@ -337,7 +343,8 @@ def main():
         block = cut_block(folder, os.path.join(b.work, "spectral_block.npy"))
         kernel_case(block, [float(t) for t in args.tolerances.split(",")], args.peer_python)
         return
-    spectral_case(Bench(args), args.dates, args.size, args.bands, args.masked, args.peer_python)
+    spectral_case(Bench(args), args.dates, args.size, args.bands, args.masked, args.peer_python,
+                  not args.tilewise_only)
 
 
 if __name__ == "__main__":
