@@ -137,7 +137,9 @@ ds = xr.Dataset({f"b{b}": (("time", "y", "x"), da.from_array(arr[:, b], chunks=(
 ds = ds.assign_coords(time=np.arange(len(files)))
 for v in ds.data_vars:
     ds[v].attrs["nodata"] = 0
-g = xr_geomedian(ds, num_threads=1, eps=float(EPS), maxiters=500).compute()
+# geomad takes uint16 as DN x 1e-4 (its default scale; the result comes back in DN) and measures eps in those
+# units: EPS DN is EPS x 1e-4 there
+g = xr_geomedian(ds, num_threads=1, eps=float(EPS) * 1e-4, maxiters=500).compute()
 prof = dict(srcs[0].profile, dtype="float32", nodata=-9999, compress="DEFLATE", predictor=1)
 with rasterio.open(out, "w", **prof) as dst:
     dst.write(np.stack([g[f"b{b}"].values.astype(np.float32) for b in range(nb)]))
