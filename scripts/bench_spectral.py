@@ -60,8 +60,8 @@ for i in range(n):
 """
 
 # A numpy Weiszfeld, float32 over blocks of rows (all their pixels at once, as one would write it in numpy):
-# the mean as start, steps until each pixel's step is below 1e-7 of its norm (Tilewise's default tolerance) (at most 500; converged pixels
-# leave the arrays), NaN for missing.
+# the mean as start, steps until each pixel's step is below 1e-7 of its norm (Tilewise's default tolerance; at
+# most 500; converged pixels leave the arrays), NaN for missing.
 NUMPY_WEISZFELD = r"""
 import sys
 import numpy as np, rasterio

@@ -193,9 +193,9 @@ def _newton(x, k, tol, max_iter, y, yp, t, d, r, h, w3, q):
     A Newton step that makes the gradient grow is halved (near an observation the objective is nearly a kink),
     up to :data:`_HALVINGS` times; then, or where Newton's steps are refused (a singular or nearly singular
     Hessian, a step over :data:`_NEWTON_CAP` times Weiszfeld's), Weiszfeld's steps take over for good.
-    Stops when a step is at most ``tol`` times the estimate's norm. Returns ``(steps, the last step was Newton's, the squared distance
-    from the estimate before it to the nearest observation, the squared last step)``, steps -1 where the
-    estimate reaches an observation (:func:`_weiszfeld`'s handling is needed)."""
+    Stops when a step is at most ``tol`` times the estimate's norm. Returns ``(steps, the last step was
+    Newton's, the squared distance from the estimate before it to the nearest observation, the squared last
+    step)``, steps -1 where the estimate reaches an observation (:func:`_weiszfeld`'s handling is needed)."""
     nb = x.shape[0]
     for b in range(nb):
         s = 0.0
