@@ -175,7 +175,6 @@ def kernel_case(block, tols, peer_python=None, peer_eps=("1e-2", "1e-3", "1e-4")
     """One thread, the kernels alone on ``block``: Tilewise's geomedian at each tolerance and the peers' at each eps,
     time and steps per pixel and the relative error of the points against a converged float64 median."""
     import subprocess
-    import time
     import numba
     import numpy as np
     from tilewise.core.kernels import spectral as K
@@ -196,7 +195,7 @@ def kernel_case(block, tols, peer_python=None, peer_eps=("1e-2", "1e-3", "1e-4")
     steps = _steps_counter(K)
     for tol in tols:
         K.geomedian(x[:, :, :4, :4], tol, 500)
-        seconds = min(_cpu(lambda: K.geomedian(x, tol, 500)) for _ in range(3))
+        seconds = min(_cpu(lambda t=tol: K.geomedian(x, t, 500)) for _ in range(3))
         g = K.geomedian(x, tol, 500)[0]
         print(f"  tilewise tol {tol:g}: {seconds / npx * 1e9:7.0f} ns/pixel, {steps(flat, tol, 500) / ok.sum():5.1f} "
               f"steps/pixel; {error(g)}", flush=True)
