@@ -4,7 +4,9 @@ Pure functions over arrays, compiled with numba: no I/O, no globals. A tile's st
 ``(observations, bands, pixels)`` with NaN for a missing value; an observation missing
 (or infinite) in any band is left out of the pixel. Observations are in date order,
 so "the first" of equal candidates is the earliest. Each kernel runs ``prange`` over
-chunks of pixels, with scratch buffers per chunk, and accumulates in float64.
+chunks of pixels, with scratch buffers per chunk, and accumulates in float64; the geomedian,
+medoid and MADs first read a chunk along pixels into a (pixel, band, observation) buffer
+(:func:`_transpose`): a pixel's observations lie a page apart in the stack.
 
 These kernels are their own warm-up group (:data:`.statistics.WARM_GROUPS`): they share
 no helper with the other groups.
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 from typing import Tuple
 
-from .jit import compiled_and_loaded, jit, pjit
+from .jit import _CACHE, compiled_and_loaded, jit, pjit
 from .reducers import median_inplace
 
 import numba
@@ -28,27 +30,6 @@ _CHUNK = 256
 _RELAX = 1.5
 #: An observation this close to the estimate (relative to its norm) is "at" it (Vardi and Zhang's rule).
 _AT = 1e-12
-
-
-@jit
-def _gather(stack, p, x, idx):
-    """Copy pixel ``p``'s complete observations (every band finite) to ``x`` (float64) and their
-    indices to ``idx``; return how many."""
-    n_obs, n_bands = stack.shape[0], stack.shape[1]
-    k = 0
-    for i in range(n_obs):
-        ok = True
-        for b in range(n_bands):
-            v = stack[i, b, p]
-            if not np.isfinite(v):
-                ok = False
-                break
-        if ok:
-            for b in range(n_bands):
-                x[k, b] = stack[i, b, p]
-            idx[k] = i
-            k += 1
-    return k
 
 
 @jit
@@ -158,24 +139,242 @@ def _snap(x, k, y, r):
             y[b] = x[near, b]
 
 
+#: Newton's steps start once a step is below this fraction of the estimate's norm (near the median, where
+#: they converge quadratically).
+_NEWTON_NEAR = 3e-3
+#: A Newton step more than this many times Weiszfeld's own is refused (a nearly singular Hessian: the
+#: observations nearly on a line): Weiszfeld's steps finish the pixel.
+_NEWTON_CAP = 1e4
+#: Halvings of a Newton step that made the gradient grow, before Weiszfeld's steps take over.
+_HALVINGS = 8
+#: The factored Hessian serves the next steps while each is at most this fraction of the one before (chord steps).
+_CHORD = 0.1
+_fast = numba.njit(nogil=True, cache=_CACHE, fastmath={"contract", "reassoc", "nsz", "arcp"})
+
+
+@jit
+def _transpose(stack, p0, p1, buf, bad):
+    """Pixels ``p0:p1`` of ``stack`` into ``buf`` (pixel, band, observation) float64, reading along pixels;
+    ``bad`` (pixel, observation): a band is missing or infinite."""
+    n_obs, n_bands = stack.shape[0], stack.shape[1]
+    for q in range(p1 - p0):
+        for i in range(n_obs):
+            bad[q, i] = False
+    for i in range(n_obs):
+        for b in range(n_bands):
+            for p in range(p0, p1):
+                v = stack[i, b, p]
+                buf[p - p0, b, i] = v
+                if not np.isfinite(v):
+                    bad[p - p0, i] = True
+
+
+@jit
+def _gather_buf(buf, bad, q, x, idx):
+    """Pixel ``q``'s complete observations (every band finite) from a :func:`_transpose` buffer to the rows of
+    ``x`` (float64), their indices to ``idx``; return how many."""
+    n_bands, n_obs = buf.shape[1], buf.shape[2]
+    k = 0
+    for i in range(n_obs):
+        if not bad[q, i]:
+            for b in range(n_bands):
+                x[k, b] = buf[q, b, i]
+            idx[k] = i
+            k += 1
+    return k
+
+
+@_fast
+def _newton(x, k, tol, max_iter, y, yp, t, d, r, h, w3, q):
+    """The geometric median of the columns ``x[:, :k]`` (bands, observations) into ``y``: over-relaxed
+    Weiszfeld steps from the mean (:data:`_RELAX`) until a step is below :data:`_NEWTON_NEAR` of the
+    estimate, then Newton's steps (the Hessian ``sum(w) I - sum(w^3 r r')``, ``w`` the inverse distances,
+    ``r`` the residuals, by Cholesky), which converge quadratically where Weiszfeld's converge linearly.
+    A Newton step that makes the gradient grow is halved (near an observation the objective is nearly a kink),
+    up to :data:`_HALVINGS` times; then, or where Newton's steps are refused (a singular or nearly singular
+    Hessian, a step over :data:`_NEWTON_CAP` times Weiszfeld's), Weiszfeld's steps take over for good.
+    Stops when a step is at most ``tol`` times the estimate's norm. Returns ``(steps, the last step was
+    Newton's, the squared distance from the estimate before it to the nearest observation, the squared last
+    step)``, steps -1 where the estimate reaches an observation (:func:`_weiszfeld`'s handling is needed)."""
+    nb = x.shape[0]
+    for b in range(nb):
+        s = 0.0
+        for i in range(k):
+            s += x[b, i]
+        y[b] = s / k
+    steps = 0
+    newton = nb > 1
+    near = False
+    gprev = np.inf
+    halved = 0
+    factored = False
+    last2 = before2 = np.inf
+    dmin = np.inf
+    step2 = 0.0
+    took = False
+    for _ in range(max_iter):
+        yn2 = 0.0
+        for b in range(nb):
+            yn2 += y[b] * y[b]
+        at = _AT * _AT * yn2 if yn2 > 0.0 else 1e-300
+        for i in range(k):
+            d[i] = 0.0
+        for b in range(nb):
+            yb = y[b]
+            for i in range(k):
+                diff = x[b, i] - yb
+                r[b, i] = diff
+                d[i] += diff * diff
+        dmin = np.inf
+        for i in range(k):
+            dmin = min(dmin, d[i])
+        if dmin <= at:
+            return -1, False, 0.0, 0.0
+        wsum = 0.0
+        for i in range(k):
+            w = 1.0 / np.sqrt(d[i])
+            d[i] = w
+            wsum += w
+        g2 = 0.0
+        for b in range(nb):
+            s = 0.0
+            for i in range(k):
+                s += d[i] * r[b, i]
+            t[b] = s
+            g2 += s * s
+        if took and g2 > gprev:  # Newton's last step made the gradient grow: halve it, or back and Weiszfeld's
+            halved += 1
+            for b in range(nb):
+                y[b] = yp[b] + 0.5 * (y[b] - yp[b]) if halved <= _HALVINGS else yp[b]
+            if halved > _HALVINGS:
+                newton = False
+                took = False
+            continue
+        took = False
+        if near and newton:
+            fresh = halved > 0 or not factored or last2 > _CHORD * _CHORD * before2
+            took = _newton_step(d, r, k, nb, wsum, t, h, w3, q, g2, fresh)
+            newton = took
+            factored = took
+            for b in range(nb):
+                yp[b] = y[b]
+        halved = 0
+        gprev = g2
+        step2 = 0.0
+        ny2 = 0.0
+        lam = 1.0 if took else _RELAX / wsum
+        for b in range(nb):
+            st = lam * t[b]
+            nv = y[b] + st
+            step2 += st * st
+            ny2 += nv * nv
+            y[b] = nv
+        steps += 1
+        before2 = last2
+        last2 = step2
+        if step2 <= tol * tol * ny2:
+            break
+        if step2 <= _NEWTON_NEAR * _NEWTON_NEAR * ny2:
+            near = True
+    return steps, took, dmin, step2
+
+
+@_fast
+def _newton_step(w, r, k, nb, wsum, t, h, w3, q, g2, fresh):
+    """Replace the gradient ``t`` (``sum(w r)``) by Newton's step ``H^-1 t`` (``fresh``: the Hessian built and
+    factored into ``h``; else the factor already in ``h``); False (``t`` then unusable) where the Hessian is
+    (nearly) singular or the step over :data:`_NEWTON_CAP` times Weiszfeld's."""
+    if fresh and not _factor(w, r, k, nb, wsum, h, w3, q):
+        return False
+    for a in range(nb):
+        s = t[a]
+        for m in range(a):
+            s -= h[a, m] * t[m]
+        t[a] = s / h[a, a]
+    n2 = 0.0
+    for a in range(nb - 1, -1, -1):
+        s = t[a]
+        for m in range(a + 1, nb):
+            s -= h[m, a] * t[m]
+        t[a] = s / h[a, a]
+        n2 += t[a] * t[a]
+    return n2 <= _NEWTON_CAP * _NEWTON_CAP * g2 / (wsum * wsum)
+
+
+@_fast
+def _factor(w, r, k, nb, wsum, h, w3, q):
+    """The Hessian ``sum(w) I - sum(w^3 r r')`` Cholesky-factored into ``h``'s lower triangle; False where it is
+    (nearly) singular."""
+    for i in range(k):
+        w3[i] = w[i] * w[i] * w[i]
+    for a in range(nb):
+        for i in range(k):
+            q[i] = w3[i] * r[a, i]
+        for c in range(a + 1):
+            s = 0.0
+            for i in range(k):
+                s += q[i] * r[c, i]
+            h[a, c] = (wsum if a == c else 0.0) - s
+    for a in range(nb):  # Cholesky, lower triangle in place
+        for c in range(a + 1):
+            s = h[a, c]
+            for m in range(c):
+                s -= h[a, m] * h[c, m]
+            if a == c:
+                if s <= 1e-9 * wsum:
+                    return False
+                h[a, a] = np.sqrt(s)
+            else:
+                h[a, c] = s / h[c, c]
+    return True
+
+
 @pjit
 def geomedian_kernel(stack, tol, max_iter, out, count):
     """``out`` (bands, pixels) float64: each pixel's geometric median (NaN without observations);
-    ``count`` (pixels): its complete observations."""
+    ``count`` (pixels): its complete observations. A chunk's pixels are first read along pixels into a
+    (pixel, band, observation) buffer, each pixel's complete observations then gathered into the columns of
+    ``x`` for :func:`_newton`; where an observation is reached (Vardi and Zhang's case), :func:`_weiszfeld`
+    redoes the pixel. :func:`_snap` ends every pixel, unless Newton's last step was a thousandth of the
+    distance to the nearest observation (the median is then no observation)."""
     n_obs, n_bands, n_pix = stack.shape
     for c in numba.prange((n_pix + _CHUNK - 1) // _CHUNK):
-        x = np.empty((n_obs, n_bands), np.float64)
-        idx = np.empty(n_obs, np.int64)
+        p0 = c * _CHUNK
+        p1 = min(p0 + _CHUNK, n_pix)
+        buf = np.empty((p1 - p0, n_bands, n_obs), np.float64)
+        bad = np.empty((p1 - p0, n_obs), np.bool_)
+        _transpose(stack, p0, p1, buf, bad)
+        x = np.empty((n_bands, n_obs), np.float64)
+        xo = np.empty((n_obs, n_bands), np.float64)
+        r = np.empty((n_bands, n_obs), np.float64)
+        h = np.empty((n_bands, n_bands), np.float64)
+        d = np.empty(n_obs, np.float64)
+        w3 = np.empty(n_obs, np.float64)
+        q = np.empty(n_obs, np.float64)
         y = np.empty(n_bands, np.float64)
+        yp = np.empty(n_bands, np.float64)
         t = np.empty(n_bands, np.float64)
-        for p in range(c * _CHUNK, min((c + 1) * _CHUNK, n_pix)):
-            k = _gather(stack, p, x, idx)
+        for p in range(p0, p1):
+            k = 0
+            for i in range(n_obs):
+                if not bad[p - p0, i]:
+                    for b in range(n_bands):
+                        x[b, k] = buf[p - p0, b, i]
+                    k += 1
             count[p] = k
             if k == 0:
                 for b in range(n_bands):
                     out[b, p] = np.nan
                 continue
-            _weiszfeld(x, k, tol, max_iter, y, t)
+            steps, newton, dmin, step2 = _newton(x, k, tol, max_iter, y, yp, t, d, r, h, w3, q)
+            if steps < 0 or not (newton and step2 * 1e6 < dmin):
+                for i in range(k):
+                    for b in range(n_bands):
+                        xo[i, b] = x[b, i]
+                if steps < 0:
+                    _weiszfeld(xo, k, tol, max_iter, y, t)
+                else:
+                    _snap(xo, k, y, t)
             for b in range(n_bands):
                 out[b, p] = y[b]
 
@@ -187,11 +386,16 @@ def medoid_kernel(stack, chosen, count):
     observations; ``count``: the complete observations. Sums run over the others in index order."""
     n_obs, n_bands, n_pix = stack.shape
     for c in numba.prange((n_pix + _CHUNK - 1) // _CHUNK):
+        p0 = c * _CHUNK
+        p1 = min(p0 + _CHUNK, n_pix)
+        buf = np.empty((p1 - p0, n_bands, n_obs), np.float64)
+        bad = np.empty((p1 - p0, n_obs), np.bool_)
+        _transpose(stack, p0, p1, buf, bad)
         x = np.empty((n_obs, n_bands), np.float64)
         idx = np.empty(n_obs, np.int64)
         sums = np.empty(n_obs, np.float64)
-        for p in range(c * _CHUNK, min((c + 1) * _CHUNK, n_pix)):
-            k = _gather(stack, p, x, idx)
+        for p in range(p0, p1):
+            k = _gather_buf(buf, bad, p - p0, x, idx)
             count[p] = k
             if k == 0:
                 chosen[p] = -1
@@ -249,13 +453,18 @@ def mads_kernel(stack, centre, out):
     distance is undefined (zero norm or sum) is left out of that one. NaN without any."""
     n_obs, n_bands, n_pix = stack.shape
     for ch in numba.prange((n_pix + _CHUNK - 1) // _CHUNK):
+        p0 = ch * _CHUNK
+        p1 = min(p0 + _CHUNK, n_pix)
+        buf = np.empty((p1 - p0, n_bands, n_obs), np.float64)
+        bad = np.empty((p1 - p0, n_obs), np.bool_)
+        _transpose(stack, p0, p1, buf, bad)
         x = np.empty((n_obs, n_bands), np.float64)
         idx = np.empty(n_obs, np.int64)
         e = np.empty(n_obs, np.float64)
         s = np.empty(n_obs, np.float64)
         bc = np.empty(n_obs, np.float64)
-        for p in range(ch * _CHUNK, min((ch + 1) * _CHUNK, n_pix)):
-            k = _gather(stack, p, x, idx)
+        for p in range(p0, p1):
+            k = _gather_buf(buf, bad, p - p0, x, idx)
             cn = 0.0
             for b in range(n_bands):
                 cn += centre[b, p] * centre[b, p]

@@ -3,7 +3,7 @@
 A per-band median takes each band from another date; these keep a pixel's bands together:
 
 - ``geomedian``: the multi-band point that minimises the summed Euclidean distance to the pixel's
-  observations (Weiszfeld's iteration; ``tolerance``, ``max_iterations``);
+  observations (Weiszfeld's iteration, then Newton's near the median; ``tolerance``, ``max_iterations``);
 - ``medoid``: the observation whose summed distance to the others is smallest (equal sums: the
   earliest date wins; an undated series: the first input);
 - ``quality``: the observation with the best score: a band (``quality_band``), an expression over
