@@ -23,6 +23,9 @@ jit = numba.njit(nogil=True, cache=_CACHE)
 pjit = numba.njit(nogil=True, cache=_CACHE, parallel=True)
 #: a small function inlined into its caller's loop (numba IR inlining).
 inline_jit = numba.njit(nogil=True, cache=_CACHE, inline="always")
+#: ``jit`` allowed to contract, reassociate and take reciprocals (floating-point results may differ in the
+#: last bits from strict IEEE order): for kernels whose tests bound their error, not compare bits.
+fast_jit = numba.njit(nogil=True, cache=_CACHE, fastmath={"contract", "reassoc", "nsz", "arcp"})
 
 
 def compiled_and_loaded(kernels: Iterable, calls: Callable[[], None]) -> Tuple[int, int]:

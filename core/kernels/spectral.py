@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Tuple
 
-from .jit import _CACHE, compiled_and_loaded, jit, pjit
+from .jit import compiled_and_loaded, fast_jit, jit, pjit
 from .reducers import median_inplace
 
 import numba
@@ -149,7 +149,6 @@ _NEWTON_CAP = 1e4
 _HALVINGS = 8
 #: The factored Hessian serves the next steps while each is at most this fraction of the one before (chord steps).
 _CHORD = 0.1
-_fast = numba.njit(nogil=True, cache=_CACHE, fastmath={"contract", "reassoc", "nsz", "arcp"})
 
 
 @jit
@@ -184,7 +183,7 @@ def _gather_buf(buf, bad, q, x, idx):
     return k
 
 
-@_fast
+@fast_jit
 def _newton(x, k, tol, max_iter, y, yp, t, d, r, h, w3, q):
     """The geometric median of the columns ``x[:, :k]`` (bands, observations) into ``y``: over-relaxed
     Weiszfeld steps from the mean (:data:`_RELAX`) until a step is below :data:`_NEWTON_NEAR` of the
@@ -279,7 +278,7 @@ def _newton(x, k, tol, max_iter, y, yp, t, d, r, h, w3, q):
     return steps, took, dmin, step2
 
 
-@_fast
+@fast_jit
 def _newton_step(w, r, k, nb, wsum, t, h, w3, q, g2, fresh):
     """Replace the gradient ``t`` (``sum(w r)``) by Newton's step ``H^-1 t`` (``fresh``: the Hessian built and
     factored into ``h``; else the factor already in ``h``); False (``t`` then unusable) where the Hessian is
@@ -301,7 +300,7 @@ def _newton_step(w, r, k, nb, wsum, t, h, w3, q, g2, fresh):
     return n2 <= _NEWTON_CAP * _NEWTON_CAP * g2 / (wsum * wsum)
 
 
-@_fast
+@fast_jit
 def _factor(w, r, k, nb, wsum, h, w3, q):
     """The Hessian ``sum(w) I - sum(w^3 r r')`` Cholesky-factored into ``h``'s lower triangle; False where it is
     (nearly) singular."""

@@ -142,7 +142,7 @@ def band_info(path: str, bands: Sequence[int]) -> List[Dict[str, Any]]:
     return out
 
 
-def _y_ticks(mean: List[Optional[float]], std: Optional[List[Optional[float]]]) -> List[float]:
+def y_ticks(mean: List[Optional[float]], std: Optional[List[Optional[float]]]) -> List[float]:
     """The ticks of a series' y axis: round values that cover mean +/- std."""
     m = np.array([np.nan if v is None else v for v in mean], np.float64)
     e = np.zeros_like(m) if std is None else np.nan_to_num(np.array([np.nan if v is None else v for v in std],
@@ -167,16 +167,16 @@ def plot_data(result: Any, max_features: int = DEFAULT_MAX_FEATURES) -> Dict[str
     ids = plan.zones.ids[samples.feature]
     features: List[Dict[str, Any]] = []
     for s in range(n_show):
-        label = _text(ids[s])
+        label = label_text(ids[s])
         if samples.vertex is not None:
             label += f" / vertex {int(samples.vertex[s])}"
         series = []
         for b in range(n_b):
             layers = order * n_b + b
-            entry = {"m": _numbers(stats.mean[s, layers]), "v": _numbers(stats.n_valid[s, layers])}
+            entry = {"m": plot_numbers(stats.mean[s, layers]), "v": plot_numbers(stats.n_valid[s, layers])}
             if not samples.as_values:
-                entry["e"] = _numbers(stats.std[s, layers])
-            entry["t"] = _y_ticks(entry["m"], entry.get("e"))
+                entry["e"] = plot_numbers(stats.std[s, layers])
+            entry["t"] = y_ticks(entry["m"], entry.get("e"))
             series.append(entry)
         features.append({"id": label, "b": series})
     bands = band_info(plan.rasters[0].path, plan.bands) if plan.rasters else []
@@ -213,11 +213,13 @@ def write_page(data: Dict[str, Any], path: str) -> str:
     return os.path.abspath(path)
 
 
-def _numbers(values: np.ndarray) -> List[Optional[float]]:
+def plot_numbers(values: np.ndarray) -> List[Optional[float]]:
+    """``values`` as the page's JSON numbers: 6 significant digits, None where not finite."""
     return [None if not math.isfinite(v) else float(f"{v:.6g}") for v in np.asarray(values, np.float64).tolist()]
 
 
-def _text(value: Any) -> str:
+def label_text(value: Any) -> str:
+    """A feature id or label as the page shows it: bytes decoded, whole floats without their .0."""
     if isinstance(value, (bytes, bytearray)):
         return value.decode("utf-8", "replace")
     if isinstance(value, (float, np.floating)) and float(value).is_integer():

@@ -18,7 +18,7 @@ from ...errors import TilewiseWarning
 from ...grid import Tile
 from ...io.vector import VERTEX_INDEX, Table
 from ...runtime.sinks import MergeFn, TableSink, read_part
-from ..extract.plot import DEFAULT_MAX_FEATURES, _numbers, _text, _y_ticks, date_ticks, write_page
+from ..extract.plot import DEFAULT_MAX_FEATURES, plot_numbers, label_text, y_ticks, date_ticks, write_page
 
 #: The columns of the long table that are not a statistic.
 _KEYS = ("source", "date", "time", "variable")
@@ -83,12 +83,12 @@ def swath_plot_data(table: Table, id_name: str, max_features: int = DEFAULT_MAX_
     for i, (ident, k) in enumerate(features[:int(max_features)]):
         series = []
         for j in range(len(variables)):
-            entry = {"m": _numbers(m[i, j]), "v": _numbers(n[i, j])}
+            entry = {"m": plot_numbers(m[i, j]), "v": plot_numbers(n[i, j])}
             if e is not None:
-                entry["e"] = _numbers(e[i, j])
-            entry["t"] = _y_ticks(entry["m"], entry.get("e"))
+                entry["e"] = plot_numbers(e[i, j])
+            entry["t"] = y_ticks(entry["m"], entry.get("e"))
             series.append(entry)
-        out.append({"id": _text(ident) + ("" if k is None else f" / vertex {int(k)}"), "b": series})
+        out.append({"id": label_text(ident) + ("" if k is None else f" / vertex {int(k)}"), "b": series})
     label = "mean ± std" if e is not None else shown
     return {
         "title": f"{label.capitalize()} of {', '.join(variables)} per feature",
