@@ -12,6 +12,7 @@ from ..core.vocabulary import CHIPS_BUFFER_UNITS, CHIPS_FORMATS, CHIPS_MODES, GA
 from .base import TilewiseAlgorithm, tr
 from .compat import NUMBER_DOUBLE, NUMBER_INTEGER, TYPE_RASTER
 from .extract import Extract, zones_crs
+from .swath import RefusesSwaths
 from .parameters import CELL_SIZE_DECIMALS, MASK_HELP, RESAMPLING, MaskParameters, nodata_parameter, numbers, \
     optional_number, with_decimals
 
@@ -63,7 +64,7 @@ HELP = (
 )
 
 
-class Chips(MaskParameters, TilewiseAlgorithm):
+class Chips(RefusesSwaths, MaskParameters, TilewiseAlgorithm):
     OPERATION = "chips"
     UNIT = "tiles"
     INPUT = "INPUT"

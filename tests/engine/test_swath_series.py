@@ -10,12 +10,14 @@ import sys
 import numpy as np
 import pytest
 import rasterio
+import shapely
 
 import swathdata as sd
 from support import subprocess_env
 from test_swath_grid import CELL, gdalwarp_geoloc, needs_gdalwarp, snapped_bounds
-from tilewise.core import bandmath, composite, gapfill, index, mosaic
+from tilewise.core import bandmath, chips, composite, gapfill, index, mosaic
 from tilewise.core.errors import InputError, ParameterError, TilewiseWarning
+from tilewise.core.io.vector import zones_from_geometries
 from tilewise.core.operations.swath.grid import swath_to_grid
 
 pytest.importorskip("netCDF4")
@@ -46,7 +48,9 @@ def test_mixed_and_unknown_series_are_refused(scenes, tmp_path):
         gapfill(paths, str(tmp_path / "f.tif"), variables="CHL_NN")
     with pytest.raises(ParameterError, match="variables applies to swath scenes"):
         gapfill([str(raster)], str(tmp_path / "f.tif"), variables="CHL_NN")
+    zones = zones_from_geometries([shapely.Point(-59.9, -3.1)], "EPSG:4326")
     for run in (lambda: bandmath({"A": (paths[0], 1)}, "A * 2", str(tmp_path / "b.tif")),
+                lambda: chips(paths, zones, str(tmp_path / "chips"), "patch", size_x=4, size_y=4),
                 lambda: index([{"RED": (paths[0], 1), "NIR": (paths[0], 2)}], "ndvi", str(tmp_path / "n.tif"))):
         with pytest.raises(InputError, match="is a swath scene .* Grid it first") as e:
             run()

@@ -117,10 +117,11 @@ def test_wrong_swath_series_get_one_message(products, tmp_path):
     with pytest.raises(QgsProcessingException, match="give the target EXTENT"):
         run("tilewise:gapfill", {"INPUT": products["paths"][:2], "VARIABLES": "CHL_NN",
                                  "OUTPUT": str(tmp_path / "f.tif")})
-    for algorithm, key in (("tilewise:index", "INPUT"), ("tilewise:bandmath", "LAYERS")):
+    for algorithm, key in (("tilewise:index", "INPUT"), ("tilewise:bandmath", "LAYERS"), ("tilewise:chips", "INPUT")):
         with pytest.raises(QgsProcessingException, match="is a swath scene .* reads bands of rasters. Grid it first"):
             run(algorithm, {key: [products["paths"][0]], "RED_BAND": 1, "NIR_BAND": 1, "BANDS": "A=1",
-                            "EXPRESSION": "A * 2", "OUTPUT": str(tmp_path / "i.tif")})
+                            "EXPRESSION": "A * 2", "ZONES": stations([(-59.9, -3.1)]),
+                            "OUTPUT": str(tmp_path / "i.tif"), "OUTPUT_FOLDER": str(tmp_path / "chips")})
     assert sorted(os.listdir(tmp_path)) == ["r.tif"]
 
 

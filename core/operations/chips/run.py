@@ -52,6 +52,7 @@ from ..series import choose_bands, plan_input_mask
 from ..extract.layout import date_order
 from ..extract.run import zones_digest
 from ..extract.spec import choose
+from ..swath.grid import refuse_swaths
 from ...kernels.gapfill_plan import GapfillOptions, plan_gapfill
 from .output import Chip, ChipSink, cut_chips
 from .plan import MARKER, TRAINING_FILE, buffer_in_grid_units, check_folder, chip_bytes, chip_file_names, \
@@ -270,6 +271,7 @@ def plan_chips_job(inputs: Sequence[str], zones: Union[str, Zones], folder: str,
         raise InputError("No input rasters were given; chips need at least one.")
     if options.grid.extent is not None:
         raise ParameterError("Chips take their extent from the features: give no EXTENT.")
+    refuse_swaths(inputs, "image chips")
     infos = [describe_raster(p) for p in inputs]
     mask_infos = [describe_raster(m) for m in own.mask_layers or ()]
     bands = choose_bands(infos, own.bands, own.mask_band)
