@@ -17,13 +17,19 @@ print("scipy.linalg" in sys.modules, "numba" in sys.modules)
 """
 
 
-def test_a_command_runs_its_kernels_without_importing_scipy(tmp_path):
+def constant_dates(folder, count: int, width: int, height: int) -> list:
+    """``count`` float32 rasters ``d0.tif``... of ``width`` x ``height`` pixels, date i all ``i + 1``."""
     files = []
-    for i in range(3):
-        files.append(str(tmp_path / f"d{i}.tif"))
-        with rasterio.open(files[-1], "w", driver="GTiff", width=7, height=5, count=1, dtype="float32",
+    for i in range(count):
+        files.append(str(folder / f"d{i}.tif"))
+        with rasterio.open(files[-1], "w", driver="GTiff", width=width, height=height, count=1, dtype="float32",
                            crs="EPSG:32633", transform=from_origin(500000, 5200000, 30, 30), nodata=-1) as dst:
-            dst.write(np.full((1, 5, 7), i + 1, np.float32))
+            dst.write(np.full((1, height, width), i + 1, np.float32))
+    return files
+
+
+def test_a_command_runs_its_kernels_without_importing_scipy(tmp_path):
+    files = constant_dates(tmp_path, 3, 7, 5)
     out = str(tmp_path / "median.tif")
     done = subprocess.run([sys.executable, "-c", PROBE, "composite", "-q", "-o", out, *files], capture_output=True,
                           text=True)
@@ -52,12 +58,7 @@ print("numba" in sys.modules)
 def test_the_parent_of_a_pool_loads_no_kernels(tmp_path):
     # the parent of a pool only plans and assembles: numba (0.2-0.3 s to import) loads where tiles are reduced.
     # The swath route's package, asked whether the inputs are swaths, imported it on every composite once.
-    files = []
-    for i in range(2):
-        files.append(str(tmp_path / f"d{i}.tif"))
-        with rasterio.open(files[-1], "w", driver="GTiff", width=70, height=50, count=1, dtype="float32",
-                           crs="EPSG:32633", transform=from_origin(500000, 5200000, 30, 30), nodata=-1) as dst:
-            dst.write(np.full((1, 50, 70), i + 1, np.float32))
+    files = constant_dates(tmp_path, 2, 70, 50)
     done = subprocess.run([sys.executable, "-c", POOL_PROBE, str(tmp_path / "median.tif"), *files],
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
