@@ -195,3 +195,21 @@ def test_resume_reuses_the_gridded_scenes_and_the_finished_tiles(scenes, tmp_pat
         gapfill(paths, str(again), resume=True, progress=stop_after_three, **options)
     assert {p.name: (p.stat().st_ino, p.stat().st_mtime_ns)
             for p in (tmp_path / ".tilewise-swath-again.tif").glob("*.tif")} == first
+
+
+def test_patterns_from_python_are_expanded_to_the_scenes(scenes, tmp_path):
+    """A glob pattern such as ``S3*.SEN3`` given from Python is the SAFE folders it matches, for the mosaic
+    (whose folders are otherwise folders of rasters) as for gap filling."""
+    folder, paths = scenes
+    grid = dict(variables="CHL_NN", extent=snapped_bounds(paths[0]), cell_size=CELL, workers=1)
+    pattern = str(folder / "S3*.SEN3")
+    mosaic(paths, str(tmp_path / "listed.tif"), "max", **grid)
+    mosaic([pattern], str(tmp_path / "pattern.tif"), "max", **grid)
+    report = gapfill([pattern], str(tmp_path / "filled.tif"), **grid)
+    with rasterio.open(tmp_path / "listed.tif") as a, rasterio.open(tmp_path / "pattern.tif") as b:
+        assert np.isfinite(a.read(1)).sum() > 5000
+        np.testing.assert_array_equal(a.read(), b.read())
+    with rasterio.open(report.output) as src:
+        assert src.descriptions == tuple(f"2024-05-{d}" for d in DAYS)
+    with pytest.raises(InputError, match="No file matches"):
+        mosaic([str(folder / "S9*.SEN3")], str(tmp_path / "none.tif"), **grid)

@@ -299,14 +299,41 @@ def accepts_swaths(what: str, one_variable: bool = False, folders: bool = True) 
     def decorate(operation: F) -> F:
         @functools.wraps(operation)
         def run(inputs: Sequence[str], output: str, *args: Any, **options: Any):
-            if not swath_series(inputs, options, folders):
+            scenes = expand_patterns(inputs)
+            unmatched = [s for s in scenes if _wild(s)]
+            if unmatched and any(options.get(k) not in (None, "", (), []) for k in GRID_ONLY):
+                raise InputError(f"No file matches {unmatched[0]}.")   # what the mosaic says of it
+            if not swath_series(scenes, options, folders):
                 return operation(inputs, output, *args, **options)
+            inputs = scenes
             if one_variable and len(_variable_list(options.get("variables"))) != 1:
                 raise ParameterError(f"{what[:1].upper()}{what[1:]} of swath scenes takes one variable: name it "
                                      "in VARIABLES (--variables), e.g. CHL_NN.")
             return grid_swaths(operation, what, inputs, output, *args, **options)
         return cast(F, run)
     return decorate
+
+
+def expand_patterns(inputs: Sequence[str]) -> List[str]:
+    """``inputs`` with their glob patterns expanded as the mosaic expands them (sorted, ``**`` across
+    folders): ``S3*.SEN3`` given from Python is then the SAFE folders it matches. A pattern that matches
+    nothing, a URL and a path that exists (``a[1].tif``) stay as they are.
+
+    >>> expand_patterns(["no/such/*.SEN3", "https://host/a?.tif"])
+    ['no/such/*.SEN3', 'https://host/a?.tif']
+    """
+    import glob
+    out: List[str] = []
+    for p in inputs if not isinstance(inputs, str) else [inputs]:
+        p = os.fspath(p) if isinstance(p, os.PathLike) else p
+        out.extend((sorted(glob.glob(p, recursive=True)) or [p]) if _wild(p) else [p])
+    return out
+
+
+def _wild(p: Any) -> bool:
+    """True for a glob pattern (not a URL, not a path that exists)."""
+    from ...io.sources import is_remote
+    return isinstance(p, str) and any(c in p for c in "*?[") and not is_remote(p) and not os.path.exists(p)
 
 
 def _variable_list(variables: Any) -> List[str]:
