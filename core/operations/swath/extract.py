@@ -438,12 +438,15 @@ def _diagonal(lat: np.ndarray, lon: np.ndarray) -> float:
 def _polygon_pixels(plan: SwathPlan, polygons: np.ndarray, lat: np.ndarray, lon: np.ndarray
                     ) -> Dict[int, np.ndarray]:
     """The flat indexes of the pixels whose centres fall inside each polygon (longitudes taken around the
-    polygon's own, so a polygon across the antimeridian finds the pixels on both sides)."""
+    polygon's own, so a polygon across the antimeridian finds the pixels on both sides; a polygon around a
+    pole is tested in polar coordinates, :func:`_around_pole`)."""
     flat_lat, flat_lon = lat.ravel(), lon.ravel()
     # only the pixels near a polygon are sorted: those of the cubes around each polygon's centre that hold
     # every point within its farthest vertex (a point inside is within the hull, so no farther)
     shapes = plan.shapes[polygons]
+    poles = [_around_pole(g) for g in shapes]
     centre = shapely.get_coordinates(shapely.centroid(shapes))
+    centre[:, 1] = np.where(poles, 90.0 * np.asarray(poles, float), centre[:, 1])   # a pole: the centre
     radius = 0.0
     for g, (x, y) in zip(shapes, centre):
         xy = shapely.get_coordinates(g)
@@ -453,10 +456,15 @@ def _polygon_pixels(plan: SwathPlan, polygons: np.ndarray, lat: np.ndarray, lon:
     by_lat = valid[np.argsort(flat_lat[valid], kind="stable")]
     sorted_lat = flat_lat[by_lat]
     out = {}
-    for s in polygons:
+    for s, pole in zip(polygons, poles):
         g = plan.shapes[s]
         x0, y0, x1, y1 = shapely.bounds(g)
         a, b = np.searchsorted(sorted_lat, y0, "left"), np.searchsorted(sorted_lat, y1, "right")
+        if pole:   # every pixel poleward of the polygon's farthest vertex from the pole
+            cand = by_lat[a:] if pole > 0 else by_lat[:b]
+            inside = shapely.contains_xy(_polar(g, pole), *_polar_xy(flat_lon[cand], flat_lat[cand], pole))
+            out[int(s)] = np.sort(cand[inside])
+            continue
         cand = by_lat[a:b]
         centre = (x0 + x1) / 2.0
         cx = (flat_lon[cand] - centre + 180.0) % 360.0 - 180.0 + centre
@@ -465,6 +473,45 @@ def _polygon_pixels(plan: SwathPlan, polygons: np.ndarray, lat: np.ndarray, lon:
         inside = shapely.contains_xy(g, cx, flat_lat[cand])
         out[int(s)] = np.sort(cand[inside])
     return out
+
+
+def _around_pole(g) -> int:
+    """1 (-1) when a ring of the longitude/latitude polygon ``g`` goes around the North (South) pole: its
+    longitude turns a whole circle (the pole is then inside it), else 0. Such a polygon is no shape in
+    longitude/latitude (a ring at 80 degrees north from -180 to 180; the same ring with its vertices past 180,
+    or closed along the pole's line)."""
+    for part in getattr(g, "geoms", [g]):
+        for ring in [part.exterior, *part.interiors]:
+            xy = np.asarray(ring.coords)
+            turn = float(np.sum((np.diff(xy[:, 0]) + 180.0) % 360.0 - 180.0))
+            if abs(turn) > 180.0:
+                return 1 if np.mean(xy[:, 1]) > 0 else -1
+    return 0
+
+
+def _polar_xy(lon: np.ndarray, lat: np.ndarray, pole: int) -> Tuple[np.ndarray, np.ndarray]:
+    """Polar coordinates about the ``pole`` (azimuthal equidistant: the distance from it in degrees of
+    latitude, along the meridian's direction): no seam, unlike longitude."""
+    r, t = 90.0 - pole * np.asarray(lat, float), np.radians(lon)
+    return r * np.sin(t), -pole * r * np.cos(t)
+
+
+def _polar(g, pole: int):
+    """``g`` in :func:`_polar_xy`'s coordinates, its edges (straight in longitude/latitude, the short way
+    across the antimeridian) followed every 0.25 degree."""
+    def ring(coords) -> np.ndarray:
+        xy = np.asarray(coords, float)
+        step = (np.diff(xy[:, 0]) + 180.0) % 360.0 - 180.0
+        pieces = [xy[:1]]
+        for (x, y), dx, dy in zip(xy[:-1], step, np.diff(xy[:, 1])):
+            t = np.linspace(0.0, 1.0, max(2, int(math.ceil(max(abs(dx), abs(dy)) / 0.25)) + 1))[1:]
+            pieces.append(np.column_stack([x + t * dx, y + t * dy]))
+        line = np.concatenate(pieces)
+        return np.column_stack(_polar_xy(line[:, 0], line[:, 1], pole))
+
+    parts = [shapely.Polygon(ring(p.exterior.coords), [ring(h.coords) for h in p.interiors])
+             for p in getattr(g, "geoms", [g])]
+    return shapely.make_valid(parts[0] if len(parts) == 1 else shapely.MultiPolygon(parts))
 
 
 def _reduce(plan: SwathPlan, members: Dict[int, np.ndarray], points: Tuple[np.ndarray, np.ndarray],
