@@ -62,10 +62,12 @@ class SwathVariable:
     flag_meanings: Tuple[str, ...] = ()
     driver: str = "NETCDF"
     shape: Tuple[int, int] = (0, 0)
+    #: the variable's path in an HDF5 file (``//group/name``; its name is the last part), else empty
+    key: str = ""
 
     @property
     def gdal_path(self) -> str:
-        return f'{self.driver}:"{self.path}":{self.name}'
+        return f'{self.driver}:"{self.path}":{self.key or self.name}'
 
     @property
     def is_flags(self) -> bool:
@@ -187,12 +189,12 @@ def open_swath(path: str) -> SwathScene:
         if not os.path.isfile(file):
             raise InputError(f"Input file not found: {file}")
         headers = {}
-        variables = _file_variables(file, m.group(1).upper() if m else None, headers)
-        if only is not None:
-            variables = [v for v in variables if v.name == only]
+        everything = variables = _file_variables(file, m.group(1).upper() if m else None, headers)
+        if only is not None:   # a netCDF variable's name, or an HDF5 dataset's path (HDF5:"f.h5"://group/sst)
+            variables = [v for v in variables if only in (v.name, v.key)]
             if not variables:
                 raise InputError(f"{file} has no variable {only!r}.")
-        lat, lon = _geolocation(variables, os.path.dirname(os.path.abspath(file)), p, headers)
+        lat, lon = _geolocation(variables, os.path.dirname(os.path.abspath(file)), p, headers, everything)
         parent = os.path.dirname(os.path.abspath(file))
         name = os.path.basename(parent) if safe_folder(parent) else os.path.splitext(os.path.basename(file))[0]
         folder = parent if safe_folder(parent) else None
@@ -220,10 +222,12 @@ def _file_variables(path: str, driver: Optional[str] = None, headers: Optional[D
         if v.count != 1:
             return
         tags = v.tags(1)
-        name = tags.get("NETCDF_VARNAME") or (sub.split(":")[-1] if sub else
+        key = sub.split(":")[-1] if sub else ""
+        # an HDF5 dataset's name is the last part of its path (//geolocation_data/latitude: latitude)
+        name = tags.get("NETCDF_VARNAME") or (key.rstrip("/").split("/")[-1] if sub else
                                               os.path.splitext(os.path.basename(path))[0])
         out.append(_variable(name, path, v.dtypes[0], v.scales[0], v.offsets[0], _fill(v, tags), tags,
-                             drv, (v.height, v.width)))
+                             drv, (v.height, v.width), key if drv == "HDF5" and key != name else ""))
         if headers is not None:
             headers[(path, name)] = (tags.get("coordinates", "").split(), v.tags(ns="GEOLOCATION"))
 
@@ -245,11 +249,12 @@ def _file_variables(path: str, driver: Optional[str] = None, headers: Optional[D
 
 
 def _variable(name: str, path: str, dtype: str, scale, offset, nodata, tags: Dict[str, str],
-              driver: str, shape: Tuple[int, int]) -> SwathVariable:
+              driver: str, shape: Tuple[int, int], key: str = "") -> SwathVariable:
     meanings = tuple(tags.get("flag_meanings", "").split())
     return SwathVariable(name, path, dtype, float(scale if scale is not None else 1.0),
                          float(offset if offset is not None else 0.0), nodata,
-                         _integers(tags.get("flag_masks")), _integers(tags.get("flag_values")), meanings, driver, shape)
+                         _integers(tags.get("flag_masks")), _integers(tags.get("flag_values")), meanings, driver, shape,
+                         key)
 
 
 def _fill(src, tags: Dict[str, str]):
@@ -280,14 +285,15 @@ def _integers(text: Optional[str]) -> Tuple[int, ...]:
     return tuple(out)
 
 
-def _geolocation(variables: Sequence[SwathVariable], folder: str, source: str, headers: Optional[Dict] = None
-                 ) -> Tuple[SwathVariable, SwathVariable]:
+def _geolocation(variables: Sequence[SwathVariable], folder: str, source: str, headers: Optional[Dict] = None,
+                 others: Sequence[SwathVariable] = ()) -> Tuple[SwathVariable, SwathVariable]:
     """Latitude and longitude of ``variables``: the ``coordinates`` attribute (in the file, then in the
     sibling files), GDAL's GEOLOCATION metadata, then ``geo_coordinates.nc`` in ``folder``; ``headers`` are
-    the variables' attributes as :func:`_file_variables` read them (else each variable is opened again)."""
+    the variables' attributes as :func:`_file_variables` read them (else each variable is opened again);
+    ``others``: the other variables of their file (one variable was asked for: its latitude may be beside it)."""
     import rasterio
     from rasterio.errors import NotGeoreferencedWarning
-    candidates: List[SwathVariable] = list(variables)
+    candidates: List[SwathVariable] = list(dict.fromkeys([*variables, *others]))
     siblings = [os.path.join(folder, f) for f in GEO_FILES if os.path.isfile(os.path.join(folder, f))]
     for f in siblings:
         if f not in {v.path for v in variables}:
