@@ -3,9 +3,11 @@
 :func:`warp_swath` resamples variables of one scene onto a target grid (any CRS) with GDAL's
 geolocation-array transformer (``rasterio.warp.reproject`` with ``src_geoloc_array``: what
 ``gdalwarp -geoloc`` does), after unpacking and flag masking; pixels the swath does not cover, fill
-values and flagged pixels are NaN. :func:`swath_to_grid` writes each scene as a float32 GeoTIFF on the
-grid, which every raster operation then takes: :func:`accepts_swaths` decorates the operations on a series
-(the composites, gap filling, the mosaic) so that they grid swath scenes first.
+values and flagged pixels are NaN; only the part of the scene around the grid is read and warped
+(:func:`source_window`: the same values as the whole scene). :func:`swath_to_grid` writes each scene as a
+float32 GeoTIFF on the grid, one task per scene on the run's executor (local workers, Dask), which every
+raster operation then takes: :func:`accepts_swaths` decorates the operations on a series (the composites,
+gap filling, the mosaic) so that they grid swath scenes first.
 
 >>> swath_to_grid(["S3A_OL_2_WFR____20240514T134512_..._003.SEN3"], "grids", variables="CHL_NN",
 ...               crs="EPSG:4326", bounds=(-60.2, -3.4, -59.8, -3.0), cell_size=0.003)   # doctest: +SKIP
@@ -347,7 +349,8 @@ def _variable_list(variables: Any) -> List[str]:
 def grid_swaths(run: Callable[..., Any], what: str, inputs: Sequence[str], output: str, *args: Any,
                 **options: Any) -> Any:
     """``run(gridded, output, *args, **options)`` (a raster operation) on the swath scenes of ``inputs``
-    gridded first (:func:`swath_to_grid`) onto the grid of ``extent`` and ``cell_size`` (in ``crs``, default
+    gridded first (:func:`swath_to_grid`: a task per scene where the run's tiles run, its ``progress`` the
+    first half of the run's) onto the grid of ``extent`` and ``cell_size`` (in ``crs``, default
     WGS 84), in a hidden folder beside the output that is removed afterwards (with ``resume``, only once the
     run succeeds: a resumed run grids only the scenes not gridded yet, and its tiles are reused). The flags
     (``mask_flags``, ``mask_bits``, ``mask_preset``, ``flag_variable``) mask the scenes as they are gridded.
