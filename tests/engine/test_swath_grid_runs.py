@@ -169,3 +169,16 @@ def test_an_interrupted_gridding_resumes_with_its_gridded_scenes(big, tmp_path):
     assert steps[:2] == [(2, 6), (3, 6)] and steps[-1][0] == steps[-1][1]
     assert report.tiles >= 1 and not grids.exists()
     np.testing.assert_array_equal(read(out), read(tmp_path / "straight.tif"))
+
+
+@pytest.mark.parametrize("bounds", [LAKE, (-60.5, -3.3, -60.2, -3.1), (-59.9, -4.0, -59.0, -3.0),
+                                    (-60.4, -3.6, -59.6, -3.565), (-60.05, -3.7, -59.95, -3.6)])
+def test_the_first_look_at_every_eighth_pixel_finds_the_window_of_every_pixel(big, monkeypatch, bounds):
+    """Extents inside the scene, across its fill-valued edge, past its ends: the window found from every
+    eighth pixel first is the one found from every pixel."""
+    scene = open_swath(big[2])
+    lat, lon = read_geolocation(scene)
+    got = grid.source_window(lat, lon, "EPSG:4326", bounds)
+    monkeypatch.setattr(grid, "WINDOW_STRIDE", 1)
+    assert got == grid.source_window(lat, lon, "EPSG:4326", bounds)
+    assert (got is None) == (bounds[3] < np.nanmin(lat) - 0.01)      # the last one is 3 km off the scene

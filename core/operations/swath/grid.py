@@ -108,11 +108,37 @@ def source_window(lat: np.ndarray, lon: np.ndarray, crs: str, bounds: Tuple[floa
     True
     """
     from ...kernels.swath import pixel_spacing
-    west, south, east, north = _lonlat_box(crs, bounds)
-    width = east - west if east >= west else east - west + 360.0
+    box = _lonlat_box(crs, bounds)
     h, w = lat.shape
     step = max(v for v in (*pixel_spacing(lat, lon), 0.0) if np.isfinite(v)) / 111195.0
-    margin = 3.0 * step
+    # every WINDOW_STRIDE-th pixel first, with a margin that reaches the pixels between them; then every
+    # pixel of the part it finds (the whole scene if it finds none)
+    k = WINDOW_STRIDE
+    coarse = _near_box(lat[::k, ::k], lon[::k, ::k], box, (3.0 + 3.0 * k) * step)
+    r0, c0 = 0, 0
+    if coarse.any():
+        rows, cols = np.flatnonzero(coarse.any(axis=1)), np.flatnonzero(coarse.any(axis=0))
+        r0, c0 = max(int(rows[0]) * k - k, 0), max(int(cols[0]) * k - k, 0)
+        lat, lon = lat[r0:int(rows[-1]) * k + k + 1, c0:int(cols[-1]) * k + k + 1], \
+            lon[r0:int(rows[-1]) * k + k + 1, c0:int(cols[-1]) * k + k + 1]
+    inside = _near_box(lat, lon, box, 3.0 * step)
+    rows = np.flatnonzero(inside.any(axis=1))
+    if not len(rows):
+        return None
+    cols = np.flatnonzero(inside[rows[0]:rows[-1] + 1].any(axis=0))
+    return (slice(max(r0 + int(rows[0]) - pad, 0), min(r0 + int(rows[-1]) + pad + 1, h)),
+            slice(max(c0 + int(cols[0]) - pad, 0), min(c0 + int(cols[-1]) + pad + 1, w)))
+
+
+#: The stride of the first look for the pixels near the extent (:func:`source_window`).
+WINDOW_STRIDE = 8
+
+
+def _near_box(lat: np.ndarray, lon: np.ndarray, box: Tuple[float, float, float, float], margin: float
+              ) -> np.ndarray:
+    """True for the pixels within ``margin`` degrees of the (west, south, east, north) ``box`` (False for NaN)."""
+    west, south, east, north = box
+    width = east - west if east >= west else east - west + 360.0
     south, north = south - margin, north + margin
     inside = (lat >= south) & (lat <= north)
     reach = max(abs(south), abs(north))
@@ -120,12 +146,7 @@ def source_window(lat: np.ndarray, lon: np.ndarray, crs: str, bounds: Tuple[floa
         slack = margin / math.cos(math.radians(reach))
         if width + 2.0 * slack < 360.0:
             inside &= (lon - (west - slack)) % 360.0 <= width + 2.0 * slack
-    rows = np.flatnonzero(inside.any(axis=1))
-    if not len(rows):
-        return None
-    cols = np.flatnonzero(inside[rows[0]:rows[-1] + 1].any(axis=0))
-    return (slice(max(int(rows[0]) - pad, 0), min(int(rows[-1]) + pad + 1, h)),
-            slice(max(int(cols[0]) - pad, 0), min(int(cols[-1]) + pad + 1, w)))
+    return inside
 
 
 def _lonlat_box(crs: str, bounds: Tuple[float, float, float, float]) -> Tuple[float, float, float, float]:
