@@ -182,3 +182,24 @@ def test_the_first_look_at_every_eighth_pixel_finds_the_window_of_every_pixel(bi
     monkeypatch.setattr(grid, "WINDOW_STRIDE", 1)
     assert got == grid.source_window(lat, lon, "EPSG:4326", bounds)
     assert (got is None) == (bounds[3] < np.nanmin(lat) - 0.01)      # the last one is 3 km off the scene
+
+
+@pytest.mark.parametrize("resume", [False, True])
+def test_a_cancel_while_two_workers_grid_leaves_nothing_half_written(big, tmp_path, resume):
+    def cancel_at_once(done, total):
+        if done >= 1:
+            raise CancelledError("cancelled")
+
+    out = tmp_path / "filled.tif"
+    with pytest.raises(CancelledError):
+        gapfill(big, str(out), variables="CHL_NN", extent=LAKE, cell_size=CELL, workers=2, resume=resume,
+                progress=cancel_at_once)
+    assert not out.exists() and not list(tmp_path.glob("*.part*"))
+    kept = list(tmp_path.glob(".tilewise-swath-*"))
+    assert len(kept) == (1 if resume else 0)
+    if resume:   # each gridded scene whole, with its stamp; nothing half-written
+        tifs, stamps = sorted(kept[0].glob("*.tif")), sorted(kept[0].glob("*.json"))
+        assert 1 <= len(tifs) <= 3 and [p.name + ".json" for p in tifs] == [p.name for p in stamps]
+        assert not list(kept[0].glob("*.part*"))
+        for p in tifs:
+            assert read(p).shape[0] == 1
