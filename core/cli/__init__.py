@@ -84,6 +84,8 @@ class Progress:
             except ImportError:
                 self.bar = False
         if self.bar:
+            if total != self.bar.total:     # a run in two stages: swath scenes gridded, then the tiles
+                self.bar.total = total
             self.bar.update(done - self.bar.n)
         else:
             print(f"\r{done}/{total} tiles", end="", file=sys.stderr, flush=True)

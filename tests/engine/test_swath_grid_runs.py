@@ -203,3 +203,14 @@ def test_a_cancel_while_two_workers_grid_leaves_nothing_half_written(big, tmp_pa
         assert not list(kept[0].glob("*.part*"))
         for p in tifs:
             assert read(p).shape[0] == 1
+
+
+def test_the_command_line_bar_follows_the_second_stage(capsys):
+    """The CLI's bar: the gridding's steps (of twice the scenes), then the tiles' (of twice the tiles)."""
+    pytest.importorskip("tqdm")
+    from tilewise.core.cli import Progress
+    bar = Progress(False)
+    for done, total in [(0, 6), (1, 6), (3, 6), (40, 80), (80, 80)]:
+        bar(done, total)
+    assert (bar.bar.n, bar.bar.total) == (80, 80)
+    bar.close()
