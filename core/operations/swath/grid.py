@@ -60,18 +60,19 @@ def _warped(scene: SwathScene, variables: Sequence[str], crs: str, transform: Tu
     out = np.full((len(variables), height, width), np.nan)
     lat, lon = read_geolocation(scene)
     xmin, ymax = transform[2], transform[5]
-    window = source_window(lat, lon, crs, (xmin, ymax + height * transform[4], xmin + width * transform[0], ymax))
+    bounds = (xmin, ymax + height * transform[4], xmin + width * transform[0], ymax)
+    window = source_window(lat, lon, crs, bounds)
     if window is None:
         return out, False
     rows, cols = window
-    # GDAL's transformer needs finite geolocation without jumps: fill-valued pixels (the swath's edges) get
-    # positions extrapolated along their row (over the whole scene: as if it were warped whole), and no value
+    # GDAL's transformer needs finite geolocation without jumps: longitudes across the antimeridian taken
+    # around one (179, 181), fill-valued pixels (the swath's edges) given positions extrapolated along their
+    # row (over the whole scene: as if it were warped whole), and no value
     bad = ~np.isfinite(lat) | ~np.isfinite(lon)
-    if bad.any():
-        lon = _continuous(lon)
-        if bad[rows, cols].any():
-            lat, lon = _extrapolated(lat, bad), _extrapolated(lon, bad)
-    lat, lon, bad = lat[rows, cols], lon[rows, cols], bad[rows, cols]
+    lon = _continuous(lon)
+    if bad[rows, cols].any():
+        lat, lon = _extrapolated(lat, bad), _extrapolated(lon, bad)
+    lat, lon, bad = lat[rows, cols], _towards(lon[rows, cols], crs, bounds), bad[rows, cols]
     part = Window(cols.start, rows.start, cols.stop - cols.start, rows.stop - rows.start)
     masked = None
     if isinstance(flags, FlagRequest):
@@ -157,6 +158,19 @@ def _lonlat_box(crs: str, bounds: Tuple[float, float, float, float]) -> Tuple[fl
         return tuple(transform_bounds(crs, "EPSG:4326", *bounds, densify_pts=21))  # type: ignore[return-value]
     except Exception:   # noqa: BLE001 - any CRS GDAL cannot turn into degrees: the whole scene is warped
         return (-180.0, -90.0, 180.0, 90.0)
+
+
+def _towards(lon: np.ndarray, crs: str, bounds: Tuple[float, float, float, float]) -> np.ndarray:
+    """``lon`` moved by whole turns (exactly: +-360) to lie around the longitude of the grid's centre: a
+    scene across the antimeridian taken as 179..181 reaches a grid at -179.9 as -180.1. Unchanged otherwise."""
+    west, _, east, _ = _lonlat_box(crs, bounds)
+    width = east - west if east >= west else east - west + 360.0
+    if width >= 180.0:   # every longitude (a polar grid) or half of them: nothing to choose
+        return lon
+    centre = west + width / 2.0
+    finite = lon[np.isfinite(lon)]
+    turns = round((centre - float(np.median(finite))) / 360.0) if len(finite) else 0
+    return lon + 360.0 * turns if turns else lon
 
 
 def _continuous(lon: np.ndarray) -> np.ndarray:
