@@ -224,3 +224,42 @@ def test_the_command_line_bar_follows_the_second_stage(capsys):
         bar(done, total)
     assert (bar.bar.n, bar.bar.total) == (80, 80)
     bar.close()
+
+
+def polar_scene(folder, pole, rows=80, cols=60, pixel=300.0, rotation=25.0):
+    """A scene around the ``pole`` (its geolocation rewritten: a rotated grid of ``pixel`` metres in polar
+    stereographic coordinates, the pole inside); returns it and its pixels' centres in those metres (GDAL
+    takes geolocation arrays at the pixels' top left corners, as ``gdalwarp -geoloc`` does)."""
+    import netCDF4
+    from rasterio.warp import transform
+    path = sd.write_olci_product(folder, rows=rows, cols=cols, lat0=pole * 89.0, fill_cols=0)
+    i, j = np.meshgrid(np.arange(rows, dtype=float), np.arange(cols, dtype=float), indexing="ij")
+    a = np.radians(rotation)
+
+    def xy(di):
+        u, v = (j - cols / 2 + 0.3 + di) * pixel, (i - rows / 2 + 0.3 + di) * pixel
+        return u * np.cos(a) - v * np.sin(a), u * np.sin(a) + v * np.cos(a)
+
+    x, y = xy(0.0)
+    lon, lat = transform(grid.POLAR_CRS[pole], "EPSG:4326", x.ravel(), y.ravel())
+    with netCDF4.Dataset(f"{path}/geo_coordinates.nc", "a") as f:
+        for name, values in (("latitude", lat), ("longitude", lon)):
+            f[name].set_auto_maskandscale(False)
+            f[name][:] = np.round(np.reshape(values, x.shape) * 1e6).astype(np.int32)
+    return path, xy(0.5)
+
+
+@pytest.mark.parametrize("pole", [1, -1])
+def test_a_scene_around_a_pole_is_gridded_from_polar_coordinates(tmp_path, pole):
+    """Longitude has no meaning at a pole: the part of a scene whose longitudes go all around is warped from
+    polar stereographic coordinates. Every cell of a polar grid over it takes its nearest pixel (by brute
+    force); in longitude/latitude GDAL's transformer filled about a tenth of them."""
+    path, (cx, cy) = polar_scene(str(tmp_path), pole)
+    cell, n = 200.0, 50
+    transform = (cell, 0.0, -5000.0, 0.0, -cell, 5000.0)
+    got = grid.warp_swath(open_swath(path), ["CHL_NN"], grid.POLAR_CRS[pole], transform, n, n)[0]
+    gx, gy = np.meshgrid(-5000.0 + cell * (np.arange(n) + 0.5), 5000.0 - cell * (np.arange(n) + 0.5))
+    d2 = (gx.ravel()[:, None] - cx.ravel()[None]) ** 2 + (gy.ravel()[:, None] - cy.ravel()[None]) ** 2
+    want = sd.read_truth(path, "chl_nn.nc", "CHL_NN").ravel()[np.argmin(d2, axis=1)].reshape(n, n)
+    assert np.isfinite(got).all()
+    assert (got == want).mean() > 0.99

@@ -79,14 +79,14 @@ def _warped(scene: SwathScene, variables: Sequence[str], crs: str, transform: Tu
         flags = None if flags.empty else resolve_flags(flags, scene)
     if flags is not None:
         masked = flags.masked(read_raw(flags.variable, part))
-    geoloc = np.stack([lon, lat])
+    geoloc, geoloc_crs = _geoloc_arrays(lat, lon)
     for i, name in enumerate(variables):
         values = unpack(read_raw(scene.variable(name), part), scene.variable(name))
         if masked is not None:
             values[masked] = np.nan
         values[bad] = np.nan
         reproject(values, out[i], src_geoloc_array=geoloc,
-                  src_crs=CRS.from_epsg(4326), src_nodata=np.nan, dst_crs=CRS.from_user_input(crs),
+                  src_crs=CRS.from_user_input(geoloc_crs), src_nodata=np.nan, dst_crs=CRS.from_user_input(crs),
                   dst_transform=Affine(*transform[:6]), dst_nodata=np.nan, resampling=getattr(Resampling, resampling))
     return out, True
 
@@ -158,6 +158,23 @@ def _lonlat_box(crs: str, bounds: Tuple[float, float, float, float]) -> Tuple[fl
         return tuple(transform_bounds(crs, "EPSG:4326", *bounds, densify_pts=21))  # type: ignore[return-value]
     except Exception:   # noqa: BLE001 - any CRS GDAL cannot turn into degrees: the whole scene is warped
         return (-180.0, -90.0, 180.0, 90.0)
+
+
+#: Polar stereographic CRSs for the geolocation of a part of a scene around a pole (north, south).
+POLAR_CRS = {1: "EPSG:3413", -1: "EPSG:3031"}
+
+
+def _geoloc_arrays(lat: np.ndarray, lon: np.ndarray) -> Tuple[np.ndarray, str]:
+    """GDAL's geolocation arrays (x, y) and their CRS: longitude/latitude, or, for a part of a scene whose
+    longitudes go all around (it holds a pole, where longitude has no meaning), polar stereographic
+    metres, in which the swath is a smooth grid again."""
+    finite = np.isfinite(lon)
+    if not finite.any() or np.ptp(lon[finite]) <= 180.0:
+        return np.stack([lon, lat]), "EPSG:4326"
+    from rasterio.warp import transform
+    pole = 1 if np.nanmean(lat) > 0 else -1
+    x, y = transform("EPSG:4326", POLAR_CRS[pole], lon.ravel(), np.clip(lat, -90.0, 90.0).ravel())
+    return np.stack([np.reshape(x, lat.shape), np.reshape(y, lat.shape)]), POLAR_CRS[pole]
 
 
 def _towards(lon: np.ndarray, crs: str, bounds: Tuple[float, float, float, float]) -> np.ndarray:
