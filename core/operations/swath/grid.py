@@ -378,7 +378,7 @@ def expand_patterns(inputs: Sequence[str]) -> List[str]:
     """
     import glob
     out: List[str] = []
-    for p in inputs if not isinstance(inputs, str) else [inputs]:
+    for p in [inputs] if isinstance(inputs, str) else inputs or ():
         p = os.fspath(p) if isinstance(p, os.PathLike) else p
         out.extend((sorted(glob.glob(p, recursive=True)) or [p]) if _wild(p) else [p])
     return out
