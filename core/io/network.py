@@ -26,7 +26,7 @@ import multiprocessing
 import os
 import re
 import threading
-from typing import Callable, Dict, Optional, TypeVar
+from typing import Callable, Dict, Iterable, List, Optional, TypeVar
 
 from ..errors import ParameterError
 
@@ -46,6 +46,9 @@ TIMEOUT_HINT = (f"raise the HTTP timeout if the server is only slow: --http-time
 #: (429, 500, 502, 503, 504; the delay doubles at each try). Only HTTP is concerned, so process-wide.
 HTTP_DEFAULTS = {"GDAL_HTTP_MAX_RETRY": "5", "GDAL_HTTP_RETRY_DELAY": "1"}
 
+#: GDAL's file systems that read over the network.
+NETWORK_PREFIXES = ("/vsicurl", "/vsis3", "/vsigs", "/vsiaz", "/vsiadls", "/vsioss", "/vsiswift", "/vsihdfs",
+                    "/vsiwebhdfs")
 _STEP = 0.1      # seconds between two looks of a waiting thread at its helper and at the stop flag
 _STOP = threading.Event()
 _OURS: Dict[str, str] = {}      # the GDAL options this module set, and to what
@@ -129,6 +132,31 @@ def waited_out(seconds: float) -> bool:
     except ValueError:
         return False
     return seconds >= 0.9 * limit
+
+
+#: The remote files GDAL names in a message: ```/vsicurl/http://host/a.tif' does not exist in the file system``.
+_GDAL_NAMES = re.compile(r"`(/vsi[a-z0-9_]+/[^'`]+)'")
+_GAVE_UP: set = set()       # the remote files whose requests timed out in this process
+
+
+def remote_names(text: str) -> List[str]:
+    """The remote files (GDAL network paths) a GDAL message names.
+
+    >>> remote_names("`/vsicurl/http://h/b.tif' does not exist in the file system, and is not recognized")
+    ['/vsicurl/http://h/b.tif']
+    """
+    return [name for name in _GDAL_NAMES.findall(text) if any(p in name for p in NETWORK_PREFIXES)]
+
+
+def gave_up_on(names: Iterable[str]) -> None:
+    """Remember that the requests for ``names`` (GDAL network paths) timed out in this process: GDAL keeps
+    such a file as missing, and its later reads fail at once saying only that it "does not exist"."""
+    _GAVE_UP.update(names)
+
+
+def given_up(names: Iterable[str]) -> bool:
+    """True when a request for one of ``names`` timed out earlier in this process (:func:`gave_up_on`)."""
+    return any(name in _GAVE_UP for name in names)
 
 
 def timeout_message(url: str, doing: str = "Reading", where: str = "") -> str:
