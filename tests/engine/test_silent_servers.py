@@ -23,7 +23,7 @@ import pytest
 import stacdata
 from hostile import SilentServer, wait_until
 from stalling import StallingServer
-from support import PLUGINS_DIR, leftovers, write_raster
+from support import PLUGINS_DIR, leftovers, signals_as_a_terminal_sends_them, write_raster
 
 from tilewise.core.errors import InputError
 from tilewise.core.grid import Grid, plan_tiles
@@ -47,17 +47,10 @@ def cli_env(**extra):
     return env
 
 
-def _signals_as_a_terminal_sends_them():
-    # a background job's shell ignores SIGINT, and the suite may run under nohup: these runs stand for one
-    # in a terminal, where Ctrl+C and a closing terminal reach it
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.signal(signal.SIGHUP, signal.SIG_DFL)
-
-
 def start_cli(args, cwd, **env):
     return subprocess.Popen([sys.executable, "-m", "tilewise", *map(str, args)], cwd=cwd, env=cli_env(**env),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-                            preexec_fn=_signals_as_a_terminal_sends_them)
+                            preexec_fn=signals_as_a_terminal_sends_them)
 
 
 def finish(proc, timeout):

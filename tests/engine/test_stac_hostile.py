@@ -23,7 +23,7 @@ from rasterio.io import MemoryFile
 from tilewise.core.operations.stac import client as stac_client
 
 from hostile import ScriptedServer, SilentServer, TrickleServer, wait_until
-from support import subprocess_env
+from support import signals_as_a_terminal_sends_them, subprocess_env
 
 SECRET = "Bearer SECRET-26"
 KEY = "KEY-26"
@@ -112,7 +112,7 @@ def test_a_bad_timeout_setting_is_one_message(tmp_path):
 def _stopped_while_waiting(tmp_path, server, url: str, signum: int, until) -> subprocess.CompletedProcess:
     proc = subprocess.Popen([sys.executable, "-m", "tilewise", "stac", "search", url, "--assets", "red", "-o", "out"],
                             cwd=tmp_path, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True, preexec_fn=signals_as_a_terminal_sends_them)
     try:
         assert wait_until(until, 60), "the catalogue was never asked"
         time.sleep(0.3)
