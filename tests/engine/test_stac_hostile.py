@@ -137,6 +137,17 @@ def test_sigterm_and_ctrl_c_end_a_catalogue_request_within_seconds(tmp_path, sig
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.parametrize("signum, how, code", [(signal.SIGTERM, "SIGTERM", 143), (signal.SIGINT, "Ctrl+C", 130)])
+def test_sigterm_and_ctrl_c_end_the_wait_before_a_retry_within_seconds(tmp_path, signum, how, code):
+    with ScriptedServer() as busy:
+        busy.answers["/stac"] = answer(b'{"message": "busy"}', 503, {"Retry-After": "40"})
+        proc = _stopped_while_waiting(tmp_path, busy, f"{busy.url}/stac", signum, lambda: len(busy.seen) >= 1)
+    assert "busy or failing, trying again in 40 s" in proc.stderr and len(busy.seen) == 1, proc.stderr
+    assert proc.returncode == code, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith(f"tilewise: stopped ({how})"), proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
 def test_sigterm_ends_item_requests_of_a_static_catalogue_in_helper_threads(tmp_path):
     with SilentServer() as silent, ScriptedServer() as home:
         catalog = {"type": "Catalog", "stac_version": "1.0.0", "id": "cat", "description": "d",
