@@ -106,13 +106,14 @@ class LocalExecutor(Executor):
     def run(self, fn: Callable[..., Any], tasks: Iterable[tuple], limit: Optional[int] = None) -> Iterator[Any]:
         pending: set = set()
         order: dict = {}        # task -> its place in ``tasks``
+        places = itertools.count()
         todo: Iterable[tuple] = iter(tasks)
         limit = limit or self.in_flight * self.workers
         try:
             while True:
                 for args in todo:
                     fut = self._pool.submit(fn, *args)
-                    order[fut] = len(order)
+                    order[fut] = next(places)
                     pending.add(fut)
                     if len(pending) >= limit:
                         break
