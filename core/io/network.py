@@ -134,16 +134,17 @@ def waited_out(seconds: float) -> bool:
     return seconds >= 0.9 * limit
 
 
-#: The remote files GDAL names in a message: ```/vsicurl/http://host/a.tif' does not exist in the file system``.
-_GDAL_NAMES = re.compile(r"`(/vsi[a-z0-9_]+/[^'`]+)'")
+#: The remote files GDAL names in a message: ``'/vsicurl/http://host/a.tif' does not exist in the file system``
+#: (a VRT's failed read opens the quote with a backquote).
+_GDAL_NAMES = re.compile(r"[`'](/vsi[a-z0-9_]+/[^'`]+)'")
 _GAVE_UP: set = set()       # the remote files whose requests timed out in this process
 
 
 def remote_names(text: str) -> List[str]:
     """The remote files (GDAL network paths) a GDAL message names.
 
-    >>> remote_names("`/vsicurl/http://h/b.tif' does not exist in the file system, and is not recognized")
-    ['/vsicurl/http://h/b.tif']
+    >>> remote_names("`/vsicurl/http://h/b.tif' does not exist in the file system; '/vsis3/k/c.tif' neither")
+    ['/vsicurl/http://h/b.tif', '/vsis3/k/c.tif']
     """
     return [name for name in _GDAL_NAMES.findall(text) if any(p in name for p in NETWORK_PREFIXES)]
 
@@ -157,6 +158,39 @@ def gave_up_on(names: Iterable[str]) -> None:
 def given_up(names: Iterable[str]) -> bool:
     """True when a request for one of ``names`` timed out earlier in this process (:func:`gave_up_on`)."""
     return any(name in _GAVE_UP for name in names)
+
+
+def forget_given_up() -> None:
+    """Let GDAL ask again for the files given up on in this process (:func:`gave_up_on`): GDAL keeps them
+    missing for the life of the process, so in a warm engine or a kept worker a server back up would stay
+    unreadable until a restart. Called between runs (:func:`~.sources.close_all`); within a run, a file given
+    up on fails at once."""
+    if not _GAVE_UP:
+        return
+    clear = _gdal_function("VSICurlPartialClearCache")
+    for name in sorted(_GAVE_UP):
+        if clear is not None:
+            clear(name.encode("utf-8"))
+    _GAVE_UP.clear()
+
+
+def _gdal_function(name: str):
+    """``name`` of the GDAL library rasterio loaded (its own copy, in a wheel), or None where it cannot be
+    found (rasterio not loaded yet, not Linux)."""
+    import sys
+    if "rasterio" not in sys.modules:
+        return None
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+            paths = [line.split(None, 5)[-1].strip() for line in maps if "libgdal" in line]
+        import ctypes
+        library = next(p for p in paths if os.path.basename(p).startswith("libgdal"))
+        function = getattr(ctypes.CDLL(library), name)
+    except (OSError, StopIteration, AttributeError):
+        return None
+    function.argtypes = [ctypes.c_char_p]
+    function.restype = None
+    return function
 
 
 def timeout_message(url: str, doing: str = "Reading", where: str = "") -> str:

@@ -41,7 +41,7 @@ from ..grid import Grid, Tile
 from ..phases import timed
 from ..vocabulary import RESAMPLING_METHODS
 from .network import (HTTP_DEFAULTS, NETWORK_PREFIXES, abandonable, apply_http_defaults,  # noqa: F401
-                      gave_up_on, given_up, is_timeout, remote_names, timeout_message, waited_out)
+                      forget_given_up, gave_up_on, given_up, is_timeout, remote_names, timeout_message, waited_out)
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..masks import MaskSpec
@@ -514,5 +514,6 @@ def read_qa_mask(spec: "MaskSpec", i: int, inputs: Sequence[str], grid: Grid, ti
 
 
 def close_all() -> None:
-    """Close every dataset this process holds open."""
+    """Close every dataset this process holds open; the remote files given up on are asked for again."""
     _CACHE.clear()
+    forget_given_up()

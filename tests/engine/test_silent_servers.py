@@ -21,14 +21,14 @@ import numpy as np
 import pytest
 
 import stacdata
-from hostile import SilentServer, wait_until
+from hostile import ScriptedServer, SilentServer, wait_until
 from stalling import StallingServer
 from support import PLUGINS_DIR, leftovers, signals_as_a_terminal_sends_them, write_raster
 
 from tilewise.core.errors import InputError
 from tilewise.core.grid import Grid, plan_tiles
 from tilewise.core.io import network
-from tilewise.core.io.sources import close_all, read_window
+from tilewise.core.io.sources import close_all, describe_raster, read_window
 
 #: Seconds a stopped run may take to end: it should take about one (three when a worker is killed);
 #: the margin is for a loaded machine.
@@ -231,6 +231,23 @@ def test_every_read_of_a_silent_remote_source_is_called_timed_out(tmp_path, sile
     for message in messages:
         assert message.startswith(f"Reading a remote source of {vrt} at rows ") and \
             " timed out: the server sent nothing" in message and "--http-timeout SECONDS" in message, messages
+
+
+def test_a_server_back_up_is_asked_again_by_the_next_run(tmp_path, scene_bytes, monkeypatch):
+    # GDAL keeps a file it gave up on as missing for the life of the process: a warm engine's or kept worker's
+    # next run would find the server's file "timed out" at once, without asking it, however long it is back up
+    monkeypatch.setenv(network.HTTP_TIMEOUT_ENV, str(SILENT_TIMEOUT))
+    for key in network.http_config(30):
+        monkeypatch.delenv(key, raising=False)
+    with SilentServer() as silent:
+        url = f"{silent.url}/scene.tif"
+        port = silent.port
+        with pytest.raises(InputError, match=" timed out: the server sent nothing"):
+            describe_raster(url)
+    with ScriptedServer({"/scene.tif": (200, {"Content-Type": "image/tiff"}, scene_bytes)}, port=port) as back_up:
+        close_all()                                  # the run ends (a kept worker's next run begins so)
+        assert describe_raster(url).width == 1024
+        assert back_up.seen, "GDAL did not ask the server"
 
 
 def test_a_vrt_of_a_truncated_local_file_is_still_called_damaged(tmp_path):
