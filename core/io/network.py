@@ -26,7 +26,7 @@ import multiprocessing
 import os
 import re
 import threading
-from typing import Callable, Dict, Optional, TypeVar
+from typing import Callable, Dict, Iterable, List, Optional, TypeVar
 
 from ..errors import ParameterError
 
@@ -46,6 +46,9 @@ TIMEOUT_HINT = (f"raise the HTTP timeout if the server is only slow: --http-time
 #: (429, 500, 502, 503, 504; the delay doubles at each try). Only HTTP is concerned, so process-wide.
 HTTP_DEFAULTS = {"GDAL_HTTP_MAX_RETRY": "5", "GDAL_HTTP_RETRY_DELAY": "1"}
 
+#: GDAL's file systems that read over the network.
+NETWORK_PREFIXES = ("/vsicurl", "/vsis3", "/vsigs", "/vsiaz", "/vsiadls", "/vsioss", "/vsiswift", "/vsihdfs",
+                    "/vsiwebhdfs")
 _STEP = 0.1      # seconds between two looks of a waiting thread at its helper and at the stop flag
 _STOP = threading.Event()
 _OURS: Dict[str, str] = {}      # the GDAL options this module set, and to what
@@ -129,6 +132,65 @@ def waited_out(seconds: float) -> bool:
     except ValueError:
         return False
     return seconds >= 0.9 * limit
+
+
+#: The remote files GDAL names in a message: ``'/vsicurl/http://host/a.tif' does not exist in the file system``
+#: (a VRT's failed read opens the quote with a backquote).
+_GDAL_NAMES = re.compile(r"[`'](/vsi[a-z0-9_]+/[^'`]+)'")
+_GAVE_UP: set = set()       # the remote files whose requests timed out in this process
+
+
+def remote_names(text: str) -> List[str]:
+    """The remote files (GDAL network paths) a GDAL message names.
+
+    >>> remote_names("`/vsicurl/http://h/b.tif' does not exist in the file system; '/vsis3/k/c.tif' neither")
+    ['/vsicurl/http://h/b.tif', '/vsis3/k/c.tif']
+    """
+    return [name for name in _GDAL_NAMES.findall(text) if any(p in name for p in NETWORK_PREFIXES)]
+
+
+def gave_up_on(names: Iterable[str]) -> None:
+    """Remember that the requests for ``names`` (GDAL network paths) timed out in this process: GDAL keeps
+    such a file as missing, and its later reads fail at once saying only that it "does not exist"."""
+    _GAVE_UP.update(names)
+
+
+def given_up(names: Iterable[str]) -> bool:
+    """True when a request for one of ``names`` timed out earlier in this process (:func:`gave_up_on`)."""
+    return any(name in _GAVE_UP for name in names)
+
+
+def forget_given_up() -> None:
+    """Let GDAL ask again for the files given up on in this process (:func:`gave_up_on`): GDAL keeps them
+    missing for the life of the process, so in a warm engine or a kept worker a server back up would stay
+    unreadable until a restart. Called between runs (:func:`~.sources.close_all`); within a run, a file given
+    up on fails at once."""
+    if not _GAVE_UP:
+        return
+    clear = _gdal_function("VSICurlPartialClearCache")
+    for name in sorted(_GAVE_UP):
+        if clear is not None:
+            clear(name.encode("utf-8"))
+    _GAVE_UP.clear()
+
+
+def _gdal_function(name: str):
+    """``name`` of the GDAL library rasterio loaded (its own copy, in a wheel), or None where it cannot be
+    found (rasterio not loaded yet, not Linux)."""
+    import sys
+    if "rasterio" not in sys.modules:
+        return None
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+            paths = [line.split(None, 5)[-1].strip() for line in maps if "libgdal" in line]
+        import ctypes
+        library = next(p for p in paths if os.path.basename(p).startswith("libgdal"))
+        function = getattr(ctypes.CDLL(library), name)
+    except (OSError, StopIteration, AttributeError):
+        return None
+    function.argtypes = [ctypes.c_char_p]
+    function.restype = None
+    return function
 
 
 def timeout_message(url: str, doing: str = "Reading", where: str = "") -> str:

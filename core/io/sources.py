@@ -40,8 +40,8 @@ from ..errors import InputError, ParameterError
 from ..grid import Grid, Tile
 from ..phases import timed
 from ..vocabulary import RESAMPLING_METHODS
-from .network import (HTTP_DEFAULTS, abandonable, apply_http_defaults, is_timeout, timeout_message,  # noqa: F401
-                      waited_out)
+from .network import (HTTP_DEFAULTS, NETWORK_PREFIXES, abandonable, apply_http_defaults,  # noqa: F401
+                      forget_given_up, gave_up_on, given_up, is_timeout, remote_names, timeout_message, waited_out)
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..masks import MaskSpec
@@ -53,8 +53,7 @@ MAX_OPEN_DATASETS = 128
 #: (.aux.xml, .ovr, .msk: a request each). Only around the open, so local inputs keep their side-cars.
 REMOTE_OPEN_DEFAULTS = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"}
 
-_VSI_NETWORK = ("/vsicurl", "/vsis3", "/vsigs", "/vsiaz", "/vsiadls", "/vsioss", "/vsiswift", "/vsihdfs",
-                "/vsiwebhdfs")
+_VSI_NETWORK = NETWORK_PREFIXES
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
@@ -124,7 +123,9 @@ def _open_env(path: str):
 def open_error(path: str, exc: Exception, what: str = "Not a raster GDAL can read") -> InputError:
     """A message for a failed open: for a URL, the HTTP status or the network error."""
     text = str(exc)
-    if is_timeout(text):
+    remote = remote_names(text) or ([gdal_path(path)] if is_remote(path) else [])
+    if is_timeout(text) or (given_up(remote) and "HTTP" not in text):   # see read_error
+        gave_up_on(remote)
         return InputError(timeout_message(path, "Opening" if is_remote(path) else "Opening a remote source of"))
     if is_remote(path):
         code = re.search(r"HTTP response code: (\d+)", text)
@@ -329,7 +330,8 @@ def read_window(path: str, bands: Sequence[int], grid: Grid, tile: Tile, out: np
 def read_error(path: str, exc: BaseException, where: str, seconds: float = 0.0) -> InputError:
     """A failed pixel read: which file, where, and what GDAL said (rasterio's own message is
     only "Read failed. See previous exception for details"); for a remote file that failed after
-    ``seconds`` as long as the HTTP timeout, that its server took too long."""
+    ``seconds`` as long as the HTTP timeout, or whose server timed out earlier in this process, that its
+    server took too long. A local file is called damaged only when no remote source of it failed."""
     said = []
     seen: Optional[BaseException] = exc
     while seen is not None:
@@ -338,11 +340,18 @@ def read_error(path: str, exc: BaseException, where: str, seconds: float = 0.0) 
             said.append(text)
         seen = seen.__cause__ or seen.__context__
     details = "; ".join(said) or str(exc)
+    doing = "Reading" if is_remote(path) else "Reading a remote source of"
+    # the remote files that failed: those GDAL names (a VRT's sources), else the path itself
+    remote = remote_names(details) or ([gdal_path(path)] if is_remote(path) else [])
     if may_use_network(path) and (is_timeout(details) or (waited_out(seconds) and "HTTP" not in details)):
-        doing = "Reading" if is_remote(path) else "Reading a remote source of"
+        gave_up_on(remote)
         return InputError(timeout_message(path, doing, where))
-    if is_remote(path):
-        return InputError(f"Reading {path} at {where} failed: {details}")
+    if remote and given_up(remote) and "HTTP" not in details:
+        # GDAL keeps a file whose request timed out as missing: this process's later reads of it fail at
+        # once, saying only that it "does not exist"; the cause is still the silent server
+        return InputError(timeout_message(path, doing, where))
+    if remote:
+        return InputError(f"{doing} {path} at {where} failed: {details}")
     return InputError(f"{path} is damaged (truncated or corrupt): its pixels at {where} cannot be read "
                       f"({details}). Replace the file or repair it.")
 
@@ -505,5 +514,6 @@ def read_qa_mask(spec: "MaskSpec", i: int, inputs: Sequence[str], grid: Grid, ti
 
 
 def close_all() -> None:
-    """Close every dataset this process holds open."""
+    """Close every dataset this process holds open; the remote files given up on are asked for again."""
     _CACHE.clear()
+    forget_given_up()

@@ -105,18 +105,24 @@ class LocalExecutor(Executor):
 
     def run(self, fn: Callable[..., Any], tasks: Iterable[tuple], limit: Optional[int] = None) -> Iterator[Any]:
         pending: set = set()
+        order: dict = {}        # task -> its place in ``tasks``
+        places = itertools.count()
         todo: Iterable[tuple] = iter(tasks)
         limit = limit or self.in_flight * self.workers
         try:
             while True:
                 for args in todo:
-                    pending.add(self._pool.submit(fn, *args))
+                    fut = self._pool.submit(fn, *args)
+                    order[fut] = next(places)
+                    pending.add(fut)
                     if len(pending) >= limit:
                         break
                 if not pending:
                     return
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in done:
+                # tasks that ended together in their own order: of several failed tiles, the first is
+                # reported (a worker's later tiles of a file GDAL gave up fail at once, and with less said)
+                for fut in sorted(done, key=order.pop):
                     yield _result(fut)
         except BrokenProcessPool as exc:
             raise WorkerError("A Tilewise worker process died (crashed, ran out of memory or was killed). "

@@ -29,6 +29,7 @@ import time
 from typing import Callable, Optional
 
 from ..vocabulary import EVENT_ACCEPTED, EVENT_ERROR
+from ..io.network import forget_given_up
 from .lifeline import stop_on_signals
 
 
@@ -64,6 +65,7 @@ def serve(idle_seconds: float, run_reported: Callable[[dict, float], int], emit:
                 except ValueError as exc:
                     emit(EVENT_ERROR, kind="ParameterError", message=f"Not a job: {exc}")
                     continue
+                forget_given_up()       # a server that was silent in an earlier job is asked again
                 code = run_reported(job, started)
                 if code > 128 or kept.broken:  # stopped by a signal, or a worker died: end, and be replaced
                     return 0 if kept.broken else code

@@ -124,7 +124,7 @@ class ScriptedServer:
     (``seen``). Supports GET, HEAD and POST; HEAD answers the GET's headers with no body; a GET with a
     ``Range: bytes=a-b`` header gets 206 and that slice."""
 
-    def __init__(self, answers: Optional[Dict[str, Answer]] = None) -> None:
+    def __init__(self, answers: Optional[Dict[str, Answer]] = None, port: int = 0) -> None:
         self.answers: Dict[str, Answer] = dict(answers or {})
         self.seen: List[Seen] = []
         owner = self
@@ -169,7 +169,7 @@ class ScriptedServer:
             def do_HEAD(self) -> None:
                 self._answer(False)
 
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"

@@ -179,3 +179,13 @@ def journal(output) -> List[str]:
     """The tile files the work folder's journal of ``output`` lists, in order (none without a journal)."""
     path = Path(workdir_for(str(output))) / JOURNAL_NAME
     return [line.split()[0] for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def signals_as_a_terminal_sends_them() -> None:
+    """A ``preexec_fn`` for a run that a test stops with Ctrl+C (SIGINT) or a closing terminal (SIGHUP): both
+    back to their defaults. A shell starts a background job (``make test &``, ``nohup``) with SIGINT or SIGHUP
+    ignored, its children inherit that, and Python then leaves SIGINT ignored: as it should, a run so started
+    would not stop on Ctrl+C, and the test would wait out its server instead."""
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)

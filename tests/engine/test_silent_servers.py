@@ -21,11 +21,14 @@ import numpy as np
 import pytest
 
 import stacdata
-from hostile import SilentServer, wait_until
+from hostile import ScriptedServer, SilentServer, wait_until
 from stalling import StallingServer
-from support import PLUGINS_DIR, leftovers, write_raster
+from support import PLUGINS_DIR, leftovers, signals_as_a_terminal_sends_them, write_raster
 
+from tilewise.core.errors import InputError
+from tilewise.core.grid import Grid, plan_tiles
 from tilewise.core.io import network
+from tilewise.core.io.sources import close_all, describe_raster, read_window
 
 #: Seconds a stopped run may take to end: it should take about one (three when a worker is killed);
 #: the margin is for a loaded machine.
@@ -44,17 +47,10 @@ def cli_env(**extra):
     return env
 
 
-def _signals_as_a_terminal_sends_them():
-    # a background job's shell ignores SIGINT, and the suite may run under nohup: these runs stand for one
-    # in a terminal, where Ctrl+C and a closing terminal reach it
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.signal(signal.SIGHUP, signal.SIG_DFL)
-
-
 def start_cli(args, cwd, **env):
     return subprocess.Popen([sys.executable, "-m", "tilewise", *map(str, args)], cwd=cwd, env=cli_env(**env),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-                            preexec_fn=_signals_as_a_terminal_sends_them)
+                            preexec_fn=signals_as_a_terminal_sends_them)
 
 
 def finish(proc, timeout):
@@ -208,6 +204,62 @@ def test_a_local_vrt_of_a_silent_server_is_given_up_after_the_timeout(tmp_path, 
         and "--http-timeout SECONDS" in last, stderr
     assert seconds < SILENT_TIMEOUT * 3 + 30
     assert os.listdir(tmp_path) == []
+
+
+def _read_tiles(vrt, tiles):
+    """The messages of reading ``tiles`` (of the VRT's 512 x 512 grid, 256 x 256 each) of ``vrt`` in this process."""
+    grid = Grid("EPSG:32633", (10.0, 0.0, 500000.0, 0.0, -10.0, 5000000.0), 512, 512)
+    messages = []
+    try:
+        for index in tiles:
+            with pytest.raises(InputError) as failed:
+                read_window(str(vrt), [1], grid, plan_tiles(grid, 256)[index], np.empty((1, 256, 256)))
+            messages.append(str(failed.value))
+    finally:
+        close_all()
+    return messages
+
+
+def test_every_read_of_a_silent_remote_source_is_called_timed_out(tmp_path, silent, monkeypatch):
+    # GDAL keeps a file whose request timed out as missing: the process's next reads of it fail at once saying only
+    # that it "does not exist in the file system"; a worker's second tile so called the VRT damaged
+    monkeypatch.setenv(network.HTTP_TIMEOUT_ENV, str(SILENT_TIMEOUT))
+    for key in network.http_config(30):
+        monkeypatch.delenv(key, raising=False)
+    vrt = remote_vrt(tmp_path, f"{silent.url}/b.tif")
+    messages = _read_tiles(vrt, [0, 1, 3])
+    for message in messages:
+        assert message.startswith(f"Reading a remote source of {vrt} at rows ") and \
+            " timed out: the server sent nothing" in message and "--http-timeout SECONDS" in message, messages
+
+
+def test_a_server_back_up_is_asked_again_by_the_next_run(tmp_path, scene_bytes, monkeypatch):
+    # GDAL keeps a file it gave up on as missing for the life of the process: a warm engine's or kept worker's
+    # next run would find the server's file "timed out" at once, without asking it, however long it is back up
+    monkeypatch.setenv(network.HTTP_TIMEOUT_ENV, str(SILENT_TIMEOUT))
+    for key in network.http_config(30):
+        monkeypatch.delenv(key, raising=False)
+    with SilentServer() as silent:
+        url = f"{silent.url}/scene.tif"
+        port = silent.port
+        with pytest.raises(InputError, match=" timed out: the server sent nothing"):
+            describe_raster(url)
+    with ScriptedServer({"/scene.tif": (200, {"Content-Type": "image/tiff"}, scene_bytes)}, port=port) as back_up:
+        close_all()                                  # the run ends (a kept worker's next run begins so)
+        assert describe_raster(url).width == 1024
+        assert back_up.seen, "GDAL did not ask the server"
+
+
+def test_a_vrt_of_a_truncated_local_file_is_still_called_damaged(tmp_path):
+    data = np.random.default_rng(3).integers(1, 9999, (512, 512)).astype("uint16")
+    scene = write_raster(tmp_path / "scene.tif", data, nodata=0, tiled=True, blockxsize=256, blockysize=256)
+    with open(scene, "r+b") as f:
+        f.truncate(os.path.getsize(scene) // 3)
+    vrt = tmp_path / "local.vrt"
+    vrt.write_text(VRT.replace("/vsicurl/{url}", str(scene)))
+    [message] = _read_tiles(vrt, [3])
+    assert message.startswith(f"{vrt} is damaged (truncated or corrupt): its pixels at rows 256-511, cols 256-511 "
+                              "of the file cannot be read (") and "Replace the file or repair it." in message, message
 
 
 # -- stopping a run that waits for a server ----------------------------------------------------------------------

@@ -23,7 +23,7 @@ from rasterio.io import MemoryFile
 from tilewise.core.operations.stac import client as stac_client
 
 from hostile import ScriptedServer, SilentServer, TrickleServer, wait_until
-from support import subprocess_env
+from support import signals_as_a_terminal_sends_them, subprocess_env
 
 SECRET = "Bearer SECRET-26"
 KEY = "KEY-26"
@@ -112,7 +112,7 @@ def test_a_bad_timeout_setting_is_one_message(tmp_path):
 def _stopped_while_waiting(tmp_path, server, url: str, signum: int, until) -> subprocess.CompletedProcess:
     proc = subprocess.Popen([sys.executable, "-m", "tilewise", "stac", "search", url, "--assets", "red", "-o", "out"],
                             cwd=tmp_path, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True, preexec_fn=signals_as_a_terminal_sends_them)
     try:
         assert wait_until(until, 60), "the catalogue was never asked"
         time.sleep(0.3)
@@ -132,6 +132,17 @@ def _stopped_while_waiting(tmp_path, server, url: str, signum: int, until) -> su
 def test_sigterm_and_ctrl_c_end_a_catalogue_request_within_seconds(tmp_path, signum, how, code):
     with SilentServer() as server:
         proc = _stopped_while_waiting(tmp_path, server, f"{server.url}/stac", signum, lambda: server.accepted >= 1)
+    assert proc.returncode == code, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith(f"tilewise: stopped ({how})"), proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("signum, how, code", [(signal.SIGTERM, "SIGTERM", 143), (signal.SIGINT, "Ctrl+C", 130)])
+def test_sigterm_and_ctrl_c_end_the_wait_before_a_retry_within_seconds(tmp_path, signum, how, code):
+    with ScriptedServer() as busy:
+        busy.answers["/stac"] = answer(b'{"message": "busy"}', 503, {"Retry-After": "40"})
+        proc = _stopped_while_waiting(tmp_path, busy, f"{busy.url}/stac", signum, lambda: len(busy.seen) >= 1)
+    assert "busy or failing, trying again in 40 s" in proc.stderr and len(busy.seen) == 1, proc.stderr
     assert proc.returncode == code, proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith(f"tilewise: stopped ({how})"), proc.stderr
     assert "Traceback" not in proc.stderr

@@ -258,7 +258,20 @@ def run_on_a_thread_that_ends(job):
     thread = threading.Thread(target=target)
     thread.start()
     thread.join(300)
+    assert not thread.is_alive(), "the run did not end within 300 s"
     return out["report"], out["tid"]
+
+
+def task_is_gone(tid, timeout=30.0):
+    """Whether the thread ``tid`` of this process has left the kernel within ``timeout`` seconds: ``join``
+    returns once the thread's Python state is freed, a moment before the thread itself exits (and only its
+    exit sends the parent-death signal the engine must not get)."""
+    deadline = time.monotonic() + timeout
+    while os.path.exists(f"/proc/self/task/{tid}"):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
 
 
 def test_runs_from_threads_that_end_keep_one_engine(scenes, tmp_path):
@@ -269,7 +282,7 @@ def test_runs_from_threads_that_end_keep_one_engine(scenes, tmp_path):
     for k in range(3):
         report, tid = run_on_a_thread_that_ends(median_job(paths, tmp_path / f"t{k}.tif", tile_size=32))
         np.testing.assert_array_equal(read_raster(report["output"])[0][0], np.median(stack, axis=0))
-        assert not os.path.exists(f"/proc/self/task/{tid}")          # the run's thread is gone
+        assert task_is_gone(tid), f"the run's thread {tid} is still there"
         pids.append(warm_engine.current().pid if warm_engine.current() else None)
     assert pids == pids[:1] * 3, pids
     assert psutil.Process(pids[0]).status() != psutil.STATUS_ZOMBIE
