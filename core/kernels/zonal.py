@@ -534,7 +534,8 @@ class ZoneMerger:
         with np.errstate(invalid="ignore", divide="ignore"):
             share = np.where(wsum > 0, w1 / wsum, 0.0)
             self.mean[z] += delta * share
-            self.m2[z] += part.m2[rows] + delta * delta * w0 * share
+            if self.moments:                       # without them the parts' m2 is zero, and so stays ours
+                self.m2[z] += part.m2[rows] + delta * delta * w0 * share
         self.w[z] = wsum
         self.n[z] += part.n[rows]
         self.vmin[z] = np.minimum(self.vmin[z], part.vmin[rows])
@@ -543,13 +544,20 @@ class ZoneMerger:
 
     def _take(self, part: TilePart, rows: np.ndarray, z: np.ndarray) -> None:
         self.fresh[z] = False
-        self.w[z] = part.w[rows]
-        self.n[z] = part.n[rows]
-        self.mean[z] = np.where(part.w[rows] > 0, part.mean[rows], 0.0)
-        self.m2[z] = part.m2[rows]
-        self.vmin[z] = part.vmin[rows]
-        self.vmax[z] = part.vmax[rows]
-        self.total[z] = part.total[rows]
+        # every row of the part (points, each in one tile): its arrays as they are, not gathered into copies
+        every = len(rows) == len(part.zones)       # rows are ascending, so then they are 0, 1, ...
+
+        def rows_of(a: np.ndarray) -> np.ndarray:
+            return a if every else a[rows]
+        w = rows_of(part.w)
+        self.w[z] = w
+        self.n[z] = rows_of(part.n)
+        self.mean[z] = np.where(w > 0, rows_of(part.mean), 0.0)
+        if self.moments:
+            self.m2[z] = rows_of(part.m2)
+        self.vmin[z] = rows_of(part.vmin)
+        self.vmax[z] = rows_of(part.vmax)
+        self.total[z] = rows_of(part.total)
 
     def _finish_zone(self, zone: int) -> None:
         stash = self._stash.pop(zone, None)
