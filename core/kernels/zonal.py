@@ -600,7 +600,9 @@ class ZoneMerger:
         # each is 40 MB, and the merge is the parent's time alone)
         with np.errstate(invalid="ignore", divide="ignore"):
             fraction = np.divide(w, whole, out=np.zeros(w.shape), where=whole > 0)
-            std = np.sqrt(np.maximum(self.m2[z], 0.0) / w) if self.moments else np.full(w.shape, np.nan)
+            # without moments the std is null everywhere: one NaN seen through every entry (read-only)
+            std = np.sqrt(np.maximum(self.m2[z], 0.0) / w) if self.moments else \
+                np.broadcast_to(np.float64(np.nan), w.shape)
             # the weighted sum over the weight, not the running mean: sums of whole pixels of integer
             # rasters are exact, so the mean is the same bit for bit whatever the tiling
             mean = np.array(self.mean[z])
@@ -616,9 +618,12 @@ class ZoneMerger:
             out = a if own else np.array(a)
             out[null] = np.nan
             return out
-        return ZoneStats(mean=nulled(mean, True), std=nulled(std, True), vmin=nulled(self.vmin[z]),
-                         vmax=nulled(self.vmax[z]), count=w.copy(), total=nulled(self.total[z]), n_valid=n.copy(),
-                         valid_fraction=fraction, quantiles=np.where(ok[..., None], self.q[z], np.nan), valid=ok)
+        # every feature final: nothing is added any more, so the counts are the merger's own arrays, not copies
+        final = isinstance(z, slice)
+        return ZoneStats(mean=nulled(mean, True), std=nulled(std, True) if self.moments else std,
+                         vmin=nulled(self.vmin[z]), vmax=nulled(self.vmax[z]), count=w if final else w.copy(),
+                         total=nulled(self.total[z]), n_valid=n if final else n.copy(), valid_fraction=fraction,
+                         quantiles=np.where(ok[..., None], self.q[z], np.nan), valid=ok)
 
 
 # -- warming numba's cache -----------------------------------------------------------------------------------
