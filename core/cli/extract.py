@@ -77,9 +77,7 @@ def swath_kwargs(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..io.vector import import_pyogrio_without_pandas
     from ..operations.extract.run import extract
-    import_pyogrio_without_pandas()      # this process calls none of pyogrio's data-frame functions
     report = run_with_progress(
         extract, args, expand_inputs(args.inputs), args.zones, args.output, args.stats,
         percentiles=args.percentiles, coverage=args.coverage, point_method=args.point_method,

@@ -21,7 +21,6 @@ import json
 import logging
 import math
 import os
-import sys
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence
@@ -82,24 +81,6 @@ def zones_from_geometries(geometry: Sequence, crs: Optional[str] = None, ids: Op
     zones = Zones(geoms, crs, out_ids, id_name or FEATURE_ID, cols, source)
     _repair(zones)
     return zones
-
-
-def import_pyogrio_without_pandas() -> None:
-    """Import pyogrio without pandas (and geopandas), which pyogrio imports only for its data-frame
-    functions: Tilewise reads and writes through its raw and Arrow functions. Half a second of a CLI
-    run's start; for a process that never calls ``pyogrio.read_dataframe`` (the CLI), since pyogrio then
-    takes pandas to be missing. Pandas itself can still be imported afterwards."""
-    if "pyogrio" in sys.modules:
-        return
-    blocked = [name for name in ("pandas", "geopandas") if name not in sys.modules]
-    for name in blocked:
-        sys.modules[name] = None  # type: ignore[assignment]  # import fails: pyogrio sees it missing
-    try:
-        import pyogrio  # noqa: F401
-    finally:
-        for name in blocked:
-            if sys.modules.get(name, 0) is None:
-                del sys.modules[name]
 
 
 def read_zones(path: str, layer: Optional[str] = None, id_field: Optional[str] = None) -> Zones:

@@ -1,11 +1,9 @@
 """What an extraction's tiles hand to the parent, and how the parent reads it: the parts' file format
 (read straight into arrays, same arrays as numpy reads), parts without the arrays that are all zeros, the
-same table whichever way the parts come; and the CLI's import of pyogrio without pandas."""
+same table whichever way the parts come."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +20,7 @@ from tilewise.core.runtime.executor import SerialExecutor
 from tilewise.core.runtime.runner import run_tiles
 from tilewise.core.runtime.sinks import read_part, write_part
 
-from support import UTM_CRS, UTM_TRANSFORM, subprocess_env, write_raster
+from support import UTM_CRS, UTM_TRANSFORM, write_raster
 
 # some points lie outside the rasters on purpose (their values are null)
 pytestmark = pytest.mark.filterwarnings("ignore:.*lie outside every raster")
@@ -115,16 +113,3 @@ def test_the_long_table_of_points_keeps_its_rows_and_columns(series, points, tmp
     assert table.columns["pid"][:4].tolist() == [1000, 1000, 1000, 1001]
     # value of point 1 in raster 2021-01-01 (the last raster given): the stats' column of that raster
     assert np.array_equal(table.columns["value"][3:6], result.stats.mean[1, ::-1], equal_nan=True)
-
-
-def test_the_cli_imports_pyogrio_without_pandas():
-    code = ("import sys\n"
-            "from tilewise.core.io.vector import import_pyogrio_without_pandas\n"
-            "import_pyogrio_without_pandas()\n"
-            "import pyogrio\n"
-            "print('pandas' in sys.modules)\n"
-            "import pandas\n"       # still importable afterwards
-            "print(pandas.__name__)\n")
-    done = subprocess.run([sys.executable, "-c", code], env=subprocess_env(), capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["False", "pandas"]
