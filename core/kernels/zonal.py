@@ -618,11 +618,13 @@ class ZoneMerger:
             out = a if own else np.array(a)
             out[null] = np.nan
             return out
-        # every feature final: nothing is added any more, so the counts are the merger's own arrays, not copies
+        # every feature final: nothing is added any more, so the statistics are the merger's own arrays, not
+        # copies (nulled in place: a second result is the same, as what is nulled stays null)
         final = isinstance(z, slice)
         return ZoneStats(mean=nulled(mean, True), std=nulled(std, True) if self.moments else std,
-                         vmin=nulled(self.vmin[z]), vmax=nulled(self.vmax[z]), count=w if final else w.copy(),
-                         total=nulled(self.total[z]), n_valid=n if final else n.copy(), valid_fraction=fraction,
+                         vmin=nulled(self.vmin[z], final), vmax=nulled(self.vmax[z], final),
+                         count=w if final else w.copy(), total=nulled(self.total[z], final),
+                         n_valid=n if final else n.copy(), valid_fraction=fraction,
                          quantiles=np.where(ok[..., None], self.q[z], np.nan), valid=ok)
 
 

@@ -113,3 +113,18 @@ def test_the_long_table_of_points_keeps_its_rows_and_columns(series, points, tmp
     assert table.columns["pid"][:4].tolist() == [1000, 1000, 1000, 1001]
     # value of point 1 in raster 2021-01-01 (the last raster given): the stats' column of that raster
     assert np.array_equal(table.columns["value"][3:6], result.stats.mean[1, ::-1], equal_nan=True)
+
+
+def test_a_final_result_is_the_same_when_asked_again(series, points):
+    from tilewise.core.operations.extract import extract_tile, plan_extraction
+    spec = ExtractSpec(["mean", "min", "max", "sum", "count"], min_valid_fraction=0.5)
+    plan = plan_extraction(series, points, spec, tile_size=16)
+    merger = plan.merger(0)
+    for g, t in plan.tasks():
+        merger.add(extract_tile(plan, g, t))
+    first = merger.result()
+    first = {name: np.array(getattr(first, name)) for name in ("mean", "vmin", "vmax", "total", "count", "n_valid")}
+    again = merger.result()
+    assert np.isnan(first["mean"]).any() and not np.isnan(first["mean"]).all()
+    for name, values in first.items():
+        assert np.array_equal(getattr(again, name), values, equal_nan=True), name
