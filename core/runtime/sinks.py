@@ -550,10 +550,11 @@ def read_part(path: str) -> Part:
     """The arrays :func:`write_part` wrote (never unpickles anything).
 
     The archive's entries are stored, not compressed: each array is read straight into its own
-    buffer (``readinto``), not through :mod:`zipfile`'s reader, which copies it in small chunks and
-    checksums every byte (for the 300 MB of parts of 100,000 points x 50 rasters, a second of the
-    parent's time, while the workers need both cores). The parts are written atomically, so a part
-    is whole; any other entry (compressed) goes through :func:`numpy.load`.
+    buffer (``readinto``), not through zipfile's reader, which copies it in small chunks and
+    checksums every byte (for the 300 MB of parts of 100,000 points x 50 rasters, about a second
+    of the parent's time in a profile of a loaded run, while the workers need both cores). The
+    parts are written atomically, so a part is whole; any other entry (compressed) goes through
+    :func:`numpy.load`.
     """
     import zipfile
     out: Part = {}
