@@ -594,6 +594,8 @@ def _arrow_column(values: np.ndarray):
     if data.dtype.kind == "M":
         nat = np.isnat(data)
         mask = nat if mask is None else mask | nat
+        if mask.all():                             # rasters without dates: no values to convert
+            return pa.nulls(len(data), pa.date32())
         return pa.array(data.astype("datetime64[D]"), type=pa.date32(), mask=mask)
     if data.dtype == object:                       # None is null already
         arr = pa.array(data, mask=mask, from_pandas=True)

@@ -534,7 +534,8 @@ class ZoneMerger:
         with np.errstate(invalid="ignore", divide="ignore"):
             share = np.where(wsum > 0, w1 / wsum, 0.0)
             self.mean[z] += delta * share
-            self.m2[z] += part.m2[rows] + delta * delta * w0 * share
+            if self.moments:                       # without them the parts' m2 is zero, and so stays ours
+                self.m2[z] += part.m2[rows] + delta * delta * w0 * share
         self.w[z] = wsum
         self.n[z] += part.n[rows]
         self.vmin[z] = np.minimum(self.vmin[z], part.vmin[rows])
@@ -543,13 +544,20 @@ class ZoneMerger:
 
     def _take(self, part: TilePart, rows: np.ndarray, z: np.ndarray) -> None:
         self.fresh[z] = False
-        self.w[z] = part.w[rows]
-        self.n[z] = part.n[rows]
-        self.mean[z] = np.where(part.w[rows] > 0, part.mean[rows], 0.0)
-        self.m2[z] = part.m2[rows]
-        self.vmin[z] = part.vmin[rows]
-        self.vmax[z] = part.vmax[rows]
-        self.total[z] = part.total[rows]
+        # every row of the part (points, each in one tile): its arrays as they are, not gathered into copies
+        every = len(rows) == len(part.zones)       # rows are ascending, so then they are 0, 1, ...
+
+        def rows_of(a: np.ndarray) -> np.ndarray:
+            return a if every else a[rows]
+        w = rows_of(part.w)
+        self.w[z] = w
+        self.n[z] = rows_of(part.n)
+        self.mean[z] = np.where(w > 0, rows_of(part.mean), 0.0)
+        if self.moments:
+            self.m2[z] = rows_of(part.m2)
+        self.vmin[z] = rows_of(part.vmin)
+        self.vmax[z] = rows_of(part.vmax)
+        self.total[z] = rows_of(part.total)
 
     def _finish_zone(self, zone: int) -> None:
         stash = self._stash.pop(zone, None)
@@ -588,21 +596,35 @@ class ZoneMerger:
         n = self.n[z]
         w = self.w[z]
         whole = np.where(np.isnan(self.whole[z]), self.footprint[z], self.whole[z])[:, None]
+        # each statistic computed into one new array (no temporaries: at 100,000 points x 50 rasters
+        # each is 40 MB, and the merge is the parent's time alone)
         with np.errstate(invalid="ignore", divide="ignore"):
-            fraction = np.where(whole > 0, w / whole, 0.0)
-            std = np.sqrt(np.maximum(self.m2[z], 0.0) / w) if self.moments else np.full(w.shape, np.nan)
+            fraction = np.divide(w, whole, out=np.zeros(w.shape), where=whole > 0)
+            # without moments the std is null everywhere: one NaN seen through every entry (read-only)
+            std = np.sqrt(np.maximum(self.m2[z], 0.0) / w) if self.moments else \
+                np.broadcast_to(np.float64(np.nan), w.shape)
             # the weighted sum over the weight, not the running mean: sums of whole pixels of integer
             # rasters are exact, so the mean is the same bit for bit whatever the tiling
-            mean = np.where(w > 0, self.total[z] / w, self.mean[z])
+            mean = np.array(self.mean[z])
+            np.divide(self.total[z], w, out=mean, where=w > 0)
         ok = n > 0
         if self.min_valid_fraction > 0:
             ok &= fraction >= self.min_valid_fraction - 1e-12
-        ok &= ~(self.bilinear[z][:, None] & ((w < BILINEAR_MIN_WEIGHT) | self.blocked[z]))
+        if self.bilinear.any():
+            ok &= ~(self.bilinear[z][:, None] & ((w < BILINEAR_MIN_WEIGHT) | self.blocked[z]))
+        null = ~ok
 
-        def null(a: np.ndarray) -> np.ndarray:
-            return np.where(ok, a, np.nan)
-        return ZoneStats(mean=null(mean), std=null(std), vmin=null(self.vmin[z]), vmax=null(self.vmax[z]),
-                         count=w.copy(), total=null(self.total[z]), n_valid=n.copy(), valid_fraction=fraction,
+        def nulled(a: np.ndarray, own: bool = False) -> np.ndarray:
+            out = a if own else np.array(a)
+            out[null] = np.nan
+            return out
+        # every feature final: nothing is added any more, so the statistics are the merger's own arrays, not
+        # copies (nulled in place: a second result is the same, as what is nulled stays null)
+        final = isinstance(z, slice)
+        return ZoneStats(mean=nulled(mean, True), std=nulled(std, True) if self.moments else std,
+                         vmin=nulled(self.vmin[z], final), vmax=nulled(self.vmax[z], final),
+                         count=w if final else w.copy(), total=nulled(self.total[z], final),
+                         n_valid=n if final else n.copy(), valid_fraction=fraction,
                          quantiles=np.where(ok[..., None], self.q[z], np.nan), valid=ok)
 
 

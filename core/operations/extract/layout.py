@@ -89,17 +89,18 @@ def long_table(zones: Zones, samples: Samples, stats: ZoneStats, spec: ExtractSp
     order = date_order(dates)
     layer_order = (order[:, None] * n_b + np.arange(n_b)[None, :]).ravel()
     n_l = len(layer_order)
-    sample = np.repeat(np.arange(n_s), n_l)
-    layer = np.tile(layer_order, n_s)
-    raster = layer // n_b
-    cols: Dict[str, np.ndarray] = {zones.id_name: zones.ids[samples.feature][sample]}
+    raster = layer_order // n_b
+    # row i is sample i // n_l, layer layer_order[i % n_l]: repeats and tiles of short arrays (no index
+    # arrays of every row, which cost as much as the columns)
+    cols: Dict[str, np.ndarray] = {zones.id_name: np.repeat(zones.ids[samples.feature], n_l)}
     if samples.vertex is not None:
-        cols[_unique(VERTEX_INDEX, cols)] = samples.vertex[sample].astype(np.int32)
-    cols[_unique("source", cols)] = np.asarray(list(sources), dtype=object)[raster]
-    cols[_unique("date", cols)] = np.asarray(dates, dtype="datetime64[D]")[raster]
-    cols[_unique("band", cols)] = np.asarray(bands, dtype=np.int32)[layer % n_b]
+        cols[_unique(VERTEX_INDEX, cols)] = np.repeat(samples.vertex.astype(np.int32), n_l)
+    cols[_unique("source", cols)] = np.tile(np.asarray(list(sources), dtype=object)[raster], n_s)
+    cols[_unique("date", cols)] = np.tile(np.asarray(dates, dtype="datetime64[D]")[raster], n_s)
+    cols[_unique("band", cols)] = np.tile(np.asarray(bands, dtype=np.int32)[layer_order % n_b], n_s)
+    in_order = np.array_equal(layer_order, np.arange(n_l))
     for name, values in statistic_arrays(stats, spec, samples.as_values).items():
-        cols[_unique(name, cols)] = values[sample, layer]
+        cols[_unique(name, cols)] = (values if in_order else values[:, layer_order]).reshape(-1)
     return Table(cols)
 
 

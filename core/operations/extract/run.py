@@ -218,11 +218,20 @@ def extract_job_tile(job: ExtractJob, tile: Tile, target: str) -> int:
     g, t = job.tasks[tile.index]
     part = extract_tile(job.plan, g, t)   # its rasters stay open for the next tiles (closed per run)
     arrays = {f.name: getattr(part, f.name) for f in fields(TilePart)}
+    for name in unused_arrays(job.plan):   # all zeros: left out of the part, made again when it is read
+        del arrays[name]
     arrays["tile"] = np.int64(t)
     arrays["group"] = np.int64(g)
     with timed("tile writes"):
         write_part(target, arrays)
     return tile.index
+
+
+def unused_arrays(plan: ExtractPlan) -> Tuple[str, ...]:
+    """The ``(samples, layers)`` arrays of a :class:`TilePart` that are all zeros in every part of ``plan``:
+    the sums of squared deviations without ``moments``, the counts of kept values without quantiles.
+    A part is written without them (a quarter less to write, read and merge at points)."""
+    return (() if plan.moments else ("m2",)) + (() if plan.spec.quantiles else ("vcount",))
 
 
 class PartsMerger:
@@ -235,7 +244,9 @@ class PartsMerger:
         self.names = [f.name for f in fields(TilePart)]
 
     def add(self, arrays: Dict[str, np.ndarray]) -> None:
-        values = {n: arrays[n] for n in self.names}
+        shape = arrays["n"].shape
+        values = {n: arrays[n] if n in arrays else np.zeros(shape, np.float64 if n == "m2" else np.int64)
+                  for n in self.names}
         values["tile"] = int(arrays["tile"])
         self.mergers[int(arrays["group"])].add(TilePart(**values))
 

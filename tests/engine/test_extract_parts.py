@@ -1,0 +1,130 @@
+"""What an extraction's tiles hand to the parent, and how the parent reads it: the parts' file format
+(read straight into arrays, same arrays as numpy reads), parts without the arrays that are all zeros, the
+same table whichever way the parts come."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import shapely
+
+import tilewise.core as core
+from tilewise.core.operations.extract import ExtractSpec, extract_stats, zones_from_geometries
+from tilewise.core.operations.extract.run import ExtractOptions, plan_extract_job, unused_arrays
+from tilewise.core.options import RunOptions
+from tilewise.core.paths import workdir_for
+from tilewise.core.runtime.executor import SerialExecutor
+from tilewise.core.runtime.runner import run_tiles
+from tilewise.core.runtime.sinks import read_part, write_part
+
+from support import UTM_CRS, UTM_TRANSFORM, write_raster
+
+# some points lie outside the rasters on purpose (their values are null)
+pytestmark = pytest.mark.filterwarnings("ignore:.*lie outside every raster")
+
+
+def arrays():
+    rng = np.random.default_rng(5)
+    return {"f64": rng.random((7, 3)), "i64": rng.integers(-9, 9, (4, 5)), "bool": rng.random((6, 2)) < 0.5,
+            "fortran": np.asfortranarray(rng.random((3, 4)).astype(np.float32)), "scalar": np.int64(7),
+            "empty": np.zeros((0, 4)), "no_quantiles": np.zeros((5, 3, 0)), "u16": np.arange(9, dtype=np.uint16)}
+
+
+def test_a_part_reads_back_as_numpy_reads_it(tmp_path):
+    path = str(tmp_path / "part_0000000.npz")
+    written = arrays()
+    write_part(path, written)
+    read = read_part(path)
+    with np.load(path, allow_pickle=False) as data:
+        by_numpy = {k: data[k] for k in data.files}
+    assert list(read) == list(by_numpy) == list(written)
+    for name, value in by_numpy.items():
+        assert read[name].dtype == value.dtype and read[name].shape == value.shape, name
+        assert read[name].flags.f_contiguous == value.flags.f_contiguous, name
+        np.testing.assert_array_equal(read[name], value)
+
+
+def test_a_compressed_part_is_read_too(tmp_path):
+    path = tmp_path / "part.npz"
+    np.savez_compressed(path, a=np.arange(6.0).reshape(2, 3), b=np.array([True, False]))
+    read = read_part(str(path))
+    np.testing.assert_array_equal(read["a"], np.arange(6.0).reshape(2, 3))
+    assert read["b"].tolist() == [True, False]
+
+
+def test_a_part_holding_python_objects_is_refused(tmp_path):
+    path = tmp_path / "part.npz"
+    np.savez(path, a=np.array(["x", None], dtype=object))
+    with pytest.raises(ValueError, match="Python objects"):
+        read_part(str(path))
+
+
+@pytest.fixture(scope="module")
+def series(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("series")
+    rng = np.random.default_rng(11)
+    paths = []
+    for i in range(3):
+        a = rng.integers(1, 3000, (1, 40, 50)).astype(np.uint16)
+        a[0][rng.random((40, 50)) < 0.15] = 0
+        paths.append(write_raster(folder / f"S2_2021-0{i + 1}-01.tif", a, nodata=0))
+    return paths
+
+
+@pytest.fixture(scope="module")
+def points():
+    rng = np.random.default_rng(4)
+    x0, y0 = UTM_TRANSFORM.c, UTM_TRANSFORM.f
+    xy = np.column_stack([x0 + rng.uniform(-20, 50 * 10 + 20, 300), y0 - rng.uniform(-20, 40 * 10 + 20, 300)])
+    return zones_from_geometries(shapely.points(xy), UTM_CRS, ids=np.arange(300) + 1000, id_name="pid")
+
+
+@pytest.mark.parametrize("stats, left_out", [("mean", {"m2", "vcount"}), (["mean", "std"], {"vcount"}),
+                                             (["mean", "median"], {"m2"})])
+def test_parts_leave_out_the_arrays_that_are_all_zeros(series, points, tmp_path, stats, left_out):
+    out = tmp_path / "ts.parquet"
+    job = plan_extract_job(series, points, str(out), ExtractOptions(stats, id_field="pid"), 16)
+    assert set(unused_arrays(job.plan)) == left_out
+    run_tiles(job, core.operations.extract.run.extract_job_tile,
+              RunOptions(executor=SerialExecutor(), keep_workdir=True))
+    parts = sorted(Path(workdir_for(str(out))).glob("part_*.npz"))
+    assert len(parts) == len(job.tasks) > 1
+    for part in parts:
+        with np.load(part) as data:
+            assert left_out.isdisjoint(data.files) and {"mean", "n", "w"} <= set(data.files)
+    # the table through the parts equals the extraction in this process, which keeps every array
+    want = extract_stats(series, points, ExtractSpec(stats), tile_size=16).table("long")
+    got = pq.read_table(out).to_pydict()
+    for name, values in want.columns.items():
+        if values.dtype.kind == "f":
+            np.testing.assert_array_equal(np.array(got[name], dtype=float), values, err_msg=name)
+        elif values.dtype.kind != "M":
+            assert got[name] == values.tolist(), name
+
+
+def test_the_long_table_of_points_keeps_its_rows_and_columns(series, points, tmp_path):
+    result = extract_stats(series[::-1], points, ExtractSpec(["mean"]), tile_size=16)  # rasters against date order
+    table = result.table("long")
+    assert list(table.columns) == ["pid", "source", "date", "band", "value"]
+    assert table.columns["source"][:3].tolist() == ["S2_2021-01-01", "S2_2021-02-01", "S2_2021-03-01"]
+    assert table.columns["pid"][:4].tolist() == [1000, 1000, 1000, 1001]
+    # value of point 1 in raster 2021-01-01 (the last raster given): the stats' column of that raster
+    assert np.array_equal(table.columns["value"][3:6], result.stats.mean[1, ::-1], equal_nan=True)
+
+
+def test_a_final_result_is_the_same_when_asked_again(series, points):
+    from tilewise.core.operations.extract import extract_tile, plan_extraction
+    spec = ExtractSpec(["mean", "min", "max", "sum", "count"], min_valid_fraction=0.5)
+    plan = plan_extraction(series, points, spec, tile_size=16)
+    merger = plan.merger(0)
+    for g, t in plan.tasks():
+        merger.add(extract_tile(plan, g, t))
+    first = merger.result()
+    first = {name: np.array(getattr(first, name)) for name in ("mean", "vmin", "vmax", "total", "count", "n_valid")}
+    again = merger.result()
+    assert np.isnan(first["mean"]).any() and not np.isnan(first["mean"]).all()
+    for name, values in first.items():
+        assert np.array_equal(getattr(again, name), values, equal_nan=True), name
