@@ -339,23 +339,6 @@ def _unpack_geolocation(raw_lat, raw_lon, out_lat, out_lon, use_lat, fill_lat, s
         out_lon[i] = lo
 
 
-@jit
-def gather_strings(codes, starts, data, offsets, out):
-    """The UTF-8 bytes of the strings ``codes`` (indexes of a dictionary of ``starts``/``data``; -1: null,
-    empty) into ``out``, their ``offsets`` (an Arrow string array's buffers); returns the bytes written."""
-    pos = 0
-    for i in range(codes.shape[0]):
-        offsets[i] = pos
-        c = codes[i]
-        if c < 0:
-            continue
-        for j in range(starts[c], starts[c + 1]):
-            out[pos] = data[j]
-            pos += 1
-    offsets[codes.shape[0]] = pos
-    return pos
-
-
 def pixel_spacing(lat: np.ndarray, lon: np.ndarray, samples: int = 64) -> Tuple[float, float]:
     """The median great-circle distances in metres between a pixel and its next one along rows and along
     columns, over about ``samples`` x ``samples`` pixels of the scene (NaN pairs skipped)."""
