@@ -38,7 +38,8 @@ from ...io.swath import ANGLES, SwathScene, looks_like_swath, open_swath, read_a
 from ...io.vector import VERTEX_INDEX, Table, Zones, check_zone_coordinates, make_samples, read_zones, \
     reproject, to_date64
 from ...kernels.footprints import KIND_EMPTY, KIND_LINE, KIND_POINT, KIND_POLYGON, kind_of
-from ...kernels.swath import build_index, chord_of, metres_of, near_mask, nearest, pixel_spacing, unit_vectors
+from ...kernels.swath import build_index, build_near_index, chord_of, metres_of, near_mask, nearest, pixel_spacing, \
+    unit_vectors
 from ...options import GridOptions, OutputOptions, split_options
 from ...logs import logging_to
 from ...runtime.runner import RunReport, TileBudget, TiledJob, run_tiles
@@ -391,8 +392,8 @@ class SceneGeolocation:
 
     @property
     def nbytes(self) -> int:
-        return self.lat.nbytes + self.lon.nbytes + sum(i.order.nbytes + i.xyz.nbytes + i.keys.nbytes +
-                                                       i.starts.nbytes for i in self.indexes.values())
+        return self.lat.nbytes + self.lon.nbytes + sum(a.nbytes for i in self.indexes.values()
+                                                       for a in vars(i).values() if isinstance(a, np.ndarray))
 
     def point_index(self, plan: SwathPlan, limit: float, radius: float):
         points = np.flatnonzero((plan.kind == KIND_POINT) & np.isfinite(plan.lat) & np.isfinite(plan.lon))
@@ -400,8 +401,12 @@ class SceneGeolocation:
         key = (hashlib.sha1(qlat.tobytes() + qlon.tobytes()).hexdigest(), limit)
         index = self.indexes.get(key)
         if index is None:
-            cell = max(radius / 4.0, chord_of(self.diagonal or limit))
-            index = build_index(self.lat, self.lon, cell, near=(qlat, qlon), radius=radius)
+            # the pixels near the points by latitude/longitude cell (no sort); near a pole or across the
+            # antimeridian, the cubes of their unit vectors
+            index = build_near_index(self.lat, self.lon, qlat, qlon, radius)
+            if index is None:
+                cell = max(radius / 4.0, chord_of(self.diagonal or limit))
+                index = build_index(self.lat, self.lon, cell, near=(qlat, qlon), radius=radius)
             self.indexes.clear()           # one plan at a time: an older run's index is not kept
             self.indexes[key] = index
         return index
