@@ -23,7 +23,7 @@ import math
 import os
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 import numpy as np
 import shapely
@@ -566,6 +566,25 @@ def write_table(table: Table, path: str, layer: Optional[str] = None) -> str:
     with TableWriter(path, layer) as writer:
         writer.write(table)
     return writer.path
+
+
+def write_chunks(chunks: Iterable[Table], path: str, layer: Optional[str] = None) -> int:
+    """Write the tables ``chunks`` (the same columns each, at least one) one after another to ``path``;
+    return the rows written. A thread writes each chunk while the next one is made (the writers release
+    the GIL)."""
+    from concurrent.futures import ThreadPoolExecutor
+    with TableWriter(path, layer) as writer:
+        with ThreadPoolExecutor(1, thread_name_prefix="tilewise-table") as pool:
+            pending = None
+            try:
+                for table in chunks:
+                    if pending is not None:
+                        pending.result()
+                    pending = pool.submit(writer.write, table)
+            finally:
+                if pending is not None:
+                    pending.result()
+    return writer.rows
 
 
 def _arrow_table(table: Table, geometry: str, dictionaries: bool = False):

@@ -715,10 +715,27 @@ def swath_table(plan: SwathPlan, zones: Zones, samples: Any, layout: str,
                 stacked[k][at] = v
     _warn_uncovered(zones, samples, stacked, n_scenes)
     dates = to_date64([s.date for s in plan.scenes])
-    builder = _wide if layout == "wide" else _long
-    if builder is _long:
+    if layout == "wide":
+        return _wide(plan, zones, samples, stacked, dates)
+    if not arrow:
         return _long(plan, zones, samples, stacked, dates, arrow)
-    return builder(plan, zones, samples, stacked, dates)
+    return _long_chunks(plan, zones, samples, stacked, dates)
+
+
+#: Rows of the long table built and written at a time (a Parquet row group each; the writer writes one
+#: while the next is built).
+LONG_CHUNK_ROWS = 2 ** 20
+
+
+def _long_chunks(plan: SwathPlan, zones: Zones, samples: Any, st: Dict[str, np.ndarray], dates: np.ndarray,
+                 rows: int = LONG_CHUNK_ROWS) -> Iterator[Table]:
+    """The long table (as :func:`_long`'s, Arrow strings) in chunks of whole samples, about ``rows`` rows
+    each (at least one chunk): the table of 13 million rows is never whole in memory."""
+    per = max(len(plan.scenes) * len(plan.variables), 1)
+    n_s = len(plan.kind)
+    step = max(1, rows // per)
+    for a in range(0, max(n_s, 1), step):
+        yield _long(plan, zones, samples, st, dates, True, a, min(a + step, n_s))
 
 
 def _warn_uncovered(zones: Zones, samples: Any, stacked: Dict[str, np.ndarray], n_scenes: int) -> None:
@@ -743,22 +760,29 @@ def _value_columns(plan: SwathPlan, samples: Any) -> List[str]:
 
 
 def _long(plan: SwathPlan, zones: Zones, samples: Any, st: Dict[str, np.ndarray], dates: np.ndarray,
-          arrow: bool = True) -> Table:
-    """Rows per sample, then scene (in date order), then variable: the arrays of ``st`` (scene, sample[,
-    variable]) moved into that order by transposes and repeats, not by a gather over every row."""
-    n_s, n_v = len(plan.kind), len(plan.variables)
+          arrow: bool = True, start: int = 0, stop: Optional[int] = None) -> Table:
+    """Rows per sample (of samples ``start`` to ``stop``; default all), then scene (in date order), then
+    variable: the arrays of ``st`` (scene, sample[, variable]) moved into that order by transposes and
+    repeats, not by a gather over every row."""
+    n_v = len(plan.variables)
+    stop = len(plan.kind) if stop is None else stop
+    n_s = max(stop - start, 0)
+    taken = slice(start, stop)
     order = date_order(dates)
     n_r = len(order)
+    ordered = bool(np.array_equal(order, np.arange(n_r)))
+
+    def scenes_first(x):                                # (scenes, samples, ...) -> (samples, scenes, ...)
+        return np.swapaxes(x[:, taken] if ordered else x[order][:, taken], 0, 1)
 
     def per_sample(x):                                  # (samples,) -> rows
-        return np.repeat(np.asarray(x), n_r * n_v)
+        return np.repeat(np.asarray(x)[taken], n_r * n_v)
 
     def per_pixel(x):                                   # (scenes, samples[, k]) -> rows[, k]
-        moved = np.swapaxes(x[order], 0, 1)
-        return np.repeat(moved.reshape((n_s * n_r,) + x.shape[2:]), n_v, axis=0)
+        return np.repeat(scenes_first(x).reshape((n_s * n_r,) + x.shape[2:]), n_v, axis=0)
 
     def per_value(x):                                   # (scenes, samples, variables[, k]) -> rows[, k]
-        return np.swapaxes(x[order], 0, 1).reshape((n_s * n_r * n_v,) + x.shape[3:])
+        return np.ascontiguousarray(scenes_first(x)).reshape((n_s * n_r * n_v,) + x.shape[3:])
 
     scene = np.tile(np.repeat(order, n_v), n_s)
     strings = _strings if arrow else _objects
@@ -766,7 +790,7 @@ def _long(plan: SwathPlan, zones: Zones, samples: Any, st: Dict[str, np.ndarray]
     if samples.vertex is not None:
         cols[VERTEX_INDEX] = per_sample(samples.vertex.astype(np.int32))
     cols["source"] = strings([s.name for s in plan.scenes], scene)
-    cols["date"] = dates[scene]
+    cols["date"] = np.tile(np.repeat(dates[order], n_v), n_s)
     cols["time"] = strings([s.start_time for s in plan.scenes], scene)
     cols["variable"] = strings(plan.variables, np.tile(np.arange(n_v), n_s * n_r))
     _stat_columns(cols, plan, samples, per_value(st["stats"]), per_value(st["n_valid"]))
@@ -793,14 +817,22 @@ def _strings(names: Sequence[Optional[str]], codes: np.ndarray):
     per row. A long table repeats each name millions of times (13 million rows: 1.3 GB as plain strings);
     the Parquet writer stores the dictionary and the codes as they are, and the file's column stays a plain
     string column to its readers (:class:`~tilewise.core.io.vector.TableWriter` decodes the dictionary for
-    the other formats)."""
+    the other formats). The codes are the indexes themselves when the names are distinct (but for nulls first).
+    """
     import pyarrow as pa
-    unique = list(dict.fromkeys(str(n) for n in names if n is not None))
-    code_of = np.array([-1 if n is None else unique.index(str(n)) for n in names] or [-1], np.int32)
-    index = code_of[np.asarray(codes, np.int64).ravel()] if len(names) else np.full(np.size(codes), -1, np.int32)
+    codes = np.asarray(codes).ravel()
+    lead = next((k for k, n in enumerate(names) if n is not None), len(names))     # leading nulls
+    values = [str(n) for n in names[lead:] if n is not None]
+    if len(values) == len(names) - lead and len(set(values)) == len(values):
+        index = codes.astype(np.int32) - np.int32(lead)                 # the codes, shifted past the nulls
+    else:                                               # nulls among names, or repeated: each name once
+        unique = list(dict.fromkeys(str(n) for n in names if n is not None))
+        code_of = np.array([-1 if n is None else unique.index(str(n)) for n in names], np.int32)
+        index = code_of[codes.astype(np.int64)]
+        values = unique
     missing = index < 0
     indices = pa.array(index, pa.int32(), mask=missing if missing.any() else None)
-    return pa.DictionaryArray.from_arrays(indices, pa.array(unique, pa.string()))
+    return pa.DictionaryArray.from_arrays(indices, pa.array(values, pa.string()))
 
 
 def _stat_columns(cols: Dict[str, np.ndarray], plan: SwathPlan, samples: Any, stats: np.ndarray,
