@@ -27,7 +27,15 @@ Three timings, on the same features and scenes, with the same number of processe
   time is extrapolated (reads per scene + vertices x the time per vertex, scenes in rounds of
   ``--workers``); the output says so;
 - floor: decoding what the features touch: each scene's latitude/longitude, and the blocks of every
-  variable that hold the features' pixels (every block, at the issue's size), in a pool of the same size.
+  variable that hold the features' pixels (every block, at the issue's size), in a pool of the same size
+  (the issue's floor);
+- floor with the table written: that, plus writing the table tilewise wrote from memory as Parquet (its
+  string columns as dictionaries, pyarrow's default compression): issue 21's rule for floors, "the same
+  kind of output". Both floors are reported.
+
+``--repeat N`` runs N rounds of tilewise then the floors (the same load for both; the best of each kept);
+``--no-peer`` skips the peer. CPU seconds (user + system of every process) are printed beside the times:
+on a loaded machine they say more than the wall clock.
 
 The peer's pixels and values are checked against tilewise's table (on the sample, when sampled) before
 the times are printed. The files are read from the page cache (they were just written, or read by the

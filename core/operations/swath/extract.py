@@ -728,12 +728,12 @@ LONG_CHUNK_ROWS = 2 ** 20
 
 
 def _long_chunks(plan: SwathPlan, zones: Zones, samples: Any, st: Dict[str, np.ndarray], dates: np.ndarray,
-                 rows: int = LONG_CHUNK_ROWS) -> Iterator[Table]:
+                 rows: Optional[int] = None) -> Iterator[Table]:
     """The long table (as :func:`_long`'s, Arrow strings) in chunks of whole samples, about ``rows`` rows
     each (at least one chunk): the table of 13 million rows is never whole in memory."""
     per = max(len(plan.scenes) * len(plan.variables), 1)
     n_s = len(plan.kind)
-    step = max(1, rows // per)
+    step = max(1, (rows or LONG_CHUNK_ROWS) // per)
     for a in range(0, max(n_s, 1), step):
         yield _long(plan, zones, samples, st, dates, True, a, min(a + step, n_s))
 
