@@ -19,6 +19,8 @@ from tilewise.core.operations.swath import extract as swath_extract
 from tilewise.core.operations.swath.extract import SwathOptions, extract_scene, plan_swath, swath_table
 
 pytest.importorskip("netCDF4")
+# the point outside every scene is said once per table made (tested in test_swath_extract)
+pytestmark = pytest.mark.filterwarnings("ignore:.*have no value in any of the:UserWarning")
 
 
 def haversine(lat1, lon1, lat2, lon2):
@@ -147,6 +149,13 @@ def test_long_table_in_chunks_equals_the_whole_table(scenes, tmp_path, monkeypat
     assert [str(d) for d in dates] == ["2024-05-14"] * 2 + ["2024-05-15"] * 2 + ["2024-05-16"] * 2
     reason = got.column("reason").to_pylist()
     assert None in reason and "outside the swath" in reason
+    # each row holds its own scene's values: the first sample's rows, scene by scene in date order
+    first = got.slice(0, 6).to_pydict()
+    stat = "value" if mode == "vertices" else "mean"
+    for k, scene in enumerate([1, 2, 0]):
+        part = parts[scene][1]
+        assert first[stat][2 * k:2 * k + 2] == part["stats"][0, :, 0].tolist()
+        assert first["row"][2 * k] == part["row"][0] and first["source"][2 * k] == plan.scenes[scene].name
 
 
 def test_csv_and_geopackage_get_the_strings(scenes, tmp_path):
