@@ -158,7 +158,7 @@ def test_long_table_in_chunks_equals_the_whole_table(scenes, tmp_path, monkeypat
         assert first["row"][2 * k] == part["row"][0] and first["source"][2 * k] == plan.scenes[scene].name
 
 
-def test_csv_and_geopackage_get_the_strings(scenes, tmp_path):
+def test_csv_and_geopackage_get_the_strings(scenes, tmp_path, monkeypatch):
     """The dictionary-coded columns are written as their strings to CSV and GeoPackage (OGR would make a
     dictionary column an integer field with a coded domain)."""
     own = SwathOptions(statistics="mean", geometry_mode="vertices", variables="Oa08_reflectance,CHL_NN",
@@ -171,6 +171,7 @@ def test_csv_and_geopackage_get_the_strings(scenes, tmp_path):
         parts.append((None, part))
     want = pq.read_table(_written(write_table, swath_table(plan, zones, samples, "long", iter(parts), arrow=False),
                                   str(tmp_path / "want.parquet")))
+    monkeypatch.setattr(swath_extract, "LONG_CHUNK_ROWS", 40)      # chunks appended one after another
     for ext in ("csv", "gpkg"):
         path = str(tmp_path / f"ts.{ext}")
         write_chunks(swath_table(plan, zones, samples, "long", iter(parts)), path)
