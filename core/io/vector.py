@@ -23,7 +23,7 @@ import math
 import os
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 import numpy as np
 import shapely
@@ -518,13 +518,16 @@ class TableWriter:
         except ImportError:
             raise OutputError(f"Writing {self.format} needs the pyarrow package in the engine's environment "
                               "(pip install pyarrow); or write a GeoPackage (.gpkg).") from None
-        arrow, _ = _arrow_table(table, "wkb" if self.format == "parquet" else "wkt")
+        parquet = self.format == "parquet"
+        # without the Arrow schema, pyarrow drops the schema's metadata too (GeoParquet's "geo"): a layer with
+        # geometries has its dictionaries decoded
+        arrow, _ = _arrow_table(table, "wkb" if parquet else "wkt", dictionaries=parquet and not self._spatial)
         if self._writer is None:
             schema = arrow.schema
-            if self.format == "parquet":
+            if parquet:
                 if self._spatial:
                     schema = schema.with_metadata({b"geo": json.dumps(_geo_metadata(table)).encode()})
-                self._writer = pq.ParquetWriter(self.partial, schema)
+                self._writer = pq.ParquetWriter(self.partial, schema, store_schema=not _plain_schema(schema))
             else:
                 self._writer = pcsv.CSVWriter(self.partial, schema,
                                               write_options=pcsv.WriteOptions(quoting_style="needed"))
@@ -565,10 +568,33 @@ def write_table(table: Table, path: str, layer: Optional[str] = None) -> str:
     return writer.path
 
 
-def _arrow_table(table: Table, geometry: str):
-    """``(pyarrow table, geometry column name or None)``; geometry as ``"wkb"`` (binary) or ``"wkt"`` (text)."""
+def write_chunks(chunks: Iterable[Table], path: str, layer: Optional[str] = None) -> int:
+    """Write the tables ``chunks`` (the same columns each, at least one) one after another to ``path``;
+    return the rows written. A thread writes each chunk while the next one is made (the writers release
+    the GIL)."""
+    from concurrent.futures import ThreadPoolExecutor
+    with TableWriter(path, layer) as writer:
+        with ThreadPoolExecutor(1, thread_name_prefix="tilewise-table") as pool:
+            pending = None
+            try:
+                for table in chunks:
+                    if pending is not None:
+                        pending.result()
+                    pending = pool.submit(writer.write, table)
+            finally:
+                if pending is not None:
+                    pending.result()
+    return writer.rows
+
+
+def _arrow_table(table: Table, geometry: str, dictionaries: bool = False):
+    """``(pyarrow table, geometry column name or None)``; geometry as ``"wkb"`` (binary) or ``"wkt"`` (text).
+    Arrow dictionary columns are kept with ``dictionaries`` (Parquet: see :func:`_plain_schema`), else decoded:
+    OGR would make them integer fields with a coded domain, the CSV writer codes."""
     import pyarrow as pa
     arrays = [_arrow_column(v) for v in table.columns.values()]
+    if not dictionaries:
+        arrays = [_decoded(a) for a in arrays]
     names = list(table.columns)
     name = None
     if table.geometry is not None:
@@ -601,6 +627,22 @@ def _arrow_column(values: np.ndarray):
         arr = pa.array(data, mask=mask, from_pandas=True)
         return arr.cast(pa.string()) if pa.types.is_null(arr.type) else arr
     return pa.array(data, mask=mask if mask is not None and mask.any() else None)
+
+
+def _decoded(array):
+    """``array`` with an Arrow dictionary type decoded to its values' type; any other as it is."""
+    import pyarrow as pa
+    if pa.types.is_dictionary(array.type):
+        return array.cast(array.type.value_type)
+    return array
+
+
+def _plain_schema(schema) -> bool:
+    """True when ``schema`` has dictionary columns: the Parquet file then does not store the Arrow schema, so
+    its readers (pyarrow, GDAL's Parquet driver, hence QGIS) see plain string columns, not Arrow
+    dictionaries (which OGR shows as integer codes). The column chunks are dictionary-encoded either way."""
+    import pyarrow as pa
+    return any(pa.types.is_dictionary(f.type) for f in schema)
 
 
 def _unique_name(name: str, taken: Sequence[str]) -> str:

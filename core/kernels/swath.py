@@ -114,14 +114,9 @@ def near_mask(lat: np.ndarray, lon: np.ndarray, cell: float, qlat: np.ndarray, q
     flat_lon = np.ascontiguousarray(lon, np.float64).ravel()
     if not finite.any():
         return np.zeros(len(flat_lat), bool)
-    angle = math.degrees(2.0 * math.asin(min(radius / 2.0, 1.0))) * 1.01 + 1e-9
-    la = np.asarray(qlat, np.float64).ravel()[finite]
-    lo = (np.asarray(qlon, np.float64).ravel()[finite] + 180.0) % 360.0 - 180.0
-    top = max(abs(float(la.min())), abs(float(la.max()))) + angle
-    if top < 80.0:
-        wide = angle / math.cos(math.radians(top))
-        if lo.min() - 2 * wide > -180.0 and lo.max() + 2 * wide < 180.0:
-            return _bitmap_mask(flat_lat, flat_lon, la, lo, angle, wide)
+    cells = _query_cells(qlat, qlon, radius)
+    if cells is not None:
+        return _in_bitmap(flat_lat, flat_lon, *cells)
     cell = max(float(cell), float(radius), MIN_CELL)
     steps = np.arange(-1, 2)
     offsets = np.stack(np.meshgrid(steps, steps, steps, indexing="ij"), -1).reshape(-1, 3)
@@ -131,9 +126,29 @@ def near_mask(lat: np.ndarray, lon: np.ndarray, cell: float, qlat: np.ndarray, q
     return _in_cubes(flat_lat, flat_lon, cell, needed)
 
 
-def _bitmap_mask(lat: np.ndarray, lon: np.ndarray, qlat: np.ndarray, qlon: np.ndarray, dlat: float,
-                 dlon: float) -> np.ndarray:
-    """The pixels in the cells (at least ``dlat`` x ``dlon`` degrees) next to a point's cell, or in it."""
+def _query_cells(qlat: np.ndarray, qlon: np.ndarray, radius: float) -> Optional[Tuple]:
+    """Away from the poles and the antimeridian, the latitude/longitude cells (at least the angle of chord
+    ``radius`` high, and that angle over the cosine of the highest latitude wide) with the 3 x 3 cells around
+    each finite point marked: ``(bitmap, lat0, lon0, dlat, dlon)``; else None."""
+    q = unit_vectors(qlat, qlon)
+    finite = np.all(np.isfinite(q), axis=1)
+    if not finite.any():
+        return None
+    angle = math.degrees(2.0 * math.asin(min(radius / 2.0, 1.0))) * 1.01 + 1e-9
+    la = np.asarray(qlat, np.float64).ravel()[finite]
+    lo = (np.asarray(qlon, np.float64).ravel()[finite] + 180.0) % 360.0 - 180.0
+    top = max(abs(float(la.min())), abs(float(la.max()))) + angle
+    if top >= 80.0:
+        return None
+    wide = angle / math.cos(math.radians(top))
+    if not (lo.min() - 2 * wide > -180.0 and lo.max() + 2 * wide < 180.0):
+        return None
+    return _bitmap_cells(la, lo, angle, wide)
+
+
+def _bitmap_cells(qlat: np.ndarray, qlon: np.ndarray, dlat: float, dlon: float) -> Tuple:
+    """The cells (at least ``dlat`` x ``dlon`` degrees) next to a point's cell, or in it, marked in a bitmap:
+    ``(bitmap, lat0, lon0, dlat, dlon)``."""
     lat0, lon0 = float(qlat.min()) - 2 * dlat, float(qlon.min()) - 2 * dlon
     rows = (float(qlat.max()) + 2 * dlat - lat0) / dlat
     cols = (float(qlon.max()) + 2 * dlon - lon0) / dlon
@@ -146,7 +161,7 @@ def _bitmap_mask(lat: np.ndarray, lon: np.ndarray, qlat: np.ndarray, qlon: np.nd
     for dr in (-1, 0, 1):
         for dc in (-1, 0, 1):
             bitmap[np.clip(r + dr, 0, h - 1), np.clip(c + dc, 0, w - 1)] = True
-    return _in_bitmap(lat, lon, bitmap, lat0, lon0, dlat, dlon)
+    return bitmap, lat0, lon0, dlat, dlon
 
 
 @jit
@@ -186,15 +201,119 @@ def _keys(xyz: np.ndarray, cell: float) -> np.ndarray:
     return (cube[:, 0] << (2 * _BITS)) | (cube[:, 1] << _BITS) | cube[:, 2]
 
 
-def nearest(index: PixelIndex, lat: np.ndarray, lon: np.ndarray, radius: float) -> Tuple[np.ndarray, np.ndarray]:
+@dataclass(frozen=True)
+class CellIndex:
+    """The valid pixels near a set of points, by latitude/longitude cell (:func:`build_near_index`): the
+    pixels of cell ``k`` (row-major in ``bitmap``) are ``order[starts[k]:starts[k + 1]]`` (flat indexes,
+    ascending), ``xyz`` their unit vectors."""
+
+    starts: np.ndarray
+    order: np.ndarray
+    xyz: np.ndarray
+    bitmap: np.ndarray
+    lat0: float
+    lon0: float
+    dlat: float
+    dlon: float
+    shape: Tuple[int, int]
+
+    @property
+    def size(self) -> int:
+        return len(self.order)
+
+    @property
+    def nbytes(self) -> int:
+        return self.starts.nbytes + self.order.nbytes + self.xyz.nbytes + self.bitmap.nbytes
+
+
+def build_near_index(lat: np.ndarray, lon: np.ndarray, qlat: np.ndarray, qlon: np.ndarray, radius: float
+                     ) -> Optional[CellIndex]:
+    """The pixels of 2-D ``lat``/``lon`` (degrees; NaN: no pixel) that the points ``qlat``/``qlon`` search
+    within chord ``radius``, bucketed by the latitude/longitude cells of :func:`near_mask` (every pixel
+    within the radius of a point is in the 3 x 3 cells around the point's cell): a counting sort in two
+    passes over the scene, with no sort of the pixels. None near a pole or across the antimeridian (use
+    :func:`build_index` there). :func:`nearest` on it searches only those points (or any within the
+    cells they marked)."""
+    cells = _query_cells(qlat, qlon, radius)
+    if cells is None:
+        return None
+    bitmap, lat0, lon0, dlat, dlon = cells
+    flat_lat = np.ascontiguousarray(lat, np.float64).ravel()
+    flat_lon = np.ascontiguousarray(lon, np.float64).ravel()
+    starts, order = _bucket(flat_lat, flat_lon, bitmap, lat0, lon0, dlat, dlon)
+    xyz = np.ascontiguousarray(unit_vectors(flat_lat[order], flat_lon[order]))
+    return CellIndex(starts, order, xyz, bitmap, lat0, lon0, dlat, dlon, tuple(np.shape(lat)))  # type: ignore
+
+
+@jit
+def _bucket(lat, lon, bitmap, lat0, lon0, dlat, dlon):
+    """The pixels in the marked cells of ``bitmap``, by cell (ascending in each): ``(starts, order)``."""
+    h, w = bitmap.shape
+    starts = np.zeros(h * w + 1, np.int64)
+    for i in range(lat.shape[0]):
+        r = (lat[i] - lat0) / dlat
+        c = (lon[i] - lon0) / dlon
+        if r >= 0.0 and r < h and c >= 0.0 and c < w:       # also: not NaN
+            if bitmap[int(r), int(c)]:
+                starts[int(r) * w + int(c) + 1] += 1
+    for k in range(h * w):
+        starts[k + 1] += starts[k]
+    fill = starts[:-1].copy()
+    order = np.empty(starts[h * w], np.int64)
+    for i in range(lat.shape[0]):
+        r = (lat[i] - lat0) / dlat
+        c = (lon[i] - lon0) / dlon
+        if r >= 0.0 and r < h and c >= 0.0 and c < w:
+            if bitmap[int(r), int(c)]:
+                k = int(r) * w + int(c)
+                order[fill[k]] = i
+                fill[k] += 1
+    return starts, order
+
+
+@jit
+def _nearest_in_cells(starts, order, xyz, h, w, lat0, lon0, dlat, dlon, qlat, qlon, q, r2, out, dist):
+    for i in range(q.shape[0]):
+        if not (math.isfinite(q[i, 0]) and math.isfinite(q[i, 1]) and math.isfinite(q[i, 2])):
+            continue
+        lo = (qlon[i] + 180.0) % 360.0 - 180.0
+        r = int(math.floor((qlat[i] - lat0) / dlat))
+        c = int(math.floor((lo - lon0) / dlon))
+        best = np.inf
+        found = -1
+        for rr in range(max(r - 1, 0), min(r + 2, h)):
+            for cc in range(max(c - 1, 0), min(c + 2, w)):
+                k = rr * w + cc
+                for j in range(starts[k], starts[k + 1]):
+                    ex = xyz[j, 0] - q[i, 0]
+                    ey = xyz[j, 1] - q[i, 1]
+                    ez = xyz[j, 2] - q[i, 2]
+                    d2 = ex * ex + ey * ey + ez * ez
+                    if d2 <= r2 and (d2 < best or (d2 == best and order[j] < found)):
+                        best = d2
+                        found = order[j]
+        if found >= 0:
+            out[i] = found
+            dist[i] = math.sqrt(best)
+
+
+def nearest(index, lat: np.ndarray, lon: np.ndarray, radius: float) -> Tuple[np.ndarray, np.ndarray]:
     """For each query point (degrees), the flat index of the nearest pixel within chord ``radius``
-    (-1: none) and its chord distance (NaN: none)."""
+    (-1: none) and its chord distance (NaN: none). ``index``: a :class:`PixelIndex`, or a
+    :class:`CellIndex` built for these points with this radius."""
     q = unit_vectors(lat, lon)
     out = np.full(len(q), -1, np.int64)
     dist = np.full(len(q), np.nan)
     if index.size and len(q):
-        reach = int(math.ceil(radius / index.cell))
-        _nearest(index.keys, index.starts, index.order, index.xyz, index.cell, q, radius * radius, reach, out, dist)
+        if isinstance(index, CellIndex):
+            h, w = index.bitmap.shape
+            _nearest_in_cells(index.starts, index.order, index.xyz, h, w, index.lat0, index.lon0, index.dlat,
+                              index.dlon, np.asarray(lat, np.float64).ravel(), np.asarray(lon, np.float64).ravel(),
+                              q, radius * radius, out, dist)
+        else:
+            reach = int(math.ceil(radius / index.cell))
+            _nearest(index.keys, index.starts, index.order, index.xyz, index.cell, q, radius * radius, reach, out,
+                     dist)
     return out, dist
 
 
@@ -337,23 +456,6 @@ def _unpack_geolocation(raw_lat, raw_lon, out_lat, out_lon, use_lat, fill_lat, s
             lo = (lo + 180.0) % 360.0 - 180.0
         out_lat[i] = la
         out_lon[i] = lo
-
-
-@jit
-def gather_strings(codes, starts, data, offsets, out):
-    """The UTF-8 bytes of the strings ``codes`` (indexes of a dictionary of ``starts``/``data``; -1: null,
-    empty) into ``out``, their ``offsets`` (an Arrow string array's buffers); returns the bytes written."""
-    pos = 0
-    for i in range(codes.shape[0]):
-        offsets[i] = pos
-        c = codes[i]
-        if c < 0:
-            continue
-        for j in range(starts[c], starts[c + 1]):
-            out[pos] = data[j]
-            pos += 1
-    offsets[codes.shape[0]] = pos
-    return pos
 
 
 def pixel_spacing(lat: np.ndarray, lon: np.ndarray, samples: int = 64) -> Tuple[float, float]:

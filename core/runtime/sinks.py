@@ -593,8 +593,8 @@ class TableSink(Sink):
     Each tile function writes its part with :meth:`write` (named arrays, durably in the work
     folder, so a resumed run reuses them); :meth:`finish` reads every part in tile order and
     hands them to ``merge`` (a module-level function, or a ``functools.partial`` of one), which
-    returns the table: it gets all the partial results of a feature that spans tiles, so it
-    can merge them exactly.
+    returns the table (or an iterator of its chunks, written as they come): it gets all the partial
+    results of a feature that spans tiles, so it can merge them exactly.
     """
 
     path: str
@@ -617,10 +617,12 @@ class TableSink(Sink):
             write_part(target, part)
 
     def finish(self, workdir: str, tiles: Sequence[Tile]) -> Dict[str, Any]:
-        from ..io.vector import write_table
+        from ..io.vector import Table, write_chunks, write_table
         log.info(f"Merging the rows of {len(tiles)} tiles into {self.path}")
         parts = ((t, read_part(self.target(workdir, t))) for t in tiles)
         table = self.merge(parts)
+        if not isinstance(table, Table):           # chunks of the table, written as they are made
+            return dict(rows=write_chunks(table, self.path, self.layer))
         write_table(table, self.path, self.layer)
         return dict(rows=len(table))
 

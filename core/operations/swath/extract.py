@@ -38,7 +38,8 @@ from ...io.swath import ANGLES, SwathScene, looks_like_swath, open_swath, read_a
 from ...io.vector import VERTEX_INDEX, Table, Zones, check_zone_coordinates, make_samples, read_zones, \
     reproject, to_date64
 from ...kernels.footprints import KIND_EMPTY, KIND_LINE, KIND_POINT, KIND_POLYGON, kind_of
-from ...kernels.swath import build_index, chord_of, metres_of, near_mask, nearest, pixel_spacing, unit_vectors
+from ...kernels.swath import build_index, build_near_index, chord_of, metres_of, near_mask, nearest, pixel_spacing, \
+    unit_vectors
 from ...options import GridOptions, OutputOptions, split_options
 from ...logs import logging_to
 from ...runtime.runner import RunReport, TileBudget, TiledJob, run_tiles
@@ -391,8 +392,8 @@ class SceneGeolocation:
 
     @property
     def nbytes(self) -> int:
-        return self.lat.nbytes + self.lon.nbytes + sum(i.order.nbytes + i.xyz.nbytes + i.keys.nbytes +
-                                                       i.starts.nbytes for i in self.indexes.values())
+        return self.lat.nbytes + self.lon.nbytes + sum(a.nbytes for i in self.indexes.values()
+                                                       for a in vars(i).values() if isinstance(a, np.ndarray))
 
     def point_index(self, plan: SwathPlan, limit: float, radius: float):
         points = np.flatnonzero((plan.kind == KIND_POINT) & np.isfinite(plan.lat) & np.isfinite(plan.lon))
@@ -400,8 +401,12 @@ class SceneGeolocation:
         key = (hashlib.sha1(qlat.tobytes() + qlon.tobytes()).hexdigest(), limit)
         index = self.indexes.get(key)
         if index is None:
-            cell = max(radius / 4.0, chord_of(self.diagonal or limit))
-            index = build_index(self.lat, self.lon, cell, near=(qlat, qlon), radius=radius)
+            # the pixels near the points by latitude/longitude cell (no sort); near a pole or across the
+            # antimeridian, the cubes of their unit vectors
+            index = build_near_index(self.lat, self.lon, qlat, qlon, radius)
+            if index is None:
+                cell = max(radius / 4.0, chord_of(self.diagonal or limit))
+                index = build_index(self.lat, self.lon, cell, near=(qlat, qlon), radius=radius)
             self.indexes.clear()           # one plan at a time: an older run's index is not kept
             self.indexes[key] = index
         return index
@@ -757,10 +762,27 @@ def swath_table(plan: SwathPlan, zones: Zones, samples: Any, layout: str,
                 stacked[k][at] = v
     _warn_uncovered(zones, samples, stacked, n_scenes)
     dates = to_date64([s.date for s in plan.scenes])
-    builder = _wide if layout == "wide" else _long
-    if builder is _long:
+    if layout == "wide":
+        return _wide(plan, zones, samples, stacked, dates)
+    if not arrow:
         return _long(plan, zones, samples, stacked, dates, arrow)
-    return builder(plan, zones, samples, stacked, dates)
+    return _long_chunks(plan, zones, samples, stacked, dates)
+
+
+#: Rows of the long table built and written at a time (a Parquet row group each; the writer writes one
+#: while the next is built).
+LONG_CHUNK_ROWS = 2 ** 20
+
+
+def _long_chunks(plan: SwathPlan, zones: Zones, samples: Any, st: Dict[str, np.ndarray], dates: np.ndarray,
+                 rows: Optional[int] = None) -> Iterator[Table]:
+    """The long table (as :func:`_long`'s, Arrow strings) in chunks of whole samples, about ``rows`` rows
+    each (at least one chunk): the table of 13 million rows is never whole in memory."""
+    per = max(len(plan.scenes) * len(plan.variables), 1)
+    n_s = len(plan.kind)
+    step = max(1, (rows or LONG_CHUNK_ROWS) // per)
+    for a in range(0, max(n_s, 1), step):
+        yield _long(plan, zones, samples, st, dates, True, a, min(a + step, n_s))
 
 
 def _warn_uncovered(zones: Zones, samples: Any, stacked: Dict[str, np.ndarray], n_scenes: int) -> None:
@@ -785,22 +807,29 @@ def _value_columns(plan: SwathPlan, samples: Any) -> List[str]:
 
 
 def _long(plan: SwathPlan, zones: Zones, samples: Any, st: Dict[str, np.ndarray], dates: np.ndarray,
-          arrow: bool = True) -> Table:
-    """Rows per sample, then scene (in date order), then variable: the arrays of ``st`` (scene, sample[,
-    variable]) moved into that order by transposes and repeats, not by a gather over every row."""
-    n_s, n_v = len(plan.kind), len(plan.variables)
+          arrow: bool = True, start: int = 0, stop: Optional[int] = None) -> Table:
+    """Rows per sample (of samples ``start`` to ``stop``; default all), then scene (in date order), then
+    variable: the arrays of ``st`` (scene, sample[, variable]) moved into that order by transposes and
+    repeats, not by a gather over every row."""
+    n_v = len(plan.variables)
+    stop = len(plan.kind) if stop is None else stop
+    n_s = max(stop - start, 0)
+    taken = slice(start, stop)
     order = date_order(dates)
     n_r = len(order)
+    ordered = bool(np.array_equal(order, np.arange(n_r)))
+
+    def scenes_first(x):                                # (scenes, samples, ...) -> (samples, scenes, ...)
+        return np.swapaxes(x[:, taken] if ordered else x[order][:, taken], 0, 1)
 
     def per_sample(x):                                  # (samples,) -> rows
-        return np.repeat(np.asarray(x), n_r * n_v)
+        return np.repeat(np.asarray(x)[taken], n_r * n_v)
 
     def per_pixel(x):                                   # (scenes, samples[, k]) -> rows[, k]
-        moved = np.swapaxes(x[order], 0, 1)
-        return np.repeat(moved.reshape((n_s * n_r,) + x.shape[2:]), n_v, axis=0)
+        return np.repeat(scenes_first(x).reshape((n_s * n_r,) + x.shape[2:]), n_v, axis=0)
 
     def per_value(x):                                   # (scenes, samples, variables[, k]) -> rows[, k]
-        return np.swapaxes(x[order], 0, 1).reshape((n_s * n_r * n_v,) + x.shape[3:])
+        return np.ascontiguousarray(scenes_first(x)).reshape((n_s * n_r * n_v,) + x.shape[3:])
 
     scene = np.tile(np.repeat(order, n_v), n_s)
     strings = _strings if arrow else _objects
@@ -808,7 +837,7 @@ def _long(plan: SwathPlan, zones: Zones, samples: Any, st: Dict[str, np.ndarray]
     if samples.vertex is not None:
         cols[VERTEX_INDEX] = per_sample(samples.vertex.astype(np.int32))
     cols["source"] = strings([s.name for s in plan.scenes], scene)
-    cols["date"] = dates[scene]
+    cols["date"] = np.tile(np.repeat(dates[order], n_v), n_s)
     cols["time"] = strings([s.start_time for s in plan.scenes], scene)
     cols["variable"] = strings(plan.variables, np.tile(np.arange(n_v), n_s * n_r))
     _stat_columns(cols, plan, samples, per_value(st["stats"]), per_value(st["n_valid"]))
@@ -831,31 +860,26 @@ def _objects(names: Sequence[Optional[str]], codes: np.ndarray) -> np.ndarray:
 
 
 def _strings(names: Sequence[Optional[str]], codes: np.ndarray):
-    """The column ``names[codes]`` (None: null) as an Arrow string array, built from the bytes of the few
-    names: a long table repeats each of them millions of times, which Python strings would make one by one
-    (10 s for 13 million rows). Chunks of under 2 GiB each (Arrow's 32-bit offsets)."""
+    """The column ``names[codes]`` (None: null) as an Arrow dictionary array: the few names once, and a code
+    per row. A long table repeats each name millions of times (13 million rows: 1.3 GB as plain strings);
+    the Parquet writer stores the dictionary and the codes as they are, and the file's column stays a plain
+    string column to its readers (:class:`~tilewise.core.io.vector.TableWriter` decodes the dictionary for
+    the other formats). The codes are the indexes themselves when the names are distinct (but for nulls first).
+    """
     import pyarrow as pa
-    from ...kernels.swath import gather_strings
-    encoded = [None if n is None else str(n).encode("utf-8") for n in names]
-    codes = np.asarray(codes, np.int64).ravel()
-    codes = np.where([e is None for e in encoded], -1, np.arange(len(encoded)))[codes] if len(encoded) else codes
-    lengths = np.array([len(e or b"") for e in encoded], np.int64)
-    starts = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-    data = np.frombuffer(b"".join(e or b"" for e in encoded), np.uint8)
-    step = max(1, (2 ** 31 - 1) // max(int(lengths.max(initial=0)), 1))
-    chunks = []
-    for a in range(0, max(len(codes), 1), step):
-        part = codes[a:a + step]
-        total = int(np.where(part >= 0, lengths[np.maximum(part, 0)], 0).sum()) if len(part) else 0
-        offsets = np.empty(len(part) + 1, np.int32)
-        out = np.empty(total, np.uint8)
-        gather_strings(part, starts, data, offsets, out)
-        valid = part >= 0
-        nulls = int(len(part) - valid.sum())
-        bitmap = pa.py_buffer(np.packbits(valid, bitorder="little")) if nulls else None
-        chunks.append(pa.StringArray.from_buffers(len(part), pa.py_buffer(offsets), pa.py_buffer(out), bitmap,
-                                                  nulls))
-    return chunks[0] if len(chunks) == 1 else pa.chunked_array(chunks, pa.string())
+    codes = np.asarray(codes).ravel()
+    lead = next((k for k, n in enumerate(names) if n is not None), len(names))     # leading nulls
+    values = [str(n) for n in names[lead:] if n is not None]
+    if len(values) == len(names) - lead and len(set(values)) == len(values):
+        index = codes.astype(np.int32) - np.int32(lead)                 # the codes, shifted past the nulls
+    else:                                               # nulls among names, or repeated: each name once
+        unique = list(dict.fromkeys(str(n) for n in names if n is not None))
+        code_of = np.array([-1 if n is None else unique.index(str(n)) for n in names], np.int32)
+        index = code_of[codes.astype(np.int64)]
+        values = unique
+    missing = index < 0
+    indices = pa.array(index, pa.int32(), mask=missing if missing.any() else None)
+    return pa.DictionaryArray.from_arrays(indices, pa.array(values, pa.string()))
 
 
 def _stat_columns(cols: Dict[str, np.ndarray], plan: SwathPlan, samples: Any, stats: np.ndarray,
