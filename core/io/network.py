@@ -178,19 +178,41 @@ def _gdal_function(name: str):
     """``name`` of the GDAL library rasterio loaded (its own copy, in a wheel), or None where it cannot be
     found (rasterio not loaded yet, not Linux)."""
     import sys
-    if "rasterio" not in sys.modules:
+    rasterio = sys.modules.get("rasterio")
+    if rasterio is None:
         return None
     try:
         with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
-            paths = [line.split(None, 5)[-1].strip() for line in maps if "libgdal" in line]
+            paths = {line.split(None, 5)[-1].strip() for line in maps if "libgdal" in line}
         import ctypes
-        library = next(p for p in paths if os.path.basename(p).startswith("libgdal"))
-        function = getattr(ctypes.CDLL(library), name)
-    except (OSError, StopIteration, AttributeError):
+        library = _rasterio_gdal(sorted(p for p in paths if os.path.basename(p).startswith("libgdal")),
+                                 os.path.dirname(os.path.abspath(rasterio.__file__)))
+        function = getattr(ctypes.CDLL(library), name) if library else None
+    except (OSError, AttributeError):
+        return None
+    if function is None:
         return None
     function.argtypes = [ctypes.c_char_p]
     function.restype = None
     return function
+
+
+def _rasterio_gdal(libraries: List[str], package: str) -> Optional[str]:
+    """Of the GDAL libraries loaded in this process, the one rasterio uses: its wheel's own copy (beside its
+    package, in ``rasterio.libs``), or the only one loaded. Another copy (pyogrio's wheel brings its own GDAL)
+    has its own cache, and clearing that one would not let rasterio's GDAL ask again.
+
+    >>> _rasterio_gdal(["/e/pyogrio.libs/libgdal-1.so", "/e/rasterio.libs/libgdal-2.so"], "/e/rasterio")
+    '/e/rasterio.libs/libgdal-2.so'
+    >>> _rasterio_gdal(["/usr/lib/libgdal.so.32"], "/usr/lib/python3/dist-packages/rasterio")
+    '/usr/lib/libgdal.so.32'
+    >>> _rasterio_gdal(["/e/pyogrio.libs/libgdal-1.so", "/usr/lib/libgdal.so.32"], "/e/rasterio") is None
+    True
+    """
+    own = [lib for lib in libraries if os.path.dirname(lib).startswith((package + os.sep, package + ".libs"))]
+    if len(own) == 1:
+        return own[0]
+    return libraries[0] if len(libraries) == 1 else None
 
 
 def timeout_message(url: str, doing: str = "Reading", where: str = "") -> str:

@@ -235,7 +235,10 @@ def test_every_read_of_a_silent_remote_source_is_called_timed_out(tmp_path, sile
 
 def test_a_server_back_up_is_asked_again_by_the_next_run(tmp_path, scene_bytes, monkeypatch):
     # GDAL keeps a file it gave up on as missing for the life of the process: a warm engine's or kept worker's
-    # next run would find the server's file "timed out" at once, without asking it, however long it is back up
+    # next run would find the server's file "timed out" at once, without asking it, however long it is back up.
+    # pyogrio (the engine's tables) loads a second GDAL in the process, with its own cache: the one cleared is
+    # rasterio's
+    import pyogrio  # noqa: F401
     monkeypatch.setenv(network.HTTP_TIMEOUT_ENV, str(SILENT_TIMEOUT))
     for key in network.http_config(30):
         monkeypatch.delenv(key, raising=False)
