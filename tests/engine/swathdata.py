@@ -16,6 +16,8 @@ from typing import Optional
 
 import numpy as np
 
+from tilewise.core.kernels.swath import EARTH_RADIUS
+
 R = 6371008.8
 INT32_FILL = np.int32(-2147483648)
 #: A part of the real WQSF flags, with masks above 2**32 (the ANNOT_ and RWNEG_ flags).
@@ -181,3 +183,24 @@ def geolocation_truth(path: str):
     lat = read_truth(path, "geo_coordinates.nc", "latitude")
     lon = read_truth(path, "geo_coordinates.nc", "longitude")
     return lat, lon
+
+
+def haversine(lat1, lon1, lat2, lon2):
+    """Great-circle distance (m) on the engine's sphere."""
+    p1, p2 = np.radians(lat1), np.radians(lat2)
+    dp, dl = p2 - p1, np.radians(lon2 - lon1)
+    a = np.sin(dp / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dl / 2) ** 2
+    return 2 * EARTH_RADIUS * np.arcsin(np.sqrt(a))
+
+
+def brute_nearest(lat, lon, qlat, qlon):
+    """Flat index and distance (m) of the nearest valid pixel of each query, by haversine over all pixels."""
+    flat_lat, flat_lon = lat.ravel(), lon.ravel()
+    ok = np.flatnonzero(np.isfinite(flat_lat) & np.isfinite(flat_lon))
+    out, dist = [], []
+    for a, b in zip(qlat, qlon):
+        d = haversine(a, b, flat_lat[ok], flat_lon[ok])
+        k = int(np.argmin(d))
+        out.append(ok[k])
+        dist.append(d[k])
+    return np.array(out), np.array(dist)

@@ -17,30 +17,10 @@ import swathdata as sd
 from tilewise.core.errors import InputError, ParameterError, TilewiseError, TilewiseWarning
 from tilewise.core.io.swath import looks_like_swath, open_swath, read_geolocation, read_pixels, read_variable
 from tilewise.core.io.vector import zones_from_geometries
-from tilewise.core.kernels.swath import EARTH_RADIUS, build_index, chord_of, metres_of, nearest
+from tilewise.core.kernels.swath import build_index, chord_of, metres_of, nearest
 from tilewise.core.operations.extract.run import extract
 
 pytest.importorskip("netCDF4")
-
-
-def haversine(lat1, lon1, lat2, lon2):
-    p1, p2 = np.radians(lat1), np.radians(lat2)
-    dp, dl = p2 - p1, np.radians(lon2 - lon1)
-    a = np.sin(dp / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dl / 2) ** 2
-    return 2 * EARTH_RADIUS * np.arcsin(np.sqrt(a))
-
-
-def brute_nearest(lat, lon, qlat, qlon):
-    """Flat index and distance (m) of the nearest valid pixel of each query, by haversine over all pixels."""
-    flat_lat, flat_lon = lat.ravel(), lon.ravel()
-    ok = np.flatnonzero(np.isfinite(flat_lat) & np.isfinite(flat_lon))
-    out, dist = [], []
-    for a, b in zip(qlat, qlon):
-        d = haversine(a, b, flat_lat[ok], flat_lon[ok])
-        k = int(np.argmin(d))
-        out.append(ok[k])
-        dist.append(d[k])
-    return np.array(out), np.array(dist)
 
 
 def table(path):
@@ -114,7 +94,7 @@ def test_nearest_equals_brute_force_haversine(tmp_path, lat0, lon0, rotation):
     qlon = lon[i, j] + rng.normal(0, 0.002, 300) / max(np.cos(np.radians(lat0)), 0.01)
     qlon = (qlon + 180) % 360 - 180
     qlat = np.clip(qlat, -90, 90)
-    want, wdist = brute_nearest(lat, lon, qlat, qlon)
+    want, wdist = sd.brute_nearest(lat, lon, qlat, qlon)
     limit = 50_000.0
     index = build_index(lat, lon, chord_of(limit / 4))          # as the extraction sizes it
     got, chord = nearest(index, qlat, qlon, chord_of(limit))
@@ -157,7 +137,7 @@ def test_points_take_the_nearest_pixel(product, tmp_path):
                      workers=1)
     t = table(out)
     assert report.rows == 80 and len(t) == 80
-    want, wdist = brute_nearest(tlat, tlon, qlat, qlon)
+    want, wdist = sd.brute_nearest(tlat, tlon, qlat, qlon)
     oa = t[t.variable == "Oa08_reflectance"].reset_index(drop=True)
     assert (oa.row * 60 + oa.col).tolist() == want.tolist()
     np.testing.assert_allclose(oa.distance_m, wdist, rtol=1e-6)

@@ -14,32 +14,13 @@ import shapely
 
 import swathdata as sd
 from tilewise.core.io.vector import Table, write_chunks, write_table, zones_from_geometries
-from tilewise.core.kernels.swath import EARTH_RADIUS, build_index, build_near_index, chord_of, metres_of, nearest
+from tilewise.core.kernels.swath import build_index, build_near_index, chord_of, metres_of, nearest
 from tilewise.core.operations.swath import extract as swath_extract
 from tilewise.core.operations.swath.extract import SwathOptions, extract_scene, plan_swath, swath_table
 
 pytest.importorskip("netCDF4")
 # the point outside every scene is said once per table made (tested in test_swath_extract)
 pytestmark = pytest.mark.filterwarnings("ignore:.*have no value in any of the:UserWarning")
-
-
-def haversine(lat1, lon1, lat2, lon2):
-    p1, p2 = np.radians(lat1), np.radians(lat2)
-    dp, dl = p2 - p1, np.radians(lon2 - lon1)
-    a = np.sin(dp / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dl / 2) ** 2
-    return 2 * EARTH_RADIUS * np.arcsin(np.sqrt(a))
-
-
-def brute_nearest(lat, lon, qlat, qlon):
-    flat_lat, flat_lon = lat.ravel(), lon.ravel()
-    ok = np.flatnonzero(np.isfinite(flat_lat) & np.isfinite(flat_lon))
-    out, dist = [], []
-    for a, b in zip(qlat, qlon):
-        d = haversine(a, b, flat_lat[ok], flat_lon[ok])
-        k = int(np.argmin(d))
-        out.append(ok[k])
-        dist.append(d[k])
-    return np.array(out), np.array(dist)
 
 
 def queries(lat, lon, n, spread, seed=1):
@@ -61,7 +42,7 @@ def test_cell_index_equals_brute_force_and_the_cube_index(lat0, lon0, rotation, 
     index = build_near_index(lat, lon, qlat, qlon, radius)
     assert index is not None and 0 < index.size < lat.size
     got, chord = nearest(index, qlat, qlon, radius)
-    want, wdist = brute_nearest(lat, lon, qlat, qlon)
+    want, wdist = sd.brute_nearest(lat, lon, qlat, qlon)
     inside = wdist <= limit
     assert inside.sum() > 100 and (~inside).sum() + inside.sum() == 300
     np.testing.assert_array_equal(got, np.where(inside, want, -1))
@@ -85,7 +66,7 @@ def test_cell_index_with_points_far_apart_and_ties():
     index = build_near_index(lat, lon, qlat, qlon, radius)
     assert index is not None and index.bitmap.size <= 1 << 24
     got, _ = nearest(index, qlat, qlon, radius)
-    want, wdist = brute_nearest(lat, lon, qlat, qlon)
+    want, wdist = sd.brute_nearest(lat, lon, qlat, qlon)
     np.testing.assert_array_equal(got, np.where(wdist <= 400.0, want, -1))
     assert got[-2] == 10 * 40 + 10 and got[-1] == -1
 
@@ -117,16 +98,22 @@ def _features():
     return zones_from_geometries(points + lakes, "EPSG:4326")
 
 
+def scene_parts(plan, n):
+    """Every scene's extraction, as the runner hands the tasks' results to the table: ``(tile, part)``."""
+    parts = []
+    for i in range(n):
+        part = extract_scene(plan, i)
+        part["scene"] = np.int64(i)
+        parts.append((None, part))
+    return parts
+
+
 @pytest.mark.parametrize("mode", ["vertices", "zonal"])
 def test_long_table_in_chunks_equals_the_whole_table(scenes, tmp_path, monkeypatch, mode):
     own = SwathOptions(statistics="mean,std", geometry_mode=mode, variables="Oa08_reflectance,CHL_NN",
                        max_distance=1000)
     plan, zones, samples = plan_swath(scenes, _features(), own)
-    parts = []
-    for i in range(len(scenes)):
-        part = extract_scene(plan, i)
-        part["scene"] = np.int64(i)
-        parts.append((None, part))
+    parts = scene_parts(plan, len(scenes))
     whole = swath_table(plan, zones, samples, "long", iter(parts), arrow=False)     # Python strings
     monkeypatch.setattr(swath_extract, "LONG_CHUNK_ROWS", 25)
     chunks = list(swath_table(plan, zones, samples, "long", iter(parts)))
@@ -164,11 +151,7 @@ def test_csv_and_geopackage_get_the_strings(scenes, tmp_path, monkeypatch):
     own = SwathOptions(statistics="mean", geometry_mode="vertices", variables="Oa08_reflectance,CHL_NN",
                        max_distance=1000)
     plan, zones, samples = plan_swath(scenes, _features(), own)
-    parts = []
-    for i in range(len(scenes)):
-        part = extract_scene(plan, i)
-        part["scene"] = np.int64(i)
-        parts.append((None, part))
+    parts = scene_parts(plan, len(scenes))
     want = pq.read_table(_written(write_table, swath_table(plan, zones, samples, "long", iter(parts), arrow=False),
                                   str(tmp_path / "want.parquet")))
     monkeypatch.setattr(swath_extract, "LONG_CHUNK_ROWS", 40)      # chunks appended one after another
