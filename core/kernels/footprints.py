@@ -71,6 +71,41 @@ class Footprints:
                 polygons[-1][1].append(ring)
         return shapely.MultiPolygon([shapely.Polygon(shell, holes) for shell, holes in polygons])
 
+    def take(self, zones: np.ndarray) -> "Footprints":
+        """The features ``zones`` alone, numbered ``0 .. len(zones) - 1`` in that order: what one tile's task
+        needs (a task given every feature's footprint carries them all through the pool's pipes).
+
+        >>> fp = footprints_from_pixels([shapely.box(1, 1, 3, 2), shapely.Point(5, 1), shapely.box(6, 1, 9, 3)], 16, 16)
+        >>> sub = fp.take(np.array([2, 1]))
+        >>> [sub.geometry(k).equals(fp.geometry(z)) for k, z in enumerate([2, 1])], len(sub)
+        ([True, True], 2)
+        """
+        zones = np.asarray(zones, np.int64)
+        p0, p1 = self.zone_part[zones], self.zone_part[zones + 1]
+        parts = _ranges(p0, p1)
+        c0, c1 = self.part_start[parts], self.part_start[parts + 1]
+        coords = _ranges(c0, c1)
+        zone_part = np.zeros(len(zones) + 1, self.zone_part.dtype)
+        np.cumsum(p1 - p0, out=zone_part[1:])
+        part_start = np.zeros(len(parts) + 1, self.part_start.dtype)
+        np.cumsum(c1 - c0, out=part_start[1:])
+        return Footprints(self.kind[zones], self.xs[coords], self.ys[coords], part_start, self.part_factor[parts],
+                          zone_part, self.bbox[zones], self.height, self.width)
+
+
+def _ranges(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """The concatenated ``arange(starts[i], ends[i])``.
+
+    >>> _ranges(np.array([3, 0, 7]), np.array([5, 0, 8])).tolist()
+    [3, 4, 7]
+    """
+    lengths = ends - starts
+    total = int(lengths.sum())
+    if total == 0:
+        return np.zeros(0, np.int64)
+    first = np.repeat(starts - np.concatenate(([0], np.cumsum(lengths)[:-1])), lengths)
+    return first + np.arange(total, dtype=np.int64)
+
 
 def kind_of(geoms: np.ndarray) -> np.ndarray:
     """KIND_POLYGON / KIND_LINE / KIND_POINT / KIND_EMPTY of each geometry.

@@ -92,6 +92,11 @@ class TiledJob:
     def tiles(self, tile_size: int) -> List[Tile]:
         return plan_tiles(self.grid, tile_size)
 
+    def for_tile(self, tile: Tile) -> "TiledJob":
+        """The job sent with the task of ``tile`` (through the pool's pipes, or to a Dask worker): the job
+        itself by default; a job whose plan is large and mostly about other tiles gives that tile's part."""
+        return self
+
     def warm(self) -> None:
         """Load into this process what every tile needs (compiled kernels), just before local worker
         processes are forked from it: they inherit it instead of each loading it. Not called for the
@@ -252,7 +257,7 @@ def _compute(ex: Executor, job: TiledJob, tile_fn: TileFn, sink: Sink, state: Wo
         return taken
     ex.check_workdir(workdir)
     with (Journal(workdir) if state.durable else contextlib.nullcontext()) as journal:
-        tasks = [(job, t, sink.task_target(workdir, t, state.tile_size)) for t in todo]
+        tasks = [(job.for_tile(t), t, sink.task_target(workdir, t, state.tile_size)) for t in todo]
         by_index = {t.index: t for t in todo}
         for index, spent in run_tasks(ex, TimedTile(tile_fn), tasks, run.progress, len(state.finished), total):
             phases.add_tile(spent)

@@ -4,6 +4,7 @@ same table whichever way the parts come."""
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -128,3 +129,46 @@ def test_a_final_result_is_the_same_when_asked_again(series, points):
     assert np.isnan(first["mean"]).any() and not np.isnan(first["mean"]).all()
     for name, values in first.items():
         assert np.array_equal(getattr(again, name), values, equal_nan=True), name
+
+
+def test_each_task_is_sent_only_its_tiles_features_and_writes_the_same_part(series, tmp_path):
+    """A task's job (ExtractJob.for_tile) carries the footprints of its tile's features alone, numbered from 0;
+    its part names them as the whole plan does and holds the same values. Polygons across tiles, holes, points."""
+    x0, y0 = UTM_TRANSFORM.c, UTM_TRANSFORM.f
+    rng = np.random.default_rng(8)
+    geoms = [shapely.box(x0 + 10 * a, y0 - 10 * b - 120, x0 + 10 * a + 170, y0 - 10 * b)
+             for a, b in rng.integers(0, 30, (12, 2))]
+    geoms.append(shapely.box(x0 + 5, y0 - 395, x0 + 495, y0 - 5).difference(shapely.box(x0 + 100, y0 - 300,
+                                                                                      x0 + 300, y0 - 100)))
+    geoms += list(shapely.points(x0 + rng.uniform(0, 500, 40), y0 - rng.uniform(0, 400, 40)))
+    zones = zones_from_geometries(np.array(geoms, dtype=object), UTM_CRS, ids=np.arange(len(geoms)), id_name="fid")
+    job = plan_extract_job(series, zones, str(tmp_path / "ts.parquet"),
+                           ExtractOptions(["mean", "median", "std"], id_field="fid"), 16)
+    tiles = job.tiles(16)
+    assert len(tiles) > 4
+    whole = len(pickle.dumps(job))
+    for tile in tiles:
+        own = job.for_tile(tile)
+        g, t = job.tasks[tile.index]
+        zones_of_tile = job.plan.groups[g].assignment.of_tile(t)
+        assert own.task_zones.tolist() == zones_of_tile.tolist()
+        assert len(own.plan.groups[g].footprints) == len(zones_of_tile) < len(geoms)
+        assert len(pickle.dumps(own)) < whole
+        a, b = str(tmp_path / "whole.npz"), str(tmp_path / "own.npz")
+        core.operations.extract.run.extract_job_tile(job, tile, a)
+        core.operations.extract.run.extract_job_tile(own, tile, b)
+        want, got = read_part(a), read_part(b)
+        assert list(got) == list(want)
+        kept = _kept_values(want)     # the rest of the values' buffer is never written (np.empty)
+        for name in want:
+            if name in ("values", "vweights"):
+                np.testing.assert_array_equal(got[name][kept], want[name][kept], err_msg=name)
+            else:
+                np.testing.assert_array_equal(got[name], want[name], err_msg=name)
+
+
+def _kept_values(part):
+    """Where a part's kept (value, weight) pairs are: row k, layer l at vstart[k] + l * vlen[k], vcount[k, l]."""
+    at = [np.arange(s + l * n, s + l * n + c) for s, n, counts in zip(part["vstart"], part["vlen"], part["vcount"])
+          for l, c in enumerate(counts)]
+    return np.concatenate(at).astype(np.int64) if at else np.zeros(0, np.int64)
