@@ -168,8 +168,8 @@ def forget_given_up() -> None:
     if not _GAVE_UP:
         return
     clear = _gdal_function("VSICurlPartialClearCache")
-    for name in sorted(_GAVE_UP):
-        if clear is not None:
+    if clear is not None:
+        for name in sorted(_GAVE_UP):
             clear(name.encode("utf-8"))
     _GAVE_UP.clear()
 

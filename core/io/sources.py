@@ -26,7 +26,7 @@ import time
 from collections import OrderedDict
 from http import HTTPStatus
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple
 
 import numpy as np
 import rasterio
@@ -53,7 +53,6 @@ MAX_OPEN_DATASETS = 128
 #: (.aux.xml, .ovr, .msk: a request each). Only around the open, so local inputs keep their side-cars.
 REMOTE_OPEN_DEFAULTS = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"}
 
-_VSI_NETWORK = NETWORK_PREFIXES
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
@@ -78,7 +77,7 @@ def is_remote(path: str) -> bool:
     >>> is_remote("https://example.com/a.tif"), is_remote("/vsis3/bucket/a.tif"), is_remote("/data/a.tif")
     (True, True, False)
     """
-    return bool(_URL.match(path)) or any(p in path for p in _VSI_NETWORK)
+    return bool(_URL.match(path)) or any(p in path for p in NETWORK_PREFIXES)
 
 
 def gdal_path(path: str) -> str:
@@ -123,7 +122,7 @@ def _open_env(path: str):
 def open_error(path: str, exc: Exception, what: str = "Not a raster GDAL can read") -> InputError:
     """A message for a failed open: for a URL, the HTTP status or the network error."""
     text = str(exc)
-    remote = remote_names(text) or ([gdal_path(path)] if is_remote(path) else [])
+    remote = _failed_remotes(path, text)
     if is_timeout(text) or (given_up(remote) and "HTTP" not in text):   # see read_error
         gave_up_on(remote)
         return InputError(timeout_message(path, "Opening" if is_remote(path) else "Opening a remote source of"))
@@ -327,6 +326,12 @@ def read_window(path: str, bands: Sequence[int], grid: Grid, tile: Tile, out: np
     raise failure   # outside the handler: no chain of GDAL's errors to carry (a Dask worker pickles it)
 
 
+def _failed_remotes(path: str, said: str) -> List[str]:
+    """The remote files behind a failure of ``path``: those GDAL's message ``said`` names (a VRT's sources),
+    else ``path`` itself when it is remote (GDAL's name for it)."""
+    return remote_names(said) or ([gdal_path(path)] if is_remote(path) else [])
+
+
 def read_error(path: str, exc: BaseException, where: str, seconds: float = 0.0) -> InputError:
     """A failed pixel read: which file, where, and what GDAL said (rasterio's own message is
     only "Read failed. See previous exception for details"); for a remote file that failed after
@@ -341,8 +346,7 @@ def read_error(path: str, exc: BaseException, where: str, seconds: float = 0.0) 
         seen = seen.__cause__ or seen.__context__
     details = "; ".join(said) or str(exc)
     doing = "Reading" if is_remote(path) else "Reading a remote source of"
-    # the remote files that failed: those GDAL names (a VRT's sources), else the path itself
-    remote = remote_names(details) or ([gdal_path(path)] if is_remote(path) else [])
+    remote = _failed_remotes(path, details)
     if may_use_network(path) and (is_timeout(details) or (waited_out(seconds) and "HTTP" not in details)):
         gave_up_on(remote)
         return InputError(timeout_message(path, doing, where))
