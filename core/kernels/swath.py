@@ -23,7 +23,7 @@ from typing import Any, Optional, Tuple
 
 import numpy as np
 
-from .jit import jit
+from .jit import inline_jit, jit
 
 #: The mean Earth radius (IUGG), in metres: distances are great-circle distances on this sphere.
 EARTH_RADIUS = 6371008.8
@@ -271,6 +271,22 @@ def _bucket(lat, lon, bitmap, lat0, lon0, dlat, dlon):
     return starts, order
 
 
+@inline_jit
+def _closest_in(starts, order, xyz, k, q, i, r2, best, found):
+    """``(best, found)`` after the pixels of bucket ``k`` (``order[starts[k]:starts[k + 1]]``): the squared chord
+    and index of the nearest pixel to query ``i`` within ``r2``, the lower index on a tie. Both indexes (cells,
+    cubes) search their buckets with it, so they give the same pixel."""
+    for j in range(starts[k], starts[k + 1]):
+        ex = xyz[j, 0] - q[i, 0]
+        ey = xyz[j, 1] - q[i, 1]
+        ez = xyz[j, 2] - q[i, 2]
+        d2 = ex * ex + ey * ey + ez * ez
+        if d2 <= r2 and (d2 < best or (d2 == best and order[j] < found)):
+            best = d2
+            found = order[j]
+    return best, found
+
+
 @jit
 def _nearest_in_cells(starts, order, xyz, h, w, lat0, lon0, dlat, dlon, qlat, qlon, q, r2, out, dist):
     for i in range(q.shape[0]):
@@ -284,14 +300,7 @@ def _nearest_in_cells(starts, order, xyz, h, w, lat0, lon0, dlat, dlon, qlat, ql
         for rr in range(max(r - 1, 0), min(r + 2, h)):
             for cc in range(max(c - 1, 0), min(c + 2, w)):
                 k = rr * w + cc
-                for j in range(starts[k], starts[k + 1]):
-                    ex = xyz[j, 0] - q[i, 0]
-                    ey = xyz[j, 1] - q[i, 1]
-                    ez = xyz[j, 2] - q[i, 2]
-                    d2 = ex * ex + ey * ey + ez * ez
-                    if d2 <= r2 and (d2 < best or (d2 == best and order[j] < found)):
-                        best = d2
-                        found = order[j]
+                best, found = _closest_in(starts, order, xyz, k, q, i, r2, best, found)
         if found >= 0:
             out[i] = found
             dist[i] = math.sqrt(best)
@@ -359,14 +368,7 @@ def _nearest(keys, starts, order, xyz, cell, q, r2, reach, out, dist):
                         c = _find(keys, ((cx + dx) << 42) | ((cy + dy) << 21) | (cz + dz))
                         if c < 0:
                             continue
-                        for j in range(starts[c], starts[c + 1]):
-                            ex = xyz[j, 0] - q[i, 0]
-                            ey = xyz[j, 1] - q[i, 1]
-                            ez = xyz[j, 2] - q[i, 2]
-                            d2 = ex * ex + ey * ey + ez * ez
-                            if d2 <= r2 and (d2 < best or (d2 == best and order[j] < found)):
-                                best = d2
-                                found = order[j]
+                        best, found = _closest_in(starts, order, xyz, c, q, i, r2, best, found)
             if found >= 0 and best < (k * cell) * (k * cell):
                 break
         if found >= 0:
