@@ -10,10 +10,10 @@ Value lists come from :mod:`tilewise.core.vocabulary`.
 from __future__ import annotations
 
 import argparse
-import glob
 import os
 from typing import List, Optional, Sequence
 
+from ..io.names import expand_pattern
 from ..vocabulary import COMPRESSIONS, MASK_PRESETS, OUTPUT_TYPES, OVERVIEW_RESAMPLINGS, RESAMPLING_METHODS
 
 
@@ -41,12 +41,7 @@ def band_spec(text: str) -> List:
 
 def expand_inputs(patterns: Sequence[str]) -> List[str]:
     """Expand glob patterns (quoted on the shell, or on Windows), keep plain paths as they are."""
-    paths: List[str] = []
-    for p in patterns:
-        wild = any(c in p for c in "*?[") and not os.path.exists(p) and "://" not in p  # a file may have [ in its name
-        matches = sorted(glob.glob(p)) if wild else []
-        paths.extend(matches or [p])
-    return paths
+    return [m for p in patterns for m in expand_pattern(p)]
 
 
 def _choices(values: Sequence[str]) -> str:

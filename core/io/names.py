@@ -121,7 +121,7 @@ class NameAliases:
         if isinstance(value, (list, tuple)):
             items: List[Any] = list(value)
             if expand:
-                items = [m for v in items for m in (_expand(v) if isinstance(v, str) else [v])]
+                items = [m for v in items for m in (expand_pattern(v) if isinstance(v, str) else [v])]
             return type(value)(self.alias_values(v) for v in items)
         if isinstance(value, dict):
             return {k: self.alias_values(v) for k, v in value.items()}
@@ -134,10 +134,23 @@ class NameAliases:
         return shown(text)
 
 
-def _expand(pattern: str) -> List[str]:
-    """A glob pattern's matches (sorted), or the pattern (as the commands' ``expand_inputs``)."""
-    wild = any(c in pattern for c in "*?[") and not os.path.exists(pattern) and "://" not in pattern
-    return (sorted(glob.glob(pattern)) if wild else []) or [pattern]
+def is_pattern(path: Any) -> bool:
+    """True for a glob pattern: text with ``*``, ``?`` or ``[`` that is not a URL or GDAL network path (a
+    URL's ``?`` starts its query) and not a path that exists (a file may be called ``a[1].tif``).
+
+    >>> is_pattern("scenes/S3*.SEN3"), is_pattern("https://host/a.tif?x=1"), is_pattern("a.tif")
+    (True, False, False)
+    """
+    from .sources import is_remote
+    return isinstance(path, str) and any(c in path for c in "*?[") and not is_remote(path) and \
+        not os.path.exists(path)
+
+
+def expand_pattern(path: str, recursive: bool = False) -> List[str]:
+    """A glob pattern's matches (sorted; ``recursive``: ``**`` across folders), or ``[path]`` for a pattern
+    that matches nothing and for anything else (:func:`is_pattern`)."""
+    return (sorted(glob.glob(path, recursive=recursive)) if is_pattern(path) else []) or [path]
+
 
 
 def _link(target: bytes, link: str) -> None:

@@ -23,6 +23,7 @@ from ..errors import InputError, ParameterError, TileError, TilewiseError
 from ..grid import Grid, Tile, grid_from_extent, parse_cell_size, snap_extent
 from ..io.cog import Placement, check_writable, to_output
 from ..io.coverage import check_inputs_meet, check_output_size, footprint, meets, raster_bounds
+from ..io.names import is_pattern
 from ..io.outputs import check_not_an_input, describe_inputs
 from ..io.sources import RasterInfo, describe_raster, gdal_path, is_remote, read_window, same_grid_offset
 from ..options import GridOptions, Options, OutputSpec, nodata_fits, parse_crs, plan_grid, split_options
@@ -90,7 +91,7 @@ def find_inputs(patterns: Sequence[str]) -> List[str]:
             if not files:
                 raise InputError(f"No raster files ({', '.join(RASTER_EXTENSIONS)}) in the folder {p}.")
             found.extend(files)
-        elif any(c in p for c in "*?[") and not os.path.exists(p):  # a file may be called "a[1].tif"
+        elif is_pattern(p):
             files = sorted(glob.glob(p, recursive=True))
             if not files:
                 raise InputError(f"No file matches {p}.")

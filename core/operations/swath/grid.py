@@ -28,6 +28,7 @@ import numpy as np
 
 from ...errors import InputError, OutputError, ParameterError, TilewiseError, TilewiseWarning
 from ...logs import lines_to
+from ...io.names import expand_pattern, is_pattern
 from ...io.swath import SwathScene, open_swath, read_geolocation, read_raw, unpack
 from ...options import RunOptions
 from .flags import FlagRequest, SceneFlags, flag_request, resolve_flags
@@ -354,7 +355,7 @@ def accepts_swaths(what: str, one_variable: bool = False, folders: bool = True) 
         @functools.wraps(operation)
         def run(inputs: Sequence[str], output: str, *args: Any, **options: Any):
             scenes = expand_patterns(inputs)
-            unmatched = [s for s in scenes if _wild(s)]
+            unmatched = [s for s in scenes if is_pattern(s)]
             if unmatched and any(options.get(k) not in (None, "", (), []) for k in GRID_ONLY):
                 raise InputError(f"No file matches {unmatched[0]}.")   # what the mosaic says of it
             if not swath_series(scenes, options, folders):
@@ -376,18 +377,11 @@ def expand_patterns(inputs: Sequence[str]) -> List[str]:
     >>> expand_patterns(["no/such/*.SEN3", "https://host/a?.tif"])
     ['no/such/*.SEN3', 'https://host/a?.tif']
     """
-    import glob
     out: List[str] = []
     for p in [inputs] if isinstance(inputs, str) else inputs or ():
         p = os.fspath(p) if isinstance(p, os.PathLike) else p
-        out.extend((sorted(glob.glob(p, recursive=True)) or [p]) if _wild(p) else [p])
+        out.extend(expand_pattern(p, recursive=True) if isinstance(p, str) else [p])
     return out
-
-
-def _wild(p: Any) -> bool:
-    """True for a glob pattern (not a URL, not a path that exists)."""
-    from ...io.sources import is_remote
-    return isinstance(p, str) and any(c in p for c in "*?[") and not is_remote(p) and not os.path.exists(p)
 
 
 def _variable_list(variables: Any) -> List[str]:
