@@ -28,6 +28,7 @@ import numpy as np
 
 from ...errors import InputError, OutputError, ParameterError, TilewiseError, TilewiseWarning
 from ...logs import lines_to
+from ...io.atomic import atomic_write
 from ...io.names import expand_pattern, is_pattern
 from ...io.swath import SwathScene, open_swath, read_geolocation, read_raw, unpack
 from ...options import RunOptions
@@ -62,7 +63,8 @@ def _warped(scene: SwathScene, variables: Sequence[str], crs: str, transform: Tu
     lat, lon = read_geolocation(scene)
     xmin, ymax = transform[2], transform[5]
     bounds = (xmin, ymax + height * transform[4], xmin + width * transform[0], ymax)
-    window = source_window(lat, lon, crs, bounds)
+    box = _lonlat_box(crs, bounds)
+    window = source_window(lat, lon, crs, bounds, box=box)
     if window is None:
         return out, False
     rows, cols = window
@@ -73,7 +75,7 @@ def _warped(scene: SwathScene, variables: Sequence[str], crs: str, transform: Tu
     lon = _continuous(lon)
     if bad[rows, cols].any():
         lat, lon = _extrapolated(lat, bad), _extrapolated(lon, bad)
-    lat, lon, bad = lat[rows, cols], _towards(lon[rows, cols], crs, bounds), bad[rows, cols]
+    lat, lon, bad = lat[rows, cols], _towards(lon[rows, cols], box), bad[rows, cols]
     part = Window(cols.start, rows.start, cols.stop - cols.start, rows.stop - rows.start)
     masked = None
     if isinstance(flags, FlagRequest):
@@ -98,10 +100,12 @@ WINDOW_PAD = 8
 
 
 def source_window(lat: np.ndarray, lon: np.ndarray, crs: str, bounds: Tuple[float, float, float, float],
-                  pad: int = WINDOW_PAD) -> Optional[Tuple[slice, slice]]:
+                  pad: int = WINDOW_PAD, *, box: Optional[Tuple[float, float, float, float]] = None
+                  ) -> Optional[Tuple[slice, slice]]:
     """The rows and columns of a scene (``lat``, ``lon``: degrees, NaN where missing) that hold the pixels
     within ``bounds`` (xmin, ymin, xmax, ymax in ``crs``) taken as a latitude/longitude box, widened by three
-    pixels, and then by ``pad`` pixels; None when no pixel of the scene is near.
+    pixels, and then by ``pad`` pixels; None when no pixel of the scene is near. ``box``: those bounds in
+    degrees already (:func:`_lonlat_box`).
 
     >>> lat, lon = np.meshgrid(np.arange(10.0), np.arange(20.0), indexing="ij")
     >>> source_window(lat, lon, "EPSG:4326", (5.0, 2.0, 7.0, 3.0), pad=0)
@@ -110,7 +114,7 @@ def source_window(lat: np.ndarray, lon: np.ndarray, crs: str, bounds: Tuple[floa
     True
     """
     from ...kernels.swath import pixel_spacing
-    box = _lonlat_box(crs, bounds)
+    box = box or _lonlat_box(crs, bounds)
     h, w = lat.shape
     step = max(v for v in (*pixel_spacing(lat, lon), 0.0) if np.isfinite(v)) / 111195.0
     # every WINDOW_STRIDE-th pixel first, with a margin that reaches the pixels between them; then every
@@ -178,10 +182,11 @@ def _geoloc_arrays(lat: np.ndarray, lon: np.ndarray) -> Tuple[np.ndarray, str]:
     return np.stack([np.reshape(x, lat.shape), np.reshape(y, lat.shape)]), POLAR_CRS[pole]
 
 
-def _towards(lon: np.ndarray, crs: str, bounds: Tuple[float, float, float, float]) -> np.ndarray:
-    """``lon`` moved by whole turns (exactly: +-360) to lie around the longitude of the grid's centre: a
-    scene across the antimeridian taken as 179..181 reaches a grid at -179.9 as -180.1. Unchanged otherwise."""
-    west, _, east, _ = _lonlat_box(crs, bounds)
+def _towards(lon: np.ndarray, box: Tuple[float, float, float, float]) -> np.ndarray:
+    """``lon`` moved by whole turns (exactly: +-360) to lie around the longitude of the centre of the grid's
+    ``box`` (:func:`_lonlat_box`): a scene across the antimeridian taken as 179..181 reaches a grid at -179.9
+    as -180.1. Unchanged otherwise."""
+    west, _, east, _ = box
     width = east - west if east >= west else east - west + 360.0
     if width >= 180.0:   # every longitude (a polar grid) or half of them: nothing to choose
         return lon
@@ -304,9 +309,8 @@ def grid_scene(scene: SwathScene, out: str, names: Sequence[str], crs: str, tran
     reaches the grid."""
     data, covered = _warped(scene, names, crs, transform, width, height, resampling, flags)
     _write_grid(out, data, names, crs, transform, scene.start_time)
-    with open(out + ".json.part", "w", encoding="utf-8") as f:
+    with atomic_write(out + ".json") as f:
         f.write(stamp)
-    os.replace(out + ".json.part", out + ".json")
     return out, covered
 
 
