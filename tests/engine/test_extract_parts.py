@@ -172,3 +172,36 @@ def _kept_values(part):
     at = [np.arange(s + l * n, s + l * n + c) for s, n, counts in zip(part["vstart"], part["vlen"], part["vcount"])
           for l, c in enumerate(counts)]
     return np.concatenate(at).astype(np.int64) if at else np.zeros(0, np.int64)
+
+
+@pytest.mark.parametrize("extension", [".parquet", ".csv", ".gpkg"])
+def test_the_files_written_with_the_arrow_source_column_are_those_of_the_numpy_one(series, points, tmp_path,
+                                                                                  extension):
+    import pyogrio
+    from tilewise.core.io.vector import write_table
+    result = extract_stats(series[::-1], points, ExtractSpec(["mean"]), tile_size=16)
+    plain, arrow = result.table("long"), result.table("long", arrow=True)
+    assert isinstance(plain.columns["source"], np.ndarray)
+    assert arrow.columns["source"].to_pylist() == plain.columns["source"].tolist()
+    a = write_table(plain, str(tmp_path / f"numpy{extension}"))
+    b = result.write(str(tmp_path / f"arrow{extension}"))
+    if extension != ".gpkg":
+        assert Path(a).read_bytes() == Path(b).read_bytes()
+        return
+    one, two = pyogrio.raw.read(a)[3], pyogrio.raw.read(b)[3]    # a GeoPackage records when it was written
+    assert len(one) == len(two) == 5
+    for x, y in zip(one, two):
+        assert np.array_equal(x, y) if x.dtype == object else np.array_equal(x, y, equal_nan=True)
+    assert one[1].tolist() == plain.columns["source"].tolist()
+
+
+def test_tiled_strings_are_chunked_below_arrows_string_limit(monkeypatch):
+    from tilewise.core.io.vector import tiled_strings
+    names = ["a" * 300, "b", "ccc"]
+    column = tiled_strings(names, 5_000)
+    assert column.num_chunks == 1 and column.to_pylist() == names * 5_000
+    long = ["x" * (1 << 20), "yy"]          # 1 MiB + 2 bytes a repeat: 1,023 repeats a chunk (under 1 GiB), the rest
+    column = tiled_strings(long, 2_500)
+    assert [len(c) for c in column.chunks] == [2046, 2046, 908]
+    assert column[2 * 2500 - 1].as_py() == "yy" and column[4092].as_py() == long[0]
+    assert len(tiled_strings(names, 0)) == 0

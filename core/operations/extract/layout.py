@@ -34,7 +34,7 @@ from typing import Dict, List, Sequence
 import numpy as np
 
 from .spec import ExtractSpec, percentile_column
-from ...io.vector import VERTEX_INDEX, Samples, Table, Zones
+from ...io.vector import VERTEX_INDEX, Samples, Table, Zones, tiled_strings
 from ...kernels.zonal import ZoneStats
 from ...vocabulary import EXTRACT_LAYOUTS
 
@@ -82,8 +82,10 @@ def statistic_arrays(stats: ZoneStats, spec: ExtractSpec, as_values: bool) -> Di
 
 
 def long_table(zones: Zones, samples: Samples, stats: ZoneStats, spec: ExtractSpec, sources: Sequence[str],
-               dates: np.ndarray, bands: Sequence[int]) -> Table:
-    """The long layout (see the module's docstring). Layer ``r * len(bands) + b`` is raster ``r``, band ``bands[b]``."""
+               dates: np.ndarray, bands: Sequence[int], arrow: bool = False) -> Table:
+    """The long layout (see the module's docstring). Layer ``r * len(bands) + b`` is raster ``r``, band ``bands[b]``.
+    ``arrow``: the ``source`` column as an Arrow string column (:func:`~tilewise.core.io.vector.tiled_strings`,
+    for a file), not a numpy array of Python strings."""
     n_s = len(samples)
     n_b = len(bands)
     order = date_order(dates)
@@ -95,7 +97,8 @@ def long_table(zones: Zones, samples: Samples, stats: ZoneStats, spec: ExtractSp
     cols: Dict[str, np.ndarray] = {zones.id_name: np.repeat(zones.ids[samples.feature], n_l)}
     if samples.vertex is not None:
         cols[_unique(VERTEX_INDEX, cols)] = np.repeat(samples.vertex.astype(np.int32), n_l)
-    cols[_unique("source", cols)] = np.tile(np.asarray(list(sources), dtype=object)[raster], n_s)
+    names = np.asarray(list(sources), dtype=object)[raster]
+    cols[_unique("source", cols)] = tiled_strings(names, n_s) if arrow else np.tile(names, n_s)
     cols[_unique("date", cols)] = np.tile(np.asarray(dates, dtype="datetime64[D]")[raster], n_s)
     cols[_unique("band", cols)] = np.tile(np.asarray(bands, dtype=np.int32)[layer_order % n_b], n_s)
     in_order = np.array_equal(layer_order, np.arange(n_l))
@@ -170,9 +173,10 @@ def _unique(name: str, taken: Dict[str, np.ndarray]) -> str:
 
 
 def build_table(layout: str, zones: Zones, samples: Samples, stats: ZoneStats, spec: ExtractSpec,
-                sources: Sequence[str], dates: np.ndarray, bands: Sequence[int]) -> Table:
-    """:func:`wide_table` or :func:`long_table` by ``layout`` (``"wide"``/0 or ``"long"``/1)."""
+                sources: Sequence[str], dates: np.ndarray, bands: Sequence[int], arrow: bool = False) -> Table:
+    """:func:`wide_table` or :func:`long_table` by ``layout`` (``"wide"``/0 or ``"long"``/1); ``arrow``: see
+    :func:`long_table`."""
     from .spec import choose
-    name = choose(layout, EXTRACT_LAYOUTS, "layout")
-    builder = wide_table if name == "wide" else long_table
-    return builder(zones, samples, stats, spec, sources, dates, bands)
+    if choose(layout, EXTRACT_LAYOUTS, "layout") == "wide":
+        return wide_table(zones, samples, stats, spec, sources, dates, bands)
+    return long_table(zones, samples, stats, spec, sources, dates, bands, arrow)

@@ -492,14 +492,15 @@ class ExtractResult:
     def sources(self) -> List[str]:
         return [r.source for r in self.plan.rasters]
 
-    def table(self, layout: Union[int, str] = "long") -> Table:
-        """The result as a :class:`.vector.Table` in the ``layout`` (0/"wide" or 1/"long")."""
+    def table(self, layout: Union[int, str] = "long", arrow: bool = False) -> Table:
+        """The result as a :class:`.vector.Table` in the ``layout`` (0/"wide" or 1/"long"): numpy columns, or
+        with ``arrow`` the long layout's ``source`` as an Arrow string column, as the file writers take it."""
         p = self.plan
-        return build_table(layout, p.zones, p.samples, self.stats, p.spec, self.sources, p.dates, p.bands)
+        return build_table(layout, p.zones, p.samples, self.stats, p.spec, self.sources, p.dates, p.bands, arrow)
 
     def write(self, path: str, layout: Union[int, str] = "long") -> str:
         """Write the table to ``path`` (.gpkg, .csv, .parquet...); return its path."""
-        return write_table(self.table(layout), path)
+        return write_table(self.table(layout, arrow=True), path)
 
     def plot(self, path: str, **options) -> str:
         """Write an HTML chart of each feature's series (see :func:`.plot.write_plot`)."""

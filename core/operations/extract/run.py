@@ -153,7 +153,7 @@ class ExtractSink(TableSink):
         else:       # nothing merged yet (all tiles reused), or another order: every part, in tile order
             result = self.merge((t, read_part(self.target(workdir, t))) for t in tiles)
         self.progress.clear()
-        table = result.table(self.layout)
+        table = result.table(self.layout, arrow=True)
         write_table(table, self.path, self.layer)
         if self.plot:
             result.plot(self.plot)
