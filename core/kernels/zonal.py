@@ -628,6 +628,81 @@ class ZoneMerger:
                          quantiles=np.where(ok[..., None], self.q[z], np.nan), valid=ok)
 
 
+
+class PixelMerger:
+    """The merge of features that are each one pixel in one tile (points, nearest pixel, no window): the
+    statistics of :class:`ZoneMerger`, the same bit for bit, from each part's ``n`` (0 or 1) and ``total``
+    (the pixel's value) alone, and its quantiles when asked. Parts of such features need no more
+    (:data:`PIXEL_UNREAD`): at 100,000 points x 50 rasters, two arrays of 40 MB to write, read and
+    merge where :class:`ZoneMerger` takes eight. ``min``, ``max`` and ``sum`` are the value itself: they are
+    the mean's array, seen read-only."""
+
+    def __init__(self, n_zones: int, n_layers: int, parts: np.ndarray, whole: np.ndarray,
+                 quantiles: Sequence[float] = (), min_valid_fraction: float = 0.0, moments: bool = True) -> None:
+        self.parts = np.asarray(parts, np.int64)
+        if np.any(self.parts > 1):
+            raise ValueError("a feature of one pixel has one part at most")
+        self.n_layers = n_layers
+        self.qs = tuple(quantiles)
+        self.whole = np.asarray(whole, np.float64)
+        self.min_valid_fraction = float(min_valid_fraction)
+        self.moments = bool(moments)
+        shape = (n_zones, n_layers)
+        self.n = np.zeros(shape, np.int64)
+        self.value = np.full(shape, np.nan)
+        self.q = np.full(shape + (len(self.qs),), np.nan)
+        self.footprint = np.zeros(n_zones)
+        self.seen = np.zeros(n_zones, np.int64)
+
+    def add(self, part: TilePart) -> np.ndarray:
+        """Take one tile's part; return the features it made final (all of its own)."""
+        z = part.zones
+        if len(z) == 0:
+            return z
+        if np.any(self.seen[z] >= self.parts[z]):
+            raise ValueError(f"tile {part.tile} was added twice")
+        self.seen[z] += 1
+        self.footprint[z] += part.footprint
+        self.n[z] = part.n
+        self.value[z] = part.total          # the pixel's value times its weight, 1
+        if self.qs:
+            self.q[z] = part.quantiles
+        return z
+
+    def pending(self) -> int:
+        """How many features still wait for a tile."""
+        return int(np.sum(self.seen < self.parts))
+
+    def result(self, zones: Optional[np.ndarray] = None) -> ZoneStats:
+        """Final statistics of ``zones`` (all by default), as :meth:`ZoneMerger.result` gives them."""
+        z = slice(None) if zones is None else np.asarray(zones, np.int64)
+        if np.any(self.seen[z] < self.parts[z]):
+            missing = np.arange(len(self.parts))[z][self.seen[z] < self.parts[z]]
+            raise ValueError(f"{len(missing)} features still wait for tiles (first: {missing[:5].tolist()})")
+        final = isinstance(z, slice)
+        n = self.n[z]
+        w = n.astype(np.float64)
+        whole = np.where(np.isnan(self.whole[z]), self.footprint[z], self.whole[z])[:, None]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            fraction = np.divide(w, whole, out=np.zeros(w.shape), where=whole > 0)
+        ok = n > 0
+        if self.min_valid_fraction > 0:
+            ok &= fraction >= self.min_valid_fraction - 1e-12
+        mean = self.value[z]                # every feature final: the merger's own array, nulled in place
+        mean[~ok] = np.nan
+        value = mean.view()
+        value.flags.writeable = False
+        # the std of one pixel is 0; without moments it is null everywhere (one NaN seen through every entry)
+        std = np.where(ok, 0.0, np.nan) if self.moments else np.broadcast_to(np.float64(np.nan), w.shape)
+        return ZoneStats(mean=mean, std=std, vmin=value, vmax=value, count=w, total=value,
+                         n_valid=n if final else n.copy(), valid_fraction=fraction,
+                         quantiles=np.where(ok[..., None], self.q[z], np.nan), valid=ok)
+
+
+#: The ``(k, L)`` arrays of a :class:`TilePart` that :class:`PixelMerger` does not read (a part for it need
+#: not hold them); it reads ``zones``, ``footprint``, ``n``, ``total`` and ``quantiles``.
+PIXEL_UNREAD = ("w", "mean", "m2", "vmin", "vmax", "blocked", "vcount")
+
 # -- warming numba's cache -----------------------------------------------------------------------------------
 
 #: The types a raster's values come in (rasterio reads GDAL's types as these; several bands in their common

@@ -14,6 +14,7 @@ import shapely
 
 import tilewise.core as core
 from tilewise.core.operations.extract import ExtractSpec, extract_stats, zones_from_geometries
+from tilewise.core.kernels.zonal import PIXEL_UNREAD
 from tilewise.core.operations.extract.run import ExtractOptions, plan_extract_job, unused_arrays
 from tilewise.core.options import RunOptions
 from tilewise.core.paths import workdir_for
@@ -83,11 +84,15 @@ def points():
     return zones_from_geometries(shapely.points(xy), UTM_CRS, ids=np.arange(300) + 1000, id_name="pid")
 
 
-@pytest.mark.parametrize("stats, left_out", [("mean", {"m2", "vcount"}), (["mean", "std"], {"vcount"}),
-                                             (["mean", "median"], {"m2"})])
-def test_parts_leave_out_the_arrays_that_are_all_zeros(series, points, tmp_path, stats, left_out):
+PIXEL = set(PIXEL_UNREAD)
+
+
+@pytest.mark.parametrize("stats, window, left_out", [
+    ("mean", 1, PIXEL), (["mean", "std"], 1, PIXEL), (["mean", "median"], 1, PIXEL),   # one pixel a point
+    ("mean", 3, {"m2", "vcount"}), (["mean", "std"], 3, {"vcount"}), (["mean", "median"], 3, {"m2"})])
+def test_parts_leave_out_the_arrays_the_merge_does_not_read(series, points, tmp_path, stats, window, left_out):
     out = tmp_path / "ts.parquet"
-    job = plan_extract_job(series, points, str(out), ExtractOptions(stats, id_field="pid"), 16)
+    job = plan_extract_job(series, points, str(out), ExtractOptions(stats, id_field="pid", window=window), 16)
     assert set(unused_arrays(job.plan)) == left_out
     run_tiles(job, core.operations.extract.run.extract_job_tile,
               RunOptions(executor=SerialExecutor(), keep_workdir=True))
@@ -95,10 +100,11 @@ def test_parts_leave_out_the_arrays_that_are_all_zeros(series, points, tmp_path,
     assert len(parts) == len(job.tasks) > 1
     for part in parts:
         with np.load(part) as data:
-            assert left_out.isdisjoint(data.files) and {"mean", "n", "w"} <= set(data.files)
+            assert left_out.isdisjoint(data.files) and {"n", "total", "quantiles"} <= set(data.files)
     # the table through the parts equals the extraction in this process, which keeps every array
-    want = extract_stats(series, points, ExtractSpec(stats), tile_size=16).table("long")
+    want = extract_stats(series, points, ExtractSpec(stats, window=window), tile_size=16).table("long")
     got = pq.read_table(out).to_pydict()
+    assert len(got["pid"]) == len(want)
     for name, values in want.columns.items():
         if values.dtype.kind == "f":
             np.testing.assert_array_equal(np.array(got[name], dtype=float), values, err_msg=name)
@@ -205,3 +211,38 @@ def test_tiled_strings_are_chunked_below_arrows_string_limit(monkeypatch):
     assert [len(c) for c in column.chunks] == [2046, 2046, 908]
     assert column[2 * 2500 - 1].as_py() == "yy" and column[4092].as_py() == long[0]
     assert len(tiled_strings(names, 0)) == 0
+
+
+@pytest.mark.parametrize("stats, percentiles, min_valid", [
+    (["mean"], (), 0.0), (["mean", "std", "min", "max", "sum", "count"], (), 0.0),
+    (["median", "percentiles", "std"], (10, 90), 0.0), (["mean", "std"], (), 1.0)])
+def test_the_pixel_merger_gives_the_zone_mergers_statistics_bit_for_bit(series, points, tmp_path, stats,
+                                                                         percentiles, min_valid):
+    from tilewise.core.kernels.zonal import PixelMerger, ZoneMerger
+    from tilewise.core.operations.extract import extract_tile, plan_extraction
+    rng = np.random.default_rng(8)
+    floats = rng.normal(size=(1, 40, 50)).astype(np.float32)
+    floats[0][rng.random((40, 50)) < 0.2] = np.nan                  # NaN without a nodata value
+    rasters = series + [write_raster(tmp_path / "f.tif", floats)]
+    empty = zones_from_geometries(np.concatenate([points.geometry, [shapely.Point()]]), UTM_CRS,
+                                  ids=np.arange(301), id_name="pid")
+    spec = ExtractSpec(stats, percentiles, min_valid_fraction=min_valid)
+    plan = plan_extraction(rasters, empty, spec, tile_size=16, moments="std" in stats)
+    group = plan.groups[0]
+    assert group.pixels and len(plan.tasks()) > 4
+    pixel = plan.merger(0)
+    zone = ZoneMerger(len(group.footprints), plan.n_layers, group.assignment.parts, group.whole, spec.quantiles,
+                      min_valid, group.bilinear, plan.moments)
+    assert isinstance(pixel, PixelMerger)
+    for g, t in plan.tasks():
+        part = extract_tile(plan, g, t)
+        assert np.array_equal(pixel.add(part), zone.add(part))
+    assert pixel.pending() == zone.pending() == 0
+    for which in (None, np.array([5, 0, 300, 17])):
+        want, got = zone.result(which), pixel.result(which)
+        for name in ("mean", "std", "vmin", "vmax", "count", "total", "n_valid", "valid_fraction", "quantiles",
+                     "valid"):
+            a, b = getattr(want, name), getattr(got, name)
+            assert a.shape == b.shape and a.dtype == b.dtype, name
+            assert np.array_equal(a, b, equal_nan=True), name
+        assert np.isnan(got.mean).any() and not np.isnan(got.mean).all()

@@ -11,7 +11,8 @@ The three stages are separate so a tile runner can take over the middle one:
    reads the tile window of each raster of the group once, band by band, and
    reduces every sample's pixels (:func:`.zonal.reduce_tile`). It returns a
    picklable :class:`.zonal.TilePart`.
-3. :class:`.zonal.ZoneMerger` (parent): merges the parts exactly as they come;
+3. :class:`.zonal.ZoneMerger` (parent): merges the parts exactly as they come (:class:`.zonal.PixelMerger`
+   where every sample is one pixel in one tile);
    :func:`assemble_stats` puts the groups' results side by side.
 
 :func:`extract_stats` runs the three in this process, tile after tile: the runner's task loop
@@ -40,7 +41,7 @@ from ...vocabulary import EXTRACT_COVERAGES, EXTRACT_POINT_METHODS
 from .spec import ExtractSpec
 from ...io.vector import Samples, Table, Zones, check_zone_coordinates, make_samples, read_zones, reproject, same_crs, \
     to_date64, write_table
-from ...kernels.zonal import TilePart, ZoneMerger, ZoneStats, reduce_tile
+from ...kernels.zonal import PixelMerger, TilePart, ZoneMerger, ZoneStats, reduce_tile
 from ...masks import QaMask, plan_qa_mask, qa_mask
 from ...phases import timed
 
@@ -74,6 +75,9 @@ class GridGroup:
     whole: np.ndarray
     weighted: np.ndarray
     bilinear: np.ndarray
+    #: every sample is one pixel in one tile (points, nearest pixel, no window): merged by
+    #: :class:`~tilewise.core.kernels.zonal.PixelMerger` from parts of fewer arrays
+    pixels: bool = False
 
     def layers(self, n_bands: int) -> np.ndarray:
         """Global layer indices of this group's rasters x bands, in the order of its parts."""
@@ -119,8 +123,11 @@ class ExtractPlan:
         need: what to send to worker processes or Dask tasks (the groups' pixel-space footprints stay)."""
         return replace(self, zones=None, samples=None)  # type: ignore[arg-type]
 
-    def merger(self, g: int) -> ZoneMerger:
+    def merger(self, g: int) -> Union[ZoneMerger, PixelMerger]:
         group = self.groups[g]
+        if group.pixels:
+            return PixelMerger(len(group.footprints), len(group.rasters) * len(self.bands), group.assignment.parts,
+                               group.whole, self.spec.quantiles, self.spec.min_valid_fraction, self.moments)
         return ZoneMerger(len(group.footprints), len(group.rasters) * len(self.bands), group.assignment.parts,
                           group.whole, self.spec.quantiles, self.spec.min_valid_fraction, group.bilinear,
                           self.moments)
@@ -329,8 +336,10 @@ def _plan_group(sources: Sequence[RasterSource], members: Tuple[int, ...], sampl
     shaped = (fp.kind == KIND_POLYGON) | (fp.kind == KIND_LINE)
     weighted = shaped & (coverage == MODE_FRACTIONAL)
     bilinear = (fp.kind == KIND_POINT) & (spec.point_method == "bilinear")
+    pixels = spec.point_method == "nearest" and spec.window == 1 and \
+        bool(np.all((fp.kind == KIND_POINT) | (fp.kind == KIND_EMPTY))) and bool(np.all(assignment.parts <= 1))
     return GridGroup(grid, members, fp, tuple(plan_tiles(grid, tile_size)), assignment, whole,
-                     weighted | bilinear, bilinear)
+                     weighted | bilinear, bilinear, pixels)
 
 
 def window_pad(spec: ExtractSpec) -> float:

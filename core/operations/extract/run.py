@@ -33,7 +33,7 @@ from ...errors import OutputError, ParameterError
 from ...grid import Grid, Tile
 from ...io.vector import Zones, output_format, read_zones, write_table
 from ...kernels.footprints import TileAssignment
-from ...kernels.zonal import TilePart
+from ...kernels.zonal import PIXEL_UNREAD, TilePart
 from ...masks import parse_codes, preset_by_name
 from ...options import GridOptions, OutputOptions, split_options
 from ...phases import timed
@@ -245,7 +245,7 @@ def extract_job_tile(job: ExtractJob, tile: Tile, target: str) -> int:
     arrays = {f.name: getattr(part, f.name) for f in fields(TilePart)}
     if job.task_zones is not None:        # the task's own plan (ExtractJob.for_tile): numbers of the whole plan
         arrays["zones"] = job.task_zones[arrays["zones"]]
-    for name in unused_arrays(job.plan):   # all zeros: left out of the part, made again when it is read
+    for name in unused_arrays(job.plan, g):   # left out of the part (see unused_arrays)
         del arrays[name]
     arrays["tile"] = np.int64(t)
     arrays["group"] = np.int64(g)
@@ -254,11 +254,20 @@ def extract_job_tile(job: ExtractJob, tile: Tile, target: str) -> int:
     return tile.index
 
 
-def unused_arrays(plan: ExtractPlan) -> Tuple[str, ...]:
-    """The ``(samples, layers)`` arrays of a :class:`TilePart` that are all zeros in every part of ``plan``:
-    the sums of squared deviations without ``moments``, the counts of kept values without quantiles.
-    A part is written without them (a quarter less to write, read and merge at points)."""
+def unused_arrays(plan: ExtractPlan, g: int = 0) -> Tuple[str, ...]:
+    """The ``(samples, layers)`` arrays of a :class:`TilePart` of group ``g`` of ``plan`` that the merge
+    does not read, left out of the parts it writes: the ones :class:`~tilewise.core.kernels.zonal.PixelMerger`
+    does not read where every sample is one pixel (two thirds less to write, read and merge at points), else
+    those that are all zeros: the sums of squared deviations without ``moments``, the counts of kept values
+    without quantiles (a quarter less). :class:`PartsMerger` sees zeros in their place."""
+    if plan.groups[g].pixels:
+        return PIXEL_UNREAD
     return (() if plan.moments else ("m2",)) + (() if plan.spec.quantiles else ("vcount",))
+
+
+#: the zero of each array :func:`unused_arrays` may leave out (the kernel's types)
+_ZEROS = {n: np.zeros((), np.int64 if n == "vcount" else bool if n == "blocked" else np.float64)
+          for n in ("m2", "vcount") + PIXEL_UNREAD}
 
 
 class PartsMerger:
@@ -271,9 +280,8 @@ class PartsMerger:
         self.names = [f.name for f in fields(TilePart)]
 
     def add(self, arrays: Dict[str, np.ndarray]) -> None:
-        shape = arrays["n"].shape
-        values = {n: arrays[n] if n in arrays else np.zeros(shape, np.float64 if n == "m2" else np.int64)
-                  for n in self.names}
+        shape = arrays["n"].shape             # an array left out of the part: zeros, seen read-only
+        values = {n: arrays[n] if n in arrays else np.broadcast_to(_ZEROS[n], shape) for n in self.names}
         values["tile"] = int(arrays["tile"])
         self.mergers[int(arrays["group"])].add(TilePart(**values))
 
