@@ -29,8 +29,17 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from benchlib import Bench, KINDS, PAGE, ROOT, floor_of  # noqa: E402
 
 
-#: Goal of issue 21: every case at most this many times its floor, in a session and from the CLI.
+#: Goal of issue 21: every case at most this many times its floor, in a session and from the CLI ...
 FLOOR_GOAL = 1.25
+#: ... but for the two cases the issue gives a goal of their own: gap filling and extraction at points.
+OWN_FLOOR_GOAL = 1.5
+
+
+def floor_goal(row):
+    """The most times its floor ``row`` may take: :data:`OWN_FLOOR_GOAL` for gap filling and extraction at
+    points (the issue's own goals for them), else :data:`FLOOR_GOAL`."""
+    own = row["tool"] == "tilewise gapfill (CLI)" or row["tool"].startswith("tilewise extract")
+    return OWN_FLOOR_GOAL if own else FLOOR_GOAL
 
 
 def is_measured_tilewise(row):
@@ -52,11 +61,13 @@ def goals(rows, firsts=()):
               for f in [floor_of(rows, r)] if f]
     if ratios:
         worst = max(ratios, key=lambda rr: rr[1])
-        goal(f"every case <= {FLOOR_GOAL}x its floor, in a session and from the CLI",
-             f"{sum(x <= FLOOR_GOAL for _, x in ratios)} of {len(ratios)} within; worst {worst[1]:.2f}x "
-             f"({worst[0]['case']}: {worst[0]['tool']})", all(x <= FLOOR_GOAL for _, x in ratios))
+        goal(f"every case <= {FLOOR_GOAL}x its floor, in a session and from the CLI (gap filling and extraction "
+             f"at points: <= {OWN_FLOOR_GOAL}x, their own goals below)",
+             f"{sum(x <= floor_goal(r) for r, x in ratios)} of {len(ratios)} within; worst {worst[1]:.2f}x "
+             f"({worst[0]['case']}: {worst[0]['tool']})", all(x <= floor_goal(r) for r, x in ratios))
         for r, x in ratios:
-            lines.append(f"  - {r['case']}: {r['tool']}: {x:.2f}x its floor{'' if x <= FLOOR_GOAL else ' (over)'}")
+            lines.append(f"  - {r['case']}: {r['tool']}: {x:.2f}x its floor"
+                         f"{'' if x <= floor_goal(r) else f' (over {floor_goal(r)}x)'}")
     session = [r for r in rows if r.get("where") == "session" and not r["floor"]]
 
     def med(key, kind, tool):
@@ -85,15 +96,15 @@ def goals(rows, firsts=()):
     for r in rows:  # issue 21's own goals for gap filling and extraction at points, from the CLI
         f = floor_of(rows, r)
         if f and r["tool"] == "tilewise gapfill (CLI)":
-            goal(f"gap filling <= 1.5x its floor ({r['case']})", f"{r['median'] / f['median']:.2f}x",
-                 r["median"] <= 1.5 * f["median"])
+            goal(f"gap filling <= {OWN_FLOOR_GOAL}x its floor ({r['case']})", f"{r['median'] / f['median']:.2f}x",
+                 r["median"] <= OWN_FLOOR_GOAL * f["median"])
             xa = next((x["median"] for x in rows if x["case"] == r["case"] and x["tool"].startswith("xarray")), None)
             if xa:
                 goal(f"gap filling faster than the xarray script ({r['case']})", f"{xa / r['median']:.2f}x",
                      r["median"] < xa)
         if f and r["tool"].startswith("tilewise extract") and f["output"] == "parquet":
-            goal(f"extraction at points <= 1.5x its floor ({r['case']})", f"{r['median'] / f['median']:.2f}x",
-                 r["median"] <= 1.5 * f["median"])
+            goal(f"extraction at points <= {OWN_FLOOR_GOAL}x its floor ({r['case']})",
+                 f"{r['median'] / f['median']:.2f}x", r["median"] <= OWN_FLOOR_GOAL * f["median"])
     for first in firsts:
         pairs = [("tilewise:temporalmedian", first["after set-up"], first["warm"])]
         pairs += [(label, first[f"{label} first"], first[f"{label} second"]) for label in first.get("others", ())]
