@@ -438,7 +438,42 @@ class _Stash:
     segments: List[List[Tuple[np.ndarray, np.ndarray]]] = field(default_factory=list)
 
 
-class ZoneMerger:
+class _Merger:
+    """What both mergers share: the parts each feature waits for (``parts``, ``seen``), its footprint weight
+    on the whole lattice (``whole``, ``footprint``), the minimum valid fraction."""
+
+    parts: np.ndarray
+    seen: np.ndarray
+    whole: np.ndarray
+    footprint: np.ndarray
+    min_valid_fraction: float
+
+    def pending(self) -> int:
+        """How many features still wait for a tile."""
+        return int(np.sum(self.seen < self.parts))
+
+    def _final(self, zones: Optional[np.ndarray]):
+        """``zones`` as an index (all: a slice, so that the arrays are read in place, not gathered into
+        copies); an error if one still waits for a part."""
+        z = slice(None) if zones is None else np.asarray(zones, np.int64)
+        if np.any(self.seen[z] < self.parts[z]):
+            missing = np.arange(len(self.parts))[z][self.seen[z] < self.parts[z]]
+            raise ValueError(f"{len(missing)} features still wait for tiles (first: {missing[:5].tolist()})")
+        return z
+
+    def _valid(self, z, n: np.ndarray, w: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """``(valid fraction, ok)`` of features ``z`` with ``n`` valid pixels of weight ``w``: ok where there
+        is a valid pixel and the fraction reaches the minimum."""
+        whole = np.where(np.isnan(self.whole[z]), self.footprint[z], self.whole[z])[:, None]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            fraction = np.divide(w, whole, out=np.zeros(w.shape), where=whole > 0)
+        ok = n > 0
+        if self.min_valid_fraction > 0:
+            ok &= fraction >= self.min_valid_fraction - 1e-12
+        return fraction, ok
+
+
+class ZoneMerger(_Merger):
     """Merges :class:`TilePart` s of one grid into final statistics, exactly.
 
     ``parts[z]`` is how many tiles feature ``z`` was given to (from the spatial
@@ -582,24 +617,15 @@ class ZoneMerger:
                     wt = np.concatenate([p[1] for p in pieces])
                     self.q[zone, layer] = quantiles_of(v, wt, self.qs, bool(self.weighted[zone]))
 
-    def pending(self) -> int:
-        """How many features still wait for a tile."""
-        return int(np.sum(self.seen < self.parts))
-
     def result(self, zones: Optional[np.ndarray] = None) -> ZoneStats:
         """Final statistics of ``zones`` (all by default): each must have all its parts."""
-        # every feature: slices, so the merger's arrays are read in place, not gathered into copies
-        z = slice(None) if zones is None else np.asarray(zones, np.int64)
-        if np.any(self.seen[z] < self.parts[z]):
-            missing = np.arange(len(self.parts))[z][self.seen[z] < self.parts[z]]
-            raise ValueError(f"{len(missing)} features still wait for tiles (first: {missing[:5].tolist()})")
+        z = self._final(zones)
         n = self.n[z]
         w = self.w[z]
-        whole = np.where(np.isnan(self.whole[z]), self.footprint[z], self.whole[z])[:, None]
+        fraction, ok = self._valid(z, n, w)
         # each statistic computed into one new array (no temporaries: at 100,000 points x 50 rasters
         # each is 40 MB, and the merge is the parent's time alone)
         with np.errstate(invalid="ignore", divide="ignore"):
-            fraction = np.divide(w, whole, out=np.zeros(w.shape), where=whole > 0)
             # without moments the std is null everywhere: one NaN seen through every entry (read-only)
             std = np.sqrt(np.maximum(self.m2[z], 0.0) / w) if self.moments else \
                 np.broadcast_to(np.float64(np.nan), w.shape)
@@ -607,9 +633,6 @@ class ZoneMerger:
             # rasters are exact, so the mean is the same bit for bit whatever the tiling
             mean = np.array(self.mean[z])
             np.divide(self.total[z], w, out=mean, where=w > 0)
-        ok = n > 0
-        if self.min_valid_fraction > 0:
-            ok &= fraction >= self.min_valid_fraction - 1e-12
         if self.bilinear.any():
             ok &= ~(self.bilinear[z][:, None] & ((w < BILINEAR_MIN_WEIGHT) | self.blocked[z]))
         null = ~ok
@@ -629,7 +652,7 @@ class ZoneMerger:
 
 
 
-class PixelMerger:
+class PixelMerger(_Merger):
     """The merge of features that are each one pixel in one tile (points, nearest pixel, no window): the
     statistics of :class:`ZoneMerger`, the same bit for bit, from each part's ``n`` (0 or 1) and ``total``
     (the pixel's value) alone, and its quantiles when asked. Parts of such features need no more
@@ -669,25 +692,13 @@ class PixelMerger:
             self.q[z] = part.quantiles
         return z
 
-    def pending(self) -> int:
-        """How many features still wait for a tile."""
-        return int(np.sum(self.seen < self.parts))
-
     def result(self, zones: Optional[np.ndarray] = None) -> ZoneStats:
         """Final statistics of ``zones`` (all by default), as :meth:`ZoneMerger.result` gives them."""
-        z = slice(None) if zones is None else np.asarray(zones, np.int64)
-        if np.any(self.seen[z] < self.parts[z]):
-            missing = np.arange(len(self.parts))[z][self.seen[z] < self.parts[z]]
-            raise ValueError(f"{len(missing)} features still wait for tiles (first: {missing[:5].tolist()})")
+        z = self._final(zones)
         final = isinstance(z, slice)
         n = self.n[z]
         w = n.astype(np.float64)
-        whole = np.where(np.isnan(self.whole[z]), self.footprint[z], self.whole[z])[:, None]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            fraction = np.divide(w, whole, out=np.zeros(w.shape), where=whole > 0)
-        ok = n > 0
-        if self.min_valid_fraction > 0:
-            ok &= fraction >= self.min_valid_fraction - 1e-12
+        fraction, ok = self._valid(z, n, w)
         mean = self.value[z]                # every feature final: the merger's own array, nulled in place
         mean[~ok] = np.nan
         value = mean.view()
