@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -43,8 +44,13 @@ def floor_goal(row):
 
 
 def is_measured_tilewise(row):
-    """Tilewise's CLI rows and its rows in a QGIS session: the ones the floor goal is about."""
+    """Tilewise's CLI rows and its rows in a QGIS session: the ones the floor goal is about. The scaling
+    rows held to fewer workers than the machine has cores (``tilewise CLI, 1 worker(s)``) measure the
+    parallel efficiency, not a case: the floor runs on every core."""
     tool = row["tool"]
+    held = re.search(r", (\d+) worker\(s\)$", tool)
+    if held and int(held.group(1)) < (os.cpu_count() or 1):
+        return False
     return not row["floor"] and (row.get("where") == "session" and tool.startswith("tilewise")
                                  or "(CLI)" in tool or tool.startswith("tilewise CLI")
                                  or tool.startswith("tilewise extract"))
@@ -60,7 +66,7 @@ def goals(rows, firsts=()):
     ratios = [(r, r["median"] / f["median"]) for r in rows if is_measured_tilewise(r)
               for f in [floor_of(rows, r)] if f]
     if ratios:
-        worst = max(ratios, key=lambda rr: rr[1])
+        worst = max(ratios, key=lambda rr: rr[1] / floor_goal(rr[0]))     # the furthest over (or nearest) its goal
         goal(f"every case <= {FLOOR_GOAL}x its floor, in a session and from the CLI (gap filling and extraction "
              f"at points: <= {OWN_FLOOR_GOAL}x, their own goals below)",
              f"{sum(x <= floor_goal(r) for r, x in ratios)} of {len(ratios)} within; worst {worst[1]:.2f}x "
