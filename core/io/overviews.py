@@ -99,11 +99,14 @@ def decimate(data: np.ndarray, nodata: Optional[float], resampling: str) -> np.n
         return np.ascontiguousarray(data[..., ::2, ::2])
     if resampling != "average":
         raise ValueError(f"Workers build {' and '.join(PARALLEL_RESAMPLINGS)} overviews, not {resampling!r}.")
-    wide = [data[..., dy::2, dx::2].astype(np.float64) for dy in (0, 1) for dx in (0, 1)]
+    quads = [data[..., dy::2, dx::2] for dy in (0, 1) for dx in (0, 1)]
+    wide = [q.astype(np.float64) for q in quads]
     if nodata is None:  # GDAL's sum without nodata: in row order, in double
         total = ((wide[0] + wide[1]) + wide[2]) + wide[3]
         return (total / 4).astype(data.dtype)
-    valid = [_valid(v, nodata) for v in wide]
+    # nodata pixels are those equal to the nodata in the data's own type, as GDAL's (a float32 band's
+    # -9999.1 is float32(-9999.1), which its float64 is not)
+    valid = [_valid(q if q.dtype.kind == "f" else w, nodata) for q, w in zip(quads, wide)]
     count = valid[0].astype(np.int32) + valid[1] + valid[2] + valid[3]
     w = [np.where(ok, v, 0.0) for v, ok in zip(wide, valid)]
     total = (w[0] + w[1]) + (w[2] + w[3])  # GDAL's sum with nodata: each row's pair, then the rows
