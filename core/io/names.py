@@ -152,7 +152,6 @@ def expand_pattern(path: str, recursive: bool = False) -> List[str]:
     return (sorted(glob.glob(path, recursive=recursive)) if is_pattern(path) else []) or [path]
 
 
-
 def _link(target: bytes, link: str) -> None:
     """``link`` -> ``target``, replaced atomically if it pointed elsewhere (another run may read it)."""
     try:

@@ -440,13 +440,26 @@ class _Stash:
 
 class _Merger:
     """What both mergers share: the parts each feature waits for (``parts``, ``seen``), its footprint weight
-    on the whole lattice (``whole``, ``footprint``), the minimum valid fraction."""
+    on the whole lattice (``whole``, ``footprint``), the minimum valid fraction, the quantiles asked and
+    their array ``q``, and whether moments were computed."""
 
-    parts: np.ndarray
-    seen: np.ndarray
-    whole: np.ndarray
-    footprint: np.ndarray
-    min_valid_fraction: float
+    def __init__(self, n_zones: int, n_layers: int, parts: np.ndarray, whole: np.ndarray,
+                 quantiles: Sequence[float], min_valid_fraction: float, moments: bool) -> None:
+        self.n_layers = n_layers
+        self.moments = bool(moments)
+        self.qs = tuple(quantiles)
+        self.parts = np.asarray(parts, np.int64)
+        self.whole = np.asarray(whole, np.float64)
+        self.min_valid_fraction = float(min_valid_fraction)
+        self.q = np.full((n_zones, n_layers, len(self.qs)), np.nan)
+        self.footprint = np.zeros(n_zones)
+        self.seen = np.zeros(n_zones, np.int64)
+
+    def _count(self, part: TilePart) -> None:
+        """Count ``part`` for its features; an error if one has more parts than it was given."""
+        self.seen[part.zones] += 1
+        if np.any(self.seen[part.zones] > self.parts[part.zones]):
+            raise ValueError(f"tile {part.tile} was added twice")
 
     def pending(self) -> int:
         """How many features still wait for a tile."""
@@ -486,12 +499,7 @@ class ZoneMerger(_Merger):
     def __init__(self, n_zones: int, n_layers: int, parts: np.ndarray, whole: np.ndarray,
                  quantiles: Sequence[float] = (), min_valid_fraction: float = 0.0,
                  bilinear: Optional[np.ndarray] = None, moments: bool = True) -> None:
-        self.n_layers = n_layers
-        self.moments = bool(moments)
-        self.qs = tuple(quantiles)
-        self.parts = np.asarray(parts, np.int64)
-        self.whole = np.asarray(whole, np.float64)
-        self.min_valid_fraction = float(min_valid_fraction)
+        super().__init__(n_zones, n_layers, parts, whole, quantiles, min_valid_fraction, moments)
         self.bilinear = np.zeros(n_zones, bool) if bilinear is None else np.asarray(bilinear, bool)
         shape = (n_zones, n_layers)
         self.w = np.zeros(shape)
@@ -501,11 +509,8 @@ class ZoneMerger(_Merger):
         self.vmin = np.full(shape, np.inf)
         self.vmax = np.full(shape, -np.inf)
         self.total = np.zeros(shape)
-        self.q = np.full(shape + (len(self.qs),), np.nan)
         self.blocked = np.zeros(shape, bool)
         self.fresh = np.ones(n_zones, bool)          # no part accumulated yet
-        self.footprint = np.zeros(n_zones)
-        self.seen = np.zeros(n_zones, np.int64)
         self.centred = np.zeros(n_zones, bool)     # had a part with pixel centres (centre coverage)
         self.weighted = np.zeros(n_zones, bool)
         self._stash: Dict[int, _Stash] = {}
@@ -515,9 +520,7 @@ class ZoneMerger(_Merger):
         z = part.zones
         if len(z) == 0:
             return z
-        self.seen[z] += 1
-        if np.any(self.seen[z] > self.parts[z]):
-            raise ValueError(f"tile {part.tile} was added twice")
+        self._count(part)
         direct = ~part.fallback
         self._accumulate(part, np.flatnonzero(direct))
         self.centred[z[direct]] = True
@@ -651,7 +654,6 @@ class ZoneMerger(_Merger):
                          quantiles=np.where(ok[..., None], self.q[z], np.nan), valid=ok)
 
 
-
 class PixelMerger(_Merger):
     """The merge of features that are each one pixel in one tile (points, nearest pixel, no window): the
     statistics of :class:`ZoneMerger`, the same bit for bit, from each part's ``n`` (0 or 1) and ``total``
@@ -662,29 +664,18 @@ class PixelMerger(_Merger):
 
     def __init__(self, n_zones: int, n_layers: int, parts: np.ndarray, whole: np.ndarray,
                  quantiles: Sequence[float] = (), min_valid_fraction: float = 0.0, moments: bool = True) -> None:
-        self.parts = np.asarray(parts, np.int64)
+        super().__init__(n_zones, n_layers, parts, whole, quantiles, min_valid_fraction, moments)
         if np.any(self.parts > 1):
             raise ValueError("a feature of one pixel has one part at most")
-        self.n_layers = n_layers
-        self.qs = tuple(quantiles)
-        self.whole = np.asarray(whole, np.float64)
-        self.min_valid_fraction = float(min_valid_fraction)
-        self.moments = bool(moments)
-        shape = (n_zones, n_layers)
-        self.n = np.zeros(shape, np.int64)
-        self.value = np.full(shape, np.nan)
-        self.q = np.full(shape + (len(self.qs),), np.nan)
-        self.footprint = np.zeros(n_zones)
-        self.seen = np.zeros(n_zones, np.int64)
+        self.n = np.zeros((n_zones, n_layers), np.int64)
+        self.value = np.full((n_zones, n_layers), np.nan)
 
     def add(self, part: TilePart) -> np.ndarray:
         """Take one tile's part; return the features it made final (all of its own)."""
         z = part.zones
         if len(z) == 0:
             return z
-        if np.any(self.seen[z] >= self.parts[z]):
-            raise ValueError(f"tile {part.tile} was added twice")
-        self.seen[z] += 1
+        self._count(part)
         self.footprint[z] += part.footprint
         self.n[z] = part.n
         self.value[z] = part.total          # the pixel's value times its weight, 1

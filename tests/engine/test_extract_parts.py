@@ -238,6 +238,9 @@ def test_the_pixel_merger_gives_the_zone_mergers_statistics_bit_for_bit(series, 
         part = extract_tile(plan, g, t)
         assert np.array_equal(pixel.add(part), zone.add(part))
     assert pixel.pending() == zone.pending() == 0
+    for merger in (pixel, zone):
+        with pytest.raises(ValueError, match="added twice"):
+            merger.add(part)
     for which in (None, np.array([5, 0, 300, 17])):
         want, got = zone.result(which), pixel.result(which)
         for name in ("mean", "std", "vmin", "vmax", "count", "total", "n_valid", "valid_fraction", "quantiles",
