@@ -36,7 +36,7 @@ import os
 import struct
 import sys
 from dataclasses import dataclass, replace
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -45,16 +45,8 @@ from ..grid import Tile
 from ..options import OutputSpec
 from .atomic import remove_if_there
 from .diskspace import is_disk_full
+from . import tiff
 
-#: TIFF tags read from GDAL's header.
-_WIDTH, _LENGTH, _BITS, _COMPRESSION, _SAMPLES, _PLANAR = 256, 257, 258, 259, 277, 284
-_TILE_WIDTH, _TILE_LENGTH, _TILE_OFFSETS, _TILE_BYTE_COUNTS = 322, 323, 324, 325
-_SUBFILE_TYPE = 254
-_TYPE_SIZES = {3: 2, 4: 4, 16: 8}           # SHORT, LONG, LONG8
-_TYPE_CODES = {3: "H", 4: "I", 16: "Q"}
-_GHOST = b"GDAL_STRUCTURAL_METADATA_SIZE="
-_GHOST_NEEDS = (b"LAYOUT=IFDS_BEFORE_DATA", b"BLOCK_ORDER=ROW_MAJOR", b"BLOCK_LEADER=SIZE_AS_UINT4",
-                b"BLOCK_TRAILER=LAST_4_BYTES_REPEATED")
 
 
 def fits(spec: OutputSpec, tile_size: int, worker_levels: int = 0, overview_levels: int = 0) -> bool:
@@ -142,8 +134,9 @@ def plan_layout(vrt_path: str, path: str, spec: OutputSpec, options: Dict[str, s
         images = _read_header(f, path, spec, header)
         for layout, offsets, sizes in images:
             blocks = layout.blocks_across * layout.blocks_down
-            _write_array(f, offsets, [layout.first + i * (layout.block_bytes + 8) for i in range(blocks)], layout)
-            _write_array(f, sizes, [layout.block_bytes] * blocks, layout)
+            tiff.write_array(f, layout.order, offsets, [layout.first + i * (layout.block_bytes + 8)
+                                                        for i in range(blocks)])
+            tiff.write_array(f, layout.order, sizes, [layout.block_bytes] * blocks)
         f.truncate(images[0][0].end)
         try:
             _allocate(f.fileno(), images[0][0].end)
@@ -253,112 +246,37 @@ def _leader(layout: Layout) -> bytes:
 
 # -- GDAL's header -----------------------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class _Array:
-    """A tag's array of values in the file: ``count`` values of TIFF type ``kind`` at ``at``."""
-
-    at: int
-    count: int
-    kind: int
-
-
 def _read_header(f, path: str, spec: OutputSpec,
-                 header: Optional[int]) -> List[Tuple[Layout, _Array, _Array]]:
+                 header: Optional[int]) -> List[Tuple[Layout, tiff.TagArray, tiff.TagArray]]:
     """Check that the file GDAL made is an uncompressed, pixel-interleaved, tiled COG whose blocks have leaders
     and trailers (no mask); return, for each of its images (full resolution first), its layout and where its
     block offsets and sizes are listed. ``header``: the header's size in a file GDAL just made (no block
     written: every offset and size is 0); None: a file :func:`plan_layout` made (its offsets are checked)."""
-    f.seek(0)
-    head = f.read(16)
-    order = {b"II": "<", b"MM": ">"}.get(head[:2])
-    if order is None:
-        raise OutputError(f"{path} is not a TIFF file.")
-    big = struct.unpack(order + "H", head[2:4])[0] == 43
-    at = struct.unpack(order + "Q", head[8:16])[0] if big else struct.unpack(order + "I", head[4:8])[0]
-    f.seek(16 if big else 8)
-    ghost = f.read(1024)
-    if not ghost.startswith(_GHOST) or not all(need in ghost for need in _GHOST_NEEDS):
-        raise OutputError(f"{path} does not have the layout of a COG with block leaders and trailers.")
-    images = []
-    while at and len(images) < 64:
-        entries, at = _read_ifd(f, order, big, at)
-        images.append(_image(f, path, spec, order, entries))
-    if not images:
-        raise OutputError(f"{path} has no image.")
+    try:
+        order, _, images = tiff.read_cog(f)
+    except ValueError as exc:
+        raise OutputError(f"{path} {exc}.") from None
+    dtype = np.dtype(spec.dtype).newbyteorder(order)
+    if any(image.compression != 1 or image.bits != dtype.itemsize * 8 for image in images):
+        raise OutputError(f"{path} is not an uncompressed, pixel-interleaved COG of {spec.dtype} values "
+                          "without a mask.")
     if header is None:                   # the smallest overview's blocks come first, right after the header
-        smallest = images[-1]
-        f.seek(smallest[1].at)
-        header = struct.unpack(order + _TYPE_CODES[smallest[1].kind], f.read(_TYPE_SIZES[smallest[1].kind]))[0] - 4
+        header = tiff.read_array(f, order, replace(images[-1].offsets, count=1))[0] - 4
         planned = True
     else:
         planned = False
     out = []
     first = header + 4
-    for layout, offsets, sizes in reversed(images):          # the data: smallest overview first
-        layout = replace(layout, first=first)
+    for image in reversed(images):          # the data: smallest overview first
+        layout = Layout(path, image.width, image.height, image.bands, dtype.str, image.block, first, order)
         first = layout.end + 4
-        for array, expected in ((offsets, [layout.offset(i // layout.blocks_across, i % layout.blocks_across)
-                                           for i in range(offsets.count)]),
-                                (sizes, [layout.block_bytes] * sizes.count)):
-            f.seek(array.at)
-            values = struct.unpack(f"{order}{array.count}{_TYPE_CODES[array.kind]}",
-                                   f.read(array.count * _TYPE_SIZES[array.kind]))
-            if list(values) != (expected if planned else [0] * array.count):
+        for array, expected in ((image.offsets, [layout.offset(i // layout.blocks_across, i % layout.blocks_across)
+                                                 for i in range(image.offsets.count)]),
+                                (image.sizes, [layout.block_bytes] * image.sizes.count)):
+            if list(tiff.read_array(f, order, array)) != (expected if planned else [0] * array.count):
                 raise OutputError(f"{path}: its blocks are not where this layout puts them.")
-        out.append((layout, offsets, sizes))
+        out.append((layout, image.offsets, image.sizes))
     return out[::-1]
-
-
-def _image(f, path: str, spec: OutputSpec, order: str, entries: Dict[int, Tuple[int, int, int]]
-           ) -> Tuple[Layout, _Array, _Array]:
-    """One image (IFD) of the file: its layout (``first`` still unknown) and its offset and size arrays."""
-    def value(tag: int) -> int:
-        kind, count, at = entries[tag]
-        f.seek(at)
-        return struct.unpack(order + _TYPE_CODES[kind], f.read(_TYPE_SIZES[kind]))[0]
-
-    need = (_WIDTH, _LENGTH, _BITS, _COMPRESSION, _SAMPLES, _TILE_WIDTH, _TILE_LENGTH, _TILE_OFFSETS,
-            _TILE_BYTE_COUNTS)
-    if any(tag not in entries or entries[tag][0] not in _TYPE_SIZES for tag in need):
-        raise OutputError(f"{path} is not a tiled TIFF of the expected kind.")
-    width, height, bands, block = value(_WIDTH), value(_LENGTH), value(_SAMPLES), value(_TILE_WIDTH)
-    dtype = np.dtype(spec.dtype).newbyteorder(order)
-    if (value(_COMPRESSION) != 1 or (_PLANAR in entries and value(_PLANAR) != 1) or value(_TILE_LENGTH) != block
-            or value(_BITS) != dtype.itemsize * 8 or (_SUBFILE_TYPE in entries and value(_SUBFILE_TYPE) & 4)):
-        raise OutputError(f"{path} is not an uncompressed, pixel-interleaved COG of {spec.dtype} values "
-                          "without a mask.")
-    layout = Layout(path, width, height, bands, dtype.str, block, 0, order)
-    arrays = []
-    for tag in (_TILE_OFFSETS, _TILE_BYTE_COUNTS):
-        kind, count, at = entries[tag]
-        if count != layout.blocks_across * layout.blocks_down:
-            raise OutputError(f"{path} lists {count} blocks, {layout.blocks_across * layout.blocks_down} expected.")
-        arrays.append(_Array(at, count, kind))
-    return layout, arrays[0], arrays[1]
-
-
-def _read_ifd(f, order: str, big: bool, at: int) -> Tuple[Dict[int, Tuple[int, int, int]], int]:
-    """``{tag: (type, count, where its values are)}`` of the IFD at ``at``, and the next IFD's offset."""
-    f.seek(at)
-    count_fmt, entry_size, inline = ("Q", 20, 8) if big else ("H", 12, 4)
-    count = struct.unpack(order + count_fmt, f.read(8 if big else 2))[0]
-    raw = f.read(count * entry_size + (8 if big else 4))
-    entries = {}
-    for k in range(count):
-        e = raw[k * entry_size:(k + 1) * entry_size]
-        tag, kind = struct.unpack(order + "HH", e[:4])
-        n = struct.unpack(order + ("Q" if big else "I"), e[4:12 if big else 8])[0]
-        here = at + (8 if big else 2) + k * entry_size + (12 if big else 8)
-        if kind in _TYPE_SIZES and n * _TYPE_SIZES[kind] > inline:
-            here = struct.unpack(order + ("Q" if big else "I"), e[12:20] if big else e[8:12])[0]
-        entries[tag] = (kind, n, here)
-    next_ifd = struct.unpack(order + ("Q" if big else "I"), raw[count * entry_size:])[0]
-    return entries, next_ifd
-
-
-def _write_array(f, array: _Array, values: Sequence[int], layout: Layout) -> None:
-    f.seek(array.at)
-    f.write(struct.pack(f"{layout.order}{array.count}{_TYPE_CODES[array.kind]}", *values))
 
 
 def _remove_with_sidecar(path: str) -> None:
