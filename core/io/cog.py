@@ -68,19 +68,21 @@ def to_output(values: np.ndarray, spec: OutputSpec) -> np.ndarray:
     return out
 
 
-def tile_path(workdir: str, tile: Tile, layer: int = 0) -> str:
-    """The file of ``tile`` in the work folder (``layer``: one of several files per tile, e.g. of another type)."""
+def tile_path(workdir: str, tile: Tile, layer: "int | str" = 0) -> str:
+    """The file of ``tile`` in the work folder (``layer``: one of several files per tile, e.g. of another type, or
+    a name, e.g. ``"p0"``: the first output's packed tile, :mod:`.packed`)."""
     suffix = f"_{layer}" if layer else ""
     return os.path.join(workdir, f"tile_{tile.row_off:07d}_{tile.col_off:07d}{suffix}.tif")
 
 
-def write_tile(path: str, data: np.ndarray, grid: Grid, tile: Tile, spec: OutputSpec) -> None:
-    """Write one tile as a GeoTIFF, atomically (temporary name, then rename)."""
+def write_tile(path: str, data: np.ndarray, grid: Grid, tile: Tile, spec: OutputSpec, packed: bool = False) -> None:
+    """Write one tile as a GeoTIFF, atomically (temporary name, then rename); ``packed``: in the output's
+    blocks, compressed as the output is (:func:`packed_options`), for :mod:`.packed`."""
     # Several bands: band-interleaved blocks, since the assembly reads the tiles band by band (a row strip
     # of interleaved pixels is decoded whole for each band: a 48-date gap fill's assembly took 3x longer).
-    layout = dict(tiled=True, blockxsize=min(512, -(-tile.width // 16) * 16),
-                  blockysize=min(512, -(-tile.height // 16) * 16), interleave="band") if data.shape[0] > 1 \
-        else dict(tiled=False)
+    layout = packed_options(spec) if packed else dict(
+        tiled=True, blockxsize=min(512, -(-tile.width // 16) * 16), blockysize=min(512, -(-tile.height // 16) * 16),
+        interleave="band") if data.shape[0] > 1 else dict(tiled=False)
     profile = dict(driver="GTiff", width=tile.width, height=tile.height, count=data.shape[0],
                    dtype=spec.dtype, crs=grid.crs or None, transform=rasterio.Affine(*grid.window_transform(tile)),
                    nodata=spec.nodata, **layout)
@@ -140,7 +142,7 @@ def write_vrt(path: str, grid: Grid, spec: OutputSpec, descriptions: Sequence[st
 
 
 def build_vrt(grid: Grid, tiles: Sequence[Tile], workdir: str, spec: OutputSpec, descriptions: Sequence[str],
-              bands: Optional[Sequence[int]] = None, layer: int = 0, name: str = "tiles.vrt") -> str:
+              bands: Optional[Sequence[int]] = None, layer: "int | str" = 0, name: str = "tiles.vrt") -> str:
     """Write a VRT that lays the tile files (of ``layer``) out on the grid, taking their ``bands``
     (default all); return its path."""
     placements = [Placement(os.path.basename(tile_path(workdir, t, layer)), t.row_off, t.col_off, t.height, t.width,
@@ -165,7 +167,7 @@ def write_cog(vrt_path: str, spec: OutputSpec, threads: str = "ALL_CPUS", overvi
         gdal_copy(vrt_path, tmp, driver="COG", **options)
         _replace_output(tmp, spec.path)
     except Exception as exc:
-        _write_failed(exc, spec, tmp, _raw_bytes(vrt_path))
+        write_failed(exc, spec, tmp, _raw_bytes(vrt_path))
         raise
 
 
@@ -187,11 +189,11 @@ def write_array_cog(data: np.ndarray, grid: Grid, spec: OutputSpec, descriptions
             for band, description in enumerate(descriptions, start=1):
                 dst.set_band_description(band, description)
     except Exception as exc:
-        _write_failed(exc, spec, path, data.nbytes)
+        write_failed(exc, spec, path, data.nbytes)
         raise
 
 
-def _write_failed(exc: Exception, spec: OutputSpec, partial: str, nbytes: int) -> None:
+def write_failed(exc: Exception, spec: OutputSpec, partial: str, nbytes: int) -> None:
     """After writing the COG of ``spec`` at ``partial`` failed with ``exc``: remove what was written, then
     raise :class:`DiskFullError` if the disk is full (``nbytes``: what the write needed), or
     :class:`OutputError` for a file-system or GDAL error; otherwise return (the caller re-raises ``exc``)."""
@@ -214,6 +216,31 @@ def cog_options(spec: OutputSpec, threads: str = "ALL_CPUS", overviews: str = "I
         options.update(FLOAT_DEFLATE)
     elif spec.compression in ("DEFLATE", "ZSTD", "LZW"):
         options["PREDICTOR"] = "YES"
+    return options
+
+
+#: TIFF's code (tag 259) of each compression, as GDAL writes it.
+TIFF_COMPRESSIONS = {"NONE": 1, "LZW": 5, "DEFLATE": 8, "ZSTD": 50000}
+
+
+def packed_options(spec: OutputSpec) -> Dict[str, object]:
+    """The GeoTIFF creation options (rasterio's keywords) whose blocks are, byte for byte, those GDAL's COG driver
+    writes with :func:`cog_options` from the same pixels: its block size and pixel interleave, codec, level and
+    predictor (the COG driver's ``PREDICTOR=YES`` is the floating-point predictor for floats).
+
+    >>> from tilewise.core.options import OutputSpec
+    >>> sorted(packed_options(OutputSpec("a.tif", "float32")).items())[:3]
+    [('blockxsize', 512), ('blockysize', 512), ('compress', 'DEFLATE')]
+    >>> packed_options(OutputSpec("a.tif", "int16"))["predictor"], packed_options(OutputSpec("a.tif"))["zlevel"]
+    (2, '1')
+    """
+    cog = cog_options(spec)
+    options: Dict[str, object] = dict(tiled=True, blockxsize=BLOCK_SIZE, blockysize=BLOCK_SIZE, interleave="pixel",
+                                      compress=spec.compression)
+    if "LEVEL" in cog:
+        options["zstd_level" if spec.compression == "ZSTD" else "zlevel"] = cog["LEVEL"]
+    if cog.get("PREDICTOR") == "YES":
+        options["predictor"] = 3 if np.dtype(spec.dtype).kind == "f" else 2
     return options
 
 

@@ -36,7 +36,7 @@ from rasterio.shutil import copy as gdal_copy
 from ..errors import OutputError
 from ..grid import Grid, Tile
 from ..options import OutputSpec
-from .cog import BLOCK_SIZE, Placement, tile_path, write_tile, write_vrt
+from .cog import BLOCK_SIZE, Placement, cog_options, tile_path, write_tile, write_vrt
 
 #: Resamplings whose levels a worker reproduces exactly from its tile alone.
 PARALLEL_RESAMPLINGS = ("average", "nearest")
@@ -146,12 +146,12 @@ def level_tile(tile: Tile, level: int) -> Tile:
     return Tile(tile.index, tile.row_off >> level, tile.col_off >> level, tile.height >> level, tile.width >> level)
 
 
-def overview_tile_path(workdir: str, tile: Tile, level: int, layer: int = 0) -> str:
+def overview_tile_path(workdir: str, tile: Tile, level: int, layer: "int | str" = 0) -> str:
     return os.path.join(workdir, f"ovr{level}", os.path.basename(tile_path(workdir, tile, layer)))
 
 
 def write_tile_overviews(workdir: str, data: np.ndarray, grid: Grid, tile: Tile, spec: OutputSpec,
-                         levels: int, layer: int = 0) -> List[str]:
+                         levels: int, layer: "int | str" = 0) -> List[str]:
     """In a worker: write levels 1 .. ``levels`` of ``data`` (the tile's pixels in the output
     type, as :func:`write_tile` writes them) in ``ovr<k>/`` of the work folder; return their
     paths. Call it before writing the tile itself, so that a finished tile (what a resumed
@@ -166,7 +166,7 @@ def write_tile_overviews(workdir: str, data: np.ndarray, grid: Grid, tile: Tile,
 
 
 def level_vrt(workdir: str, grid: Grid, tiles: Sequence[Tile], spec: OutputSpec, descriptions: Sequence[str],
-              level: int, bands: Optional[Sequence[int]] = None, layer: int = 0, name: str = "") -> str:
+              level: int, bands: Optional[Sequence[int]] = None, layer: "int | str" = 0, name: str = "") -> str:
     """A VRT laying out the workers' tiles (of tile ``layer``, taking ``bands``) of overview ``level``."""
     placements = [Placement(os.path.relpath(overview_tile_path(workdir, t, level, layer), workdir),
                             *_level_window(t, level), relative=True) for t in tiles]
@@ -180,13 +180,17 @@ def _level_window(tile: Tile, level: int) -> Tuple[int, int, int, int]:
 
 
 def build_upper_levels(below_vrt: str, workdir: str, spec: OutputSpec, block: int = BLOCK_SIZE,
-                       name: str = "") -> List[str]:
+                       name: str = "", compressed: bool = False) -> List[str]:
     """The levels above the workers', by GDAL from the last of theirs (``below_vrt``): GDAL's COG
     driver writes that level with its own overviews (the sizes and pixels it would give them in
-    the full file); return one dataset name per level, smallest last."""
+    the full file), uncompressed or (``compressed``) in the output's blocks and compression (see
+    :mod:`.packed`); return one dataset name per level, smallest last."""
     upper = os.path.join(workdir, f"{name}upper.tif")
-    gdal_copy(below_vrt, upper, driver="COG", COMPRESS="NONE", BLOCKSIZE=block, OVERVIEWS="IGNORE_EXISTING",
-              OVERVIEW_RESAMPLING=spec.overview_resampling.upper(), BIGTIFF="IF_SAFER")
+    options = dict(COMPRESS="NONE", BLOCKSIZE=block, OVERVIEWS="IGNORE_EXISTING",
+                   OVERVIEW_RESAMPLING=spec.overview_resampling.upper(), BIGTIFF="IF_SAFER")
+    if compressed:
+        options = dict(cog_options(spec), BLOCKSIZE=block, OVERVIEWS="IGNORE_EXISTING")
+    gdal_copy(below_vrt, upper, driver="COG", **options)
     import rasterio
     with rasterio.open(upper) as src:
         n = len(src.overviews(1))
@@ -208,7 +212,7 @@ def declare_overviews(vrt_path: str, overviews: Sequence[str]) -> None:
 
 def prepare_overviews(grid: Grid, tiles: Sequence[Tile], workdir: str, spec: OutputSpec,
                       descriptions: Sequence[str], levels: int, vrt_path: str,
-                      bands: Optional[Sequence[int]] = None, layer: int = 0, name: str = "") -> str:
+                      bands: Optional[Sequence[int]] = None, layer: "int | str" = 0, name: str = "") -> str:
     """Make the tile VRT ``vrt_path`` declare the output's overviews from the workers' ``levels`` levels
     of every tile (see :func:`worker_levels`) and GDAL's levels above them; return the COG driver's
     ``OVERVIEWS`` option for :func:`~.cog.write_cog`: ``FORCE_USE_EXISTING``, or ``IGNORE_EXISTING``

@@ -50,7 +50,7 @@ def first_task() -> None:
     from rasterio.io import MemoryFile
     from rasterio.transform import from_origin
 
-    from ..io import cog, inplace, overviews, sources  # noqa: F401  (the modules a tile task imports)
+    from ..io import cog, inplace, overviews, packed, sources  # noqa: F401  (the modules a tile task imports)
     from ..registry import OPERATIONS
     for op in OPERATIONS:
         if op.api and op.name != "warmup":

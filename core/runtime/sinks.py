@@ -17,7 +17,8 @@ Sinks:
   outputs from one run (band groups split into one COG each, e.g. one per scene or
   date; or a second tile file of another type, e.g. flags beside values); uncompressed
   outputs without overviews, with local workers, are written in place instead: the workers
-  write straight into the blocks of the final file (:mod:`tilewise.core.io.inplace`);
+  write straight into the blocks of the final file (:mod:`tilewise.core.io.inplace`); compressed
+  outputs are assembled from the workers' compressed blocks (:mod:`tilewise.core.io.packed`);
 - :class:`GdalSink`: no tiles; the inputs laid out in a VRT that GDAL's COG driver
   writes (the mosaic of inputs already on the output grid);
 - :class:`TableSink`: each tile writes its rows (arrays) to a part file; finishing
@@ -172,6 +173,17 @@ def _bands(data: np.ndarray, bands: Tuple[int, ...]) -> np.ndarray:
 
 
 @dataclass(frozen=True)
+class PackedTarget:
+    """A tile written as its outputs' compressed blocks (:mod:`tilewise.core.io.packed`): one file per output and
+    level (:meth:`CogSink.packed_path`) in ``workdir``; for each tile layer, how many overview levels the worker
+    builds (``levels``) and how many of those it writes compressed (``packed``: the others, uncompressed)."""
+
+    workdir: str
+    levels: Tuple[int, ...]
+    packed: Tuple[int, ...]
+
+
+@dataclass(frozen=True)
 class DirectTarget:
     """The one tile of a run that keeps no work folder (:meth:`CogSink.alone`): its worker writes each of ``cogs``
     straight as its COG, at the output's partial name (renamed by :meth:`CogSink.finish`): no tile file, no VRT."""
@@ -188,6 +200,9 @@ class CogSink(Sink):
     ``in_place`` (:meth:`planned`): no tile files; the workers write into each output's final file, made in
     the work folder by :meth:`begin` (``layouts``) and renamed to the output by :meth:`finish`.
 
+    ``packed`` (:meth:`planned`): each tile file holds an output's blocks, compressed as the output is; the
+    output is assembled by copying them (:mod:`tilewise.core.io.packed`).
+
     ``direct`` (:meth:`alone`): one tile, the whole grid, no work folder kept; its worker writes the COGs
     (:class:`DirectTarget`)."""
 
@@ -197,6 +212,7 @@ class CogSink(Sink):
     in_place: bool = False
     layouts: Tuple[Any, ...] = ()
     direct: bool = False
+    packed: bool = False
 
     def __post_init__(self) -> None:
         for layer in self.layers:
@@ -257,15 +273,32 @@ class CogSink(Sink):
         return worker_levels(self.grid.width, self.grid.height, size, spec.overview_resampling, spec.dtype,
                              has_nodata=spec.nodata is not None)
 
+    def packed_levels(self, layer: int, tile_size: int) -> Tuple[int, int]:
+        """Packed (:mod:`tilewise.core.io.packed`): how many overview levels the workers build for tile ``layer``
+        (of :meth:`overview_levels`, those on the output's blocks and the one after them), and how many of those
+        they write as the output's compressed blocks (the others are written uncompressed, for GDAL)."""
+        from ..io.packed import aligned_levels
+        size = min(tile_size, max(self.grid.width, self.grid.height))
+        levels = self.overview_levels(layer, tile_size)
+        packed = aligned_levels(size, levels, max(self.grid.width, self.grid.height))
+        return min(levels, packed + 1), packed
+
     def planned(self, tile_size: int, local: bool) -> "CogSink":
         """Written in place when the workers are local and every output is uncompressed, without overviews or
         with overview levels the workers build (:func:`~tilewise.core.io.inplace.fits`); else through tile
-        files (e.g. Dask workers on other machines, which may not see the same files)."""
+        files (e.g. Dask workers on other machines, which may not see the same files): of the outputs'
+        compressed blocks when every output is compressed and the tiles are on its blocks at every level the
+        workers build (:func:`~tilewise.core.io.packed.fits`)."""
+        from ..io import packed
         from ..io.inplace import fits
         from ..io.overviews import overview_sizes
         sizes = len(overview_sizes(self.grid.width, self.grid.height))
         if local and all(fits(c.spec, tile_size, self.overview_levels(c.layer, tile_size), sizes) for c in self.cogs):
             return replace(self, in_place=True)
+        side = max(self.grid.width, self.grid.height)
+        if all(packed.fits(c.spec, tile_size, self.overview_levels(c.layer, tile_size), sizes, side)
+               for c in self.cogs):
+            return replace(self, packed=True)
         return self
 
     def alone(self, tile: Tile) -> "CogSink":
@@ -277,11 +310,17 @@ class CogSink(Sink):
         if self.in_place or not whole or any(self.overview_levels(layer, size) for layer in self.layers) \
                 or any(c.spec.nodata is None for c in self.cogs):
             return self
-        return replace(self, direct=True)
+        return replace(self, direct=True, packed=False)
 
     @property
     def uses_workdir(self) -> bool:
         return not self.direct
+
+    def packed_path(self, workdir: str, tile: Tile, k: int, level: int = 0) -> str:
+        """The file of ``tile``'s blocks of output ``k`` at overview ``level`` (0: full resolution), when packed."""
+        from ..io.cog import tile_path
+        from ..io.overviews import overview_tile_path
+        return overview_tile_path(workdir, tile, level, f"p{k}") if level else tile_path(workdir, tile, f"p{k}")
 
     def in_place_path(self, workdir: str, k: int) -> str:
         """The file written in place for output ``k``, until :meth:`finish` renames it."""
@@ -328,6 +367,8 @@ class CogSink(Sink):
         return vrt, "FORCE_USE_EXISTING"
 
     def files(self, workdir: str, tile: Tile) -> List[str]:
+        if self.packed:      # each output's full resolution (written after its levels)
+            return [self.packed_path(workdir, tile, k) for k in range(len(self.cogs))]
         return [] if self.in_place or self.direct else super().files(workdir, tile)
 
     def journal_entries(self, workdir: str, tile: Tile) -> List[Tuple[str, str]]:
@@ -341,9 +382,12 @@ class CogSink(Sink):
 
     def task_target(self, workdir: str, tile: Tile, tile_size: int) -> Any:
         """:meth:`target`, a :class:`TileTarget` when the workers build overview levels, or an
-        :class:`InPlaceTarget`, or a :class:`DirectTarget`."""
+        :class:`InPlaceTarget`, a :class:`PackedTarget` or a :class:`DirectTarget`."""
         if self.direct:
             return DirectTarget(self.cogs)
+        if self.packed:
+            levels = [self.packed_levels(layer, tile_size) for layer in self.layers]
+            return PackedTarget(workdir, tuple(top for top, _ in levels), tuple(packed for _, packed in levels))
         if self.in_place:
             if len(self.layouts) != len(self.cogs):
                 raise RuntimeError("CogSink.begin() must lay out the outputs before the tiles run")
@@ -364,6 +408,9 @@ class CogSink(Sink):
             return
         if isinstance(target, DirectTarget):
             self._write_direct(target, arrays)
+            return
+        if isinstance(target, PackedTarget):
+            self._write_packed(target, tile, arrays)
             return
         from ..io.cog import write_tile
         from ..io.overviews import write_tile_overviews
@@ -389,18 +436,43 @@ class CogSink(Sink):
                 data = _bands(arrays[self.layers.index(cog.layer)], cog.source_bands)
                 write_array_cog(data, self.grid, cog.spec, cog.band_names, partial_path(cog.spec.path))
 
-    def _write_in_place(self, target: InPlaceTarget, tile: Tile, arrays: Sequence[np.ndarray]) -> None:
-        """Each layer's pixels, and the overview levels its worker builds, into the blocks of its outputs."""
-        from ..io.inplace import write_tile_in_place
-        from ..io.overviews import level_tile, tile_overviews
+    def _pyramids(self, arrays: Sequence[np.ndarray], levels: Sequence[int]) -> Iterator[Tuple[int, List[np.ndarray]]]:
+        """Each tile layer and its pyramid: the layer's array, then the ``levels[i]`` overview levels of it that
+        its worker builds."""
+        from ..io.overviews import tile_overviews
         if len(arrays) != len(self.layers):
             raise ValueError(f"{len(arrays)} arrays for {len(self.layers)} tile layers")
         for i, (layer, data) in enumerate(zip(self.layers, arrays)):
             pyramid = [data]
-            if target.levels[i]:
+            if levels[i]:
                 spec = self.layer_spec(layer)
                 with timed("overviews"):
-                    pyramid += tile_overviews(data, spec.nodata, spec.overview_resampling, target.levels[i])
+                    pyramid += tile_overviews(data, spec.nodata, spec.overview_resampling, levels[i])
+            yield layer, pyramid
+
+    def _write_packed(self, target: PackedTarget, tile: Tile, arrays: Sequence[np.ndarray]) -> None:
+        """Each output's blocks of the tile, compressed, at full resolution and at the overview levels its worker
+        builds on the output's blocks; the next level, if the worker builds it, uncompressed (GDAL compresses it at
+        the end); the levels first, so that a finished tile (what a resumed run reuses) has them."""
+        from ..io.cog import write_tile
+        from ..io.overviews import level_grid, level_tile
+        for i, (layer, pyramid) in enumerate(self._pyramids(arrays, target.levels)):
+            with timed("tile writes"):
+                for k, cog in enumerate(self.cogs):
+                    if cog.layer != layer:
+                        continue
+                    for level in reversed(range(len(pyramid))):
+                        path = self.packed_path(target.workdir, tile, k, level)
+                        if level:
+                            os.makedirs(os.path.dirname(path), exist_ok=True)
+                        write_tile(path, _bands(pyramid[level], cog.source_bands), level_grid(self.grid, level),
+                                   level_tile(tile, level), cog.spec, packed=level <= target.packed[i])
+
+    def _write_in_place(self, target: InPlaceTarget, tile: Tile, arrays: Sequence[np.ndarray]) -> None:
+        """Each layer's pixels, and the overview levels its worker builds, into the blocks of its outputs."""
+        from ..io.inplace import write_tile_in_place
+        from ..io.overviews import level_tile
+        for layer, pyramid in self._pyramids(arrays, target.levels):
             with timed("tile writes"):
                 for layouts, cog_layer, bands in target.cogs:
                     if cog_layer != layer:
@@ -425,6 +497,8 @@ class CogSink(Sink):
         overviews. The report's ``phases`` count laying out those levels as ``overviews``."""
         if self.in_place:
             return self._finish_in_place(workdir, tiles)
+        if self.packed:
+            return self._finish_packed(workdir, tiles)
         log.info("Assembling the Cloud-Optimized GeoTIFF" if len(self.cogs) == 1 else
                  f"Assembling {len(self.cogs)} Cloud-Optimized GeoTIFFs")
         if self.direct:  # the worker wrote the COGs (the tile route's message, as its bytes)
@@ -432,23 +506,86 @@ class CogSink(Sink):
             for cog in self.cogs:
                 replace_output(partial_path(cog.spec.path), cog.spec.path)
             return dict(width=self.grid.width, height=self.grid.height, bands=sum(len(c.band_names) for c in self.cogs))
-        from ..io.cog import build_vrt, write_cog
-        from ..io.overviews import prepare_overviews
         tile_size = max((max(t.width, t.height) for t in tiles), default=0)
-        seconds = 0.0
-        for k, cog in enumerate(self.cogs):
-            vrt = build_vrt(self.grid, tiles, workdir, cog.spec, cog.band_names, cog.bands, cog.layer,
-                            name=f"tiles_{k}.vrt" if k else "tiles.vrt")
-            start = time.perf_counter()
-            mode = prepare_overviews(self.grid, tiles, workdir, cog.spec, cog.band_names,
-                                     self.overview_levels(cog.layer, tile_size), vrt, cog.bands, cog.layer,
-                                     name=f"c{k}_") if cog.spec.overviews else "NONE"
-            seconds += time.perf_counter() - start
-            write_cog(vrt, cog.spec, overviews=mode)
+        seconds = sum(self._assemble_through_vrt(workdir, tiles, k, self.overview_levels(cog.layer, tile_size),
+                                                 cog.layer, cog.bands) for k, cog in enumerate(self.cogs))
         summary = dict(width=self.grid.width, height=self.grid.height, bands=sum(len(c.band_names) for c in self.cogs))
         if any(self.overview_levels(layer, tile_size) for layer in self.layers):
             summary["phases"] = {"overviews": seconds}  # else GDAL builds every level, within the assembly
         return summary
+
+    def _assemble_through_vrt(self, workdir: str, tiles: Sequence[Tile], k: int, levels: int, layer: Any,
+                              bands: Tuple[int, ...]) -> float:
+        """Output ``k`` by GDAL's COG driver from a VRT of its tile files (of tile ``layer``, taking ``bands``:
+        all if empty) and of the ``levels`` overview levels the workers wrote; return the seconds spent on the
+        overview levels."""
+        from ..io.cog import build_vrt, write_cog
+        from ..io.overviews import prepare_overviews
+        cog = self.cogs[k]
+        vrt = build_vrt(self.grid, tiles, workdir, cog.spec, cog.band_names, bands, layer,
+                        name=f"tiles_{k}.vrt" if k else "tiles.vrt")
+        start = time.perf_counter()
+        mode = prepare_overviews(self.grid, tiles, workdir, cog.spec, cog.band_names, levels, vrt, bands, layer,
+                                 name=f"c{k}_") if cog.spec.overviews else "NONE"
+        seconds = time.perf_counter() - start
+        write_cog(vrt, cog.spec, overviews=mode)
+        return seconds
+
+    def _finish_packed(self, workdir: str, tiles: Sequence[Tile]) -> Dict[str, Any]:
+        """Each output from its tiles' compressed blocks (:func:`~tilewise.core.io.packed.assemble`), or, if they
+        are not the layout copied there, through a VRT of the same tile files. The report's ``phases`` count
+        GDAL's levels above the workers' as ``overviews``."""
+        from ..io import packed
+        from ..io.atomic import remove_if_there
+        from ..io.cog import replace_output, write_failed
+        log.info("Assembling the Cloud-Optimized GeoTIFF" if len(self.cogs) == 1 else
+                 f"Assembling {len(self.cogs)} Cloud-Optimized GeoTIFFs")
+        tile_size = max((max(t.width, t.height) for t in tiles), default=0)
+        seconds = 0.0
+        for k, cog in enumerate(self.cogs):
+            partial = partial_path(cog.spec.path)
+            levels, aligned = self.packed_levels(cog.layer, tile_size)
+            try:
+                start = time.perf_counter()
+                images = self._packed_images(workdir, tiles, k, levels, aligned)
+                seconds += time.perf_counter() - start
+                vrt, mode = self._empty_vrt(workdir, k)
+                packed.assemble(vrt, partial, cog.spec, mode, images)
+            except packed.NotPacked as exc:
+                remove_if_there(partial)
+                remove_if_there(partial + ".aux.xml")
+                log.info(f"The compressed blocks of {cog.spec.path} are assembled by GDAL: {exc}")
+                seconds += self._assemble_through_vrt(workdir, tiles, k, levels, f"p{k}", ())
+                continue
+            except Exception as exc:
+                write_failed(exc, cog.spec, partial, 0)
+                raise
+            replace_output(partial, cog.spec.path)
+        summary = dict(width=self.grid.width, height=self.grid.height, bands=sum(len(c.band_names) for c in self.cogs))
+        if seconds:
+            summary["phases"] = {"overviews": seconds}
+        return summary
+
+    def _packed_images(self, workdir: str, tiles: Sequence[Tile], k: int, levels: int, aligned: int) -> List[Any]:
+        """The blocks of output ``k``'s images, full resolution first: the tiles' up to level ``aligned``, then
+        GDAL's, compressed into a COG from the last of the ``levels`` levels the workers wrote (which is
+        one of them when it is above ``aligned``) with the levels above it."""
+        from ..io import packed
+        from ..io.overviews import build_upper_levels, level_grid, level_tile, level_vrt, overview_sizes
+        cog = self.cogs[k]
+        bands = len(cog.band_names)
+        images = []
+        for level in range(aligned + 1):
+            grid = level_grid(self.grid, level)
+            images.append(packed.tile_blocks([(self.packed_path(workdir, t, k, level), level_tile(t, level))
+                                              for t in tiles], grid.width, grid.height, cog.spec, bands))
+        if cog.spec.overviews and len(overview_sizes(self.grid.width, self.grid.height)) > aligned:
+            vrt = level_vrt(workdir, self.grid, tiles, cog.spec, cog.band_names, levels, None, f"p{k}", name=f"c{k}_")
+            names = build_upper_levels(vrt, workdir, cog.spec, name=f"c{k}_", compressed=True)
+            upper = os.path.join(workdir, f"c{k}_upper.tif")
+            first = 0 if levels > aligned else 1           # that level itself, or only those above it
+            images += [packed.file_blocks(upper, i, cog.spec, bands) for i in range(first, len(names) + 1)]
+        return images
 
     def _finish_in_place(self, workdir: str, tiles: Sequence[Tile]) -> Dict[str, Any]:
         """Every tile is in the outputs' files: the overview levels above the workers' computed by GDAL from
