@@ -123,16 +123,20 @@ def auto_tile_size(n_layers: int, bytes_per_value: int = 4, budget_bytes: int = 
 
 
 def balance_tile_size(grid: Grid, tile_size: int, workers: int, floor: int = 256, per_worker: int = 4,
-                      step: int = 128) -> int:
-    """Shrink ``tile_size`` (by ``step`` pixels, not below ``floor``) until every worker has at least
-    ``per_worker`` tiles, so one slow tile does not leave a core idle; a raster too small for that
-    gets tiles of ``floor`` (never tinier tiles: their fixed costs would dominate).
+                      step: int = 128, block: int = 512) -> int:
+    """Shrink ``tile_size`` (not below ``floor``) until every worker has at least ``per_worker`` tiles, so one
+    slow tile does not leave a core idle; a raster too small for that gets tiles of ``floor`` (never tinier
+    tiles: their fixed costs would dominate). Tiles above ``2 * block`` shrink to the next multiple of ``block``
+    (they stay on the outputs' blocks, whose compressed bytes the workers then write:
+    :mod:`tilewise.core.io.packed`), smaller ones by ``step`` pixels.
 
     >>> g = Grid("EPSG:3857", (1.0, 0.0, 0.0, 0.0, -1.0, 0.0), 1000, 1000)
     >>> balance_tile_size(g, 2048, 2), balance_tile_size(g, 512, 1), balance_tile_size(g, 2048, 16)
     (384, 512, 256)
     >>> balance_tile_size(Grid("EPSG:3857", (1.0, 0.0, 0.0, 0.0, -1.0, 0.0), 81, 33), 1536, 2)
     256
+    >>> balance_tile_size(Grid("EPSG:3857", (1.0, 0.0, 0.0, 0.0, -1.0, 0.0), 4000, 4000), 2048, 2)
+    1536
     """
     if workers <= 1:
         return tile_size
@@ -140,9 +144,23 @@ def balance_tile_size(grid: Grid, tile_size: int, workers: int, floor: int = 256
     def tiles(size: int) -> int:
         return math.ceil(grid.width / size) * math.ceil(grid.height / size)
 
-    while tiles(tile_size) < per_worker * workers and tile_size - step >= floor:
-        tile_size -= step
+    while tiles(tile_size) < per_worker * workers:
+        smaller = smaller_tile_size(tile_size, step, block)
+        if smaller < floor:
+            break
+        tile_size = smaller
     return tile_size
+
+
+def smaller_tile_size(tile_size: int, step: int = 128, block: int = 512) -> int:
+    """The next tile size :func:`balance_tile_size` tries below ``tile_size``.
+
+    >>> smaller_tile_size(2048), smaller_tile_size(1408), smaller_tile_size(1024), smaller_tile_size(896)
+    (1536, 1024, 896, 768)
+    """
+    if tile_size > 2 * block:
+        return (tile_size - 1) // block * block
+    return tile_size - step
 
 
 def snap_extent(extent: Tuple[float, float, float, float], origin: Tuple[float, float],

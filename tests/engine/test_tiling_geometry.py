@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tilewise.core.errors import GridError, ParameterError
-from tilewise.core.grid import (Grid, auto_tile_size, balance_tile_size, grid_from_extent,
+from tilewise.core.grid import (Grid, auto_tile_size, balance_tile_size, grid_from_extent, smaller_tile_size,
                                 parse_cell_size, plan_tiles, snap_extent)
 
 sizes = st.integers(1, 700)
@@ -189,7 +189,13 @@ def test_balance_tile_size_gives_each_worker_four_tiles_when_it_can(width, heigh
     size = balance_tile_size(grid(width, height), start, workers)
     assert size <= start and (size >= 256 or size == start)
     n = math.ceil(width / size) * math.ceil(height / size)
-    assert n >= 4 * workers or size - 128 < 256 or workers == 1
+    assert n >= 4 * workers or smaller_tile_size(size) < 256 or workers == 1
     if size < start:  # shrunk only as far as needed
-        bigger = size + 128
+        chain = [start]
+        while chain[-1] > size:
+            chain.append(smaller_tile_size(chain[-1]))
+        assert chain[-1] == size
+        bigger = chain[-2]
         assert math.ceil(width / bigger) * math.ceil(height / bigger) < 4 * workers
+    if size > 1024:   # large tiles stay on the outputs' 512-pixel blocks
+        assert size % 512 == 0 or size == start
