@@ -72,7 +72,7 @@ def fits(spec: OutputSpec, tile_size: int, worker_levels: int = 0, overview_leve
 
 
 @dataclass(frozen=True)
-class Layout:
+class Layout(tiff.Blocked):
     """Where the blocks of an uncompressed single-IFD COG are: block ``(row, col)`` of ``block`` x ``block``
     pixels starts at ``first + (row * blocks_across + col) * (block_bytes + 8)`` in ``path``."""
 
@@ -92,14 +92,6 @@ class Layout:
     @property
     def block_bytes(self) -> int:
         return self.block * self.block * self.pixel_bytes
-
-    @property
-    def blocks_across(self) -> int:
-        return -(-self.width // self.block)
-
-    @property
-    def blocks_down(self) -> int:
-        return -(-self.height // self.block)
 
     @property
     def end(self) -> int:

@@ -91,8 +91,24 @@ def tag_array(entries: Entries, tag: int) -> TagArray:
     return TagArray(at, count, kind)
 
 
+class Blocked:
+    """An image of ``width`` x ``height`` pixels in square blocks of ``block`` pixels (the edge blocks cut)."""
+
+    width: int
+    height: int
+    block: int
+
+    @property
+    def blocks_across(self) -> int:
+        return -(-self.width // self.block)
+
+    @property
+    def blocks_down(self) -> int:
+        return -(-self.height // self.block)
+
+
 @dataclass(frozen=True)
-class TiledImage:
+class TiledImage(Blocked):
     """One tiled, pixel-interleaved image (IFD) without a mask: its size, bands, bits per sample, square block
     side, compression and predictor codes, and where its block offsets and sizes are listed."""
 
@@ -105,14 +121,6 @@ class TiledImage:
     predictor: int
     offsets: TagArray
     sizes: TagArray
-
-    @property
-    def blocks_across(self) -> int:
-        return -(-self.width // self.block)
-
-    @property
-    def blocks_down(self) -> int:
-        return -(-self.height // self.block)
 
 
 def tiled_image(f: BinaryIO, order: str, entries: Entries) -> TiledImage:
@@ -167,5 +175,5 @@ def write_array(f: BinaryIO, order: str, array: TagArray, values: Sequence[int])
     f.write(struct.pack(f"{order}{array.count}{TYPE_CODES[array.kind]}", *values))
 
 
-__all__ = ["TagArray", "TiledImage", "tiled_image", "read_cog", "read_start", "read_ifd", "read_ifds", "tag_value",
-           "tag_array", "read_array", "write_array"]
+__all__ = ["TagArray", "Blocked", "TiledImage", "tiled_image", "read_cog", "read_start", "read_ifd", "read_ifds",
+           "tag_value", "tag_array", "read_array", "write_array"]
