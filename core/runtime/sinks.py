@@ -287,8 +287,8 @@ class CogSink(Sink):
         """Written in place when the workers are local and every output is uncompressed, without overviews or
         with overview levels the workers build (:func:`~tilewise.core.io.inplace.fits`); else through tile
         files (e.g. Dask workers on other machines, which may not see the same files): of the outputs'
-        compressed blocks when every output is compressed and the tiles are on its blocks at every level the
-        workers build (:func:`~tilewise.core.io.packed.fits`)."""
+        compressed blocks when every output is compressed and the tiles are on its blocks
+        (:func:`~tilewise.core.io.packed.fits`; :meth:`packed_levels` says at which overview levels)."""
         from ..io import packed
         from ..io.inplace import fits
         from ..io.overviews import overview_sizes
