@@ -74,3 +74,9 @@ def remove_if_there(path: str) -> None:
         os.remove(path)
     except FileNotFoundError:
         pass
+
+
+def remove_with_sidecar(path: str) -> None:
+    """Remove ``path`` and the ``.aux.xml`` side-car GDAL may have written beside it, if they are there."""
+    remove_if_there(path)
+    remove_if_there(path + ".aux.xml")

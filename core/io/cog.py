@@ -20,7 +20,7 @@ import rasterio
 from rasterio.errors import RasterioError
 from rasterio.shutil import copy as gdal_copy
 
-from .atomic import remove_if_there, staged_path
+from .atomic import remove_if_there, remove_with_sidecar, staged_path
 from .diskspace import is_disk_full
 from ..errors import DiskFullError, OutputError
 from ..grid import Grid, Tile
@@ -198,8 +198,7 @@ def write_failed(exc: Exception, spec: OutputSpec, partial: str, nbytes: int) ->
     raise :class:`DiskFullError` if the disk is full (``nbytes``: what the write needed), or
     :class:`OutputError` for a file-system or GDAL error; otherwise return (the caller re-raises ``exc``)."""
     full = is_disk_full(exc, os.path.dirname(partial), nbytes)
-    remove_if_there(partial)
-    remove_if_there(partial + ".aux.xml")
+    remove_with_sidecar(partial)
     if full:
         raise DiskFullError(f"The disk is full: writing {spec.path} failed.") from None
     if isinstance(exc, (OSError, RasterioError)) or type(exc).__name__.startswith("CPLE_"):

@@ -43,7 +43,7 @@ import numpy as np
 from ..errors import DiskFullError, OutputError
 from ..grid import Tile
 from ..options import OutputSpec
-from .atomic import remove_if_there
+from .atomic import remove_with_sidecar
 from .diskspace import is_disk_full
 from . import tiff
 
@@ -111,12 +111,12 @@ def plan_layout(vrt_path: str, path: str, spec: OutputSpec, options: Dict[str, s
 
     Raises :class:`OutputError` if GDAL's header is not the layout this module writes."""
     from rasterio.shutil import copy as gdal_copy
-    _remove_with_sidecar(path)
+    remove_with_sidecar(path)
     try:
         gdal_copy(vrt_path, path, driver="COG", **dict(options, SPARSE_OK="TRUE"))
     except Exception as exc:
         full = is_disk_full(exc, os.path.dirname(path))
-        _remove_with_sidecar(path)
+        remove_with_sidecar(path)
         if full:
             raise DiskFullError(f"The disk is full: preparing {spec.path} in {os.path.dirname(path)} failed.") \
                 from None
@@ -269,11 +269,6 @@ def _read_header(f, path: str, spec: OutputSpec,
                 raise OutputError(f"{path}: its blocks are not where this layout puts them.")
         out.append((layout, image.offsets, image.sizes))
     return out[::-1]
-
-
-def _remove_with_sidecar(path: str) -> None:
-    for p in (path, path + ".aux.xml"):
-        remove_if_there(p)
 
 
 __all__ = ["Layout", "fits", "plan_layout", "open_layout", "write_tile_in_place"]

@@ -186,11 +186,10 @@ def build_upper_levels(below_vrt: str, workdir: str, spec: OutputSpec, block: in
     the full file), uncompressed or (``compressed``) in the output's blocks and compression (see
     :mod:`.packed`); return one dataset name per level, smallest last."""
     upper = os.path.join(workdir, f"{name}upper.tif")
-    options = dict(COMPRESS="NONE", BLOCKSIZE=block, OVERVIEWS="IGNORE_EXISTING",
-                   OVERVIEW_RESAMPLING=spec.overview_resampling.upper(), BIGTIFF="IF_SAFER")
-    if compressed:
-        options = dict(cog_options(spec), BLOCKSIZE=block, OVERVIEWS="IGNORE_EXISTING")
-    gdal_copy(below_vrt, upper, driver="COG", **options)
+    compression = cog_options(spec) if compressed else dict(COMPRESS="NONE")
+    gdal_copy(below_vrt, upper, driver="COG", **dict(compression, BLOCKSIZE=block, OVERVIEWS="IGNORE_EXISTING",
+                                                     OVERVIEW_RESAMPLING=spec.overview_resampling.upper(),
+                                                     BIGTIFF="IF_SAFER"))
     import rasterio
     with rasterio.open(upper) as src:
         n = len(src.overviews(1))

@@ -102,7 +102,7 @@ def tile_blocks(placements: Sequence[Tuple[str, Tile]], width: int, height: int,
     sources = np.full(across * down, -1, np.int64)
     offsets, sizes = np.zeros(across * down, np.int64), np.zeros(across * down, np.int64)
     for k, (path, tile) in enumerate(placements):
-        image = _read_image(path, 0, spec, bands)
+        image, block_offsets, block_sizes = _read_image(path, 0, spec, bands)
         if (image.width, image.height) != (tile.width, tile.height) or tile.row_off % BLOCK_SIZE \
                 or tile.col_off % BLOCK_SIZE:
             raise NotPacked(f"{path} is not {tile.name} in the output's blocks")
@@ -110,7 +110,7 @@ def tile_blocks(placements: Sequence[Tuple[str, Tile]], width: int, height: int,
         cols = tile.col_off // BLOCK_SIZE + np.arange(image.blocks_across)
         where = (rows[:, None] * across + cols[None, :]).ravel()
         sources[where] = k
-        offsets[where], sizes[where] = _block_arrays(path, image)
+        offsets[where], sizes[where] = block_offsets, block_sizes
     if (sources < 0).any():
         raise NotPacked(f"the tiles leave {int((sources < 0).sum())} blocks of a {width} x {height} image out")
     return Blocks(width, height, tuple(p for p, _ in placements), sources, offsets, sizes)
@@ -119,19 +119,22 @@ def tile_blocks(placements: Sequence[Tuple[str, Tile]], width: int, height: int,
 def file_blocks(path: str, index: int, spec: OutputSpec, bands: int) -> Blocks:
     """The blocks of image ``index`` (0: the first IFD) of the tiled TIFF at ``path``, written with the output's
     compression options (e.g. GDAL's levels above the workers', :func:`~.overviews.build_upper_levels`)."""
-    image = _read_image(path, index, spec, bands)
-    offsets, sizes = _block_arrays(path, image)
+    image, offsets, sizes = _read_image(path, index, spec, bands)
     return Blocks(image.width, image.height, (path,), np.zeros(len(offsets), np.int64), offsets, sizes)
 
 
-def _read_image(path: str, index: int, spec: OutputSpec, bands: int) -> tiff.TiledImage:
-    """Image ``index`` of ``path``, checked to hold ``bands`` bands of the output's type, blocks and compression."""
+def _read_image(path: str, index: int, spec: OutputSpec, bands: int
+                ) -> Tuple[tiff.TiledImage, np.ndarray, np.ndarray]:
+    """Image ``index`` of ``path``, checked to hold ``bands`` bands of the output's type, blocks and compression,
+    and its blocks' offsets and sizes."""
     try:
         with open(path, "rb") as f:
             order, _, ifds = tiff.read_ifds(f, limit=index + 1)
             if len(ifds) <= index:
                 raise ValueError(f"has no image {index + 1}")
             image = tiff.tiled_image(f, order, ifds[index])
+            offsets = np.array(tiff.read_array(f, order, image.offsets), np.int64)
+            sizes = np.array(tiff.read_array(f, order, image.sizes), np.int64)
     except (OSError, ValueError, struct.error) as exc:
         raise NotPacked(f"{path} {exc}") from None
     found = (order, image.block, image.bands, image.bits, image.compression, image.predictor)
@@ -140,20 +143,13 @@ def _read_image(path: str, index: int, spec: OutputSpec, bands: int) -> tiff.Til
     if found != expected:
         raise NotPacked(f"{path} has (byte order, block, bands, bits, compression, predictor) {found}, not the "
                         f"output's {expected}")
-    return image
+    if (sizes < 4).any():                  # a block left out (sparse) or too small for its trailer
+        raise NotPacked(f"{path} has a block of {int(sizes.min())} bytes")
+    return image, offsets, sizes
 
 
 def _predictor(spec: OutputSpec) -> int:
     return int(packed_options(spec).get("predictor", 1))
-
-
-def _block_arrays(path: str, image: tiff.TiledImage) -> Tuple[np.ndarray, np.ndarray]:
-    with open(path, "rb") as f:
-        offsets = np.array(tiff.read_array(f, "<", image.offsets), np.int64)
-        sizes = np.array(tiff.read_array(f, "<", image.sizes), np.int64)
-    if (sizes < 4).any():                  # a block left out (sparse) or too small for its trailer
-        raise NotPacked(f"{path} has a block of {int(sizes.min())} bytes")
-    return offsets, sizes
 
 
 def assemble(header_vrt: str, path: str, spec: OutputSpec, overviews: str, images: Sequence[Blocks]) -> None:
@@ -170,13 +166,9 @@ def assemble(header_vrt: str, path: str, spec: OutputSpec, overviews: str, image
         if not big and total >= 1 << 32:
             raise NotPacked(f"GDAL laid {path} out as a classic TIFF, which cannot hold {total} bytes")
         f.seek(header)
-        where = header
-        starts: List[np.ndarray] = []
-        for blocks in reversed(images):                     # the smallest overview first
-            starts.append(where + 4 + np.concatenate(([0], np.cumsum(blocks.sizes[:-1] + 8))))
-            where = _copy_blocks(f, blocks, order)
-        for (offsets, sizes), blocks, first in zip(layout, images, reversed(starts)):
-            tiff.write_array(f, order, offsets, first.tolist())
+        starts = [_copy_blocks(f, blocks, order) for blocks in reversed(images)][::-1]  # the smallest level first
+        for (offsets, sizes), blocks, first in zip(layout, images, starts):
+            tiff.write_array(f, order, offsets, first)
             tiff.write_array(f, order, sizes, blocks.sizes.tolist())
 
 
@@ -200,9 +192,11 @@ def _header(f, path: str, spec: OutputSpec, images: Sequence[Blocks]
     return order, big, [(image.offsets, image.sizes) for image in found]
 
 
-def _copy_blocks(f, blocks: Blocks, order: str) -> int:
-    """Append ``blocks`` to ``f`` (at its position), each with its leader and trailer; return where they end."""
+def _copy_blocks(f, blocks: Blocks, order: str) -> List[int]:
+    """Append ``blocks`` to ``f`` (at its position), each with its leader and trailer; return where each block's
+    bytes start."""
     fds: Dict[int, int] = {}
+    starts = []
     try:
         for source, offset, size in zip(blocks.sources.tolist(), blocks.offsets.tolist(), blocks.sizes.tolist()):
             fd = fds.get(source)
@@ -210,12 +204,13 @@ def _copy_blocks(f, blocks: Blocks, order: str) -> int:
                 fd = fds[source] = os.open(blocks.files[source], os.O_RDONLY | getattr(os, "O_BINARY", 0))
             data = _read_at(fd, size, offset, blocks.files[source])
             f.write(struct.pack(order + "I", size))
+            starts.append(f.tell())
             f.write(data)
             f.write(data[-4:])
     finally:
         for fd in fds.values():
             os.close(fd)
-    return f.tell()
+    return starts
 
 
 def _read_at(fd: int, size: int, offset: int, path: str) -> bytes:

@@ -42,7 +42,7 @@ import numpy as np
 from ..errors import OutputError
 from ..grid import Grid, Tile
 from ..options import OutputSpec
-from ..io.atomic import atomic_write, remove_if_there
+from ..io.atomic import atomic_write, remove_if_there, remove_with_sidecar
 from ..io.diskspace import SpaceNeed
 from ..paths import partial_path, workdir_for
 from ..phases import timed
@@ -536,7 +536,6 @@ class CogSink(Sink):
         are not the layout copied there, through a VRT of the same tile files. The report's ``phases`` count
         GDAL's levels above the workers' as ``overviews``."""
         from ..io import packed
-        from ..io.atomic import remove_if_there
         from ..io.cog import replace_output, write_failed
         log.info("Assembling the Cloud-Optimized GeoTIFF" if len(self.cogs) == 1 else
                  f"Assembling {len(self.cogs)} Cloud-Optimized GeoTIFFs")
@@ -552,8 +551,7 @@ class CogSink(Sink):
                 vrt, mode = self._empty_vrt(workdir, k)
                 packed.assemble(vrt, partial, cog.spec, mode, images)
             except packed.NotPacked as exc:
-                remove_if_there(partial)
-                remove_if_there(partial + ".aux.xml")
+                remove_with_sidecar(partial)
                 log.info(f"The compressed blocks of {cog.spec.path} are assembled by GDAL: {exc}")
                 seconds += self._assemble_through_vrt(workdir, tiles, k, levels, f"p{k}", ())
                 continue
