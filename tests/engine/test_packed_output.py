@@ -198,3 +198,30 @@ def test_a_failed_run_resumes_from_its_packed_tiles(tmp_path, assembled):
     fresh = tmp_path / "fresh.tif"
     composite(paths, str(fresh), "median", tile_size=1024, workers=2)
     assert fresh.read_bytes() == open(out, "rb").read()
+
+
+def test_a_packed_tile_cut_short_is_one_clear_error_and_no_output(tmp_path):
+    """A tile file cut short after it was written (a full disk, another program): the assembly stops with one
+    OutputError naming that file, and leaves neither the output nor a partial file."""
+    from tilewise.core.errors import OutputError
+    from tilewise.core.paths import partial_path
+    grid = Grid("EPSG:32633", (10.0, 0.0, 500000.0, 0.0, -10.0, 5000000.0), 2048, 2048)
+    spec = OutputSpec(str(tmp_path / "out.tif"), "float32", -9999.0).resolved()
+    data = np.random.default_rng(7).normal(0, 1, (1, 2048, 2048)).astype("float32")
+    sink = CogSink.single(grid, spec, ["v"]).planned(1024, local=True)
+    assert sink.packed
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    tiles = plan_tiles(grid, 1024)
+    for tile in tiles:
+        window = data[:, tile.row_off:tile.row_off + tile.height, tile.col_off:tile.col_off + tile.width]
+        sink.write(sink.task_target(str(workdir), tile, 1024), tile, np.ascontiguousarray(window))
+    cut = sink.packed_path(str(workdir), tiles[2], 0)
+    with open(cut, "r+b") as f:
+        f.truncate(os.path.getsize(cut) // 2)
+    with pytest.raises(OutputError, match=r"The tile file .*tile_0001024_0000000_p0\.tif is cut short: run again "
+                                          r"without resume\.") as caught:
+        sink.finish(str(workdir), tiles)
+    assert "\n" not in str(caught.value)
+    assert not os.path.exists(spec.path) and not os.path.exists(partial_path(spec.path))
+    assert not os.path.exists(partial_path(spec.path) + ".aux.xml")
