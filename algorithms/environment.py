@@ -22,6 +22,9 @@ Steps, each done only when needed, so that running it again repairs or does noth
 from __future__ import annotations
 
 import argparse
+import datetime
+import glob
+import itertools
 import json
 import os
 import queue
@@ -434,25 +437,36 @@ class _LineFeedback(SetupFeedback):
         return self.outer.cancelled()
 
 
-def pip_log() -> str:
-    """Where pip writes its full log of the last setup."""
-    return os.path.join(user_cache_root(), "setup-pip.log")
+PIP_LOGS_KEPT = 10
+_PIP_LOG_COUNT = itertools.count()
 
 
-def pip_install(python: str, lock: Lock, wheelhouse: str, feedback: SetupFeedback, only: Sequence[str] = (),
-                relaxed: Sequence[str] = ()) -> Tuple[int, List[str]]:
+def new_pip_log() -> str:
+    """A log file of pip's own for one set-up, in the cache's ``setup-logs`` folder, named by the time
+    and process: two set-ups at once (two QGIS windows, a test run beside a session) each keep their
+    own log. Only the newest ``PIP_LOGS_KEPT`` logs are kept."""
+    folder = os.path.join(user_cache_root(), "setup-logs")
+    os.makedirs(folder, exist_ok=True)
+    old = sorted(glob.glob(os.path.join(folder, "pip-*.log")))
+    for path in old[:max(0, len(old) - PIP_LOGS_KEPT + 1)]:
+        try:
+            os.remove(path)
+        except OSError:
+            pass  # another set-up removed it, or it is open on Windows: it goes next time
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%d-%H%M%S-%f")
+    return os.path.join(folder, f"pip-{stamp}-{os.getpid()}-{next(_PIP_LOG_COUNT)}.log")
+
+
+def pip_install(python: str, lock: Lock, wheelhouse: str, feedback: SetupFeedback, log: str,
+                only: Sequence[str] = (), relaxed: Sequence[str] = ()) -> Tuple[int, List[str]]:
     """Install the engine's packages into ``python`` (``only`` those, reinstalled without their
-    dependencies: a repair); ``(exit code, last lines of pip's output)``.
+    dependencies: a repair); ``(exit code, last lines of pip's output)``; pip appends its full log
+    to ``log``.
 
     Every pin is installed at its locked version with its hashes checked, except the ``relaxed`` ones
     (canonical names: their locked version cannot be had here), which take the newest release pip
     finds; then no hash is checked (pip checks all or none) and the other pins stay exact. The
     requirements pin every engine package (the lock's closure), so no constraints file is needed."""
-    os.makedirs(user_cache_root(), exist_ok=True)
-    try:
-        os.remove(pip_log())  # pip appends: keep the log of this set-up only
-    except OSError:
-        pass
     keep = {canonical(o) for o in only}
     wanted = [(k, n, v) for k, (n, v) in lock.engine.items() if not only or k in keep]
     with tempfile.TemporaryDirectory(prefix="tilewise-setup-") as tmp:
@@ -465,7 +479,7 @@ def pip_install(python: str, lock: Lock, wheelhouse: str, feedback: SetupFeedbac
                 f.write("".join(f"{n}=={v}" + "".join(f" --hash={h}" for h in hashes.get(k, [])) + "\n"
                                 for k, n, v in wanted))
         cmd = [python, "-m", "pip", "install", "--no-input", "--disable-pip-version-check", "--progress-bar", "off",
-               "--only-binary", ":all:", "--log", pip_log(), "-r", requirements]
+               "--only-binary", ":all:", "--log", log, "-r", requirements]
         if wheelhouse:
             cmd += ["--no-index", "--find-links", wheelhouse]
         if only:
@@ -483,12 +497,12 @@ def unavailable(tail: Sequence[str]) -> List[str]:
     return list(dict.fromkeys(canonical(n) for n in found))
 
 
-def install_locked(python: str, lock: Lock, wheelhouse: str, feedback: SetupFeedback,
+def install_locked(python: str, lock: Lock, wheelhouse: str, feedback: SetupFeedback, log: str,
                    only: Sequence[str] = ()) -> List[str]:
-    """pip installs the lock's engine pins (``only`` those: a repair); the canonical names of the pins
-    that could not be had for this Python and platform, each said in the set-up's log and replaced
-    by the newest release that can."""
-    rc, tail = pip_install(python, lock, wheelhouse, feedback, only=only)
+    """pip installs the lock's engine pins (``only`` those: a repair), its full log in ``log``; the
+    canonical names of the pins that could not be had for this Python and platform, each said in the
+    set-up's log and replaced by the newest release that can."""
+    rc, tail = pip_install(python, lock, wheelhouse, feedback, log, only=only)
     relaxed: List[str] = []
     while rc != 0:
         missing = [k for k in unavailable(tail) if k in lock.engine]
@@ -498,7 +512,7 @@ def install_locked(python: str, lock: Lock, wheelhouse: str, feedback: SetupFeed
                               f"{' from ' + wheelhouse if wheelhouse else ''}: no wheel for this Python version "
                               f"and platform. Set the interpreter of another Python version (3.9 to 3.13 are "
                               f"the safest) in {SETTING_HINT} and run {SETUP_ALGORITHM} again; pip's full log is "
-                              f"{pip_log()}:\n" + "\n".join(tail[-6:]))
+                              f"{log}:\n" + "\n".join(tail[-6:]))
         missing = [k for k in missing if k not in relaxed]
         if not missing:
             break
@@ -507,10 +521,10 @@ def install_locked(python: str, lock: Lock, wheelhouse: str, feedback: SetupFeed
                       + ", ".join(" ".join(lock.engine[k]) for k in missing)
                       + f" ({lock.where}); installing the newest release that has one instead "
                         "(not the tested version)")
-        rc, tail = pip_install(python, lock, wheelhouse, feedback, only=only, relaxed=relaxed)
+        rc, tail = pip_install(python, lock, wheelhouse, feedback, log, only=only, relaxed=relaxed)
     if rc != 0:
         raise EngineError(f"pip could not install the engine's packages into {python} (exit code {rc}); "
-                          f"its full log is {pip_log()}:\n"
+                          f"its full log is {log}:\n"
                           + "\n".join(tail[-15:]))
     return relaxed
 
@@ -532,14 +546,15 @@ def ensure_packages(python: str, lock: Lock, wheelhouse: str, feedback: SetupFee
     feedback.step(f"Installing {len(todo)} package(s) into {python}{where}: "
                   + ", ".join(f"{n} {v}" for n, _, v in todo))
     repair = [n for n, _, _ in todo] if broken else []
-    relaxed = install_locked(python, lock, wheelhouse, feedback, only=repair)
+    log = new_pip_log()
+    relaxed = install_locked(python, lock, wheelhouse, feedback, log, only=repair)
     now = installed_versions(python)
     failed = {canonical(b) for b in broken}
     changes = [f"{n} {now.get(canonical(n), '?')}" + (" (did not load)" if canonical(n) in failed else
                                                        f" (was {old})" if old else "") for n, old, _ in todo]
     verb = "Repaired" if any(old for _, old, _ in todo) or broken else "Installed"
     report.actions.append(f"{verb} {len(todo)} package(s)" + (" at their locked versions" if not relaxed else "")
-                          + f"{where}: {', '.join(changes)} (pip's log: {pip_log()}).")
+                          + f"{where}: {', '.join(changes)} (pip's log: {log}).")
     if relaxed:
         instead = "; ".join(f"{lock.engine[k][0]} {lock.engine[k][1]} could not be had, installed "
                             f"{lock.engine[k][0]} {now.get(k, '(none)')} instead" for k in relaxed)
@@ -548,7 +563,7 @@ def ensure_packages(python: str, lock: Lock, wheelhouse: str, feedback: SetupFee
         feedback.step(f"Not the locked versions: {instead}")
     still = broken_packages(python)
     if still:
-        raise EngineError(f"After installing, {python} still cannot load {', '.join(still)}; see {pip_log()}.")
+        raise EngineError(f"After installing, {python} still cannot load {', '.join(still)}; see {log}.")
 
 
 # -- step 3: the kernels -----------------------------------------------------------------------------------

@@ -56,7 +56,7 @@ def lock_of(tmp_path, *pins):
 def test_a_pin_without_a_wheel_is_named_with_what_is_installed_instead(venv, bundled_wheels, tmp_path):
     lock = lock_of(tmp_path, "setuptools==0.0.1")
     feedback = Steps()
-    relaxed = environment.install_locked(venv, lock, bundled_wheels, feedback)
+    relaxed = environment.install_locked(venv, lock, bundled_wheels, feedback, str(tmp_path / "pip.log"))
     assert relaxed == ["setuptools"]
     said = [s for s in feedback.steps if "setuptools 0.0.1" in s]
     assert said and "newest release" in said[0] and "not the tested version" in said[0], feedback.steps
@@ -70,10 +70,29 @@ def test_a_package_that_cannot_be_had_at_all_is_an_error_naming_pip_s_log(venv, 
     feedback = Steps()
     with pytest.raises(environment.EngineError, match="No release of tilewise-no-such-package can be installed "
                                                       "for .*Python %d.%d" % sys.version_info[:2]) as info:
-        environment.install_locked(venv, lock, bundled_wheels, feedback)
-    assert environment.pip_log() in str(info.value) and bundled_wheels in str(info.value)
+        environment.install_locked(venv, lock, bundled_wheels, feedback, str(tmp_path / "pip.log"))
+    assert str(tmp_path / "pip.log") in str(info.value) and bundled_wheels in str(info.value)
+    assert "tilewise-no-such-package" in (tmp_path / "pip.log").read_text(encoding="utf-8")
     assert "another Python version" in str(info.value)
     assert any("tilewise-no-such-package 1.0" in s for s in feedback.steps), feedback.steps
+
+
+def test_each_set_up_has_a_pip_log_of_its_own_and_the_newest_ten_are_kept(tmp_path, monkeypatch):
+    """Two set-ups at once (two QGIS windows, or a test run beside a session) do not write or remove
+    each other's log; old logs do not pile up."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(sys, "platform", "linux")
+    logs = []
+    for _ in range(14):
+        log = environment.new_pip_log()
+        assert log not in logs and not os.path.exists(log)
+        with open(log, "w", encoding="utf-8") as f:
+            f.write("pip\n")
+        logs.append(log)
+    folder = tmp_path / "tilewise" / "setup-logs"
+    kept = sorted(str(p) for p in folder.glob("pip-*.log"))
+    assert len(kept) == environment.PIP_LOGS_KEPT
+    assert set(logs[-environment.PIP_LOGS_KEPT:]) == set(kept)
 
 
 def test_unavailable_reads_pip_s_words():
