@@ -55,12 +55,18 @@ def default_cache_dir(version: str = __version__) -> str:
     return os.path.join(user_cache_root(), f"numba-{version}")
 
 
-def _temp_cache_dir(version: str = __version__) -> str:
+def temp_user_root() -> str:
+    """This user's Tilewise folder in the temporary folder (``/tmp/tilewise-<uid>``), where what would
+    go to :func:`user_cache_root` goes without a writable home; check it with ``usable_dir(..., private=True)``."""
     try:
         user = str(os.getuid())  # type: ignore[attr-defined]
     except AttributeError:  # Windows: the temporary folder is already per user
         user = os.environ.get("USERNAME", "user")
-    return os.path.join(tempfile.gettempdir(), f"tilewise-{user}", f"numba-{version}")
+    return os.path.join(tempfile.gettempdir(), f"tilewise-{user}")
+
+
+def _temp_cache_dir(version: str = __version__) -> str:
+    return os.path.join(temp_user_root(), f"numba-{version}")
 
 
 def _candidates() -> Iterator[Tuple[str, bool]]:

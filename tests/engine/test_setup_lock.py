@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -93,6 +94,20 @@ def test_each_set_up_has_a_pip_log_of_its_own_and_the_newest_ten_are_kept(tmp_pa
     kept = sorted(str(p) for p in folder.glob("pip-*.log"))
     assert len(kept) == environment.PIP_LOGS_KEPT
     assert set(logs[-environment.PIP_LOGS_KEPT:]) == set(kept)
+
+
+def test_without_a_writable_cache_the_pip_log_goes_to_this_user_s_temporary_folder(tmp_path, monkeypatch):
+    """A read-only home (here a cache path under a file, which root cannot write either): the log is
+    still written, in this user's private folder of the temporary folder."""
+    (tmp_path / "a file").write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "a file" / "cache"))
+    monkeypatch.setattr(sys, "platform", "linux")
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    log = environment.new_pip_log()
+    assert os.path.dirname(log) == os.path.join(str(tmp_path / "tmp"), f"tilewise-{os.getuid()}", "setup-logs")
+    with open(log, "w", encoding="utf-8") as f:
+        f.write("pip\n")
 
 
 def test_unavailable_reads_pip_s_words():
