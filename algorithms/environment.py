@@ -38,7 +38,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
-from ..core.jitconfig import temp_user_root, usable_dir, user_cache_root
+from ..core.jitconfig import usable_user_dir
 from .engine_process import kill_tree, run_engine
 from .interpreter import (SETTING_HINT, SETUP_ALGORITHM, EngineCancelled, EngineError, describe_python, popen_flags,
                           default_venv_python, package_root, system_pythons)
@@ -446,9 +446,7 @@ def new_pip_log() -> str:
     and process: two set-ups at once (two QGIS windows, a test run beside a session) each keep their
     own log. Only the newest ``PIP_LOGS_KEPT`` logs are kept. Without a writable cache (a read-only
     home) the folder is this user's own in the temporary folder, or a new one there."""
-    folder = next((f for f, private in [(os.path.join(user_cache_root(), "setup-logs"), False),
-                                        (os.path.join(temp_user_root(), "setup-logs"), True)]
-                   if usable_dir(f, private)), None) or tempfile.mkdtemp(prefix="tilewise-setup-logs-")
+    folder = usable_user_dir("setup-logs") or tempfile.mkdtemp(prefix="tilewise-setup-logs-")
     old = sorted(glob.glob(os.path.join(folder, "pip-*.log")))
     for path in old[:max(0, len(old) - PIP_LOGS_KEPT + 1)]:
         try:

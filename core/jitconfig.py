@@ -5,7 +5,8 @@ numba reads its configuration from the environment (``NUMBA_CACHE_DIR``,
 Both must be settled before :mod:`tilewise.core.kernels.reducers` imports numba:
 
 - **The cache** goes to a per-user folder keyed by the Tilewise version
-  (:func:`default_cache_dir`), not beside the source files: a plugin folder is
+  (``numba-<version>`` in :func:`user_cache_root`, e.g. ``~/.cache/tilewise/numba-0.1.0``;
+  :func:`usable_user_dir`), not beside the source files: a plugin folder is
   often read-only (a system-wide install), and a new release must never load
   kernels compiled for an old one. A ``NUMBA_CACHE_DIR`` set by the user wins.
   When no folder is writable the kernels are compiled on every run instead.
@@ -24,7 +25,7 @@ import os
 import stat
 import sys
 import tempfile
-from typing import Iterator, Optional, Tuple
+from typing import Optional
 
 from . import __version__
 
@@ -50,14 +51,8 @@ def user_cache_root() -> str:
     return os.path.join(base, "tilewise")
 
 
-def default_cache_dir(version: str = __version__) -> str:
-    """Where this release keeps numba's compiled kernels, e.g. ``~/.cache/tilewise/numba-0.1.0``."""
-    return os.path.join(user_cache_root(), f"numba-{version}")
-
-
-def temp_user_root() -> str:
-    """This user's Tilewise folder in the temporary folder (``/tmp/tilewise-<uid>``), where what would
-    go to :func:`user_cache_root` goes without a writable home; check it with ``usable_dir(..., private=True)``."""
+def _temp_user_root() -> str:
+    """This user's Tilewise folder in the temporary folder (``/tmp/tilewise-<uid>``)."""
     try:
         user = str(os.getuid())  # type: ignore[attr-defined]
     except AttributeError:  # Windows: the temporary folder is already per user
@@ -65,15 +60,16 @@ def temp_user_root() -> str:
     return os.path.join(tempfile.gettempdir(), f"tilewise-{user}")
 
 
-def _temp_cache_dir(version: str = __version__) -> str:
-    return os.path.join(temp_user_root(), f"numba-{version}")
-
-
-def _candidates() -> Iterator[Tuple[str, bool]]:
-    """``(folder, private)``: the temporary folder is shared with other users, so the
+def usable_user_dir(name: str) -> Optional[str]:
+    """The folder ``name`` in :func:`user_cache_root`, or, without a writable home (a service account, a
+    read-only home), in this user's private folder of the temporary folder: the first :func:`usable_dir`
+    of the two, created; None if neither is. The temporary folder is shared with other users, so the
     fallback there must be this user's alone, and its parent too."""
-    yield default_cache_dir(), False
-    yield _temp_cache_dir(), True  # no writable home (a service account, a read-only home)
+    for path, private in ((os.path.join(user_cache_root(), name), False),
+                          (os.path.join(_temp_user_root(), name), True)):
+        if usable_dir(path, private):
+            return path
+    return None
 
 
 def usable_dir(path: str, private: bool = False) -> bool:
@@ -105,21 +101,20 @@ def configure_cache() -> Optional[str]:
     """Settle where numba caches compiled kernels, before numba compiles any; return that folder.
 
     A ``NUMBA_CACHE_DIR`` already set is kept (``None`` is returned when it is not
-    writable). Otherwise it is set to the first usable of :func:`default_cache_dir`
-    and a private folder in the temporary directory; ``None`` when neither is
+    writable). Otherwise it is set to this release's folder, ``numba-<version>``, in
+    the first usable of :func:`usable_user_dir`'s two places; ``None`` when neither is
     usable, and then the kernels must not ask numba to cache.
     """
     chosen = os.environ.get(CACHE_ENV)
     if chosen:
         return chosen if usable_dir(chosen) else None
-    for path, private in _candidates():
-        if usable_dir(path, private):
-            os.environ[CACHE_ENV] = path
-            numba = sys.modules.get("numba")
-            if numba is not None:  # imported already (by the caller): numba read its config then
-                numba.config.CACHE_DIR = path
-            return path
-    return None
+    path = usable_user_dir(f"numba-{__version__}")
+    if path is not None:
+        os.environ[CACHE_ENV] = path
+        numba = sys.modules.get("numba")
+        if numba is not None:  # imported already (by the caller): numba read its config then
+            numba.config.CACHE_DIR = path
+    return path
 
 
 def warm_stamp(cache: str) -> str:
