@@ -179,13 +179,18 @@ def _level_window(tile: Tile, level: int) -> Tuple[int, int, int, int]:
     return t.row_off, t.col_off, t.height, t.width
 
 
+def upper_path(workdir: str, name: str = "") -> str:
+    """The COG in which :func:`build_upper_levels` writes the levels above the workers' (its overviews)."""
+    return os.path.join(workdir, f"{name}upper.tif")
+
+
 def build_upper_levels(below_vrt: str, workdir: str, spec: OutputSpec, block: int = BLOCK_SIZE,
                        name: str = "", compressed: bool = False) -> List[str]:
     """The levels above the workers', by GDAL from the last of theirs (``below_vrt``): GDAL's COG
     driver writes that level with its own overviews (the sizes and pixels it would give them in
     the full file), uncompressed or (``compressed``) in the output's blocks and compression (see
     :mod:`.packed`); return one dataset name per level, smallest last."""
-    upper = os.path.join(workdir, f"{name}upper.tif")
+    upper = upper_path(workdir, name)
     compression = cog_options(spec) if compressed else dict(COMPRESS="NONE")
     gdal_copy(below_vrt, upper, driver="COG", **dict(compression, BLOCKSIZE=block, OVERVIEWS="IGNORE_EXISTING",
                                                      OVERVIEW_RESAMPLING=spec.overview_resampling.upper(),

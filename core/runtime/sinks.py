@@ -278,9 +278,9 @@ class CogSink(Sink):
         (of :meth:`overview_levels`, those on the output's blocks and the one after them), and how many of those
         they write as the output's compressed blocks (the others are written uncompressed, for GDAL)."""
         from ..io.packed import aligned_levels
-        size = min(tile_size, max(self.grid.width, self.grid.height))
+        side = max(self.grid.width, self.grid.height)
         levels = self.overview_levels(layer, tile_size)
-        packed = aligned_levels(size, levels, max(self.grid.width, self.grid.height))
+        packed = aligned_levels(min(tile_size, side), levels, side)
         return min(levels, packed + 1), packed
 
     def planned(self, tile_size: int, local: bool) -> "CogSink":
@@ -495,23 +495,30 @@ class CogSink(Sink):
     def finish(self, workdir: str, tiles: Sequence[Tile]) -> Dict[str, Any]:
         """Each COG from its tile VRT; the workers' overview levels (and GDAL's above them) declared as its
         overviews. The report's ``phases`` count laying out those levels as ``overviews``."""
+        tile_size = max((max(t.width, t.height) for t in tiles), default=0)
         if self.in_place:
-            return self._finish_in_place(workdir, tiles)
-        if self.packed:
-            return self._finish_packed(workdir, tiles)
+            return self._finish_in_place(workdir, tiles, tile_size)
         log.info("Assembling the Cloud-Optimized GeoTIFF" if len(self.cogs) == 1 else
                  f"Assembling {len(self.cogs)} Cloud-Optimized GeoTIFFs")
+        if self.packed:
+            return self._finish_packed(workdir, tiles, tile_size)
         if self.direct:  # the worker wrote the COGs (the tile route's message, as its bytes)
             from ..io.cog import replace_output
             for cog in self.cogs:
                 replace_output(partial_path(cog.spec.path), cog.spec.path)
-            return dict(width=self.grid.width, height=self.grid.height, bands=sum(len(c.band_names) for c in self.cogs))
-        tile_size = max((max(t.width, t.height) for t in tiles), default=0)
+            return self._summary()
         seconds = sum(self._assemble_through_vrt(workdir, tiles, k, self.overview_levels(cog.layer, tile_size),
                                                  cog.layer, cog.bands) for k, cog in enumerate(self.cogs))
-        summary = dict(width=self.grid.width, height=self.grid.height, bands=sum(len(c.band_names) for c in self.cogs))
-        if any(self.overview_levels(layer, tile_size) for layer in self.layers):
-            summary["phases"] = {"overviews": seconds}  # else GDAL builds every level, within the assembly
+        # without the workers' levels GDAL builds every level, within the assembly
+        return self._summary(seconds if any(self.overview_levels(layer, tile_size) for layer in self.layers) else None)
+
+    def _summary(self, overviews: Optional[float] = None) -> Dict[str, Any]:
+        """The outputs' size and bands for the run's report; ``overviews``: the seconds spent on the overview
+        levels, the report's ``overviews`` phase."""
+        summary: Dict[str, Any] = dict(width=self.grid.width, height=self.grid.height,
+                                       bands=sum(len(c.band_names) for c in self.cogs))
+        if overviews is not None:
+            summary["phases"] = {"overviews": overviews}
         return summary
 
     def _assemble_through_vrt(self, workdir: str, tiles: Sequence[Tile], k: int, levels: int, layer: Any,
@@ -531,15 +538,12 @@ class CogSink(Sink):
         write_cog(vrt, cog.spec, overviews=mode)
         return seconds
 
-    def _finish_packed(self, workdir: str, tiles: Sequence[Tile]) -> Dict[str, Any]:
+    def _finish_packed(self, workdir: str, tiles: Sequence[Tile], tile_size: int) -> Dict[str, Any]:
         """Each output from its tiles' compressed blocks (:func:`~tilewise.core.io.packed.assemble`), or, if they
         are not the layout copied there, through a VRT of the same tile files. The report's ``phases`` count
         GDAL's levels above the workers' as ``overviews``."""
         from ..io import packed
         from ..io.cog import replace_output, write_failed
-        log.info("Assembling the Cloud-Optimized GeoTIFF" if len(self.cogs) == 1 else
-                 f"Assembling {len(self.cogs)} Cloud-Optimized GeoTIFFs")
-        tile_size = max((max(t.width, t.height) for t in tiles), default=0)
         seconds = 0.0
         for k, cog in enumerate(self.cogs):
             partial = partial_path(cog.spec.path)
@@ -559,17 +563,14 @@ class CogSink(Sink):
                 write_failed(exc, cog.spec, partial, 0)
                 raise
             replace_output(partial, cog.spec.path)
-        summary = dict(width=self.grid.width, height=self.grid.height, bands=sum(len(c.band_names) for c in self.cogs))
-        if seconds:
-            summary["phases"] = {"overviews": seconds}
-        return summary
+        return self._summary(seconds or None)
 
     def _packed_images(self, workdir: str, tiles: Sequence[Tile], k: int, levels: int, aligned: int) -> List[Any]:
         """The blocks of output ``k``'s images, full resolution first: the tiles' up to level ``aligned``, then
         GDAL's, compressed into a COG from the last of the ``levels`` levels the workers wrote (which is
         one of them when it is above ``aligned``) with the levels above it."""
         from ..io import packed
-        from ..io.overviews import build_upper_levels, level_grid, level_tile, level_vrt, overview_sizes
+        from ..io.overviews import build_upper_levels, level_grid, level_tile, level_vrt, overview_sizes, upper_path
         cog = self.cogs[k]
         bands = len(cog.band_names)
         images = []
@@ -580,19 +581,18 @@ class CogSink(Sink):
         if cog.spec.overviews and len(overview_sizes(self.grid.width, self.grid.height)) > aligned:
             vrt = level_vrt(workdir, self.grid, tiles, cog.spec, cog.band_names, levels, None, f"p{k}", name=f"c{k}_")
             names = build_upper_levels(vrt, workdir, cog.spec, name=f"c{k}_", compressed=True)
-            upper = os.path.join(workdir, f"c{k}_upper.tif")
+            upper = upper_path(workdir, f"c{k}_")
             first = 0 if levels > aligned else 1           # that level itself, or only those above it
             images += [packed.file_blocks(upper, i, cog.spec, bands) for i in range(first, len(names) + 1)]
         return images
 
-    def _finish_in_place(self, workdir: str, tiles: Sequence[Tile]) -> Dict[str, Any]:
+    def _finish_in_place(self, workdir: str, tiles: Sequence[Tile], tile_size: int) -> Dict[str, Any]:
         """Every tile is in the outputs' files: the overview levels above the workers' computed by GDAL from
         the last of theirs (as the tile route does) and written in; then each file renamed to its output.
         The report's ``phases`` count those levels as ``overviews``."""
         from ..io.cog import replace_output
         log.info("Putting the Cloud-Optimized GeoTIFF in place" if len(self.cogs) == 1 else
                  f"Putting {len(self.cogs)} Cloud-Optimized GeoTIFFs in place")
-        tile_size = max((max(t.width, t.height) for t in tiles), default=0)
         seconds = 0.0
         for k, cog in enumerate(self.cogs):
             levels = self.overview_levels(cog.layer, tile_size)
@@ -601,10 +601,7 @@ class CogSink(Sink):
                 self._write_upper_levels(workdir, k, levels)
                 seconds += time.perf_counter() - start
             replace_output(self.in_place_path(workdir, k), cog.spec.path)
-        summary = dict(width=self.grid.width, height=self.grid.height, bands=sum(len(c.band_names) for c in self.cogs))
-        if seconds:
-            summary["phases"] = {"overviews": seconds}
-        return summary
+        return self._summary(seconds or None)
 
     def _write_upper_levels(self, workdir: str, k: int, levels: int) -> None:
         """Output ``k``'s overview levels above ``levels`` (the workers'), by GDAL from level ``levels`` of the

@@ -137,6 +137,20 @@ def test_one_file_per_scene_packed(tmp_path, assembled):
         np.testing.assert_allclose(src.read(1), ((nir - red) / (nir + red)).astype("float32"), rtol=1e-6)
 
 
+def packed_tiles_written(tmp_path, grid, spec, data):
+    """A packed sink of ``spec`` on ``grid`` in 1024-pixel tiles, each tile of ``data`` written by it in the
+    work folder ``tmp_path/work``, as a worker writes it: the sink, that folder and the tiles."""
+    sink = CogSink.single(grid, spec, ["v"]).planned(1024, local=True)
+    assert sink.packed and not sink.in_place
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    tiles = plan_tiles(grid, 1024)
+    for tile in tiles:
+        window = data[:, tile.row_off:tile.row_off + tile.height, tile.col_off:tile.col_off + tile.width]
+        sink.write(sink.task_target(str(workdir), tile, 1024), tile, np.ascontiguousarray(window))
+    return sink, workdir, tiles
+
+
 @pytest.mark.parametrize("compression,packed_tile,message", [
     ("NONE", False, r"ovr1/tile_0001024_0001024_p0.tif is not a tiled TIFF"),
     ("ZSTD", True, r"ovr1/tile_0001024_0001024_p0.tif has \(byte order, block, bands, bits, compression, predictor\) "
@@ -150,14 +164,7 @@ def test_tile_files_not_packed_are_assembled_by_gdal(tmp_path, caplog, compressi
     spec = OutputSpec(str(tmp_path / "out.tif"), "float32", -9999.0).resolved()
     data = np.random.default_rng(3).normal(0, 1, (1, 2200, 2600)).astype("float32")
     data[:, :300, :700] = -9999.0
-    sink = CogSink.single(grid, spec, ["v"]).planned(1024, local=True)
-    assert sink.packed and not sink.in_place
-    workdir = tmp_path / "work"
-    workdir.mkdir()
-    tiles = plan_tiles(grid, 1024)
-    for tile in tiles:
-        window = data[:, tile.row_off:tile.row_off + tile.height, tile.col_off:tile.col_off + tile.width]
-        sink.write(sink.task_target(str(workdir), tile, 1024), tile, np.ascontiguousarray(window))
+    sink, workdir, tiles = packed_tiles_written(tmp_path, grid, spec, data)
     tile = tiles[4]
     level = tile_overviews(data[:, tile.row_off:tile.row_off + tile.height, tile.col_off:tile.col_off + tile.width],
                            spec.nodata, "average", 1)[0]
@@ -208,14 +215,7 @@ def test_a_packed_tile_cut_short_is_one_clear_error_and_no_output(tmp_path):
     grid = Grid("EPSG:32633", (10.0, 0.0, 500000.0, 0.0, -10.0, 5000000.0), 2048, 2048)
     spec = OutputSpec(str(tmp_path / "out.tif"), "float32", -9999.0).resolved()
     data = np.random.default_rng(7).normal(0, 1, (1, 2048, 2048)).astype("float32")
-    sink = CogSink.single(grid, spec, ["v"]).planned(1024, local=True)
-    assert sink.packed
-    workdir = tmp_path / "work"
-    workdir.mkdir()
-    tiles = plan_tiles(grid, 1024)
-    for tile in tiles:
-        window = data[:, tile.row_off:tile.row_off + tile.height, tile.col_off:tile.col_off + tile.width]
-        sink.write(sink.task_target(str(workdir), tile, 1024), tile, np.ascontiguousarray(window))
+    sink, workdir, tiles = packed_tiles_written(tmp_path, grid, spec, data)
     cut = sink.packed_path(str(workdir), tiles[2], 0)
     with open(cut, "r+b") as f:
         f.truncate(os.path.getsize(cut) // 2)
